@@ -1,0 +1,79 @@
+/*
+ * base.h — status codes, error messages, checked arithmetic and logging.
+ *
+ * Every module reports failures the same way: a function returns MOE_OK (0)
+ * or MOE_ERR (-1) and, on error, writes a human-readable reason into a
+ * caller-owned `moe_err`.  Broken invariants (programming errors) use
+ * MOE_ASSERT, which prints file:line and aborts; bad input never does.
+ *
+ * Sizes that come from outside (files, sockets, flags) go through the
+ * checked helpers below before they are used for allocation or indexing.
+ */
+#ifndef MOE_BASE_H
+#define MOE_BASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { MOE_OK = 0, MOE_ERR = -1 };
+
+#define MOE_ERR_MSG_MAX 512
+
+typedef struct moe_err {
+    char msg[MOE_ERR_MSG_MAX];
+} moe_err;
+
+#if defined(__GNUC__)
+#define MOE_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MOE_PRINTF(a, b)
+#endif
+
+/* Writes the formatted reason into err (if non-NULL) and returns MOE_ERR. */
+int moe_err_set(moe_err *err, const char *fmt, ...) MOE_PRINTF(2, 3);
+/* Prefixes an existing message: "ctx: old message". Returns MOE_ERR. */
+int moe_err_prefix(moe_err *err, const char *fmt, ...) MOE_PRINTF(2, 3);
+
+/* Broken invariant: print where and abort. Never used for bad input. */
+#define MOE_ASSERT(cond)                                                   \
+    do {                                                                   \
+        if (!(cond)) moe_assert_fail(#cond, __FILE__, __LINE__);           \
+    } while (0)
+_Noreturn void moe_assert_fail(const char *cond, const char *file, int line);
+
+/* Checked arithmetic: return true when the result fits, false on overflow. */
+static inline bool moe_add_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
+static inline bool moe_mul_u64(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
+static inline bool moe_add_size(size_t a, size_t b, size_t *r) { return !__builtin_add_overflow(a, b, r); }
+static inline bool moe_mul_size(size_t a, size_t b, size_t *r) { return !__builtin_mul_overflow(a, b, r); }
+
+/* Rounds x up to a multiple of align (a power of two); false on overflow. */
+static inline bool moe_align_up_u64(uint64_t x, uint64_t align, uint64_t *r)
+{
+    uint64_t t;
+    if (!moe_add_u64(x, align - 1, &t)) return false;
+    *r = t & ~(align - 1);
+    return true;
+}
+
+static inline bool moe_is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+/* Allocation: these never return NULL; out of memory is fatal in one place. */
+void *moe_xmalloc(size_t n);
+void *moe_xcalloc(size_t count, size_t size);
+void *moe_xrealloc(void *p, size_t n);
+char *moe_xstrdup(const char *s);
+
+/* Logging to stderr with a level prefix; MOE_LOG env var sets the level. */
+typedef enum { MOE_LOG_DEBUG = 0, MOE_LOG_INFO, MOE_LOG_WARN, MOE_LOG_ERROR } moe_log_level;
+void moe_log(moe_log_level level, const char *fmt, ...) MOE_PRINTF(2, 3);
+
+/* Strict number parsing for flags and text files: whole string, in range. */
+int moe_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, moe_err *err);
+int moe_parse_f64(const char *s, double lo, double hi, double *out, moe_err *err);
+
+/* Monotonic time in seconds. */
+double moe_now(void);
+
+#endif

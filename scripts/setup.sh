@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every Debian package moe needs to build, test and
+# run.  Safe to run again: it only calls apt-get when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  openmpi-bin libopenmpi-dev          # the worker job (MPI)
+  libzmq3-dev                         # client/coordinator/worker messaging
+  libopenblas-dev                     # large float32 GEMMs
+  libprotobuf-c-dev protobuf-c-compiler  # wire messages (protoc-c at build time)
+  clang libclang-rt-14-dev            # libFuzzer and the sanitizer build
+  unicode-data                        # Unicode tables for the tokenizer, generated at build time
+  python3                             # small test drivers
+  procps psmisc                       # ps/pkill in tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"

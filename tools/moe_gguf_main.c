@@ -1,0 +1,139 @@
+/*
+ * moe-gguf — print a GGUF file's metadata and tensor table, or the reason
+ * it is not a valid file (exit status 1).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "gguf.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: moe-gguf [--full] FILE.gguf\n"
+            "Prints the metadata keys and the tensor table of a GGUF file.\n"
+            "Exits 1 with the validation error if the file is not valid.\n"
+            "  --full   print whole strings and arrays (default: first items)\n"
+            "  --help   this text\n");
+}
+
+static void put_escaped(const char *s, uint64_t len, uint64_t max)
+{
+    putchar('"');
+    for (uint64_t i = 0; i < len && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+        else putchar(c);
+    }
+    putchar('"');
+    if (len > max) printf("... (%llu bytes)", (unsigned long long)len);
+}
+
+static void put_scalar(moe_gguf_vtype t, const unsigned char *p)
+{
+    switch (t) {
+    case MOE_GGUF_U8: printf("%u", p[0]); break;
+    case MOE_GGUF_I8: printf("%d", (int8_t)p[0]); break;
+    case MOE_GGUF_BOOL: fputs(p[0] ? "true" : "false", stdout); break;
+    case MOE_GGUF_U16: { uint16_t v; memcpy(&v, p, 2); printf("%u", v); break; }
+    case MOE_GGUF_I16: { int16_t v; memcpy(&v, p, 2); printf("%d", v); break; }
+    case MOE_GGUF_U32: { uint32_t v; memcpy(&v, p, 4); printf("%u", v); break; }
+    case MOE_GGUF_I32: { int32_t v; memcpy(&v, p, 4); printf("%d", v); break; }
+    case MOE_GGUF_U64: { uint64_t v; memcpy(&v, p, 8); printf("%llu", (unsigned long long)v); break; }
+    case MOE_GGUF_I64: { int64_t v; memcpy(&v, p, 8); printf("%lld", (long long)v); break; }
+    case MOE_GGUF_F32: { float v; memcpy(&v, p, 4); printf("%.9g", v); break; }
+    case MOE_GGUF_F64: { double v; memcpy(&v, p, 8); printf("%.17g", v); break; }
+    default: fputs("?", stdout);
+    }
+}
+
+static const size_t elem_size[MOE_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+
+int main(int argc, char **argv)
+{
+    bool full = false;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--full")) {
+            full = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "moe-gguf: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "moe-gguf: more than one file given\n");
+            return 2;
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+    moe_err err;
+    moe_gguf *g;
+    if (moe_gguf_open(&g, path, &err)) {
+        fprintf(stderr, "moe-gguf: %s\n", err.msg);
+        return 1;
+    }
+    const uint64_t max_str = full ? UINT64_MAX : 120, max_items = full ? UINT64_MAX : 8;
+    printf("file: %s\nversion: %u\nalignment: %u\ndata offset: %llu\nfile size: %llu\n", path, moe_gguf_version(g),
+           moe_gguf_alignment(g), (unsigned long long)moe_gguf_data_offset(g),
+           (unsigned long long)moe_gguf_file_size(g));
+    printf("metadata: %d keys\n", moe_gguf_n_kv(g));
+    for (int i = 0; i < moe_gguf_n_kv(g); i++) {
+        moe_gguf_vtype t = moe_gguf_kv_type(g, i);
+        printf("  %-48s ", moe_gguf_kv_key(g, i));
+        if (t == MOE_GGUF_STRING) {
+            uint64_t len;
+            const char *s = moe_gguf_kv_str(g, i, &len);
+            printf("string  ");
+            put_escaped(s, len, max_str);
+        } else if (t == MOE_GGUF_ARRAY) {
+            moe_gguf_arr a;
+            moe_gguf_kv_arr(g, i, &a);
+            printf("array[%s] %llu [", moe_gguf_vtype_name(a.type), (unsigned long long)a.count);
+            for (uint64_t j = 0; j < a.count && j < max_items; j++) {
+                if (j) fputs(", ", stdout);
+                if (a.type == MOE_GGUF_STRING) {
+                    uint64_t len;
+                    const char *s = moe_gguf_arr_str(g, &a, j, &len);
+                    put_escaped(s, len, max_str);
+                } else {
+                    put_scalar(a.type, (const unsigned char *)a.data + j * elem_size[a.type]);
+                }
+            }
+            fputs(a.count > max_items ? ", ...]" : "]", stdout);
+        } else {
+            uint64_t size;
+            const unsigned char *p = moe_gguf_kv_raw(g, i, &size);
+            printf("%-7s ", moe_gguf_vtype_name(t));
+            put_scalar(t, p);
+        }
+        putchar('\n');
+    }
+    printf("tensors: %d\n", moe_gguf_n_tensors(g));
+    printf("  %-5s %-40s %-6s %-26s %12s %12s\n", "#", "name", "type", "shape", "offset", "bytes");
+    uint64_t total = 0;
+    for (int i = 0; i < moe_gguf_n_tensors(g); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+        char shape[96] = "", buf[24];
+        size_t n = 0;
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            n += (size_t)snprintf(shape + n, sizeof shape - n, d ? " x %llu" : "%llu", (unsigned long long)t->ne[d]);
+        printf("  %-5d %-40s %-6s %-26s %12llu %12llu\n", i, t->name, moe_dtype_name(t->type, buf, sizeof buf), shape,
+               (unsigned long long)t->offset, (unsigned long long)t->size);
+        total += t->size;
+    }
+    printf("tensor bytes: %llu\n", (unsigned long long)total);
+    moe_gguf_close(g);
+    return 0;
+}

@@ -37,23 +37,23 @@ static const preset presets[] = {
     {"v2lite-mini", {.n_layer = 4, .n_dense = 1, .dim = 128, .n_head = 4, .q_lora = 0, .kv_lora = 64, .qk_nope = 32,
                      .qk_rope = 16, .v_dim = 32, .n_expert = 16, .n_expert_used = 6, .n_shared = 2, .expert_ff = 32,
                      .dense_ff = 256, .vocab = 400, .gating = 1, .scale = 1.0f, .yarn_factor = 40.0f,
-                     .yarn_orig_ctx = 4096, .mscale_all_dim = 0.707f, .type = MOE_DT_F32}},
+                     .yarn_orig_ctx = 4096, .mscale_all_dim = 0.707, .type = MOE_DT_F32, .pre = "deepseek-llm"}},
     {"v3-mini", {.n_layer = 4, .n_dense = 1, .dim = 128, .n_head = 4, .q_lora = 96, .kv_lora = 64, .qk_nope = 32,
                  .qk_rope = 16, .v_dim = 32, .n_expert = 16, .n_expert_used = 4, .n_shared = 1, .expert_ff = 32,
                  .dense_ff = 256, .vocab = 400, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
-                 .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0f,
+                 .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
                  .type = MOE_DT_F32}},
     /* The decode benchmark's shape (about 2.3 GB in q8_0). */
     {"bench", {.n_layer = 8, .n_dense = 1, .dim = 2048, .n_head = 16, .q_lora = 1536, .kv_lora = 512, .qk_nope = 128,
                .qk_rope = 64, .v_dim = 128, .n_expert = 64, .n_expert_used = 6, .n_shared = 2, .expert_ff = 704,
                .dense_ff = 5632, .vocab = 32000, .gating = 2, .n_group = 8, .n_group_used = 4, .norm_weights = true,
-               .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0f,
+               .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
                .type = MOE_DT_Q8_0}},
     /* The quick-start model: V3-style, small enough to make in a second. */
     {"default", {.n_layer = 6, .n_dense = 1, .dim = 512, .n_head = 8, .q_lora = 384, .kv_lora = 256, .qk_nope = 64,
                  .qk_rope = 32, .v_dim = 64, .n_expert = 32, .n_expert_used = 4, .n_shared = 1, .expert_ff = 256,
                  .dense_ff = 1024, .vocab = 2048, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
-                 .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0f,
+                 .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
                  .type = MOE_DT_Q8_0}},
 };
 
@@ -321,12 +321,12 @@ static int add_nextn(moe_gguf_writer *w, const mk_spec *s, int il, moe_err *err)
     return MOE_OK;
 }
 
-static void put_tokenizer_synth(moe_gguf_writer *w, int n_vocab)
+static void put_tokenizer_synth(moe_gguf_writer *w, int n_vocab, const char *pre)
 {
     mk_vocab v;
     mk_vocab_build(&v, n_vocab);
     moe_gguf_writer_kv_str(w, "tokenizer.ggml.model", "gpt2");
-    moe_gguf_writer_kv_str(w, "tokenizer.ggml.pre", "deepseek-v3");
+    moe_gguf_writer_kv_str(w, "tokenizer.ggml.pre", pre ? pre : "deepseek-v3");
     moe_gguf_writer_kv_arr_str(w, "tokenizer.ggml.tokens", (uint64_t)v.n_tokens, (const char *const *)v.tokens, NULL);
     moe_gguf_writer_kv_arr_i32(w, "tokenizer.ggml.token_type", (uint64_t)v.n_tokens, v.types);
     moe_gguf_writer_kv_arr_str(w, "tokenizer.ggml.merges", (uint64_t)v.n_merges, (const char *const *)v.merges, NULL);
@@ -439,7 +439,7 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
     moe_gguf_writer_kv_bool(w, K("expert_weights_norm"), s.norm_weights);
     moe_gguf_writer_kv_u32(w, K("rope.dimension_count"), (uint32_t)s.qk_rope);
     if (s.mtp > 0) moe_gguf_writer_kv_u32(w, K("nextn_predict_layers"), (uint32_t)s.mtp);
-    if (s.yarn_factor > 0) moe_gguf_writer_kv_f32(w, K("rope.scaling.yarn_log_multiplier"), 0.1f * s.mscale_all_dim);
+    if (s.yarn_factor > 0) moe_gguf_writer_kv_f32(w, K("rope.scaling.yarn_log_multiplier"), (float)(0.1 * s.mscale_all_dim));
 #undef K
     moe_gguf_writer_kv_u32(w, "general.file_type", mk_file_type(s.type));
     moe_gguf_writer_kv_u32(w, "general.quantization_version", 2);
@@ -447,7 +447,7 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
         for (int i = 0; i < moe_gguf_n_kv(vf); i++)
             if (!strncmp(moe_gguf_kv_key(vf, i), "tokenizer.", 10)) moe_gguf_writer_kv_copy(w, vf, i);
     } else {
-        put_tokenizer_synth(w, s.vocab);
+        put_tokenizer_synth(w, s.vocab, s.pre);
     }
 
     if (add(w, s.type, err, "token_embd.weight", 2, (uint64_t)s.dim, (uint64_t)s.vocab, 1) ||

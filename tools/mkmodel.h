@@ -34,13 +34,14 @@ typedef struct mk_spec {
     float scale;        /* routed scaling factor */
     float yarn_factor;  /* 0 = no rope scaling */
     int yarn_orig_ctx;
-    float mscale_all_dim;
+    double mscale_all_dim;
     int ctx;            /* 0 = derived */
     int mtp;            /* trailing MTP blocks (nextn_predict_layers) */
     bool fused_mla;     /* legacy attn_kv_b instead of attn_k_b/attn_v_b */
     moe_dtype type;
     uint64_t seed;
     const char *vocab_from; /* copy tokenizer.* from this GGUF */
+    const char *pre;        /* tokenizer.ggml.pre of the synthetic vocabulary */
     int threads;
 } mk_spec;
 

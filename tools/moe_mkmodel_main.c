@@ -28,6 +28,7 @@ static void usage(FILE *f)
         "  --shared-experts N     shared experts          --expert-ff N / --dense-ff N\n"
         "  --vocab N              vocabulary size (synthetic byte-level BPE)\n"
         "  --vocab-from FILE      copy the tokenizer of another GGUF (sets the vocabulary size)\n"
+        "  --pre NAME             tokenizer.ggml.pre of the synthetic vocabulary (deepseek-v3, deepseek-llm)\n"
         "  --gating softmax|sigmoid   sigmoid adds exp_probs_b (V3 style)\n"
         "  --groups N             expert groups (0 = no group keys)  --groups-used N\n"
         "  --norm-weights | --no-norm-weights   normalise the selected expert weights\n"
@@ -67,7 +68,7 @@ int main(int argc, char **argv)
         F("--ctx", ctx),               F("--mtp", mtp),              F("--threads", threads),
     };
     static const struct { const char *flag; size_t off; } floats[] = {
-        F("--scale", scale), F("--yarn", yarn_factor), F("--mscale-all-dim", mscale_all_dim),
+        F("--scale", scale), F("--yarn", yarn_factor),
 #undef F
     };
 
@@ -111,6 +112,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--type")) type = v;
         else if (!strcmp(a, "--recode")) recode = v;
         else if (!strcmp(a, "--vocab-from")) s.vocab_from = v;
+        else if (!strcmp(a, "--pre")) s.pre = v;
+        else if (!strcmp(a, "--mscale-all-dim")) {
+            if (moe_parse_f64(v, 0.0, 1e3, &s.mscale_all_dim, &err)) {
+                fprintf(stderr, "moe-mkmodel: --mscale-all-dim: %s\n", err.msg);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--seed")) {
             int64_t x;
             if (moe_parse_i64(v, 0, INT64_MAX, &x, &err)) {

@@ -126,16 +126,30 @@ uint16_t moe_f32_to_bf16(float f)
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* roundf (halves away from zero) written so that it vectorises: for
+ * |v| < 2^23, v - trunc(v) is exact, so this gives roundf's result bit for bit. */
+static inline float round_away(float v)
+{
+    const float t = truncf(v);
+    const float step = fabsf(v - t) >= 0.5f ? 1.0f : 0.0f;
+    return t + copysignf(step, v);
+}
+
 void moe_quantize_row_q8_0(const float *x, moe_block_q8_0 *y, int64_t n)
 {
     for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
         const float *xb = x + b * MOE_Q8_0_BLOCK;
         float amax = 0.0f;
-        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) {
+            const float a = fabsf(xb[j]); /* like fmaxf, NaN is skipped; but inlined */
+            amax = a > amax ? a : amax;
+        }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = moe_f32_to_f16(d);
-        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+        float q[MOE_Q8_0_BLOCK];
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) q[j] = round_away(xb[j] * id);
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)(int32_t)q[j];
     }
 }
 

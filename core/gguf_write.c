@@ -1,8 +1,9 @@
 /*
  * gguf_write.c — key/values are serialised into a growing byte buffer as
  * they are added; tensor infos are serialised at open, once every offset is
- * known.  The output is a sparse file mapped read-write, so filling a
- * 700 GB file touches no more memory than the pages being written.
+ * known.  Tensor bytes go out with pwrite (gaps stay sparse zeros): cheaper
+ * than faulting in a writable mapping page by page, and safe from several
+ * threads at once.
  */
 #include "gguf_write.h"
 
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "dtype.h"
@@ -36,7 +36,7 @@ struct moe_gguf_writer {
     uint64_t data_bytes; /* running end of the data section */
     /* while open */
     char *path, *tmp_path;
-    uint8_t *map;
+    int fd; /* -1 unless open */
     uint64_t file_size, data_off;
 };
 
@@ -69,17 +69,34 @@ static void begin_kv(moe_gguf_writer *w, const char *key, moe_gguf_vtype type)
     put_u32(w, (uint32_t)type);
 }
 
+static int write_all(moe_gguf_writer *w, uint64_t at, const void *data, uint64_t n, moe_err *err)
+{
+    const uint8_t *p = data;
+    while (n > 0) {
+        ssize_t k = pwrite(w->fd, p, n > (1u << 30) ? (1u << 30) : (size_t)n, (off_t)at);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return moe_err_set(err, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        }
+        p += k;
+        at += (uint64_t)k;
+        n -= (uint64_t)k;
+    }
+    return MOE_OK;
+}
+
 moe_gguf_writer *moe_gguf_writer_new(void)
 {
     moe_gguf_writer *w = moe_xcalloc(1, sizeof *w);
     w->alignment = MOE_GGUF_DEFAULT_ALIGNMENT;
+    w->fd = -1;
     return w;
 }
 
 void moe_gguf_writer_free(moe_gguf_writer *w)
 {
     if (!w) return;
-    if (w->map) munmap(w->map, w->file_size);
+    if (w->fd >= 0) close(w->fd);
     if (w->tmp_path) unlink(w->tmp_path);
     free(w->tmp_path);
     free(w->path);
@@ -181,7 +198,7 @@ void moe_gguf_writer_kv_copy(moe_gguf_writer *w, const moe_gguf *src, int i)
 int moe_gguf_writer_add_tensor(moe_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                const uint64_t *ne, moe_err *err)
 {
-    MOE_ASSERT(!w->map);
+    MOE_ASSERT(w->fd < 0);
     const moe_dtype_info *info = moe_dtype_info_get(type);
     char buf[24];
     if (!info) return moe_err_set(err, "tensor '%s': cannot write type %s", name, moe_dtype_name(type, buf, sizeof buf));
@@ -216,7 +233,7 @@ const uint64_t *moe_gguf_writer_tensor_ne(const moe_gguf_writer *w, int i) { ret
 
 int moe_gguf_writer_open(moe_gguf_writer *w, const char *path, moe_err *err)
 {
-    MOE_ASSERT(!w->map);
+    MOE_ASSERT(w->fd < 0 && !w->tmp_path);
     /* Header + metadata + tensor infos, then padding to the alignment. */
     size_t info_bytes = 0;
     for (int i = 0; i < w->n_tensors; i++)
@@ -230,25 +247,17 @@ int moe_gguf_writer_open(moe_gguf_writer *w, const char *path, moe_err *err)
     w->tmp_path = moe_xmalloc(plen + 5);
     memcpy(w->tmp_path, path, plen);
     memcpy(w->tmp_path + plen, ".tmp", 5);
-    int fd = open(w->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
         moe_err_set(err, "%s: cannot create: %s", w->tmp_path, strerror(errno));
         free(w->tmp_path);
         w->tmp_path = NULL; /* nothing to remove */
         return MOE_ERR;
     }
-    if (ftruncate(fd, (off_t)w->file_size) != 0) {
-        int e = errno;
-        close(fd);
-        return moe_err_set(err, "%s: cannot size to %llu bytes: %s", path, (unsigned long long)w->file_size, strerror(e));
-    }
-    void *p = mmap(NULL, w->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
-    if (p == MAP_FAILED) return moe_err_set(err, "%s: cannot map for writing: %s", path, strerror(e));
-    w->map = p;
 
-    uint8_t *o = w->map;
+    uint8_t *h = moe_xmalloc(w->data_off);
+    memset(h, 0, w->data_off);
+    uint8_t *o = h;
     uint32_t magic = MOE_GGUF_MAGIC, version = 3;
     uint64_t nt = (uint64_t)w->n_tensors;
     memcpy(o, &magic, 4);
@@ -272,14 +281,16 @@ int moe_gguf_writer_open(moe_gguf_writer *w, const char *path, moe_err *err)
         memcpy(o + 4, &t->offset, 8);
         o += 12;
     }
-    /* Padding and gaps between tensors are already zero (fresh sparse file). */
-    return MOE_OK;
+    int rc = write_all(w, 0, h, w->data_off, err);
+    free(h);
+    return rc;
 }
 
-void *moe_gguf_writer_tensor_data(moe_gguf_writer *w, int i)
+int moe_gguf_writer_write(moe_gguf_writer *w, int i, uint64_t at, const void *data, uint64_t n, moe_err *err)
 {
-    MOE_ASSERT(w->map && i >= 0 && i < w->n_tensors);
-    return w->map + w->data_off + w->tensors[i].offset;
+    MOE_ASSERT(w->fd >= 0 && i >= 0 && i < w->n_tensors);
+    MOE_ASSERT(at <= w->tensors[i].size && n <= w->tensors[i].size - at);
+    return write_all(w, w->data_off + w->tensors[i].offset + at, data, n, err);
 }
 
 uint64_t moe_gguf_writer_tensor_size(const moe_gguf_writer *w, int i)
@@ -290,10 +301,15 @@ uint64_t moe_gguf_writer_tensor_size(const moe_gguf_writer *w, int i)
 
 int moe_gguf_writer_commit(moe_gguf_writer *w, moe_err *err)
 {
-    MOE_ASSERT(w->map);
-    int rc = munmap(w->map, w->file_size);
-    w->map = NULL;
-    if (rc != 0) return moe_err_set(err, "%s: unmap failed: %s", w->path, strerror(errno));
+    MOE_ASSERT(w->fd >= 0);
+    int rc = ftruncate(w->fd, (off_t)w->file_size);
+    int e = errno;
+    if (close(w->fd) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    w->fd = -1;
+    if (rc != 0) return moe_err_set(err, "%s: cannot finish the file: %s", w->path, strerror(e));
     if (rename(w->tmp_path, w->path) != 0) return moe_err_set(err, "%s: cannot rename into place: %s", w->path, strerror(errno));
     free(w->tmp_path);
     w->tmp_path = NULL;

@@ -1,16 +1,17 @@
 /*
  * gguf_write.h — GGUF v3 writer.
  *
- * Usage: add key/values and tensor descriptions, then open the output; the
- * file is sized and mapped at once, so callers (possibly several threads)
- * fill each tensor's bytes in place, and commit renames the finished file
- * into place.  A failed or abandoned write leaves no partial file behind.
+ * Usage: add key/values and tensor descriptions, then open the output (the
+ * header is written at once), write each tensor's bytes with positioned
+ * writes (several threads may write different parts at the same time), and
+ * commit, which renames the finished file into place.  A failed or
+ * abandoned write leaves no partial file behind.
  *
  *   moe_gguf_writer *w = moe_gguf_writer_new();
  *   moe_gguf_writer_kv_str(w, "general.architecture", "deepseek2");
  *   int t = moe_gguf_writer_add_tensor(w, "output.weight", MOE_DT_F32, 2, ne);
  *   moe_gguf_writer_open(w, "out.gguf", &err);
- *   memcpy(moe_gguf_writer_tensor_data(w, t), ..., moe_gguf_writer_tensor_size(w, t));
+ *   moe_gguf_writer_write(w, t, 0, bytes, moe_gguf_writer_tensor_size(w, t), &err);
  *   moe_gguf_writer_commit(w, &err);
  *   moe_gguf_writer_free(w);
  */
@@ -59,13 +60,14 @@ const char *moe_gguf_writer_tensor_name(const moe_gguf_writer *w, int i);
 uint32_t moe_gguf_writer_tensor_type(const moe_gguf_writer *w, int i);
 const uint64_t *moe_gguf_writer_tensor_ne(const moe_gguf_writer *w, int i); /* 4 dims, unused = 1 */
 
-/* Creates "<path>.tmp", sizes and maps it, writes header, metadata and
- * tensor infos. */
+/* Creates "<path>.tmp" and writes header, metadata and tensor infos. */
 int moe_gguf_writer_open(moe_gguf_writer *w, const char *path, moe_err *err);
-/* Where tensor i's bytes go (valid between open and commit). */
-void *moe_gguf_writer_tensor_data(moe_gguf_writer *w, int i);
+/* Writes n bytes at byte offset `at` of tensor i (between open and commit;
+ * thread-safe for disjoint ranges). */
+int moe_gguf_writer_write(moe_gguf_writer *w, int i, uint64_t at, const void *data, uint64_t n, moe_err *err);
 uint64_t moe_gguf_writer_tensor_size(const moe_gguf_writer *w, int i);
-/* Flushes, unmaps and renames the file to its final path. */
+/* Sizes the file (zero padding at the end), closes it and renames it to
+ * its final path. */
 int moe_gguf_writer_commit(moe_gguf_writer *w, moe_err *err);
 
 #endif

@@ -200,13 +200,16 @@ typedef struct fill_ctx {
     job *jobs;
     size_t n_jobs;
     atomic_size_t next;
+    atomic_int failed;
+    moe_err err; /* first failure */
 } fill_ctx;
 
 static void *fill_worker(void *arg)
 {
     fill_ctx *c = arg;
     float *buf = moe_xmalloc(CHUNK * sizeof(float));
-    for (;;) {
+    uint8_t *out = moe_xmalloc(CHUNK * sizeof(float));
+    while (!atomic_load(&c->failed)) {
         size_t j = atomic_fetch_add(&c->next, 1);
         if (j >= c->n_jobs) break;
         int t = c->jobs[j].tensor;
@@ -221,9 +224,14 @@ static void *fill_worker(void *arg)
             gen_chunk(c->seed, c->names[t], c->fan_in[t], c->jobs[j].chunk, buf, (uint32_t)n);
         }
         const moe_dtype_info *di = moe_dtype_info_get(c->types[t]);
-        uint8_t *dst = (uint8_t *)moe_gguf_writer_tensor_data(c->w, t) + first / di->block_elems * di->block_bytes;
-        moe_row_from_f32(c->types[t], buf, dst, (int64_t)n);
+        moe_row_from_f32(c->types[t], buf, out, (int64_t)n);
+        moe_err e;
+        if (moe_gguf_writer_write(c->w, t, first / di->block_elems * di->block_bytes, out,
+                                  n / di->block_elems * di->block_bytes, &e)) {
+            if (atomic_exchange(&c->failed, 1) == 0) c->err = e;
+        }
     }
+    free(out);
     free(buf);
     return NULL;
 }
@@ -237,6 +245,7 @@ static void fill_all(fill_ctx *c, int n_tensors, int threads)
     for (int t = 0; t < n_tensors; t++)
         for (uint64_t k = 0; k * CHUNK < c->n_elems[t]; k++) c->jobs[c->n_jobs++] = (job){t, k};
     atomic_init(&c->next, 0);
+    atomic_init(&c->failed, 0);
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
     pthread_t tid[64];
@@ -365,11 +374,13 @@ static int fill_and_commit(moe_gguf_writer *w, const char *path, uint64_t seed, 
         c.fan_in[i] = ne[0];
     }
     fill_all(&c, n, threads);
+    int failed = atomic_load(&c.failed);
+    if (failed) *err = c.err;
     free(c.names);
     free(c.types);
     free(c.n_elems);
     free(c.fan_in);
-    return moe_gguf_writer_commit(w, err);
+    return failed ? MOE_ERR : moe_gguf_writer_commit(w, err);
 }
 
 int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)

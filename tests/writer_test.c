@@ -330,8 +330,32 @@ static void test_bad_flags(void)
     printf("bad flags: %zu refused with their messages\n", sizeof bad / sizeof bad[0]);
 }
 
+/* The fast q8_0 encoder against the scalar reference: random blocks with
+ * exact halves, zeros, one-element blocks, huge and tiny magnitudes. */
+static void test_q8_0_fast_matches_ref(void)
+{
+    enum { N = 32 * 4096 };
+    static float x[N];
+    static moe_block_q8_0 a[N / 32], b[N / 32];
+    uint64_t st = 12345;
+    for (int i = 0; i < N; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        int kind = (int)((st >> 60) & 3), blk = i / 32;
+        float r = (float)((int32_t)(st >> 32)) / 2147483648.0f;
+        if (blk % 7 == 0) x[i] = (float)((int)(r * 254.0f)) * 0.5f; /* many exact halves after scaling */
+        else if (blk % 11 == 0) x[i] = i % 32 == 5 ? r : 0.0f;     /* one non-zero */
+        else if (blk % 13 == 0) x[i] = 0.0f;                      /* all zero: d = 0 */
+        else x[i] = r * (kind == 0 ? 1e-30f : kind == 1 ? 1e30f : 1.0f);
+    }
+    moe_quantize_row_q8_0_ref(x, a, N);
+    moe_quantize_row_q8_0(x, b, N);
+    CHECK(!memcmp(a, b, sizeof a));
+    printf("q8_0: fast encoder bit-identical to the reference on %d blocks\n", N / 32);
+}
+
 int main(void)
 {
+    test_q8_0_fast_matches_ref();
     const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(tmpdir, sizeof tmpdir, "%s/moe-writer-XXXXXX", base);
     if (!mkdtemp(tmpdir)) {

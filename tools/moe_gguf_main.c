@@ -11,10 +11,11 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: moe-gguf [--full] FILE.gguf\n"
+            "usage: moe-gguf [--full | --summary] FILE.gguf\n"
             "Prints the metadata keys and the tensor table of a GGUF file.\n"
             "Exits 1 with the validation error if the file is not valid.\n"
-            "  --full   print whole strings and arrays (default: first items)\n"
+            "  --full      print whole strings and arrays (default: first items)\n"
+            "  --summary   print only the model's shape and where its bytes are\n"
             "  --help   this text\n");
 }
 
@@ -51,11 +52,52 @@ static void put_scalar(moe_gguf_vtype t, const unsigned char *p)
     }
 }
 
+/* A short description: the architecture's shape keys and the split of the
+ * bytes into routed experts (sharded over ranks) and everything else
+ * (replicated on every rank). */
+static void print_summary(const moe_gguf *g, const char *path)
+{
+    static const char *const keys[] = {
+        "general.name", "general.architecture", "deepseek2.block_count", "deepseek2.leading_dense_block_count",
+        "deepseek2.nextn_predict_layers", "deepseek2.embedding_length", "deepseek2.attention.head_count",
+        "deepseek2.attention.q_lora_rank", "deepseek2.attention.kv_lora_rank", "deepseek2.rope.dimension_count",
+        "deepseek2.expert_count", "deepseek2.expert_used_count", "deepseek2.expert_shared_count",
+        "deepseek2.expert_feed_forward_length", "deepseek2.expert_gating_func", "deepseek2.vocab_size",
+        "deepseek2.context_length", "tokenizer.ggml.pre",
+    };
+    printf("%s\n", path);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        int k = moe_gguf_find_kv(g, keys[i]);
+        if (k < 0) continue;
+        const char *short_key = strchr(keys[i], '.') + 1;
+        printf("  %-36s ", short_key);
+        int64_t v;
+        uint64_t len;
+        if (moe_gguf_kv_type(g, k) == MOE_GGUF_STRING) {
+            const char *s = moe_gguf_kv_str(g, k, &len);
+            printf("%.*s\n", (int)(len > 80 ? 80 : len), s);
+        } else if (moe_gguf_kv_scalar_i64(g, k, &v) == 0) {
+            printf("%lld\n", (long long)v);
+        } else {
+            printf("(%s)\n", moe_gguf_vtype_name(moe_gguf_kv_type(g, k)));
+        }
+    }
+    uint64_t experts = 0, other = 0;
+    for (int i = 0; i < moe_gguf_n_tensors(g); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+        if (strstr(t->name, "_exps.")) experts += t->size;
+        else other += t->size;
+    }
+    printf("  %-36s %d (%.1f MiB)\n", "tensors", moe_gguf_n_tensors(g), (double)(experts + other) / 1048576.0);
+    printf("  %-36s %.1f MiB (sharded over ranks)\n", "routed experts", (double)experts / 1048576.0);
+    printf("  %-36s %.1f MiB (on every rank)\n", "dense, attention, embeddings", (double)other / 1048576.0);
+}
+
 static const size_t elem_size[MOE_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 int main(int argc, char **argv)
 {
-    bool full = false;
+    bool full = false, summary = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -63,6 +105,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--full")) {
             full = true;
+        } else if (!strcmp(argv[i], "--summary")) {
+            summary = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "moe-gguf: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -83,6 +127,11 @@ int main(int argc, char **argv)
     if (moe_gguf_open(&g, path, &err)) {
         fprintf(stderr, "moe-gguf: %s\n", err.msg);
         return 1;
+    }
+    if (summary) {
+        print_summary(g, path);
+        moe_gguf_close(g);
+        return 0;
     }
     const uint64_t max_str = full ? UINT64_MAX : 120, max_items = full ? UINT64_MAX : 8;
     printf("file: %s\nversion: %u\nalignment: %u\ndata offset: %llu\nfile size: %llu\n", path, moe_gguf_version(g),

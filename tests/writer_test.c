@@ -231,6 +231,34 @@ static void test_determinism_and_mtp(void)
     moe_gguf_close(y);
 }
 
+/* --vocab-from copies a real tokenizer verbatim and sizes the model to it. */
+static void test_vocab_from(void)
+{
+    const char *vocab = fixture_path("tokenizer/deepseek-v3-vocab.gguf");
+    CHECK(run("%s/moe-mkmodel --preset tiny --type q8_0 --vocab-from %s -o %s 2>/dev/null", bin(), vocab,
+              tmp("vf.gguf")) == 0);
+    moe_gguf *a = open_or_fail(tmp("vf.gguf")), *v = open_or_fail(vocab);
+    if (!a || !v) goto out;
+    moe_err err;
+    uint32_t n = 0;
+    CHECK(moe_gguf_get_u32(a, "deepseek2.vocab_size", &n, &err) == 0 && n == 129280);
+    const moe_gguf_tensor *e = moe_gguf_find_tensor(a, "token_embd.weight");
+    CHECK(e && e->ne[1] == 129280);
+    int copied = 0;
+    for (int i = 0; i < moe_gguf_n_kv(v); i++) {
+        const char *k = moe_gguf_kv_key(v, i);
+        if (strncmp(k, "tokenizer.", 10)) continue;
+        int j = moe_gguf_find_kv(a, k);
+        CHECK_MSG(j >= 0 && same_kv_value(v, i, a, j), "%s not copied", k);
+        copied++;
+    }
+    CHECK(copied >= 9);
+    printf("vocab-from: %d tokenizer keys copied, vocabulary of %u\n", copied, n);
+out:
+    moe_gguf_close(a);
+    moe_gguf_close(v);
+}
+
 static void test_writer_roundtrip(void)
 {
     moe_err err;
@@ -367,6 +395,7 @@ int main(void)
     test_mkmodel_matches_fixtures();
     test_determinism_and_mtp();
     test_bad_flags();
+    test_vocab_from();
     run("rm -rf %s", tmpdir);
     return check_summary("writer_test");
 }

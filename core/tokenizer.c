@@ -44,11 +44,14 @@ struct moe_tokenizer {
     bool add_bos;
     uint8_t *type;     /* [n_vocab] moe_toktype */
     char *str;         /* GGUF strings, concatenated */
-    size_t *str_off;   /* [n_vocab + 1] */
+    uint32_t *str_off; /* [n_vocab + 1] */
     char *dec;         /* decoded bytes, concatenated */
-    size_t *dec_off;   /* [n_vocab + 1] */
+    uint32_t *dec_off; /* [n_vocab + 1] */
     size_t max_dec;    /* longest decoded token */
-    uint32_t *lookup;  /* GGUF string -> id + 1 (0 = empty slot) */
+    /* GGUF string -> id: open addressing, at most half full.  Each slot
+     * keeps 32 bits of the hash so that probing past other strings rarely
+     * touches their bytes (load time is dominated by these lookups). */
+    struct lookup_slot { uint32_t id1, tag; } *lookup; /* id1 = id + 1, 0 = empty */
     uint64_t lookup_mask;
     int32_t byte_id[256];
     merge_slot *merges;
@@ -84,8 +87,9 @@ static uint64_t hash_bytes(const void *p, size_t n)
 
 static inline uint64_t hash_pair(uint64_t key)
 {
+    /* The high half of the product depends on every bit of both ids. */
     key *= 0x9E3779B97F4A7C15ull;
-    return key ^ (key >> 29);
+    return (key >> 32) ^ (key >> 17);
 }
 
 static uint64_t pow2_at_least(uint64_t x)
@@ -95,15 +99,39 @@ static uint64_t pow2_at_least(uint64_t x)
     return p;
 }
 
-static int32_t lookup_str(const moe_tokenizer *t, const char *s, size_t len)
+static int32_t lookup_hashed(const moe_tokenizer *t, const char *s, size_t len, uint64_t h)
 {
-    for (uint64_t i = hash_bytes(s, len) & t->lookup_mask;; i = (i + 1) & t->lookup_mask) {
-        uint32_t v = t->lookup[i];
-        if (!v) return -1;
-        int32_t id = (int32_t)(v - 1);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t i = h & t->lookup_mask;; i = (i + 1) & t->lookup_mask) {
+        struct lookup_slot v = t->lookup[i];
+        if (!v.id1) return -1;
+        if (v.tag != tag) continue;
+        int32_t id = (int32_t)(v.id1 - 1);
         size_t l = t->str_off[id + 1] - t->str_off[id];
         if (l == len && memcmp(t->str + t->str_off[id], s, len) == 0) return id;
     }
+}
+
+/* The id in the first slot on h's probe path whose tag matches, without
+ * reading any string (-1 if none): the cheap first step of a lookup. */
+static int32_t lookup_candidate(const moe_tokenizer *t, uint64_t h)
+{
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t i = h & t->lookup_mask;; i = (i + 1) & t->lookup_mask) {
+        struct lookup_slot v = t->lookup[i];
+        if (!v.id1) return -1;
+        if (v.tag == tag) return (int32_t)(v.id1 - 1);
+    }
+}
+
+static inline bool str_is(const moe_tokenizer *t, int32_t id, const char *s, size_t len)
+{
+    return t->str_off[id + 1] - t->str_off[id] == len && memcmp(t->str + t->str_off[id], s, len) == 0;
+}
+
+static int32_t lookup_str(const moe_tokenizer *t, const char *s, size_t len)
+{
+    return lookup_hashed(t, s, len, hash_bytes(s, len));
 }
 
 static inline const merge_slot *merge_find(const moe_tokenizer *t, int32_t l, int32_t r)
@@ -173,6 +201,106 @@ static void trie_add(moe_tokenizer *t, int32_t *cap, const char *s, size_t len, 
     if (t->trie[node].id < 0) t->trie[node].id = id; /* first (lowest id) wins */
 }
 
+#define LOAD_BATCH 32
+
+/* Merges "left right" -> (left id, right id) -> (rank, merged id).  The
+ * merged token's string is the concatenation of the two, because the
+ * byte-level map works byte by byte.  Load time is dominated by cache
+ * misses, so merges go in batches: parse and hash, prefetch the lookup
+ * slots, resolve, prefetch the merge slots, insert.  Converters write the
+ * merged tokens in rank order (id = rank + constant), so the merged id is
+ * first guessed from the previous one and verified against its string
+ * (sequential memory), falling back to the hash. */
+static int resolve_merges(moe_tokenizer *t, const moe_gguf *g, const moe_gguf_arr *merges,
+                          const uint8_t *canon, moe_err *err)
+{
+    struct pend {
+        const char *ms;
+        size_t ll, rl;
+        uint64_t hl, hr, key, slot;
+        int32_t m, cl, cr;
+    } b[LOAD_BATCH];
+    int64_t delta = 0;
+    size_t cat_cap = 256;
+    char *cat = moe_xmalloc(cat_cap);
+    int rc = MOE_OK;
+    for (uint64_t r0 = 0; r0 < merges->count && rc == MOE_OK; r0 += LOAD_BATCH) {
+        size_t nb = merges->count - r0 < LOAD_BATCH ? (size_t)(merges->count - r0) : LOAD_BATCH;
+        for (size_t j = 0; j < nb; j++) {
+            uint64_t slen;
+            const char *ms = moe_gguf_arr_str(g, merges, r0 + j, &slen);
+            const char *sp = slen > 1 ? memchr(ms + 1, ' ', slen - 1) : NULL;
+            if (!sp || sp + 1 == ms + slen || r0 + j >= UINT32_MAX) {
+                rc = moe_err_set(err, "merge %llu is not of the form 'left right'",
+                                 (unsigned long long)(r0 + j));
+                break;
+            }
+            b[j].ms = ms;
+            b[j].ll = (size_t)(sp - ms);
+            b[j].rl = (size_t)slen - b[j].ll - 1;
+            b[j].hl = hash_bytes(ms, b[j].ll);
+            b[j].hr = hash_bytes(sp + 1, b[j].rl);
+            __builtin_prefetch(&t->lookup[b[j].hl & t->lookup_mask]);
+            __builtin_prefetch(&t->lookup[b[j].hr & t->lookup_mask]);
+        }
+        /* Candidates from the slots alone; prefetch their strings' offsets. */
+        for (size_t j = 0; j < nb && rc == MOE_OK; j++) {
+            b[j].cl = lookup_candidate(t, b[j].hl);
+            b[j].cr = lookup_candidate(t, b[j].hr);
+            if (b[j].cl >= 0) __builtin_prefetch(&t->str_off[b[j].cl]);
+            if (b[j].cr >= 0) __builtin_prefetch(&t->str_off[b[j].cr]);
+        }
+        for (size_t j = 0; j < nb && rc == MOE_OK; j++) {
+            if (b[j].cl >= 0) __builtin_prefetch(t->str + t->str_off[b[j].cl]);
+            if (b[j].cr >= 0) __builtin_prefetch(t->str + t->str_off[b[j].cr]);
+        }
+        for (size_t j = 0; j < nb && rc == MOE_OK; j++) {
+            uint64_t r = r0 + j;
+            const char *ms = b[j].ms, *rs = ms + b[j].ll + 1;
+            size_t ll = b[j].ll, rl = b[j].rl;
+            /* A candidate whose string differs (a tag collision) falls back
+             * to the full lookup, so the result is exact. */
+            int32_t l = b[j].cl >= 0 && str_is(t, b[j].cl, ms, ll) ? b[j].cl : lookup_hashed(t, ms, ll, b[j].hl);
+            int32_t rr = b[j].cr >= 0 && str_is(t, b[j].cr, rs, rl) ? b[j].cr : lookup_hashed(t, rs, rl, b[j].hr);
+            int64_t guess = (int64_t)r + delta;
+            int32_t m = -1;
+            if (guess >= 0 && guess < t->n_vocab && canon[guess] &&
+                t->str_off[guess + 1] - t->str_off[guess] == ll + rl &&
+                memcmp(t->str + t->str_off[guess], ms, ll) == 0 &&
+                memcmp(t->str + t->str_off[guess] + ll, rs, rl) == 0) {
+                m = (int32_t)guess;
+            } else {
+                if (ll + rl > cat_cap) {
+                    cat_cap = ll + rl;
+                    cat = moe_xrealloc(cat, cat_cap);
+                }
+                memcpy(cat, ms, ll);
+                memcpy(cat + ll, rs, rl);
+                m = lookup_str(t, cat, ll + rl);
+                if (m >= 0) delta = (int64_t)m - (int64_t)r;
+            }
+            if (l < 0 || rr < 0 || m < 0) {
+                size_t sl = ll + 1 + rl;
+                rc = moe_err_set(err, "merge %llu '%.*s' names a token that is not in the vocabulary",
+                                 (unsigned long long)r, (int)(sl > 64 ? 64 : sl), ms);
+                break;
+            }
+            b[j].key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)rr;
+            b[j].slot = hash_pair(b[j].key) & t->merge_mask;
+            b[j].m = m;
+            __builtin_prefetch(&t->merges[b[j].slot], 1);
+        }
+        for (size_t j = 0; j < nb && rc == MOE_OK; j++) {
+            uint64_t key = b[j].key, h = b[j].slot;
+            while (t->merges[h].key != MERGE_EMPTY && t->merges[h].key != key) h = (h + 1) & t->merge_mask;
+            if (t->merges[h].key == key) continue; /* a repeated pair keeps its first rank */
+            t->merges[h] = (merge_slot){.key = key, .rank = (uint32_t)(r0 + j), .id = b[j].m};
+        }
+    }
+    free(cat);
+    return rc;
+}
+
 int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
 {
     *out = NULL;
@@ -235,7 +363,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         }
         t->type[i] = (uint8_t)ty;
         moe_gguf_arr_str(g, &tokens, i, &slen);
-        if (!moe_add_size(total, (size_t)slen, &total)) {
+        if (!moe_add_size(total, (size_t)slen, &total) || total >= UINT32_MAX) {
             moe_err_set(err, "token strings too large");
             return load_fail(t, err);
         }
@@ -247,20 +375,40 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
     uint64_t nslots = pow2_at_least(2 * (uint64_t)n);
     t->lookup = moe_xcalloc(nslots, sizeof *t->lookup);
     t->lookup_mask = nslots - 1;
+    /* canon[i]: token i owns its string's slot (false for unused tokens and
+     * later duplicates), which lets the merge pass verify a guessed id. */
+    uint8_t *canon = moe_xcalloc(n, 1);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const char *ts = moe_gguf_arr_str(g, &tokens, i, &slen);
-        t->str_off[i] = off;
+        t->str_off[i] = (uint32_t)off;
         memcpy(t->str + off, ts, slen);
         off += slen;
-        if (t->type[i] == MOE_TOKTYPE_UNUSED) continue;
-        /* Duplicate strings: the first (lowest id) keeps the slot. */
-        if (lookup_str(t, ts, slen) >= 0) continue;
-        uint64_t h = hash_bytes(ts, slen) & t->lookup_mask;
-        while (t->lookup[h]) h = (h + 1) & t->lookup_mask;
-        t->lookup[h] = (uint32_t)i + 1;
     }
-    t->str_off[n] = off;
+    t->str_off[n] = (uint32_t)off;
+    /* Inserting is bound by cache misses on the slots, so hash a batch
+     * first, prefetch its slots, then insert. */
+    uint64_t hb[LOAD_BATCH];
+    for (size_t i0 = 0; i0 < n; i0 += LOAD_BATCH) {
+        size_t nb = n - i0 < LOAD_BATCH ? n - i0 : LOAD_BATCH;
+        for (size_t j = 0; j < nb; j++) {
+            size_t i = i0 + j;
+            hb[j] = hash_bytes(t->str + t->str_off[i], t->str_off[i + 1] - t->str_off[i]);
+            __builtin_prefetch(&t->lookup[hb[j] & t->lookup_mask], 1);
+        }
+        for (size_t j = 0; j < nb; j++) {
+            size_t i = i0 + j;
+            if (t->type[i] == MOE_TOKTYPE_UNUSED) continue;
+            const char *ts = t->str + t->str_off[i];
+            size_t len = t->str_off[i + 1] - t->str_off[i];
+            /* Duplicate strings: the first (lowest id) keeps the slot. */
+            if (lookup_hashed(t, ts, len, hb[j]) >= 0) continue;
+            uint64_t h = hb[j] & t->lookup_mask;
+            while (t->lookup[h].id1) h = (h + 1) & t->lookup_mask;
+            t->lookup[h] = (struct lookup_slot){(uint32_t)i + 1, (uint32_t)(hb[j] >> 32)};
+            canon[i] = 1;
+        }
+    }
     t->str[off] = 0;
 
     /* Decoded bytes: byte-level strings for normal tokens, the text itself
@@ -276,7 +424,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
     for (size_t i = 0; i < n; i++) {
         const char *ts = t->str + t->str_off[i];
         size_t len = t->str_off[i + 1] - t->str_off[i], dl = 0;
-        t->dec_off[i] = off;
+        t->dec_off[i] = (uint32_t)off;
         switch (t->type[i]) {
         case MOE_TOKTYPE_NORMAL:
         case MOE_TOKTYPE_BYTE:
@@ -299,7 +447,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         off += dl;
         if (dl > t->max_dec) t->max_dec = dl;
     }
-    t->dec_off[n] = off;
+    t->dec_off[n] = (uint32_t)off;
     if (n_raw) moe_log(MOE_LOG_DEBUG, "tokenizer: %zu normal tokens are not byte-level strings", n_raw);
 
     /* The 256 starting symbols. */
@@ -309,6 +457,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         t->byte_id[b] = lookup_str(t, (const char *)u, ul);
         if (t->byte_id[b] < 0) {
             moe_err_set(err, "the vocabulary has no token for byte 0x%02x (not a byte-level BPE vocabulary)", b);
+            free(canon);
             return load_fail(t, err);
         }
     }
@@ -320,38 +469,11 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
     t->merges = moe_xmalloc(nslots * sizeof *t->merges);
     for (uint64_t i = 0; i < nslots; i++) t->merges[i].key = MERGE_EMPTY;
     t->merge_mask = nslots - 1;
-    size_t cat_cap = 256;
-    char *cat = moe_xmalloc(cat_cap);
-    for (uint64_t r = 0; r < merges.count; r++) {
-        const char *ms = moe_gguf_arr_str(g, &merges, r, &slen);
-        const char *sp = slen > 1 ? memchr(ms + 1, ' ', slen - 1) : NULL;
-        if (!sp || sp + 1 == ms + slen || r >= UINT32_MAX) {
-            free(cat);
-            moe_err_set(err, "merge %llu is not of the form 'left right'", (unsigned long long)r);
-            return load_fail(t, err);
-        }
-        size_t ll = (size_t)(sp - ms), rl = (size_t)slen - ll - 1;
-        int32_t l = lookup_str(t, ms, ll), rr = lookup_str(t, sp + 1, rl);
-        if (ll + rl > cat_cap) {
-            cat_cap = ll + rl;
-            cat = moe_xrealloc(cat, cat_cap);
-        }
-        memcpy(cat, ms, ll);
-        memcpy(cat + ll, sp + 1, rl);
-        int32_t m = lookup_str(t, cat, ll + rl);
-        if (l < 0 || rr < 0 || m < 0) {
-            moe_err_set(err, "merge %llu '%.*s' names a token that is not in the vocabulary",
-                        (unsigned long long)r, (int)(slen > 64 ? 64 : slen), ms);
-            free(cat);
-            return load_fail(t, err);
-        }
-        uint64_t key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)rr;
-        uint64_t h = hash_pair(key) & t->merge_mask;
-        while (t->merges[h].key != MERGE_EMPTY && t->merges[h].key != key) h = (h + 1) & t->merge_mask;
-        if (t->merges[h].key == key) continue; /* a repeated pair keeps its first rank */
-        t->merges[h] = (merge_slot){.key = key, .rank = (uint32_t)r, .id = m};
+    if (resolve_merges(t, g, &merges, canon, err)) {
+        free(canon);
+        return load_fail(t, err);
     }
-    free(cat);
+    free(canon);
 
     /* Added tokens for text matching: control and user-defined ones. */
     int32_t cap = 1024;

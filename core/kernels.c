@@ -1,0 +1,309 @@
+/*
+ * kernels.c — scalar reference kernels, the AVX2/FMA/F16C versions, and the
+ * row-sliced matrix products built on them.
+ *
+ * Reference dot products accumulate in float in index order (Q8_0: per
+ * block Σ q·x, then acc += d · block sum), so they are easy to check by
+ * hand.  The AVX2 versions keep 8-lane accumulators and a fixed horizontal
+ * sum; their order depends only on n.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define MOE_HAVE_AVX2 1
+#endif
+
+int moe_kern_type_slot(uint32_t type)
+{
+    switch (type) {
+    case MOE_DT_F32: return 0;
+    case MOE_DT_F16: return 1;
+    case MOE_DT_BF16: return 2;
+    case MOE_DT_Q8_0: return 3;
+    default: return -1;
+    }
+}
+
+bool moe_kern_type_supported(uint32_t type) { return moe_kern_type_slot(type) >= 0; }
+
+/* ---- scalar reference ---------------------------------------------------- */
+
+static float ref_dot_f32(const void *row, const float *x, int64_t n)
+{
+    const float *w = row;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++) acc += w[i] * x[i];
+    return acc;
+}
+
+static float ref_dot_f16(const void *row, const float *x, int64_t n)
+{
+    const uint16_t *w = row;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++) acc += moe_f16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
+static float ref_dot_bf16(const void *row, const float *x, int64_t n)
+{
+    const uint16_t *w = row;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++) acc += moe_bf16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
+static float ref_dot_q8_0(const void *row, const float *x, int64_t n)
+{
+    const moe_block_q8_0 *b = row;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
+        const float *xb = x + k * MOE_Q8_0_BLOCK;
+        float s = 0.0f;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) s += (float)b[k].qs[j] * xb[j];
+        acc += moe_f16_to_f32(b[k].d) * s;
+    }
+    return acc;
+}
+
+static void ref_axpy_f32(const void *row, float a, float *y, int64_t n)
+{
+    const float *w = row;
+    for (int64_t i = 0; i < n; i++) y[i] += a * w[i];
+}
+
+static void ref_axpy_f16(const void *row, float a, float *y, int64_t n)
+{
+    const uint16_t *w = row;
+    for (int64_t i = 0; i < n; i++) y[i] += a * moe_f16_to_f32(w[i]);
+}
+
+static void ref_axpy_bf16(const void *row, float a, float *y, int64_t n)
+{
+    const uint16_t *w = row;
+    for (int64_t i = 0; i < n; i++) y[i] += a * moe_bf16_to_f32(w[i]);
+}
+
+static void ref_axpy_q8_0(const void *row, float a, float *y, int64_t n)
+{
+    const moe_block_q8_0 *b = row;
+    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
+        const float ad = a * moe_f16_to_f32(b[k].d);
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[k * MOE_Q8_0_BLOCK + j] += ad * (float)b[k].qs[j];
+    }
+}
+
+static const moe_kern_ops kern_reference = {
+    .name = "reference",
+    .dot = {ref_dot_f32, ref_dot_f16, ref_dot_bf16, ref_dot_q8_0},
+    .axpy = {ref_axpy_f32, ref_axpy_f16, ref_axpy_bf16, ref_axpy_q8_0},
+};
+
+const moe_kern_ops *moe_kern_reference(void) { return &kern_reference; }
+
+/* ---- AVX2 / FMA / F16C --------------------------------------------------- */
+
+#ifdef MOE_HAVE_AVX2
+
+/* Sum of the 8 lanes in a fixed order. */
+static inline float hsum8(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v);
+    __m128 hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    __m128 sh = _mm_movehdup_ps(lo);
+    __m128 s = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, s);
+    s = _mm_add_ss(s, sh);
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256 load_f16x8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* Four independent accumulators over blocks of 32, then 8-wide steps, then
+ * a scalar tail; the combination order is fixed. */
+#define DOT_BODY(LOAD, SCALAR)                                                 \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;               \
+    int64_t i = 0;                                                             \
+    for (; i + 32 <= n; i += 32) {                                             \
+        a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0);         \
+        a1 = _mm256_fmadd_ps(LOAD(w + i + 8), _mm256_loadu_ps(x + i + 8), a1); \
+        a2 = _mm256_fmadd_ps(LOAD(w + i + 16), _mm256_loadu_ps(x + i + 16), a2); \
+        a3 = _mm256_fmadd_ps(LOAD(w + i + 24), _mm256_loadu_ps(x + i + 24), a3); \
+    }                                                                          \
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0); \
+    float acc = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
+    for (; i < n; i++) acc += SCALAR(w[i]) * x[i];                             \
+    return acc;
+
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define SCALAR_F32(v) (v)
+#define SCALAR_F16(v) moe_f16_to_f32(v)
+#define SCALAR_BF16(v) moe_bf16_to_f32(v)
+
+static float avx_dot_f32(const void *row, const float *x, int64_t n)
+{
+    const float *w = row;
+    DOT_BODY(LOAD_F32, SCALAR_F32)
+}
+
+static float avx_dot_f16(const void *row, const float *x, int64_t n)
+{
+    const uint16_t *w = row;
+    DOT_BODY(load_f16x8, SCALAR_F16)
+}
+
+static float avx_dot_bf16(const void *row, const float *x, int64_t n)
+{
+    const uint16_t *w = row;
+    DOT_BODY(load_bf16x8, SCALAR_BF16)
+}
+
+/* 8 int8 → 8 floats */
+static inline __m256 q8x8(const int8_t *q)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+static float avx_dot_q8_0(const void *row, const float *x, int64_t n)
+{
+    const moe_block_q8_0 *b = row;
+    const int64_t nb = n / MOE_Q8_0_BLOCK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t k = 0;
+    /* two blocks per iteration into two accumulators */
+    for (; k + 2 <= nb; k += 2) {
+        for (int u = 0; u < 2; u++) {
+            const moe_block_q8_0 *bk = &b[k + u];
+            const float *xb = x + (k + u) * MOE_Q8_0_BLOCK;
+            __m256 s = _mm256_mul_ps(q8x8(bk->qs), _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(q8x8(bk->qs + 8), _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(q8x8(bk->qs + 16), _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(q8x8(bk->qs + 24), _mm256_loadu_ps(xb + 24), s);
+            __m256 d = _mm256_set1_ps(moe_f16_to_f32(bk->d));
+            if (u == 0) acc0 = _mm256_fmadd_ps(d, s, acc0);
+            else acc1 = _mm256_fmadd_ps(d, s, acc1);
+        }
+    }
+    for (; k < nb; k++) {
+        const moe_block_q8_0 *bk = &b[k];
+        const float *xb = x + k * MOE_Q8_0_BLOCK;
+        __m256 s = _mm256_mul_ps(q8x8(bk->qs), _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(q8x8(bk->qs + 8), _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(q8x8(bk->qs + 16), _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(q8x8(bk->qs + 24), _mm256_loadu_ps(xb + 24), s);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(moe_f16_to_f32(bk->d)), s, acc0);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+#define AXPY_BODY(LOAD, SCALAR)                                               \
+    const __m256 va = _mm256_set1_ps(a);                                      \
+    int64_t i = 0;                                                            \
+    for (; i + 8 <= n; i += 8)                                                \
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, LOAD(w + i), _mm256_loadu_ps(y + i))); \
+    for (; i < n; i++) y[i] += a * SCALAR(w[i]);
+
+static void avx_axpy_f32(const void *row, float a, float *y, int64_t n)
+{
+    const float *w = row;
+    AXPY_BODY(LOAD_F32, SCALAR_F32)
+}
+
+static void avx_axpy_f16(const void *row, float a, float *y, int64_t n)
+{
+    const uint16_t *w = row;
+    AXPY_BODY(load_f16x8, SCALAR_F16)
+}
+
+static void avx_axpy_bf16(const void *row, float a, float *y, int64_t n)
+{
+    const uint16_t *w = row;
+    AXPY_BODY(load_bf16x8, SCALAR_BF16)
+}
+
+static void avx_axpy_q8_0(const void *row, float a, float *y, int64_t n)
+{
+    const moe_block_q8_0 *b = row;
+    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
+        const __m256 ad = _mm256_set1_ps(a * moe_f16_to_f32(b[k].d));
+        float *yb = y + k * MOE_Q8_0_BLOCK;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j += 8)
+            _mm256_storeu_ps(yb + j, _mm256_fmadd_ps(ad, q8x8(b[k].qs + j), _mm256_loadu_ps(yb + j)));
+    }
+}
+
+static const moe_kern_ops kern_avx2 = {
+    .name = "avx2",
+    .dot = {avx_dot_f32, avx_dot_f16, avx_dot_bf16, avx_dot_q8_0},
+    .axpy = {avx_axpy_f32, avx_axpy_f16, avx_axpy_bf16, avx_axpy_q8_0},
+};
+
+const moe_kern_ops *moe_kern_best(void) { return &kern_avx2; }
+
+#else
+
+const moe_kern_ops *moe_kern_best(void) { return &kern_reference; }
+
+#endif
+
+/* ---- products built on the table ----------------------------------------- */
+
+void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, int64_t r1,
+                          const float *x, int64_t x_stride, int64_t n_tok,
+                          float *y, int64_t y_stride)
+{
+    const int slot = moe_kern_type_slot(m->type);
+    MOE_ASSERT(slot >= 0 && r0 >= 0 && r1 <= m->rows);
+    const moe_kern_dot_fn dot = k->dot[slot];
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = moe_mat_row(m, r);
+        for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = dot(row, x + t * x_stride, m->cols);
+    }
+}
+
+void moe_kern_matvec_t(const moe_kern_ops *k, const moe_mat *m, const float *x, float *y)
+{
+    const int slot = moe_kern_type_slot(m->type);
+    MOE_ASSERT(slot >= 0);
+    memset(y, 0, (size_t)m->cols * sizeof(float));
+    for (int64_t r = 0; r < m->rows; r++) k->axpy[slot](moe_mat_row(m, r), x[r], y, m->cols);
+}
+
+void moe_kern_rmsnorm(const float *x, const float *w, float eps, float *y, int64_t n)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void moe_kern_softmax(float *x, int64_t n)
+{
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void moe_kern_swiglu(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}

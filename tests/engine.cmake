@@ -1,0 +1,18 @@
+# Engine tests: golden (fixture models vs expected logits, by the fixtures'
+# README rules) and engine unit tests.  One golden binary, one test per
+# (model, reference).
+add_executable(engine_golden engine_golden.c)
+target_include_directories(engine_golden PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(engine_golden PRIVATE moe_worker)
+
+foreach(model tiny_f32 v2lite_mini_f32 v2lite_mini_fused_f32 v3_mini_f32)
+  foreach(ref exact llamacpp)
+    moe_test(NAME golden_${model}_${ref} LABELS golden TIMEOUT 60
+             ARGS $<TARGET_FILE:engine_golden> ${model} ${ref} 3e-5 0)
+  endforeach()
+endforeach()
+# F16 / Q8_0 on the float-activation path against `exact`.
+foreach(model tiny_f16 tiny_q8_0 v3_mini_q8_0)
+  moe_test(NAME golden_${model}_exact LABELS golden TIMEOUT 60
+           ARGS $<TARGET_FILE:engine_golden> ${model} exact 2e-3 4e-3)
+endforeach()

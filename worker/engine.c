@@ -1,0 +1,655 @@
+/*
+ * engine.c — deepseek2 forward pass (MLA + DeepSeekMoE) over a batched step.
+ *
+ * Layout of the step's activations: one row per token of the step, rows of
+ * one item consecutive, items in call order.  All buffers below are sized
+ * for max_batch_tokens rows at init.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A matrix product job: y[t][r] = W row r · x[t], t < n. */
+typedef struct mm_job {
+    moe_mat w;
+    const float *x;
+    int64_t xs;      /* x stride (floats) */
+    int64_t n;       /* tokens */
+    float *y;
+    int64_t ys;      /* y stride (floats) */
+} mm_job;
+
+/* Attention work unit: one (token row, head) in absorbed form, or one
+ * (chunk, head) in decompressed form. */
+typedef struct attn_task {
+    int row0;        /* first row */
+    int n_rows;      /* 1 for absorbed */
+    int head;
+    bool decompress;
+} attn_task;
+
+typedef struct attn_scratch {
+    float *scores;   /* [max_ctx] */
+    float *q_lat;    /* [kv_lora] */
+    float *ctx_lat;  /* [kv_lora] */
+    float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
+} attn_scratch;
+
+struct moe_engine {
+    const moe_model *m;
+    moe_engine_opts o;
+    const moe_kern_ops *k;
+    moe_pool *pool;
+    moe_kvcache *cache;
+    int64_t tokens_processed;
+
+    /* per-row metadata [N] */
+    int *row_seq;
+    int64_t *row_pos;
+    /* activations, N = max_batch_tokens rows */
+    float *x;        /* [N][dim] residual stream */
+    float *h;        /* [N][dim] normed input of a block */
+    float *tmp;      /* [N][dim] block output */
+    float *qa;       /* [N][q_lora] */
+    float *q;        /* [N][H·(nope+rope)] */
+    float *kva;      /* [N][kv_lora + rope] */
+    float *cs;       /* [N][rope] cos/sin pairs per row */
+    float *ao;       /* [N][H·v] attention output (heads concatenated) */
+    float *fg, *fu;  /* [N][max(dense_ff, shared ff)] */
+    float *sh;       /* [N][dim] shared-expert output */
+    float *glog;     /* [N][n_expert] router logits */
+    int32_t *ids;    /* [N][n_used] */
+    float *wts;      /* [N][n_used] */
+    int32_t *slot;   /* [N][n_used] row of (token, j) in the expert buffers */
+    float *xe;       /* [N·n_used][dim] token rows grouped by expert */
+    float *ge, *ue;  /* [N·n_used][expert_ff] */
+    float *ye;       /* [N·n_used][dim] */
+    int32_t *e_cnt, *e_off; /* [n_expert] */
+    float *logits;   /* [N][vocab] */
+    mm_job *jobs;    /* [2·n_expert + 4] */
+    attn_task *tasks;/* [N·H] */
+    int n_tasks;
+    attn_scratch *as;/* [n_threads] */
+};
+
+void moe_engine_opts_default(moe_engine_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_threads = 1;
+    o->block_size = 16;
+    o->max_ctx = 0;
+    o->max_seqs = 16;
+    o->cache_tokens = 0;
+    o->max_batch_tokens = 512;
+    o->decompress_min = 32;
+    o->reference_kernels = false;
+}
+
+const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }
+moe_kvcache *moe_engine_cache(moe_engine *e) { return e->cache; }
+
+static float *falloc(int64_t n) { return moe_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+
+int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err)
+{
+    *out = NULL;
+    moe_engine_opts o = *opts;
+    const moe_hparams *hp = &m->hp;
+    if (o.n_threads < 1 || o.n_threads > 256) return moe_err_set(err, "threads %d not in 1..256", o.n_threads);
+    if (o.max_ctx <= 0) o.max_ctx = hp->ctx_train < 4096 ? hp->ctx_train : 4096;
+    if (o.max_ctx > (1 << 24)) return moe_err_set(err, "max context %lld is too large", (long long)o.max_ctx);
+    if (o.max_seqs < 1 || o.max_seqs > 4096) return moe_err_set(err, "max sequences %d not in 1..4096", o.max_seqs);
+    if (o.max_batch_tokens < 1 || o.max_batch_tokens > 65536)
+        return moe_err_set(err, "max batch tokens %d not in 1..65536", o.max_batch_tokens);
+    if (o.decompress_min < 0) return moe_err_set(err, "decompress_min < 0");
+    if (o.cache_tokens <= 0) o.cache_tokens = o.max_ctx * o.max_seqs;
+    if (o.block_size < 1 || o.block_size > 4096) return moe_err_set(err, "block size %d not in 1..4096", o.block_size);
+
+    moe_engine *e = moe_xcalloc(1, sizeof *e);
+    e->m = m;
+    e->o = o;
+    e->k = o.reference_kernels ? moe_kern_reference() : moe_kern_best();
+    if (moe_pool_init(&e->pool, o.n_threads, err) != MOE_OK) {
+        free(e);
+        return MOE_ERR;
+    }
+    moe_kvcache_cfg cc = {
+        .n_layer = hp->n_layer,
+        .width = hp->kv_lora + hp->qk_rope,
+        .block_size = o.block_size,
+        .n_blocks = (o.cache_tokens + o.block_size - 1) / o.block_size,
+        .max_seqs = o.max_seqs,
+        .max_ctx = o.max_ctx,
+    };
+    if (moe_kvcache_init(&e->cache, &cc, err) != MOE_OK) {
+        moe_pool_free(e->pool);
+        free(e);
+        return MOE_ERR;
+    }
+    const int64_t N = o.max_batch_tokens, D = hp->dim, H = hp->n_head;
+    const int64_t qk = hp->qk_nope + hp->qk_rope;
+    const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
+    const int64_t fmax = hp->dense_ff > sff ? hp->dense_ff : sff;
+    const int64_t NK = N * (hp->n_used > 0 ? hp->n_used : 1);
+    e->row_seq = moe_xmalloc((size_t)N * sizeof(int));
+    e->row_pos = moe_xmalloc((size_t)N * sizeof(int64_t));
+    e->x = falloc(N * D);
+    e->h = falloc(N * D);
+    e->tmp = falloc(N * D);
+    e->qa = falloc(N * hp->q_lora);
+    e->q = falloc(N * H * qk);
+    e->kva = falloc(N * (hp->kv_lora + hp->qk_rope));
+    e->cs = falloc(N * hp->qk_rope);
+    e->ao = falloc(N * H * hp->v_dim);
+    e->fg = falloc(N * fmax);
+    e->fu = falloc(N * fmax);
+    e->sh = falloc(N * D);
+    e->glog = falloc(N * hp->n_expert);
+    e->ids = moe_xmalloc((size_t)NK * sizeof(int32_t));
+    e->wts = falloc(NK);
+    e->slot = moe_xmalloc((size_t)NK * sizeof(int32_t));
+    e->xe = falloc(NK * D);
+    e->ge = falloc(NK * hp->expert_ff);
+    e->ue = falloc(NK * hp->expert_ff);
+    e->ye = falloc(NK * D);
+    e->e_cnt = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
+    e->e_off = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
+    e->logits = falloc(N * hp->vocab);
+    e->jobs = moe_xmalloc((size_t)(2 * hp->n_expert + 4) * sizeof(mm_job));
+    e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
+    e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
+    for (int i = 0; i < o.n_threads; i++) {
+        e->as[i].scores = falloc(o.max_ctx);
+        e->as[i].q_lat = falloc(hp->kv_lora);
+        e->as[i].ctx_lat = falloc(hp->kv_lora);
+        e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
+    }
+    *out = e;
+    return MOE_OK;
+}
+
+void moe_engine_free(moe_engine *e)
+{
+    if (!e) return;
+    moe_pool_free(e->pool);
+    moe_kvcache_free(e->cache);
+    for (int i = 0; i < e->o.n_threads; i++) {
+        free(e->as[i].scores);
+        free(e->as[i].q_lat);
+        free(e->as[i].ctx_lat);
+        free(e->as[i].dec);
+    }
+    free(e->as);
+    free(e->row_seq);
+    free(e->row_pos);
+    free(e->x);
+    free(e->h);
+    free(e->tmp);
+    free(e->qa);
+    free(e->q);
+    free(e->kva);
+    free(e->cs);
+    free(e->ao);
+    free(e->fg);
+    free(e->fu);
+    free(e->sh);
+    free(e->glog);
+    free(e->ids);
+    free(e->wts);
+    free(e->slot);
+    free(e->xe);
+    free(e->ge);
+    free(e->ue);
+    free(e->ye);
+    free(e->e_cnt);
+    free(e->e_off);
+    free(e->logits);
+    free(e->jobs);
+    free(e->tasks);
+    free(e);
+}
+
+int moe_engine_seq_new(moe_engine *e, int *seq, moe_err *err) { return moe_kvcache_seq_new(e->cache, seq, err); }
+void moe_engine_seq_free(moe_engine *e, int seq) { moe_kvcache_seq_free(e->cache, seq); }
+int64_t moe_engine_seq_len(const moe_engine *e, int seq) { return moe_kvcache_seq_len(e->cache, seq); }
+
+void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
+{
+    st->cache_bytes_in_use = moe_kvcache_bytes_in_use(e->cache);
+    st->cache_block_bytes = moe_kvcache_block_bytes(e->cache);
+    st->tokens_processed = e->tokens_processed;
+}
+
+/* ---- parallel matrix products --------------------------------------------- */
+
+typedef struct mm_ctx {
+    const moe_kern_ops *k;
+    const mm_job *jobs;
+    int n_jobs;
+    double total_cost;
+} mm_ctx;
+
+/* Cost of one output row of a job: weight bytes plus per-token work. */
+static double job_row_cost(const mm_job *j) { return (double)j->w.row_bytes + 2.0 * (double)j->w.cols * (double)j->n; }
+
+/* Thread ith takes the rows whose cumulative-cost start lies in its share.
+ * Which thread computes a row never changes the value of that row. */
+static void mm_worker(void *arg, int ith, int nth)
+{
+    const mm_ctx *c = arg;
+    const double lo = c->total_cost * ith / nth, hi = c->total_cost * (ith + 1) / nth;
+    double base = 0.0;
+    for (int i = 0; i < c->n_jobs; i++) {
+        const mm_job *j = &c->jobs[i];
+        const double per = job_row_cost(j), end = base + per * (double)j->w.rows;
+        if (j->n > 0 && end > lo && base < hi) {
+            int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
+            int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
+            if (ith == nth - 1) r1 = j->w.rows;
+            if (r0 > j->w.rows) r0 = j->w.rows;
+            if (r1 > j->w.rows) r1 = j->w.rows;
+            if (r0 < r1) moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
+        }
+        base = end;
+    }
+}
+
+static void run_jobs(moe_engine *e, const mm_job *jobs, int n_jobs)
+{
+    mm_ctx c = {e->k, jobs, n_jobs, 0.0};
+    for (int i = 0; i < n_jobs; i++)
+        if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
+    if (c.total_cost <= 0.0) return;
+    moe_pool_run(e->pool, mm_worker, &c);
+}
+
+static mm_job job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
+{
+    mm_job j = {*w, x, xs, n, y, ys};
+    return j;
+}
+
+/* ---- RoPE ------------------------------------------------------------------ */
+
+/* cos/sin of every rotary pair at position pos, YaRN as the fixtures' README. */
+static void rope_cs(const moe_hparams *hp, int64_t pos, float *cs)
+{
+    const int n_rot = hp->qk_rope;
+    const double base = hp->rope_base;
+    double low = 0, high = 0;
+    if (hp->yarn) {
+        const double lb = 2.0 * log(base);
+        const double c32 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 32.0)) / lb;
+        const double c1 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 1.0)) / lb;
+        low = floor(c32);
+        if (low < 0) low = 0;
+        high = ceil(c1);
+        if (high > n_rot - 1) high = n_rot - 1;
+    }
+    for (int i = 0; i < n_rot / 2; i++) {
+        const double extrap = (double)pos * pow(base, -2.0 * i / n_rot);
+        double theta = extrap;
+        if (hp->yarn) {
+            const double interp = extrap / hp->yarn_factor;
+            double y = ((double)i - low) / fmax(0.001, high - low);
+            y = y < 0 ? 0 : (y > 1 ? 1 : y);
+            const double gamma = 1.0 - y;
+            theta = interp * (1.0 - gamma) + extrap * gamma;
+        }
+        cs[2 * i] = (float)cos(theta);
+        cs[2 * i + 1] = (float)sin(theta);
+    }
+}
+
+static void rope_apply(float *v, const float *cs, int n_rot)
+{
+    for (int i = 0; i < n_rot / 2; i++) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * c - b * s;
+        v[2 * i + 1] = a * s + b * c;
+    }
+}
+
+/* ---- attention ------------------------------------------------------------- */
+
+typedef struct attn_ctx {
+    moe_engine *e;
+    int il;
+} attn_ctx;
+
+/* Per head: the matrix mapping c to the non-rotary key and the one mapping a
+ * latent to the value, for split and fused files. */
+static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *kh, moe_mat *vh)
+{
+    const moe_hparams *hp = &e->m->hp;
+    if (hp->mla_fused) {
+        const int64_t r = (int64_t)hd * (hp->qk_nope + hp->v_dim);
+        *kh = moe_mat_rows(&L->kv_b, r, hp->qk_nope);          /* nope × kv_lora */
+        *vh = moe_mat_rows(&L->kv_b, r + hp->qk_nope, hp->v_dim); /* v × kv_lora */
+    } else {
+        *kh = moe_mat_rows(&L->k_b, (int64_t)hd * hp->kv_lora, hp->kv_lora); /* kv_lora × nope */
+        *vh = moe_mat_rows(&L->v_b, (int64_t)hd * hp->v_dim, hp->v_dim);     /* v × kv_lora */
+    }
+}
+
+/* Absorbed form for one token row and head. */
+static void attn_absorbed(moe_engine *e, int il, int r, int hd, attn_scratch *s)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const moe_kern_ops *k = e->k;
+    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
+    const float *qn = e->q + (size_t)r * hp->n_head * qk + (size_t)hd * qk; /* [nope | rope] */
+    const float *qp = qn + nope;
+    moe_mat kh, vh;
+    head_mats(e, L, hd, &kh, &vh);
+    /* q_lat[kv] = K_h q_nope */
+    if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat);
+    else moe_kern_matmul_rows(k, &kh, 0, kv, qn, 0, 1, s->q_lat, 0);
+    const int seq = e->row_seq[r];
+    const int64_t pos = e->row_pos[r];
+    for (int64_t t = 0; t <= pos; t++) {
+        const float *c = moe_kvcache_at(e->cache, seq, il, t);
+        s->scores[t] = hp->attn_scale * (k->dot[0](c, s->q_lat, kv) + k->dot[0](c + kv, qp, rope));
+    }
+    moe_kern_softmax(s->scores, pos + 1);
+    memset(s->ctx_lat, 0, (size_t)kv * sizeof(float));
+    for (int64_t t = 0; t <= pos; t++) k->axpy[0](moe_kvcache_at(e->cache, seq, il, t), s->scores[t], s->ctx_lat, kv);
+    float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)hd * hp->v_dim;
+    moe_kern_matmul_rows(k, &vh, 0, hp->v_dim, s->ctx_lat, 0, 1, o, 0);
+}
+
+/* Decompressed form for a chunk of rows of one sequence and one head. */
+static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd, attn_scratch *s)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const moe_kern_ops *k = e->k;
+    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope, vd = hp->v_dim;
+    const int w = nope + vd;
+    moe_mat kh, vh;
+    head_mats(e, L, hd, &kh, &vh);
+    const int seq = e->row_seq[r0];
+    const int64_t len = e->row_pos[r0 + n_rows - 1] + 1;
+    for (int64_t t = 0; t < len; t++) {
+        const float *c = moe_kvcache_at(e->cache, seq, il, t);
+        float *kn = s->dec + (size_t)t * w, *vv = kn + nope;
+        if (hp->mla_fused) moe_kern_matmul_rows(k, &kh, 0, nope, c, 0, 1, kn, 0);
+        else moe_kern_matvec_t(k, &kh, c, kn);
+        moe_kern_matmul_rows(k, &vh, 0, vd, c, 0, 1, vv, 0);
+    }
+    for (int r = r0; r < r0 + n_rows; r++) {
+        const float *qn = e->q + (size_t)r * hp->n_head * qk + (size_t)hd * qk, *qp = qn + nope;
+        const int64_t pos = e->row_pos[r];
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *kpe = moe_kvcache_at(e->cache, seq, il, t) + kv;
+            s->scores[t] = hp->attn_scale * (k->dot[0](s->dec + (size_t)t * w, qn, nope) + k->dot[0](kpe, qp, rope));
+        }
+        moe_kern_softmax(s->scores, pos + 1);
+        float *o = e->ao + (size_t)r * hp->n_head * vd + (size_t)hd * vd;
+        memset(o, 0, (size_t)vd * sizeof(float));
+        for (int64_t t = 0; t <= pos; t++) k->axpy[0](s->dec + (size_t)t * w + nope, s->scores[t], o, vd);
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const attn_ctx *c = arg;
+    moe_engine *e = c->e;
+    int64_t lo, hi;
+    moe_pool_slice(e->n_tasks, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const attn_task *t = &e->tasks[i];
+        if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
+        else attn_absorbed(e, c->il, t->row0, t->head, &e->as[ith]);
+    }
+}
+
+static void attention_block(moe_engine *e, int il, int n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const int64_t D = hp->dim, H = hp->n_head, qk = hp->qk_nope + hp->qk_rope, kvw = hp->kv_lora + hp->qk_rope;
+    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->attn_norm, hp->eps, e->h + r * D, D);
+    mm_job jb[2];
+    if (hp->q_lora > 0) {
+        jb[0] = job(&L->q_a, e->h, D, n, e->qa, hp->q_lora);
+        jb[1] = job(&L->kv_a, e->h, D, n, e->kva, kvw);
+        run_jobs(e, jb, 2);
+        for (int r = 0; r < n; r++)
+            moe_kern_rmsnorm(e->qa + (size_t)r * hp->q_lora, L->q_a_norm, hp->eps, e->qa + (size_t)r * hp->q_lora,
+                             hp->q_lora);
+        jb[0] = job(&L->q_b, e->qa, hp->q_lora, n, e->q, H * qk);
+        run_jobs(e, jb, 1);
+    } else {
+        jb[0] = job(&L->q, e->h, D, n, e->q, H * qk);
+        jb[1] = job(&L->kv_a, e->h, D, n, e->kva, kvw);
+        run_jobs(e, jb, 2);
+    }
+    /* latent + rotary key into the cache; rotate the query's rope part */
+    for (int r = 0; r < n; r++) {
+        const float *cs = e->cs + (size_t)r * hp->qk_rope;
+        float *kv = e->kva + (size_t)r * kvw;
+        float *dst = moe_kvcache_at(e->cache, e->row_seq[r], il, e->row_pos[r]);
+        moe_kern_rmsnorm(kv, L->kv_a_norm, hp->eps, dst, hp->kv_lora);
+        memcpy(dst + hp->kv_lora, kv + hp->kv_lora, (size_t)hp->qk_rope * sizeof(float));
+        rope_apply(dst + hp->kv_lora, cs, hp->qk_rope);
+        for (int hd = 0; hd < H; hd++) rope_apply(e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
+    }
+    attn_ctx c = {e, il};
+    moe_pool_run(e->pool, attn_worker, &c);
+    jb[0] = job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
+    run_jobs(e, jb, 1);
+    for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
+}
+
+/* ---- FFN / MoE --------------------------------------------------------------- */
+
+void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    mm_job jb = job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
+    run_jobs(e, &jb, 1);
+    const moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
+    for (int t = 0; t < n_tok; t++)
+        moe_gate_route(&gc, e->glog + (size_t)t * hp->n_expert, ids + (size_t)t * hp->n_used,
+                       w + (size_t)t * hp->n_used, NULL);
+}
+
+static moe_mat expert_mat(const moe_mat *all, int expert, int64_t rows)
+{
+    return moe_mat_rows(all, (int64_t)expert * rows, rows);
+}
+
+void moe_engine_moe_expert(const moe_engine *e, int il, int expert, const float *x, int n, float *y, float *g,
+                           float *u)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const int64_t ff = hp->expert_ff, D = hp->dim;
+    const moe_mat wg = expert_mat(&L->gate_exps, expert, ff), wu = expert_mat(&L->up_exps, expert, ff);
+    const moe_mat wd = expert_mat(&L->down_exps, expert, D);
+    moe_kern_matmul_rows(e->k, &wg, 0, ff, x, D, n, g, ff);
+    moe_kern_matmul_rows(e->k, &wu, 0, ff, x, D, n, u, ff);
+    for (int t = 0; t < n; t++) moe_kern_swiglu(g + (size_t)t * ff, u + (size_t)t * ff, ff);
+    moe_kern_matmul_rows(e->k, &wd, 0, D, g, ff, n, y, D);
+}
+
+void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
+                            float *out)
+{
+    for (int i = 0; i < dim; i++) out[i] = 0.0f;
+    for (int j = 0; j < n_used; j++)
+        for (int i = 0; i < dim; i++) out[i] += w[j] * y_rows[j][i];
+    if (shared)
+        for (int i = 0; i < dim; i++) out[i] += shared[i];
+}
+
+static void ffn_block(moe_engine *e, int il, int n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const int64_t D = hp->dim;
+    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->ffn_norm, hp->eps, e->h + r * D, D);
+    if (!L->is_moe) {
+        const int64_t F = hp->dense_ff;
+        mm_job jb[2] = {job(&L->gate, e->h, D, n, e->fg, F), job(&L->up, e->h, D, n, e->fu, F)};
+        run_jobs(e, jb, 2);
+        for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * F, e->fu + r * F, F);
+        jb[0] = job(&L->down, e->fg, F, n, e->tmp, D);
+        run_jobs(e, jb, 1);
+        for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
+        return;
+    }
+    const int K = hp->n_used, E = hp->n_expert;
+    const int64_t ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
+    moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
+    /* group (token, j) pairs by expert: counting sort, tokens ascending */
+    memset(e->e_cnt, 0, (size_t)E * sizeof(int32_t));
+    for (int64_t i = 0; i < (int64_t)n * K; i++) e->e_cnt[e->ids[i]]++;
+    int32_t acc = 0;
+    for (int x = 0; x < E; x++) {
+        e->e_off[x] = acc;
+        acc += e->e_cnt[x];
+    }
+    memset(e->e_cnt, 0, (size_t)E * sizeof(int32_t));
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < K; j++) {
+            const int x = e->ids[t * K + j];
+            const int32_t s = e->e_off[x] + e->e_cnt[x]++;
+            e->slot[t * K + j] = s;
+            memcpy(e->xe + (size_t)s * D, e->h + (size_t)t * D, (size_t)D * sizeof(float));
+        }
+    /* gate and up of every active expert (+ shared) in one parallel run */
+    int nj = 0;
+    mm_job *jb = e->jobs;
+    for (int x = 0; x < E; x++) {
+        if (!e->e_cnt[x]) continue;
+        const moe_mat wg = expert_mat(&L->gate_exps, x, ff), wu = expert_mat(&L->up_exps, x, ff);
+        const size_t o = (size_t)e->e_off[x];
+        jb[nj++] = job(&wg, e->xe + o * D, D, e->e_cnt[x], e->ge + o * ff, ff);
+        jb[nj++] = job(&wu, e->xe + o * D, D, e->e_cnt[x], e->ue + o * ff, ff);
+    }
+    if (sff > 0) {
+        jb[nj++] = job(&L->gate_sh, e->h, D, n, e->fg, sff);
+        jb[nj++] = job(&L->up_sh, e->h, D, n, e->fu, sff);
+    }
+    run_jobs(e, jb, nj);
+    for (int64_t s = 0; s < (int64_t)n * K; s++) moe_kern_swiglu(e->ge + s * ff, e->ue + s * ff, ff);
+    for (int r = 0; r < n && sff > 0; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
+    nj = 0;
+    for (int x = 0; x < E; x++) {
+        if (!e->e_cnt[x]) continue;
+        const moe_mat wd = expert_mat(&L->down_exps, x, D);
+        const size_t o = (size_t)e->e_off[x];
+        jb[nj++] = job(&wd, e->ge + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
+    }
+    if (sff > 0) jb[nj++] = job(&L->down_sh, e->fg, sff, n, e->sh, D);
+    run_jobs(e, jb, nj);
+    const float *yr[MOE_GATE_MAX_USED];
+    for (int t = 0; t < n; t++) {
+        for (int j = 0; j < K; j++) yr[j] = e->ye + (size_t)e->slot[t * K + j] * D;
+        moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
+                               e->tmp + (size_t)t * D);
+    }
+    for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
+}
+
+/* ---- the step ------------------------------------------------------------- */
+
+int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *err)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const int64_t D = hp->dim;
+    if (n_items < 0) return moe_err_set(err, "negative item count");
+    int64_t total = 0;
+    for (int i = 0; i < n_items; i++) {
+        moe_step_item *it = &items[i];
+        it->status = MOE_OK;
+        it->err.msg[0] = 0;
+        it->out = NULL;
+        it->out_rows = 0;
+        if (it->n_tokens < 0) return moe_err_set(err, "item %d: negative token count", i);
+        total += it->n_tokens;
+        for (int j = 0; j < i; j++)
+            if (items[j].seq == it->seq) return moe_err_set(err, "sequence %d appears twice in one step", it->seq);
+    }
+    if (total > e->o.max_batch_tokens)
+        return moe_err_set(err, "step has %lld tokens; the limit is %d", (long long)total, e->o.max_batch_tokens);
+    /* validate items and reserve cache; failing items are skipped */
+    int n = 0;
+    for (int i = 0; i < n_items; i++) {
+        moe_step_item *it = &items[i];
+        if (!moe_kvcache_seq_valid(e->cache, it->seq)) {
+            it->status = moe_err_set(&it->err, "sequence %d does not exist", it->seq);
+            continue;
+        }
+        if (it->n_tokens == 0) continue;
+        bool ok = true;
+        for (int j = 0; j < it->n_tokens; j++)
+            if (it->tokens[j] < 0 || it->tokens[j] >= hp->vocab) {
+                it->status = moe_err_set(&it->err, "token id %d at index %d is not in 0..%d", it->tokens[j], j,
+                                         hp->vocab - 1);
+                ok = false;
+                break;
+            }
+        if (!ok) continue;
+        const int64_t len = moe_kvcache_seq_len(e->cache, it->seq);
+        if (moe_kvcache_reserve(e->cache, it->seq, len + it->n_tokens, &it->err) != MOE_OK) {
+            it->status = MOE_ERR;
+            moe_err_prefix(&it->err, "sequence %d", it->seq);
+            continue;
+        }
+        for (int j = 0; j < it->n_tokens; j++, n++) {
+            e->row_seq[n] = it->seq;
+            e->row_pos[n] = len + j;
+            moe_model_embed(e->m, it->tokens[j], e->x + (size_t)n * D);
+            rope_cs(hp, len + j, e->cs + (size_t)n * hp->qk_rope);
+        }
+    }
+    if (n == 0) return MOE_OK;
+    /* attention tasks (the same for every layer of this step) */
+    e->n_tasks = 0;
+    for (int i = 0, r = 0; i < n_items; i++) {
+        const moe_step_item *it = &items[i];
+        if (it->status != MOE_OK || it->n_tokens == 0) continue;
+        const bool dec = e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
+        for (int hd = 0; hd < hp->n_head; hd++) {
+            if (dec) {
+                e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, true};
+            } else {
+                for (int j = 0; j < it->n_tokens; j++) e->tasks[e->n_tasks++] = (attn_task){r + j, 1, hd, false};
+            }
+        }
+        r += it->n_tokens;
+    }
+    for (int il = 0; il < hp->n_layer; il++) {
+        attention_block(e, il, n);
+        ffn_block(e, il, n);
+    }
+    /* logits for the rows that want them */
+    int n_out = 0;
+    for (int i = 0, r = 0; i < n_items; i++) {
+        moe_step_item *it = &items[i];
+        if (it->status != MOE_OK || it->n_tokens == 0) continue;
+        const int first = it->logits == MOE_LOGITS_ALL ? 0 : it->n_tokens - 1;
+        if (it->logits != MOE_LOGITS_NONE) {
+            it->out = e->logits + (size_t)n_out * hp->vocab;
+            it->out_rows = it->n_tokens - first;
+            for (int j = first; j < it->n_tokens; j++, n_out++)
+                moe_kern_rmsnorm(e->x + (size_t)(r + j) * D, e->m->out_norm, hp->eps, e->h + (size_t)n_out * D, D);
+        }
+        r += it->n_tokens;
+        moe_kvcache_set_len(e->cache, it->seq, moe_kvcache_seq_len(e->cache, it->seq) + it->n_tokens);
+    }
+    if (n_out > 0) {
+        mm_job jb = job(&e->m->output, e->h, D, n_out, e->logits, hp->vocab);
+        run_jobs(e, &jb, 1);
+    }
+    e->tokens_processed += n;
+    return MOE_OK;
+}

@@ -1,0 +1,105 @@
+/*
+ * engine.h — the deepseek2 forward pass over a batch of sequences.
+ *
+ * An engine owns a model (borrowed), a latent cache, a thread pool and all
+ * scratch memory, sized at init for max_batch_tokens tokens per step; a
+ * step allocates nothing.  One step takes tokens from several sequences:
+ * some prefill a chunk, some decode one token.  Per layer all tokens go
+ * through the projections and the MoE FFN together (experts grouped: all
+ * tokens of one expert at once); attention runs per sequence against its
+ * cache.  Every value a token gets is computed by the same kernels in the
+ * same order whatever its batch-mates and thread count (docs/engine.md).
+ *
+ * MLA: a chunk of >= decompress_min tokens uses the decompressed form
+ * (K/V rebuilt per head from the latent for that step only); shorter chunks
+ * and single-token decode use the absorbed form over the cache.
+ *
+ * The MoE layer is three separable steps, so an expert-parallel worker can
+ * run them on different ranks: moe_engine_moe_route (gate → ids, weights),
+ * moe_engine_moe_experts (one expert's SwiGLU on a set of token rows) and
+ * moe_engine_moe_combine (weighted sum in expert-id order, plus shared).
+ */
+#ifndef MOE_WORKER_ENGINE_H
+#define MOE_WORKER_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "kernels.h"
+#include "kvcache.h"
+#include "model.h"
+#include "threadpool.h"
+
+typedef struct moe_engine moe_engine;
+
+typedef struct moe_engine_opts {
+    int n_threads;          /* default 1 */
+    int block_size;         /* cache tokens per block, default 16 */
+    int64_t max_ctx;        /* per sequence, default min(4096, file ctx) */
+    int max_seqs;           /* default 16 */
+    int64_t cache_tokens;   /* pool capacity in tokens, default max_ctx × max_seqs */
+    int max_batch_tokens;   /* tokens per step, default 512 */
+    int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
+    bool reference_kernels; /* scalar reference kernels instead of AVX2 */
+} moe_engine_opts;
+
+void moe_engine_opts_default(moe_engine_opts *o);
+
+int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err);
+void moe_engine_free(moe_engine *e);
+
+const moe_model *moe_engine_model(const moe_engine *e);
+moe_kvcache *moe_engine_cache(moe_engine *e);
+
+/* Sequences: ids from the cache's slots. */
+int moe_engine_seq_new(moe_engine *e, int *seq, moe_err *err);
+void moe_engine_seq_free(moe_engine *e, int seq);
+int64_t moe_engine_seq_len(const moe_engine *e, int seq);
+
+typedef enum { MOE_LOGITS_NONE = 0, MOE_LOGITS_LAST, MOE_LOGITS_ALL } moe_logits_mode;
+
+/* One sequence's part of a step. */
+typedef struct moe_step_item {
+    int seq;
+    const int32_t *tokens;  /* [n_tokens], appended at positions len .. len+n-1 */
+    int n_tokens;
+    moe_logits_mode logits;
+    /* out */
+    int status;             /* MOE_OK, or MOE_ERR with err (item skipped) */
+    moe_err err;
+    const float *out;       /* [rows][vocab], valid until the next step */
+    int out_rows;           /* 0, 1 or n_tokens */
+} moe_step_item;
+
+/*
+ * Runs one step.  Items with a bad token id, an invalid sequence or no room
+ * in the cache get status MOE_ERR and their own message; the others run.
+ * Returns MOE_ERR only for a malformed call (too many tokens, a sequence
+ * twice).
+ */
+int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *err);
+
+/* ---- the MoE layer in separable steps (used by the step; reusable) ---- */
+
+/* ids, w: [n_tok][n_used] (ids ascending per token). x: [n_tok][dim] normed. */
+void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w);
+/* SwiGLU of routed expert `expert` of layer il on n rows of x ([n][dim]) into
+ * y ([n][dim]), single-threaded (the caller parallelises over experts or
+ * rows).  g, u: scratch [n][expert_ff]. */
+void moe_engine_moe_expert(const moe_engine *e, int il, int expert, const float *x, int n, float *y, float *g,
+                           float *u);
+/* out[dim] = Σ_j w[j]·y_j in ascending expert-id order (ids ascending), then
+ * + shared (NULL if none).  y_rows[j] points at expert ids[j]'s output. */
+void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
+                            float *out);
+
+/* Statistics. */
+typedef struct moe_engine_stats {
+    uint64_t cache_bytes_in_use;
+    uint64_t cache_block_bytes;
+    int64_t tokens_processed;
+} moe_engine_stats;
+void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * model.h — a deepseek2 GGUF model bound for inference: hyperparameters from
+ * the metadata and views of every trunk weight, pointing into the file
+ * mapping (no copies, no repacking).
+ *
+ * Supported: split (attn_k_b / attn_v_b) and fused (attn_kv_b) MLA, optional
+ * q_lora, leading dense layers, MoE layers with shared experts, softmax or
+ * sigmoid gating with optional score-correction bias and expert groups,
+ * weight types F32, F16, BF16, Q8_0 (norms must be F32).  Trailing MTP
+ * blocks (nextn_predict_layers) are counted but never bound or touched.
+ *
+ * Matrix views are moe_mat: rows × cols, cols contiguous (ggml ne[0]).
+ */
+#ifndef MOE_WORKER_MODEL_H
+#define MOE_WORKER_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "gate.h"
+#include "gguf.h"
+#include "kernels.h"
+
+typedef struct moe_hparams {
+    int n_layer;        /* trunk blocks (block_count − n_mtp) */
+    int n_mtp;          /* trailing MTP blocks, never used */
+    int n_dense_lead;   /* leading dense-FFN blocks */
+    int dim;            /* embedding length */
+    int n_head;
+    int q_lora;         /* 0 = plain attn_q */
+    int kv_lora;        /* latent width c_kv */
+    int qk_nope, qk_rope, v_dim;
+    int n_expert, n_used, n_shared;
+    int expert_ff, dense_ff;
+    int vocab;
+    moe_gating gating;
+    int n_group, n_group_used;
+    bool norm_weights;
+    float weights_scale;
+    float eps;
+    float rope_base;
+    bool yarn;
+    float yarn_factor;
+    int yarn_orig_ctx;
+    float yarn_log_mul; /* 0.1 · mscale_all_dim */
+    bool mla_fused;
+    int64_t ctx_train;  /* context_length from the file */
+    float attn_scale;   /* softmax scale incl. YaRN mscale² */
+} moe_hparams;
+
+typedef struct moe_layer {
+    const float *attn_norm;   /* [dim] */
+    moe_mat q;                /* n_head·(nope+rope) × dim   (q_lora == 0) */
+    moe_mat q_a;              /* q_lora × dim */
+    const float *q_a_norm;    /* [q_lora] */
+    moe_mat q_b;              /* n_head·(nope+rope) × q_lora */
+    moe_mat kv_a;             /* (kv_lora+rope) × dim */
+    const float *kv_a_norm;   /* [kv_lora] */
+    moe_mat k_b;              /* split: n_head·kv_lora × nope (head h: rows h·kv_lora..) */
+    moe_mat v_b;              /* split: n_head·v × kv_lora */
+    moe_mat kv_b;             /* fused: n_head·(nope+v) × kv_lora */
+    moe_mat o;                /* dim × n_head·v */
+    const float *ffn_norm;    /* [dim] */
+    bool is_moe;
+    /* dense FFN */
+    moe_mat gate, up;         /* dense_ff × dim */
+    moe_mat down;             /* dim × dense_ff */
+    /* MoE FFN */
+    moe_mat gate_inp;         /* n_expert × dim */
+    const float *exp_probs_b; /* [n_expert] or NULL */
+    moe_mat gate_exps, up_exps; /* n_expert·expert_ff × dim (expert e: rows e·ff..) */
+    moe_mat down_exps;        /* n_expert·dim × expert_ff */
+    moe_mat gate_sh, up_sh;   /* n_shared·ff × dim (absent if n_shared == 0) */
+    moe_mat down_sh;          /* dim × n_shared·ff */
+} moe_layer;
+
+typedef struct moe_model {
+    moe_gguf *gguf;
+    moe_hparams hp;
+    moe_mat tok_embd;         /* vocab × dim */
+    const float *out_norm;    /* [dim] */
+    moe_mat output;           /* vocab × dim */
+    moe_layer *layers;        /* [n_layer] */
+    uint64_t file_bytes;
+} moe_model;
+
+int moe_model_open(moe_model **out, const char *path, moe_err *err);
+void moe_model_free(moe_model *m);
+
+/* Gate configuration of layer il (an MoE layer). */
+moe_gate_cfg moe_model_gate_cfg(const moe_model *m, int il);
+
+/* Head / expert sub-views. */
+moe_mat moe_mat_rows(const moe_mat *m, int64_t r0, int64_t n);
+
+/* Embedding row of token id (< vocab) as float32. */
+void moe_model_embed(const moe_model *m, int32_t id, float *out);
+
+/* Bytes of weights read per token for a given routed-expert count
+ * (dense + attention + lm_head + shared + n_routed experts); for rooflines. */
+uint64_t moe_model_bytes_per_token(const moe_model *m);
+
+#endif

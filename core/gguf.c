@@ -189,6 +189,11 @@ static int parse_value(cursor *c, kv_entry *e)
                     return moe_err_prefix(c->err, "key '%s' element %llu", e->key, (unsigned long long)j);
             }
         } else {
+            if (et == MOE_GGUF_BOOL)
+                for (uint64_t j = 0; j < n; j++)
+                    if (c->p[c->pos + j] > 1)
+                        return moe_err_set(c->err, "key '%s': bool value %u is not 0 or 1 (element %llu)", e->key,
+                                           c->p[c->pos + j], (unsigned long long)j);
             c->pos += n * min_elem; /* checked against the size above */
         }
     } else {

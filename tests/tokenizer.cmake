@@ -1,3 +1,4 @@
 # Tokenizer, streaming detokenizer and chat templates (core/tokenizer.c,
 # core/chat.c, core/unicode.c).
 moe_test(NAME tokenizer_golden_test SOURCES tokenizer_golden_test.c LABELS golden TIMEOUT 60)
+moe_test(NAME tokenizer_unit_test SOURCES tokenizer_unit_test.c LABELS unit TIMEOUT 120)

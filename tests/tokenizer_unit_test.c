@@ -1,0 +1,261 @@
+/*
+ * tokenizer_unit_test — behaviour the fixtures do not pin down:
+ *   invalid UTF-8 (defined, lossless, no crash), long inputs (1 MB of one
+ *   repeated character, random bytes, spaces, digits, CJK, CR/LF, '<' and
+ *   special tokens: must finish fast and round-trip), BOS handling,
+ *   special-token matching on/off, the streaming decoder's UTF-8 holding
+ *   and U+FFFD policy, and load errors (unknown pre-tokenizer or model).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gguf.h"
+#include "tokenizer.h"
+#include "tokenizer_util.h"
+
+static moe_tokenizer *load_path(const char *path)
+{
+    moe_err err = {{0}};
+    moe_gguf *g = NULL;
+    if (moe_gguf_open(&g, path, &err)) {
+        CHECK_MSG(0, "open %s: %s", path, err.msg);
+        return NULL;
+    }
+    moe_tokenizer *tok = NULL;
+    CHECK_MSG(moe_tokenizer_load(&tok, g, &err) == MOE_OK, "%s", err.msg);
+    moe_gguf_close(g);
+    return tok;
+}
+
+/* Encodes, checks every id is in range and that decoding gives the input. */
+static bool round_trip(const moe_tokenizer *tok, const char *s, size_t n, unsigned flags, moe_tokens *ids)
+{
+    moe_err err = {{0}};
+    moe_tokens_clear(ids);
+    if (moe_tokenizer_encode(tok, s, n, flags, ids, &err)) {
+        fprintf(stderr, "encode: %s\n", err.msg);
+        return false;
+    }
+    for (size_t i = 0; i < ids->n; i++)
+        if (ids->ids[i] < 0 || ids->ids[i] >= moe_tokenizer_n_vocab(tok)) return false;
+    char *d = NULL;
+    size_t dl = 0;
+    if (moe_tokenizer_decode(tok, ids->ids, ids->n, &d, &dl, &err)) return false;
+    bool ok = dl == n && memcmp(d, s, n) == 0;
+    free(d);
+    return ok;
+}
+
+static int32_t byte_token(const moe_tokenizer *tok, unsigned char b)
+{
+    /* The GPT-2 byte map for the bytes used below: printable bytes map to
+     * themselves; 0xC3 -> U+00C3, 0xA9 -> U+00A9, 0xFF -> U+00FF. */
+    char u[2] = {(char)(0xC0 | (b >> 6)), (char)(0x80 | (b & 0x3F))};
+    if (b < 0x80) return moe_tokenizer_find(tok, (const char *)&b, 1);
+    return moe_tokenizer_find(tok, u, 2);
+}
+
+static void test_invalid_utf8(const moe_tokenizer *tok, const char *name)
+{
+    static const struct { const char *s; size_t n; } cases[] = {
+        {"\xff", 1}, {"\xc3", 1}, {"abc\xff" "def", 7}, {"\xe2\x82" "a", 3},
+        {"\xc0\xaf", 2}, {"\xed\xa0\x80", 3}, {"\xf4\x90\x80\x80", 4}, {"\xf8\x88\x80\x80\x80", 5},
+        {"caf\xc3", 4}, {" \xff \xfe\r\n\x80", 7}, {"\xe4\xb8", 2}, {"12\xff" "34", 5},
+        {"\xe4\xb8\xad\xe6\x96", 5}, {"x\xed\xbf\xbfy", 5},
+    };
+    moe_tokens ids = {0};
+    int ok = 0, n = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < n; i++) {
+        bool rt = round_trip(tok, cases[i].s, cases[i].n, 0, &ids);
+        CHECK_MSG(rt, "%s: invalid UTF-8 case %d does not round-trip", name, i);
+        ok += rt;
+        rt = round_trip(tok, cases[i].s, cases[i].n, MOE_TOK_SPECIAL, &ids);
+        CHECK_MSG(rt, "%s: invalid UTF-8 case %d (special on) does not round-trip", name, i);
+    }
+    /* A lone stray byte is its byte token. */
+    round_trip(tok, "\xff", 1, 0, &ids);
+    CHECK(ids.n == 1 && ids.ids[0] == byte_token(tok, 0xff));
+    printf("%s: invalid UTF-8: %d/%d cases round-trip\n", name, ok, n);
+    moe_tokens_free(&ids);
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rng(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 33);
+}
+
+static void test_long(const moe_tokenizer *tok, const char *name)
+{
+    const size_t N = 1 << 20;
+    char *buf = malloc(N + 64);
+    moe_tokens ids = {0};
+    const char *kinds[] = {"one repeated char", "random bytes", "spaces", "digits", "CJK",
+                           "CR/LF mix", "'<' (special on)", "special tokens (special on)",
+                           "random ASCII words"};
+    for (int k = 0; k < 9; k++) {
+        size_t n = N;
+        unsigned flags = 0;
+        switch (k) {
+        case 0: memset(buf, 'a', n); break;
+        case 1: for (size_t i = 0; i < n; i++) buf[i] = (char)(rng() & 0xff); break;
+        case 2: memset(buf, ' ', n); buf[n - 1] = 'x'; break;
+        case 3: for (size_t i = 0; i < n; i++) buf[i] = (char)('0' + i % 10); break;
+        case 4: n = N / 3 * 3; for (size_t i = 0; i < n; i += 3) memcpy(buf + i, "\xe4\xb8\xad", 3); break;
+        case 5: for (size_t i = 0; i < n; i++) buf[i] = "\r\n \t"[rng() % 4]; break;
+        case 6: memset(buf, '<', n); flags = MOE_TOK_SPECIAL; break;
+        case 7: {
+            static const char sp[] = "<\xef\xbd\x9c" "User\xef\xbd\x9c>"; /* <｜User｜> */
+            size_t l = sizeof sp - 1;
+            n = N / l * l;
+            for (size_t i = 0; i < n; i += l) memcpy(buf + i, sp, l);
+            flags = MOE_TOK_SPECIAL;
+            break;
+        }
+        case 8: for (size_t i = 0; i < n; i++) buf[i] = rng() % 6 == 0 ? ' ' : (char)('a' + rng() % 26); break;
+        }
+        double t0 = moe_now();
+        bool rt = round_trip(tok, buf, n, flags, &ids);
+        double dt = moe_now() - t0;
+        CHECK_MSG(rt, "%s: 1 MB of %s does not round-trip", name, kinds[k]);
+        /* Generous bound: a quadratic path would take minutes; ASan and a
+         * loaded machine take a few times longer than a release build. */
+        CHECK_MSG(dt < 20.0, "%s: 1 MB of %s took %.1f s", name, kinds[k], dt);
+        printf("%s: 1 MB of %-28s %8zu ids  %7.1f ms\n", name, kinds[k], ids.n, dt * 1e3);
+        if (k == 7) CHECK(ids.n == n / 12 && ids.ids[0] == 128803);
+    }
+    moe_tokens_free(&ids);
+    free(buf);
+}
+
+static void test_bos_special(const moe_tokenizer *tok)
+{
+    moe_err err = {{0}};
+    moe_tokens ids = {0};
+    CHECK(moe_tokenizer_encode(tok, "Hello", 5, MOE_TOK_BOS, &ids, &err) == MOE_OK);
+    CHECK(ids.n == 2 && ids.ids[0] == 0 && ids.ids[1] == 19923);
+    /* A text that already starts with the BOS text gets no second BOS. */
+    static const char bos_hello[] = "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>Hello";
+    moe_tokens_clear(&ids);
+    CHECK(moe_tokenizer_encode(tok, bos_hello, sizeof bos_hello - 1, MOE_TOK_BOS | MOE_TOK_SPECIAL, &ids, &err) == 0);
+    CHECK(ids.n == 2 && ids.ids[0] == 0 && ids.ids[1] == 19923);
+    /* Special matching off: the same text is plain text (BOS then added). */
+    moe_tokens_clear(&ids);
+    CHECK(moe_tokenizer_encode(tok, bos_hello, sizeof bos_hello - 1, MOE_TOK_BOS, &ids, &err) == 0);
+    CHECK(ids.n > 3 && ids.ids[0] == 0 && ids.ids[1] != 0);
+    bool no_control = true;
+    for (size_t i = 1; i < ids.n; i++) no_control &= !moe_tokenizer_is_control(tok, ids.ids[i]);
+    CHECK(no_control);
+    /* Empty input: nothing, or just BOS. */
+    moe_tokens_clear(&ids);
+    CHECK(moe_tokenizer_encode(tok, "", 0, 0, &ids, &err) == 0 && ids.n == 0);
+    CHECK(moe_tokenizer_encode(tok, "", 0, MOE_TOK_BOS, &ids, &err) == 0 && ids.n == 1 && ids.ids[0] == 0);
+    /* encode appends to what is there. */
+    CHECK(moe_tokenizer_encode(tok, "Hello", 5, 0, &ids, &err) == 0 && ids.n == 2 && ids.ids[1] == 19923);
+    /* Out-of-range ids are errors, not crashes. */
+    int32_t bad[2] = {5, 1 << 30};
+    char *d = NULL;
+    CHECK(moe_tokenizer_decode(tok, bad, 2, &d, NULL, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "out of range");
+    CHECK(moe_tokenizer_token_bytes(tok, -1, &(size_t){0}) == NULL);
+    moe_tokens_free(&ids);
+}
+
+static void test_stream(const moe_tokenizer *tok)
+{
+    moe_err err = {{0}};
+    moe_tok_stream *s = NULL;
+    CHECK(moe_tok_stream_init(&s, tok, 0, &err) == MOE_OK);
+    const char *t;
+    size_t l;
+    /* "é" = C3 A9 as two byte tokens: nothing, then the whole character. */
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 0xc3), &t, &l, &err) == 0 && l == 0);
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 0xa9), &t, &l, &err) == 0 && l == 2 &&
+          memcmp(t, "\xc3\xa9", 2) == 0);
+    /* A byte that can never start UTF-8 becomes U+FFFD at once. */
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 0xff), &t, &l, &err) == 0 && l == 3 &&
+          memcmp(t, "\xef\xbf\xbd", 3) == 0);
+    /* An incomplete character then ASCII: one U+FFFD, then the ASCII. */
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 0xc3), &t, &l, &err) == 0 && l == 0);
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 'a'), &t, &l, &err) == 0 && l == 4 &&
+          memcmp(t, "\xef\xbf\xbd" "a", 4) == 0);
+    /* An incomplete character at the end is flushed as U+FFFD. */
+    CHECK(moe_tok_stream_push(s, byte_token(tok, 0xc3), &t, &l, &err) == 0 && l == 0);
+    moe_tok_stream_flush(s, &t, &l);
+    CHECK(l == 3 && memcmp(t, "\xef\xbf\xbd", 3) == 0);
+    moe_tok_stream_flush(s, &t, &l);
+    CHECK(l == 0);
+    /* Control tokens print their text unless skipped. */
+    CHECK(moe_tok_stream_push(s, 1, &t, &l, &err) == 0 && l > 0);
+    CHECK(moe_tok_stream_push(s, -3, &t, &l, &err) == MOE_ERR);
+    moe_tok_stream_free(s);
+    CHECK(moe_tok_stream_init(&s, tok, MOE_TOK_STREAM_SKIP_CONTROL, &err) == MOE_OK);
+    CHECK(moe_tok_stream_push(s, 1, &t, &l, &err) == 0 && l == 0);
+    CHECK(moe_tok_stream_push(s, 19923, &t, &l, &err) == 0 && l == 5 && memcmp(t, "Hello", 5) == 0);
+    moe_tok_stream_free(s);
+}
+
+/* Loads a copy of the vocabulary file with one string value replaced by
+ * another of the same length; returns the load status and message. */
+static int load_patched(const char *key, const char *from, const char *to, moe_err *err)
+{
+    size_t n;
+    char *buf = tu_read_file(fixture_path("tokenizer/deepseek-v3-vocab.gguf"), &n);
+    CHECK_MSG(buf != NULL, "fixture deepseek-v3-vocab.gguf is missing");
+    if (!buf) return MOE_ERR;
+    char *k = memmem(buf, n, key, strlen(key));
+    CHECK(k != NULL);
+    char *v = k ? memmem(k, n - (size_t)(k - buf), from, strlen(from)) : NULL;
+    CHECK(v != NULL && v - k < 64);
+    if (v) memcpy(v, to, strlen(to));
+    moe_gguf *g = NULL;
+    int rc = moe_gguf_open_memory(&g, buf, n, err);
+    CHECK_MSG(rc == MOE_OK, "%s", err->msg);
+    moe_tokenizer *tok = NULL;
+    if (rc == MOE_OK) rc = moe_tokenizer_load(&tok, g, err);
+    moe_tokenizer_free(tok);
+    moe_gguf_close(g);
+    free(buf);
+    return rc;
+}
+
+static void test_load_errors(void)
+{
+    moe_err err = {{0}};
+    CHECK(load_patched("tokenizer.ggml.pre", "deepseek-v3", "deepseek-v9", &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "unsupported pre-tokenizer");
+    CHECK_CONTAINS(err.msg, "deepseek-v9");
+    CHECK(load_patched("tokenizer.ggml.model", "gpt2", "bert", &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "unsupported tokenizer.ggml.model 'bert'");
+    /* A merge naming a token that does not exist. */
+    CHECK(load_patched("tokenizer.ggml.merges", "\xc4\xa0 t", "\xc4\xa0 \x01", &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "not in the vocabulary");
+    /* A missing key. */
+    CHECK(load_patched("tokenizer.ggml.tokens", "tokens", "tokenz", &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "tokenizer.ggml.tokens");
+    /* Sanity: an unpatched copy loads. */
+    CHECK(load_patched("tokenizer.ggml.pre", "deepseek-v3", "deepseek-v3", &err) == MOE_OK);
+}
+
+int main(void)
+{
+    moe_tokenizer *v3 = load_path(fixture_path("tokenizer/deepseek-v3-vocab.gguf"));
+    moe_tokenizer *llm = load_path(fixture_path("tokenizer/deepseek-llm-rules.gguf"));
+    if (v3) {
+        test_invalid_utf8(v3, "deepseek-v3");
+        test_long(v3, "deepseek-v3");
+        test_bos_special(v3);
+        test_stream(v3);
+    }
+    if (llm) {
+        test_invalid_utf8(llm, "deepseek-llm");
+        test_long(llm, "deepseek-llm");
+    }
+    test_load_errors();
+    moe_tokenizer_free(v3);
+    moe_tokenizer_free(llm);
+    return check_summary("tokenizer_unit_test");
+}

@@ -44,6 +44,12 @@ struct moe_gguf {
     uint32_t t_hash_cap;
 };
 
+/* Most keys or tensors a file may declare: far above any real model
+ * (DeepSeek-V3 has ~50 keys and ~1,900 tensors; even per-expert tensors would
+ * be ~45,000) and small enough that the tables allocated from the header stay
+ * near 150 MB at worst. */
+#define MAX_COUNT (1u << 20)
+
 /* ---- bounds-checked cursor ------------------------------------------------ */
 
 typedef struct cursor {
@@ -315,10 +321,17 @@ static int parse(moe_gguf *g, moe_err *err)
     /* Smallest key/value: 8-byte length + 1-byte key + 4-byte type + 1-byte value.
      * Smallest tensor info: 8 + 1 (name) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset). */
     uint64_t left = g->size - c.pos;
-    if (n_kv > left / 14 || n_kv > INT32_MAX)
+    if (n_kv > left / 14)
         return moe_err_set(err, "key/value count %llu exceeds what the file can hold", (unsigned long long)n_kv);
-    if (n_tensors > left / 33 || n_tensors > INT32_MAX)
+    if (n_tensors > left / 33)
         return moe_err_set(err, "tensor count %llu exceeds what the file can hold", (unsigned long long)n_tensors);
+    /* The tables below are sized from these counts before anything is parsed,
+     * so a big file must not be able to ask for more than a bounded amount
+     * (and the hash capacities must not wrap). */
+    if (n_kv > MAX_COUNT)
+        return moe_err_set(err, "key/value count %llu exceeds the limit of %u", (unsigned long long)n_kv, MAX_COUNT);
+    if (n_tensors > MAX_COUNT)
+        return moe_err_set(err, "tensor count %llu exceeds the limit of %u", (unsigned long long)n_tensors, MAX_COUNT);
 
     g->alignment = MOE_GGUF_DEFAULT_ALIGNMENT;
     g->kvs = moe_xcalloc((size_t)n_kv, sizeof *g->kvs);

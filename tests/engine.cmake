@@ -16,3 +16,8 @@ foreach(model tiny_f16 tiny_q8_0 v3_mini_q8_0)
   moe_test(NAME golden_${model}_exact LABELS golden TIMEOUT 60
            ARGS $<TARGET_FILE:engine_golden> ${model} exact 2e-3 4e-3)
 endforeach()
+
+add_executable(engine_cmp engine_cmp.c)
+target_link_libraries(engine_cmp PRIVATE m)
+moe_test(NAME engine_run LABELS golden TIMEOUT 60
+         ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_run.sh $<TARGET_FILE:engine_cmp>)

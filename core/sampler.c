@@ -1,0 +1,190 @@
+/*
+ * sampler.c — candidates are (id, logit) pairs sorted by logit descending
+ * (ties: lower id first); top-k keeps a bounded sorted prefix without a
+ * full sort.  Probabilities in double.
+ */
+#include "sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cand {
+    int32_t id;
+    float logit;
+    double p;
+} cand;
+
+struct moe_sampler {
+    moe_sampler_cfg cfg;
+    int n_vocab;
+    float *v;      /* [n_vocab] penalised logits */
+    cand *c;       /* [n_vocab] candidates */
+};
+
+void moe_sampler_cfg_default(moe_sampler_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->temperature = 0.0f;
+    c->top_k = 0;
+    c->top_p = 1.0f;
+    c->min_p = 0.0f;
+    c->repeat_penalty = 1.0f;
+    c->repeat_last_n = 64;
+    c->seed = 0;
+}
+
+int moe_sampler_cfg_check(const moe_sampler_cfg *c, moe_err *err)
+{
+    if (!isfinite(c->temperature) || c->temperature > 1000.0f) return moe_err_set(err, "temperature must be finite, ≤ 1000");
+    if (c->top_k < 0) return moe_err_set(err, "top-k must be ≥ 0");
+    if (!(c->top_p > 0.0f && c->top_p <= 1.0f)) return moe_err_set(err, "top-p must be in (0, 1]");
+    if (!(c->min_p >= 0.0f && c->min_p <= 1.0f)) return moe_err_set(err, "min-p must be in [0, 1]");
+    if (!(c->repeat_penalty > 0.0f && c->repeat_penalty <= 100.0f))
+        return moe_err_set(err, "repetition penalty must be in (0, 100]");
+    if (c->repeat_last_n < -1) return moe_err_set(err, "repeat-last-n must be ≥ -1");
+    if (c->n_stop < 0 || c->n_stop > MOE_SAMPLER_MAX_STOP)
+        return moe_err_set(err, "at most %d stop tokens", MOE_SAMPLER_MAX_STOP);
+    return MOE_OK;
+}
+
+int moe_sampler_init(moe_sampler **out, const moe_sampler_cfg *cfg, int n_vocab, moe_err *err)
+{
+    *out = NULL;
+    if (moe_sampler_cfg_check(cfg, err)) return MOE_ERR;
+    if (n_vocab < 1) return moe_err_set(err, "vocabulary size %d < 1", n_vocab);
+    moe_sampler *s = moe_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->n_vocab = n_vocab;
+    s->v = moe_xmalloc((size_t)n_vocab * sizeof(float));
+    s->c = moe_xmalloc((size_t)n_vocab * sizeof(cand));
+    *out = s;
+    return MOE_OK;
+}
+
+void moe_sampler_free(moe_sampler *s)
+{
+    if (!s) return;
+    free(s->v);
+    free(s->c);
+    free(s);
+}
+
+bool moe_sampler_is_stop(const moe_sampler_cfg *c, int32_t tok)
+{
+    for (int i = 0; i < c->n_stop; i++)
+        if (c->stop[i] == tok) return true;
+    return false;
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+double moe_sampler_uniform(uint64_t seed, int64_t position)
+{
+    const uint64_t h = splitmix64(splitmix64(seed) ^ (uint64_t)position);
+    return (double)(h >> 11) * (1.0 / 9007199254740992.0); /* 53 bits */
+}
+
+/* a before b: larger logit, then lower id */
+static bool cand_before(const cand *a, const cand *b)
+{
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (cand_before(a, b)) return -1;
+    if (cand_before(b, a)) return 1;
+    return 0;
+}
+
+int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *history, int64_t n_hist,
+                           int64_t position)
+{
+    const moe_sampler_cfg *c = &s->cfg;
+    const int V = s->n_vocab;
+    float *v = s->v;
+    memcpy(v, logits, (size_t)V * sizeof(float));
+    /* repetition penalty: each distinct recent token once */
+    if (c->repeat_penalty != 1.0f && c->repeat_last_n != 0 && n_hist > 0) {
+        int64_t from = c->repeat_last_n < 0 || c->repeat_last_n > n_hist ? 0 : n_hist - c->repeat_last_n;
+        for (int64_t i = from; i < n_hist; i++) {
+            const int32_t t = history[i];
+            if (t < 0 || t >= V) continue;
+            bool seen = false;
+            for (int64_t j = from; j < i && !seen; j++) seen = history[j] == t;
+            if (seen) continue;
+            v[t] = v[t] > 0 ? v[t] / c->repeat_penalty : v[t] * c->repeat_penalty;
+        }
+    }
+    if (c->temperature <= 0.0f) {
+        int32_t b = 0;
+        for (int32_t i = 1; i < V; i++)
+            if (v[i] > v[b]) b = i;
+        return b;
+    }
+    /* candidates, sorted; with top-k only the best k are kept */
+    int n;
+    if (c->top_k > 0 && c->top_k < V) {
+        const int k = c->top_k;
+        n = 0;
+        for (int32_t i = 0; i < V; i++) {
+            cand x = {i, v[i], 0};
+            if (n == k && !cand_before(&x, &s->c[k - 1])) continue;
+            int pos = n < k ? n++ : k - 1;
+            while (pos > 0 && cand_before(&x, &s->c[pos - 1])) {
+                s->c[pos] = s->c[pos - 1];
+                pos--;
+            }
+            s->c[pos] = x;
+        }
+    } else {
+        for (int32_t i = 0; i < V; i++) s->c[i] = (cand){i, v[i], 0};
+        qsort(s->c, (size_t)V, sizeof(cand), cand_cmp);
+        n = V;
+    }
+    /* temperature + softmax */
+    const double inv_t = 1.0 / c->temperature, mx = s->c[0].logit;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->c[i].p = exp(((double)s->c[i].logit - mx) * inv_t);
+        sum += s->c[i].p;
+    }
+    for (int i = 0; i < n; i++) s->c[i].p /= sum;
+    /* top-p: smallest prefix with mass ≥ p */
+    if (c->top_p < 1.0f) {
+        double cum = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += s->c[i].p;
+            if (cum >= c->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    /* min-p: p ≥ min_p · p_max */
+    if (c->min_p > 0.0f) {
+        const double th = c->min_p * s->c[0].p;
+        int keep = 1;
+        while (keep < n && s->c[keep].p >= th) keep++;
+        n = keep;
+    }
+    double mass = 0;
+    for (int i = 0; i < n; i++) mass += s->c[i].p;
+    const double u = moe_sampler_uniform(c->seed, position) * mass;
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += s->c[i].p;
+        if (u < cum) return s->c[i].id;
+    }
+    return s->c[n - 1].id;
+}

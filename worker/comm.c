@@ -1,0 +1,174 @@
+/*
+ * comm.c — MPI wrappers: non-blocking collectives waited for by a poll that
+ * turns into sleeps, cached row datatypes, and failure agreement.
+ */
+#include "comm.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SPIN_SECONDS 100e-6 /* poll without sleeping this long first */
+#define SLEEP_MIN_NS 20000  /* then sleep 20 µs, doubling ... */
+#define SLEEP_MAX_NS 2000000 /* ... up to 2 ms between polls */
+#define MAX_ROW_TYPES 8
+
+struct moe_comm {
+    int rank, size;
+    struct {
+        int row_len;
+        MPI_Datatype type;
+    } rows[MAX_ROW_TYPES];
+    int n_rows;
+    double wait_seconds;
+    int64_t *scratch;
+    int scratch_n;
+};
+
+int moe_comm_init(moe_comm **out, int *argc, char ***argv, moe_err *err)
+{
+    *out = NULL;
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return moe_err_set(err, "MPI_Init_thread failed");
+    moe_comm *c = moe_xcalloc(1, sizeof *c);
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+    /* Errors come back as codes; we decide what to do with them. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    *out = c;
+    return MOE_OK;
+}
+
+void moe_comm_finalize(moe_comm *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n_rows; i++) MPI_Type_free(&c->rows[i].type);
+    free(c->scratch);
+    free(c);
+    MPI_Finalize();
+}
+
+int moe_comm_rank(const moe_comm *c) { return c->rank; }
+int moe_comm_size(const moe_comm *c) { return c->size; }
+double moe_comm_wait_seconds(const moe_comm *c) { return c->wait_seconds; }
+
+void moe_comm_abort(moe_comm *c, int code, const char *msg)
+{
+    fprintf(stderr, "moe-worker: rank %d: %s\n", c ? c->rank : -1, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    abort(); /* not reached */
+}
+
+static void check(moe_comm *c, int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING + 64], text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    MPI_Error_string(rc, text, &n);
+    snprintf(msg, sizeof msg, "%s failed: %.*s", what, n, text);
+    moe_comm_abort(c, 3, msg);
+}
+
+static void wait_request(moe_comm *c, MPI_Request *r)
+{
+    double t0 = moe_now();
+    int done = 0;
+    long pause = SLEEP_MIN_NS;
+    for (;;) {
+        check(c, MPI_Test(r, &done, MPI_STATUS_IGNORE), "MPI_Test");
+        if (done) break;
+        if (moe_now() - t0 < SPIN_SECONDS) continue;
+        struct timespec ts = {0, pause};
+        nanosleep(&ts, NULL);
+        if (pause < SLEEP_MAX_NS) pause *= 2;
+    }
+    c->wait_seconds += moe_now() - t0;
+}
+
+int moe_comm_agree(moe_comm *c, int status)
+{
+    /* min over ranks of (failed ? rank : size) */
+    int mine = status == MOE_OK ? c->size : c->rank, first = c->size;
+    MPI_Request r;
+    check(c, MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r);
+    return first == c->size ? -1 : first;
+}
+
+void moe_comm_barrier(moe_comm *c)
+{
+    MPI_Request r;
+    check(c, MPI_Ibarrier(MPI_COMM_WORLD, &r), "MPI_Ibarrier");
+    wait_request(c, &r);
+}
+
+void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *all)
+{
+    MPI_Request r;
+    check(c, MPI_Iallgather(mine, n, MPI_INT64_T, all, n, MPI_INT64_T, MPI_COMM_WORLD, &r), "MPI_Iallgather");
+    wait_request(c, &r);
+}
+
+void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)
+{
+    MPI_Request r;
+    check(c, MPI_Ialltoall(send, 1, MPI_INT32_T, recv, 1, MPI_INT32_T, MPI_COMM_WORLD, &r), "MPI_Ialltoall");
+    wait_request(c, &r);
+}
+
+static MPI_Datatype row_type(moe_comm *c, int row_len)
+{
+    for (int i = 0; i < c->n_rows; i++)
+        if (c->rows[i].row_len == row_len) return c->rows[i].type;
+    MOE_ASSERT(c->n_rows < MAX_ROW_TYPES);
+    MPI_Datatype t;
+    check(c, MPI_Type_contiguous(row_len, MPI_FLOAT, &t), "MPI_Type_contiguous");
+    check(c, MPI_Type_commit(&t), "MPI_Type_commit");
+    c->rows[c->n_rows].row_len = row_len;
+    c->rows[c->n_rows].type = t;
+    c->n_rows++;
+    return t;
+}
+
+void moe_comm_alltoallv_rows_start(moe_comm *c, int row_len, const float *send, const int32_t *send_n,
+                                   const int32_t *send_off, float *recv, const int32_t *recv_n, const int32_t *recv_off,
+                                   moe_comm_req *req)
+{
+    MOE_ASSERT(!req->active);
+    if (!req->impl) req->impl = moe_xmalloc(sizeof(MPI_Request));
+    MPI_Datatype t = row_type(c, row_len);
+    /* int32_t and int are the same type on every platform Open MPI supports. */
+    _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+    check(c,
+          MPI_Ialltoallv(send, (const int *)send_n, (const int *)send_off, t, recv, (const int *)recv_n,
+                         (const int *)recv_off, t, MPI_COMM_WORLD, (MPI_Request *)req->impl),
+          "MPI_Ialltoallv");
+    req->active = true;
+}
+
+bool moe_comm_progress(moe_comm *c, moe_comm_req *req)
+{
+    if (!req->active) return true;
+    int done = 0;
+    check(c, MPI_Test((MPI_Request *)req->impl, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) req->active = false;
+    return done != 0;
+}
+
+void moe_comm_wait(moe_comm *c, moe_comm_req *req)
+{
+    if (!req->active) return;
+    wait_request(c, (MPI_Request *)req->impl);
+    req->active = false;
+}
+
+void moe_comm_req_free(moe_comm_req *req)
+{
+    MOE_ASSERT(!req->active);
+    free(req->impl);
+    req->impl = NULL;
+}

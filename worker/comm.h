@@ -1,0 +1,74 @@
+/*
+ * comm.h — everything the worker job says over MPI (the only user of mpi.h).
+ *
+ * Ranks of the worker job step in lockstep; a failure on one rank must not
+ * leave the others waiting in a collective, and an idle job must not spin
+ * (Open MPI busy-polls inside blocking collectives, 65-100% of a core per
+ * waiting rank).  So every collective here is started non-blocking and
+ * waited for by moe_comm_wait(): it polls with MPI_Test for a short while
+ * (fast steps stay fast), then sleeps between polls with a growing pause
+ * (idle ranks cost almost nothing).  Open MPI 4 does not progress
+ * non-blocking collectives by itself, so callers that compute while an
+ * exchange is in flight call moe_comm_progress() between pieces of work.
+ *
+ * Activations move as rows of `row_len` floats with a contiguous MPI
+ * datatype, so counts are in rows and a long prefill never overflows int.
+ */
+#ifndef MOE_WORKER_COMM_H
+#define MOE_WORKER_COMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+
+typedef struct moe_comm moe_comm;
+
+/* One exchange in flight. */
+typedef struct moe_comm_req {
+    void *impl;      /* MPI_Request, boxed so mpi.h stays in comm.c */
+    bool active;
+} moe_comm_req;
+
+int moe_comm_init(moe_comm **out, int *argc, char ***argv, moe_err *err);
+/* Finalizes MPI. */
+void moe_comm_finalize(moe_comm *c);
+int moe_comm_rank(const moe_comm *c);
+int moe_comm_size(const moe_comm *c);
+
+/* Ends the whole job now (another rank cannot be trusted to follow):
+ * prints "rank R: msg" and calls MPI_Abort. */
+_Noreturn void moe_comm_abort(moe_comm *c, int code, const char *msg);
+
+/*
+ * Agreement on failure: every rank passes its own status (MOE_OK or
+ * MOE_ERR) and gets back the lowest failing rank, or -1 if all succeeded.
+ * A failing rank prints its own reason; the others learn who failed.
+ */
+int moe_comm_agree(moe_comm *c, int status);
+
+/* Sleeping barrier (an idle job waits here). */
+void moe_comm_barrier(moe_comm *c);
+
+/* all[r·n .. r·n+n) = rank r's mine[0..n) (step headers). */
+void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *all);
+
+/* recv[r] = what rank r put in its send[me] (per-destination counts). */
+void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv);
+
+/* Starts an all-to-all of float rows: send rows [send_off[r], +send_n[r]) go
+ * to rank r, landing at its recv_off[me]; counts and offsets are in rows. */
+void moe_comm_alltoallv_rows_start(moe_comm *c, int row_len, const float *send, const int32_t *send_n,
+                                   const int32_t *send_off, float *recv, const int32_t *recv_n, const int32_t *recv_off,
+                                   moe_comm_req *req);
+/* Releases a request's storage (after it completed). */
+void moe_comm_req_free(moe_comm_req *req);
+/* Drives an exchange forward; true when it has completed. */
+bool moe_comm_progress(moe_comm *c, moe_comm_req *req);
+/* Waits (polling, then sleeping) until it completes. */
+void moe_comm_wait(moe_comm *c, moe_comm_req *req);
+
+/* Seconds spent waiting inside moe_comm_wait since init (for stats). */
+double moe_comm_wait_seconds(const moe_comm *c);
+
+#endif

@@ -21,3 +21,4 @@ add_executable(engine_cmp engine_cmp.c)
 target_link_libraries(engine_cmp PRIVATE m)
 moe_test(NAME engine_run LABELS golden TIMEOUT 60
          ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_run.sh $<TARGET_FILE:engine_cmp>)
+moe_test(NAME engine_batch SOURCES engine_batch.c LIBS moe_worker LABELS unit TIMEOUT 60)

@@ -1,0 +1,230 @@
+/*
+ * engine_batch.c — the batched step and the invariance rules.
+ *
+ *  - a sequence's logits are bitwise identical decoded alone, among 7 other
+ *    sequences of different lengths (some prefilling chunks, some decoding
+ *    in the same steps), with 1 or 2 threads, and with cache blocks of 4
+ *    tokens instead of 16;
+ *  - prefill paths (decompressed chunk with logits for every position,
+ *    absorbed chunks) agree with token-by-token decode within 1e-4;
+ *  - latent cache bytes in use after 100 tokens equal
+ *    100 × layers × (kv_lora + qk_rope) × 4 rounded up to whole blocks;
+ *  - a full cache, a context limit, a bad token id are errors of that item
+ *    only; malformed steps and bad model files fail with clear messages.
+ */
+#include "check.h"
+#include "engine_util.h"
+
+#define TGT_PROMPT 16
+#define TGT_DECODE 10
+#define ROWS (TGT_DECODE + 1)
+
+static int32_t tok_at(int seq, int i) { return (int32_t)((seq * 97 + i * 31 + 7) % 300); }
+
+static moe_engine *mk_engine(const moe_model *m, int threads, int block, int decompress_min)
+{
+    moe_engine_opts o;
+    moe_engine_opts_default(&o);
+    o.n_threads = threads;
+    o.block_size = block;
+    o.max_ctx = 128;
+    o.max_seqs = 8;
+    o.max_batch_tokens = 128;
+    o.decompress_min = decompress_min;
+    moe_engine *e = NULL;
+    moe_err err;
+    if (moe_engine_init(&e, m, &o, &err)) fprintf(stderr, "engine: %s\n", err.msg);
+    return e;
+}
+
+/*
+ * Target sequence (id tokens tok_at(0, i)): a prompt of TGT_PROMPT in one
+ * chunk, then TGT_DECODE single tokens; out gets ROWS rows.  With
+ * `crowd`, 7 other sequences join: each starts at a different step, with a
+ * prompt of 3 + 5k tokens fed in chunks of 4 or whole, then decodes.
+ */
+static int run_target(moe_engine *e, bool crowd, float *out, int vocab)
+{
+    moe_err err;
+    int seqs[8];
+    int n_seq = crowd ? 8 : 1;
+    for (int s = 0; s < n_seq; s++)
+        if (moe_engine_seq_new(e, &seqs[s], &err)) return -1;
+    int fed[8] = {0}, plen[8];
+    int32_t toks[8][64];
+    for (int s = 0; s < 8; s++) {
+        plen[s] = s == 0 ? TGT_PROMPT : 3 + 5 * s;
+        for (int i = 0; i < 64; i++) toks[s][i] = tok_at(s, i);
+    }
+    int row = 0;
+    for (int step = 0; row < ROWS; step++) {
+        moe_step_item it[8];
+        int n = 0, tgt = -1;
+        /* others first in some steps, last in others: order must not matter */
+        for (int k = 0; k < n_seq; k++) {
+            int s = (step % 2) ? k : n_seq - 1 - k;
+            if (step < (s * 3) % 5) continue; /* staggered start; s = 5 starts with the target */
+            int nt;
+            if (fed[s] < plen[s]) {
+                const int chunk = (s % 2) ? 4 : plen[s];
+                nt = plen[s] - fed[s] < chunk ? plen[s] - fed[s] : chunk;
+            } else {
+                nt = 1;
+            }
+            if (fed[s] + nt > 60) continue;
+            if (s == 0) tgt = n;
+            it[n++] = (moe_step_item){.seq = seqs[s], .tokens = toks[s] + fed[s], .n_tokens = nt,
+                                      .logits = (s % 3 == 1) ? MOE_LOGITS_ALL : MOE_LOGITS_LAST};
+            fed[s] += nt;
+        }
+        if (moe_engine_step(e, it, n, &err)) {
+            fprintf(stderr, "step: %s\n", err.msg);
+            return -1;
+        }
+        for (int i = 0; i < n; i++)
+            if (it[i].status) {
+                fprintf(stderr, "item: %s\n", it[i].err.msg);
+                return -1;
+            }
+        if (tgt >= 0) memcpy(out + (size_t)row++ * vocab, it[tgt].out, (size_t)vocab * sizeof(float));
+    }
+    for (int s = 0; s < n_seq; s++) moe_engine_seq_free(e, seqs[s]);
+    return 0;
+}
+
+static void test_invariance(const char *model_name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/%s.gguf", getenv("MOE_FIXTURES"), model_name);
+    moe_err err;
+    moe_model *m;
+    CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
+    if (check_n_fail) return;
+    const int V = m->hp.vocab;
+    float *a = malloc((size_t)ROWS * V * 4), *b = malloc((size_t)ROWS * V * 4);
+    moe_engine *e = mk_engine(m, 1, 16, 8);
+    CHECK(run_target(e, false, a, V) == 0);
+    CHECK(run_target(e, true, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ alone vs among 7 others (max d %.3g)",
+              model_name, max_abs_diff(a, b, ROWS * V));
+    moe_engine_free(e);
+    e = mk_engine(m, 2, 16, 8);
+    CHECK(run_target(e, true, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 2 threads", model_name);
+    CHECK(run_target(e, false, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 2 threads alone", model_name);
+    moe_engine_free(e);
+    e = mk_engine(m, 1, 4, 8);
+    CHECK(run_target(e, true, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with blocks of 4", model_name);
+    moe_engine_free(e);
+    printf("%s: alone / among 7 / 2 threads / blocks of 4: bitwise identical\n", model_name);
+
+    /* prefill paths vs decode: all positions of prompt + decoded tokens in
+     * one chunk (decompressed, and absorbed), logits of the last ROWS rows */
+    const int total = TGT_PROMPT + TGT_DECODE;
+    int32_t toks[64];
+    for (int i = 0; i < total; i++) toks[i] = tok_at(0, i);
+    for (int dm = 0; dm < 2; dm++) {
+        e = mk_engine(m, 2, 16, dm == 0 ? 2 : 0);
+        int seq;
+        CHECK(moe_engine_seq_new(e, &seq, &err) == MOE_OK);
+        moe_step_item it = {.seq = seq, .tokens = toks, .n_tokens = total, .logits = MOE_LOGITS_ALL};
+        CHECK(moe_engine_step(e, &it, 1, &err) == MOE_OK && it.status == MOE_OK && it.out_rows == total);
+        double d = max_abs_diff(it.out + (size_t)(TGT_PROMPT - 1) * V, a, ROWS * V);
+        printf("%s: one-chunk prefill (%s) vs decode: %d rows, max d = %.3g\n", model_name,
+               dm == 0 ? "decompressed" : "absorbed", ROWS, d);
+        CHECK_MSG(d <= 1e-4, "%s prefill vs decode: d = %g", model_name, d);
+        moe_engine_free(e);
+    }
+    free(a);
+    free(b);
+    moe_model_free(m);
+}
+
+static void test_cache_and_errors(void)
+{
+    moe_err err;
+    moe_model *m;
+    CHECK_MSG(moe_model_open(&m, fixture_path("models/tiny_f32.gguf"), &err) == MOE_OK, "%s", err.msg);
+    if (check_n_fail) return;
+    const uint64_t per_tok = (uint64_t)m->hp.n_layer * (m->hp.kv_lora + m->hp.qk_rope) * sizeof(float);
+    int32_t toks[128];
+    for (int i = 0; i < 128; i++) toks[i] = tok_at(1, i);
+    for (int block = 4; block <= 16; block += 12) {
+        moe_engine *e = mk_engine(m, 1, block, 32);
+        int seq;
+        CHECK(moe_engine_seq_new(e, &seq, &err) == MOE_OK);
+        moe_step_item it = {.seq = seq, .tokens = toks, .n_tokens = 60, .logits = MOE_LOGITS_NONE};
+        CHECK(moe_engine_step(e, &it, 1, &err) == MOE_OK && it.status == MOE_OK && it.out == NULL);
+        for (int i = 60; i < 100; i++) {
+            moe_step_item one = {.seq = seq, .tokens = toks + i, .n_tokens = 1, .logits = MOE_LOGITS_LAST};
+            CHECK(moe_engine_step(e, &one, 1, &err) == MOE_OK && one.status == MOE_OK);
+        }
+        moe_engine_stats st;
+        moe_engine_get_stats(e, &st);
+        const uint64_t want = (uint64_t)((100 + block - 1) / block * block) * per_tok;
+        CHECK_MSG(st.cache_bytes_in_use == want, "block %d: %llu bytes in use, want %llu", block,
+                  (unsigned long long)st.cache_bytes_in_use, (unsigned long long)want);
+        printf("cache after 100 tokens, blocks of %d: %llu bytes (formula %llu)\n", block,
+               (unsigned long long)st.cache_bytes_in_use, (unsigned long long)want);
+        moe_engine_seq_free(e, seq);
+        moe_engine_get_stats(e, &st);
+        CHECK(st.cache_bytes_in_use == 0);
+        moe_engine_free(e);
+    }
+    /* a small pool: 3 blocks of 16 tokens */
+    moe_engine_opts o;
+    moe_engine_opts_default(&o);
+    o.max_ctx = 40;
+    o.max_seqs = 4;
+    o.cache_tokens = 48;
+    o.max_batch_tokens = 64;
+    moe_engine *e;
+    CHECK(moe_engine_init(&e, m, &o, &err) == MOE_OK);
+    int s1, s2, s3;
+    CHECK(moe_engine_seq_new(e, &s1, &err) == MOE_OK && moe_engine_seq_new(e, &s2, &err) == MOE_OK &&
+          moe_engine_seq_new(e, &s3, &err) == MOE_OK);
+    int32_t bad[2] = {5, 300};
+    moe_step_item it[3] = {
+        {.seq = s1, .tokens = toks, .n_tokens = 20, .logits = MOE_LOGITS_LAST},
+        {.seq = s2, .tokens = bad, .n_tokens = 2, .logits = MOE_LOGITS_LAST},
+        {.seq = s3, .tokens = toks, .n_tokens = 17, .logits = MOE_LOGITS_LAST},
+    };
+    CHECK(moe_engine_step(e, it, 3, &err) == MOE_OK);
+    CHECK(it[0].status == MOE_OK && it[0].out_rows == 1);
+    CHECK(it[1].status == MOE_ERR);
+    CHECK_CONTAINS(it[1].err.msg, "token id 300 at index 1 is not in 0..299");
+    CHECK(it[2].status == MOE_ERR); /* s1 took 2 blocks, s3 needs 2, 1 free */
+    CHECK_CONTAINS(it[2].err.msg, "latent cache full");
+    CHECK(moe_engine_seq_len(e, s3) == 0 && moe_engine_seq_len(e, s1) == 20);
+    /* context limit 40 */
+    moe_step_item more = {.seq = s1, .tokens = toks, .n_tokens = 21, .logits = MOE_LOGITS_LAST};
+    CHECK(moe_engine_step(e, &more, 1, &err) == MOE_OK && more.status == MOE_ERR);
+    CHECK_CONTAINS(more.err.msg, "context limit is 40");
+    /* malformed steps */
+    moe_step_item twice[2] = {{.seq = s1, .tokens = toks, .n_tokens = 1}, {.seq = s1, .tokens = toks, .n_tokens = 1}};
+    CHECK(moe_engine_step(e, twice, 2, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "appears twice");
+    moe_step_item big = {.seq = s2, .tokens = toks, .n_tokens = 65};
+    CHECK(moe_engine_step(e, &big, 1, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "the limit is 64");
+    moe_step_item gone = {.seq = 3, .tokens = toks, .n_tokens = 1};
+    CHECK(moe_engine_step(e, &gone, 1, &err) == MOE_OK && gone.status == MOE_ERR);
+    CHECK_CONTAINS(gone.err.msg, "sequence 3 does not exist");
+    moe_engine_free(e);
+    moe_model_free(m);
+    /* bad model files */
+    CHECK(moe_model_open(&m, fixture_path("models/missing.gguf"), &err) == MOE_ERR);
+    CHECK(moe_model_open(&m, fixture_path("tokenizer/deepseek-v3-vocab.gguf"), &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "is missing");
+}
+
+int main(void)
+{
+    test_invariance("v3_mini_f32");
+    test_invariance("v2lite_mini_fused_f32");
+    test_invariance("tiny_q8_0");
+    test_cache_and_errors();
+    return check_summary("engine_batch");
+}

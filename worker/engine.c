@@ -489,6 +489,37 @@ void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *co
         for (int i = 0; i < dim; i++) out[i] += shared[i];
 }
 
+/* The MoE FFN with routed experts behind the hook: shared experts run here
+ * while the hook's exchange is in flight; the sum is the same as locally. */
+static void moe_ffn_remote(moe_engine *e, int il, int n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const moe_engine_moe_hook *hk = e->o.moe_hook;
+    const int K = hp->n_used;
+    const int64_t D = hp->dim, sff = (int64_t)hp->n_shared * hp->expert_ff;
+    hk->start(hk->ctx, il, e->h, n, e->ids, e->wts, e->row_seq, e->row_pos);
+    if (sff > 0) {
+        mm_job jb[2] = {job(&L->gate_sh, e->h, D, n, e->fg, sff), job(&L->up_sh, e->h, D, n, e->fu, sff)};
+        run_jobs(e, jb, 1);
+        hk->progress(hk->ctx);
+        run_jobs(e, jb + 1, 1);
+        hk->progress(hk->ctx);
+        for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
+        jb[0] = job(&L->down_sh, e->fg, sff, n, e->sh, D);
+        run_jobs(e, jb, 1);
+        hk->progress(hk->ctx);
+    }
+    hk->finish(hk->ctx, il, e->ye);
+    const float *yr[MOE_GATE_MAX_USED];
+    for (int t = 0; t < n; t++) {
+        for (int j = 0; j < K; j++) yr[j] = e->ye + ((size_t)t * K + (size_t)j) * D;
+        moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
+                               e->tmp + (size_t)t * D);
+    }
+    for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
+}
+
 static void ffn_block(moe_engine *e, int il, int n)
 {
     const moe_hparams *hp = &e->m->hp;
@@ -508,6 +539,10 @@ static void ffn_block(moe_engine *e, int il, int n)
     const int K = hp->n_used, E = hp->n_expert;
     const int64_t ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
+    if (e->o.moe_hook) {
+        moe_ffn_remote(e, il, n);
+        return;
+    }
     /* group (token, j) pairs by expert: counting sort, tokens ascending */
     memset(e->e_cnt, 0, (size_t)E * sizeof(int32_t));
     for (int64_t i = 0; i < (int64_t)n * K; i++) e->e_cnt[e->ids[i]]++;
@@ -611,7 +646,15 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
             rope_cs(hp, len + j, e->cs + (size_t)n * hp->qk_rope);
         }
     }
-    if (n == 0) return MOE_OK;
+    if (n == 0) {
+        /* Nothing here this step, but the other ranks' exchanges need us. */
+        const moe_engine_moe_hook *hk = e->o.moe_hook;
+        for (int il = hp->n_dense_lead; hk && il < hp->n_layer; il++) {
+            hk->start(hk->ctx, il, NULL, 0, NULL, NULL, NULL, NULL);
+            hk->finish(hk->ctx, il, NULL);
+        }
+        return MOE_OK;
+    }
     /* attention tasks (the same for every layer of this step) */
     e->n_tasks = 0;
     for (int i = 0, r = 0; i < n_items; i++) {

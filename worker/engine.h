@@ -33,6 +33,24 @@
 
 typedef struct moe_engine moe_engine;
 
+/*
+ * Expert parallelism (the MPI worker job): when set, the routed experts of
+ * every MoE layer run through this hook instead of locally.  start gets the
+ * normed rows and the gate's choice, the engine then computes the shared
+ * experts, calling progress between pieces (so an exchange in flight moves
+ * on), and finish must fill y[(t·K + j)·dim ...] with the output of expert
+ * ids[t·K + j] for row t.  The hook is called for every MoE layer of every
+ * step, with zero rows when the step has no tokens on this engine, so the
+ * ranks of a job stay in lockstep.
+ */
+typedef struct moe_engine_moe_hook {
+    void *ctx;
+    void (*start)(void *ctx, int il, const float *h, int n, const int32_t *ids, const float *w,
+                  const int *row_seq, const int64_t *row_pos);
+    void (*progress)(void *ctx);
+    void (*finish)(void *ctx, int il, float *y);
+} moe_engine_moe_hook;
+
 typedef struct moe_engine_opts {
     int n_threads;          /* default 1 */
     int block_size;         /* cache tokens per block, default 16 */
@@ -42,6 +60,7 @@ typedef struct moe_engine_opts {
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
     bool reference_kernels; /* scalar reference kernels instead of AVX2 */
+    const moe_engine_moe_hook *moe_hook; /* NULL: all experts local */
 } moe_engine_opts;
 
 void moe_engine_opts_default(moe_engine_opts *o);

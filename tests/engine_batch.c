@@ -182,7 +182,7 @@ static void test_cache_and_errors(void)
     o.max_batch_tokens = 64;
     moe_engine *e;
     CHECK(moe_engine_init(&e, m, &o, &err) == MOE_OK);
-    int s1, s2, s3;
+    int s1 = -1, s2 = -1, s3 = -1;
     CHECK(moe_engine_seq_new(e, &s1, &err) == MOE_OK && moe_engine_seq_new(e, &s2, &err) == MOE_OK &&
           moe_engine_seq_new(e, &s3, &err) == MOE_OK);
     int32_t bad[2] = {5, 300};

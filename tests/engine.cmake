@@ -22,3 +22,8 @@ target_link_libraries(engine_cmp PRIVATE m)
 moe_test(NAME engine_run LABELS golden TIMEOUT 60
          ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_run.sh $<TARGET_FILE:engine_cmp>)
 moe_test(NAME engine_batch SOURCES engine_batch.c LIBS moe_worker LABELS unit TIMEOUT 60)
+# Needs moe-mkmodel (tools/); registered only when that target exists.
+if(TARGET moe-mkmodel)
+  moe_test(NAME engine_mkmodel LABELS golden TIMEOUT 120
+           ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_mkmodel.sh $<TARGET_FILE:engine_cmp>)
+endif()

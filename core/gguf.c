@@ -187,9 +187,17 @@ static int parse_value(cursor *c, kv_entry *e)
         e->arr_count = n;
         e->arr_data = c->pos;
         if (et == MOE_GGUF_STRING) {
-            e->str_off = moe_xmalloc((size_t)(n ? n : 1) * sizeof(uint64_t));
+            /* The offsets table grows as elements are read: sized from the
+             * count alone, a big file could ask for 16 GB before its first
+             * bad element is seen. */
+            uint64_t cap = 0;
             for (uint64_t j = 0; j < n; j++) {
                 uint64_t off, len;
+                if (j == cap) {
+                    cap = cap ? 2 * cap : 1024;
+                    if (cap > n) cap = n;
+                    e->str_off = moe_xrealloc(e->str_off, (size_t)cap * sizeof(uint64_t));
+                }
                 e->str_off[j] = c->pos;
                 if (rd_str(c, MOE_GGUF_MAX_STRING_LEN, &off, &len, "array string"))
                     return moe_err_prefix(c->err, "key '%s' element %llu", e->key, (unsigned long long)j);

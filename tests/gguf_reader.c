@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -908,6 +910,64 @@ static void test_values(void)
 
 /* ---- moe_gguf_open on files -------------------------------------------------- */
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* A 17 GB sparse file with one string array claiming 2^31 elements (which
+ * the file could hold) whose first element is bad: the reader must fail on
+ * that element without first allocating for 2^31 elements (16 GB).  Run in
+ * a child with its address space limited to the file plus 1 GB, so such an
+ * allocation aborts the child.  Not under ASan, which needs its shadow
+ * address space. */
+static void test_big_string_array(const char *d)
+{
+    if (SANITIZED) {
+        printf("gguf_reader: big string array case needs an unsanitized build; not run here\n");
+        return;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/big_array.gguf", d);
+    const uint64_t file_size = 17ull << 30;
+    gb b = {0};
+    gb_header(&b, 3, 0, 1), gb_key(&b, "tokenizer.ggml.tokens"), gb_u32(&b, MOE_GGUF_ARRAY);
+    gb_u32(&b, MOE_GGUF_STRING), gb_u64(&b, 1ull << 31), gb_u64(&b, UINT64_MAX);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int made = fd >= 0 && write(fd, b.p, b.n) == (ssize_t)b.n && ftruncate(fd, (off_t)file_size) == 0;
+    if (fd >= 0) close(fd);
+    gb_free(&b);
+    CHECK_MSG(made, "cannot make a sparse file %s: %s", path, strerror(errno));
+    n_cases++;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = {.rlim_cur = file_size + (1ull << 30), .rlim_max = file_size + (1ull << 30)};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
+        moe_gguf *g = NULL;
+        moe_err err = {{0}};
+        int rc = moe_gguf_open(&g, path, &err);
+        if (rc == MOE_OK) _exit(4);
+        if (!strstr(err.msg, "key 'tokenizer.ggml.tokens' element 0: array string: length")) {
+            fprintf(stderr, "big string array: unexpected error: %s\n", err.msg);
+            _exit(5);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "big string array: child %s %d",
+              WIFEXITED(st) ? "exited" : "killed by signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    unlink(path);
+}
+
 static void test_files(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -977,6 +1037,7 @@ static void test_files(void)
     CHECK_CONTAINS(err.msg, "key/value count 1073741825 exceeds the limit of 1048576");
 
     unlink(path);
+    test_big_string_array(d);
     snprintf(path, sizeof path, "%s/empty.gguf", d);
     unlink(path);
     rmdir(d);

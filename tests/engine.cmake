@@ -27,3 +27,6 @@ if(TARGET moe-mkmodel)
   moe_test(NAME engine_mkmodel LABELS golden TIMEOUT 120
            ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_mkmodel.sh $<TARGET_FILE:engine_cmp>)
 endif()
+if(TARGET bench-decode AND TARGET moe-mkmodel)
+  moe_test(NAME bench_decode_smoke LABELS bench TIMEOUT 120 ARGS $<TARGET_FILE:bench-decode> --quick)
+endif()

@@ -1,0 +1,277 @@
+/*
+ * bench-decode — single-process engine throughput on the issue's bench
+ * shape (Q8_0, 8 layers, dim 2048, 64 experts top-6, ...), with the
+ * machine's read bandwidth as the roofline.
+ *
+ *   bench-decode [--model FILE] [--quick] [--threads-max N]
+ *
+ * Without --model it makes build/.../bench_q8_0.gguf with moe-mkmodel
+ * (--preset bench --type q8_0) beside the binary, once.  --quick is a smoke
+ * run on a small generated model (CI); its figures mean nothing.
+ *
+ * Prints: resident memory after load beside the file size; prefill (128
+ * tokens) and decode (64 tokens) tokens/s at 1 and 2 threads; aggregate
+ * decode tokens/s with 4 and 16 concurrent sequences (32-token prompts,
+ * 32 generated); decode at context 2048 beside context 32 (the 2048
+ * positions of cache are filled with random latents instead of running a
+ * 2048-token prefill: decode cost does not depend on their values); the
+ * read bandwidth (median of 2-thread streaming reads over 1 GiB); and the
+ * decode speed as a fraction of the roofline, where bytes per token =
+ * dense and attention weights + lm_head + the shared and the used routed
+ * experts.
+ */
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) v = atol(line + 6);
+    if (f) fclose(f);
+    return v;
+}
+
+static int32_t tok(int seq, int i, int vocab) { return (int32_t)((seq * 7919 + i * 104729 + 13) % vocab); }
+
+static void die(const char *what, const moe_err *err)
+{
+    fprintf(stderr, "bench-decode: %s: %s\n", what, err ? err->msg : "");
+    exit(1);
+}
+
+static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx)
+{
+    moe_engine_opts o;
+    moe_engine_opts_default(&o);
+    o.n_threads = threads;
+    o.max_seqs = max_seqs;
+    o.max_ctx = max_ctx;
+    o.max_batch_tokens = 512;
+    moe_engine *e;
+    moe_err err;
+    if (moe_engine_init(&e, m, &o, &err)) die("engine", &err);
+    return e;
+}
+
+static int greedy(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b]) b = i;
+    return b;
+}
+
+/* n_seq sequences: prompts of n_prompt (one step each), then n_gen decode
+ * steps with all sequences batched.  Returns prefill and decode tokens/s. */
+static void run_batch(moe_engine *e, int n_seq, int n_prompt, int n_gen, double *pf_tps, double *dec_tps)
+{
+    const moe_model *m = moe_engine_model(e);
+    const int V = m->hp.vocab;
+    moe_err err;
+    int seq[64];
+    int32_t *prompt = malloc((size_t)n_prompt * sizeof(int32_t)), last[64];
+    moe_step_item it[64];
+    for (int s = 0; s < n_seq; s++)
+        if (moe_engine_seq_new(e, &seq[s], &err)) die("seq", &err);
+    double t0 = moe_now();
+    for (int s = 0; s < n_seq; s++) {
+        for (int i = 0; i < n_prompt; i++) prompt[i] = tok(s, i, V);
+        it[0] = (moe_step_item){.seq = seq[s], .tokens = prompt, .n_tokens = n_prompt, .logits = MOE_LOGITS_LAST};
+        if (moe_engine_step(e, it, 1, &err) || it[0].status) die("prefill", &err);
+        last[s] = greedy(it[0].out, V);
+    }
+    const double t1 = moe_now();
+    for (int g = 0; g < n_gen; g++) {
+        for (int s = 0; s < n_seq; s++)
+            it[s] = (moe_step_item){.seq = seq[s], .tokens = &last[s], .n_tokens = 1, .logits = MOE_LOGITS_LAST};
+        if (moe_engine_step(e, it, n_seq, &err)) die("decode", &err);
+        for (int s = 0; s < n_seq; s++) {
+            if (it[s].status) die("decode item", &it[s].err);
+            last[s] = greedy(it[s].out, V);
+        }
+    }
+    const double t2 = moe_now();
+    for (int s = 0; s < n_seq; s++) moe_engine_seq_free(e, seq[s]);
+    free(prompt);
+    *pf_tps = n_seq * n_prompt / (t1 - t0);
+    *dec_tps = (double)n_seq * n_gen / (t2 - t1);
+}
+
+/* Decode speed of one sequence whose cache already holds ctx positions
+ * (random latents written straight into the cache). */
+static double decode_at_ctx(moe_engine *e, int64_t ctx, int n_gen)
+{
+    const moe_model *m = moe_engine_model(e);
+    const int V = m->hp.vocab, W = m->hp.kv_lora + m->hp.qk_rope;
+    moe_kvcache *c = moe_engine_cache(e);
+    moe_err err;
+    int seq;
+    if (moe_engine_seq_new(e, &seq, &err)) die("seq", &err);
+    if (moe_kvcache_reserve(c, seq, ctx, &err)) die("reserve", &err);
+    uint64_t r = 12345;
+    for (int il = 0; il < m->hp.n_layer; il++)
+        for (int64_t p = 0; p < ctx; p++) {
+            float *v = moe_kvcache_at(c, seq, il, p);
+            for (int i = 0; i < W; i++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                v[i] = (float)((r >> 40) & 0xffff) / 32768.0f - 1.0f;
+            }
+        }
+    moe_kvcache_set_len(c, seq, ctx);
+    int32_t t = 1;
+    double t0 = moe_now();
+    for (int g = 0; g < n_gen; g++) {
+        moe_step_item it = {.seq = seq, .tokens = &t, .n_tokens = 1, .logits = MOE_LOGITS_LAST};
+        if (moe_engine_step(e, &it, 1, &err) || it.status) die("decode", &err);
+        t = greedy(it.out, V);
+    }
+    double dt = moe_now() - t0;
+    moe_engine_seq_free(e, seq);
+    return n_gen / dt;
+}
+
+/* ---- read bandwidth ---- */
+
+typedef struct bw_arg {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_arg;
+
+static void *bw_read(void *a)
+{
+    bw_arg *b = a;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i + 4 <= b->n; i += 4) {
+        s0 += b->p[i];
+        s1 += b->p[i + 1];
+        s2 += b->p[i + 2];
+        s3 += b->p[i + 3];
+    }
+    b->sum = s0 + s1 + s2 + s3;
+    return NULL;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double read_bandwidth(size_t bytes, int threads, int reps)
+{
+    uint64_t *buf = malloc(bytes);
+    const size_t n = bytes / 8;
+    for (size_t i = 0; i < n; i++) buf[i] = i;
+    double *gbs = malloc((size_t)reps * sizeof(double));
+    volatile uint64_t sink = 0;
+    for (int r = 0; r < reps; r++) {
+        pthread_t th[8];
+        bw_arg a[8];
+        double t0 = moe_now();
+        for (int t = 0; t < threads; t++) {
+            a[t] = (bw_arg){buf + n / threads * t, n / threads, 0};
+            pthread_create(&th[t], NULL, bw_read, &a[t]);
+        }
+        for (int t = 0; t < threads; t++) {
+            pthread_join(th[t], NULL);
+            sink += a[t].sum;
+        }
+        gbs[r] = (double)bytes / (moe_now() - t0) / 1e9;
+    }
+    (void)sink;
+    qsort(gbs, (size_t)reps, sizeof(double), cmp_d);
+    double med = gbs[reps / 2];
+    free(gbs);
+    free(buf);
+    return med;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model = NULL;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) quick = true;
+        else {
+            fprintf(stderr, "usage: bench-decode [--model FILE] [--quick]\n");
+            return 2;
+        }
+    }
+    char path[4096], cmd[8192], exe[4096];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0) return 1;
+    exe[el] = 0;
+    const char *bindir = dirname(exe);
+    if (!model) {
+        snprintf(path, sizeof path, "%s/%s", bindir, quick ? "bench_quick.gguf" : "bench_q8_0.gguf");
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            snprintf(cmd, sizeof cmd, "'%s/moe-mkmodel' %s --type q8_0 -o '%s' >&2", bindir,
+                     quick ? "--preset v3-mini" : "--preset bench", path);
+            fprintf(stderr, "bench-decode: making %s\n", path);
+            if (system(cmd) != 0) {
+                fprintf(stderr, "bench-decode: moe-mkmodel failed\n");
+                return 1;
+            }
+        }
+        model = path;
+    }
+    moe_err err;
+    moe_model *m;
+    const long rss0 = rss_kib();
+    if (moe_model_open(&m, model, &err)) die("model", &err);
+    const long rss1 = rss_kib();
+    const int np = quick ? 16 : 128, nd = quick ? 8 : 64;
+    printf("# bench-decode: %s\n", model);
+    printf("model file %.1f MiB; resident after load %.1f MiB (process grew %.1f MiB; weights stay in the mapping)\n",
+           m->file_bytes / 1048576.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
+    printf("kernels: %s\n\n", moe_kern_best()->name);
+    printf("%-44s %12s %12s\n", "case", "prefill t/s", "decode t/s");
+    double dec2 = 0;
+    for (int th = 1; th <= 2; th++) {
+        moe_engine *e = mk(m, th, 1, np + nd + 8);
+        double pf, dc;
+        run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
+        run_batch(e, 1, np, nd, &pf, &dc);
+        printf("1 sequence, %d-token prompt, %d decoded, %d thr  %12.2f %12.2f\n", np, nd, th, pf, dc);
+        if (th == 2) dec2 = dc;
+        moe_engine_free(e);
+    }
+    for (int ns = 4; ns <= 16; ns *= 4) {
+        moe_engine *e = mk(m, 2, ns, 80);
+        double pf, dc;
+        run_batch(e, ns, quick ? 8 : 32, quick ? 4 : 32, &pf, &dc);
+        printf("%2d sequences, 32-token prompts, 32 decoded, 2 thr %12.2f %12.2f  (aggregate; %.2fx single)\n", ns, pf,
+               dc, dec2 > 0 ? dc / dec2 : 0);
+        moe_engine_free(e);
+    }
+    {
+        const int64_t big = quick ? 256 : 2048;
+        moe_engine *e = mk(m, 2, 1, big + 64);
+        const double d32 = decode_at_ctx(e, 32, quick ? 4 : 32), dbig = decode_at_ctx(e, big, quick ? 4 : 32);
+        printf("decode at context 32: %.2f t/s; at context %lld: %.2f t/s (%.0f%%), 2 thr\n", d32, (long long)big,
+               dbig, 100.0 * dbig / d32);
+        moe_engine_free(e);
+    }
+    const double bw = read_bandwidth(quick ? (64u << 20) : (1u << 30), 2, quick ? 3 : 7);
+    const uint64_t bpt = moe_model_bytes_per_token(m);
+    const double roof = bw * 1e9 / (double)bpt;
+    printf("\nread bandwidth (2 threads, median): %.2f GB/s\n", bw);
+    printf("bytes per decoded token: %.1f MB (dense + attention + lm_head + shared + %d routed experts)\n", bpt / 1e6,
+           m->hp.n_used);
+    printf("roofline: %.2f t/s; decode at 2 threads = %.0f%% of roofline\n", roof, 100.0 * dec2 / roof);
+    moe_model_free(m);
+    return 0;
+}

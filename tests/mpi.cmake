@@ -15,3 +15,26 @@ moe_test(NAME comm_idle_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
 moe_test(NAME comm_fail_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: simulated load failure" 20 --
               ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> fail 1)
+
+# The worker job against moe-run: every fixture model on 1 and 3 ranks, a
+# V3-style one on 2 and 4 ranks and with experts scattered and replicated.
+set(MOE_WORKER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh)
+set(MOE_SCATTER4 ${CMAKE_CURRENT_SOURCE_DIR}/data/scatter4.placement)
+foreach(model tiny_f32 tiny_f16 tiny_q8_0 v2lite_mini_f32 v2lite_mini_fused_f32 v3_mini_f32 v3_mini_q8_0)
+  foreach(np 1 3)
+    moe_test(NAME worker_equal_${model}_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+             ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/${model}.gguf ${np})
+  endforeach()
+endforeach()
+foreach(np 2 4)
+  moe_test(NAME worker_equal_v3_mini_q8_0_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+           ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf ${np})
+endforeach()
+moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_f32.gguf 4 ${MOE_SCATTER4})
+moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
+moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf 4 ${MOE_SCATTER4})
+moe_test(NAME worker_badfile_np3 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} badfile 3)

@@ -9,8 +9,11 @@ shift 2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
-setsid mpirun --oversubscribe --bind-to none --mca btl self,vader --timeout "$timeout" \
-  -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x MOE_FIXTURES -x MOE_BIN -x TMPDIR \
+# pass through the variables tests use, when they are set
+xs=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
+for v in MOE_FIXTURES MOE_BIN TMPDIR MOE_LOG; do [ -n "${!v:-}" ] && xs+=(-x "$v"); done
+# "-np N" may be given again inside "$@" for MPMD jobs (A : B)
+setsid mpirun --oversubscribe --bind-to none --mca btl self,vader --timeout "$timeout" "${xs[@]}" \
   -np "$np" "$@" &
 pid=$!
 cleanup() { kill -TERM -- "-$pid" 2>/dev/null; kill -KILL -- "-$pid" 2>/dev/null; }

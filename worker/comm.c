@@ -172,3 +172,28 @@ void moe_comm_req_free(moe_comm_req *req)
     free(req->impl);
     req->impl = NULL;
 }
+
+char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **lens_out)
+{
+    int64_t *lens = moe_xcalloc((size_t)c->size, sizeof *lens);
+    moe_comm_allgather_i64(c, &n, 1, lens);
+    /* Bytes go as chunks of at most 1 GiB-ish so int counts never overflow. */
+    int64_t total = 0;
+    for (int r = 0; r < c->size; r++) total += lens[r];
+    char *all = c->rank == 0 ? moe_xmalloc((size_t)(total ? total : 1)) : NULL;
+    int *cnt = moe_xcalloc((size_t)c->size, sizeof *cnt), *disp = moe_xcalloc((size_t)c->size, sizeof *disp);
+    for (int r = 0, off = 0; r < c->size; r++) {
+        if (lens[r] > INT32_MAX / 2 || off > INT32_MAX / 2) moe_comm_abort(c, 4, "gather: too many bytes");
+        cnt[r] = (int)lens[r];
+        disp[r] = off;
+        off += cnt[r];
+    }
+    MPI_Request rq;
+    check(c, MPI_Igatherv(mine, (int)n, MPI_BYTE, all, cnt, disp, MPI_BYTE, 0, MPI_COMM_WORLD, &rq), "MPI_Igatherv");
+    wait_request(c, &rq);
+    free(cnt);
+    free(disp);
+    if (lens_out) *lens_out = lens;
+    else free(lens);
+    return all;
+}

@@ -68,6 +68,11 @@ bool moe_comm_progress(moe_comm *c, moe_comm_req *req);
 /* Waits (polling, then sleeping) until it completes. */
 void moe_comm_wait(moe_comm *c, moe_comm_req *req);
 
+/* Gathers variable-length byte strings on rank 0: returns a malloc'd
+ * buffer of all ranks' bytes in rank order (with *lens[r] each) on rank 0,
+ * NULL elsewhere. */
+char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **lens);
+
 /* Seconds spent waiting inside moe_comm_wait since init (for stats). */
 double moe_comm_wait_seconds(const moe_comm *c);
 

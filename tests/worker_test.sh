@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The worker job against moe-run, in real mpirun jobs:
+#   worker_test.sh equal MODEL NP [PLACEMENT]   a batch of 8 sequences of different
+#       lengths (greedy and seeded sampling): every line equals moe-run's ids,
+#       every logits file is byte-identical to moe-run's, every rank owns a sequence
+#   worker_test.sh bytes MODEL NP [PLACEMENT]   the bytes each rank sent per layer
+#       (--stats) equal what the routing trace implies, one copy per destination
+#   worker_test.sh badfile NP                   one rank cannot read the model:
+#       the job exits non-zero quickly, naming the rank and the reason
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${MOE_BIN:?MOE_BIN not set}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-worker-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+vocab_of() { "$bin/moe-gguf" "$1" | awk '$1 == "deepseek2.vocab_size" { print $3 }'; }
+
+# 8 requests of different lengths, ids below the vocabulary size.
+make_batch() {
+  local v=$1
+  awk -v v="$v" 'BEGIN {
+    srand(7); lens = "16 3 7 1 40 2 1 25"; gens = "16 10 12 5 8 20 3 6"
+    split(lens, L); split(gens, G)
+    for (i = 1; i <= 8; i++) {
+      s = ""
+      for (j = 0; j < L[i]; j++) s = s (j ? "," : "") int(rand() * v)
+      opt = ""
+      if (i == 3) opt = " seed=3 temp=0.8 top_p=0.9"
+      if (i == 7) opt = " seed=11 temp=1.2"
+      if (i == 8) opt = " seed=5 temp=0.7 top_k=20 min_p=0.05"
+      print s, G[i] opt
+    }
+  }'
+}
+
+# moe-run flags for a batch line's options
+run_flags() {
+  local f=""
+  for kv in "$@"; do
+    case $kv in
+      seed=*) f="$f --seed ${kv#seed=}" ;; temp=*) f="$f --temp ${kv#temp=}" ;;
+      top_p=*) f="$f --top-p ${kv#top_p=}" ;; top_k=*) f="$f --top-k ${kv#top_k=}" ;;
+      min_p=*) f="$f --min-p ${kv#min_p=}" ;;
+    esac
+  done
+  echo "$f"
+}
+
+cmd=${1:?usage: worker_test.sh equal|bytes|badfile ...}
+case $cmd in
+equal)
+  model=$2 np=$3 placement=${4:-}
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  mkdir -p "$tmp/w" "$tmp/r"
+  extra=()
+  [ -n "$placement" ] && extra=(--placement "$placement")
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
+      --dump-logits "$tmp/w" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  i=0
+  while read -r ids n opts; do
+    # shellcheck disable=SC2086
+    "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) \
+        --dump-logits "$tmp/r/req$i.logits.f32" > "$tmp/r/out$i" || fail "moe-run failed on request $i"
+    want=$(cat "$tmp/r/out$i")
+    got=$(sed -n "$((i + 1))p" "$tmp/out")
+    [ "$got" = "$want" ] || fail "request $i: worker '$got' vs moe-run '$want'"
+    cmp -s "$tmp/w/req$i.logits.f32" "$tmp/r/req$i.logits.f32" || fail "request $i: logits differ from moe-run"
+    rows=$(( $(stat -c %s "$tmp/r/req$i.logits.f32") / (4 * v) ))
+    echo "request $i: $(echo "$want" | wc -w) ids and $rows logits rows identical"
+    i=$((i + 1))
+  done < "$tmp/batch"
+  [ "$i" = 8 ] || fail "expected 8 requests, ran $i"
+  [ "$(wc -l < "$tmp/out")" = 8 ] || fail "worker printed $(wc -l < "$tmp/out") lines"
+  for r in $(seq 0 $((np - 1))); do
+    s=$(sed -n "s/^rank $r: sequences \([0-9]*\),.*/\1/p" "$tmp/err")
+    [ -n "$s" ] && [ "$s" -ge 1 ] || fail "rank $r owns no sequence (stats: '$s')"
+  done
+  echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence"
+  ;;
+bytes)
+  model=$2 np=$3 placement=${4:-}
+  extra=()
+  [ -n "$placement" ] && extra=(--placement "$placement")
+  v=$(vocab_of "$model")
+  dim=$("$bin/moe-gguf" "$model" | awk '$1 == "deepseek2.embedding_length" { print $3 }')
+  k=$("$bin/moe-gguf" "$model" | awk '$1 == "deepseek2.expert_used_count" { print $3 }')
+  make_batch "$v" > "$tmp/batch"
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
+      --trace "$tmp/trace" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  # From the trace: dispatch rows leave the home rank once per other rank
+  # visited ((dim + k) floats); combine rows go back from each expert's rank
+  # to the home rank, one per slot run elsewhere (dim floats).
+  awk -v dim="$dim" -v k="$k" '
+    { layer = $1; home = $4; n = split($7, r, ",")
+      delete seen
+      for (j = 1; j <= n; j++) {
+        if (r[j] != home && !(r[j] in seen)) { seen[r[j]] = 1; sent[home, layer] += (dim + k) * 4 }
+        if (r[j] != home) sent[r[j], layer] += dim * 4
+      }
+      layers[layer] = 1; ranks[home] = 1 }
+    END { for (q in sent) { split(q, p, SUBSEP); print p[1], p[2], sent[q] } }' "$tmp/trace" | sort > "$tmp/want"
+  sed -n 's/^rank \([0-9]*\) layer \([0-9]*\): sent \([0-9]*\) bytes.*/\1 \2 \3/p' "$tmp/err" | awk '$3 > 0' | sort > "$tmp/got"
+  [ -s "$tmp/want" ] || fail "trace implies no traffic"
+  diff "$tmp/want" "$tmp/got" > /dev/null || { paste "$tmp/want" "$tmp/got"; fail "bytes sent differ from the trace"; }
+  echo "ok: $(wc -l < "$tmp/got") (rank, layer) byte counts equal the trace's ($(wc -l < "$tmp/trace") routing lines)"
+  ;;
+badfile)
+  np=$2
+  model=$MOE_FIXTURES/models/v3_mini_f32.gguf
+  printf '1,2,3 2\n' > "$tmp/batch"
+  cp "$model" "$tmp/unreadable.gguf" && chmod 000 "$tmp/unreadable.gguf"
+  # root reads mode-000 files, so make the bad rank's file a directory instead
+  mkdir "$tmp/notafile.gguf"
+  "$here/expect.sh" nonzero "rank $((np - 1)): .*notafile.gguf: not a regular file" 20 -- \
+    "$here/mpirun.sh" 1 60 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" : \
+      -np $((np - 1)) "$bin/moe-worker" --model "$tmp/notafile.gguf" --batch "$tmp/batch" \
+    || fail "the job did not fail as expected"
+  ;;
+*) fail "unknown check $cmd" ;;
+esac

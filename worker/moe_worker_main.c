@@ -1,0 +1,544 @@
+/*
+ * moe-worker — the worker job: one MPI rank per process, expert parallelism
+ * with data-parallel attention.
+ *
+ *   mpirun -np N moe-worker --model M.gguf --batch FILE [options]
+ *
+ * Every rank maps the model, uses the dense weights and only its own routed
+ * experts (placement: contiguous blocks, or --placement FILE).  Batch mode
+ * reads one request a line:
+ *
+ *   <prompt ids, comma-separated> <tokens to generate> [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]
+ *
+ * places each request on the least-loaded rank (that rank keeps its latent
+ * cache), runs them all to completion in lockstep steps, and prints one line
+ * per request, in input order, with the generated ids (or "error: ...").
+ * A request generates like moe-run would (same prefill chunks, same sampler,
+ * stops at EOS unless --ignore-eos), so its ids and logits are identical.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "comm.h"
+#include "engine.h"
+#include "placement.h"
+#include "sampler.h"
+#include "xchg.h"
+
+#define PREFILL_CHUNK 512 /* as moe-run's default --batch */
+
+static void usage(FILE *f)
+{
+    fputs("usage: mpirun -np N moe-worker --model FILE.gguf --batch FILE [options]\n"
+          "Runs a batch of requests on an MPI job: routed experts are spread over the\n"
+          "ranks, each request lives on one rank.  Prints one line per request.\n"
+          "  --model FILE        GGUF model (deepseek2), mapped by every rank\n"
+          "  --batch FILE        requests: 'IDS N [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]'\n"
+          "  --placement FILE    which rank hosts which experts (default: contiguous blocks)\n"
+          "  --threads N         threads per rank (default 1)\n"
+          "  --block-size B      latent cache tokens per block (default 16)\n"
+          "  --step-tokens N     tokens per step and rank (default 1024, >= 512)\n"
+          "  --ignore-eos        do not stop at the file's EOS token\n"
+          "  --dump-logits DIR   write DIR/req<i>.logits.f32 per request (moe-run's layout)\n"
+          "  --stats             per rank and layer: sequences, tokens per expert, bytes,\n"
+          "                      compute/exchange/overlap time (to stderr)\n"
+          "  --trace FILE        routing decisions: 'layer req pos home experts weights ranks'\n"
+          "  --help              this text\n",
+          f);
+}
+
+typedef struct opts {
+    const char *model, *batch, *placement, *dump, *trace;
+    int64_t threads, block, step_tokens;
+    bool ignore_eos, stats;
+} opts;
+
+static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->threads = 1;
+    o->block = 16;
+    o->step_tokens = 1024;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
+        if (!strcmp(f, "--ignore-eos")) { o->ignore_eos = true; continue; }
+        if (!strcmp(f, "--stats")) { o->stats = true; continue; }
+        if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
+        const char *v = argv[++i];
+        if (!strcmp(f, "--model")) o->model = v;
+        else if (!strcmp(f, "--batch")) o->batch = v;
+        else if (!strcmp(f, "--placement")) o->placement = v;
+        else if (!strcmp(f, "--dump-logits")) o->dump = v;
+        else if (!strcmp(f, "--trace")) o->trace = v;
+        else if (!strcmp(f, "--threads")) { if (moe_parse_i64(v, 1, 256, &o->threads, err)) return moe_err_prefix(err, "--threads"); }
+        else if (!strcmp(f, "--block-size")) { if (moe_parse_i64(v, 1, 4096, &o->block, err)) return moe_err_prefix(err, "--block-size"); }
+        else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, PREFILL_CHUNK, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
+        else return moe_err_set(err, "unknown flag %s (see --help)", f);
+    }
+    if (!o->model) return moe_err_set(err, "--model is required (see --help)");
+    if (!o->batch) return moe_err_set(err, "--batch is required (see --help)");
+    return MOE_OK;
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+typedef struct request {
+    int32_t *prompt;
+    int n_prompt;
+    int n_gen;
+    moe_sampler_cfg sc;
+    int rank;            /* owner */
+    /* owner only */
+    int seq;
+    int fed;             /* prompt tokens fed */
+    int32_t *hist;       /* prompt + generated */
+    int64_t n_hist;
+    int n_out;
+    moe_sampler *smp;
+    FILE *dump;
+    bool done;
+    char error[MOE_ERR_MSG_MAX];
+} request;
+
+static int parse_ids(const char *s, size_t len, request *r, int vocab, moe_err *err)
+{
+    int cap = 16;
+    r->prompt = moe_xmalloc((size_t)cap * sizeof *r->prompt);
+    r->n_prompt = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && s[j] != ',') j++;
+        char buf[24];
+        if (j == i || j - i >= sizeof buf) return moe_err_set(err, "prompt id %d is empty or too long", r->n_prompt + 1);
+        memcpy(buf, s + i, j - i);
+        buf[j - i] = 0;
+        int64_t v;
+        if (moe_parse_i64(buf, 0, vocab - 1, &v, err)) return moe_err_prefix(err, "prompt id %d", r->n_prompt + 1);
+        if (r->n_prompt == cap) r->prompt = moe_xrealloc(r->prompt, (size_t)(cap *= 2) * sizeof *r->prompt);
+        r->prompt[r->n_prompt++] = (int32_t)v;
+        i = j + 1;
+        if (j + 1 == len) return moe_err_set(err, "prompt ends with a comma");
+    }
+    if (r->n_prompt == 0) return moe_err_set(err, "empty prompt");
+    return MOE_OK;
+}
+
+static int parse_request(char *line, request *r, const moe_hparams *hp, int64_t max_ctx, moe_err *err)
+{
+    char *save = NULL;
+    char *ids = strtok_r(line, " \t\r\n", &save);
+    char *n = strtok_r(NULL, " \t\r\n", &save);
+    if (!ids || !n) return moe_err_set(err, "expected 'IDS N [options]'");
+    if (parse_ids(ids, strlen(ids), r, hp->vocab, err)) return MOE_ERR;
+    int64_t v;
+    if (moe_parse_i64(n, 0, 1 << 24, &v, err)) return moe_err_prefix(err, "tokens to generate");
+    r->n_gen = (int)v;
+    if ((int64_t)r->n_prompt + r->n_gen > max_ctx)
+        return moe_err_set(err, "prompt (%d) + generated (%d) exceeds the model's context (%lld)", r->n_prompt, r->n_gen,
+                           (long long)max_ctx);
+    moe_sampler_cfg_default(&r->sc);
+    for (char *kv; (kv = strtok_r(NULL, " \t\r\n", &save));) {
+        char *eq = strchr(kv, '=');
+        if (!eq) return moe_err_set(err, "option '%s' is not key=value", kv);
+        *eq = 0;
+        const char *val = eq + 1;
+        double d;
+        if (!strcmp(kv, "seed")) {
+            if (moe_parse_i64(val, 0, INT64_MAX, &v, err)) return moe_err_prefix(err, "seed");
+            r->sc.seed = (uint64_t)v;
+        } else if (!strcmp(kv, "temp")) {
+            if (moe_parse_f64(val, 0, 1000, &d, err)) return moe_err_prefix(err, "temp");
+            r->sc.temperature = (float)d;
+        } else if (!strcmp(kv, "top_p")) {
+            if (moe_parse_f64(val, 1e-9, 1, &d, err)) return moe_err_prefix(err, "top_p");
+            r->sc.top_p = (float)d;
+        } else if (!strcmp(kv, "min_p")) {
+            if (moe_parse_f64(val, 0, 1, &d, err)) return moe_err_prefix(err, "min_p");
+            r->sc.min_p = (float)d;
+        } else if (!strcmp(kv, "top_k")) {
+            if (moe_parse_i64(val, 0, INT32_MAX, &v, err)) return moe_err_prefix(err, "top_k");
+            r->sc.top_k = (int)v;
+        } else {
+            return moe_err_set(err, "unknown option '%s' (seed, temp, top_p, top_k, min_p)", kv);
+        }
+    }
+    return moe_sampler_cfg_check(&r->sc, err);
+}
+
+static int read_batch(const char *path, const moe_hparams *hp, request **out, int *n_out, moe_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return moe_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    request *reqs = NULL;
+    int n = 0, cap = 0, line_no = 0, rc = MOE_OK;
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        line_no++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
+        if (n == (1 << 20)) {
+            rc = moe_err_set(err, "%s: more than %d requests", path, 1 << 20);
+            break;
+        }
+        if (n == cap) reqs = moe_xrealloc(reqs, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *reqs);
+        memset(&reqs[n], 0, sizeof reqs[n]);
+        if (parse_request(p, &reqs[n], hp, hp->ctx_train, err)) {
+            free(reqs[n].prompt);
+            rc = moe_err_prefix(err, "%s line %d", path, line_no);
+            break;
+        }
+        n++;
+    }
+    free(line);
+    fclose(f);
+    if (rc == MOE_OK && n == 0) rc = moe_err_set(err, "%s: no requests", path);
+    if (rc) {
+        for (int i = 0; i < n; i++) free(reqs[i].prompt);
+        free(reqs);
+        return MOE_ERR;
+    }
+    *out = reqs;
+    *n_out = n;
+    return MOE_OK;
+}
+
+/* Least-loaded placement of sequences: longest first, to the rank with the
+ * fewest tokens so far (ties: lowest rank).  Every rank computes the same. */
+static void place_requests(request *reqs, int n, int n_rank)
+{
+    int64_t *load = moe_xcalloc((size_t)n_rank, sizeof *load);
+    int *order = moe_xmalloc((size_t)n * sizeof *order);
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 1; i < n; i++) { /* insertion sort by length desc, index asc (stable, deterministic) */
+        int k = order[i], j = i;
+        int64_t lk = reqs[k].n_prompt + reqs[k].n_gen;
+        while (j > 0 && reqs[order[j - 1]].n_prompt + reqs[order[j - 1]].n_gen < lk) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = k;
+    }
+    for (int i = 0; i < n; i++) {
+        request *r = &reqs[order[i]];
+        int best = 0;
+        for (int q = 1; q < n_rank; q++)
+            if (load[q] < load[best]) best = q;
+        r->rank = best;
+        load[best] += r->n_prompt + r->n_gen;
+    }
+    free(order);
+    free(load);
+}
+
+/* ---- output helpers ------------------------------------------------------------ */
+
+typedef struct text {
+    char *p;
+    size_t n, cap;
+} text;
+
+static void tprintf(text *t, const char *fmt, ...) MOE_PRINTF(2, 3);
+#include <stdarg.h>
+static void tprintf(text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && t->p && (size_t)k < t->cap - t->n) {
+            t->n += (size_t)k;
+            return;
+        }
+        t->cap = t->cap * 2 + (size_t)(k > 0 ? k : 0) + 256;
+        t->p = moe_xrealloc(t->p, t->cap);
+    }
+}
+
+static void finish_request(request *r, const char *msg)
+{
+    r->done = true;
+    if (msg) snprintf(r->error, sizeof r->error, "%s", msg);
+    if (r->dump) {
+        if (fclose(r->dump) != 0 && !r->error[0]) snprintf(r->error, sizeof r->error, "logits file: %s", strerror(errno));
+        r->dump = NULL;
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    moe_comm *c;
+    moe_err err = {{0}};
+    if (moe_comm_init(&c, &argc, &argv, &err)) {
+        fprintf(stderr, "moe-worker: %s\n", err.msg);
+        return 1;
+    }
+    const int me = moe_comm_rank(c), R = moe_comm_size(c);
+    opts o;
+    int prc = parse_opts(argc, argv, &o, &err);
+    if (prc != MOE_OK) { /* the same on every rank: no agreement needed */
+        if (me == 0) {
+            if (prc > 0) usage(stdout);
+            else fprintf(stderr, "moe-worker: %s\n", err.msg);
+        }
+        moe_comm_finalize(c);
+        return prc > 0 ? 0 : 2;
+    }
+
+    moe_model *m = NULL;
+    moe_placement *pl = NULL;
+    moe_engine *e = NULL;
+    moe_xchg *x = NULL;
+    request *reqs = NULL;
+    int n_req = 0, rc = 1, trace_fd = -1;
+    int *seq_req = NULL;
+
+    /* Load: every rank maps the file; agree before anyone goes on. */
+    int st = moe_model_open(&m, o.model, &err);
+    if (st) fprintf(stderr, "moe-worker: rank %d: %s\n", me, err.msg);
+    int bad = moe_comm_agree(c, st);
+    if (bad >= 0) {
+        if (me == 0) fprintf(stderr, "moe-worker: rank %d could not load the model; stopping\n", bad);
+        goto out;
+    }
+    const moe_hparams *hp = &m->hp;
+    moe_placement_shape shape = {hp->n_layer, hp->n_dense_lead, hp->n_expert, R};
+    if (hp->n_dense_lead >= hp->n_layer) {
+        st = moe_err_set(&err, "the model has no MoE layers");
+    } else {
+        st = o.placement ? moe_placement_load(&pl, &shape, o.placement, &err) : moe_placement_contiguous(&pl, &shape, &err);
+    }
+    if (st == MOE_OK) st = read_batch(o.batch, hp, &reqs, &n_req, &err);
+    if (st && me == 0) fprintf(stderr, "moe-worker: %s\n", err.msg);
+    if (moe_comm_agree(c, st) >= 0) goto out; /* same inputs on every rank: rank 0 said why */
+
+    place_requests(reqs, n_req, R);
+    int n_mine = 0;
+    int64_t max_len = 1, cache_tokens = 0;
+    for (int i = 0; i < n_req; i++)
+        if (reqs[i].rank == me) {
+            n_mine++;
+            const int64_t len = reqs[i].n_prompt + reqs[i].n_gen + 1;
+            if (len > max_len) max_len = len;
+            cache_tokens += len + o.block; /* room for partial blocks */
+        }
+
+    moe_engine_opts eo;
+    moe_engine_opts_default(&eo);
+    eo.n_threads = (int)o.threads;
+    eo.block_size = (int)o.block;
+    eo.max_ctx = max_len;
+    eo.max_seqs = n_mine > 0 ? n_mine : 1;
+    eo.cache_tokens = cache_tokens > 0 ? cache_tokens : max_len;
+    eo.max_batch_tokens = (int)o.step_tokens;
+    /* The engine reads the hook through this pointer at every step, so it
+     * can be filled in once the exchange (which needs the engine) exists. */
+    moe_engine_moe_hook hook = {0};
+    eo.moe_hook = &hook;
+    st = moe_engine_init(&e, m, &eo, &err);
+    if (st == MOE_OK) st = moe_xchg_init(&x, c, e, pl, &err);
+    if (st == MOE_OK) moe_xchg_hook(x, &hook);
+    int32_t eos = -1;
+    if (st == MOE_OK && !o.ignore_eos && moe_gguf_find_kv(m->gguf, "tokenizer.ggml.eos_token_id") >= 0) {
+        uint32_t v;
+        if (moe_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &v, &err) == MOE_OK && v < (uint32_t)hp->vocab)
+            eos = (int32_t)v;
+    }
+    seq_req = moe_xcalloc((size_t)(n_mine > 0 ? n_mine : 1) + 1, sizeof *seq_req);
+    for (int i = 0; i < n_req && st == MOE_OK; i++) {
+        request *r = &reqs[i];
+        if (r->rank != me) continue;
+        if (eos >= 0 && r->sc.n_stop < MOE_SAMPLER_MAX_STOP) r->sc.stop[r->sc.n_stop++] = eos;
+        if ((st = moe_engine_seq_new(e, &r->seq, &err))) break;
+        if (r->seq >= 0 && r->seq <= n_mine) seq_req[r->seq] = i;
+        if ((st = moe_sampler_init(&r->smp, &r->sc, hp->vocab, &err))) break;
+        r->hist = moe_xmalloc((size_t)(r->n_prompt + r->n_gen + 1) * sizeof *r->hist);
+        memcpy(r->hist, r->prompt, (size_t)r->n_prompt * sizeof *r->hist);
+        r->n_hist = r->n_prompt;
+        if (o.dump) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/req%d.logits.f32", o.dump, i);
+            if (!(r->dump = fopen(path, "wb"))) st = moe_err_set(&err, "%s: %s", path, strerror(errno));
+        }
+    }
+    if (st == MOE_OK && o.trace) {
+        if (me == 0) {
+            trace_fd = open(o.trace, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+            if (trace_fd < 0) st = moe_err_set(&err, "%s: %s", o.trace, strerror(errno));
+        }
+    }
+    if (st) fprintf(stderr, "moe-worker: rank %d: %s\n", me, err.msg);
+    if (moe_comm_agree(c, st) >= 0) goto out;
+    if (o.trace) {
+        if (me != 0) trace_fd = open(o.trace, O_WRONLY | O_APPEND | O_CLOEXEC);
+        st = trace_fd < 0 ? moe_err_set(&err, "%s: %s", o.trace, strerror(errno)) : MOE_OK;
+        if (st) fprintf(stderr, "moe-worker: rank %d: %s\n", me, err.msg);
+        if (moe_comm_agree(c, st) >= 0) goto out;
+        moe_xchg_set_trace(x, trace_fd, seq_req);
+    }
+
+    /* Lockstep steps until no rank has work. */
+    moe_step_item *items = moe_xcalloc((size_t)(n_mine > 0 ? n_mine : 1), sizeof *items);
+    int *item_req = moe_xcalloc((size_t)(n_mine > 0 ? n_mine : 1), sizeof *item_req);
+    int32_t *last_tok = moe_xcalloc((size_t)(n_req > 0 ? n_req : 1), sizeof *last_tok);
+    int64_t steps = 0, tok_prefill = 0, tok_decode = 0;
+    const double t_run = moe_now();
+    for (;;) {
+        int n_items = 0;
+        int64_t budget = o.step_tokens, active = 0;
+        for (int i = 0; i < n_req; i++) {
+            request *r = &reqs[i];
+            if (r->rank != me || r->done) continue;
+            active++;
+            moe_step_item *it = &items[n_items];
+            memset(it, 0, sizeof *it);
+            it->seq = r->seq;
+            it->logits = MOE_LOGITS_LAST;
+            if (r->fed < r->n_prompt) {
+                const int chunk = r->n_prompt - r->fed < PREFILL_CHUNK ? r->n_prompt - r->fed : PREFILL_CHUNK;
+                if (chunk > budget) continue; /* next step */
+                it->tokens = r->prompt + r->fed;
+                it->n_tokens = chunk;
+            } else {
+                if (budget < 1) continue;
+                it->tokens = &last_tok[i];
+                it->n_tokens = 1;
+            }
+            budget -= it->n_tokens;
+            item_req[n_items++] = i;
+        }
+        int64_t hdr[2] = {active, o.step_tokens - budget}, all[2 * MOE_PLACEMENT_MAX_RANKS];
+        moe_comm_allgather_i64(c, hdr, 2, all);
+        int64_t any = 0;
+        for (int q = 0; q < R; q++) any += all[2 * q];
+        if (!any) break;
+        if (moe_engine_step(e, items, n_items, &err)) moe_comm_abort(c, 5, err.msg); /* malformed step: a bug */
+        steps++;
+        for (int k = 0; k < n_items; k++) {
+            moe_step_item *it = &items[k];
+            request *r = &reqs[item_req[k]];
+            if (it->status != MOE_OK) {
+                finish_request(r, it->err.msg);
+                moe_engine_seq_free(e, r->seq);
+                continue;
+            }
+            if (r->fed < r->n_prompt) {
+                r->fed += it->n_tokens;
+                tok_prefill += it->n_tokens;
+                if (r->fed < r->n_prompt) continue;
+            } else {
+                tok_decode++;
+            }
+            /* a row of logits: dump it, then pick the next token */
+            if (r->dump && fwrite(it->out, sizeof(float), (size_t)hp->vocab, r->dump) != (size_t)hp->vocab) {
+                finish_request(r, "writing logits failed");
+                continue;
+            }
+            if (r->n_gen == 0) {
+                finish_request(r, NULL);
+                continue;
+            }
+            const int32_t t = moe_sampler_sample(r->smp, it->out, r->hist, r->n_hist, r->n_hist);
+            r->hist[r->n_hist++] = t;
+            r->n_out++;
+            last_tok[item_req[k]] = t;
+            if (moe_sampler_is_stop(&r->sc, t) || r->n_out == r->n_gen) finish_request(r, NULL);
+        }
+    }
+    const double t_total = moe_now() - t_run;
+    free(items);
+    free(item_req);
+    free(last_tok);
+    if (x && trace_fd >= 0) moe_xchg_flush_trace(x);
+
+    /* Results to rank 0, printed in input order. */
+    text mine = {0};
+    for (int i = 0; i < n_req; i++) {
+        const request *r = &reqs[i];
+        if (r->rank != me) continue;
+        tprintf(&mine, "%d", i);
+        if (r->error[0]) tprintf(&mine, " error: %s", r->error);
+        else
+            for (int k = 0; k < r->n_out; k++) tprintf(&mine, " %d", r->hist[r->n_prompt + k]);
+        tprintf(&mine, "\n");
+    }
+    char *all = moe_comm_gather_bytes(c, mine.p ? mine.p : "", (int64_t)mine.n, NULL);
+    int failed_requests = 0;
+    if (me == 0) {
+        char **line_of = moe_xcalloc((size_t)n_req, sizeof *line_of);
+        for (char *p = all, *nl; p && (nl = strchr(p, '\n')); p = nl + 1) {
+            *nl = 0;
+            int idx = atoi(p);
+            if (idx >= 0 && idx < n_req) line_of[idx] = strchr(p, ' ') ? strchr(p, ' ') + 1 : (char *)"";
+        }
+        for (int i = 0; i < n_req; i++) {
+            printf("%s\n", line_of[i] ? line_of[i] : "error: lost");
+            failed_requests += !line_of[i] || !strncmp(line_of[i], "error:", 6);
+        }
+        fflush(stdout);
+        free(line_of);
+    }
+    free(all);
+    free(mine.p);
+
+    if (o.stats) {
+        text s = {0};
+        moe_engine_stats es;
+        moe_engine_get_stats(e, &es);
+        tprintf(&s, "rank %d: sequences %d, steps %lld, prefill tokens %lld, decode tokens %lld, %.3f s, "
+                    "cache bytes in use %llu, wait %.3f s\n",
+                me, n_mine, (long long)steps, (long long)tok_prefill, (long long)tok_decode, t_total,
+                (unsigned long long)es.cache_bytes_in_use, moe_comm_wait_seconds(c));
+        for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
+            const moe_xchg_layer_stats *ls = moe_xchg_stats(x, il);
+            tprintf(&s, "rank %d layer %d: sent %llu bytes (%llu rows), received %llu bytes (%llu rows), "
+                        "compute %.6f s, exchange %.6f s, overlap %.6f s, tokens per expert",
+                    me, il, (unsigned long long)ls->bytes_sent, (unsigned long long)ls->rows_sent,
+                    (unsigned long long)ls->bytes_recv, (unsigned long long)ls->rows_recv, ls->t_compute,
+                    ls->t_exchange, ls->t_overlap);
+            for (int ex = 0; ex < hp->n_expert; ex++)
+                if (ls->tokens_per_expert[ex]) tprintf(&s, " %d:%llu", ex, (unsigned long long)ls->tokens_per_expert[ex]);
+            tprintf(&s, "\n");
+        }
+        char *ss = moe_comm_gather_bytes(c, s.p, (int64_t)s.n, NULL);
+        if (me == 0) {
+            fputs(ss, stderr);
+            fflush(stderr);
+        }
+        free(ss);
+        free(s.p);
+    }
+    rc = failed_requests ? 1 : 0;
+    {
+        int64_t r0 = rc, all_rc[MOE_PLACEMENT_MAX_RANKS];
+        moe_comm_allgather_i64(c, &r0, 1, all_rc);
+        rc = (int)all_rc[0];
+    }
+out:
+    for (int i = 0; i < n_req; i++) {
+        if (reqs[i].dump) fclose(reqs[i].dump);
+        moe_sampler_free(reqs[i].smp);
+        free(reqs[i].prompt);
+        free(reqs[i].hist);
+    }
+    free(reqs);
+    free(seq_req);
+    if (trace_fd >= 0) close(trace_fd);
+    moe_xchg_free(x);
+    moe_engine_free(e);
+    moe_placement_free(pl);
+    moe_model_free(m);
+    moe_comm_finalize(c);
+    return rc;
+}

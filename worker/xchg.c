@@ -1,0 +1,324 @@
+/*
+ * xchg.c — dispatch, expert compute and combine over MPI (see xchg.h).
+ * Buffers grow to the largest step seen and are then reused.
+ */
+#include "xchg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct buf {
+    void *p;
+    size_t cap; /* bytes */
+} buf;
+
+static void *grow(buf *b, size_t bytes)
+{
+    if (bytes > b->cap) {
+        free(b->p);
+        b->cap = bytes + bytes / 2;
+        b->p = moe_xmalloc(b->cap);
+    }
+    return b->p;
+}
+
+struct moe_xchg {
+    moe_comm *c;
+    moe_engine *e;
+    const moe_placement *p;
+    int me, n_rank, dim, K, n_expert, ff, first_moe, n_layer;
+    moe_dispatch_plan plan;
+    /* per-rank counts/offsets (rows) */
+    int32_t *d_send_n, *d_send_off, *d_recv_n, *d_recv_off; /* dispatch */
+    int32_t *c_send_n, *c_send_off, *c_recv_n, *c_recv_off; /* combine */
+    buf d_send, d_recv, c_send, c_recv, xe, ye, g, u, pairs, cnt;
+    moe_comm_req req;
+    int n_tok;          /* rows of the layer in flight */
+    int il;
+    double t_start, t_ready;
+    moe_xchg_layer_stats *stats; /* [n_layer] (only MoE layers used) */
+    int trace_fd;                /* -1: off */
+    const int *seq_req;
+    char *tbuf;
+    size_t tlen, tcap;
+};
+
+int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
+{
+    const moe_hparams *hp = &moe_engine_model(e)->hp;
+    const moe_placement_shape *s = moe_placement_shape_of(p);
+    if (s->n_rank != moe_comm_size(c) || s->n_expert != hp->n_expert || s->n_layer != hp->n_layer ||
+        s->first_moe != hp->n_dense_lead)
+        return moe_err_set(err, "placement shape (%d ranks, %d experts, layers %d..%d) does not match the job/model",
+                           s->n_rank, s->n_expert, s->first_moe, s->n_layer - 1);
+    moe_xchg *x = moe_xcalloc(1, sizeof *x);
+    x->c = c;
+    x->e = e;
+    x->p = p;
+    x->me = moe_comm_rank(c);
+    x->n_rank = moe_comm_size(c);
+    x->dim = hp->dim;
+    x->K = hp->n_used;
+    x->n_expert = hp->n_expert;
+    x->ff = hp->expert_ff;
+    x->first_moe = hp->n_dense_lead;
+    x->n_layer = hp->n_layer;
+    moe_dispatch_plan_init(&x->plan, x->n_rank);
+    int32_t **arrs[] = {&x->d_send_n, &x->d_send_off, &x->d_recv_n, &x->d_recv_off,
+                        &x->c_send_n, &x->c_send_off, &x->c_recv_n, &x->c_recv_off};
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) *arrs[i] = moe_xcalloc((size_t)x->n_rank + 1, sizeof(int32_t));
+    x->stats = moe_xcalloc((size_t)hp->n_layer, sizeof *x->stats);
+    for (int il = x->first_moe; il < hp->n_layer; il++)
+        x->stats[il].tokens_per_expert = moe_xcalloc((size_t)hp->n_expert, sizeof(uint64_t));
+    x->il = -1;
+    x->trace_fd = -1;
+    *out = x;
+    return MOE_OK;
+}
+
+void moe_xchg_free(moe_xchg *x)
+{
+    if (!x) return;
+    moe_xchg_flush_trace(x);
+    free(x->tbuf);
+    moe_dispatch_plan_free(&x->plan);
+    int32_t *arrs[] = {x->d_send_n, x->d_send_off, x->d_recv_n, x->d_recv_off,
+                       x->c_send_n, x->c_send_off, x->c_recv_n, x->c_recv_off};
+    for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) free(arrs[i]);
+    buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->xe, &x->ye, &x->g, &x->u, &x->pairs, &x->cnt};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]->p);
+    for (int il = 0; il < x->n_layer; il++) free(x->stats[il].tokens_per_expert);
+    free(x->stats);
+    moe_comm_req_free(&x->req);
+    free(x);
+}
+
+void moe_xchg_set_trace(moe_xchg *x, int fd, const int *seq_req)
+{
+    x->trace_fd = fd;
+    x->seq_req = seq_req;
+}
+
+void moe_xchg_flush_trace(moe_xchg *x)
+{
+    /* whole lines only, so ranks appending to one file never split a line */
+    size_t done = 0;
+    while (done < x->tlen) {
+        ssize_t k = write(x->trace_fd, x->tbuf + done, x->tlen - done);
+        if (k <= 0) break; /* a trace is best effort; the run goes on */
+        done += (size_t)k;
+    }
+    x->tlen = 0;
+}
+
+static void trace_rows(moe_xchg *x, int il, int n, const int32_t *ids, const float *w, const int *row_seq,
+                       const int64_t *row_pos)
+{
+    const int K = x->K;
+    for (int t = 0; t < n; t++) {
+        if (x->tcap - x->tlen < 64 + (size_t)K * 48) {
+            if (x->tlen > (1u << 16)) moe_xchg_flush_trace(x);
+            if (x->tcap - x->tlen < 64 + (size_t)K * 48) {
+                x->tcap = x->tcap * 2 + 64 + (size_t)K * 48;
+                x->tbuf = moe_xrealloc(x->tbuf, x->tcap);
+            }
+        }
+        char *o = x->tbuf + x->tlen;
+        size_t room = x->tcap - x->tlen;
+        int k = snprintf(o, room, "%d %d %lld %d ", il, x->seq_req ? x->seq_req[row_seq[t]] : row_seq[t],
+                         (long long)row_pos[t], x->me);
+        for (int j = 0; j < K; j++) k += snprintf(o + k, room - (size_t)k, j ? ",%d" : "%d", ids[t * K + j]);
+        o[k++] = ' ';
+        for (int j = 0; j < K; j++) k += snprintf(o + k, room - (size_t)k, j ? ",%.9g" : "%.9g", (double)w[t * K + j]);
+        o[k++] = ' ';
+        for (int j = 0; j < K; j++) k += snprintf(o + k, room - (size_t)k, j ? ",%d" : "%d", x->plan.slot_rank[t * K + j]);
+        o[k++] = '\n';
+        x->tlen += (size_t)k;
+    }
+}
+
+static void hook_start(void *ctx, int il, const float *h, int n, const int32_t *ids, const float *w, const int *row_seq,
+                       const int64_t *row_pos)
+{
+    moe_xchg *x = ctx;
+    moe_xchg_start(x, il, h, n, ids);
+    if (x->trace_fd >= 0 && n > 0) trace_rows(x, il, n, ids, w, row_seq, row_pos);
+}
+
+static void hook_progress(void *ctx) { moe_xchg_progress(ctx); }
+static void hook_finish(void *ctx, int il, float *y) { moe_xchg_finish(ctx, il, y); }
+
+void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook)
+{
+    hook->ctx = x;
+    hook->start = hook_start;
+    hook->progress = hook_progress;
+    hook->finish = hook_finish;
+}
+
+const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il)
+{
+    MOE_ASSERT(il >= x->first_moe && il < x->n_layer);
+    return &x->stats[il];
+}
+
+static void prefix(const int32_t *n, int32_t *off, int count)
+{
+    off[0] = 0;
+    for (int r = 0; r < count; r++) off[r + 1] = off[r] + n[r];
+}
+
+void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *ids)
+{
+    MOE_ASSERT(x->il < 0 && il >= x->first_moe && il < x->n_layer && n >= 0);
+    const int D = x->dim, K = x->K, R = x->n_rank, row = D + K;
+    moe_err err;
+    /* ids come from our own gate, so a failure here is a bug */
+    if (moe_dispatch_plan_build(&x->plan, x->p, il, x->me, n, K, ids, &err) != MOE_OK)
+        moe_comm_abort(x->c, 4, err.msg);
+    const moe_dispatch_plan *pl = &x->plan;
+    float *send = grow(&x->d_send, (size_t)pl->send_offset[R] * (size_t)row * sizeof(float));
+    for (int r = 0; r < R; r++) {
+        for (int i = pl->send_offset[r]; i < pl->send_offset[r + 1]; i++) {
+            const int t = pl->send_tok[i];
+            float *o = send + (size_t)i * (size_t)row;
+            memcpy(o, h + (size_t)t * (size_t)D, (size_t)D * sizeof(float));
+            for (int j = 0; j < K; j++) o[D + j] = pl->slot_rank[t * K + j] == r ? (float)ids[t * K + j] : -1.0f;
+        }
+        x->d_send_n[r] = pl->send_count[r];
+    }
+    prefix(x->d_send_n, x->d_send_off, R);
+    moe_comm_alltoall_i32(x->c, x->d_send_n, x->d_recv_n);
+    prefix(x->d_recv_n, x->d_recv_off, R);
+    float *recv = grow(&x->d_recv, (size_t)x->d_recv_off[R] * (size_t)row * sizeof(float));
+    x->t_start = moe_now();
+    x->t_ready = 0;
+    moe_comm_alltoallv_rows_start(x->c, row, send, x->d_send_n, x->d_send_off, recv, x->d_recv_n, x->d_recv_off,
+                                  &x->req);
+    moe_xchg_layer_stats *st = &x->stats[il];
+    st->rows_sent += (uint64_t)(x->d_send_off[R] - x->d_send_n[x->me]);
+    st->rows_recv += (uint64_t)(x->d_recv_off[R] - x->d_recv_n[x->me]);
+    st->bytes_sent += (uint64_t)(x->d_send_off[R] - x->d_send_n[x->me]) * (uint64_t)row * sizeof(float);
+    st->bytes_recv += (uint64_t)(x->d_recv_off[R] - x->d_recv_n[x->me]) * (uint64_t)row * sizeof(float);
+    x->n_tok = n;
+    x->il = il;
+}
+
+void moe_xchg_progress(moe_xchg *x)
+{
+    if (x->il >= 0 && x->t_ready == 0 && moe_comm_progress(x->c, &x->req)) x->t_ready = moe_now();
+}
+
+/* (expert, received row, slot) of one unit of expert work. */
+typedef struct pair {
+    int32_t expert, row, slot;
+} pair;
+
+void moe_xchg_finish(moe_xchg *x, int il, float *y)
+{
+    MOE_ASSERT(x->il == il);
+    const int D = x->dim, K = x->K, R = x->n_rank, row = D + K, E = x->n_expert;
+    moe_xchg_layer_stats *st = &x->stats[il];
+    const double t_finish = moe_now();
+    moe_comm_wait(x->c, &x->req);
+    const double t_ready = x->t_ready > 0 ? x->t_ready : moe_now();
+    st->t_overlap += (t_ready < t_finish ? t_ready : t_finish) - x->t_start;
+    double t_ex = t_ready > t_finish ? t_ready - t_finish : 0.0;
+
+    /* Units of work from every received row, grouped by expert (counting
+     * sort; rows stay ascending within an expert). */
+    const int n_rows = x->d_recv_off[R];
+    const float *recv = x->d_recv.p;
+    size_t n_pairs = 0;
+    pair *pairs = grow(&x->pairs, (size_t)(n_rows ? n_rows : 1) * (size_t)K * sizeof(pair));
+    int32_t *cnt = grow(&x->cnt, (size_t)(E + 1) * sizeof(int32_t));
+    memset(cnt, 0, (size_t)(E + 1) * sizeof(int32_t));
+    for (int i = 0; i < n_rows; i++)
+        for (int j = 0; j < K; j++) {
+            const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
+            if (f < 0) continue;
+            const int ex = (int)f;
+            if (ex >= E || !moe_placement_rank_hosts(x->p, il, x->me, ex))
+                moe_comm_abort(x->c, 4, "received a token for an expert this rank does not host");
+            cnt[ex + 1]++;
+            n_pairs++;
+        }
+    for (int ex = 0; ex < E; ex++) cnt[ex + 1] += cnt[ex];
+    for (int i = 0; i < n_rows; i++)
+        for (int j = 0; j < K; j++) {
+            const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
+            if (f >= 0) pairs[cnt[(int)f]++] = (pair){(int32_t)f, i, j};
+        }
+    /* cnt[ex] is now the end of expert ex's run; pairs are grouped by expert. */
+
+    const double t0 = moe_now();
+    float *xe = grow(&x->xe, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
+    float *ye = grow(&x->ye, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
+    size_t p0 = 0;
+    while (p0 < n_pairs) {
+        size_t p1 = p0;
+        while (p1 < n_pairs && pairs[p1].expert == pairs[p0].expert) p1++;
+        const int m = (int)(p1 - p0);
+        for (int k = 0; k < m; k++)
+            memcpy(xe + (p0 + (size_t)k) * (size_t)D, recv + (size_t)pairs[p0 + (size_t)k].row * (size_t)row,
+                   (size_t)D * sizeof(float));
+        float *g = grow(&x->g, (size_t)m * (size_t)x->ff * sizeof(float));
+        float *u = grow(&x->u, (size_t)m * (size_t)x->ff * sizeof(float));
+        moe_engine_moe_expert(x->e, il, pairs[p0].expert, xe + p0 * (size_t)D, m, ye + p0 * (size_t)D, g, u);
+        st->tokens_per_expert[pairs[p0].expert] += (uint64_t)m;
+        p0 = p1;
+    }
+    st->t_compute += moe_now() - t0;
+
+    /* Combine: outputs go back to each source rank in the order of its rows,
+     * slots ascending within a row, which is the order it expects them. */
+    memset(x->c_send_n, 0, (size_t)R * sizeof(int32_t));
+    for (int s = 0; s < R; s++)
+        for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1]; i++)
+            for (int j = 0; j < K; j++) x->c_send_n[s] += recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j] >= 0;
+    prefix(x->c_send_n, x->c_send_off, R);
+    /* position of each pair in the outgoing buffer: walk rows in order */
+    int32_t *slot_out = grow(&x->cnt, (size_t)(n_rows ? n_rows : 1) * (size_t)K * sizeof(int32_t));
+    {
+        int32_t k = 0;
+        for (int i = 0; i < n_rows; i++)
+            for (int j = 0; j < K; j++)
+                slot_out[(size_t)i * (size_t)K + (size_t)j] =
+                    recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j] >= 0 ? k++ : -1;
+    }
+    float *csend = grow(&x->c_send, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
+    for (size_t q = 0; q < n_pairs; q++)
+        memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
+               ye + q * (size_t)D, (size_t)D * sizeof(float));
+
+    /* What comes back to us: for each rank, one row per slot it ran for us. */
+    const moe_dispatch_plan *pl = &x->plan;
+    memset(x->c_recv_n, 0, (size_t)R * sizeof(int32_t));
+    for (int t = 0; t < x->n_tok; t++)
+        for (int j = 0; j < K; j++) x->c_recv_n[pl->slot_rank[t * K + j]]++;
+    prefix(x->c_recv_n, x->c_recv_off, R);
+    float *crecv = grow(&x->c_recv, (size_t)(x->c_recv_off[R] ? x->c_recv_off[R] : 1) * (size_t)D * sizeof(float));
+    const double t1 = moe_now();
+    moe_comm_alltoallv_rows_start(x->c, D, csend, x->c_send_n, x->c_send_off, crecv, x->c_recv_n, x->c_recv_off,
+                                  &x->req);
+    moe_comm_wait(x->c, &x->req);
+    t_ex += moe_now() - t1;
+    st->t_exchange += t_ex;
+    st->bytes_sent += (uint64_t)(x->c_send_off[R] - x->c_send_n[x->me]) * (uint64_t)D * sizeof(float);
+    st->bytes_recv += (uint64_t)(x->c_recv_off[R] - x->c_recv_n[x->me]) * (uint64_t)D * sizeof(float);
+
+    /* Place returned rows: rank r's rows follow its tokens in send order. */
+    for (int r = 0; r < R; r++) {
+        int32_t k = x->c_recv_off[r];
+        for (int i = pl->send_offset[r]; i < pl->send_offset[r + 1]; i++) {
+            const int t = pl->send_tok[i];
+            for (int j = 0; j < K; j++)
+                if (pl->slot_rank[t * K + j] == r)
+                    memcpy(y + ((size_t)t * (size_t)K + (size_t)j) * (size_t)D, crecv + (size_t)k++ * (size_t)D,
+                           (size_t)D * sizeof(float));
+        }
+    }
+    x->il = -1;
+}

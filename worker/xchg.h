@@ -1,0 +1,66 @@
+/*
+ * xchg.h — the routed-expert half of a MoE layer across the ranks of the
+ * worker job (expert parallelism).
+ *
+ * For the token rows of its own sequences, a rank (the home rank):
+ *   start:    builds the dispatch plan (router/placement: each token goes at
+ *             most once to each rank, the home rank preferred) and starts
+ *             the dispatch all-to-all: a row is the token's normed hidden
+ *             state followed by the expert ids that rank must run for it
+ *             (-1 for the others), as floats (exact below 2^24);
+ *   progress: drives the exchange while the engine computes the shared
+ *             experts (overlap);
+ *   finish:   waits for the rows sent to it, runs its experts on them grouped
+ *             by expert (ascending), returns each (token, expert) output to
+ *             the token's home rank, and places the rows it gets back at
+ *             y[t·K + j], so the engine sums them in expert-id order exactly
+ *             as in one process: the answer does not depend on the ranks.
+ * Every rank calls start/finish for every MoE layer of every step, with zero
+ * rows when it has none (lockstep).
+ */
+#ifndef MOE_WORKER_XCHG_H
+#define MOE_WORKER_XCHG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base.h"
+#include "comm.h"
+#include "engine.h"
+#include "placement.h"
+
+typedef struct moe_xchg moe_xchg;
+
+/* Per MoE layer counters since init. */
+typedef struct moe_xchg_layer_stats {
+    uint64_t bytes_sent, bytes_recv;       /* dispatch + combine, this rank */
+    uint64_t rows_sent, rows_recv;         /* dispatch rows (tokens) */
+    double t_compute, t_exchange, t_overlap; /* seconds */
+    uint64_t *tokens_per_expert;           /* [n_expert]: tokens this rank ran per expert */
+} moe_xchg_layer_stats;
+
+int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err);
+void moe_xchg_free(moe_xchg *x);
+
+/* h: [n][dim] normed rows; ids: [n][K] ascending per token. */
+void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *ids);
+void moe_xchg_progress(moe_xchg *x);
+/* y: [n·K][dim] (unused when n == 0). */
+void moe_xchg_finish(moe_xchg *x, int il, float *y);
+
+/* The engine hook that runs the routed experts through this exchange. */
+void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook);
+
+/*
+ * Routing trace: one line per token and MoE layer, written with O_APPEND
+ * whole-line writes to fd (ranks may share a file):
+ *   layer req pos home_rank e1,e2,.. w1,w2,.. r1,r2,..
+ * experts ascending, their weights, and the rank that ran each.  req is
+ * seq_req[engine sequence id] (the caller's request number).
+ */
+void moe_xchg_set_trace(moe_xchg *x, int fd, const int *seq_req);
+void moe_xchg_flush_trace(moe_xchg *x);
+
+const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il);
+
+#endif

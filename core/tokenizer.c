@@ -156,11 +156,11 @@ static int get_opt_id(const moe_gguf *g, const char *key, int32_t n_vocab, int32
 {
     *out = -1;
     if (moe_gguf_find_kv(g, key) < 0) return MOE_OK;
-    uint32_t v;
-    if (moe_gguf_get_u32(g, key, &v, err)) return MOE_ERR;
-    /* Some converters write -1 (as u32 max) for "none". */
-    if (v == UINT32_MAX) return MOE_OK;
-    if (v >= (uint32_t)n_vocab) return moe_err_set(err, "%s = %u is not below n_vocab %d", key, v, n_vocab);
+    int64_t v;
+    if (moe_gguf_get_i64(g, key, &v, err)) return MOE_ERR;
+    /* Converters write -1 (signed, or as u32 max) for "none". */
+    if (v < 0 || v == UINT32_MAX) return MOE_OK;
+    if (v >= n_vocab) return moe_err_set(err, "%s = %lld is not below n_vocab %d", key, (long long)v, n_vocab);
     *out = (int32_t)v;
     return MOE_OK;
 }
@@ -363,7 +363,8 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         }
         t->type[i] = (uint8_t)ty;
         moe_gguf_arr_str(g, &tokens, i, &slen);
-        if (!moe_add_size(total, (size_t)slen, &total) || total >= UINT32_MAX) {
+        /* 32-bit offsets and trie indices: 2 GB of token text is plenty. */
+        if (!moe_add_size(total, (size_t)slen, &total) || total >= INT32_MAX) {
             moe_err_set(err, "token strings too large");
             return load_fail(t, err);
         }
@@ -1059,7 +1060,8 @@ int moe_tokenizer_decode(const moe_tokenizer *t, const int32_t *ids, size_t n, c
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
             return moe_err_set(err, "token id %d at position %zu is out of range [0, %d)", ids[i], i,
                                t->n_vocab);
-        total += t->dec_off[ids[i] + 1] - t->dec_off[ids[i]];
+        if (!moe_add_size(total, t->dec_off[ids[i] + 1] - t->dec_off[ids[i]], &total) || total == SIZE_MAX)
+            return moe_err_set(err, "decoded text too large");
     }
     char *s = moe_xmalloc(total + 1);
     size_t o = 0;

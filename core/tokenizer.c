@@ -596,7 +596,19 @@ typedef struct enc {
     uint32_t *prank; /* rank of the pair (i, next[i]), UINT32_MAX if none */
     heap_ent *heap;
     size_t n_heap, cap_sym, cap_heap;
+    /* Pieces already merged in this call (words repeat, and a lookup is far
+     * cheaper than re-merging): piece bytes -> ids kept in `pool`.  Only
+     * for texts long enough to repay the table; never shared between calls,
+     * so the tokenizer stays read-only. */
+    struct cache_slot { uint64_t hash; uint32_t text_off, pool_off, len, n_ids; } *cache;
+    size_t n_cache;
+    int32_t *pool;
+    size_t n_pool, cap_pool;
 } enc;
+
+#define CACHE_SLOTS 16384            /* power of two */
+#define CACHE_MAX_ENTRIES 12288      /* at most 3/4 full */
+#define CACHE_MIN_TEXT 4096          /* bytes of input before a cache is used */
 
 static inline bool heap_less(heap_ent a, heap_ent b)
 {
@@ -729,6 +741,14 @@ static void bpe_reserve(enc *e, size_t n)
     }
 }
 
+static void bpe_merge(enc *e, const unsigned char *s, size_t n)
+{
+    bpe_reserve(e, n);
+    for (size_t i = 0; i < n; i++) e->sid[i] = e->tok->byte_id[s[i]];
+    if (n <= BPE_SHORT) bpe_short(e, n);
+    else bpe_long(e, n);
+}
+
 /* Characters [a, b) form one pre-token: BPE-merge its bytes. */
 static void bpe_piece(enc *e, size_t a, size_t b)
 {
@@ -738,10 +758,33 @@ static void bpe_piece(enc *e, size_t a, size_t b)
         moe_tokens_push(e->out, e->tok->byte_id[s[0]]);
         return;
     }
-    bpe_reserve(e, n);
-    for (size_t i = 0; i < n; i++) e->sid[i] = e->tok->byte_id[s[i]];
-    if (n <= BPE_SHORT) bpe_short(e, n);
-    else bpe_long(e, n);
+    if (!e->cache) {
+        bpe_merge(e, s, n);
+        return;
+    }
+    uint64_t h = hash_bytes(s, n), i;
+    for (i = h & (CACHE_SLOTS - 1); e->cache[i].len; i = (i + 1) & (CACHE_SLOTS - 1)) {
+        const struct cache_slot *c = &e->cache[i];
+        if (c->hash == h && c->len == n && memcmp(e->text + c->text_off, s, n) == 0) {
+            for (size_t k = 0; k < c->n_ids; k++) moe_tokens_push(e->out, e->pool[c->pool_off + k]);
+            return;
+        }
+    }
+    size_t start = e->out->n;
+    bpe_merge(e, s, n);
+    if (e->n_cache >= CACHE_MAX_ENTRIES) return;
+    size_t k = e->out->n - start; /* <= n: the pool never outgrows the text */
+    if (e->n_pool + k > e->cap_pool) {
+        size_t cap = e->cap_pool ? 2 * e->cap_pool : 4096;
+        while (cap < e->n_pool + k) cap *= 2;
+        e->pool = moe_xrealloc(e->pool, cap * sizeof *e->pool);
+        e->cap_pool = cap;
+    }
+    memcpy(e->pool + e->n_pool, e->out->ids + start, k * sizeof *e->pool);
+    e->cache[i] = (struct cache_slot){.hash = h, .text_off = e->off[a], .pool_off = (uint32_t)e->n_pool,
+                                      .len = (uint32_t)n, .n_ids = (uint32_t)k};
+    e->n_pool += k;
+    e->n_cache++;
 }
 
 /* ----------------------------------------------------------- split rules */
@@ -1012,6 +1055,7 @@ int moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t len, u
         i += l;
     }
     e.off[nc] = (uint32_t)len;
+    if (len >= CACHE_MIN_TEXT) e.cache = moe_xcalloc(CACHE_SLOTS, sizeof *e.cache);
 
     bool any_added = t->n_trie > 1;
     size_t seg = 0;
@@ -1040,6 +1084,8 @@ int moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t len, u
     free(e.next);
     free(e.prank);
     free(e.heap);
+    free(e.cache);
+    free(e.pool);
 
     if ((flags & MOE_TOK_BOS) && t->bos >= 0 && (out->n == n0 || out->ids[n0] != t->bos)) {
         moe_tokens_push(out, t->bos);

@@ -38,3 +38,9 @@ moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK core
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf 4 ${MOE_SCATTER4})
 moe_test(NAME worker_badfile_np3 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} badfile 3)
+foreach(np 2 4)
+  moe_test(NAME worker_resident_np${np} LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+           ARGS ${MOE_WORKER_TEST} resident ${np})
+endforeach()
+moe_test(NAME worker_idle_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} idle 2 10)

@@ -2,7 +2,9 @@
 # Starts an MPI job for a test:  mpirun.sh NP TIMEOUT_SECONDS PROGRAM ARGS...
 # One thread per rank, no core binding (two cores, oversubscribed), shared
 # memory transport, the root flags, a hard timeout; the job runs in its own
-# process group, which is killed on the way out so no rank outlives a test.
+# session (Open MPI gives each rank a process group of its own inside it),
+# and everything in that session is killed on the way out, so no rank
+# outlives a test.
 set -u
 np=$1 timeout=$2
 shift 2
@@ -16,7 +18,11 @@ for v in MOE_FIXTURES MOE_BIN TMPDIR MOE_LOG; do [ -n "${!v:-}" ] && xs+=(-x "$v
 setsid mpirun --oversubscribe --bind-to none --mca btl self,vader --timeout "$timeout" "${xs[@]}" \
   -np "$np" "$@" &
 pid=$!
-cleanup() { kill -TERM -- "-$pid" 2>/dev/null; kill -KILL -- "-$pid" 2>/dev/null; }
+cleanup() {
+  pkill -TERM -s "$pid" 2>/dev/null
+  pkill -KILL -s "$pid" 2>/dev/null
+  return 0
+}
 trap cleanup INT TERM
 wait "$pid"
 rc=$?

@@ -5,6 +5,10 @@
 #       every logits file is byte-identical to moe-run's, every rank owns a sequence
 #   worker_test.sh bytes MODEL NP [PLACEMENT]   the bytes each rank sent per layer
 #       (--stats) equal what the routing trace implies, one copy per destination
+#   worker_test.sh resident NP                  on a model with 6 MiB experts, each rank's
+#       resident expert memory (from /proc/self/smaps) is within 10% of its share
+#   worker_test.sh idle NP SECONDS              an idle job (no requests) costs under
+#       5% of one core over SECONDS, mpirun included
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -105,6 +109,45 @@ bytes)
   [ -s "$tmp/want" ] || fail "trace implies no traffic"
   diff "$tmp/want" "$tmp/got" > /dev/null || { paste "$tmp/want" "$tmp/got"; fail "bytes sent differ from the trace"; }
   echo "ok: $(wc -l < "$tmp/got") (rank, layer) byte counts equal the trace's ($(wc -l < "$tmp/trace") routing lines)"
+  ;;
+resident)
+  np=$2
+  "$bin/moe-mkmodel" --preset tiny --dim 512 --expert-ff 1024 --experts 8 --experts-used 2 --layers 3 \
+      --dense-layers 1 --dense-ff 256 --type f32 -o "$tmp/big.gguf" 2> /dev/null || fail "moe-mkmodel"
+  # enough tokens that every expert of every layer is used
+  awk 'BEGIN { srand(3); for (i = 0; i < 8; i++) { s = ""; for (j = 0; j < 40; j++) s = s (j ? "," : "") int(rand() * 300); print s, 8 } }' > "$tmp/batch"
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$tmp/big.gguf" --batch "$tmp/batch" --stats \
+      > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  n=$(grep -c "resident expert bytes" "$tmp/err")
+  [ "$n" = "$np" ] || fail "expected $np residency lines, got $n"
+  grep "resident expert bytes" "$tmp/err"
+  awk '/resident expert bytes/ { got = $6; share = $9; sub(/-byte/, "", share)
+        if (share <= 0 || got < 0.9 * share || got > 1.1 * share) { print "FAIL: " $0; bad = 1 } }
+       END { exit bad }' "$tmp/err" || fail "resident expert memory is not within 10% of the share"
+  echo "ok: $np ranks each hold their share of the experts (within 10%)"
+  ;;
+idle)
+  np=$2 secs=$3
+  model=$MOE_FIXTURES/models/v3_mini_f32.gguf
+  "$here/mpirun.sh" "$np" $((secs + 60)) "$bin/moe-worker" --model "$model" --linger $((secs + 3)) \
+      > "$tmp/out" 2> "$tmp/err" &
+  job=$!
+  # ready when rank 0 says it is idle (a message, not a guess)
+  for _ in $(seq 1 600); do grep -q "moe-worker: idle" "$tmp/err" && break; sleep 0.05; done
+  grep -q "moe-worker: idle" "$tmp/err" || { kill "$job"; cat "$tmp/err"; fail "the job never went idle"; }
+  # CPU ticks of every process in the job's session (mpirun.sh makes mpirun
+  # a session leader; the ranks get process groups of their own inside it)
+  pg=$(pgrep -o -f "mpirun .*--linger $((secs + 3))")
+  ticks() { awk -v sid="$1" '{ sub(/^.*\) /, ""); if ($4 == sid) t += $12 + $13 } END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null; }
+  t0=$(ticks "$pg"); w0=$(date +%s%N)
+  sleep "$secs" # the measured window itself, not a readiness wait
+  t1=$(ticks "$pg"); w1=$(date +%s%N)
+  wait "$job" || { cat "$tmp/err"; fail "moe-worker exited non-zero"; }
+  hz=$(getconf CLK_TCK)
+  awk -v a="$t0" -v b="$t1" -v hz="$hz" -v ns=$((w1 - w0)) -v np="$np" 'BEGIN {
+        cpu = (b - a) / hz; wall = ns / 1e9; share = cpu / wall
+        printf "idle job (mpirun + %d ranks): %.2f s CPU over %.1f s = %.2f%% of one core\n", np, cpu, wall, 100 * share
+        exit share < 0.05 ? 0 : 1 }' || fail "an idle job must use under 5% of a core"
   ;;
 badfile)
   np=$2

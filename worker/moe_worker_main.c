@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -48,6 +50,7 @@ static void usage(FILE *f)
           "  --stats             per rank and layer: sequences, tokens per expert, bytes,\n"
           "                      compute/exchange/overlap time (to stderr)\n"
           "  --trace FILE        routing decisions: 'layer req pos home experts weights ranks'\n"
+          "  --linger S          stay up S seconds after the batch (or with no --batch), idle\n"
           "  --help              this text\n",
           f);
 }
@@ -55,6 +58,7 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace;
     int64_t threads, block, step_tokens;
+    double linger;
     bool ignore_eos, stats;
 } opts;
 
@@ -78,11 +82,12 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--trace")) o->trace = v;
         else if (!strcmp(f, "--threads")) { if (moe_parse_i64(v, 1, 256, &o->threads, err)) return moe_err_prefix(err, "--threads"); }
         else if (!strcmp(f, "--block-size")) { if (moe_parse_i64(v, 1, 4096, &o->block, err)) return moe_err_prefix(err, "--block-size"); }
+        else if (!strcmp(f, "--linger")) { if (moe_parse_f64(v, 0, 86400, &o->linger, err)) return moe_err_prefix(err, "--linger"); }
         else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, PREFILL_CHUNK, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
-    if (!o->batch) return moe_err_set(err, "--batch is required (see --help)");
+    if (!o->batch && o->linger <= 0) return moe_err_set(err, "--batch (or --linger) is required (see --help)");
     return MOE_OK;
 }
 
@@ -274,6 +279,88 @@ static void finish_request(request *r, const char *msg)
     }
 }
 
+/* ---- expert residency ------------------------------------------------------------ */
+
+/* Routed-expert tensors of a MoE layer, as byte ranges of the mapping. */
+static int expert_ranges(const moe_model *m, int il, const moe_mat **mats)
+{
+    const moe_layer *L = &m->layers[il];
+    mats[0] = &L->gate_exps;
+    mats[1] = &L->up_exps;
+    mats[2] = &L->down_exps;
+    return 3;
+}
+
+static uint64_t mat_bytes(const moe_mat *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
+
+/*
+ * Marks the routed-expert tensors MADV_RANDOM: no readahead and no
+ * fault-around into other experts' pages, so a rank maps only the experts
+ * it runs.  It also gives those ranges VMAs of their own, which is what lets
+ * /proc/self/smaps report their resident size.
+ */
+static void advise_experts(const moe_model *m)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        for (int k = 0, n = expert_ranges(m, il, mats); k < n; k++) {
+            uintptr_t a = (uintptr_t)mats[k]->data & ~(page - 1);
+            uintptr_t b = ((uintptr_t)mats[k]->data + mat_bytes(mats[k]) + page - 1) & ~(page - 1);
+            madvise((void *)a, b - a, MADV_RANDOM); /* advice only: failure changes nothing */
+        }
+    }
+}
+
+/* Bytes of this rank's share of the routed experts (what it should hold). */
+static uint64_t expert_share(const moe_model *m, const moe_placement *p, int rank)
+{
+    uint64_t b = 0;
+    for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        int hosted = 0;
+        for (int e = 0; e < m->hp.n_expert; e++) hosted += moe_placement_rank_hosts(p, il, rank, e);
+        for (int k = 0, n = expert_ranges(m, il, mats); k < n; k++)
+            b += mat_bytes(mats[k]) / (uint64_t)m->hp.n_expert * (uint64_t)hosted;
+    }
+    return b;
+}
+
+/* Resident bytes of the expert tensors, summed from /proc/self/smaps over
+ * the VMAs that the expert ranges cover (advise_experts gave them VMAs of
+ * their own; adjacent expert tensors share one). */
+static uint64_t expert_resident(const moe_model *m)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512];
+    uint64_t total = 0;
+    bool inside = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        unsigned long long kb;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+            uint64_t covered = 0;
+            for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++) {
+                const moe_mat *mats[3];
+                for (int k = 0, n = expert_ranges(m, il, mats); k < n; k++) {
+                    uintptr_t a = (uintptr_t)mats[k]->data & ~(page - 1);
+                    uintptr_t b = ((uintptr_t)mats[k]->data + mat_bytes(mats[k]) + page - 1) & ~(page - 1);
+                    uintptr_t x = a > lo ? a : lo, y = b < hi ? b : hi;
+                    if (y > x) covered += y - x;
+                }
+            }
+            inside = covered >= hi - lo;
+        } else if (inside && sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            total += kb * 1024ull;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -313,13 +400,14 @@ int main(int argc, char **argv)
         goto out;
     }
     const moe_hparams *hp = &m->hp;
+    advise_experts(m);
     moe_placement_shape shape = {hp->n_layer, hp->n_dense_lead, hp->n_expert, R};
     if (hp->n_dense_lead >= hp->n_layer) {
         st = moe_err_set(&err, "the model has no MoE layers");
     } else {
         st = o.placement ? moe_placement_load(&pl, &shape, o.placement, &err) : moe_placement_contiguous(&pl, &shape, &err);
     }
-    if (st == MOE_OK) st = read_batch(o.batch, hp, &reqs, &n_req, &err);
+    if (st == MOE_OK && o.batch) st = read_batch(o.batch, hp, &reqs, &n_req, &err);
     if (st && me == 0) fprintf(stderr, "moe-worker: %s\n", err.msg);
     if (moe_comm_agree(c, st) >= 0) goto out; /* same inputs on every rank: rank 0 said why */
 
@@ -394,6 +482,9 @@ int main(int argc, char **argv)
     int32_t *last_tok = moe_xcalloc((size_t)(n_req > 0 ? n_req : 1), sizeof *last_tok);
     int64_t steps = 0, tok_prefill = 0, tok_decode = 0;
     const double t_run = moe_now();
+    double t_idle_since = t_run; /* end of the last step with work */
+    long idle_pause_ns = 1000000;
+    bool said_idle = false;
     for (;;) {
         int n_items = 0;
         int64_t budget = o.step_tokens, active = 0;
@@ -418,11 +509,28 @@ int main(int argc, char **argv)
             budget -= it->n_tokens;
             item_req[n_items++] = i;
         }
-        int64_t hdr[2] = {active, o.step_tokens - budget}, all[2 * MOE_PLACEMENT_MAX_RANKS];
-        moe_comm_allgather_i64(c, hdr, 2, all);
+        /* Step header: work here, tokens here, and rank 0's "keep going when
+         * idle" (so every rank leaves the linger at the same step). */
+        const int64_t stay = me == 0 && moe_now() - t_idle_since < o.linger;
+        int64_t hdr[3] = {active, o.step_tokens - budget, stay}, all[3 * MOE_PLACEMENT_MAX_RANKS];
+        moe_comm_allgather_i64(c, hdr, 3, all);
         int64_t any = 0;
-        for (int q = 0; q < R; q++) any += all[2 * q];
-        if (!any) break;
+        for (int q = 0; q < R; q++) any += all[3 * q];
+        if (!any) {
+            if (!all[2]) break;
+            if (!said_idle && me == 0) {
+                fprintf(stderr, "moe-worker: idle (%d ranks), lingering %.1f s\n", R, o.linger);
+                said_idle = true;
+            }
+            /* Idle: a header every few ms, growing to 20 ms, is all it costs;
+             * that is also the longest new work waits to be noticed. */
+            struct timespec ts = {0, idle_pause_ns};
+            nanosleep(&ts, NULL);
+            if (idle_pause_ns < 20000000) idle_pause_ns *= 2;
+            continue;
+        }
+        idle_pause_ns = 1000000;
+        t_idle_since = moe_now();
         if (moe_engine_step(e, items, n_items, &err)) moe_comm_abort(c, 5, err.msg); /* malformed step: a bug */
         steps++;
         for (int k = 0; k < n_items; k++) {
@@ -500,6 +608,8 @@ int main(int argc, char **argv)
                     "cache bytes in use %llu, wait %.3f s\n",
                 me, n_mine, (long long)steps, (long long)tok_prefill, (long long)tok_decode, t_total,
                 (unsigned long long)es.cache_bytes_in_use, moe_comm_wait_seconds(c));
+        tprintf(&s, "rank %d: resident expert bytes %llu of a %llu-byte share (smaps)\n", me,
+                (unsigned long long)expert_resident(m), (unsigned long long)expert_share(m, pl, me));
         for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
             const moe_xchg_layer_stats *ls = moe_xchg_stats(x, il);
             tprintf(&s, "rank %d layer %d: sent %llu bytes (%llu rows), received %llu bytes (%llu rows), "

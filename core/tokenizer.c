@@ -58,6 +58,7 @@ struct moe_tokenizer {
     uint64_t merge_mask;
     trie_node *trie;   /* node 0 is the root */
     int32_t n_trie;
+    bool has_control, has_user; /* which kinds of added tokens the trie holds */
     uint8_t trie_first[32]; /* bitmap of first bytes of added tokens */
 };
 
@@ -488,6 +489,8 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         if (len == 0) continue;
         const char *ts = t->dec + t->dec_off[i];
         trie_add(t, &cap, ts, len, (int32_t)i);
+        if (t->type[i] == MOE_TOKTYPE_CONTROL) t->has_control = true;
+        else t->has_user = true;
         t->trie_first[(uint8_t)ts[0] >> 3] |= (uint8_t)(1u << ((uint8_t)ts[0] & 7));
         if (len == 7 && memcmp(ts, "<|EOT|>", 7) == 0 && t->eot_text < 0) t->eot_text = (int32_t)i;
     }
@@ -1057,7 +1060,8 @@ int moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t len, u
     e.off[nc] = (uint32_t)len;
     if (len >= CACHE_MIN_TEXT) e.cache = moe_xcalloc(CACHE_SLOTS, sizeof *e.cache);
 
-    bool any_added = t->n_trie > 1;
+    /* Control tokens only count with MOE_TOK_SPECIAL; user-defined ones always. */
+    bool any_added = t->has_user || ((flags & MOE_TOK_SPECIAL) && t->has_control);
     size_t seg = 0;
     for (size_t c = 0; c < nc && any_added; c++) {
         unsigned char b0 = e.text[e.off[c]];

@@ -44,3 +44,6 @@ foreach(np 2 4)
 endforeach()
 moe_test(NAME worker_idle_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} idle 2 10)
+# Smoke run of the expert-parallel benchmark (tiny model, one run).
+moe_test(NAME bench_ep_smoke LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_SOURCE_DIR}/bench/ep/run.sh --quick)

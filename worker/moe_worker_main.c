@@ -484,6 +484,8 @@ int main(int argc, char **argv)
     const double t_run = moe_now();
     double t_idle_since = t_run; /* end of the last step with work */
     long idle_pause_ns = 1000000;
+    int64_t job_decode_steps = 0, job_decode_tokens = 0;
+    double job_decode_time = 0;
     bool said_idle = false;
     for (;;) {
         int n_items = 0;
@@ -512,12 +514,18 @@ int main(int argc, char **argv)
         /* Step header: work here, tokens here, and rank 0's "keep going when
          * idle" (so every rank leaves the linger at the same step). */
         const int64_t stay = me == 0 && moe_now() - t_idle_since < o.linger;
-        int64_t hdr[3] = {active, o.step_tokens - budget, stay}, all[3 * MOE_PLACEMENT_MAX_RANKS];
-        moe_comm_allgather_i64(c, hdr, 3, all);
-        int64_t any = 0;
-        for (int q = 0; q < R; q++) any += all[3 * q];
+        int64_t n_prefill_here = 0;
+        for (int k = 0; k < n_items; k++) n_prefill_here += reqs[item_req[k]].fed < reqs[item_req[k]].n_prompt ? items[k].n_tokens : 0;
+        int64_t hdr[4] = {active, o.step_tokens - budget, stay, n_prefill_here}, all[4 * MOE_PLACEMENT_MAX_RANKS];
+        moe_comm_allgather_i64(c, hdr, 4, all);
+        int64_t any = 0, step_tokens = 0, step_prefill = 0;
+        for (int q = 0; q < R; q++) {
+            any += all[4 * q];
+            step_tokens += all[4 * q + 1];
+            step_prefill += all[4 * q + 3];
+        }
         if (!any) {
-            if (!all[2]) break;
+            if (!all[4 * 0 + 2]) break;
             if (!said_idle && me == 0) {
                 fprintf(stderr, "moe-worker: idle (%d ranks), lingering %.1f s\n", R, o.linger);
                 said_idle = true;
@@ -531,8 +539,14 @@ int main(int argc, char **argv)
         }
         idle_pause_ns = 1000000;
         t_idle_since = moe_now();
+        const double t_step = moe_now();
         if (moe_engine_step(e, items, n_items, &err)) moe_comm_abort(c, 5, err.msg); /* malformed step: a bug */
         steps++;
+        if (step_prefill == 0) { /* a decode-only step of the whole job */
+            job_decode_steps++;
+            job_decode_tokens += step_tokens;
+            job_decode_time += moe_now() - t_step;
+        }
         for (int k = 0; k < n_items; k++) {
             moe_step_item *it = &items[k];
             request *r = &reqs[item_req[k]];
@@ -608,6 +622,10 @@ int main(int argc, char **argv)
                     "cache bytes in use %llu, wait %.3f s\n",
                 me, n_mine, (long long)steps, (long long)tok_prefill, (long long)tok_decode, t_total,
                 (unsigned long long)es.cache_bytes_in_use, moe_comm_wait_seconds(c));
+        if (me == 0)
+            tprintf(&s, "job: %d ranks x %lld threads, decode-only steps %lld, %lld tokens in %.3f s = %.2f tokens/s\n", R,
+                    (long long)o.threads, (long long)job_decode_steps, (long long)job_decode_tokens, job_decode_time,
+                    job_decode_time > 0 ? (double)job_decode_tokens / job_decode_time : 0.0);
         tprintf(&s, "rank %d: resident expert bytes %llu of a %llu-byte share (smaps)\n", me,
                 (unsigned long long)expert_resident(m), (unsigned long long)expert_share(m, pl, me));
         for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {

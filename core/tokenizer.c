@@ -664,6 +664,11 @@ static void bpe_short(enc *e, size_t n)
 {
     const moe_tokenizer *t = e->tok;
     int32_t dummy;
+    /* The first lookups miss the cache: start them all before using any. */
+    for (size_t i = 0; i + 1 < n; i++) {
+        uint64_t key = ((uint64_t)(uint32_t)e->sid[i] << 32) | (uint32_t)e->sid[i + 1];
+        __builtin_prefetch(&t->merges[hash_pair(key) & t->merge_mask]);
+    }
     for (size_t i = 0; i + 1 < n; i++) e->prank[i] = pair_rank(t, e->sid[i], e->sid[i + 1], &dummy);
     e->prank[n - 1] = UINT32_MAX;
     for (size_t i = 0; i < n; i++) {

@@ -257,8 +257,9 @@ static int parse_tensor_info(cursor *c, moe_gguf_tensor *t, int index)
     const moe_dtype_info *info = moe_dtype_info_get(type);
     if (!info) {
         char buf[24];
-        return moe_err_set(c->err, "tensor '%s': unsupported tensor type %s (code %u)", name,
-                           moe_dtype_name(type, buf, sizeof buf), type);
+        const char *tn = moe_dtype_name(type, buf, sizeof buf);
+        if (tn == buf) return moe_err_set(c->err, "tensor '%s': unknown tensor type code %u", name, type);
+        return moe_err_set(c->err, "tensor '%s': unsupported tensor type %s (code %u)", name, tn, type);
     }
     t->type = type;
     if (t->ne[0] % info->block_elems != 0)

@@ -544,13 +544,16 @@ static void test_tensors(void)
 
     /* Type codes: unknown ones, known-but-unsupported ones (named). */
     static const struct { uint32_t code; const char *name; } unsupported[] = {
-        {77, "type 77"}, {31, "type 31"}, {0xffffffffu, "type 4294967295"}, {2, "q4_0"}, {3, "q4_1"},
+        {77, NULL}, {31, NULL}, {0xffffffffu, NULL}, {2, "q4_0"}, {3, "q4_1"},
         {6, "q5_0"}, {10, "q2_K"}, {13, "q5_K"}, {15, "q8_K"}, {24, "i8"}, {28, "f64"}, {39, "mxfp4"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         one_tensor(&b, "t", 1, (uint64_t[]){256}, unsupported[i].code, 0, 1024);
-        snprintf(want, sizeof want, "tensor 't': unsupported tensor type %s (code %u)", unsupported[i].name,
-                 unsupported[i].code);
+        if (unsupported[i].name)
+            snprintf(want, sizeof want, "tensor 't': unsupported tensor type %s (code %u)", unsupported[i].name,
+                     unsupported[i].code);
+        else
+            snprintf(want, sizeof want, "tensor 't': unknown tensor type code %u", unsupported[i].code);
         expect_err(&b, want);
         gb_free(&b);
     }

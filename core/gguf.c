@@ -97,6 +97,17 @@ static int rd_str(cursor *c, uint64_t cap, uint64_t *off, uint64_t *len, const c
     return MOE_OK;
 }
 
+/* Grows a zero-filled table to hold at least need entries (doubling). */
+static void grow_table(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need) n *= 2;
+    *arr = moe_xrealloc(*arr, n * elem);
+    memset((char *)*arr + *cap * elem, 0, (n - *cap) * elem);
+    *cap = n;
+}
+
 static uint64_t hash_name(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
@@ -334,19 +345,18 @@ static int parse(moe_gguf *g, moe_err *err)
         return moe_err_set(err, "key/value count %llu exceeds what the file can hold", (unsigned long long)n_kv);
     if (n_tensors > left / 33)
         return moe_err_set(err, "tensor count %llu exceeds what the file can hold", (unsigned long long)n_tensors);
-    /* The tables below are sized from these counts before anything is parsed,
-     * so a big file must not be able to ask for more than a bounded amount
-     * (and the hash capacities must not wrap). */
+    /* Tables grow as entries are actually parsed (a header cannot make us
+     * allocate for entries the file does not contain); the caps keep the
+     * hash capacities far from wrapping. */
     if (n_kv > MAX_COUNT)
         return moe_err_set(err, "key/value count %llu exceeds the limit of %u", (unsigned long long)n_kv, MAX_COUNT);
     if (n_tensors > MAX_COUNT)
         return moe_err_set(err, "tensor count %llu exceeds the limit of %u", (unsigned long long)n_tensors, MAX_COUNT);
 
     g->alignment = MOE_GGUF_DEFAULT_ALIGNMENT;
-    g->kvs = moe_xcalloc((size_t)n_kv, sizeof *g->kvs);
-    g->kv_hash_cap = hash_cap_for((int)n_kv);
-    g->kv_hash = moe_xcalloc(g->kv_hash_cap, sizeof *g->kv_hash);
+    size_t kv_cap = 0;
     for (uint64_t i = 0; i < n_kv; i++) {
+        grow_table((void **)&g->kvs, &kv_cap, (size_t)i + 1, sizeof *g->kvs);
         kv_entry *e = &g->kvs[i];
         uint64_t off, len;
         char what[40];
@@ -359,9 +369,12 @@ static int parse(moe_gguf *g, moe_err *err)
         e->key[len] = 0;
         g->n_kv = (int)i + 1; /* owned from here: freed by close */
         if (parse_value(&c, e)) return MOE_ERR;
-        if (hash_insert(g->kv_hash, g->kv_hash_cap, e->key, (int)i, kv_name_of, g) >= 0)
-            return moe_err_set(err, "duplicate key '%s'", e->key);
     }
+    g->kv_hash_cap = hash_cap_for(g->n_kv);
+    g->kv_hash = moe_xcalloc(g->kv_hash_cap, sizeof *g->kv_hash);
+    for (int i = 0; i < g->n_kv; i++)
+        if (hash_insert(g->kv_hash, g->kv_hash_cap, g->kvs[i].key, i, kv_name_of, g) >= 0)
+            return moe_err_set(err, "duplicate key '%s'", g->kvs[i].key);
 
     int ai = moe_gguf_find_kv(g, "general.alignment");
     if (ai >= 0) {
@@ -375,15 +388,17 @@ static int parse(moe_gguf *g, moe_err *err)
         g->alignment = a;
     }
 
-    g->tensors = moe_xcalloc((size_t)n_tensors, sizeof *g->tensors);
-    g->t_hash_cap = hash_cap_for((int)n_tensors);
-    g->t_hash = moe_xcalloc(g->t_hash_cap, sizeof *g->t_hash);
+    size_t t_cap = 0;
     for (uint64_t i = 0; i < n_tensors; i++) {
+        grow_table((void **)&g->tensors, &t_cap, (size_t)i + 1, sizeof *g->tensors);
         g->n_tensors = (int)i + 1;
         if (parse_tensor_info(&c, &g->tensors[i], (int)i)) return MOE_ERR;
-        if (hash_insert(g->t_hash, g->t_hash_cap, g->tensors[i].name, (int)i, tensor_name_of, g) >= 0)
-            return moe_err_set(err, "duplicate tensor name '%s'", g->tensors[i].name);
     }
+    g->t_hash_cap = hash_cap_for(g->n_tensors);
+    g->t_hash = moe_xcalloc(g->t_hash_cap, sizeof *g->t_hash);
+    for (int i = 0; i < g->n_tensors; i++)
+        if (hash_insert(g->t_hash, g->t_hash_cap, g->tensors[i].name, i, tensor_name_of, g) >= 0)
+            return moe_err_set(err, "duplicate tensor name '%s'", g->tensors[i].name);
 
     if (!moe_align_up_u64(c.pos, g->alignment, &g->data_off))
         return moe_err_set(err, "data section offset overflows");

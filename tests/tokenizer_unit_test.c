@@ -131,6 +131,130 @@ static void test_long(const moe_tokenizer *tok, const char *name)
     free(buf);
 }
 
+
+/* ---- an independent, naive BPE to check the fast one on long pieces ----
+ * Straight from the definition: symbols are the GPT-2 byte-level strings of
+ * the bytes; repeatedly merge the adjacent pair whose "left right" string
+ * has the lowest rank in tokenizer.ggml.merges (leftmost on ties); look the
+ * final strings up in tokenizer.ggml.tokens.  Quadratic, so short inputs. */
+
+typedef struct ref_entry {
+    const char *s;
+    size_t len;
+    int64_t val;
+} ref_entry;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const ref_entry *x = a, *y = b;
+    size_t l = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, l);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int64_t ref_find(const ref_entry *t, size_t n, const char *s, size_t len)
+{
+    ref_entry key = {s, len, 0};
+    const ref_entry *e = bsearch(&key, t, n, sizeof *t, ref_cmp);
+    return e ? e->val : -1;
+}
+
+static size_t ref_byte_char(unsigned b, char *out)
+{
+    unsigned cp = b;
+    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    if (!printable) {
+        unsigned k = 0;
+        for (unsigned x = 0; x < b; x++)
+            k += !((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF));
+        cp = 0x100 + k;
+    }
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+}
+
+static void test_reference_bpe(const moe_tokenizer *tok)
+{
+    moe_err err = {{0}};
+    moe_gguf *g = NULL;
+    if (moe_gguf_open(&g, fixture_path("tokenizer/deepseek-v3-vocab.gguf"), &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    moe_gguf_arr ta, ma;
+    CHECK(moe_gguf_get_arr(g, "tokenizer.ggml.tokens", &ta, &err) == 0);
+    CHECK(moe_gguf_get_arr(g, "tokenizer.ggml.merges", &ma, &err) == 0);
+    ref_entry *toks = malloc(ta.count * sizeof *toks), *merges = malloc(ma.count * sizeof *merges);
+    for (uint64_t i = 0; i < ta.count; i++) {
+        uint64_t l;
+        toks[i].s = moe_gguf_arr_str(g, &ta, i, &l);
+        toks[i].len = l;
+        toks[i].val = (int64_t)i;
+    }
+    for (uint64_t i = 0; i < ma.count; i++) {
+        uint64_t l;
+        merges[i].s = moe_gguf_arr_str(g, &ma, i, &l);
+        merges[i].len = l;
+        merges[i].val = (int64_t)i;
+    }
+    /* Tokens: keep the lowest id of equal strings (stable enough: ids are
+     * distinct strings in this vocabulary). */
+    qsort(toks, ta.count, sizeof *toks, ref_cmp);
+    qsort(merges, ma.count, sizeof *merges, ref_cmp);
+
+    /* Words of random letters (one pre-token each under deepseek-v3),
+     * 40..300 bytes so that both of the fast BPE's paths are used. */
+    static const char *alpha[] = {"a", "b", "e", "r", "s", "t", "n", "o", "\xc3\xa9", "\xc3\xa8", "z"};
+    char word[1024], sym[1024][64], pair[136];
+    size_t slen[1024];
+    moe_tokens ids = {0};
+    int n_ok = 0, n_words = 40;
+    for (int w = 0; w < n_words; w++) {
+        size_t target = 40 + rng() % 260, n = 0;
+        while (n < target) {
+            const char *a = alpha[rng() % (w % 3 == 0 ? 2 : 11)];
+            size_t al = strlen(a);
+            memcpy(word + n, a, al);
+            n += al;
+        }
+        /* reference */
+        size_t ns = 0;
+        for (size_t i = 0; i < n; i++) slen[ns] = ref_byte_char((unsigned char)word[i], sym[ns]), ns++;
+        for (;;) {
+            int64_t best = -1;
+            size_t bi = 0;
+            for (size_t i = 0; i + 1 < ns; i++) {
+                if (slen[i] + 1 + slen[i + 1] > sizeof pair) continue;
+                memcpy(pair, sym[i], slen[i]);
+                pair[slen[i]] = ' ';
+                memcpy(pair + slen[i] + 1, sym[i + 1], slen[i + 1]);
+                int64_t r = ref_find(merges, ma.count, pair, slen[i] + 1 + slen[i + 1]);
+                if (r >= 0 && (best < 0 || r < best)) best = r, bi = i;
+            }
+            if (best < 0) break;
+            if (slen[bi] + slen[bi + 1] > sizeof sym[0]) break; /* no such token here */
+            memcpy(sym[bi] + slen[bi], sym[bi + 1], slen[bi + 1]);
+            slen[bi] += slen[bi + 1];
+            memmove(sym + bi + 1, sym + bi + 2, (ns - bi - 2) * sizeof sym[0]);
+            memmove(slen + bi + 1, slen + bi + 2, (ns - bi - 2) * sizeof slen[0]);
+            ns--;
+        }
+        moe_tokens_clear(&ids);
+        CHECK(moe_tokenizer_encode(tok, word, n, 0, &ids, &err) == 0);
+        bool same = ids.n == ns;
+        for (size_t i = 0; same && i < ns; i++) same = ids.ids[i] == ref_find(toks, ta.count, sym[i], slen[i]);
+        CHECK_MSG(same, "word %d (%zu bytes): fast BPE differs from the naive one", w, n);
+        n_ok += same;
+    }
+    printf("deepseek-v3: naive reference BPE: %d/%d long words identical\n", n_ok, n_words);
+    moe_tokens_free(&ids);
+    free(toks);
+    free(merges);
+    moe_gguf_close(g);
+}
+
 static void test_bos_special(const moe_tokenizer *tok)
 {
     moe_err err = {{0}};
@@ -248,6 +372,7 @@ int main(void)
         test_invalid_utf8(v3, "deepseek-v3");
         test_long(v3, "deepseek-v3");
         test_bos_special(v3);
+        test_reference_bpe(v3);
         test_stream(v3);
     }
     if (llm) {

@@ -172,6 +172,13 @@ static bool decode_byte_level(const int16_t *inv, const char *s, size_t len, cha
 {
     size_t i = 0, o = 0, l;
     while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) { /* most bytes of most tokens: no call */
+            if (inv[c] < 0) return false;
+            out[o++] = (char)inv[c];
+            i++;
+            continue;
+        }
         uint32_t cp = moe_utf8_decode((const unsigned char *)s + i, len - i, &l);
         if (cp == MOE_UTF8_INVALID || cp >= 0x144 || inv[cp] < 0) return false;
         out[o++] = (char)inv[cp];

@@ -1,0 +1,260 @@
+/*
+ * sched.c — request table (hash by id), bounded FIFO queue, per-rank cache
+ * reservations.  All operations are O(1) or O(ranks) except placement,
+ * which is O(placed × ranks).
+ */
+#include "sched.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rank_state {
+    bool alive;
+    int64_t capacity;  /* cache tokens */
+    int64_t reserved;  /* Σ (prompt + max tokens) of running requests */
+    int running;
+} rank_state;
+
+struct moe_sched {
+    moe_sched_limits lim;
+    int n_ranks;
+    rank_state *ranks;
+    uint64_t next_id;
+    /* id -> request, open addressing with tombstones */
+    moe_req **slots;
+    size_t cap, used, live;
+    /* FIFO of queued requests */
+    moe_req **queue;
+    int q_head, q_len;
+};
+
+#define TOMBSTONE ((moe_req *)1)
+
+static size_t slot_of(uint64_t id, size_t cap)
+{
+    uint64_t h = id * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h ^ (h >> 32)) & (cap - 1);
+}
+
+static void table_put(moe_sched *s, moe_req *r);
+
+static void table_grow(moe_sched *s)
+{
+    /* Rebuilt at a size fitted to the live entries, which also clears the
+     * tombstones: churn does not make the table grow without bound. */
+    moe_req **old = s->slots;
+    size_t old_cap = s->cap;
+    s->cap = 64;
+    while ((s->live + 1) * 4 > s->cap) s->cap *= 2;
+    s->slots = moe_xcalloc(s->cap, sizeof *s->slots);
+    s->used = s->live = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] && old[i] != TOMBSTONE) table_put(s, old[i]);
+    free(old);
+}
+
+static void table_put(moe_sched *s, moe_req *r)
+{
+    if ((s->used + 1) * 2 > s->cap) table_grow(s);
+    size_t i = slot_of(r->id, s->cap);
+    while (s->slots[i] && s->slots[i] != TOMBSTONE) i = (i + 1) & (s->cap - 1);
+    if (!s->slots[i]) s->used++;
+    s->slots[i] = r;
+    s->live++;
+}
+
+static size_t table_index(const moe_sched *s, uint64_t id)
+{
+    if (!s->cap) return SIZE_MAX;
+    size_t i = slot_of(id, s->cap);
+    while (s->slots[i]) {
+        if (s->slots[i] != TOMBSTONE && s->slots[i]->id == id) return i;
+        i = (i + 1) & (s->cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, moe_err *err)
+{
+    *out = NULL;
+    if (n_ranks < 1 || n_ranks > 4096) return moe_err_set(err, "scheduler: %d ranks", n_ranks);
+    if (lim->max_queue < 1 || lim->max_queue > (1 << 24)) return moe_err_set(err, "queue bound %d is out of range", lim->max_queue);
+    if (lim->max_running < 1) return moe_err_set(err, "running bound %d is out of range", lim->max_running);
+    moe_sched *s = moe_xcalloc(1, sizeof *s);
+    s->lim = *lim;
+    s->n_ranks = n_ranks;
+    s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
+    s->queue = moe_xcalloc((size_t)lim->max_queue, sizeof *s->queue);
+    s->next_id = 1;
+    *out = s;
+    return MOE_OK;
+}
+
+static void req_free(moe_req *r)
+{
+    free(r->prompt);
+    free(r->out);
+    free(r);
+}
+
+void moe_sched_free(moe_sched *s)
+{
+    if (!s) return;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i] && s->slots[i] != TOMBSTONE) req_free(s->slots[i]);
+    free(s->slots);
+    free(s->queue);
+    free(s->ranks);
+    free(s);
+}
+
+void moe_sched_rank_update(moe_sched *s, int rank, int64_t capacity)
+{
+    MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
+    s->ranks[rank].alive = true;
+    s->ranks[rank].capacity = capacity > 0 ? capacity : 0;
+}
+
+int64_t moe_sched_rank_free(const moe_sched *s, int rank)
+{
+    const rank_state *r = &s->ranks[rank];
+    return r->alive ? r->capacity - r->reserved : 0;
+}
+
+bool moe_sched_rank_alive(const moe_sched *s, int rank) { return s->ranks[rank].alive; }
+
+static int64_t need_of(const moe_req *r) { return (int64_t)r->n_prompt + r->max_tokens; }
+
+void moe_sched_end(moe_sched *s, moe_req *r, moe_end_reason why, const char *error)
+{
+    if (r->state == MOE_REQ_DONE) return;
+    if (r->state == MOE_REQ_RUNNING) {
+        rank_state *k = &s->ranks[r->rank];
+        k->reserved -= need_of(r);
+        k->running--;
+    } else { /* queued: take it out of the FIFO, keeping the order */
+        int n = s->lim.max_queue, w = 0;
+        for (int i = 0; i < s->q_len; i++) {
+            moe_req *q = s->queue[(s->q_head + i) % n];
+            if (q != r) s->queue[(s->q_head + w++) % n] = q;
+        }
+        s->q_len = w;
+    }
+    r->state = MOE_REQ_DONE;
+    r->end = why;
+    if (error) snprintf(r->error, sizeof r->error, "%s", error);
+}
+
+int moe_sched_rank_lost(moe_sched *s, int rank, const char *why)
+{
+    MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
+    s->ranks[rank].alive = false;
+    int n = 0;
+    for (size_t i = 0; i < s->cap; i++) {
+        moe_req *r = s->slots[i];
+        if (r && r != TOMBSTONE && r->state == MOE_REQ_RUNNING && r->rank == rank) {
+            moe_sched_end(s, r, MOE_END_ERROR, why);
+            n++;
+        }
+    }
+    return n;
+}
+
+int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_prompt, int max_tokens, double deadline,
+                     moe_req **out, bool *queue_full, moe_err *err)
+{
+    *out = NULL;
+    *queue_full = false;
+    if (n_prompt < 1) return moe_err_set(err, "empty prompt");
+    if (max_tokens < 1) return moe_err_set(err, "max tokens must be at least 1");
+    if (s->q_len >= s->lim.max_queue) {
+        *queue_full = true;
+        return moe_err_set(err, "the queue is full (%d requests waiting)", s->q_len);
+    }
+    moe_req *r = moe_xcalloc(1, sizeof *r);
+    r->id = s->next_id++;
+    r->owner = owner;
+    r->state = MOE_REQ_QUEUED;
+    r->rank = -1;
+    r->prompt = moe_xmalloc((size_t)n_prompt * sizeof *r->prompt);
+    memcpy(r->prompt, prompt, (size_t)n_prompt * sizeof *r->prompt);
+    r->n_prompt = n_prompt;
+    r->max_tokens = max_tokens;
+    r->out = moe_xmalloc((size_t)max_tokens * sizeof *r->out);
+    r->deadline = deadline;
+    table_put(s, r);
+    s->queue[(s->q_head + s->q_len++) % s->lim.max_queue] = r;
+    *out = r;
+    return MOE_OK;
+}
+
+int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
+{
+    int n = 0;
+    while (s->q_len > 0 && n < cap) {
+        moe_req *r = s->queue[s->q_head];
+        int best = -1;
+        for (int k = 0; k < s->n_ranks; k++) {
+            const rank_state *rk = &s->ranks[k];
+            if (!rk->alive || rk->running >= s->lim.max_running || rk->capacity - rk->reserved < need_of(r)) continue;
+            if (best < 0 || rk->capacity - rk->reserved > s->ranks[best].capacity - s->ranks[best].reserved) best = k;
+        }
+        if (best < 0) break; /* first come, first served: nobody overtakes the head */
+        s->q_head = (s->q_head + 1) % s->lim.max_queue;
+        s->q_len--;
+        r->state = MOE_REQ_RUNNING;
+        r->rank = best;
+        s->ranks[best].reserved += need_of(r);
+        s->ranks[best].running++;
+        placed[n++] = r;
+    }
+    return n;
+}
+
+moe_req *moe_sched_find(const moe_sched *s, uint64_t id)
+{
+    size_t i = table_index(s, id);
+    return i == SIZE_MAX ? NULL : s->slots[i];
+}
+
+bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token)
+{
+    moe_req *r = moe_sched_find(s, id);
+    if (!r || r->state != MOE_REQ_RUNNING || index != r->n_out || index >= r->max_tokens) return false;
+    r->out[r->n_out++] = token;
+    return true;
+}
+
+int moe_sched_expire(moe_sched *s, double now, moe_req **expired, int cap)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->cap && n < cap; i++) {
+        moe_req *r = s->slots[i];
+        if (r && r != TOMBSTONE && r->state != MOE_REQ_DONE && r->deadline > 0 && now >= r->deadline) {
+            moe_sched_end(s, r, MOE_END_DEADLINE, "deadline exceeded");
+            expired[n++] = r;
+        }
+    }
+    return n;
+}
+
+void moe_sched_forget(moe_sched *s, moe_req *r)
+{
+    MOE_ASSERT(r->state == MOE_REQ_DONE);
+    size_t i = table_index(s, r->id);
+    MOE_ASSERT(i != SIZE_MAX);
+    s->slots[i] = TOMBSTONE;
+    s->live--;
+    req_free(r);
+}
+
+int moe_sched_n_queued(const moe_sched *s) { return s->q_len; }
+
+int moe_sched_n_running(const moe_sched *s, int rank)
+{
+    if (rank >= 0) return s->ranks[rank].running;
+    int n = 0;
+    for (int k = 0; k < s->n_ranks; k++) n += s->ranks[k].running;
+    return n;
+}

@@ -1,0 +1,96 @@
+/*
+ * sched.h — the coordinator's bookkeeping of requests and worker ranks,
+ * free of any I/O so it can be tested alone.
+ *
+ * A request is queued (bounded queue: a full queue rejects at once), then
+ * placed on the live rank with the most free cache that can hold its whole
+ * sequence (prompt + max tokens), becoming a running sequence with an id
+ * unique for the coordinator's lifetime.  Tokens arrive with their index;
+ * the scheduler keeps every emitted token, so a request can be replayed on a
+ * restarted job, and ignores an index it already has (a replay never
+ * re-sends or changes a token).  A request ends exactly once: finished,
+ * cancelled, expired (deadline), or failed (its rank was lost).
+ */
+#ifndef MOE_COORD_SCHED_H
+#define MOE_COORD_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+
+typedef struct moe_sched moe_sched;
+
+typedef enum {
+    MOE_REQ_QUEUED = 0,
+    MOE_REQ_RUNNING,
+    MOE_REQ_DONE,
+} moe_req_state;
+
+typedef enum {
+    MOE_END_NONE = 0,
+    MOE_END_STOP,      /* stop token or stop string */
+    MOE_END_LENGTH,    /* max tokens */
+    MOE_END_CANCELLED, /* by the client, or the client went away */
+    MOE_END_DEADLINE,
+    MOE_END_ERROR,     /* e.g. its worker rank was lost */
+} moe_end_reason;
+
+typedef struct moe_sched_limits {
+    int max_queue;        /* queued (not yet placed) requests */
+    int max_running;      /* running sequences per rank */
+} moe_sched_limits;
+
+/* One request as the scheduler sees it. */
+typedef struct moe_req {
+    uint64_t id;          /* the scheduler's handle (also the sequence id on the worker) */
+    void *owner;          /* the front end's per-request context (client, request id ...) */
+    moe_req_state state;
+    int rank;             /* when running */
+    int32_t *prompt;
+    int n_prompt;
+    int max_tokens;
+    int32_t *out;         /* emitted tokens [max_tokens] */
+    int n_out;
+    double deadline;      /* moe_now() time, 0 = none */
+    moe_end_reason end;
+    char error[MOE_ERR_MSG_MAX];
+} moe_req;
+
+int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, moe_err *err);
+void moe_sched_free(moe_sched *s);
+
+/* Rank status, from the worker job's hello and heartbeats: the rank's
+ * cache capacity in tokens.  Free cache = capacity − the whole-sequence
+ * reservations (prompt + max tokens) of its running requests. */
+void moe_sched_rank_update(moe_sched *s, int rank, int64_t cache_capacity_tokens);
+int64_t moe_sched_rank_free(const moe_sched *s, int rank);
+/* A rank stopped answering: its running requests end with an error; returns how many. */
+int moe_sched_rank_lost(moe_sched *s, int rank, const char *why);
+bool moe_sched_rank_alive(const moe_sched *s, int rank);
+
+/* Queues a request (the prompt is copied).  MOE_ERR with *queue_full set
+ * when the queue is at its bound. */
+int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_prompt, int max_tokens, double deadline,
+                     moe_req **out, bool *queue_full, moe_err *err);
+/* Places queued requests, oldest first, while some rank can take them;
+ * returns the newly running ones through placed[] (capacity cap). */
+int moe_sched_place(moe_sched *s, moe_req **placed, int cap);
+
+/* A token from the worker; false if it was a duplicate (already emitted)
+ * or the request is not running. */
+bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token);
+/* Ends a request (idempotent: the first reason wins); frees its cache share. */
+void moe_sched_end(moe_sched *s, moe_req *r, moe_end_reason why, const char *error);
+/* Requests past their deadline at `now` are ended with MOE_END_DEADLINE;
+ * returns them through expired[] (capacity cap). */
+int moe_sched_expire(moe_sched *s, double now, moe_req **expired, int cap);
+
+moe_req *moe_sched_find(const moe_sched *s, uint64_t id);
+/* Drops a finished request (after the front end has reported its end). */
+void moe_sched_forget(moe_sched *s, moe_req *r);
+
+int moe_sched_n_queued(const moe_sched *s);
+int moe_sched_n_running(const moe_sched *s, int rank); /* rank -1: all ranks */
+
+#endif

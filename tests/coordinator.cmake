@@ -1,0 +1,2 @@
+# The coordinator's parts.
+moe_test(NAME sched_test SOURCES sched_test.c LIBS moe_coord LABELS unit TIMEOUT 60)

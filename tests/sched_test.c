@@ -1,0 +1,121 @@
+/*
+ * sched_test — the coordinator's request bookkeeping: bounded queue,
+ * placement on the rank with the most free cache, reservations, tokens by
+ * index (duplicates ignored), ends (first reason wins), lost ranks,
+ * deadlines, and a table that stays small under churn.
+ */
+#include <stdio.h>
+
+#include "check.h"
+#include "sched.h"
+
+static const int32_t prompt[4] = {1, 2, 3, 4};
+
+static void test_queue_and_place(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 3, .max_running = 8};
+    CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
+    moe_req *r[5];
+    bool full;
+    for (int i = 0; i < 3; i++) CHECK(moe_sched_submit(s, NULL, prompt, 4, 6, 0, &r[i], &full, &err) == 0 && !full);
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 6, 0, &r[3], &full, &err) != 0 && full && r[3] == NULL);
+    CHECK_CONTAINS(err.msg, "queue is full");
+    CHECK(moe_sched_submit(s, NULL, prompt, 0, 6, 0, &r[3], &full, &err) != 0 && !full);
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 0, 0, &r[3], &full, &err) != 0 && !full);
+    CHECK(r[0]->id != r[1]->id && r[1]->id != r[2]->id);
+
+    moe_req *placed[8];
+    CHECK(moe_sched_place(s, placed, 8) == 0); /* no rank known yet */
+    moe_sched_rank_update(s, 0, 25);
+    moe_sched_rank_update(s, 1, 12);
+    /* each needs 10 tokens: r0 -> rank 0 (25 free), r1 -> rank 0 (15 > 12), r2 -> rank 1 (12 > 5) */
+    CHECK(moe_sched_place(s, placed, 8) == 3);
+    CHECK(r[0]->rank == 0 && r[1]->rank == 0 && r[2]->rank == 1);
+    CHECK(moe_sched_rank_free(s, 0) == 5 && moe_sched_rank_free(s, 1) == 2);
+    CHECK(moe_sched_n_running(s, -1) == 3 && moe_sched_n_queued(s) == 0);
+
+    /* a request nobody can hold waits, and blocks those behind it (FIFO) */
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 20, 0, &r[3], &full, &err) == 0);
+    CHECK(moe_sched_submit(s, NULL, prompt, 1, 1, 0, &r[4], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 0 && moe_sched_n_queued(s) == 2);
+
+    /* tokens by index */
+    CHECK(moe_sched_token(s, r[0]->id, 0, 7));
+    CHECK(!moe_sched_token(s, r[0]->id, 0, 8)); /* duplicate index: ignored */
+    CHECK(!moe_sched_token(s, r[0]->id, 2, 9)); /* gap: refused */
+    CHECK(moe_sched_token(s, r[0]->id, 1, 9));
+    CHECK(r[0]->n_out == 2 && r[0]->out[0] == 7 && r[0]->out[1] == 9);
+    CHECK(!moe_sched_token(s, 999999, 0, 1));
+
+    /* ends: first reason wins, reservations return */
+    moe_sched_end(s, r[0], MOE_END_STOP, NULL);
+    moe_sched_end(s, r[0], MOE_END_CANCELLED, NULL);
+    CHECK(r[0]->end == MOE_END_STOP && r[0]->state == MOE_REQ_DONE);
+    CHECK(!moe_sched_token(s, r[0]->id, 2, 1));
+    moe_sched_end(s, r[1], MOE_END_LENGTH, NULL);
+    CHECK(moe_sched_rank_free(s, 0) == 25);
+    CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == r[3] && r[3]->rank == 0 && r[4]->rank == 1);
+
+    /* cancelling a queued request takes it out of the queue in order */
+    moe_req *q[3];
+    for (int i = 0; i < 3; i++) CHECK(moe_sched_submit(s, NULL, prompt, 4, 100, 0, &q[i], &full, &err) == 0);
+    moe_sched_end(s, q[1], MOE_END_CANCELLED, NULL);
+    CHECK(moe_sched_n_queued(s) == 2);
+    moe_sched_rank_update(s, 1, 1000);
+    CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == q[0] && placed[1] == q[2]);
+
+    /* losing a rank ends its running requests with an error */
+    int on1 = moe_sched_n_running(s, 1);
+    CHECK(moe_sched_rank_lost(s, 1, "rank 1 stopped answering") == on1 && on1 > 0);
+    CHECK(!moe_sched_rank_alive(s, 1) && moe_sched_rank_free(s, 1) == 0);
+    CHECK(q[0]->state == MOE_REQ_DONE && q[0]->end == MOE_END_ERROR);
+    CHECK_CONTAINS(q[0]->error, "stopped answering");
+
+    moe_req *found = moe_sched_find(s, r[3]->id);
+    CHECK(found == r[3]);
+    moe_sched_end(s, r[3], MOE_END_STOP, NULL);
+    moe_sched_forget(s, r[3]);
+    CHECK(moe_sched_find(s, found ? found->id : 0) == NULL);
+    moe_sched_free(s);
+}
+
+static void test_deadline_and_churn(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 100000, .max_running = 1 << 20};
+    CHECK(moe_sched_init(&s, 1, &lim, &err) == 0);
+    moe_sched_rank_update(s, 0, 1 << 30);
+    moe_req *a, *b, *out[4];
+    bool full;
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 4, 10.0, &a, &full, &err) == 0);
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 4, 20.0, &b, &full, &err) == 0);
+    CHECK(moe_sched_expire(s, 5.0, out, 4) == 0);
+    CHECK(moe_sched_expire(s, 15.0, out, 4) == 1 && out[0] == a && a->end == MOE_END_DEADLINE);
+    CHECK(moe_sched_n_queued(s) == 1);
+    /* 100k requests through the table, a few alive at a time */
+    moe_req *live[8] = {0};
+    int ok = 1;
+    for (int i = 0; i < 100000; i++) {
+        moe_req *r;
+        if (moe_sched_submit(s, NULL, prompt, 4, 4, 0, &r, &full, &err)) ok = 0;
+        if (live[i % 8]) {
+            moe_sched_end(s, live[i % 8], MOE_END_STOP, NULL);
+            moe_sched_forget(s, live[i % 8]);
+        }
+        live[i % 8] = r;
+    }
+    CHECK(ok);
+    for (int i = 0; i < 8; i++) CHECK(moe_sched_find(s, live[i]->id) == live[i]);
+    moe_sched_free(s);
+    printf("sched: deadlines and 100000 requests of churn\n");
+}
+
+int main(void)
+{
+    test_queue_and_place();
+    test_deadline_and_churn();
+    return check_summary("sched_test");
+}

@@ -96,9 +96,20 @@ static void ref_axpy_q8_0(const void *row, float a, float *y, int64_t n)
     }
 }
 
+#define REF_DOT4(T)                                                                              \
+    static void ref_dot4_##T(const void *row, const float *x, int64_t xs, int64_t n, float *out) \
+    {                                                                                            \
+        for (int t = 0; t < 4; t++) out[t] = ref_dot_##T(row, x + t * xs, n);                    \
+    }
+REF_DOT4(f32)
+REF_DOT4(f16)
+REF_DOT4(bf16)
+REF_DOT4(q8_0)
+
 static const moe_kern_ops kern_reference = {
     .name = "reference",
     .dot = {ref_dot_f32, ref_dot_f16, ref_dot_bf16, ref_dot_q8_0},
+    .dot4 = {ref_dot4_f32, ref_dot4_f16, ref_dot4_bf16, ref_dot4_q8_0},
     .axpy = {ref_axpy_f32, ref_axpy_f16, ref_axpy_bf16, ref_axpy_q8_0},
 };
 
@@ -132,44 +143,56 @@ static inline __m256 load_bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
 
-/* Four independent accumulators over blocks of 32, then 8-wide steps, then
- * a scalar tail; the combination order is fixed. */
-#define DOT_BODY(LOAD, SCALAR)                                                 \
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;               \
-    int64_t i = 0;                                                             \
-    for (; i + 32 <= n; i += 32) {                                             \
-        a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0);         \
-        a1 = _mm256_fmadd_ps(LOAD(w + i + 8), _mm256_loadu_ps(x + i + 8), a1); \
-        a2 = _mm256_fmadd_ps(LOAD(w + i + 16), _mm256_loadu_ps(x + i + 16), a2); \
-        a3 = _mm256_fmadd_ps(LOAD(w + i + 24), _mm256_loadu_ps(x + i + 24), a3); \
-    }                                                                          \
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), a0); \
-    float acc = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
-    for (; i < n; i++) acc += SCALAR(w[i]) * x[i];                             \
-    return acc;
+/*
+ * Dot products of one weight row with nt activation rows (nt = 1 or 4).
+ * Each token keeps its own accumulators and sees exactly the same
+ * operations in the same order whatever nt is, so a token's result is
+ * bitwise the same alone or in a tile of four; the weights are decoded once
+ * per tile.  Float types: four 8-lane accumulators over blocks of 32, then
+ * 8-wide steps into the first, a fixed horizontal sum, a scalar tail.
+ */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+#define DOTN_FLOAT(NAME, WT, LOAD, SCALAR)                                                  \
+    static ALWAYS_INLINE void NAME(const WT *w, const float *x, int64_t xs, int nt, int64_t n, \
+                                   float *out)                                              \
+    {                                                                                       \
+        __m256 a[4][4];                                                                     \
+        for (int t = 0; t < nt; t++)                                                        \
+            for (int u = 0; u < 4; u++) a[t][u] = _mm256_setzero_ps();                      \
+        int64_t i = 0;                                                                      \
+        for (; i + 32 <= n; i += 32) {                                                      \
+            const __m256 w0 = LOAD(w + i), w1 = LOAD(w + i + 8), w2 = LOAD(w + i + 16),     \
+                         w3 = LOAD(w + i + 24);                                             \
+            for (int t = 0; t < nt; t++) {                                                  \
+                const float *xt = x + t * xs + i;                                           \
+                a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), a[t][0]);                \
+                a[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt + 8), a[t][1]);            \
+                a[t][2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xt + 16), a[t][2]);           \
+                a[t][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xt + 24), a[t][3]);           \
+            }                                                                               \
+        }                                                                                   \
+        for (; i + 8 <= n; i += 8) {                                                        \
+            const __m256 w0 = LOAD(w + i);                                                  \
+            for (int t = 0; t < nt; t++)                                                    \
+                a[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * xs + i), a[t][0]);    \
+        }                                                                                   \
+        for (int t = 0; t < nt; t++) {                                                      \
+            float acc = hsum8(_mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]),                \
+                                            _mm256_add_ps(a[t][2], a[t][3])));              \
+            for (int64_t j = i; j < n; j++) acc += SCALAR(w[j]) * x[t * xs + j];            \
+            out[t] = acc;                                                                   \
+        }                                                                                   \
+    }
 
 #define LOAD_F32(p) _mm256_loadu_ps(p)
 #define SCALAR_F32(v) (v)
 #define SCALAR_F16(v) moe_f16_to_f32(v)
 #define SCALAR_BF16(v) moe_bf16_to_f32(v)
 
-static float avx_dot_f32(const void *row, const float *x, int64_t n)
-{
-    const float *w = row;
-    DOT_BODY(LOAD_F32, SCALAR_F32)
-}
-
-static float avx_dot_f16(const void *row, const float *x, int64_t n)
-{
-    const uint16_t *w = row;
-    DOT_BODY(load_f16x8, SCALAR_F16)
-}
-
-static float avx_dot_bf16(const void *row, const float *x, int64_t n)
-{
-    const uint16_t *w = row;
-    DOT_BODY(load_bf16x8, SCALAR_BF16)
-}
+DOTN_FLOAT(dotn_f32, float, LOAD_F32, SCALAR_F32)
+DOTN_FLOAT(dotn_f16, uint16_t, load_f16x8, SCALAR_F16)
+DOTN_FLOAT(dotn_bf16, uint16_t, load_bf16x8, SCALAR_BF16)
 
 /* 8 int8 → 8 floats */
 static inline __m256 q8x8(const int8_t *q)
@@ -177,37 +200,48 @@ static inline __m256 q8x8(const int8_t *q)
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
 }
 
-static float avx_dot_q8_0(const void *row, const float *x, int64_t n)
+/* Q8_0: per block s = (q0·x0 + q1·x1) + (q2·x2 + q3·x3) (8 lanes each),
+ * acc[k & 1] += d · s; then the two accumulators are added and summed
+ * horizontally. */
+static ALWAYS_INLINE void dotn_q8_0(const moe_block_q8_0 *b, const float *x, int64_t xs, int nt, int64_t n,
+                                   float *out)
 {
-    const moe_block_q8_0 *b = row;
+    __m256 acc[4][2];
+    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     const int64_t nb = n / MOE_Q8_0_BLOCK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t k = 0;
-    /* two blocks per iteration into two accumulators */
-    for (; k + 2 <= nb; k += 2) {
-        for (int u = 0; u < 2; u++) {
-            const moe_block_q8_0 *bk = &b[k + u];
-            const float *xb = x + (k + u) * MOE_Q8_0_BLOCK;
-            __m256 s = _mm256_mul_ps(q8x8(bk->qs), _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(q8x8(bk->qs + 8), _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(q8x8(bk->qs + 16), _mm256_loadu_ps(xb + 16), s);
-            s = _mm256_fmadd_ps(q8x8(bk->qs + 24), _mm256_loadu_ps(xb + 24), s);
-            __m256 d = _mm256_set1_ps(moe_f16_to_f32(bk->d));
-            if (u == 0) acc0 = _mm256_fmadd_ps(d, s, acc0);
-            else acc1 = _mm256_fmadd_ps(d, s, acc1);
+    for (int64_t k = 0; k < nb; k++) {
+        const moe_block_q8_0 *bk = &b[k];
+        const __m256 q0 = q8x8(bk->qs), q1 = q8x8(bk->qs + 8), q2 = q8x8(bk->qs + 16), q3 = q8x8(bk->qs + 24);
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(bk->d));
+        const int u = (int)(k & 1);
+        for (int t = 0; t < nt; t++) {
+            const float *xb = x + t * xs + k * MOE_Q8_0_BLOCK;
+            /* two short chains instead of one long one (FMA latency) */
+            const __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(xb)));
+            const __m256 s23 =
+                _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(xb + 16)));
+            acc[t][u] = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc[t][u]);
         }
     }
-    for (; k < nb; k++) {
-        const moe_block_q8_0 *bk = &b[k];
-        const float *xb = x + k * MOE_Q8_0_BLOCK;
-        __m256 s = _mm256_mul_ps(q8x8(bk->qs), _mm256_loadu_ps(xb));
-        s = _mm256_fmadd_ps(q8x8(bk->qs + 8), _mm256_loadu_ps(xb + 8), s);
-        s = _mm256_fmadd_ps(q8x8(bk->qs + 16), _mm256_loadu_ps(xb + 16), s);
-        s = _mm256_fmadd_ps(q8x8(bk->qs + 24), _mm256_loadu_ps(xb + 24), s);
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(moe_f16_to_f32(bk->d)), s, acc0);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
+
+#define DOT_WRAPPERS(T, WT)                                                                      \
+    static float avx_dot_##T(const void *row, const float *x, int64_t n)                         \
+    {                                                                                            \
+        float r;                                                                                 \
+        dotn_##T((const WT *)row, x, 0, 1, n, &r);                                               \
+        return r;                                                                                \
+    }                                                                                            \
+    static void avx_dot4_##T(const void *row, const float *x, int64_t xs, int64_t n, float *out) \
+    {                                                                                            \
+        dotn_##T((const WT *)row, x, xs, 4, n, out);                                             \
+    }
+
+DOT_WRAPPERS(f32, float)
+DOT_WRAPPERS(f16, uint16_t)
+DOT_WRAPPERS(bf16, uint16_t)
+DOT_WRAPPERS(q8_0, moe_block_q8_0)
 
 #define AXPY_BODY(LOAD, SCALAR)                                               \
     const __m256 va = _mm256_set1_ps(a);                                      \
@@ -238,7 +272,7 @@ static void avx_axpy_q8_0(const void *row, float a, float *y, int64_t n)
 {
     const moe_block_q8_0 *b = row;
     for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
-        const __m256 ad = _mm256_set1_ps(a * moe_f16_to_f32(b[k].d));
+        const __m256 ad = _mm256_set1_ps(a * _cvtsh_ss(b[k].d));
         float *yb = y + k * MOE_Q8_0_BLOCK;
         for (int j = 0; j < MOE_Q8_0_BLOCK; j += 8)
             _mm256_storeu_ps(yb + j, _mm256_fmadd_ps(ad, q8x8(b[k].qs + j), _mm256_loadu_ps(yb + j)));
@@ -248,6 +282,7 @@ static void avx_axpy_q8_0(const void *row, float a, float *y, int64_t n)
 static const moe_kern_ops kern_avx2 = {
     .name = "avx2",
     .dot = {avx_dot_f32, avx_dot_f16, avx_dot_bf16, avx_dot_q8_0},
+    .dot4 = {avx_dot4_f32, avx_dot4_f16, avx_dot4_bf16, avx_dot4_q8_0},
     .axpy = {avx_axpy_f32, avx_axpy_f16, avx_axpy_bf16, avx_axpy_q8_0},
 };
 
@@ -268,9 +303,29 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
     const int slot = moe_kern_type_slot(m->type);
     MOE_ASSERT(slot >= 0 && r0 >= 0 && r1 <= m->rows);
     const moe_kern_dot_fn dot = k->dot[slot];
-    for (int64_t r = r0; r < r1; r++) {
-        const void *row = moe_mat_row(m, r);
-        for (int64_t t = 0; t < n_tok; t++) y[t * y_stride + r] = dot(row, x + t * x_stride, m->cols);
+    const moe_kern_dot4_fn dot4 = k->dot4[slot];
+    /* Tiles: ~64 KiB of weight rows × ~128 KiB of activations stay in L2
+     * while they meet; the tiling changes which loads hit cache, never the
+     * arithmetic of a value. */
+    int64_t rt = (int64_t)(65536 / (m->row_bytes ? m->row_bytes : 1));
+    int64_t tt = (131072 / (m->cols * 4)) & ~(int64_t)3;
+    if (rt < 4) rt = 4;
+    if (tt < 4) tt = 4;
+    for (int64_t rb = r0; rb < r1; rb += rt) {
+        const int64_t re = rb + rt < r1 ? rb + rt : r1;
+        for (int64_t tb = 0; tb < n_tok; tb += tt) {
+            const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
+            for (int64_t r = rb; r < re; r++) {
+                const void *row = moe_mat_row(m, r);
+                int64_t t = tb;
+                for (; t + 4 <= te; t += 4) {
+                    float o[4];
+                    dot4(row, x + t * x_stride, x_stride, m->cols, o);
+                    for (int u = 0; u < 4; u++) y[(t + u) * y_stride + r] = o[u];
+                }
+                for (; t < te; t++) y[t * y_stride + r] = dot(row, x + t * x_stride, m->cols);
+            }
+        }
     }
 }
 

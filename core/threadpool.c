@@ -18,7 +18,7 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000
 
 struct moe_pool {
     int n;

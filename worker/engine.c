@@ -26,14 +26,15 @@ typedef struct mm_job {
 typedef struct attn_task {
     int row0;        /* first row */
     int n_rows;      /* 1 for absorbed */
-    int head;
+    int head;        /* first head */
+    int n_heads;     /* absorbed: heads done in one pass over the cache */
     bool decompress;
 } attn_task;
 
 typedef struct attn_scratch {
-    float *scores;   /* [max_ctx] */
-    float *q_lat;    /* [kv_lora] */
-    float *ctx_lat;  /* [kv_lora] */
+    float *scores;   /* [n_head][max_ctx] */
+    float *q_lat;    /* [n_head][kv_lora] */
+    float *ctx_lat;  /* [n_head][kv_lora] */
     float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
 } attn_scratch;
 
@@ -161,9 +162,9 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
     for (int i = 0; i < o.n_threads; i++) {
-        e->as[i].scores = falloc(o.max_ctx);
-        e->as[i].q_lat = falloc(hp->kv_lora);
-        e->as[i].ctx_lat = falloc(hp->kv_lora);
+        e->as[i].scores = falloc(o.max_ctx * H);
+        e->as[i].q_lat = falloc((int64_t)hp->kv_lora * H);
+        e->as[i].ctx_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
     }
     *out = e;
@@ -335,31 +336,46 @@ static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *
     }
 }
 
-/* Absorbed form for one token row and head. */
-static void attn_absorbed(moe_engine *e, int il, int r, int hd, attn_scratch *s)
+/* Absorbed form for one token row and heads [h0, h0 + nh): one pass over
+ * the row's cache computes the scores of all those heads, a second pass
+ * their latent contexts.  Each head's values do not depend on nh. */
+static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scratch *s)
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
     const moe_kern_ops *k = e->k;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
-    const float *qn = e->q + (size_t)r * hp->n_head * qk + (size_t)hd * qk; /* [nope | rope] */
-    const float *qp = qn + nope;
-    moe_mat kh, vh;
-    head_mats(e, L, hd, &kh, &vh);
-    /* q_lat[kv] = K_h q_nope */
-    if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat);
-    else moe_kern_matmul_rows(k, &kh, 0, kv, qn, 0, 1, s->q_lat, 0);
     const int seq = e->row_seq[r];
-    const int64_t pos = e->row_pos[r];
+    const int64_t pos = e->row_pos[r], stride = e->o.max_ctx;
+    const float *qrow = e->q + (size_t)r * hp->n_head * qk; /* per head [nope | rope] */
+    for (int j = 0; j < nh; j++) {
+        moe_mat kh, vh;
+        head_mats(e, L, h0 + j, &kh, &vh);
+        const float *qn = qrow + (size_t)(h0 + j) * qk;
+        /* q_lat[kv] = K_h q_nope */
+        if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
+        else moe_kern_matmul_rows(k, &kh, 0, kv, qn, 0, 1, s->q_lat + (size_t)j * kv, 0);
+    }
     for (int64_t t = 0; t <= pos; t++) {
         const float *c = moe_kvcache_at(e->cache, seq, il, t);
-        s->scores[t] = hp->attn_scale * (k->dot[0](c, s->q_lat, kv) + k->dot[0](c + kv, qp, rope));
+        for (int j = 0; j < nh; j++) {
+            const float *qp = qrow + (size_t)(h0 + j) * qk + nope;
+            s->scores[j * stride + t] =
+                hp->attn_scale * (k->dot[0](c, s->q_lat + (size_t)j * kv, kv) + k->dot[0](c + kv, qp, rope));
+        }
     }
-    moe_kern_softmax(s->scores, pos + 1);
-    memset(s->ctx_lat, 0, (size_t)kv * sizeof(float));
-    for (int64_t t = 0; t <= pos; t++) k->axpy[0](moe_kvcache_at(e->cache, seq, il, t), s->scores[t], s->ctx_lat, kv);
-    float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)hd * hp->v_dim;
-    moe_kern_matmul_rows(k, &vh, 0, hp->v_dim, s->ctx_lat, 0, 1, o, 0);
+    for (int j = 0; j < nh; j++) moe_kern_softmax(s->scores + j * stride, pos + 1);
+    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
+    for (int64_t t = 0; t <= pos; t++) {
+        const float *c = moe_kvcache_at(e->cache, seq, il, t);
+        for (int j = 0; j < nh; j++) k->axpy[0](c, s->scores[j * stride + t], s->ctx_lat + (size_t)j * kv, kv);
+    }
+    for (int j = 0; j < nh; j++) {
+        moe_mat kh, vh;
+        head_mats(e, L, h0 + j, &kh, &vh);
+        float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)(h0 + j) * hp->v_dim;
+        moe_kern_matmul_rows(k, &vh, 0, hp->v_dim, s->ctx_lat + (size_t)j * kv, 0, 1, o, 0);
+    }
 }
 
 /* Decompressed form for a chunk of rows of one sequence and one head. */
@@ -404,7 +420,7 @@ static void attn_worker(void *arg, int ith, int nth)
     for (int64_t i = lo; i < hi; i++) {
         const attn_task *t = &e->tasks[i];
         if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
-        else attn_absorbed(e, c->il, t->row0, t->head, &e->as[ith]);
+        else attn_absorbed(e, c->il, t->row0, t->head, t->n_heads, &e->as[ith]);
     }
 }
 
@@ -661,12 +677,15 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         const moe_step_item *it = &items[i];
         if (it->status != MOE_OK || it->n_tokens == 0) continue;
         const bool dec = e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
-        for (int hd = 0; hd < hp->n_head; hd++) {
-            if (dec) {
-                e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, true};
-            } else {
-                for (int j = 0; j < it->n_tokens; j++) e->tasks[e->n_tasks++] = (attn_task){r + j, 1, hd, false};
-            }
+        if (dec) {
+            for (int hd = 0; hd < hp->n_head; hd++) e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, 1, true};
+        } else {
+            /* heads in groups: one per thread, so each thread reads the cache once */
+            const int hg = (hp->n_head + e->o.n_threads - 1) / e->o.n_threads;
+            for (int j = 0; j < it->n_tokens; j++)
+                for (int hd = 0; hd < hp->n_head; hd += hg)
+                    e->tasks[e->n_tasks++] =
+                        (attn_task){r + j, 1, hd, hd + hg <= hp->n_head ? hg : hp->n_head - hd, false};
         }
         r += it->n_tokens;
     }

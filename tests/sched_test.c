@@ -73,11 +73,11 @@ static void test_queue_and_place(void)
     CHECK(q[0]->state == MOE_REQ_DONE && q[0]->end == MOE_END_ERROR);
     CHECK_CONTAINS(q[0]->error, "stopped answering");
 
-    moe_req *found = moe_sched_find(s, r[3]->id);
-    CHECK(found == r[3]);
+    const uint64_t id3 = r[3]->id;
+    CHECK(moe_sched_find(s, id3) == r[3]);
     moe_sched_end(s, r[3], MOE_END_STOP, NULL);
     moe_sched_forget(s, r[3]);
-    CHECK(moe_sched_find(s, found ? found->id : 0) == NULL);
+    CHECK(moe_sched_find(s, id3) == NULL);
     moe_sched_free(s);
 }
 

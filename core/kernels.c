@@ -362,3 +362,103 @@ void moe_kern_swiglu(float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+/* ---- int8-activation path (Q8_0 weights) ----------------------------------- */
+
+void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
+        const float *xb = x + b * MOE_Q8_0_BLOCK;
+        float amax = 0.0f;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = moe_f32_to_f16(amax / 127.0f);
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id);
+    }
+}
+
+float moe_kern_dot_q8q8_ref(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
+{
+    float acc = 0.0f;
+    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
+        int32_t s = 0;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) s += (int32_t)w[k].qs[j] * (int32_t)x[k].qs[j];
+        acc += moe_f16_to_f32(w[k].d) * moe_f16_to_f32(x[k].d) * (float)s;
+    }
+    return acc;
+}
+
+#ifdef MOE_HAVE_AVX2
+/* Per block: |w| · sign(x, w) with maddubs (u8 × s8 → s16 pairs), pairs
+ * summed to 8 int32 lanes (exact), to float, acc[k & 1] += d_w·d_x · s. */
+static ALWAYS_INLINE void dotn_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int nt, int64_t n,
+                                   float *out)
+{
+    __m256 acc[4][2];
+    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
+        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[k].qs);
+        const __m256i aw = _mm256_sign_epi8(qw, qw);
+        const float dw = _cvtsh_ss(w[k].d);
+        const int u = (int)(k & 1);
+        for (int t = 0; t < nt; t++) {
+            const moe_block_q8_0 *xb = &x[t * xs + k];
+            const __m256i qx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
+            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, qx), ones);
+            acc[t][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(xb->d)), _mm256_cvtepi32_ps(s32), acc[t][u]);
+        }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+float moe_kern_dot_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
+{
+    float r;
+    dotn_q8q8(w, x, 0, 1, n, &r);
+    return r;
+}
+
+static void dot4_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int64_t n, float *out)
+{
+    dotn_q8q8(w, x, xs, 4, n, out);
+}
+#else
+float moe_kern_dot_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
+{
+    return moe_kern_dot_q8q8_ref(w, x, n);
+}
+
+static void dot4_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int64_t n, float *out)
+{
+    for (int t = 0; t < 4; t++) out[t] = moe_kern_dot_q8q8(w, x + t * xs, n);
+}
+#endif
+
+void moe_kern_matmul_rows_q8(bool reference, const moe_mat *m, int64_t r0, int64_t r1, const moe_block_q8_0 *xq,
+                             int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
+{
+    MOE_ASSERT(m->type == MOE_DT_Q8_0 && r0 >= 0 && r1 <= m->rows);
+    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (65536 / (int64_t)(m->cols + m->cols / 16)) & ~(int64_t)3;
+    if (rt < 4) rt = 4;
+    if (tt < 4) tt = 4;
+    for (int64_t rb = r0; rb < r1; rb += rt) {
+        const int64_t re = rb + rt < r1 ? rb + rt : r1;
+        for (int64_t tb = 0; tb < n_tok; tb += tt) {
+            const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
+            for (int64_t r = rb; r < re; r++) {
+                const moe_block_q8_0 *row = moe_mat_row(m, r);
+                int64_t t = tb;
+                if (!reference)
+                    for (; t + 4 <= te; t += 4) {
+                        float o[4];
+                        dot4_q8q8(row, xq + t * xq_stride, xq_stride, m->cols, o);
+                        for (int u = 0; u < 4; u++) y[(t + u) * y_stride + r] = o[u];
+                    }
+                for (; t < te; t++)
+                    y[t * y_stride + r] = reference ? moe_kern_dot_q8q8_ref(row, xq + t * xq_stride, m->cols)
+                                                    : moe_kern_dot_q8q8(row, xq + t * xq_stride, m->cols);
+            }
+        }
+    }
+}

@@ -82,6 +82,23 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
                           const float *x, int64_t x_stride, int64_t n_tok,
                           float *y, int64_t y_stride);
 
+/*
+ * Optional int8-activation path for Q8_0 weights (as llama.cpp's CPU
+ * backend): the activation row is quantized to Q8_0 blocks of 32 along the
+ * reduction (d = fp16(amax/127), q = round-half-even(x·127/amax)), and each
+ * block's integer dot is scaled by d_w·d_x.  Faster, less exact; off by
+ * default.  n a multiple of 32.
+ */
+void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n);
+/* Scalar reference and the build's best version of Σ_blocks d_w·d_x·Σ q_w·q_x. */
+float moe_kern_dot_q8q8_ref(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n);
+float moe_kern_dot_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n);
+/* As moe_kern_matmul_rows for a Q8_0 matrix and quantized activations
+ * (xq: n_tok rows of cols/32 blocks, xq_stride blocks apart); reference
+ * selects the scalar kernel.  Per (token, row) bitwise moe_kern_dot_q8q8. */
+void moe_kern_matmul_rows_q8(bool reference, const moe_mat *m, int64_t r0, int64_t r1, const moe_block_q8_0 *xq,
+                             int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride);
+
 /* y[0..cols) = Σ_r x[r] · m row r (the transposed product), rows in order. */
 void moe_kern_matvec_t(const moe_kern_ops *k, const moe_mat *m, const float *x, float *y);
 

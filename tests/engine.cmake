@@ -30,3 +30,9 @@ endif()
 if(TARGET bench-decode AND TARGET moe-mkmodel)
   moe_test(NAME bench_decode_smoke LABELS bench TIMEOUT 120 ARGS $<TARGET_FILE:bench-decode> --quick)
 endif()
+# Optional int8-activation path on Q8_0 models against `llamacpp`, by the
+# README's Q8_0 rule (median over teacher-forced rows of d <= 1e-1).
+foreach(model tiny_q8_0 v3_mini_q8_0)
+  moe_test(NAME golden_${model}_llamacpp_int8 LABELS golden TIMEOUT 60
+           ARGS $<TARGET_FILE:engine_golden> ${model} llamacpp 1e-1 0 int8)
+endforeach()

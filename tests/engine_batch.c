@@ -21,6 +21,8 @@
 
 static int32_t tok_at(int seq, int i) { return (int32_t)((seq * 97 + i * 31 + 7) % 300); }
 
+static bool g_int8;
+
 static moe_engine *mk_engine(const moe_model *m, int threads, int block, int decompress_min)
 {
     moe_engine_opts o;
@@ -31,6 +33,8 @@ static moe_engine *mk_engine(const moe_model *m, int threads, int block, int dec
     o.max_seqs = 8;
     o.max_batch_tokens = 128;
     o.decompress_min = decompress_min;
+    o.act_q8 = g_int8;
+    o.par_min_cost = 0; /* always split work, so thread-count invariance is tested */
     moe_engine *e = NULL;
     moe_err err;
     if (moe_engine_init(&e, m, &o, &err)) fprintf(stderr, "engine: %s\n", err.msg);
@@ -118,7 +122,14 @@ static void test_invariance(const char *model_name)
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with blocks of 4", model_name);
     moe_engine_free(e);
-    printf("%s: alone / among 7 / 2 threads / blocks of 4: bitwise identical\n", model_name);
+    printf("%s%s: alone / among 7 / 2 threads / blocks of 4: bitwise identical\n", model_name,
+           g_int8 ? " (int8 activations)" : "");
+    if (g_int8) {
+        free(a);
+        free(b);
+        moe_model_free(m);
+        return;
+    }
 
     /* prefill paths vs decode: all positions of prompt + decoded tokens in
      * one chunk (decompressed, and absorbed), logits of the last ROWS rows */
@@ -225,6 +236,9 @@ int main(void)
     test_invariance("v3_mini_f32");
     test_invariance("v2lite_mini_fused_f32");
     test_invariance("tiny_q8_0");
+    g_int8 = true;
+    test_invariance("v3_mini_q8_0");
+    g_int8 = false;
     test_cache_and_errors();
     return check_summary("engine_batch");
 }

@@ -133,6 +133,57 @@ static void test_matmul(void)
     }
 }
 
+/* int8-activation path: quantizer rule, q8×q8 dot vs reference, tiles */
+static void test_q8q8(void)
+{
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = frand();
+    x[5] = 1.5f; /* amax of block 0 */
+    x[6] = 1.5f * 63.5f / 127.0f; /* exactly half-way: rounds to even (64) */
+    moe_block_q8_0 q[2];
+    moe_kern_quantize_act_q8(x, q, 64);
+    CHECK(q[0].qs[5] == 127 && q[0].d == moe_f32_to_f16(1.5f / 127.0f));
+    CHECK(q[0].qs[6] == 64 || q[0].qs[6] == 63); /* float rounding of x·127/amax */
+    const int64_t lens[] = {32, 64, 2048, 704};
+    double worst = 0;
+    for (size_t li = 0; li < 4; li++) {
+        const int64_t n = lens[li], nb = n / 32;
+        moe_block_q8_0 *w = malloc((size_t)nb * 5 * sizeof *w), *xq = malloc((size_t)nb * 5 * sizeof *xq);
+        float *xf = malloc((size_t)n * 4), *wd = malloc((size_t)n * 4);
+        for (int rr = 0; rr < 5; rr++) {
+            for (int64_t i = 0; i < n; i++) xf[i] = frand() * 3;
+            make_row(MOE_DT_Q8_0, n, w + rr * nb, wd);
+            moe_kern_quantize_act_q8(xf, xq + rr * nb, n);
+        }
+        for (int rr = 0; rr < 5; rr++) {
+            const float r = moe_kern_dot_q8q8_ref(w, xq + rr * nb, n), o = moe_kern_dot_q8q8(w, xq + rr * nb, n);
+            double mag = 0;
+            for (int64_t b = 0; b < nb; b++)
+                for (int j = 0; j < 32; j++)
+                    mag += fabs(moe_f16_to_f32(w[b].d) * w[b].qs[j] * moe_f16_to_f32(xq[rr * nb + b].d) *
+                                xq[rr * nb + b].qs[j]);
+            const double err = fabs((double)o - r) / (mag + 1e-30);
+            worst = err > worst ? err : worst;
+            CHECK_MSG(err <= 1e-5, "q8q8 n %lld: %g vs %g", (long long)n, o, r);
+        }
+        /* 5 tokens (a tile of 4 and a single) bitwise the single dot */
+        moe_mat m = {MOE_DT_Q8_0, 1, n, (size_t)nb * 34, w};
+        float y[5];
+        moe_kern_matmul_rows_q8(false, &m, 0, 1, xq, nb, 5, y, 1);
+        int same = 1;
+        for (int t = 0; t < 5; t++) {
+            float d = moe_kern_dot_q8q8(w, xq + t * nb, n);
+            same &= memcmp(&d, &y[t], 4) == 0;
+        }
+        CHECK_MSG(same, "q8q8 tile n %lld not bitwise the single dot", (long long)n);
+        free(w);
+        free(xq);
+        free(xf);
+        free(wd);
+    }
+    printf("dot q8_0 x int8 activations: worst normalised error vs reference %.3g\n", worst);
+}
+
 static void test_small_ops(void)
 {
     float x[5] = {1, -2, 3, 0.5f, 0}, w[5] = {1, 1, 2, 1, 1}, y[5];
@@ -184,6 +235,7 @@ int main(void)
     test_dot_axpy();
     test_matmul();
     test_small_ops();
+    test_q8q8();
     test_pool();
     return check_summary("kernels");
 }

@@ -19,6 +19,8 @@ typedef struct mm_job {
     int64_t n;       /* tokens */
     float *y;
     int64_t ys;      /* y stride (floats) */
+    const moe_block_q8_0 *xq; /* int8 path: x quantized, xqs blocks apart (else NULL) */
+    int64_t xqs;
 } mm_job;
 
 /* Attention work unit: one (token row, head) in absorbed form, or one
@@ -36,6 +38,7 @@ typedef struct attn_scratch {
     float *q_lat;    /* [n_head][kv_lora] */
     float *ctx_lat;  /* [n_head][kv_lora] */
     float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
+    moe_block_q8_0 *xq; /* int8 path: one quantized q_nope or latent */
 } attn_scratch;
 
 struct moe_engine {
@@ -70,8 +73,11 @@ struct moe_engine {
     int32_t *e_cnt, *e_off; /* [n_expert] */
     float *logits;   /* [N][vocab] */
     mm_job *jobs;    /* [2·n_expert + 4] */
+    moe_block_q8_0 *xq; /* int8 path: quantized activations of one run */
+    int64_t xq_blocks;
     attn_task *tasks;/* [N·H] */
     int n_tasks;
+    double attn_cost;   /* rough flops of one layer's attention this step */
     attn_scratch *as;/* [n_threads] */
 };
 
@@ -86,6 +92,7 @@ void moe_engine_opts_default(moe_engine_opts *o)
     o->max_batch_tokens = 512;
     o->decompress_min = 32;
     o->reference_kernels = false;
+    o->par_min_cost = 65536.0;
 }
 
 const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }
@@ -159,6 +166,15 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->e_off = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
     e->logits = falloc(N * hp->vocab);
     e->jobs = moe_xmalloc((size_t)(2 * hp->n_expert + 4) * sizeof(mm_job));
+    if (o.act_q8) {
+        /* the largest set of distinct activations one run quantizes */
+        int64_t b = (NK + N) * D;
+        const int64_t cands[] = {NK * hp->expert_ff + N * sff, N * hp->dense_ff, N * H * hp->v_dim,
+                                 N * hp->q_lora, N * D};
+        for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) b = cands[i] > b ? cands[i] : b;
+        e->xq_blocks = b / MOE_Q8_0_BLOCK + 1;
+        e->xq = moe_xmalloc((size_t)e->xq_blocks * sizeof(moe_block_q8_0));
+    }
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
     for (int i = 0; i < o.n_threads; i++) {
@@ -166,6 +182,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
         e->as[i].q_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].ctx_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
+        e->as[i].xq = moe_xmalloc((size_t)((hp->kv_lora + hp->qk_nope) / MOE_Q8_0_BLOCK + 1) * sizeof(moe_block_q8_0));
     }
     *out = e;
     return MOE_OK;
@@ -181,6 +198,7 @@ void moe_engine_free(moe_engine *e)
         free(e->as[i].q_lat);
         free(e->as[i].ctx_lat);
         free(e->as[i].dec);
+        free(e->as[i].xq);
     }
     free(e->as);
     free(e->row_seq);
@@ -208,6 +226,7 @@ void moe_engine_free(moe_engine *e)
     free(e->e_off);
     free(e->logits);
     free(e->jobs);
+    free(e->xq);
     free(e->tasks);
     free(e);
 }
@@ -227,6 +246,7 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
 
 typedef struct mm_ctx {
     const moe_kern_ops *k;
+    bool reference;
     const mm_job *jobs;
     int n_jobs;
     double total_cost;
@@ -251,24 +271,57 @@ static void mm_worker(void *arg, int ith, int nth)
             if (ith == nth - 1) r1 = j->w.rows;
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;
-            if (r0 < r1) moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
+            if (r0 < r1 && j->xq)
+                moe_kern_matmul_rows_q8(c->reference, &j->w, r0, r1, j->xq, j->xqs, j->n, j->y, j->ys);
+            else if (r0 < r1)
+                moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
         }
         base = end;
     }
 }
 
-static void run_jobs(moe_engine *e, const mm_job *jobs, int n_jobs)
+/* Int8 path: quantize each distinct activation of the run's Q8_0 jobs
+ * once (row by row, so a token's blocks never depend on its batch). */
+static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
-    mm_ctx c = {e->k, jobs, n_jobs, 0.0};
+    int64_t used = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        mm_job *j = &jobs[i];
+        j->xq = NULL;
+        if (j->w.type != MOE_DT_Q8_0 || j->n == 0) continue;
+        for (int p = 0; p < i && !j->xq; p++)
+            if (jobs[p].xq && jobs[p].x == j->x && jobs[p].xs == j->xs && jobs[p].n == j->n &&
+                jobs[p].w.cols == j->w.cols) {
+                j->xq = jobs[p].xq;
+                j->xqs = jobs[p].xqs;
+            }
+        if (j->xq) continue;
+        const int64_t nb = j->w.cols / MOE_Q8_0_BLOCK;
+        MOE_ASSERT(used + nb * j->n <= e->xq_blocks);
+        moe_block_q8_0 *dst = e->xq + used;
+        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act_q8(j->x + t * j->xs, dst + t * nb, j->w.cols);
+        j->xq = dst;
+        j->xqs = nb;
+        used += nb * j->n;
+    }
+}
+
+static void run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
+{
+    if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
+    mm_ctx c = {e->k, e->o.reference_kernels, jobs, n_jobs, 0.0};
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
     if (c.total_cost <= 0.0) return;
-    moe_pool_run(e->pool, mm_worker, &c);
+    /* small runs stay on the caller: waking threads costs more than it saves
+     * (the result is the same either way) */
+    if (c.total_cost < e->o.par_min_cost) mm_worker(&c, 0, 1);
+    else moe_pool_run(e->pool, mm_worker, &c);
 }
 
 static mm_job job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
 {
-    mm_job j = {*w, x, xs, n, y, ys};
+    mm_job j = {*w, x, xs, n, y, ys, NULL, 0};
     return j;
 }
 
@@ -336,6 +389,18 @@ static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *
     }
 }
 
+/* y[rows] = m · x for one vector; on the int8 path a Q8_0 matrix gets a
+ * quantized x (as llama.cpp's absorbed MLA products do). */
+static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, moe_block_q8_0 *xq)
+{
+    if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
+        moe_kern_quantize_act_q8(x, xq, m->cols);
+        moe_kern_matmul_rows_q8(e->o.reference_kernels, m, 0, m->rows, xq, 0, 1, y, 0);
+    } else {
+        moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
+    }
+}
+
 /* Absorbed form for one token row and heads [h0, h0 + nh): one pass over
  * the row's cache computes the scores of all those heads, a second pass
  * their latent contexts.  Each head's values do not depend on nh. */
@@ -354,7 +419,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         const float *qn = qrow + (size_t)(h0 + j) * qk;
         /* q_lat[kv] = K_h q_nope */
         if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
-        else moe_kern_matmul_rows(k, &kh, 0, kv, qn, 0, 1, s->q_lat + (size_t)j * kv, 0);
+        else matvec(e, &kh, qn, s->q_lat + (size_t)j * kv, s->xq);
     }
     for (int64_t t = 0; t <= pos; t++) {
         const float *c = moe_kvcache_at(e->cache, seq, il, t);
@@ -374,7 +439,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         moe_mat kh, vh;
         head_mats(e, L, h0 + j, &kh, &vh);
         float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)(h0 + j) * hp->v_dim;
-        moe_kern_matmul_rows(k, &vh, 0, hp->v_dim, s->ctx_lat + (size_t)j * kv, 0, 1, o, 0);
+        matvec(e, &vh, s->ctx_lat + (size_t)j * kv, o, s->xq);
     }
 }
 
@@ -456,7 +521,8 @@ static void attention_block(moe_engine *e, int il, int n)
         for (int hd = 0; hd < H; hd++) rope_apply(e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
     }
     attn_ctx c = {e, il};
-    moe_pool_run(e->pool, attn_worker, &c);
+    if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
+    else moe_pool_run(e->pool, attn_worker, &c);
     jb[0] = job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
     run_jobs(e, jb, 1);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
@@ -673,10 +739,15 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     }
     /* attention tasks (the same for every layer of this step) */
     e->n_tasks = 0;
+    e->attn_cost = 0;
+    for (int r = 0; r < n; r++)
+        e->attn_cost += (double)hp->n_head * ((double)(e->row_pos[r] + 1) * 2 * (hp->kv_lora + hp->qk_rope) +
+                                              (double)hp->kv_lora * (hp->qk_nope + hp->v_dim));
     for (int i = 0, r = 0; i < n_items; i++) {
         const moe_step_item *it = &items[i];
         if (it->status != MOE_OK || it->n_tokens == 0) continue;
-        const bool dec = e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
+        /* the int8 path stays absorbed everywhere (llama.cpp's MLA order) */
+        const bool dec = !e->o.act_q8 && e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
         if (dec) {
             for (int hd = 0; hd < hp->n_head; hd++) e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, 1, true};
         } else {

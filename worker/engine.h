@@ -60,6 +60,8 @@ typedef struct moe_engine_opts {
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
     bool reference_kernels; /* scalar reference kernels instead of AVX2 */
+    bool act_q8;            /* int8 activations for Q8_0 weights (llama.cpp-like; off = float) */
+    double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     const moe_engine_moe_hook *moe_hook; /* NULL: all experts local */
 } moe_engine_opts;
 

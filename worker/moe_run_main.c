@@ -41,6 +41,7 @@ static void usage(FILE *f)
           "  --batch N             prefill chunk length (default 512)\n"
           "  --decompress-min N    prefill chunks of ≥ N tokens decompress K/V (default 32, 0 = never)\n"
           "  --reference-kernels   scalar reference kernels (slow; for checking)\n"
+          "  --int8                int8 activations for Q8_0 weights (faster, llama.cpp-like rounding)\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --stats               print timings and cache bytes to stderr\n"
@@ -85,7 +86,7 @@ static int parse_tokens(const char *s, int32_t **out, int *n, moe_err *err)
 typedef struct run_args {
     const char *model, *tokens, *dump;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
-    bool stats, ignore_eos, reference;
+    bool stats, ignore_eos, reference, int8;
     moe_sampler_cfg sc;
 } run_args;
 
@@ -108,6 +109,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--stats")) { a->stats = true; continue; }
         if (!strcmp(f, "--ignore-eos")) { a->ignore_eos = true; continue; }
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
+        if (!strcmp(f, "--int8")) { a->int8 = true; continue; }
         static const char *const with_value[] = {"--model", "--tokens", "--dump-logits", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
@@ -237,6 +239,7 @@ int main(int argc, char **argv)
     o.max_batch_tokens = (int)(a.batch < n_tok ? a.batch : n_tok);
     o.decompress_min = (int)a.decompress;
     o.reference_kernels = a.reference;
+    o.act_q8 = a.int8;
     if (n_tok + a.n_gen > o.max_ctx) {
         moe_err_set(&err, "prompt (%d) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
         goto done;
@@ -289,8 +292,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
                 (unsigned long long)st.cache_bytes_in_use, (long long)moe_engine_seq_len(e, seq),
                 (unsigned long long)st.cache_block_bytes);
-        fprintf(stderr, "kernels: %s, threads: %lld\n", a.reference ? "reference" : moe_kern_best()->name,
-                (long long)a.threads);
+        fprintf(stderr, "kernels: %s%s, threads: %lld\n", a.reference ? "reference" : moe_kern_best()->name,
+                a.int8 ? " + int8 activations" : "", (long long)a.threads);
     }
     rc = 0;
 done:

@@ -49,6 +49,8 @@ static void die(const char *what, const moe_err *err)
     exit(1);
 }
 
+static bool g_int8;
+
 static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx)
 {
     moe_engine_opts o;
@@ -57,6 +59,7 @@ static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max
     o.max_seqs = max_seqs;
     o.max_ctx = max_ctx;
     o.max_batch_tokens = 512;
+    o.act_q8 = g_int8;
     moe_engine *e;
     moe_err err;
     if (moe_engine_init(&e, m, &o, &err)) die("engine", &err);
@@ -237,41 +240,51 @@ int main(int argc, char **argv)
     printf("# bench-decode: %s\n", model);
     printf("model file %.1f MiB; resident after load %.1f MiB (process grew %.1f MiB; weights stay in the mapping)\n",
            m->file_bytes / 1048576.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
-    printf("kernels: %s\n\n", moe_kern_best()->name);
-    printf("%-44s %12s %12s\n", "case", "prefill t/s", "decode t/s");
-    double dec2 = 0;
-    for (int th = 1; th <= 2; th++) {
-        moe_engine *e = mk(m, th, 1, np + nd + 8);
-        double pf, dc;
-        run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
-        run_batch(e, 1, np, nd, &pf, &dc);
-        printf("1 sequence, %d-token prompt, %d decoded, %d thr  %12.2f %12.2f\n", np, nd, th, pf, dc);
-        if (th == 2) dec2 = dc;
-        moe_engine_free(e);
-    }
-    for (int ns = 4; ns <= 16; ns *= 4) {
-        moe_engine *e = mk(m, 2, ns, 80);
-        double pf, dc;
-        run_batch(e, ns, quick ? 8 : 32, quick ? 4 : 32, &pf, &dc);
-        printf("%2d sequences, 32-token prompts, 32 decoded, 2 thr %12.2f %12.2f  (aggregate; %.2fx single)\n", ns, pf,
-               dc, dec2 > 0 ? dc / dec2 : 0);
-        moe_engine_free(e);
-    }
-    {
-        const int64_t big = quick ? 256 : 2048;
-        moe_engine *e = mk(m, 2, 1, big + 64);
-        const double d32 = decode_at_ctx(e, 32, quick ? 4 : 32), dbig = decode_at_ctx(e, big, quick ? 4 : 32);
-        printf("decode at context 32: %.2f t/s; at context %lld: %.2f t/s (%.0f%%), 2 thr\n", d32, (long long)big,
-               dbig, 100.0 * dbig / d32);
-        moe_engine_free(e);
-    }
+    printf("kernels: %s\n", moe_kern_best()->name);
+    /* bandwidth first, while nothing else of ours is running */
     const double bw = read_bandwidth(quick ? (64u << 20) : (1u << 30), 2, quick ? 3 : 7);
     const uint64_t bpt = moe_model_bytes_per_token(m);
     const double roof = bw * 1e9 / (double)bpt;
-    printf("\nread bandwidth (2 threads, median): %.2f GB/s\n", bw);
+    printf("read bandwidth (2 threads, median): %.2f GB/s\n", bw);
     printf("bytes per decoded token: %.1f MB (dense + attention + lm_head + shared + %d routed experts)\n", bpt / 1e6,
            m->hp.n_used);
-    printf("roofline: %.2f t/s; decode at 2 threads = %.0f%% of roofline\n", roof, 100.0 * dec2 / roof);
+    printf("roofline: %.2f t/s\n", roof);
+    for (int mode = 0; mode < 2; mode++) {
+        g_int8 = mode == 1;
+        printf("\n== activations: %s\n", g_int8 ? "int8 (optional fast path)" : "float32 (default)");
+        printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
+        double dec2 = 0;
+        for (int th = 1; th <= 2; th++) {
+            moe_engine *e = mk(m, th, 1, np + nd + 8);
+            double pf, dc;
+            run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
+            run_batch(e, 1, np, nd, &pf, &dc);
+            char label[96];
+            snprintf(label, sizeof label, "1 sequence, %d-token prompt, %d decoded, %d thr", np, nd, th);
+            printf("%-52s %12.2f %12.2f\n", label, pf, dc);
+            if (th == 2) dec2 = dc;
+            moe_engine_free(e);
+        }
+        for (int ns = 4; ns <= 16; ns *= 4) {
+            moe_engine *e = mk(m, 2, ns, 80);
+            double pf, dc;
+            const int p = quick ? 8 : 32, g = quick ? 4 : 32;
+            run_batch(e, ns, p, g, &pf, &dc);
+            char label[96];
+            snprintf(label, sizeof label, "%d sequences, %d-token prompts, %d decoded, 2 thr", ns, p, g);
+            printf("%-52s %12.2f %12.2f  (aggregate decode = %.2fx single)\n", label, pf, dc, dec2 > 0 ? dc / dec2 : 0);
+            moe_engine_free(e);
+        }
+        {
+            const int64_t big = quick ? 256 : 2048;
+            moe_engine *e = mk(m, 2, 1, big + 64);
+            const double d32 = decode_at_ctx(e, 32, quick ? 4 : 32), dbig = decode_at_ctx(e, big, quick ? 4 : 32);
+            printf("decode at context 32: %.2f t/s; at context %lld: %.2f t/s (%.0f%%), 2 thr\n", d32, (long long)big,
+                   dbig, 100.0 * dbig / d32);
+            moe_engine_free(e);
+        }
+        printf("decode at 2 threads = %.0f%% of roofline\n", 100.0 * dec2 / roof);
+    }
     moe_model_free(m);
     return 0;
 }

@@ -202,28 +202,34 @@ static inline __m256 q8x8(const int8_t *q)
 
 /* Q8_0: per block s = (q0·x0 + q1·x1) + (q2·x2 + q3·x3) (8 lanes each),
  * acc[k & 1] += d · s; then the two accumulators are added and summed
- * horizontally. */
+ * horizontally.  Blocks go in pairs so that the accumulator index is a
+ * constant (kept in registers, not a stack slot). */
+static ALWAYS_INLINE void q8_block(const moe_block_q8_0 *bk, const float *x, int64_t xs, int nt, __m256 *acc)
+{
+    const __m256 q0 = q8x8(bk->qs), q1 = q8x8(bk->qs + 8), q2 = q8x8(bk->qs + 16), q3 = q8x8(bk->qs + 24);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(bk->d));
+    for (int t = 0; t < nt; t++) {
+        const float *xb = x + t * xs;
+        /* two short chains instead of one long one (FMA latency) */
+        const __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(xb)));
+        const __m256 s23 = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(xb + 16)));
+        acc[t] = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc[t]);
+    }
+}
+
 static ALWAYS_INLINE void dotn_q8_0(const moe_block_q8_0 *b, const float *x, int64_t xs, int nt, int64_t n,
                                    float *out)
 {
-    __m256 acc[4][2];
-    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
     const int64_t nb = n / MOE_Q8_0_BLOCK;
-    for (int64_t k = 0; k < nb; k++) {
-        const moe_block_q8_0 *bk = &b[k];
-        const __m256 q0 = q8x8(bk->qs), q1 = q8x8(bk->qs + 8), q2 = q8x8(bk->qs + 16), q3 = q8x8(bk->qs + 24);
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(bk->d));
-        const int u = (int)(k & 1);
-        for (int t = 0; t < nt; t++) {
-            const float *xb = x + t * xs + k * MOE_Q8_0_BLOCK;
-            /* two short chains instead of one long one (FMA latency) */
-            const __m256 s01 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), _mm256_mul_ps(q0, _mm256_loadu_ps(xb)));
-            const __m256 s23 =
-                _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), _mm256_mul_ps(q2, _mm256_loadu_ps(xb + 16)));
-            acc[t][u] = _mm256_fmadd_ps(d, _mm256_add_ps(s01, s23), acc[t][u]);
-        }
+    int64_t k = 0;
+    for (; k + 2 <= nb; k += 2) {
+        q8_block(&b[k], x + k * MOE_Q8_0_BLOCK, xs, nt, acc0);
+        q8_block(&b[k + 1], x + (k + 1) * MOE_Q8_0_BLOCK, xs, nt, acc1);
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+    if (k < nb) q8_block(&b[k], x + k * MOE_Q8_0_BLOCK, xs, nt, acc0);
+    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc0[t], acc1[t]));
 }
 
 #define DOT_WRAPPERS(T, WT)                                                                      \
@@ -390,26 +396,36 @@ float moe_kern_dot_q8q8_ref(const moe_block_q8_0 *w, const moe_block_q8_0 *x, in
 
 #ifdef MOE_HAVE_AVX2
 /* Per block: |w| · sign(x, w) with maddubs (u8 × s8 → s16 pairs), pairs
- * summed to 8 int32 lanes (exact), to float, acc[k & 1] += d_w·d_x · s. */
+ * summed to 8 int32 lanes (exact), to float, acc[k & 1] += d_w·d_x · s
+ * (blocks in pairs: constant accumulator index). */
+static ALWAYS_INLINE void q8q8_block(const moe_block_q8_0 *wk, const moe_block_q8_0 *x, int64_t xs, int nt,
+                                    __m256 *acc)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i qw = _mm256_loadu_si256((const __m256i *)wk->qs);
+    const __m256i aw = _mm256_sign_epi8(qw, qw);
+    const float dw = _cvtsh_ss(wk->d);
+    for (int t = 0; t < nt; t++) {
+        const moe_block_q8_0 *xb = &x[t * xs];
+        const __m256i qx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
+        const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, qx), ones);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(xb->d)), _mm256_cvtepi32_ps(s32), acc[t]);
+    }
+}
+
 static ALWAYS_INLINE void dotn_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int nt, int64_t n,
                                    float *out)
 {
-    __m256 acc[4][2];
-    for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t k = 0; k < n / MOE_Q8_0_BLOCK; k++) {
-        const __m256i qw = _mm256_loadu_si256((const __m256i *)w[k].qs);
-        const __m256i aw = _mm256_sign_epi8(qw, qw);
-        const float dw = _cvtsh_ss(w[k].d);
-        const int u = (int)(k & 1);
-        for (int t = 0; t < nt; t++) {
-            const moe_block_q8_0 *xb = &x[t * xs + k];
-            const __m256i qx = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), qw);
-            const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, qx), ones);
-            acc[t][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * _cvtsh_ss(xb->d)), _mm256_cvtepi32_ps(s32), acc[t][u]);
-        }
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    const int64_t nb = n / MOE_Q8_0_BLOCK;
+    int64_t k = 0;
+    for (; k + 2 <= nb; k += 2) {
+        q8q8_block(&w[k], x + k, xs, nt, acc0);
+        q8q8_block(&w[k + 1], x + k + 1, xs, nt, acc1);
     }
-    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc[t][0], acc[t][1]));
+    if (k < nb) q8q8_block(&w[k], x + k, xs, nt, acc0);
+    for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc0[t], acc1[t]));
 }
 
 float moe_kern_dot_q8q8(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)

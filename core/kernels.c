@@ -225,6 +225,9 @@ static ALWAYS_INLINE void dotn_q8_0(const moe_block_q8_0 *b, const float *x, int
     const int64_t nb = n / MOE_Q8_0_BLOCK;
     int64_t k = 0;
     for (; k + 2 <= nb; k += 2) {
+        /* streaming rows from DRAM: ask for the data ~2 KiB ahead (measured
+         * +5..15% on 2 threads); no effect on the arithmetic */
+        _mm_prefetch((const char *)&b[k] + 2048, _MM_HINT_T0);
         q8_block(&b[k], x + k * MOE_Q8_0_BLOCK, xs, nt, acc0);
         q8_block(&b[k + 1], x + (k + 1) * MOE_Q8_0_BLOCK, xs, nt, acc1);
     }
@@ -421,6 +424,7 @@ static ALWAYS_INLINE void dotn_q8q8(const moe_block_q8_0 *w, const moe_block_q8_
     const int64_t nb = n / MOE_Q8_0_BLOCK;
     int64_t k = 0;
     for (; k + 2 <= nb; k += 2) {
+        _mm_prefetch((const char *)&w[k] + 2048, _MM_HINT_T0);
         q8q8_block(&w[k], x + k, xs, nt, acc0);
         q8q8_block(&w[k + 1], x + k + 1, xs, nt, acc1);
     }

@@ -34,12 +34,15 @@ typedef struct attn_task {
 } attn_task;
 
 typedef struct attn_scratch {
-    float *scores;   /* [n_head][max_ctx] */
+    float *scores;   /* [n_head][max(max_ctx, ATTN_CHUNK)] */
     float *q_lat;    /* [n_head][kv_lora] */
     float *ctx_lat;  /* [n_head][kv_lora] */
     float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
     moe_block_q8_0 *xq; /* int8 path: one quantized q_nope or latent */
+    float *ml;       /* [2][n_head] running max and sum of the online softmax */
 } attn_scratch;
+
+#define ATTN_CHUNK 32  /* positions per pass of the absorbed attention */
 
 struct moe_engine {
     const moe_model *m;
@@ -178,10 +181,11 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
     for (int i = 0; i < o.n_threads; i++) {
-        e->as[i].scores = falloc(o.max_ctx * H);
+        e->as[i].scores = falloc((o.max_ctx > ATTN_CHUNK ? o.max_ctx : ATTN_CHUNK) * H);
         e->as[i].q_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].ctx_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
+        e->as[i].ml = falloc(2 * H);
         e->as[i].xq = moe_xmalloc((size_t)((hp->kv_lora + hp->qk_nope) / MOE_Q8_0_BLOCK + 1) * sizeof(moe_block_q8_0));
     }
     *out = e;
@@ -199,6 +203,7 @@ void moe_engine_free(moe_engine *e)
         free(e->as[i].ctx_lat);
         free(e->as[i].dec);
         free(e->as[i].xq);
+        free(e->as[i].ml);
     }
     free(e->as);
     free(e->row_seq);
@@ -411,7 +416,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
     const moe_kern_ops *k = e->k;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
     const int seq = e->row_seq[r];
-    const int64_t pos = e->row_pos[r], stride = e->o.max_ctx;
+    const int64_t pos = e->row_pos[r];
     const float *qrow = e->q + (size_t)r * hp->n_head * qk; /* per head [nope | rope] */
     for (int j = 0; j < nh; j++) {
         moe_mat kh, vh;
@@ -421,19 +426,52 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
         else matvec(e, &kh, qn, s->q_lat + (size_t)j * kv, s->xq);
     }
-    for (int64_t t = 0; t <= pos; t++) {
-        const float *c = moe_kvcache_at(e->cache, seq, il, t);
+    /* One pass over the cache in chunks of ATTN_CHUNK positions with an
+     * online softmax: a chunk's latents are read from memory once, scored
+     * for every head, and re-read from cache for the weighted sum.  Chunk
+     * boundaries are fixed positions, so the arithmetic of a (row, head)
+     * depends only on its position. */
+    float *m = s->ml, *l = s->ml + nh;
+    for (int j = 0; j < nh; j++) {
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+    }
+    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
+    for (int64_t c0 = 0; c0 <= pos; c0 += ATTN_CHUNK) {
+        const int64_t c1 = c0 + ATTN_CHUNK <= pos + 1 ? c0 + ATTN_CHUNK : pos + 1;
+        for (int64_t t = c0; t < c1; t++) {
+            const float *c = moe_kvcache_at(e->cache, seq, il, t);
+            for (int j = 0; j < nh; j++) {
+                const float *qp = qrow + (size_t)(h0 + j) * qk + nope;
+                s->scores[j * ATTN_CHUNK + (t - c0)] =
+                    hp->attn_scale * (k->dot[0](c, s->q_lat + (size_t)j * kv, kv) + k->dot[0](c + kv, qp, rope));
+            }
+        }
         for (int j = 0; j < nh; j++) {
-            const float *qp = qrow + (size_t)(h0 + j) * qk + nope;
-            s->scores[j * stride + t] =
-                hp->attn_scale * (k->dot[0](c, s->q_lat + (size_t)j * kv, kv) + k->dot[0](c + kv, qp, rope));
+            float *sc = s->scores + j * ATTN_CHUNK, mx = m[j];
+            for (int64_t t = 0; t < c1 - c0; t++) mx = sc[t] > mx ? sc[t] : mx;
+            if (mx > m[j]) {
+                const float alpha = m[j] == -INFINITY ? 0.0f : expf(m[j] - mx);
+                l[j] *= alpha;
+                float *cl = s->ctx_lat + (size_t)j * kv;
+                for (int i = 0; i < kv; i++) cl[i] *= alpha;
+                m[j] = mx;
+            }
+            for (int64_t t = 0; t < c1 - c0; t++) {
+                sc[t] = expf(sc[t] - mx);
+                l[j] += sc[t];
+            }
+        }
+        for (int64_t t = c0; t < c1; t++) {
+            const float *c = moe_kvcache_at(e->cache, seq, il, t);
+            for (int j = 0; j < nh; j++)
+                k->axpy[0](c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
         }
     }
-    for (int j = 0; j < nh; j++) moe_kern_softmax(s->scores + j * stride, pos + 1);
-    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
-    for (int64_t t = 0; t <= pos; t++) {
-        const float *c = moe_kvcache_at(e->cache, seq, il, t);
-        for (int j = 0; j < nh; j++) k->axpy[0](c, s->scores[j * stride + t], s->ctx_lat + (size_t)j * kv, kv);
+    for (int j = 0; j < nh; j++) {
+        const float inv = 1.0f / l[j];
+        float *cl = s->ctx_lat + (size_t)j * kv;
+        for (int i = 0; i < kv; i++) cl[i] *= inv;
     }
     for (int j = 0; j < nh; j++) {
         moe_mat kh, vh;

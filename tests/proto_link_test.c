@@ -580,8 +580,19 @@ static void test_back_pressure(moe_link_ctx *ctx, const char *endpoint)
     }
     CHECK_MSG(got == sent && in_order, "received %d of %d (in order: %d)", got, sent, in_order);
     printf("back-pressure after %d chunks of %zu KiB\n", sent, text_len / 1024);
-    /* And sending works again. */
-    CHECK(moe_link_send(srv, &peer, &m.base, MOE_LINK_DONTWAIT, &err) == MOE_OK);
+    /* And sending works again, once the reader's progress has reached the
+     * sender (libzmq passes it back asynchronously: a blocking send with
+     * its 50 ms timeout, retried, waits for exactly that). */
+    ch.index = (uint32_t)sent;
+    t0 = moe_now();
+    do rc = moe_link_send(srv, &peer, &m.base, 0, &err);
+    while (rc == MOE_LINK_AGAIN && moe_now() - t0 < WAIT_MS / 1000.0);
+    CHECK_MSG(rc == MOE_OK, "send after the reader caught up: %d %s", rc, err.msg);
+    moe_link_in last;
+    if (rc == MOE_OK && recv_one(cli, &last, &err)) {
+        CHECK(last.code == MOE__CODE__OK && ((Moe__ServerMsg *)last.msg)->chunk->index == (uint32_t)sent);
+        moe_link_in_clear(&last);
+    }
     free(text);
     moe_link_close(cli);
     moe_link_close(srv);

@@ -288,6 +288,54 @@ static void avx_axpy_q8_0(const void *row, float a, float *y, int64_t n)
     }
 }
 
+/*
+ * Q8_0 × 4 tokens over blocks [k0, k1) with the accumulators carried in
+ * st (acc0[4], acc1[4]) between calls.  k0 is even, so block k still goes
+ * to acc[k & 1] and the final sums are bitwise those of dotn_q8_0: the
+ * product can walk the reduction in chunks (activations stay in L1 while
+ * a tile of rows uses them) without changing a single operation.
+ */
+static void q8_dot4_chunk(const moe_block_q8_0 *b, const float *x, int64_t xs, int64_t k0, int64_t k1, __m256 *st)
+{
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < 4; t++) {
+        acc0[t] = st[t];
+        acc1[t] = st[4 + t];
+    }
+    int64_t k = k0;
+    for (; k + 2 <= k1; k += 2) {
+        q8_block(&b[k], x + k * MOE_Q8_0_BLOCK, xs, 4, acc0);
+        q8_block(&b[k + 1], x + (k + 1) * MOE_Q8_0_BLOCK, xs, 4, acc1);
+    }
+    if (k < k1) q8_block(&b[k], x + k * MOE_Q8_0_BLOCK, xs, 4, acc0);
+    for (int t = 0; t < 4; t++) {
+        st[t] = acc0[t];
+        st[4 + t] = acc1[t];
+    }
+}
+
+#define Q8_KCHUNK 16   /* blocks per chunk (even): 4 tokens × 512 floats = 8 KiB of activations */
+#define Q8_RTILE 32    /* rows sharing one activation chunk */
+
+/* y rows [r0, r1) for tokens [t0, t0 + 4) of a Q8_0 matrix. */
+static void q8_matmul_quad(const moe_mat *m, int64_t r0, int64_t r1, const float *x, int64_t xs, float *y,
+                           int64_t ys)
+{
+    __m256 st[Q8_RTILE][8];
+    const int64_t nb = m->cols / MOE_Q8_0_BLOCK;
+    for (int64_t rb = r0; rb < r1; rb += Q8_RTILE) {
+        const int64_t re = rb + Q8_RTILE < r1 ? rb + Q8_RTILE : r1;
+        for (int64_t r = rb; r < re; r++)
+            for (int u = 0; u < 8; u++) st[r - rb][u] = _mm256_setzero_ps();
+        for (int64_t kc = 0; kc < nb; kc += Q8_KCHUNK) {
+            const int64_t ke = kc + Q8_KCHUNK < nb ? kc + Q8_KCHUNK : nb;
+            for (int64_t r = rb; r < re; r++) q8_dot4_chunk(moe_mat_row(m, r), x, xs, kc, ke, st[r - rb]);
+        }
+        for (int64_t r = rb; r < re; r++)
+            for (int t = 0; t < 4; t++) y[t * ys + r] = hsum8(_mm256_add_ps(st[r - rb][t], st[r - rb][4 + t]));
+    }
+}
+
 static const moe_kern_ops kern_avx2 = {
     .name = "avx2",
     .dot = {avx_dot_f32, avx_dot_f16, avx_dot_bf16, avx_dot_q8_0},
@@ -313,6 +361,21 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
     MOE_ASSERT(slot >= 0 && r0 >= 0 && r1 <= m->rows);
     const moe_kern_dot_fn dot = k->dot[slot];
     const moe_kern_dot4_fn dot4 = k->dot4[slot];
+#ifdef MOE_HAVE_AVX2
+    if (k == &kern_avx2 && m->type == MOE_DT_Q8_0 && n_tok >= 4) {
+        /* a tile of rows (in L2) meets every quad of tokens, chunk by chunk */
+        for (int64_t rb = r0; rb < r1; rb += Q8_RTILE) {
+            const int64_t re = rb + Q8_RTILE < r1 ? rb + Q8_RTILE : r1;
+            int64_t t = 0;
+            for (; t + 4 <= n_tok; t += 4)
+                q8_matmul_quad(m, rb, re, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
+            for (; t < n_tok; t++)
+                for (int64_t r = rb; r < re; r++)
+                    y[t * y_stride + r] = dot(moe_mat_row(m, r), x + t * x_stride, m->cols);
+        }
+        return;
+    }
+#endif
     /* Tiles: ~64 KiB of weight rows × ~128 KiB of activations stay in L2
      * while they meet; the tiling changes which loads hit cache, never the
      * arithmetic of a value. */

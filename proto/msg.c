@@ -123,6 +123,40 @@ static bool is_envelope(const ProtobufCMessageDescriptor *d)
 
 /* ---- decoding ----------------------------------------------------------- */
 
+/* protobuf-c keeps fields it does not know (a newer peer's) and accepts a
+ * field number 0 written as a padded varint, which no encoder may produce
+ * and it would not read back.  Refused as malformed, in every nested
+ * message (the schema has no recursive types, so the depth is small). */
+static bool unknown_fields_ok(const ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0) return false;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n;
+            ProtobufCMessage **sub;
+            memcpy(&n, base + f->quantifier_offset, sizeof n);
+            memcpy(&sub, base + f->offset, sizeof sub);
+            for (size_t k = 0; k < n; k++)
+                if (sub[k] && !unknown_fields_ok(sub[k])) return false;
+        } else {
+            if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
+                uint32_t c;
+                memcpy(&c, base + f->quantifier_offset, sizeof c);
+                if (c != f->id) continue; /* the union holds another member */
+            }
+            ProtobufCMessage *sub;
+            memcpy(&sub, base + f->offset, sizeof sub);
+            if (sub && !unknown_fields_ok(sub)) return false;
+        }
+    }
+    return true;
+}
+
 /* protobuf-c sizes its allocations from counts in the frame (a packed
  * int32 array of n bytes becomes up to 4n bytes, a repeated empty message
  * of 2 bytes a whole struct).  This allocator refuses once a frame's total
@@ -174,6 +208,10 @@ int moe_msg_decode(const ProtobufCMessageDescriptor *desc, const void *data, siz
             return fail(err, MOE__CODE__OVERSIZED_FRAME,
                         "frame of %zu bytes needs more than %zu bytes of memory to decode", len, lim->max_decode_mem);
         return fail(err, MOE__CODE__MALFORMED_FRAME, "frame of %zu bytes is not a valid %s", len, desc->short_name);
+    }
+    if (!unknown_fields_ok(m)) {
+        moe_msg_free(m);
+        return fail(err, MOE__CODE__MALFORMED_FRAME, "frame of %zu bytes has a field numbered 0", len);
     }
     if (is_envelope(desc) && body_case(m) == 0) {
         moe_msg_free(m);

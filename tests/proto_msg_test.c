@@ -315,6 +315,11 @@ static void test_decode(void)
     expect_decode("unknown field only", "\xf8\x06\x01", 3, &lim, MAL, "has no body");
     /* field 2 (generate), length 10, but only 2 bytes follow */
     expect_decode("cut frame", "\x12\x0a\x0a\x02", 4, &lim, MAL, "not a valid");
+    /* a heartbeat, then field number 0 written as a padded varint */
+    expect_decode("field number 0", "\x22\x00\x80\x00\x00", 5, &lim, MAL, "has a field numbered 0");
+    /* the same inside a nested message (generate > sampling) */
+    expect_decode("nested field number 0", "\x12\x07\x2a\x05\x18\x01\x80\x00\x00", 9, &lim, MAL,
+                  "has a field numbered 0");
     /* field 1 as a varint where a message is expected */
     expect_decode("wrong wire type", "\x08\x01", 2, &lim, MAL, "not a valid");
 

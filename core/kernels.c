@@ -96,10 +96,10 @@ static void ref_axpy_q8_0(const void *row, float a, float *y, int64_t n)
     }
 }
 
-#define REF_DOT4(T)                                                                              \
-    static void ref_dot4_##T(const void *row, const float *x, int64_t xs, int64_t n, float *out) \
-    {                                                                                            \
-        for (int t = 0; t < 4; t++) out[t] = ref_dot_##T(row, x + t * xs, n);                    \
+#define REF_DOT4(T)                                                                                      \
+    static void ref_dotn_##T(const void *row, const float *x, int64_t xs, int nt, int64_t n, float *out) \
+    {                                                                                                    \
+        for (int t = 0; t < nt; t++) out[t] = ref_dot_##T(row, x + t * xs, n);                           \
     }
 REF_DOT4(f32)
 REF_DOT4(f16)
@@ -109,7 +109,7 @@ REF_DOT4(q8_0)
 static const moe_kern_ops kern_reference = {
     .name = "reference",
     .dot = {ref_dot_f32, ref_dot_f16, ref_dot_bf16, ref_dot_q8_0},
-    .dot4 = {ref_dot4_f32, ref_dot4_f16, ref_dot4_bf16, ref_dot4_q8_0},
+    .dotn = {ref_dotn_f32, ref_dotn_f16, ref_dotn_bf16, ref_dotn_q8_0},
     .axpy = {ref_axpy_f32, ref_axpy_f16, ref_axpy_bf16, ref_axpy_q8_0},
 };
 
@@ -235,16 +235,22 @@ static ALWAYS_INLINE void dotn_q8_0(const moe_block_q8_0 *b, const float *x, int
     for (int t = 0; t < nt; t++) out[t] = hsum8(_mm256_add_ps(acc0[t], acc1[t]));
 }
 
-#define DOT_WRAPPERS(T, WT)                                                                      \
-    static float avx_dot_##T(const void *row, const float *x, int64_t n)                         \
-    {                                                                                            \
-        float r;                                                                                 \
-        dotn_##T((const WT *)row, x, 0, 1, n, &r);                                               \
-        return r;                                                                                \
-    }                                                                                            \
-    static void avx_dot4_##T(const void *row, const float *x, int64_t xs, int64_t n, float *out) \
-    {                                                                                            \
-        dotn_##T((const WT *)row, x, xs, 4, n, out);                                             \
+#define DOT_WRAPPERS(T, WT)                                                                              \
+    static float avx_dot_##T(const void *row, const float *x, int64_t n)                                 \
+    {                                                                                                    \
+        float r;                                                                                         \
+        dotn_##T((const WT *)row, x, 0, 1, n, &r);                                                       \
+        return r;                                                                                        \
+    }                                                                                                    \
+    /* nt = 1..4, each a separate specialisation of the same body */                                     \
+    static void avx_dotn_##T(const void *row, const float *x, int64_t xs, int nt, int64_t n, float *out) \
+    {                                                                                                    \
+        switch (nt) {                                                                                    \
+        case 1: dotn_##T((const WT *)row, x, xs, 1, n, out); break;                                      \
+        case 2: dotn_##T((const WT *)row, x, xs, 2, n, out); break;                                      \
+        case 3: dotn_##T((const WT *)row, x, xs, 3, n, out); break;                                      \
+        default: dotn_##T((const WT *)row, x, xs, 4, n, out); break;                                     \
+        }                                                                                                \
     }
 
 DOT_WRAPPERS(f32, float)
@@ -339,7 +345,7 @@ static void q8_matmul_quad(const moe_mat *m, int64_t r0, int64_t r1, const float
 static const moe_kern_ops kern_avx2 = {
     .name = "avx2",
     .dot = {avx_dot_f32, avx_dot_f16, avx_dot_bf16, avx_dot_q8_0},
-    .dot4 = {avx_dot4_f32, avx_dot4_f16, avx_dot4_bf16, avx_dot4_q8_0},
+    .dotn = {avx_dotn_f32, avx_dotn_f16, avx_dotn_bf16, avx_dotn_q8_0},
     .axpy = {avx_axpy_f32, avx_axpy_f16, avx_axpy_bf16, avx_axpy_q8_0},
 };
 
@@ -359,8 +365,7 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
 {
     const int slot = moe_kern_type_slot(m->type);
     MOE_ASSERT(slot >= 0 && r0 >= 0 && r1 <= m->rows);
-    const moe_kern_dot_fn dot = k->dot[slot];
-    const moe_kern_dot4_fn dot4 = k->dot4[slot];
+    const moe_kern_dotn_fn dotn = k->dotn[slot];
 #ifdef MOE_HAVE_AVX2
     if (k == &kern_avx2 && m->type == MOE_DT_Q8_0 && n_tok >= 4) {
         /* a tile of rows (in L2) meets every quad of tokens, chunk by chunk */
@@ -369,9 +374,12 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
             int64_t t = 0;
             for (; t + 4 <= n_tok; t += 4)
                 q8_matmul_quad(m, rb, re, x + t * x_stride, x_stride, y + t * y_stride, y_stride);
-            for (; t < n_tok; t++)
-                for (int64_t r = rb; r < re; r++)
-                    y[t * y_stride + r] = dot(moe_mat_row(m, r), x + t * x_stride, m->cols);
+            if (t < n_tok)
+                for (int64_t r = rb; r < re; r++) {
+                    float o[4];
+                    dotn(moe_mat_row(m, r), x + t * x_stride, x_stride, (int)(n_tok - t), m->cols, o);
+                    for (int64_t u = t; u < n_tok; u++) y[u * y_stride + r] = o[u - t];
+                }
         }
         return;
     }
@@ -389,13 +397,12 @@ void moe_kern_matmul_rows(const moe_kern_ops *k, const moe_mat *m, int64_t r0, i
             const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
             for (int64_t r = rb; r < re; r++) {
                 const void *row = moe_mat_row(m, r);
-                int64_t t = tb;
-                for (; t + 4 <= te; t += 4) {
+                for (int64_t t = tb; t < te; t += 4) {
+                    const int nt = te - t < 4 ? (int)(te - t) : 4;
                     float o[4];
-                    dot4(row, x + t * x_stride, x_stride, m->cols, o);
-                    for (int u = 0; u < 4; u++) y[(t + u) * y_stride + r] = o[u];
+                    dotn(row, x + t * x_stride, x_stride, nt, m->cols, o);
+                    for (int u = 0; u < nt; u++) y[(t + u) * y_stride + r] = o[u];
                 }
-                for (; t < te; t++) y[t * y_stride + r] = dot(row, x + t * x_stride, m->cols);
             }
         }
     }

@@ -44,15 +44,16 @@ static inline const void *moe_mat_row(const moe_mat *m, int64_t r)
 
 /* dot(row, x) over n values; row of the kernel's weight type. */
 typedef float (*moe_kern_dot_fn)(const void *row, const float *x, int64_t n);
-/* out[t] = dot(row, x + t·xs) for t < 4, each bitwise equal to the single dot */
-typedef void (*moe_kern_dot4_fn)(const void *row, const float *x, int64_t xs, int64_t n, float *out);
+/* out[t] = dot(row, x + t·xs) for t < nt (1..4), each bitwise equal to the
+ * single dot: the weights are decoded once for the nt tokens */
+typedef void (*moe_kern_dotn_fn)(const void *row, const float *x, int64_t xs, int nt, int64_t n, float *out);
 /* y[0..n) += a · row[0..n) */
 typedef void (*moe_kern_axpy_fn)(const void *row, float a, float *y, int64_t n);
 
 typedef struct moe_kern_ops {
     const char *name;            /* "reference" or "avx2" */
     moe_kern_dot_fn dot[4];      /* indexed by moe_kern_type_slot() */
-    moe_kern_dot4_fn dot4[4];
+    moe_kern_dotn_fn dotn[4];
     moe_kern_axpy_fn axpy[4];
 } moe_kern_ops;
 
@@ -74,7 +75,7 @@ static inline float moe_kern_dot(const moe_kern_ops *k, const moe_mat *m, int64_
 /*
  * y[t][r] = dot(m row r, x[t]) for tokens t in [0, n_tok), rows r in [r0, r1).
  * x: n_tok × cols (x_stride floats apart); y: n_tok × rows (y_stride apart).
- * Loops rows outside, tokens inside (in tiles of 4 sharing one decode of the
+ * Loops rows outside, tokens inside (in groups of up to 4 sharing one decode of the
  * row): the row stays in cache while every token uses it, and each value is
  * bitwise moe_kern_dot.
  */

@@ -88,12 +88,12 @@ static void test_dot_axpy(void)
 
 /* Matrix product: each value bitwise equals the dot product, for any token
  * count and row range; matvec_t against a double reference. */
-static void test_matmul(int64_t cols)
+static void test_matmul(int64_t cols, int64_t ntok)
 {
     const moe_kern_ops *k = moe_kern_best();
     for (size_t ti = 0; ti < 4; ti++) {
         const uint32_t t = types[ti];
-        const int64_t rows = 37, ntok = 7;
+        const int64_t rows = 37;
         uint64_t rb;
         CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
         char *data = malloc((size_t)(rb * rows));
@@ -234,8 +234,10 @@ static void test_pool(void)
 int main(void)
 {
     test_dot_axpy();
-    test_matmul(96);
-    test_matmul(2144); /* 67 blocks: several reduction chunks and an odd tail */
+    for (int64_t nt = 1; nt <= 7; nt++) {
+        test_matmul(96, nt);
+        test_matmul(2144, nt); /* 67 blocks: several reduction chunks and an odd tail */
+    }
     test_small_ops();
     test_q8q8();
     test_pool();

@@ -45,6 +45,7 @@ void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *r
     o->sndhwm = 0;
     o->rcvhwm = 0;
     o->send_timeout_ms = -1;
+    o->recv_timeout_ms = -1;
     o->identity = NULL;
     o->router_handover = false;
 }
@@ -82,7 +83,8 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
 {
     *out = NULL;
     if (!o || !o->recv_type) return moe_err_set(err, "link options need the envelope type received");
-    if (o->limits.max_frame == 0) return moe_err_set(err, "link: limits.max_frame is 0");
+    if (o->limits.max_frame == 0 || o->limits.max_decode_mem == 0)
+        return moe_err_set(err, "link: limits.max_frame and limits.max_decode_mem must be above 0");
     size_t wire = o->max_wire;
     if (wire == 0) {
         /* Room to read (and answer) a frame several times the cap. */
@@ -111,6 +113,7 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
     if (o->sndhwm && set_int(s, ZMQ_SNDHWM, o->sndhwm, "ZMQ_SNDHWM", err)) goto fail;
     if (o->rcvhwm && set_int(s, ZMQ_RCVHWM, o->rcvhwm, "ZMQ_RCVHWM", err)) goto fail;
     if (set_int(s, ZMQ_SNDTIMEO, o->send_timeout_ms < 0 ? -1 : o->send_timeout_ms, "ZMQ_SNDTIMEO", err)) goto fail;
+    if (set_int(s, ZMQ_RCVTIMEO, o->recv_timeout_ms < 0 ? -1 : o->recv_timeout_ms, "ZMQ_RCVTIMEO", err)) goto fail;
     if (router) {
         if (set_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err)) goto fail;
         if (o->router_handover && set_int(s, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", err)) goto fail;

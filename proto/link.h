@@ -71,13 +71,14 @@ typedef struct moe_link_opts {
     size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB */
     int sndhwm, rcvhwm;     /* high-water marks in messages; 0: libzmq's default (1000) */
     int send_timeout_ms;    /* a blocking send gives up after this (MOE_LINK_AGAIN); -1: waits (default) */
+    int recv_timeout_ms;    /* a blocking receive gives up after this (MOE_LINK_AGAIN); -1: waits (default) */
     const char *identity;   /* DEALER: routing id the ROUTER sees (1..255 bytes, not starting with a 0 byte);
                                NULL: the ROUTER makes one up.  Copied. */
     bool router_handover;   /* ROUTER: a new connection with an identity in use takes it over (a
                                restarted worker rank); off: the newcomer is refused (default) */
 } moe_link_opts;
 
-/* Defaults: moe_msg_limits_default, max_wire 0, libzmq's HWMs, blocking sends wait. */
+/* Defaults: moe_msg_limits_default, max_wire 0, libzmq's HWMs, blocking sends and receives wait. */
 void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *recv_type);
 
 /* One per process (it owns libzmq's I/O thread).  Free it after every link
@@ -117,7 +118,8 @@ typedef struct moe_link_in {
 } moe_link_in;
 
 /* Receives one frame: MOE_OK (look at in->code), MOE_LINK_AGAIN (nothing
- * waiting with MOE_LINK_DONTWAIT, or interrupted) or MOE_ERR.  A frame of
+ * waiting with MOE_LINK_DONTWAIT, opts.recv_timeout_ms passed, or a
+ * signal) or MOE_ERR.  A frame of
  * several parts is consumed whole and reported as MALFORMED_FRAME.
  * Release in with moe_link_in_clear. */
 int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err);

@@ -688,6 +688,17 @@ static void test_helpers(moe_link *tcp_srv) /* or an ipc one */
     CHECK_CONTAINS(err.msg, "nonsense://where: bind");
     o.recv_type = NULL;
     CHECK(moe_link_bind(&l, ctx, "tcp://127.0.0.1:*", &o, &err) == MOE_ERR && !l);
+
+    /* a blocking receive with a timeout gives up with AGAIN */
+    moe_link_opts_default(&o, &moe__client_msg__descriptor);
+    o.recv_timeout_ms = 30;
+    CHECK(moe_link_bind(&l, ctx, "tcp://127.0.0.1:*", &o, &err) == MOE_OK);
+    if (l) {
+        t0 = moe_now();
+        CHECK(moe_link_recv(l, &in, 0, &err) == MOE_LINK_AGAIN);
+        CHECK(moe_now() - t0 >= 0.02);
+        moe_link_close(l);
+    }
     moe_link_ctx_free(ctx);
 }
 

@@ -486,10 +486,17 @@ static int check_chat(const Moe__Chat *c, const moe_msg_limits *lim, moe_err *er
         for (size_t k = 0; k < sizeof CHAT_ROLES / sizeof CHAT_ROLES[0]; k++)
             if (strcmp(m->role, CHAT_ROLES[k]) == 0) known = true;
         if (!known) {
-            /* Quote at most a short prefix of what the peer sent. */
+            /* Quote a short prefix of what the peer sent, printable ASCII
+             * only: the message goes back on the wire and into logs. */
+            char quoted[33];
+            size_t q = 0;
+            for (; q < sizeof quoted - 1 && m->role[q]; q++) {
+                unsigned char ch = (unsigned char)m->role[q];
+                quoted[q] = ch >= 0x20 && ch < 0x7F && ch != '"' ? (char)ch : '?';
+            }
+            quoted[q] = '\0';
             return fail(err, MOE__CODE__BAD_REQUEST,
-                        "generate: chat.messages[%zu].role \"%.32s\" is not system, user, assistant or tool", i,
-                        m->role);
+                        "generate: chat.messages[%zu].role \"%s\" is not system, user, assistant or tool", i, quoted);
         }
         const char *content = m->content ? m->content : "";
         size_t n = bounded_len(content, lim->max_text_len);

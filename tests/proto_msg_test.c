@@ -180,6 +180,7 @@ static void test_generate(void)
     GEN("stray continuation", strcpy(f.text, "\x80"), BAD, "not valid UTF-8");
     GEN("unknown role", (use_chat(&f, 2), f.cm[1].role = (char *)"wizard"), BAD,
         "chat.messages[1].role \"wizard\" is not");
+    GEN("unknown role, quoted safely", (use_chat(&f, 1), f.cm[0].role = (char *)"\x01\"\xff"), BAD, "role \"???\"");
     GEN("missing role", (use_chat(&f, 2), f.cm[0].role = NULL), BAD, "chat.messages[0].role is missing");
     GEN("bad UTF-8 in chat", (use_chat(&f, 2), f.cm[1].content = (char *)"\xff"), BAD,
         "chat.messages[1].content is not valid UTF-8");

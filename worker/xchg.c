@@ -40,7 +40,7 @@ struct moe_xchg {
     double t_start, t_ready;
     moe_xchg_layer_stats *stats; /* [n_layer] (only MoE layers used) */
     int trace_fd;                /* -1: off */
-    const int *seq_req;
+    const int64_t *seq_req;
     char *tbuf;
     size_t tlen, tcap;
 };
@@ -95,7 +95,7 @@ void moe_xchg_free(moe_xchg *x)
     free(x);
 }
 
-void moe_xchg_set_trace(moe_xchg *x, int fd, const int *seq_req)
+void moe_xchg_set_trace(moe_xchg *x, int fd, const int64_t *seq_req)
 {
     x->trace_fd = fd;
     x->seq_req = seq_req;
@@ -127,7 +127,7 @@ static void trace_rows(moe_xchg *x, int il, int n, const int32_t *ids, const flo
         }
         char *o = x->tbuf + x->tlen;
         size_t room = x->tcap - x->tlen;
-        int k = snprintf(o, room, "%d %d %lld %d ", il, x->seq_req ? x->seq_req[row_seq[t]] : row_seq[t],
+        int k = snprintf(o, room, "%d %lld %lld %d ", il, (long long)(x->seq_req ? x->seq_req[row_seq[t]] : row_seq[t]),
                          (long long)row_pos[t], x->me);
         for (int j = 0; j < K; j++) k += snprintf(o + k, room - (size_t)k, j ? ",%d" : "%d", ids[t * K + j]);
         o[k++] = ' ';

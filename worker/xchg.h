@@ -58,7 +58,7 @@ void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook);
  * experts ascending, their weights, and the rank that ran each.  req is
  * seq_req[engine sequence id] (the caller's request number).
  */
-void moe_xchg_set_trace(moe_xchg *x, int fd, const int *seq_req);
+void moe_xchg_set_trace(moe_xchg *x, int fd, const int64_t *seq_req);
 void moe_xchg_flush_trace(moe_xchg *x);
 
 const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il);

@@ -2,7 +2,8 @@
 # moe-run end to end on fixture models: free-running greedy ids equal the
 # expected `greedy` line; teacher forcing (-n 0 --logits-from 16) and the
 # free-running dump match the expected logits within 3e-5; threads and block
-# size do not change a bit; bad flags and ids fail with a clear message.
+# size do not change a bit; bad flags and ids fail with a clear message;
+# --prompt equals --tokens of the same text's ids.
 set -eu
 BIN=${MOE_BIN:?}; FX=${MOE_FIXTURES:?}; CMP=$1
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -36,6 +37,8 @@ check_err() { # expected message fragment, then args
 }
 check_err "unknown flag --bogus" --model $M --tokens 1 --bogus
 check_err "--model is required" --tokens 1
+check_err "give one of --tokens and --prompt" --model $M -n 2
+check_err "give one of --tokens and --prompt" --model $M --tokens 1 --prompt hi
 check_err "id 300 is not in 0..299" --model $M --tokens 1,300
 check_err "--tokens item 2" --model $M --tokens 1,x
 check_err "--tokens" --model $M --tokens 1,,2
@@ -51,4 +54,12 @@ b=$("$BIN/moe-run" --model $M --tokens 1,2,3 -n 12 --temp 0.9 --top-k 40 --top-p
 # cache bytes after 100 tokens: 100 × layers(2) × (32 + 8) × 4 rounded up to blocks of 16 = 112 tokens
 "$BIN/moe-run" --model $M --tokens 1 -n 101 --ignore-eos --stats >/dev/null 2>$T/st
 grep -q "cache: 35840 bytes in use (101 tokens" $T/st || { cat $T/st; fail "cache bytes"; }
+# --prompt tokenizes with the model's tokenizer (BOS added as the file says)
+if [ -x "$BIN/moe-tokenize" ]; then
+  ids=$(printf 'hello world' | "$BIN/moe-tokenize" -m $M --bos | tr ' ' ',')
+  a=$("$BIN/moe-run" --model $M --prompt 'hello world' -n 6 --ignore-eos)
+  b=$("$BIN/moe-run" --model $M --tokens "$ids" -n 6 --ignore-eos)
+  [ "$a" = "$b" ] || fail "--prompt vs --tokens: '$a' vs '$b'"
+fi
+"$BIN/moe-run" --model $M --prompt 'hello' -n 4 --ignore-eos --text >/dev/null || fail "--text"
 echo "engine_run: all checks passed"

@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "sampler.h"
+#include "tokenizer.h"
 
 static void usage(FILE *f)
 {
@@ -25,6 +26,9 @@ static void usage(FILE *f)
           "Runs a deepseek2 GGUF model on token ids and prints the generated ids.\n"
           "  --model FILE          GGUF model (deepseek2)\n"
           "  --tokens LIST         prompt token ids, comma-separated\n"
+          "  --prompt TEXT         prompt text, tokenized with the model's tokenizer\n"
+          "                        (BOS as the file says, special-token texts matched)\n"
+          "  --text                print the generated text instead of ids\n"
           "  -n N                  tokens to generate (default 16; 0 = none)\n"
           "  --temp T              temperature (default 0 = greedy)\n"
           "  --top-k K             keep the K most likely tokens (0 = off)\n"
@@ -84,9 +88,9 @@ static int parse_tokens(const char *s, int32_t **out, int *n, moe_err *err)
 }
 
 typedef struct run_args {
-    const char *model, *tokens, *dump;
+    const char *model, *tokens, *dump, *prompt;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
-    bool stats, ignore_eos, reference, int8;
+    bool stats, ignore_eos, reference, int8, text;
     moe_sampler_cfg sc;
 } run_args;
 
@@ -110,7 +114,8 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--ignore-eos")) { a->ignore_eos = true; continue; }
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
         if (!strcmp(f, "--int8")) { a->int8 = true; continue; }
-        static const char *const with_value[] = {"--model", "--tokens", "--dump-logits", "-n", "--threads",
+        if (!strcmp(f, "--text")) { a->text = true; continue; }
+        static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--dump-logits", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
                                                  "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"};
@@ -123,6 +128,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         int64_t x;
         if (!strcmp(f, "--model")) a->model = v;
         else if (!strcmp(f, "--tokens")) a->tokens = v;
+        else if (!strcmp(f, "--prompt")) a->prompt = v;
         else if (!strcmp(f, "--dump-logits")) a->dump = v;
         else if (!strcmp(f, "-n")) { if (moe_parse_i64(v, 0, 1 << 24, &a->n_gen, err)) return moe_err_prefix(err, "-n"); }
         else if (!strcmp(f, "--threads")) { if (moe_parse_i64(v, 1, 256, &a->threads, err)) return moe_err_prefix(err, "--threads"); }
@@ -145,7 +151,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         } else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!a->model) return moe_err_set(err, "--model is required (see --help)");
-    if (!a->tokens) return moe_err_set(err, "--tokens is required (see --help)");
+    if (!a->tokens == !a->prompt) return moe_err_set(err, "give one of --tokens and --prompt (see --help)");
     if (a->logits_from >= 0 && a->n_gen != 0) return moe_err_set(err, "--logits-from needs -n 0");
     return MOE_OK;
 }
@@ -202,18 +208,46 @@ int main(int argc, char **argv)
     moe_model *m = NULL;
     moe_engine *e = NULL;
     moe_sampler *smp = NULL;
+    moe_tokenizer *tokz = NULL;
     rows_out out = {0};
-    if (parse_args(argc, argv, &a, &err) || parse_tokens(a.tokens, &toks, &n_tok, &err)) {
+    if (parse_args(argc, argv, &a, &err) || (a.tokens && parse_tokens(a.tokens, &toks, &n_tok, &err))) {
         fprintf(stderr, "moe-run: %s\n", err.msg);
         return 2;
     }
-    if (a.logits_from > n_tok) {
+    if (a.tokens && a.logits_from > n_tok) {
         fprintf(stderr, "moe-run: --logits-from %lld is past the %d given tokens\n", (long long)a.logits_from, n_tok);
         free(toks);
         return 2;
     }
     if (moe_model_open(&m, a.model, &err)) goto done;
     const moe_hparams *hp = &m->hp;
+    if (a.prompt || a.text) {
+        if (moe_tokenizer_load(&tokz, m->gguf, &err)) {
+            moe_err_prefix(&err, "tokenizer of %s", a.model);
+            goto done;
+        }
+    }
+    if (a.prompt) {
+        moe_tokens ids = {0};
+        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tokz) ? MOE_TOK_BOS : 0u);
+        if (moe_tokenizer_encode(tokz, a.prompt, strlen(a.prompt), fl, &ids, &err)) {
+            moe_tokens_free(&ids);
+            goto done;
+        }
+        if (ids.n == 0 || ids.n > (size_t)INT32_MAX / 2) {
+            moe_tokens_free(&ids);
+            moe_err_set(&err, "--prompt gives no tokens");
+            goto done;
+        }
+        n_tok = (int)ids.n;
+        toks = moe_xmalloc(ids.n * sizeof(int32_t));
+        memcpy(toks, ids.ids, ids.n * sizeof(int32_t));
+        moe_tokens_free(&ids);
+        if (a.logits_from > n_tok) {
+            moe_err_set(&err, "--logits-from %lld is past the %d prompt tokens", (long long)a.logits_from, n_tok);
+            goto done;
+        }
+    }
     for (int i = 0; i < n_tok; i++)
         if (toks[i] >= hp->vocab) {
             moe_err_set(&err, "--tokens item %d: id %d is not in 0..%d (vocabulary of %s)", i + 1, toks[i],
@@ -275,13 +309,20 @@ int main(int argc, char **argv)
     for (int64_t k = 0; k < a.n_gen; k++) {
         const int32_t t = moe_sampler_sample(smp, row, hist, n_hist, n_hist);
         hist[n_hist++] = t;
-        printf(k ? " %d" : "%d", t);
+        if (!a.text) printf(k ? " %d" : "%d", t);
         if (moe_sampler_is_stop(&a.sc, t) || k + 1 == a.n_gen) break;
         if (feed_one(e, seq, t, &row, &err) || put_row(&out, row, &err)) goto done;
         n_decoded++;
     }
-    printf("\n");
     const double t_decode = moe_now() - t0;
+    if (a.text) {
+        char *txt = NULL;
+        size_t len = 0;
+        if (moe_tokenizer_decode(tokz, hist + n_tok, (size_t)(n_hist - n_tok), &txt, &len, &err)) goto done;
+        fwrite(txt, 1, len, stdout);
+        free(txt);
+    }
+    printf("\n");
     if (a.stats) {
         moe_engine_stats st;
         moe_engine_get_stats(e, &st);
@@ -303,6 +344,7 @@ done:
     }
     if (rc) fprintf(stderr, "moe-run: %s\n", err.msg);
     moe_sampler_free(smp);
+    moe_tokenizer_free(tokz);
     moe_engine_free(e);
     moe_model_free(m);
     free(toks);

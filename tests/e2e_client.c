@@ -1,0 +1,442 @@
+/*
+ * e2e_client — protocol-level checks against a running coordinator (real
+ * sockets), driven by tests/e2e_test.sh:
+ *
+ *   e2e_client badinput EP      each bad input gets its own error code, and a
+ *                               valid request right after it succeeds
+ *   e2e_client stream EP        a long request streams: several chunks, the
+ *                               first one well before the Finish, indices
+ *                               without gaps
+ *   e2e_client queuefull EP     (coordinator --queue 1, --max-running 1 and
+ *                               one rank) long requests fill the rank and the
+ *                               queue; one more is refused at once with
+ *                               QUEUE_FULL
+ *   e2e_client cancel EP        cancel mid-stream: Finish(cancelled) comes back
+ *   e2e_client hold EP N        sends a long request, reads N chunks, prints
+ *                               "holding" and then stops reading and sending
+ *                               heartbeats forever (the test kills it)
+ *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
+ *                               at the first chunk and "finish <reason> <code>"
+ *                               at the end (exit 0 on a normal finish)
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "link.h"
+#include "msg.h"
+
+static moe_link_ctx *ctx;
+static moe_link *L;
+static int n_fail, n_pass;
+
+#define EXPECT(cond, ...)                                       \
+    do {                                                        \
+        if (cond) n_pass++;                                     \
+        else {                                                  \
+            n_fail++;                                           \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                       \
+            fputc('\n', stderr);                                \
+        }                                                       \
+    } while (0)
+
+static void send_msg(Moe__ClientMsg *m)
+{
+    moe_err err;
+    if (moe_link_send(L, NULL, &m->base, 0, &err) != MOE_OK) {
+        fprintf(stderr, "send failed: %s\n", err.msg);
+        exit(2);
+    }
+}
+
+static void send_heartbeat(void)
+{
+    Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
+    Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+    m.body_case = MOE__CLIENT_MSG__BODY_HEARTBEAT;
+    m.heartbeat = &hb;
+    send_msg(&m);
+}
+
+/* The next message that is not a heartbeat, within timeout_s (NULL on timeout). */
+static Moe__ServerMsg *next(double timeout_s, moe_link_in *in)
+{
+    const double t0 = moe_now();
+    double beat = t0;
+    for (;;) {
+        moe_err err;
+        memset(in, 0, sizeof *in);
+        int rc = moe_link_recv(L, in, MOE_LINK_DONTWAIT, &err);
+        if (rc == MOE_OK) {
+            Moe__ServerMsg *m = (Moe__ServerMsg *)in->msg;
+            if (in->code == MOE__CODE__OK && m && m->body_case != MOE__SERVER_MSG__BODY_HEARTBEAT) return m;
+            moe_link_in_clear(in);
+            continue;
+        }
+        const double now = moe_now();
+        if (now - t0 > timeout_s) return NULL;
+        if (now - beat > 0.5) {
+            send_heartbeat();
+            beat = now;
+        }
+        moe_link_poll_item pi = {.link = L};
+        moe_link_poll(&pi, 1, 50, &err);
+    }
+}
+
+static void hello(void)
+{
+    Moe__Hello h = MOE__HELLO__INIT;
+    h.has_protocol_version = true;
+    h.protocol_version = MOE_PROTO_VERSION;
+    h.client_name = (char *)"e2e_client";
+    Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+    m.body_case = MOE__CLIENT_MSG__BODY_HELLO;
+    m.hello = &h;
+    send_msg(&m);
+    moe_link_in in;
+    Moe__ServerMsg *r = next(30, &in);
+    EXPECT(r && r->body_case == MOE__SERVER_MSG__BODY_HELLO_REPLY, "no hello reply");
+    if (r) moe_link_in_clear(&in);
+}
+
+/* A generate with ids 1..n_prompt and the given fields. */
+static void generate(const char *id, const char *text, int n_prompt, int max_tokens, const Moe__Sampling *s)
+{
+    int32_t ids[64];
+    for (int i = 0; i < n_prompt && i < 64; i++) ids[i] = 1 + i;
+    Moe__TokenIds ti = MOE__TOKEN_IDS__INIT;
+    ti.n_ids = (size_t)(n_prompt < 64 ? n_prompt : 64);
+    ti.ids = ids;
+    Moe__GenerateRequest g = MOE__GENERATE_REQUEST__INIT;
+    g.request_id = (char *)id;
+    if (text) {
+        g.prompt_case = MOE__GENERATE_REQUEST__PROMPT_TEXT;
+        g.text = (char *)text;
+    } else {
+        g.prompt_case = MOE__GENERATE_REQUEST__PROMPT_IDS;
+        g.ids = &ti;
+    }
+    g.has_max_tokens = true;
+    g.max_tokens = max_tokens;
+    g.sampling = (Moe__Sampling *)s;
+    Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+    m.body_case = MOE__CLIENT_MSG__BODY_GENERATE;
+    m.generate = &g;
+    send_msg(&m);
+}
+
+static void cancel(const char *id)
+{
+    Moe__Cancel c = MOE__CANCEL__INIT;
+    c.request_id = (char *)id;
+    Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+    m.body_case = MOE__CLIENT_MSG__BODY_CANCEL;
+    m.cancel = &c;
+    send_msg(&m);
+}
+
+/* Waits for an Error about id; returns its code (-1 if none came). */
+static int expect_error(const char *id)
+{
+    moe_link_in in;
+    Moe__ServerMsg *m = next(30, &in);
+    int code = -1;
+    if (m && m->body_case == MOE__SERVER_MSG__BODY_ERROR &&
+        (!id || (m->error->request_id && !strcmp(m->error->request_id, id)))) {
+        code = m->error->has_code ? (int)m->error->code : -1;
+        EXPECT(m->error->message && m->error->message[0], "error without a message");
+        printf("  %-12s -> %s: %s\n", id ? id : "(none)", moe_msg_code_name(code), m->error->message);
+    } else {
+        fprintf(stderr, "expected an error for %s, got %d\n", id ? id : "-", m ? (int)m->body_case : -1);
+    }
+    if (m) moe_link_in_clear(&in);
+    return code;
+}
+
+/* Reads a request to its Finish: returns the reason (-1 on timeout). */
+static int run_to_finish(const char *id, int *n_chunks, int *n_tokens, double *t_first, double *t_finish, int *code)
+{
+    const double t0 = moe_now();
+    int next_index = 0, chunks = 0;
+    for (;;) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(120, &in);
+        if (!m) return -1;
+        int done = -2;
+        if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK && !strcmp(m->chunk->request_id, id)) {
+            EXPECT(m->chunk->index == (uint32_t)next_index, "chunk index %u, expected %d", m->chunk->index, next_index);
+            next_index = (int)m->chunk->index + (int)m->chunk->n_ids;
+            if (chunks++ == 0 && t_first) *t_first = moe_now() - t0;
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_FINISH && !strcmp(m->finish->request_id, id)) {
+            done = (int)m->finish->reason;
+            if (code) *code = m->finish->has_code ? (int)m->finish->code : 0;
+            if (t_finish) *t_finish = moe_now() - t0;
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_ERROR) {
+            fprintf(stderr, "unexpected error: %s\n", m->error->message ? m->error->message : "");
+            done = -1;
+        }
+        moe_link_in_clear(&in);
+        if (done != -2) {
+            if (n_chunks) *n_chunks = chunks;
+            if (n_tokens) *n_tokens = next_index;
+            return done;
+        }
+    }
+}
+
+static void valid_request_succeeds(int k)
+{
+    char id[32];
+    snprintf(id, sizeof id, "ok%d", k);
+    generate(id, NULL, 4, 3, NULL);
+    int n = 0, reason = run_to_finish(id, NULL, &n, NULL, NULL, NULL);
+    EXPECT(reason == MOE__END_REASON__END_LENGTH || reason == MOE__END_REASON__END_STOP,
+           "valid request after a bad one ended with %d", reason);
+}
+
+static int badinput(void)
+{
+    hello();
+    int k = 0;
+    moe_err err;
+    /* a frame that is not an envelope */
+    moe_link_send_bytes(L, NULL, "\xff\xff\xff garbage", 12, 0, &err);
+    EXPECT(expect_error(NULL) == MOE__CODE__MALFORMED_FRAME, "malformed frame");
+    valid_request_succeeds(k++);
+    /* a frame over the cap */
+    size_t big = MOE_MSG_MAX_FRAME_DEFAULT + 100;
+    char *junk = calloc(1, big);
+    moe_link_send_bytes(L, NULL, junk, big, 0, &err);
+    free(junk);
+    EXPECT(expect_error(NULL) == MOE__CODE__OVERSIZED_FRAME, "oversized frame");
+    valid_request_succeeds(k++);
+    /* a wrong protocol version */
+    Moe__Hello h = MOE__HELLO__INIT;
+    h.has_protocol_version = true;
+    h.protocol_version = 99;
+    Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+    m.body_case = MOE__CLIENT_MSG__BODY_HELLO;
+    m.hello = &h;
+    send_msg(&m);
+    EXPECT(expect_error(NULL) == MOE__CODE__BAD_VERSION, "wrong version");
+    valid_request_succeeds(k++);
+    /* empty prompt */
+    generate("empty", "", 0, 4, NULL);
+    EXPECT(expect_error("empty") == MOE__CODE__EMPTY_PROMPT, "empty prompt");
+    valid_request_succeeds(k++);
+    /* max tokens <= 0, and beyond the context */
+    generate("max0", NULL, 4, 0, NULL);
+    EXPECT(expect_error("max0") == MOE__CODE__BAD_MAX_TOKENS, "max tokens 0");
+    valid_request_succeeds(k++);
+    generate("maxneg", NULL, 4, -5, NULL);
+    EXPECT(expect_error("maxneg") == MOE__CODE__BAD_MAX_TOKENS, "max tokens negative");
+    valid_request_succeeds(k++);
+    generate("maxctx", NULL, 4, 1 << 19, NULL);
+    EXPECT(expect_error("maxctx") == MOE__CODE__BAD_MAX_TOKENS, "max tokens beyond the context");
+    valid_request_succeeds(k++);
+    /* NaN and negative temperature, top_p outside (0, 1] */
+    Moe__Sampling s = MOE__SAMPLING__INIT;
+    s.has_temperature = true;
+    s.temperature = NAN;
+    generate("nan", NULL, 4, 4, &s);
+    EXPECT(expect_error("nan") == MOE__CODE__BAD_SAMPLING, "NaN temperature");
+    valid_request_succeeds(k++);
+    s.temperature = -1.0f;
+    generate("negtemp", NULL, 4, 4, &s);
+    EXPECT(expect_error("negtemp") == MOE__CODE__BAD_SAMPLING, "negative temperature");
+    valid_request_succeeds(k++);
+    Moe__Sampling p = MOE__SAMPLING__INIT;
+    p.has_top_p = true;
+    p.top_p = 0.0f;
+    generate("topp0", NULL, 4, 4, &p);
+    EXPECT(expect_error("topp0") == MOE__CODE__BAD_SAMPLING, "top_p 0");
+    valid_request_succeeds(k++);
+    p.top_p = 1.5f;
+    generate("topp15", NULL, 4, 4, &p);
+    EXPECT(expect_error("topp15") == MOE__CODE__BAD_SAMPLING, "top_p 1.5");
+    valid_request_succeeds(k++);
+    /* cancel of an id nobody sent */
+    cancel("nobody");
+    EXPECT(expect_error("nobody") == MOE__CODE__UNKNOWN_REQUEST, "unknown id on cancel");
+    valid_request_succeeds(k++);
+    /* a token id outside the vocabulary */
+    Moe__TokenIds ti = MOE__TOKEN_IDS__INIT;
+    int32_t bad_ids[2] = {1, 1 << 30};
+    ti.n_ids = 2;
+    ti.ids = bad_ids;
+    Moe__GenerateRequest g = MOE__GENERATE_REQUEST__INIT;
+    g.request_id = (char *)"badid";
+    g.prompt_case = MOE__GENERATE_REQUEST__PROMPT_IDS;
+    g.ids = &ti;
+    Moe__ClientMsg gm = MOE__CLIENT_MSG__INIT;
+    gm.body_case = MOE__CLIENT_MSG__BODY_GENERATE;
+    gm.generate = &g;
+    send_msg(&gm);
+    EXPECT(expect_error("badid") == MOE__CODE__BAD_REQUEST, "token id outside the vocabulary");
+    valid_request_succeeds(k++);
+    printf("badinput: %d bad inputs refused with their codes, %d valid requests after them succeeded\n", k, k);
+    return n_fail ? 1 : 0;
+}
+
+static int stream(void)
+{
+    hello();
+    generate("long", NULL, 8, 200, NULL);
+    int chunks = 0, n = 0, code = 0;
+    double t_first = 0, t_finish = 0;
+    int reason = run_to_finish("long", &chunks, &n, &t_first, &t_finish, &code);
+    printf("stream: %d tokens in %d chunks; first chunk after %.3f s, finish after %.3f s (reason %s)\n", n, chunks,
+           t_first, t_finish, moe_msg_end_name(reason));
+    EXPECT(reason == MOE__END_REASON__END_LENGTH || reason == MOE__END_REASON__END_STOP, "reason %d", reason);
+    if (reason == MOE__END_REASON__END_LENGTH) EXPECT(n == 200, "%d tokens", n);
+    EXPECT(chunks >= 2 && t_first < t_finish, "the first chunk did not come before the end");
+    return n_fail ? 1 : 0;
+}
+
+static int queuefull(void)
+{
+    hello();
+    generate("a", NULL, 8, 2000, NULL); /* runs */
+    generate("b", NULL, 8, 2000, NULL); /* waits in the queue (bound 1) */
+    /* make sure a is running (its first chunk) before the extra one */
+    for (;;) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(60, &in);
+        EXPECT(m != NULL, "no chunk for a");
+        if (!m) return 1;
+        bool first = m->body_case == MOE__SERVER_MSG__BODY_CHUNK && !strcmp(m->chunk->request_id, "a");
+        moe_link_in_clear(&in);
+        if (first) break;
+    }
+    const double t0 = moe_now();
+    generate("c", NULL, 8, 4, NULL);
+    int code = -1;
+    for (;;) { /* skip a's chunks */
+        moe_link_in in;
+        Moe__ServerMsg *m = next(30, &in);
+        if (!m) break;
+        if (m->body_case == MOE__SERVER_MSG__BODY_ERROR) {
+            code = m->error->has_code ? (int)m->error->code : -1;
+            EXPECT(m->error->request_id && !strcmp(m->error->request_id, "c"), "error for another id");
+            moe_link_in_clear(&in);
+            break;
+        }
+        moe_link_in_clear(&in);
+    }
+    const double dt = moe_now() - t0;
+    printf("queuefull: the extra request got %s after %.3f s\n", moe_msg_code_name(code), dt);
+    EXPECT(code == MOE__CODE__QUEUE_FULL, "code %d", code);
+    EXPECT(dt < 2.0, "the refusal took %.3f s", dt);
+    cancel("a");
+    cancel("b");
+    return n_fail ? 1 : 0;
+}
+
+static int cancel_mid(void)
+{
+    hello();
+    generate("c1", NULL, 8, 2000, NULL);
+    int seen = 0;
+    for (;;) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(60, &in);
+        if (!m) break;
+        if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK) seen += (int)m->chunk->n_ids;
+        moe_link_in_clear(&in);
+        if (seen >= 3) break;
+    }
+    cancel("c1");
+    int reason = run_to_finish("c1", NULL, NULL, NULL, NULL, NULL);
+    printf("cancel: after %d tokens, finish reason %s\n", seen, moe_msg_end_name(reason));
+    EXPECT(reason == MOE__END_REASON__END_CANCELLED, "reason %d", reason);
+    return n_fail ? 1 : 0;
+}
+
+static int hold(int n)
+{
+    hello();
+    generate("h", NULL, 8, 100000 > 3000 ? 3000 : 100000, NULL);
+    int seen = 0;
+    while (seen < n) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(60, &in);
+        if (!m) return 1;
+        if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK) seen++;
+        moe_link_in_clear(&in);
+    }
+    printf("holding\n");
+    fflush(stdout);
+    for (;;) pause(); /* silent: no reads, no heartbeats */
+}
+
+static int longrun(int n)
+{
+    hello();
+    generate("lr", NULL, 8, n, NULL);
+    int chunks = 0, tokens = 0, code = 0;
+    double t_first = 0, t_finish = 0;
+    /* print "streaming" at the first chunk so the test can act mid-stream */
+    const double t0 = moe_now();
+    int reason = -1;
+    for (;;) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(120, &in);
+        if (!m) break;
+        if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK) {
+            if (chunks++ == 0) {
+                t_first = moe_now() - t0;
+                printf("streaming\n");
+                fflush(stdout);
+            }
+            tokens = (int)m->chunk->index + (int)m->chunk->n_ids;
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_FINISH) {
+            reason = (int)m->finish->reason;
+            code = m->finish->has_code ? (int)m->finish->code : 0;
+            printf("finish %s %s: %s (%d tokens, first chunk %.3f s)\n", moe_msg_end_name(reason),
+                   moe_msg_code_name(code), m->finish->message ? m->finish->message : "", tokens, t_first);
+            t_finish = moe_now() - t0;
+            moe_link_in_clear(&in);
+            break;
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_ERROR) {
+            printf("error %s: %s\n", moe_msg_code_name(m->error->code), m->error->message);
+            moe_link_in_clear(&in);
+            return 1;
+        }
+        moe_link_in_clear(&in);
+    }
+    fflush(stdout);
+    (void)t_finish;
+    return reason == MOE__END_REASON__END_LENGTH || reason == MOE__END_REASON__END_STOP ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: e2e_client badinput|stream|queuefull|cancel|hold N|longrun N ENDPOINT\n");
+        return 2;
+    }
+    const char *ep = argv[argc - 1];
+    moe_err err;
+    moe_link_opts o;
+    moe_link_opts_default(&o, &moe__server_msg__descriptor);
+    if (moe_link_ctx_init(&ctx, &err) || moe_link_connect(&L, ctx, ep, &o, &err)) {
+        fprintf(stderr, "e2e_client: %s\n", err.msg);
+        return 2;
+    }
+    int rc = 2;
+    if (!strcmp(argv[1], "badinput")) rc = badinput();
+    else if (!strcmp(argv[1], "stream")) rc = stream();
+    else if (!strcmp(argv[1], "queuefull")) rc = queuefull();
+    else if (!strcmp(argv[1], "cancel")) rc = cancel_mid();
+    else if (!strcmp(argv[1], "hold") && argc == 4) rc = hold(atoi(argv[2]));
+    else if (!strcmp(argv[1], "longrun") && argc == 4) rc = longrun(atoi(argv[2]));
+    printf("e2e_client %s: %d checks passed, %d failed\n", argv[1], n_pass, n_fail);
+    moe_link_close(L);
+    moe_link_ctx_free(ctx);
+    return rc;
+}

@@ -539,6 +539,7 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
         ri->peer = in->from;
         ri->last_seen = moe_now();
         ri->job_id = h->job_id;
+        if (!was_known) ri->active = -1; /* the first heartbeat is logged */
         moe_sched_rank_update(c->s, (int)h->rank, (int64_t)h->cache_tokens_total);
         Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
         r.has_protocol_version = true;

@@ -159,10 +159,11 @@ static int expect_error(const char *id)
 }
 
 /* Reads a request to its Finish: returns the reason (-1 on timeout). */
-static int run_to_finish(const char *id, int *n_chunks, int *n_tokens, double *t_first, double *t_finish, int *code)
+static int run_to_finish_from(const char *id, int next_index, int *n_chunks, int *n_tokens, double *t_first,
+                              double *t_finish, int *code)
 {
     const double t0 = moe_now();
-    int next_index = 0, chunks = 0;
+    int chunks = 0;
     for (;;) {
         moe_link_in in;
         Moe__ServerMsg *m = next(120, &in);
@@ -187,6 +188,11 @@ static int run_to_finish(const char *id, int *n_chunks, int *n_tokens, double *t
             return done;
         }
     }
+}
+
+static int run_to_finish(const char *id, int *n_chunks, int *n_tokens, double *t_first, double *t_finish, int *code)
+{
+    return run_to_finish_from(id, 0, n_chunks, n_tokens, t_first, t_finish, code);
 }
 
 static void valid_request_succeeds(int k)
@@ -302,8 +308,7 @@ static int queuefull(void)
 {
     hello();
     generate("a", NULL, 8, 2000, NULL); /* runs */
-    generate("b", NULL, 8, 2000, NULL); /* waits in the queue (bound 1) */
-    /* make sure a is running (its first chunk) before the extra one */
+    /* make sure a is running (its first chunk) before the others */
     for (;;) {
         moe_link_in in;
         Moe__ServerMsg *m = next(60, &in);
@@ -313,6 +318,7 @@ static int queuefull(void)
         moe_link_in_clear(&in);
         if (first) break;
     }
+    generate("b", NULL, 8, 2000, NULL); /* waits in the queue (bound 1) */
     const double t0 = moe_now();
     generate("c", NULL, 8, 4, NULL);
     int code = -1;
@@ -340,18 +346,19 @@ static int queuefull(void)
 static int cancel_mid(void)
 {
     hello();
-    generate("c1", NULL, 8, 2000, NULL);
+    generate("c1", NULL, 8, 3000, NULL);
     int seen = 0;
-    for (;;) {
+    const double t0 = moe_now();
+    for (;;) { /* stream for a while: long enough for the rank's heartbeat to show it */
         moe_link_in in;
         Moe__ServerMsg *m = next(60, &in);
         if (!m) break;
         if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK) seen += (int)m->chunk->n_ids;
         moe_link_in_clear(&in);
-        if (seen >= 3) break;
+        if (seen >= 3 && moe_now() - t0 > 1.5) break;
     }
     cancel("c1");
-    int reason = run_to_finish("c1", NULL, NULL, NULL, NULL, NULL);
+    int reason = run_to_finish_from("c1", seen, NULL, NULL, NULL, NULL, NULL);
     printf("cancel: after %d tokens, finish reason %s\n", seen, moe_msg_end_name(reason));
     EXPECT(reason == MOE__END_REASON__END_CANCELLED, "reason %d", reason);
     return n_fail ? 1 : 0;

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# End-to-end tests: a real coordinator, a real mpirun worker job and clients,
+# over ipc:// sockets in a per-test folder.  Readiness is always a line the
+# programs print; every process is killed on the way out.
+#
+#   e2e_test.sh badinput | stream | queuefull | cancel | client_killed |
+#               rank_stopped | drain | concurrent | main_job
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+bin=${MOE_BIN:?MOE_BIN not set}
+model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-e2e.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do
+    pkill -KILL -s "$p" 2>/dev/null
+    kill -KILL "$p" 2>/dev/null
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; for f in "$tmp"/*.err "$tmp"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
+
+# wait_for FILE REGEX SECONDS: until a line matches (a message, not a guess)
+wait_for() {
+  local i
+  for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
+# start_cluster RANKS [coordinator flags...]
+start_cluster() {
+  local ranks=$1; shift
+  setsid "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" --ranks "$ranks" \
+      "$@" > "$tmp/coord.out" 2> "$tmp/coord.err" &
+  coord=$!; pids+=("$coord")
+  # --ignore-eos: a random model says EOS early; long requests must stay long
+  "$here/mpirun.sh" "$ranks" 300 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
+      > "$tmp/worker.out" 2> "$tmp/worker.err" &
+  job=$!; pids+=("$job")
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  ep="ipc://$tmp/c"
+}
+
+case ${1:?usage: e2e_test.sh CHECK} in
+badinput)
+  start_cluster 2
+  "$bin/e2e_client" badinput "$ep" || fail "bad inputs"
+  ;;
+stream)
+  start_cluster 2
+  "$bin/e2e_client" stream "$ep" || fail "streaming"
+  ;;
+queuefull)
+  start_cluster 1 --queue 1 --max-running 1
+  "$bin/e2e_client" queuefull "$ep" || fail "queue full"
+  ;;
+cancel)
+  start_cluster 2
+  "$bin/e2e_client" cancel "$ep" || fail "cancel"
+  # the rank's heartbeat shows the sequence gone: its cache is free again
+  wait_for "$tmp/coord.err" "rank [0-9]+: 1 active" 10 || fail "the sequence never showed as active"
+  # ... and after that, 0 active on the same rank
+  r=$(grep -Eo "rank [0-9]+: 1 active" "$tmp/coord.err" | head -1 | grep -Eo "[0-9]+" | head -1)
+  for _ in $(seq 1 200); do
+    awk -v r="rank $r: " 'index($0, r "1 active") { seen = 1 } seen && index($0, r "0 active") { found = 1 } END { exit !found }' \
+        "$tmp/coord.err" && break
+    sleep 0.05
+  done
+  awk -v r="rank $r: " 'index($0, r "1 active") { seen = 1 } seen && index($0, r "0 active") { found = 1 } END { exit !found }' \
+      "$tmp/coord.err" || fail "the cancelled sequence was not released on rank $r"
+  grep -E "rank [0-9]+: [0-9]+ active" "$tmp/coord.err"
+  echo "ok: cancel mid-stream freed the sequence's cache on its rank"
+  ;;
+client_killed)
+  start_cluster 2 --client-timeout-ms 2000
+  "$bin/e2e_client" longrun 400 "$ep" > "$tmp/other.out" 2>&1 &
+  other=$!; pids+=("$other")
+  "$bin/e2e_client" hold 3 "$ep" > "$tmp/hold.out" 2>&1 &
+  holder=$!; pids+=("$holder")
+  wait_for "$tmp/hold.out" "holding" 30 || fail "the doomed client never streamed"
+  t0=$(date +%s%N)
+  kill -KILL "$holder"
+  wait_for "$tmp/coord.err" "a client went silent; released 1" 10 || fail "the killed client's sequence was not released"
+  dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+  echo "released $dt ms after the kill (client timeout 2000 ms)"
+  [ "$dt" -lt 4000 ] || fail "release took $dt ms"
+  wait "$other" || fail "the other stream was disturbed: $(cat "$tmp/other.out")"
+  cat "$tmp/other.out"
+  echo "ok: a killed client's sequence was released; the other stream finished normally"
+  ;;
+rank_stopped)
+  start_cluster 2 --worker-timeout-ms 2000
+  # requests on both ranks, then rank 1 stops
+  for i in 1 2 3 4; do
+    "$bin/e2e_client" longrun 3000 "$ep" > "$tmp/lr$i.out" 2>&1 &
+    pids+=("$!")
+  done
+  for i in 1 2 3 4; do wait_for "$tmp/lr$i.out" "streaming" 30 || fail "request $i never streamed"; done
+  rank1=$(pgrep -f "moe-worker --model $model --coordinator ipc://$tmp/w" | sort -n | tail -1)
+  [ -n "$rank1" ] || fail "no worker rank found"
+  t0=$(date +%s%N)
+  kill -STOP "$rank1"
+  for i in 1 2 3 4; do wait_for "$tmp/lr$i.out" "^finish" 30 || fail "request $i never ended"; done
+  dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+  kill -CONT "$rank1" 2>/dev/null
+  cat "$tmp"/lr*.out | grep finish
+  grep -q "finish error WORKER_LOST: worker rank" "$tmp"/lr*.out || fail "no request ended with a clear error"
+  echo "ok: with a rank stopped, requests ended with WORKER_LOST after $dt ms (worker timeout 2000 ms)"
+  [ "$dt" -lt 8000 ] || fail "ending took $dt ms"
+  ;;
+drain)
+  start_cluster 2
+  "$bin/e2e_client" longrun 300 "$ep" > "$tmp/lr.out" 2>&1 &
+  lr=$!; pids+=("$lr")
+  wait_for "$tmp/lr.out" "streaming" 30 || fail "never streamed"
+  kill -TERM "$coord"
+  wait "$lr" || fail "the generation did not finish normally: $(cat "$tmp/lr.out")"
+  wait "$coord"; rc=$?
+  [ "$rc" = 0 ] || fail "the coordinator exited $rc"
+  grep -q "drained; exiting" "$tmp/coord.err" || fail "no drain message"
+  cat "$tmp/lr.out"
+  echo "ok: SIGTERM let the generation finish, then the coordinator exited 0"
+  ;;
+*) fail "unknown check $1" ;;
+esac

@@ -134,6 +134,7 @@ typedef struct rank_info {
     double last_seen;
     uint64_t job_id;
     int64_t active;           /* from the last heartbeat */
+    int64_t served;           /* sequences placed on it */
 } rank_info;
 
 typedef struct coord {
@@ -633,6 +634,7 @@ static void place_queued(coord *c)
             m.body_case = MOE__COORD_MSG__BODY_ASSIGN;
             m.assign = &a;
             to_rank(c, r->rank, &m);
+            c->ranks[r->rank].served++;
         }
         if (n < 64) break;
     }
@@ -809,6 +811,8 @@ int main(int argc, char **argv)
         flush_all(c);
     }
     rc = 0;
+    for (int k = 0; k < (int)c->o.ranks; k++)
+        moe_log(MOE_LOG_INFO, "rank %d served %lld sequences", k, (long long)c->ranks[k].served);
     moe_log(MOE_LOG_INFO, "drained; exiting");
 out:
     while (c->n_reqs > 0) {

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # The main job in one command: installs what is missing, builds, makes the
-# default model when none is given, and runs it.
+# default model when none is given, and serves it: a coordinator and a
+# 2-rank worker job on this machine (deploy/serve.sh), until Ctrl-C.
 #
-#   scripts/quickstart.sh [--model FILE.gguf]
+#   scripts/quickstart.sh [--model FILE.gguf] [--model-dir DIR] [serve.sh flags...]
 #
-# Today this prints the model's summary and, once the engine is built,
-# generates a few tokens with moe-run.  Serving (coordinator + worker job)
-# replaces it as those parts land.
+# --model-dir: where the default model is made (default: models/).
+# Other flags (--ranks, --listen, --workers, ...) go to deploy/serve.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model=""
+model="" model_dir=models
+serve=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="${2:?--model needs a file}"; shift 2 ;;
+    --model-dir) model_dir="${2:?--model-dir needs a folder}"; shift 2 ;;
     -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "quickstart: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) serve+=("$1"); shift ;;
   esac
 done
 
@@ -24,9 +26,9 @@ scripts/build.sh release
 bin=build/release/bin
 
 if [ -z "$model" ]; then
-  model=models/default.gguf
+  model=$model_dir/default.gguf
   if [ ! -f "$model" ]; then
-    mkdir -p models
+    mkdir -p "$model_dir"
     echo "quickstart: no model given; making $model (random weights, preset 'default')"
     "$bin/moe-mkmodel" --preset default -o "$model"
   fi
@@ -34,8 +36,4 @@ fi
 [ -f "$model" ] || { echo "quickstart: model '$model' not found" >&2; exit 1; }
 
 "$bin/moe-gguf" --summary "$model"
-
-if [ -x "$bin/moe-run" ]; then
-  echo "quickstart: generating 16 tokens from a short prompt with moe-run"
-  "$bin/moe-run" --model "$model" --tokens 0,17,42,99 -n 16 --stats
-fi
+exec deploy/serve.sh --model "$model" "${serve[@]}"

@@ -13,7 +13,10 @@ model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-e2e.XXXXXX")
 pids=()
 cleanup() {
+  # TERM first: mpirun.sh's own trap then kills the job's whole session
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
     pkill -KILL -s "$p" 2>/dev/null
     kill -KILL "$p" 2>/dev/null
   done
@@ -122,6 +125,55 @@ drain)
   grep -q "drained; exiting" "$tmp/coord.err" || fail "no drain message"
   cat "$tmp/lr.out"
   echo "ok: SIGTERM let the generation finish, then the coordinator exited 0"
+  ;;
+concurrent)
+  start_cluster 2
+  # 16 requests of different lengths, greedy and seeded
+  awk 'BEGIN { srand(5); for (i = 0; i < 16; i++) { n = 1 + int(rand() * 30); s = ""
+         for (j = 0; j < n; j++) s = s (j ? "," : "") int(rand() * 400)
+         opt = (i % 3 == 1) ? sprintf(" seed=%d temp=0.9 top_p=0.95", 100 + i) : ((i % 3 == 2) ? sprintf(" seed=%d temp=1.1 top_k=40", 7 * i) : "")
+         print "ids:" s, 8 + int(rand() * 40) opt } }' > "$tmp/reqs"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/reqs" --concurrency 16 --ids-out > "$tmp/client.out" 2> "$tmp/client.err" \
+      || fail "moe-client failed: $(cat "$tmp/client.err")"
+  cat "$tmp/client.err"
+  i=0
+  while read -r ids n opts; do
+    i=$((i + 1))
+    flags=""
+    for kv in $opts; do
+      case $kv in seed=*) flags="$flags --seed ${kv#seed=}" ;; temp=*) flags="$flags --temp ${kv#temp=}" ;;
+        top_p=*) flags="$flags --top-p ${kv#top_p=}" ;; top_k=*) flags="$flags --top-k ${kv#top_k=}" ;; esac
+    done
+    # shellcheck disable=SC2086
+    want=$("$bin/moe-run" --model "$model" --tokens "${ids#ids:}" -n "$n" --ignore-eos $flags) || fail "moe-run failed"
+    got=$(awk -v l="$i" '$1 == l { $1 = ""; sub(/^ /, ""); print }' "$tmp/client.out")
+    [ "$got" = "$want" ] || fail "request $i ($opts): cluster '$got' vs moe-run '$want'"
+  done < "$tmp/reqs"
+  [ "$i" = 16 ] || fail "ran $i requests"
+  kill -TERM "$coord"; wait "$coord"
+  grep "served" "$tmp/coord.err"
+  for r in 0 1; do
+    n=$(sed -n "s/.*rank $r served \([0-9]*\) sequences/\1/p" "$tmp/coord.err")
+    [ -n "$n" ] && [ "$n" -gt 0 ] || fail "rank $r served no request"
+  done
+  echo "ok: 16 concurrent requests (greedy and seeded) equal moe-run token for token; both ranks served"
+  ;;
+main_job)
+  # The README's main-job command, as a user runs it.
+  setsid "$root/scripts/quickstart.sh" --model-dir "$tmp" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" \
+      > "$tmp/qs.out" 2>&1 &
+  qs=$!; pids+=("$qs")
+  wait_for "$tmp/qs.out" "serve: ready" 300 || fail "the main job never became ready"
+  text=$("$bin/moe-client" --connect "ipc://$tmp/c" --prompt "Hello, world" --max-tokens 16 --usage 2> "$tmp/usage") \
+      || fail "moe-client failed: $(cat "$tmp/usage")"
+  [ -n "$text" ] || fail "no text came back"
+  grep -q "finish: " "$tmp/usage" || fail "no finish"
+  echo "text: $text"; cat "$tmp/usage"
+  kill -TERM "$qs"
+  wait "$qs"; rc=$?
+  [ "$rc" = 0 ] || fail "the main job exited $rc after SIGTERM"
+  grep -q "serve: stopped" "$tmp/qs.out" || fail "no clean stop"
+  echo "ok: main job ready, answered a request, exited 0 on SIGTERM"
   ;;
 *) fail "unknown check $1" ;;
 esac

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -648,6 +649,9 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* If the launcher (mpirun, its daemon, srun) dies, a serving rank must
+     * not idle on forever: its death becomes our SIGTERM. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
 
     moe_placement *pl = NULL;
     moe_xchg *x = NULL;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Serves a model: starts moe-coordinator and a worker job (mpirun moe-worker
+# --coordinator), waits until every rank has joined (the coordinator's
+# ready line, never a sleep), prints how to send a request, and runs until
+# SIGINT/SIGTERM, which drains the coordinator (requests in flight finish)
+# and then stops the worker job.
+#
+#   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
+#                   [--listen EP] [--workers EP] [--workers-connect EP]
+#                   [--threads T] [--bin DIR] [-- extra moe-worker flags]
+#
+# --listen    client endpoint (default tcp://127.0.0.1:5555)
+# --workers   where the coordinator listens for ranks (default tcp://127.0.0.1:5556;
+#             with a hostfile use e.g. tcp://0.0.0.0:5556)
+# --workers-connect  what the ranks connect to (default: --workers; with a
+#             hostfile e.g. tcp://<this host>:5556)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$root/build/release/bin
+model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" workers="tcp://127.0.0.1:5556" connect="" threads=1
+extra=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --model) model=$2; shift 2 ;;
+    --ranks) ranks=$2; shift 2 ;;
+    --hostfile) hostfile=$2; shift 2 ;;
+    --listen) listen=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --workers-connect) connect=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "serve: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$model" ] || { echo "serve: --model is required" >&2; exit 2; }
+[ -f "$model" ] || { echo "serve: model '$model' not found" >&2; exit 1; }
+[ -x "$bin/moe-coordinator" ] || { echo "serve: $bin/moe-coordinator not built (scripts/build.sh release)" >&2; exit 1; }
+[ -n "$connect" ] || connect=$workers
+
+run=$(mktemp -d "${TMPDIR:-/tmp}/moe-serve.XXXXXX")
+coord_pid="" job_pid=""
+stop() {
+  trap - INT TERM EXIT
+  if [ -n "$coord_pid" ] && kill -0 "$coord_pid" 2>/dev/null; then
+    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish
+    wait "$coord_pid" 2>/dev/null || true
+  fi
+  if [ -n "$job_pid" ]; then
+    pkill -TERM -s "$job_pid" 2>/dev/null || true
+    wait "$job_pid" 2>/dev/null || true
+    pkill -KILL -s "$job_pid" 2>/dev/null || true
+  fi
+  rm -rf "$run"
+  echo "serve: stopped"
+}
+trap stop INT TERM EXIT
+
+# the coordinator (its stderr goes to ours: joins, warnings, drain)
+"$bin/moe-coordinator" --model "$model" --listen "$listen" --workers "$workers" --ranks "$ranks" \
+    > "$run/coord.out" &
+coord_pid=$!
+
+mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
+setsid "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" &
+job_pid=$!
+
+# ready when the coordinator says every rank joined
+for _ in $(seq 1 1200); do
+  grep -q "moe-coordinator: ready" "$run/coord.out" 2>/dev/null && break
+  kill -0 "$coord_pid" 2>/dev/null || { echo "serve: the coordinator exited" >&2; exit 1; }
+  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "moe-coordinator: ready" "$run/coord.out" || { echo "serve: not ready after 120 s" >&2; exit 1; }
+cat "$run/coord.out"
+echo "serve: ready. Send a request with:"
+echo "  $bin/moe-client --connect $listen --prompt 'Hello, world' --max-tokens 32"
+echo "serve: Ctrl-C (or SIGTERM) drains and stops."
+wait "$coord_pid" || true
+coord_pid=""

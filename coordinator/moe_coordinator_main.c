@@ -40,6 +40,8 @@ static void usage(FILE *f)
           "  --max-running N        sequences per rank (default 16; the worker's --max-seqs)\n"
           "  --max-tokens N         default max_tokens of a request (default 256)\n"
           "  --max-frame BYTES      largest request frame (default 1 MiB)\n"
+          "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
+          "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000)\n"
           "  --help                 this text\n",
@@ -48,7 +50,7 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *model, *listen, *workers;
-    int64_t ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms;
+    int64_t ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -63,6 +65,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_frame = MOE_MSG_MAX_FRAME_DEFAULT;
     o->client_timeout_ms = 10000;
     o->worker_timeout_ms = 5000;
+    o->client_hwm = 1000;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
@@ -71,6 +74,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--max-frame", offsetof(opts, max_frame), 4096, 1 << 28},
         {"--client-timeout-ms", offsetof(opts, client_timeout_ms), 100, 86400000},
         {"--worker-timeout-ms", offsetof(opts, worker_timeout_ms), 100, 86400000},
+        {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
+        {"--client-sndbuf", offsetof(opts, client_sndbuf), 0, 1 << 30},
     };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -154,6 +159,7 @@ typedef struct coord {
     int n_clients, cap_clients;
     reqctx **reqs;            /* in flight */
     int n_reqs, cap_reqs;
+    int64_t deferred;         /* sends that met back-pressure (retried later) */
 } coord;
 
 static volatile sig_atomic_t g_term;
@@ -334,7 +340,10 @@ static bool flush_req(coord *c, reqctx *x)
         int rc = to_client(c, x->cl, &m);
         if (x->text) x->text[sendable] = save;
         if (rc == MOE_LINK_UNREACHABLE) return false;
-        if (rc != MOE_OK) return true; /* back-pressure: everything stays here, retried later */
+        if (rc != MOE_OK) { /* back-pressure: everything stays here, retried later */
+            c->deferred++;
+            return true;
+        }
         x->n_sent = r->n_out;
         memmove(x->text, x->text + sendable, x->text_len - sendable + 1);
         x->text_len -= sendable;
@@ -743,6 +752,8 @@ static int setup(coord *c, moe_err *err)
     moe_link_opts fo, bo;
     moe_link_opts_default(&fo, &moe__client_msg__descriptor);
     fo.limits = c->lim;
+    fo.sndhwm = (int)c->o.client_hwm;
+    fo.sndbuf = (int)c->o.client_sndbuf;
     moe_link_opts_default(&bo, &moe__worker_msg__descriptor);
     bo.limits.vocab_size = c->vocab;
     bo.router_handover = true; /* a restarted rank takes its name back */
@@ -813,6 +824,7 @@ int main(int argc, char **argv)
     rc = 0;
     for (int k = 0; k < (int)c->o.ranks; k++)
         moe_log(MOE_LOG_INFO, "rank %d served %lld sequences", k, (long long)c->ranks[k].served);
+    moe_log(MOE_LOG_INFO, "%lld chunk sends met back-pressure and were retried", (long long)c->deferred);
     moe_log(MOE_LOG_INFO, "drained; exiting");
 out:
     while (c->n_reqs > 0) {

@@ -112,6 +112,8 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
     if (set_int(s, ZMQ_LINGER, 0, "ZMQ_LINGER", err)) goto fail;
     if (o->sndhwm && set_int(s, ZMQ_SNDHWM, o->sndhwm, "ZMQ_SNDHWM", err)) goto fail;
     if (o->rcvhwm && set_int(s, ZMQ_RCVHWM, o->rcvhwm, "ZMQ_RCVHWM", err)) goto fail;
+    if (o->sndbuf && set_int(s, ZMQ_SNDBUF, o->sndbuf, "ZMQ_SNDBUF", err)) goto fail;
+    if (o->rcvbuf && set_int(s, ZMQ_RCVBUF, o->rcvbuf, "ZMQ_RCVBUF", err)) goto fail;
     if (set_int(s, ZMQ_SNDTIMEO, o->send_timeout_ms < 0 ? -1 : o->send_timeout_ms, "ZMQ_SNDTIMEO", err)) goto fail;
     if (set_int(s, ZMQ_RCVTIMEO, o->recv_timeout_ms < 0 ? -1 : o->recv_timeout_ms, "ZMQ_RCVTIMEO", err)) goto fail;
     if (router) {

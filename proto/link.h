@@ -70,6 +70,8 @@ typedef struct moe_link_opts {
     moe_msg_limits limits;  /* for received frames; limits.max_frame also caps what moe_link_send encodes */
     size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB */
     int sndhwm, rcvhwm;     /* high-water marks in messages; 0: libzmq's default (1000) */
+    int sndbuf, rcvbuf;     /* kernel socket buffers in bytes; 0: the system's default.  Small
+                               values make back-pressure show early (tests). */
     int send_timeout_ms;    /* a blocking send gives up after this (MOE_LINK_AGAIN); -1: waits (default) */
     int recv_timeout_ms;    /* a blocking receive gives up after this (MOE_LINK_AGAIN); -1: waits (default) */
     const char *identity;   /* DEALER: routing id the ROUTER sees (1..255 bytes, not starting with a 0 byte);

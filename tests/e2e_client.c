@@ -15,6 +15,10 @@
  *   e2e_client hold EP N        sends a long request, reads N chunks, prints
  *                               "holding" and then stops reading and sending
  *                               heartbeats forever (the test kills it)
+ *   e2e_client slowreader EP    (coordinator --client-hwm 4) a request of 600
+ *                               tokens; after the first chunk the client reads
+ *                               nothing for 2 s (heartbeats only), then reads
+ *                               the rest: every token arrives, in order, no gap
  *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
  *                               at the first chunk and "finish <reason> <code>"
  *                               at the end (exit 0 on a normal finish)
@@ -381,6 +385,32 @@ static int hold(int n)
     for (;;) pause(); /* silent: no reads, no heartbeats */
 }
 
+static int slowreader(void)
+{
+    hello();
+    generate("slow", NULL, 8, 600, NULL);
+    moe_link_in in;
+    Moe__ServerMsg *m;
+    int next_index = 0;
+    while ((m = next(60, &in)) && m->body_case != MOE__SERVER_MSG__BODY_CHUNK) moe_link_in_clear(&in);
+    EXPECT(m != NULL, "no first chunk");
+    if (!m) return 1;
+    next_index = (int)m->chunk->index + (int)m->chunk->n_ids;
+    moe_link_in_clear(&in);
+    /* stall: no reads, only heartbeats, while the server keeps generating */
+    for (double t0 = moe_now(); moe_now() - t0 < 2.0;) {
+        send_heartbeat();
+        usleep(200000);
+    }
+    int chunks = 0;
+    int reason = run_to_finish_from("slow", next_index, &chunks, &next_index, NULL, NULL, NULL);
+    printf("slowreader: after a 2 s stall, %d more chunks; %d tokens in all, finish %s\n", chunks, next_index,
+           moe_msg_end_name(reason));
+    EXPECT(reason == MOE__END_REASON__END_LENGTH, "reason %d", reason);
+    EXPECT(next_index == 600, "%d tokens arrived", next_index);
+    return n_fail ? 1 : 0;
+}
+
 static int longrun(int n)
 {
     hello();
@@ -431,6 +461,10 @@ int main(int argc, char **argv)
     moe_err err;
     moe_link_opts o;
     moe_link_opts_default(&o, &moe__server_msg__descriptor);
+    if (!strcmp(argv[1], "slowreader")) { /* little buffering on our side either */
+        o.rcvhwm = 2;
+        o.rcvbuf = 4096;
+    }
     if (moe_link_ctx_init(&ctx, &err) || moe_link_connect(&L, ctx, ep, &o, &err)) {
         fprintf(stderr, "e2e_client: %s\n", err.msg);
         return 2;
@@ -440,6 +474,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "stream")) rc = stream();
     else if (!strcmp(argv[1], "queuefull")) rc = queuefull();
     else if (!strcmp(argv[1], "cancel")) rc = cancel_mid();
+    else if (!strcmp(argv[1], "slowreader")) rc = slowreader();
     else if (!strcmp(argv[1], "hold") && argc == 4) rc = hold(atoi(argv[2]));
     else if (!strcmp(argv[1], "longrun") && argc == 4) rc = longrun(atoi(argv[2]));
     printf("e2e_client %s: %d checks passed, %d failed\n", argv[1], n_pass, n_fail);

@@ -59,6 +59,15 @@ queuefull)
   start_cluster 1 --queue 1 --max-running 1
   "$bin/e2e_client" queuefull "$ep" || fail "queue full"
   ;;
+slowreader)
+  start_cluster 2 --client-hwm 2 --client-sndbuf 4096
+  "$bin/e2e_client" slowreader "$ep" || fail "slow reader"
+  kill -TERM "$coord"; wait "$coord"
+  grep "back-pressure" "$tmp/coord.err"
+  n=$(sed -n 's/.* \([0-9]*\) chunk sends met back-pressure.*/\1/p' "$tmp/coord.err")
+  [ -n "$n" ] && [ "$n" -gt 0 ] || fail "the stalled reader never caused back-pressure (the test proves nothing)"
+  echo "ok: a stalled reader got back-pressure ($n deferred sends) and every token afterwards"
+  ;;
 cancel)
   start_cluster 2
   "$bin/e2e_client" cancel "$ep" || fail "cancel"

@@ -18,7 +18,7 @@
  * 1 a request was refused or failed (Error, Finish with error, deadline or
  * cancelled by the server, protocol error); 2 bad flags or a bad request
  * file; 3 timeout (nothing from the server for --timeout seconds while
- * work was outstanding); 130 interrupted (SIGINT/SIGTERM).
+ * work was outstanding); 130 interrupted by SIGINT (143 by SIGTERM).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +34,8 @@
 #include "client_req.h"
 #include "link.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_FLAGS = 2, EXIT_TIMEOUT = 3, EXIT_INTERRUPTED = 130 };
+/* Interrupted: 128 + the signal (130 SIGINT, 143 SIGTERM), as shells report it. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_FLAGS = 2, EXIT_TIMEOUT = 3 };
 
 #define MAX_STOP 16           /* the protocol's limits (docs/protocol.md) */
 #define MAX_STOP_LEN 256
@@ -94,7 +95,7 @@ static void usage(FILE *f)
             "Ctrl-C (SIGINT) or SIGTERM cancels every request in flight and waits up to %.0f s for\n"
             "their end; a second one stops waiting.\n"
             "Exit status: 0 all finished normally (stop/length), 1 a request was refused or failed,\n"
-            "2 bad flags or request file, 3 timeout, 130 interrupted.\n",
+            "2 bad flags or request file, 3 timeout, 130 interrupted (143 on SIGTERM).\n",
             MAX_CONCURRENCY, MOE_CLIENT_MAX_TOKENS, MAX_STOP, MAX_STOP_LEN, MAX_STOP_IDS, CANCEL_WAIT_S);
 }
 
@@ -176,13 +177,13 @@ static void warn(client *cl, const char *fmt, ...)
 
 /* ---- signals: a flag and a self-pipe so that the poll wakes up ------------ */
 
-static volatile sig_atomic_t g_signals;
+static volatile sig_atomic_t g_signals, g_first_signal;
 static int g_sig_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
 {
-    (void)sig;
     int saved = errno;
+    if (!g_signals) g_first_signal = sig;
     g_signals++;
     if (g_sig_pipe[1] >= 0) {
         char b = 1;
@@ -219,15 +220,19 @@ static void signals_drain(void)
 
 /* ---- outcomes -------------------------------------------------------------- */
 
+/* A code's name in lower case (queue_full), whatever the code table spells. */
+static void code_name_lower(char *buf, size_t cap, const char *name)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < cap; i++) buf[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] - 'A' + 'a') : name[i];
+    buf[i] = 0;
+}
+
 static void req_fail(req *r, const char *name, const char *fmt, ...) MOE_PRINTF(3, 4);
 static void req_fail(req *r, const char *name, const char *fmt, ...)
 {
     r->ok = false;
-    /* Lower case whatever the code table spells, so the output is one style. */
-    size_t i = 0;
-    for (; name[i] && i + 1 < sizeof r->err_name; i++)
-        r->err_name[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] - 'A' + 'a') : name[i];
-    r->err_name[i] = 0;
+    code_name_lower(r->err_name, sizeof r->err_name, name);
     free(r->err_msg);
     char buf[1024];
     va_list ap;
@@ -485,7 +490,9 @@ static void fail_all(client *cl, bool pending_too, const char *name, const char 
 
 static void on_error(client *cl, const Moe__Error *e)
 {
-    const char *name = moe_msg_code_name(e->code), *msg = e->message ? e->message : "";
+    char name[32];
+    code_name_lower(name, sizeof name, moe_msg_code_name(e->code));
+    const char *msg = e->message ? e->message : "";
     if (!e->request_id) {
         /* About the session, not one request.  A refused hello or a
          * draining server means nothing we send will run. */
@@ -525,8 +532,9 @@ static void receive_all(client *cl)
             return;
         }
         if (in.code != MOE__CODE__OK) {
-            warn(cl, "bad frame from the server (%zu bytes, %s: %s), ignored", in.len, moe_msg_code_name(in.code),
-                 err.msg);
+            char name[32];
+            code_name_lower(name, sizeof name, moe_msg_code_name(in.code));
+            warn(cl, "bad frame from the server (%zu bytes, %s: %s), ignored", in.len, name, err.msg);
             moe_link_in_clear(&in);
             continue;
         }
@@ -624,6 +632,7 @@ static int run(client *cl, moe_err *err)
         double now = moe_now();
         if (g_signals >= 2 && cl->interrupted) {
             cl->stop_waiting = true;
+            fail_all(cl, true, "cancelled", "interrupted again: stopped waiting for the server");
             break;
         }
         if (g_signals && !cl->interrupted) {
@@ -995,7 +1004,7 @@ int main(int argc, char **argv)
     }
     size_t n_ok = 0;
     for (size_t i = 0; i < cl.n_reqs; i++) n_ok += cl.reqs[i].ok;
-    if (cl.interrupted) status = EXIT_INTERRUPTED;
+    if (cl.interrupted) status = 128 + (g_first_signal ? (int)g_first_signal : SIGINT);
     else if (cl.timed_out) status = EXIT_TIMEOUT;
     else if (n_ok < cl.n_reqs) status = EXIT_FAIL;
     if (cl.out_error || ferror(stdout)) {

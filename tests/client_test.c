@@ -141,11 +141,12 @@ typedef struct fake {
     int kill_sig;            /* SC_SIGINT: the signal to send (0: SIGINT) */
     bool silent_cancel;      /* Cancel gets no Finish; a second signal follows it */
     bool killed_twice;
+    bool ignore_cancel;      /* Cancel gets no answer at all */
     /* what came in */
     int n_hello, n_gen, n_cancel, n_hb, n_hb_after_gen, n_bad, n_finished;
     int max_inflight;
     bool gen_before_hello;
-    Moe__ClientMsg *gens[64];
+    Moe__ClientMsg *gens[1024]; /* every generate, owned here (held[] points into it) */
     int n_gens;
     char cancels[16][32];
     Moe__ClientMsg *held[64];
@@ -345,7 +346,12 @@ static void on_message(fake *f, Moe__ClientMsg *m, bool *keep)
     case MOE__CLIENT_MSG__BODY_GENERATE: {
         if (!f->n_hello) f->gen_before_hello = true;
         f->n_gen++;
-        if (f->n_gens < 64) f->gens[f->n_gens++] = m, *keep = true;
+        if (f->n_gens == 1024) {
+            CHECK_MSG(0, "more requests than the fake keeps");
+            break;
+        }
+        f->gens[f->n_gens++] = m;
+        *keep = true;
         int inflight = f->n_gen - f->n_finished;
         if (inflight > f->max_inflight) f->max_inflight = inflight;
         if (f->sc == SC_HEARTBEAT) break;
@@ -355,6 +361,7 @@ static void on_message(fake *f, Moe__ClientMsg *m, bool *keep)
     case MOE__CLIENT_MSG__BODY_CANCEL:
         if (f->n_cancel < 16) snprintf(f->cancels[f->n_cancel], sizeof f->cancels[0], "%s", m->cancel->request_id);
         f->n_cancel++;
+        if (f->ignore_cancel) break;
         if (f->silent_cancel) {
             kill(f->ch.pid, SIGINT);
             f->killed_twice = true;
@@ -522,6 +529,14 @@ static void test_gaps(fake *f)
     CHECK_CONTAINS(f->ch.err, "error protocol_error");
     CHECK(f->n_cancel == 1 && !strcmp(f->cancels[0], "r0"));
     CHECK_MSG(!strstr(f->ch.err, "not in flight"), "late messages of a cancelled request reported: %s", f->ch.err);
+
+    /* No finish after the cancel: the client waits a short while, not forever. */
+    fake_reset(f, SC_GAP);
+    f->ignore_cancel = true;
+    double t0 = moe_now();
+    rc = fake_run(f, ARGS("--connect", g_ep, "--prompt", "x"));
+    CHECK_MSG(rc == 1 && f->n_cancel == 1, "gap, silent server: exit %d", rc);
+    CHECK_MSG(moe_now() - t0 < 10, "gap, silent server: %.1f s", moe_now() - t0);
 
     fake_reset(f, SC_OVERLAP);
     rc = fake_run(f, ARGS("--connect", g_ep, "--ids", "1", "--ids-out"));
@@ -697,6 +712,33 @@ static void test_file(fake *f)
                   g5->sampling->repeat_last_n == -1 && g5->has_deadline_ms && g5->deadline_ms == 100);
         }
     }
+
+    /* Nobody answers: every line is a timeout error, exit 3. */
+    fake_reset(f, SC_NONE);
+    int rc0 = fake_run(f, ARGS("--connect", g_ep, "--file", path, "--timeout", "0.2", "--concurrency", "2"));
+    CHECK_MSG(rc0 == 3, "file timeout: exit %d", rc0);
+    CHECK_MSG(!strncmp(f->ch.out, "3 error timeout: nothing from the server for 0.2 s\n4 error timeout", 66),
+              "file timeout: stdout '%s'", f->ch.out);
+    CHECK_CONTAINS(f->ch.err, "requests 8  completed 0  failed 8");
+
+    /* Many short requests: order kept, the concurrency bound reached and kept. */
+    rf = fopen(path, "w");
+    char *want = calloc(1, 300 * 32);
+    size_t wl = 0;
+    for (int i = 0; i < 300; i++) {
+        fprintf(rf, "ids:%d,%d 2 seed=%d\n", i, i + 1, i);
+        wl += (size_t)sprintf(want + wl, "%d %d %d\n", i + 1, i + 1, i);
+    }
+    fclose(rf);
+    fake_reset(f, SC_FILE);
+    f->hold = 16;
+    f->total = 300;
+    rc0 = fake_run(f, ARGS("--connect", g_ep, "--file", path, "--ids-out"));
+    CHECK_MSG(rc0 == 0, "300 requests: exit %d, stderr: %s", rc0, f->ch.err);
+    CHECK_MSG(!strcmp(f->ch.out, want), "300 requests: output differs");
+    CHECK_MSG(f->max_inflight == 16, "300 requests: at most %d in flight", f->max_inflight);
+    CHECK_CONTAINS(f->ch.err, "requests 300  completed 300  failed 0  tokens 600");
+    free(want);
 
     /* All good: exit 0, and one at a time keeps at most one in flight. */
     rf = fopen(path, "w");

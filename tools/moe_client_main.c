@@ -149,6 +149,7 @@ typedef struct client {
     bool single;
     req *reqs;
     size_t n_reqs, next_send, n_inflight, n_done, next_print;
+    size_t n_abandoned;    /* in flight after a protocol error, waiting for their finish */
     moe_link_ctx *ctx;
     moe_link *link;
     bool hello_sent;
@@ -245,6 +246,7 @@ static void req_fail(req *r, const char *name, const char *fmt, ...)
 static void req_done(client *cl, req *r)
 {
     if (r->state == REQ_SENT) cl->n_inflight--;
+    if (r->state == REQ_SENT && r->abandoned) cl->n_abandoned--;
     r->state = REQ_DONE;
     cl->n_done++;
 }
@@ -406,6 +408,7 @@ static void on_chunk(client *cl, const Moe__TokenChunk *ch)
          * gets delivered and the late messages are not reported. */
         r->abandoned = true;
         r->abandon_until = moe_now() + CANCEL_WAIT_S;
+        cl->n_abandoned++;
         send_cancel(cl, r);
         return;
     }
@@ -520,9 +523,13 @@ static void on_hello_reply(client *cl, const Moe__HelloReply *h)
             h->has_vocab_size ? (unsigned)h->vocab_size : 0u, h->has_max_context ? (unsigned)h->max_context : 0u);
 }
 
+/* At most this many frames per turn of the loop, so that a flooding
+ * server cannot starve the heartbeats, the timeout and the signals. */
+#define RECV_BURST 4096
+
 static void receive_all(client *cl)
 {
-    for (;;) {
+    for (int k = 0; k < RECV_BURST; k++) {
         moe_link_in in;
         moe_err err = {{0}};
         int rc = moe_link_recv(cl->link, &in, MOE_LINK_DONTWAIT, &err);
@@ -643,13 +650,19 @@ static int run(client *cl, moe_err *err)
             fail_all(cl, true, "cancelled", "interrupted (no finish from the server)");
             break;
         }
-        /* Requests abandoned after a protocol error wait only briefly for their finish. */
-        for (size_t i = 0; i < cl->n_reqs; i++) {
-            req *r = &cl->reqs[i];
-            if (r->state == REQ_SENT && r->abandoned && now >= r->abandon_until) req_done(cl, r);
+        /* Requests abandoned after a protocol error wait only briefly for
+         * their finish; the scan runs only while there are some. */
+        double abandon_next = now + 3600;
+        if (cl->n_abandoned) {
+            for (size_t i = 0; i < cl->n_reqs; i++) {
+                req *r = &cl->reqs[i];
+                if (r->state != REQ_SENT || !r->abandoned) continue;
+                if (now >= r->abandon_until) req_done(cl, r);
+                else if (r->abandon_until < abandon_next) abandon_next = r->abandon_until;
+            }
         }
         if (!cl->hello_sent) send_hello(cl);
-        bool blocked = false;
+        bool blocked = !cl->hello_sent;
         while (cl->hello_sent && !cl->interrupted && !cl->fatal && cl->next_send < cl->n_reqs &&
                cl->n_inflight < (size_t)c->concurrency) {
             int rc = send_request(cl, &cl->reqs[cl->next_send]);
@@ -680,6 +693,7 @@ static int run(client *cl, moe_err *err)
         double t = cl->last_rx + c->timeout_s - now;
         if (t < wait) wait = t;
         if (cl->interrupted && cl->cancel_until - now < wait) wait = cl->cancel_until - now;
+        if (abandon_next - now < wait) wait = abandon_next - now;
         int ms = wait <= 0 ? 0 : (int)(wait * 1e3) + 1;
         moe_link_poll_item it[2] = {{.link = cl->link, .want_out = blocked}, {.fd = g_sig_pipe[0]}};
         int n = moe_link_poll(it, 2, ms, err);

@@ -36,3 +36,4 @@ foreach(model tiny_q8_0 v3_mini_q8_0)
   moe_test(NAME golden_${model}_llamacpp_int8 LABELS golden TIMEOUT 60
            ARGS $<TARGET_FILE:engine_golden> ${model} llamacpp 1e-1 0 int8)
 endforeach()
+moe_test(NAME engine_badmodel SOURCES engine_badmodel.c LIBS moe_worker LABELS unit TIMEOUT 60)

@@ -441,10 +441,13 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         const int64_t c1 = c0 + ATTN_CHUNK <= pos + 1 ? c0 + ATTN_CHUNK : pos + 1;
         for (int64_t t = c0; t < c1; t++) {
             const float *c = moe_kvcache_at(e->cache, seq, il, t);
-            for (int j = 0; j < nh; j++) {
-                const float *qp = qrow + (size_t)(h0 + j) * qk + nope;
-                s->scores[j * ATTN_CHUNK + (t - c0)] =
-                    hp->attn_scale * (k->dot[0](c, s->q_lat + (size_t)j * kv, kv) + k->dot[0](c + kv, qp, rope));
+            /* up to 4 heads per pass over c_t (bitwise the single dots) */
+            for (int j = 0; j < nh; j += 4) {
+                const int nj = nh - j < 4 ? nh - j : 4;
+                float sl[4], sp[4];
+                k->dotn[0](c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
+                k->dotn[0](c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
+                for (int u = 0; u < nj; u++) s->scores[(j + u) * ATTN_CHUNK + (t - c0)] = hp->attn_scale * (sl[u] + sp[u]);
             }
         }
         for (int j = 0; j < nh; j++) {

@@ -65,7 +65,7 @@ struct moe_tokenizer {
 /* GPT-2's byte-to-unicode map: printable Latin-1 bytes stand for
  * themselves, the other 68 bytes are moved to U+0100.. in byte order, so
  * every byte is a visible character in vocab and merge strings. */
-static uint32_t byte_to_cp(unsigned b)
+uint32_t moe_tokenizer_byte_to_cp(unsigned b)
 {
     if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
     unsigned k = 0;
@@ -425,7 +425,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
      * grows a string, so `total` bytes are enough. */
     int16_t inv[0x144];
     for (int i = 0; i < 0x144; i++) inv[i] = -1;
-    for (unsigned b = 0; b < 256; b++) inv[byte_to_cp(b)] = (int16_t)b;
+    for (unsigned b = 0; b < 256; b++) inv[moe_tokenizer_byte_to_cp(b)] = (int16_t)b;
     t->dec = moe_xmalloc(total + 1);
     t->dec_off = moe_xmalloc((n + 1) * sizeof *t->dec_off);
     off = 0;
@@ -462,7 +462,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
     /* The 256 starting symbols. */
     for (unsigned b = 0; b < 256; b++) {
         unsigned char u[4];
-        size_t ul = moe_utf8_encode(byte_to_cp(b), u);
+        size_t ul = moe_utf8_encode(moe_tokenizer_byte_to_cp(b), u);
         t->byte_id[b] = lookup_str(t, (const char *)u, ul);
         if (t->byte_id[b] < 0) {
             moe_err_set(err, "the vocabulary has no token for byte 0x%02x (not a byte-level BPE vocabulary)", b);

@@ -104,6 +104,10 @@ moe_toktype moe_tokenizer_type(const moe_tokenizer *tok, int32_t id); /* UNDEFIN
 bool moe_tokenizer_is_control(const moe_tokenizer *tok, int32_t id);
 /* End of generation: EOS, tokenizer.ggml.eot_token_id, or the <|EOT|> control token. */
 bool moe_tokenizer_is_eog(const moe_tokenizer *tok, int32_t id);
+/* GPT-2's byte-to-unicode map: the code point that stands for byte b
+ * (0..255) in byte-level token and merge strings. */
+uint32_t moe_tokenizer_byte_to_cp(unsigned b);
+
 /* Longest token in bytes (sizes the streaming decoder's buffer). */
 size_t moe_tokenizer_max_token_bytes(const moe_tokenizer *tok);
 

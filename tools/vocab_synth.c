@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mkmodel.h"
+#include "tokenizer.h"
 
 static const char corpus[] =
     "A mixture of experts model sends every token to a few of its many feed forward networks. "
@@ -30,16 +31,6 @@ static const char corpus[] =
     "Users send text and chat messages; the tokenizer turns them into ids, the model turns ids into "
     "logits, the sampler picks the next token, and the detokenizer turns ids back into text.\n"
     "def forward(x):\n    return expert(x) + shared(x)\n";
-
-/* GPT-2 byte-to-unicode mapping: code point for each byte. */
-static unsigned byte_cp(unsigned b)
-{
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
-    unsigned n = 0;
-    for (unsigned c = 0; c < b; c++)
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
-    return 256 + n;
-}
 
 static int put_utf8(char *o, unsigned cp)
 {
@@ -94,7 +85,7 @@ void mk_vocab_build(mk_vocab *v, int n_vocab)
     }
     for (unsigned b = 0; b < 256 && n < n_vocab; b++, n++) {
         char s[4] = {0};
-        put_utf8(s, byte_cp(b));
+        put_utf8(s, moe_tokenizer_byte_to_cp(b));
         v->tokens[n] = moe_xstrdup(s);
         v->types[n] = 1;
     }

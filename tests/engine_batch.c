@@ -231,8 +231,75 @@ static void test_cache_and_errors(void)
     CHECK_CONTAINS(err.msg, "is missing");
 }
 
+/* The separable MoE steps (reused by the expert-parallel worker): route
+ * gives ids ascending with gate weights, one expert's SwiGLU matches a
+ * double-precision evaluation from the dequantized weights, and combine
+ * sums in the listed (ascending id) order, then adds the shared output. */
+static void test_moe_steps(void)
+{
+    moe_err err;
+    moe_model *m;
+    CHECK_MSG(moe_model_open(&m, fixture_path("models/v3_mini_f32.gguf"), &err) == MOE_OK, "%s", err.msg);
+    if (check_n_fail) return;
+    moe_engine *e = mk_engine(m, 1, 16, 0);
+    const moe_hparams *hp = &m->hp;
+    const int D = hp->dim, F = hp->expert_ff, K = hp->n_used, il = 1;
+    float *x = malloc((size_t)3 * D * 4), *y = malloc((size_t)3 * D * 4);
+    float *g = malloc((size_t)3 * F * 4), *u = malloc((size_t)3 * F * 4);
+    for (int i = 0; i < 3 * D; i++) x[i] = (float)((i * 37 % 101) - 50) / 40.0f;
+    int32_t ids[3 * 8];
+    float w[3 * 8];
+    moe_engine_moe_route(e, il, x, 3, ids, w);
+    for (int t = 0; t < 3; t++) {
+        for (int j = 1; j < K; j++) CHECK(ids[t * K + j] > ids[t * K + j - 1]);
+        float sum = 0;
+        for (int j = 0; j < K; j++) sum += w[t * K + j];
+        CHECK(fabsf(sum - hp->weights_scale) < 1e-5f); /* normalised, then scaled */
+    }
+    const int ex = ids[0];
+    moe_engine_moe_expert(e, il, ex, x, 3, y, g, u);
+    const moe_layer *L = &m->layers[il];
+    float *row = malloc((size_t)(D > F ? D : F) * 4);
+    double worst = 0;
+    for (int t = 0; t < 3; t++) {
+        double h[256];
+        for (int f = 0; f < F; f++) {
+            double a = 0, b = 0;
+            moe_row_to_f32(L->gate_exps.type, moe_mat_row(&L->gate_exps, (int64_t)ex * F + f), row, D);
+            for (int i = 0; i < D; i++) a += (double)row[i] * x[t * D + i];
+            moe_row_to_f32(L->up_exps.type, moe_mat_row(&L->up_exps, (int64_t)ex * F + f), row, D);
+            for (int i = 0; i < D; i++) b += (double)row[i] * x[t * D + i];
+            h[f] = a / (1 + exp(-a)) * b;
+        }
+        for (int d = 0; d < D; d++) {
+            double o = 0;
+            moe_row_to_f32(L->down_exps.type, moe_mat_row(&L->down_exps, (int64_t)ex * D + d), row, F);
+            for (int f = 0; f < F; f++) o += (double)row[f] * h[f];
+            const double err1 = fabs(o - y[t * D + d]);
+            worst = err1 > worst ? err1 : worst;
+        }
+    }
+    CHECK_MSG(worst < 1e-4, "expert SwiGLU differs from double evaluation by %g", worst);
+    /* combine */
+    const float a0[3] = {1, 2, 3}, a1[3] = {10, 20, 30}, sh[3] = {0.5f, 0.5f, 0.5f};
+    const float *rows[2] = {a0, a1};
+    const float wt[2] = {0.5f, 2.0f};
+    float out[3];
+    moe_engine_moe_combine(3, 2, wt, rows, sh, out);
+    CHECK(out[0] == 0.5f * 1 + 2.0f * 10 + 0.5f && out[2] == 0.5f * 3 + 2.0f * 30 + 0.5f);
+    printf("moe steps: route ids ascending, expert SwiGLU within %.2g of double, combine ordered\n", worst);
+    free(row);
+    free(x);
+    free(y);
+    free(g);
+    free(u);
+    moe_engine_free(e);
+    moe_model_free(m);
+}
+
 int main(void)
 {
+    test_moe_steps();
     test_invariance("v3_mini_f32");
     test_invariance("v2lite_mini_fused_f32");
     test_invariance("tiny_q8_0");

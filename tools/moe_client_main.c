@@ -152,7 +152,7 @@ typedef struct client {
     size_t n_abandoned;    /* in flight after a protocol error, waiting for their finish */
     moe_link_ctx *ctx;
     moe_link *link;
-    bool hello_sent;
+    bool hello_sent, got_hello_reply;
     uint64_t hb_seq;
     double t_start, last_rx, last_hb;
     bool single_printed;   /* something of the single request is on stdout */
@@ -517,6 +517,11 @@ static void on_error(client *cl, const Moe__Error *e)
 
 static void on_hello_reply(client *cl, const Moe__HelloReply *h)
 {
+    if (cl->got_hello_reply) {
+        warn(cl, "another hello reply (ignored)");
+        return;
+    }
+    cl->got_hello_reply = true;
     if (!cl->c->verbose) return;
     fprintf(stderr, "moe-client: server %s, model %s, vocabulary %u, context %u\n",
             h->server_name ? h->server_name : "?", h->model ? h->model : "?",

@@ -46,14 +46,22 @@ typedef struct child {
     int status; /* exit code, or -1 (killed by a signal / not run) */
 } child;
 
+/* Bytes for the next child's stdin (NULL: /dev/null); small enough for a pipe's buffer. */
+static const char *g_stdin;
+
 static bool child_start(child *ch, const char *const *args)
 {
     memset(ch, 0, sizeof *ch);
     ch->out = calloc(1, 1);
     ch->err = calloc(1, 1);
     ch->status = -1;
-    int po[2], pe[2];
-    if (pipe(po) || pipe(pe)) return false;
+    int po[2], pe[2], pi[2];
+    if (pipe(po) || pipe(pe) || pipe(pi)) return false;
+    if (g_stdin) {
+        ssize_t w = write(pi[1], g_stdin, strlen(g_stdin));
+        CHECK(w == (ssize_t)strlen(g_stdin));
+    }
+    close(pi[1]);
     const char *argv[64];
     int n = 0;
     argv[n++] = g_bin;
@@ -62,12 +70,14 @@ static bool child_start(child *ch, const char *const *args)
     ch->pid = fork();
     if (ch->pid < 0) return false;
     if (ch->pid == 0) {
+        dup2(pi[0], 0);
         dup2(po[1], 1);
         dup2(pe[1], 2);
-        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
+        close(pi[0]), close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
         execv(g_bin, (char *const *)argv);
         _exit(127);
     }
+    close(pi[0]);
     close(po[1]);
     close(pe[1]);
     /* Non-blocking, and read on every turn of the loop: a pipe at EOF
@@ -850,6 +860,15 @@ static void test_file(fake *f)
     CHECK_MSG(!strcmp(f->ch.out, "1 i1\\n\\t2\n2 i3\\n\\t1\n3 a b!\n"), "stdout:\n%s", f->ch.out);
     CHECK(f->max_inflight == 1);
     CHECK_CONTAINS(f->ch.err, "requests 3  completed 3  failed 0");
+
+    /* --file - reads the requests from stdin. */
+    fake_reset(f, SC_FILE);
+    f->hold = 2;
+    f->total = 2;
+    g_stdin = "ids:4,5 2\n#\ntext:z\t1\n";
+    rc = fake_run(f, ARGS("--connect", g_ep, "--file", "-", "--ids-out"));
+    g_stdin = NULL;
+    CHECK_MSG(rc == 0 && !strcmp(f->ch.out, "1 5 4\n3 1\n"), "stdin: exit %d, stdout:\n%s", rc, f->ch.out);
 }
 
 static void test_flags(fake *f)

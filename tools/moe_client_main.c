@@ -61,10 +61,12 @@ static void usage(FILE *f)
             "                        is true unless the file says false\n"
             "  --usage               print \"finish: <reason> prompt=<n> completion=<n>\" to stderr\n"
             "Many requests:\n"
-            "  --file REQS           one request per line, run concurrently; prints one line per\n"
+            "  --file REQS           one request per line (- reads stdin), run concurrently; one line per\n"
             "                        request in input order: \"<line> <text>\" (\\n \\t \\r \\\\ escaped,\n"
             "                        other control bytes as \\xHH) or \"<line> <ids>\" with --ids-out,\n"
             "                        or \"<line> error <code>: <message>\"; a summary goes to stderr\n"
+            "                        (<code>: the server's code in lower case, e.g. queue_full, or\n"
+            "                        cancelled, timeout, protocol_error, client_error)\n"
             "  --concurrency N       requests in flight at once, 1..%d (16)\n"
             "  REQS lines:  ids:1,2,3 <max_tokens> [name=value]...\n"
             "               text:<prompt><TAB><max_tokens> [name=value]...\n"
@@ -712,23 +714,25 @@ static int run(client *cl, moe_err *err)
 
 /* ---- flags ----------------------------------------------------------------- */
 
+/* Reads a whole file ("-": stdin). */
 static int read_file(const char *path, char **out, size_t *len, moe_err *err)
 {
-    FILE *f = fopen(path, "rb");
+    bool is_stdin = !strcmp(path, "-");
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return moe_err_set(err, "%s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0, r;
     char *b = moe_xmalloc(cap);
     while ((r = fread(b + n, 1, cap - n - 1, f)) > 0) {
         n += r;
         if (n > MAX_FILE_BYTES) {
-            fclose(f);
+            if (!is_stdin) fclose(f);
             free(b);
             return moe_err_set(err, "%s: larger than %zu bytes", path, MAX_FILE_BYTES);
         }
         if (n == cap - 1) b = moe_xrealloc(b, cap *= 2);
     }
     bool bad = ferror(f);
-    fclose(f);
+    if (!is_stdin) fclose(f);
     if (bad) {
         free(b);
         return moe_err_set(err, "%s: read error", path);

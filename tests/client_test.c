@@ -629,6 +629,13 @@ static void test_gaps(fake *f)
     CHECK_MSG(rc == 1 && f->n_cancel == 1, "gap, silent server: exit %d", rc);
     CHECK_MSG(moe_now() - t0 < 10, "gap, silent server: %.1f s", moe_now() - t0);
 
+    /* More tokens than max_tokens. */
+    fake_reset(f, SC_STREAM);
+    rc = fake_run(f, ARGS("--connect", g_ep, "--prompt", "x", "--max-tokens", "4"));
+    CHECK_MSG(rc == 1 && f->n_cancel == 1, "too many tokens: exit %d", rc);
+    CHECK_CONTAINS(f->ch.err, "5 tokens, more than the 4 asked for");
+    CHECK_MSG(!strcmp(f->ch.out, "Hello,\n"), "too many tokens: stdout '%s'", f->ch.out);
+
     fake_reset(f, SC_OVERLAP);
     rc = fake_run(f, ARGS("--connect", g_ep, "--ids", "1", "--ids-out"));
     CHECK_MSG(rc == 1, "overlap: exit %d", rc);

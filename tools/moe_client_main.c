@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_FLAGS = 2, EXIT_TIMEOUT = 3 };
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 #define CANCEL_WAIT_S 2.0     /* how long a cancelled request may take to finish */
 #define MAX_WARNINGS 20       /* then further ones are only counted */
+#define MAX_TEXT_BYTES ((size_t)64 << 20) /* text kept for one request of a --file run */
 
 static void usage(FILE *f)
 {
@@ -402,9 +404,23 @@ static void on_chunk(client *cl, const Moe__TokenChunk *ch)
         return;
     }
     if (r->abandoned) return;
-    if (ch->index != r->next_index) {
-        req_fail(r, "protocol_error", "chunk index %u where %u was due (%s)", (unsigned)ch->index,
-                 (unsigned)r->next_index, ch->index > r->next_index ? "a gap" : "an overlap");
+    /* A completion never holds more tokens than asked for (the protocol's
+     * cap when unset), and a stored text stays bounded: a server that
+     * streams without end cannot exhaust our memory. */
+    uint64_t max_ids = r->spec.params.has_max_tokens ? (uint64_t)r->spec.params.max_tokens : MOE_CLIENT_MAX_TOKENS;
+    size_t tl = ch->text ? strlen(ch->text) : 0;
+    bool bad_index = ch->index != r->next_index;
+    bool too_many = !bad_index && (uint64_t)r->next_index + ch->n_ids > max_ids;
+    bool too_long = !cl->single && r->text_len + tl > MAX_TEXT_BYTES;
+    if (bad_index || too_many || too_long) {
+        if (bad_index)
+            req_fail(r, "protocol_error", "chunk index %u where %u was due (%s)", (unsigned)ch->index,
+                     (unsigned)r->next_index, ch->index > r->next_index ? "a gap" : "an overlap");
+        else if (too_many)
+            req_fail(r, "protocol_error", "%" PRIu64 " tokens, more than the %" PRIu64 " asked for",
+                     (uint64_t)r->next_index + ch->n_ids, max_ids);
+        else
+            req_fail(r, "protocol_error", "more than %zu bytes of text", MAX_TEXT_BYTES);
         warn(cl, "request %s: protocol error: %s; cancelling it", r->id, r->err_msg);
         /* Still in flight until its Finish (or a short wait): the cancel
          * gets delivered and the late messages are not reported. */
@@ -424,9 +440,8 @@ static void on_chunk(client *cl, const Moe__TokenChunk *ch)
         }
         memcpy(r->ids + r->n_ids, ch->ids, ch->n_ids * sizeof *ch->ids);
         r->n_ids += ch->n_ids;
-        r->next_index += (uint32_t)ch->n_ids; /* checked: index + n_ids <= INT32_MAX */
+        r->next_index += (uint32_t)ch->n_ids; /* checked: index + n_ids <= max_ids */
     }
-    size_t tl = ch->text ? strlen(ch->text) : 0;
     if (cl->single) {
         if (cl->c->ids_out) {
             for (size_t i = 0; i < ch->n_ids; i++) printf(cl->single_printed || i ? " %d" : "%d", ch->ids[i]);

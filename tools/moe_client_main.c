@@ -157,6 +157,7 @@ typedef struct client {
     moe_link_ctx *ctx;
     moe_link *link;
     bool hello_sent, got_hello_reply;
+    bool got_any;          /* a valid frame came from the server */
     uint64_t hb_seq;
     double t_start, last_rx, last_hb;
     bool single_printed;   /* something of the single request is on stdout */
@@ -568,6 +569,7 @@ static void receive_all(client *cl)
             continue;
         }
         cl->last_rx = moe_now();
+        cl->got_any = true;
         const Moe__ServerMsg *m = (const Moe__ServerMsg *)in.msg;
         switch (m->body_case) {
         case MOE__SERVER_MSG__BODY_HELLO_REPLY: on_hello_reply(cl, m->hello_reply); break;
@@ -706,8 +708,12 @@ static int run(client *cl, moe_err *err)
             cl->timed_out = true;
             for (size_t i = 0; i < cl->n_reqs; i++)
                 if (cl->reqs[i].state == REQ_SENT && !cl->reqs[i].abandoned) send_cancel(cl, &cl->reqs[i]);
-            char m[128];
-            snprintf(m, sizeof m, "nothing from the server for %g s", c->timeout_s);
+            char m[MOE_ERR_MSG_MAX];
+            if (cl->got_any)
+                snprintf(m, sizeof m, "nothing from the server for %g s", c->timeout_s);
+            else /* connecting is silent in ZMQ: say what was tried */
+                snprintf(m, sizeof m, "no answer from %.300s in %g s (is moe-coordinator listening there?)",
+                         c->endpoint, c->timeout_s);
             fail_all(cl, true, "timeout", m);
             break;
         }

@@ -45,6 +45,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_FLAGS = 2, EXIT_TIMEOUT = 3 };
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 #define CANCEL_WAIT_S 2.0     /* how long a cancelled request may take to finish */
 #define MAX_WARNINGS 20       /* then further ones are only counted */
+#define SEND_TIMEOUT_MS 500   /* a blocking send (cancel) waits no longer for room */
 #define MAX_TEXT_BYTES ((size_t)64 << 20) /* text kept for one request of a --file run */
 
 static void usage(FILE *f)
@@ -158,6 +159,7 @@ typedef struct client {
     moe_link *link;
     bool hello_sent, got_hello_reply;
     bool got_any;          /* a valid frame came from the server */
+    bool send_stalled;     /* a blocking send timed out: the server is not reading */
     uint64_t hb_seq;
     double t_start, last_rx, last_hb;
     bool single_printed;   /* something of the single request is on stdout */
@@ -312,9 +314,17 @@ static void send_cancel(client *cl, req *r)
     m.body_case = MOE__CLIENT_MSG__BODY_CANCEL;
     m.cancel = &c;
     moe_err err;
-    /* Blocking: a cancel matters more than a heartbeat; the DEALER queues it
-     * (up to its high-water mark) even while it is not connected. */
-    if (moe_link_send(cl->link, NULL, &m.base, 0, &err) != MOE_OK) warn(cl, "sending cancel %s: %s", r->id, err.msg);
+    /* Blocking (a cancel matters more than a heartbeat), but only for the
+     * link's send timeout: a queue that stays full means the server is not
+     * reading, and then no further cancel is tried. */
+    if (cl->send_stalled) return;
+    int rc = moe_link_send(cl->link, NULL, &m.base, 0, &err);
+    if (rc == MOE_LINK_AGAIN) {
+        cl->send_stalled = true;
+        warn(cl, "the server is not reading: cancel %s (and any later ones) not sent", r->id);
+    } else if (rc != MOE_OK) {
+        warn(cl, "sending cancel %s: %s", r->id, err.msg);
+    }
 }
 
 /* Builds the GenerateRequest of r and sends it: MOE_OK (sent), MOE_LINK_AGAIN
@@ -1024,6 +1034,7 @@ int main(int argc, char **argv)
 
     moe_link_opts o;
     moe_link_opts_default(&o, &moe__server_msg__descriptor);
+    o.send_timeout_ms = SEND_TIMEOUT_MS;
     if (moe_link_ctx_init(&cl.ctx, &err) || moe_link_connect(&cl.link, cl.ctx, c.endpoint, &o, &err)) {
         fprintf(stderr, "moe-client: %s\n", err.msg);
         status = cl.ctx ? EXIT_FLAGS : EXIT_FAIL; /* a bad endpoint is a bad flag */

@@ -297,9 +297,57 @@ static void test_moe_steps(void)
     moe_model_free(m);
 }
 
+/* Named intermediates: every layer reports l_out for all rows of a step,
+ * and the "logits" record is exactly what the step returns. */
+typedef struct tap {
+    int l_out_calls, rows_seen;
+    float last_logit0;
+} tap;
+
+static void tap_fn(void *ctx, const char *name, int layer, const float *data, int rows, int cols, const int *rs,
+                   const int64_t *rp)
+{
+    tap *t = ctx;
+    (void)layer;
+    (void)cols;
+    if (!strcmp(name, "l_out")) {
+        t->l_out_calls++;
+        t->rows_seen = rows;
+        CHECK(rs != NULL && rp != NULL && rp[rows - 1] == rows - 1);
+    }
+    if (!strcmp(name, "logits")) t->last_logit0 = data[0];
+}
+
+static void test_named_tensors(void)
+{
+    moe_err err;
+    moe_model *m;
+    CHECK_MSG(moe_model_open(&m, fixture_path("models/v2lite_mini_f32.gguf"), &err) == MOE_OK, "%s", err.msg);
+    if (check_n_fail) return;
+    moe_engine_opts o;
+    moe_engine_opts_default(&o);
+    o.max_ctx = 32;
+    o.max_seqs = 1;
+    tap t = {0};
+    o.tensor_fn = tap_fn;
+    o.tensor_ctx = &t;
+    moe_engine *e;
+    CHECK(moe_engine_init(&e, m, &o, &err) == MOE_OK);
+    int seq;
+    CHECK(moe_engine_seq_new(e, &seq, &err) == MOE_OK);
+    int32_t toks[5] = {3, 1, 4, 1, 5};
+    moe_step_item it = {.seq = seq, .tokens = toks, .n_tokens = 5, .logits = MOE_LOGITS_LAST};
+    CHECK(moe_engine_step(e, &it, 1, &err) == MOE_OK && it.status == MOE_OK);
+    CHECK(t.l_out_calls == m->hp.n_layer && t.rows_seen == 5);
+    CHECK(t.last_logit0 == it.out[0]);
+    moe_engine_free(e);
+    moe_model_free(m);
+}
+
 int main(void)
 {
     test_moe_steps();
+    test_named_tensors();
     test_invariance("v3_mini_f32");
     test_invariance("v2lite_mini_fused_f32");
     test_invariance("tiny_q8_0");

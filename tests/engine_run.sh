@@ -62,4 +62,7 @@ if [ -x "$BIN/moe-tokenize" ]; then
   [ "$a" = "$b" ] || fail "--prompt vs --tokens: '$a' vs '$b'"
 fi
 "$BIN/moe-run" --model $M --prompt 'hello' -n 4 --ignore-eos --text >/dev/null || fail "--text"
+# named intermediates (--dump-tensors) are written
+"$BIN/moe-run" --model $M --tokens 1,2,3 -n 1 --dump-tensors $T/t.bin >/dev/null || fail "--dump-tensors"
+[ -s $T/t.bin ] || fail "--dump-tensors wrote nothing"
 echo "engine_run: all checks passed"

@@ -372,6 +372,12 @@ static void rope_apply(float *v, const float *cs, int n_rot)
     }
 }
 
+/* Named intermediate (see moe_engine_tensor_fn); a no-op unless set. */
+static void named(const moe_engine *e, const char *name, int il, const float *data, int rows, int64_t cols)
+{
+    if (e->o.tensor_fn) e->o.tensor_fn(e->o.tensor_ctx, name, il, data, rows, (int)cols, e->row_seq, e->row_pos);
+}
+
 /* ---- attention ------------------------------------------------------------- */
 
 typedef struct attn_ctx {
@@ -536,6 +542,7 @@ static void attention_block(moe_engine *e, int il, int n)
     const moe_layer *L = &e->m->layers[il];
     const int64_t D = hp->dim, H = hp->n_head, qk = hp->qk_nope + hp->qk_rope, kvw = hp->kv_lora + hp->qk_rope;
     for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->attn_norm, hp->eps, e->h + r * D, D);
+    named(e, "attn_norm", il, e->h, n, D);
     mm_job jb[2];
     if (hp->q_lora > 0) {
         jb[0] = job(&L->q_a, e->h, D, n, e->qa, hp->q_lora);
@@ -551,6 +558,7 @@ static void attention_block(moe_engine *e, int il, int n)
         jb[1] = job(&L->kv_a, e->h, D, n, e->kva, kvw);
         run_jobs(e, jb, 2);
     }
+    named(e, "kv_a", il, e->kva, n, kvw);
     /* latent + rotary key into the cache; rotate the query's rope part */
     for (int r = 0; r < n; r++) {
         const float *cs = e->cs + (size_t)r * hp->qk_rope;
@@ -561,11 +569,14 @@ static void attention_block(moe_engine *e, int il, int n)
         rope_apply(dst + hp->kv_lora, cs, hp->qk_rope);
         for (int hd = 0; hd < H; hd++) rope_apply(e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
     }
+    named(e, "q", il, e->q, n, H * qk);
     attn_ctx c = {e, il};
     if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
     else moe_pool_run(e->pool, attn_worker, &c);
+    named(e, "attn_heads", il, e->ao, n, H * hp->v_dim);
     jb[0] = job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
     run_jobs(e, jb, 1);
+    named(e, "attn_out", il, e->tmp, n, D);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
 }
 
@@ -640,6 +651,7 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
         moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
                                e->tmp + (size_t)t * D);
     }
+    named(e, "ffn_out", il, e->tmp, n, D);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
 }
 
@@ -649,6 +661,7 @@ static void ffn_block(moe_engine *e, int il, int n)
     const moe_layer *L = &e->m->layers[il];
     const int64_t D = hp->dim;
     for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->ffn_norm, hp->eps, e->h + r * D, D);
+    named(e, "ffn_norm", il, e->h, n, D);
     if (!L->is_moe) {
         const int64_t F = hp->dense_ff;
         mm_job jb[2] = {job(&L->gate, e->h, D, n, e->fg, F), job(&L->up, e->h, D, n, e->fu, F)};
@@ -656,12 +669,14 @@ static void ffn_block(moe_engine *e, int il, int n)
         for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * F, e->fu + r * F, F);
         jb[0] = job(&L->down, e->fg, F, n, e->tmp, D);
         run_jobs(e, jb, 1);
+        named(e, "ffn_out", il, e->tmp, n, D);
         for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
         return;
     }
     const int K = hp->n_used, E = hp->n_expert;
     const int64_t ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
+    named(e, "moe_logits", il, e->glog, n, E);
     if (e->o.moe_hook) {
         moe_ffn_remote(e, il, n);
         return;
@@ -714,6 +729,7 @@ static void ffn_block(moe_engine *e, int il, int n)
         moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
                                e->tmp + (size_t)t * D);
     }
+    named(e, "ffn_out", il, e->tmp, n, D);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
 }
 
@@ -804,6 +820,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     for (int il = 0; il < hp->n_layer; il++) {
         attention_block(e, il, n);
         ffn_block(e, il, n);
+        named(e, "l_out", il, e->x, n, D);
     }
     /* logits for the rows that want them */
     int n_out = 0;
@@ -823,6 +840,10 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     if (n_out > 0) {
         mm_job jb = job(&e->m->output, e->h, D, n_out, e->logits, hp->vocab);
         run_jobs(e, &jb, 1);
+        if (e->o.tensor_fn) {
+            e->o.tensor_fn(e->o.tensor_ctx, "result_norm", -1, e->h, n_out, (int)D, NULL, NULL);
+            e->o.tensor_fn(e->o.tensor_ctx, "logits", -1, e->logits, n_out, hp->vocab, NULL, NULL);
+        }
     }
     e->tokens_processed += n;
     return MOE_OK;

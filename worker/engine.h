@@ -51,6 +51,18 @@ typedef struct moe_engine_moe_hook {
     void (*finish)(void *ctx, int il, float *y);
 } moe_engine_moe_hook;
 
+/*
+ * Named intermediate tensors (debugging, and diffing a distributed run
+ * against a single-process one layer by layer): when set, called with each
+ * named activation of a step, rows = the step's token rows (row_seq /
+ * row_pos give each row's sequence and position; NULL for the output rows,
+ * which are the rows that asked for logits, in item order).  Names: attn_norm,
+ * q (roped), kv_a (before the latent norm), attn_heads, attn_out, ffn_norm,
+ * moe_logits (router), ffn_out, l_out; result_norm, logits (layer -1).
+ */
+typedef void (*moe_engine_tensor_fn)(void *ctx, const char *name, int layer, const float *data, int rows, int cols,
+                                     const int *row_seq, const int64_t *row_pos);
+
 typedef struct moe_engine_opts {
     int n_threads;          /* default 1 */
     int block_size;         /* cache tokens per block, default 16 */
@@ -62,6 +74,8 @@ typedef struct moe_engine_opts {
     bool reference_kernels; /* scalar reference kernels instead of AVX2 */
     bool act_q8;            /* int8 activations for Q8_0 weights (llama.cpp-like; off = float) */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
+    moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
+    void *tensor_ctx;
     const moe_engine_moe_hook *moe_hook; /* NULL: all experts local */
 } moe_engine_opts;
 

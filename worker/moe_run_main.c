@@ -48,6 +48,8 @@ static void usage(FILE *f)
           "  --int8                int8 activations for Q8_0 weights (faster, llama.cpp-like rounding)\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
+          "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
+          "                        name[16] layer step rows cols (int32 LE) + rows×cols float32\n"
           "  --stats               print timings and cache bytes to stderr\n"
           "  --help                this text\n",
           f);
@@ -88,7 +90,7 @@ static int parse_tokens(const char *s, int32_t **out, int *n, moe_err *err)
 }
 
 typedef struct run_args {
-    const char *model, *tokens, *dump, *prompt;
+    const char *model, *tokens, *dump, *prompt, *dump_tensors;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
     bool stats, ignore_eos, reference, int8, text;
     moe_sampler_cfg sc;
@@ -115,7 +117,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
         if (!strcmp(f, "--int8")) { a->int8 = true; continue; }
         if (!strcmp(f, "--text")) { a->text = true; continue; }
-        static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--dump-logits", "-n", "--threads",
+        static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
                                                  "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"};
@@ -130,6 +132,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         else if (!strcmp(f, "--tokens")) a->tokens = v;
         else if (!strcmp(f, "--prompt")) a->prompt = v;
         else if (!strcmp(f, "--dump-logits")) a->dump = v;
+        else if (!strcmp(f, "--dump-tensors")) a->dump_tensors = v;
         else if (!strcmp(f, "-n")) { if (moe_parse_i64(v, 0, 1 << 24, &a->n_gen, err)) return moe_err_prefix(err, "-n"); }
         else if (!strcmp(f, "--threads")) { if (moe_parse_i64(v, 1, 256, &a->threads, err)) return moe_err_prefix(err, "--threads"); }
         else if (!strcmp(f, "--block-size")) { if (moe_parse_i64(v, 1, 4096, &a->block, err)) return moe_err_prefix(err, "--block-size"); }
@@ -154,6 +157,28 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
     if (!a->tokens == !a->prompt) return moe_err_set(err, "give one of --tokens and --prompt (see --help)");
     if (a->logits_from >= 0 && a->n_gen != 0) return moe_err_set(err, "--logits-from needs -n 0");
     return MOE_OK;
+}
+
+/* --dump-tensors: one record per named intermediate (see --help). */
+typedef struct tensor_dump {
+    FILE *f;
+    int32_t step;
+    bool failed;
+} tensor_dump;
+
+static void dump_tensor(void *ctx, const char *name, int layer, const float *data, int rows, int cols,
+                        const int *row_seq, const int64_t *row_pos)
+{
+    (void)row_seq;
+    (void)row_pos;
+    tensor_dump *d = ctx;
+    char nm[16] = {0};
+    strncpy(nm, name, sizeof nm - 1);
+    const int32_t hdr[4] = {layer, d->step, rows, cols};
+    if (fwrite(nm, 1, sizeof nm, d->f) != sizeof nm || fwrite(hdr, sizeof hdr, 1, d->f) != 1 ||
+        fwrite(data, sizeof(float), (size_t)rows * (size_t)cols, d->f) != (size_t)rows * (size_t)cols)
+        d->failed = true;
+    if (!strcmp(name, "logits")) d->step++; /* the last record of a step */
 }
 
 typedef struct rows_out {
@@ -210,6 +235,7 @@ int main(int argc, char **argv)
     moe_sampler *smp = NULL;
     moe_tokenizer *tokz = NULL;
     rows_out out = {0};
+    tensor_dump td = {0};
     if (parse_args(argc, argv, &a, &err) || (a.tokens && parse_tokens(a.tokens, &toks, &n_tok, &err))) {
         fprintf(stderr, "moe-run: %s\n", err.msg);
         return 2;
@@ -278,6 +304,15 @@ int main(int argc, char **argv)
         moe_err_set(&err, "prompt (%d) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
         goto done;
     }
+    if (a.dump_tensors) {
+        td.f = fopen(a.dump_tensors, "wb");
+        if (!td.f) {
+            moe_err_set(&err, "%s: %s", a.dump_tensors, strerror(errno));
+            goto done;
+        }
+        o.tensor_fn = dump_tensor;
+        o.tensor_ctx = &td;
+    }
     if (moe_engine_init(&e, m, &o, &err)) goto done;
     if (moe_sampler_init(&smp, &a.sc, hp->vocab, &err)) goto done;
     if (a.dump) {
@@ -338,6 +373,10 @@ int main(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (td.f && (fclose(td.f) != 0 || td.failed) && rc == 0) {
+        moe_err_set(&err, "%s: write failed", a.dump_tensors);
+        rc = 1;
+    }
     if (out.f && fclose(out.f) != 0 && rc == 0) {
         moe_err_set(&err, "%s: %s", a.dump, strerror(errno));
         rc = 1;

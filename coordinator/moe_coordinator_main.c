@@ -309,6 +309,8 @@ static size_t decode_new(coord *c, reqctx *x)
     return x->text_len - keep;
 }
 
+static void end_here(coord *c, reqctx *x, moe_end_reason why, int code, const char *msg);
+
 /* Sends what the client has not had yet; when the request has ended and
  * everything is out, the Finish.  Returns false if the client is gone. */
 static bool flush_req(coord *c, reqctx *x)
@@ -317,6 +319,9 @@ static bool flush_req(coord *c, reqctx *x)
     moe_req *r = x->r;
     size_t sendable = decode_new(c, x);
     const bool ending = x->end != MOE_END_NONE;
+    /* a stop string found just now: the rank stops at once, and no later
+     * token can be taken while the end is being reported */
+    if (ending && r->state != MOE_REQ_DONE) end_here(c, x, x->end, x->code, x->message);
     if (ending) {
         const char *t;
         size_t n;
@@ -392,12 +397,30 @@ static void end_here(coord *c, reqctx *x, moe_end_reason why, int code, const ch
 
 /* ---- client messages ------------------------------------------------------------- */
 
+static uint64_t fresh_seed(void)
+{
+    static uint64_t counter;
+    uint64_t z = ((uint64_t)getpid() << 32) ^ (uint64_t)(moe_now() * 1e9) ^ (++counter * 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static bool any_rank_alive(const coord *c)
+{
+    for (int k = 0; k < (int)c->o.ranks; k++)
+        if (c->ranks[k].known && moe_sched_rank_alive(c->s, k)) return true;
+    return false;
+}
+
 static void on_generate(coord *c, client *cl, const moe_link_peer *peer, const Moe__GenerateRequest *g)
 {
     moe_err err = {{0}};
     const char *id = g->request_id;
     if (c->draining) return send_error(c, peer, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
     if (find_req(c, cl, id)) return send_error(c, peer, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
+    if (c->ready && !any_rank_alive(c))
+        return send_error(c, peer, id, MOE__CODE__WORKER_LOST, "no worker rank is alive; the worker job must be restarted");
 
     moe_tokens toks = {0};
     int code = MOE__CODE__OK;
@@ -415,7 +438,7 @@ static void on_generate(coord *c, client *cl, const moe_link_peer *peer, const M
             moe_chat_msg *msgs = moe_xcalloc(n ? n : 1, sizeof *msgs);
             for (size_t i = 0; i < n; i++) {
                 msgs[i].role = g->chat->messages[i]->role;
-                msgs[i].content = g->chat->messages[i]->content;
+                msgs[i].content = g->chat->messages[i]->content ? g->chat->messages[i]->content : "";
                 msgs[i].content_len = strlen(msgs[i].content);
             }
             bool agp = g->chat->has_add_generation_prompt ? g->chat->add_generation_prompt : true;
@@ -438,7 +461,18 @@ static void on_generate(coord *c, client *cl, const moe_link_peer *peer, const M
     x->stream = !g->has_stream || g->stream;
     if (g->sampling) {
         x->sampling = *g->sampling;
-        x->has_sampling = true;
+        /* the copy must not point into the received message, freed soon */
+        x->sampling.base.n_unknown_fields = 0;
+        x->sampling.base.unknown_fields = NULL;
+    } else {
+        moe__sampling__init(&x->sampling);
+    }
+    x->has_sampling = true;
+    if (!x->sampling.has_seed) {
+        /* No seed given: draw one here, so that requests differ and the
+         * request (which keeps it) replays identically. */
+        x->sampling.has_seed = true;
+        x->sampling.seed = fresh_seed();
     }
     x->n_stop_ids = g->n_stop_ids;
     x->stop_ids = moe_xmalloc((g->n_stop_ids ? g->n_stop_ids : 1) * sizeof *x->stop_ids);
@@ -516,6 +550,8 @@ static void on_client_frame(coord *c, moe_link_in *in, moe_err *err)
 
 /* ---- worker messages ------------------------------------------------------------- */
 
+static void rank_lost(coord *c, int k, const char *why);
+
 static int rank_of_peer(const coord *c, const moe_link_peer *p)
 {
     for (int k = 0; k < (int)c->o.ranks; k++)
@@ -538,12 +574,24 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
                     h->n_ranks, (long long)c->o.ranks);
             return;
         }
+        if (h->model && h->model->has_max_context && h->model->max_context > 0 &&
+            h->model->max_context < c->lim.max_context) {
+            /* the ranks' context is what a request must fit */
+            c->lim.max_context = c->max_context = h->model->max_context;
+            moe_log(MOE_LOG_INFO, "context is %u tokens (rank %u's)", c->max_context, h->rank);
+        }
         if (h->model && h->model->has_vocab_size && h->model->vocab_size != c->vocab) {
             moe_log(MOE_LOG_ERROR, "rank %u serves a vocabulary of %u tokens, the coordinator's model has %u", h->rank,
                     h->model->vocab_size, c->vocab);
             return;
         }
         rank_info *ri = &c->ranks[h->rank];
+        if (ri->known && h->job_id != ri->job_id) {
+            /* a new job took the rank's place: what ran on the old one is gone */
+            char why[128];
+            snprintf(why, sizeof why, "worker rank %u was restarted", h->rank);
+            rank_lost(c, (int)h->rank, why);
+        }
         const bool was_known = ri->known;
         ri->known = true;
         ri->peer = in->from;
@@ -608,6 +656,20 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
         break;
     }
     case MOE__WORKER_MSG__BODY_HEARTBEAT:
+        /* sequences the rank still runs that we no longer want there (ended
+         * here while the rank was silent, or before we restarted) */
+        for (size_t i = 0; i < m->heartbeat->n_active; i++) {
+            const moe_req *r = moe_sched_find(c->s, m->heartbeat->active[i]);
+            if (!r || r->state != MOE_REQ_RUNNING || r->rank != rank) {
+                Moe__Release rel = MOE__RELEASE__INIT;
+                rel.has_seq_id = true;
+                rel.seq_id = m->heartbeat->active[i];
+                Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+                cm.body_case = MOE__COORD_MSG__BODY_RELEASE;
+                cm.release = &rel;
+                to_rank(c, rank, &cm);
+            }
+        }
         if ((int64_t)m->heartbeat->n_active != c->ranks[rank].active) {
             c->ranks[rank].active = (int64_t)m->heartbeat->n_active;
             moe_log(MOE_LOG_INFO, "rank %d: %lld active sequences, %llu cache tokens free", rank,
@@ -619,6 +681,23 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
 }
 
 /* ---- periodic work --------------------------------------------------------------- */
+
+/* A rank is gone (silent, or replaced by a new job): its requests end with
+ * WORKER_LOST; it joins again with a hello. */
+static void rank_lost(coord *c, int k, const char *why)
+{
+    moe_log(MOE_LOG_ERROR, "%s", why);
+    for (int i = 0; i < c->n_reqs; i++) {
+        reqctx *x = c->reqs[i];
+        if (x->r->state == MOE_REQ_RUNNING && x->r->rank == k && x->end == MOE_END_NONE) {
+            x->end = MOE_END_ERROR;
+            x->code = MOE__CODE__WORKER_LOST;
+            snprintf(x->message, sizeof x->message, "%s", why);
+        }
+    }
+    moe_sched_rank_lost(c->s, k, why);
+    c->ranks[k].known = false;
+}
 
 static void place_queued(coord *c)
 {
@@ -660,18 +739,15 @@ static void housekeeping(coord *c)
             continue;
         char why[128];
         snprintf(why, sizeof why, "worker rank %d stopped answering (no heartbeat for %.1f s)", k, now - ri->last_seen);
-        moe_log(MOE_LOG_ERROR, "%s", why);
+        rank_lost(c, k, why);
+    }
+    /* every rank gone: queued requests can never run */
+    if (c->ready && !any_rank_alive(c))
         for (int i = 0; i < c->n_reqs; i++) {
             reqctx *x = c->reqs[i];
-            if (x->r->state == MOE_REQ_RUNNING && x->r->rank == k && x->end == MOE_END_NONE) {
-                x->end = MOE_END_ERROR;
-                x->code = MOE__CODE__WORKER_LOST;
-                snprintf(x->message, sizeof x->message, "%s", why);
-            }
+            if (x->r->state == MOE_REQ_QUEUED && x->end == MOE_END_NONE)
+                end_here(c, x, MOE_END_ERROR, MOE__CODE__WORKER_LOST, "no worker rank is alive");
         }
-        moe_sched_rank_lost(c->s, k, why);
-        ri->known = false; /* a restarted rank says hello again */
-    }
     /* deadlines */
     for (int i = 0; i < c->n_reqs; i++) {
         reqctx *x = c->reqs[i];
@@ -691,6 +767,7 @@ static void housekeeping(coord *c)
             released++;
         }
         if (released) moe_log(MOE_LOG_INFO, "a client went silent; released %d of its requests", released);
+        else moe_log(MOE_LOG_INFO, "a client went silent");
         if (cl->n_reqs == 0 || released) {
             for (int j = 0; j < c->n_reqs;) { /* forget its finished requests now */
                 if (c->reqs[j]->cl == cl && c->reqs[j]->finished && c->reqs[j]->r->state == MOE_REQ_DONE) forget(c, c->reqs[j]);
@@ -712,7 +789,13 @@ static void flush_all(coord *c)
         reqctx *x = c->reqs[i];
         if (x->r->state == MOE_REQ_DONE && x->end == MOE_END_NONE) x->end = x->r->end; /* ended by the scheduler */
         if (x->end != MOE_END_NONE && x->r->state != MOE_REQ_DONE) end_here(c, x, x->end, x->code, x->message);
-        if (!flush_req(c, x)) x->finished = true; /* the client is gone */
+        if (!flush_req(c, x)) { /* the client is gone: nobody to tell, nothing to run */
+            x->finished = true;
+            if (x->r->state != MOE_REQ_DONE) {
+                end_here(c, x, MOE_END_CANCELLED, 0, "the client went away");
+                moe_log(MOE_LOG_INFO, "a client went away; released its request '%s'", x->id);
+            }
+        }
         if (x->finished && x->r->state == MOE_REQ_DONE) {
             forget(c, x);
             continue;
@@ -740,7 +823,7 @@ static int setup(coord *c, moe_err *err)
     moe_err e2;
     moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &e2);
     c->vocab = (uint32_t)moe_tokenizer_n_vocab(c->tok);
-    c->max_context = (uint32_t)(ctx < 4096 ? ctx : 4096); /* the workers' default --ctx */
+    c->max_context = (uint32_t)(ctx < (1u << 24) ? ctx : (1u << 24)); /* lowered to the ranks' own at their hello */
     moe_msg_limits_default(&c->lim);
     c->lim.max_frame = (size_t)c->o.max_frame;
     c->lim.vocab_size = c->vocab;
@@ -752,6 +835,7 @@ static int setup(coord *c, moe_err *err)
     moe_link_opts fo, bo;
     moe_link_opts_default(&fo, &moe__client_msg__descriptor);
     fo.limits = c->lim;
+    fo.limits.max_context = 0; /* checked here after tokenization, against the ranks' context */
     fo.sndhwm = (int)c->o.client_hwm;
     fo.sndbuf = (int)c->o.client_sndbuf;
     moe_link_opts_default(&bo, &moe__worker_msg__descriptor);

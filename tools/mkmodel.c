@@ -104,6 +104,8 @@ int mk_spec_validate(const mk_spec *s, moe_err *err)
     if (!(s->scale > 0.0f) || !isfinite(s->scale)) return moe_err_set(err, "--scale must be a positive number");
     if (s->yarn_factor != 0.0f && (!(s->yarn_factor >= 1.0f) || !isfinite(s->yarn_factor) || s->yarn_orig_ctx < 1))
         return moe_err_set(err, "--yarn needs a factor >= 1 and --yarn-orig-ctx >= 1");
+    if (s->yarn_factor > 0 && !s->ctx && (double)s->yarn_orig_ctx * s->yarn_factor > (double)(1 << 30))
+        return moe_err_set(err, "--yarn-orig-ctx x --yarn is more than 2^30 tokens; give --ctx");
     if (s->type == MOE_DT_Q8_0 && s->dim % 32)
         return moe_err_set(err, "--dim %d must be a multiple of 32 for q8_0", s->dim);
     return MOE_OK;

@@ -547,6 +547,9 @@ static void link_beat(worker *w)
     link_send(w, &m);
 }
 
+/* Called at every MoE layer: heartbeats keep going during a long step. */
+static void beat_tick(void *ctx) { link_beat(ctx); }
+
 static request *find_live(worker *w, int64_t num)
 {
     for (int i = 0; i < w->n_live; i++)
@@ -742,6 +745,7 @@ int main(int argc, char **argv)
         w->job_id = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
         st = moe_link_ctx_init(&w->lctx, &err);
         if (st == MOE_OK) st = moe_link_connect(&w->link, w->lctx, o->coordinator, &lo, &err);
+        if (st == MOE_OK) moe_xchg_set_tick(x, beat_tick, w);
     }
     if (st == MOE_OK && o->trace) {
         if (me == 0) {

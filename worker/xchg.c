@@ -39,6 +39,8 @@ struct moe_xchg {
     int il;
     double t_start, t_ready;
     moe_xchg_layer_stats *stats; /* [n_layer] (only MoE layers used) */
+    void (*tick)(void *);
+    void *tick_ctx;
     int trace_fd;                /* -1: off */
     const int64_t *seq_req;
     char *tbuf;
@@ -93,6 +95,12 @@ void moe_xchg_free(moe_xchg *x)
     free(x->stats);
     moe_comm_req_free(&x->req);
     free(x);
+}
+
+void moe_xchg_set_tick(moe_xchg *x, void (*tick)(void *), void *ctx)
+{
+    x->tick = tick;
+    x->tick_ctx = ctx;
 }
 
 void moe_xchg_set_trace(moe_xchg *x, int fd, const int64_t *seq_req)
@@ -219,6 +227,7 @@ typedef struct pair {
 void moe_xchg_finish(moe_xchg *x, int il, float *y)
 {
     MOE_ASSERT(x->il == il);
+    if (x->tick) x->tick(x->tick_ctx);
     const int D = x->dim, K = x->K, R = x->n_rank, row = D + K, E = x->n_expert;
     moe_xchg_layer_stats *st = &x->stats[il];
     const double t_finish = moe_now();

@@ -63,4 +63,8 @@ void moe_xchg_flush_trace(moe_xchg *x);
 
 const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il);
 
+/* A function called at every MoE layer (from the step's thread), e.g. to
+ * keep heartbeats going during a long step. */
+void moe_xchg_set_tick(moe_xchg *x, void (*tick)(void *), void *ctx);
+
 #endif

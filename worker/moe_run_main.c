@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "engine.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -27,6 +28,8 @@ static void usage(FILE *f)
           "  --model FILE          GGUF model (deepseek2)\n"
           "  --tokens LIST         prompt token ids, comma-separated\n"
           "  --prompt TEXT         prompt text, tokenized with the model's tokenizer\n"
+          "  --chat FILE.json      {\"messages\":[{\"role\":..,\"content\":..}],\"add_generation_prompt\":true}\n"
+          "                        rendered with the model's chat template (deepseek-v3 / -v2)\n"
           "                        (BOS as the file says, special-token texts matched)\n"
           "  --text                print the generated text instead of ids\n"
           "  -n N                  tokens to generate (default 16; 0 = none)\n"
@@ -90,7 +93,7 @@ static int parse_tokens(const char *s, int32_t **out, int *n, moe_err *err)
 }
 
 typedef struct run_args {
-    const char *model, *tokens, *dump, *prompt, *dump_tensors;
+    const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
     bool stats, ignore_eos, reference, int8, text;
     moe_sampler_cfg sc;
@@ -117,7 +120,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
         if (!strcmp(f, "--int8")) { a->int8 = true; continue; }
         if (!strcmp(f, "--text")) { a->text = true; continue; }
-        static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--dump-logits", "--dump-tensors", "-n", "--threads",
+        static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--chat", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
                                                  "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"};
@@ -131,6 +134,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--model")) a->model = v;
         else if (!strcmp(f, "--tokens")) a->tokens = v;
         else if (!strcmp(f, "--prompt")) a->prompt = v;
+        else if (!strcmp(f, "--chat")) a->chat = v;
         else if (!strcmp(f, "--dump-logits")) a->dump = v;
         else if (!strcmp(f, "--dump-tensors")) a->dump_tensors = v;
         else if (!strcmp(f, "-n")) { if (moe_parse_i64(v, 0, 1 << 24, &a->n_gen, err)) return moe_err_prefix(err, "-n"); }
@@ -154,7 +158,8 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         } else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!a->model) return moe_err_set(err, "--model is required (see --help)");
-    if (!a->tokens == !a->prompt) return moe_err_set(err, "give one of --tokens and --prompt (see --help)");
+    if ((a->tokens != NULL) + (a->prompt != NULL) + (a->chat != NULL) != 1)
+        return moe_err_set(err, "give one of --tokens, --prompt and --chat (see --help)");
     if (a->logits_from >= 0 && a->n_gen != 0) return moe_err_set(err, "--logits-from needs -n 0");
     return MOE_OK;
 }
@@ -223,6 +228,34 @@ static int feed_one(moe_engine *e, int seq, int32_t tok, const float **row, moe_
     return MOE_OK;
 }
 
+/* The ids of a conversation file rendered with the model's chat template
+ * (special tokens matched, no BOS added: the template writes it). */
+static int chat_tokens(const char *path, const moe_gguf *g, const moe_tokenizer *tok, moe_tokens *ids, moe_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return moe_err_set(err, "--chat %s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = moe_xmalloc(cap);
+    while ((k = fread(buf + n, 1, cap - n, f)) > 0)
+        if ((n += k) == cap) {
+            if (cap >= (64u << 20)) break;
+            buf = moe_xrealloc(buf, cap *= 2);
+        }
+    const bool too_big = n == cap, bad = ferror(f);
+    fclose(f);
+    moe_chat_conv conv = {0};
+    moe_chat *chat = NULL;
+    int rc = MOE_ERR;
+    if (too_big || bad) moe_err_set(err, "--chat %s: %s", path, bad ? "read error" : "larger than 64 MiB");
+    else if (moe_chat_conv_parse(&conv, buf, n, err)) moe_err_prefix(err, "--chat %s", path);
+    else if (moe_chat_init(&chat, g, tok, err)) moe_err_prefix(err, "--chat");
+    else rc = moe_chat_tokenize(chat, tok, conv.msgs, conv.n, conv.add_generation_prompt, ids, err);
+    moe_chat_free(chat);
+    moe_chat_conv_free(&conv);
+    free(buf);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     moe_err err = {{0}};
@@ -247,22 +280,23 @@ int main(int argc, char **argv)
     }
     if (moe_model_open(&m, a.model, &err)) goto done;
     const moe_hparams *hp = &m->hp;
-    if (a.prompt || a.text) {
+    if (a.prompt || a.chat || a.text) {
         if (moe_tokenizer_load(&tokz, m->gguf, &err)) {
             moe_err_prefix(&err, "tokenizer of %s", a.model);
             goto done;
         }
     }
-    if (a.prompt) {
+    if (a.prompt || a.chat) {
         moe_tokens ids = {0};
         const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tokz) ? MOE_TOK_BOS : 0u);
-        if (moe_tokenizer_encode(tokz, a.prompt, strlen(a.prompt), fl, &ids, &err)) {
+        if (a.chat ? chat_tokens(a.chat, m->gguf, tokz, &ids, &err)
+                   : moe_tokenizer_encode(tokz, a.prompt, strlen(a.prompt), fl, &ids, &err)) {
             moe_tokens_free(&ids);
             goto done;
         }
         if (ids.n == 0 || ids.n > (size_t)INT32_MAX / 2) {
             moe_tokens_free(&ids);
-            moe_err_set(&err, "--prompt gives no tokens");
+            moe_err_set(&err, "%s gives no tokens", a.chat ? "--chat" : "--prompt");
             goto done;
         }
         n_tok = (int)ids.n;

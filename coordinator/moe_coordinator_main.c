@@ -142,6 +142,15 @@ typedef struct rank_info {
     int64_t served;           /* sequences placed on it */
 } rank_info;
 
+/* A refusal that met back-pressure. */
+#define MAX_PENDING_ERRORS 1024
+typedef struct pending_error {
+    moe_link_peer peer;
+    char *id, *msg;
+    int code;
+    double since;
+} pending_error;
+
 typedef struct coord {
     opts o;
     moe_gguf *g;
@@ -160,6 +169,8 @@ typedef struct coord {
     reqctx **reqs;            /* in flight */
     int n_reqs, cap_reqs;
     int64_t deferred;         /* sends that met back-pressure (retried later) */
+    pending_error pending[MAX_PENDING_ERRORS];
+    int n_pending;
 } coord;
 
 static volatile sig_atomic_t g_term;
@@ -177,7 +188,7 @@ static int to_client(coord *c, client *cl, Moe__ServerMsg *m)
     return rc;
 }
 
-static void send_error(coord *c, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
+static int try_error(coord *c, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
 {
     Moe__Error e = MOE__ERROR__INIT;
     e.request_id = (char *)request_id;
@@ -188,8 +199,47 @@ static void send_error(coord *c, const moe_link_peer *peer, const char *request_
     m.body_case = MOE__SERVER_MSG__BODY_ERROR;
     m.error = &e;
     moe_err err;
-    if (moe_link_send(c->front, peer, &m.base, MOE_LINK_DONTWAIT, &err) == MOE_ERR)
-        moe_log(MOE_LOG_WARN, "error reply failed: %s", err.msg);
+    int rc = moe_link_send(c->front, peer, &m.base, MOE_LINK_DONTWAIT, &err);
+    if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "error reply failed: %s", err.msg);
+    return rc;
+}
+
+/* A refusal.  A client at its high-water mark gets it later (the refusal
+ * waits in a bounded list, retried with the token streams), not never. */
+static void send_error(coord *c, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
+{
+    if (try_error(c, peer, request_id, code, msg) != MOE_LINK_AGAIN) return;
+    c->deferred++;
+    if (c->n_pending == MAX_PENDING_ERRORS) {
+        moe_log(MOE_LOG_WARN, "%d refusals wait for slow clients; dropping the oldest", MAX_PENDING_ERRORS);
+        free(c->pending[0].id);
+        free(c->pending[0].msg);
+        memmove(&c->pending[0], &c->pending[1], (MAX_PENDING_ERRORS - 1) * sizeof c->pending[0]);
+        c->n_pending--;
+    }
+    pending_error *p = &c->pending[c->n_pending++];
+    p->peer = *peer;
+    p->id = request_id ? moe_xstrdup(request_id) : NULL;
+    p->code = code;
+    p->msg = moe_xstrdup(msg ? msg : "");
+    p->since = moe_now();
+}
+
+/* Retries waiting refusals; gives up on a client silent past its timeout. */
+static void flush_errors(coord *c)
+{
+    int w = 0;
+    for (int i = 0; i < c->n_pending; i++) {
+        pending_error *p = &c->pending[i];
+        int rc = try_error(c, &p->peer, p->id, p->code, p->msg);
+        if (rc == MOE_LINK_AGAIN && moe_now() - p->since < (double)c->o.client_timeout_ms / 1000.0) {
+            c->pending[w++] = *p;
+            continue;
+        }
+        free(p->id);
+        free(p->msg);
+    }
+    c->n_pending = w;
 }
 
 static void to_rank(coord *c, int rank, Moe__CoordMsg *m)
@@ -904,6 +954,7 @@ int main(int argc, char **argv)
         }
         place_queued(c);
         flush_all(c);
+        flush_errors(c);
     }
     rc = 0;
     for (int k = 0; k < (int)c->o.ranks; k++)
@@ -916,6 +967,10 @@ out:
         forget(c, c->reqs[0]);
     }
     free(c->reqs);
+    for (int i = 0; i < c->n_pending; i++) {
+        free(c->pending[i].id);
+        free(c->pending[i].msg);
+    }
     for (int i = 0; i < c->n_clients; i++) free(c->clients[i]);
     free(c->clients);
     free(c->ranks);

@@ -649,6 +649,7 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
         ri->job_id = h->job_id;
         if (!was_known) ri->active = -1; /* the first heartbeat is logged */
         moe_sched_rank_update(c->s, (int)h->rank, (int64_t)h->cache_tokens_total);
+        if (h->has_max_seqs) moe_sched_rank_set_max_running(c->s, (int)h->rank, (int)h->max_seqs);
         Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
         r.has_protocol_version = true;
         r.protocol_version = MOE_PROTO_VERSION;

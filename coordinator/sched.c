@@ -14,6 +14,7 @@ typedef struct rank_state {
     int64_t capacity;  /* cache tokens */
     int64_t reserved;  /* Σ (prompt + max tokens) of running requests */
     int running;
+    int max_running;   /* the rank's own limit; 0: none given */
 } rank_state;
 
 struct moe_sched {
@@ -116,6 +117,12 @@ void moe_sched_rank_update(moe_sched *s, int rank, int64_t capacity)
     s->ranks[rank].capacity = capacity > 0 ? capacity : 0;
 }
 
+void moe_sched_rank_set_max_running(moe_sched *s, int rank, int max_running)
+{
+    MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
+    s->ranks[rank].max_running = max_running > 0 ? max_running : 0;
+}
+
 int64_t moe_sched_rank_free(const moe_sched *s, int rank)
 {
     const rank_state *r = &s->ranks[rank];
@@ -197,7 +204,8 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
         int best = -1;
         for (int k = 0; k < s->n_ranks; k++) {
             const rank_state *rk = &s->ranks[k];
-            if (!rk->alive || rk->running >= s->lim.max_running || rk->capacity - rk->reserved < need_of(r)) continue;
+            const int cap_running = rk->max_running && rk->max_running < s->lim.max_running ? rk->max_running : s->lim.max_running;
+            if (!rk->alive || rk->running >= cap_running || rk->capacity - rk->reserved < need_of(r)) continue;
             if (best < 0 || rk->capacity - rk->reserved > s->ranks[best].capacity - s->ranks[best].reserved) best = k;
         }
         if (best < 0) break; /* first come, first served: nobody overtakes the head */

@@ -64,6 +64,9 @@ void moe_sched_free(moe_sched *s);
  * cache capacity in tokens.  Free cache = capacity − the whole-sequence
  * reservations (prompt + max tokens) of its running requests. */
 void moe_sched_rank_update(moe_sched *s, int rank, int64_t cache_capacity_tokens);
+/* The most sequences the rank runs at once (from its hello); the lower of
+ * this and the scheduler's max_running applies. */
+void moe_sched_rank_set_max_running(moe_sched *s, int rank, int max_running);
 int64_t moe_sched_rank_free(const moe_sched *s, int rank);
 /* A rank stopped answering: its running requests end with an error; returns how many. */
 int moe_sched_rank_lost(moe_sched *s, int rank, const char *why);

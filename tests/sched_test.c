@@ -66,6 +66,15 @@ static void test_queue_and_place(void)
     moe_sched_rank_update(s, 1, 1000);
     CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == q[0] && placed[1] == q[2]);
 
+    /* a rank's own limit on running sequences applies when lower */
+    moe_sched_rank_set_max_running(s, 0, 1);
+    moe_req *lim1;
+    CHECK(moe_sched_submit(s, NULL, prompt, 1, 1, 0, &lim1, &full, &err) == 0);
+    moe_sched_rank_update(s, 1, 0); /* rank 1 has no room: only rank 0 could take it */
+    CHECK(moe_sched_n_running(s, 0) >= 1 && moe_sched_place(s, placed, 8) == 0 && lim1->state == MOE_REQ_QUEUED);
+    moe_sched_rank_set_max_running(s, 0, 0);
+    moe_sched_rank_update(s, 1, 1000);
+
     /* losing a rank ends its running requests with an error */
     int on1 = moe_sched_n_running(s, 1);
     CHECK(moe_sched_rank_lost(s, 1, "rank 1 stopped answering") == on1 && on1 > 0);

@@ -528,6 +528,8 @@ static void link_beat(worker *w)
         h.cache_tokens_total = (uint64_t)w->max_seqs * (uint64_t)(w->max_ctx - 1);
         h.cache_tokens_free = (uint64_t)cache_free_tokens(w);
         h.job_id = w->job_id;
+        h.has_max_seqs = true;
+        h.max_seqs = (uint32_t)w->max_seqs;
         h.model = &id;
         m.body_case = MOE__WORKER_MSG__BODY_HELLO;
         m.hello = &h;

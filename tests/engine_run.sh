@@ -37,8 +37,9 @@ check_err() { # expected message fragment, then args
 }
 check_err "unknown flag --bogus" --model $M --tokens 1 --bogus
 check_err "--model is required" --tokens 1
-check_err "give one of --tokens and --prompt" --model $M -n 2
-check_err "give one of --tokens and --prompt" --model $M --tokens 1 --prompt hi
+check_err "give one of --tokens, --prompt and --chat" --model $M -n 2
+check_err "give one of --tokens, --prompt and --chat" --model $M --tokens 1 --prompt hi
+check_err "give one of --tokens, --prompt and --chat" --model $M --tokens 1 --chat x.json
 check_err "id 300 is not in 0..299" --model $M --tokens 1,300
 check_err "--tokens item 2" --model $M --tokens 1,x
 check_err "--tokens" --model $M --tokens 1,,2

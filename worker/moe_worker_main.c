@@ -243,22 +243,27 @@ static int read_batch(const char *path, const moe_hparams *hp, request **out, in
 
 /* Least-loaded placement of sequences: longest first, to the rank with the
  * fewest tokens so far (ties: lowest rank).  Every rank computes the same. */
+typedef struct by_len {
+    int64_t len;
+    int index;
+} by_len;
+
+/* Longest first, then input order: a total order, so every rank agrees. */
+static int cmp_by_len(const void *a, const void *b)
+{
+    const by_len *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
 static void place_requests(request *reqs, int n, int n_rank)
 {
     int64_t *load = moe_xcalloc((size_t)n_rank, sizeof *load);
-    int *order = moe_xmalloc((size_t)n * sizeof *order);
-    for (int i = 0; i < n; i++) order[i] = i;
-    for (int i = 1; i < n; i++) { /* insertion sort by length desc, index asc (stable, deterministic) */
-        int k = order[i], j = i;
-        int64_t lk = reqs[k].n_prompt + reqs[k].n_gen;
-        while (j > 0 && reqs[order[j - 1]].n_prompt + reqs[order[j - 1]].n_gen < lk) {
-            order[j] = order[j - 1];
-            j--;
-        }
-        order[j] = k;
-    }
+    by_len *order = moe_xmalloc((size_t)(n ? n : 1) * sizeof *order);
+    for (int i = 0; i < n; i++) order[i] = (by_len){(int64_t)reqs[i].n_prompt + reqs[i].n_gen, i};
+    qsort(order, (size_t)n, sizeof *order, cmp_by_len);
     for (int i = 0; i < n; i++) {
-        request *r = &reqs[order[i]];
+        request *r = &reqs[order[i].index];
         int best = 0;
         for (int q = 1; q < n_rank; q++)
             if (load[q] < load[best]) best = q;

@@ -324,7 +324,7 @@ static void text_append(reqctx *x, const char *t, size_t n)
 /* Decodes tokens not yet decoded; a stop string found ends the request.
  * Returns how many bytes of x->text may be sent now (the rest could still
  * become the start of a stop string). */
-static size_t decode_new(coord *c, reqctx *x)
+static size_t decode_new(reqctx *x)
 {
     moe_req *r = x->r;
     moe_err err;
@@ -355,7 +355,6 @@ static size_t decode_new(coord *c, reqctx *x)
                 break;
             }
     }
-    (void)c;
     return x->text_len - keep;
 }
 
@@ -367,7 +366,7 @@ static bool flush_req(coord *c, reqctx *x)
 {
     if (x->finished) return true;
     moe_req *r = x->r;
-    size_t sendable = decode_new(c, x);
+    size_t sendable = decode_new(x);
     const bool ending = x->end != MOE_END_NONE;
     /* a stop string found just now: the rank stops at once, and no later
      * token can be taken while the end is being reported */
@@ -697,7 +696,7 @@ static void on_worker_frame(coord *c, moe_link_in *in, moe_err *err)
         const unsigned w = m->seq_end->has_reason ? (unsigned)m->seq_end->reason : 4u;
         const moe_end_reason why = w < 5 ? from_wire[w] : MOE_END_ERROR;
         /* tokens the scheduler has are final; decode them before deciding */
-        decode_new(c, x);
+        decode_new(x);
         if (x->end == MOE_END_NONE) {
             x->end = why;
             x->code = MOE__CODE__INTERNAL;

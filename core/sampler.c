@@ -5,6 +5,7 @@
  */
 #include "sampler.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,4 +188,109 @@ int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *h
         if (u < cum) return s->c[i].id;
     }
     return s->c[n - 1].id;
+}
+
+/* ---- parameters by name ----------------------------------------------------- */
+
+typedef struct param_def {
+    const char *name, *alias;
+    bool integer, open_lo;
+    double lo, hi;
+} param_def;
+
+/* The one place the ranges are written (sampler.h). */
+static const param_def PARAMS[MOE_SP_COUNT] = {
+    [MOE_SP_TEMP] = {"temp", "temperature", false, false, 0, 1000},
+    [MOE_SP_TOP_K] = {"top_k", NULL, true, false, 0, INT32_MAX},
+    [MOE_SP_TOP_P] = {"top_p", NULL, false, true, 0, 1},
+    [MOE_SP_MIN_P] = {"min_p", NULL, false, false, 0, 1},
+    [MOE_SP_REPEAT_PENALTY] = {"repeat_penalty", "repetition_penalty", false, true, 0, 100},
+    [MOE_SP_REPEAT_LAST_N] = {"repeat_last_n", NULL, true, false, -1, INT32_MAX},
+    [MOE_SP_SEED] = {"seed", NULL, true, false, 0, 9007199254740992.0}, /* as a number: exact doubles; text takes all 64 bits */
+};
+
+static bool name_is(const char *given, const char *name)
+{
+    if (!name) return false;
+    for (; *given && *name; given++, name++)
+        if (*given != *name && !(*given == '-' && *name == '_')) return false;
+    return !*given && !*name;
+}
+
+int moe_sampler_param_find(const char *name)
+{
+    for (int p = 0; p < MOE_SP_COUNT; p++)
+        if (name_is(name, PARAMS[p].name) || name_is(name, PARAMS[p].alias)) return p;
+    return -1;
+}
+
+const char *moe_sampler_param_name(moe_sampler_param p)
+{
+    MOE_ASSERT(p >= 0 && p < MOE_SP_COUNT);
+    return PARAMS[p].name;
+}
+
+static void param_store(moe_sampler_cfg *c, moe_sampler_param p, double v)
+{
+    switch (p) {
+    case MOE_SP_TEMP: c->temperature = (float)v; break;
+    case MOE_SP_TOP_K: c->top_k = (int)v; break;
+    case MOE_SP_TOP_P: c->top_p = (float)v; break;
+    case MOE_SP_MIN_P: c->min_p = (float)v; break;
+    case MOE_SP_REPEAT_PENALTY: c->repeat_penalty = (float)v; break;
+    case MOE_SP_REPEAT_LAST_N: c->repeat_last_n = (int)v; break;
+    default: MOE_ASSERT(!"seed goes through moe_sampler_cfg_set_seed");
+    }
+    c->set |= 1u << p;
+}
+
+int moe_sampler_cfg_set_num(moe_sampler_cfg *c, moe_sampler_param p, double v, moe_err *err)
+{
+    MOE_ASSERT(p >= 0 && p < MOE_SP_COUNT);
+    const param_def *d = &PARAMS[p];
+    if (isnan(v)) return moe_err_set(err, "%s is NaN", d->name);
+    if (isinf(v)) return moe_err_set(err, "%s is infinite", d->name);
+    if (d->integer && v != floor(v)) return moe_err_set(err, "%s = %g is not a whole number", d->name, v);
+    if (v < d->lo || v > d->hi || (d->open_lo && v <= d->lo)) {
+        if (d->integer)
+            return moe_err_set(err, "%s = %.0f is out of range [%.0f, %.0f]", d->name, v, d->lo, d->hi);
+        return moe_err_set(err, "%s = %g is out of range %c%g, %g]", d->name, v, d->open_lo ? '(' : '[', d->lo, d->hi);
+    }
+    if (p == MOE_SP_SEED) moe_sampler_cfg_set_seed(c, (uint64_t)v);
+    else param_store(c, p, v);
+    return MOE_OK;
+}
+
+void moe_sampler_cfg_set_seed(moe_sampler_cfg *c, uint64_t seed)
+{
+    c->seed = seed;
+    c->set |= 1u << MOE_SP_SEED;
+}
+
+int moe_sampler_cfg_set(moe_sampler_cfg *c, const char *name, const char *value, moe_err *err)
+{
+    const int p = moe_sampler_param_find(name);
+    if (p < 0) return moe_err_set(err, "unknown sampling parameter '%s'", name);
+    const param_def *d = &PARAMS[p];
+    if (!value || !*value) return moe_err_set(err, "%s: empty value", d->name);
+    if (p == MOE_SP_SEED) {
+        /* whole-string unsigned decimal: strtoull alone takes "-1" as 2^64-1 */
+        for (const char *q = value; *q; q++)
+            if (*q < '0' || *q > '9') return moe_err_set(err, "%s: '%s' is not an unsigned integer", d->name, value);
+        errno = 0;
+        char *end = NULL;
+        const unsigned long long v = strtoull(value, &end, 10);
+        if (errno == ERANGE || *end) return moe_err_set(err, "%s: '%s' does not fit 64 bits", d->name, value);
+        moe_sampler_cfg_set_seed(c, (uint64_t)v);
+        return MOE_OK;
+    }
+    double v;
+    if (d->integer) {
+        int64_t x;
+        if (moe_parse_i64(value, (int64_t)d->lo, (int64_t)d->hi, &x, err)) return moe_err_prefix(err, "%s", d->name);
+        v = (double)x;
+    } else if (moe_parse_f64(value, -HUGE_VAL, HUGE_VAL, &v, err)) {
+        return moe_err_prefix(err, "%s", d->name);
+    }
+    return moe_sampler_cfg_set_num(c, (moe_sampler_param)p, v, err);
 }

@@ -27,7 +27,50 @@ typedef struct moe_sampler_cfg {
     uint64_t seed;
     int n_stop;            /* EOS and stop tokens */
     int32_t stop[MOE_SAMPLER_MAX_STOP];
+    unsigned set;          /* bit p set: parameter p was given (moe_sampler_cfg_set*) */
 } moe_sampler_cfg;
+
+/*
+ * The sampling parameters by name, their ranges written once (the table in
+ * sampler.c): every way a parameter arrives — moe-run flags, request-file
+ * options, the protocol's fields — goes through these two setters.
+ *
+ *   name            range          meaning
+ *   temp            [0, 1000]      temperature, 0 greedy
+ *   top_k           [0, 2^31-1]    0 off
+ *   top_p           (0, 1]         1 off
+ *   min_p           [0, 1]         0 off
+ *   repeat_penalty  (0, 100]       1 off
+ *   repeat_last_n   [-1, 2^31-1]   -1 all, 0 off
+ *   seed            [0, 2^64-1]
+ *
+ * Names may be written with '-' for '_' (flags: --top-k); "temperature" and
+ * "repetition_penalty" (the protocol's names) are accepted too.
+ */
+typedef enum {
+    MOE_SP_TEMP = 0,
+    MOE_SP_TOP_K,
+    MOE_SP_TOP_P,
+    MOE_SP_MIN_P,
+    MOE_SP_REPEAT_PENALTY,
+    MOE_SP_REPEAT_LAST_N,
+    MOE_SP_SEED,
+    MOE_SP_COUNT
+} moe_sampler_param;
+
+/* The parameter called name, or -1. */
+int moe_sampler_param_find(const char *name);
+/* Its canonical name ("top_p"). */
+const char *moe_sampler_param_name(moe_sampler_param p);
+/* Sets parameter `name` from text (whole string, in range) and marks it
+ * set.  Errors: "unknown sampling parameter 'x'", "top_p: 1.5 is out of
+ * range (0, 1]" — the caller prefixes where it came from. */
+int moe_sampler_cfg_set(moe_sampler_cfg *c, const char *name, const char *value, moe_err *err);
+/* Sets parameter p from a number (a protocol field); NaN, infinities,
+ * fractions for integer parameters and values out of range are errors. */
+int moe_sampler_cfg_set_num(moe_sampler_cfg *c, moe_sampler_param p, double value, moe_err *err);
+/* Seeds are 64-bit: a double cannot carry them all. */
+void moe_sampler_cfg_set_seed(moe_sampler_cfg *c, uint64_t seed);
 
 typedef struct moe_sampler moe_sampler;
 

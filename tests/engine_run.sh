@@ -41,7 +41,7 @@ check_err "give one of --tokens, --prompt and --chat" --model $M -n 2
 check_err "give one of --tokens, --prompt and --chat" --model $M --tokens 1 --prompt hi
 check_err "give one of --tokens, --prompt and --chat" --model $M --tokens 1 --chat x.json
 check_err "id 300 is not in 0..299" --model $M --tokens 1,300
-check_err "--tokens item 2" --model $M --tokens 1,x
+check_err "--tokens: id 2 (.x.) is not a token id" --model $M --tokens 1,x
 check_err "--tokens" --model $M --tokens 1,,2
 check_err "--threads" --model $M --tokens 1 --threads 0
 check_err "--logits-from needs -n 0" --model $M --tokens 1,2 --logits-from 1

@@ -18,6 +18,8 @@
 
 #include "chat.h"
 #include "engine.h"
+#include "gen.h"
+#include "io.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -58,40 +60,6 @@ static void usage(FILE *f)
           f);
 }
 
-static int parse_tokens(const char *s, int32_t **out, int *n, moe_err *err)
-{
-    int cap = 16, k = 0;
-    int32_t *v = moe_xmalloc((size_t)cap * sizeof *v);
-    const char *p = s;
-    if (!*p) {
-        free(v);
-        return moe_err_set(err, "--tokens: empty list");
-    }
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char buf[32];
-        if (len == 0 || len >= sizeof buf) {
-            free(v);
-            return moe_err_set(err, "--tokens: item %d is empty or too long", k + 1);
-        }
-        memcpy(buf, p, len);
-        buf[len] = 0;
-        int64_t x;
-        if (moe_parse_i64(buf, 0, INT32_MAX, &x, err)) {
-            free(v);
-            return moe_err_prefix(err, "--tokens item %d", k + 1);
-        }
-        if (k == cap) v = moe_xrealloc(v, (size_t)(cap *= 2) * sizeof *v);
-        v[k++] = (int32_t)x;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    *out = v;
-    *n = k;
-    return MOE_OK;
-}
-
 typedef struct run_args {
     const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
@@ -129,7 +97,6 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!known) return moe_err_set(err, "unknown flag %s (see --help)", f);
         if (i + 1 >= argc) return moe_err_set(err, "%s needs a value (see --help)", f);
         const char *v = argv[++i];
-        double d;
         int64_t x;
         if (!strcmp(f, "--model")) a->model = v;
         else if (!strcmp(f, "--tokens")) a->tokens = v;
@@ -144,13 +111,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         else if (!strcmp(f, "--batch")) { if (moe_parse_i64(v, 1, 65536, &a->batch, err)) return moe_err_prefix(err, "--batch"); }
         else if (!strcmp(f, "--decompress-min")) { if (moe_parse_i64(v, 0, 1 << 24, &a->decompress, err)) return moe_err_prefix(err, "--decompress-min"); }
         else if (!strcmp(f, "--logits-from")) { if (moe_parse_i64(v, 1, 1 << 24, &a->logits_from, err)) return moe_err_prefix(err, "--logits-from"); }
-        else if (!strcmp(f, "--temp")) { if (moe_parse_f64(v, 0, 1000, &d, err)) return moe_err_prefix(err, "--temp"); a->sc.temperature = (float)d; }
-        else if (!strcmp(f, "--top-k")) { if (moe_parse_i64(v, 0, INT32_MAX, &x, err)) return moe_err_prefix(err, "--top-k"); a->sc.top_k = (int)x; }
-        else if (!strcmp(f, "--top-p")) { if (moe_parse_f64(v, 1e-9, 1, &d, err)) return moe_err_prefix(err, "--top-p"); a->sc.top_p = (float)d; }
-        else if (!strcmp(f, "--min-p")) { if (moe_parse_f64(v, 0, 1, &d, err)) return moe_err_prefix(err, "--min-p"); a->sc.min_p = (float)d; }
-        else if (!strcmp(f, "--repeat-penalty")) { if (moe_parse_f64(v, 1e-6, 100, &d, err)) return moe_err_prefix(err, "--repeat-penalty"); a->sc.repeat_penalty = (float)d; }
-        else if (!strcmp(f, "--repeat-last-n")) { if (moe_parse_i64(v, -1, INT32_MAX, &x, err)) return moe_err_prefix(err, "--repeat-last-n"); a->sc.repeat_last_n = (int)x; }
-        else if (!strcmp(f, "--seed")) { if (moe_parse_i64(v, 0, INT64_MAX, &x, err)) return moe_err_prefix(err, "--seed"); a->sc.seed = (uint64_t)x; }
+        else if (moe_sampler_param_find(f + 2) >= 0) { if (moe_sampler_cfg_set(&a->sc, f + 2, v, err)) return moe_err_prefix(err, "%s", f); }
         else if (!strcmp(f, "--stop")) {
             if (moe_parse_i64(v, 0, INT32_MAX, &x, err)) return moe_err_prefix(err, "--stop");
             if (a->sc.n_stop >= MOE_SAMPLER_MAX_STOP - 1) return moe_err_set(err, "too many --stop tokens");
@@ -186,68 +147,65 @@ static void dump_tensor(void *ctx, const char *name, int layer, const float *dat
     if (!strcmp(name, "logits")) d->step++; /* the last record of a step */
 }
 
-typedef struct rows_out {
-    FILE *f;
-    const char *path;
+/* What the generate loop reports, and where it goes. */
+typedef struct run_out {
+    moe_engine *e;
+    FILE *rows;            /* --dump-logits, or NULL */
+    const char *rows_path;
     int vocab;
-} rows_out;
+    bool text;             /* print text at the end instead of ids as they come */
+    int64_t n_rows, n_out;
+    double t_start, t_first_row, t_end;
+    int32_t *out;          /* the generated ids, at the end */
+    moe_engine_stats st;   /* at the end, with the sequence's cache still held */
+    int64_t seq_len;
+    moe_gen_end why;
+    char error[MOE_ERR_MSG_MAX];
+} run_out;
 
-static int put_row(rows_out *o, const float *row, moe_err *err)
+static int on_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err)
 {
-    if (!o->f) return MOE_OK;
-    if (fwrite(row, sizeof(float), (size_t)o->vocab, o->f) != (size_t)o->vocab)
-        return moe_err_set(err, "%s: write failed: %s", o->path, strerror(errno));
+    (void)s;
+    run_out *o = ctx;
+    if (o->n_rows++ == 0) o->t_first_row = moe_now();
+    if (o->rows && fwrite(logits, sizeof(float), (size_t)o->vocab, o->rows) != (size_t)o->vocab)
+        return moe_err_set(err, "%s: write failed: %s", o->rows_path, strerror(errno));
     return MOE_OK;
 }
 
-/* Feeds tokens[0..n) in chunks of `batch`; *last gets the final row. */
-static int prefill(moe_engine *e, int seq, const int32_t *toks, int n, int batch, const float **last, moe_err *err)
+static void on_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
 {
-    for (int p = 0; p < n; p += batch) {
-        const int nt = n - p < batch ? n - p : batch;
-        moe_step_item it = {.seq = seq, .tokens = toks + p, .n_tokens = nt, .logits = MOE_LOGITS_LAST};
-        if (moe_engine_step(e, &it, 1, err)) return MOE_ERR;
-        if (it.status) {
-            *err = it.err;
-            return MOE_ERR;
-        }
-        *last = it.out;
-    }
-    return MOE_OK;
+    (void)s;
+    run_out *o = ctx;
+    if (!o->text) printf(index ? " %d" : "%d", tok);
+    o->n_out = index + 1;
 }
 
-static int feed_one(moe_engine *e, int seq, int32_t tok, const float **row, moe_err *err)
+static void on_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg)
 {
-    moe_step_item it = {.seq = seq, .tokens = &tok, .n_tokens = 1, .logits = MOE_LOGITS_LAST};
-    if (moe_engine_step(e, &it, 1, err)) return MOE_ERR;
-    if (it.status) {
-        *err = it.err;
-        return MOE_ERR;
-    }
-    *row = it.out;
-    return MOE_OK;
+    run_out *o = ctx;
+    o->t_end = moe_now();
+    o->why = why;
+    if (msg) snprintf(o->error, sizeof o->error, "%s", msg);
+    moe_engine_get_stats(o->e, &o->st);
+    o->seq_len = moe_engine_seq_len(o->e, s->seq);
+    /* the history dies with the sequence: keep the generated ids */
+    int32_t *ids = moe_xmalloc((size_t)(o->n_out ? o->n_out : 1) * sizeof *ids);
+    memcpy(ids, s->hist + s->n_tokens, (size_t)o->n_out * sizeof *ids);
+    o->out = ids;
 }
 
 /* The ids of a conversation file rendered with the model's chat template
  * (special tokens matched, no BOS added: the template writes it). */
 static int chat_tokens(const char *path, const moe_gguf *g, const moe_tokenizer *tok, moe_tokens *ids, moe_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_err_set(err, "--chat %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0, k;
-    char *buf = moe_xmalloc(cap);
-    while ((k = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += k) == cap) {
-            if (cap >= (64u << 20)) break;
-            buf = moe_xrealloc(buf, cap *= 2);
-        }
-    const bool too_big = n == cap, bad = ferror(f);
-    fclose(f);
+    char *buf = NULL;
+    size_t n = 0;
+    if (moe_file_read(path, 64u << 20, &buf, &n, err)) return moe_err_prefix(err, "--chat");
     moe_chat_conv conv = {0};
     moe_chat *chat = NULL;
     int rc = MOE_ERR;
-    if (too_big || bad) moe_err_set(err, "--chat %s: %s", path, bad ? "read error" : "larger than 64 MiB");
-    else if (moe_chat_conv_parse(&conv, buf, n, err)) moe_err_prefix(err, "--chat %s", path);
+    if (moe_chat_conv_parse(&conv, buf, n, err)) moe_err_prefix(err, "--chat %s", path);
     else if (moe_chat_init(&chat, g, tok, err)) moe_err_prefix(err, "--chat");
     else rc = moe_chat_tokenize(chat, tok, conv.msgs, conv.n, conv.add_generation_prompt, ids, err);
     moe_chat_free(chat);
@@ -256,171 +214,183 @@ static int chat_tokens(const char *path, const moe_gguf *g, const moe_tokenizer 
     return rc;
 }
 
+/* The prompt's ids from --tokens, --prompt or --chat, checked against the
+ * vocabulary and --logits-from. */
+static int prompt_tokens(const run_args *a, const moe_model *m, const moe_tokenizer *tokz, int32_t **out, size_t *n_out,
+                         moe_err *err)
+{
+    size_t n = *n_out;
+    int32_t *toks = *out;
+    if (!a->tokens) {
+        moe_tokens ids = {0};
+        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tokz) ? MOE_TOK_BOS : 0u);
+        if (a->chat ? chat_tokens(a->chat, m->gguf, tokz, &ids, err)
+                    : moe_tokenizer_encode(tokz, a->prompt, strlen(a->prompt), fl, &ids, err)) {
+            moe_tokens_free(&ids);
+            return MOE_ERR;
+        }
+        if (ids.n == 0 || ids.n > MOE_IDS_MAX) {
+            moe_tokens_free(&ids);
+            return moe_err_set(err, "%s gives %s tokens", a->chat ? "--chat" : "--prompt", ids.n ? "too many" : "no");
+        }
+        n = ids.n;
+        toks = moe_xmalloc(n * sizeof *toks);
+        memcpy(toks, ids.ids, n * sizeof *toks);
+        moe_tokens_free(&ids);
+    }
+    *out = toks;
+    *n_out = n;
+    if (a->logits_from > (int64_t)n)
+        return moe_err_set(err, "--logits-from %lld is past the %zu prompt tokens", (long long)a->logits_from, n);
+    for (size_t i = 0; i < n; i++)
+        if (toks[i] >= m->hp.vocab)
+            return moe_err_set(err, "--tokens item %zu: id %d is not in 0..%d (vocabulary of %s)", i + 1, toks[i],
+                               m->hp.vocab - 1, a->model);
+    for (int i = 0; i < a->sc.n_stop; i++)
+        if (a->sc.stop[i] >= m->hp.vocab)
+            return moe_err_set(err, "--stop %d is not in 0..%d", a->sc.stop[i], m->hp.vocab - 1);
+    return MOE_OK;
+}
+
+/* The file's end-of-generation id, or -1. */
+static int32_t model_eos(const moe_model *m)
+{
+    uint32_t eos;
+    moe_err e;
+    if (moe_gguf_find_kv(m->gguf, "tokenizer.ggml.eos_token_id") >= 0 &&
+        moe_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &eos, &e) == MOE_OK && eos < (uint32_t)m->hp.vocab)
+        return (int32_t)eos;
+    return -1;
+}
+
+static void print_stats(const run_args *a, const run_out *o, int n_prefill)
+{
+    const double t_prefill = o->t_first_row - o->t_start, t_decode = o->t_end - o->t_first_row;
+    const int64_t n_decoded = o->n_rows - 1; /* rows after the prompt's: forced tokens and fed samples */
+    fprintf(stderr, "prefill: %d tokens in %.3f s = %.2f tokens/s\n", n_prefill, t_prefill,
+            t_prefill > 0 ? n_prefill / t_prefill : 0.0);
+    fprintf(stderr, "decode: %lld tokens in %.3f s = %.2f tokens/s\n", (long long)n_decoded, t_decode,
+            t_decode > 0 ? (double)n_decoded / t_decode : 0.0);
+    fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
+            (unsigned long long)o->st.cache_bytes_in_use, (long long)o->seq_len,
+            (unsigned long long)o->st.cache_block_bytes);
+    fprintf(stderr, "kernels: %s%s, threads: %lld\n", a->reference ? "reference" : moe_kern_best()->name,
+            a->int8 ? " + int8 activations" : "", (long long)a->threads);
+}
+
+/* Runs the one sequence through the generate loop to its end. */
+static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, const int32_t *toks, size_t n_tok,
+               int32_t eos, run_out *out, moe_err *err)
+{
+    moe_gen_opts go = {.max_seqs = 1, .max_ctx = eo->max_ctx, .step_tokens = eo->max_batch_tokens,
+                       .prefill_chunk = eo->max_batch_tokens, .eos = a->ignore_eos ? -1 : eos};
+    moe_gen_cb cb = {.ctx = out, .row = on_row, .token = on_token, .end = on_end};
+    moe_gen *g = NULL;
+    const int n_prefill = a->logits_from > 0 ? (int)a->logits_from : (int)n_tok;
+    moe_gen_req rq = {.tokens = toks, .n_tokens = (int)n_tok, .n_chunked = n_prefill, .max_out = (int)a->n_gen, .sc = a->sc};
+    if (moe_gen_init(&g, e, &go, &cb, err) || moe_gen_add(g, &rq, err)) {
+        moe_gen_free(g);
+        return MOE_ERR;
+    }
+    out->e = e;
+    out->t_start = moe_now();
+    for (;;) {
+        moe_gen_plan p;
+        moe_gen_plan_step(g, &p);
+        if (p.n_items == 0) break;
+        if (moe_gen_step(g, err)) {
+            moe_gen_free(g);
+            return MOE_ERR;
+        }
+    }
+    moe_gen_free(g);
+    if (out->why == MOE_GEN_END_ERROR) return moe_err_set(err, "%s", out->error);
+    /* decoded: the rows after the prompt's (forced tokens and fed samples) */
+    if (a->stats) print_stats(a, out, n_prefill);
+    return MOE_OK;
+}
+
 int main(int argc, char **argv)
 {
     moe_err err = {{0}};
     run_args a;
     int rc = 1;
-    int32_t *toks = NULL, *hist = NULL;
-    int n_tok = 0;
+    int32_t *toks = NULL;
+    size_t n_tok = 0;
     moe_model *m = NULL;
     moe_engine *e = NULL;
-    moe_sampler *smp = NULL;
     moe_tokenizer *tokz = NULL;
-    rows_out out = {0};
+    run_out out = {0};
     tensor_dump td = {0};
-    if (parse_args(argc, argv, &a, &err) || (a.tokens && parse_tokens(a.tokens, &toks, &n_tok, &err))) {
+    if (parse_args(argc, argv, &a, &err) ||
+        (a.tokens && moe_ids_parse(a.tokens, strlen(a.tokens), &toks, &n_tok, &err) && moe_err_prefix(&err, "--tokens"))) {
         fprintf(stderr, "moe-run: %s\n", err.msg);
         return 2;
     }
-    if (a.tokens && a.logits_from > n_tok) {
-        fprintf(stderr, "moe-run: --logits-from %lld is past the %d given tokens\n", (long long)a.logits_from, n_tok);
+    if (a.tokens && a.logits_from > (int64_t)n_tok) {
+        fprintf(stderr, "moe-run: --logits-from %lld is past the %zu given tokens\n", (long long)a.logits_from, n_tok);
         free(toks);
         return 2;
     }
     if (moe_model_open(&m, a.model, &err)) goto done;
     const moe_hparams *hp = &m->hp;
-    if (a.prompt || a.chat || a.text) {
-        if (moe_tokenizer_load(&tokz, m->gguf, &err)) {
-            moe_err_prefix(&err, "tokenizer of %s", a.model);
-            goto done;
-        }
+    if ((a.prompt || a.chat || a.text) && moe_tokenizer_load(&tokz, m->gguf, &err)) {
+        moe_err_prefix(&err, "tokenizer of %s", a.model);
+        goto done;
     }
-    if (a.prompt || a.chat) {
-        moe_tokens ids = {0};
-        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tokz) ? MOE_TOK_BOS : 0u);
-        if (a.chat ? chat_tokens(a.chat, m->gguf, tokz, &ids, &err)
-                   : moe_tokenizer_encode(tokz, a.prompt, strlen(a.prompt), fl, &ids, &err)) {
-            moe_tokens_free(&ids);
-            goto done;
-        }
-        if (ids.n == 0 || ids.n > (size_t)INT32_MAX / 2) {
-            moe_tokens_free(&ids);
-            moe_err_set(&err, "%s gives no tokens", a.chat ? "--chat" : "--prompt");
-            goto done;
-        }
-        n_tok = (int)ids.n;
-        toks = moe_xmalloc(ids.n * sizeof(int32_t));
-        memcpy(toks, ids.ids, ids.n * sizeof(int32_t));
-        moe_tokens_free(&ids);
-        if (a.logits_from > n_tok) {
-            moe_err_set(&err, "--logits-from %lld is past the %d prompt tokens", (long long)a.logits_from, n_tok);
-            goto done;
-        }
-    }
-    for (int i = 0; i < n_tok; i++)
-        if (toks[i] >= hp->vocab) {
-            moe_err_set(&err, "--tokens item %d: id %d is not in 0..%d (vocabulary of %s)", i + 1, toks[i],
-                        hp->vocab - 1, a.model);
-            goto done;
-        }
-    for (int i = 0; i < a.sc.n_stop; i++)
-        if (a.sc.stop[i] >= hp->vocab) {
-            moe_err_set(&err, "--stop %d is not in 0..%d", a.sc.stop[i], hp->vocab - 1);
-            goto done;
-        }
-    if (!a.ignore_eos && moe_gguf_find_kv(m->gguf, "tokenizer.ggml.eos_token_id") >= 0) {
-        uint32_t eos;
-        if (moe_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &eos, &err) == MOE_OK && eos < (uint32_t)hp->vocab)
-            a.sc.stop[a.sc.n_stop++] = (int32_t)eos;
-    }
+    if (prompt_tokens(&a, m, tokz, &toks, &n_tok, &err)) goto done;
     moe_engine_opts o;
     moe_engine_opts_default(&o);
     o.n_threads = (int)a.threads;
     o.block_size = (int)a.block;
-    o.max_ctx = a.ctx > 0 ? a.ctx : n_tok + a.n_gen + 1;
+    o.max_ctx = a.ctx > 0 ? a.ctx : (int64_t)n_tok + a.n_gen + 1;
     o.max_seqs = 1;
-    o.max_batch_tokens = (int)(a.batch < n_tok ? a.batch : n_tok);
+    o.max_batch_tokens = (int)(a.batch < (int64_t)n_tok ? a.batch : (int64_t)n_tok);
     o.decompress_min = (int)a.decompress;
     o.reference_kernels = a.reference;
     o.act_q8 = a.int8;
-    if (n_tok + a.n_gen > o.max_ctx) {
-        moe_err_set(&err, "prompt (%d) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
+    if ((int64_t)n_tok + a.n_gen > o.max_ctx) {
+        moe_err_set(&err, "prompt (%zu) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
         goto done;
     }
     if (a.dump_tensors) {
-        td.f = fopen(a.dump_tensors, "wb");
-        if (!td.f) {
+        if (!(td.f = fopen(a.dump_tensors, "wb"))) {
             moe_err_set(&err, "%s: %s", a.dump_tensors, strerror(errno));
             goto done;
         }
         o.tensor_fn = dump_tensor;
         o.tensor_ctx = &td;
     }
-    if (moe_engine_init(&e, m, &o, &err)) goto done;
-    if (moe_sampler_init(&smp, &a.sc, hp->vocab, &err)) goto done;
-    if (a.dump) {
-        out.f = fopen(a.dump, "wb");
-        out.path = a.dump;
-        out.vocab = hp->vocab;
-        if (!out.f) {
-            moe_err_set(&err, "%s: %s", a.dump, strerror(errno));
-            goto done;
-        }
+    out.vocab = hp->vocab;
+    out.text = a.text;
+    if (a.dump && !(out.rows = fopen(out.rows_path = a.dump, "wb"))) {
+        moe_err_set(&err, "%s: %s", a.dump, strerror(errno));
+        goto done;
     }
-    int seq;
-    if (moe_engine_seq_new(e, &seq, &err)) goto done;
-    const float *row = NULL;
-    const int n_prefill = a.logits_from > 0 ? (int)a.logits_from : n_tok;
-    double t0 = moe_now();
-    if (prefill(e, seq, toks, n_prefill, o.max_batch_tokens, &row, &err)) goto done;
-    const double t_prefill = moe_now() - t0;
-    if (put_row(&out, row, &err)) goto done;
-    t0 = moe_now();
-    int64_t n_decoded = 0;
-    hist = moe_xmalloc((size_t)(n_tok + a.n_gen + 1) * sizeof(int32_t));
-    memcpy(hist, toks, (size_t)n_tok * sizeof(int32_t));
-    int64_t n_hist = n_tok;
-    if (a.logits_from > 0) {
-        for (int i = n_prefill; i < n_tok; i++, n_decoded++)
-            if (feed_one(e, seq, toks[i], &row, &err) || put_row(&out, row, &err)) goto done;
-    }
-    for (int64_t k = 0; k < a.n_gen; k++) {
-        const int32_t t = moe_sampler_sample(smp, row, hist, n_hist, n_hist);
-        hist[n_hist++] = t;
-        if (!a.text) printf(k ? " %d" : "%d", t);
-        if (moe_sampler_is_stop(&a.sc, t) || k + 1 == a.n_gen) break;
-        if (feed_one(e, seq, t, &row, &err) || put_row(&out, row, &err)) goto done;
-        n_decoded++;
-    }
-    const double t_decode = moe_now() - t0;
+    if (moe_engine_init(&e, m, &o, &err) || run(&a, e, &o, toks, n_tok, model_eos(m), &out, &err)) goto done;
     if (a.text) {
         char *txt = NULL;
         size_t len = 0;
-        if (moe_tokenizer_decode(tokz, hist + n_tok, (size_t)(n_hist - n_tok), &txt, &len, &err)) goto done;
+        if (moe_tokenizer_decode(tokz, out.out, (size_t)out.n_out, &txt, &len, &err)) goto done;
         fwrite(txt, 1, len, stdout);
         free(txt);
     }
     printf("\n");
-    if (a.stats) {
-        moe_engine_stats st;
-        moe_engine_get_stats(e, &st);
-        fprintf(stderr, "prefill: %d tokens in %.3f s = %.2f tokens/s\n", n_prefill, t_prefill,
-                t_prefill > 0 ? n_prefill / t_prefill : 0.0);
-        fprintf(stderr, "decode: %lld tokens in %.3f s = %.2f tokens/s\n", (long long)n_decoded, t_decode,
-                t_decode > 0 ? n_decoded / t_decode : 0.0);
-        fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
-                (unsigned long long)st.cache_bytes_in_use, (long long)moe_engine_seq_len(e, seq),
-                (unsigned long long)st.cache_block_bytes);
-        fprintf(stderr, "kernels: %s%s, threads: %lld\n", a.reference ? "reference" : moe_kern_best()->name,
-                a.int8 ? " + int8 activations" : "", (long long)a.threads);
-    }
     rc = 0;
 done:
     if (td.f && (fclose(td.f) != 0 || td.failed) && rc == 0) {
         moe_err_set(&err, "%s: write failed", a.dump_tensors);
         rc = 1;
     }
-    if (out.f && fclose(out.f) != 0 && rc == 0) {
+    if (out.rows && fclose(out.rows) != 0 && rc == 0) {
         moe_err_set(&err, "%s: %s", a.dump, strerror(errno));
         rc = 1;
     }
     if (rc) fprintf(stderr, "moe-run: %s\n", err.msg);
-    moe_sampler_free(smp);
     moe_tokenizer_free(tokz);
     moe_engine_free(e);
     moe_model_free(m);
     free(toks);
-    free(hist);
+    free(out.out);
     return rc;
 }

@@ -1,0 +1,238 @@
+/*
+ * gen.c — the generate loop (gen.h).
+ */
+#include "gen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct gseq {
+    moe_gen_seq pub;        /* id, user, seq, hist, n_hist, n_tokens */
+    int n_chunked;
+    int max_out;
+    int n_out;              /* emitted, replayed ones included */
+    int fed;                /* prompt tokens fed */
+    int32_t last;           /* the token to feed next (decode) */
+    moe_sampler_cfg sc;
+    moe_sampler *smp;
+    int32_t *hist;          /* [n_tokens + max_out + 1] */
+} gseq;
+
+struct moe_gen {
+    moe_engine *e;
+    moe_gen_opts o;
+    moe_gen_cb cb;
+    int vocab;
+    gseq **live;            /* [max_seqs], in arrival order */
+    int n_live;
+    int64_t *seq_ids;       /* [max_seqs + 1] engine sequence -> id */
+    /* the planned step */
+    moe_step_item *items;   /* [max_seqs] */
+    gseq **item_seq;        /* [max_seqs] */
+    int n_items;
+};
+
+int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err)
+{
+    *out = NULL;
+    if (o->max_seqs < 1 || o->max_ctx < 1 || o->step_tokens < 1 || o->prefill_chunk < 1 ||
+        o->prefill_chunk > o->step_tokens)
+        return moe_err_set(err, "generate loop: bad sizes (sequences %d, context %lld, step %d, chunk %d)",
+                           o->max_seqs, (long long)o->max_ctx, o->step_tokens, o->prefill_chunk);
+    moe_gen *g = moe_xcalloc(1, sizeof *g);
+    g->e = e;
+    g->o = *o;
+    g->cb = *cb;
+    g->vocab = moe_engine_model(e)->hp.vocab;
+    g->live = moe_xcalloc((size_t)o->max_seqs, sizeof *g->live);
+    g->seq_ids = moe_xcalloc((size_t)o->max_seqs + 1, sizeof *g->seq_ids);
+    g->items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->items);
+    g->item_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_seq);
+    *out = g;
+    return MOE_OK;
+}
+
+static void seq_release(moe_gen *g, gseq *s)
+{
+    for (int i = 0; i < g->n_live; i++)
+        if (g->live[i] == s) {
+            memmove(&g->live[i], &g->live[i + 1], (size_t)(g->n_live - i - 1) * sizeof *g->live);
+            g->n_live--;
+            break;
+        }
+    /* a planned item must not outlive its sequence */
+    for (int k = 0; k < g->n_items; k++)
+        if (g->item_seq[k] == s) g->item_seq[k] = NULL;
+    moe_engine_seq_free(g->e, s->pub.seq);
+    moe_sampler_free(s->smp);
+    free(s->hist);
+    free(s);
+}
+
+void moe_gen_free(moe_gen *g)
+{
+    if (!g) return;
+    while (g->n_live > 0) seq_release(g, g->live[0]);
+    free(g->live);
+    free(g->seq_ids);
+    free(g->items);
+    free(g->item_seq);
+    free(g);
+}
+
+static gseq *find(const moe_gen *g, int64_t id)
+{
+    for (int i = 0; i < g->n_live; i++)
+        if (g->live[i]->pub.id == id) return g->live[i];
+    return NULL;
+}
+
+int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
+{
+    if (g->n_live >= g->o.max_seqs) return moe_err_set(err, "this rank already runs %d sequences", g->o.max_seqs);
+    if (find(g, r->id)) return moe_err_set(err, "sequence %lld is already running here", (long long)r->id);
+    if (r->n_tokens < 1 || r->max_out < 0 || r->n_emitted < 0 || r->n_emitted > r->n_tokens ||
+        (r->max_out > 0 && r->n_emitted >= r->max_out) || r->n_chunked < 0 || r->n_chunked > r->n_tokens)
+        return moe_err_set(err, "nothing to do (prompt %d, max tokens %d, emitted %d)", r->n_tokens, r->max_out,
+                           r->n_emitted);
+    if ((int64_t)r->n_tokens + (r->max_out - r->n_emitted) > g->o.max_ctx)
+        return moe_err_set(err, "prompt (%d) + tokens (%d) exceeds the context of %lld", r->n_tokens,
+                           r->max_out - r->n_emitted, (long long)g->o.max_ctx);
+    for (int i = 0; i < r->n_tokens; i++)
+        if (r->tokens[i] < 0 || r->tokens[i] >= g->vocab)
+            return moe_err_set(err, "token id %d is not in the vocabulary (0..%d)", r->tokens[i], g->vocab - 1);
+    gseq *s = moe_xcalloc(1, sizeof *s);
+    s->sc = r->sc;
+    if (g->o.eos >= 0 && !moe_sampler_is_stop(&s->sc, g->o.eos) && s->sc.n_stop < MOE_SAMPLER_MAX_STOP)
+        s->sc.stop[s->sc.n_stop++] = g->o.eos;
+    if (moe_sampler_init(&s->smp, &s->sc, g->vocab, err)) {
+        free(s);
+        return MOE_ERR;
+    }
+    if (moe_engine_seq_new(g->e, &s->pub.seq, err)) {
+        moe_sampler_free(s->smp);
+        free(s);
+        return MOE_ERR;
+    }
+    MOE_ASSERT(s->pub.seq >= 0 && s->pub.seq <= g->o.max_seqs);
+    s->hist = moe_xmalloc(((size_t)r->n_tokens + (size_t)r->max_out + 1) * sizeof *s->hist);
+    memcpy(s->hist, r->tokens, (size_t)r->n_tokens * sizeof *s->hist);
+    s->pub = (moe_gen_seq){.id = r->id, .user = r->user, .seq = s->pub.seq, .hist = s->hist, .n_hist = r->n_tokens,
+                           .n_tokens = r->n_tokens};
+    s->n_chunked = r->n_chunked ? r->n_chunked : r->n_tokens;
+    s->max_out = r->max_out;
+    s->n_out = r->n_emitted;
+    g->seq_ids[s->pub.seq] = r->id;
+    g->live[g->n_live++] = s;
+    return MOE_OK;
+}
+
+bool moe_gen_remove(moe_gen *g, int64_t id)
+{
+    gseq *s = find(g, id);
+    if (s) seq_release(g, s);
+    return s != NULL;
+}
+
+static void end_seq(moe_gen *g, gseq *s, moe_gen_end why, const char *msg)
+{
+    if (g->cb.end) g->cb.end(g->cb.ctx, &s->pub, why, msg);
+    seq_release(g, s);
+}
+
+void moe_gen_end_all(moe_gen *g, const char *msg)
+{
+    while (g->n_live > 0) end_seq(g, g->live[0], MOE_GEN_END_ERROR, msg);
+}
+
+void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    int64_t budget = g->o.step_tokens;
+    g->n_items = 0;
+    for (int i = 0; i < g->n_live; i++) {
+        gseq *s = g->live[i];
+        moe_step_item *it = &g->items[g->n_items];
+        memset(it, 0, sizeof *it);
+        it->seq = s->pub.seq;
+        it->logits = MOE_LOGITS_LAST;
+        if (s->fed < s->n_chunked) {
+            const int left = s->n_chunked - s->fed;
+            const int chunk = left < g->o.prefill_chunk ? left : g->o.prefill_chunk;
+            if (chunk > budget) continue; /* next step */
+            it->tokens = s->hist + s->fed;
+            it->n_tokens = chunk;
+            /* only the prompt's last chunk needs its row (lm_head skipped) */
+            if (chunk < left) it->logits = MOE_LOGITS_NONE;
+            p->prefill += chunk;
+        } else {
+            if (budget < 1) continue;
+            it->tokens = s->fed < s->pub.n_tokens ? s->hist + s->fed : &s->last;
+            it->n_tokens = 1;
+        }
+        budget -= it->n_tokens;
+        g->item_seq[g->n_items++] = s;
+    }
+    p->n_items = g->n_items;
+    p->tokens = g->o.step_tokens - budget;
+}
+
+/* After a row of logits: report it, then sample unless the prompt is still
+ * being fed. */
+static void after_row(moe_gen *g, gseq *s, const float *row)
+{
+    moe_err err = {{0}};
+    if (g->cb.row && g->cb.row(g->cb.ctx, &s->pub, row, &err)) {
+        end_seq(g, s, MOE_GEN_END_ERROR, err.msg);
+        return;
+    }
+    if (s->fed < s->pub.n_tokens) return; /* teacher forcing: next token is given */
+    if (s->n_out >= s->max_out) {          /* max_out 0: the prompt's rows only */
+        end_seq(g, s, MOE_GEN_END_LENGTH, NULL);
+        return;
+    }
+    const int32_t t = moe_sampler_sample(s->smp, row, s->hist, s->pub.n_hist, s->pub.n_hist);
+    s->hist[s->pub.n_hist++] = t;
+    s->last = t;
+    if (g->cb.token) g->cb.token(g->cb.ctx, &s->pub, s->n_out, t);
+    s->n_out++;
+    const bool stop = moe_sampler_is_stop(&s->sc, t);
+    if (stop || s->n_out == s->max_out) end_seq(g, s, stop ? MOE_GEN_END_STOP : MOE_GEN_END_LENGTH, NULL);
+}
+
+int moe_gen_step(moe_gen *g, moe_err *err)
+{
+    if (moe_engine_step(g->e, g->items, g->n_items, err)) return MOE_ERR;
+    for (int k = 0; k < g->n_items; k++) {
+        const moe_step_item *it = &g->items[k];
+        gseq *s = g->item_seq[k];
+        if (!s) continue; /* dropped by a callback earlier in this step */
+        if (it->status != MOE_OK) {
+            end_seq(g, s, MOE_GEN_END_ERROR, it->err.msg);
+            continue;
+        }
+        s->fed += s->fed < s->pub.n_tokens ? it->n_tokens : 0;
+        if (it->out_rows > 0) after_row(g, s, it->out);
+    }
+    g->n_items = 0; /* the plan is used up */
+    return MOE_OK;
+}
+
+int moe_gen_live(const moe_gen *g) { return g->n_live; }
+
+int moe_gen_live_ids(const moe_gen *g, int64_t *ids, int max)
+{
+    int n = 0;
+    for (int i = 0; i < g->n_live && n < max; i++) ids[n++] = g->live[i]->pub.id;
+    return n;
+}
+
+int64_t moe_gen_free_tokens(const moe_gen *g)
+{
+    int64_t used = 0;
+    for (int i = 0; i < g->n_live; i++) used += g->live[i]->pub.n_tokens + g->live[i]->max_out;
+    const int64_t total = (int64_t)g->o.max_seqs * (g->o.max_ctx - 1);
+    return total > used ? total - used : 0;
+}
+
+const int64_t *moe_gen_seq_ids(const moe_gen *g) { return g->seq_ids; }

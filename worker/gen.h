@@ -1,0 +1,124 @@
+/*
+ * gen.h — the one generate loop: the live sequences of one engine, stepped
+ * together, and sampled.
+ *
+ * moe-run (one process) and every rank of moe-worker (an MPI job in
+ * lockstep) run their sequences through this module, so a sequence is fed
+ * in the same chunks and sampled the same way in both, and its logits and
+ * tokens are bitwise the same.
+ *
+ * A step is planned, then run:
+ *
+ *   moe_gen_plan   takes from every live sequence, in the order they were
+ *                  added, one piece while the step's token budget lasts:
+ *                    - the next prefill chunk of its prompt (prefill_chunk
+ *                      tokens, or what is left: chunk boundaries never
+ *                      depend on the budget or on other sequences, because
+ *                      the attention form of a chunk depends on its length);
+ *                    - or one teacher-forced token (see n_chunked below);
+ *                    - or its last sampled token (decode).
+ *                  A piece that does not fit waits for the next step.
+ *   moe_gen_step   runs the engine on the planned items (zero items is a
+ *                  valid step: an expert-parallel rank must still enter
+ *                  every exchange), then for each item that produced a row
+ *                  of logits: the row callback, then, once the prompt is
+ *                  fed, samples the next token (token callback) and ends
+ *                  the sequence on a stop token or at max_out (end
+ *                  callback).  An ended sequence's cache is free at once.
+ *
+ * Splitting plan from step lets the worker job agree on a step header
+ * (tokens per rank) between the two.
+ */
+#ifndef MOE_WORKER_GEN_H
+#define MOE_WORKER_GEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "engine.h"
+#include "sampler.h"
+
+typedef struct moe_gen moe_gen;
+
+typedef enum { MOE_GEN_END_STOP = 0, MOE_GEN_END_LENGTH, MOE_GEN_END_ERROR } moe_gen_end;
+
+/* A sequence to run. */
+typedef struct moe_gen_req {
+    int64_t id;             /* the caller's name for it (request index, sequence id) */
+    void *user;             /* handed back in callbacks */
+    const int32_t *tokens;  /* [n_tokens] prompt, copied; a replay appends the tokens already emitted */
+    int n_tokens;           /* >= 1 */
+    int n_chunked;          /* the first n_chunked tokens are prefilled in chunks, the rest fed one per
+                             * step with a logits row each (teacher forcing); 0 means n_tokens */
+    int max_out;            /* tokens to emit in all, n_emitted included; 0: only the prompt's rows */
+    int n_emitted;          /* a replay: the last n_emitted of tokens were emitted before */
+    moe_sampler_cfg sc;     /* sampling and stop ids; the loop adds its EOS unless told not to */
+} moe_gen_req;
+
+/* What a callback learns of its sequence. */
+typedef struct moe_gen_seq {
+    int64_t id;
+    void *user;
+    int seq;                /* its engine sequence (cache) */
+    const int32_t *hist;    /* prompt + emitted so far */
+    int64_t n_hist;
+    int n_tokens;           /* prompt part of hist */
+} moe_gen_seq;
+
+typedef struct moe_gen_cb {
+    void *ctx;
+    /* Every row of logits a sequence gets ([vocab] floats, valid during
+     * the call): after its chunked prompt and after every single token fed.
+     * MOE_ERR ends the sequence with err's message.  NULL: no rows wanted. */
+    int (*row)(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err);
+    /* Token number index (0-based over all emitted, replayed ones included). */
+    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok);
+    /* The sequence ended (msg: NULL unless MOE_GEN_END_ERROR); it is gone
+     * after the call. */
+    void (*end)(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg);
+} moe_gen_cb;
+
+typedef struct moe_gen_opts {
+    int max_seqs;           /* live at once */
+    int64_t max_ctx;        /* per sequence: n_tokens + (max_out - n_emitted) must not exceed it */
+    int step_tokens;        /* token budget of a step (the engine's max_batch_tokens) */
+    int prefill_chunk;      /* <= step_tokens */
+    int32_t eos;            /* added to every sequence's stop ids; -1: none */
+} moe_gen_opts;
+
+/* The engine is borrowed (and must outlive the loop). */
+int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err);
+/* Frees every sequence without callbacks. */
+void moe_gen_free(moe_gen *g);
+
+/* Starts a sequence.  Refused (nothing kept) when the loop is full, the
+ * sequence would not fit max_ctx, its id is live, or its sampling is bad. */
+int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err);
+/* Drops a live sequence without callbacks (a release); false if unknown. */
+bool moe_gen_remove(moe_gen *g, int64_t id);
+/* Ends every live sequence with MOE_GEN_END_ERROR and msg. */
+void moe_gen_end_all(moe_gen *g, const char *msg);
+
+typedef struct moe_gen_plan {
+    int n_items;
+    int64_t tokens;         /* in this step */
+    int64_t prefill;        /* of which prefill (chunked) */
+} moe_gen_plan;
+
+/* Plans the next step (see the overview). */
+void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p);
+/* Runs the planned step.  MOE_ERR only for a malformed step (a bug);
+ * a sequence's own failure ends it through the end callback. */
+int moe_gen_step(moe_gen *g, moe_err *err);
+
+int moe_gen_live(const moe_gen *g);
+/* ids of the live sequences, at most max of them; returns how many. */
+int moe_gen_live_ids(const moe_gen *g, int64_t *ids, int max);
+/* Tokens of cache not promised to a live sequence (of max_seqs × (max_ctx - 1)). */
+int64_t moe_gen_free_tokens(const moe_gen *g);
+/* engine sequence -> id of the sequence that holds it (for traces); an
+ * array of max_seqs entries owned by the loop, kept current. */
+const int64_t *moe_gen_seq_ids(const moe_gen *g);
+
+#endif

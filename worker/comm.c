@@ -113,6 +113,24 @@ void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *al
     wait_request(c, &r);
 }
 
+void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n)
+{
+    int64_t in[16];
+    MOE_ASSERT(n >= 1 && n <= 16);
+    memcpy(in, v, (size_t)n * sizeof *in);
+    MPI_Request r;
+    check(c, MPI_Iallreduce(in, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r);
+}
+
+void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job)
+{
+    /* every field is a sum: stay comes from rank 0 alone, stop is "any" */
+    int64_t v[5] = {mine->active, mine->tokens, mine->prefill, mine->stay, mine->stop};
+    moe_comm_sum_i64(c, v, 5);
+    *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3], .stop = v[4]};
+}
+
 void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)
 {
     MPI_Request r;

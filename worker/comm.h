@@ -50,7 +50,24 @@ int moe_comm_agree(moe_comm *c, int status);
 /* Sleeping barrier (an idle job waits here). */
 void moe_comm_barrier(moe_comm *c);
 
-/* all[r·n .. r·n+n) = rank r's mine[0..n) (step headers). */
+/*
+ * The header that opens every lockstep step: each rank puts in its part,
+ * every rank gets the job's sums back (one small allreduce), so all ranks
+ * take the same decision (step, idle, leave) at the same step.
+ */
+typedef struct moe_comm_step_hdr {
+    int64_t active;   /* live sequences here */
+    int64_t tokens;   /* tokens in this rank's step */
+    int64_t prefill;  /* of which prefill */
+    int64_t stay;     /* rank 0 only: keep stepping when no rank has work */
+    int64_t stop;     /* this rank saw SIGTERM: everyone leaves */
+} moe_comm_step_hdr;
+void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job);
+
+/* v[0..n) = the sum over ranks of each rank's v[0..n) (n <= 16). */
+void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n);
+
+/* all[r·n .. r·n+n) = rank r's mine[0..n). */
 void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *all);
 
 /* recv[r] = what rank r put in its send[me] (per-destination counts). */

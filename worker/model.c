@@ -315,3 +315,14 @@ uint64_t moe_model_bytes_per_token(const moe_model *m)
     }
     return b;
 }
+
+int moe_model_expert_mats(const moe_model *m, int il, const moe_mat *mats[3])
+{
+    MOE_ASSERT(il >= 0 && il < m->hp.n_layer);
+    const moe_layer *L = &m->layers[il];
+    if (!L->is_moe) return 0;
+    mats[0] = &L->gate_exps;
+    mats[1] = &L->up_exps;
+    mats[2] = &L->down_exps;
+    return 3;
+}

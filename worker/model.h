@@ -97,6 +97,12 @@ moe_mat moe_mat_rows(const moe_mat *m, int64_t r0, int64_t n);
 /* Embedding row of token id (< vocab) as float32. */
 void moe_model_embed(const moe_model *m, int32_t id, float *out);
 
+/* The routed-expert tensors of layer il as byte ranges of the mapping:
+ * fills mats with gate_exps, up_exps, down_exps and returns 3, or returns
+ * 0 for a dense layer.  Each tensor holds every expert, expert e being an
+ * equal 1/n_expert share (residency accounting, madvise). */
+int moe_model_expert_mats(const moe_model *m, int il, const moe_mat *mats[3]);
+
 /* Bytes of weights read per token for a given routed-expert count
  * (dense + attention + lm_head + shared + n_routed experts); for rooflines. */
 uint64_t moe_model_bytes_per_token(const moe_model *m);

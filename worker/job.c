@@ -1,0 +1,66 @@
+/*
+ * job.c — the lockstep loop of the worker job (job.h).
+ */
+#include "job.h"
+
+#include <stdio.h>
+#include <string.h>
+
+moe_gen_cb moe_source_gen_cb(const moe_source *src)
+{
+    return (moe_gen_cb){.ctx = src->ctx, .row = src->ops->row, .token = src->ops->token, .end = src->ops->end};
+}
+
+void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, moe_job_stats *st)
+{
+    const moe_source_ops *ops = src->ops;
+    const int me = moe_comm_rank(c);
+    memset(st, 0, sizeof *st);
+    const double t_run = moe_now();
+    double t_work = t_run; /* end of the last step with work */
+    int pause_ms = 1;
+    bool said_idle = false;
+    for (;;) {
+        ops->poll(src->ctx, g);
+        ops->beat(src->ctx);
+        moe_gen_plan p;
+        moe_gen_plan_step(g, &p);
+        const moe_comm_step_hdr mine = {
+            .active = moe_gen_live(g),
+            .tokens = p.tokens,
+            .prefill = p.prefill,
+            .stay = me == 0 && !*stop && ops->stay(src->ctx, moe_now() - t_work),
+            .stop = *stop != 0,
+        };
+        moe_comm_step_hdr job;
+        moe_comm_step_header(c, &mine, &job);
+        if (job.stop) break; /* SIGTERM on any rank ends the job, together */
+        if (!job.active) {
+            if (!job.stay) break;
+            if (!said_idle && me == 0) {
+                fprintf(stderr, "moe-worker: idle (%d ranks)%s\n", moe_comm_size(c),
+                        ops->serves ? ", waiting for work" : "");
+                said_idle = true;
+            }
+            /* a header every few ms, growing to 20 ms, is all idling costs;
+             * that is also the longest new work waits to be noticed */
+            ops->idle(src->ctx, pause_ms);
+            if (pause_ms < 20) pause_ms *= 2;
+            continue;
+        }
+        pause_ms = 1;
+        const double t_step = moe_now();
+        moe_err err = {{0}};
+        if (moe_gen_step(g, &err)) moe_comm_abort(c, 5, err.msg); /* malformed step: a bug */
+        st->steps++;
+        st->tok_prefill += p.prefill;
+        st->tok_decode += p.tokens - p.prefill;
+        t_work = moe_now();
+        if (job.prefill == 0) { /* a decode-only step of the whole job */
+            st->decode_steps++;
+            st->decode_tokens += job.tokens;
+            st->decode_seconds += t_work - t_step;
+        }
+    }
+    st->seconds = moe_now() - t_run;
+}

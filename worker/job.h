@@ -1,0 +1,72 @@
+/*
+ * job.h — the worker job's loop: every rank of the MPI job runs its own
+ * generate loop (gen.h) in lockstep with the others, on requests from one
+ * source.
+ *
+ * A turn: the source delivers what arrived (new sequences, releases) and
+ * beats; the generate loop plans its step; one small collective (the step
+ * header, comm.h) tells every rank what the job as a whole has; then
+ * either every rank steps — a rank without tokens too, because every rank
+ * must enter every expert exchange of the step — or, when no rank has
+ * work, the job idles (a pause growing to 20 ms, or until the source wakes
+ * it) or leaves, all ranks at the same turn.
+ *
+ * The loop knows no source: the batch file (source_batch.c) and the
+ * coordinator link (source_link.c) are both behind moe_source_ops.
+ */
+#ifndef MOE_WORKER_JOB_H
+#define MOE_WORKER_JOB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "gen.h"
+
+/* A source of requests (like redis's connection types: one table of
+ * operations, one context). */
+typedef struct moe_source_ops {
+    const char *name;
+    bool serves;  /* work may arrive while the job idles (a link, not a file) */
+    /* Start what arrived: new sequences into g (moe_gen_add), releases out
+     * of it (moe_gen_remove).  Called once a turn, before planning. */
+    void (*poll)(void *ctx, moe_gen *g);
+    /* Liveness: called once a turn and between the layers of a long step. */
+    void (*beat)(void *ctx);
+    /* Rank 0 only: keep the job up although no rank has had work for
+     * idle_s seconds? */
+    bool (*stay)(void *ctx, double idle_s);
+    /* No rank has work: wait up to ms, or less if work arrives. */
+    void (*idle)(void *ctx, int ms);
+    /* Rows, tokens and ends of the source's sequences (gen.h's callbacks;
+     * their ctx is the source's). */
+    int (*row)(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err);
+    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok);
+    void (*end)(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg);
+} moe_source_ops;
+
+typedef struct moe_source {
+    const moe_source_ops *ops;
+    void *ctx;
+} moe_source;
+
+/* The generate loop's callbacks that reach src. */
+moe_gen_cb moe_source_gen_cb(const moe_source *src);
+
+typedef struct moe_job_stats {
+    int64_t steps;                /* steps this rank took part in */
+    int64_t tok_prefill, tok_decode;  /* this rank's */
+    int64_t decode_steps;         /* steps in which no rank prefilled */
+    int64_t decode_tokens;        /* the job's tokens in those steps */
+    double decode_seconds, seconds;
+} moe_job_stats;
+
+/*
+ * Runs until no rank has work and rank 0's source does not want to stay,
+ * or until any rank's *stop is set (SIGTERM).  A malformed step (a bug)
+ * aborts the job.  Sequences still live at the end stay in g.
+ */
+void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, moe_job_stats *st);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * residency.c — expert residency: advice and accounting (residency.h).
+ */
+#include "residency.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static uint64_t mat_bytes(const moe_mat *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
+
+/* [*a, *b): the page-aligned range that covers w's bytes. */
+static void page_range(const moe_mat *w, uintptr_t page, uintptr_t *a, uintptr_t *b)
+{
+    *a = (uintptr_t)w->data & ~(page - 1);
+    *b = ((uintptr_t)w->data + mat_bytes(w) + page - 1) & ~(page - 1);
+}
+
+void moe_residency_advise(const moe_model *m)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
+            uintptr_t a, b;
+            page_range(mats[k], page, &a, &b);
+            madvise((void *)a, b - a, MADV_RANDOM);
+        }
+    }
+}
+
+uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank)
+{
+    uint64_t bytes = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        const int n = moe_model_expert_mats(m, il, mats);
+        if (n == 0) continue;
+        int hosted = 0;
+        for (int e = 0; e < m->hp.n_expert; e++) hosted += moe_placement_rank_hosts(p, il, rank, e);
+        for (int k = 0; k < n; k++) bytes += mat_bytes(mats[k]) / (uint64_t)m->hp.n_expert * (uint64_t)hosted;
+    }
+    return bytes;
+}
+
+/* Bytes of [lo, hi) covered by the expert tensors' page ranges. */
+static uint64_t expert_overlap(const moe_model *m, uintptr_t page, uintptr_t lo, uintptr_t hi)
+{
+    uint64_t covered = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
+            uintptr_t a, b;
+            page_range(mats[k], page, &a, &b);
+            const uintptr_t x = a > lo ? a : lo, y = b < hi ? b : hi;
+            if (y > x) covered += y - x;
+        }
+    }
+    return covered;
+}
+
+/* Sums Rss over the VMAs that the expert ranges cover entirely (advice gave
+ * them VMAs of their own; adjacent expert tensors share one). */
+uint64_t moe_residency_resident(const moe_model *m)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512];
+    uint64_t total = 0;
+    bool inside = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        unsigned long long kb;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-')
+            inside = expert_overlap(m, page, lo, hi) >= hi - lo;
+        else if (inside && sscanf(line, "Rss: %llu kB", &kb) == 1)
+            total += kb * 1024ull;
+    }
+    fclose(f);
+    return total;
+}

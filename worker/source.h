@@ -1,0 +1,76 @@
+/*
+ * source.h — the two sources of the worker job's requests (job.h's
+ * moe_source): a batch file, and the coordinator link.
+ *
+ * Batch (tests, benchmarks): every rank reads the same file, places its
+ * requests on ranks the same way (longest first, to the least-loaded rank),
+ * starts its own, and at the end the results are printed by rank 0 in
+ * input order, one line per request: the generated ids, or "error: ...".
+ *
+ * Link (serving): every rank connects to the coordinator's worker
+ * endpoint, says hello until answered, then heartbeats with its free cache
+ * and live sequences; Assign starts a sequence (a replay carries the tokens
+ * already emitted), Release drops one; every sampled token and every end
+ * goes back at once.
+ */
+#ifndef MOE_WORKER_SOURCE_H
+#define MOE_WORKER_SOURCE_H
+
+#include <stdint.h>
+
+#include "comm.h"
+#include "job.h"
+#include "model.h"
+
+/* ---- batch file ---- */
+
+typedef struct moe_source_batch moe_source_batch;
+
+typedef struct moe_batch_opts {
+    const char *path;
+    const char *dump_dir;    /* DIR/req<i>.logits.f32 per request, or NULL */
+    double linger;           /* seconds to stay up after the last step with work */
+} moe_batch_opts;
+
+/* Reads and places the requests (the same on every rank). */
+int moe_source_batch_open(moe_source_batch **out, const moe_batch_opts *o, const moe_model *m, int rank, int n_rank,
+                          moe_err *err);
+/* A batch with no file: only lingers (an idle job, for tests). */
+moe_source_batch *moe_source_batch_empty(double linger);
+void moe_source_batch_free(moe_source_batch *b);
+/* What this rank's engine must hold: its sequences, the longest one
+ * (tokens + 1) and the cache tokens they need with blocks of block. */
+void moe_source_batch_sizes(const moe_source_batch *b, int block, int *n_seqs, int64_t *max_len, int64_t *cache_tokens);
+/* Starts this rank's requests in g (and opens their logits files). */
+int moe_source_batch_start(moe_source_batch *b, moe_gen *g, moe_err *err);
+/* Requests this rank owns. */
+int moe_source_batch_owned(const moe_source_batch *b);
+/* Gathers the results on rank 0 and prints them in input order; returns
+ * the number of failed requests (on every rank). */
+int moe_source_batch_report(moe_source_batch *b, moe_comm *c);
+moe_source moe_source_batch_source(moe_source_batch *b);
+
+/* ---- coordinator link ---- */
+
+typedef struct moe_source_link moe_source_link;
+
+typedef struct moe_link_src_opts {
+    const char *endpoint;
+    int heartbeat_ms;
+    int max_seqs;
+    int64_t max_ctx;          /* per sequence, as the generate loop's */
+    const char *kernels;      /* the job's kernel set (hello), or NULL */
+} moe_link_src_opts;
+
+int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
+                         moe_err *err);
+/* The loop it serves (heartbeats report its free cache and sequences). */
+void moe_source_link_attach(moe_source_link *l, moe_gen *g);
+/* Ends every live sequence with an error the coordinator sees. */
+void moe_source_link_close(moe_source_link *l, moe_gen *g);
+void moe_source_link_free(moe_source_link *l);
+/* Heartbeats between the layers of a long step (xchg's tick). */
+void moe_source_link_tick(void *l);
+moe_source moe_source_link_source(moe_source_link *l);
+
+#endif

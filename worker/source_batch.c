@@ -1,0 +1,317 @@
+/*
+ * source_batch.c — requests from a batch file (source.h).
+ *
+ *   <prompt ids, comma-separated> <tokens to generate> [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "io.h"
+
+typedef struct breq {
+    int32_t *prompt;
+    int n_prompt;
+    int n_gen;
+    moe_sampler_cfg sc;
+    int rank;            /* owner */
+    /* owner only */
+    int32_t *out;        /* [n_gen] */
+    int n_out;
+    FILE *dump;
+    bool done;
+    char error[MOE_ERR_MSG_MAX];
+} breq;
+
+struct moe_source_batch {
+    moe_batch_opts o;
+    int me;
+    breq *reqs;
+    int n;
+    int vocab;
+};
+
+/* ---- the file ---- */
+
+static int parse_request(char *line, breq *r, const moe_hparams *hp, moe_err *err)
+{
+    char *save = NULL;
+    char *ids = strtok_r(line, " \t\r\n", &save);
+    char *n = strtok_r(NULL, " \t\r\n", &save);
+    if (!ids || !n) return moe_err_set(err, "expected 'IDS N [options]'");
+    size_t n_ids = 0;
+    if (moe_ids_parse(ids, strlen(ids), &r->prompt, &n_ids, err)) return moe_err_prefix(err, "prompt");
+    r->n_prompt = (int)n_ids;
+    for (int i = 0; i < r->n_prompt; i++)
+        if (r->prompt[i] >= hp->vocab)
+            return moe_err_set(err, "prompt id %d: %d is not in 0..%d", i + 1, r->prompt[i], hp->vocab - 1);
+    int64_t v;
+    if (moe_parse_i64(n, 0, 1 << 24, &v, err)) return moe_err_prefix(err, "tokens to generate");
+    r->n_gen = (int)v;
+    if ((int64_t)r->n_prompt + r->n_gen > hp->ctx_train)
+        return moe_err_set(err, "prompt (%d) + generated (%d) exceeds the model's context (%lld)", r->n_prompt, r->n_gen,
+                           (long long)hp->ctx_train);
+    moe_sampler_cfg_default(&r->sc);
+    for (char *kv; (kv = strtok_r(NULL, " \t\r\n", &save));) {
+        char *eq = strchr(kv, '=');
+        if (!eq) return moe_err_set(err, "option '%s' is not key=value", kv);
+        *eq = 0;
+        if (moe_sampler_cfg_set(&r->sc, kv, eq + 1, err)) return MOE_ERR;
+    }
+    return MOE_OK;
+}
+
+static int read_batch(moe_source_batch *b, const moe_hparams *hp, moe_err *err)
+{
+    const char *path = b->o.path;
+    FILE *f = fopen(path, "r");
+    if (!f) return moe_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    int cap = 0, line_no = 0, rc = MOE_OK;
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) > 0) {
+        line_no++;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
+        if (b->n == (1 << 20)) {
+            rc = moe_err_set(err, "%s: more than %d requests", path, 1 << 20);
+            break;
+        }
+        if (b->n == cap) b->reqs = moe_xrealloc(b->reqs, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *b->reqs);
+        breq *r = &b->reqs[b->n];
+        memset(r, 0, sizeof *r);
+        if (parse_request(p, r, hp, err)) {
+            free(r->prompt);
+            rc = moe_err_prefix(err, "%s line %d", path, line_no);
+            break;
+        }
+        b->n++;
+    }
+    free(line);
+    fclose(f);
+    if (rc == MOE_OK && b->n == 0) rc = moe_err_set(err, "%s: no requests", path);
+    return rc;
+}
+
+/* Longest first, then input order: a total order, so every rank agrees. */
+typedef struct by_len {
+    int64_t len;
+    int index;
+} by_len;
+
+static int cmp_by_len(const void *a, const void *b)
+{
+    const by_len *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Each request to the rank with the fewest tokens so far (ties: lowest). */
+static void place(moe_source_batch *b, int n_rank)
+{
+    int64_t *load = moe_xcalloc((size_t)n_rank, sizeof *load);
+    by_len *order = moe_xmalloc((size_t)(b->n ? b->n : 1) * sizeof *order);
+    for (int i = 0; i < b->n; i++) order[i] = (by_len){(int64_t)b->reqs[i].n_prompt + b->reqs[i].n_gen, i};
+    qsort(order, (size_t)b->n, sizeof *order, cmp_by_len);
+    for (int i = 0; i < b->n; i++) {
+        breq *r = &b->reqs[order[i].index];
+        int best = 0;
+        for (int q = 1; q < n_rank; q++)
+            if (load[q] < load[best]) best = q;
+        r->rank = best;
+        load[best] += r->n_prompt + r->n_gen;
+    }
+    free(order);
+    free(load);
+}
+
+int moe_source_batch_open(moe_source_batch **out, const moe_batch_opts *o, const moe_model *m, int rank, int n_rank,
+                          moe_err *err)
+{
+    moe_source_batch *b = moe_xcalloc(1, sizeof *b);
+    b->o = *o;
+    b->me = rank;
+    b->vocab = m->hp.vocab;
+    *out = b;
+    if (read_batch(b, &m->hp, err)) return MOE_ERR;
+    place(b, n_rank);
+    return MOE_OK;
+}
+
+moe_source_batch *moe_source_batch_empty(double linger)
+{
+    moe_source_batch *b = moe_xcalloc(1, sizeof *b);
+    b->o.linger = linger;
+    return b;
+}
+
+void moe_source_batch_free(moe_source_batch *b)
+{
+    if (!b) return;
+    for (int i = 0; i < b->n; i++) {
+        if (b->reqs[i].dump) fclose(b->reqs[i].dump);
+        free(b->reqs[i].prompt);
+        free(b->reqs[i].out);
+    }
+    free(b->reqs);
+    free(b);
+}
+
+void moe_source_batch_sizes(const moe_source_batch *b, int block, int *n_seqs, int64_t *max_len, int64_t *cache_tokens)
+{
+    *n_seqs = 0;
+    *max_len = 1;
+    *cache_tokens = 0;
+    for (int i = 0; i < b->n; i++)
+        if (b->reqs[i].rank == b->me) {
+            ++*n_seqs;
+            const int64_t len = b->reqs[i].n_prompt + b->reqs[i].n_gen + 1;
+            if (len > *max_len) *max_len = len;
+            *cache_tokens += len + block; /* room for partial blocks */
+        }
+}
+
+int moe_source_batch_owned(const moe_source_batch *b)
+{
+    int n = 0;
+    for (int i = 0; i < b->n; i++) n += b->reqs[i].rank == b->me;
+    return n;
+}
+
+int moe_source_batch_start(moe_source_batch *b, moe_gen *g, moe_err *err)
+{
+    for (int i = 0; i < b->n; i++) {
+        breq *r = &b->reqs[i];
+        if (r->rank != b->me) continue;
+        r->out = moe_xmalloc((size_t)(r->n_gen ? r->n_gen : 1) * sizeof *r->out);
+        if (b->o.dump_dir) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/req%d.logits.f32", b->o.dump_dir, i);
+            if (!(r->dump = fopen(path, "wb"))) return moe_err_set(err, "%s: %s", path, strerror(errno));
+        }
+        const moe_gen_req gr = {.id = i, .user = r, .tokens = r->prompt, .n_tokens = r->n_prompt, .max_out = r->n_gen,
+                                .sc = r->sc};
+        if (moe_gen_add(g, &gr, err)) return MOE_ERR;
+    }
+    return MOE_OK;
+}
+
+/* ---- the source's operations ---- */
+
+static void b_poll(void *ctx, moe_gen *g) { (void)ctx, (void)g; }
+static void b_beat(void *ctx) { (void)ctx; }
+
+static bool b_stay(void *ctx, double idle_s)
+{
+    const moe_source_batch *b = ctx;
+    return idle_s < b->o.linger;
+}
+
+static void b_idle(void *ctx, int ms)
+{
+    (void)ctx;
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int b_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err)
+{
+    const moe_source_batch *b = ctx;
+    breq *r = s->user;
+    if (r->dump && fwrite(logits, sizeof(float), (size_t)b->vocab, r->dump) != (size_t)b->vocab)
+        return moe_err_set(err, "writing logits failed");
+    return MOE_OK;
+}
+
+static void b_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
+{
+    (void)ctx;
+    breq *r = s->user;
+    MOE_ASSERT(index >= 0 && index < r->n_gen);
+    r->out[index] = tok;
+    r->n_out = index + 1;
+}
+
+static void b_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg)
+{
+    (void)ctx, (void)why;
+    breq *r = s->user;
+    r->done = true;
+    if (msg) snprintf(r->error, sizeof r->error, "%s", msg);
+    if (r->dump) {
+        if (fclose(r->dump) != 0 && !r->error[0]) snprintf(r->error, sizeof r->error, "logits file: %s", strerror(errno));
+        r->dump = NULL;
+    }
+}
+
+static const moe_source_ops BATCH_OPS = {
+    .name = "batch", .poll = b_poll, .beat = b_beat, .stay = b_stay, .idle = b_idle,
+    .row = b_row, .token = b_token, .end = b_end,
+};
+
+moe_source moe_source_batch_source(moe_source_batch *b) { return (moe_source){&BATCH_OPS, b}; }
+
+/* ---- results ---- */
+
+typedef struct text {
+    char *p;
+    size_t n, cap;
+} text;
+
+static void tprintf(text *t, const char *fmt, ...) MOE_PRINTF(2, 3);
+static void tprintf(text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && t->p && (size_t)k < t->cap - t->n) {
+            t->n += (size_t)k;
+            return;
+        }
+        t->cap = t->cap * 2 + (size_t)(k > 0 ? k : 0) + 256;
+        t->p = moe_xrealloc(t->p, t->cap);
+    }
+}
+
+int moe_source_batch_report(moe_source_batch *b, moe_comm *c)
+{
+    text mine = {0};
+    for (int i = 0; i < b->n; i++) {
+        const breq *r = &b->reqs[i];
+        if (r->rank != b->me) continue;
+        tprintf(&mine, "%d", i);
+        if (r->error[0]) tprintf(&mine, " error: %s", r->error);
+        else if (!r->done) tprintf(&mine, " error: stopped before it finished");
+        else
+            for (int k = 0; k < r->n_out; k++) tprintf(&mine, " %d", r->out[k]);
+        tprintf(&mine, "\n");
+    }
+    char *all = moe_comm_gather_bytes(c, mine.p ? mine.p : "", (int64_t)mine.n, NULL);
+    int64_t failed = 0;
+    if (b->me == 0 && b->n > 0) {
+        char **line_of = moe_xcalloc((size_t)b->n, sizeof *line_of);
+        for (char *p = all, *nl; p && (nl = strchr(p, '\n')); p = nl + 1) {
+            *nl = 0;
+            const int idx = atoi(p);
+            if (idx >= 0 && idx < b->n) line_of[idx] = strchr(p, ' ') ? strchr(p, ' ') + 1 : (char *)"";
+        }
+        for (int i = 0; i < b->n; i++) {
+            printf("%s\n", line_of[i] ? line_of[i] : "error: lost");
+            failed += !line_of[i] || !strncmp(line_of[i], "error:", 6);
+        }
+        fflush(stdout);
+        free(line_of);
+    }
+    free(all);
+    free(mine.p);
+    moe_comm_sum_i64(c, &failed, 1); /* rank 0's count, known to all */
+    return (int)failed;
+}

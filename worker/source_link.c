@@ -1,0 +1,244 @@
+/*
+ * source_link.c — requests from the coordinator (source.h).  Wire messages
+ * are converted here, at the edge; the generate loop sees plain requests.
+ */
+#include "source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "link.h"
+#include "msg.h"
+
+struct moe_source_link {
+    moe_link_src_opts o;
+    int me, n_rank;
+    const moe_model *m;
+    moe_gen *g;
+    moe_link_ctx *lctx;
+    moe_link *link;
+    bool hello_acked;
+    double t_beat;
+    uint64_t job_id;
+};
+
+int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
+                         moe_err *err)
+{
+    moe_source_link *l = moe_xcalloc(1, sizeof *l);
+    l->o = *o;
+    l->me = rank;
+    l->n_rank = n_rank;
+    l->m = m;
+    l->job_id = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    *out = l;
+    moe_link_opts lo;
+    moe_link_opts_default(&lo, &moe__coord_msg__descriptor);
+    char ident[32];
+    snprintf(ident, sizeof ident, "rank-%d", rank);
+    lo.identity = ident;
+    lo.sndhwm = 100000; /* tokens wait here rather than stall the job */
+    if (moe_link_ctx_init(&l->lctx, err)) return MOE_ERR;
+    return moe_link_connect(&l->link, l->lctx, o->endpoint, &lo, err);
+}
+
+void moe_source_link_attach(moe_source_link *l, moe_gen *g) { l->g = g; }
+
+void moe_source_link_free(moe_source_link *l)
+{
+    if (!l) return;
+    moe_link_close(l->link);
+    moe_link_ctx_free(l->lctx);
+    free(l);
+}
+
+/* ---- sending ---- */
+
+static void link_send(moe_source_link *l, Moe__WorkerMsg *m)
+{
+    moe_err err;
+    int rc = moe_link_send(l->link, NULL, &m->base, MOE_LINK_DONTWAIT, &err);
+    if (rc == MOE_LINK_AGAIN) rc = moe_link_send(l->link, NULL, &m->base, 0, &err); /* queue full: wait */
+    if (rc != MOE_OK) moe_log(MOE_LOG_WARN, "rank %d: send to the coordinator failed: %s", l->me, err.msg);
+}
+
+static void send_seq_end(moe_source_link *l, int64_t id, Moe__EndReason why, const char *msg)
+{
+    Moe__SeqEnd se = MOE__SEQ_END__INIT;
+    se.has_seq_id = true;
+    se.seq_id = (uint64_t)id;
+    se.has_reason = true;
+    se.reason = why;
+    se.message = (char *)(msg ? msg : "");
+    Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+    m.body_case = MOE__WORKER_MSG__BODY_SEQ_END;
+    m.seq_end = &se;
+    link_send(l, &m);
+}
+
+static void send_hello(moe_source_link *l)
+{
+    Moe__ModelIdentity id = MOE__MODEL_IDENTITY__INIT;
+    uint64_t nlen = 0;
+    const char *name = NULL;
+    char namebuf[256] = "";
+    moe_err e2;
+    if (moe_gguf_get_str(l->m->gguf, "general.name", &name, &nlen, &e2) == MOE_OK)
+        snprintf(namebuf, sizeof namebuf, "%.*s", (int)(nlen < 255 ? nlen : 255), name);
+    id.name = namebuf;
+    id.has_vocab_size = id.has_max_context = true;
+    id.vocab_size = (uint32_t)l->m->hp.vocab;
+    id.max_context = (uint32_t)(l->o.max_ctx - 1);
+    Moe__WorkerHello h = MOE__WORKER_HELLO__INIT;
+    h.has_protocol_version = h.has_rank = h.has_n_ranks = true;
+    h.protocol_version = MOE_PROTO_VERSION;
+    h.rank = (uint32_t)l->me;
+    h.n_ranks = (uint32_t)l->n_rank;
+    h.has_cache_tokens_total = h.has_cache_tokens_free = h.has_job_id = true;
+    h.cache_tokens_total = (uint64_t)l->o.max_seqs * (uint64_t)(l->o.max_ctx - 1);
+    h.cache_tokens_free = (uint64_t)moe_gen_free_tokens(l->g);
+    h.job_id = l->job_id;
+    h.has_max_seqs = true;
+    h.max_seqs = (uint32_t)l->o.max_seqs;
+    h.model = &id;
+    Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+    m.body_case = MOE__WORKER_MSG__BODY_HELLO;
+    m.hello = &h;
+    link_send(l, &m);
+}
+
+/* Hello until the coordinator answers, heartbeats after. */
+static void l_beat(void *ctx)
+{
+    moe_source_link *l = ctx;
+    const double now = moe_now();
+    if (now - l->t_beat < (double)l->o.heartbeat_ms / 1000.0) return;
+    l->t_beat = now;
+    if (!l->hello_acked) {
+        send_hello(l);
+        return;
+    }
+    int64_t ids[1024];
+    uint64_t active[1024];
+    const int n = moe_gen_live_ids(l->g, ids, 1024);
+    for (int i = 0; i < n; i++) active[i] = (uint64_t)ids[i];
+    Moe__WorkerHeartbeat hb = MOE__WORKER_HEARTBEAT__INIT;
+    hb.has_rank = hb.has_cache_tokens_free = true;
+    hb.rank = (uint32_t)l->me;
+    hb.cache_tokens_free = (uint64_t)moe_gen_free_tokens(l->g);
+    hb.n_active = (size_t)n;
+    hb.active = active;
+    Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+    m.body_case = MOE__WORKER_MSG__BODY_HEARTBEAT;
+    m.heartbeat = &hb;
+    link_send(l, &m);
+}
+
+void moe_source_link_tick(void *l) { l_beat(l); }
+
+/* ---- receiving ---- */
+
+/* A new sequence (fields already validated by the link's decoder). */
+static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
+{
+    moe_err err = {{0}};
+    const size_t n = a->n_prompt + a->n_emitted;
+    int32_t *toks = moe_xmalloc((n ? n : 1) * sizeof *toks);
+    memcpy(toks, a->prompt, a->n_prompt * sizeof *toks);
+    memcpy(toks + a->n_prompt, a->emitted, a->n_emitted * sizeof *toks);
+    moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n,
+                     .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted};
+    moe_sampler_cfg_default(&r.sc);
+    int rc = MOE_OK;
+    if (n > INT32_MAX / 2 || r.max_out < 1 || r.n_emitted >= r.max_out)
+        rc = moe_err_set(&err, "nothing to do (prompt %zu, max tokens %d, emitted %d)", n, r.max_out, r.n_emitted);
+    if (rc == MOE_OK && moe_msg_sampler_cfg(a->sampling, a->stop_ids, a->n_stop_ids, &r.sc, &err) != MOE__CODE__OK)
+        rc = MOE_ERR;
+    if (rc == MOE_OK) rc = moe_gen_add(g, &r, &err);
+    if (rc != MOE_OK) send_seq_end(l, r.id, MOE__END_REASON__END_ERROR, err.msg);
+    free(toks);
+}
+
+/* Everything the coordinator sent since the last look. */
+static void l_poll(void *ctx, moe_gen *g)
+{
+    moe_source_link *l = ctx;
+    for (;;) {
+        moe_link_in in = {0};
+        moe_err err;
+        const int rc = moe_link_recv(l->link, &in, MOE_LINK_DONTWAIT, &err);
+        if (rc != MOE_OK) {
+            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "rank %d: receive failed: %s", l->me, err.msg);
+            return;
+        }
+        const Moe__CoordMsg *m = (const Moe__CoordMsg *)in.msg;
+        if (in.code != MOE__CODE__OK || !m) {
+            moe_log(MOE_LOG_WARN, "rank %d: refused a frame from the coordinator (%s): %s", l->me,
+                    moe_msg_code_name(in.code), err.msg);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_HELLO_REPLY) {
+            l->hello_acked = true;
+        } else if (m->body_case == MOE__COORD_MSG__BODY_ASSIGN) {
+            on_assign(l, g, m->assign);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_RELEASE) {
+            moe_gen_remove(g, (int64_t)m->release->seq_id);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_ERROR) {
+            /* a coordinator that does not know us (it restarted): say hello again */
+            if (m->error->has_code && m->error->code == MOE__CODE__NOT_READY) l->hello_acked = false;
+        }
+        moe_link_in_clear(&in);
+    }
+}
+
+static bool l_stay(void *ctx, double idle_s)
+{
+    (void)ctx, (void)idle_s;
+    return true;
+}
+
+/* Sleeps in a poll of the link, so work wakes the rank at once. */
+static void l_idle(void *ctx, int ms)
+{
+    moe_source_link *l = ctx;
+    moe_err err;
+    moe_link_poll_item pi = {.link = l->link};
+    moe_link_poll(&pi, 1, ms, &err);
+}
+
+static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
+{
+    moe_source_link *l = ctx;
+    Moe__Token t = MOE__TOKEN__INIT;
+    t.has_seq_id = t.has_index = t.has_token = true;
+    t.seq_id = (uint64_t)s->id;
+    t.index = (uint32_t)index;
+    t.token = tok;
+    Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+    m.body_case = MOE__WORKER_MSG__BODY_TOKEN;
+    m.token = &t;
+    link_send(l, &m);
+}
+
+static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg)
+{
+    static const Moe__EndReason reason[] = {
+        [MOE_GEN_END_STOP] = MOE__END_REASON__END_STOP,
+        [MOE_GEN_END_LENGTH] = MOE__END_REASON__END_LENGTH,
+        [MOE_GEN_END_ERROR] = MOE__END_REASON__END_ERROR,
+    };
+    send_seq_end(ctx, s->id, reason[why], msg);
+}
+
+void moe_source_link_close(moe_source_link *l, moe_gen *g)
+{
+    if (l && g) moe_gen_end_all(g, "the worker job is stopping");
+}
+
+static const moe_source_ops LINK_OPS = {
+    .name = "link", .serves = true, .poll = l_poll, .beat = l_beat, .stay = l_stay, .idle = l_idle,
+    .row = NULL, .token = l_token, .end = l_end,
+};
+
+moe_source moe_source_link_source(moe_source_link *l) { return (moe_source){&LINK_OPS, l}; }

@@ -3,6 +3,9 @@
 #   worker_test.sh equal MODEL NP [PLACEMENT]   a batch of 8 sequences of different
 #       lengths (greedy and seeded sampling): every line equals moe-run's ids,
 #       every logits file is byte-identical to moe-run's, every rank owns a sequence
+#   worker_test.sh chunks MODEL                 one generate loop: a 1-rank job equals moe-run
+#       bitwise at several prefill chunk sizes (moe-run --batch C = --prefill-chunk C)
+#       and step budgets (--step-tokens B), so the budget never changes a bit
 #   worker_test.sh bytes MODEL NP [PLACEMENT]   the bytes each rank sent per layer
 #       (--stats) equal what the routing trace implies, one copy per destination
 #   worker_test.sh resident NP                  on a model with 6 MiB experts, each rank's
@@ -82,6 +85,37 @@ equal)
     [ -n "$s" ] && [ "$s" -ge 1 ] || fail "rank $r owns no sequence (stats: '$s')"
   done
   echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence"
+  ;;
+chunks)
+  model=$2
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  for chunk in 5 16 512; do
+    mkdir -p "$tmp/r$chunk"
+    i=0
+    while read -r ids n opts; do
+      # shellcheck disable=SC2086
+      "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" --batch "$chunk" $(run_flags $opts) \
+          --dump-logits "$tmp/r$chunk/req$i.logits.f32" > "$tmp/r$chunk/out$i" || fail "moe-run failed on request $i"
+      i=$((i + 1))
+    done < "$tmp/batch"
+    for budget in "$chunk" $((2 * chunk + 3)) 1024; do
+      [ "$budget" -ge "$chunk" ] || continue
+      d=$tmp/w$chunk-$budget
+      mkdir -p "$d"
+      "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --prefill-chunk "$chunk" \
+          --step-tokens "$budget" --dump-logits "$d" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker exited $?"; }
+      for i in 0 1 2 3 4 5 6 7; do
+        [ "$(sed -n "$((i + 1))p" "$d/out")" = "$(cat "$tmp/r$chunk/out$i")" ] || fail "chunk $chunk budget $budget request $i: ids differ"
+        cmp -s "$d/req$i.logits.f32" "$tmp/r$chunk/req$i.logits.f32" || fail "chunk $chunk budget $budget request $i: logits differ"
+      done
+      echo "chunk $chunk, budget $budget: 8 requests bitwise equal to moe-run --batch $chunk"
+    done
+  done
+  # chunk boundaries decide the bits (a chunk >= 32 tokens decompresses): a
+  # different chunk must be able to change them, or this test proves nothing
+  cmp -s "$tmp/r5/req4.logits.f32" "$tmp/r512/req4.logits.f32" && fail "chunks of 5 and 512 gave identical logits"
+  echo "ok: moe-run and moe-worker share the generate loop"
   ;;
 bytes)
   model=$2 np=$3 placement=${4:-}

@@ -7,6 +7,8 @@
  */
 #include "engine.h"
 
+#include "group.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +72,7 @@ struct moe_engine {
     int32_t *ids;    /* [N][n_used] */
     float *wts;      /* [N][n_used] */
     int32_t *slot;   /* [N][n_used] row of (token, j) in the expert buffers */
+    int32_t *order;  /* [N·n_used] (token, j) slots grouped by expert */
     float *xe;       /* [N·n_used][dim] token rows grouped by expert */
     float *ge, *ue;  /* [N·n_used][expert_ff] */
     float *ye;       /* [N·n_used][dim] */
@@ -161,6 +164,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->ids = moe_xmalloc((size_t)NK * sizeof(int32_t));
     e->wts = falloc(NK);
     e->slot = moe_xmalloc((size_t)NK * sizeof(int32_t));
+    e->order = moe_xmalloc((size_t)NK * sizeof(int32_t));
     e->xe = falloc(NK * D);
     e->ge = falloc(NK * hp->expert_ff);
     e->ue = falloc(NK * hp->expert_ff);
@@ -223,6 +227,7 @@ void moe_engine_free(moe_engine *e)
     free(e->ids);
     free(e->wts);
     free(e->slot);
+    free(e->order);
     free(e->xe);
     free(e->ge);
     free(e->ue);
@@ -681,22 +686,14 @@ static void ffn_block(moe_engine *e, int il, int n)
         moe_ffn_remote(e, il, n);
         return;
     }
-    /* group (token, j) pairs by expert: counting sort, tokens ascending */
-    memset(e->e_cnt, 0, (size_t)E * sizeof(int32_t));
-    for (int64_t i = 0; i < (int64_t)n * K; i++) e->e_cnt[e->ids[i]]++;
-    int32_t acc = 0;
-    for (int x = 0; x < E; x++) {
-        e->e_off[x] = acc;
-        acc += e->e_cnt[x];
+    /* group (token, j) pairs by expert, tokens ascending within one */
+    moe_group_by_expert(e->ids, n * K, E, e->e_off, e->order);
+    for (int x = 0; x < E; x++) e->e_cnt[x] = e->e_off[x + 1] - e->e_off[x];
+    for (int32_t s = 0; s < e->e_off[E]; s++) {
+        const int32_t tj = e->order[s];
+        e->slot[tj] = s;
+        memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
     }
-    memset(e->e_cnt, 0, (size_t)E * sizeof(int32_t));
-    for (int t = 0; t < n; t++)
-        for (int j = 0; j < K; j++) {
-            const int x = e->ids[t * K + j];
-            const int32_t s = e->e_off[x] + e->e_cnt[x]++;
-            e->slot[t * K + j] = s;
-            memcpy(e->xe + (size_t)s * D, e->h + (size_t)t * D, (size_t)D * sizeof(float));
-        }
     /* gate and up of every active expert (+ shared) in one parallel run */
     int nj = 0;
     mm_job *jb = e->jobs;

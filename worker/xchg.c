@@ -4,6 +4,8 @@
  */
 #include "xchg.h"
 
+#include "group.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +35,7 @@ struct moe_xchg {
     /* per-rank counts/offsets (rows) */
     int32_t *d_send_n, *d_send_off, *d_recv_n, *d_recv_off; /* dispatch */
     int32_t *c_send_n, *c_send_off, *c_recv_n, *c_recv_off; /* combine */
-    buf d_send, d_recv, c_send, c_recv, xe, ye, g, u, pairs, cnt;
+    buf d_send, d_recv, c_send, c_recv, xe, ye, g, u, pairs, cnt, ids, order, off;
     moe_comm_req req;
     int n_tok;          /* rows of the layer in flight */
     int il;
@@ -89,7 +91,8 @@ void moe_xchg_free(moe_xchg *x)
     int32_t *arrs[] = {x->d_send_n, x->d_send_off, x->d_recv_n, x->d_recv_off,
                        x->c_send_n, x->c_send_off, x->c_recv_n, x->c_recv_off};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) free(arrs[i]);
-    buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->xe, &x->ye, &x->g, &x->u, &x->pairs, &x->cnt};
+    buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->xe,   &x->ye,
+                   &x->g,      &x->u,      &x->pairs,  &x->cnt,    &x->ids, &x->order, &x->off};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]->p);
     for (int il = 0; il < x->n_layer; il++) free(x->stats[il].tokens_per_expert);
     free(x->stats);
@@ -236,31 +239,24 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     st->t_overlap += (t_ready < t_finish ? t_ready : t_finish) - x->t_start;
     double t_ex = t_ready > t_finish ? t_ready - t_finish : 0.0;
 
-    /* Units of work from every received row, grouped by expert (counting
-     * sort; rows stay ascending within an expert). */
+    /* Units of work from every received row, grouped by expert (rows stay
+     * ascending within an expert). */
     const int n_rows = x->d_recv_off[R];
     const float *recv = x->d_recv.p;
-    size_t n_pairs = 0;
-    pair *pairs = grow(&x->pairs, (size_t)(n_rows ? n_rows : 1) * (size_t)K * sizeof(pair));
-    int32_t *cnt = grow(&x->cnt, (size_t)(E + 1) * sizeof(int32_t));
-    memset(cnt, 0, (size_t)(E + 1) * sizeof(int32_t));
+    const size_t n_slots = (size_t)(n_rows ? n_rows : 1) * (size_t)K;
+    int32_t *ids = grow(&x->ids, n_slots * sizeof(int32_t)), *order = grow(&x->order, n_slots * sizeof(int32_t));
+    int32_t *off = grow(&x->off, (size_t)(E + 1) * sizeof(int32_t));
     for (int i = 0; i < n_rows; i++)
         for (int j = 0; j < K; j++) {
             const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
-            if (f < 0) continue;
-            const int ex = (int)f;
-            if (ex >= E || !moe_placement_rank_hosts(x->p, il, x->me, ex))
+            const int ex = f < 0 ? -1 : (int)f;
+            if (ex >= E || (ex >= 0 && !moe_placement_rank_hosts(x->p, il, x->me, ex)))
                 moe_comm_abort(x->c, 4, "received a token for an expert this rank does not host");
-            cnt[ex + 1]++;
-            n_pairs++;
+            ids[(size_t)i * (size_t)K + (size_t)j] = ex;
         }
-    for (int ex = 0; ex < E; ex++) cnt[ex + 1] += cnt[ex];
-    for (int i = 0; i < n_rows; i++)
-        for (int j = 0; j < K; j++) {
-            const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
-            if (f >= 0) pairs[cnt[(int)f]++] = (pair){(int32_t)f, i, j};
-        }
-    /* cnt[ex] is now the end of expert ex's run; pairs are grouped by expert. */
+    const size_t n_pairs = (size_t)moe_group_by_expert(ids, n_rows * K, E, off, order);
+    pair *pairs = grow(&x->pairs, (n_pairs ? n_pairs : 1) * sizeof(pair));
+    for (size_t q = 0; q < n_pairs; q++) pairs[q] = (pair){ids[order[q]], order[q] / K, order[q] % K};
 
     const double t0 = moe_now();
     float *xe = grow(&x->xe, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));

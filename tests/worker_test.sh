@@ -6,6 +6,9 @@
 #   worker_test.sh chunks MODEL                 one generate loop: a 1-rank job equals moe-run
 #       bitwise at several prefill chunk sizes (moe-run --batch C = --prefill-chunk C)
 #       and step budgets (--step-tokens B), so the budget never changes a bit
+#   worker_test.sh batchfile NP                 the one request format (core/reqline.h):
+#       ids:, bare and text: prompts, options by name, stop_id=; a bad line is that
+#       request's error and the others still run, equal to moe-run; exit status 1
 #   worker_test.sh bytes MODEL NP [PLACEMENT]   the bytes each rank sent per layer
 #       (--stats) equal what the routing trace implies, one copy per destination
 #   worker_test.sh resident NP                  on a model with 6 MiB experts, each rank's
@@ -116,6 +119,31 @@ chunks)
   # different chunk must be able to change them, or this test proves nothing
   cmp -s "$tmp/r5/req4.logits.f32" "$tmp/r512/req4.logits.f32" && fail "chunks of 5 and 512 gave identical logits"
   echo "ok: moe-run and moe-worker share the generate loop"
+  ;;
+batchfile)
+  np=$2
+  model=$MOE_FIXTURES/models/tiny_f32.gguf
+  printf '%s\n' '# a comment' 'ids:0,17,42 5 seed=3 temp=0.8 top-k=40' '' 'no prompt here' \
+      "$(printf 'text:hello world\t4 repeat_penalty=1.2')" '1,2 3 stop=x' '5,6,7 6 stop_id=999' \
+      '7,8 4 stop_id=17 top_p=1.5' '9,10,11 3 repeat_last_n=8' > "$tmp/batch"
+  if "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" > "$tmp/out" 2> "$tmp/err"; then
+    fail "a batch with bad lines exited 0"
+  fi
+  [ "$(wc -l < "$tmp/out")" = 7 ] || { cat "$tmp/out" "$tmp/err"; fail "expected 7 result lines"; }
+  want() { "$bin/moe-run" --model "$model" "$@" || fail "moe-run $*"; }
+  hello=$(printf 'hello world' | "$bin/moe-tokenize" -m "$model" --bos | tr ' ' ',')
+  expect=("$(want --tokens 0,17,42 -n 5 --seed 3 --temp 0.8 --top-k 40)"
+          "error: line 4: "
+          "$(want --tokens "$hello" -n 4 --repeat-penalty 1.2)"
+          "error: line 6: stop strings need the coordinator"
+          "error: line 7: stop_id 999 is not in"
+          "error: line 8: top_p"
+          "$(want --tokens 9,10,11 -n 3 --repeat-last-n 8)")
+  for i in 0 1 2 3 4 5 6; do
+    got=$(sed -n "$((i + 1))p" "$tmp/out")
+    case $got in "${expect[$i]}"*) ;; *) fail "result $((i + 1)): got '$got', want '${expect[$i]}...'" ;; esac
+  done
+  echo "ok: one request format on $np ranks: 4 requests equal to moe-run, 3 bad lines reported alone"
   ;;
 bytes)
   model=$2 np=$3 placement=${4:-}

@@ -8,7 +8,7 @@
  * experts (placement: contiguous blocks, or --placement FILE).  Batch mode
  * reads one request a line:
  *
- *   <prompt ids, comma-separated> <tokens to generate> [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]
+ *   <prompt> <tokens to generate> [name=value]...   (core/reqline.h: ids:1,2,3, 1,2,3 or text:...<TAB>)
  *
  * places each request on the least-loaded rank (that rank keeps its latent
  * cache), runs them all to completion in lockstep steps, and prints one line
@@ -48,7 +48,7 @@ static void usage(FILE *f)
           "Runs a batch of requests on an MPI job: routed experts are spread over the\n"
           "ranks, each request lives on one rank.  Prints one line per request.\n"
           "  --model FILE        GGUF model (deepseek2), mapped by every rank\n"
-          "  --batch FILE        requests: 'IDS N [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]'\n"
+          "  --batch FILE        requests, one a line: 'PROMPT N [name=value]...' (docs/client.md)\n"
           "  --coordinator EP    serve: connect every rank to the coordinator's worker endpoint\n"
           "  --max-seqs N        serving: sequences per rank (default 16)\n"
           "  --ctx N             serving: tokens per sequence (default min(4096, the model's))\n"

@@ -1,7 +1,10 @@
 /*
- * source_batch.c — requests from a batch file (source.h).
- *
- *   <prompt ids, comma-separated> <tokens to generate> [seed=S] [temp=T] [top_p=P] [top_k=K] [min_p=P]
+ * source_batch.c — requests from a batch file (source.h), in the one
+ * request-line format (core/reqline.h): ids or text prompts, sampling
+ * options, stop ids.  A bad line becomes that request's error; the others
+ * run.  Stop strings need the coordinator's detokenizer and are refused
+ * here; deadline_ms is the server's and is ignored (a batch runs every
+ * request to its end).
  */
 #include "source.h"
 
@@ -12,14 +15,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "io.h"
+#include "reqline.h"
+#include "tokenizer.h"
 
 typedef struct breq {
     int32_t *prompt;
     int n_prompt;
     int n_gen;
     moe_sampler_cfg sc;
-    int rank;            /* owner */
+    int rank;            /* owner (a bad line: rank 0, which reports it) */
     /* owner only */
     int32_t *out;        /* [n_gen] */
     int n_out;
@@ -38,65 +42,76 @@ struct moe_source_batch {
 
 /* ---- the file ---- */
 
-static int parse_request(char *line, breq *r, const moe_hparams *hp, moe_err *err)
+/* One parsed line into a request: its prompt ids (text through the model's
+ * tokenizer, loaded on first use), checked against the model. */
+static int make_request(const moe_reqline *l, const moe_model *m, moe_tokenizer **tok, breq *r, moe_err *err)
 {
-    char *save = NULL;
-    char *ids = strtok_r(line, " \t\r\n", &save);
-    char *n = strtok_r(NULL, " \t\r\n", &save);
-    if (!ids || !n) return moe_err_set(err, "expected 'IDS N [options]'");
-    size_t n_ids = 0;
-    if (moe_ids_parse(ids, strlen(ids), &r->prompt, &n_ids, err)) return moe_err_prefix(err, "prompt");
-    r->n_prompt = (int)n_ids;
+    const moe_hparams *hp = &m->hp;
+    if (l->kind == MOE_REQLINE_BAD) return moe_err_set(err, "%s", l->error);
+    if (l->n_stop) return moe_err_set(err, "line %d: stop strings need the coordinator (use stop_id= here)", l->line);
+    size_t n = l->n_ids;
+    if (l->kind == MOE_REQLINE_TEXT) {
+        if (!*tok && moe_tokenizer_load(tok, m->gguf, err)) return moe_err_prefix(err, "line %d: tokenizer", l->line);
+        moe_tokens ids = {0};
+        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(*tok) ? MOE_TOK_BOS : 0u);
+        if (moe_tokenizer_encode(*tok, l->text, l->text_len, fl, &ids, err)) {
+            moe_tokens_free(&ids);
+            return moe_err_prefix(err, "line %d", l->line);
+        }
+        n = ids.n;
+        r->prompt = moe_xmalloc((n ? n : 1) * sizeof *r->prompt);
+        memcpy(r->prompt, ids.ids, n * sizeof *r->prompt);
+        moe_tokens_free(&ids);
+    } else {
+        r->prompt = moe_xmalloc(n * sizeof *r->prompt);
+        memcpy(r->prompt, l->ids, n * sizeof *r->prompt);
+    }
+    if (n == 0 || n > MOE_REQLINE_MAX_TOKENS) return moe_err_set(err, "line %d: the prompt has %zu tokens", l->line, n);
+    r->n_prompt = (int)n;
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] >= hp->vocab)
-            return moe_err_set(err, "prompt id %d: %d is not in 0..%d", i + 1, r->prompt[i], hp->vocab - 1);
-    int64_t v;
-    if (moe_parse_i64(n, 0, 1 << 24, &v, err)) return moe_err_prefix(err, "tokens to generate");
-    r->n_gen = (int)v;
+            return moe_err_set(err, "line %d: prompt id %d: %d is not in 0..%d", l->line, i + 1, r->prompt[i], hp->vocab - 1);
+    r->n_gen = l->max_tokens;
     if ((int64_t)r->n_prompt + r->n_gen > hp->ctx_train)
-        return moe_err_set(err, "prompt (%d) + generated (%d) exceeds the model's context (%lld)", r->n_prompt, r->n_gen,
-                           (long long)hp->ctx_train);
-    moe_sampler_cfg_default(&r->sc);
-    for (char *kv; (kv = strtok_r(NULL, " \t\r\n", &save));) {
-        char *eq = strchr(kv, '=');
-        if (!eq) return moe_err_set(err, "option '%s' is not key=value", kv);
-        *eq = 0;
-        if (moe_sampler_cfg_set(&r->sc, kv, eq + 1, err)) return MOE_ERR;
+        return moe_err_set(err, "line %d: prompt (%d) + generated (%d) exceeds the model's context (%lld)", l->line,
+                           r->n_prompt, r->n_gen, (long long)hp->ctx_train);
+    r->sc = l->sampling;
+    for (size_t i = 0; i < l->n_stop_ids; i++) {
+        if (l->stop_ids[i] >= hp->vocab)
+            return moe_err_set(err, "line %d: stop_id %d is not in 0..%d", l->line, l->stop_ids[i], hp->vocab - 1);
+        if (moe_sampler_is_stop(&r->sc, l->stop_ids[i])) continue;
+        if (r->sc.n_stop >= MOE_SAMPLER_MAX_STOP)
+            return moe_err_set(err, "line %d: more than %d stop ids", l->line, MOE_SAMPLER_MAX_STOP);
+        r->sc.stop[r->sc.n_stop++] = l->stop_ids[i];
     }
     return MOE_OK;
 }
 
-static int read_batch(moe_source_batch *b, const moe_hparams *hp, moe_err *err)
+static int read_batch(moe_source_batch *b, const moe_model *m, moe_err *err)
 {
-    const char *path = b->o.path;
-    FILE *f = fopen(path, "r");
-    if (!f) return moe_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    int cap = 0, line_no = 0, rc = MOE_OK;
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        line_no++;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
-        if (b->n == (1 << 20)) {
-            rc = moe_err_set(err, "%s: more than %d requests", path, 1 << 20);
-            break;
-        }
-        if (b->n == cap) b->reqs = moe_xrealloc(b->reqs, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *b->reqs);
-        breq *r = &b->reqs[b->n];
-        memset(r, 0, sizeof *r);
-        if (parse_request(p, r, hp, err)) {
-            free(r->prompt);
-            rc = moe_err_prefix(err, "%s line %d", path, line_no);
-            break;
-        }
-        b->n++;
+    moe_reqline_list list = {0};
+    if (moe_reqline_list_read(b->o.path, NULL, &list, err)) return MOE_ERR;
+    if (list.n == 0) {
+        moe_reqline_list_free(&list);
+        return moe_err_set(err, "%s: no requests", b->o.path);
     }
-    free(line);
-    fclose(f);
-    if (rc == MOE_OK && b->n == 0) rc = moe_err_set(err, "%s: no requests", path);
-    return rc;
+    b->reqs = moe_xcalloc(list.n, sizeof *b->reqs);
+    b->n = (int)list.n;
+    moe_tokenizer *tok = NULL;
+    for (size_t i = 0; i < list.n; i++) {
+        breq *r = &b->reqs[i];
+        moe_err e = {{0}};
+        if (make_request(&list.items[i], m, &tok, r, &e)) {
+            /* this request fails alone; rank 0 reports it */
+            free(r->prompt);
+            memset(r, 0, sizeof *r);
+            r->done = true;
+            snprintf(r->error, sizeof r->error, "%s", e.msg);
+        }
+    }
+    moe_tokenizer_free(tok);
+    moe_reqline_list_free(&list);
+    return MOE_OK;
 }
 
 /* Longest first, then input order: a total order, so every rank agrees. */
@@ -121,6 +136,7 @@ static void place(moe_source_batch *b, int n_rank)
     qsort(order, (size_t)b->n, sizeof *order, cmp_by_len);
     for (int i = 0; i < b->n; i++) {
         breq *r = &b->reqs[order[i].index];
+        if (r->done) continue; /* a bad line: rank 0 reports it */
         int best = 0;
         for (int q = 1; q < n_rank; q++)
             if (load[q] < load[best]) best = q;
@@ -139,7 +155,7 @@ int moe_source_batch_open(moe_source_batch **out, const moe_batch_opts *o, const
     b->me = rank;
     b->vocab = m->hp.vocab;
     *out = b;
-    if (read_batch(b, &m->hp, err)) return MOE_ERR;
+    if (read_batch(b, m, err)) return MOE_ERR;
     place(b, n_rank);
     return MOE_OK;
 }
@@ -169,7 +185,7 @@ void moe_source_batch_sizes(const moe_source_batch *b, int block, int *n_seqs, i
     *max_len = 1;
     *cache_tokens = 0;
     for (int i = 0; i < b->n; i++)
-        if (b->reqs[i].rank == b->me) {
+        if (b->reqs[i].rank == b->me && !b->reqs[i].done) {
             ++*n_seqs;
             const int64_t len = b->reqs[i].n_prompt + b->reqs[i].n_gen + 1;
             if (len > *max_len) *max_len = len;
@@ -188,7 +204,7 @@ int moe_source_batch_start(moe_source_batch *b, moe_gen *g, moe_err *err)
 {
     for (int i = 0; i < b->n; i++) {
         breq *r = &b->reqs[i];
-        if (r->rank != b->me) continue;
+        if (r->rank != b->me || r->done) continue;
         r->out = moe_xmalloc((size_t)(r->n_gen ? r->n_gen : 1) * sizeof *r->out);
         if (b->o.dump_dir) {
             char path[4096];

@@ -86,6 +86,13 @@ static int get_opt_id(const moe_gguf *g, const char *key, int32_t n_vocab, int32
     return MOE_OK;
 }
 
+int moe_tokenizer_eos_from_gguf(const moe_gguf *g, int32_t n_vocab, int32_t *eos, moe_err *err)
+{
+    *eos = -1;
+    if (n_vocab <= 0) return moe_err_set(err, "n_vocab %d: no id can be EOS", n_vocab);
+    return get_opt_id(g, "tokenizer.ggml.eos_token_id", n_vocab, eos, err);
+}
+
 /* Decodes a normal token's byte-level string to its bytes in out (room for
  * len bytes); false if it holds a character outside the byte map. */
 static bool decode_byte_level(const int16_t *inv, const char *s, size_t len, char *out, size_t *out_len)
@@ -266,7 +273,7 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
         return load_fail(t, err);
     }
     if (get_opt_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos, err) ||
-        get_opt_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos, err) ||
+        moe_tokenizer_eos_from_gguf(g, t->n_vocab, &t->eos, err) ||
         get_opt_id(g, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot, err))
         return load_fail(t, err);
     if (moe_gguf_find_kv(g, "tokenizer.ggml.add_bos_token") >= 0 &&

@@ -443,6 +443,9 @@ static int jmessage(jr *j, raw_msg *m)
 int moe_chat_conv_parse(moe_chat_conv *out, const char *json, size_t len, moe_err *err)
 {
     memset(out, 0, sizeof *out);
+    /* Absent means true, as in the OpenAI-style API and the wire protocol
+     * (proto Chat): a chat request wants the assistant's answer. */
+    out->add_generation_prompt = true;
     jr j = {.s = json, .n = len, .err = err};
     raw_msg *raw = NULL;
     size_t n = 0, cap = 0;

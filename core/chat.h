@@ -69,8 +69,13 @@ int moe_chat_tokenize(const moe_chat *c, const moe_tokenizer *tok, const moe_cha
 
 /* A conversation parsed from JSON:
  *   {"messages":[{"role":"user","content":"..."},...],"add_generation_prompt":true}
- * Other keys are ignored; add_generation_prompt defaults to false (as in
- * the templates).  Strings are unescaped (\uXXXX with surrogate pairs). */
+ * Other keys are ignored.  add_generation_prompt defaults to TRUE when the
+ * JSON does not say: a conversation file is a request for the assistant's
+ * next turn (the OpenAI-style behaviour, and proto Chat's default), so
+ * moe-run --chat, moe-tokenize --chat and the coordinator all render the
+ * same ids for the same file.  Set it to false to render the conversation
+ * as it stands (e.g. to score it).  Strings are unescaped (\uXXXX with
+ * surrogate pairs). */
 typedef struct moe_chat_conv {
     moe_chat_msg *msgs;
     size_t n;

@@ -75,6 +75,14 @@ enum {
 int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err);
 void moe_tokenizer_free(moe_tokenizer *tok);
 
+/* The EOS id of a GGUF (tokenizer.ggml.eos_token_id), read without
+ * building the vocabulary, so a worker can stop at EOS cheaply.  This is
+ * the one place the key is read: moe_tokenizer_load uses it too.  *eos is
+ * -1 when the file names none (no key, or the converters' -1 / 2^32-1);
+ * a value that is not an integer, or not below n_vocab (> 0, the caller's
+ * vocabulary size), is an error naming the key. */
+int moe_tokenizer_eos_from_gguf(const moe_gguf *g, int32_t n_vocab, int32_t *eos, moe_err *err);
+
 /* Appends the ids of text[0..len) to out (out is not cleared first). */
 int moe_tokenizer_encode(const moe_tokenizer *tok, const char *text, size_t len, unsigned flags,
                          moe_tokens *out, moe_err *err);

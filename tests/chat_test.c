@@ -176,6 +176,34 @@ int main(void)
           !memcmp(conv.msgs[0].content, "\xe4\xbd\xa0\xf0\x9f\x98\x80\n\t\\/", 11));
     moe_chat_conv_free(&conv);
 
+    /* add_generation_prompt: absent means true (one default for moe-run,
+     * moe-tokenize and the server); an explicit false still leaves the
+     * assistant prefix out. */
+    static const char *const agp_json[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"add_generation_prompt\":true}",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"add_generation_prompt\":false}",
+    };
+    static const char *const agp_tail[] = {"<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>", "\n\nAssistant:"};
+    for (int which = 0; which < 2; which++) {
+        char *r[3] = {NULL, NULL, NULL};
+        size_t rl[3] = {0, 0, 0}, tl = strlen(agp_tail[which]);
+        for (int k = 0; k < 3; k++) {
+            CHECK_MSG(moe_chat_conv_parse(&conv, agp_json[k], strlen(agp_json[k]), &err) == 0, "%s", err.msg);
+            CHECK_MSG(conv.add_generation_prompt == (k < 2), "add_generation_prompt of JSON %d", k);
+            CHECK(moe_chat_render(chat[which], conv.msgs, conv.n, conv.add_generation_prompt, &r[k], &rl[k],
+                                  &err) == 0);
+            bool tail = r[k] && rl[k] >= tl && !memcmp(r[k] + rl[k] - tl, agp_tail[which], tl);
+            CHECK_MSG(tail == (k < 2), "%s, JSON %d: generation prompt %s", which ? "v2" : "v3", k,
+                      tail ? "present" : "missing");
+            moe_chat_conv_free(&conv);
+        }
+        /* absent == true byte for byte; false is true without the prompt */
+        CHECK(r[0] && r[1] && rl[0] == rl[1] && !memcmp(r[0], r[1], rl[0]));
+        CHECK(r[1] && r[2] && rl[2] < rl[1] && !memcmp(r[1], r[2], rl[2]));
+        for (int k = 0; k < 3; k++) free(r[k]);
+    }
+
     moe_tokens_free(&got);
     free(file);
     free(readme);

@@ -10,6 +10,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* SANITIZED is 1 in a build with AddressSanitizer or UndefinedBehaviorSanitizer
+ * (clang's __has_feature, gcc's __SANITIZE_ADDRESS__), else 0.  Tests use
+ * it to thin out sweeps that are too slow under instrumentation and to skip
+ * cases ASan cannot run (its shadow memory gets in the way of huge
+ * mappings).  One definition here so all tests agree on what "sanitized"
+ * means. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SANITIZED)
+#define SANITIZED 1
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static int check_n_pass, check_n_fail;
 
 #define CHECK(cond)                                                                  \

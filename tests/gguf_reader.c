@@ -913,18 +913,6 @@ static void test_values(void)
 
 /* ---- moe_gguf_open on files -------------------------------------------------- */
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* A 17 GB sparse file with one string array claiming 2^31 elements (which
  * the file could hold) whose first element is bad: the reader must fail on
  * that element without first allocating for 2^31 elements (16 GB).  Run in

@@ -118,6 +118,27 @@ int main(void)
         tu_unhex(f[3], hl, want);
         want[hl / 2] = 0;
         CHECK(RUN("", m) == 0 && !strcmp(o, want));
+        /* Without the key the generation prompt is there (the default, as in
+         * moe-run and the server); with it false, it is not. */
+        static const char *const agp[] = {
+            "{\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+            "{\"role\":\"user\",\"content\":\"What is MLA?\"}]}",
+            "{\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+            "{\"role\":\"user\",\"content\":\"What is MLA?\"}],\"add_generation_prompt\":false}",
+        };
+        char ap[512];
+        snprintf(ap, sizeof ap, "%s/agp.json", dir);
+        for (int k = 0; k < 2; k++) {
+            FILE *af = fopen(ap, "wb");
+            fputs(agp[k], af);
+            fclose(af);
+            snprintf(m, sizeof m, "-m '%s' --chat '%s'", model, ap);
+            CHECK(RUN("", m) == 0 && !strcmp(o, k == 0 ? "0 3476 477 260 11502 22896 16 128803 3085 344 82101 33 128804\n"
+                                                       : "0 3476 477 260 11502 22896 16 128803 3085 344 82101 33\n"));
+            snprintf(m, sizeof m, "-m '%s' --chat '%s' --render", model, ap);
+            size_t wl = strlen(want), al = strlen("<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>");
+            CHECK(RUN("", m) == 0 && strlen(o) == (k == 0 ? wl : wl - al) && !strncmp(o, want, strlen(o)));
+        }
         free(want);
         snprintf(m, sizeof m, "-m '%s' --chat '%s' --template deepseek-v9", model, jp);
         CHECK(RUN("", m) == 1 && strstr(e, "unknown chat format"));

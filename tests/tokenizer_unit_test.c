@@ -4,7 +4,8 @@
  *   repeated character, random bytes, spaces, digits, CJK, CR/LF, '<' and
  *   special tokens: must finish fast and round-trip), BOS handling,
  *   special-token matching on/off, the streaming decoder's UTF-8 holding
- *   and U+FFFD policy, and load errors (unknown pre-tokenizer or model).
+ *   and U+FFFD policy, load errors (unknown pre-tokenizer or model), and
+ *   moe_tokenizer_eos_from_gguf on handcrafted files.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "check.h"
 #include "gguf.h"
+#include "gguf_builder.h"
 #include "tokenizer.h"
 #include "tokenizer_util.h"
 
@@ -364,6 +366,61 @@ static void test_load_errors(void)
     CHECK(load_patched("tokenizer.ggml.pre", "deepseek-v3", "deepseek-v3", &err) == MOE_OK);
 }
 
+/* A GGUF with one key/value, eos_token_id of the given type code and
+ * value (no key at all when type is 0): the EOS read from it. */
+static int eos_of(uint32_t type, uint64_t v, int32_t n_vocab, int32_t *eos, moe_err *err)
+{
+    gb b = {0};
+    gb_header(&b, 3, 0, type ? 1 : 0);
+    if (type) {
+        gb_key(&b, "tokenizer.ggml.eos_token_id");
+        gb_u32(&b, type);
+        if (type == MOE_GGUF_STRING) gb_str(&b, "2");
+        else if (type == MOE_GGUF_U64 || type == MOE_GGUF_I64) gb_u64(&b, v);
+        else gb_u32(&b, (uint32_t)v);
+    }
+    uint8_t *buf = gb_copy(&b);
+    moe_gguf *g = NULL;
+    int rc = moe_gguf_open_memory(&g, buf, b.n, err);
+    CHECK_MSG(rc == MOE_OK, "%s", err->msg);
+    *eos = 12345;
+    if (rc == MOE_OK) rc = moe_tokenizer_eos_from_gguf(g, n_vocab, eos, err);
+    moe_gguf_close(g);
+    free(buf);
+    gb_free(&b);
+    return rc;
+}
+
+static void test_eos_from_gguf(const moe_tokenizer *v3)
+{
+    moe_err err = {{0}};
+    int32_t eos;
+    CHECK(eos_of(0, 0, 10, &eos, &err) == MOE_OK && eos == -1);                     /* no key */
+    CHECK(eos_of(MOE_GGUF_U32, 7, 10, &eos, &err) == MOE_OK && eos == 7);
+    CHECK(eos_of(MOE_GGUF_U32, 0, 10, &eos, &err) == MOE_OK && eos == 0);           /* 0 is an id */
+    CHECK(eos_of(MOE_GGUF_I32, 9, 10, &eos, &err) == MOE_OK && eos == 9);
+    CHECK(eos_of(MOE_GGUF_I32, UINT32_MAX, 10, &eos, &err) == MOE_OK && eos == -1); /* i32 -1: none */
+    CHECK(eos_of(MOE_GGUF_U32, UINT32_MAX, 10, &eos, &err) == MOE_OK && eos == -1); /* u32 -1: none */
+    CHECK(eos_of(MOE_GGUF_U32, 10, 10, &eos, &err) == MOE_ERR && eos == -1);
+    CHECK_CONTAINS(err.msg, "tokenizer.ggml.eos_token_id = 10 is not below n_vocab 10");
+    CHECK(eos_of(MOE_GGUF_U64, 1ull << 40, 10, &eos, &err) == MOE_ERR && eos == -1);
+    CHECK_CONTAINS(err.msg, "not below n_vocab");
+    CHECK(eos_of(MOE_GGUF_STRING, 0, 10, &eos, &err) == MOE_ERR && eos == -1);
+    CHECK_CONTAINS(err.msg, "tokenizer.ggml.eos_token_id");
+    CHECK(eos_of(MOE_GGUF_U32, 0, 0, &eos, &err) == MOE_ERR && eos == -1);
+    CHECK_CONTAINS(err.msg, "n_vocab 0");
+    /* On a real vocabulary: the same id the loaded tokenizer has. */
+    if (!v3) return;
+    moe_gguf *g = NULL;
+    CHECK_MSG(moe_gguf_open(&g, fixture_path("tokenizer/deepseek-v3-vocab.gguf"), &err) == MOE_OK, "%s", err.msg);
+    if (!g) return;
+    CHECK(moe_tokenizer_eos_from_gguf(g, moe_tokenizer_n_vocab(v3), &eos, &err) == MOE_OK);
+    CHECK(eos >= 0 && eos == moe_tokenizer_eos(v3));
+    /* A smaller vocabulary than the file's EOS (e.g. a model's embedding) is an error, not a wrong id. */
+    CHECK(moe_tokenizer_eos_from_gguf(g, eos, &eos, &err) == MOE_ERR && eos == -1);
+    moe_gguf_close(g);
+}
+
 int main(void)
 {
     moe_tokenizer *v3 = load_path(fixture_path("tokenizer/deepseek-v3-vocab.gguf"));
@@ -380,6 +437,7 @@ int main(void)
         test_long(llm, "deepseek-llm");
     }
     test_load_errors();
+    test_eos_from_gguf(v3);
     moe_tokenizer_free(v3);
     moe_tokenizer_free(llm);
     return check_summary("tokenizer_unit_test");

@@ -15,6 +15,7 @@
 #include "base.h"
 #include "chat.h"
 #include "gguf.h"
+#include "io.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
@@ -30,7 +31,9 @@ static void usage(FILE *f)
             "  --decode             read ids (whitespace-separated) from stdin, write the text\n"
             "  --chat FILE.json     render {\"messages\":[{\"role\":..,\"content\":..}],\n"
             "                       \"add_generation_prompt\":bool} with the model's chat\n"
-            "                       template and print its ids (special tokens matched, one BOS)\n"
+            "                       template and print its ids (special tokens matched, one BOS);\n"
+            "                       add_generation_prompt defaults to true, as in moe-run and\n"
+            "                       the server\n"
             "  --template NAME      use deepseek-v3 or deepseek-v2 instead of recognising\n"
             "                       tokenizer.chat_template\n"
             "  --render             with --chat: print the rendered prompt text, not ids\n"
@@ -135,15 +138,16 @@ static int decode_stdin(const moe_tokenizer *tok, moe_err *err)
     return rc;
 }
 
+/* A conversation file is small; the cap only stops a wrong path (a model?). */
+#define CHAT_FILE_MAX (64u << 20)
+
 static int chat_file(const moe_gguf *g, const moe_tokenizer *tok, const char *path, const char *tmpl,
                      bool render, bool pieces, moe_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_err_set(err, "%s: %s", path, strerror(errno));
     size_t len;
-    char *json = read_all(f, path, &len, err);
-    fclose(f);
-    if (!json) return MOE_ERR;
+    char *json;
+    if (moe_file_read(path, CHAT_FILE_MAX, &json, &len, err)) return MOE_ERR;
+    /* add_generation_prompt is the parser's: true unless the file says false. */
     moe_chat_conv conv;
     moe_chat *chat = NULL;
     int rc = moe_chat_conv_parse(&conv, json, len, err);

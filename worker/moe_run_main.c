@@ -252,17 +252,6 @@ static int prompt_tokens(const run_args *a, const moe_model *m, const moe_tokeni
     return MOE_OK;
 }
 
-/* The file's end-of-generation id, or -1. */
-static int32_t model_eos(const moe_model *m)
-{
-    uint32_t eos;
-    moe_err e;
-    if (moe_gguf_find_kv(m->gguf, "tokenizer.ggml.eos_token_id") >= 0 &&
-        moe_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &eos, &e) == MOE_OK && eos < (uint32_t)m->hp.vocab)
-        return (int32_t)eos;
-    return -1;
-}
-
 static void print_stats(const run_args *a, const run_out *o, int n_prefill)
 {
     const double t_prefill = o->t_first_row - o->t_start, t_decode = o->t_end - o->t_first_row;
@@ -280,10 +269,13 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
 
 /* Runs the one sequence through the generate loop to its end. */
 static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, const int32_t *toks, size_t n_tok,
-               int32_t eos, run_out *out, moe_err *err)
+               run_out *out, moe_err *err)
 {
+    const moe_model *m = moe_engine_model(e);
+    int32_t eos = -1;
+    if (!a->ignore_eos && moe_tokenizer_eos_from_gguf(m->gguf, m->hp.vocab, &eos, err)) return moe_err_prefix(err, "%s", a->model);
     moe_gen_opts go = {.max_seqs = 1, .max_ctx = eo->max_ctx, .step_tokens = eo->max_batch_tokens,
-                       .prefill_chunk = eo->max_batch_tokens, .eos = a->ignore_eos ? -1 : eos};
+                       .prefill_chunk = eo->max_batch_tokens, .eos = eos};
     moe_gen_cb cb = {.ctx = out, .row = on_row, .token = on_token, .end = on_end};
     moe_gen *g = NULL;
     const int n_prefill = a->logits_from > 0 ? (int)a->logits_from : (int)n_tok;
@@ -367,7 +359,7 @@ int main(int argc, char **argv)
         moe_err_set(&err, "%s: %s", a.dump, strerror(errno));
         goto done;
     }
-    if (moe_engine_init(&e, m, &o, &err) || run(&a, e, &o, toks, n_tok, model_eos(m), &out, &err)) goto done;
+    if (moe_engine_init(&e, m, &o, &err) || run(&a, e, &o, toks, n_tok, &out, &err)) goto done;
     if (a.text) {
         char *txt = NULL;
         size_t len = 0;

@@ -38,6 +38,7 @@
 #include "placement.h"
 #include "residency.h"
 #include "source.h"
+#include "tokenizer.h"
 #include "xchg.h"
 
 #define PREFILL_CHUNK 512 /* moe-run's default --batch: the same chunks, the same bits */
@@ -214,10 +215,8 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (st) return MOE_ERR;
     w->src = w->link ? moe_source_link_source(w->link) : moe_source_batch_source(w->batch);
     int32_t eos = -1;
-    uint32_t v;
-    if (!o->ignore_eos && moe_gguf_find_kv(w->m->gguf, "tokenizer.ggml.eos_token_id") >= 0 &&
-        moe_gguf_get_u32(w->m->gguf, "tokenizer.ggml.eos_token_id", &v, err) == MOE_OK && v < (uint32_t)hp->vocab)
-        eos = (int32_t)v;
+    if (!o->ignore_eos && moe_tokenizer_eos_from_gguf(w->m->gguf, hp->vocab, &eos, err))
+        return moe_err_prefix(err, "%s", o->model);
     const moe_gen_opts go = {.max_seqs = max_seqs, .max_ctx = max_len, .step_tokens = (int)o->step_tokens,
                              .prefill_chunk = (int)o->prefill_chunk, .eos = eos};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);

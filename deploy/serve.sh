@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "serve: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="${2:?--model needs a file}"; shift 2 ;;
     --model-dir) model_dir="${2:?--model-dir needs a folder}"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) serve+=("$1"); shift ;;
   esac
 done

@@ -12,10 +12,13 @@
  *   - garbage and unexpected frames reported and ignored;
  *   - --file with --concurrency: never more in flight than allowed, replies
  *     out of order and interleaved, output in input order, escapes, per-line
- *     options, an error line, the summary;
+ *     options, an error line, the summary; bad request lines reported in
+ *     their places ("<line> error bad_line: ...") while the others run, and
+ *     the file's stop strings and ids sent;
  *   - SIGINT: a Cancel for every request in flight, exit 130;
  *   - heartbeats while waiting;
- *   - bad flags and bad request files (exit 2).
+ *   - bad flags, unreadable or empty request files (exit 2); --connect
+ *     HOST:PORT taken as tcp://, other non-endpoints refused with a hint.
  * Nothing sleeps for readiness: the fake polls its socket and the child's
  * pipes, and every wait has a deadline.
  */
@@ -878,6 +881,50 @@ static void test_file(fake *f)
     CHECK(f->max_inflight == 1);
     CHECK_CONTAINS(f->ch.err, "requests 3  completed 3  failed 0");
 
+    /* A bad line gets its own error where its result would be; the others
+     * run, with the file's stop strings and ids (or the flags' ones). */
+    rf = fopen(path, "w");
+    fputs("1,2 2 stop=\\n\\n stop=a\\sb stop_id=9\n"
+          "ids:1 0\n"
+          "text:x\t2 top_p=2\n"
+          "ids:3 2 stop_id=1 stop_id=2 stop_id=3 stop_id=4 stop_id=5 stop_id=6 stop_id=7 stop_id=8 stop_id=9\n"
+          "bogus\n"
+          "text:ok\t1\n",
+          rf);
+    fclose(rf);
+    fake_reset(f, SC_FILE);
+    f->hold = 2;
+    f->total = 2;
+    rc = fake_run(f, ARGS("--connect", g_ep, "--file", path, "--stop", "XY", "--stop-id", "4"));
+    CHECK_MSG(rc == 1, "bad lines: exit %d, stderr: %s", rc, f->ch.err);
+    CHECK_MSG(!strcmp(f->ch.out, "1 i1\\n\\t2\n"
+                                 "2 error bad_line: line 2: max_tokens: 0 (prompt only) is for moe-worker --batch; the "
+                                 "server takes 1..1048576\n"
+                                 "3 error bad_line: line 3: top_p = 2 is out of range (0, 1]\n"
+                                 "4 error bad_line: line 4: stop_id: the server takes at most 8 stop ids\n"
+                                 "5 error bad_line: line 5: a request starts with 'ids:', 'text:' or a token id list "
+                                 "(1,2,3)\n"
+                                 "6 ok!\n"),
+              "bad lines: stdout:\n%s", f->ch.out);
+    CHECK_CONTAINS(f->ch.err, "requests 6  completed 2  failed 4");
+    CHECK(f->n_gen == 2);
+    if (f->n_gens == 2) {
+        const Moe__GenerateRequest *g0 = f->gens[0]->generate, *g1 = f->gens[1]->generate;
+        CHECK(g0->n_stop == 2 && !strcmp(g0->stop[0], "\n\n") && !strcmp(g0->stop[1], "a b"));
+        CHECK(g0->n_stop_ids == 1 && g0->stop_ids[0] == 9 && g0->max_tokens == 2);
+        CHECK(g1->n_stop == 1 && !strcmp(g1->stop[0], "XY") && g1->n_stop_ids == 1 && g1->stop_ids[0] == 4);
+    }
+    /* Every line bad: each reported, nothing sent, exit 1. */
+    rf = fopen(path, "w");
+    fputs("ids:1 0\n# fine\nids:x 2\n", rf);
+    fclose(rf);
+    fake_reset(f, SC_FILE);
+    rc = fake_run(f, ARGS("--connect", g_ep, "--file", path));
+    CHECK_MSG(rc == 1 && f->n_gen == 0, "all bad: exit %d, %d sent", rc, f->n_gen);
+    CHECK_MSG(!strncmp(f->ch.out, "1 error bad_line: line 1: max_tokens: 0", 39) &&
+                  strstr(f->ch.out, "\n3 error bad_line: line 3: ids: id 1 ('x') is not a token id\n"),
+              "all bad: stdout:\n%s", f->ch.out);
+
     /* --file - reads the requests from stdin. */
     fake_reset(f, SC_FILE);
     f->hold = 2;
@@ -895,7 +942,7 @@ static void test_flags(fake *f)
     snprintf(good, sizeof good, "%s/good.txt", g_dir);
     snprintf(conv, sizeof conv, "%s/badconv.json", g_dir);
     FILE *rf = fopen(bad, "w");
-    fputs("ids:1 2\nids:1 0\n", rf);
+    fputs("# only comments\n\n", rf);
     fclose(rf);
     rf = fopen(good, "w");
     fputs("ids:1 2\n", rf);
@@ -938,7 +985,9 @@ static void test_flags(fake *f)
         {ARGS("--connect", g_ep, "--prompt", "x", "--concurrency", "4"), "--concurrency goes with --file"},
         {ARGS("--connect", g_ep, "--file", good, "--concurrency", "0"), "--concurrency: 0 is out of range"},
         {ARGS("--connect", g_ep, "--file", good, "--usage"), "--usage is for a single request"},
-        {ARGS("--connect", g_ep, "--file", bad), "bad.txt:2: max_tokens: 0 is out of range"},
+        {ARGS("--connect", g_ep, "--file", bad), "bad.txt: no requests in the file"},
+        {ARGS("--connect", "localhost", "--prompt", "x"), "HOST:PORT (tcp:// is implied), tcp://HOST:PORT, ipc:///PATH"},
+        {ARGS("--connect", "http://localhost:80", "--prompt", "x"), "'http://localhost:80' is not a ZMQ endpoint"},
         {ARGS("--connect", g_ep, "--file", "/nonexistent/reqs"), "/nonexistent/reqs: No such file"},
         {ARGS("--connect", g_ep, "--chat", "/nonexistent/c.json"), "--chat"},
         {ARGS("--connect", g_ep, "--chat", conv), "holds a NUL character"},
@@ -951,6 +1000,10 @@ static void test_flags(fake *f)
         CHECK_CONTAINS(f->ch.err, cases[i].err);
         CHECK(f->n_gen == 0);
     }
+    /* HOST:PORT is tcp://HOST:PORT: accepted, and the timeout names it. */
+    fake_reset(f, SC_NONE);
+    CHECK(fake_run(f, ARGS("--connect", "127.0.0.1:1", "--prompt", "x", "--timeout", "0.2")) == 3);
+    CHECK_CONTAINS(f->ch.err, "no answer from tcp://127.0.0.1:1 in 0.2 s");
     fake_reset(f, SC_NONE);
     CHECK(fake_run(f, ARGS("--help")) == 0 && strstr(f->ch.out, "usage: moe-client") && strstr(f->ch.out, "text:<prompt><TAB>"));
 }

@@ -189,6 +189,12 @@ concurrent)
   echo "ok: 16 concurrent requests (greedy and seeded) equal moe-run token for token; both ranks served"
   ;;
 main_job)
+  # The scripts' --help is their header comment, not their first lines of code.
+  for s in scripts/quickstart.sh deploy/serve.sh bench/ep/run.sh; do
+    h=$("$root/$s" --help) || fail "$s --help exited non-zero"
+    case $h in *"set -e"*|*"#!"*) fail "$s --help prints code: $h" ;; esac
+    [ "$(printf '%s\n' "$h" | grep -c .)" -ge 3 ] || fail "$s --help is too short: $h"
+  done
   # The README's main-job command, as a user runs it.
   setsid "$root/scripts/quickstart.sh" --model-dir "$tmp" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" \
       > "$tmp/qs.out" 2>&1 &

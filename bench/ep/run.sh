@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --quick) quick=1; runs=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench/ep: unknown argument $1" >&2; exit 2 ;;
   esac
 done

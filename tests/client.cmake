@@ -6,5 +6,3 @@ moe_test(NAME reqline_test SOURCES reqline_test.c LABELS unit TIMEOUT 30)
 moe_test(NAME client_parts_test SOURCES client_parts_test.c LIBS moe_tools_client LABELS unit TIMEOUT 30)
 moe_test(NAME client_test SOURCES client_test.c LIBS moe_proto LABELS unit TIMEOUT 120)
 add_dependencies(client_test moe-client)
-# reqline_test: the request-file format both moe-client --file and moe-worker --batch read (core/reqline.c).
-moe_test(NAME reqline_test SOURCES reqline_test.c LABELS unit TIMEOUT 30)

@@ -385,8 +385,12 @@ static int hold(int n)
     for (;;) pause(); /* silent: no reads, no heartbeats */
 }
 
+static volatile sig_atomic_t g_go;
+static void on_go(int sig) { (void)sig; g_go = 1; }
+
 static int slowreader(void)
 {
+    signal(SIGUSR1, on_go);
     hello();
     generate("slow", NULL, 8, 600, NULL);
     moe_link_in in;
@@ -397,14 +401,19 @@ static int slowreader(void)
     if (!m) return 1;
     next_index = (int)m->chunk->index + (int)m->chunk->n_ids;
     moe_link_in_clear(&in);
-    /* stall: no reads, only heartbeats, while the server keeps generating */
-    for (double t0 = moe_now(); moe_now() - t0 < 2.0;) {
+    /* stall: no reads, only heartbeats, while the server keeps generating,
+     * until the test says the worker has sent every token (SIGUSR1): a
+     * time-based stall proves nothing on a loaded machine */
+    printf("slowreader: stalling\n");
+    fflush(stdout);
+    for (double t0 = moe_now(); !g_go && moe_now() - t0 < 60.0;) {
         send_heartbeat();
-        usleep(200000);
+        usleep(100000);
     }
+    EXPECT(g_go, "never told to read again");
     int chunks = 0;
     int reason = run_to_finish_from("slow", next_index, &chunks, &next_index, NULL, NULL, NULL);
-    printf("slowreader: after a 2 s stall, %d more chunks; %d tokens in all, finish %s\n", chunks, next_index,
+    printf("slowreader: after the stall, %d more chunks; %d tokens in all, finish %s\n", chunks, next_index,
            moe_msg_end_name(reason));
     EXPECT(reason == MOE__END_REASON__END_LENGTH, "reason %d", reason);
     EXPECT(next_index == 600, "%d tokens arrived", next_index);

@@ -61,7 +61,21 @@ queuefull)
   ;;
 slowreader)
   start_cluster 2 --client-hwm 2 --client-sndbuf 4096
-  "$bin/e2e_client" slowreader "$ep" || fail "slow reader"
+  "$bin/e2e_client" slowreader "$ep" > "$tmp/slow.out" 2>&1 &
+  slow=$!; pids+=("$slow")
+  wait_for "$tmp/slow.out" "stalling" 60 || fail "the slow reader never stalled"
+  # the worker has generated all 600 tokens when its rank reports 0 active
+  # sequences after 1: every token then waited at the coordinator
+  done_on_rank() { # a rank that had 1 active sequence reports 0 afterwards
+    awk 'match($0, /rank [0-9]+: [01] active/) { split(substr($0, RSTART + 5), f, /[: ]+/)
+           if (f[2] == 1) seen[f[1]] = 1; else if (f[1] in seen) found = 1 }
+         END { exit !found }' "$tmp/coord.err"
+  }
+  for _ in $(seq 1 1200); do done_on_rank && break; sleep 0.05; done
+  done_on_rank || fail "the stalled request never finished on its rank"
+  kill -USR1 "$slow"
+  wait "$slow" || fail "slow reader"
+  cat "$tmp/slow.out"
   kill -TERM "$coord"; wait "$coord"
   grep "back-pressure" "$tmp/coord.err"
   n=$(sed -n 's/.* \([0-9]*\) chunk sends met back-pressure.*/\1/p' "$tmp/coord.err")

@@ -810,13 +810,6 @@ int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_
     return MOE__CODE__OK;
 }
 
-int moe_msg_check_step_stats(const Moe__StepStats *s, const moe_msg_limits *lim, moe_err *err)
-{
-    lim = limits_or_default(lim);
-    if (!s) return fail(err, MOE__CODE__MALFORMED_FRAME, "stats: no body");
-    return check_rank(s->has_rank, s->rank, "stats", lim, err); /* counters are any number */
-}
-
 int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe_err *err)
 {
     if (!m) return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg: missing");
@@ -825,7 +818,6 @@ int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe
     case MOE__WORKER_MSG__BODY_TOKEN: return moe_msg_check_token(m->token, lim, err);
     case MOE__WORKER_MSG__BODY_SEQ_END: return moe_msg_check_seq_end(m->seq_end, lim, err);
     case MOE__WORKER_MSG__BODY_HEARTBEAT: return moe_msg_check_worker_heartbeat(m->heartbeat, lim, err);
-    case MOE__WORKER_MSG__BODY_STATS: return moe_msg_check_step_stats(m->stats, lim, err);
     case MOE__WORKER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg has no body (an empty or unknown message)");
     }

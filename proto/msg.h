@@ -9,7 +9,7 @@
  *
  *   client -> coordinator  Moe__ClientMsg   (hello, generate, cancel, heartbeat)
  *   coordinator -> client  Moe__ServerMsg   (hello_reply, chunk, finish, error, heartbeat)
- *   worker -> coordinator  Moe__WorkerMsg   (hello, token, seq_end, heartbeat, stats, error)
+ *   worker -> coordinator  Moe__WorkerMsg   (hello, token, seq_end, heartbeat, error)
  *   coordinator -> worker  Moe__CoordMsg    (hello_reply, assign, release, heartbeat, error)
  *
  * Everything received is untrusted.  Receiving is two steps:
@@ -133,7 +133,6 @@ int moe_msg_check_release(const Moe__Release *r, const moe_msg_limits *lim, moe_
 int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_limits *lim, moe_err *err);
-int moe_msg_check_step_stats(const Moe__StepStats *s, const moe_msg_limits *lim, moe_err *err);
 
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within

@@ -292,19 +292,6 @@ static void test_worker_roundtrips(moe_link *back, moe_link *rank)
     m.heartbeat = &wh;
     moe_msg_free(trip(rank, NULL, back, &m.base, "worker_heartbeat", NULL));
 
-    static Moe__StepStats st = MOE__STEP_STATS__INIT;
-    st.has_rank = st.has_steps = st.has_prefill_tokens = st.has_decode_tokens = st.has_busy_us =
-        st.has_exchange_bytes = 1;
-    st.rank = 1;
-    st.steps = 1000;
-    st.prefill_tokens = 5000;
-    st.decode_tokens = 900;
-    st.busy_us = 123456789;
-    st.exchange_bytes = 1ULL << 33;
-    m.body_case = MOE__WORKER_MSG__BODY_STATS;
-    m.stats = &st;
-    moe_msg_free(trip(rank, NULL, back, &m.base, "step_stats", NULL));
-
     static Moe__Error e = MOE__ERROR__INIT;
     e.has_code = 1;
     e.code = MOE__CODE__INTERNAL;

@@ -512,10 +512,15 @@ static void test_server_and_worker_bodies(void)
     wb.rank = 5000;
     expect_check("worker_heartbeat rank", &w.base, &lim, BAD, "rank 5000");
 
-    Moe__StepStats st = MOE__STEP_STATS__INIT;
-    w.body_case = MOE__WORKER_MSG__BODY_STATS;
-    w.stats = &st;
-    expect_check("stats without rank", &w.base, &lim, BAD, "stats: rank is missing");
+    /* Field 5 was StepStats, removed and reserved: a peer that still
+     * sends it gets a refusal, never a message without a body. */
+    {
+        ProtobufCMessage *d = NULL;
+        moe_err derr = {{0}};
+        int rc = moe_msg_decode(&moe__worker_msg__descriptor, "\x2a\x02\x08\x01", 4, &lim, &d, &derr);
+        expect_code("old stats body (field 5)", rc, MOE__CODE__MALFORMED_FRAME, derr.msg, "has no body");
+        CHECK(d == NULL);
+    }
 
     /* coordinator -> worker */
     Moe__CoordMsg cm = MOE__COORD_MSG__INIT;

@@ -10,7 +10,6 @@
 #include "msg.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,57 +377,38 @@ static int check_max_tokens(int32_t v, const char *body, const moe_msg_limits *l
 
 /* ---- sampling ------------------------------------------------------------ */
 
-/* A float field must be a finite number (no NaN, no infinity). */
-static int check_finite(float v, const char *name, moe_err *err)
+/* One wire field onto cfg through the sampler's table (core/sampler.c), so
+ * the ranges are written once.  The sampler names its parameter first
+ * ("temp = -1 is out of range [0, 1000]"); the refusal names the field as
+ * the client wrote it instead: "sampling.temperature = -1 is out of range
+ * [0, 1000]". */
+static int set_field(moe_sampler_cfg *cfg, moe_sampler_param p, const char *field, double v, moe_err *err)
 {
-    if (isnan(v)) return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.%s is NaN", name);
-    if (!isfinite(v)) return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.%s is infinite", name);
-    return MOE__CODE__OK;
+    moe_err e = {{0}};
+    if (moe_sampler_cfg_set_num(cfg, p, v, &e) == MOE_OK) return MOE__CODE__OK;
+    const char *name = moe_sampler_param_name(p);
+    const size_t n = strlen(name);
+    if (!strncmp(e.msg, name, n)) return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.%s%s", field, e.msg + n);
+    return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.%s: %s", field, e.msg);
 }
 
-/* Applies s onto cfg, checking each field; the sampler's own check then
- * enforces its ranges, so they are written down once (core/sampler.c). */
+/* Applies the fields s sets onto cfg (unset ones keep cfg's values), then
+ * the sampler's check of the whole configuration. */
 static int apply_sampling(const Moe__Sampling *s, moe_sampler_cfg *cfg, moe_err *err)
 {
     int rc;
     if (!s) return MOE__CODE__OK;
-    if (s->has_temperature) {
-        if ((rc = check_finite(s->temperature, "temperature", err))) return rc;
-        if (s->temperature < 0.0f)
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.temperature = %g is negative (0 is greedy)",
-                        (double)s->temperature);
-        cfg->temperature = s->temperature;
-    }
-    if (s->has_top_p) {
-        if ((rc = check_finite(s->top_p, "top_p", err))) return rc;
-        if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.top_p = %g is outside (0, 1]", (double)s->top_p);
-        cfg->top_p = s->top_p;
-    }
-    if (s->has_top_k) {
-        if (s->top_k < 0)
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.top_k = %" PRId32 " is negative (0 is off)", s->top_k);
-        cfg->top_k = s->top_k;
-    }
-    if (s->has_min_p) {
-        if ((rc = check_finite(s->min_p, "min_p", err))) return rc;
-        if (!(s->min_p >= 0.0f && s->min_p <= 1.0f))
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.min_p = %g is outside [0, 1]", (double)s->min_p);
-        cfg->min_p = s->min_p;
-    }
-    if (s->has_repetition_penalty) {
-        if ((rc = check_finite(s->repetition_penalty, "repetition_penalty", err))) return rc;
-        if (!(s->repetition_penalty > 0.0f))
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.repetition_penalty = %g must be positive (1 is off)",
-                        (double)s->repetition_penalty);
-        cfg->repeat_penalty = s->repetition_penalty;
-    }
-    if (s->has_repeat_last_n) {
-        if (s->repeat_last_n < -1)
-            return fail(err, MOE__CODE__BAD_SAMPLING, "sampling.repeat_last_n = %" PRId32 " is below -1", s->repeat_last_n);
-        cfg->repeat_last_n = s->repeat_last_n;
-    }
-    if (s->has_seed) cfg->seed = s->seed;
+    if (s->has_temperature && (rc = set_field(cfg, MOE_SP_TEMP, "temperature", s->temperature, err))) return rc;
+    if (s->has_top_p && (rc = set_field(cfg, MOE_SP_TOP_P, "top_p", s->top_p, err))) return rc;
+    if (s->has_top_k && (rc = set_field(cfg, MOE_SP_TOP_K, "top_k", s->top_k, err))) return rc;
+    if (s->has_min_p && (rc = set_field(cfg, MOE_SP_MIN_P, "min_p", s->min_p, err))) return rc;
+    if (s->has_repetition_penalty &&
+        (rc = set_field(cfg, MOE_SP_REPEAT_PENALTY, "repetition_penalty", s->repetition_penalty, err)))
+        return rc;
+    if (s->has_repeat_last_n && (rc = set_field(cfg, MOE_SP_REPEAT_LAST_N, "repeat_last_n", s->repeat_last_n, err)))
+        return rc;
+    /* 64 bits: any value is a seed, and a double could not carry them all */
+    if (s->has_seed) moe_sampler_cfg_set_seed(cfg, s->seed);
     moe_err e;
     if (moe_sampler_cfg_check(cfg, &e)) return fail(err, MOE__CODE__BAD_SAMPLING, "sampling: %s", e.msg);
     return MOE__CODE__OK;

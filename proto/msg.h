@@ -23,8 +23,8 @@
  *      values — against the limits.  Returns the first problem's code.
  *
  * Both return a Moe__Code: MOE__CODE__OK (0) or the reason, with a message
- * naming the field in *err (e.g. "generate: sampling.top_p = 1.5 is
- * outside (0, 1]").  The decoded message survives a failed check, so a
+ * naming the field in *err (e.g. "sampling.top_p = 1.5 is out of
+ * range (0, 1]").  The decoded message survives a failed check, so a
  * reply can still echo its request id (moe_msg_request_id).
  *
  * Sending: build the envelope with the generated *_INIT macros and hand it

@@ -477,7 +477,7 @@ static void test_bad_frames(moe_link *srv, moe_link *cli, size_t max_frame, size
     CHECK(moe_link_send(cli, NULL, &m.base, 0, &err) == MOE_OK);
     if (recv_one(srv, &in, &err)) {
         CHECK(in.code == MOE__CODE__BAD_SAMPLING);
-        CHECK_CONTAINS(err.msg, "sampling.temperature = -0.5 is negative");
+        CHECK_CONTAINS(err.msg, "sampling.temperature = -0.5 is out of range [0, 1000]");
         const char *id = moe_msg_request_id((const Moe__ClientMsg *)in.msg, NULL);
         CHECK(id && strcmp(id, "neg-temp") == 0);
         answer_and_expect(srv, cli, &in, err.msg, MOE__CODE__BAD_SAMPLING);

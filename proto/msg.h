@@ -9,7 +9,7 @@
  *
  *   client -> coordinator  Moe__ClientMsg   (hello, generate, cancel, heartbeat)
  *   coordinator -> client  Moe__ServerMsg   (hello_reply, chunk, finish, error, heartbeat)
- *   worker -> coordinator  Moe__WorkerMsg   (hello, token, seq_end, heartbeat, stats, error)
+ *   worker -> coordinator  Moe__WorkerMsg   (hello, token, seq_end, heartbeat, error)
  *   coordinator -> worker  Moe__CoordMsg    (hello_reply, assign, release, heartbeat, error)
  *
  * Everything received is untrusted.  Receiving is two steps:
@@ -23,8 +23,8 @@
  *      values — against the limits.  Returns the first problem's code.
  *
  * Both return a Moe__Code: MOE__CODE__OK (0) or the reason, with a message
- * naming the field in *err (e.g. "generate: sampling.top_p = 1.5 is
- * outside (0, 1]").  The decoded message survives a failed check, so a
+ * naming the field in *err (e.g. "sampling.top_p = 1.5 is out of
+ * range (0, 1]").  The decoded message survives a failed check, so a
  * reply can still echo its request id (moe_msg_request_id).
  *
  * Sending: build the envelope with the generated *_INIT macros and hand it
@@ -133,7 +133,6 @@ int moe_msg_check_release(const Moe__Release *r, const moe_msg_limits *lim, moe_
 int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_limits *lim, moe_err *err);
-int moe_msg_check_step_stats(const Moe__StepStats *s, const moe_msg_limits *lim, moe_err *err);
 
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within

@@ -145,25 +145,27 @@ static void test_generate(void)
 
     /* sampling */
     GEN("temperature NaN", f.s.temperature = NAN, SAMP, "sampling.temperature is NaN");
-    GEN("temperature negative", f.s.temperature = -1.0f, SAMP, "sampling.temperature = -1 is negative");
+    GEN("temperature negative", f.s.temperature = -1.0f, SAMP, "sampling.temperature = -1 is out of range [0, 1000]");
     GEN("temperature inf", f.s.temperature = INFINITY, SAMP, "sampling.temperature is infinite");
-    GEN("temperature beyond the sampler's range", f.s.temperature = 5000.0f, SAMP, "temperature must be finite");
-    GEN("top_p 0", (f.s.has_top_p = 1, f.s.top_p = 0.0f), SAMP, "sampling.top_p = 0 is outside (0, 1]");
-    GEN("top_p 1.5", (f.s.has_top_p = 1, f.s.top_p = 1.5f), SAMP, "sampling.top_p = 1.5 is outside (0, 1]");
+    GEN("temperature beyond the sampler's range", f.s.temperature = 5000.0f, SAMP,
+        "sampling.temperature = 5000 is out of range [0, 1000]");
+    GEN("top_p 0", (f.s.has_top_p = 1, f.s.top_p = 0.0f), SAMP, "sampling.top_p = 0 is out of range (0, 1]");
+    GEN("top_p 1.5", (f.s.has_top_p = 1, f.s.top_p = 1.5f), SAMP, "sampling.top_p = 1.5 is out of range (0, 1]");
     GEN("top_p negative", (f.s.has_top_p = 1, f.s.top_p = -0.5f), SAMP, "sampling.top_p");
     GEN("top_p NaN", (f.s.has_top_p = 1, f.s.top_p = NAN), SAMP, "sampling.top_p is NaN");
-    GEN("top_k negative", (f.s.has_top_k = 1, f.s.top_k = -3), SAMP, "sampling.top_k = -3 is negative");
+    GEN("top_k negative", (f.s.has_top_k = 1, f.s.top_k = -3), SAMP, "sampling.top_k = -3 is out of range [0, ");
     GEN("min_p negative", (f.s.has_min_p = 1, f.s.min_p = -0.1f), SAMP, "sampling.min_p");
     GEN("min_p above 1", (f.s.has_min_p = 1, f.s.min_p = 1.1f), SAMP, "sampling.min_p");
     GEN("min_p NaN", (f.s.has_min_p = 1, f.s.min_p = NAN), SAMP, "sampling.min_p is NaN");
     GEN("repetition_penalty 0", (f.s.has_repetition_penalty = 1, f.s.repetition_penalty = 0.0f), SAMP,
-        "sampling.repetition_penalty = 0 must be positive");
+        "sampling.repetition_penalty = 0 is out of range (0, 100]");
     GEN("repetition_penalty negative", (f.s.has_repetition_penalty = 1, f.s.repetition_penalty = -1.0f), SAMP,
         "repetition_penalty");
     GEN("repetition_penalty NaN", (f.s.has_repetition_penalty = 1, f.s.repetition_penalty = NAN), SAMP,
         "repetition_penalty is NaN");
     GEN("repetition_penalty beyond the sampler's range",
-        (f.s.has_repetition_penalty = 1, f.s.repetition_penalty = 1000.0f), SAMP, "repetition penalty");
+        (f.s.has_repetition_penalty = 1, f.s.repetition_penalty = 1000.0f), SAMP,
+        "sampling.repetition_penalty = 1000 is out of range (0, 100]");
     GEN("repeat_last_n -2", (f.s.has_repeat_last_n = 1, f.s.repeat_last_n = -2), SAMP, "repeat_last_n = -2");
 
     /* prompt */
@@ -512,10 +514,15 @@ static void test_server_and_worker_bodies(void)
     wb.rank = 5000;
     expect_check("worker_heartbeat rank", &w.base, &lim, BAD, "rank 5000");
 
-    Moe__StepStats st = MOE__STEP_STATS__INIT;
-    w.body_case = MOE__WORKER_MSG__BODY_STATS;
-    w.stats = &st;
-    expect_check("stats without rank", &w.base, &lim, BAD, "stats: rank is missing");
+    /* Field 5 was StepStats, removed and reserved: a peer that still
+     * sends it gets a refusal, never a message without a body. */
+    {
+        ProtobufCMessage *d = NULL;
+        moe_err derr = {{0}};
+        int rc = moe_msg_decode(&moe__worker_msg__descriptor, "\x2a\x02\x08\x01", 4, &lim, &d, &derr);
+        expect_code("old stats body (field 5)", rc, MOE__CODE__MALFORMED_FRAME, derr.msg, "has no body");
+        CHECK(d == NULL);
+    }
 
     /* coordinator -> worker */
     Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
@@ -590,6 +597,8 @@ static void test_context_and_sampler(void)
     expect_code("sampler cfg", moe_msg_sampler_cfg(&s, stop_ids, 2, &cfg, &err), MOE__CODE__OK, err.msg, NULL);
     CHECK(cfg.temperature == 0.8f && cfg.seed == 1234 && cfg.top_k == 0);
     CHECK(cfg.top_p == 1.0f); /* unset: the default */
+    /* through the sampler's table: what the wire set is marked set, the rest is not */
+    CHECK(cfg.set == (1u << MOE_SP_TEMP | 1u << MOE_SP_SEED | 1u << MOE_SP_TOP_K));
     CHECK(cfg.n_stop == 2 && cfg.stop[0] == 2 && cfg.stop[1] == 7);
     int32_t many[16];
     for (int i = 0; i < 16; i++) many[i] = 100 + i;

@@ -1,0 +1,379 @@
+/*
+ * coord.c — the coordinator's loop (see coord.h).
+ */
+#include "coord.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "gguf.h"
+#include "msg.h"
+#include "sched.h"
+#include "tokenizer.h"
+#include "workers.h"
+
+#define MAX_FRONTS 4
+
+/* A request in flight: the request itself, the scheduler's record of it
+ * (r->owner is this entry) and where its client is. */
+typedef struct entry {
+    moe_request *q;
+    moe_req *r;
+    moe_front *f;
+    moe_front_client *cl;
+    bool finished;            /* Finish sent (or the client is gone) */
+} entry;
+
+struct moe_coord {
+    moe_coord_cfg cfg;
+    moe_gguf *g;
+    moe_tokenizer *tok;
+    moe_chat *chat;           /* NULL: the model has no known template */
+    char model_name[256];
+    moe_request_model model;
+    moe_link_ctx *lctx;
+    moe_sched *s;
+    moe_workers *w;
+    moe_front *fronts[MAX_FRONTS];
+    int n_fronts;
+    entry **reqs;
+    int n_reqs, cap_reqs;
+    bool draining;
+};
+
+/* ---- requests in flight ------------------------------------------------------------ */
+
+static entry *find(const moe_coord *c, const moe_front *f, const moe_front_client *cl, const char *id)
+{
+    for (int i = 0; i < c->n_reqs; i++)
+        if (c->reqs[i]->f == f && c->reqs[i]->cl == cl && !strcmp(c->reqs[i]->q->id, id)) return c->reqs[i];
+    return NULL;
+}
+
+/* Drops a request that has ended and been reported (or whose client is gone). */
+static void forget(moe_coord *c, entry *e)
+{
+    for (int i = 0; i < c->n_reqs; i++)
+        if (c->reqs[i] == e) {
+            c->reqs[i] = c->reqs[--c->n_reqs];
+            break;
+        }
+    if (e->r) moe_sched_forget(c->s, e->r);
+    moe_request_free(e->q);
+    free(e);
+}
+
+/* Ends a request for a reason found here (cancel, deadline, stop string,
+ * lost rank, client gone): the rank lets the sequence go. */
+static void end_here(moe_coord *c, entry *e, moe_end_reason why, int code, const char *msg)
+{
+    moe_request_end(e->q, why, code, msg);
+    moe_workers_release(c->w, e->r);
+    moe_sched_end(c->s, e->r, e->q->end, msg);
+}
+
+/* Sends what the client has not had yet; when the request has ended and
+ * everything is out, the Finish.  Returns false if the client is gone. */
+static bool flush_one(moe_coord *c, entry *e)
+{
+    if (e->finished) return true;
+    moe_req *r = e->r;
+    moe_request_chunk ch;
+    const bool has = moe_request_next_chunk(e->q, r->out, &r->n_out, &ch);
+    /* a stop string found just now: the rank stops at once, and no later
+     * token can be taken while the end is being reported */
+    if (e->q->end != MOE_END_NONE && r->state != MOE_REQ_DONE) end_here(c, e, e->q->end, e->q->code, e->q->message);
+    if (has) {
+        const int rc = e->f->ops->send_chunk(e->f, e->cl, e->q->id, &ch);
+        if (rc == MOE_FRONT_GONE) return false;
+        if (rc != MOE_FRONT_SENT) return true; /* back-pressure: everything stays here, offered again */
+        moe_request_chunk_sent(e->q, &ch);
+    }
+    if (!moe_request_finish_due(e->q, r->n_out)) return true;
+    moe_request_outcome fin;
+    moe_request_finish(e->q, r->n_prompt, r->n_out, &fin);
+    const int rc = e->f->ops->send_finish(e->f, e->cl, e->q->id, &fin);
+    if (rc == MOE_FRONT_GONE) return false;
+    if (rc == MOE_FRONT_SENT) e->finished = true;
+    return true;
+}
+
+/* Streams what is new and finishes what has ended. */
+static void flush_all(moe_coord *c)
+{
+    for (int i = 0; i < c->n_reqs;) {
+        entry *e = c->reqs[i];
+        moe_request *q = e->q;
+        if (e->r->state == MOE_REQ_DONE && q->end == MOE_END_NONE) q->end = e->r->end; /* ended by the scheduler */
+        if (q->end != MOE_END_NONE && e->r->state != MOE_REQ_DONE) end_here(c, e, q->end, q->code, q->message);
+        if (!flush_one(c, e)) { /* the client is gone: nobody to tell, nothing to run */
+            e->finished = true;
+            if (e->r->state != MOE_REQ_DONE) {
+                end_here(c, e, MOE_END_CANCELLED, 0, "the client went away");
+                moe_log(MOE_LOG_INFO, "a client went away; released its request '%s'", q->id);
+            }
+        }
+        if (e->finished && e->r->state == MOE_REQ_DONE) {
+            forget(c, e);
+            continue;
+        }
+        i++;
+    }
+}
+
+static void housekeeping(moe_coord *c, double now)
+{
+    moe_workers_tick(c->w, now);
+    /* every rank gone: queued requests can never run */
+    if (moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
+        for (int i = 0; i < c->n_reqs; i++) {
+            entry *e = c->reqs[i];
+            if (e->r->state == MOE_REQ_QUEUED && e->q->end == MOE_END_NONE)
+                end_here(c, e, MOE_END_ERROR, MOE__CODE__WORKER_LOST, "no worker rank is alive");
+        }
+    for (int i = 0; i < c->n_reqs; i++) {
+        entry *e = c->reqs[i];
+        if (e->q->end == MOE_END_NONE && e->r->deadline > 0 && now >= e->r->deadline)
+            end_here(c, e, MOE_END_DEADLINE, MOE__CODE__DEADLINE_EXCEEDED, "deadline exceeded");
+    }
+}
+
+/* ---- what the front ends report ------------------------------------------------------ */
+
+static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe_request_spec *spec)
+{
+    moe_coord *c = ctx;
+    moe_err err = {{0}};
+    const char *id = spec->id;
+    if (c->draining) return f->ops->send_error(f, cl, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
+    if (find(c, f, cl, id))
+        return f->ops->send_error(f, cl, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
+    if (moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
+        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST,
+                                  "no worker rank is alive; the worker job must be restarted");
+    moe_tokens toks = {0};
+    moe_request *q;
+    const int code = moe_request_new(&q, &toks, &c->model, spec, &err);
+    if (code != MOE__CODE__OK) {
+        moe_tokens_free(&toks);
+        return f->ops->send_error(f, cl, id, code, err.msg);
+    }
+    entry *e = moe_xcalloc(1, sizeof *e);
+    e->q = q;
+    e->f = f;
+    e->cl = cl;
+    bool full = false;
+    const int rc = moe_sched_submit(c->s, e, toks.ids, (int)toks.n, q->max_tokens, q->deadline, &e->r, &full, &err);
+    moe_tokens_free(&toks);
+    if (rc) {
+        moe_request_free(q);
+        free(e);
+        return f->ops->send_error(f, cl, id, full ? MOE__CODE__QUEUE_FULL : MOE__CODE__BAD_REQUEST, err.msg);
+    }
+    if (c->n_reqs == c->cap_reqs) {
+        c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
+        c->reqs = moe_xrealloc(c->reqs, (size_t)c->cap_reqs * sizeof *c->reqs);
+    }
+    c->reqs[c->n_reqs++] = e;
+}
+
+static void on_cancel(void *ctx, moe_front *f, moe_front_client *cl, const char *id)
+{
+    moe_coord *c = ctx;
+    entry *e = find(c, f, cl, id);
+    if (!e || e->q->end != MOE_END_NONE)
+        return f->ops->send_error(f, cl, id, MOE__CODE__UNKNOWN_REQUEST, "no request with this id is in flight");
+    end_here(c, e, MOE_END_CANCELLED, 0, "cancelled");
+}
+
+/* Its sequences go and nothing is sent; the front end frees cl next, so
+ * every request of it is forgotten now. */
+static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const char *why)
+{
+    moe_coord *c = ctx;
+    int released = 0;
+    for (int i = 0; i < c->n_reqs;) {
+        entry *e = c->reqs[i];
+        if (e->f != f || e->cl != cl) {
+            i++;
+            continue;
+        }
+        if (e->r->state != MOE_REQ_DONE) end_here(c, e, MOE_END_CANCELLED, 0, "the client went away");
+        released++;
+        forget(c, e);
+    }
+    if (released) moe_log(MOE_LOG_INFO, "a client %s; released %d of its requests", why, released);
+    else moe_log(MOE_LOG_INFO, "a client %s", why);
+}
+
+/* ---- what the worker side reports --------------------------------------------------- */
+
+/* Its running requests end with WORKER_LOST (the scheduler ends them next). */
+static void on_rank_lost(void *ctx, int rank, const char *why)
+{
+    moe_coord *c = ctx;
+    for (int i = 0; i < c->n_reqs; i++) {
+        entry *e = c->reqs[i];
+        if (e->r->state == MOE_REQ_RUNNING && e->r->rank == rank)
+            moe_request_end(e->q, MOE_END_ERROR, MOE__CODE__WORKER_LOST, why);
+    }
+}
+
+static void on_seq_end(void *ctx, moe_req *r, moe_end_reason why, const char *message)
+{
+    moe_coord *c = ctx;
+    entry *e = r->owner;
+    /* tokens the scheduler has are final; decode them before deciding (a
+     * stop string among them is the real end) */
+    moe_request_decode(e->q, r->out, &r->n_out);
+    moe_request_end(e->q, why, MOE__CODE__INTERNAL, message);
+    moe_sched_end(c->s, r, e->q->end, e->q->message);
+}
+
+/* The ranks' context is what a request must fit. */
+static void on_context(void *ctx, int rank, uint32_t max_context)
+{
+    moe_coord *c = ctx;
+    if (max_context >= c->model.lim.max_context) return;
+    c->model.lim.max_context = max_context;
+    moe_log(MOE_LOG_INFO, "context is %u tokens (rank %d's)", max_context, rank);
+}
+
+static void on_ready(void *ctx)
+{
+    moe_coord *c = ctx;
+    printf("moe-coordinator: ready: clients at %s, %lld worker ranks\n",
+           c->n_fronts ? c->fronts[0]->ops->endpoint(c->fronts[0]) : "(none)", (long long)c->cfg.ranks);
+    fflush(stdout);
+}
+
+static const moe_sampler_cfg *sampling_of(void *ctx, const moe_req *r)
+{
+    (void)ctx;
+    return &((const entry *)r->owner)->q->sampling;
+}
+
+/* ---- setup and the loop ---------------------------------------------------------------- */
+
+static int load_model(moe_coord *c, moe_err *err)
+{
+    const char *path = c->cfg.model;
+    if (moe_gguf_open(&c->g, path, err)) return MOE_ERR;
+    if (moe_tokenizer_load(&c->tok, c->g, err)) return moe_err_prefix(err, "%s", path);
+    moe_err cerr;
+    if (moe_chat_init(&c->chat, c->g, c->tok, &cerr)) {
+        c->chat = NULL;
+        moe_log(MOE_LOG_INFO, "chat requests disabled: %s", cerr.msg);
+    }
+    const char *name;
+    uint64_t nlen;
+    moe_err nerr;
+    if (moe_gguf_get_str(c->g, "general.name", &name, &nlen, &nerr) == MOE_OK)
+        snprintf(c->model_name, sizeof c->model_name, "%.*s", (int)(nlen < 255 ? nlen : 255), name);
+    uint64_t ctx = 4096;
+    moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &nerr);
+    moe_request_model *m = &c->model;
+    m->tok = c->tok;
+    m->chat = c->chat;
+    m->default_max_tokens = (int)c->cfg.max_tokens;
+    moe_msg_limits_default(&m->lim);
+    m->lim.max_frame = (size_t)c->cfg.max_frame;
+    m->lim.vocab_size = (uint32_t)moe_tokenizer_n_vocab(c->tok);
+    /* lowered to the ranks' own at their hello */
+    m->lim.max_context = (uint32_t)(ctx < (1u << 24) ? ctx : (1u << 24));
+    return MOE_OK;
+}
+
+int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
+{
+    moe_coord *c = moe_xcalloc(1, sizeof *c);
+    *out = c; /* freed by the caller with moe_coord_free, also after an error */
+    c->cfg = *cfg;
+    if (load_model(c, err)) return MOE_ERR;
+    moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running};
+    if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return MOE_ERR;
+    if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
+    const moe_workers_cfg wc = {
+        .endpoint = cfg->workers,
+        .n_ranks = (int)cfg->ranks,
+        .timeout_ms = cfg->worker_timeout_ms,
+        .vocab = c->model.lim.vocab_size,
+    };
+    const moe_workers_sink ws = {
+        .ctx = c,
+        .rank_lost = on_rank_lost,
+        .seq_end = on_seq_end,
+        .context = on_context,
+        .ready = on_ready,
+        .sampling = sampling_of,
+    };
+    if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
+    return MOE_OK;
+}
+
+moe_link_ctx *moe_coord_link_ctx(moe_coord *c) { return c->lctx; }
+const moe_request_model *moe_coord_model(const moe_coord *c) { return &c->model; }
+const char *moe_coord_model_name(const moe_coord *c) { return c->model_name; }
+const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_endpoint(c->w); }
+
+moe_front_sink moe_coord_front_sink(moe_coord *c)
+{
+    return (moe_front_sink){.ctx = c, .generate = on_generate, .cancel = on_cancel, .client_gone = on_client_gone};
+}
+
+int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
+{
+    if (c->n_fronts == MAX_FRONTS) return moe_err_set(err, "more than %d front ends", MAX_FRONTS);
+    c->fronts[c->n_fronts++] = f;
+    return MOE_OK;
+}
+
+void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
+{
+    double t_house = 0;
+    for (;;) {
+        if (*term && !c->draining) {
+            c->draining = true;
+            moe_log(MOE_LOG_INFO, "draining: %d requests in flight", c->n_reqs);
+        }
+        if (c->draining && c->n_reqs == 0) break;
+        moe_link_poll_item pi[1 + 2 * MAX_FRONTS];
+        int n = 0;
+        moe_workers_poll_item(c->w, &pi[n++]);
+        for (int i = 0; i < c->n_fronts; i++)
+            n += c->fronts[i]->ops->poll_items(c->fronts[i], pi + n, (int)(sizeof pi / sizeof pi[0]) - n);
+        moe_err err;
+        moe_link_poll(pi, n, 20, &err);
+        moe_workers_recv(c->w);
+        for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->recv(c->fronts[i]);
+        const double now = moe_now();
+        if (now - t_house >= 0.05) {
+            housekeeping(c, now);
+            t_house = now;
+        }
+        moe_workers_place(c->w);
+        flush_all(c);
+        for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->tick(c->fronts[i], now);
+    }
+    moe_log(MOE_LOG_INFO, "drained; exiting");
+}
+
+void moe_coord_free(moe_coord *c)
+{
+    if (!c) return;
+    while (c->n_reqs > 0) {
+        moe_sched_end(c->s, c->reqs[0]->r, MOE_END_CANCELLED, NULL);
+        forget(c, c->reqs[0]);
+    }
+    free(c->reqs);
+    for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->close(c->fronts[i]);
+    moe_workers_close(c->w);
+    moe_sched_free(c->s);
+    moe_link_ctx_free(c->lctx);
+    moe_chat_free(c->chat);
+    moe_tokenizer_free(c->tok);
+    moe_gguf_close(c->g);
+    free(c);
+}

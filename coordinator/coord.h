@@ -1,0 +1,60 @@
+/*
+ * coord.h — the coordinator's loop: requests from the front ends
+ * (front.h), tokenized and checked (request.h), queued and placed on ranks
+ * (sched.h, workers.h), their tokens streamed back.
+ *
+ * One poll over every front end's sockets and the worker ROUTER (20 ms
+ * timeout): worker frames, client frames, then housekeeping every 50 ms
+ * (silent ranks, deadlines, queued requests no rank can run), placement of
+ * queued requests, the new tokens of every request out to its client, and
+ * the front ends' own periodic work.  The loop owns the model (tokenizer,
+ * chat template, limits), the scheduler, the worker side and the requests
+ * in flight; a front end is added after it is opened with
+ * moe_coord_front_sink as its sink.
+ *
+ * Drain: once *term is set, new requests get SHUTTING_DOWN, requests in
+ * flight finish, and moe_coord_run returns.
+ */
+#ifndef MOE_COORD_COORD_H
+#define MOE_COORD_COORD_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "front.h"
+#include "link.h"
+#include "request.h"
+
+typedef struct moe_coord moe_coord;
+
+typedef struct moe_coord_cfg {
+    const char *model;         /* the GGUF the workers run (its tokenizer, template, limits) */
+    const char *workers;       /* worker endpoint */
+    int64_t ranks;             /* ranks in the worker job; ready when all said hello */
+    int64_t queue;             /* queued requests before new ones are refused */
+    int64_t max_running;       /* sequences per rank */
+    int64_t max_tokens;        /* default max_tokens of a request */
+    int64_t max_frame;         /* largest request frame */
+    int64_t worker_timeout_ms; /* a rank silent this long is lost */
+} moe_coord_cfg;
+
+/* Loads the model's tokenizer and template, binds the worker endpoint. */
+int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err);
+/* Closes every front end and the worker side; NULL is fine. */
+void moe_coord_free(moe_coord *c);
+
+/* What a front end needs from the loop: the link context to bind with,
+ * the model its requests are checked against, and the sink it reports to. */
+moe_link_ctx *moe_coord_link_ctx(moe_coord *c);
+const moe_request_model *moe_coord_model(const moe_coord *c);
+const char *moe_coord_model_name(const moe_coord *c);
+moe_front_sink moe_coord_front_sink(moe_coord *c);
+/* The loop owns f from here on (closed by moe_coord_free); up to 4. */
+int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err);
+const char *moe_coord_workers_endpoint(const moe_coord *c);
+
+/* Serves until *term is set and every request in flight has finished. */
+void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * front_zmq.c — the ZMQ client front end (see front_zmq.h).
+ */
+#include "front_zmq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+
+struct moe_front_client {
+    moe_link_peer peer;
+    double last_seen;
+};
+
+/* A refusal that met back-pressure. */
+#define MAX_PENDING_ERRORS 1024
+typedef struct pending_error {
+    moe_link_peer peer;
+    char *id, *msg;
+    int code;
+    double since;
+} pending_error;
+
+typedef struct zfront {
+    moe_front base;           /* first: a moe_front * is a zfront * */
+    moe_link *link;
+    const moe_request_model *model;
+    char model_name[256];
+    double client_timeout;    /* seconds */
+    moe_front_client **clients;
+    int n_clients, cap_clients;
+    pending_error pending[MAX_PENDING_ERRORS];
+    int n_pending;
+    int64_t deferred;         /* sends that met back-pressure (retried later) */
+} zfront;
+
+static zfront *zf(moe_front *f) { return (zfront *)f; }
+
+/* ---- clients ------------------------------------------------------------------- */
+
+static moe_front_client *client_of(zfront *z, const moe_link_peer *p)
+{
+    for (int i = 0; i < z->n_clients; i++)
+        if (moe_link_peer_eq(&z->clients[i]->peer, p)) return z->clients[i];
+    if (z->n_clients == z->cap_clients) {
+        z->cap_clients = z->cap_clients ? 2 * z->cap_clients : 16;
+        z->clients = moe_xrealloc(z->clients, (size_t)z->cap_clients * sizeof *z->clients);
+    }
+    moe_front_client *cl = moe_xcalloc(1, sizeof *cl);
+    cl->peer = *p;
+    z->clients[z->n_clients++] = cl;
+    return cl;
+}
+
+/* ---- sending -------------------------------------------------------------------- */
+
+/* MOE_FRONT_SENT, _AGAIN (not reading, or a failed send: try later) or
+ * _GONE (unreachable). */
+static int send_msg(zfront *z, const moe_link_peer *peer, Moe__ServerMsg *m)
+{
+    moe_err err;
+    const int rc = moe_link_send(z->link, peer, &m->base, MOE_LINK_DONTWAIT, &err);
+    if (rc == MOE_OK) return MOE_FRONT_SENT;
+    if (rc == MOE_LINK_UNREACHABLE) return MOE_FRONT_GONE;
+    if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "send to a client failed: %s", err.msg);
+    return MOE_FRONT_AGAIN;
+}
+
+static int try_error(zfront *z, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
+{
+    Moe__Error e = MOE__ERROR__INIT;
+    e.request_id = (char *)request_id;
+    e.has_code = true;
+    e.code = (Moe__Code)code;
+    e.message = (char *)msg;
+    Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+    m.body_case = MOE__SERVER_MSG__BODY_ERROR;
+    m.error = &e;
+    return send_msg(z, peer, &m);
+}
+
+/* A client at its high-water mark gets the refusal later (it waits in a
+ * bounded list, retried by tick), not never. */
+static void refuse(zfront *z, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
+{
+    if (try_error(z, peer, request_id, code, msg) != MOE_FRONT_AGAIN) return;
+    z->deferred++;
+    if (z->n_pending == MAX_PENDING_ERRORS) {
+        moe_log(MOE_LOG_WARN, "%d refusals wait for slow clients; dropping the oldest", MAX_PENDING_ERRORS);
+        free(z->pending[0].id);
+        free(z->pending[0].msg);
+        memmove(&z->pending[0], &z->pending[1], (MAX_PENDING_ERRORS - 1) * sizeof z->pending[0]);
+        z->n_pending--;
+    }
+    pending_error *p = &z->pending[z->n_pending++];
+    p->peer = *peer;
+    p->id = request_id ? moe_xstrdup(request_id) : NULL;
+    p->code = code;
+    p->msg = moe_xstrdup(msg ? msg : "");
+    p->since = moe_now();
+}
+
+static void zmq_send_error(moe_front *f, moe_front_client *cl, const char *request_id, int code, const char *msg)
+{
+    refuse(zf(f), &cl->peer, request_id, code, msg);
+}
+
+static int zmq_send_chunk(moe_front *f, moe_front_client *cl, const char *request_id, const moe_request_chunk *c)
+{
+    zfront *z = zf(f);
+    Moe__TokenChunk ch = MOE__TOKEN_CHUNK__INIT;
+    ch.request_id = (char *)request_id;
+    ch.n_ids = (size_t)c->n_ids;
+    ch.ids = (int32_t *)c->ids;
+    ch.text = (char *)c->text;
+    ch.has_index = true;
+    ch.index = (uint32_t)c->index;
+    Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+    m.body_case = MOE__SERVER_MSG__BODY_CHUNK;
+    m.chunk = &ch;
+    const int rc = send_msg(z, &cl->peer, &m);
+    if (rc == MOE_FRONT_AGAIN) z->deferred++; /* everything stays with the request, offered again */
+    return rc;
+}
+
+static int zmq_send_finish(moe_front *f, moe_front_client *cl, const char *request_id, const moe_request_outcome *fin)
+{
+    Moe__Usage u = MOE__USAGE__INIT;
+    u.has_prompt_tokens = u.has_completion_tokens = true;
+    u.prompt_tokens = (uint32_t)fin->prompt_tokens;
+    u.completion_tokens = (uint32_t)fin->completion_tokens;
+    Moe__Finish fm = MOE__FINISH__INIT;
+    fm.request_id = (char *)request_id;
+    fm.has_reason = true;
+    fm.reason = (Moe__EndReason)fin->wire_reason;
+    fm.usage = &u;
+    if (fin->code != MOE__CODE__OK) {
+        fm.has_code = true;
+        fm.code = (Moe__Code)fin->code;
+        fm.message = (char *)fin->message;
+    }
+    Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+    m.body_case = MOE__SERVER_MSG__BODY_FINISH;
+    m.finish = &fm;
+    return send_msg(zf(f), &cl->peer, &m);
+}
+
+/* ---- receiving ------------------------------------------------------------------ */
+
+/* A checked GenerateRequest as plain C (request.h).  chat gets the chat
+ * messages (free() it); strings stay in g, which outlives the call. */
+static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_chat_msg **chat, moe_err *err)
+{
+    memset(spec, 0, sizeof *spec);
+    *chat = NULL;
+    spec->id = g->request_id;
+    switch (g->prompt_case) {
+    case MOE__GENERATE_REQUEST__PROMPT_TEXT:
+        spec->kind = MOE_PROMPT_TEXT;
+        spec->text = g->text;
+        break;
+    case MOE__GENERATE_REQUEST__PROMPT_IDS:
+        spec->kind = MOE_PROMPT_IDS;
+        spec->ids = g->ids->ids;
+        spec->n_ids = g->ids->n_ids;
+        break;
+    case MOE__GENERATE_REQUEST__PROMPT_CHAT: {
+        const size_t n = g->chat->n_messages;
+        moe_chat_msg *msgs = moe_xcalloc(n ? n : 1, sizeof *msgs);
+        for (size_t i = 0; i < n; i++) {
+            msgs[i].role = g->chat->messages[i]->role;
+            msgs[i].content = g->chat->messages[i]->content ? g->chat->messages[i]->content : "";
+            msgs[i].content_len = strlen(msgs[i].content);
+        }
+        spec->kind = MOE_PROMPT_CHAT;
+        spec->chat = *chat = msgs;
+        spec->n_chat = n;
+        spec->add_generation_prompt = g->chat->has_add_generation_prompt ? g->chat->add_generation_prompt : true;
+        break;
+    }
+    default: /* the link's check refuses a request without a prompt */
+        moe_err_set(err, "generate: no prompt");
+        return MOE__CODE__EMPTY_PROMPT;
+    }
+    moe_sampler_cfg_default(&spec->sampling);
+    const int code = moe_msg_sampler_cfg(g->sampling, g->stop_ids, g->n_stop_ids, &spec->sampling, err);
+    if (code != MOE__CODE__OK) return code;
+    spec->stop = (const char *const *)g->stop;
+    spec->n_stop = g->n_stop;
+    spec->max_tokens = g->has_max_tokens ? g->max_tokens : 0;
+    spec->deadline_ms = g->has_deadline_ms ? g->deadline_ms : 0;
+    spec->stream = !g->has_stream || g->stream;
+    return MOE__CODE__OK;
+}
+
+static void on_generate(zfront *z, moe_front_client *cl, const Moe__GenerateRequest *g)
+{
+    moe_request_spec spec;
+    moe_chat_msg *chat;
+    moe_err err = {{0}};
+    const int code = spec_of(g, &spec, &chat, &err);
+    if (code != MOE__CODE__OK) refuse(z, &cl->peer, g->request_id, code, err.msg);
+    else z->base.sink.generate(z->base.sink.ctx, &z->base, cl, &spec);
+    free(chat);
+}
+
+static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
+{
+    const Moe__ClientMsg *m = (const Moe__ClientMsg *)in->msg;
+    moe_front_client *cl = client_of(z, &in->from);
+    cl->last_seen = moe_now();
+    if (in->code != MOE__CODE__OK) {
+        refuse(z, &in->from, m ? moe_msg_request_id(m, &z->model->lim) : NULL, in->code, err->msg);
+        return;
+    }
+    switch (m->body_case) {
+    case MOE__CLIENT_MSG__BODY_HELLO: {
+        Moe__HelloReply h = MOE__HELLO_REPLY__INIT;
+        h.has_protocol_version = h.has_vocab_size = h.has_max_context = true;
+        h.protocol_version = MOE_PROTO_VERSION;
+        h.model = z->model_name;
+        h.vocab_size = z->model->lim.vocab_size;
+        h.max_context = z->model->lim.max_context;
+        h.server_name = (char *)"moe-coordinator";
+        Moe__ServerMsg r = MOE__SERVER_MSG__INIT;
+        r.body_case = MOE__SERVER_MSG__BODY_HELLO_REPLY;
+        r.hello_reply = &h;
+        send_msg(z, &cl->peer, &r);
+        break;
+    }
+    case MOE__CLIENT_MSG__BODY_GENERATE: on_generate(z, cl, m->generate); break;
+    case MOE__CLIENT_MSG__BODY_CANCEL:
+        z->base.sink.cancel(z->base.sink.ctx, &z->base, cl, m->cancel->request_id);
+        break;
+    case MOE__CLIENT_MSG__BODY_HEARTBEAT: {
+        Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
+        Moe__ServerMsg r = MOE__SERVER_MSG__INIT;
+        r.body_case = MOE__SERVER_MSG__BODY_HEARTBEAT;
+        r.heartbeat = &hb;
+        send_msg(z, &cl->peer, &r);
+        break;
+    }
+    default: break;
+    }
+}
+
+static void zmq_recv(moe_front *f)
+{
+    zfront *z = zf(f);
+    for (int budget = 1024; budget > 0; budget--) { /* bounded: the worker side gets its turn */
+        moe_link_in in = {0};
+        moe_err err = {{0}};
+        const int rc = moe_link_recv(z->link, &in, MOE_LINK_DONTWAIT, &err);
+        if (rc != MOE_OK) {
+            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "receive failed: %s", err.msg);
+            return;
+        }
+        on_frame(z, &in, &err);
+        moe_link_in_clear(&in);
+    }
+}
+
+/* ---- periodic work and the rest --------------------------------------------------- */
+
+static void zmq_tick(moe_front *f, double now)
+{
+    zfront *z = zf(f);
+    /* clients that went silent: the loop lets their requests go */
+    for (int i = 0; i < z->n_clients; i++) {
+        moe_front_client *cl = z->clients[i];
+        if (now - cl->last_seen < z->client_timeout) continue;
+        z->base.sink.client_gone(z->base.sink.ctx, f, cl, "went silent");
+        free(cl);
+        z->clients[i--] = z->clients[--z->n_clients];
+    }
+    /* refusals waiting for a slow reader; given up with the client's timeout */
+    int w = 0;
+    for (int i = 0; i < z->n_pending; i++) {
+        pending_error *p = &z->pending[i];
+        const int rc = try_error(z, &p->peer, p->id, p->code, p->msg);
+        if (rc == MOE_FRONT_AGAIN && now - p->since < z->client_timeout) {
+            z->pending[w++] = *p;
+            continue;
+        }
+        free(p->id);
+        free(p->msg);
+    }
+    z->n_pending = w;
+}
+
+static int zmq_poll_items(moe_front *f, moe_link_poll_item *items, int cap)
+{
+    if (cap < 1) return 0;
+    memset(&items[0], 0, sizeof items[0]);
+    items[0].link = zf(f)->link;
+    return 1;
+}
+
+static const char *zmq_endpoint(const moe_front *f) { return moe_link_endpoint(((const zfront *)f)->link); }
+
+static void zmq_close(moe_front *f)
+{
+    zfront *z = zf(f);
+    if (!z) return;
+    moe_log(MOE_LOG_INFO, "%lld chunk sends met back-pressure and were retried", (long long)z->deferred);
+    for (int i = 0; i < z->n_pending; i++) {
+        free(z->pending[i].id);
+        free(z->pending[i].msg);
+    }
+    for (int i = 0; i < z->n_clients; i++) free(z->clients[i]);
+    free(z->clients);
+    moe_link_close(z->link);
+    free(z);
+}
+
+static const moe_front_ops ZMQ_OPS = {
+    .poll_items = zmq_poll_items,
+    .recv = zmq_recv,
+    .tick = zmq_tick,
+    .send_chunk = zmq_send_chunk,
+    .send_finish = zmq_send_finish,
+    .send_error = zmq_send_error,
+    .endpoint = zmq_endpoint,
+    .close = zmq_close,
+};
+
+int moe_front_zmq_open(moe_front **out, moe_link_ctx *lctx, const moe_front_zmq_cfg *cfg,
+                       const moe_request_model *model, const moe_front_sink *sink, moe_err *err)
+{
+    *out = NULL;
+    zfront *z = moe_xcalloc(1, sizeof *z);
+    z->base.ops = &ZMQ_OPS;
+    z->base.sink = *sink;
+    z->model = model;
+    snprintf(z->model_name, sizeof z->model_name, "%s", cfg->model_name ? cfg->model_name : "");
+    z->client_timeout = (double)cfg->client_timeout_ms / 1000.0;
+    moe_link_opts o;
+    moe_link_opts_default(&o, &moe__client_msg__descriptor);
+    o.limits = model->lim;
+    o.limits.max_context = 0; /* checked after tokenization (request.c), against the ranks' context */
+    o.sndhwm = (int)cfg->client_hwm;
+    o.sndbuf = (int)cfg->client_sndbuf;
+    if (moe_link_bind(&z->link, lctx, cfg->endpoint, &o, err)) {
+        free(z);
+        return MOE_ERR;
+    }
+    *out = &z->base;
+    return MOE_OK;
+}

@@ -1,0 +1,152 @@
+/*
+ * request.h — one generate request as the coordinator handles it, with no
+ * transport: prompt to tokens, validation against the model, stop strings,
+ * streaming detokenization and the end reason.  Front ends (ZMQ, HTTP)
+ * turn what arrives into a moe_request_spec and what leaves into their own
+ * messages; everything in between lives here, so it is tested without a
+ * socket.
+ *
+ *   spec (text | ids | chat, sampling, stops, limits)
+ *     └─ moe_request_new ──► prompt tokens (for the scheduler) + moe_request
+ *   tokens emitted so far (the scheduler's record, out[0..n_out))
+ *     └─ moe_request_next_chunk ──► ids + text the client has not had yet
+ *        (text that could still become a stop string is held back; a stop
+ *        string found ends the request and cuts the tokens after it)
+ *   moe_request_finish_due ──► moe_request_finish (reason, code, usage)
+ *
+ * Codes are the protocol's (MOE__CODE__*, proto/msg.h); a front end maps
+ * them to its own (moe_msg_code_http_status).
+ */
+#ifndef MOE_COORD_REQUEST_H
+#define MOE_COORD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "chat.h"
+#include "msg.h"
+#include "sampler.h"
+#include "sched.h"
+#include "tokenizer.h"
+
+/* What requests are checked and tokenized against. */
+typedef struct moe_request_model {
+    const moe_tokenizer *tok;
+    const moe_chat *chat;     /* NULL: chat prompts are refused */
+    moe_msg_limits lim;       /* vocab_size, max_context (the ranks'), max_tokens ... */
+    int default_max_tokens;   /* of a request that names none */
+} moe_request_model;
+
+typedef enum {
+    MOE_PROMPT_TEXT = 0,      /* tokenized with BOS as the model file says */
+    MOE_PROMPT_IDS,           /* as given */
+    MOE_PROMPT_CHAT,          /* rendered through the model's template */
+} moe_prompt_kind;
+
+/* A request as a front end received it, already converted from its wire
+ * form and checked field by field there (lengths, UTF-8, ids against the
+ * vocabulary, sampling ranges).  Pointers are borrowed for the call to
+ * moe_request_new only: nothing here is kept. */
+typedef struct moe_request_spec {
+    const char *id;           /* the client's request id */
+    moe_prompt_kind kind;
+    const char *text;         /* MOE_PROMPT_TEXT: NUL-terminated */
+    const int32_t *ids;       /* MOE_PROMPT_IDS */
+    size_t n_ids;
+    const moe_chat_msg *chat; /* MOE_PROMPT_CHAT */
+    size_t n_chat;
+    bool add_generation_prompt;
+    moe_sampler_cfg sampling; /* defaults + the client's fields (marked in .set) + its stop ids in .stop */
+    const char *const *stop;  /* stop strings, each non-empty */
+    size_t n_stop;
+    int max_tokens;           /* 0: the model's default_max_tokens */
+    int64_t deadline_ms;      /* from receipt; 0: none */
+    bool stream;              /* chunks as tokens come (else one chunk at the end) */
+} moe_request_spec;
+
+/* One request.  The loop reads the first group; the rest is request.c's. */
+typedef struct moe_request {
+    char *id;
+    bool stream;
+    moe_sampler_cfg sampling; /* what the rank runs: the client's fields, a seed (drawn here if the
+                                 client gave none, so a replay is identical), its stop ids */
+    int max_tokens;
+    double deadline;          /* moe_now() time; 0: none */
+    moe_end_reason end;       /* MOE_END_NONE while it runs; the first reason wins */
+    int code;                 /* of MOE_END_ERROR */
+    char message[MOE_ERR_MSG_MAX];
+
+    char **stop;              /* stop strings */
+    size_t n_stop;
+    moe_tok_stream *ts;
+    int n_decoded;            /* tokens pushed through ts */
+    int n_sent;               /* tokens handed out in chunks */
+    char *text;               /* decoded text not yet handed out (NUL-terminated) */
+    size_t text_len, text_cap;
+    size_t sendable;          /* bytes of text that can no longer become a stop string */
+    char *chunk;              /* the text of the last chunk (NUL-terminated) */
+    size_t chunk_cap;
+} moe_request;
+
+/* What the client has not had yet. */
+typedef struct moe_request_chunk {
+    const int32_t *ids;       /* completion tokens index .. index + n_ids */
+    int n_ids;
+    int index;                /* position of ids[0] in the completion */
+    const char *text;         /* their text, NUL-terminated (valid until the next call) */
+    size_t text_len;
+} moe_request_chunk;
+
+/* How a request ended, for the front end's Finish. */
+typedef struct moe_request_outcome {
+    moe_end_reason end;
+    int wire_reason;          /* Moe__EndReason */
+    const char *reason_name;  /* "stop", "length", "cancelled", "deadline", "error" */
+    int code;                 /* MOE__CODE__OK, or why (deadline, error) */
+    const char *message;      /* with a code: what happened */
+    int prompt_tokens, completion_tokens;
+} moe_request_outcome;
+
+/* Tokenizes and checks spec against m (context, max tokens).  Returns
+ * MOE__CODE__OK with *out and the prompt's ids appended to *prompt, or the
+ * refusal's code with the reason in err (and *out NULL). */
+int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_model *m, const moe_request_spec *spec,
+                    moe_err *err);
+void moe_request_free(moe_request *q); /* NULL is fine */
+
+/* Ends the request here (cancel, deadline, lost rank ...) unless it has
+ * ended already: the first reason wins.  code matters for MOE_END_ERROR;
+ * msg may be NULL. */
+void moe_request_end(moe_request *q, moe_end_reason why, int code, const char *msg);
+
+/* Decodes tokens out[0..*n_out) not yet decoded.  A stop string found ends
+ * the request (MOE_END_STOP) and lowers *n_out to the token that completed
+ * it: the tokens after it are not the client's. */
+void moe_request_decode(moe_request *q, const int32_t *out, int *n_out);
+
+/* Decodes as above, then fills *ch with what the client has not had: the
+ * ids from n_sent on and the text that can no longer become a stop string
+ * (all of it once the request has ended).  False if there is nothing to
+ * send now — always, for a non-streaming request, until it ends.  Call
+ * moe_request_chunk_sent once the chunk is out; if it could not go, the
+ * next call hands out the same and more. */
+bool moe_request_next_chunk(moe_request *q, const int32_t *out, int *n_out, moe_request_chunk *ch);
+void moe_request_chunk_sent(moe_request *q, const moe_request_chunk *ch);
+
+/* The request has ended and every token went out in a chunk: time for the
+ * Finish. */
+bool moe_request_finish_due(const moe_request *q, int n_out);
+void moe_request_finish(const moe_request *q, int n_prompt, int n_out, moe_request_outcome *f);
+
+/* End reasons, mapped once: to the wire's Moe__EndReason, from it (a
+ * missing or unknown reason is MOE_END_ERROR), and their names. */
+int moe_request_end_to_wire(moe_end_reason why);
+moe_end_reason moe_request_end_from_wire(bool has, int reason);
+const char *moe_request_end_name(moe_end_reason why);
+
+/* A seed for a request that names none: differs between requests. */
+uint64_t moe_request_fresh_seed(void);
+
+#endif

@@ -1,0 +1,302 @@
+/*
+ * workers.c — the worker job's ranks as the coordinator sees them (see
+ * workers.h).
+ */
+#include "workers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "request.h"
+
+typedef struct rank_info {
+    bool known;
+    moe_link_peer peer;
+    double last_seen;
+    uint64_t job_id;
+    int64_t active;           /* from the last heartbeat (-1: none yet) */
+    int64_t served;           /* sequences placed on it */
+} rank_info;
+
+struct moe_workers {
+    moe_workers_cfg cfg;
+    moe_workers_sink sink;
+    moe_link *link;
+    moe_sched *s;
+    rank_info *ranks;         /* [cfg.n_ranks] */
+    bool ready;
+};
+
+/* ---- sending -------------------------------------------------------------------- */
+
+/* A rank reads its link all the time; one that is behind gets a blocking
+ * send rather than a lost Assign or Release. */
+static void to_rank(moe_workers *w, int rank, Moe__CoordMsg *m)
+{
+    moe_err err;
+    if (!w->ranks[rank].known) return;
+    int rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, MOE_LINK_DONTWAIT, &err);
+    if (rc == MOE_LINK_AGAIN) rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, 0, &err);
+    if (rc != MOE_OK) moe_log(MOE_LOG_WARN, "send to rank %d failed (%d): %s", rank, rc, rc == MOE_ERR ? err.msg : "");
+}
+
+static void release_seq(moe_workers *w, int rank, uint64_t seq_id)
+{
+    Moe__Release rel = MOE__RELEASE__INIT;
+    rel.has_seq_id = true;
+    rel.seq_id = seq_id;
+    Moe__CoordMsg m = MOE__COORD_MSG__INIT;
+    m.body_case = MOE__COORD_MSG__BODY_RELEASE;
+    m.release = &rel;
+    to_rank(w, rank, &m);
+}
+
+void moe_workers_release(moe_workers *w, const moe_req *r)
+{
+    if (r->state == MOE_REQ_RUNNING && moe_sched_rank_alive(w->s, r->rank)) release_seq(w, r->rank, r->id);
+}
+
+/* The sampling fields the client set, as the wire's optional fields: what
+ * was not set stays unset, so the rank applies its own defaults. */
+static void sampling_to_wire(const moe_sampler_cfg *sc, Moe__Sampling *out)
+{
+    moe__sampling__init(out);
+    const unsigned set = sc->set;
+    if ((out->has_temperature = (set >> MOE_SP_TEMP) & 1)) out->temperature = sc->temperature;
+    if ((out->has_top_k = (set >> MOE_SP_TOP_K) & 1)) out->top_k = sc->top_k;
+    if ((out->has_top_p = (set >> MOE_SP_TOP_P) & 1)) out->top_p = sc->top_p;
+    if ((out->has_min_p = (set >> MOE_SP_MIN_P) & 1)) out->min_p = sc->min_p;
+    if ((out->has_repetition_penalty = (set >> MOE_SP_REPEAT_PENALTY) & 1)) out->repetition_penalty = sc->repeat_penalty;
+    if ((out->has_repeat_last_n = (set >> MOE_SP_REPEAT_LAST_N) & 1)) out->repeat_last_n = sc->repeat_last_n;
+    if ((out->has_seed = (set >> MOE_SP_SEED) & 1)) out->seed = sc->seed;
+}
+
+void moe_workers_place(moe_workers *w)
+{
+    moe_req *placed[64];
+    int n;
+    while ((n = moe_sched_place(w->s, placed, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            moe_req *r = placed[i];
+            const moe_sampler_cfg *sc = w->sink.sampling(w->sink.ctx, r);
+            Moe__Sampling sp;
+            sampling_to_wire(sc, &sp);
+            Moe__Assign a = MOE__ASSIGN__INIT;
+            a.has_seq_id = a.has_max_tokens = true;
+            a.seq_id = r->id;
+            a.n_prompt = (size_t)r->n_prompt;
+            a.prompt = r->prompt;
+            a.max_tokens = r->max_tokens;
+            a.sampling = &sp;
+            a.n_stop_ids = (size_t)sc->n_stop; /* the client's stop ids; the rank adds its model's EOS */
+            a.stop_ids = (int32_t *)sc->stop;
+            a.n_emitted = (size_t)r->n_out;
+            a.emitted = r->out;
+            Moe__CoordMsg m = MOE__COORD_MSG__INIT;
+            m.body_case = MOE__COORD_MSG__BODY_ASSIGN;
+            m.assign = &a;
+            to_rank(w, r->rank, &m);
+            w->ranks[r->rank].served++;
+        }
+        if (n < 64) break;
+    }
+}
+
+/* ---- ranks ---------------------------------------------------------------------- */
+
+/* A rank is gone (silent, or replaced by a new job): its requests end with
+ * WORKER_LOST; it joins again with a hello. */
+static void rank_lost(moe_workers *w, int k, const char *why)
+{
+    moe_log(MOE_LOG_ERROR, "%s", why);
+    w->sink.rank_lost(w->sink.ctx, k, why);
+    moe_sched_rank_lost(w->s, k, why);
+    w->ranks[k].known = false;
+}
+
+static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
+{
+    for (int k = 0; k < w->cfg.n_ranks; k++)
+        if (w->ranks[k].known && moe_link_peer_eq(&w->ranks[k].peer, p)) return k;
+    return -1;
+}
+
+static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__WorkerHello *h)
+{
+    if (h->rank >= (uint32_t)w->cfg.n_ranks || h->n_ranks != (uint32_t)w->cfg.n_ranks) {
+        moe_log(MOE_LOG_ERROR, "a worker says it is rank %u of %u; this coordinator expects %d ranks", h->rank,
+                h->n_ranks, w->cfg.n_ranks);
+        return;
+    }
+    if (h->model && h->model->has_max_context && h->model->max_context > 0)
+        w->sink.context(w->sink.ctx, (int)h->rank, h->model->max_context);
+    if (h->model && h->model->has_vocab_size && h->model->vocab_size != w->cfg.vocab) {
+        moe_log(MOE_LOG_ERROR, "rank %u serves a vocabulary of %u tokens, the coordinator's model has %u", h->rank,
+                h->model->vocab_size, w->cfg.vocab);
+        return;
+    }
+    rank_info *ri = &w->ranks[h->rank];
+    if (ri->known && h->job_id != ri->job_id) {
+        /* a new job took the rank's place: what ran on the old one is gone */
+        char why[128];
+        snprintf(why, sizeof why, "worker rank %u was restarted", h->rank);
+        rank_lost(w, (int)h->rank, why);
+    }
+    const bool was_known = ri->known;
+    ri->known = true;
+    ri->peer = *from;
+    ri->last_seen = moe_now();
+    ri->job_id = h->job_id;
+    if (!was_known) ri->active = -1; /* the first heartbeat is logged */
+    moe_sched_rank_update(w->s, (int)h->rank, (int64_t)h->cache_tokens_total);
+    if (h->has_max_seqs) moe_sched_rank_set_max_running(w->s, (int)h->rank, (int)h->max_seqs);
+    Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
+    r.has_protocol_version = true;
+    r.protocol_version = MOE_PROTO_VERSION;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_HELLO_REPLY;
+    cm.hello_reply = &r;
+    to_rank(w, (int)h->rank, &cm);
+    if (!was_known)
+        moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens)", h->rank, (unsigned long long)h->cache_tokens_total);
+    bool all = true;
+    for (int k = 0; k < w->cfg.n_ranks; k++) all &= w->ranks[k].known;
+    if (all && !w->ready) {
+        w->ready = true;
+        w->sink.ready(w->sink.ctx);
+    }
+}
+
+static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *hb)
+{
+    /* sequences the rank still runs that we no longer want there (ended
+     * here while the rank was silent, or before we restarted) */
+    for (size_t i = 0; i < hb->n_active; i++) {
+        const moe_req *r = moe_sched_find(w->s, hb->active[i]);
+        if (!r || r->state != MOE_REQ_RUNNING || r->rank != rank) release_seq(w, rank, hb->active[i]);
+    }
+    if ((int64_t)hb->n_active != w->ranks[rank].active) {
+        w->ranks[rank].active = (int64_t)hb->n_active;
+        moe_log(MOE_LOG_INFO, "rank %d: %lld active sequences, %llu cache tokens free", rank,
+                (long long)w->ranks[rank].active, (unsigned long long)hb->cache_tokens_free);
+    }
+}
+
+static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
+{
+    const Moe__WorkerMsg *m = (const Moe__WorkerMsg *)in->msg;
+    if (in->code != MOE__CODE__OK) {
+        moe_log(MOE_LOG_WARN, "refused a frame from a worker (%s): %s", moe_msg_code_name(in->code), err->msg);
+        return;
+    }
+    if (m->body_case == MOE__WORKER_MSG__BODY_HELLO) return on_hello(w, &in->from, m->hello);
+    const int rank = rank_of_peer(w, &in->from);
+    if (rank < 0) { /* we do not know it (we restarted): ask for a hello */
+        Moe__Error e = MOE__ERROR__INIT;
+        e.has_code = true;
+        e.code = MOE__CODE__NOT_READY;
+        e.message = (char *)"say hello first";
+        Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+        cm.body_case = MOE__COORD_MSG__BODY_ERROR;
+        cm.error = &e;
+        moe_err e2;
+        moe_link_send(w->link, &in->from, &cm.base, MOE_LINK_DONTWAIT, &e2);
+        return;
+    }
+    w->ranks[rank].last_seen = moe_now();
+    switch (m->body_case) {
+    case MOE__WORKER_MSG__BODY_TOKEN: {
+        moe_req *r = moe_sched_find(w->s, m->token->seq_id);
+        if (r && r->rank == rank) moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token);
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_SEQ_END: {
+        const Moe__SeqEnd *se = m->seq_end;
+        moe_req *r = moe_sched_find(w->s, se->seq_id);
+        if (!r || r->rank != rank || r->state != MOE_REQ_RUNNING) break;
+        w->sink.seq_end(w->sink.ctx, r, moe_request_end_from_wire(se->has_reason, (int)se->reason),
+                        se->message ? se->message : "");
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_HEARTBEAT: on_heartbeat(w, rank, m->heartbeat); break;
+    default: break;
+    }
+}
+
+void moe_workers_recv(moe_workers *w)
+{
+    for (int budget = 1024; budget > 0; budget--) { /* bounded: the clients get their turn */
+        moe_link_in in = {0};
+        moe_err err = {{0}};
+        const int rc = moe_link_recv(w->link, &in, MOE_LINK_DONTWAIT, &err);
+        if (rc != MOE_OK) {
+            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "receive failed: %s", err.msg);
+            return;
+        }
+        on_frame(w, &in, &err);
+        moe_link_in_clear(&in);
+    }
+}
+
+void moe_workers_tick(moe_workers *w, double now)
+{
+    for (int k = 0; k < w->cfg.n_ranks; k++) {
+        const rank_info *ri = &w->ranks[k];
+        if (!ri->known || !moe_sched_rank_alive(w->s, k) || now - ri->last_seen < (double)w->cfg.timeout_ms / 1000.0)
+            continue;
+        char why[128];
+        snprintf(why, sizeof why, "worker rank %d stopped answering (no heartbeat for %.1f s)", k, now - ri->last_seen);
+        rank_lost(w, k, why);
+    }
+}
+
+bool moe_workers_ready(const moe_workers *w) { return w->ready; }
+
+bool moe_workers_any_alive(const moe_workers *w)
+{
+    for (int k = 0; k < w->cfg.n_ranks; k++)
+        if (w->ranks[k].known && moe_sched_rank_alive(w->s, k)) return true;
+    return false;
+}
+
+void moe_workers_poll_item(moe_workers *w, moe_link_poll_item *item)
+{
+    memset(item, 0, sizeof *item);
+    item->link = w->link;
+}
+
+const char *moe_workers_endpoint(const moe_workers *w) { return moe_link_endpoint(w->link); }
+
+int moe_workers_open(moe_workers **out, moe_link_ctx *lctx, const moe_workers_cfg *cfg, moe_sched *sched,
+                     const moe_workers_sink *sink, moe_err *err)
+{
+    *out = NULL;
+    moe_workers *w = moe_xcalloc(1, sizeof *w);
+    w->cfg = *cfg;
+    w->sink = *sink;
+    w->s = sched;
+    w->ranks = moe_xcalloc((size_t)cfg->n_ranks, sizeof *w->ranks);
+    moe_link_opts o;
+    moe_link_opts_default(&o, &moe__worker_msg__descriptor);
+    o.limits.vocab_size = cfg->vocab;
+    o.router_handover = true; /* a restarted rank takes its name back */
+    if (moe_link_bind(&w->link, lctx, cfg->endpoint, &o, err)) {
+        free(w->ranks);
+        free(w);
+        return MOE_ERR;
+    }
+    *out = w;
+    return MOE_OK;
+}
+
+void moe_workers_close(moe_workers *w)
+{
+    if (!w) return;
+    for (int k = 0; k < w->cfg.n_ranks; k++)
+        moe_log(MOE_LOG_INFO, "rank %d served %lld sequences", k, (long long)w->ranks[k].served);
+    moe_link_close(w->link);
+    free(w->ranks);
+    free(w);
+}

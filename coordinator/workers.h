@@ -1,0 +1,71 @@
+/*
+ * workers.h — the coordinator's side of the worker job: one ROUTER that
+ * the ranks (moe-worker --coordinator) connect to, and what is known of
+ * each rank.
+ *
+ * A rank joins with a WorkerHello (rank, job id, cache size, max_seqs, its
+ * model's vocabulary and context) and stays alive by heartbeats, which also
+ * list the sequences it holds: one the coordinator no longer wants there is
+ * released.  A rank silent past the timeout, or replaced by a new job (a
+ * different job id), is lost: the loop hears it first (rank_lost), then the
+ * scheduler ends its requests.  Queued requests are placed through the
+ * scheduler and sent as Assign messages, built here from plain C (the
+ * scheduler's request and the loop's sampler configuration).
+ */
+#ifndef MOE_COORD_WORKERS_H
+#define MOE_COORD_WORKERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "link.h"
+#include "sampler.h"
+#include "sched.h"
+
+typedef struct moe_workers moe_workers;
+
+/* The loop's side, called from moe_workers_recv and _tick. */
+typedef struct moe_workers_sink {
+    void *ctx;
+    /* Rank k is gone (why says how); called before the scheduler ends its
+     * running requests, so the loop can give them a clear error. */
+    void (*rank_lost)(void *ctx, int rank, const char *why);
+    /* A rank ended sequence r (already checked to be its own and running). */
+    void (*seq_end)(void *ctx, moe_req *r, moe_end_reason why, const char *message);
+    /* A rank's model holds max_context tokens. */
+    void (*context)(void *ctx, int rank, uint32_t max_context);
+    /* Every rank has said hello (once). */
+    void (*ready)(void *ctx);
+    /* The sampling of a request being placed (the scheduler's owner is the loop's). */
+    const moe_sampler_cfg *(*sampling)(void *ctx, const moe_req *r);
+} moe_workers_sink;
+
+typedef struct moe_workers_cfg {
+    const char *endpoint;      /* where to bind the ROUTER */
+    int n_ranks;               /* ranks the job must have */
+    int64_t timeout_ms;        /* a rank silent this long is lost */
+    uint32_t vocab;            /* every rank must serve this vocabulary */
+} moe_workers_cfg;
+
+/* sched must outlive the workers. */
+int moe_workers_open(moe_workers **out, moe_link_ctx *lctx, const moe_workers_cfg *cfg, moe_sched *sched,
+                     const moe_workers_sink *sink, moe_err *err);
+/* Logs what each rank served; NULL is fine. */
+void moe_workers_close(moe_workers *w);
+
+void moe_workers_poll_item(moe_workers *w, moe_link_poll_item *item);
+const char *moe_workers_endpoint(const moe_workers *w);
+
+/* Reads what the ranks sent (a bounded amount). */
+void moe_workers_recv(moe_workers *w);
+/* Ranks silent past the timeout are lost. */
+void moe_workers_tick(moe_workers *w, double now);
+/* Places queued requests on ranks and sends them. */
+void moe_workers_place(moe_workers *w);
+/* The rank running r lets its sequence go (if r runs on a live rank). */
+void moe_workers_release(moe_workers *w, const moe_req *r);
+
+bool moe_workers_ready(const moe_workers *w);      /* every rank has said hello */
+bool moe_workers_any_alive(const moe_workers *w);
+
+#endif

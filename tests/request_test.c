@@ -1,0 +1,276 @@
+/*
+ * request_test.c — the coordinator's request handling without a socket:
+ * prompts to tokens and their checks, tokens in → chunks out, a stop
+ * string split across tokens (held back, then cut), a non-streaming
+ * request, and the end reasons' mapping to the wire and to codes.
+ * Uses the tokenizer of the v3_mini fixture.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "chat.h"
+#include "gguf.h"
+#include "request.h"
+#include "tokenizer.h"
+
+static moe_request_model M;
+
+static void spec_text(moe_request_spec *s, const char *text)
+{
+    memset(s, 0, sizeof *s);
+    s->id = "r1";
+    s->kind = MOE_PROMPT_TEXT;
+    s->text = text;
+    moe_sampler_cfg_default(&s->sampling);
+    s->stream = true;
+}
+
+/* Text and ids prompts, the context check, the seed. */
+static void test_prompts(void)
+{
+    moe_request_spec s;
+    moe_tokens t = {0};
+    moe_request *q = NULL;
+    moe_err err = {{0}};
+
+    spec_text(&s, "Hello world");
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK);
+    moe_tokens want = {0};
+    CHECK(moe_tokenizer_encode(M.tok, "Hello world", 11, moe_tokenizer_add_bos(M.tok) ? MOE_TOK_BOS : 0, &want, &err) ==
+          MOE_OK);
+    CHECK(t.n == want.n && t.n > 0 && !memcmp(t.ids, want.ids, t.n * sizeof *t.ids));
+    if (moe_tokenizer_add_bos(M.tok)) CHECK(t.ids[0] == moe_tokenizer_bos(M.tok));
+    CHECK(q->max_tokens == M.default_max_tokens);
+    CHECK(q->sampling.set & (1u << MOE_SP_SEED)); /* drawn here: a replay samples the same */
+    moe_request_free(q);
+
+    /* ids as given; a seed given is kept */
+    const int32_t ids[3] = {5, 6, 7};
+    spec_text(&s, NULL);
+    s.kind = MOE_PROMPT_IDS;
+    s.ids = ids;
+    s.n_ids = 3;
+    s.max_tokens = 10;
+    moe_sampler_cfg_set_seed(&s.sampling, 99);
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK);
+    CHECK(t.n == 3 && t.ids[2] == 7 && q->max_tokens == 10 && q->sampling.seed == 99);
+    moe_request_free(q);
+
+    /* beyond the context: refused, and the prompt buffer is as it was */
+    s.max_tokens = (int)M.lim.max_context;
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__BAD_MAX_TOKENS && q == NULL && t.n == 0);
+    CHECK_CONTAINS(err.msg, "exceed the context");
+    s.n_ids = 0;
+    s.max_tokens = 1;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__EMPTY_PROMPT && q == NULL);
+
+    /* chat: refused without a template, rendered with one */
+    moe_chat_msg msg = {.role = "user", .content = "hi", .content_len = 2};
+    spec_text(&s, NULL);
+    s.kind = MOE_PROMPT_CHAT;
+    s.chat = &msg;
+    s.n_chat = 1;
+    s.add_generation_prompt = true;
+    moe_request_model nochat = M;
+    nochat.chat = NULL;
+    CHECK(moe_request_new(&q, &t, &nochat, &s, &err) == MOE__CODE__BAD_REQUEST && q == NULL);
+    CHECK_CONTAINS(err.msg, "no chat template");
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK);
+    moe_tokens chat = {0};
+    CHECK(moe_chat_tokenize(M.chat, M.tok, &msg, 1, true, &chat, &err) == MOE_OK);
+    CHECK(t.n == chat.n && !memcmp(t.ids, chat.ids, t.n * sizeof *t.ids));
+    moe_request_free(q);
+    moe_tokens_free(&chat);
+    moe_tokens_free(&want);
+    moe_tokens_free(&t);
+}
+
+/* Feeds out[0..n) one token at a time, as a rank would, collecting what
+ * the request hands out into got.  Returns how many tokens were fed. */
+static int feed(moe_request *q, const int32_t *ids, int n, int stop_after, char *got, size_t cap, int *n_out)
+{
+    *n_out = 0;
+    int fed = 0;
+    for (int i = 0; i < n && q->end == MOE_END_NONE; i++) {
+        *n_out = ++fed;
+        moe_request_chunk ch;
+        if (moe_request_next_chunk(q, ids, n_out, &ch)) {
+            CHECK(ch.index == q->n_sent && ch.n_ids == *n_out - ch.index && strlen(ch.text) == ch.text_len);
+            CHECK(strlen(got) + ch.text_len < cap);
+            strcat(got, ch.text);
+            moe_request_chunk_sent(q, &ch);
+        }
+        if (i == stop_after) return fed;
+    }
+    return fed;
+}
+
+/* A stop string that starts in one token and ends in the next: the text is
+ * held back while it could still become the stop string, then cut, and the
+ * tokens after the one that completed it are not the client's. */
+static void test_stop_split(void)
+{
+    const char *text = " the quick brown fox jumps over the lazy dog and keeps running far away";
+    moe_tokens t = {0};
+    moe_err err = {{0}};
+    CHECK(moe_tokenizer_encode(M.tok, text, strlen(text), 0, &t, &err) == MOE_OK);
+    /* The stop string: the last byte of token k and the first of token
+     * k+1, at a boundary with two bytes or more on each side, where it
+     * occurs for the first time. */
+    size_t off = 0, k = 0, len_k = 0, len_next = 0, at = 0;
+    char stop[3] = {0};
+    for (; k + 2 < t.n; k++, off += len_k) {
+        moe_tokenizer_token_bytes(M.tok, t.ids[k], &len_k);
+        moe_tokenizer_token_bytes(M.tok, t.ids[k + 1], &len_next);
+        if (k == 0 || len_k < 2 || len_next < 2) continue;
+        at = off + len_k - 1;
+        stop[0] = text[at];
+        stop[1] = text[at + 1];
+        if (strstr(text, stop) == text + at) break;
+    }
+    CHECK_MSG(k + 2 < t.n, "no boundary found in %zu tokens", t.n);
+    if (k + 2 >= t.n) return;
+    const char *stops[1] = {stop};
+    moe_request_spec s;
+    spec_text(&s, "x");
+    s.stop = stops;
+    s.n_stop = 1;
+    moe_tokens prompt = {0};
+    moe_request *q;
+    CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+
+    char got[512] = "";
+    int n_out;
+    /* through token k: its last byte could start the stop string, so it waits */
+    feed(q, t.ids, (int)t.n, (int)k, got, sizeof got, &n_out);
+    CHECK(q->end == MOE_END_NONE && n_out == (int)k + 1);
+    CHECK_MSG(strlen(got) == at && !strncmp(got, text, at), "held back: got \"%s\", want %zu bytes", got, at);
+    CHECK(q->n_sent == n_out); /* ids go out even while their text waits */
+    /* token k+1 completes it: the end, with the text before it */
+    moe_request_chunk ch;
+    n_out = (int)t.n; /* the rank sent more after it */
+    CHECK(moe_request_next_chunk(q, t.ids, &n_out, &ch));
+    CHECK(q->end == MOE_END_STOP);
+    CHECK_MSG(n_out == (int)k + 2, "n_out %d, want %zu", n_out, k + 2);
+    CHECK(ch.index == (int)k + 1 && ch.n_ids == 1 && ch.text_len == 0);
+    moe_request_chunk_sent(q, &ch);
+    CHECK(moe_request_finish_due(q, n_out));
+    CHECK(!moe_request_next_chunk(q, t.ids, &n_out, &ch)); /* nothing more */
+    moe_request_outcome f;
+    moe_request_finish(q, 1, n_out, &f);
+    CHECK(f.end == MOE_END_STOP && !strcmp(f.reason_name, "stop") && f.code == MOE__CODE__OK);
+    CHECK(f.completion_tokens == (int)k + 2 && f.prompt_tokens == 1);
+    moe_request_free(q);
+
+    /* without the stop string everything comes out, byte for byte */
+    spec_text(&s, "x");
+    CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+    got[0] = 0;
+    feed(q, t.ids, (int)t.n, -1, got, sizeof got, &n_out);
+    CHECK(!strcmp(got, text));
+    moe_request_free(q);
+    moe_tokens_free(&prompt);
+    moe_tokens_free(&t);
+}
+
+/* Not streaming: nothing until the end, then one chunk with everything. */
+static void test_no_stream(void)
+{
+    const char *text = " one two three";
+    moe_tokens t = {0}, prompt = {0};
+    moe_err err = {{0}};
+    CHECK(moe_tokenizer_encode(M.tok, text, strlen(text), 0, &t, &err) == MOE_OK);
+    moe_request_spec s;
+    spec_text(&s, "x");
+    s.stream = false;
+    moe_request *q;
+    CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+    moe_request_chunk ch;
+    int n_out = (int)t.n;
+    CHECK(!moe_request_next_chunk(q, t.ids, &n_out, &ch));
+    CHECK(!moe_request_finish_due(q, n_out));
+    moe_request_end(q, MOE_END_LENGTH, 0, NULL);
+    moe_request_end(q, MOE_END_CANCELLED, 0, "later"); /* the first reason wins */
+    CHECK(moe_request_next_chunk(q, t.ids, &n_out, &ch));
+    CHECK(ch.index == 0 && ch.n_ids == (int)t.n && !strcmp(ch.text, text));
+    CHECK(!moe_request_finish_due(q, n_out)); /* not before the chunk is out */
+    moe_request_chunk_sent(q, &ch);
+    CHECK(moe_request_finish_due(q, n_out));
+    moe_request_outcome f;
+    moe_request_finish(q, (int)prompt.n, n_out, &f);
+    CHECK(f.end == MOE_END_LENGTH && f.wire_reason == MOE__END_REASON__END_LENGTH && f.code == MOE__CODE__OK);
+    CHECK(f.message == NULL);
+    moe_request_free(q);
+    moe_tokens_free(&prompt);
+    moe_tokens_free(&t);
+}
+
+/* End reasons: to the wire and back, names, and the codes a Finish carries. */
+static void test_end_reasons(void)
+{
+    static const struct {
+        moe_end_reason why;
+        const char *name;
+    } all[] = {{MOE_END_STOP, "stop"},
+               {MOE_END_LENGTH, "length"},
+               {MOE_END_CANCELLED, "cancelled"},
+               {MOE_END_DEADLINE, "deadline"},
+               {MOE_END_ERROR, "error"}};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        CHECK(moe_request_end_from_wire(true, moe_request_end_to_wire(all[i].why)) == all[i].why);
+        CHECK(!strcmp(moe_request_end_name(all[i].why), all[i].name));
+        CHECK(!strcmp(moe_msg_end_name(moe_request_end_to_wire(all[i].why)), all[i].name));
+    }
+    CHECK(moe_request_end_from_wire(false, MOE__END_REASON__END_STOP) == MOE_END_ERROR); /* no reason given */
+    CHECK(moe_request_end_from_wire(true, 99) == MOE_END_ERROR);
+
+    moe_request_spec s;
+    moe_tokens prompt = {0};
+    moe_err err = {{0}};
+    spec_text(&s, "x");
+    moe_request *q;
+    moe_request_outcome f;
+    CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+    moe_request_end(q, MOE_END_DEADLINE, 0, "deadline exceeded");
+    moe_request_finish(q, 1, 0, &f);
+    CHECK(f.code == MOE__CODE__DEADLINE_EXCEEDED && f.message && !strcmp(f.message, "deadline exceeded"));
+    moe_request_free(q);
+    CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+    moe_request_end(q, MOE_END_ERROR, MOE__CODE__WORKER_LOST, "worker rank 1 was restarted");
+    moe_request_finish(q, 1, 0, &f);
+    CHECK(f.code == MOE__CODE__WORKER_LOST && !strcmp(f.message, "worker rank 1 was restarted"));
+    CHECK(!strcmp(f.reason_name, "error"));
+    moe_request_free(q);
+    moe_tokens_free(&prompt);
+}
+
+int main(void)
+{
+    moe_gguf *g = NULL;
+    moe_tokenizer *tok = NULL;
+    moe_chat *chat = NULL;
+    moe_err err = {{0}};
+    if (moe_gguf_open(&g, fixture_path("models/v3_mini_f32.gguf"), &err) || moe_tokenizer_load(&tok, g, &err) ||
+        moe_chat_init_format(&chat, MOE_CHAT_DEEPSEEK_V3, tok, &err)) {
+        fprintf(stderr, "request_test: %s\n", err.msg);
+        return 1;
+    }
+    M.tok = tok;
+    M.chat = chat;
+    M.default_max_tokens = 16;
+    moe_msg_limits_default(&M.lim);
+    M.lim.vocab_size = (uint32_t)moe_tokenizer_n_vocab(tok);
+    M.lim.max_context = 64;
+    test_prompts();
+    test_stop_split();
+    test_no_stream();
+    test_end_reasons();
+    moe_chat_free(chat);
+    moe_tokenizer_free(tok);
+    moe_gguf_close(g);
+    return check_summary("request_test");
+}

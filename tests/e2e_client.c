@@ -15,10 +15,11 @@
  *   e2e_client hold EP N        sends a long request, reads N chunks, prints
  *                               "holding" and then stops reading and sending
  *                               heartbeats forever (the test kills it)
- *   e2e_client slowreader EP    (coordinator --client-hwm 4) a request of 600
- *                               tokens; after the first chunk the client reads
- *                               nothing for 2 s (heartbeats only), then reads
- *                               the rest: every token arrives, in order, no gap
+ *   e2e_client slowreader EP    (coordinator --client-hwm 2) a request of
+ *                               SLOW_TOKENS tokens; after the first chunk the
+ *                               client reads nothing (heartbeats only) until
+ *                               SIGUSR1, then reads the rest: every token
+ *                               arrives, in order, no gap
  *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
  *                               at the first chunk and "finish <reason> <code>"
  *                               at the end (exit 0 on a normal finish)
@@ -385,6 +386,11 @@ static int hold(int n)
     for (;;) pause(); /* silent: no reads, no heartbeats */
 }
 
+/* Enough tokens that, however the coordinator groups them into chunks, the
+ * whole answer outgrows every buffer between it and a client that does not
+ * read (ZMQ's batches and high-water marks, the kernel's socket buffers). */
+#define SLOW_TOKENS 3000
+
 static volatile sig_atomic_t g_go;
 static void on_go(int sig) { (void)sig; g_go = 1; }
 
@@ -392,7 +398,7 @@ static int slowreader(void)
 {
     signal(SIGUSR1, on_go);
     hello();
-    generate("slow", NULL, 8, 600, NULL);
+    generate("slow", NULL, 8, SLOW_TOKENS, NULL);
     moe_link_in in;
     Moe__ServerMsg *m;
     int next_index = 0;
@@ -416,7 +422,7 @@ static int slowreader(void)
     printf("slowreader: after the stall, %d more chunks; %d tokens in all, finish %s\n", chunks, next_index,
            moe_msg_end_name(reason));
     EXPECT(reason == MOE__END_REASON__END_LENGTH, "reason %d", reason);
-    EXPECT(next_index == 600, "%d tokens arrived", next_index);
+    EXPECT(next_index == SLOW_TOKENS, "%d tokens arrived", next_index);
     return n_fail ? 1 : 0;
 }
 

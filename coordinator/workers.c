@@ -160,7 +160,8 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
     cm.hello_reply = &r;
     to_rank(w, (int)h->rank, &cm);
     if (!was_known)
-        moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens)", h->rank, (unsigned long long)h->cache_tokens_total);
+        moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens, kernels %s)", h->rank,
+                (unsigned long long)h->cache_tokens_total, h->kernels && *h->kernels ? h->kernels : "not said");
     bool all = true;
     for (int k = 0; k < w->cfg.n_ranks; k++) all &= w->ranks[k].known;
     if (all && !w->ready) {

@@ -543,6 +543,7 @@ int moe_msg_check_worker_hello(const Moe__WorkerHello *h, const moe_msg_limits *
         return fail(err, MOE__CODE__BAD_REQUEST, "worker_hello: model.vocab_size is missing or 0");
     if (mi->has_max_context && mi->max_context == 0)
         return fail(err, MOE__CODE__BAD_REQUEST, "worker_hello: model.max_context is 0");
+    if ((rc = check_string(h->kernels, "worker_hello: kernels", false, 32, true, NULL, err))) return rc;
     return MOE__CODE__OK;
 }
 

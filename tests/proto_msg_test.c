@@ -481,6 +481,11 @@ static void test_server_and_worker_bodies(void)
     mi.has_vocab_size = 1;
     mi.vocab_size = 100;
     expect_check("worker_hello", &w.base, &lim, OK, NULL);
+    wh.kernels = (char *)"avx512";
+    expect_check("worker_hello with its kernel set", &w.base, &lim, OK, NULL);
+    wh.kernels = (char *)"a kernel set name far longer than thirty-two bytes";
+    expect_check("worker_hello kernels too long", &w.base, &lim, BAD, "worker_hello: kernels");
+    wh.kernels = NULL;
 
     Moe__Token t = MOE__TOKEN__INIT;
     w.body_case = MOE__WORKER_MSG__BODY_TOKEN;

@@ -104,6 +104,7 @@ static void send_hello(moe_source_link *l)
     h.has_max_seqs = true;
     h.max_seqs = (uint32_t)l->o.max_seqs;
     h.model = &id;
+    h.kernels = (char *)(l->o.kernels ? l->o.kernels : "");
     Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
     m.body_case = MOE__WORKER_MSG__BODY_HELLO;
     m.hello = &h;

@@ -47,13 +47,14 @@ static void usage(FILE *f)
           "  --ctx N               context limit (default prompt + n)\n"
           "  --batch N             prefill chunk length (default 512)\n"
           "  --decompress-min N    prefill chunks of ≥ N tokens decompress K/V (default 32, 0 = never)\n"
-          "  --reference-kernels   scalar reference kernels (slow; for checking)\n"
+          "  --reference-kernels   scalar reference kernels (slow; for checking); otherwise the\n"
+          "                        best set of this CPU, capped by MOE_KERNELS=reference|avx2|avx512\n"
           "  --int8                int8 activations for Q8_0 weights (faster, llama.cpp-like rounding)\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
           "                        name[16] layer step rows cols (int32 LE) + rows×cols float32\n"
-          "  --stats               print timings and cache bytes to stderr\n"
+          "  --stats               print timings, cache bytes and the kernel set to stderr\n"
           "  --help                this text\n",
           f);
 }
@@ -332,7 +333,7 @@ int main(int argc, char **argv)
     o.max_seqs = 1;
     o.max_batch_tokens = (int)(a.batch < n_tok ? a.batch : n_tok);
     o.decompress_min = (int)a.decompress;
-    o.reference_kernels = a.reference;
+    o.kernels = a.reference ? moe_kern_reference() : NULL; /* NULL: best for this CPU under MOE_KERNELS */
     o.act_q8 = a.int8;
     if (n_tok + a.n_gen > o.max_ctx) {
         moe_err_set(&err, "prompt (%d) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
@@ -402,7 +403,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
                 (unsigned long long)st.cache_bytes_in_use, (long long)moe_engine_seq_len(e, seq),
                 (unsigned long long)st.cache_block_bytes);
-        fprintf(stderr, "kernels: %s%s, threads: %lld\n", a.reference ? "reference" : moe_kern_best()->name,
+        fprintf(stderr, "kernels: %s%s, threads: %lld\n", moe_kern_name(moe_engine_kernels(e)),
                 a.int8 ? " + int8 activations" : "", (long long)a.threads);
     }
     rc = 0;

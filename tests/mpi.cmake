@@ -16,6 +16,13 @@ moe_test(NAME comm_fail_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: simulated load failure" 20 --
               ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> fail 1)
 
+moe_test(NAME comm_and_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> and)
+# An abort names the program that set up the module (not "moe-worker").
+moe_test(NAME comm_abort_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "^comm_test: rank 1: simulated abort" 20 --
+              ${MOE_MPIRUN} 2 50 $<TARGET_FILE:comm_test> abort 1)
+
 # The worker job against moe-run: every fixture model on 1 and 3 ranks, a
 # V3-style one on 2 and 4 ranks and with experts scattered and replicated.
 set(MOE_WORKER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh)
@@ -32,6 +39,9 @@ foreach(np 2 4)
 endforeach()
 moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_f32.gguf 4 ${MOE_SCATTER4})
+# Ranks with different kernel caps agree on the common set (MPMD job).
+moe_test(NAME worker_kernels_np3 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} kernels ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

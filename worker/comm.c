@@ -16,6 +16,7 @@
 #define MAX_ROW_TYPES 8
 
 struct moe_comm {
+    const char *name; /* message prefix */
     int rank, size;
     struct {
         int row_len;
@@ -27,13 +28,14 @@ struct moe_comm {
     int scratch_n;
 };
 
-int moe_comm_init(moe_comm **out, int *argc, char ***argv, moe_err *err)
+int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe_err *err)
 {
     *out = NULL;
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return moe_err_set(err, "MPI_Init_thread failed");
     moe_comm *c = moe_xcalloc(1, sizeof *c);
+    c->name = name;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     /* Errors come back as codes; we decide what to do with them. */
@@ -57,7 +59,7 @@ double moe_comm_wait_seconds(const moe_comm *c) { return c->wait_seconds; }
 
 void moe_comm_abort(moe_comm *c, int code, const char *msg)
 {
-    fprintf(stderr, "moe-worker: rank %d: %s\n", c ? c->rank : -1, msg);
+    fprintf(stderr, "%s: rank %d: %s\n", c && c->name ? c->name : "mpi", c ? c->rank : -1, msg);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, code);
     abort(); /* not reached */
@@ -97,6 +99,15 @@ int moe_comm_agree(moe_comm *c, int status)
     check(c, MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
     wait_request(c, &r);
     return first == c->size ? -1 : first;
+}
+
+uint64_t moe_comm_allreduce_and_u64(moe_comm *c, uint64_t mine)
+{
+    uint64_t all = 0;
+    MPI_Request r;
+    check(c, MPI_Iallreduce(&mine, &all, 1, MPI_UINT64_T, MPI_BAND, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r);
+    return all;
 }
 
 void moe_comm_barrier(moe_comm *c)

@@ -629,13 +629,42 @@ static void link_drain(worker *w)
     }
 }
 
+/* The job's kernel set.  Ranks may run on different CPUs: each offers its
+ * CPU's features capped by its own MOE_KERNELS, the ranks AND the offers and
+ * all take the best set in the result, so a sequence's bits never depend
+ * on the rank that holds it.  With stats, rank 0 prints every rank's line. */
+static int job_kernels(moe_comm *c, bool stats, const moe_kern_set **out)
+{
+    moe_err err;
+    const int me = moe_comm_rank(c);
+    const uint64_t cpu = moe_kern_cpu_features();
+    uint64_t mask = 0;
+    const int st = moe_kern_cpu_mask(cpu, getenv("MOE_KERNELS"), &mask, &err);
+    if (st) fprintf(stderr, "moe-worker: rank %d: %s\n", me, err.msg);
+    if (moe_comm_agree(c, st) >= 0) return MOE_ERR;
+    *out = moe_kern_best_in(moe_comm_allreduce_and_u64(c, mask));
+    if (stats) {
+        char line[256], has[64];
+        int n = snprintf(line, sizeof line, "rank %d: kernels %s (this rank offers %s; its CPU has %s)\n", me,
+                         moe_kern_name(*out), moe_kern_name(moe_kern_best_in(mask)), moe_kern_list(cpu, has, sizeof has));
+        if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+        int64_t *lens = NULL, total = 0;
+        char *all = moe_comm_gather_bytes(c, line, n, &lens);
+        for (int r = 0; r < moe_comm_size(c); r++) total += lens[r];
+        if (me == 0) fwrite(all, 1, (size_t)total, stderr);
+        free(all);
+        free(lens);
+    }
+    return MOE_OK;
+}
+
 /* ---- main ------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
     moe_comm *c;
     moe_err err = {{0}};
-    if (moe_comm_init(&c, &argc, &argv, &err)) {
+    if (moe_comm_init(&c, "moe-worker", &argc, &argv, &err)) {
         fprintf(stderr, "moe-worker: %s\n", err.msg);
         return 1;
     }
@@ -711,6 +740,7 @@ int main(int argc, char **argv)
     w->max_ctx = max_len;
     moe_engine_opts eo;
     moe_engine_opts_default(&eo);
+    if (job_kernels(c, o->stats, &eo.kernels)) goto out;
     eo.n_threads = (int)o->threads;
     eo.block_size = (int)o->block;
     eo.max_ctx = max_len;

@@ -42,6 +42,11 @@ moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOUR
 # Ranks with different kernel caps agree on the common set (MPMD job).
 moe_test(NAME worker_kernels_np3 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} kernels ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf)
+# One rank with a bad MOE_KERNELS: the job stops at start, naming it.
+moe_test(NAME worker_kernels_bad_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: MOE_KERNELS=avx9 is not a kernel set" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 : -np 1
+              env MOE_KERNELS=avx9 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

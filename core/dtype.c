@@ -1,5 +1,7 @@
 #include "dtype.h"
 
+#include "kern.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -153,47 +155,12 @@ void moe_quantize_row_q8_0_ref(const float *x, moe_block_q8_0 *y, int64_t n)
     }
 }
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-/* The same arithmetic as the reference, eight lanes at a time: max of |x|,
- * one float32 division and reciprocal per block, v = x·id, halves rounded
- * away from zero by truncation plus a signed step.  Bit-identical. */
+/* The fast encoder is an entry of the kernel table (each SIMD set has its
+ * own, bit-identical to the reference), so this file stays baseline code. */
 void moe_quantize_row_q8_0(const float *x, moe_block_q8_0 *y, int64_t n)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-    for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
-        const float *xb = x + b * MOE_Q8_0_BLOCK;
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            v[k] = _mm256_loadu_ps(xb + 8 * k);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4);
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        y[b].d = moe_f32_to_f16(d);
-        const __m256 vid = _mm256_set1_ps(id);
-        __m256i q[4];
-        for (int k = 0; k < 4; k++) {
-            const __m256 a = _mm256_mul_ps(v[k], vid);
-            const __m256 t = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            const __m256 r = _mm256_andnot_ps(sign, _mm256_sub_ps(a, t));
-            const __m256 step = _mm256_and_ps(_mm256_cmp_ps(r, half, _CMP_GE_OQ), one);
-            q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(step, _mm256_and_ps(a, sign))));
-        }
-        /* int32 -> int8 with lanes back in order after the in-lane packs. */
-        __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
-        __m256i p = _mm256_packs_epi16(p01, p23);
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)y[b].qs, p);
-    }
+    moe_kern_for(moe_kern_default(), MOE_DT_Q8_0)->encode(x, y, n);
 }
-#else
-void moe_quantize_row_q8_0(const float *x, moe_block_q8_0 *y, int64_t n) { moe_quantize_row_q8_0_ref(x, y, n); }
-#endif
 
 void moe_dequantize_row_q8_0(const moe_block_q8_0 *x, float *y, int64_t n)
 {

@@ -61,7 +61,8 @@ typedef struct moe_block_q8_0 {
 _Static_assert(sizeof(moe_block_q8_0) == 34, "q8_0 block is 34 bytes");
 
 /* Encoders: n a multiple of 32 (the caller checks).  _ref is the scalar
- * reference; the other is the fast version, bit-identical to it. */
+ * reference; the other is the fast version of the kernel set in use
+ * (core/kern), bit-identical to it. */
 void moe_quantize_row_q8_0_ref(const float *x, moe_block_q8_0 *y, int64_t n);
 void moe_quantize_row_q8_0(const float *x, moe_block_q8_0 *y, int64_t n);
 void moe_dequantize_row_q8_0(const moe_block_q8_0 *x, float *y, int64_t n);

@@ -4,6 +4,8 @@
  */
 #include "gate.h"
 
+#include "kern.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -33,18 +35,8 @@ int moe_gate_check(const moe_gate_cfg *c, moe_err *err)
     return MOE_OK;
 }
 
-void moe_gate_softmax(const float *logits, float *probs, int n)
-{
-    float mx = logits[0];
-    for (int i = 1; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        probs[i] = expf(logits[i] - mx);
-        sum += probs[i];
-    }
-    const float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) probs[i] *= inv;
-}
+/* The engine's attention uses the same function (one summation order). */
+void moe_gate_softmax(const float *logits, float *probs, int n) { moe_kern_softmax(logits, probs, n); }
 
 void moe_gate_sigmoid(const float *logits, float *probs, int n)
 {

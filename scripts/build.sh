@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds one tree: scripts/build.sh release|asan
-# release: build/release (gcc, -O3, -march=native)
+# release: build/release (gcc, -O3, baseline x86-64: runs on any node; the
+#          AVX2 / AVX-512 kernel sets are chosen at run time, MOE_KERNELS caps them)
 # asan:    build/asan    (clang, ASan + UBSan, libFuzzer targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."

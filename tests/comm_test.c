@@ -108,11 +108,28 @@ static int test_fail(moe_comm *c, int who)
     return 1;
 }
 
+/* AND over ranks: rank r clears bit r of all-ones and sets bit 40 + r;
+ * everyone must get all-ones minus the low `size` bits, bits 40.. clear. */
+static int test_and(moe_comm *c)
+{
+    const int me = moe_comm_rank(c), n = moe_comm_size(c);
+    const uint64_t mine = (~(uint64_t)0 & ~((uint64_t)1 << me) & ~((uint64_t)0xff << 40)) | ((uint64_t)1 << (40 + me));
+    const uint64_t got = moe_comm_allreduce_and_u64(c, mine);
+    const uint64_t want = ~(uint64_t)0 & ~(((uint64_t)1 << n) - 1) & ~((uint64_t)0xff << 40);
+    if (got != want) {
+        fprintf(stderr, "rank %d: AND gave %#llx, expected %#llx\n", me, (unsigned long long)got,
+                (unsigned long long)want);
+        return 1;
+    }
+    if (me == 0) printf("and: %d ranks agree on %#llx\n", n, (unsigned long long)got);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     moe_err err;
     moe_comm *c;
-    if (moe_comm_init(&c, &argc, &argv, &err)) {
+    if (moe_comm_init(&c, "comm_test", &argc, &argv, &err)) {
         fprintf(stderr, "comm_test: %s\n", err.msg);
         return 2;
     }
@@ -120,7 +137,13 @@ int main(int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "exchange")) rc = test_exchange(c);
     else if (argc >= 3 && !strcmp(argv[1], "idle")) rc = test_idle(c, atof(argv[2]));
     else if (argc >= 3 && !strcmp(argv[1], "fail")) rc = test_fail(c, atoi(argv[2]));
-    else fprintf(stderr, "usage: comm_test exchange | idle SECONDS | fail RANK\n");
+    else if (argc >= 2 && !strcmp(argv[1], "and")) rc = test_and(c);
+    else if (argc >= 3 && !strcmp(argv[1], "abort")) {
+        /* the message names the program given to init, not moe-worker */
+        if (moe_comm_rank(c) == atoi(argv[2])) moe_comm_abort(c, 7, "simulated abort");
+        moe_comm_barrier(c);
+    }
+    else fprintf(stderr, "usage: comm_test exchange | idle SECONDS | fail RANK | and | abort RANK\n");
     moe_comm_finalize(c);
     return rc;
 }

@@ -1,14 +1,16 @@
 /*
- * kernels.c — every optimised kernel against its scalar reference with a
- * normalised error bound:  |opt − ref| ≤ 1e-5 · Σ|w_i·x_i| (+ tiny),
- * for every weight type and lengths with and without tails; the matrix
- * product is bitwise the dot product per (token, row) whatever the batch
- * and row range; the thread pool runs every slice exactly once.
+ * kernels.c — every optimised kernel set this CPU runs, against the scalar
+ * reference with a normalised error bound:  |opt − ref| ≤ 1e-5 · Σ|w_i·x_i|
+ * (+ tiny), for every weight type and lengths with and without tails; the
+ * matrix product is bitwise the dot product per (token, row) whatever the
+ * batch and row range; avx512 is bitwise avx2; the choice of a set from
+ * feature masks and MOE_KERNELS; the thread pool runs every slice exactly
+ * once.
  */
 #include <math.h>
 
 #include "check.h"
-#include "kernels.h"
+#include "kern.h"
 #include "threadpool.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -32,14 +34,15 @@ static void make_row(uint32_t t, int64_t n, void *buf, float *dec)
     free(src);
 }
 
-static void test_dot_axpy(void)
+static void test_dot_axpy(const moe_kern_set *opt)
 {
-    const moe_kern_ops *ref = moe_kern_reference(), *opt = moe_kern_best();
-    printf("optimised kernels: %s\n", opt->name);
+    const moe_kern_set *ref = moe_kern_reference();
+    printf("kernels %s against the reference\n", moe_kern_name(opt));
     const int64_t lens[] = {32, 64, 96, 128, 160, 512, 704, 2048, 5632};
     for (size_t ti = 0; ti < 4; ti++) {
         const uint32_t t = types[ti];
-        const int slot = moe_kern_type_slot(t);
+        const moe_kern_fns *rf = moe_kern_for(ref, t), *of = moe_kern_for(opt, t);
+        CHECK(rf && of);
         double worst = 0;
         for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
             for (int extra = 0; extra < (t == MOE_DT_Q8_0 ? 1 : 8); extra += 3) {
@@ -55,7 +58,7 @@ static void test_dot_axpy(void)
                     x[i] = frand();
                     mag += fabs((double)w[i] * x[i]);
                 }
-                const float r = ref->dot[slot](row, x, n), o = opt->dot[slot](row, x, n);
+                const float r = rf->dot(row, x, n), o = of->dot(row, x, n);
                 double exact = 0;
                 for (int64_t i = 0; i < n; i++) exact += (double)w[i] * x[i];
                 const double err = fabs((double)o - (double)r) / (mag + 1e-30);
@@ -67,8 +70,8 @@ static void test_dot_axpy(void)
                 /* axpy */
                 for (int64_t i = 0; i < n; i++) y1[i] = y2[i] = frand();
                 const float a = frand();
-                ref->axpy[slot](row, a, y1, n);
-                opt->axpy[slot](row, a, y2, n);
+                rf->axpy(row, a, y1, n);
+                of->axpy(row, a, y2, n);
                 double ad = 0;
                 for (int64_t i = 0; i < n; i++) {
                     double e = fabs((double)y1[i] - y2[i]) / (fabs(a * w[i]) + fabs(y1[i]) + 1e-30);
@@ -88,9 +91,8 @@ static void test_dot_axpy(void)
 
 /* Matrix product: each value bitwise equals the dot product, for any token
  * count and row range; matvec_t against a double reference. */
-static void test_matmul(int64_t cols, int64_t ntok)
+static void test_matmul(const moe_kern_set *k, int64_t cols, int64_t ntok)
 {
-    const moe_kern_ops *k = moe_kern_best();
     for (size_t ti = 0; ti < 4; ti++) {
         const uint32_t t = types[ti];
         const int64_t rows = 37;
@@ -135,7 +137,7 @@ static void test_matmul(int64_t cols, int64_t ntok)
 }
 
 /* int8-activation path: quantizer rule, q8×q8 dot vs reference, tiles */
-static void test_q8q8(void)
+static void test_q8q8(const moe_kern_set *k)
 {
     float x[64];
     for (int i = 0; i < 64; i++) x[i] = frand();
@@ -157,7 +159,8 @@ static void test_q8q8(void)
             moe_kern_quantize_act_q8(xf, xq + rr * nb, n);
         }
         for (int rr = 0; rr < 5; rr++) {
-            const float r = moe_kern_dot_q8q8_ref(w, xq + rr * nb, n), o = moe_kern_dot_q8q8(w, xq + rr * nb, n);
+            const float r = moe_kern_dot_q8q8(moe_kern_reference(), w, xq + rr * nb, n),
+                        o = moe_kern_dot_q8q8(k, w, xq + rr * nb, n);
             double mag = 0;
             for (int64_t b = 0; b < nb; b++)
                 for (int j = 0; j < 32; j++)
@@ -170,10 +173,10 @@ static void test_q8q8(void)
         /* 5 tokens (a tile of 4 and a single) bitwise the single dot */
         moe_mat m = {MOE_DT_Q8_0, 1, n, (size_t)nb * 34, w};
         float y[5];
-        moe_kern_matmul_rows_q8(false, &m, 0, 1, xq, nb, 5, y, 1);
+        moe_kern_matmul_rows_q8(k, &m, 0, 1, xq, nb, 5, y, 1);
         int same = 1;
         for (int t = 0; t < 5; t++) {
-            float d = moe_kern_dot_q8q8(w, xq + t * nb, n);
+            float d = moe_kern_dot_q8q8(k, w, xq + t * nb, n);
             same &= memcmp(&d, &y[t], 4) == 0;
         }
         CHECK_MSG(same, "q8q8 tile n %lld not bitwise the single dot", (long long)n);
@@ -182,7 +185,7 @@ static void test_q8q8(void)
         free(xf);
         free(wd);
     }
-    printf("dot q8_0 x int8 activations: worst normalised error vs reference %.3g\n", worst);
+    printf("%s dot q8_0 x int8 activations: worst normalised error vs reference %.3g\n", moe_kern_name(k), worst);
 }
 
 static void test_small_ops(void)
@@ -192,7 +195,7 @@ static void test_small_ops(void)
     double ms = (1 + 4 + 9 + 0.25) / 5.0, sc = 1.0 / sqrt(ms + 1e-6);
     for (int i = 0; i < 5; i++) CHECK(fabs(y[i] - x[i] * sc * w[i]) < 1e-6);
     float s[4] = {1, 2, 3, 1000};
-    moe_kern_softmax(s, 4);
+    moe_kern_softmax(s, s, 4);
     CHECK(fabs(s[3] - 1.0f) < 1e-6 && s[0] >= 0 && s[0] < 1e-30);
     float g[2] = {0, 2}, u[2] = {3, 0.5f};
     moe_kern_swiglu(g, u, 2);
@@ -231,15 +234,159 @@ static void test_pool(void)
     }
 }
 
+/* The int8 sums are exact in every set: with scales 1.0 the result is an
+ * integer below 2^24, so every set must give the reference's value bit for
+ * bit, even for the extreme bytes (|w| = 128 next to |x| = 127 in every
+ * lane: the pairs maddubs forms reach ±32512, and would saturate if the
+ * operands were taken the wrong way round). */
+static void test_q8q8_exact(const moe_kern_set *k)
+{
+    static const int8_t wv[] = {-128, 127, -128, -127, 127, 0, -1, 1};
+    static const int8_t xv[] = {127, -127, -127, 127, 127, -127, 5, -3};
+    moe_block_q8_0 w[4], x[4];
+    for (int v = 0; v < 8; v++) {
+        for (int b = 0; b < 4; b++) {
+            w[b].d = x[b].d = moe_f32_to_f16(1.0f);
+            for (int j = 0; j < 32; j++) {
+                w[b].qs[j] = wv[(v + (b == 3 ? j : 0)) % 8];
+                x[b].qs[j] = xv[(v + (b >= 2 ? j / 2 : 0)) % 8];
+            }
+        }
+        const float r = moe_kern_dot_q8q8(moe_kern_reference(), w, x, 128), o = moe_kern_dot_q8q8(k, w, x, 128);
+        CHECK_MSG(memcmp(&r, &o, 4) == 0, "%s: exact int8 dot %g vs reference %g (case %d)", moe_kern_name(k), o, r, v);
+    }
+}
+
+/* The set's Q8_0 encoder is bitwise the reference encoder (halves, zeros,
+ * tiny and large values). */
+static void test_encode(const moe_kern_set *k)
+{
+    const moe_kern_fns *f = moe_kern_for(k, MOE_DT_Q8_0);
+    CHECK(f && f->encode);
+    float x[32 * 9];
+    for (int i = 0; i < 32 * 9; i++) x[i] = frand() * (i < 32 ? 1e-30f : (i < 64 ? 0.0f : 3.0f));
+    for (int j = 0; j < 32; j++) x[32 * 8 + j] = (float)(j - 16) * 0.5f; /* amax 8: halves of the step */
+    moe_block_q8_0 a[9], b[9];
+    moe_quantize_row_q8_0_ref(x, a, 32 * 9);
+    f->encode(x, b, 32 * 9);
+    CHECK_MSG(memcmp(a, b, sizeof a) == 0, "%s: Q8_0 encoder differs from the reference", moe_kern_name(k));
+}
+
+/* Two sets give the same bits for every operation (avx512 against avx2). */
+static void test_same_bits(const moe_kern_set *a, const moe_kern_set *b)
+{
+    int same = 1;
+    for (size_t ti = 0; ti < 4; ti++) {
+        const uint32_t t = types[ti];
+        const moe_kern_fns *fa = moe_kern_for(a, t), *fb = moe_kern_for(b, t);
+        const int64_t cols = t == MOE_DT_Q8_0 ? 2144 : 2151, rows = 37, ntok = 9;
+        uint64_t rb;
+        CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
+        char *data = malloc((size_t)(rb * rows));
+        float *dec = malloc((size_t)cols * 4);
+        for (int64_t r = 0; r < rows; r++) make_row(t, cols, data + r * rb, dec);
+        moe_mat m = {t, rows, cols, (size_t)rb, data};
+        const int64_t ny = ntok * rows > cols ? ntok * rows : cols;
+        float *x = malloc((size_t)(ntok * cols) * 4), *ya = malloc((size_t)ny * 4), *yb = malloc((size_t)ny * 4);
+        for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
+        for (int64_t n = 1; n <= ntok; n++) {
+            moe_kern_matmul_rows(a, &m, 0, rows, x, cols, n, ya, rows);
+            moe_kern_matmul_rows(b, &m, 0, rows, x, cols, n, yb, rows);
+            same &= memcmp(ya, yb, (size_t)(n * rows) * 4) == 0;
+        }
+        for (int nt = 1; nt <= 4; nt++) {
+            fa->dotn(data, x, cols, nt, cols, ya);
+            fb->dotn(data, x, cols, nt, cols, yb);
+            same &= memcmp(ya, yb, (size_t)nt * 4) == 0;
+        }
+        memcpy(ya, x, (size_t)cols * 4);
+        memcpy(yb, x, (size_t)cols * 4);
+        fa->axpy(data, 0.37f, ya, cols);
+        fb->axpy(data, 0.37f, yb, cols);
+        same &= memcmp(ya, yb, (size_t)cols * 4) == 0;
+        moe_kern_matvec_t(a, &m, x, ya);
+        moe_kern_matvec_t(b, &m, x, yb);
+        same &= memcmp(ya, yb, (size_t)cols * 4) == 0;
+        if (t == MOE_DT_Q8_0) {
+            const int64_t nb = cols / 32;
+            moe_block_q8_0 *xq = malloc((size_t)(ntok * nb) * sizeof *xq);
+            for (int64_t n = 0; n < ntok; n++) moe_kern_quantize_act_q8(x + n * cols, xq + n * nb, cols);
+            moe_kern_matmul_rows_q8(a, &m, 0, rows, xq, nb, ntok, ya, rows);
+            moe_kern_matmul_rows_q8(b, &m, 0, rows, xq, nb, ntok, yb, rows);
+            same &= memcmp(ya, yb, (size_t)(ntok * rows) * 4) == 0;
+            free(xq);
+        }
+        CHECK_MSG(same, "%s and %s differ on type %u", moe_kern_name(a), moe_kern_name(b), t);
+        free(data);
+        free(dec);
+        free(x);
+        free(ya);
+        free(yb);
+    }
+    if (same) printf("%s is bitwise %s on every operation and type\n", moe_kern_name(b), moe_kern_name(a));
+}
+
+/* Choosing a set from feature masks: caps, unknown names, a set the CPU
+ * lacks (the message names the sets it has), and ranks ANDing masks. */
+static void test_select(void)
+{
+    const uint64_t zen3 = MOE_CPU_AVX2 | MOE_CPU_FMA | MOE_CPU_F16C;
+    const uint64_t zen4 = zen3 | MOE_CPU_AVX512F | MOE_CPU_AVX512VL | MOE_CPU_AVX512BW | MOE_CPU_AVX512DQ |
+                          MOE_CPU_AVX512VNNI;
+    moe_err err;
+    uint64_t m3, m4;
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(0)), "reference"));
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(zen3)), "avx2"));
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(zen3 & ~(uint64_t)MOE_CPU_F16C)), "reference"));
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(zen4)), "avx512"));
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(zen4 & ~(uint64_t)MOE_CPU_AVX512VNNI)), "avx2"));
+    CHECK(moe_kern_cpu_mask(zen4, NULL, &m4, &err) == MOE_OK && m4 == zen4);
+    CHECK(moe_kern_cpu_mask(zen4, "avx2", &m4, &err) == MOE_OK && !strcmp(moe_kern_name(moe_kern_best_in(m4)), "avx2"));
+    CHECK(moe_kern_cpu_mask(zen4, "reference", &m4, &err) == MOE_OK && m4 == 0);
+    CHECK(moe_kern_cpu_mask(zen3, "avx512", &m3, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "MOE_KERNELS=avx512");
+    CHECK_CONTAINS(err.msg, "it has reference, avx2");
+    CHECK(moe_kern_cpu_mask(zen4, "avx9", &m4, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "not a kernel set");
+    CHECK_CONTAINS(err.msg, "reference, avx2, avx512");
+    /* two ranks, one capped: the common set is the cap */
+    CHECK(moe_kern_cpu_mask(zen4, "avx2", &m4, &err) == MOE_OK && moe_kern_cpu_mask(zen4, NULL, &m3, &err) == MOE_OK);
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(m4 & m3)), "avx2"));
+    /* a Zen3 and a Zen4 node: avx2 */
+    CHECK(!strcmp(moe_kern_name(moe_kern_best_in(zen3 & zen4)), "avx2"));
+    CHECK(moe_kern_by_name("avx512") == moe_kern_set_at(2) && moe_kern_by_name("x") == NULL);
+    CHECK(moe_kern_for(moe_kern_reference(), MOE_DT_Q4_K) == NULL && !moe_kern_type_supported(MOE_DT_Q4_K));
+    char buf[64];
+    printf("this CPU runs: %s\n", moe_kern_list(moe_kern_cpu_features(), buf, sizeof buf));
+}
+
 int main(void)
 {
-    test_dot_axpy();
-    for (int64_t nt = 1; nt <= 7; nt++) {
-        test_matmul(96, nt);
-        test_matmul(2144, nt); /* 67 blocks: several reduction chunks and an odd tail */
+    test_select();
+    /* every set this CPU runs (MOE_KERNELS does not narrow a unit test) */
+    const uint64_t cpu = moe_kern_cpu_features();
+    const moe_kern_set *avx2 = NULL, *avx512 = NULL;
+    for (int i = 0; i < moe_kern_n_sets(); i++) {
+        const moe_kern_set *k = moe_kern_set_at(i);
+        uint64_t mask;
+        moe_err err;
+        if (moe_kern_cpu_mask(cpu, moe_kern_name(k), &mask, &err) != MOE_OK) {
+            printf("kernels %s: not on this CPU\n", moe_kern_name(k));
+            continue;
+        }
+        if (!strcmp(moe_kern_name(k), "avx2")) avx2 = k;
+        if (!strcmp(moe_kern_name(k), "avx512")) avx512 = k;
+        test_dot_axpy(k);
+        for (int64_t nt = 1; nt <= 7; nt++) {
+            test_matmul(k, 96, nt);
+            test_matmul(k, 2144, nt); /* 67 blocks: several reduction chunks and an odd tail */
+        }
+        test_q8q8(k);
+        test_q8q8_exact(k);
+        test_encode(k);
     }
+    if (avx2 && avx512) test_same_bits(avx2, avx512);
     test_small_ops();
-    test_q8q8();
     test_pool();
     return check_summary("kernels");
 }

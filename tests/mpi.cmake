@@ -16,6 +16,13 @@ moe_test(NAME comm_fail_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: simulated load failure" 20 --
               ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> fail 1)
 
+moe_test(NAME comm_and_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> and)
+# An abort names the program that set up the module (not "moe-worker").
+moe_test(NAME comm_abort_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "^comm_test: rank 1: simulated abort" 20 --
+              ${MOE_MPIRUN} 2 50 $<TARGET_FILE:comm_test> abort 1)
+
 # The worker job against moe-run: every fixture model on 1 and 3 ranks, a
 # V3-style one on 2 and 4 ranks and with experts scattered and replicated.
 set(MOE_WORKER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh)
@@ -36,6 +43,14 @@ moe_test(NAME worker_chunks_v2lite_mini_f32 LABELS mpi TIMEOUT 180 RESOURCE_LOCK
          ARGS ${MOE_WORKER_TEST} chunks ${MOE_FIXTURES}/models/v2lite_mini_f32.gguf)
 moe_test(NAME worker_batchfile_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} batchfile 2)
+# Ranks with different kernel caps agree on the common set (MPMD job).
+moe_test(NAME worker_kernels_np3 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} kernels ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf)
+# One rank with a bad MOE_KERNELS: the job stops at start, naming it.
+moe_test(NAME worker_kernels_bad_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: MOE_KERNELS=avx9 is not a kernel set" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 : -np 1
+              env MOE_KERNELS=avx9 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

@@ -13,7 +13,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # pass through the variables tests use, when they are set
 xs=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
-for v in MOE_FIXTURES MOE_BIN TMPDIR MOE_LOG; do [ -n "${!v:-}" ] && xs+=(-x "$v"); done
+for v in MOE_FIXTURES MOE_BIN TMPDIR MOE_LOG MOE_KERNELS; do [ -n "${!v:-}" ] && xs+=(-x "$v"); done
 # "-np N" may be given again inside "$@" for MPMD jobs (A : B)
 setsid mpirun --oversubscribe --bind-to none --mca btl self,vader --timeout "$timeout" "${xs[@]}" \
   -np "$np" "$@" &

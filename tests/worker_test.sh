@@ -9,6 +9,9 @@
 #   worker_test.sh batchfile NP                 the one request format (core/reqline.h):
 #       ids:, bare and text: prompts, options by name, stop_id=; a bad line is that
 #       request's error and the others still run, equal to moe-run; exit status 1
+#   worker_test.sh kernels MODEL                rank 0 capped one kernel set below what the
+#       others run (MOE_KERNELS, mpirun MPMD): every rank uses the capped set (--stats)
+#       and the output is bitwise moe-run's with that set
 #   worker_test.sh bytes MODEL NP [PLACEMENT]   the bytes each rank sent per layer
 #       (--stats) equal what the routing trace implies, one copy per destination
 #   worker_test.sh resident NP                  on a model with 6 MiB experts, each rank's
@@ -57,17 +60,10 @@ run_flags() {
   echo "$f"
 }
 
-cmd=${1:?usage: worker_test.sh equal|bytes|badfile ...}
-case $cmd in
-equal)
-  model=$2 np=$3 placement=${4:-}
-  v=$(vocab_of "$model") || fail "cannot read $model"
-  make_batch "$v" > "$tmp/batch"
-  mkdir -p "$tmp/w" "$tmp/r"
-  extra=()
-  [ -n "$placement" ] && extra=(--placement "$placement")
-  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
-      --dump-logits "$tmp/w" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+# Each batch request run alone by moe-run (with the environment as it is,
+# MOE_KERNELS included) must give the worker's ids and logits, bitwise.
+compare_with_run() {
+  local model=$1
   i=0
   while read -r ids n opts; do
     # shellcheck disable=SC2086
@@ -82,6 +78,20 @@ equal)
     i=$((i + 1))
   done < "$tmp/batch"
   [ "$i" = 8 ] || fail "expected 8 requests, ran $i"
+}
+
+cmd=${1:?usage: worker_test.sh equal|chunks|batchfile|kernels|bytes|resident|idle|badfile ...}
+case $cmd in
+equal)
+  model=$2 np=$3 placement=${4:-}
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  mkdir -p "$tmp/w" "$tmp/r"
+  extra=()
+  [ -n "$placement" ] && extra=(--placement "$placement")
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
+      --dump-logits "$tmp/w" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  compare_with_run "$model"
   [ "$(wc -l < "$tmp/out")" = 8 ] || fail "worker printed $(wc -l < "$tmp/out") lines"
   for r in $(seq 0 $((np - 1))); do
     s=$(sed -n "s/^rank $r: sequences \([0-9]*\),.*/\1/p" "$tmp/err")
@@ -144,6 +154,25 @@ batchfile)
     case $got in "${expect[$i]}"*) ;; *) fail "result $((i + 1)): got '$got', want '${expect[$i]}...'" ;; esac
   done
   echo "ok: one request format on $np ranks: 4 requests equal to moe-run, 3 bad lines reported alone"
+  ;;
+kernels)
+  model=$2
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  mkdir -p "$tmp/w" "$tmp/r"
+  # the set moe-run (and an uncapped rank) picks here, and one below it
+  best=$("$bin/moe-run" --model "$model" --tokens 1 -n 1 --stats 2>&1 >/dev/null | sed -n 's/^kernels: \([a-z0-9]*\).*/\1/p')
+  case $best in avx512) low=avx2 ;; avx2|reference) low=reference ;; *) fail "moe-run names no kernel set" ;; esac
+  "$here/mpirun.sh" 1 120 env MOE_KERNELS=$low "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
+      --dump-logits "$tmp/w" : -np 2 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
+      --dump-logits "$tmp/w" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  grep "kernels" "$tmp/err"
+  for r in 0 1 2; do
+    grep -q "^rank $r: kernels $low " "$tmp/err" || fail "rank $r does not use the common set $low"
+  done
+  grep -q "^rank 1: kernels $low (this rank offers $best;" "$tmp/err" || fail "rank 1 did not offer $best"
+  MOE_KERNELS=$low compare_with_run "$model"
+  echo "ok: ranks capped at $low and offering $best agree on $low; 8 requests bitwise equal to moe-run with $low"
   ;;
 bytes)
   model=$2 np=$3 placement=${4:-}

@@ -16,6 +16,7 @@
 #define MAX_ROW_TYPES 8
 
 struct moe_comm {
+    const char *name; /* message prefix */
     int rank, size;
     struct {
         int row_len;
@@ -27,13 +28,14 @@ struct moe_comm {
     int scratch_n;
 };
 
-int moe_comm_init(moe_comm **out, int *argc, char ***argv, moe_err *err)
+int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe_err *err)
 {
     *out = NULL;
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return moe_err_set(err, "MPI_Init_thread failed");
     moe_comm *c = moe_xcalloc(1, sizeof *c);
+    c->name = name;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     /* Errors come back as codes; we decide what to do with them. */
@@ -57,7 +59,7 @@ double moe_comm_wait_seconds(const moe_comm *c) { return c->wait_seconds; }
 
 void moe_comm_abort(moe_comm *c, int code, const char *msg)
 {
-    fprintf(stderr, "moe-worker: rank %d: %s\n", c ? c->rank : -1, msg);
+    fprintf(stderr, "%s: rank %d: %s\n", c && c->name ? c->name : "mpi", c ? c->rank : -1, msg);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, code);
     abort(); /* not reached */
@@ -97,6 +99,15 @@ int moe_comm_agree(moe_comm *c, int status)
     check(c, MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
     wait_request(c, &r);
     return first == c->size ? -1 : first;
+}
+
+uint64_t moe_comm_allreduce_and_u64(moe_comm *c, uint64_t mine)
+{
+    uint64_t all = 0;
+    MPI_Request r;
+    check(c, MPI_Iallreduce(&mine, &all, 1, MPI_UINT64_T, MPI_BAND, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r);
+    return all;
 }
 
 void moe_comm_barrier(moe_comm *c)
@@ -198,7 +209,7 @@ char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **
     /* Bytes go as chunks of at most 1 GiB-ish so int counts never overflow. */
     int64_t total = 0;
     for (int r = 0; r < c->size; r++) total += lens[r];
-    char *all = c->rank == 0 ? moe_xmalloc((size_t)(total ? total : 1)) : NULL;
+    char *all = c->rank == 0 ? moe_xmalloc((size_t)total + 1) : NULL;
     int *cnt = moe_xcalloc((size_t)c->size, sizeof *cnt), *disp = moe_xcalloc((size_t)c->size, sizeof *disp);
     for (int r = 0, off = 0; r < c->size; r++) {
         if (lens[r] > INT32_MAX / 2 || off > INT32_MAX / 2) moe_comm_abort(c, 4, "gather: too many bytes");
@@ -209,6 +220,7 @@ char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **
     MPI_Request rq;
     check(c, MPI_Igatherv(mine, (int)n, MPI_BYTE, all, cnt, disp, MPI_BYTE, 0, MPI_COMM_WORLD, &rq), "MPI_Igatherv");
     wait_request(c, &rq);
+    if (all) all[total] = 0; /* callers treat it as text */
     free(cnt);
     free(disp);
     if (lens_out) *lens_out = lens;

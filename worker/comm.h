@@ -30,14 +30,16 @@ typedef struct moe_comm_req {
     bool active;
 } moe_comm_req;
 
-int moe_comm_init(moe_comm **out, int *argc, char ***argv, moe_err *err);
+/* name prefixes the messages this module prints ("moe-worker: rank 2: ..."),
+ * so they say which program they come from; it must outlive the handle. */
+int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe_err *err);
 /* Finalizes MPI. */
 void moe_comm_finalize(moe_comm *c);
 int moe_comm_rank(const moe_comm *c);
 int moe_comm_size(const moe_comm *c);
 
 /* Ends the whole job now (another rank cannot be trusted to follow):
- * prints "rank R: msg" and calls MPI_Abort. */
+ * prints "NAME: rank R: msg" and calls MPI_Abort. */
 _Noreturn void moe_comm_abort(moe_comm *c, int code, const char *msg);
 
 /*
@@ -46,6 +48,10 @@ _Noreturn void moe_comm_abort(moe_comm *c, int code, const char *msg);
  * A failing rank prints its own reason; the others learn who failed.
  */
 int moe_comm_agree(moe_comm *c, int status);
+
+/* Bitwise AND of every rank's value (e.g. the CPU features all ranks
+ * share, so they agree on one kernel set). */
+uint64_t moe_comm_allreduce_and_u64(moe_comm *c, uint64_t mine);
 
 /* Sleeping barrier (an idle job waits here). */
 void moe_comm_barrier(moe_comm *c);
@@ -86,8 +92,8 @@ bool moe_comm_progress(moe_comm *c, moe_comm_req *req);
 void moe_comm_wait(moe_comm *c, moe_comm_req *req);
 
 /* Gathers variable-length byte strings on rank 0: returns a malloc'd
- * buffer of all ranks' bytes in rank order (with *lens[r] each) on rank 0,
- * NULL elsewhere. */
+ * buffer of all ranks' bytes in rank order (with *lens[r] each) and a NUL
+ * after them on rank 0, NULL elsewhere. */
 char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **lens);
 
 /* Seconds spent waiting inside moe_comm_wait since init (for stats). */

@@ -49,7 +49,8 @@ typedef struct attn_scratch {
 struct moe_engine {
     const moe_model *m;
     moe_engine_opts o;
-    const moe_kern_ops *k;
+    const moe_kern_set *k;
+    const moe_kern_fns *f32; /* the F32 entry of k (attention over the cache) */
     moe_pool *pool;
     moe_kvcache *cache;
     int64_t tokens_processed;
@@ -97,11 +98,11 @@ void moe_engine_opts_default(moe_engine_opts *o)
     o->cache_tokens = 0;
     o->max_batch_tokens = 512;
     o->decompress_min = 32;
-    o->reference_kernels = false;
     o->par_min_cost = 65536.0;
 }
 
 const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }
+const moe_kern_set *moe_engine_kernels(const moe_engine *e) { return e->k; }
 moe_kvcache *moe_engine_cache(moe_engine *e) { return e->cache; }
 
 static float *falloc(int64_t n) { return moe_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
@@ -120,11 +121,13 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     if (o.decompress_min < 0) return moe_err_set(err, "decompress_min < 0");
     if (o.cache_tokens <= 0) o.cache_tokens = o.max_ctx * o.max_seqs;
     if (o.block_size < 1 || o.block_size > 4096) return moe_err_set(err, "block size %d not in 1..4096", o.block_size);
+    if (!o.kernels && moe_kern_choose(&o.kernels, err)) return MOE_ERR;
 
     moe_engine *e = moe_xcalloc(1, sizeof *e);
     e->m = m;
     e->o = o;
-    e->k = o.reference_kernels ? moe_kern_reference() : moe_kern_best();
+    e->k = o.kernels;
+    e->f32 = moe_kern_for(e->k, MOE_DT_F32);
     if (moe_pool_init(&e->pool, o.n_threads, err) != MOE_OK) {
         free(e);
         return MOE_ERR;
@@ -255,8 +258,7 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
 /* ---- parallel matrix products --------------------------------------------- */
 
 typedef struct mm_ctx {
-    const moe_kern_ops *k;
-    bool reference;
+    const moe_kern_set *k;
     const mm_job *jobs;
     int n_jobs;
     double total_cost;
@@ -282,7 +284,7 @@ static void mm_worker(void *arg, int ith, int nth)
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;
             if (r0 < r1 && j->xq)
-                moe_kern_matmul_rows_q8(c->reference, &j->w, r0, r1, j->xq, j->xqs, j->n, j->y, j->ys);
+                moe_kern_matmul_rows_q8(c->k, &j->w, r0, r1, j->xq, j->xqs, j->n, j->y, j->ys);
             else if (r0 < r1)
                 moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
         }
@@ -319,7 +321,7 @@ static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 static void run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
     if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
-    mm_ctx c = {e->k, e->o.reference_kernels, jobs, n_jobs, 0.0};
+    mm_ctx c = {e->k, jobs, n_jobs, 0.0};
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
     if (c.total_cost <= 0.0) return;
@@ -367,16 +369,6 @@ static void rope_cs(const moe_hparams *hp, int64_t pos, float *cs)
     }
 }
 
-static void rope_apply(float *v, const float *cs, int n_rot)
-{
-    for (int i = 0; i < n_rot / 2; i++) {
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float a = v[2 * i], b = v[2 * i + 1];
-        v[2 * i] = a * c - b * s;
-        v[2 * i + 1] = a * s + b * c;
-    }
-}
-
 /* Named intermediate (see moe_engine_tensor_fn); a no-op unless set. */
 static void named(const moe_engine *e, const char *name, int il, const float *data, int rows, int64_t cols)
 {
@@ -411,7 +403,7 @@ static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float 
 {
     if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
         moe_kern_quantize_act_q8(x, xq, m->cols);
-        moe_kern_matmul_rows_q8(e->o.reference_kernels, m, 0, m->rows, xq, 0, 1, y, 0);
+        moe_kern_matmul_rows_q8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
     } else {
         moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
     }
@@ -424,7 +416,8 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
-    const moe_kern_ops *k = e->k;
+    const moe_kern_set *k = e->k;
+    const moe_kern_fns *f32 = e->f32;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
     const int seq = e->row_seq[r];
     const int64_t pos = e->row_pos[r];
@@ -456,8 +449,8 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
             for (int j = 0; j < nh; j += 4) {
                 const int nj = nh - j < 4 ? nh - j : 4;
                 float sl[4], sp[4];
-                k->dotn[0](c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
-                k->dotn[0](c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
+                f32->dotn(c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
+                f32->dotn(c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
                 for (int u = 0; u < nj; u++) s->scores[(j + u) * ATTN_CHUNK + (t - c0)] = hp->attn_scale * (sl[u] + sp[u]);
             }
         }
@@ -479,7 +472,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         for (int64_t t = c0; t < c1; t++) {
             const float *c = moe_kvcache_at(e->cache, seq, il, t);
             for (int j = 0; j < nh; j++)
-                k->axpy[0](c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
+                f32->axpy(c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
         }
     }
     for (int j = 0; j < nh; j++) {
@@ -500,7 +493,8 @@ static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd,
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
-    const moe_kern_ops *k = e->k;
+    const moe_kern_set *k = e->k;
+    const moe_kern_fns *f32 = e->f32;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope, vd = hp->v_dim;
     const int w = nope + vd;
     moe_mat kh, vh;
@@ -519,12 +513,12 @@ static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd,
         const int64_t pos = e->row_pos[r];
         for (int64_t t = 0; t <= pos; t++) {
             const float *kpe = moe_kvcache_at(e->cache, seq, il, t) + kv;
-            s->scores[t] = hp->attn_scale * (k->dot[0](s->dec + (size_t)t * w, qn, nope) + k->dot[0](kpe, qp, rope));
+            s->scores[t] = hp->attn_scale * (f32->dot(s->dec + (size_t)t * w, qn, nope) + f32->dot(kpe, qp, rope));
         }
-        moe_kern_softmax(s->scores, pos + 1);
+        moe_kern_softmax(s->scores, s->scores, pos + 1);
         float *o = e->ao + (size_t)r * hp->n_head * vd + (size_t)hd * vd;
         memset(o, 0, (size_t)vd * sizeof(float));
-        for (int64_t t = 0; t <= pos; t++) k->axpy[0](s->dec + (size_t)t * w + nope, s->scores[t], o, vd);
+        for (int64_t t = 0; t <= pos; t++) f32->axpy(s->dec + (size_t)t * w + nope, s->scores[t], o, vd);
     }
 }
 
@@ -571,8 +565,8 @@ static void attention_block(moe_engine *e, int il, int n)
         float *dst = moe_kvcache_at(e->cache, e->row_seq[r], il, e->row_pos[r]);
         moe_kern_rmsnorm(kv, L->kv_a_norm, hp->eps, dst, hp->kv_lora);
         memcpy(dst + hp->kv_lora, kv + hp->kv_lora, (size_t)hp->qk_rope * sizeof(float));
-        rope_apply(dst + hp->kv_lora, cs, hp->qk_rope);
-        for (int hd = 0; hd < H; hd++) rope_apply(e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
+        moe_kern_rope(e->k, dst + hp->kv_lora, cs, hp->qk_rope);
+        for (int hd = 0; hd < H; hd++) moe_kern_rope(e->k, e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
     }
     named(e, "q", il, e->q, n, H * qk);
     attn_ctx c = {e, il};

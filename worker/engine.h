@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "base.h"
-#include "kernels.h"
+#include "kern.h"
 #include "kvcache.h"
 #include "model.h"
 #include "threadpool.h"
@@ -71,7 +71,7 @@ typedef struct moe_engine_opts {
     int64_t cache_tokens;   /* pool capacity in tokens, default max_ctx × max_seqs */
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
-    bool reference_kernels; /* scalar reference kernels instead of AVX2 */
+    const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */
     bool act_q8;            /* int8 activations for Q8_0 weights (llama.cpp-like; off = float) */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
@@ -85,6 +85,8 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
 void moe_engine_free(moe_engine *e);
 
 const moe_model *moe_engine_model(const moe_engine *e);
+/* The kernel set the engine computes with. */
+const moe_kern_set *moe_engine_kernels(const moe_engine *e);
 moe_kvcache *moe_engine_cache(moe_engine *e);
 
 /* Sequences: ids from the cache's slots. */

@@ -20,7 +20,7 @@
 #include "base.h"
 #include "gate.h"
 #include "gguf.h"
-#include "kernels.h"
+#include "kern.h"
 
 typedef struct moe_hparams {
     int n_layer;        /* trunk blocks (block_count − n_mtp) */

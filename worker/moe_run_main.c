@@ -49,13 +49,14 @@ static void usage(FILE *f)
           "  --ctx N               context limit (default prompt + n)\n"
           "  --batch N             prefill chunk length (default 512)\n"
           "  --decompress-min N    prefill chunks of ≥ N tokens decompress K/V (default 32, 0 = never)\n"
-          "  --reference-kernels   scalar reference kernels (slow; for checking)\n"
+          "  --reference-kernels   scalar reference kernels (slow; for checking); otherwise the\n"
+          "                        best set of this CPU, capped by MOE_KERNELS=reference|avx2|avx512\n"
           "  --int8                int8 activations for Q8_0 weights (faster, llama.cpp-like rounding)\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
           "                        name[16] layer step rows cols (int32 LE) + rows×cols float32\n"
-          "  --stats               print timings and cache bytes to stderr\n"
+          "  --stats               print timings, cache bytes and the kernel set to stderr\n"
           "  --help                this text\n",
           f);
 }
@@ -150,6 +151,7 @@ static void dump_tensor(void *ctx, const char *name, int layer, const float *dat
 /* What the generate loop reports, and where it goes. */
 typedef struct run_out {
     moe_engine *e;
+    const moe_kern_set *kernels; /* the set the engine chose */
     FILE *rows;            /* --dump-logits, or NULL */
     const char *rows_path;
     int vocab;
@@ -263,7 +265,7 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
     fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
             (unsigned long long)o->st.cache_bytes_in_use, (long long)o->seq_len,
             (unsigned long long)o->st.cache_block_bytes);
-    fprintf(stderr, "kernels: %s%s, threads: %lld\n", a->reference ? "reference" : moe_kern_best()->name,
+    fprintf(stderr, "kernels: %s%s, threads: %lld\n", moe_kern_name(o->kernels),
             a->int8 ? " + int8 activations" : "", (long long)a->threads);
 }
 
@@ -285,6 +287,7 @@ static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, cons
         return MOE_ERR;
     }
     out->e = e;
+    out->kernels = moe_engine_kernels(e);
     out->t_start = moe_now();
     for (;;) {
         moe_gen_plan p;
@@ -339,7 +342,7 @@ int main(int argc, char **argv)
     o.max_seqs = 1;
     o.max_batch_tokens = (int)(a.batch < (int64_t)n_tok ? a.batch : (int64_t)n_tok);
     o.decompress_min = (int)a.decompress;
-    o.reference_kernels = a.reference;
+    o.kernels = a.reference ? moe_kern_reference() : NULL; /* NULL: best for this CPU under MOE_KERNELS */
     o.act_q8 = a.int8;
     if ((int64_t)n_tok + a.n_gen > o.max_ctx) {
         moe_err_set(&err, "prompt (%zu) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);

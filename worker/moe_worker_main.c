@@ -175,6 +175,30 @@ static int load(worker *w, moe_err *err)
     return agreed(w, st, true, err); /* same inputs on every rank */
 }
 
+/* The job's kernel set.  Ranks may run on different CPUs: each offers its
+ * CPU's features capped by its own MOE_KERNELS, the ranks AND the offers and
+ * all take the best set in the result, so a sequence's bits never depend
+ * on the rank that holds it.  With stats, rank 0 prints every rank's line. */
+static int job_kernels(worker *w, const moe_kern_set **out)
+{
+    moe_err err;
+    const uint64_t cpu = moe_kern_cpu_features();
+    uint64_t mask = 0;
+    const int st = moe_kern_cpu_mask(cpu, getenv("MOE_KERNELS"), &mask, &err);
+    if (agreed(w, st, false, &err)) return MOE_ERR;
+    *out = moe_kern_best_in(moe_comm_allreduce_and_u64(w->c, mask));
+    if (w->o.stats) {
+        char line[256], has[64];
+        int n = snprintf(line, sizeof line, "rank %d: kernels %s (this rank offers %s; its CPU has %s)\n", w->me,
+                         moe_kern_name(*out), moe_kern_name(moe_kern_best_in(mask)), moe_kern_list(cpu, has, sizeof has));
+        if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+        char *all = moe_comm_gather_bytes(w->c, line, n, NULL);
+        if (w->me == 0) fputs(all, stderr);
+        free(all);
+    }
+    return MOE_OK;
+}
+
 /* The engine sized for the batch's own requests or the serving flags, the
  * expert exchange, the generate loop and its source. */
 static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
@@ -194,6 +218,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     }
     moe_engine_opts eo;
     moe_engine_opts_default(&eo);
+    if (job_kernels(w, &eo.kernels)) return MOE_ERR;
     eo.n_threads = (int)o->threads;
     eo.block_size = (int)o->block;
     eo.max_ctx = max_len;
@@ -208,7 +233,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (st == MOE_OK) moe_xchg_hook(w->x, hook);
     if (st == MOE_OK && o->coordinator) {
         const moe_link_src_opts lo = {.endpoint = o->coordinator, .heartbeat_ms = (int)o->heartbeat_ms,
-                                      .max_seqs = max_seqs, .max_ctx = max_len};
+                                      .max_seqs = max_seqs, .max_ctx = max_len, .kernels = moe_kern_name(eo.kernels)};
         st = moe_source_link_open(&w->link, &lo, w->m, w->me, w->R, err);
         if (st == MOE_OK) moe_xchg_set_tick(w->x, moe_source_link_tick, w->link);
     }
@@ -300,7 +325,7 @@ int main(int argc, char **argv)
 {
     moe_comm *c;
     moe_err err = {{0}};
-    if (moe_comm_init(&c, &argc, &argv, &err)) {
+    if (moe_comm_init(&c, "moe-worker", &argc, &argv, &err)) {
         fprintf(stderr, "moe-worker: %s\n", err.msg);
         return 1;
     }

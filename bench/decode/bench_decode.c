@@ -235,6 +235,9 @@ int main(int argc, char **argv)
     }
     moe_err err;
     moe_model *m;
+    /* the engines below pick the same set (MOE_KERNELS caps it) */
+    const moe_kern_set *kset;
+    if (moe_kern_choose(&kset, &err)) die("kernels", &err);
     const long rss0 = rss_kib();
     if (moe_model_open(&m, model, &err)) die("model", &err);
     const long rss1 = rss_kib();
@@ -242,7 +245,7 @@ int main(int argc, char **argv)
     printf("# bench-decode: %s\n", model);
     printf("model file %.1f MiB; resident after load %.1f MiB (process grew %.1f MiB; weights stay in the mapping)\n",
            m->file_bytes / 1048576.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
-    printf("kernels: %s; single-sequence rows are the best of %d runs\n", moe_kern_best()->name, reps);
+    printf("kernels: %s; single-sequence rows are the best of %d runs\n", moe_kern_name(kset), reps);
     {
         FILE *la = fopen("/proc/loadavg", "r");
         char buf[128] = "?";

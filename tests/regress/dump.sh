@@ -1,8 +1,8 @@
 #!/bin/sh
 # Regression data: the logits (and seeded samples) that a build gives for
 # every fixture model, per kernel set.  Written once from the build before
-# the issue-9 reshape (tests/data/regress/); regress_check.sh compares a
-# later build against it bit for bit.
+# the issue-9 reshape (tests/data/regress/); regress_check.sh (ctest
+# regress_logits) compares a later build against it bit for bit.
 #   dump.sh BIN_DIR OUT_DIR KSET [RUN_FLAGS...]
 # KSET names the files; RUN_FLAGS select that kernel set for moe-run.
 set -eu

@@ -1,0 +1,130 @@
+/*
+ * kern.c — the products built on the kernel table (row-sliced, cache-tiled
+ * matrix products, the transposed product, the int8 path) and the small
+ * per-vector ops.  Baseline x86-64 code: the arithmetic of every value is
+ * in the table's entries; this file only decides which rows and tokens
+ * meet when.
+ */
+#include "kern_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+void moe_kern_matmul_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const float *x,
+                             int64_t xs, int64_t n_tok, float *y, int64_t ys)
+{
+    /* Tiles: ~64 KiB of weight rows × ~128 KiB of activations stay in L2
+     * while they meet; the tiling changes which loads hit cache, never the
+     * arithmetic of a value. */
+    int64_t rt = (int64_t)(65536 / (m->row_bytes ? m->row_bytes : 1));
+    int64_t tt = (131072 / (m->cols > 0 ? m->cols * 4 : 1)) & ~(int64_t)3;
+    if (rt < 4) rt = 4;
+    if (tt < 4) tt = 4;
+    for (int64_t rb = r0; rb < r1; rb += rt) {
+        const int64_t re = rb + rt < r1 ? rb + rt : r1;
+        for (int64_t tb = 0; tb < n_tok; tb += tt) {
+            const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
+            for (int64_t r = rb; r < re; r++) {
+                const void *row = moe_mat_row(m, r);
+                for (int64_t t = tb; t < te; t += 4) {
+                    const int nt = te - t < 4 ? (int)(te - t) : 4;
+                    float o[4];
+                    f->dotn(row, x + t * xs, xs, nt, m->cols, o);
+                    for (int u = 0; u < nt; u++) y[(t + u) * ys + r] = o[u];
+                }
+            }
+        }
+    }
+}
+
+void moe_kern_matmul_rows(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
+                          const float *x, int64_t x_stride, int64_t n_tok,
+                          float *y, int64_t y_stride)
+{
+    const moe_kern_fns *f = moe_kern_for(k, m->type);
+    MOE_ASSERT(f && r0 >= 0 && r1 <= m->rows);
+    if (f->matmul && n_tok >= 4) f->matmul(m, r0, r1, x, x_stride, n_tok, y, y_stride);
+    else moe_kern_matmul_generic(f, m, r0, r1, x, x_stride, n_tok, y, y_stride);
+}
+
+void moe_kern_matvec_t(const moe_kern_set *k, const moe_mat *m, const float *x, float *y)
+{
+    const moe_kern_fns *f = moe_kern_for(k, m->type);
+    MOE_ASSERT(f);
+    memset(y, 0, (size_t)m->cols * sizeof(float));
+    for (int64_t r = 0; r < m->rows; r++) f->axpy(moe_mat_row(m, r), x[r], y, m->cols);
+}
+
+void moe_kern_rmsnorm(const float *x, const float *w, float eps, float *y, int64_t n)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+void moe_kern_softmax(const float *x, float *y, int64_t n)
+{
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = expf(x[i] - mx);
+        sum += y[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+void moe_kern_swiglu(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* ---- int8-activation path (Q8_0 weights) ----------------------------------- */
+
+void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
+        const float *xb = x + b * MOE_Q8_0_BLOCK;
+        float amax = 0.0f;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = moe_f32_to_f16(amax / 127.0f);
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id);
+    }
+}
+
+float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
+{
+    float r;
+    moe_kern_for(k, MOE_DT_Q8_0)->dotn_q8q8(w, x, 0, 1, n, &r);
+    return r;
+}
+
+void moe_kern_matmul_rows_q8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
+                             const moe_block_q8_0 *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
+{
+    const moe_kern_fns *f = moe_kern_for(k, m->type);
+    MOE_ASSERT(m->type == MOE_DT_Q8_0 && f && f->dotn_q8q8 && r0 >= 0 && r1 <= m->rows);
+    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (65536 / (int64_t)(m->cols + m->cols / 16)) & ~(int64_t)3;
+    if (rt < 4) rt = 4;
+    if (tt < 4) tt = 4;
+    for (int64_t rb = r0; rb < r1; rb += rt) {
+        const int64_t re = rb + rt < r1 ? rb + rt : r1;
+        for (int64_t tb = 0; tb < n_tok; tb += tt) {
+            const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
+            for (int64_t r = rb; r < re; r++) {
+                const moe_block_q8_0 *row = moe_mat_row(m, r);
+                int64_t t = tb;
+                /* quads share the row's decode; the rest go one by one */
+                for (; t + 4 <= te; t += 4) {
+                    float o[4];
+                    f->dotn_q8q8(row, xq + t * xq_stride, xq_stride, 4, m->cols, o);
+                    for (int u = 0; u < 4; u++) y[(t + u) * y_stride + r] = o[u];
+                }
+                for (; t < te; t++) f->dotn_q8q8(row, xq + t * xq_stride, 0, 1, m->cols, &y[t * y_stride + r]);
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+/*
+ * kern.h — the numeric kernels of the engine: dot products of a weight row
+ * with a float activation, matrix products over views of mmapped weights,
+ * and the small per-vector ops (RMSNorm, softmax, SwiGLU).
+ *
+ * Kernels sit in a table keyed by (operation, weight type): for each
+ * supported weight type one row holds the scalar reference beside every
+ * optimised version (kern_select.c), so a new weight type is one new row.
+ * The versions come in sets, each its own translation unit compiled with
+ * its own target flags:
+ *   reference  scalar C, written for clarity, used by tests (always there)
+ *   avx2       AVX2 + FMA + F16C
+ *   avx512     AVX-512 F/VL/BW/DQ + VNNI (32 vector registers; VNNI for
+ *              the int8 path), bitwise identical to avx2
+ * The rest of the program is compiled for baseline x86-64, so one binary
+ * runs on every node; the set is chosen at start from cpuid (and the OS's
+ * saved register state), capped by the environment variable
+ * MOE_KERNELS=reference|avx2|avx512.  Ranks of one MPI job agree on one set
+ * (the best one all of them can run), see moe_kern_cpu_mask().
+ *
+ * All sets keep activations in float32; weights are read in their stored
+ * type (F32, F16, BF16, Q8_0) straight from the file mapping.
+ *
+ * Invariance rules (see docs/engine.md):
+ *   - every output value is one dot product computed by one thread, with a
+ *     reduction order that depends only on the row length, never on how many
+ *     tokens are in the batch or how rows are split among threads;
+ *   - the matrix product is the dot product applied per (token, row), so a
+ *     token's result is bitwise the same alone or in any batch.
+ */
+#ifndef MOE_KERN_H
+#define MOE_KERN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "dtype.h"
+
+/* A read-only 2-D weight view: rows × cols values of `type`, row-major,
+ * cols contiguous (ggml ne[0] = cols, ne[1] = rows), row_bytes apart. */
+typedef struct moe_mat {
+    uint32_t type;     /* moe_dtype */
+    int64_t rows;
+    int64_t cols;
+    size_t row_bytes;
+    const void *data;
+} moe_mat;
+
+/* Pointer to row r of m. */
+static inline const void *moe_mat_row(const moe_mat *m, int64_t r)
+{
+    return (const char *)m->data + (size_t)r * m->row_bytes;
+}
+
+/* dot(row, x) over n values; row of the entry's weight type. */
+typedef float (*moe_kern_dot_fn)(const void *row, const float *x, int64_t n);
+/* out[t] = dot(row, x + t·xs) for t < nt (1..4), each bitwise equal to the
+ * single dot: the weights are decoded once for the nt tokens */
+typedef void (*moe_kern_dotn_fn)(const void *row, const float *x, int64_t xs, int nt, int64_t n, float *out);
+/* y[0..n) += a · row[0..n) */
+typedef void (*moe_kern_axpy_fn)(const void *row, float a, float *y, int64_t n);
+/* y[t][r] for rows [r0, r1) and n_tok >= 4 tokens, each value bitwise the
+ * entry's dotn (a cache-tiled product; optional) */
+typedef void (*moe_kern_matmul_fn)(const moe_mat *m, int64_t r0, int64_t r1, const float *x, int64_t xs,
+                                   int64_t n_tok, float *y, int64_t ys);
+/* Int8 activations (Q8_0 weights only): out[t] = dot of the row with the
+ * quantized activation row x + t·xs (blocks), t < nt (1..4), each bitwise
+ * the nt = 1 result. */
+typedef void (*moe_kern_dotn_q8q8_fn)(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int nt,
+                                      int64_t n, float *out);
+/* Row encoder from float32 (bitwise the dtype.h reference encoder). */
+typedef void (*moe_kern_encode_fn)(const float *x, void *y, int64_t n);
+
+/* The operations of one weight type in one set.  dot, dotn and axpy are
+ * always there; the others may be NULL (matmul: the generic tiling over
+ * dotn; dotn_q8q8 / encode: only Q8_0 has them). */
+typedef struct moe_kern_fns {
+    moe_kern_dot_fn dot;
+    moe_kern_dotn_fn dotn;
+    moe_kern_axpy_fn axpy;
+    moe_kern_matmul_fn matmul;
+    moe_kern_dotn_q8q8_fn dotn_q8q8;
+    moe_kern_encode_fn encode;
+} moe_kern_fns;
+
+/* A kernel set (one column of the table). */
+typedef struct moe_kern_set moe_kern_set;
+
+/* "reference", "avx2", "avx512". */
+const char *moe_kern_name(const moe_kern_set *k);
+/* The operations of weight type `type` in set k, or NULL (no kernels). */
+const moe_kern_fns *moe_kern_for(const moe_kern_set *k, uint32_t type);
+/* True when type has kernels (so a model can be bound). */
+bool moe_kern_type_supported(uint32_t type);
+
+/* ---- choosing a set ---- */
+
+/* CPU features the sets need (bits of a feature mask). */
+enum {
+    MOE_CPU_AVX2 = 1u << 0,     /* with the OS saving ymm state */
+    MOE_CPU_FMA = 1u << 1,
+    MOE_CPU_F16C = 1u << 2,
+    MOE_CPU_AVX512F = 1u << 3,  /* AVX-512 bits: with the OS saving zmm/opmask state */
+    MOE_CPU_AVX512VL = 1u << 4,
+    MOE_CPU_AVX512BW = 1u << 5,
+    MOE_CPU_AVX512DQ = 1u << 6,
+    MOE_CPU_AVX512VNNI = 1u << 7,
+};
+
+/* Every set, weakest first (reference, avx2, avx512; a set a build lacks is
+ * still listed: it just needs features no CPU mask grants). */
+int moe_kern_n_sets(void);
+const moe_kern_set *moe_kern_set_at(int i);
+/* The set named s, or NULL. */
+const moe_kern_set *moe_kern_by_name(const char *s);
+/* The scalar reference set. */
+const moe_kern_set *moe_kern_reference(void);
+
+/* Features of this CPU (cpuid + xgetbv). */
+uint64_t moe_kern_cpu_features(void);
+/*
+ * The feature mask this process offers: `cpu` reduced to what the capping
+ * set (cap = MOE_KERNELS' value, NULL or "" for none) needs.  Errors: an
+ * unknown name, or a set this CPU cannot run (the message names the sets
+ * it can).  Ranks AND their masks and take moe_kern_best_in() of the result.
+ */
+int moe_kern_cpu_mask(uint64_t cpu, const char *cap, uint64_t *mask, moe_err *err);
+/* The best set whose needs are all in mask (reference at worst). */
+const moe_kern_set *moe_kern_best_in(uint64_t mask);
+/* Best set for this CPU under MOE_KERNELS (an error if it is bad). */
+int moe_kern_choose(const moe_kern_set **out, moe_err *err);
+/* As moe_kern_choose, but a bad MOE_KERNELS means the CPU's best set (for
+ * code with no error path whose result is the same in every set, such as
+ * the Q8_0 encoder).  Cached after the first call. */
+const moe_kern_set *moe_kern_default(void);
+/* "reference, avx2, avx512": the sets a feature mask can run, into buf. */
+const char *moe_kern_list(uint64_t mask, char *buf, size_t size);
+
+/* ---- products built on the table ---- */
+
+static inline float moe_kern_dot(const moe_kern_set *k, const moe_mat *m, int64_t r, const float *x)
+{
+    return moe_kern_for(k, m->type)->dot(moe_mat_row(m, r), x, m->cols);
+}
+
+/*
+ * y[t][r] = dot(m row r, x[t]) for tokens t in [0, n_tok), rows r in [r0, r1).
+ * x: n_tok × cols (x_stride floats apart); y: n_tok × rows (y_stride apart).
+ * Loops rows outside, tokens inside (in groups of up to 4 sharing one decode of the
+ * row): the row stays in cache while every token uses it, and each value is
+ * bitwise moe_kern_dot.
+ */
+void moe_kern_matmul_rows(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
+                          const float *x, int64_t x_stride, int64_t n_tok,
+                          float *y, int64_t y_stride);
+
+/*
+ * Optional int8-activation path for Q8_0 weights (as llama.cpp's CPU
+ * backend): the activation row is quantized to Q8_0 blocks of 32 along the
+ * reduction (d = fp16(amax/127), q = round-half-even(x·127/amax)), and each
+ * block's integer dot is scaled by d_w·d_x.  Faster, less exact; off by
+ * default.  n a multiple of 32.
+ */
+void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n);
+/* Σ_blocks d_w·d_x·Σ q_w·q_x in set k (reference: in block order). */
+float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n);
+/* As moe_kern_matmul_rows for a Q8_0 matrix and quantized activations
+ * (xq: n_tok rows of cols/32 blocks, xq_stride blocks apart).  Per (token,
+ * row) bitwise moe_kern_dot_q8q8. */
+void moe_kern_matmul_rows_q8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
+                             const moe_block_q8_0 *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride);
+
+/* y[0..cols) = Σ_r x[r] · m row r (the transposed product), rows in order. */
+void moe_kern_matvec_t(const moe_kern_set *k, const moe_mat *m, const float *x, float *y);
+
+/* Small float ops (one version; they are a negligible share of time).
+ * x, y may alias. */
+void moe_kern_rmsnorm(const float *x, const float *w, float eps, float *y, int64_t n);
+/* y = softmax(x) over n ≥ 1 values: max, then Σ exp(x − max) in double in
+ * index order, then one float reciprocal.  The attention and the router
+ * both use it. */
+void moe_kern_softmax(const float *x, float *y, int64_t n);
+/*
+ * Rotary embedding of n_rot values in place: pair i (v[2i], v[2i+1]) turns
+ * by (c, s) = (cs[2i], cs[2i+1]) with one fused multiply-add per output:
+ *   v[2i]   = fma(a, c, −(b·s)),   v[2i+1] = fma(a, s, b·c)
+ * (a = v[2i], b = v[2i+1]; the inner products rounded first).  That is what
+ * the engine computed when gcc vectorised its rotation loop with
+ * vfmaddsub under -march=native, and the regression data hold those bits;
+ * every set gives them (the reference through fmaf()).
+ */
+void moe_kern_rope(const moe_kern_set *k, float *v, const float *cs, int n_rot);
+/* g[i] = silu(g[i]) · u[i] */
+void moe_kern_swiglu(float *g, const float *u, int64_t n);
+
+#endif

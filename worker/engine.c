@@ -1,92 +1,19 @@
 /*
- * engine.c — deepseek2 forward pass (MLA + DeepSeekMoE) over a batched step.
+ * engine.c — deepseek2 forward pass (MLA + DeepSeekMoE) over a batched step:
+ * set-up, the step, the FFN and MoE layer, the parallel matrix products
+ * (attention is in attn.c).
  *
  * Layout of the step's activations: one row per token of the step, rows of
  * one item consecutive, items in call order.  All buffers below are sized
  * for max_batch_tokens rows at init.
  */
-#include "engine.h"
-
-#include "group.h"
+#include "engine_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A matrix product job: y[t][r] = W row r · x[t], t < n. */
-typedef struct mm_job {
-    moe_mat w;
-    const float *x;
-    int64_t xs;      /* x stride (floats) */
-    int64_t n;       /* tokens */
-    float *y;
-    int64_t ys;      /* y stride (floats) */
-    const moe_block_q8_0 *xq; /* int8 path: x quantized, xqs blocks apart (else NULL) */
-    int64_t xqs;
-} mm_job;
-
-/* Attention work unit: one (token row, head) in absorbed form, or one
- * (chunk, head) in decompressed form. */
-typedef struct attn_task {
-    int row0;        /* first row */
-    int n_rows;      /* 1 for absorbed */
-    int head;        /* first head */
-    int n_heads;     /* absorbed: heads done in one pass over the cache */
-    bool decompress;
-} attn_task;
-
-typedef struct attn_scratch {
-    float *scores;   /* [n_head][max(max_ctx, ATTN_CHUNK)] */
-    float *q_lat;    /* [n_head][kv_lora] */
-    float *ctx_lat;  /* [n_head][kv_lora] */
-    float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
-    moe_block_q8_0 *xq; /* int8 path: one quantized q_nope or latent */
-    float *ml;       /* [2][n_head] running max and sum of the online softmax */
-} attn_scratch;
-
-#define ATTN_CHUNK 32  /* positions per pass of the absorbed attention */
-
-struct moe_engine {
-    const moe_model *m;
-    moe_engine_opts o;
-    const moe_kern_set *k;
-    const moe_kern_fns *f32; /* the F32 entry of k (attention over the cache) */
-    moe_pool *pool;
-    moe_kvcache *cache;
-    int64_t tokens_processed;
-
-    /* per-row metadata [N] */
-    int *row_seq;
-    int64_t *row_pos;
-    /* activations, N = max_batch_tokens rows */
-    float *x;        /* [N][dim] residual stream */
-    float *h;        /* [N][dim] normed input of a block */
-    float *tmp;      /* [N][dim] block output */
-    float *qa;       /* [N][q_lora] */
-    float *q;        /* [N][H·(nope+rope)] */
-    float *kva;      /* [N][kv_lora + rope] */
-    float *cs;       /* [N][rope] cos/sin pairs per row */
-    float *ao;       /* [N][H·v] attention output (heads concatenated) */
-    float *fg, *fu;  /* [N][max(dense_ff, shared ff)] */
-    float *sh;       /* [N][dim] shared-expert output */
-    float *glog;     /* [N][n_expert] router logits */
-    int32_t *ids;    /* [N][n_used] */
-    float *wts;      /* [N][n_used] */
-    int32_t *slot;   /* [N][n_used] row of (token, j) in the expert buffers */
-    int32_t *order;  /* [N·n_used] (token, j) slots grouped by expert */
-    float *xe;       /* [N·n_used][dim] token rows grouped by expert */
-    float *ge, *ue;  /* [N·n_used][expert_ff] */
-    float *ye;       /* [N·n_used][dim] */
-    int32_t *e_cnt, *e_off; /* [n_expert] */
-    float *logits;   /* [N][vocab] */
-    mm_job *jobs;    /* [2·n_expert + 4] */
-    moe_block_q8_0 *xq; /* int8 path: quantized activations of one run */
-    int64_t xq_blocks;
-    attn_task *tasks;/* [N·H] */
-    int n_tasks;
-    double attn_cost;   /* rough flops of one layer's attention this step */
-    attn_scratch *as;/* [n_threads] */
-};
+#include "group.h"
 
 void moe_engine_opts_default(moe_engine_opts *o)
 {
@@ -318,7 +245,7 @@ static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
     }
 }
 
-static void run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
+void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
     if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
     mm_ctx c = {e->k, jobs, n_jobs, 0.0};
@@ -331,262 +258,14 @@ static void run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
     else moe_pool_run(e->pool, mm_worker, &c);
 }
 
-static mm_job job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
-{
-    mm_job j = {*w, x, xs, n, y, ys, NULL, 0};
-    return j;
-}
-
-/* ---- RoPE ------------------------------------------------------------------ */
-
-/* cos/sin of every rotary pair at position pos, YaRN as the fixtures' README. */
-static void rope_cs(const moe_hparams *hp, int64_t pos, float *cs)
-{
-    const int n_rot = hp->qk_rope;
-    const double base = hp->rope_base;
-    double low = 0, high = 0;
-    if (hp->yarn) {
-        const double lb = 2.0 * log(base);
-        const double c32 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 32.0)) / lb;
-        const double c1 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 1.0)) / lb;
-        low = floor(c32);
-        if (low < 0) low = 0;
-        high = ceil(c1);
-        if (high > n_rot - 1) high = n_rot - 1;
-    }
-    for (int i = 0; i < n_rot / 2; i++) {
-        const double extrap = (double)pos * pow(base, -2.0 * i / n_rot);
-        double theta = extrap;
-        if (hp->yarn) {
-            const double interp = extrap / hp->yarn_factor;
-            double y = ((double)i - low) / fmax(0.001, high - low);
-            y = y < 0 ? 0 : (y > 1 ? 1 : y);
-            const double gamma = 1.0 - y;
-            theta = interp * (1.0 - gamma) + extrap * gamma;
-        }
-        cs[2 * i] = (float)cos(theta);
-        cs[2 * i + 1] = (float)sin(theta);
-    }
-}
-
-/* Named intermediate (see moe_engine_tensor_fn); a no-op unless set. */
-static void named(const moe_engine *e, const char *name, int il, const float *data, int rows, int64_t cols)
-{
-    if (e->o.tensor_fn) e->o.tensor_fn(e->o.tensor_ctx, name, il, data, rows, (int)cols, e->row_seq, e->row_pos);
-}
-
-/* ---- attention ------------------------------------------------------------- */
-
-typedef struct attn_ctx {
-    moe_engine *e;
-    int il;
-} attn_ctx;
-
-/* Per head: the matrix mapping c to the non-rotary key and the one mapping a
- * latent to the value, for split and fused files. */
-static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *kh, moe_mat *vh)
-{
-    const moe_hparams *hp = &e->m->hp;
-    if (hp->mla_fused) {
-        const int64_t r = (int64_t)hd * (hp->qk_nope + hp->v_dim);
-        *kh = moe_mat_rows(&L->kv_b, r, hp->qk_nope);          /* nope × kv_lora */
-        *vh = moe_mat_rows(&L->kv_b, r + hp->qk_nope, hp->v_dim); /* v × kv_lora */
-    } else {
-        *kh = moe_mat_rows(&L->k_b, (int64_t)hd * hp->kv_lora, hp->kv_lora); /* kv_lora × nope */
-        *vh = moe_mat_rows(&L->v_b, (int64_t)hd * hp->v_dim, hp->v_dim);     /* v × kv_lora */
-    }
-}
-
-/* y[rows] = m · x for one vector; on the int8 path a Q8_0 matrix gets a
- * quantized x (as llama.cpp's absorbed MLA products do). */
-static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, moe_block_q8_0 *xq)
-{
-    if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
-        moe_kern_quantize_act_q8(x, xq, m->cols);
-        moe_kern_matmul_rows_q8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
-    } else {
-        moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
-    }
-}
-
-/* Absorbed form for one token row and heads [h0, h0 + nh): one pass over
- * the row's cache computes the scores of all those heads, a second pass
- * their latent contexts.  Each head's values do not depend on nh. */
-static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scratch *s)
-{
-    const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
-    const moe_kern_set *k = e->k;
-    const moe_kern_fns *f32 = e->f32;
-    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
-    const int seq = e->row_seq[r];
-    const int64_t pos = e->row_pos[r];
-    const float *qrow = e->q + (size_t)r * hp->n_head * qk; /* per head [nope | rope] */
-    for (int j = 0; j < nh; j++) {
-        moe_mat kh, vh;
-        head_mats(e, L, h0 + j, &kh, &vh);
-        const float *qn = qrow + (size_t)(h0 + j) * qk;
-        /* q_lat[kv] = K_h q_nope */
-        if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
-        else matvec(e, &kh, qn, s->q_lat + (size_t)j * kv, s->xq);
-    }
-    /* One pass over the cache in chunks of ATTN_CHUNK positions with an
-     * online softmax: a chunk's latents are read from memory once, scored
-     * for every head, and re-read from cache for the weighted sum.  Chunk
-     * boundaries are fixed positions, so the arithmetic of a (row, head)
-     * depends only on its position. */
-    float *m = s->ml, *l = s->ml + nh;
-    for (int j = 0; j < nh; j++) {
-        m[j] = -INFINITY;
-        l[j] = 0.0f;
-    }
-    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
-    for (int64_t c0 = 0; c0 <= pos; c0 += ATTN_CHUNK) {
-        const int64_t c1 = c0 + ATTN_CHUNK <= pos + 1 ? c0 + ATTN_CHUNK : pos + 1;
-        for (int64_t t = c0; t < c1; t++) {
-            const float *c = moe_kvcache_at(e->cache, seq, il, t);
-            /* up to 4 heads per pass over c_t (bitwise the single dots) */
-            for (int j = 0; j < nh; j += 4) {
-                const int nj = nh - j < 4 ? nh - j : 4;
-                float sl[4], sp[4];
-                f32->dotn(c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
-                f32->dotn(c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
-                for (int u = 0; u < nj; u++) s->scores[(j + u) * ATTN_CHUNK + (t - c0)] = hp->attn_scale * (sl[u] + sp[u]);
-            }
-        }
-        for (int j = 0; j < nh; j++) {
-            float *sc = s->scores + j * ATTN_CHUNK, mx = m[j];
-            for (int64_t t = 0; t < c1 - c0; t++) mx = sc[t] > mx ? sc[t] : mx;
-            if (mx > m[j]) {
-                const float alpha = m[j] == -INFINITY ? 0.0f : expf(m[j] - mx);
-                l[j] *= alpha;
-                float *cl = s->ctx_lat + (size_t)j * kv;
-                for (int i = 0; i < kv; i++) cl[i] *= alpha;
-                m[j] = mx;
-            }
-            for (int64_t t = 0; t < c1 - c0; t++) {
-                sc[t] = expf(sc[t] - mx);
-                l[j] += sc[t];
-            }
-        }
-        for (int64_t t = c0; t < c1; t++) {
-            const float *c = moe_kvcache_at(e->cache, seq, il, t);
-            for (int j = 0; j < nh; j++)
-                f32->axpy(c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
-        }
-    }
-    for (int j = 0; j < nh; j++) {
-        const float inv = 1.0f / l[j];
-        float *cl = s->ctx_lat + (size_t)j * kv;
-        for (int i = 0; i < kv; i++) cl[i] *= inv;
-    }
-    for (int j = 0; j < nh; j++) {
-        moe_mat kh, vh;
-        head_mats(e, L, h0 + j, &kh, &vh);
-        float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)(h0 + j) * hp->v_dim;
-        matvec(e, &vh, s->ctx_lat + (size_t)j * kv, o, s->xq);
-    }
-}
-
-/* Decompressed form for a chunk of rows of one sequence and one head. */
-static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd, attn_scratch *s)
-{
-    const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
-    const moe_kern_set *k = e->k;
-    const moe_kern_fns *f32 = e->f32;
-    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope, vd = hp->v_dim;
-    const int w = nope + vd;
-    moe_mat kh, vh;
-    head_mats(e, L, hd, &kh, &vh);
-    const int seq = e->row_seq[r0];
-    const int64_t len = e->row_pos[r0 + n_rows - 1] + 1;
-    for (int64_t t = 0; t < len; t++) {
-        const float *c = moe_kvcache_at(e->cache, seq, il, t);
-        float *kn = s->dec + (size_t)t * w, *vv = kn + nope;
-        if (hp->mla_fused) moe_kern_matmul_rows(k, &kh, 0, nope, c, 0, 1, kn, 0);
-        else moe_kern_matvec_t(k, &kh, c, kn);
-        moe_kern_matmul_rows(k, &vh, 0, vd, c, 0, 1, vv, 0);
-    }
-    for (int r = r0; r < r0 + n_rows; r++) {
-        const float *qn = e->q + (size_t)r * hp->n_head * qk + (size_t)hd * qk, *qp = qn + nope;
-        const int64_t pos = e->row_pos[r];
-        for (int64_t t = 0; t <= pos; t++) {
-            const float *kpe = moe_kvcache_at(e->cache, seq, il, t) + kv;
-            s->scores[t] = hp->attn_scale * (f32->dot(s->dec + (size_t)t * w, qn, nope) + f32->dot(kpe, qp, rope));
-        }
-        moe_kern_softmax(s->scores, s->scores, pos + 1);
-        float *o = e->ao + (size_t)r * hp->n_head * vd + (size_t)hd * vd;
-        memset(o, 0, (size_t)vd * sizeof(float));
-        for (int64_t t = 0; t <= pos; t++) f32->axpy(s->dec + (size_t)t * w + nope, s->scores[t], o, vd);
-    }
-}
-
-static void attn_worker(void *arg, int ith, int nth)
-{
-    const attn_ctx *c = arg;
-    moe_engine *e = c->e;
-    int64_t lo, hi;
-    moe_pool_slice(e->n_tasks, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
-        const attn_task *t = &e->tasks[i];
-        if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
-        else attn_absorbed(e, c->il, t->row0, t->head, t->n_heads, &e->as[ith]);
-    }
-}
-
-static void attention_block(moe_engine *e, int il, int n)
-{
-    const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
-    const int64_t D = hp->dim, H = hp->n_head, qk = hp->qk_nope + hp->qk_rope, kvw = hp->kv_lora + hp->qk_rope;
-    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->attn_norm, hp->eps, e->h + r * D, D);
-    named(e, "attn_norm", il, e->h, n, D);
-    mm_job jb[2];
-    if (hp->q_lora > 0) {
-        jb[0] = job(&L->q_a, e->h, D, n, e->qa, hp->q_lora);
-        jb[1] = job(&L->kv_a, e->h, D, n, e->kva, kvw);
-        run_jobs(e, jb, 2);
-        for (int r = 0; r < n; r++)
-            moe_kern_rmsnorm(e->qa + (size_t)r * hp->q_lora, L->q_a_norm, hp->eps, e->qa + (size_t)r * hp->q_lora,
-                             hp->q_lora);
-        jb[0] = job(&L->q_b, e->qa, hp->q_lora, n, e->q, H * qk);
-        run_jobs(e, jb, 1);
-    } else {
-        jb[0] = job(&L->q, e->h, D, n, e->q, H * qk);
-        jb[1] = job(&L->kv_a, e->h, D, n, e->kva, kvw);
-        run_jobs(e, jb, 2);
-    }
-    named(e, "kv_a", il, e->kva, n, kvw);
-    /* latent + rotary key into the cache; rotate the query's rope part */
-    for (int r = 0; r < n; r++) {
-        const float *cs = e->cs + (size_t)r * hp->qk_rope;
-        float *kv = e->kva + (size_t)r * kvw;
-        float *dst = moe_kvcache_at(e->cache, e->row_seq[r], il, e->row_pos[r]);
-        moe_kern_rmsnorm(kv, L->kv_a_norm, hp->eps, dst, hp->kv_lora);
-        memcpy(dst + hp->kv_lora, kv + hp->kv_lora, (size_t)hp->qk_rope * sizeof(float));
-        moe_kern_rope(e->k, dst + hp->kv_lora, cs, hp->qk_rope);
-        for (int hd = 0; hd < H; hd++) moe_kern_rope(e->k, e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
-    }
-    named(e, "q", il, e->q, n, H * qk);
-    attn_ctx c = {e, il};
-    if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
-    else moe_pool_run(e->pool, attn_worker, &c);
-    named(e, "attn_heads", il, e->ao, n, H * hp->v_dim);
-    jb[0] = job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
-    run_jobs(e, jb, 1);
-    named(e, "attn_out", il, e->tmp, n, D);
-    for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
-}
-
 /* ---- FFN / MoE --------------------------------------------------------------- */
 
 void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w)
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
-    mm_job jb = job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
-    run_jobs(e, &jb, 1);
+    mm_job jb = moe_eng_job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
+    moe_eng_run_jobs(e, &jb, 1);
     const moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
     for (int t = 0; t < n_tok; t++)
         moe_gate_route(&gc, e->glog + (size_t)t * hp->n_expert, ids + (size_t)t * hp->n_used,
@@ -633,14 +312,14 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
     const int64_t D = hp->dim, sff = (int64_t)hp->n_shared * hp->expert_ff;
     hk->start(hk->ctx, il, e->h, n, e->ids, e->wts, e->row_seq, e->row_pos);
     if (sff > 0) {
-        mm_job jb[2] = {job(&L->gate_sh, e->h, D, n, e->fg, sff), job(&L->up_sh, e->h, D, n, e->fu, sff)};
-        run_jobs(e, jb, 1);
+        mm_job jb[2] = {moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff), moe_eng_job(&L->up_sh, e->h, D, n, e->fu, sff)};
+        moe_eng_run_jobs(e, jb, 1);
         hk->progress(hk->ctx);
-        run_jobs(e, jb + 1, 1);
+        moe_eng_run_jobs(e, jb + 1, 1);
         hk->progress(hk->ctx);
         for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
-        jb[0] = job(&L->down_sh, e->fg, sff, n, e->sh, D);
-        run_jobs(e, jb, 1);
+        jb[0] = moe_eng_job(&L->down_sh, e->fg, sff, n, e->sh, D);
+        moe_eng_run_jobs(e, jb, 1);
         hk->progress(hk->ctx);
     }
     hk->finish(hk->ctx, il, e->ye);
@@ -650,7 +329,7 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
         moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
                                e->tmp + (size_t)t * D);
     }
-    named(e, "ffn_out", il, e->tmp, n, D);
+    moe_eng_named(e, "ffn_out", il, e->tmp, n, D);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
 }
 
@@ -660,22 +339,22 @@ static void ffn_block(moe_engine *e, int il, int n)
     const moe_layer *L = &e->m->layers[il];
     const int64_t D = hp->dim;
     for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->ffn_norm, hp->eps, e->h + r * D, D);
-    named(e, "ffn_norm", il, e->h, n, D);
+    moe_eng_named(e, "ffn_norm", il, e->h, n, D);
     if (!L->is_moe) {
         const int64_t F = hp->dense_ff;
-        mm_job jb[2] = {job(&L->gate, e->h, D, n, e->fg, F), job(&L->up, e->h, D, n, e->fu, F)};
-        run_jobs(e, jb, 2);
+        mm_job jb[2] = {moe_eng_job(&L->gate, e->h, D, n, e->fg, F), moe_eng_job(&L->up, e->h, D, n, e->fu, F)};
+        moe_eng_run_jobs(e, jb, 2);
         for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * F, e->fu + r * F, F);
-        jb[0] = job(&L->down, e->fg, F, n, e->tmp, D);
-        run_jobs(e, jb, 1);
-        named(e, "ffn_out", il, e->tmp, n, D);
+        jb[0] = moe_eng_job(&L->down, e->fg, F, n, e->tmp, D);
+        moe_eng_run_jobs(e, jb, 1);
+        moe_eng_named(e, "ffn_out", il, e->tmp, n, D);
         for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
         return;
     }
     const int K = hp->n_used, E = hp->n_expert;
     const int64_t ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
-    named(e, "moe_logits", il, e->glog, n, E);
+    moe_eng_named(e, "moe_logits", il, e->glog, n, E);
     if (e->o.moe_hook) {
         moe_ffn_remote(e, il, n);
         return;
@@ -695,14 +374,14 @@ static void ffn_block(moe_engine *e, int il, int n)
         if (!e->e_cnt[x]) continue;
         const moe_mat wg = expert_mat(&L->gate_exps, x, ff), wu = expert_mat(&L->up_exps, x, ff);
         const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = job(&wg, e->xe + o * D, D, e->e_cnt[x], e->ge + o * ff, ff);
-        jb[nj++] = job(&wu, e->xe + o * D, D, e->e_cnt[x], e->ue + o * ff, ff);
+        jb[nj++] = moe_eng_job(&wg, e->xe + o * D, D, e->e_cnt[x], e->ge + o * ff, ff);
+        jb[nj++] = moe_eng_job(&wu, e->xe + o * D, D, e->e_cnt[x], e->ue + o * ff, ff);
     }
     if (sff > 0) {
-        jb[nj++] = job(&L->gate_sh, e->h, D, n, e->fg, sff);
-        jb[nj++] = job(&L->up_sh, e->h, D, n, e->fu, sff);
+        jb[nj++] = moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff);
+        jb[nj++] = moe_eng_job(&L->up_sh, e->h, D, n, e->fu, sff);
     }
-    run_jobs(e, jb, nj);
+    moe_eng_run_jobs(e, jb, nj);
     for (int64_t s = 0; s < (int64_t)n * K; s++) moe_kern_swiglu(e->ge + s * ff, e->ue + s * ff, ff);
     for (int r = 0; r < n && sff > 0; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
     nj = 0;
@@ -710,17 +389,17 @@ static void ffn_block(moe_engine *e, int il, int n)
         if (!e->e_cnt[x]) continue;
         const moe_mat wd = expert_mat(&L->down_exps, x, D);
         const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = job(&wd, e->ge + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
+        jb[nj++] = moe_eng_job(&wd, e->ge + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
     }
-    if (sff > 0) jb[nj++] = job(&L->down_sh, e->fg, sff, n, e->sh, D);
-    run_jobs(e, jb, nj);
+    if (sff > 0) jb[nj++] = moe_eng_job(&L->down_sh, e->fg, sff, n, e->sh, D);
+    moe_eng_run_jobs(e, jb, nj);
     const float *yr[MOE_GATE_MAX_USED];
     for (int t = 0; t < n; t++) {
         for (int j = 0; j < K; j++) yr[j] = e->ye + (size_t)e->slot[t * K + j] * D;
         moe_engine_moe_combine((int)D, K, e->wts + (size_t)t * K, yr, sff > 0 ? e->sh + (size_t)t * D : NULL,
                                e->tmp + (size_t)t * D);
     }
-    named(e, "ffn_out", il, e->tmp, n, D);
+    moe_eng_named(e, "ffn_out", il, e->tmp, n, D);
     for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
 }
 
@@ -773,7 +452,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
             e->row_seq[n] = it->seq;
             e->row_pos[n] = len + j;
             moe_model_embed(e->m, it->tokens[j], e->x + (size_t)n * D);
-            rope_cs(hp, len + j, e->cs + (size_t)n * hp->qk_rope);
+            moe_eng_rope_cs(hp, len + j, e->cs + (size_t)n * hp->qk_rope);
         }
     }
     if (n == 0) {
@@ -809,9 +488,9 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         r += it->n_tokens;
     }
     for (int il = 0; il < hp->n_layer; il++) {
-        attention_block(e, il, n);
+        moe_eng_attention(e, il, n);
         ffn_block(e, il, n);
-        named(e, "l_out", il, e->x, n, D);
+        moe_eng_named(e, "l_out", il, e->x, n, D);
     }
     /* logits for the rows that want them */
     int n_out = 0;
@@ -829,8 +508,8 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         moe_kvcache_set_len(e->cache, it->seq, moe_kvcache_seq_len(e->cache, it->seq) + it->n_tokens);
     }
     if (n_out > 0) {
-        mm_job jb = job(&e->m->output, e->h, D, n_out, e->logits, hp->vocab);
-        run_jobs(e, &jb, 1);
+        mm_job jb = moe_eng_job(&e->m->output, e->h, D, n_out, e->logits, hp->vocab);
+        moe_eng_run_jobs(e, &jb, 1);
         if (e->o.tensor_fn) {
             e->o.tensor_fn(e->o.tensor_ctx, "result_norm", -1, e->h, n_out, (int)D, NULL, NULL);
             e->o.tensor_fn(e->o.tensor_ctx, "logits", -1, e->logits, n_out, hp->vocab, NULL, NULL);

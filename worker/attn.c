@@ -1,0 +1,246 @@
+/*
+ * attn.c — RoPE and Multi-head Latent Attention for the engine's step: the
+ * absorbed form over the latent cache (decode, short chunks) and the
+ * decompressed form (long prefill chunks), see engine.h and docs/engine.md.
+ */
+#include "engine_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- RoPE ------------------------------------------------------------------ */
+
+/* cos/sin of every rotary pair at position pos, YaRN as the fixtures' README. */
+void moe_eng_rope_cs(const moe_hparams *hp, int64_t pos, float *cs)
+{
+    const int n_rot = hp->qk_rope;
+    const double base = hp->rope_base;
+    double low = 0, high = 0;
+    if (hp->yarn) {
+        const double lb = 2.0 * log(base);
+        const double c32 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 32.0)) / lb;
+        const double c1 = n_rot * log((double)hp->yarn_orig_ctx / (2.0 * M_PI * 1.0)) / lb;
+        low = floor(c32);
+        if (low < 0) low = 0;
+        high = ceil(c1);
+        if (high > n_rot - 1) high = n_rot - 1;
+    }
+    for (int i = 0; i < n_rot / 2; i++) {
+        const double extrap = (double)pos * pow(base, -2.0 * i / n_rot);
+        double theta = extrap;
+        if (hp->yarn) {
+            const double interp = extrap / hp->yarn_factor;
+            double y = ((double)i - low) / fmax(0.001, high - low);
+            y = y < 0 ? 0 : (y > 1 ? 1 : y);
+            const double gamma = 1.0 - y;
+            theta = interp * (1.0 - gamma) + extrap * gamma;
+        }
+        cs[2 * i] = (float)cos(theta);
+        cs[2 * i + 1] = (float)sin(theta);
+    }
+}
+
+/* ---- attention ------------------------------------------------------------- */
+
+typedef struct attn_ctx {
+    moe_engine *e;
+    int il;
+} attn_ctx;
+
+/* Per head: the matrix mapping c to the non-rotary key and the one mapping a
+ * latent to the value, for split and fused files. */
+static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *kh, moe_mat *vh)
+{
+    const moe_hparams *hp = &e->m->hp;
+    if (hp->mla_fused) {
+        const int64_t r = (int64_t)hd * (hp->qk_nope + hp->v_dim);
+        *kh = moe_mat_rows(&L->kv_b, r, hp->qk_nope);          /* nope × kv_lora */
+        *vh = moe_mat_rows(&L->kv_b, r + hp->qk_nope, hp->v_dim); /* v × kv_lora */
+    } else {
+        *kh = moe_mat_rows(&L->k_b, (int64_t)hd * hp->kv_lora, hp->kv_lora); /* kv_lora × nope */
+        *vh = moe_mat_rows(&L->v_b, (int64_t)hd * hp->v_dim, hp->v_dim);     /* v × kv_lora */
+    }
+}
+
+/* y[rows] = m · x for one vector; on the int8 path a Q8_0 matrix gets a
+ * quantized x (as llama.cpp's absorbed MLA products do). */
+static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, moe_block_q8_0 *xq)
+{
+    if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
+        moe_kern_quantize_act_q8(x, xq, m->cols);
+        moe_kern_matmul_rows_q8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
+    } else {
+        moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
+    }
+}
+
+/* Absorbed form for one token row and heads [h0, h0 + nh): one pass over
+ * the row's cache computes the scores of all those heads, a second pass
+ * their latent contexts.  Each head's values do not depend on nh. */
+static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scratch *s)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const moe_kern_set *k = e->k;
+    const moe_kern_fns *f32 = e->f32;
+    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
+    const int seq = e->row_seq[r];
+    const int64_t pos = e->row_pos[r];
+    const float *qrow = e->q + (size_t)r * hp->n_head * qk; /* per head [nope | rope] */
+    for (int j = 0; j < nh; j++) {
+        moe_mat kh, vh;
+        head_mats(e, L, h0 + j, &kh, &vh);
+        const float *qn = qrow + (size_t)(h0 + j) * qk;
+        /* q_lat[kv] = K_h q_nope */
+        if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
+        else matvec(e, &kh, qn, s->q_lat + (size_t)j * kv, s->xq);
+    }
+    /* One pass over the cache in chunks of ATTN_CHUNK positions with an
+     * online softmax: a chunk's latents are read from memory once, scored
+     * for every head, and re-read from cache for the weighted sum.  Chunk
+     * boundaries are fixed positions, so the arithmetic of a (row, head)
+     * depends only on its position. */
+    float *m = s->ml, *l = s->ml + nh;
+    for (int j = 0; j < nh; j++) {
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+    }
+    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
+    for (int64_t c0 = 0; c0 <= pos; c0 += ATTN_CHUNK) {
+        const int64_t c1 = c0 + ATTN_CHUNK <= pos + 1 ? c0 + ATTN_CHUNK : pos + 1;
+        for (int64_t t = c0; t < c1; t++) {
+            const float *c = moe_kvcache_at(e->cache, seq, il, t);
+            /* up to 4 heads per pass over c_t (bitwise the single dots) */
+            for (int j = 0; j < nh; j += 4) {
+                const int nj = nh - j < 4 ? nh - j : 4;
+                float sl[4], sp[4];
+                f32->dotn(c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
+                f32->dotn(c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
+                for (int u = 0; u < nj; u++) s->scores[(j + u) * ATTN_CHUNK + (t - c0)] = hp->attn_scale * (sl[u] + sp[u]);
+            }
+        }
+        for (int j = 0; j < nh; j++) {
+            float *sc = s->scores + j * ATTN_CHUNK, mx = m[j];
+            for (int64_t t = 0; t < c1 - c0; t++) mx = sc[t] > mx ? sc[t] : mx;
+            if (mx > m[j]) {
+                const float alpha = m[j] == -INFINITY ? 0.0f : expf(m[j] - mx);
+                l[j] *= alpha;
+                float *cl = s->ctx_lat + (size_t)j * kv;
+                for (int i = 0; i < kv; i++) cl[i] *= alpha;
+                m[j] = mx;
+            }
+            for (int64_t t = 0; t < c1 - c0; t++) {
+                sc[t] = expf(sc[t] - mx);
+                l[j] += sc[t];
+            }
+        }
+        for (int64_t t = c0; t < c1; t++) {
+            const float *c = moe_kvcache_at(e->cache, seq, il, t);
+            for (int j = 0; j < nh; j++)
+                f32->axpy(c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
+        }
+    }
+    for (int j = 0; j < nh; j++) {
+        const float inv = 1.0f / l[j];
+        float *cl = s->ctx_lat + (size_t)j * kv;
+        for (int i = 0; i < kv; i++) cl[i] *= inv;
+    }
+    for (int j = 0; j < nh; j++) {
+        moe_mat kh, vh;
+        head_mats(e, L, h0 + j, &kh, &vh);
+        float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)(h0 + j) * hp->v_dim;
+        matvec(e, &vh, s->ctx_lat + (size_t)j * kv, o, s->xq);
+    }
+}
+
+/* Decompressed form for a chunk of rows of one sequence and one head. */
+static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd, attn_scratch *s)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const moe_kern_set *k = e->k;
+    const moe_kern_fns *f32 = e->f32;
+    const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope, vd = hp->v_dim;
+    const int w = nope + vd;
+    moe_mat kh, vh;
+    head_mats(e, L, hd, &kh, &vh);
+    const int seq = e->row_seq[r0];
+    const int64_t len = e->row_pos[r0 + n_rows - 1] + 1;
+    for (int64_t t = 0; t < len; t++) {
+        const float *c = moe_kvcache_at(e->cache, seq, il, t);
+        float *kn = s->dec + (size_t)t * w, *vv = kn + nope;
+        if (hp->mla_fused) moe_kern_matmul_rows(k, &kh, 0, nope, c, 0, 1, kn, 0);
+        else moe_kern_matvec_t(k, &kh, c, kn);
+        moe_kern_matmul_rows(k, &vh, 0, vd, c, 0, 1, vv, 0);
+    }
+    for (int r = r0; r < r0 + n_rows; r++) {
+        const float *qn = e->q + (size_t)r * hp->n_head * qk + (size_t)hd * qk, *qp = qn + nope;
+        const int64_t pos = e->row_pos[r];
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *kpe = moe_kvcache_at(e->cache, seq, il, t) + kv;
+            s->scores[t] = hp->attn_scale * (f32->dot(s->dec + (size_t)t * w, qn, nope) + f32->dot(kpe, qp, rope));
+        }
+        moe_kern_softmax(s->scores, s->scores, pos + 1);
+        float *o = e->ao + (size_t)r * hp->n_head * vd + (size_t)hd * vd;
+        memset(o, 0, (size_t)vd * sizeof(float));
+        for (int64_t t = 0; t <= pos; t++) f32->axpy(s->dec + (size_t)t * w + nope, s->scores[t], o, vd);
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const attn_ctx *c = arg;
+    moe_engine *e = c->e;
+    int64_t lo, hi;
+    moe_pool_slice(e->n_tasks, ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        const attn_task *t = &e->tasks[i];
+        if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
+        else attn_absorbed(e, c->il, t->row0, t->head, t->n_heads, &e->as[ith]);
+    }
+}
+
+void moe_eng_attention(moe_engine *e, int il, int n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const int64_t D = hp->dim, H = hp->n_head, qk = hp->qk_nope + hp->qk_rope, kvw = hp->kv_lora + hp->qk_rope;
+    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->attn_norm, hp->eps, e->h + r * D, D);
+    moe_eng_named(e, "attn_norm", il, e->h, n, D);
+    mm_job jb[2];
+    if (hp->q_lora > 0) {
+        jb[0] = moe_eng_job(&L->q_a, e->h, D, n, e->qa, hp->q_lora);
+        jb[1] = moe_eng_job(&L->kv_a, e->h, D, n, e->kva, kvw);
+        moe_eng_run_jobs(e, jb, 2);
+        for (int r = 0; r < n; r++)
+            moe_kern_rmsnorm(e->qa + (size_t)r * hp->q_lora, L->q_a_norm, hp->eps, e->qa + (size_t)r * hp->q_lora,
+                             hp->q_lora);
+        jb[0] = moe_eng_job(&L->q_b, e->qa, hp->q_lora, n, e->q, H * qk);
+        moe_eng_run_jobs(e, jb, 1);
+    } else {
+        jb[0] = moe_eng_job(&L->q, e->h, D, n, e->q, H * qk);
+        jb[1] = moe_eng_job(&L->kv_a, e->h, D, n, e->kva, kvw);
+        moe_eng_run_jobs(e, jb, 2);
+    }
+    moe_eng_named(e, "kv_a", il, e->kva, n, kvw);
+    /* latent + rotary key into the cache; rotate the query's rope part */
+    for (int r = 0; r < n; r++) {
+        const float *cs = e->cs + (size_t)r * hp->qk_rope;
+        float *kv = e->kva + (size_t)r * kvw;
+        float *dst = moe_kvcache_at(e->cache, e->row_seq[r], il, e->row_pos[r]);
+        moe_kern_rmsnorm(kv, L->kv_a_norm, hp->eps, dst, hp->kv_lora);
+        memcpy(dst + hp->kv_lora, kv + hp->kv_lora, (size_t)hp->qk_rope * sizeof(float));
+        moe_kern_rope(e->k, dst + hp->kv_lora, cs, hp->qk_rope);
+        for (int hd = 0; hd < H; hd++) moe_kern_rope(e->k, e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
+    }
+    moe_eng_named(e, "q", il, e->q, n, H * qk);
+    attn_ctx c = {e, il};
+    if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
+    else moe_pool_run(e->pool, attn_worker, &c);
+    moe_eng_named(e, "attn_heads", il, e->ao, n, H * hp->v_dim);
+    jb[0] = moe_eng_job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
+    moe_eng_run_jobs(e, jb, 1);
+    moe_eng_named(e, "attn_out", il, e->tmp, n, D);
+    for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
+}
+

@@ -1,0 +1,108 @@
+/*
+ * engine_impl.h — the engine's insides, shared by its two files: engine.c
+ * (set-up, the step, the FFN and MoE layer, the parallel matrix products)
+ * and attn.c (RoPE and MLA attention).  Not a public header: only those
+ * two include it.
+ */
+#ifndef MOE_WORKER_ENGINE_IMPL_H
+#define MOE_WORKER_ENGINE_IMPL_H
+
+#include "engine.h"
+
+/* A matrix product job: y[t][r] = W row r · x[t], t < n. */
+typedef struct mm_job {
+    moe_mat w;
+    const float *x;
+    int64_t xs;      /* x stride (floats) */
+    int64_t n;       /* tokens */
+    float *y;
+    int64_t ys;      /* y stride (floats) */
+    const moe_block_q8_0 *xq; /* int8 path: x quantized, xqs blocks apart (else NULL) */
+    int64_t xqs;
+} mm_job;
+
+/* Attention work unit: one (token row, head) in absorbed form, or one
+ * (chunk, head) in decompressed form. */
+typedef struct attn_task {
+    int row0;        /* first row */
+    int n_rows;      /* 1 for absorbed */
+    int head;        /* first head */
+    int n_heads;     /* absorbed: heads done in one pass over the cache */
+    bool decompress;
+} attn_task;
+
+typedef struct attn_scratch {
+    float *scores;   /* [n_head][max(max_ctx, ATTN_CHUNK)] */
+    float *q_lat;    /* [n_head][kv_lora] */
+    float *ctx_lat;  /* [n_head][kv_lora] */
+    float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
+    moe_block_q8_0 *xq; /* int8 path: one quantized q_nope or latent */
+    float *ml;       /* [2][n_head] running max and sum of the online softmax */
+} attn_scratch;
+
+#define ATTN_CHUNK 32  /* positions per pass of the absorbed attention */
+
+struct moe_engine {
+    const moe_model *m;
+    moe_engine_opts o;
+    const moe_kern_set *k;
+    const moe_kern_fns *f32; /* the F32 entry of k (attention over the cache) */
+    moe_pool *pool;
+    moe_kvcache *cache;
+    int64_t tokens_processed;
+
+    /* per-row metadata [N] */
+    int *row_seq;
+    int64_t *row_pos;
+    /* activations, N = max_batch_tokens rows */
+    float *x;        /* [N][dim] residual stream */
+    float *h;        /* [N][dim] normed input of a block */
+    float *tmp;      /* [N][dim] block output */
+    float *qa;       /* [N][q_lora] */
+    float *q;        /* [N][H·(nope+rope)] */
+    float *kva;      /* [N][kv_lora + rope] */
+    float *cs;       /* [N][rope] cos/sin pairs per row */
+    float *ao;       /* [N][H·v] attention output (heads concatenated) */
+    float *fg, *fu;  /* [N][max(dense_ff, shared ff)] */
+    float *sh;       /* [N][dim] shared-expert output */
+    float *glog;     /* [N][n_expert] router logits */
+    int32_t *ids;    /* [N][n_used] */
+    float *wts;      /* [N][n_used] */
+    int32_t *slot;   /* [N][n_used] row of (token, j) in the expert buffers */
+    int32_t *order;  /* [N·n_used] (token, j) slots grouped by expert */
+    float *xe;       /* [N·n_used][dim] token rows grouped by expert */
+    float *ge, *ue;  /* [N·n_used][expert_ff] */
+    float *ye;       /* [N·n_used][dim] */
+    int32_t *e_cnt, *e_off; /* [n_expert] */
+    float *logits;   /* [N][vocab] */
+    mm_job *jobs;    /* [2·n_expert + 4] */
+    moe_block_q8_0 *xq; /* int8 path: quantized activations of one run */
+    int64_t xq_blocks;
+    attn_task *tasks;/* [N·H] */
+    int n_tasks;
+    double attn_cost;   /* rough flops of one layer's attention this step */
+    attn_scratch *as;/* [n_threads] */
+};
+
+/* Runs matrix-product jobs on the pool (or on the caller when small). */
+void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs);
+
+static inline mm_job moe_eng_job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
+{
+    mm_job j = {*w, x, xs, n, y, ys, NULL, 0};
+    return j;
+}
+
+/* Named intermediate (see moe_engine_tensor_fn); a no-op unless set. */
+static inline void moe_eng_named(const moe_engine *e, const char *name, int il, const float *data, int rows, int64_t cols)
+{
+    if (e->o.tensor_fn) e->o.tensor_fn(e->o.tensor_ctx, name, il, data, rows, (int)cols, e->row_seq, e->row_pos);
+}
+
+/* attn.c: cos/sin of every rotary pair at position pos (YaRN as the
+ * fixtures' README); one layer's attention block for the step's n rows
+ * (norm, projections, cache write, attention, output projection, residual). */
+void moe_eng_rope_cs(const moe_hparams *hp, int64_t pos, float *cs);
+void moe_eng_attention(moe_engine *e, int il, int n);
+
+#endif

@@ -14,7 +14,7 @@ int moe_file_read(const char *path, size_t max_bytes, char **out, size_t *len, m
     *len = 0;
     const bool is_stdin = !strcmp(path, "-");
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) return moe_err_set(err, "%s: %s", path, strerror(errno));
+    if (!f) return moe_err_set(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, n = 0;
     char *buf = moe_xmalloc(cap + 1);
     int rc = MOE_OK;

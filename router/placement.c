@@ -7,6 +7,8 @@
  */
 #include "placement.h"
 
+#include "io.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -214,29 +216,9 @@ out:
 int moe_placement_load(moe_placement **out, const moe_placement_shape *s, const char *path, moe_err *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_err_set(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = moe_xmalloc(cap);
-    size_t k;
-    while ((k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            if (cap >= (64u << 20)) {
-                fclose(f);
-                free(buf);
-                return moe_err_set(err, "%s: placement file larger than 64 MiB", path);
-            }
-            cap *= 2;
-            buf = moe_xrealloc(buf, cap);
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return moe_err_set(err, "%s: read error", path);
-    }
+    char *buf = NULL;
+    size_t n = 0;
+    if (moe_file_read(path, 64u << 20, &buf, &n, err)) return MOE_ERR;
     int rc = moe_placement_parse(out, s, buf, n, err);
     free(buf);
     if (rc) moe_err_prefix(err, "%s", path);

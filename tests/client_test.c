@@ -988,7 +988,7 @@ static void test_flags(fake *f)
         {ARGS("--connect", g_ep, "--file", bad), "bad.txt: no requests in the file"},
         {ARGS("--connect", "localhost", "--prompt", "x"), "HOST:PORT (tcp:// is implied), tcp://HOST:PORT, ipc:///PATH"},
         {ARGS("--connect", "http://localhost:80", "--prompt", "x"), "'http://localhost:80' is not a ZMQ endpoint"},
-        {ARGS("--connect", g_ep, "--file", "/nonexistent/reqs"), "/nonexistent/reqs: No such file"},
+        {ARGS("--connect", g_ep, "--file", "/nonexistent/reqs"), "/nonexistent/reqs: cannot open: No such file"},
         {ARGS("--connect", g_ep, "--chat", "/nonexistent/c.json"), "--chat"},
         {ARGS("--connect", g_ep, "--chat", conv), "holds a NUL character"},
         {ARGS("--connect", "nonsense://x", "--prompt", "x"), "nonsense://x"},

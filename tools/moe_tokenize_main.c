@@ -41,20 +41,11 @@ static void usage(FILE *f)
             "Exit status: 0 ok, 1 bad input or file, 2 bad flags.\n");
 }
 
-static char *read_all(FILE *f, const char *name, size_t *len, moe_err *err)
+/* Standard input, whole (at most 1 GiB: the limit of a request file). */
+static char *read_stdin(size_t *len, moe_err *err)
 {
-    size_t cap = 1 << 16, n = 0, r;
-    char *b = moe_xmalloc(cap);
-    while ((r = fread(b + n, 1, cap - n - 1, f)) > 0)
-        if ((n += r) == cap - 1) b = moe_xrealloc(b, cap *= 2);
-    if (ferror(f)) {
-        free(b);
-        moe_err_set(err, "reading %s: %s", name, strerror(errno));
-        return NULL;
-    }
-    b[n] = 0;
-    *len = n;
-    return b;
+    char *b = NULL;
+    return moe_file_read("-", (size_t)1 << 30, &b, len, err) ? NULL : b;
 }
 
 /* A token's bytes, printable: escapes for control bytes, backslash and
@@ -106,7 +97,7 @@ static void print_ids(const moe_tokenizer *tok, const moe_tokens *ids, bool piec
 static int decode_stdin(const moe_tokenizer *tok, moe_err *err)
 {
     size_t len;
-    char *in = read_all(stdin, "stdin", &len, err);
+    char *in = read_stdin(&len, err);
     if (!in) return MOE_ERR;
     moe_tokens ids = {0};
     int rc = MOE_OK;
@@ -230,7 +221,7 @@ int main(int argc, char **argv)
             rc = chat_file(g, tok, chat, tmpl, render, pieces, &err);
         } else {
             size_t len;
-            char *text = read_all(stdin, "stdin", &len, &err);
+            char *text = read_stdin(&len, &err);
             moe_tokens ids = {0};
             rc = text ? MOE_OK : MOE_ERR;
             if (rc == MOE_OK)

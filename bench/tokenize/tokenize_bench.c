@@ -16,20 +16,15 @@
 
 #include "base.h"
 #include "gguf.h"
+#include "io.h"
 #include "tokenizer.h"
 
+/* The whole file, or NULL (the caller names it). */
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, r;
-    char *b = moe_xmalloc(cap);
-    while ((r = fread(b + n, 1, cap - n - 1, f)) > 0)
-        if ((n += r) == cap - 1) b = moe_xrealloc(b, cap *= 2);
-    fclose(f);
-    b[n] = 0;
-    *len = n;
-    return b;
+    char *b = NULL;
+    moe_err err;
+    return moe_file_read(path, (size_t)1 << 30, &b, len, &err) ? NULL : b;
 }
 
 /* CPU time of this thread: steadier than wall time on a shared machine. */

@@ -59,6 +59,13 @@ void *moe_xmalloc(size_t n)
     return p;
 }
 
+void *moe_xmalloc_lines(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 1) != 0) oom(n);
+    return p;
+}
+
 void *moe_xcalloc(size_t count, size_t size)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);

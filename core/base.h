@@ -64,6 +64,9 @@ void *moe_xmalloc(size_t n);
 void *moe_xcalloc(size_t count, size_t size);
 void *moe_xrealloc(void *p, size_t n);
 char *moe_xstrdup(const char *s);
+/* n bytes on a 64-byte boundary (a cache line; free() it): vector loads of
+ * activations never straddle lines, whatever else was allocated first. */
+void *moe_xmalloc_lines(size_t n);
 
 /* Logging to stderr with a level prefix; MOE_LOG env var sets the level. */
 typedef enum { MOE_LOG_DEBUG = 0, MOE_LOG_INFO, MOE_LOG_WARN, MOE_LOG_ERROR } moe_log_level;

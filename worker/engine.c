@@ -32,7 +32,9 @@ const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }
 const moe_kern_set *moe_engine_kernels(const moe_engine *e) { return e->k; }
 moe_kvcache *moe_engine_cache(moe_engine *e) { return e->cache; }
 
-static float *falloc(int64_t n) { return moe_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+/* Activations start on cache lines, so a kernel's speed never depends on
+ * where malloc happened to put them (rows of the usual widths stay aligned). */
+static float *falloc(int64_t n) { return moe_xmalloc_lines((size_t)(n > 0 ? n : 1) * sizeof(float)); }
 
 int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err)
 {
@@ -110,7 +112,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
                                  N * hp->q_lora, N * D};
         for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) b = cands[i] > b ? cands[i] : b;
         e->xq_blocks = b / MOE_Q8_0_BLOCK + 1;
-        e->xq = moe_xmalloc((size_t)e->xq_blocks * sizeof(moe_block_q8_0));
+        e->xq = moe_xmalloc_lines((size_t)e->xq_blocks * sizeof(moe_block_q8_0));
     }
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));

@@ -143,10 +143,22 @@ static void test_q8q8(const moe_kern_set *k)
     for (int i = 0; i < 64; i++) x[i] = frand();
     x[5] = 1.5f; /* amax of block 0 */
     x[6] = 1.5f * 63.5f / 127.0f; /* exactly half-way: rounds to even (64) */
-    moe_block_q8_0 q[2];
-    moe_kern_quantize_act_q8(x, q, 64);
+    moe_block_q8_0 q[2], qr[2];
+    moe_kern_quantize_act_q8(k, x, q, 64);
     CHECK(q[0].qs[5] == 127 && q[0].d == moe_f32_to_f16(1.5f / 127.0f));
     CHECK(q[0].qs[6] == 64 || q[0].qs[6] == 63); /* float rounding of x·127/amax */
+    /* every set quantizes bitwise as the reference, ties and zeros included */
+    for (int rep = 0; rep < 200; rep++) {
+        for (int i = 0; i < 64; i++) x[i] = frand() * (rep % 7 == 0 ? 0.0f : 4.0f);
+        if (rep % 3 == 0) { /* exact halves of the scale: round half to even */
+            x[0] = 2.0f;
+            for (int i = 1; i < 32; i++) x[i] = 2.0f * ((float)(i % 9) + 0.5f) / 127.0f * (i & 1 ? 1 : -1);
+        }
+        moe_kern_quantize_act_q8(k, x, q, 64);
+        moe_kern_quantize_act_q8(moe_kern_reference(), x, qr, 64);
+        CHECK_MSG(memcmp(q, qr, sizeof q) == 0, "%s: activation blocks differ from the reference (rep %d)",
+                  moe_kern_name(k), rep);
+    }
     const int64_t lens[] = {32, 64, 2048, 704};
     double worst = 0;
     for (size_t li = 0; li < 4; li++) {
@@ -156,7 +168,7 @@ static void test_q8q8(const moe_kern_set *k)
         for (int rr = 0; rr < 5; rr++) {
             for (int64_t i = 0; i < n; i++) xf[i] = frand() * 3;
             make_row(MOE_DT_Q8_0, n, w + rr * nb, wd);
-            moe_kern_quantize_act_q8(xf, xq + rr * nb, n);
+            moe_kern_quantize_act_q8(k, xf, xq + rr * nb, n);
         }
         for (int rr = 0; rr < 5; rr++) {
             const float r = moe_kern_dot_q8q8(moe_kern_reference(), w, xq + rr * nb, n),
@@ -310,7 +322,7 @@ static void test_same_bits(const moe_kern_set *a, const moe_kern_set *b)
         if (t == MOE_DT_Q8_0) {
             const int64_t nb = cols / 32;
             moe_block_q8_0 *xq = malloc((size_t)(ntok * nb) * sizeof *xq);
-            for (int64_t n = 0; n < ntok; n++) moe_kern_quantize_act_q8(x + n * cols, xq + n * nb, cols);
+            for (int64_t n = 0; n < ntok; n++) moe_kern_quantize_act_q8(a, x + n * cols, xq + n * nb, cols);
             moe_kern_matmul_rows_q8(a, &m, 0, rows, xq, nb, ntok, ya, rows);
             moe_kern_matmul_rows_q8(b, &m, 0, rows, xq, nb, ntok, yb, rows);
             same &= memcmp(ya, yb, (size_t)(ntok * rows) * 4) == 0;

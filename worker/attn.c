@@ -67,7 +67,7 @@ static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *
 static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, moe_block_q8_0 *xq)
 {
     if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
-        moe_kern_quantize_act_q8(x, xq, m->cols);
+        moe_kern_quantize_act_q8(e->k, x, xq, m->cols);
         moe_kern_matmul_rows_q8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
     } else {
         moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);

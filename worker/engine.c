@@ -240,7 +240,7 @@ static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
         const int64_t nb = j->w.cols / MOE_Q8_0_BLOCK;
         MOE_ASSERT(used + nb * j->n <= e->xq_blocks);
         moe_block_q8_0 *dst = e->xq + used;
-        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act_q8(j->x + t * j->xs, dst + t * nb, j->w.cols);
+        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act_q8(e->k, j->x + t * j->xs, dst + t * nb, j->w.cols);
         j->xq = dst;
         j->xqs = nb;
         used += nb * j->n;

@@ -83,18 +83,6 @@ void moe_kern_swiglu(float *g, const float *u, int64_t n)
 
 /* ---- int8-activation path (Q8_0 weights) ----------------------------------- */
 
-void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n)
-{
-    for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
-        const float *xb = x + b * MOE_Q8_0_BLOCK;
-        float amax = 0.0f;
-        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
-        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        y[b].d = moe_f32_to_f16(amax / 127.0f);
-        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id);
-    }
-}
-
 float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
 {
     float r;

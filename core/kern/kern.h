@@ -163,7 +163,7 @@ void moe_kern_matmul_rows(const moe_kern_set *k, const moe_mat *m, int64_t r0, i
  * block's integer dot is scaled by d_w·d_x.  Faster, less exact; off by
  * default.  n a multiple of 32.
  */
-void moe_kern_quantize_act_q8(const float *x, moe_block_q8_0 *y, int64_t n);
+void moe_kern_quantize_act_q8(const moe_kern_set *k, const float *x, moe_block_q8_0 *y, int64_t n);
 /* Σ_blocks d_w·d_x·Σ q_w·q_x in set k (reference: in block order). */
 float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n);
 /* As moe_kern_matmul_rows for a Q8_0 matrix and quantized activations

@@ -13,12 +13,15 @@
 
 /* Rotation of n_rot/2 (cos, sin) pairs in place (moe_kern_rope). */
 typedef void (*moe_kern_rope_fn)(float *v, const float *cs, int n_rot);
+/* Activations to Q8_0 blocks for the int8 path (moe_kern_quantize_act_q8). */
+typedef void (*moe_kern_quant_act_fn)(const float *x, moe_block_q8_0 *y, int64_t n);
 
 struct moe_kern_set {
     const char *name;
     int col;         /* column of the table in kern_select.c */
     uint64_t needs;  /* MOE_CPU_* bits the set's code uses */
     moe_kern_rope_fn rope;
+    moe_kern_quant_act_fn quant_act;
 };
 
 /* The columns, weakest first. */
@@ -38,6 +41,9 @@ MOE_KERN_DECLARE(ref)
 void moe_kern_ref_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx2_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx512_rope(float *v, const float *cs, int n_rot);
+void moe_kern_ref_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
+void moe_kern_avx2_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
+void moe_kern_avx512_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
 MOE_KERN_DECLARE(avx2)
 MOE_KERN_DECLARE(avx512)
 

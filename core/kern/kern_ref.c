@@ -122,3 +122,18 @@ void moe_kern_ref_rope(float *v, const float *cs, int n_rot)
         v[2 * i + 1] = fmaf(a, s, b * c);
     }
 }
+
+/* Per block of 32: amax, id = 127/amax, q = round-half-even(x·id) (the
+ * default rounding mode's nearbyintf), d = fp16(amax/127). */
+void moe_kern_ref_quant_act(const float *x, moe_block_q8_0 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
+        const float *xb = x + b * MOE_Q8_0_BLOCK;
+        float amax = 0.0f;
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[b].d = moe_f32_to_f16(amax / 127.0f);
+        for (int j = 0; j < MOE_Q8_0_BLOCK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id);
+    }
+}
+

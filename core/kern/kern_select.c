@@ -30,9 +30,9 @@
 #endif
 
 static const moe_kern_set sets[MOE_KERN_N_SETS] = {
-    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope},
-    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope)},
-    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope)},
+    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope, moe_kern_ref_quant_act},
+    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope), SIMD_FN(avx2, quant_act)},
+    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope), SIMD_FN(avx512, quant_act)},
 };
 
 static const struct kern_row {
@@ -49,6 +49,11 @@ static const struct kern_row {
 const char *moe_kern_name(const moe_kern_set *k) { return k->name; }
 
 void moe_kern_rope(const moe_kern_set *k, float *v, const float *cs, int n_rot) { k->rope(v, cs, n_rot); }
+
+void moe_kern_quantize_act_q8(const moe_kern_set *k, const float *x, moe_block_q8_0 *y, int64_t n)
+{
+    k->quant_act(x, y, n);
+}
 
 const moe_kern_fns *moe_kern_for(const moe_kern_set *k, uint32_t type)
 {

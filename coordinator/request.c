@@ -160,6 +160,7 @@ void moe_request_decode(moe_request *q, const int32_t *out, int *n_out)
             q->text_len = (size_t)(hit - q->text);
             q->text[q->text_len] = 0;
             q->end = MOE_END_STOP;
+            q->stop_matched = true;
             *n_out = q->n_decoded;
             break;
         }
@@ -187,11 +188,11 @@ bool moe_request_next_chunk(moe_request *q, const int32_t *out, int *n_out, moe_
     const bool ending = q->end != MOE_END_NONE;
     if (ending) {
         /* The stream's unfinished bytes go out now, except after a stop
-         * (text past a stop string is not the client's). */
+         * string (text past it is not the client's); a stop token keeps them. */
         const char *t;
         size_t n;
         moe_tok_stream_flush(q->ts, &t, &n);
-        if (q->end != MOE_END_STOP || q->n_stop == 0) text_append(q, t, n);
+        if (!q->stop_matched) text_append(q, t, n);
         q->sendable = q->text_len;
     }
     if (!q->stream && !ending) return false;

@@ -80,6 +80,7 @@ typedef struct moe_request {
 
     char **stop;              /* stop strings */
     size_t n_stop;
+    bool stop_matched;        /* a stop string ended it: what follows it is not the client's */
     moe_tok_stream *ts;
     int n_decoded;            /* tokens pushed through ts */
     int n_sent;               /* tokens handed out in chunks */

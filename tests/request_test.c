@@ -177,6 +177,43 @@ static void test_stop_split(void)
     moe_tokens_free(&t);
 }
 
+/* A request with stop strings that ends on a stop token (not on one of its
+ * strings) while the decoder holds an unfinished UTF-8 sequence: those bytes
+ * still go out (as U+FFFD), as they do without stop strings. */
+static void test_stop_token_flush(void)
+{
+    int32_t lead = -1;
+    for (int32_t id = 0; id < moe_tokenizer_n_vocab(M.tok) && lead < 0; id++) {
+        size_t len;
+        const char *b = moe_tokenizer_token_bytes(M.tok, id, &len);
+        if (len == 1 && (unsigned char)b[0] >= 0xE0 && (unsigned char)b[0] <= 0xEF) lead = id;
+    }
+    CHECK_MSG(lead >= 0, "the vocabulary has no lone 3-byte lead byte");
+    if (lead < 0) return;
+    static const char *const stops[] = {"never said"};
+    for (int with_stops = 0; with_stops < 2; with_stops++) {
+        moe_request_spec s;
+        spec_text(&s, "x");
+        s.stop = with_stops ? stops : NULL;
+        s.n_stop = with_stops ? 1 : 0;
+        moe_tokens prompt = {0};
+        moe_request *q;
+        moe_err err = {{0}};
+        CHECK(moe_request_new(&q, &prompt, &M, &s, &err) == MOE__CODE__OK);
+        char got[64] = "";
+        int n_out = 0;
+        feed(q, &lead, 1, -1, got, sizeof got, &n_out);
+        CHECK(!strcmp(got, "")); /* an unfinished sequence waits */
+        moe_request_end(q, MOE_END_STOP, 0, NULL); /* the rank sampled a stop token */
+        moe_request_chunk ch;
+        CHECK(moe_request_next_chunk(q, &lead, &n_out, &ch));
+        CHECK_MSG(!strcmp(ch.text, "\xEF\xBF\xBD"), "stop token %s stop strings: got \"%s\"",
+                  with_stops ? "with" : "without", ch.text);
+        moe_request_free(q);
+        moe_tokens_free(&prompt);
+    }
+}
+
 /* Not streaming: nothing until the end, then one chunk with everything. */
 static void test_no_stream(void)
 {
@@ -267,6 +304,7 @@ int main(void)
     M.lim.max_context = 64;
     test_prompts();
     test_stop_split();
+    test_stop_token_flush();
     test_no_stream();
     test_end_reasons();
     moe_chat_free(chat);

@@ -346,23 +346,6 @@ static int load_file(const cfg *c, moe_reqline_list *list, moe_client_req **out,
     return MOE_OK;
 }
 
-/* Whether the chat JSON sets add_generation_prompt itself: the parser
- * reads a missing key as false (the templates' default), but for a client
- * that asks for a completion the protocol's default (true) is the useful
- * one.  A quoted key is a key when ':' follows; inside a JSON string a
- * quote is escaped, so it cannot be mistaken for one. */
-static bool json_has_key(const char *json, const char *key)
-{
-    size_t kl = strlen(key);
-    for (const char *p = json; (p = strstr(p, key)); p += kl) {
-        if (p == json || p[-1] != '"' || (p >= json + 2 && p[-2] == '\\') || p[kl] != '"') continue;
-        const char *q = p + kl + 1;
-        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-        if (*q == ':') return true;
-    }
-    return false;
-}
-
 /* The one request of --prompt, --ids or --chat; *ids and conv are its storage. */
 static int load_single(const cfg *c, moe_client_req *r, int32_t **ids, moe_chat_conv *conv, moe_err *err)
 {
@@ -383,7 +366,6 @@ static int load_single(const cfg *c, moe_client_req *r, int32_t **ids, moe_chat_
     size_t len;
     if (moe_file_read(c->chat, MAX_CHAT_BYTES, &json, &len, err)) return moe_err_prefix(err, "--chat");
     const int rc = moe_chat_conv_parse(conv, json, len, err);
-    const bool has_key = rc == MOE_OK && json_has_key(json, "add_generation_prompt");
     free(json);
     if (rc) return moe_err_prefix(err, "--chat %s", c->chat);
     if (conv->n == 0) return moe_err_set(err, "--chat %s: no messages", c->chat);
@@ -392,7 +374,6 @@ static int load_single(const cfg *c, moe_client_req *r, int32_t **ids, moe_chat_
             return moe_err_set(err, "--chat %s: message %zu holds a NUL character (\\u0000)", c->chat, i + 1);
     r->gen.prompt = MOE_SESSION_CHAT;
     r->gen.chat = conv;
-    r->gen.chat_gen_prompt_set = has_key;
     return MOE_OK;
 }
 

@@ -143,8 +143,9 @@ int moe_session_generate(moe_session *s, const moe_session_gen *q, moe_err *err)
         }
         chat.n_messages = n;
         chat.messages = cmp;
-        /* Unset is the protocol's default (true); only an explicit false is sent. */
-        if (q->chat_gen_prompt_set && !q->chat->add_generation_prompt) {
+        /* Unset is the protocol's default (true), as it is the conversation
+         * file's (core/chat.h): only a file's explicit false is sent. */
+        if (!q->chat->add_generation_prompt) {
             chat.has_add_generation_prompt = 1;
             chat.add_generation_prompt = 0;
         }

@@ -52,7 +52,6 @@ typedef struct moe_session_gen {
     const int32_t *ids;             /* IDS: [n_ids] */
     size_t n_ids;
     const moe_chat_conv *chat;      /* CHAT */
-    bool chat_gen_prompt_set;       /* CHAT: the file set add_generation_prompt (only false is sent) */
     int32_t max_tokens;             /* 0: the server's default */
     const moe_sampler_cfg *sampling;/* only the parameters in its set mask are sent; NULL: none */
     int64_t deadline_ms;            /* 0: none */

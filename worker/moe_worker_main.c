@@ -275,7 +275,7 @@ static void print_stats(worker *w, const moe_job_stats *js)
     char *s = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&s, &n);
-    if (!f) return;
+    if (!f) moe_comm_abort(w->c, 6, "open_memstream failed"); /* out of memory; every rank must reach the gather */
     fprintf(f, "rank %d: sequences %d, steps %lld, prefill tokens %lld, decode tokens %lld, %.3f s, "
                "cache bytes in use %llu, wait %.3f s\n",
             w->me, w->batch ? moe_source_batch_owned(w->batch) : 0, (long long)js->steps, (long long)js->tok_prefill,

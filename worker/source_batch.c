@@ -9,7 +9,6 @@
 #include "source.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,42 +274,24 @@ moe_source moe_source_batch_source(moe_source_batch *b) { return (moe_source){&B
 
 /* ---- results ---- */
 
-typedef struct text {
-    char *p;
-    size_t n, cap;
-} text;
-
-static void tprintf(text *t, const char *fmt, ...) MOE_PRINTF(2, 3);
-static void tprintf(text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
-        va_end(ap);
-        if (k >= 0 && t->p && (size_t)k < t->cap - t->n) {
-            t->n += (size_t)k;
-            return;
-        }
-        t->cap = t->cap * 2 + (size_t)(k > 0 ? k : 0) + 256;
-        t->p = moe_xrealloc(t->p, t->cap);
-    }
-}
-
 int moe_source_batch_report(moe_source_batch *b, moe_comm *c)
 {
-    text mine = {0};
+    char *mine = NULL;
+    size_t n_mine = 0;
+    FILE *f = open_memstream(&mine, &n_mine);
+    if (!f) moe_comm_abort(c, 6, "open_memstream failed"); /* out of memory */
     for (int i = 0; i < b->n; i++) {
         const breq *r = &b->reqs[i];
         if (r->rank != b->me) continue;
-        tprintf(&mine, "%d", i);
-        if (r->error[0]) tprintf(&mine, " error: %s", r->error);
-        else if (!r->done) tprintf(&mine, " error: stopped before it finished");
+        fprintf(f, "%d", i);
+        if (r->error[0]) fprintf(f, " error: %s", r->error);
+        else if (!r->done) fprintf(f, " error: stopped before it finished");
         else
-            for (int k = 0; k < r->n_out; k++) tprintf(&mine, " %d", r->out[k]);
-        tprintf(&mine, "\n");
+            for (int k = 0; k < r->n_out; k++) fprintf(f, " %d", r->out[k]);
+        fprintf(f, "\n");
     }
-    char *all = moe_comm_gather_bytes(c, mine.p ? mine.p : "", (int64_t)mine.n, NULL);
+    fclose(f);
+    char *all = moe_comm_gather_bytes(c, mine, (int64_t)n_mine, NULL);
     int64_t failed = 0;
     if (b->me == 0 && b->n > 0) {
         char **line_of = moe_xcalloc((size_t)b->n, sizeof *line_of);
@@ -327,7 +308,7 @@ int moe_source_batch_report(moe_source_batch *b, moe_comm *c)
         free(line_of);
     }
     free(all);
-    free(mine.p);
+    free(mine);
     moe_comm_sum_i64(c, &failed, 1); /* rank 0's count, known to all */
     return (int)failed;
 }

@@ -52,15 +52,15 @@ uint64_t moe_request_fresh_seed(void)
     return z ^ (z >> 31);
 }
 
-/* The prompt's ids: text with BOS as the model file says, ids as given,
+/* The prompt's ids: text as every program encodes a prompt (BOS as the
+ * model file says, special-token texts matched), ids as given,
  * chat through the model's template. */
 static int tokenize(const moe_request_model *m, const moe_request_spec *spec, moe_tokens *toks, moe_err *err)
 {
     switch (spec->kind) {
     case MOE_PROMPT_TEXT: {
-        const unsigned flags = moe_tokenizer_add_bos(m->tok) ? MOE_TOK_BOS : 0;
         const char *t = spec->text ? spec->text : "";
-        if (moe_tokenizer_encode(m->tok, t, strlen(t), flags, toks, err)) return MOE__CODE__BAD_REQUEST;
+        if (moe_tokenizer_encode_prompt(m->tok, t, strlen(t), toks, err)) return MOE__CODE__BAD_REQUEST;
         return MOE__CODE__OK;
     }
     case MOE_PROMPT_IDS:

@@ -86,6 +86,11 @@ int moe_tokenizer_eos_from_gguf(const moe_gguf *g, int32_t n_vocab, int32_t *eos
 /* Appends the ids of text[0..len) to out (out is not cleared first). */
 int moe_tokenizer_encode(const moe_tokenizer *tok, const char *text, size_t len, unsigned flags,
                          moe_tokens *out, moe_err *err);
+/* A text prompt's ids, the same in every program (moe-run --prompt,
+ * moe-worker --batch text: lines, the server's text requests): BOS as the
+ * model file says, special-token texts matched (as they are in chat
+ * messages rendered through the template). */
+int moe_tokenizer_encode_prompt(const moe_tokenizer *tok, const char *text, size_t len, moe_tokens *out, moe_err *err);
 
 /* Decodes ids into a newly allocated NUL-terminated byte string (free()
  * it): normal tokens give their bytes, control and user-defined tokens

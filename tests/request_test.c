@@ -46,6 +46,21 @@ static void test_prompts(void)
     CHECK(q->sampling.set & (1u << MOE_SP_SEED)); /* drawn here: a replay samples the same */
     moe_request_free(q);
 
+    /* special-token texts are matched, as moe-run --prompt and moe-worker
+     * --batch do (moe_tokenizer_encode_prompt) */
+    size_t eos_len = 0;
+    const char *eos_text = moe_tokenizer_token_str(M.tok, moe_tokenizer_eos(M.tok), &eos_len);
+    char sp[128];
+    CHECK(eos_text && eos_len > 0 && eos_len < 64);
+    snprintf(sp, sizeof sp, "Hi %.*s there", (int)eos_len, eos_text);
+    spec_text(&s, sp);
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK);
+    bool has_eos = false;
+    for (size_t i = 0; i < t.n; i++) has_eos |= t.ids[i] == moe_tokenizer_eos(M.tok);
+    CHECK_MSG(has_eos, "the text of the EOS token was not matched as EOS");
+    moe_request_free(q);
+
     /* ids as given; a seed given is kept */
     const int32_t ids[3] = {5, 6, 7};
     spec_text(&s, NULL);

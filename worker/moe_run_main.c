@@ -225,9 +225,8 @@ static int prompt_tokens(const run_args *a, const moe_model *m, const moe_tokeni
     int32_t *toks = *out;
     if (!a->tokens) {
         moe_tokens ids = {0};
-        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tokz) ? MOE_TOK_BOS : 0u);
         if (a->chat ? chat_tokens(a->chat, m->gguf, tokz, &ids, err)
-                    : moe_tokenizer_encode(tokz, a->prompt, strlen(a->prompt), fl, &ids, err)) {
+                    : moe_tokenizer_encode_prompt(tokz, a->prompt, strlen(a->prompt), &ids, err)) {
             moe_tokens_free(&ids);
             return MOE_ERR;
         }

@@ -52,8 +52,7 @@ static int make_request(const moe_reqline *l, const moe_model *m, moe_tokenizer 
     if (l->kind == MOE_REQLINE_TEXT) {
         if (!*tok && moe_tokenizer_load(tok, m->gguf, err)) return moe_err_prefix(err, "line %d: tokenizer", l->line);
         moe_tokens ids = {0};
-        const unsigned fl = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(*tok) ? MOE_TOK_BOS : 0u);
-        if (moe_tokenizer_encode(*tok, l->text, l->text_len, fl, &ids, err)) {
+        if (moe_tokenizer_encode_prompt(*tok, l->text, l->text_len, &ids, err)) {
             moe_tokens_free(&ids);
             return moe_err_prefix(err, "line %d", l->line);
         }

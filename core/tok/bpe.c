@@ -276,3 +276,9 @@ int moe_tokenizer_encode(const moe_tokenizer *t, const char *text, size_t len, u
     return MOE_OK;
 }
 
+
+int moe_tokenizer_encode_prompt(const moe_tokenizer *tok, const char *text, size_t len, moe_tokens *out, moe_err *err)
+{
+    const unsigned flags = MOE_TOK_SPECIAL | (moe_tokenizer_add_bos(tok) ? MOE_TOK_BOS : 0u);
+    return moe_tokenizer_encode(tok, text, len, flags, out, err);
+}

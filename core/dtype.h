@@ -13,13 +13,25 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "qblock.h"
 
 typedef enum {
     MOE_DT_F32 = 0,
     MOE_DT_F16 = 1,
+    MOE_DT_Q4_0 = 2,
+    MOE_DT_Q4_1 = 3,
+    MOE_DT_Q5_0 = 6,
+    MOE_DT_Q5_1 = 7,
     MOE_DT_Q8_0 = 8,
+    MOE_DT_Q8_1 = 9,    /* activations only */
+    MOE_DT_Q2_K = 10,
+    MOE_DT_Q3_K = 11,
     MOE_DT_Q4_K = 12,
+    MOE_DT_Q5_K = 13,
     MOE_DT_Q6_K = 14,
+    MOE_DT_Q8_K = 15,   /* activations only */
+    MOE_DT_IQ4_NL = 20,
+    MOE_DT_IQ4_XS = 23,
     MOE_DT_BF16 = 30,
 } moe_dtype;
 

@@ -153,7 +153,7 @@ static int zmq_send_finish(moe_front *f, moe_front_client *cl, const char *reque
  * messages (free() it); strings stay in g, which outlives the call. */
 static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_chat_msg **chat, moe_err *err)
 {
-    memset(spec, 0, sizeof *spec);
+    moe_request_spec_init(spec);
     *chat = NULL;
     spec->id = g->request_id;
     switch (g->prompt_case) {
@@ -189,7 +189,7 @@ static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_ch
     if (code != MOE__CODE__OK) return code;
     spec->stop = (const char *const *)g->stop;
     spec->n_stop = g->n_stop;
-    spec->max_tokens = g->has_max_tokens ? g->max_tokens : 0;
+    spec->max_tokens = g->has_max_tokens && g->max_tokens > 0 ? g->max_tokens : -1;
     spec->deadline_ms = g->has_deadline_ms ? g->deadline_ms : 0;
     spec->stream = !g->has_stream || g->stream;
     return MOE__CODE__OK;

@@ -79,13 +79,25 @@ static int tokenize(const moe_request_model *m, const moe_request_spec *spec, mo
     return MOE__CODE__BAD_REQUEST;
 }
 
+void moe_request_spec_init(moe_request_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+    moe_sampler_cfg_default(&spec->sampling);
+    spec->max_tokens = -1;
+    spec->logprobs = -1;
+}
+
 int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_model *m, const moe_request_spec *spec,
                     moe_err *err)
 {
     *out = NULL;
     const size_t n0 = prompt->n;
     int code = tokenize(m, spec, prompt, err);
-    const int max_tokens = spec->max_tokens > 0 ? spec->max_tokens : m->default_max_tokens;
+    const int max_tokens = spec->max_tokens >= 0 ? spec->max_tokens : m->default_max_tokens;
+    if (code == MOE__CODE__OK && max_tokens == 0 && !spec->prompt_logprobs) {
+        moe_err_set(err, "max_tokens 0 asks for no token: allowed only to score the prompt (prompt logprobs)");
+        code = MOE__CODE__BAD_REQUEST;
+    }
     if (code == MOE__CODE__OK) code = moe_msg_check_context((int64_t)(prompt->n - n0), max_tokens, &m->lim, err);
     if (code != MOE__CODE__OK) {
         prompt->n = n0;

@@ -45,6 +45,27 @@ typedef enum {
     MOE_PROMPT_CHAT,          /* rendered through the model's template */
 } moe_prompt_kind;
 
+/* Log-probabilities, at most this many alternatives per position (the
+ * OpenAI API's limit). */
+#define MOE_MAX_TOP_LOGPROBS 20
+
+typedef struct moe_logprob {
+    int32_t id;
+    float logprob;
+} moe_logprob;
+
+/* One position's log-probabilities under the model's raw distribution: the
+ * log-softmax of the logits the rank sampled from (before penalties,
+ * temperature and truncation, as vLLM's default "raw" logprobs): the
+ * token's own and the n_top most likely tokens, best first (ties: lower
+ * id first). */
+typedef struct moe_token_logprobs {
+    int32_t id;
+    float logprob;
+    int n_top;
+    moe_logprob top[MOE_MAX_TOP_LOGPROBS];
+} moe_token_logprobs;
+
 /* A request as a front end received it, already converted from its wire
  * form and checked field by field there (lengths, UTF-8, ids against the
  * vocabulary, sampling ranges).  Pointers are borrowed for the call to
@@ -61,9 +82,15 @@ typedef struct moe_request_spec {
     moe_sampler_cfg sampling; /* defaults + the client's fields (marked in .set) + its stop ids in .stop */
     const char *const *stop;  /* stop strings, each non-empty */
     size_t n_stop;
-    int max_tokens;           /* 0: the model's default_max_tokens */
+    int max_tokens;           /* < 0: the model's default_max_tokens; 0: no completion token
+                                 (allowed only with prompt_logprobs: scoring a prompt) */
     int64_t deadline_ms;      /* from receipt; 0: none */
     bool stream;              /* chunks as tokens come (else one chunk at the end) */
+    int logprobs;             /* < 0: none; 0..MOE_MAX_TOP_LOGPROBS: every completion token's
+                                 logprob and this many alternatives */
+    bool prompt_logprobs;     /* the prompt tokens' logprobs too (echo + logprobs); needs logprobs >= 0 */
+    bool ignore_eos;          /* the model's EOS does not end the request (stop ids still do) */
+    int min_tokens;           /* EOS and stop ids cannot be sampled before this many tokens (0: off) */
 } moe_request_spec;
 
 /* One request.  The loop reads the first group; the rest is request.c's. */
@@ -98,6 +125,7 @@ typedef struct moe_request_chunk {
     int index;                /* position of ids[0] in the completion */
     const char *text;         /* their text, NUL-terminated (valid until the next call) */
     size_t text_len;
+    const moe_token_logprobs *logprobs; /* n_ids entries when the request asked for logprobs, else NULL */
 } moe_request_chunk;
 
 /* How a request ended, for the front end's Finish. */
@@ -108,7 +136,14 @@ typedef struct moe_request_outcome {
     int code;                 /* MOE__CODE__OK, or why (deadline, error) */
     const char *message;      /* with a code: what happened */
     int prompt_tokens, completion_tokens;
+    const int32_t *prompt_ids;            /* the prompt as the rank ran it, prompt_tokens ids */
+    const moe_token_logprobs *prompt_logprobs; /* prompt_tokens entries (entry 0 has no logprob:
+                                             n_top 0, logprob NAN) when asked, else NULL */
 } moe_request_outcome;
+
+/* A spec with nothing set: no prompt, default sampling, the model's
+ * default max_tokens (-1), no logprobs (-1).  Front ends start from it. */
+void moe_request_spec_init(moe_request_spec *spec);
 
 /* Tokenizes and checks spec against m (context, max tokens).  Returns
  * MOE__CODE__OK with *out and the prompt's ids appended to *prompt, or the

@@ -19,11 +19,10 @@ static moe_request_model M;
 
 static void spec_text(moe_request_spec *s, const char *text)
 {
-    memset(s, 0, sizeof *s);
+    moe_request_spec_init(s);
     s->id = "r1";
     s->kind = MOE_PROMPT_TEXT;
     s->text = text;
-    moe_sampler_cfg_default(&s->sampling);
     s->stream = true;
 }
 

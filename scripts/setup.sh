@@ -13,7 +13,15 @@ packages=(
   unicode-data                        # Unicode tables for the tokenizer, generated at build time
   python3                             # small test drivers
   procps psmisc                       # ps/pkill in tests
+  libmicrohttpd-dev                   # the coordinator's HTTP front end (OpenAI API, /metrics)
+  libjansson-dev                      # JSON of the HTTP API
+  curl                                # a real HTTP client in the tests
+  python3-prometheus-client           # the tests parse /metrics with its text parser
 )
+# Node.js and npm run the official openai SDK in the tests.  A machine that
+# has them already (from Debian or elsewhere) keeps its own.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -29,8 +29,12 @@ if [ -z "$model" ]; then
   model=$model_dir/default.gguf
   if [ ! -f "$model" ]; then
     mkdir -p "$model_dir"
-    echo "quickstart: no model given; making $model (random weights, preset 'default')"
-    "$bin/moe-mkmodel" --preset default -o "$model"
+    # DeepSeek-V3's own tokenizer and chat template (data/, from the
+    # fixtures), so chat requests work on the default model too
+    tok=$model_dir/deepseek-v3-tokenizer.gguf
+    [ -f "$tok" ] || xz -dc data/deepseek-v3-tokenizer.gguf.xz > "$tok.tmp" && mv "$tok.tmp" "$tok"
+    echo "quickstart: no model given; making $model (random weights, preset 'default', DeepSeek-V3 tokenizer)"
+    "$bin/moe-mkmodel" --preset default --vocab-from "$tok" -o "$model"
   fi
 fi
 [ -f "$model" ] || { echo "quickstart: model '$model' not found" >&2; exit 1; }

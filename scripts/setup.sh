@@ -13,6 +13,7 @@ packages=(
   unicode-data                        # Unicode tables for the tokenizer, generated at build time
   python3                             # small test drivers
   procps psmisc                       # ps/pkill in tests
+  xz-utils                            # unpacks data/deepseek-v3-tokenizer.gguf.xz
   libmicrohttpd-dev                   # the coordinator's HTTP front end (OpenAI API, /metrics)
   libjansson-dev                      # JSON of the HTTP API
   curl                                # a real HTTP client in the tests
@@ -28,8 +29,22 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# The openai SDK the tests drive the HTTP API with, at the version
+# tests/openai/package-lock.json pins (npm's registry; nothing at run time).
+openai_sdk() {
+  local dir=tests/openai want
+  want=$(sed -n 's/.*"openai": "\([0-9.]*\)".*/\1/p' "$dir/package.json")
+  if [ -f "$dir/node_modules/openai/package.json" ] &&
+     grep -q "\"version\": \"$want\"" "$dir/node_modules/openai/package.json"; then
+    return 0
+  fi
+  echo "setup: installing the openai SDK $want (npm ci in $dir)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages present"
+  openai_sdk
   exit 0
 fi
 
@@ -42,4 +57,5 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+openai_sdk
 echo "setup: done"

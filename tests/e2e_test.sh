@@ -219,6 +219,12 @@ main_job)
   [ -n "$text" ] || fail "no text came back"
   grep -q "finish: " "$tmp/usage" || fail "no finish"
   echo "text: $text"; cat "$tmp/usage"
+  # The default model carries DeepSeek-V3's chat template: chat works.
+  printf '{"messages":[{"role":"user","content":"Hi there"}]}' > "$tmp/chat.json"
+  chat=$("$bin/moe-client" --connect "ipc://$tmp/c" --chat "$tmp/chat.json" --max-tokens 4 --usage 2> "$tmp/chat.usage") \
+      || fail "a chat request to the default model failed: $(cat "$tmp/chat.usage")"
+  grep -q "finish: " "$tmp/chat.usage" || fail "chat: no finish"
+  echo "chat: $chat"; cat "$tmp/chat.usage"
   kill -TERM "$qs"
   wait "$qs"; rc=$?
   [ "$rc" = 0 ] || fail "the main job exited $rc after SIGTERM"

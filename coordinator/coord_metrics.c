@@ -28,6 +28,7 @@ typedef struct rank_m {
     moe_metric_series *live, *seqs, *blocks_used, *blocks_total, *steps, *sent, *recv;
     moe_metric_series **expert;   /* [n_layers] */
     bool reported;                /* a report with stats came */
+    uint64_t steps_n;             /* its last step total (restart detection) */
     uint64_t blocks_used_n, blocks_total_n;
 } rank_m;
 
@@ -182,7 +183,7 @@ void moe_cmetrics_finished(moe_cmetrics *cm, const moe_req_timing *t, const char
 
 /* The layer shape comes with the first report that has one; the arrays
  * for the window are made then. */
-static bool layers_ready(moe_cmetrics *cm, const moe_rank_report *rep)
+static bool layers_ready(moe_cmetrics *cm, const moe_rank_report *rep, double now)
 {
     if (rep->n_moe_layers <= 0) return false;
     if (cm->n_layers == 0) {
@@ -192,7 +193,7 @@ static bool layers_ready(moe_cmetrics *cm, const moe_rank_report *rep)
         cm->cur = moe_xcalloc(per, sizeof *cm->cur);
         cm->snaps = moe_xcalloc(per * N_SNAPS, sizeof *cm->snaps);
         cm->n_snaps = 1; /* an all-zero baseline: "since start" until the ring fills */
-        cm->snap_t[0] = moe_now();
+        cm->snap_t[0] = now;
     }
     return rep->first_moe_layer == cm->first_layer && rep->n_moe_layers == cm->n_layers;
 }
@@ -226,7 +227,7 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
     if (rep->n_step_counts) moe_metric_load(r->steps, rep->step_counts, rep->n_step_counts, rep->step_seconds_sum);
     moe_metric_set(r->sent, (double)rep->xchg_bytes_sent);
     moe_metric_set(r->recv, (double)rep->xchg_bytes_recv);
-    if (!layers_ready(cm, rep)) return;
+    if (!layers_ready(cm, rep, now)) return;
     if (!r->expert) {
         r->expert = moe_xcalloc((size_t)cm->n_layers, sizeof *r->expert);
         char rs[16], ls[16];
@@ -238,6 +239,16 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
         }
     }
     uint64_t *cur = cm->cur + (size_t)rep->rank * (size_t)cm->n_layers;
+    /* a rank whose totals went down has restarted from 0: its part of
+     * every snapshot is 0 too, so the window counts its new work whole */
+    bool restarted = rep->steps < r->steps_n;
+    for (int l = 0; l < cm->n_layers; l++) restarted |= rep->expert_tokens[l] < cur[l];
+    r->steps_n = rep->steps;
+    if (restarted)
+        for (int s = 0; s < N_SNAPS; s++)
+            memset(cm->snaps + (size_t)s * (size_t)cm->n_ranks * (size_t)cm->n_layers +
+                       (size_t)rep->rank * (size_t)cm->n_layers,
+                   0, (size_t)cm->n_layers * sizeof *cm->snaps);
     for (int l = 0; l < cm->n_layers; l++) {
         cur[l] = rep->expert_tokens[l];
         moe_metric_set(r->expert[l], (double)rep->expert_tokens[l]);
@@ -259,7 +270,7 @@ static void balancedness(moe_cmetrics *cm, const bool *alive)
             if (!alive[k] || !cm->ranks[k].reported) continue;
             const uint64_t c = cm->cur[(size_t)k * (size_t)cm->n_layers + (size_t)l];
             const uint64_t b = base[(size_t)k * (size_t)cm->n_layers + (size_t)l];
-            const double d = (double)(c >= b ? c - b : c); /* below the baseline: the rank restarted */
+            const double d = (double)(c >= b ? c - b : c); /* (restarts are handled in the report) */
             sum += d;
             if (d > max) max = d;
             n++;

@@ -19,7 +19,8 @@
  * of the (token, expert) pairs each rank's experts ran in the window (the
  * last 55-60 s; since start for the first minute): 1 is perfectly even,
  * 1/ranks is one rank doing everything.  A layer with no routed token in
- * the window has no sample.
+ * the window has no sample.  A rank whose totals go down has restarted:
+ * the window counts its new totals whole.
  */
 #ifndef MOE_COORD_COORD_METRICS_H
 #define MOE_COORD_COORD_METRICS_H

@@ -166,6 +166,15 @@ for layer, total in layers.items():
 bal = [s for s in fams["moe:expert_load_balancedness"].samples]
 if any(not (0 < s.value <= 1) for s in bal):
     fail(f"expert_load_balancedness out of (0, 1]: {[(s.labels.get('layer'), s.value) for s in bal]}")
+# within the first minute the window is "since start": the balancedness is
+# mean/max of the per-rank totals
+per_rank = {}
+for s in fams["moe:rank_expert_tokens"].samples:
+    per_rank.setdefault(s.labels["layer"], []).append(s.value)
+for s in bal:
+    v = per_rank.get(s.labels["layer"], [0])
+    if max(v) > 0 and abs(s.value - sum(v) / len(v) / max(v)) > 1e-9:
+        not_yet.append(f"layer {s.labels['layer']}: balancedness {s.value}, per-rank totals {v}")
 if len(bal) != len(layers) or not bal:
     not_yet.append(f"expert_load_balancedness: {[(s.labels.get('layer'), s.value) for s in bal]}")
 

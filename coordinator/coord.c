@@ -3,11 +3,14 @@
  */
 #include "coord.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
+#include "coord_metrics.h"
 #include "gguf.h"
 #include "msg.h"
 #include "sched.h"
@@ -24,6 +27,7 @@ typedef struct entry {
     moe_front *f;
     moe_front_client *cl;
     bool finished;            /* Finish sent (or the client is gone) */
+    moe_req_timing t;         /* for the metrics and the request's log line */
 } entry;
 
 struct moe_coord {
@@ -41,6 +45,7 @@ struct moe_coord {
     entry **reqs;
     int n_reqs, cap_reqs;
     bool draining;
+    moe_cmetrics *cm;
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -52,9 +57,36 @@ static entry *find(const moe_coord *c, const moe_front *f, const moe_front_clien
     return NULL;
 }
 
+/* A request is over (reported, or its client is gone): its metrics and
+ * its log line, exactly once (from forget). */
+static void request_over(moe_coord *c, entry *e)
+{
+    const double now = moe_now();
+    const moe_end_reason why = e->r->state == MOE_REQ_DONE ? e->r->end : MOE_END_CANCELLED;
+    const moe_end_reason end = e->q->end != MOE_END_NONE ? e->q->end : why;
+    const char *reason = moe_request_end_name(end);
+    moe_cmetrics_finished(c->cm, &e->t, reason, now);
+    char client[128] = "-";
+    if (e->f->ops->client_name) e->f->ops->client_name(e->f, e->cl, client, sizeof client);
+    moe_log_field fl[8] = {
+        {.key = "id", .kind = MOE_LOGF_STR, .s = e->q->id},
+        {.key = "client", .kind = MOE_LOGF_STR, .s = client},
+        {.key = "prompt_tokens", .kind = MOE_LOGF_INT, .i = e->r->n_prompt},
+        {.key = "output_tokens", .kind = MOE_LOGF_INT, .i = e->r->n_out},
+        {.key = "ttft_s", .kind = MOE_LOGF_NUM, .d = e->t.n_tokens ? e->t.first_token - e->t.arrival : NAN},
+        {.key = "total_s", .kind = MOE_LOGF_NUM, .d = now - e->t.arrival},
+        {.key = "finish_reason", .kind = MOE_LOGF_STR, .s = reason},
+    };
+    int n = 7;
+    if (end == MOE_END_ERROR || end == MOE_END_DEADLINE)
+        fl[n++] = (moe_log_field){.key = "error", .kind = MOE_LOGF_STR, .s = e->q->message};
+    moe_log_event(MOE_LOG_INFO, "request finished", fl, n);
+}
+
 /* Drops a request that has ended and been reported (or whose client is gone). */
 static void forget(moe_coord *c, entry *e)
 {
+    request_over(c, e);
     for (int i = 0; i < c->n_reqs; i++)
         if (c->reqs[i] == e) {
             c->reqs[i] = c->reqs[--c->n_reqs];
@@ -103,9 +135,12 @@ static bool flush_one(moe_coord *c, entry *e)
 /* Streams what is new and finishes what has ended. */
 static void flush_all(moe_coord *c)
 {
+    const double now = moe_now();
     for (int i = 0; i < c->n_reqs;) {
         entry *e = c->reqs[i];
         moe_request *q = e->q;
+        /* placed since the last look (placement runs just before this) */
+        if (e->r->state == MOE_REQ_RUNNING && e->t.placed == 0) moe_cmetrics_placed(c->cm, &e->t, e->r->n_prompt, now);
         if (e->r->state == MOE_REQ_DONE && q->end == MOE_END_NONE) q->end = e->r->end; /* ended by the scheduler */
         if (q->end != MOE_END_NONE && e->r->state != MOE_REQ_DONE) end_here(c, e, q->end, q->code, q->message);
         if (!flush_one(c, e)) { /* the client is gone: nobody to tell, nothing to run */
@@ -147,6 +182,7 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     moe_coord *c = ctx;
     moe_err err = {{0}};
     const char *id = spec->id;
+    const double arrival = moe_now();
     if (c->draining) return f->ops->send_error(f, cl, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
     if (find(c, f, cl, id))
         return f->ops->send_error(f, cl, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
@@ -164,6 +200,7 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     e->q = q;
     e->f = f;
     e->cl = cl;
+    e->t.arrival = arrival;
     bool full = false;
     const int rc = moe_sched_submit(c->s, e, toks.ids, (int)toks.n, q->max_tokens, q->deadline, &e->r, &full, &err);
     moe_tokens_free(&toks);
@@ -204,8 +241,10 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
         released++;
         forget(c, e);
     }
+    /* a client that finished its requests and left is normal: only the
+     * debug log hears of it */
     if (released) moe_log(MOE_LOG_INFO, "a client %s; released %d of its requests", why, released);
-    else moe_log(MOE_LOG_INFO, "a client %s", why);
+    else moe_log(MOE_LOG_DEBUG, "a client %s (none of its requests was in flight)", why);
 }
 
 /* ---- what the worker side reports --------------------------------------------------- */
@@ -247,6 +286,18 @@ static void on_ready(void *ctx)
     printf("moe-coordinator: ready: clients at %s, %lld worker ranks\n",
            c->n_fronts ? c->fronts[0]->ops->endpoint(c->fronts[0]) : "(none)", (long long)c->cfg.ranks);
     fflush(stdout);
+}
+
+static void on_token(void *ctx, moe_req *r)
+{
+    moe_coord *c = ctx;
+    moe_cmetrics_token(c->cm, &((entry *)r->owner)->t, moe_now());
+}
+
+static void on_report(void *ctx, const moe_rank_report *rep)
+{
+    moe_coord *c = ctx;
+    moe_cmetrics_rank_report(c->cm, rep, moe_now());
 }
 
 static const moe_sampler_cfg *sampling_of(void *ctx, const moe_req *r)
@@ -292,6 +343,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
     *out = c; /* freed by the caller with moe_coord_free, also after an error */
     c->cfg = *cfg;
     if (load_model(c, err)) return MOE_ERR;
+    moe_cmetrics_init(&c->cm, c->model_name, (int)cfg->ranks);
     moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running};
     if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return MOE_ERR;
     if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
@@ -308,9 +360,45 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .context = on_context,
         .ready = on_ready,
         .sampling = sampling_of,
+        .token = on_token,
+        .report = on_report,
     };
     if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
     return MOE_OK;
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+int moe_coord_metrics_write(moe_coord *c, FILE *out)
+{
+    const int n = (int)c->cfg.ranks;
+    bool *alive = moe_xcalloc((size_t)n, sizeof *alive);
+    for (int k = 0; k < n; k++) alive[k] = moe_workers_rank_alive(c->w, k);
+    const moe_cmetrics_state st = {
+        .running = moe_sched_n_running(c->s, -1),
+        .waiting = moe_sched_n_queued(c->s),
+        .rank_alive = alive,
+    };
+    const int rc = moe_cmetrics_write(c->cm, &st, moe_now(), out);
+    free(alive);
+    return rc;
+}
+
+/* --metrics-file: written whole to PATH.tmp, then renamed, so a reader
+ * never sees half a file. */
+static void dump_metrics(moe_coord *c)
+{
+    const char *path = c->cfg.metrics_file;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        moe_log(MOE_LOG_WARN, "--metrics-file: the path is too long");
+        return;
+    }
+    FILE *f = fopen(tmp, "w");
+    int rc = f ? moe_coord_metrics_write(c, f) : MOE_ERR;
+    if (f && fclose(f) != 0) rc = MOE_ERR;
+    if (rc == MOE_OK && rename(tmp, path) != 0) rc = MOE_ERR;
+    if (rc != MOE_OK) moe_log(MOE_LOG_WARN, "could not write the metrics to %s: %s", path, strerror(errno));
 }
 
 moe_link_ctx *moe_coord_link_ctx(moe_coord *c) { return c->lctx; }
@@ -356,7 +444,12 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
         moe_workers_place(c->w);
         flush_all(c);
         for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->tick(c->fronts[i], now);
+        if (c->cfg.metrics_file && c->cfg.metrics_dump && *c->cfg.metrics_dump) {
+            *c->cfg.metrics_dump = 0;
+            dump_metrics(c);
+        }
     }
+    if (c->cfg.metrics_file) dump_metrics(c);
     moe_log(MOE_LOG_INFO, "drained; exiting");
 }
 
@@ -372,6 +465,7 @@ void moe_coord_free(moe_coord *c)
     moe_workers_close(c->w);
     moe_sched_free(c->s);
     moe_link_ctx_free(c->lctx);
+    moe_cmetrics_free(c->cm);
     moe_chat_free(c->chat);
     moe_tokenizer_free(c->tok);
     moe_gguf_close(c->g);

@@ -14,12 +14,18 @@
  *
  * Drain: once *term is set, new requests get SHUTTING_DOWN, requests in
  * flight finish, and moe_coord_run returns.
+ *
+ * Metrics and logs: the loop stamps every request's events (arrival,
+ * placement, each token, the end) for the metrics (coord_metrics.h) and
+ * writes one log line per request when it is over (id, client, tokens,
+ * TTFT, total time, finish reason).
  */
 #ifndef MOE_COORD_COORD_H
 #define MOE_COORD_COORD_H
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base.h"
 #include "front.h"
@@ -37,6 +43,8 @@ typedef struct moe_coord_cfg {
     int64_t max_tokens;        /* default max_tokens of a request */
     int64_t max_frame;         /* largest request frame */
     int64_t worker_timeout_ms; /* a rank silent this long is lost */
+    const char *metrics_file;  /* NULL, or where the metrics are written at exit and when asked */
+    volatile sig_atomic_t *metrics_dump; /* set (e.g. by SIGUSR1): write metrics_file now */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */
@@ -53,6 +61,10 @@ moe_front_sink moe_coord_front_sink(moe_coord *c);
 /* The loop owns f from here on (closed by moe_coord_free); up to 4. */
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err);
 const char *moe_coord_workers_endpoint(const moe_coord *c);
+
+/* The metrics (Prometheus text 0.0.4, metrics.h; docs/metrics.md lists
+ * them) as they stand; MOE_ERR if writing failed.  From the loop's thread. */
+int moe_coord_metrics_write(moe_coord *c, FILE *out);
 
 /* Serves until *term is set and every request in flight has finished. */
 void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term);

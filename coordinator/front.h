@@ -53,6 +53,9 @@ typedef struct moe_front_ops {
     void (*send_error)(moe_front *f, moe_front_client *cl, const char *request_id, int code, const char *msg);
     /* Where clients connect, for the logs. */
     const char *(*endpoint)(const moe_front *f);
+    /* Optional (NULL: "-"): the client's name for the logs, e.g.
+     * "moe-client@zmq:0080000001", NUL-terminated within n bytes. */
+    void (*client_name)(moe_front *f, const moe_front_client *cl, char *buf, size_t n);
     void (*close)(moe_front *f);
 } moe_front_ops;
 

@@ -12,6 +12,7 @@
 struct moe_front_client {
     moe_link_peer peer;
     double last_seen;
+    char name[64];            /* from its Hello (printable ASCII), for the logs */
 };
 
 /* A refusal that met back-pressure. */
@@ -217,6 +218,10 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
     }
     switch (m->body_case) {
     case MOE__CLIENT_MSG__BODY_HELLO: {
+        const char *nm = m->hello->client_name ? m->hello->client_name : "";
+        size_t k = 0;
+        for (; nm[k] && k + 1 < sizeof cl->name; k++) cl->name[k] = nm[k] > 0x20 && nm[k] < 0x7F ? nm[k] : '_';
+        cl->name[k] = '\0';
         Moe__HelloReply h = MOE__HELLO_REPLY__INIT;
         h.has_protocol_version = h.has_vocab_size = h.has_max_context = true;
         h.protocol_version = MOE_PROTO_VERSION;
@@ -290,6 +295,14 @@ static void zmq_tick(moe_front *f, double now)
     z->n_pending = w;
 }
 
+static void zmq_client_name(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
+{
+    (void)f;
+    int k = snprintf(buf, n, "%s%szmq:", cl->name, cl->name[0] ? "@" : "");
+    for (int i = 0; i < cl->peer.len && k >= 0 && (size_t)k + 3 <= n; i++)
+        k += snprintf(buf + k, n - (size_t)k, "%02x", cl->peer.id[i]);
+}
+
 static int zmq_poll_items(moe_front *f, moe_link_poll_item *items, int cap)
 {
     if (cap < 1) return 0;
@@ -323,6 +336,7 @@ static const moe_front_ops ZMQ_OPS = {
     .send_finish = zmq_send_finish,
     .send_error = zmq_send_error,
     .endpoint = zmq_endpoint,
+    .client_name = zmq_client_name,
     .close = zmq_close,
 };
 

@@ -14,6 +14,11 @@
  * requests end with a clear error.  SIGTERM drains: no new work, requests
  * in flight finish, then exit 0.
  *
+ * Operators: one log line per finished request (--log-format json for one
+ * JSON object a line), and the metrics (docs/metrics.md) written to
+ * --metrics-file at exit and on SIGUSR1 (the HTTP front end serves the same
+ * text at GET /metrics).
+ *
  * This file parses the flags and wires the parts together: the loop
  * (coord.h), which owns the model, the scheduler and the worker side
  * (workers.h), and the client front end (front_zmq.h).
@@ -43,12 +48,15 @@ static void usage(FILE *f)
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000)\n"
+          "  --log-format FMT       text (default) or json: one JSON object per log line\n"
+          "  --metrics-file PATH    write the metrics (Prometheus text) to PATH at exit and on SIGUSR1\n"
           "  --help                 this text\n",
           f);
 }
 
 typedef struct opts {
-    const char *model, *listen, *workers;
+    const char *model, *listen, *workers, *metrics_file;
+    moe_log_format log_format;
     int64_t ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
 } opts;
 
@@ -92,14 +100,21 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         if (!strcmp(f, "--model")) o->model = v;
         else if (!strcmp(f, "--listen")) o->listen = v;
         else if (!strcmp(f, "--workers")) o->workers = v;
+        else if (!strcmp(f, "--metrics-file")) o->metrics_file = v;
+        else if (!strcmp(f, "--log-format")) {
+            if (!strcmp(v, "text")) o->log_format = MOE_LOG_TEXT;
+            else if (!strcmp(v, "json")) o->log_format = MOE_LOG_JSON;
+            else return moe_err_set(err, "--log-format: '%s' is neither text nor json", v);
+        }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
     return MOE_OK;
 }
 
-static volatile sig_atomic_t g_term;
+static volatile sig_atomic_t g_term, g_dump;
 static void on_term(int sig) { (void)sig; g_term = 1; }
+static void on_usr1(int sig) { (void)sig; g_dump = 1; }
 
 /* The loop, then its front ends (a front end reports to the loop). */
 static int wire(moe_coord **out, const opts *o, moe_err *err)
@@ -113,6 +128,8 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .max_tokens = o->max_tokens,
         .max_frame = o->max_frame,
         .worker_timeout_ms = o->worker_timeout_ms,
+        .metrics_file = o->metrics_file,
+        .metrics_dump = &g_dump,
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;
@@ -131,8 +148,8 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         front->ops->close(front);
         return MOE_ERR;
     }
-    fprintf(stderr, "moe-coordinator: clients at %s, workers at %s, waiting for %lld ranks\n",
-            front->ops->endpoint(front), moe_coord_workers_endpoint(c), (long long)o->ranks);
+    moe_log(MOE_LOG_INFO, "clients at %s, workers at %s, waiting for %lld ranks", front->ops->endpoint(front),
+            moe_coord_workers_endpoint(c), (long long)o->ranks);
     return MOE_OK;
 }
 
@@ -149,10 +166,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "moe-coordinator: %s\n", err.msg);
         return 2;
     }
+    moe_log_set_format(o.log_format);
     struct sigaction sa = {0};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction su = {0};
+    su.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &su, NULL);
     signal(SIGPIPE, SIG_IGN);
     moe_coord *c = NULL;
     int rc = 1;

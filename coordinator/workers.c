@@ -178,6 +178,28 @@ static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *h
         const moe_req *r = moe_sched_find(w->s, hb->active[i]);
         if (!r || r->state != MOE_REQ_RUNNING || r->rank != rank) release_seq(w, rank, hb->active[i]);
     }
+    if (w->sink.report) {
+        moe_rank_report rep = {.rank = rank, .sequences = (int64_t)hb->n_active, .cache_tokens_free = hb->cache_tokens_free};
+        const Moe__RankStats *st = hb->stats; /* checked by the link (moe_msg_check_rank_stats) */
+        if (st) {
+            rep.has_stats = true;
+            rep.steps = st->steps;
+            rep.step_seconds_sum = st->step_seconds_sum;
+            rep.step_counts = st->step_seconds_counts;
+            rep.n_step_counts = (int)st->n_step_seconds_counts;
+            rep.cache_blocks_total = st->cache_blocks_total;
+            rep.cache_blocks_used = st->cache_blocks_used;
+            rep.cache_block_tokens = st->cache_block_tokens;
+            rep.xchg_bytes_sent = st->xchg_bytes_sent;
+            rep.xchg_bytes_recv = st->xchg_bytes_recv;
+            rep.first_moe_layer = (int)st->first_moe_layer;
+            rep.n_moe_layers = (int)st->n_expert_tokens;
+            rep.expert_tokens = st->expert_tokens;
+            rep.tokens_prefill = st->tokens_prefill;
+            rep.tokens_decode = st->tokens_decode;
+        }
+        w->sink.report(w->sink.ctx, &rep);
+    }
     if ((int64_t)hb->n_active != w->ranks[rank].active) {
         w->ranks[rank].active = (int64_t)hb->n_active;
         moe_log(MOE_LOG_INFO, "rank %d: %lld active sequences, %llu cache tokens free", rank,
@@ -210,7 +232,9 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
     switch (m->body_case) {
     case MOE__WORKER_MSG__BODY_TOKEN: {
         moe_req *r = moe_sched_find(w->s, m->token->seq_id);
-        if (r && r->rank == rank) moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token);
+        if (r && r->rank == rank && moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token) &&
+            w->sink.token)
+            w->sink.token(w->sink.ctx, r);
         break;
     }
     case MOE__WORKER_MSG__BODY_SEQ_END: {
@@ -254,6 +278,11 @@ void moe_workers_tick(moe_workers *w, double now)
 }
 
 bool moe_workers_ready(const moe_workers *w) { return w->ready; }
+
+bool moe_workers_rank_alive(const moe_workers *w, int k)
+{
+    return k >= 0 && k < w->cfg.n_ranks && w->ranks[k].known && moe_sched_rank_alive(w->s, k);
+}
 
 bool moe_workers_any_alive(const moe_workers *w)
 {

@@ -24,6 +24,25 @@
 
 typedef struct moe_workers moe_workers;
 
+/* What a rank's heartbeat says, as plain C (pointers valid during the
+ * call).  The figures are counted since the rank started. */
+typedef struct moe_rank_report {
+    int rank;
+    int64_t sequences;             /* sequences it holds */
+    uint64_t cache_tokens_free;    /* not promised to a sequence */
+    bool has_stats;                /* the rest is set */
+    uint64_t steps;
+    double step_seconds_sum;
+    const uint64_t *step_counts;   /* [n_step_counts]: per bucket of MOE_MSG_STEP_BOUNDS, + the rest; 0: none */
+    int n_step_counts;
+    uint64_t cache_blocks_total, cache_blocks_used;
+    uint32_t cache_block_tokens;
+    uint64_t xchg_bytes_sent, xchg_bytes_recv;
+    int first_moe_layer, n_moe_layers;
+    const uint64_t *expert_tokens; /* [n_moe_layers]: (token, expert) pairs its experts ran */
+    uint64_t tokens_prefill, tokens_decode;
+} moe_rank_report;
+
 /* The loop's side, called from moe_workers_recv and _tick. */
 typedef struct moe_workers_sink {
     void *ctx;
@@ -38,6 +57,11 @@ typedef struct moe_workers_sink {
     void (*ready)(void *ctx);
     /* The sampling of a request being placed (the scheduler's owner is the loop's). */
     const moe_sampler_cfg *(*sampling)(void *ctx, const moe_req *r);
+    /* Optional (NULL: not wanted).  A new token of r, taken by the
+     * scheduler (duplicates of a replay are not reported). */
+    void (*token)(void *ctx, moe_req *r);
+    /* A rank's heartbeat. */
+    void (*report)(void *ctx, const moe_rank_report *rep);
 } moe_workers_sink;
 
 typedef struct moe_workers_cfg {
@@ -67,5 +91,7 @@ void moe_workers_release(moe_workers *w, const moe_req *r);
 
 bool moe_workers_ready(const moe_workers *w);      /* every rank has said hello */
 bool moe_workers_any_alive(const moe_workers *w);
+/* Rank k has said hello and not been lost since. */
+bool moe_workers_rank_alive(const moe_workers *w, int k);
 
 #endif

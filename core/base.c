@@ -103,16 +103,132 @@ static int log_threshold(void)
     return level;
 }
 
+static moe_log_format log_format = MOE_LOG_TEXT;
+static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+
+void moe_log_set_format(moe_log_format f) { log_format = f; }
+moe_log_format moe_log_get_format(void) { return log_format; }
+
+/* Length of the valid UTF-8 sequence at s (up to n bytes), 0 if none. */
+static size_t log_utf8_len(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80) return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) len = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) len = 3, lo = s[0] == 0xE0 ? 0xA0 : 0x80, hi = s[0] == 0xED ? 0x9F : 0xBF;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) len = 4, lo = s[0] == 0xF0 ? 0x90 : 0x80, hi = s[0] == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    if (len > n || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return len;
+}
+
+/* A JSON string (with its quotes): control characters escaped, invalid
+ * UTF-8 replaced by U+FFFD. */
+static void log_json_string(FILE *f, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)(str ? str : "");
+    size_t n = strlen((const char *)s);
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
+        else {
+            const size_t k = log_utf8_len(s + i, n - i);
+            if (k == 0) fputs("\xEF\xBF\xBD", f), i++;
+            else fwrite(s + i, 1, k, f), i += k;
+            continue;
+        }
+        i++;
+    }
+    fputc('"', f);
+}
+
+/* A text value: bare when it is a plain word, else quoted with \" \\ \n escaped. */
+static void log_text_value(FILE *f, const char *str)
+{
+    const char *s = str ? str : "";
+    bool bare = *s != '\0';
+    for (const char *p = s; *p && bare; p++) bare = (unsigned char)*p > 0x20 && *p != '"' && *p != '=' && *p != '\\' && *p != 0x7F;
+    if (bare) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if ((unsigned char)*p < 0x20 || *p == 0x7F) fprintf(f, "\\x%02x", (unsigned char)*p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void log_line(moe_log_level level, const char *msg, const moe_log_field *fields, int n_fields)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) { /* no memory for the line: say it plainly */
+        fprintf(stderr, "moe %s: %s\n", log_level_names[level], msg);
+        return;
+    }
+    if (log_format == MOE_LOG_JSON) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        fprintf(f, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":", when, ts.tv_nsec / 1000000, log_level_names[level]);
+        log_json_string(f, msg);
+        for (int i = 0; i < n_fields; i++) {
+            const moe_log_field *x = &fields[i];
+            fprintf(f, ",\"%s\":", x->key);
+            if (x->kind == MOE_LOGF_STR) log_json_string(f, x->s);
+            else if (x->kind == MOE_LOGF_INT) fprintf(f, "%lld", (long long)x->i);
+            else if (isfinite(x->d)) fprintf(f, "%.6g", x->d);
+            else fputs("null", f);
+        }
+        fputs("}\n", f);
+    } else {
+        fprintf(f, "moe %s: %s", log_level_names[level], msg);
+        for (int i = 0; i < n_fields; i++) {
+            const moe_log_field *x = &fields[i];
+            fprintf(f, " %s=", x->key);
+            if (x->kind == MOE_LOGF_STR) log_text_value(f, x->s);
+            else if (x->kind == MOE_LOGF_INT) fprintf(f, "%lld", (long long)x->i);
+            else if (isfinite(x->d)) fprintf(f, "%.6g", x->d);
+            else fputc('-', f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    fwrite(buf, 1, len, stderr); /* one write: lines of several threads do not mix */
+    free(buf);
+}
+
 void moe_log(moe_log_level level, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
     if ((int)level < log_threshold()) return;
     char line[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "moe %s: %s\n", names[level], line);
+    log_line(level, line, NULL, 0);
+}
+
+void moe_log_event(moe_log_level level, const char *msg, const moe_log_field *fields, int n_fields)
+{
+    if ((int)level < log_threshold()) return;
+    log_line(level, msg, fields, n_fields);
 }
 
 int moe_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, moe_err *err)

@@ -72,6 +72,26 @@ void *moe_xmalloc_lines(size_t n);
 typedef enum { MOE_LOG_DEBUG = 0, MOE_LOG_INFO, MOE_LOG_WARN, MOE_LOG_ERROR } moe_log_level;
 void moe_log(moe_log_level level, const char *fmt, ...) MOE_PRINTF(2, 3);
 
+/* The format of every log line of the process (set once at start; text by
+ * default):
+ *   text  moe info: message key=value key="a value with spaces"
+ *   json  {"ts":"2026-01-02T03:04:05.678Z","level":"info","msg":"message","key":value}
+ * one line each; JSON strings are escaped and made valid UTF-8. */
+typedef enum { MOE_LOG_TEXT = 0, MOE_LOG_JSON } moe_log_format;
+void moe_log_set_format(moe_log_format f);
+moe_log_format moe_log_get_format(void);
+
+/* A line with named fields (e.g. one per finished request). */
+typedef enum { MOE_LOGF_STR = 0, MOE_LOGF_INT, MOE_LOGF_NUM } moe_log_field_kind;
+typedef struct moe_log_field {
+    const char *key;          /* [a-z0-9_]: written as is */
+    moe_log_field_kind kind;
+    const char *s;            /* MOE_LOGF_STR (NULL reads as "") */
+    int64_t i;                /* MOE_LOGF_INT */
+    double d;                 /* MOE_LOGF_NUM (non-finite: "-" in text, null in JSON) */
+} moe_log_field;
+void moe_log_event(moe_log_level level, const char *msg, const moe_log_field *fields, int n_fields);
+
 /* Strict number parsing for flags and text files: whole string, in range. */
 int moe_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, moe_err *err);
 int moe_parse_f64(const char *s, double lo, double hi, double *out, moe_err *err);

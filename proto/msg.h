@@ -90,6 +90,16 @@ int moe_msg_code_http_status(int code);
 /* "stop", "length", "cancelled", "deadline", "error" ("unknown" otherwise). */
 const char *moe_msg_end_name(int reason);
 
+/* The upper bounds (seconds) of the buckets of a rank's step times
+ * (RankStats.step_seconds_counts has one count more, for +Inf).  Part of
+ * the protocol: both ends use these. */
+#define MOE_MSG_STEP_BOUNDS 14
+extern const double moe_msg_step_bounds[MOE_MSG_STEP_BOUNDS];
+/* The bucket of a step of t seconds (0..MOE_MSG_STEP_BOUNDS). */
+int moe_msg_step_bucket(double t);
+/* MoE layers a RankStats may list. */
+#define MOE_MSG_MAX_LAYERS 4096
+
 /* ---- decoding and encoding ------------------------------------------ */
 
 /* Decodes one frame as an envelope of type `desc` (e.g.
@@ -133,6 +143,7 @@ int moe_msg_check_release(const Moe__Release *r, const moe_msg_limits *lim, moe_
 int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_limits *lim, moe_err *err);
+int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err); /* NULL (none kept) is fine */
 
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within

@@ -579,6 +579,42 @@ int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_e
     return check_string(s->message, "seq_end: message", false, lim->max_text_len, false, NULL, err);
 }
 
+const double moe_msg_step_bounds[MOE_MSG_STEP_BOUNDS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                         0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+int moe_msg_step_bucket(double t)
+{
+    int b = 0;
+    while (b < MOE_MSG_STEP_BOUNDS && !(t <= moe_msg_step_bounds[b])) b++;
+    return b;
+}
+
+int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err)
+{
+    if (!s) return MOE__CODE__OK;
+    if (s->n_step_seconds_counts != 0 && s->n_step_seconds_counts != MOE_MSG_STEP_BOUNDS + 1)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: %zu step time buckets, the protocol has %d",
+                    s->n_step_seconds_counts, MOE_MSG_STEP_BOUNDS + 1);
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->n_step_seconds_counts; i++) {
+        if (s->step_seconds_counts[i] > UINT64_MAX - n)
+            return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: step time counts overflow");
+        n += s->step_seconds_counts[i];
+    }
+    if (s->n_step_seconds_counts && (!s->has_steps || n != s->steps))
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: step time buckets hold %" PRIu64 " steps, steps says %" PRIu64,
+                    n, s->steps);
+    if (s->has_step_seconds_sum && !(s->step_seconds_sum >= 0 && s->step_seconds_sum <= 1e300))
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: step_seconds_sum is not a finite non-negative number");
+    if (s->has_cache_blocks_used && (!s->has_cache_blocks_total || s->cache_blocks_used > s->cache_blocks_total))
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: cache_blocks_used %" PRIu64 " is above cache_blocks_total %" PRIu64,
+                    s->cache_blocks_used, s->cache_blocks_total);
+    if (s->n_expert_tokens > MOE_MSG_MAX_LAYERS || s->first_moe_layer > MOE_MSG_MAX_LAYERS - s->n_expert_tokens)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: MoE layers %" PRIu32 " + %zu go past the limit of %d",
+                    s->first_moe_layer, s->n_expert_tokens, MOE_MSG_MAX_LAYERS);
+    return MOE__CODE__OK;
+}
+
 int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_limits *lim, moe_err *err)
 {
     lim = limits_or_default(lim);
@@ -590,7 +626,7 @@ int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_
     if (h->n_active > lim->max_ids)
         return fail(err, MOE__CODE__BAD_REQUEST, "worker_heartbeat: %zu active sequences, more than the limit of %zu",
                     h->n_active, lim->max_ids);
-    return MOE__CODE__OK;
+    return moe_msg_check_rank_stats(h->stats, err);
 }
 
 int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe_err *err)

@@ -4,7 +4,7 @@
 # programs print; every process is killed on the way out.
 #
 #   e2e_test.sh badinput | stream | queuefull | cancel | client_killed |
-#               rank_stopped | drain | concurrent | main_job
+#               rank_stopped | drain | concurrent | main_job | metrics | logjson
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -230,6 +230,60 @@ main_job)
   [ "$rc" = 0 ] || fail "the main job exited $rc after SIGTERM"
   grep -q "serve: stopped" "$tmp/qs.out" || fail "no clean stop"
   echo "ok: main job ready, answered a request, exited 0 on SIGTERM"
+  ;;
+metrics)
+  # The metrics after a few requests: the text parses as Prometheus text
+  # (Debian's python3-prometheus-client), token totals equal the requests'
+  # usage (as the per-request log lines and the client saw it), and the
+  # ranks report themselves idle again (sequences 0, cache blocks free).
+  start_cluster 2 --metrics-file "$tmp/metrics.prom"
+  printf 'ids:1,2,3 8\nids:4,5,6,7 5 seed=3 temp=0.8\ntext:hello world\t6\nids:9,10 3\nids:11 1\n' > "$tmp/reqs"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/reqs" --ids-out > "$tmp/client.out" 2> "$tmp/client.err" \
+      || fail "moe-client failed"
+  # the ranks' heartbeats (every 500 ms) say when they are idle again: ask
+  # for the metrics until they show it (exit 3: not yet)
+  for _ in $(seq 1 40); do
+    rm -f "$tmp/metrics.prom"
+    kill -USR1 "$coord"
+    wait_for_file() { local i; for i in $(seq 1 200); do [ -f "$1" ] && return 0; sleep 0.05; done; return 1; }
+    wait_for_file "$tmp/metrics.prom" || fail "SIGUSR1 wrote no metrics file"
+    /usr/bin/python3 "$here/metrics_check.py" "$tmp/metrics.prom" "$tmp/coord.err" "$tmp/client.out" 5 2 \
+        > "$tmp/check.out" 2>&1; rc=$?
+    [ "$rc" = 3 ] || break
+    sleep 0.25
+  done
+  cat "$tmp/check.out"
+  [ "$rc" = 0 ] || { cat "$tmp/metrics.prom"; fail "metrics check"; }
+  grep "request finished" "$tmp/coord.err"
+  kill -TERM "$coord"; wait "$coord"
+  [ -s "$tmp/metrics.prom" ] && grep -q "^moe:prompt_tokens_total" "$tmp/metrics.prom" || fail "no metrics file at exit"
+  echo "ok: metrics parse, move with the requests and settle when the ranks are idle"
+  ;;
+logjson)
+  # --log-format json: every line the coordinator logs is one JSON object;
+  # each request has its line; a client that left after its requests
+  # finished is not reported as gone (only the debug log hears of it).
+  MOE_LOG=debug start_cluster 1 --log-format json --client-timeout-ms 500
+  "$bin/moe-client" --connect "$ep" --ids 5,6,7 --max-tokens 4 --usage > /dev/null 2> "$tmp/usage" || fail "moe-client failed"
+  wait_for "$tmp/coord.err" '"msg":"a client went silent \(none of its requests' 20 || fail "the silent client was never noticed"
+  /usr/bin/python3 - "$tmp/coord.err" <<'PY' || fail "json log lines"
+import json, sys
+reqs, n = [], 0
+for line in open(sys.argv[1], encoding="utf-8"):
+    obj = json.loads(line)                     # every line is one JSON object
+    n += 1
+    assert obj["level"] in ("debug", "info", "warn", "error") and obj["ts"].endswith("Z"), obj
+    if obj["msg"] == "request finished":
+        reqs.append(obj)
+    assert not ("went silent" in obj["msg"] and obj["level"] != "debug"), obj
+assert len(reqs) == 1, reqs
+r = reqs[0]
+assert r["prompt_tokens"] == 3 and r["output_tokens"] == 4 and r["finish_reason"] == "length", r
+assert isinstance(r["ttft_s"], float) and 0 <= r["ttft_s"] <= r["total_s"], r
+assert r["client"].startswith("moe-client@zmq:") and r["id"], r
+print(f"ok: {n} JSON log lines; request line {r}")
+PY
+  grep -q "finish: length prompt=3 completion=4" "$tmp/usage" || fail "the client's usage: $(cat "$tmp/usage")"
   ;;
 *) fail "unknown check $1" ;;
 esac

@@ -518,6 +518,67 @@ static void test_server_and_worker_bodies(void)
     expect_check("worker_heartbeat", &w.base, &lim, OK, NULL);
     wb.rank = 5000;
     expect_check("worker_heartbeat rank", &w.base, &lim, BAD, "rank 5000");
+    wb.rank = 1;
+
+    /* a rank's figures: step buckets the protocol's, adding up to steps;
+     * used cache within the pool; MoE layers within bounds */
+    Moe__RankStats rs = MOE__RANK_STATS__INIT;
+    wb.stats = &rs;
+    expect_check("rank_stats empty", &w.base, &lim, OK, NULL);
+    uint64_t counts[MOE_MSG_STEP_BOUNDS + 1] = {0};
+    counts[0] = 2, counts[MOE_MSG_STEP_BOUNDS] = 1;
+    rs.n_step_seconds_counts = MOE_MSG_STEP_BOUNDS;
+    rs.step_seconds_counts = counts;
+    expect_check("rank_stats bucket count", &w.base, &lim, BAD, "step time buckets");
+    rs.n_step_seconds_counts = MOE_MSG_STEP_BOUNDS + 1;
+    expect_check("rank_stats without steps", &w.base, &lim, BAD, "steps says");
+    rs.has_steps = 1;
+    rs.steps = 4;
+    expect_check("rank_stats steps", &w.base, &lim, BAD, "hold 3 steps, steps says 4");
+    rs.steps = 3;
+    expect_check("rank_stats", &w.base, &lim, OK, NULL);
+    counts[1] = UINT64_MAX;
+    expect_check("rank_stats count overflow", &w.base, &lim, BAD, "overflow");
+    counts[1] = 0;
+    rs.has_step_seconds_sum = 1;
+    rs.step_seconds_sum = NAN;
+    expect_check("rank_stats NaN sum", &w.base, &lim, BAD, "step_seconds_sum");
+    rs.step_seconds_sum = 0.5;
+    rs.has_cache_blocks_used = 1;
+    rs.cache_blocks_used = 3;
+    expect_check("rank_stats used without total", &w.base, &lim, BAD, "cache_blocks_used 3");
+    rs.has_cache_blocks_total = 1;
+    rs.cache_blocks_total = 2;
+    expect_check("rank_stats used above total", &w.base, &lim, BAD, "above cache_blocks_total 2");
+    rs.cache_blocks_total = 3;
+    uint64_t layers[2] = {5, 6};
+    rs.n_expert_tokens = 2;
+    rs.expert_tokens = layers;
+    rs.has_first_moe_layer = 1;
+    rs.first_moe_layer = MOE_MSG_MAX_LAYERS - 1;
+    expect_check("rank_stats layers", &w.base, &lim, BAD, "go past the limit");
+    rs.first_moe_layer = UINT32_MAX;
+    expect_check("rank_stats layers wrap", &w.base, &lim, BAD, "go past the limit");
+    rs.first_moe_layer = 1;
+    expect_check("rank_stats full", &w.base, &lim, OK, NULL);
+    /* and through the wire: encoded, decoded, checked */
+    {
+        uint8_t *buf = NULL;
+        size_t blen = 0;
+        moe_err eerr;
+        CHECK(moe_msg_encode(&w.base, 0, &buf, &blen, &eerr) == MOE_OK);
+        ProtobufCMessage *d = NULL;
+        CHECK(moe_msg_decode(&moe__worker_msg__descriptor, buf, blen, &lim, &d, &eerr) == MOE__CODE__OK);
+        CHECK(d && moe_msg_check(d, &lim, &eerr) == MOE__CODE__OK);
+        const Moe__RankStats *back = d ? ((const Moe__WorkerMsg *)d)->heartbeat->stats : NULL;
+        CHECK(back && back->steps == 3 && back->n_expert_tokens == 2 && back->expert_tokens[1] == 6 &&
+              back->cache_blocks_used == 3 && back->step_seconds_sum == 0.5);
+        moe_msg_free(d);
+        free(buf);
+    }
+    CHECK(moe_msg_step_bucket(0) == 0 && moe_msg_step_bucket(0.001) == 0 && moe_msg_step_bucket(0.0011) == 1 &&
+          moe_msg_step_bucket(1e9) == MOE_MSG_STEP_BOUNDS && moe_msg_step_bucket(NAN) == MOE_MSG_STEP_BOUNDS);
+    wb.stats = NULL;
 
     /* Field 5 was StepStats, removed and reserved: a peer that still
      * sends it gets a refusal, never a message without a body. */

@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "msg.h"
+
+_Static_assert(MOE_JOB_STEP_BUCKETS == MOE_MSG_STEP_BOUNDS + 1, "a step bucket per protocol bound, and +Inf");
+
 moe_gen_cb moe_source_gen_cb(const moe_source *src)
 {
     return (moe_gen_cb){.ctx = src->ctx, .row = src->ops->row, .token = src->ops->token, .end = src->ops->end};
@@ -56,6 +60,8 @@ void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_at
         st->tok_prefill += p.prefill;
         st->tok_decode += p.tokens - p.prefill;
         t_work = moe_now();
+        st->step_buckets[moe_msg_step_bucket(t_work - t_step)]++;
+        st->step_seconds += t_work - t_step;
         if (job.prefill == 0) { /* a decode-only step of the whole job */
             st->decode_steps++;
             st->decode_tokens += job.tokens;

@@ -54,15 +54,22 @@ typedef struct moe_source {
 /* The generate loop's callbacks that reach src. */
 moe_gen_cb moe_source_gen_cb(const moe_source *src);
 
+#define MOE_JOB_STEP_BUCKETS 15
+
 typedef struct moe_job_stats {
     int64_t steps;                /* steps this rank took part in */
     int64_t tok_prefill, tok_decode;  /* this rank's */
     int64_t decode_steps;         /* steps in which no rank prefilled */
     int64_t decode_tokens;        /* the job's tokens in those steps */
     double decode_seconds, seconds;
+    /* steps with work by duration, in the buckets of the protocol's step
+     * bounds (proto/msg.h MOE_MSG_STEP_BOUNDS, + 1 for the rest), and their sum */
+    uint64_t step_buckets[MOE_JOB_STEP_BUCKETS];
+    double step_seconds;
 } moe_job_stats;
 
 /*
+ * st is kept current while the job runs (a source's beat may read it).
  * Runs until no rank has work and rank 0's source does not want to stay,
  * or until any rank's *stop is set (SIGTERM).  A malformed step (a bug)
  * aborts the job.  Sequences still live at the end stay in g.

@@ -135,3 +135,5 @@ uint64_t moe_kvcache_bytes_in_use(const moe_kvcache *c)
 }
 
 int64_t moe_kvcache_blocks_free(const moe_kvcache *c) { return c->n_free; }
+int64_t moe_kvcache_blocks_total(const moe_kvcache *c) { return c->cfg.n_blocks; }
+int moe_kvcache_block_tokens(const moe_kvcache *c) { return c->cfg.block_size; }

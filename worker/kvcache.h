@@ -50,5 +50,7 @@ float *moe_kvcache_at(moe_kvcache *c, int seq, int layer, int64_t pos);
 uint64_t moe_kvcache_bytes_in_use(const moe_kvcache *c);
 uint64_t moe_kvcache_block_bytes(const moe_kvcache *c);
 int64_t moe_kvcache_blocks_free(const moe_kvcache *c);
+int64_t moe_kvcache_blocks_total(const moe_kvcache *c);
+int moe_kvcache_block_tokens(const moe_kvcache *c);
 
 #endif

@@ -19,7 +19,9 @@
  * Serving mode (--coordinator ENDPOINT): every rank connects to the
  * coordinator's worker endpoint, says hello, and runs the sequences the
  * coordinator assigns to it, streaming each sampled token back at once;
- * heartbeats carry its free cache.  The job stays up (idle, sleeping in
+ * heartbeats carry its free cache, and its figures for the coordinator's
+ * metrics (steps and their times, cache blocks, exchange bytes, expert
+ * load per MoE layer).  The job stays up (idle, sleeping in
  * a poll of its link) until SIGTERM.
  */
 #include <errno.h>
@@ -136,6 +138,8 @@ typedef struct worker {
     moe_source_link *link;
     moe_source src;
     int trace_fd;
+    moe_job_stats js;          /* kept current by the job loop */
+    uint64_t *expert_tokens;   /* [MoE layers]: heartbeat figures */
 } worker;
 
 /* A status every rank agrees on: MOE_ERR on all ranks if any failed (each
@@ -199,6 +203,8 @@ static int job_kernels(worker *w, const moe_kern_set **out)
     return MOE_OK;
 }
 
+static void fill_link_stats(void *ctx, moe_link_stats *st);
+
 /* The engine sized for the batch's own requests or the serving flags, the
  * expert exchange, the generate loop and its source. */
 static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
@@ -246,8 +252,35 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
                              .prefill_chunk = (int)o->prefill_chunk, .eos = eos};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);
     if (moe_gen_init(&w->g, w->e, &go, &cb, err)) return MOE_ERR;
-    if (w->link) moe_source_link_attach(w->link, w->g);
+    if (w->link) {
+        moe_source_link_attach(w->link, w->g);
+        w->expert_tokens = moe_xcalloc((size_t)(hp->n_layer - hp->n_dense_lead), sizeof *w->expert_tokens);
+        moe_source_link_set_stats(w->link, fill_link_stats, w);
+    }
     return w->batch ? moe_source_batch_start(w->batch, w->g, err) : MOE_OK;
+}
+
+/* The rank's figures for its heartbeats (the coordinator's metrics). */
+static void fill_link_stats(void *ctx, moe_link_stats *st)
+{
+    worker *w = ctx;
+    const moe_hparams *hp = &w->m->hp;
+    const moe_kvcache *kv = moe_engine_cache(w->e);
+    st->job = &w->js;
+    st->cache_blocks_total = moe_kvcache_blocks_total(kv);
+    st->cache_blocks_used = st->cache_blocks_total - moe_kvcache_blocks_free(kv);
+    st->cache_block_tokens = moe_kvcache_block_tokens(kv);
+    st->first_moe_layer = hp->n_dense_lead;
+    st->n_moe_layers = hp->n_layer - hp->n_dense_lead;
+    for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
+        const moe_xchg_layer_stats *ls = moe_xchg_stats(w->x, il);
+        st->xchg_bytes_sent += ls->bytes_sent;
+        st->xchg_bytes_recv += ls->bytes_recv;
+        uint64_t n = 0;
+        for (int ex = 0; ex < hp->n_expert; ex++) n += ls->tokens_per_expert[ex];
+        w->expert_tokens[il - hp->n_dense_lead] = n;
+    }
+    st->expert_tokens = w->expert_tokens;
 }
 
 /* --trace FILE: rank 0 creates it, then every rank appends. */
@@ -319,6 +352,7 @@ static void worker_free(worker *w)
     moe_engine_free(w->e);
     moe_placement_free(w->pl);
     moe_model_free(w->m);
+    free(w->expert_tokens);
 }
 
 int main(int argc, char **argv)
@@ -355,11 +389,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "moe-worker: ready: %d ranks serving %s for %s\n", w->R, w->o.model, w->o.coordinator);
         fflush(stderr);
     }
-    moe_job_stats js;
-    moe_job_run(c, w->g, &w->src, &g_stop, &js);
+    moe_job_stats *js = &w->js;
+    moe_job_run(c, w->g, &w->src, &g_stop, js);
     if (w->trace_fd >= 0) moe_xchg_flush_trace(w->x);
     const int failed = w->batch ? moe_source_batch_report(w->batch, c) : 0;
-    if (w->o.stats) print_stats(w, &js);
+    if (w->o.stats) print_stats(w, js);
     rc = failed ? 1 : 0;
 out:
     worker_free(w);

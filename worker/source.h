@@ -62,10 +62,24 @@ typedef struct moe_link_src_opts {
     const char *kernels;      /* the job's kernel set (hello), or NULL */
 } moe_link_src_opts;
 
+/* A rank's figures for the coordinator's metrics, sent with every
+ * heartbeat.  Filled by the program that holds the engine and the
+ * exchange; pointers stay valid until the next call. */
+typedef struct moe_link_stats {
+    const moe_job_stats *job;       /* steps and their times; NULL: none */
+    int64_t cache_blocks_total, cache_blocks_used;
+    int cache_block_tokens;
+    uint64_t xchg_bytes_sent, xchg_bytes_recv;
+    int first_moe_layer, n_moe_layers;
+    const uint64_t *expert_tokens;  /* [n_moe_layers] (token, expert) pairs this rank ran */
+} moe_link_stats;
+
 int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
                          moe_err *err);
 /* The loop it serves (heartbeats report its free cache and sequences). */
 void moe_source_link_attach(moe_source_link *l, moe_gen *g);
+/* Where heartbeats take the rank's figures from (none: no stats sent). */
+void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx);
 /* Ends every live sequence with an error the coordinator sees. */
 void moe_source_link_close(moe_source_link *l, moe_gen *g);
 void moe_source_link_free(moe_source_link *l);

@@ -23,6 +23,8 @@ struct moe_source_link {
     bool hello_acked;
     double t_beat;
     uint64_t job_id;
+    void (*stats_fill)(void *ctx, moe_link_stats *st);
+    void *stats_ctx;
 };
 
 int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
@@ -46,6 +48,40 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
 }
 
 void moe_source_link_attach(moe_source_link *l, moe_gen *g) { l->g = g; }
+
+void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx)
+{
+    l->stats_fill = fill;
+    l->stats_ctx = ctx;
+}
+
+/* The rank's figures as the wire's RankStats (pointers into st and js). */
+static void stats_to_wire(const moe_link_stats *st, Moe__RankStats *rs)
+{
+    moe__rank_stats__init(rs);
+    const moe_job_stats *js = st->job;
+    if (js) {
+        rs->has_steps = rs->has_step_seconds_sum = rs->has_tokens_prefill = rs->has_tokens_decode = true;
+        rs->steps = 0;
+        for (int b = 0; b < MOE_JOB_STEP_BUCKETS; b++) rs->steps += js->step_buckets[b];
+        rs->step_seconds_sum = js->step_seconds;
+        rs->n_step_seconds_counts = MOE_JOB_STEP_BUCKETS;
+        rs->step_seconds_counts = (uint64_t *)js->step_buckets;
+        rs->tokens_prefill = (uint64_t)js->tok_prefill;
+        rs->tokens_decode = (uint64_t)js->tok_decode;
+    }
+    rs->has_cache_blocks_total = rs->has_cache_blocks_used = rs->has_cache_block_tokens = true;
+    rs->cache_blocks_total = (uint64_t)st->cache_blocks_total;
+    rs->cache_blocks_used = (uint64_t)st->cache_blocks_used;
+    rs->cache_block_tokens = (uint32_t)st->cache_block_tokens;
+    rs->has_xchg_bytes_sent = rs->has_xchg_bytes_recv = true;
+    rs->xchg_bytes_sent = st->xchg_bytes_sent;
+    rs->xchg_bytes_recv = st->xchg_bytes_recv;
+    rs->has_first_moe_layer = true;
+    rs->first_moe_layer = (uint32_t)st->first_moe_layer;
+    rs->n_expert_tokens = (size_t)st->n_moe_layers;
+    rs->expert_tokens = (uint64_t *)st->expert_tokens;
+}
 
 void moe_source_link_free(moe_source_link *l)
 {
@@ -132,6 +168,13 @@ static void l_beat(void *ctx)
     hb.cache_tokens_free = (uint64_t)moe_gen_free_tokens(l->g);
     hb.n_active = (size_t)n;
     hb.active = active;
+    Moe__RankStats rs;
+    if (l->stats_fill) {
+        moe_link_stats st = {0};
+        l->stats_fill(l->stats_ctx, &st);
+        stats_to_wire(&st, &rs);
+        hb.stats = &rs;
+    }
     Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
     m.body_case = MOE__WORKER_MSG__BODY_HEARTBEAT;
     m.heartbeat = &hb;

@@ -1,0 +1,2 @@
+# The log line formats of core/base (text and JSON, --log-format).
+moe_test(NAME log_test SOURCES log_test.c LIBS m LABELS unit TIMEOUT 30)

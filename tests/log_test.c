@@ -1,0 +1,75 @@
+/*
+ * log_test — the log line formats (core/base.h): text lines with bare and
+ * quoted values, JSON lines that are one object each with escaped, valid
+ * UTF-8 strings, numbers and null for a missing time.  stderr is sent to a
+ * file and read back.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "check.h"
+
+/* Runs the two events with stderr in a file; returns what was written. */
+static char *capture(moe_log_format fmt)
+{
+    FILE *tmp = tmpfile();
+    CHECK(tmp != NULL);
+    fflush(stderr);
+    const int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    moe_log_set_format(fmt);
+    const moe_log_field f[] = {
+        {.key = "id", .kind = MOE_LOGF_STR, .s = "r1"},
+        {.key = "client", .kind = MOE_LOGF_STR, .s = "a \"b\"\\c\nd=e\x01"},
+        {.key = "bad", .kind = MOE_LOGF_STR, .s = "x\xFFy\xC3\xA9"},
+        {.key = "empty", .kind = MOE_LOGF_STR, .s = ""},
+        {.key = "n", .kind = MOE_LOGF_INT, .i = -42},
+        {.key = "t", .kind = MOE_LOGF_NUM, .d = 0.125},
+        {.key = "none", .kind = MOE_LOGF_NUM, .d = NAN},
+    };
+    moe_log_event(MOE_LOG_INFO, "request finished", f, 7);
+    moe_log(MOE_LOG_WARN, "plain %d", 7);
+    moe_log(MOE_LOG_DEBUG, "not shown at the default level");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    moe_log_set_format(MOE_LOG_TEXT);
+    const long n = ftell(tmp);
+    char *s = calloc(1, (size_t)n + 1);
+    rewind(tmp);
+    CHECK(fread(s, 1, (size_t)n, tmp) == (size_t)n);
+    fclose(tmp);
+    return s;
+}
+
+int main(void)
+{
+    unsetenv("MOE_LOG");
+    char *t = capture(MOE_LOG_TEXT);
+    const char *want_text =
+        "moe info: request finished id=r1 client=\"a \\\"b\\\"\\\\c\\nd=e\\x01\" bad=x\xFFy\xC3\xA9 empty=\"\" n=-42 "
+        "t=0.125 none=-\n"
+        "moe warn: plain 7\n";
+    CHECK_MSG(!strcmp(t, want_text), "got:\n%s", t);
+    free(t);
+
+    char *j = capture(MOE_LOG_JSON);
+    /* {"ts":"YYYY-MM-DDTHH:MM:SS.mmmZ", then the rest is fixed */
+    const char *a = "{\"ts\":\"";
+    CHECK(!strncmp(j, a, strlen(a)));
+    const char *rest = strchr(j, 'Z');
+    CHECK(rest && rest - j == (long)strlen(a) + 23);
+    const char *want_json =
+        "Z\",\"level\":\"info\",\"msg\":\"request finished\",\"id\":\"r1\",\"client\":\"a \\\"b\\\"\\\\c\\nd=e\\u0001\","
+        "\"bad\":\"x\xEF\xBF\xBDy\xC3\xA9\",\"empty\":\"\",\"n\":-42,\"t\":0.125,\"none\":null}\n";
+    CHECK_MSG(rest && !strncmp(rest, want_json, strlen(want_json)), "got:\n%s", j);
+    const char *second = rest ? strstr(rest, "\n{\"ts\":\"") : NULL;
+    CHECK(second && strstr(second, "\",\"level\":\"warn\",\"msg\":\"plain 7\"}\n"));
+    CHECK(!strstr(j, "not shown"));
+    free(j);
+    return check_summary("log_test");
+}

@@ -45,26 +45,12 @@ typedef enum {
     MOE_PROMPT_CHAT,          /* rendered through the model's template */
 } moe_prompt_kind;
 
-/* Log-probabilities, at most this many alternatives per position (the
- * OpenAI API's limit). */
-#define MOE_MAX_TOP_LOGPROBS 20
-
-typedef struct moe_logprob {
-    int32_t id;
-    float logprob;
-} moe_logprob;
-
-/* One position's log-probabilities under the model's raw distribution: the
- * log-softmax of the logits the rank sampled from (before penalties,
- * temperature and truncation, as vLLM's default "raw" logprobs): the
- * token's own and the n_top most likely tokens, best first (ties: lower
- * id first). */
-typedef struct moe_token_logprobs {
-    int32_t id;
-    float logprob;
-    int n_top;
-    moe_logprob top[MOE_MAX_TOP_LOGPROBS];
-} moe_token_logprobs;
+/* Log-probabilities (MOE_MAX_TOP_LOGPROBS, moe_logprob, moe_token_logprobs)
+ * are core/sampler.h's: the ranks compute them (moe_logprobs_compute) from
+ * the row they sampled, as the log-softmax of the raw logits (before
+ * penalties, temperature and truncation, as vLLM's default "raw" logprobs):
+ * the token's own and the n_top most likely tokens, best first (ties:
+ * lower id first). */
 
 /* A request as a front end received it, already converted from its wire
  * form and checked field by field there (lengths, UTF-8, ids against the

@@ -102,6 +102,9 @@ typedef struct moe_request {
     size_t sendable;          /* bytes of text that can no longer become a stop string */
     char *chunk;              /* the text of the last chunk (NUL-terminated) */
     size_t chunk_cap;
+    int logprobs;             /* the spec's: -1 none, else alternatives per token */
+    bool prompt_logprobs;
+    const moe_req *rec;       /* the scheduler's record (moe_request_attach): logprobs come from it */
 } moe_request;
 
 /* What the client has not had yet. */
@@ -137,6 +140,10 @@ void moe_request_spec_init(moe_request_spec *spec);
 int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_model *m, const moe_request_spec *spec,
                     moe_err *err);
 void moe_request_free(moe_request *q); /* NULL is fine */
+
+/* The scheduler's record of q (it must outlive q's use): the logprobs the
+ * ranks sent (rec->lp, rec->prompt_lp) go into chunks and the outcome. */
+void moe_request_attach(moe_request *q, const moe_req *rec);
 
 /* Ends the request here (cancel, deadline, lost rank ...) unless it has
  * ended already: the first reason wins.  code matters for MOE_END_ERROR;

@@ -249,6 +249,14 @@ bool moe_request_next_chunk(moe_request *q, const int32_t *out, int *n_out, moe_
     ch->index = q->n_sent;
     ch->text = q->chunk;
     ch->text_len = q->sendable;
+    /* With logprobs (~200 bytes a token at 20 alternatives) a chunk holds at
+     * most MOE_REQUEST_CHUNK_LOGPROBS ids, so it fits any frame; the text
+     * waits for the chunk with the last ids. */
+    if (q->logprobs >= 0 && ch->n_ids > MOE_REQUEST_CHUNK_LOGPROBS) {
+        ch->n_ids = MOE_REQUEST_CHUNK_LOGPROBS;
+        ch->text_len = 0;
+        q->chunk[0] = 0;
+    }
     ch->logprobs = q->logprobs >= 0 && q->rec && q->rec->lp ? q->rec->lp + q->n_sent : NULL;
     return true;
 }

@@ -107,6 +107,10 @@ typedef struct moe_request {
     const moe_req *rec;       /* the scheduler's record (moe_request_attach): logprobs come from it */
 } moe_request;
 
+/* Ids in one chunk of a request with logprobs, at most (the rest follow in
+ * the next chunks; the text comes with the last ids). */
+#define MOE_REQUEST_CHUNK_LOGPROBS 1024
+
 /* What the client has not had yet. */
 typedef struct moe_request_chunk {
     const int32_t *ids;       /* completion tokens index .. index + n_ids */

@@ -401,6 +401,38 @@ static void test_logprobs(void)
     moe_sched_end(sc, r, MOE_END_LENGTH, NULL);
     moe_sched_forget(sc, r);
     moe_request_free(q);
+
+    /* a long non-streaming answer with logprobs: chunks of at most 1024 ids
+     * (each fits a frame), the text whole in the last */
+    moe_request_model big = M;
+    big.lim.max_context = 4096;
+    s.max_tokens = 2500;
+    s.stream = false;
+    s.prompt_logprobs = false;
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &big, &s, &err) == MOE__CODE__OK);
+    CHECK(moe_sched_submit(sc, q, t.ids, (int)t.n, 2500, 0, &r, &full, &err) == MOE_OK);
+    moe_sched_want_logprobs(r, q->logprobs, false);
+    moe_request_attach(q, r);
+    moe_sched_rank_update(sc, 0, 10000);
+    CHECK(moe_sched_place(sc, placed, 1) == 1);
+    for (int i = 0; i < 2500; i++) CHECK_MSG(moe_sched_token(sc, r->id, i, 300 + i % 50, &tk), "token %d", i);
+    CHECK(!moe_request_next_chunk(q, r->out, &r->n_out, &ch)); /* not streamed: nothing before the end */
+    moe_request_end(q, MOE_END_LENGTH, 0, NULL);
+    int sizes[4] = {0}, n_chunks = 0;
+    size_t text_at_last = 0, text_before = 0;
+    while (moe_request_next_chunk(q, r->out, &r->n_out, &ch) && n_chunks < 4) {
+        CHECK(ch.logprobs && ch.index == (n_chunks ? sizes[0] * n_chunks : 0));
+        sizes[n_chunks++] = ch.n_ids;
+        if (ch.index + ch.n_ids == 2500) text_at_last = ch.text_len;
+        else text_before += ch.text_len;
+        moe_request_chunk_sent(q, &ch);
+    }
+    CHECK(n_chunks == 3 && sizes[0] == 1024 && sizes[1] == 1024 && sizes[2] == 452);
+    CHECK(text_before == 0 && text_at_last > 0 && moe_request_finish_due(q, r->n_out));
+    moe_sched_end(sc, r, MOE_END_LENGTH, NULL);
+    moe_sched_forget(sc, r);
+    moe_request_free(q);
     moe_sched_free(sc);
     moe_tokens_free(&t);
 }

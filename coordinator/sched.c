@@ -5,8 +5,8 @@
  */
 #include "sched.h"
 
-#include <stdio.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -114,7 +114,8 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
     s->logprobs = r->logprobs;
     s->n_top = r->n_top;
     s->prompt_lp = r->prompt_logprobs;
-    if (g->o.eos >= 0 && !s->sc.ignore_eos && !moe_sampler_is_stop(&s->sc, g->o.eos) && s->sc.n_stop < MOE_SAMPLER_MAX_STOP)
+    if (g->o.eos >= 0 && !s->sc.ignore_eos && !moe_sampler_is_stop(&s->sc, g->o.eos) &&
+        s->sc.n_stop < MOE_SAMPLER_MAX_STOP)
         s->sc.stop[s->sc.n_stop++] = g->o.eos;
     if (moe_sampler_init(&s->smp, &s->sc, g->vocab, err)) {
         free(s);

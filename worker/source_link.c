@@ -23,7 +23,14 @@ struct moe_source_link {
     bool hello_acked;
     double t_beat;
     uint64_t job_id;
+    moe_msg_logprobs *plp;          /* [PROMPT_LP_PIECE] a PromptLogprobs message's entries */
+    Moe__TokenLogprobs **plp_ptr;
+    int32_t *plp_ids;
 };
+
+/* Positions per PromptLogprobs message: ~200 bytes each with 20
+ * alternatives, so a message stays far below the 1 MiB frame cap. */
+#define PROMPT_LP_PIECE 1024
 
 int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
                          moe_err *err)
@@ -34,6 +41,9 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
     l->n_rank = n_rank;
     l->m = m;
     l->job_id = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    l->plp = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp);
+    l->plp_ptr = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp_ptr);
+    l->plp_ids = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp_ids);
     *out = l;
     moe_link_opts lo;
     moe_link_opts_default(&lo, &moe__coord_msg__descriptor);
@@ -52,6 +62,9 @@ void moe_source_link_free(moe_source_link *l)
     if (!l) return;
     moe_link_close(l->link);
     moe_link_ctx_free(l->lctx);
+    free(l->plp);
+    free(l->plp_ptr);
+    free(l->plp_ids);
     free(l);
 }
 
@@ -231,16 +244,13 @@ static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, con
     link_send(l, &m);
 }
 
-/* Positions per PromptLogprobs message: ~200 bytes each with 20
- * alternatives, so a message stays far below the 1 MiB frame cap. */
-#define PROMPT_LP_PIECE 1024
-
+/* The prompt's logprobs as the rows come, in pieces of PROMPT_LP_PIECE. */
 static void l_prompt(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n)
 {
     moe_source_link *l = ctx;
-    static moe_msg_logprobs w[PROMPT_LP_PIECE];
-    static Moe__TokenLogprobs *entries[PROMPT_LP_PIECE];
-    int32_t ids[PROMPT_LP_PIECE];
+    moe_msg_logprobs *w = l->plp;
+    Moe__TokenLogprobs **entries = l->plp_ptr;
+    int32_t *ids = l->plp_ids;
     for (int at = 0; at < n; at += PROMPT_LP_PIECE) {
         const int k = n - at < PROMPT_LP_PIECE ? n - at : PROMPT_LP_PIECE;
         for (int i = 0; i < k; i++) {

@@ -209,6 +209,8 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
         free(e);
         return f->ops->send_error(f, cl, id, full ? MOE__CODE__QUEUE_FULL : MOE__CODE__BAD_REQUEST, err.msg);
     }
+    moe_sched_want_logprobs(e->r, q->logprobs, q->prompt_logprobs);
+    moe_request_attach(q, e->r);
     if (c->n_reqs == c->cap_reqs) {
         c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
         c->reqs = moe_xrealloc(c->reqs, (size_t)c->cap_reqs * sizeof *c->reqs);

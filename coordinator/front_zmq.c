@@ -118,16 +118,70 @@ static int zmq_send_chunk(moe_front *f, moe_front_client *cl, const char *reques
     ch.text = (char *)c->text;
     ch.has_index = true;
     ch.index = (uint32_t)c->index;
+    moe_msg_logprobs *w = NULL;
+    Moe__TokenLogprobs **lps = NULL;
+    if (c->logprobs && c->n_ids > 0) {
+        w = moe_xmalloc((size_t)c->n_ids * sizeof *w);
+        lps = moe_xmalloc((size_t)c->n_ids * sizeof *lps);
+        for (int i = 0; i < c->n_ids; i++) {
+            moe_msg_logprobs_to_wire(&c->logprobs[i], &w[i]);
+            lps[i] = &w[i].m;
+        }
+        ch.n_logprobs = (size_t)c->n_ids;
+        ch.logprobs = lps;
+    }
     Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
     m.body_case = MOE__SERVER_MSG__BODY_CHUNK;
     m.chunk = &ch;
     const int rc = send_msg(z, &cl->peer, &m);
+    free(lps);
+    free(w);
     if (rc == MOE_FRONT_AGAIN) z->deferred++; /* everything stays with the request, offered again */
+    return rc;
+}
+
+/* Positions per PromptLogprobs message (~200 bytes each with 20
+ * alternatives: far below the frame cap). */
+#define PROMPT_LP_PIECE 1024
+
+/* The prompt's logprobs before the Finish, in pieces.  A piece that cannot
+ * go makes the whole Finish wait and come again: a client ignores positions
+ * it already has. */
+static int send_prompt_logprobs(zfront *z, moe_front_client *cl, const char *request_id, const moe_request_outcome *fin)
+{
+    const int n = fin->prompt_tokens;
+    moe_msg_logprobs *w = moe_xmalloc(PROMPT_LP_PIECE * sizeof *w);
+    Moe__TokenLogprobs **e = moe_xmalloc(PROMPT_LP_PIECE * sizeof *e);
+    int rc = MOE_FRONT_SENT;
+    for (int at = 1; at < n && rc == MOE_FRONT_SENT; at += PROMPT_LP_PIECE) {
+        const int k = n - at < PROMPT_LP_PIECE ? n - at : PROMPT_LP_PIECE;
+        for (int i = 0; i < k; i++) {
+            moe_msg_logprobs_to_wire(&fin->prompt_logprobs[at + i], &w[i]);
+            e[i] = &w[i].m;
+        }
+        Moe__PromptLogprobs p = MOE__PROMPT_LOGPROBS__INIT;
+        p.request_id = (char *)request_id;
+        p.has_index = true;
+        p.index = (uint32_t)at;
+        p.n_ids = p.n_entries = (size_t)k;
+        p.ids = (int32_t *)fin->prompt_ids + at;
+        p.entries = e;
+        Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+        m.body_case = MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS;
+        m.prompt_logprobs = &p;
+        rc = send_msg(z, &cl->peer, &m);
+    }
+    free(e);
+    free(w);
     return rc;
 }
 
 static int zmq_send_finish(moe_front *f, moe_front_client *cl, const char *request_id, const moe_request_outcome *fin)
 {
+    if (fin->prompt_logprobs && fin->prompt_ids) {
+        const int rc = send_prompt_logprobs(zf(f), cl, request_id, fin);
+        if (rc != MOE_FRONT_SENT) return rc;
+    }
     Moe__Usage u = MOE__USAGE__INIT;
     u.has_prompt_tokens = u.has_completion_tokens = true;
     u.prompt_tokens = (uint32_t)fin->prompt_tokens;
@@ -190,7 +244,11 @@ static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_ch
     if (code != MOE__CODE__OK) return code;
     spec->stop = (const char *const *)g->stop;
     spec->n_stop = g->n_stop;
-    spec->max_tokens = g->has_max_tokens && g->max_tokens > 0 ? g->max_tokens : -1;
+    spec->max_tokens = g->has_max_tokens && g->max_tokens >= 0 ? g->max_tokens : -1; /* 0: scoring (checked) */
+    spec->logprobs = g->has_logprobs ? (int)g->logprobs : -1;
+    spec->prompt_logprobs = g->has_prompt_logprobs && g->prompt_logprobs;
+    spec->ignore_eos = spec->sampling.ignore_eos;
+    spec->min_tokens = spec->sampling.min_tokens;
     spec->deadline_ms = g->has_deadline_ms ? g->deadline_ms : 0;
     spec->stream = !g->has_stream || g->stream;
     return MOE__CODE__OK;

@@ -98,7 +98,22 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
         moe_err_set(err, "max_tokens 0 asks for no token: allowed only to score the prompt (prompt logprobs)");
         code = MOE__CODE__BAD_REQUEST;
     }
-    if (code == MOE__CODE__OK) code = moe_msg_check_context((int64_t)(prompt->n - n0), max_tokens, &m->lim, err);
+    if (code == MOE__CODE__OK && spec->logprobs > MOE_MAX_TOP_LOGPROBS) {
+        moe_err_set(err, "logprobs = %d is above the limit of %d alternatives", spec->logprobs, MOE_MAX_TOP_LOGPROBS);
+        code = MOE__CODE__BAD_REQUEST;
+    }
+    if (code == MOE__CODE__OK && spec->prompt_logprobs && spec->logprobs < 0) {
+        moe_err_set(err, "prompt logprobs need logprobs (0..%d alternatives)", MOE_MAX_TOP_LOGPROBS);
+        code = MOE__CODE__BAD_REQUEST;
+    }
+    if (code == MOE__CODE__OK && (spec->min_tokens < 0 || spec->min_tokens > max_tokens)) {
+        moe_err_set(err, "min_tokens = %d is outside [0, max_tokens %d]", spec->min_tokens, max_tokens);
+        code = MOE__CODE__BAD_REQUEST;
+    }
+    /* a scored prompt (max_tokens 0) must fit as one that gets a token would:
+     * the ranks' context keeps room for one */
+    if (code == MOE__CODE__OK)
+        code = moe_msg_check_context((int64_t)(prompt->n - n0), max_tokens ? max_tokens : 1, &m->lim, err);
     if (code != MOE__CODE__OK) {
         prompt->n = n0;
         return code;
@@ -110,6 +125,18 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
     /* No seed given: draw one here, so that requests differ and the
      * request (which keeps it) replays identically. */
     if (!(q->sampling.set & (1u << MOE_SP_SEED))) moe_sampler_cfg_set_seed(&q->sampling, moe_request_fresh_seed());
+    /* the spec's fields are what the rank runs (a front end may also have
+     * set them in sampling: the spec's win when given) */
+    if (spec->ignore_eos) {
+        q->sampling.ignore_eos = true;
+        q->sampling.set |= 1u << MOE_SP_IGNORE_EOS;
+    }
+    if (spec->min_tokens > 0) {
+        q->sampling.min_tokens = spec->min_tokens;
+        q->sampling.set |= 1u << MOE_SP_MIN_TOKENS;
+    }
+    q->logprobs = spec->logprobs < 0 ? -1 : spec->logprobs;
+    q->prompt_logprobs = spec->prompt_logprobs;
     q->max_tokens = max_tokens;
     q->deadline = spec->deadline_ms > 0 ? moe_now() + (double)spec->deadline_ms / 1000.0 : 0;
     q->n_stop = spec->n_stop;
@@ -135,6 +162,8 @@ void moe_request_free(moe_request *q)
     free(q->chunk);
     free(q);
 }
+
+void moe_request_attach(moe_request *q, const moe_req *rec) { q->rec = rec; }
 
 void moe_request_end(moe_request *q, moe_end_reason why, int code, const char *msg)
 {
@@ -220,6 +249,15 @@ bool moe_request_next_chunk(moe_request *q, const int32_t *out, int *n_out, moe_
     ch->index = q->n_sent;
     ch->text = q->chunk;
     ch->text_len = q->sendable;
+    /* With logprobs (~200 bytes a token at 20 alternatives) a chunk holds at
+     * most MOE_REQUEST_CHUNK_LOGPROBS ids, so it fits any frame; the text
+     * waits for the chunk with the last ids. */
+    if (q->logprobs >= 0 && ch->n_ids > MOE_REQUEST_CHUNK_LOGPROBS) {
+        ch->n_ids = MOE_REQUEST_CHUNK_LOGPROBS;
+        ch->text_len = 0;
+        q->chunk[0] = 0;
+    }
+    ch->logprobs = q->logprobs >= 0 && q->rec && q->rec->lp ? q->rec->lp + q->n_sent : NULL;
     return true;
 }
 
@@ -248,6 +286,10 @@ void moe_request_finish(const moe_request *q, int n_prompt, int n_out, moe_reque
     f->prompt_tokens = n_prompt;
     f->completion_tokens = n_out;
     f->code = MOE__CODE__OK;
+    if (q->rec) f->prompt_ids = q->rec->prompt;
+    /* all of them or none (a request that ended early may lack some) */
+    if (q->prompt_logprobs && q->rec && q->rec->prompt_lp && moe_sched_prompt_logprobs_done(q->rec))
+        f->prompt_logprobs = q->rec->prompt_lp;
     if (q->end == MOE_END_ERROR || q->end == MOE_END_DEADLINE) {
         f->code = q->end == MOE_END_DEADLINE ? MOE__CODE__DEADLINE_EXCEEDED : q->code;
         f->message = q->message;

@@ -45,26 +45,12 @@ typedef enum {
     MOE_PROMPT_CHAT,          /* rendered through the model's template */
 } moe_prompt_kind;
 
-/* Log-probabilities, at most this many alternatives per position (the
- * OpenAI API's limit). */
-#define MOE_MAX_TOP_LOGPROBS 20
-
-typedef struct moe_logprob {
-    int32_t id;
-    float logprob;
-} moe_logprob;
-
-/* One position's log-probabilities under the model's raw distribution: the
- * log-softmax of the logits the rank sampled from (before penalties,
- * temperature and truncation, as vLLM's default "raw" logprobs): the
- * token's own and the n_top most likely tokens, best first (ties: lower
- * id first). */
-typedef struct moe_token_logprobs {
-    int32_t id;
-    float logprob;
-    int n_top;
-    moe_logprob top[MOE_MAX_TOP_LOGPROBS];
-} moe_token_logprobs;
+/* Log-probabilities (MOE_MAX_TOP_LOGPROBS, moe_logprob, moe_token_logprobs)
+ * are core/sampler.h's: the ranks compute them (moe_logprobs_compute) from
+ * the row they sampled, as the log-softmax of the raw logits (before
+ * penalties, temperature and truncation, as vLLM's default "raw" logprobs):
+ * the token's own and the n_top most likely tokens, best first (ties:
+ * lower id first). */
 
 /* A request as a front end received it, already converted from its wire
  * form and checked field by field there (lengths, UTF-8, ids against the
@@ -116,7 +102,14 @@ typedef struct moe_request {
     size_t sendable;          /* bytes of text that can no longer become a stop string */
     char *chunk;              /* the text of the last chunk (NUL-terminated) */
     size_t chunk_cap;
+    int logprobs;             /* the spec's: -1 none, else alternatives per token */
+    bool prompt_logprobs;
+    const moe_req *rec;       /* the scheduler's record (moe_request_attach): logprobs come from it */
 } moe_request;
+
+/* Ids in one chunk of a request with logprobs, at most (the rest follow in
+ * the next chunks; the text comes with the last ids). */
+#define MOE_REQUEST_CHUNK_LOGPROBS 1024
 
 /* What the client has not had yet. */
 typedef struct moe_request_chunk {
@@ -151,6 +144,10 @@ void moe_request_spec_init(moe_request_spec *spec);
 int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_model *m, const moe_request_spec *spec,
                     moe_err *err);
 void moe_request_free(moe_request *q); /* NULL is fine */
+
+/* The scheduler's record of q (it must outlive q's use): the logprobs the
+ * ranks sent (rec->lp, rec->prompt_lp) go into chunks and the outcome. */
+void moe_request_attach(moe_request *q, const moe_req *rec);
 
 /* Ends the request here (cancel, deadline, lost rank ...) unless it has
  * ended already: the first reason wins.  code matters for MOE_END_ERROR;

@@ -5,6 +5,7 @@
  */
 #include "sched.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,8 @@ static void req_free(moe_req *r)
 {
     free(r->prompt);
     free(r->out);
+    free(r->lp);
+    free(r->prompt_lp);
     free(r);
 }
 
@@ -174,7 +177,7 @@ int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_pro
     *out = NULL;
     *queue_full = false;
     if (n_prompt < 1) return moe_err_set(err, "empty prompt");
-    if (max_tokens < 1) return moe_err_set(err, "max tokens must be at least 1");
+    if (max_tokens < 0) return moe_err_set(err, "max tokens must be at least 0");
     if (s->q_len >= s->lim.max_queue) {
         *queue_full = true;
         return moe_err_set(err, "the queue is full (%d requests waiting)", s->q_len);
@@ -184,6 +187,7 @@ int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_pro
     r->owner = owner;
     r->state = MOE_REQ_QUEUED;
     r->rank = -1;
+    r->logprobs = -1;
     r->prompt = moe_xmalloc((size_t)n_prompt * sizeof *r->prompt);
     memcpy(r->prompt, prompt, (size_t)n_prompt * sizeof *r->prompt);
     r->n_prompt = n_prompt;
@@ -226,12 +230,48 @@ moe_req *moe_sched_find(const moe_sched *s, uint64_t id)
     return i == SIZE_MAX ? NULL : s->slots[i];
 }
 
-bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token)
+void moe_sched_want_logprobs(moe_req *r, int n_top, bool prompt)
+{
+    r->logprobs = n_top < 0 ? -1 : n_top;
+    r->prompt_logprobs = prompt;
+    if (r->prompt_logprobs && !r->prompt_lp) {
+        r->prompt_lp = moe_xcalloc((size_t)r->n_prompt, sizeof *r->prompt_lp);
+        r->prompt_lp[0] = (moe_token_logprobs){.id = r->prompt[0], .logprob = NAN}; /* position 0 has none */
+    }
+}
+
+bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token, const moe_token_logprobs *lp)
 {
     moe_req *r = moe_sched_find(s, id);
     if (!r || r->state != MOE_REQ_RUNNING || index != r->n_out || index >= r->max_tokens) return false;
+    if (r->logprobs >= 0) {
+        if (r->n_out == r->cap_lp) {
+            r->cap_lp = r->cap_lp ? 2 * r->cap_lp : 64;
+            if (r->cap_lp > r->max_tokens) r->cap_lp = r->max_tokens;
+            r->lp = moe_xrealloc(r->lp, (size_t)r->cap_lp * sizeof *r->lp);
+        }
+        /* a rank that brought none: the entry says so (NaN) rather than lie */
+        r->lp[r->n_out] = lp ? *lp : (moe_token_logprobs){.id = token, .logprob = NAN};
+        r->lp[r->n_out].id = token;
+    }
     r->out[r->n_out++] = token;
     return true;
+}
+
+bool moe_sched_prompt_logprob(moe_sched *s, uint64_t id, int pos, const moe_token_logprobs *lp)
+{
+    moe_req *r = moe_sched_find(s, id);
+    if (!r || r->state != MOE_REQ_RUNNING || !r->prompt_lp || pos != r->n_prompt_lp + 1 || pos >= r->n_prompt ||
+        lp->id != r->prompt[pos])
+        return false;
+    r->prompt_lp[pos] = *lp;
+    r->n_prompt_lp = pos;
+    return true;
+}
+
+bool moe_sched_prompt_logprobs_done(const moe_req *r)
+{
+    return !r->prompt_logprobs || r->n_prompt_lp == r->n_prompt - 1;
 }
 
 int moe_sched_expire(moe_sched *s, double now, moe_req **expired, int cap)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "sampler.h"
 
 typedef struct moe_sched moe_sched;
 
@@ -52,6 +53,12 @@ typedef struct moe_req {
     int max_tokens;
     int32_t *out;         /* emitted tokens [max_tokens] */
     int n_out;
+    int logprobs;         /* -1: none; else alternatives per token (moe_sched_want_logprobs) */
+    bool prompt_logprobs;
+    moe_token_logprobs *lp;        /* [n_out] of out, when logprobs >= 0 (grows) */
+    int cap_lp;
+    moe_token_logprobs *prompt_lp; /* [n_prompt] when prompt_logprobs: entries 1 .. n_prompt_lp */
+    int n_prompt_lp;      /* prompt positions received, in order from 1 */
     double deadline;      /* moe_now() time, 0 = none */
     moe_end_reason end;
     char error[MOE_ERR_MSG_MAX];
@@ -72,7 +79,7 @@ int64_t moe_sched_rank_free(const moe_sched *s, int rank);
 int moe_sched_rank_lost(moe_sched *s, int rank, const char *why);
 bool moe_sched_rank_alive(const moe_sched *s, int rank);
 
-/* Queues a request (the prompt is copied).  MOE_ERR with *queue_full set
+/* Queues a request (the prompt is copied; max_tokens 0 only scores it).  MOE_ERR with *queue_full set
  * when the queue is at its bound. */
 int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_prompt, int max_tokens, double deadline,
                      moe_req **out, bool *queue_full, moe_err *err);
@@ -80,9 +87,18 @@ int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_pro
  * returns the newly running ones through placed[] (capacity cap). */
 int moe_sched_place(moe_sched *s, moe_req **placed, int cap);
 
-/* A token from the worker; false if it was a duplicate (already emitted)
- * or the request is not running. */
-bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token);
+/* Logprobs for r, asked before it is placed: n_top alternatives per token
+ * (-1: none), and the prompt positions' when prompt. */
+void moe_sched_want_logprobs(moe_req *r, int n_top, bool prompt);
+/* A token from the worker (lp: its logprobs, NULL if it brought none); false
+ * if it was a duplicate (already emitted) or the request is not running. */
+bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token, const moe_token_logprobs *lp);
+/* The prompt logprob of position pos (>= 1) from the worker; kept only if it
+ * is the next one missing (a replay's repeats and positions past the prompt
+ * are ignored) and its id is the prompt's. */
+bool moe_sched_prompt_logprob(moe_sched *s, uint64_t id, int pos, const moe_token_logprobs *lp);
+/* All of r's prompt logprobs are in (or none were asked for). */
+bool moe_sched_prompt_logprobs_done(const moe_req *r);
 /* Ends a request (idempotent: the first reason wins); frees its cache share. */
 void moe_sched_end(moe_sched *s, moe_req *r, moe_end_reason why, const char *error);
 /* Requests past their deadline at `now` are ended with MOE_END_DEADLINE;

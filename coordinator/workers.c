@@ -71,6 +71,8 @@ static void sampling_to_wire(const moe_sampler_cfg *sc, Moe__Sampling *out)
     if ((out->has_repetition_penalty = (set >> MOE_SP_REPEAT_PENALTY) & 1)) out->repetition_penalty = sc->repeat_penalty;
     if ((out->has_repeat_last_n = (set >> MOE_SP_REPEAT_LAST_N) & 1)) out->repeat_last_n = sc->repeat_last_n;
     if ((out->has_seed = (set >> MOE_SP_SEED) & 1)) out->seed = sc->seed;
+    if ((out->has_min_tokens = (set >> MOE_SP_MIN_TOKENS) & 1)) out->min_tokens = sc->min_tokens;
+    if ((out->has_ignore_eos = (set >> MOE_SP_IGNORE_EOS) & 1)) out->ignore_eos = sc->ignore_eos;
 }
 
 void moe_workers_place(moe_workers *w)
@@ -94,6 +96,9 @@ void moe_workers_place(moe_workers *w)
             a.stop_ids = (int32_t *)sc->stop;
             a.n_emitted = (size_t)r->n_out;
             a.emitted = r->out;
+            if ((a.has_logprobs = r->logprobs >= 0)) a.logprobs = (uint32_t)r->logprobs;
+            /* a replay asks again only for what has not come yet */
+            a.has_prompt_logprobs = a.prompt_logprobs = !moe_sched_prompt_logprobs_done(r);
             Moe__CoordMsg m = MOE__COORD_MSG__INIT;
             m.body_case = MOE__COORD_MSG__BODY_ASSIGN;
             m.assign = &a;
@@ -232,9 +237,23 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
     switch (m->body_case) {
     case MOE__WORKER_MSG__BODY_TOKEN: {
         moe_req *r = moe_sched_find(w->s, m->token->seq_id);
-        if (r && r->rank == rank && moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token) &&
+        if (!r || r->rank != rank) break;
+        moe_token_logprobs lp;
+        if (m->token->logprobs) moe_msg_logprobs_from_wire(m->token->logprobs, m->token->token, &lp);
+        if (moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token, m->token->logprobs ? &lp : NULL) &&
             w->sink.token)
             w->sink.token(w->sink.ctx, r);
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS: {
+        const Moe__PromptLogprobs *p = m->prompt_logprobs;
+        const moe_req *r = moe_sched_find(w->s, p->seq_id);
+        if (!r || r->rank != rank) break;
+        for (size_t i = 0; i < p->n_entries; i++) { /* counts checked by the link's decoder */
+            moe_token_logprobs lp;
+            moe_msg_logprobs_from_wire(p->entries[i], p->ids[i], &lp);
+            moe_sched_prompt_logprob(w->s, r->id, (int)(p->index + i), &lp);
+        }
         break;
     }
     case MOE__WORKER_MSG__BODY_SEQ_END: {

@@ -146,9 +146,21 @@ static int parse_option(char *name, const char *value, moe_reqline *r, moe_err *
         free(id);
         return MOE_OK;
     }
+    if (!strcmp(name, "logprobs")) {
+        int64_t v;
+        if (moe_parse_i64(value, 0, MOE_MAX_TOP_LOGPROBS, &v, err)) return moe_err_prefix(err, "logprobs");
+        r->logprobs = (int)v;
+        return MOE_OK;
+    }
+    if (!strcmp(name, "prompt_logprobs") || !strcmp(name, "prompt-logprobs")) {
+        int64_t v;
+        if (moe_parse_i64(value, 0, 1, &v, err)) return moe_err_prefix(err, "prompt_logprobs");
+        r->prompt_logprobs = v != 0;
+        return MOE_OK;
+    }
     if (moe_sampler_param_find(name) < 0)
         return moe_err_set(err, "unknown option '%s' (temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n, "
-                                "seed, deadline_ms, stop, stop_id)",
+                                "seed, min_tokens, ignore_eos, logprobs, prompt_logprobs, deadline_ms, stop, stop_id)",
                            name);
     /* The table's messages already start with the parameter's name. */
     return moe_sampler_cfg_set(&r->sampling, name, value, err);
@@ -159,6 +171,7 @@ int moe_reqline_parse(const char *s, size_t len, int line_no, const moe_sampler_
 {
     memset(out, 0, sizeof *out);
     out->line = line_no;
+    out->logprobs = -1;
     if (base) out->sampling = *base;
     else moe_sampler_cfg_default(&out->sampling);
     if (len && s[len - 1] == '\r') len--;
@@ -202,6 +215,10 @@ int moe_reqline_parse(const char *s, size_t len, int line_no, const moe_sampler_
         buf[fl] = 0;
         buf[eq - f] = 0;
         if (parse_option(buf, buf + (eq - f) + 1, out, err)) goto fail;
+    }
+    if (out->prompt_logprobs && out->logprobs < 0) {
+        moe_err_set(err, "prompt_logprobs needs logprobs=N (0..%d alternatives)", MOE_MAX_TOP_LOGPROBS);
+        goto fail;
     }
     return MOE_OK;
 fail:

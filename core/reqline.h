@@ -22,6 +22,14 @@
  *   temp= top_k= top_p= min_p= repeat_penalty= repeat_last_n= seed=
  *                    the sampling parameters by sampler.h's table (names,
  *                    aliases and ranges written once there)
+ *   min_tokens=N ignore_eos=0|1
+ *                    are in that table too: no stop id before N tokens; the
+ *                    model's EOS does not end the request
+ *   logprobs=N       0 .. MOE_MAX_TOP_LOGPROBS: each token's logprob and N
+ *                    alternatives (moe-worker --batch writes them to its
+ *                    --dump-logits DIR, moe-client prints them)
+ *   prompt_logprobs=0|1   the prompt tokens' logprobs too (needs logprobs=);
+ *                    with it max_tokens 0 is a request that only scores
  *   deadline_ms=MS   1 .. 24 h: the server ends the request after MS ms
  *   stop=TEXT        a stop string, escaped as a text prompt (\s for a
  *                    space: options are blank-separated), 1 .. 256 bytes;
@@ -80,6 +88,8 @@ typedef struct moe_reqline {
                                  set mask marks both.  Its stop/n_stop are the base's:
                                  the line's stop ids are in stop_ids */
     int64_t deadline_ms;      /* 0: the line gives none */
+    int logprobs;             /* -1: none; else alternatives per token */
+    bool prompt_logprobs;
     char **stop;              /* [n_stop] stop strings, unescaped, 1..MOE_REQLINE_MAX_STOP_LEN bytes */
     size_t n_stop;
     int32_t *stop_ids;        /* [n_stop_ids] */

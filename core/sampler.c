@@ -44,6 +44,7 @@ int moe_sampler_cfg_check(const moe_sampler_cfg *c, moe_err *err)
     if (!(c->repeat_penalty > 0.0f && c->repeat_penalty <= 100.0f))
         return moe_err_set(err, "repetition penalty must be in (0, 100]");
     if (c->repeat_last_n < -1) return moe_err_set(err, "repeat-last-n must be ≥ -1");
+    if (c->min_tokens < 0 || c->min_tokens > (1 << 20)) return moe_err_set(err, "min-tokens must be in [0, 2^20]");
     if (c->n_stop < 0 || c->n_stop > MOE_SAMPLER_MAX_STOP)
         return moe_err_set(err, "at most %d stop tokens", MOE_SAMPLER_MAX_STOP);
     return MOE_OK;
@@ -107,7 +108,7 @@ static int cand_cmp(const void *pa, const void *pb)
 }
 
 int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *history, int64_t n_hist,
-                           int64_t position)
+                           int64_t position, int64_t n_out)
 {
     const moe_sampler_cfg *c = &s->cfg;
     const int V = s->n_vocab;
@@ -125,6 +126,10 @@ int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *h
             v[t] = v[t] > 0 ? v[t] / c->repeat_penalty : v[t] * c->repeat_penalty;
         }
     }
+    /* min_tokens: no stop id before then (-inf: probability 0, last in order) */
+    if (n_out < c->min_tokens)
+        for (int i = 0; i < c->n_stop; i++)
+            if (c->stop[i] >= 0 && c->stop[i] < V) v[c->stop[i]] = -INFINITY;
     if (c->temperature <= 0.0f) {
         int32_t b = 0;
         for (int32_t i = 1; i < V; i++)
@@ -190,6 +195,38 @@ int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *h
     return s->c[n - 1].id;
 }
 
+/* ---- log-probabilities (sampler.h) ------------------------------------------ */
+
+/* a before b in the alternatives: larger logit, then lower id */
+static bool lp_before(float za, int32_t a, float zb, int32_t b) { return za > zb || (za == zb && a < b); }
+
+void moe_logprobs_compute(const float *z, int V, int32_t tok, int n_top, moe_token_logprobs *out)
+{
+    MOE_ASSERT(V >= 1 && tok >= 0 && tok < V && n_top >= 0 && n_top <= MOE_MAX_TOP_LOGPROBS);
+    float mx = z[0];
+    for (int i = 1; i < V; i++)
+        if (z[i] > mx) mx = z[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)z[i] - (double)mx);
+    const double lse = (double)mx + log(sum);
+    out->id = tok;
+    out->logprob = (float)((double)z[tok] - lse);
+    /* the n_top best by insertion into a sorted prefix */
+    const int k = n_top < V ? n_top : V;
+    int n = 0;
+    for (int32_t i = 0; i < V && k > 0; i++) {
+        if (n == k && !lp_before(z[i], i, z[out->top[k - 1].id], out->top[k - 1].id)) continue;
+        int pos = n < k ? n++ : k - 1;
+        while (pos > 0 && lp_before(z[i], i, z[out->top[pos - 1].id], out->top[pos - 1].id)) {
+            out->top[pos] = out->top[pos - 1];
+            pos--;
+        }
+        out->top[pos].id = i;
+    }
+    for (int j = 0; j < n; j++) out->top[j].logprob = (float)((double)z[out->top[j].id] - lse);
+    out->n_top = n;
+}
+
 /* ---- parameters by name ----------------------------------------------------- */
 
 typedef struct param_def {
@@ -207,6 +244,8 @@ static const param_def PARAMS[MOE_SP_COUNT] = {
     [MOE_SP_REPEAT_PENALTY] = {"repeat_penalty", "repetition_penalty", false, true, 0, 100},
     [MOE_SP_REPEAT_LAST_N] = {"repeat_last_n", NULL, true, false, -1, INT32_MAX},
     [MOE_SP_SEED] = {"seed", NULL, true, false, 0, 9007199254740992.0}, /* as a number: exact doubles; text takes all 64 bits */
+    [MOE_SP_MIN_TOKENS] = {"min_tokens", NULL, true, false, 0, 1 << 20},
+    [MOE_SP_IGNORE_EOS] = {"ignore_eos", NULL, true, false, 0, 1},
 };
 
 static bool name_is(const char *given, const char *name)
@@ -239,6 +278,8 @@ static void param_store(moe_sampler_cfg *c, moe_sampler_param p, double v)
     case MOE_SP_MIN_P: c->min_p = (float)v; break;
     case MOE_SP_REPEAT_PENALTY: c->repeat_penalty = (float)v; break;
     case MOE_SP_REPEAT_LAST_N: c->repeat_last_n = (int)v; break;
+    case MOE_SP_MIN_TOKENS: c->min_tokens = (int)v; break;
+    case MOE_SP_IGNORE_EOS: c->ignore_eos = v != 0; break;
     default: MOE_ASSERT(!"seed goes through moe_sampler_cfg_set_seed");
     }
     c->set |= 1u << p;

@@ -212,3 +212,29 @@ int moe_msg_encode(const ProtobufCMessage *m, size_t max_frame, uint8_t **out, s
     *out_len = n;
     return MOE_OK;
 }
+
+/* ---- log-probabilities ----------------------------------------------------------- */
+
+void moe_msg_logprobs_to_wire(const moe_token_logprobs *in, moe_msg_logprobs *out)
+{
+    moe__token_logprobs__init(&out->m);
+    out->m.has_logprob = true;
+    out->m.logprob = in->logprob;
+    const int n = in->n_top < 0 ? 0 : in->n_top > MOE_MAX_TOP_LOGPROBS ? MOE_MAX_TOP_LOGPROBS : in->n_top;
+    for (int i = 0; i < n; i++) {
+        out->ids[i] = in->top[i].id;
+        out->lps[i] = in->top[i].logprob;
+    }
+    out->m.n_top_ids = out->m.n_top_logprobs = (size_t)n;
+    out->m.top_ids = out->ids;
+    out->m.top_logprobs = out->lps;
+}
+
+void moe_msg_logprobs_from_wire(const Moe__TokenLogprobs *in, int32_t id, moe_token_logprobs *out)
+{
+    MOE_ASSERT(in->n_top_ids == in->n_top_logprobs && in->n_top_ids <= MOE_MAX_TOP_LOGPROBS);
+    out->id = id;
+    out->logprob = in->logprob;
+    out->n_top = (int)in->n_top_ids;
+    for (size_t i = 0; i < in->n_top_ids; i++) out->top[i] = (moe_logprob){in->top_ids[i], in->top_logprobs[i]};
+}

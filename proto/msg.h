@@ -144,6 +144,9 @@ int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err 
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err); /* NULL (none kept) is fine */
+/* to_client: a ServerMsg's (request_id required), else a WorkerMsg's (seq_id). */
+int moe_msg_check_prompt_logprobs(const Moe__PromptLogprobs *p, bool to_client, const moe_msg_limits *lim,
+                                  moe_err *err);
 
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within
@@ -164,5 +167,16 @@ const char *moe_msg_request_id(const Moe__ClientMsg *m, const moe_msg_limits *li
  * MOE_SAMPLER_MAX_STOP; cfg is only written on success. */
 int moe_msg_sampler_cfg(const Moe__Sampling *s, const int32_t *stop_ids, size_t n_stop_ids, moe_sampler_cfg *cfg,
                         moe_err *err);
+
+/* One position's logprobs as the wire's TokenLogprobs: the message and the
+ * arrays it points into, in one piece (no allocation). */
+typedef struct moe_msg_logprobs {
+    Moe__TokenLogprobs m;
+    int32_t ids[MOE_MAX_TOP_LOGPROBS];
+    float lps[MOE_MAX_TOP_LOGPROBS];
+} moe_msg_logprobs;
+void moe_msg_logprobs_to_wire(const moe_token_logprobs *in, moe_msg_logprobs *out);
+/* From a checked message (moe_msg_check_*); id is the token it is for. */
+void moe_msg_logprobs_from_wire(const Moe__TokenLogprobs *in, int32_t id, moe_token_logprobs *out);
 
 #endif

@@ -164,9 +164,14 @@ static int check_version(protobuf_c_boolean has, uint32_t v, const char *body, m
     return MOE__CODE__OK;
 }
 
-/* max_tokens when present: >= 1 and at most the cap and the context. */
-static int check_max_tokens(int32_t v, const char *body, const moe_msg_limits *lim, moe_err *err)
+/* max_tokens when present: >= 1 (0 when the prompt is only scored) and at
+ * most the cap and the context. */
+static int check_max_tokens(int32_t v, bool scoring, const char *body, const moe_msg_limits *lim, moe_err *err)
 {
+    if (v == 0 && scoring) return MOE__CODE__OK;
+    if (v == 0)
+        return fail(err, MOE__CODE__BAD_MAX_TOKENS,
+                    "%s: max_tokens = 0 must be at least 1 (0 only scores a prompt: with prompt_logprobs)", body);
     if (v < 1) return fail(err, MOE__CODE__BAD_MAX_TOKENS, "%s: max_tokens = %" PRId32 " must be at least 1", body, v);
     if (v > lim->max_tokens)
         return fail(err, MOE__CODE__BAD_MAX_TOKENS, "%s: max_tokens = %" PRId32 " is above the limit of %" PRId32, body, v,
@@ -209,6 +214,9 @@ static int apply_sampling(const Moe__Sampling *s, moe_sampler_cfg *cfg, moe_err 
         return rc;
     if (s->has_repeat_last_n && (rc = set_field(cfg, MOE_SP_REPEAT_LAST_N, "repeat_last_n", s->repeat_last_n, err)))
         return rc;
+    if (s->has_min_tokens && (rc = set_field(cfg, MOE_SP_MIN_TOKENS, "min_tokens", s->min_tokens, err))) return rc;
+    if (s->has_ignore_eos && (rc = set_field(cfg, MOE_SP_IGNORE_EOS, "ignore_eos", s->ignore_eos ? 1 : 0, err)))
+        return rc;
     /* 64 bits: any value is a seed, and a double could not carry them all */
     if (s->has_seed) moe_sampler_cfg_set_seed(cfg, s->seed);
     moe_err e;
@@ -237,6 +245,69 @@ int moe_msg_sampler_cfg(const Moe__Sampling *s, const int32_t *stop_ids, size_t 
         c.stop[c.n_stop++] = stop_ids[i];
     }
     *cfg = c;
+    return MOE__CODE__OK;
+}
+
+static int check_seq_id(protobuf_c_boolean has, const char *body, moe_err *err)
+{
+    if (!has) return fail(err, MOE__CODE__BAD_REQUEST, "%s: seq_id is missing", body);
+    return MOE__CODE__OK;
+}
+
+/* ---- log-probabilities -------------------------------------------------- */
+
+/* The alternatives asked for: at most MOE_MAX_TOP_LOGPROBS. */
+static int check_logprobs_n(uint32_t n, const char *body, moe_err *err)
+{
+    if (n > MOE_MAX_TOP_LOGPROBS)
+        return fail(err, MOE__CODE__BAD_REQUEST, "%s: logprobs = %" PRIu32 " is above the limit of %d alternatives",
+                    body, n, MOE_MAX_TOP_LOGPROBS);
+    return MOE__CODE__OK;
+}
+
+/* One position: its logprob (a log-probability: not NaN, <= 0), at most
+ * MOE_MAX_TOP_LOGPROBS alternatives as pairs, ids in the vocabulary. */
+static int check_token_logprobs(const Moe__TokenLogprobs *t, const char *what, const moe_msg_limits *lim, moe_err *err)
+{
+    if (!t) return fail(err, MOE__CODE__MALFORMED_FRAME, "%s is missing", what);
+    if (!t->has_logprob) return fail(err, MOE__CODE__BAD_REQUEST, "%s: logprob is missing", what);
+    if (!(t->logprob <= 0.0f)) return fail(err, MOE__CODE__BAD_REQUEST, "%s: logprob %g is not a log-probability", what,
+                                           (double)t->logprob);
+    if (t->n_top_ids != t->n_top_logprobs)
+        return fail(err, MOE__CODE__BAD_REQUEST, "%s: %zu top_ids but %zu top_logprobs", what, t->n_top_ids,
+                    t->n_top_logprobs);
+    if (t->n_top_ids > MOE_MAX_TOP_LOGPROBS)
+        return fail(err, MOE__CODE__BAD_REQUEST, "%s: %zu alternatives, more than the limit of %d", what, t->n_top_ids,
+                    MOE_MAX_TOP_LOGPROBS);
+    for (size_t i = 0; i < t->n_top_logprobs; i++)
+        if (!(t->top_logprobs[i] <= 0.0f))
+            return fail(err, MOE__CODE__BAD_REQUEST, "%s: top_logprobs[%zu] %g is not a log-probability", what, i,
+                        (double)t->top_logprobs[i]);
+    return check_token_ids(t->top_ids, t->n_top_ids, what, lim, err);
+}
+
+int moe_msg_check_prompt_logprobs(const Moe__PromptLogprobs *p, bool to_client, const moe_msg_limits *lim,
+                                  moe_err *err)
+{
+    lim = limits_or_default(lim);
+    if (!p) return fail(err, MOE__CODE__MALFORMED_FRAME, "prompt_logprobs: no body");
+    int rc = to_client ? check_request_id(p->request_id, "prompt_logprobs", true, lim, err)
+                       : check_seq_id(p->has_seq_id, "prompt_logprobs", err);
+    if (rc) return rc;
+    if (!p->has_index || p->index < 1)
+        return fail(err, MOE__CODE__BAD_REQUEST, "prompt_logprobs: index is missing or 0 (position 0 has no logprob)");
+    if (p->n_ids == 0 || p->n_ids != p->n_entries)
+        return fail(err, MOE__CODE__BAD_REQUEST, "prompt_logprobs: %zu ids and %zu entries (must be the same, >= 1)",
+                    p->n_ids, p->n_entries);
+    if (p->n_ids > lim->max_ids || (uint64_t)p->index + p->n_ids > (uint64_t)lim->max_ids)
+        return fail(err, MOE__CODE__BAD_REQUEST, "prompt_logprobs: positions %" PRIu32 " + %zu are beyond the limit of %zu",
+                    p->index, p->n_ids, lim->max_ids);
+    if ((rc = check_token_ids(p->ids, p->n_ids, "prompt_logprobs: ids", lim, err))) return rc;
+    for (size_t i = 0; i < p->n_entries; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "prompt_logprobs: entries[%zu]", i);
+        if ((rc = check_token_logprobs(p->entries[i], what, lim, err))) return rc;
+    }
     return MOE__CODE__OK;
 }
 
@@ -339,8 +410,13 @@ int moe_msg_check_generate(const Moe__GenerateRequest *r, const moe_msg_limits *
 
     if ((rc = moe_msg_check_sampling(r->sampling, err))) return rc;
 
+    if (r->has_logprobs && (rc = check_logprobs_n(r->logprobs, "generate", err))) return rc;
+    if (r->has_prompt_logprobs && r->prompt_logprobs && !r->has_logprobs)
+        return fail(err, MOE__CODE__BAD_REQUEST, "generate: prompt_logprobs needs logprobs (0..%d alternatives)",
+                    MOE_MAX_TOP_LOGPROBS);
     if (r->has_max_tokens) {
-        if ((rc = check_max_tokens(r->max_tokens, "generate", lim, err))) return rc;
+        if ((rc = check_max_tokens(r->max_tokens, r->has_prompt_logprobs && r->prompt_logprobs, "generate", lim, err)))
+            return rc;
         if (lim->max_context && n_prompt_ids + (size_t)r->max_tokens > lim->max_context)
             return fail(err, MOE__CODE__BAD_MAX_TOKENS,
                         "generate: %zu prompt ids + max_tokens %" PRId32 " exceed the context of %" PRIu32 " tokens",
@@ -459,6 +535,13 @@ int moe_msg_check_chunk(const Moe__TokenChunk *c, const moe_msg_limits *lim, moe
     if ((uint64_t)c->index + c->n_ids > (uint64_t)INT32_MAX)
         return fail(err, MOE__CODE__BAD_REQUEST, "chunk: index %" PRIu32 " + %zu ids is out of range", c->index, c->n_ids);
     if ((rc = check_token_ids(c->ids, c->n_ids, "chunk: ids", lim, err))) return rc;
+    if (c->n_logprobs && c->n_logprobs != c->n_ids)
+        return fail(err, MOE__CODE__BAD_REQUEST, "chunk: %zu logprobs for %zu ids", c->n_logprobs, c->n_ids);
+    for (size_t i = 0; i < c->n_logprobs; i++) {
+        char what[40];
+        snprintf(what, sizeof what, "chunk: logprobs[%zu]", i);
+        if ((rc = check_token_logprobs(c->logprobs[i], what, lim, err))) return rc;
+    }
     /* Not required to be UTF-8: a server may pass bytes of an unfinished
      * character through; the streaming decoder normally holds them back. */
     return check_string(c->text, "chunk: text", false, lim->max_text_len, false, NULL, err);
@@ -499,6 +582,7 @@ int moe_msg_check_server(const Moe__ServerMsg *m, const moe_msg_limits *lim, moe
     case MOE__SERVER_MSG__BODY_FINISH: return moe_msg_check_finish(m->finish, lim, err);
     case MOE__SERVER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__SERVER_MSG__BODY_HEARTBEAT: return moe_msg_check_heartbeat(m->heartbeat, lim, err);
+    case MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, true, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "ServerMsg has no body (an empty or unknown message)");
     }
 }
@@ -547,12 +631,6 @@ int moe_msg_check_worker_hello(const Moe__WorkerHello *h, const moe_msg_limits *
     return MOE__CODE__OK;
 }
 
-static int check_seq_id(protobuf_c_boolean has, const char *body, moe_err *err)
-{
-    if (!has) return fail(err, MOE__CODE__BAD_REQUEST, "%s: seq_id is missing", body);
-    return MOE__CODE__OK;
-}
-
 int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err *err)
 {
     lim = limits_or_default(lim);
@@ -564,7 +642,8 @@ int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err 
         return fail(err, MOE__CODE__BAD_REQUEST, "token: index %" PRIu32 " is not below the max_tokens limit %" PRId32,
                     t->index, lim->max_tokens);
     if (!t->has_token) return fail(err, MOE__CODE__BAD_REQUEST, "token: token is missing");
-    return check_token_ids(&t->token, 1, "token: token", lim, err);
+    if ((rc = check_token_ids(&t->token, 1, "token: token", lim, err))) return rc;
+    return t->logprobs ? check_token_logprobs(t->logprobs, "token: logprobs", lim, err) : MOE__CODE__OK;
 }
 
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err)
@@ -638,6 +717,7 @@ int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe
     case MOE__WORKER_MSG__BODY_SEQ_END: return moe_msg_check_seq_end(m->seq_end, lim, err);
     case MOE__WORKER_MSG__BODY_HEARTBEAT: return moe_msg_check_worker_heartbeat(m->heartbeat, lim, err);
     case MOE__WORKER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
+    case MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, false, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg has no body (an empty or unknown message)");
     }
 }
@@ -664,7 +744,12 @@ int moe_msg_check_assign(const Moe__Assign *a, const moe_msg_limits *lim, moe_er
     if ((rc = check_token_ids(a->prompt, a->n_prompt, "assign: prompt", lim, err))) return rc;
     if ((rc = moe_msg_check_sampling(a->sampling, err))) return rc;
     if (!a->has_max_tokens) return fail(err, MOE__CODE__BAD_MAX_TOKENS, "assign: max_tokens is missing");
-    if ((rc = check_max_tokens(a->max_tokens, "assign", lim, err))) return rc;
+    const bool scoring = a->has_prompt_logprobs && a->prompt_logprobs;
+    if ((rc = check_max_tokens(a->max_tokens, scoring, "assign", lim, err))) return rc;
+    if (a->has_logprobs && (rc = check_logprobs_n(a->logprobs, "assign", err))) return rc;
+    if (scoring && !a->has_logprobs)
+        return fail(err, MOE__CODE__BAD_REQUEST, "assign: prompt_logprobs needs logprobs (0..%d alternatives)",
+                    MOE_MAX_TOP_LOGPROBS);
     if (lim->max_context && a->n_prompt + (size_t)a->max_tokens > lim->max_context)
         return fail(err, MOE__CODE__BAD_MAX_TOKENS,
                     "assign: %zu prompt ids + max_tokens %" PRId32 " exceed the context of %" PRIu32 " tokens",
@@ -674,7 +759,7 @@ int moe_msg_check_assign(const Moe__Assign *a, const moe_msg_limits *lim, moe_er
                     MOE_SAMPLER_MAX_STOP);
     if ((rc = check_token_ids(a->stop_ids, a->n_stop_ids, "assign: stop_ids", lim, err))) return rc;
     /* A replay may carry every token but the last one to generate. */
-    if (a->n_emitted >= (size_t)a->max_tokens)
+    if (a->n_emitted > 0 && a->n_emitted >= (size_t)a->max_tokens)
         return fail(err, MOE__CODE__BAD_REQUEST, "assign: %zu emitted tokens leave nothing to generate (max_tokens %" PRId32 ")",
                     a->n_emitted, a->max_tokens);
     return check_token_ids(a->emitted, a->n_emitted, "assign: emitted", lim, err);

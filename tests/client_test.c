@@ -898,7 +898,7 @@ static void test_file(fake *f)
     rc = fake_run(f, ARGS("--connect", g_ep, "--file", path, "--stop", "XY", "--stop-id", "4"));
     CHECK_MSG(rc == 1, "bad lines: exit %d, stderr: %s", rc, f->ch.err);
     CHECK_MSG(!strcmp(f->ch.out, "1 i1\\n\\t2\n"
-                                 "2 error bad_line: line 2: max_tokens: 0 (prompt only) is for moe-worker --batch; the "
+                                 "2 error bad_line: line 2: max_tokens: 0 only scores a prompt (prompt_logprobs=1); the "
                                  "server takes 1..1048576\n"
                                  "3 error bad_line: line 3: top_p = 2 is out of range (0, 1]\n"
                                  "4 error bad_line: line 4: stop_id: the server takes at most 8 stop ids\n"
@@ -961,7 +961,11 @@ static void test_flags(fake *f)
         {ARGS("--connect", g_ep, "--prompt", "x", "--top-p", "0"), "--top-p: 0 is out of range (0, 1]"},
         {ARGS("--connect", g_ep, "--prompt", "x", "--temp", "-1"), "--temp"},
         {ARGS("--connect", g_ep, "--prompt", "x", "--temp", "nan"), "--temp: 'nan' is not a number"},
-        {ARGS("--connect", g_ep, "--prompt", "x", "--max-tokens", "0"), "--max-tokens: 0 is out of range"},
+        {ARGS("--connect", g_ep, "--prompt", "x", "--max-tokens", "0"), "--max-tokens 0 only scores a prompt"},
+        {ARGS("--connect", g_ep, "--prompt", "x", "--logprobs", "21"), "--logprobs: 21 is out of range"},
+        {ARGS("--connect", g_ep, "--prompt", "x", "--prompt-logprobs"), "--prompt-logprobs needs --logprobs N"},
+        {ARGS("--connect", g_ep, "--prompt", "x", "--echo", "x"), "unexpected argument"},
+        {ARGS("--connect", g_ep, "--prompt", "x", "--min-tokens", "-1"), "--min-tokens"},
         {ARGS("--connect", g_ep, "--prompt", "x", "--max-tokens", "12x"), "--max-tokens: '12x' is not an integer"},
         {ARGS("--connect", g_ep, "--prompt", "x", "--seed", "-1"), "--seed: '-1' is not an unsigned integer"},
         {ARGS("--connect", g_ep, "--prompt", "x", "--seed", "18446744073709551616"), "does not fit 64 bits"},

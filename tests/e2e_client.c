@@ -290,6 +290,42 @@ static int badinput(void)
     send_msg(&gm);
     EXPECT(expect_error("badid") == MOE__CODE__BAD_REQUEST, "token id outside the vocabulary");
     valid_request_succeeds(k++);
+    /* logprobs: more than 20 alternatives; prompt logprobs without logprobs;
+     * max_tokens 0 that scores nothing; min_tokens out of range */
+    g.request_id = (char *)"lp21";
+    bad_ids[1] = 2;
+    g.has_logprobs = true;
+    g.logprobs = 21;
+    send_msg(&gm);
+    EXPECT(expect_error("lp21") == MOE__CODE__BAD_REQUEST, "logprobs 21");
+    valid_request_succeeds(k++);
+    g.request_id = (char *)"plp";
+    g.has_logprobs = false;
+    g.has_prompt_logprobs = g.prompt_logprobs = true;
+    send_msg(&gm);
+    EXPECT(expect_error("plp") == MOE__CODE__BAD_REQUEST, "prompt_logprobs without logprobs");
+    valid_request_succeeds(k++);
+    g.request_id = (char *)"score0";
+    g.has_prompt_logprobs = g.prompt_logprobs = false;
+    g.has_max_tokens = true;
+    g.max_tokens = 0;
+    send_msg(&gm);
+    EXPECT(expect_error("score0") == MOE__CODE__BAD_MAX_TOKENS, "max_tokens 0 without prompt_logprobs");
+    valid_request_succeeds(k++);
+    Moe__Sampling mt = MOE__SAMPLING__INIT;
+    mt.has_min_tokens = true;
+    mt.min_tokens = -1;
+    g.request_id = (char *)"minneg";
+    g.max_tokens = 4;
+    g.sampling = &mt;
+    send_msg(&gm);
+    EXPECT(expect_error("minneg") == MOE__CODE__BAD_SAMPLING, "min_tokens -1");
+    valid_request_succeeds(k++);
+    mt.min_tokens = 5; /* above max_tokens 4 */
+    g.request_id = (char *)"minbig";
+    send_msg(&gm);
+    EXPECT(expect_error("minbig") == MOE__CODE__BAD_REQUEST, "min_tokens above max_tokens");
+    valid_request_succeeds(k++);
     printf("badinput: %d bad inputs refused with their codes, %d valid requests after them succeeded\n", k, k);
     return n_fail ? 1 : 0;
 }

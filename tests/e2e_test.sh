@@ -4,7 +4,15 @@
 # programs print; every process is killed on the way out.
 #
 #   e2e_test.sh badinput | stream | queuefull | cancel | client_killed |
-#               rank_stopped | drain | concurrent | main_job | metrics | logjson
+#               rank_stopped | drain | concurrent | main_job | metrics | logjson |
+#               logprobs
+#
+# logprobs: through coordinator and protocol, moe-client's logprobs (token and
+# prompt) are byte for byte what the ranks write in a moe-worker --batch run;
+# max_tokens 0 scores the prompt and finishes "length" with no token;
+# ignore_eos and min_tokens reach the ranks (a prompt whose greedy run says
+# EOS, found here, stops there unless ignore_eos; min_tokens keeps a stop id
+# out of the first tokens).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -39,7 +47,8 @@ start_cluster() {
       "$@" > "$tmp/coord.out" 2> "$tmp/coord.err" &
   coord=$!; pids+=("$coord")
   # --ignore-eos: a random model says EOS early; long requests must stay long
-  "$here/mpirun.sh" "$ranks" 300 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
+  # (WORKER_EOS= keeps the model's EOS, for the checks of ignore_eos itself)
+  "$here/mpirun.sh" "$ranks" 300 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" ${WORKER_EOS---ignore-eos} \
       > "$tmp/worker.out" 2> "$tmp/worker.err" &
   job=$!; pids+=("$job")
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
@@ -284,6 +293,52 @@ assert r["client"].startswith("moe-client@zmq:") and r["id"], r
 print(f"ok: {n} JSON log lines; request line {r}")
 PY
   grep -q "finish: length prompt=3 completion=4" "$tmp/usage" || fail "the client's usage: $(cat "$tmp/usage")"
+  ;;
+logprobs)
+  WORKER_EOS= start_cluster 2
+  v=$("$bin/moe-gguf" "$model" | awk '$1 == "deepseek2.vocab_size" { print $3 }')
+  eos=$("$bin/moe-gguf" "$model" | awk '$1 == "tokenizer.ggml.eos_token_id" { print $3 }')
+  printf '%s\n' "ids:5,6,7,8,9,10,11 6 logprobs=3 prompt_logprobs=1" "ids:12,13,14 8 logprobs=20 seed=3 temp=0.9" \
+      "ids:20,21,22,23,24,25,26,27,28,29,30,31 0 logprobs=2 prompt_logprobs=1" "ids:40,41 5 logprobs=0" > "$tmp/reqs"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/reqs" --ids-out --logprobs-out "$tmp/client.lp" > "$tmp/client.out" \
+      2> "$tmp/client.err" || fail "moe-client: $(cat "$tmp/client.err")"
+  mkdir -p "$tmp/d"
+  "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/reqs" --dump-logits "$tmp/d" > "$tmp/batch.out" \
+      2> "$tmp/batch.err" || fail "moe-worker --batch"
+  for i in 0 1 2 3; do
+    [ "$(sed -n "$((i + 1))p" "$tmp/client.out")" = "$((i + 1)) $(sed -n "$((i + 1))p" "$tmp/batch.out")" ] \
+        || fail "request $i: ids '$(sed -n "$((i + 1))p" "$tmp/client.out")' vs the batch's '$(sed -n "$((i + 1))p" "$tmp/batch.out")'"
+    awk -v l=$((i + 1)) '$1 == l { $1 = ""; print substr($0, 2) }' "$tmp/client.lp" | sort > "$tmp/c$i"
+    sort "$tmp/d/req$i.logprobs" > "$tmp/b$i"
+    [ -s "$tmp/b$i" ] || fail "request $i: the batch wrote no logprobs"
+    cmp -s "$tmp/c$i" "$tmp/b$i" || { diff "$tmp/c$i" "$tmp/b$i" | head; fail "request $i: logprobs differ from the ranks' batch run"; }
+  done
+  echo "4 requests: ids and $(wc -l < "$tmp/client.lp") logprob lines through the coordinator equal the batch run's"
+  # scoring: no token, finish length, a logprob for every prompt position but the first
+  "$bin/moe-client" --connect "$ep" --ids 20,21,22,23,24,25,26,27,28,29,30,31 --max-tokens 0 --logprobs 2 \
+      --prompt-logprobs --usage --ids-out --logprobs-out "$tmp/score.lp" > "$tmp/score.out" 2> "$tmp/score.err" \
+      || fail "scoring: $(cat "$tmp/score.err")"
+  grep -q "finish: length prompt=12 completion=0" "$tmp/score.err" || fail "scoring finish: $(cat "$tmp/score.err")"
+  [ "$(grep -c ' P ' "$tmp/score.lp")" = 11 ] && [ "$(grep -c ' T ' "$tmp/score.lp")" = 0 ] || fail "scoring: $(cat "$tmp/score.lp")"
+  echo "max_tokens 0: $(cat "$tmp/score.err")"
+  # ignore_eos and min_tokens: find a greedy run that says EOS (past it with ignore_eos)
+  awk 'BEGIN { for (i = 2; i < 66; i++) print "ids:" i, 24, "ignore_eos=1" }' > "$tmp/search"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/search" --ids-out > "$tmp/found" 2> "$tmp/found.err" || fail "search"
+  read -r p at < <(awk -v e="$eos" '{ for (k = 3; k <= NF - 1; k++) if ($k == e) { print $1 + 1, k - 1; exit } }' "$tmp/found")
+  [ -n "${p:-}" ] || fail "no greedy run of 64 prompts says EOS ($eos) after its first token: nothing to test with"
+  past=$(awk -v p="$p" '$1 == p - 1 { $1 = ""; print substr($0, 2) }' "$tmp/found")
+  stopped=$("$bin/moe-client" --connect "$ep" --ids "$p" --max-tokens 24 --ids-out) || fail "without ignore_eos"
+  [ "$stopped" = "$(echo "$past" | cut -d' ' -f1-"$at")" ] || fail "without ignore_eos: '$stopped' (EOS at $at of '$past')"
+  again=$("$bin/moe-client" --connect "$ep" --ids "$p" --max-tokens 24 --ids-out --ignore-eos) || fail "--ignore-eos"
+  [ "$again" = "$past" ] || fail "--ignore-eos: '$again' vs '$past'"
+  first=$(echo "$past" | cut -d' ' -f1)
+  one=$("$bin/moe-client" --connect "$ep" --ids "$p" --max-tokens 24 --ids-out --stop-id "$first") || fail "stop id"
+  [ "$one" = "$first" ] || fail "--stop-id $first: '$one'"
+  held=$("$bin/moe-client" --connect "$ep" --ids "$p" --max-tokens 24 --ids-out --stop-id "$first" --min-tokens 3) \
+      || fail "min tokens"
+  echo "$held" | awk -v s="$first" -v e="$eos" '{ if (NF < 3) exit 1; for (k = 1; k <= 3; k++) if ($k == s || $k == e) exit 1 }' \
+      || fail "--min-tokens 3 --stop-id $first: '$held'"
+  echo "ok: prompt $p says EOS at token $at and stops there; --ignore-eos runs on; --min-tokens 3 holds off stop id $first ('$held')"
   ;;
 *) fail "unknown check $1" ;;
 esac

@@ -27,6 +27,13 @@ moe_test(NAME comm_abort_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
 # V3-style one on 2 and 4 ranks and with experts scattered and replicated.
 set(MOE_WORKER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh)
 set(MOE_SCATTER4 ${CMAKE_CURRENT_SOURCE_DIR}/data/scatter4.placement)
+# logprobs against its own computation from dumped logits (tests/logprobs_ref.c)
+add_executable(logprobs_ref logprobs_ref.c)
+target_link_libraries(logprobs_ref PRIVATE m)
+moe_test(NAME worker_logprobs_v3_mini_f32 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} logprobs ${MOE_FIXTURES}/models/v3_mini_f32.gguf)
+moe_test(NAME worker_eos_v3_mini_f32 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${MOE_WORKER_TEST} eos ${MOE_FIXTURES}/models/v3_mini_f32.gguf)
 foreach(model tiny_f32 tiny_f16 tiny_q8_0 v2lite_mini_f32 v2lite_mini_fused_f32 v3_mini_f32 v3_mini_q8_0)
   foreach(np 1 3)
     moe_test(NAME worker_equal_${model}_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores

@@ -75,6 +75,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
+    /* Logprobs the check let through convert to plain C and back unchanged. */
+    const Moe__TokenLogprobs *lps[2] = {NULL, NULL};
+    int32_t lp_ids[2] = {0, 0};
+    if (check == MOE__CODE__OK && desc == &moe__worker_msg__descriptor) {
+        const Moe__WorkerMsg *wm = (const Moe__WorkerMsg *)m;
+        if (wm->body_case == MOE__WORKER_MSG__BODY_TOKEN) lps[0] = wm->token->logprobs, lp_ids[0] = wm->token->token;
+        if (wm->body_case == MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS && wm->prompt_logprobs->n_entries) {
+            const Moe__PromptLogprobs *pl = wm->prompt_logprobs;
+            lps[0] = pl->entries[0], lp_ids[0] = pl->ids[0];
+            lps[1] = pl->entries[pl->n_entries - 1], lp_ids[1] = pl->ids[pl->n_ids - 1];
+        }
+    }
+    if (check == MOE__CODE__OK && desc == &moe__server_msg__descriptor) {
+        const Moe__ServerMsg *sm = (const Moe__ServerMsg *)m;
+        if (sm->body_case == MOE__SERVER_MSG__BODY_CHUNK && sm->chunk->n_logprobs)
+            lps[0] = sm->chunk->logprobs[0], lp_ids[0] = sm->chunk->ids[0];
+    }
+    for (int k = 0; k < 2; k++) {
+        if (!lps[k]) continue;
+        moe_token_logprobs t;
+        moe_msg_logprobs w;
+        moe_msg_logprobs_from_wire(lps[k], lp_ids[k], &t);
+        REQUIRE(t.id == lp_ids[k] && t.n_top >= 0 && t.n_top <= MOE_MAX_TOP_LOGPROBS && t.logprob <= 0.0f);
+        moe_msg_logprobs_to_wire(&t, &w);
+        REQUIRE(w.m.n_top_ids == lps[k]->n_top_ids && w.m.logprob == lps[k]->logprob);
+        for (size_t i = 0; i < w.m.n_top_ids; i++)
+            REQUIRE(w.ids[i] == lps[k]->top_ids[i] && w.lps[i] == lps[k]->top_logprobs[i]);
+    }
+
     /* Stable round trip: encode, decode, encode gives the same bytes. */
     uint8_t *a = NULL, *b = NULL;
     size_t la = 0, lb = 0;

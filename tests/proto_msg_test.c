@@ -194,6 +194,21 @@ static void test_generate(void)
     GEN("max_tokens above the cap", f.r.max_tokens = (1 << 20) + 1, MOE__CODE__BAD_MAX_TOKENS, "above the limit");
     GEN("max_tokens unset", f.r.has_max_tokens = 0, OK, NULL);
 
+    /* logprobs, prompt logprobs, scoring, min_tokens, ignore_eos */
+    GEN("logprobs 20", (f.r.has_logprobs = 1, f.r.logprobs = 20), OK, NULL);
+    GEN("logprobs 21", (f.r.has_logprobs = 1, f.r.logprobs = 21), BAD, "generate: logprobs = 21 is above the limit of 20");
+    GEN("prompt_logprobs alone", (f.r.has_prompt_logprobs = 1, f.r.prompt_logprobs = 1), BAD,
+        "prompt_logprobs needs logprobs");
+    GEN("prompt_logprobs false alone", (f.r.has_prompt_logprobs = 1, f.r.prompt_logprobs = 0), OK, NULL);
+    GEN("scoring: max_tokens 0 with prompt_logprobs",
+        (f.r.max_tokens = 0, f.r.has_logprobs = 1, f.r.has_prompt_logprobs = 1, f.r.prompt_logprobs = 1), OK, NULL);
+    GEN("max_tokens 0 with logprobs only", (f.r.max_tokens = 0, f.r.has_logprobs = 1), MOE__CODE__BAD_MAX_TOKENS,
+        "0 only scores a prompt");
+    GEN("min_tokens 2^20", (f.r.sampling = &f.s, f.s.has_min_tokens = 1, f.s.min_tokens = 1 << 20), OK, NULL);
+    GEN("min_tokens negative", (f.r.sampling = &f.s, f.s.has_min_tokens = 1, f.s.min_tokens = -1),
+        MOE__CODE__BAD_SAMPLING, "sampling.min_tokens = -1 is out of range");
+    GEN("ignore_eos", (f.r.sampling = &f.s, f.s.has_ignore_eos = 1, f.s.ignore_eos = 1), OK, NULL);
+
     /* request id */
     GEN("request id missing", f.r.request_id = NULL, BAD, "generate: request_id is missing");
     GEN("request id empty", f.id[0] = '\0', BAD, "request_id is empty");
@@ -422,6 +437,62 @@ static void test_server_and_worker_bodies(void)
     expect_check("chunk id outside the vocabulary", &s.base, &lim, BAD, "chunk: ids[1] = 100");
     ids[1] = 2;
 
+    /* logprobs in a chunk: one per id, each a log-probability with paired alternatives */
+    Moe__TokenLogprobs tl[3], *tlp[3] = {&tl[0], &tl[1], &tl[2]};
+    int32_t top_ids[21] = {0};
+    float top_lps[21] = {0};
+    for (int i = 0; i < 3; i++) {
+        moe__token_logprobs__init(&tl[i]);
+        tl[i].has_logprob = 1;
+        tl[i].logprob = -1.5f;
+    }
+    ch.logprobs = tlp;
+    ch.n_logprobs = 2;
+    expect_check("chunk with 2 logprobs for 3 ids", &s.base, &lim, BAD, "chunk: 2 logprobs for 3 ids");
+    ch.n_logprobs = 3;
+    expect_check("chunk with logprobs", &s.base, &lim, OK, NULL);
+    tl[1].logprob = 0.25f;
+    expect_check("chunk logprob above 0", &s.base, &lim, BAD, "chunk: logprobs[1]: logprob 0.25 is not a log-probability");
+    tl[1].logprob = NAN;
+    expect_check("chunk logprob NaN", &s.base, &lim, BAD, "is not a log-probability");
+    tl[1].logprob = -2.0f;
+    tl[2].top_ids = top_ids;
+    tl[2].top_logprobs = top_lps;
+    tl[2].n_top_ids = 2;
+    tl[2].n_top_logprobs = 1;
+    expect_check("chunk alternatives unpaired", &s.base, &lim, BAD, "2 top_ids but 1 top_logprobs");
+    tl[2].n_top_ids = tl[2].n_top_logprobs = 21;
+    expect_check("chunk 21 alternatives", &s.base, &lim, BAD, "21 alternatives, more than the limit of 20");
+    tl[2].n_top_ids = tl[2].n_top_logprobs = 20;
+    expect_check("chunk 20 alternatives", &s.base, &lim, OK, NULL);
+    top_ids[3] = 100;
+    expect_check("chunk alternative outside the vocabulary", &s.base, &lim, BAD, "= 100 is outside the vocabulary");
+    top_ids[3] = 0;
+    tl[2].has_logprob = 0;
+    expect_check("chunk logprob missing", &s.base, &lim, BAD, "chunk: logprobs[2]: logprob is missing");
+    tl[2].has_logprob = 1;
+
+    /* the prompt's logprobs to a client */
+    Moe__PromptLogprobs pl = MOE__PROMPT_LOGPROBS__INIT;
+    s.body_case = MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS;
+    s.prompt_logprobs = &pl;
+    expect_check("prompt_logprobs without request id", &s.base, &lim, BAD, "prompt_logprobs: request_id is missing");
+    pl.request_id = (char *)"r";
+    pl.ids = ids;
+    pl.n_ids = 3;
+    pl.entries = tlp;
+    pl.n_entries = 3;
+    expect_check("prompt_logprobs without index", &s.base, &lim, BAD, "index is missing or 0");
+    pl.has_index = 1;
+    pl.index = 1;
+    expect_check("prompt_logprobs", &s.base, &lim, OK, NULL);
+    pl.n_entries = 2;
+    expect_check("prompt_logprobs entries != ids", &s.base, &lim, BAD, "3 ids and 2 entries");
+    pl.n_entries = 3;
+    pl.index = 262143;
+    expect_check("prompt_logprobs beyond the prompt limit", &s.base, &lim, BAD, "beyond the limit");
+    pl.index = 1;
+
     Moe__Finish fin = MOE__FINISH__INIT;
     fin.request_id = (char *)"r";
     s.body_case = MOE__SERVER_MSG__BODY_FINISH;
@@ -499,6 +570,21 @@ static void test_server_and_worker_bodies(void)
     expect_check("token index beyond max_tokens", &w.base, &lim, BAD, "index 1048576");
     t.index = 3;
     expect_check("token", &w.base, &lim, OK, NULL);
+    t.logprobs = &tl[0];
+    expect_check("token with logprobs", &w.base, &lim, OK, NULL);
+    tl[0].logprob = 1.0f;
+    expect_check("token with a positive logprob", &w.base, &lim, BAD, "token: logprobs: logprob 1 is not");
+    tl[0].logprob = -1.0f;
+    t.logprobs = NULL;
+
+    w.body_case = MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS;
+    w.prompt_logprobs = &pl;
+    expect_check("prompt_logprobs from a rank without seq_id", &w.base, &lim, BAD, "prompt_logprobs: seq_id is missing");
+    pl.has_seq_id = 1;
+    expect_check("prompt_logprobs from a rank", &w.base, &lim, OK, NULL);
+    pl.index = 0;
+    expect_check("prompt_logprobs at position 0", &w.base, &lim, BAD, "index is missing or 0");
+    pl.index = 1;
 
     Moe__SeqEnd se = MOE__SEQ_END__INIT;
     w.body_case = MOE__WORKER_MSG__BODY_SEQ_END;
@@ -621,6 +707,18 @@ static void test_server_and_worker_bodies(void)
     expect_check("assign with 17 stop ids", &cm.base, &lim, BAD, "17 stop ids");
     a.n_stop_ids = 16;
     expect_check("assign with 16 stop ids", &cm.base, &lim, OK, NULL);
+    a.has_logprobs = 1;
+    a.logprobs = 21;
+    expect_check("assign logprobs 21", &cm.base, &lim, BAD, "assign: logprobs = 21 is above the limit of 20");
+    a.logprobs = 5;
+    expect_check("assign logprobs 5", &cm.base, &lim, OK, NULL);
+    a.n_emitted = 0;
+    a.max_tokens = 0;
+    expect_check("assign max_tokens 0 without prompt_logprobs", &cm.base, &lim, MOE__CODE__BAD_MAX_TOKENS, "0 only scores");
+    a.has_prompt_logprobs = a.prompt_logprobs = 1;
+    expect_check("assign scoring a prompt", &cm.base, &lim, OK, NULL);
+    a.has_logprobs = 0;
+    expect_check("assign prompt_logprobs without logprobs", &cm.base, &lim, BAD, "prompt_logprobs needs logprobs");
 
     Moe__Release rel = MOE__RELEASE__INIT;
     cm.body_case = MOE__COORD_MSG__BODY_RELEASE;

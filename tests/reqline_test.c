@@ -122,7 +122,24 @@ static void test_lines(void)
                              1u << MOE_SP_MIN_P));
     moe_reqline_free(&l);
     CHECK(parse("1,2,3 0", NULL, &l, &err) == MOE_OK && l.max_tokens == 0);
+    CHECK(l.logprobs == -1 && !l.prompt_logprobs);
     moe_reqline_free(&l);
+
+    /* logprobs, prompt logprobs, min_tokens and ignore_eos */
+    CHECK(parse("1,2,3 0 logprobs=20 prompt_logprobs=1 min_tokens=5 ignore_eos=1", NULL, &l, &err) == MOE_OK);
+    CHECK(l.logprobs == 20 && l.prompt_logprobs && l.sampling.min_tokens == 5 && l.sampling.ignore_eos);
+    CHECK(is_set(&l.sampling, MOE_SP_MIN_TOKENS) && is_set(&l.sampling, MOE_SP_IGNORE_EOS));
+    moe_reqline_free(&l);
+    CHECK(parse("1,2,3 4 logprobs=0", NULL, &l, &err) == MOE_OK && l.logprobs == 0);
+    moe_reqline_free(&l);
+    CHECK(parse("1,2,3 4 logprobs=21", NULL, &l, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "logprobs");
+    CHECK(parse("1,2,3 4 prompt_logprobs=1", NULL, &l, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "prompt_logprobs needs logprobs=N");
+    CHECK(parse("1,2,3 4 min_tokens=-1", NULL, &l, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "min_tokens");
+    CHECK(parse("1,2,3 4 ignore_eos=yes", NULL, &l, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "ignore_eos");
 
     CHECK(parse("ids:9 4 seed=7 temp=0 top_p=0.9 top_k=40 min_p=0.05 repeat_penalty=1.1 repeat_last_n=32 "
                 "deadline_ms=250\r",

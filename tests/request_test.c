@@ -299,6 +299,144 @@ static void test_end_reasons(void)
     moe_tokens_free(&prompt);
 }
 
+/* Logprobs: the spec's checks, the scheduler's records into chunks and the
+ * outcome, prompt positions kept in order only, max_tokens 0 scoring,
+ * ignore_eos and min_tokens into what the rank runs. */
+static void test_logprobs(void)
+{
+    moe_request_spec s;
+    moe_tokens t = {0};
+    moe_request *q = NULL;
+    moe_err err = {{0}};
+    const int32_t ids[4] = {5, 6, 7, 8};
+    spec_text(&s, NULL);
+    s.kind = MOE_PROMPT_IDS;
+    s.ids = ids;
+    s.n_ids = 4;
+    s.max_tokens = 3;
+    s.logprobs = 21;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__BAD_REQUEST && q == NULL);
+    CHECK_CONTAINS(err.msg, "logprobs = 21 is above the limit of 20");
+    s.logprobs = -1;
+    s.prompt_logprobs = true;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__BAD_REQUEST);
+    CHECK_CONTAINS(err.msg, "need logprobs");
+    s.prompt_logprobs = false;
+    s.max_tokens = 0;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__BAD_REQUEST);
+    CHECK_CONTAINS(err.msg, "max_tokens 0");
+    s.max_tokens = 3;
+    s.min_tokens = 4;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__BAD_REQUEST);
+    CHECK_CONTAINS(err.msg, "min_tokens = 4");
+    s.min_tokens = 2;
+    s.ignore_eos = true;
+    s.logprobs = 2;
+    s.prompt_logprobs = true;
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK);
+    CHECK(q->sampling.min_tokens == 2 && q->sampling.ignore_eos && (q->sampling.set >> MOE_SP_MIN_TOKENS & 1) &&
+          (q->sampling.set >> MOE_SP_IGNORE_EOS & 1));
+
+    /* the scheduler's record, as the worker side fills it */
+    moe_sched *sc = NULL;
+    moe_sched_limits sl = {.max_queue = 4, .max_running = 4};
+    CHECK(moe_sched_init(&sc, 1, &sl, &err) == MOE_OK);
+    moe_sched_rank_update(sc, 0, 1000);
+    moe_req *r = NULL;
+    bool full = false;
+    CHECK(moe_sched_submit(sc, q, t.ids, (int)t.n, q->max_tokens, 0, &r, &full, &err) == MOE_OK);
+    moe_sched_want_logprobs(r, q->logprobs, q->prompt_logprobs);
+    moe_request_attach(q, r);
+    moe_req *placed[1];
+    CHECK(moe_sched_place(sc, placed, 1) == 1);
+    moe_token_logprobs lp = {.id = 6, .logprob = -1.0f, .n_top = 2, .top = {{9, -0.5f}, {6, -1.0f}}};
+    CHECK(!moe_sched_prompt_logprob(sc, r->id, 2, &lp)); /* position 1 is due first */
+    CHECK(moe_sched_prompt_logprob(sc, r->id, 1, &lp));
+    CHECK(!moe_sched_prompt_logprob(sc, r->id, 1, &lp)); /* a replay's repeat */
+    lp.id = 99;
+    CHECK(!moe_sched_prompt_logprob(sc, r->id, 2, &lp)); /* not the prompt's token */
+    CHECK(!moe_sched_prompt_logprobs_done(r));
+    lp.id = 7;
+    CHECK(moe_sched_prompt_logprob(sc, r->id, 2, &lp));
+    lp.id = 8;
+    lp.logprob = -3.0f;
+    CHECK(moe_sched_prompt_logprob(sc, r->id, 3, &lp));
+    CHECK(!moe_sched_prompt_logprob(sc, r->id, 4, &lp)); /* past the prompt (a replay's emitted tokens) */
+    CHECK(moe_sched_prompt_logprobs_done(r));
+    moe_token_logprobs tk = {.id = 0, .logprob = -0.25f, .n_top = 1, .top = {{300, -0.25f}}};
+    CHECK(moe_sched_token(sc, r->id, 0, 300, &tk));
+    CHECK(moe_sched_token(sc, r->id, 1, 301, NULL)); /* none brought: NaN, never made up */
+    moe_request_chunk ch;
+    CHECK(moe_request_next_chunk(q, r->out, &r->n_out, &ch));
+    CHECK(ch.n_ids == 2 && ch.logprobs && ch.logprobs[0].id == 300 && ch.logprobs[0].logprob == -0.25f &&
+          ch.logprobs[0].n_top == 1 && ch.logprobs[1].id == 301 && ch.logprobs[1].logprob != ch.logprobs[1].logprob);
+    moe_request_chunk_sent(q, &ch);
+    CHECK(moe_sched_token(sc, r->id, 2, 302, &tk));
+    CHECK(moe_request_next_chunk(q, r->out, &r->n_out, &ch));
+    CHECK(ch.index == 2 && ch.n_ids == 1 && ch.logprobs && ch.logprobs[0].id == 302);
+    moe_request_chunk_sent(q, &ch);
+    moe_request_end(q, MOE_END_LENGTH, 0, NULL);
+    moe_request_outcome f;
+    moe_request_finish(q, r->n_prompt, r->n_out, &f);
+    CHECK(f.prompt_ids && f.prompt_ids[3] == 8 && f.prompt_logprobs);
+    CHECK(f.prompt_logprobs[0].n_top == 0 && f.prompt_logprobs[0].logprob != f.prompt_logprobs[0].logprob);
+    CHECK(f.prompt_logprobs[3].id == 8 && f.prompt_logprobs[3].logprob == -3.0f && f.prompt_logprobs[1].n_top == 2);
+    moe_sched_end(sc, r, MOE_END_LENGTH, NULL);
+    moe_sched_forget(sc, r);
+    moe_request_free(q);
+
+    /* scoring: max_tokens 0, no chunk of ids, the prompt's logprobs */
+    s.max_tokens = 0;
+    s.min_tokens = 0;
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &M, &s, &err) == MOE__CODE__OK && q->max_tokens == 0);
+    CHECK(moe_sched_submit(sc, q, t.ids, (int)t.n, 0, 0, &r, &full, &err) == MOE_OK);
+    moe_sched_want_logprobs(r, q->logprobs, q->prompt_logprobs);
+    moe_request_attach(q, r);
+    CHECK(moe_sched_place(sc, placed, 1) == 1);
+    CHECK(!moe_sched_token(sc, r->id, 0, 300, &tk)); /* no token fits */
+    moe_request_end(q, MOE_END_LENGTH, 0, NULL);
+    moe_request_finish(q, r->n_prompt, r->n_out, &f);
+    CHECK(f.completion_tokens == 0 && !strcmp(f.reason_name, "length") && f.prompt_logprobs == NULL); /* none came */
+    moe_sched_end(sc, r, MOE_END_LENGTH, NULL);
+    moe_sched_forget(sc, r);
+    moe_request_free(q);
+
+    /* a long non-streaming answer with logprobs: chunks of at most 1024 ids
+     * (each fits a frame), the text whole in the last */
+    moe_request_model big = M;
+    big.lim.max_context = 4096;
+    s.max_tokens = 2500;
+    s.stream = false;
+    s.prompt_logprobs = false;
+    moe_tokens_clear(&t);
+    CHECK(moe_request_new(&q, &t, &big, &s, &err) == MOE__CODE__OK);
+    CHECK(moe_sched_submit(sc, q, t.ids, (int)t.n, 2500, 0, &r, &full, &err) == MOE_OK);
+    moe_sched_want_logprobs(r, q->logprobs, false);
+    moe_request_attach(q, r);
+    moe_sched_rank_update(sc, 0, 10000);
+    CHECK(moe_sched_place(sc, placed, 1) == 1);
+    for (int i = 0; i < 2500; i++) CHECK_MSG(moe_sched_token(sc, r->id, i, 300 + i % 50, &tk), "token %d", i);
+    CHECK(!moe_request_next_chunk(q, r->out, &r->n_out, &ch)); /* not streamed: nothing before the end */
+    moe_request_end(q, MOE_END_LENGTH, 0, NULL);
+    int sizes[4] = {0}, n_chunks = 0;
+    size_t text_at_last = 0, text_before = 0;
+    while (moe_request_next_chunk(q, r->out, &r->n_out, &ch) && n_chunks < 4) {
+        CHECK(ch.logprobs && ch.index == (n_chunks ? sizes[0] * n_chunks : 0));
+        sizes[n_chunks++] = ch.n_ids;
+        if (ch.index + ch.n_ids == 2500) text_at_last = ch.text_len;
+        else text_before += ch.text_len;
+        moe_request_chunk_sent(q, &ch);
+    }
+    CHECK(n_chunks == 3 && sizes[0] == 1024 && sizes[1] == 1024 && sizes[2] == 452);
+    CHECK(text_before == 0 && text_at_last > 0 && moe_request_finish_due(q, r->n_out));
+    moe_sched_end(sc, r, MOE_END_LENGTH, NULL);
+    moe_sched_forget(sc, r);
+    moe_request_free(q);
+    moe_sched_free(sc);
+    moe_tokens_free(&t);
+}
+
 int main(void)
 {
     moe_gguf *g = NULL;
@@ -321,6 +459,7 @@ int main(void)
     test_stop_token_flush();
     test_no_stream();
     test_end_reasons();
+    test_logprobs();
     moe_chat_free(chat);
     moe_tokenizer_free(tok);
     moe_gguf_close(g);

@@ -17,7 +17,7 @@ static int32_t pick(const moe_sampler_cfg *c, const float *lg, const int32_t *hi
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }
-    int32_t t = moe_sampler_sample(s, lg, hist, nh, pos);
+    int32_t t = moe_sampler_sample(s, lg, hist, nh, pos, 0);
     moe_sampler_free(s);
     return t;
 }
@@ -72,8 +72,8 @@ int main(void)
     int count[V] = {0};
     const int N = 20000;
     for (int64_t p = 0; p < N; p++) {
-        int32_t a = moe_sampler_sample(s, lg, NULL, 0, p);
-        int32_t b = moe_sampler_sample(s, lg, NULL, 0, p);
+        int32_t a = moe_sampler_sample(s, lg, NULL, 0, p, 0);
+        int32_t b = moe_sampler_sample(s, lg, NULL, 0, p, 0);
         if (a != b) CHECK(a == b);
         count[a]++;
     }
@@ -93,7 +93,55 @@ int main(void)
     c.stop[0] = 1;
     c.stop[1] = 7;
     CHECK(moe_sampler_is_stop(&c, 7) && moe_sampler_is_stop(&c, 1) && !moe_sampler_is_stop(&c, 2));
+    /* min_tokens: the stop ids (1 and 3, the tied best) cannot be drawn
+     * while fewer than 2 tokens exist; from then on they can */
+    moe_sampler_cfg_default(&c);
+    c.n_stop = 2;
+    c.stop[0] = 1;
+    c.stop[1] = 3;
+    c.min_tokens = 2;
+    CHECK(moe_sampler_init(&s, &c, V, &err) == MOE_OK);
+    CHECK(moe_sampler_sample(s, lg, NULL, 0, 0, 0) == 6); /* greedy: next best */
+    CHECK(moe_sampler_sample(s, lg, NULL, 0, 1, 1) == 6);
+    CHECK(moe_sampler_sample(s, lg, NULL, 0, 2, 2) == 1);
+    moe_sampler_free(s);
+    c.temperature = 5.0f; /* flat: every token is likely, but no stop id before 2 */
+    CHECK(moe_sampler_init(&s, &c, V, &err) == MOE_OK);
+    int seen_stop = 0;
+    for (int64_t p = 0; p < 2000; p++) {
+        const int32_t a = moe_sampler_sample(s, lg, NULL, 0, p, 1);
+        if (a == 1 || a == 3) CHECK_MSG(0, "position %lld drew stop id %d before min_tokens", (long long)p, a);
+        const int32_t b = moe_sampler_sample(s, lg, NULL, 0, p, 2);
+        seen_stop += b == 1 || b == 3;
+    }
+    CHECK(seen_stop > 100);
+    moe_sampler_free(s);
+    CHECK(moe_sampler_cfg_set(&c, "min_tokens", "7", &err) == MOE_OK && c.min_tokens == 7);
+    CHECK(moe_sampler_cfg_set(&c, "min-tokens", "-1", &err) == MOE_ERR);
+    CHECK(moe_sampler_cfg_set(&c, "ignore_eos", "1", &err) == MOE_OK && c.ignore_eos);
+    CHECK(moe_sampler_cfg_set(&c, "ignore_eos", "2", &err) == MOE_ERR);
+    /* logprobs: log-softmax in double, top-N best first, ties to the lower id */
+    moe_token_logprobs lp;
+    moe_logprobs_compute(lg, V, 4, 4, &lp);
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += exp((double)lg[i] - 3.0);
+    const double lse = 3.0 + log(sum);
+    CHECK(lp.id == 4 && lp.logprob == (float)(-1.0 - lse));
+    CHECK(lp.n_top == 4 && lp.top[0].id == 1 && lp.top[1].id == 3 && lp.top[2].id == 6 && lp.top[3].id == 2);
+    CHECK(lp.top[0].logprob == lp.top[1].logprob && lp.top[0].logprob == (float)(3.0 - lse));
+    CHECK(lp.top[3].logprob == (float)(2.5 - lse));
+    double mass = 0;
+    for (int i = 0; i < V; i++) {
+        moe_token_logprobs one;
+        moe_logprobs_compute(lg, V, i, 0, &one);
+        CHECK(one.n_top == 0);
+        mass += exp((double)one.logprob);
+    }
+    CHECK_MSG(fabs(mass - 1.0) < 1e-6, "probabilities sum to %.9f", mass);
+    moe_logprobs_compute(lg, V, 0, MOE_MAX_TOP_LOGPROBS, &lp); /* more asked than the vocabulary */
+    CHECK(lp.n_top == V && lp.top[V - 1].id == 4);
     /* bad configurations */
+    moe_sampler_cfg_default(&c);
     c.top_p = 0.0f;
     CHECK(moe_sampler_cfg_check(&c, &err) == MOE_ERR);
     CHECK_CONTAINS(err.msg, "top-p");

@@ -23,7 +23,7 @@ static void test_queue_and_place(void)
     CHECK(moe_sched_submit(s, NULL, prompt, 4, 6, 0, &r[3], &full, &err) != 0 && full && r[3] == NULL);
     CHECK_CONTAINS(err.msg, "queue is full");
     CHECK(moe_sched_submit(s, NULL, prompt, 0, 6, 0, &r[3], &full, &err) != 0 && !full);
-    CHECK(moe_sched_submit(s, NULL, prompt, 4, 0, 0, &r[3], &full, &err) != 0 && !full);
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, -1, 0, &r[3], &full, &err) != 0 && !full);
     CHECK(r[0]->id != r[1]->id && r[1]->id != r[2]->id);
 
     moe_req *placed[8];
@@ -42,18 +42,18 @@ static void test_queue_and_place(void)
     CHECK(moe_sched_place(s, placed, 8) == 0 && moe_sched_n_queued(s) == 2);
 
     /* tokens by index */
-    CHECK(moe_sched_token(s, r[0]->id, 0, 7));
-    CHECK(!moe_sched_token(s, r[0]->id, 0, 8)); /* duplicate index: ignored */
-    CHECK(!moe_sched_token(s, r[0]->id, 2, 9)); /* gap: refused */
-    CHECK(moe_sched_token(s, r[0]->id, 1, 9));
+    CHECK(moe_sched_token(s, r[0]->id, 0, 7, NULL));
+    CHECK(!moe_sched_token(s, r[0]->id, 0, 8, NULL)); /* duplicate index: ignored */
+    CHECK(!moe_sched_token(s, r[0]->id, 2, 9, NULL)); /* gap: refused */
+    CHECK(moe_sched_token(s, r[0]->id, 1, 9, NULL));
     CHECK(r[0]->n_out == 2 && r[0]->out[0] == 7 && r[0]->out[1] == 9);
-    CHECK(!moe_sched_token(s, 999999, 0, 1));
+    CHECK(!moe_sched_token(s, 999999, 0, 1, NULL));
 
     /* ends: first reason wins, reservations return */
     moe_sched_end(s, r[0], MOE_END_STOP, NULL);
     moe_sched_end(s, r[0], MOE_END_CANCELLED, NULL);
     CHECK(r[0]->end == MOE_END_STOP && r[0]->state == MOE_REQ_DONE);
-    CHECK(!moe_sched_token(s, r[0]->id, 2, 1));
+    CHECK(!moe_sched_token(s, r[0]->id, 2, 1, NULL));
     moe_sched_end(s, r[1], MOE_END_LENGTH, NULL);
     CHECK(moe_sched_rank_free(s, 0) == 25);
     CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == r[3] && r[3]->rank == 0 && r[4]->rank == 1);

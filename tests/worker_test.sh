@@ -18,6 +18,15 @@
 #       resident expert memory (from /proc/self/smaps) is within 10% of its share
 #   worker_test.sh idle NP SECONDS              an idle job (no requests) costs under
 #       5% of one core over SECONDS, mpirun included
+#   worker_test.sh logprobs MODEL               logprobs= and prompt_logprobs= (DIR/req<i>.logprobs):
+#       the same bytes on 1, 2 and 3 ranks (other batch-mates); every completion token's
+#       equal to logprobs_ref's own log-softmax of the dumped row it was sampled from;
+#       prompt logprobs (chunk 1) equal to moe-run's teacher-forced rows', (chunk 512)
+#       within 1e-4 of them; max_tokens 0 only scores; asking for logprobs changes no id
+#       and no logits row (the sampled rows are moe-run's, bitwise)
+#   worker_test.sh eos MODEL                    ignore_eos=1 generates past the model's EOS
+#       (a prompt whose greedy run says EOS, found in the test), without it the request
+#       stops there; min_tokens=N keeps EOS and stop_id= out of the first N tokens
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -239,6 +248,96 @@ idle)
         cpu = (b - a) / hz; wall = ns / 1e9; share = cpu / wall
         printf "idle job (mpirun + %d ranks): %.2f s CPU over %.1f s = %.2f%% of one core\n", np, cpu, wall, 100 * share
         exit share < 0.05 ? 0 : 1 }' || fail "an idle job must use under 5% of a core"
+  ;;
+logprobs)
+  model=$2
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  awk -v v="$v" 'BEGIN { srand(11); lens = "12 5 40 3 7"
+    split(lens, L)
+    split("6 8 0 5 4", G)
+    split("logprobs=3 prompt_logprobs=1|logprobs=20 seed=3 temp=0.9 top_k=40|logprobs=2 prompt_logprobs=1|logprobs=0|", O, "|")
+    for (i = 1; i <= 5; i++) { s = ""; for (j = 0; j < L[i]; j++) s = s (j ? "," : "") int(rand() * v); print s, G[i], O[i] } }' \
+      > "$tmp/batch"
+  for np in 1 2 3; do
+    mkdir -p "$tmp/d$np"
+    "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --dump-logits "$tmp/d$np" \
+        > "$tmp/out$np" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker on $np ranks exited $?"; }
+    [ "$np" = 1 ] && continue
+    cmp -s "$tmp/out1" "$tmp/out$np" || fail "ids on $np ranks differ from 1 rank's"
+    for f in "$tmp/d1"/*; do cmp -s "$f" "$tmp/d$np/$(basename "$f")" || fail "$(basename "$f") differs on $np ranks"; done
+  done
+  echo "the ids, logits and logprobs files are the same on 1, 2 and 3 ranks"
+  mkdir -p "$tmp/c1"
+  "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --dump-logits "$tmp/c1" \
+      --prefill-chunk 1 > "$tmp/outc" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker --prefill-chunk 1 exited $?"; }
+  i=0
+  while read -r ids n opts; do
+    lp=$tmp/d1/req$i.logprobs
+    if [ "$i" = 4 ]; then
+      [ ! -e "$lp" ] || fail "request 4 asked for no logprobs but has a file"
+    else
+      np_=$(echo "$ids" | tr , '\n' | wc -l)
+      want_p=0; case $opts in *prompt_logprobs=1*) want_p=$((np_ - 1)) ;; esac
+      [ "$(grep -c '^P' "$lp")" = "$want_p" ] || fail "request $i: $(grep -c '^P' "$lp") prompt positions, want $want_p"
+      [ "$(grep -c '^T' "$lp")" = "$n" ] || fail "request $i: $(grep -c '^T' "$lp") token positions, want $n"
+      # the token's own id in each T line is the generated id, in order
+      [ "$(awk '$1 == "T" { printf "%s%s", (n++ ? " " : ""), $3 }' "$lp")" = "$(sed -n "$((i + 1))p" "$tmp/out1")" ] \
+          || fail "request $i: T lines do not name the generated ids"
+      top=$(awk '$1 == "T" || $1 == "P" { print NF - 4; exit }' "$lp")
+      want_top=${opts#logprobs=}; want_top=${want_top%% *}
+      [ -z "$top" ] || [ "$top" = "$want_top" ] || fail "request $i: $top alternatives, asked for $want_top"
+      [ "$n" = 0 ] || "$bin/logprobs_ref" "$tmp/d1/req$i.logits.f32" "$v" "$lp" T 0 0 || fail "request $i: token logprobs"
+      if [ "$want_p" != 0 ]; then
+        "$bin/moe-run" --model "$model" --tokens "$ids" -n 0 --logits-from 1 --dump-logits "$tmp/tf$i.f32" > /dev/null \
+            || fail "moe-run teacher forcing on request $i"
+        "$bin/logprobs_ref" "$tmp/tf$i.f32" "$v" "$tmp/c1/req$i.logprobs" P -1 0 || fail "request $i: prompt logprobs (chunk 1)"
+        "$bin/logprobs_ref" "$tmp/tf$i.f32" "$v" "$lp" P -1 1e-4 || fail "request $i: prompt logprobs (chunked)"
+      fi
+    fi
+    # the ids and rows are moe-run's: logprobs change nothing that is sampled, and
+    # a prompt chunk computed with all its rows gives its last row bitwise
+    # shellcheck disable=SC2086
+    want=$("$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) --dump-logits "$tmp/r$i.f32") \
+        || fail "moe-run on request $i"
+    [ "$(sed -n "$((i + 1))p" "$tmp/out1")" = "$want" ] || fail "request $i: ids differ from moe-run's"
+    cmp -s "$tmp/r$i.f32" "$tmp/d1/req$i.logits.f32" || fail "request $i: logits rows differ from moe-run's"
+    i=$((i + 1))
+  done < "$tmp/batch"
+  [ "$i" = 5 ] || fail "ran $i requests"
+  echo "ok: logprobs equal the reference on every completion token, prompt logprobs equal teacher forcing's"
+  ;;
+eos)
+  model=$2
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  eos=$("$bin/moe-gguf" "$model" | awk '$1 == "tokenizer.ggml.eos_token_id" { print $3 }')
+  [ -n "$eos" ] || fail "the model names no EOS"
+  # greedy runs of 64 one-token prompts past EOS: one that says EOS early
+  awk -v v="$v" 'BEGIN { for (i = 2; i < 66 && i < v; i++) print i, 24, "ignore_eos=1" }' > "$tmp/search"
+  "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/search" > "$tmp/found" 2> "$tmp/err" \
+      || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  read -r line at < <(awk -v e="$eos" '{ for (k = 1; k <= NF - 2; k++) if ($k == e) { print NR, k; exit } }' "$tmp/found")
+  [ -n "${line:-}" ] || fail "no greedy run of the 64 prompts says EOS ($eos) before its last 2 tokens: nothing to test with"
+  p=$(sed -n "${line}p" "$tmp/search" | cut -d' ' -f1)
+  past=$(sed -n "${line}p" "$tmp/found")
+  first=$(echo "$past" | cut -d' ' -f1)
+  want_stop=$(echo "$past" | cut -d' ' -f1-"$at")
+  mt=$((at + 1))
+  [ "$first" != "$eos" ] || fail "the first token is EOS itself; min_tokens would have nothing to show"
+  printf '%s\n' "$p 24" "$p 24 ignore_eos=1" "$p 24 min_tokens=$mt" "$p 24 stop_id=$first" \
+      "$p 24 stop_id=$first min_tokens=3" > "$tmp/batch"
+  "$here/mpirun.sh" 2 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" > "$tmp/out" 2> "$tmp/err" \
+      || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  [ "$(sed -n 1p "$tmp/out")" = "$want_stop" ] || fail "without ignore_eos: '$(sed -n 1p "$tmp/out")', want '$want_stop' (EOS at $at)"
+  [ "$(sed -n 2p "$tmp/out")" = "$past" ] || fail "ignore_eos=1 did not run past EOS"
+  awk -v e="$eos" -v m="$mt" 'NR == 3 { if (NF < m) exit 1; for (k = 1; k <= m; k++) if ($k == e) exit 1 }' "$tmp/out" \
+      || fail "min_tokens=$mt: '$(sed -n 3p "$tmp/out")' has EOS in its first $mt tokens or is shorter"
+  [ "$(sed -n 4p "$tmp/out")" = "$first" ] || fail "stop_id=$first: '$(sed -n 4p "$tmp/out")'"
+  awk -v s="$first" 'NR == 5 { if (NF < 3) exit 1; for (k = 1; k <= 3; k++) if ($k == s) exit 1 }' "$tmp/out" \
+      || fail "min_tokens=3 with stop_id=$first: '$(sed -n 5p "$tmp/out")'"
+  # moe-run's flags do the same in one process
+  [ "$("$bin/moe-run" --model "$model" --tokens "$p" -n 24 --min-tokens "$mt")" = "$(sed -n 3p "$tmp/out")" ] \
+      || fail "moe-run --min-tokens differs from the worker's min_tokens="
+  echo "ok: prompt $p says EOS at token $at: stops there, ignore_eos=1 runs on (24 tokens), min_tokens=$mt and stop_id with min_tokens=3 hold"
   ;;
 badfile)
   np=$2

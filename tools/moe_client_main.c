@@ -17,6 +17,7 @@
  * 130 interrupted by SIGINT (143 by SIGTERM).
  */
 #include <signal.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,15 @@ static void usage(FILE *f)
             "  --stop STR            stop string, repeatable (up to %d, 1..%d bytes each)\n"
             "  --stop-id ID          stop token id, repeatable (up to %d)\n"
             "  --no-stream           ask for the whole text in one chunk\n"
+            "  --min-tokens N        no stop token (EOS, --stop-id) before N tokens (0..2^20)\n"
+            "  --ignore-eos          the model's EOS does not end the request\n"
+            "  --logprobs N          each token's logprob and N alternatives (0..20), computed by the\n"
+            "                        ranks from the row they sampled (see --logprobs-out)\n"
+            "  --prompt-logprobs     the prompt tokens' logprobs too (needs --logprobs); with\n"
+            "  (--echo)              --max-tokens 0 the prompt is only scored\n"
+            "  --logprobs-out FILE   write them there, one position a line:\n"
+            "                        \"<line> P|T <pos> <id> <logprob> <id>:<logprob>...\" (P: prompt\n"
+            "                        position, T: completion index; floats %%.9g)\n"
             "  --deadline-ms MS      the server ends the request after MS ms (1..86400000)\n"
             "Output and connection:\n"
             "  --ids-out             print the generated ids (space-separated) instead of text\n"
@@ -114,6 +124,9 @@ typedef struct cfg {
     int32_t stop_ids[MAX_STOP_IDS];
     size_t n_stop_ids;
     bool no_stream, ids_out, show_usage, verbose;
+    bool max_tokens_given, prompt_logprobs;
+    int logprobs;             /* -1: not given */
+    const char *logprobs_out;
     int concurrency;
     double timeout_s;
     int heartbeat_ms;
@@ -121,10 +134,10 @@ typedef struct cfg {
 
 /* The sampling flags: --<the table's name with '-'>. */
 static const char *const k_sampling_flags[] = {"--temp", "--top-p", "--top-k", "--min-p",
-                                               "--repeat-penalty", "--repeat-last-n", "--seed"};
+                                               "--repeat-penalty", "--repeat-last-n", "--seed", "--min-tokens"};
 static const char *const k_value_flags[] = {"--connect", "--prompt", "--ids", "--chat", "--file", "--name",
                                             "--stop", "--stop-id", "--concurrency", "--timeout", "--heartbeat-ms",
-                                            "--max-tokens", "--deadline-ms"};
+                                            "--max-tokens", "--deadline-ms", "--logprobs", "--logprobs-out"};
 
 static bool in_list(const char *flag, const char *const *list, size_t n)
 {
@@ -192,9 +205,16 @@ static int value_flag(cfg *c, const char *flag, const char *v, moe_err *err)
         if (moe_parse_i64(v, 0, INT32_MAX, &iv, err)) return moe_err_prefix(err, "--stop-id");
         c->stop_ids[c->n_stop_ids++] = (int32_t)iv;
     } else if (!strcmp(flag, "--max-tokens")) {
-        if (c->max_tokens) return moe_err_set(err, "%s given twice", flag);
-        if (moe_parse_i64(v, 1, MOE_REQLINE_MAX_TOKENS, &iv, err)) return moe_err_prefix(err, "--max-tokens");
+        if (c->max_tokens_given) return moe_err_set(err, "%s given twice", flag);
+        if (moe_parse_i64(v, 0, MOE_REQLINE_MAX_TOKENS, &iv, err)) return moe_err_prefix(err, "--max-tokens");
         c->max_tokens = (int32_t)iv;
+        c->max_tokens_given = true;
+    } else if (!strcmp(flag, "--logprobs")) {
+        if (c->logprobs >= 0) return moe_err_set(err, "%s given twice", flag);
+        if (moe_parse_i64(v, 0, MOE_MAX_TOP_LOGPROBS, &iv, err)) return moe_err_prefix(err, "--logprobs");
+        c->logprobs = (int)iv;
+    } else if (!strcmp(flag, "--logprobs-out")) {
+        return set_once(&c->logprobs_out, flag, v, err);
     } else if (!strcmp(flag, "--deadline-ms")) {
         if (c->deadline_ms) return moe_err_set(err, "%s given twice", flag);
         if (moe_parse_i64(v, 1, MOE_REQLINE_MAX_DEADLINE_MS, &iv, err)) return moe_err_prefix(err, "--deadline-ms");
@@ -224,6 +244,9 @@ static int flags_check(cfg *c, moe_err *err)
     if (n_src != 1) return moe_err_set(err, "give exactly one of --prompt, --ids, --chat and --file");
     if (c->concurrency >= 0 && !c->file) return moe_err_set(err, "--concurrency goes with --file");
     if (c->show_usage && c->file) return moe_err_set(err, "--usage is for a single request (--file prints a summary)");
+    if (c->max_tokens_given && c->max_tokens == 0 && !c->prompt_logprobs)
+        return moe_err_set(err, "--max-tokens 0 only scores a prompt: give --prompt-logprobs");
+    if (c->prompt_logprobs && c->logprobs < 0) return moe_err_set(err, "--prompt-logprobs needs --logprobs N");
     if (c->concurrency < 0) c->concurrency = 16;
     if (c->timeout_s < 0) c->timeout_s = 60;
     if (c->heartbeat_ms < 0) c->heartbeat_ms = 1000;
@@ -236,6 +259,7 @@ static int parse_flags(int argc, char **argv, cfg *c, bool *help, moe_err *err)
     memset(c, 0, sizeof *c);
     moe_sampler_cfg_default(&c->sampling);
     c->concurrency = -1;
+    c->logprobs = -1;
     c->timeout_s = -1;
     c->heartbeat_ms = -1;
     for (int i = 1; i < argc; i++) {
@@ -256,10 +280,13 @@ static int parse_flags(int argc, char **argv, cfg *c, bool *help, moe_err *err)
             snprintf(flag, sizeof flag, "%s", a);
         }
         bool boolean = !strcmp(flag, "--no-stream") || !strcmp(flag, "--ids-out") || !strcmp(flag, "--usage") ||
-                       !strcmp(flag, "-v") || !strcmp(flag, "--verbose");
+                       !strcmp(flag, "-v") || !strcmp(flag, "--verbose") || !strcmp(flag, "--ignore-eos") ||
+                       !strcmp(flag, "--prompt-logprobs") || !strcmp(flag, "--echo");
         if (boolean) {
             if (v) return moe_err_set(err, "%s takes no value", flag);
             if (!strcmp(flag, "--no-stream")) c->no_stream = true;
+            else if (!strcmp(flag, "--ignore-eos")) moe_sampler_cfg_set(&c->sampling, "ignore_eos", "1", err);
+            else if (!strcmp(flag, "--prompt-logprobs") || !strcmp(flag, "--echo")) c->prompt_logprobs = true;
             else if (!strcmp(flag, "--ids-out")) c->ids_out = true;
             else if (!strcmp(flag, "--usage")) c->show_usage = true;
             else c->verbose = true;
@@ -283,7 +310,9 @@ static int parse_flags(int argc, char **argv, cfg *c, bool *help, moe_err *err)
 static void gen_defaults(const cfg *c, moe_session_gen *g)
 {
     memset(g, 0, sizeof *g);
-    g->max_tokens = c->max_tokens;
+    g->max_tokens = c->max_tokens_given ? c->max_tokens : -1;
+    g->logprobs = c->logprobs;
+    g->prompt_logprobs = c->prompt_logprobs;
     g->sampling = &c->sampling;
     g->deadline_ms = c->deadline_ms;
     g->stop = c->stop;
@@ -321,8 +350,8 @@ static int load_file(const cfg *c, moe_reqline_list *list, moe_client_req **out,
         moe_reqline *it = &list->items[i];
         moe_client_req *r = &reqs[i];
         r->line = it->line;
-        if (it->kind != MOE_REQLINE_BAD && it->max_tokens == 0)
-            line_refuse(it, "max_tokens: 0 (prompt only) is for moe-worker --batch; the server takes 1..%d",
+        if (it->kind != MOE_REQLINE_BAD && it->max_tokens == 0 && !(it->prompt_logprobs || c->prompt_logprobs))
+            line_refuse(it, "max_tokens: 0 only scores a prompt (prompt_logprobs=1); the server takes 1..%d",
                         MOE_REQLINE_MAX_TOKENS);
         if (it->kind != MOE_REQLINE_BAD && it->n_stop_ids > MAX_STOP_IDS)
             line_refuse(it, "stop_id: the server takes at most %d stop ids", MAX_STOP_IDS);
@@ -337,6 +366,8 @@ static int load_file(const cfg *c, moe_reqline_list *list, moe_client_req **out,
         r->gen.n_ids = it->n_ids;
         r->gen.max_tokens = it->max_tokens;
         r->gen.sampling = &it->sampling;
+        if (it->logprobs >= 0) r->gen.logprobs = it->logprobs;
+        if (it->prompt_logprobs) r->gen.prompt_logprobs = true;
         if (it->deadline_ms) r->gen.deadline_ms = it->deadline_ms;
         if (it->n_stop) r->gen.stop = it->stop, r->gen.n_stop = it->n_stop;
         if (it->n_stop_ids) r->gen.stop_ids = it->stop_ids, r->gen.n_stop_ids = it->n_stop_ids;
@@ -439,6 +470,7 @@ int main(int argc, char **argv)
     moe_client_req *reqs = NULL;
     size_t n = 0;
     moe_session *s = NULL;
+    FILE *lp_out = NULL;
     int status = EXIT_FLAGS;
     if (c.file) {
         if (load_file(&c, &list, &reqs, &n, &err)) goto fail;
@@ -449,10 +481,14 @@ int main(int argc, char **argv)
     }
     /* ZMQ connects lazily: a failure here is an endpoint it cannot use. */
     if (moe_session_open(&s, c.endpoint, c.name, SEND_TIMEOUT_MS, &err)) goto fail;
+    if (c.logprobs_out && !(lp_out = fopen(c.logprobs_out, "w"))) {
+        moe_err_set(&err, "--logprobs-out %s: %s", c.logprobs_out, strerror(errno));
+        goto fail;
+    }
 
     const moe_client_opts o = {.endpoint = c.endpoint, .name = c.name, .single = !c.file, .ids_out = c.ids_out,
                                .verbose = c.verbose, .concurrency = c.concurrency, .timeout_s = c.timeout_s,
-                               .heartbeat_ms = c.heartbeat_ms};
+                               .heartbeat_ms = c.heartbeat_ms, .logprobs_out = lp_out};
     moe_client_result res;
     status = EXIT_FAIL;
     if (moe_client_run(&o, s, reqs, n, &res, &err)) goto fail;
@@ -463,6 +499,10 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "moe-client: %s\n", err.msg);
 out:
+    if (lp_out && fclose(lp_out) != 0 && status == EXIT_OK) {
+        fprintf(stderr, "moe-client: --logprobs-out: %s\n", strerror(errno));
+        status = EXIT_FAIL;
+    }
     moe_session_close(s);
     moe_client_reqs_free(reqs, n);
     free(reqs);

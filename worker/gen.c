@@ -15,6 +15,8 @@ typedef struct gseq {
     int32_t last;           /* the token to feed next (decode) */
     moe_sampler_cfg sc;
     moe_sampler *smp;
+    bool logprobs, prompt_lp;
+    int n_top;
     int32_t *hist;          /* [n_tokens + max_out + 1] */
 } gseq;
 
@@ -30,6 +32,8 @@ struct moe_gen {
     moe_step_item *items;   /* [max_seqs] */
     gseq **item_seq;        /* [max_seqs] */
     int n_items;
+    moe_token_logprobs tlp;  /* a sampled token's */
+    moe_token_logprobs *plp; /* [step_tokens] a prompt chunk's */
 };
 
 int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err)
@@ -48,6 +52,7 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->seq_ids = moe_xcalloc((size_t)o->max_seqs + 1, sizeof *g->seq_ids);
     g->items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->items);
     g->item_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_seq);
+    g->plp = moe_xmalloc((size_t)o->step_tokens * sizeof *g->plp);
     *out = g;
     return MOE_OK;
 }
@@ -77,6 +82,7 @@ void moe_gen_free(moe_gen *g)
     free(g->seq_ids);
     free(g->items);
     free(g->item_seq);
+    free(g->plp);
     free(g);
 }
 
@@ -95,6 +101,8 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         (r->max_out > 0 && r->n_emitted >= r->max_out) || r->n_chunked < 0 || r->n_chunked > r->n_tokens)
         return moe_err_set(err, "nothing to do (prompt %d, max tokens %d, emitted %d)", r->n_tokens, r->max_out,
                            r->n_emitted);
+    if (r->n_top < 0 || r->n_top > MOE_MAX_TOP_LOGPROBS)
+        return moe_err_set(err, "%d logprob alternatives asked, at most %d", r->n_top, MOE_MAX_TOP_LOGPROBS);
     if ((int64_t)r->n_tokens + (r->max_out - r->n_emitted) > g->o.max_ctx)
         return moe_err_set(err, "prompt (%d) + tokens (%d) exceeds the context of %lld", r->n_tokens,
                            r->max_out - r->n_emitted, (long long)g->o.max_ctx);
@@ -103,7 +111,11 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
             return moe_err_set(err, "token id %d is not in the vocabulary (0..%d)", r->tokens[i], g->vocab - 1);
     gseq *s = moe_xcalloc(1, sizeof *s);
     s->sc = r->sc;
-    if (g->o.eos >= 0 && !moe_sampler_is_stop(&s->sc, g->o.eos) && s->sc.n_stop < MOE_SAMPLER_MAX_STOP)
+    s->logprobs = r->logprobs;
+    s->n_top = r->n_top;
+    s->prompt_lp = r->prompt_logprobs;
+    if (g->o.eos >= 0 && !s->sc.ignore_eos && !moe_sampler_is_stop(&s->sc, g->o.eos) &&
+        s->sc.n_stop < MOE_SAMPLER_MAX_STOP)
         s->sc.stop[s->sc.n_stop++] = g->o.eos;
     if (moe_sampler_init(&s->smp, &s->sc, g->vocab, err)) {
         free(s);
@@ -162,8 +174,10 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
             if (chunk > budget) continue; /* next step */
             it->tokens = s->hist + s->fed;
             it->n_tokens = chunk;
-            /* only the prompt's last chunk needs its row (lm_head skipped) */
-            if (chunk < left) it->logits = MOE_LOGITS_NONE;
+            /* only the prompt's last chunk needs its row (lm_head skipped),
+             * unless the prompt's logprobs are asked for */
+            if (s->prompt_lp) it->logits = MOE_LOGITS_ALL;
+            else if (chunk < left) it->logits = MOE_LOGITS_NONE;
             p->prefill += chunk;
         } else {
             if (budget < 1) continue;
@@ -191,13 +205,26 @@ static void after_row(moe_gen *g, gseq *s, const float *row)
         end_seq(g, s, MOE_GEN_END_LENGTH, NULL);
         return;
     }
-    const int32_t t = moe_sampler_sample(s->smp, row, s->hist, s->pub.n_hist, s->pub.n_hist);
+    const int32_t t = moe_sampler_sample(s->smp, row, s->hist, s->pub.n_hist, s->pub.n_hist, s->n_out);
     s->hist[s->pub.n_hist++] = t;
     s->last = t;
-    if (g->cb.token) g->cb.token(g->cb.ctx, &s->pub, s->n_out, t);
+    if (s->logprobs) moe_logprobs_compute(row, g->vocab, t, s->n_top, &g->tlp);
+    if (g->cb.token) g->cb.token(g->cb.ctx, &s->pub, s->n_out, t, s->logprobs ? &g->tlp : NULL);
     s->n_out++;
     const bool stop = moe_sampler_is_stop(&s->sc, t);
     if (stop || s->n_out == s->max_out) end_seq(g, s, stop ? MOE_GEN_END_STOP : MOE_GEN_END_LENGTH, NULL);
+}
+
+/* The prompt logprobs an item's rows give: the row of position q scores
+ * the prompt token at q + 1. */
+static void prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
+{
+    const int q0 = fed0 + it->n_tokens - it->out_rows; /* position of the first row */
+    int n = 0;
+    for (int r = 0; r < it->out_rows && q0 + r + 1 < s->pub.n_tokens; r++)
+        moe_logprobs_compute(it->out + (size_t)r * (size_t)g->vocab, g->vocab, s->hist[q0 + r + 1], s->n_top,
+                             &g->plp[n++]);
+    if (n > 0 && g->cb.prompt) g->cb.prompt(g->cb.ctx, &s->pub, q0 + 1, g->plp, n);
 }
 
 int moe_gen_step(moe_gen *g, moe_err *err)
@@ -211,8 +238,12 @@ int moe_gen_step(moe_gen *g, moe_err *err)
             end_seq(g, s, MOE_GEN_END_ERROR, it->err.msg);
             continue;
         }
+        const int fed0 = s->fed;
         s->fed += s->fed < s->pub.n_tokens ? it->n_tokens : 0;
-        if (it->out_rows > 0) after_row(g, s, it->out);
+        if (it->out_rows <= 0) continue;
+        if (s->prompt_lp && fed0 < s->pub.n_tokens) prompt_rows(g, s, it, fed0);
+        if (fed0 < s->n_chunked && s->fed < s->n_chunked) continue; /* a chunk before the last: rows for the above only */
+        after_row(g, s, it->out + (size_t)(it->out_rows - 1) * (size_t)g->vocab);
     }
     g->n_items = 0; /* the plan is used up */
     return MOE_OK;

@@ -26,6 +26,14 @@
  *                  the sequence on a stop token or at max_out (end
  *                  callback).  An ended sequence's cache is free at once.
  *
+ * Log-probabilities (sampler.h's moe_logprobs_compute) come from the very
+ * row that was sampled: with logprobs set, each token callback carries its
+ * token's logprob and n_top alternatives.  With prompt_logprobs, every
+ * prompt chunk asks the engine for all its rows (MOE_LOGITS_ALL; a row is
+ * bitwise the same as when only the last is asked for, docs/engine.md) and
+ * the prompt callback gets, for each prompt position p ≥ 1, the logprob of
+ * token p under the row of position p − 1.
+ *
  * Splitting plan from step lets the worker job agree on a step header
  * (tokens per rank) between the two.
  */
@@ -53,7 +61,10 @@ typedef struct moe_gen_req {
                              * step with a logits row each (teacher forcing); 0 means n_tokens */
     int max_out;            /* tokens to emit in all, n_emitted included; 0: only the prompt's rows */
     int n_emitted;          /* a replay: the last n_emitted of tokens were emitted before */
-    moe_sampler_cfg sc;     /* sampling and stop ids; the loop adds its EOS unless told not to */
+    moe_sampler_cfg sc;     /* sampling and stop ids; the loop adds its EOS unless sc.ignore_eos */
+    bool logprobs;          /* each emitted token's logprob ... */
+    int n_top;              /* ... and this many alternatives (0..MOE_MAX_TOP_LOGPROBS) */
+    bool prompt_logprobs;   /* the prompt positions' logprobs (prompt callback) */
 } moe_gen_req;
 
 /* What a callback learns of its sequence. */
@@ -72,8 +83,14 @@ typedef struct moe_gen_cb {
      * the call): after its chunked prompt and after every single token fed.
      * MOE_ERR ends the sequence with err's message.  NULL: no rows wanted. */
     int (*row)(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err);
-    /* Token number index (0-based over all emitted, replayed ones included). */
-    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok);
+    /* Token number index (0-based over all emitted, replayed ones included);
+     * lp: its logprobs when the request asked for them, else NULL (valid
+     * during the call). */
+    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp);
+    /* Prompt logprobs of positions first .. first + n - 1 (first ≥ 1; one
+     * call per row batch, positions ascending, each once; lp[i].id is the
+     * prompt token at first + i).  NULL: none wanted. */
+    void (*prompt)(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n);
     /* The sequence ended (msg: NULL unless MOE_GEN_END_ERROR); it is gone
      * after the call. */
     void (*end)(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg);

@@ -12,7 +12,7 @@ _Static_assert(MOE_JOB_STEP_BUCKETS == MOE_MSG_STEP_BOUNDS + 1, "a step bucket p
 
 moe_gen_cb moe_source_gen_cb(const moe_source *src)
 {
-    return (moe_gen_cb){.ctx = src->ctx, .row = src->ops->row, .token = src->ops->token, .end = src->ops->end};
+    return (moe_gen_cb){.ctx = src->ctx, .row = src->ops->row, .token = src->ops->token, .prompt = src->ops->prompt, .end = src->ops->end};
 }
 
 void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, moe_job_stats *st)

@@ -42,7 +42,8 @@ typedef struct moe_source_ops {
     /* Rows, tokens and ends of the source's sequences (gen.h's callbacks;
      * their ctx is the source's). */
     int (*row)(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err);
-    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok);
+    void (*token)(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp);
+    void (*prompt)(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n);
     void (*end)(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg);
 } moe_source_ops;
 

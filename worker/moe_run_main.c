@@ -44,6 +44,7 @@ static void usage(FILE *f)
           "  --seed S              sampling seed (default 0)\n"
           "  --stop ID             stop after generating ID (repeatable; EOS is a stop token)\n"
           "  --ignore-eos          do not stop at the file's EOS token\n"
+          "  --min-tokens N        no stop token (EOS or --stop) before N generated tokens\n"
           "  --threads T           worker threads (default 1)\n"
           "  --block-size B        latent cache tokens per block (default 16)\n"
           "  --ctx N               context limit (default prompt + n)\n"
@@ -92,7 +93,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--chat", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
-                                                 "--repeat-penalty", "--repeat-last-n", "--seed", "--stop"};
+                                                 "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--min-tokens"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(f, with_value[k]);
         if (!known) return moe_err_set(err, "unknown flag %s (see --help)", f);
@@ -175,9 +176,9 @@ static int on_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err 
     return MOE_OK;
 }
 
-static void on_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
+static void on_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
-    (void)s;
+    (void)s, (void)lp;
     run_out *o = ctx;
     if (!o->text) printf(index ? " %d" : "%d", tok);
     o->n_out = index + 1;

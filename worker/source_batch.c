@@ -22,11 +22,14 @@ typedef struct breq {
     int n_prompt;
     int n_gen;
     moe_sampler_cfg sc;
+    int logprobs;        /* -1: none */
+    bool prompt_lp;
     int rank;            /* owner (a bad line: rank 0, which reports it) */
     /* owner only */
     int32_t *out;        /* [n_gen] */
     int n_out;
     FILE *dump;
+    FILE *lp;            /* DIR/req<i>.logprobs */
     bool done;
     char error[MOE_ERR_MSG_MAX];
 } breq;
@@ -74,6 +77,8 @@ static int make_request(const moe_reqline *l, const moe_model *m, moe_tokenizer 
         return moe_err_set(err, "line %d: prompt (%d) + generated (%d) exceeds the model's context (%lld)", l->line,
                            r->n_prompt, r->n_gen, (long long)hp->ctx_train);
     r->sc = l->sampling;
+    r->logprobs = l->logprobs;
+    r->prompt_lp = l->prompt_logprobs;
     for (size_t i = 0; i < l->n_stop_ids; i++) {
         if (l->stop_ids[i] >= hp->vocab)
             return moe_err_set(err, "line %d: stop_id %d is not in 0..%d", l->line, l->stop_ids[i], hp->vocab - 1);
@@ -170,6 +175,7 @@ void moe_source_batch_free(moe_source_batch *b)
     if (!b) return;
     for (int i = 0; i < b->n; i++) {
         if (b->reqs[i].dump) fclose(b->reqs[i].dump);
+        if (b->reqs[i].lp) fclose(b->reqs[i].lp);
         free(b->reqs[i].prompt);
         free(b->reqs[i].out);
     }
@@ -208,9 +214,12 @@ int moe_source_batch_start(moe_source_batch *b, moe_gen *g, moe_err *err)
             char path[4096];
             snprintf(path, sizeof path, "%s/req%d.logits.f32", b->o.dump_dir, i);
             if (!(r->dump = fopen(path, "wb"))) return moe_err_set(err, "%s: %s", path, strerror(errno));
+            snprintf(path, sizeof path, "%s/req%d.logprobs", b->o.dump_dir, i);
+            if (r->logprobs >= 0 && !(r->lp = fopen(path, "w"))) return moe_err_set(err, "%s: %s", path, strerror(errno));
         }
         const moe_gen_req gr = {.id = i, .user = r, .tokens = r->prompt, .n_tokens = r->n_prompt, .max_out = r->n_gen,
-                                .sc = r->sc};
+                                .sc = r->sc, .logprobs = r->logprobs >= 0, .n_top = r->logprobs >= 0 ? r->logprobs : 0,
+                                .prompt_logprobs = r->prompt_lp};
         if (moe_gen_add(g, &gr, err)) return MOE_ERR;
     }
     return MOE_OK;
@@ -243,10 +252,27 @@ static int b_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *
     return MOE_OK;
 }
 
-static void b_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
+/* One position of DIR/req<i>.logprobs: KIND POS ID LOGPROB then ID:LOGPROB
+ * per alternative, floats as %.9g (they read back to the same bits). */
+static void lp_line(FILE *f, char kind, int pos, const moe_token_logprobs *lp)
+{
+    fprintf(f, "%c %d %d %.9g", kind, pos, lp->id, (double)lp->logprob);
+    for (int k = 0; k < lp->n_top; k++) fprintf(f, " %d:%.9g", lp->top[k].id, (double)lp->top[k].logprob);
+    fputc('\n', f);
+}
+
+static void b_prompt(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n)
 {
     (void)ctx;
     breq *r = s->user;
+    for (int i = 0; i < n && r->lp; i++) lp_line(r->lp, 'P', first + i, &lp[i]);
+}
+
+static void b_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
+{
+    (void)ctx;
+    breq *r = s->user;
+    if (lp && r->lp) lp_line(r->lp, 'T', index, lp);
     MOE_ASSERT(index >= 0 && index < r->n_gen);
     r->out[index] = tok;
     r->n_out = index + 1;
@@ -262,11 +288,15 @@ static void b_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
         if (fclose(r->dump) != 0 && !r->error[0]) snprintf(r->error, sizeof r->error, "logits file: %s", strerror(errno));
         r->dump = NULL;
     }
+    if (r->lp) {
+        if (fclose(r->lp) != 0 && !r->error[0]) snprintf(r->error, sizeof r->error, "logprobs file: %s", strerror(errno));
+        r->lp = NULL;
+    }
 }
 
 static const moe_source_ops BATCH_OPS = {
     .name = "batch", .poll = b_poll, .beat = b_beat, .stay = b_stay, .idle = b_idle,
-    .row = b_row, .token = b_token, .end = b_end,
+    .row = b_row, .token = b_token, .prompt = b_prompt, .end = b_end,
 };
 
 moe_source moe_source_batch_source(moe_source_batch *b) { return (moe_source){&BATCH_OPS, b}; }

@@ -25,7 +25,14 @@ struct moe_source_link {
     uint64_t job_id;
     void (*stats_fill)(void *ctx, moe_link_stats *st);
     void *stats_ctx;
+    moe_msg_logprobs *plp;          /* [PROMPT_LP_PIECE] a PromptLogprobs message's entries */
+    Moe__TokenLogprobs **plp_ptr;
+    int32_t *plp_ids;
 };
+
+/* Positions per PromptLogprobs message: ~200 bytes each with 20
+ * alternatives, so a message stays far below the 1 MiB frame cap. */
+#define PROMPT_LP_PIECE 1024
 
 int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, const moe_model *m, int rank, int n_rank,
                          moe_err *err)
@@ -36,6 +43,9 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
     l->n_rank = n_rank;
     l->m = m;
     l->job_id = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    l->plp = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp);
+    l->plp_ptr = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp_ptr);
+    l->plp_ids = moe_xmalloc(PROMPT_LP_PIECE * sizeof *l->plp_ids);
     *out = l;
     moe_link_opts lo;
     moe_link_opts_default(&lo, &moe__coord_msg__descriptor);
@@ -88,6 +98,9 @@ void moe_source_link_free(moe_source_link *l)
     if (!l) return;
     moe_link_close(l->link);
     moe_link_ctx_free(l->lctx);
+    free(l->plp);
+    free(l->plp_ptr);
+    free(l->plp_ids);
     free(l);
 }
 
@@ -192,12 +205,16 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     const size_t n = a->n_prompt + a->n_emitted;
     int32_t *toks = moe_xmalloc((n ? n : 1) * sizeof *toks);
     memcpy(toks, a->prompt, a->n_prompt * sizeof *toks);
-    memcpy(toks + a->n_prompt, a->emitted, a->n_emitted * sizeof *toks);
+    if (a->n_emitted) memcpy(toks + a->n_prompt, a->emitted, a->n_emitted * sizeof *toks);
     moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n,
-                     .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted};
+                     .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted,
+                     .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
+                     .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs};
     moe_sampler_cfg_default(&r.sc);
     int rc = MOE_OK;
-    if (n > INT32_MAX / 2 || r.max_out < 1 || r.n_emitted >= r.max_out)
+    /* max_tokens 0 only scores the prompt (checked by the link's decoder) */
+    const bool scoring = r.max_out == 0 && r.prompt_logprobs && r.n_emitted == 0;
+    if (n > INT32_MAX / 2 || (!scoring && (r.max_out < 1 || r.n_emitted >= r.max_out)))
         rc = moe_err_set(&err, "nothing to do (prompt %zu, max tokens %d, emitted %d)", n, r.max_out, r.n_emitted);
     if (rc == MOE_OK && moe_msg_sampler_cfg(a->sampling, a->stop_ids, a->n_stop_ids, &r.sc, &err) != MOE__CODE__OK)
         rc = MOE_ERR;
@@ -251,7 +268,7 @@ static void l_idle(void *ctx, int ms)
     moe_link_poll(&pi, 1, ms, &err);
 }
 
-static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
+static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
     moe_source_link *l = ctx;
     Moe__Token t = MOE__TOKEN__INIT;
@@ -259,10 +276,43 @@ static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok)
     t.seq_id = (uint64_t)s->id;
     t.index = (uint32_t)index;
     t.token = tok;
+    moe_msg_logprobs w;
+    if (lp) {
+        moe_msg_logprobs_to_wire(lp, &w);
+        t.logprobs = &w.m;
+    }
     Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
     m.body_case = MOE__WORKER_MSG__BODY_TOKEN;
     m.token = &t;
     link_send(l, &m);
+}
+
+/* The prompt's logprobs as the rows come, in pieces of PROMPT_LP_PIECE. */
+static void l_prompt(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n)
+{
+    moe_source_link *l = ctx;
+    moe_msg_logprobs *w = l->plp;
+    Moe__TokenLogprobs **entries = l->plp_ptr;
+    int32_t *ids = l->plp_ids;
+    for (int at = 0; at < n; at += PROMPT_LP_PIECE) {
+        const int k = n - at < PROMPT_LP_PIECE ? n - at : PROMPT_LP_PIECE;
+        for (int i = 0; i < k; i++) {
+            moe_msg_logprobs_to_wire(&lp[at + i], &w[i]);
+            entries[i] = &w[i].m;
+            ids[i] = lp[at + i].id;
+        }
+        Moe__PromptLogprobs p = MOE__PROMPT_LOGPROBS__INIT;
+        p.has_seq_id = p.has_index = true;
+        p.seq_id = (uint64_t)s->id;
+        p.index = (uint32_t)(first + at);
+        p.n_ids = p.n_entries = (size_t)k;
+        p.ids = ids;
+        p.entries = entries;
+        Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+        m.body_case = MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS;
+        m.prompt_logprobs = &p;
+        link_send(l, &m);
+    }
 }
 
 static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg)
@@ -282,7 +332,7 @@ void moe_source_link_close(moe_source_link *l, moe_gen *g)
 
 static const moe_source_ops LINK_OPS = {
     .name = "link", .serves = true, .poll = l_poll, .beat = l_beat, .stay = l_stay, .idle = l_idle,
-    .row = NULL, .token = l_token, .end = l_end,
+    .row = NULL, .token = l_token, .prompt = l_prompt, .end = l_end,
 };
 
 moe_source moe_source_link_source(moe_source_link *l) { return (moe_source){&LINK_OPS, l}; }

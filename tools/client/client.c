@@ -240,6 +240,11 @@ static void on_chunk(client *cl, const Moe__TokenChunk *ch)
             r->cap_ids = cap;
         }
         memcpy(r->ids + r->n_ids, ch->ids, ch->n_ids * sizeof *ch->ids);
+        for (size_t i = 0; i < ch->n_logprobs && cl->c->logprobs_out; i++) { /* n_logprobs == n_ids: checked */
+            const Moe__TokenLogprobs *lp = ch->logprobs[i];
+            moe_output_logprobs(cl->c->logprobs_out, r->line, 'T', ch->index + (uint32_t)i, ch->ids[i], lp->logprob,
+                                lp->top_ids, lp->top_logprobs, lp->n_top_ids);
+        }
         r->n_ids += ch->n_ids;
         r->next_index += (uint32_t)ch->n_ids; /* checked: index + n_ids <= max_ids */
     }
@@ -262,6 +267,23 @@ static void on_chunk(client *cl, const Moe__TokenChunk *ch)
         }
         memcpy(r->text + r->text_len, ch->text, tl);
         r->text_len += tl;
+    }
+}
+
+/* A piece of the prompt's logprobs; a piece the server sent again (its
+ * Finish had to wait) repeats positions we have: only new ones are kept. */
+static void on_prompt_logprobs(client *cl, const Moe__PromptLogprobs *p)
+{
+    req *r = req_find(cl, p->request_id);
+    if (!r || r->state != MOE_CLIENT_SENT || r->abandoned) return;
+    if (r->next_prompt_pos == 0) r->next_prompt_pos = 1;
+    for (size_t i = 0; i < p->n_entries; i++) {
+        if (p->index + i != r->next_prompt_pos) continue;
+        const Moe__TokenLogprobs *lp = p->entries[i];
+        if (cl->c->logprobs_out)
+            moe_output_logprobs(cl->c->logprobs_out, r->line, 'P', r->next_prompt_pos, p->ids[i], lp->logprob,
+                                lp->top_ids, lp->top_logprobs, lp->n_top_ids);
+        r->next_prompt_pos++;
     }
 }
 
@@ -377,6 +399,7 @@ static void receive_all(client *cl)
         case MOE__SERVER_MSG__BODY_FINISH: on_finish(cl, m->finish); break;
         case MOE__SERVER_MSG__BODY_ERROR: on_error(cl, m->error); break;
         case MOE__SERVER_MSG__BODY_HEARTBEAT: break;
+        case MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS: on_prompt_logprobs(cl, m->prompt_logprobs); break;
         default: warn(cl, "server message of unknown kind %d, ignored", (int)m->body_case); break;
         }
         moe_link_in_clear(&in);

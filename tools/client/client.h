@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base.h"
 #include "session.h"
@@ -37,6 +38,7 @@ typedef struct moe_client_opts {
     int concurrency;       /* requests in flight at once, >= 1 */
     double timeout_s;      /* silence from the server that ends the run */
     int heartbeat_ms;
+    FILE *logprobs_out;    /* logprob lines (output.h's moe_output_logprobs), or NULL */
 } moe_client_opts;
 
 typedef enum { MOE_CLIENT_PENDING = 0, MOE_CLIENT_SENT, MOE_CLIENT_DONE } moe_client_state;
@@ -64,6 +66,7 @@ typedef struct moe_client_req {
                               (cancelled, timeout, protocol_error, client_error, bad_line) */
     char *err_msg;
     uint32_t prompt_tokens, completion_tokens; /* from the Finish's usage */
+    uint32_t next_prompt_pos;  /* the prompt logprob position due next (from 1; repeats ignored) */
 } moe_client_req;
 
 /* How the run ended, beyond each request's outcome. */

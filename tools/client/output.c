@@ -66,3 +66,11 @@ void moe_output_summary(FILE *f, size_t n_reqs, size_t n_ok, size_t tokens, doub
     fprintf(f, "time to first chunk (ms, %zu requests): min %.2f  median %.2f  max %.2f\n", n_first, first_ms[0], med,
             first_ms[n_first - 1]);
 }
+
+void moe_output_logprobs(FILE *f, int line, char kind, uint32_t pos, int32_t id, float logprob, const int32_t *top_ids,
+                         const float *top_lps, size_t n_top)
+{
+    fprintf(f, "%d %c %u %d %.9g", line, kind, (unsigned)pos, id, (double)logprob);
+    for (size_t k = 0; k < n_top; k++) fprintf(f, " %d:%.9g", top_ids[k], (double)top_lps[k]);
+    fputc('\n', f);
+}

@@ -37,4 +37,10 @@ void moe_output_summary(FILE *f, size_t n_reqs, size_t n_ok, size_t tokens, doub
 /* Median of v[0..n) (sorts v); 0 when n is 0. */
 double moe_output_median(double *v, size_t n);
 
+/* One position's logprobs: "<line> <kind> <pos> <id> <logprob>" then
+ * " <id>:<logprob>" per alternative, floats as %.9g (they read back to the
+ * same float); kind is P (a prompt position) or T (a completion token). */
+void moe_output_logprobs(FILE *f, int line, char kind, uint32_t pos, int32_t id, float logprob, const int32_t *top_ids,
+                         const float *top_lps, size_t n_top);
+
 #endif

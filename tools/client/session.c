@@ -119,6 +119,8 @@ static bool sampling_fill(Moe__Sampling *s, const moe_sampler_cfg *c)
     if (GIVEN(MOE_SP_REPEAT_PENALTY)) s->has_repetition_penalty = 1, s->repetition_penalty = c->repeat_penalty;
     if (GIVEN(MOE_SP_REPEAT_LAST_N)) s->has_repeat_last_n = 1, s->repeat_last_n = c->repeat_last_n;
     if (GIVEN(MOE_SP_SEED)) s->has_seed = 1, s->seed = c->seed;
+    if (GIVEN(MOE_SP_MIN_TOKENS)) s->has_min_tokens = 1, s->min_tokens = c->min_tokens;
+    if (GIVEN(MOE_SP_IGNORE_EOS)) s->has_ignore_eos = 1, s->ignore_eos = c->ignore_eos;
 #undef GIVEN
     return true;
 }
@@ -161,7 +163,10 @@ int moe_session_generate(moe_session *s, const moe_session_gen *q, moe_err *err)
         g.text = (char *)q->text;
     }
     if (sampling_fill(&smp, q->sampling)) g.sampling = &smp;
-    if (q->max_tokens > 0) g.has_max_tokens = 1, g.max_tokens = q->max_tokens;
+    if (q->max_tokens > 0 || (q->max_tokens == 0 && q->prompt_logprobs && q->logprobs >= 0))
+        g.has_max_tokens = 1, g.max_tokens = q->max_tokens; /* 0: a scored prompt */
+    if (q->logprobs >= 0) g.has_logprobs = 1, g.logprobs = (uint32_t)q->logprobs;
+    if (q->prompt_logprobs) g.has_prompt_logprobs = 1, g.prompt_logprobs = 1;
     if (q->deadline_ms > 0) g.has_deadline_ms = 1, g.deadline_ms = q->deadline_ms;
     g.n_stop = q->n_stop;
     g.stop = (char **)q->stop;

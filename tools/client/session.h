@@ -60,6 +60,9 @@ typedef struct moe_session_gen {
     const int32_t *stop_ids;        /* [n_stop_ids] */
     size_t n_stop_ids;
     bool no_stream;                 /* ask for the text in one chunk */
+    int logprobs;                   /* each token's logprob + this many alternatives (0..20); -1: none
+                                       (gen_defaults sets -1; a zeroed struct asks for 0 alternatives) */
+    bool prompt_logprobs;           /* the prompt's too; with max_tokens 0 the prompt is only scored */
 } moe_session_gen;
 
 /* MOE_OK (sent), MOE_LINK_AGAIN (queue full: try again later) or MOE_ERR

@@ -295,6 +295,17 @@ static void *fill_worker(void *arg)
             const moe_dtype_info *si = moe_dtype_info_get(s->type);
             const uint8_t *p = (const uint8_t *)s->data + first / si->block_elems * si->block_bytes;
             moe_row_to_f32(s->type, p, buf, (int64_t)n);
+            /* the quantizers' float-to-int steps need finite input */
+            for (uint64_t i = 0; i < n; i++) {
+                if (!isfinite(buf[i])) {
+                    moe_err e;
+                    moe_err_set(&e, "tensor '%s' holds a non-finite value (element %llu); not re-encoded", s->name,
+                                (unsigned long long)(first + i));
+                    if (atomic_exchange(&c->failed, 1) == 0) c->err = e;
+                    break;
+                }
+            }
+            if (atomic_load(&c->failed)) break;
         } else {
             gen_chunk(c->seed, c->names[t], c->fan_in[t], c->jobs[j].chunk, buf, (uint32_t)n);
         }

@@ -126,7 +126,7 @@ void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
         y[b].d = moe_f32_to_f16(d);
         y[b].m = moe_f32_to_f16(min);
         /* no clamp, as in ggml: (max - min)·id + 0.5 stays below 32 */
-        for (int j = 0; j < MOE_QK; j++) q[j] = (int)(uint8_t)(int)((x[j] - min) * id + 0.5f);
+        for (int j = 0; j < MOE_QK; j++) q[j] = (int)((x[j] - min) * id + 0.5f);
         pack5(q, y[b].qs, y[b].qh);
     }
 }

@@ -10,7 +10,8 @@
  *    without undefined behaviour and all-zero rows keep zero scales;
  *  - mk_tensor_type follows llama-quantize's rules on real DeepSeek shapes
  *    (61 layers, attn_k_b rows of 128, V2-Lite experts 1408 wide);
- *  - a source holding NaN is refused by name, leaving no file behind.
+ *  - a source holding NaN is refused by name, leaving no file behind;
+ *    without it the file is written, its last tensor padded to 32 bytes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -221,10 +222,10 @@ static void test_nan_source(void)
     moe_gguf_writer *w = moe_gguf_writer_new();
     moe_gguf_writer_kv_str(w, "general.architecture", "deepseek2");
     moe_gguf_writer_kv_u32(w, "deepseek2.block_count", 1);
-    const uint64_t ne[2] = {256, 4};
+    const uint64_t ne[2] = {256, 3}; /* 3 q4_K rows: 432 bytes, not a multiple of 32 */
     const int t = moe_gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", MOE_DT_F32, 2, ne, &err);
-    float x[1024];
-    for (int i = 0; i < 1024; i++) x[i] = (float)(i % 13) - 6.0f;
+    float x[768];
+    for (int i = 0; i < 768; i++) x[i] = (float)(i % 13) - 6.0f;
     x[700] = NAN;
     CHECK(t == 0 && moe_gguf_writer_open(w, in, &err) == 0 && moe_gguf_writer_write(w, t, 0, x, sizeof x, &err) == 0 &&
           moe_gguf_writer_commit(w, &err) == 0);
@@ -245,7 +246,9 @@ static void test_nan_source(void)
     moe_gguf *g;
     if (moe_gguf_open(&g, out, &err) == 0) {
         const moe_gguf_tensor *q = moe_gguf_find_tensor(g, "blk.0.ffn_up.weight");
-        CHECK(q && q->type == MOE_DT_Q4_K);
+        CHECK(q && q->type == MOE_DT_Q4_K && q->size == 432);
+        /* the last tensor is zero padded to the alignment, as llama.cpp writes it */
+        CHECK(q && moe_gguf_file_size(g) == q->offset + 448 && moe_gguf_file_size(g) % 32 == 0);
         moe_gguf_close(g);
     } else {
         CHECK_MSG(0, "%s", err.msg);

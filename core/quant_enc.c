@@ -28,6 +28,15 @@ static inline int nearest_int(float f)
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* C's float-to-int truncation, with what x86's cvttss2si gives (INT32_MIN)
+ * for NaN and values out of range instead of undefined behaviour: the
+ * legacy encoders reach those on blocks of subnormals, where 1/d
+ * overflows to inf, and must still write what llama.cpp writes there. */
+static inline int trunc_int(float v)
+{
+    return v > -2147483648.0f && v < 2147483648.0f ? (int)v : INT32_MIN;
+}
+
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
 
@@ -66,8 +75,8 @@ void moe_quantize_row_q4_0_ref(const float *x, moe_block_q4_0 *y, int64_t n)
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = moe_f32_to_f16(d);
         for (int j = 0; j < MOE_QK / 2; j++) {
-            const int lo = imin(15, (int)(x[j] * id + 8.5f));
-            const int hi = imin(15, (int)(x[j + MOE_QK / 2] * id + 8.5f));
+            const int lo = imin(15, (int8_t)trunc_int(x[j] * id + 8.5f));
+            const int hi = imin(15, (int8_t)trunc_int(x[j + MOE_QK / 2] * id + 8.5f));
             y[b].qs[j] = (uint8_t)(lo | hi << 4);
         }
     }
@@ -83,8 +92,8 @@ void moe_quantize_row_q4_1_ref(const float *x, moe_block_q4_1 *y, int64_t n)
         y[b].d = moe_f32_to_f16(d);
         y[b].m = moe_f32_to_f16(min);
         for (int j = 0; j < MOE_QK / 2; j++) {
-            const int lo = imin(15, (int)((x[j] - min) * id + 0.5f));
-            const int hi = imin(15, (int)((x[j + MOE_QK / 2] - min) * id + 0.5f));
+            const int lo = imin(15, (int8_t)trunc_int((x[j] - min) * id + 0.5f));
+            const int hi = imin(15, (int8_t)trunc_int((x[j + MOE_QK / 2] - min) * id + 0.5f));
             y[b].qs[j] = (uint8_t)(lo | hi << 4);
         }
     }
@@ -110,7 +119,7 @@ void moe_quantize_row_q5_0_ref(const float *x, moe_block_q5_0 *y, int64_t n)
         const float d = signed_absmax(x, MOE_QK) / -16;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = moe_f32_to_f16(d);
-        for (int j = 0; j < MOE_QK; j++) q[j] = imin(31, (int)(x[j] * id + 16.5f));
+        for (int j = 0; j < MOE_QK; j++) q[j] = imin(31, (int8_t)trunc_int(x[j] * id + 16.5f));
         pack5(q, y[b].qs, y[b].qh);
     }
 }
@@ -126,7 +135,7 @@ void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
         y[b].d = moe_f32_to_f16(d);
         y[b].m = moe_f32_to_f16(min);
         /* no clamp, as in ggml: (max - min)·id + 0.5 stays below 32 */
-        for (int j = 0; j < MOE_QK; j++) q[j] = (int)((x[j] - min) * id + 0.5f);
+        for (int j = 0; j < MOE_QK; j++) q[j] = (uint8_t)trunc_int((x[j] - min) * id + 0.5f);
         pack5(q, y[b].qs, y[b].qh);
     }
 }
@@ -369,7 +378,7 @@ void moe_quantize_row_q2_K_ref(const float *x, moe_block_q2_K *y, int64_t n)
         }
         if (max_min > 0) {
             const float iscale = 15.0f / max_min;
-            for (int j = 0; j < 16; j++) y[b].scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            for (int j = 0; j < 16; j++) y[b].scales[j] |= (uint8_t)((unsigned)nearest_int(iscale * mins[j]) << 4);
             y[b].dmin = moe_f32_to_f16(max_min / 15.0f);
         } else {
             y[b].dmin = moe_f32_to_f16(0.0f);

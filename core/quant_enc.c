@@ -75,8 +75,8 @@ void moe_quantize_row_q4_0_ref(const float *x, moe_block_q4_0 *y, int64_t n)
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[b].d = moe_f32_to_f16(d);
         for (int j = 0; j < MOE_QK / 2; j++) {
-            const int lo = imin(15, (int8_t)trunc_int(x[j] * id + 8.5f));
-            const int hi = imin(15, (int8_t)trunc_int(x[j + MOE_QK / 2] * id + 8.5f));
+            const uint8_t lo = (uint8_t)imin(15, (int8_t)trunc_int(x[j] * id + 8.5f));
+            const uint8_t hi = (uint8_t)imin(15, (int8_t)trunc_int(x[j + MOE_QK / 2] * id + 8.5f));
             y[b].qs[j] = (uint8_t)(lo | hi << 4);
         }
     }
@@ -92,8 +92,8 @@ void moe_quantize_row_q4_1_ref(const float *x, moe_block_q4_1 *y, int64_t n)
         y[b].d = moe_f32_to_f16(d);
         y[b].m = moe_f32_to_f16(min);
         for (int j = 0; j < MOE_QK / 2; j++) {
-            const int lo = imin(15, (int8_t)trunc_int((x[j] - min) * id + 0.5f));
-            const int hi = imin(15, (int8_t)trunc_int((x[j + MOE_QK / 2] - min) * id + 0.5f));
+            const uint8_t lo = (uint8_t)imin(15, (int8_t)trunc_int((x[j] - min) * id + 0.5f));
+            const uint8_t hi = (uint8_t)imin(15, (int8_t)trunc_int((x[j + MOE_QK / 2] - min) * id + 0.5f));
             y[b].qs[j] = (uint8_t)(lo | hi << 4);
         }
     }

@@ -9,7 +9,10 @@
  *  - edge inputs (zeros, a constant, one spike, subnormals, 1e30) encode
  *    without undefined behaviour and all-zero rows keep zero scales;
  *  - mk_tensor_type follows llama-quantize's rules on real DeepSeek shapes
- *    (61 layers, attn_k_b rows of 128, V2-Lite experts 1408 wide);
+ *    (61 layers, attn_k_b rows of 128, V2-Lite experts 1408 wide), and
+ *    gives every tensor of the 23 llama-quantize fixtures its type there
+ *    (including the V2-Lite-style files, whose F32 source is not included,
+ *    so their bytes cannot be checked);
  *  - a source holding NaN is refused by name, leaving no file behind;
  *    without it the file is written, its last tensor padded to 32 bytes.
  */
@@ -210,6 +213,42 @@ static void test_rules(void)
     }
 }
 
+static void test_rules_on_fixtures(void)
+{
+    static const char *const models[] = {"kq_v3", "kq_v2lite"};
+    static const char *const types[] = {"q4_k_m", "q5_k_m", "q6_k", "q3_k_m", "q2_k", "iq4_xs",
+                                        "q4_0",   "q4_1",   "q5_0", "q5_1",   "iq4_nl", "q8_0"};
+    int files = 0, tensors = 0;
+    for (size_t m = 0; m < 2; m++) {
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            char rel[96];
+            snprintf(rel, sizeof rel, "quant/models/%s_%s.gguf", models[m], types[k]);
+            if (m == 1 && !strcmp(types[k], "q8_0")) continue; /* not among the fixtures */
+            moe_err err;
+            moe_gguf *g;
+            if (moe_gguf_open(&g, fixture_path(rel), &err)) {
+                CHECK_MSG(0, "%s", err.msg);
+                continue;
+            }
+            const mk_ftype *ft = mk_ftype_find(types[k], &err);
+            uint32_t n_layer = 0;
+            CHECK(ft && moe_gguf_get_u32(g, "deepseek2.block_count", &n_layer, &err) == 0);
+            const bool has_output = moe_gguf_find_tensor(g, "output.weight") != NULL;
+            for (int i = 0; ft && i < moe_gguf_n_tensors(g); i++, tensors++) {
+                const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+                const uint32_t want = mk_tensor_type(t->name, t->n_dims, t->ne, ft, (int)n_layer, has_output);
+                char a[24], b[24];
+                CHECK_MSG(t->type == want, "%s: %s is %s, the rules give %s", rel, t->name,
+                          moe_dtype_name(t->type, a, sizeof a), moe_dtype_name(want, b, sizeof b));
+            }
+            moe_gguf_close(g);
+            files++;
+        }
+    }
+    CHECK(files == 23);
+    printf("type rules: %d tensors of %d llama-quantize files\n", tensors, files);
+}
+
 static void test_nan_source(void)
 {
     char dir[] = "/tmp/quant_enc_test.XXXXXX";
@@ -264,6 +303,7 @@ int main(void)
     test_q4_0_by_hand();
     test_edges();
     test_rules();
+    test_rules_on_fixtures();
     test_nan_source();
     return check_summary("quant_enc_test");
 }

@@ -610,6 +610,7 @@ int mk_recode(const char *in_path, const char *type, const char *out_path, int t
         src[i] = t;
     }
     qsort(src, (size_t)n, sizeof *src, tensor_order);
+    if (n_layer <= 0 && n > 0) n_layer = layer_of(src[n - 1]->name) + 1; /* no block_count key */
     for (int i = 0; i < n; i++) {
         const moe_gguf_tensor *t = src[i];
         const uint32_t tt = mk_tensor_type(t->name, t->n_dims, t->ne, ft, (int)n_layer, has_output);

@@ -6,8 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The types this engine reads.  Q4_K/Q6_K are recognised with their real
- * block sizes so files load and print; their kernels come later. */
+/* The types this engine reads.  The K-quants, legacy quants and IQ4 types
+ * are recognised with their real block sizes so files load, print and can
+ * be written (core/quant_enc.c); their kernels come with issue 10. */
 static const struct {
     uint32_t code;
     moe_dtype_info info;
@@ -15,8 +16,17 @@ static const struct {
     {MOE_DT_F32, {"f32", 1, 4}},
     {MOE_DT_F16, {"f16", 1, 2}},
     {MOE_DT_Q8_0, {"q8_0", 32, 34}},
+    {MOE_DT_Q4_0, {"q4_0", MOE_QK, sizeof(moe_block_q4_0)}},
+    {MOE_DT_Q4_1, {"q4_1", MOE_QK, sizeof(moe_block_q4_1)}},
+    {MOE_DT_Q5_0, {"q5_0", MOE_QK, sizeof(moe_block_q5_0)}},
+    {MOE_DT_Q5_1, {"q5_1", MOE_QK, sizeof(moe_block_q5_1)}},
+    {MOE_DT_Q2_K, {"q2_K", MOE_QK_K, sizeof(moe_block_q2_K)}},
+    {MOE_DT_Q3_K, {"q3_K", MOE_QK_K, sizeof(moe_block_q3_K)}},
     {MOE_DT_Q4_K, {"q4_K", 256, 144}},  /* d, dmin (fp16), 12 scale bytes, 128 nibbles */
+    {MOE_DT_Q5_K, {"q5_K", MOE_QK_K, sizeof(moe_block_q5_K)}},
     {MOE_DT_Q6_K, {"q6_K", 256, 210}},  /* 128 low nibbles, 64 high bits, 16 scales, fp16 d */
+    {MOE_DT_IQ4_NL, {"iq4_nl", MOE_QK, sizeof(moe_block_iq4_nl)}},
+    {MOE_DT_IQ4_XS, {"iq4_xs", MOE_QK_K, sizeof(moe_block_iq4_xs)}},
     {MOE_DT_BF16, {"bf16", 1, 2}},
 };
 

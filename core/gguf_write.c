@@ -238,8 +238,11 @@ int moe_gguf_writer_open(moe_gguf_writer *w, const char *path, moe_err *err)
     size_t info_bytes = 0;
     for (int i = 0; i < w->n_tensors; i++)
         info_bytes += 8 + strlen(w->tensors[i].name) + 4 + 8 * (size_t)w->tensors[i].n_dims + 4 + 8;
-    uint64_t header = 24 + w->meta_len + info_bytes;
-    if (!moe_align_up_u64(header, w->alignment, &w->data_off) || !moe_add_u64(w->data_off, w->data_bytes, &w->file_size))
+    uint64_t header = 24 + w->meta_len + info_bytes, data_end;
+    /* the last tensor is padded to the alignment too, as llama.cpp and
+     * gguf-py write it */
+    if (!moe_align_up_u64(header, w->alignment, &w->data_off) ||
+        !moe_align_up_u64(w->data_bytes, w->alignment, &data_end) || !moe_add_u64(w->data_off, data_end, &w->file_size))
         return moe_err_set(err, "%s: file size overflows", path);
 
     size_t plen = strlen(path);

@@ -544,8 +544,8 @@ static void test_tensors(void)
 
     /* Type codes: unknown ones, known-but-unsupported ones (named). */
     static const struct { uint32_t code; const char *name; } unsupported[] = {
-        {77, NULL}, {31, NULL}, {0xffffffffu, NULL}, {2, "q4_0"}, {3, "q4_1"},
-        {6, "q5_0"}, {10, "q2_K"}, {13, "q5_K"}, {15, "q8_K"}, {24, "i8"}, {28, "f64"}, {39, "mxfp4"},
+        {77, NULL}, {31, NULL}, {0xffffffffu, NULL}, {16, "iq2_xxs"}, {19, "iq1_s"},
+        {34, "tq1_0"}, {9, "q8_1"}, {15, "q8_K"}, {24, "i8"}, {28, "f64"}, {39, "mxfp4"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         one_tensor(&b, "t", 1, (uint64_t[]){256}, unsupported[i].code, 0, 1024);

@@ -17,9 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "gguf_write.h"
+#include "quant_enc.h"
 
 #define CHUNK (1u << 16) /* values per random stream; a multiple of every block size */
 
@@ -33,28 +35,28 @@ typedef struct preset {
 static const preset presets[] = {
     {"tiny", {.n_layer = 2, .n_dense = 1, .dim = 64, .n_head = 4, .q_lora = 0, .kv_lora = 32, .qk_nope = 16,
               .qk_rope = 8, .v_dim = 16, .n_expert = 8, .n_expert_used = 2, .n_shared = 1, .expert_ff = 32,
-              .dense_ff = 128, .vocab = 300, .gating = 1, .scale = 1.0f, .type = MOE_DT_F32}},
+              .dense_ff = 128, .vocab = 300, .gating = 1, .scale = 1.0f, .type = "f32"}},
     {"v2lite-mini", {.n_layer = 4, .n_dense = 1, .dim = 128, .n_head = 4, .q_lora = 0, .kv_lora = 64, .qk_nope = 32,
                      .qk_rope = 16, .v_dim = 32, .n_expert = 16, .n_expert_used = 6, .n_shared = 2, .expert_ff = 32,
                      .dense_ff = 256, .vocab = 400, .gating = 1, .scale = 1.0f, .yarn_factor = 40.0f,
-                     .yarn_orig_ctx = 4096, .mscale_all_dim = 0.707, .type = MOE_DT_F32, .pre = "deepseek-llm"}},
+                     .yarn_orig_ctx = 4096, .mscale_all_dim = 0.707, .type = "f32", .pre = "deepseek-llm"}},
     {"v3-mini", {.n_layer = 4, .n_dense = 1, .dim = 128, .n_head = 4, .q_lora = 96, .kv_lora = 64, .qk_nope = 32,
                  .qk_rope = 16, .v_dim = 32, .n_expert = 16, .n_expert_used = 4, .n_shared = 1, .expert_ff = 32,
                  .dense_ff = 256, .vocab = 400, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
                  .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
-                 .type = MOE_DT_F32}},
+                 .type = "f32"}},
     /* The decode benchmark's shape (about 2.3 GB in q8_0). */
     {"bench", {.n_layer = 8, .n_dense = 1, .dim = 2048, .n_head = 16, .q_lora = 1536, .kv_lora = 512, .qk_nope = 128,
                .qk_rope = 64, .v_dim = 128, .n_expert = 64, .n_expert_used = 6, .n_shared = 2, .expert_ff = 704,
                .dense_ff = 5632, .vocab = 32000, .gating = 2, .n_group = 8, .n_group_used = 4, .norm_weights = true,
                .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
-               .type = MOE_DT_Q8_0}},
+               .type = "q8_0"}},
     /* The quick-start model: V3-style, small enough to make in a second. */
     {"default", {.n_layer = 6, .n_dense = 1, .dim = 512, .n_head = 8, .q_lora = 384, .kv_lora = 256, .qk_nope = 64,
                  .qk_rope = 32, .v_dim = 64, .n_expert = 32, .n_expert_used = 4, .n_shared = 1, .expert_ff = 256,
                  .dense_ff = 1024, .vocab = 2048, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
                  .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
-                 .type = MOE_DT_Q8_0}},
+                 .type = "q8_0"}},
 };
 
 const char *mk_preset_names(void) { return "tiny, v2lite-mini, v3-mini, bench, default"; }
@@ -106,8 +108,10 @@ int mk_spec_validate(const mk_spec *s, moe_err *err)
         return moe_err_set(err, "--yarn needs a factor >= 1 and --yarn-orig-ctx >= 1");
     if (s->yarn_factor > 0 && !s->ctx && (double)s->yarn_orig_ctx * s->yarn_factor > (double)(1 << 30))
         return moe_err_set(err, "--yarn-orig-ctx x --yarn is more than 2^30 tokens; give --ctx");
-    if (s->type == MOE_DT_Q8_0 && s->dim % 32)
-        return moe_err_set(err, "--dim %d must be a multiple of 32 for q8_0", s->dim);
+    const mk_ftype *ft = mk_ftype_find(s->type ? s->type : "f32", err);
+    if (!ft) return MOE_ERR;
+    if (moe_dtype_info_get(ft->main)->block_elems > 1 && s->dim % 32)
+        return moe_err_set(err, "--dim %d must be a multiple of 32 for %s", s->dim, ft->name);
     return MOE_OK;
 }
 
@@ -119,21 +123,90 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && !memcmp(s + n - m, suffix, m);
 }
 
-uint32_t mk_tensor_type(const char *name, uint32_t n_dims, const uint64_t *ne, moe_dtype wtype)
+/* llama.cpp's general.file_type numbers (enum llama_ftype).  The uniform
+ * K-quant types borrow the number of the "_S" file type, the closest one. */
+static const mk_ftype ftypes[] = {
+    {"f32", MOE_DT_F32, 0, false},        {"f16", MOE_DT_F16, 1, false},
+    {"bf16", MOE_DT_BF16, 32, false},     {"q8_0", MOE_DT_Q8_0, 7, true},
+    {"q4_0", MOE_DT_Q4_0, 2, true},       {"q4_1", MOE_DT_Q4_1, 3, true},
+    {"q5_0", MOE_DT_Q5_0, 8, true},       {"q5_1", MOE_DT_Q5_1, 9, true},
+    {"q2_k", MOE_DT_Q2_K, 10, true},      {"q3_k_m", MOE_DT_Q3_K, 12, true},
+    {"q4_k_m", MOE_DT_Q4_K, 15, true},    {"q5_k_m", MOE_DT_Q5_K, 17, true},
+    {"q6_k", MOE_DT_Q6_K, 18, true},      {"iq4_nl", MOE_DT_IQ4_NL, 25, true},
+    {"iq4_xs", MOE_DT_IQ4_XS, 30, true},  {"q3_k", MOE_DT_Q3_K, 11, false},
+    {"q4_k", MOE_DT_Q4_K, 14, false},     {"q5_k", MOE_DT_Q5_K, 16, false},
+};
+
+const char *mk_ftype_names(void)
 {
-    if (n_dims == 1 || ends_with(name, "ffn_gate_inp.weight")) return MOE_DT_F32;
-    if (wtype == MOE_DT_Q8_0 && ne[0] % MOE_Q8_0_BLOCK) return MOE_DT_F16;
-    return wtype;
+    return "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs "
+           "(llama-quantize mixes); q3_k, q4_k, q5_k (that type for every matrix)";
 }
 
-uint32_t mk_file_type(moe_dtype wtype)
+const mk_ftype *mk_ftype_find(const char *name, moe_err *err)
 {
-    switch (wtype) {
-    case MOE_DT_F16: return 1;
-    case MOE_DT_Q8_0: return 7;
-    case MOE_DT_BF16: return 32;
-    default: return 0;
+    for (size_t i = 0; i < sizeof ftypes / sizeof ftypes[0]; i++)
+        if (!strcasecmp(name, ftypes[i].name)) return &ftypes[i];
+    moe_err_set(err, "unknown weight type '%s' (known: %s)", name, mk_ftype_names());
+    return NULL;
+}
+
+/* The N of "blk.N.", or -1. */
+static int layer_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4)) return -1;
+    long v = 0;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > 1000000) return -1;
+    return *p == '.' ? (int)v : -1;
+}
+
+/* llama-quantize gives more bits to the first and last eighth of the
+ * layers and every third one in between. */
+static bool use_more_bits(int i, int n)
+{
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+static bool fits(uint32_t type, uint64_t row)
+{
+    return row % moe_dtype_info_get(type)->block_elems == 0;
+}
+
+uint32_t mk_tensor_type(const char *name, uint32_t n_dims, const uint64_t *ne, const mk_ftype *ft, int n_layer,
+                        bool has_output)
+{
+    if (n_dims < 2 || ends_with(name, "_norm.weight") || ends_with(name, "ffn_gate_inp.weight")) return MOE_DT_F32;
+    const moe_dtype m = ft->main;
+    uint32_t t = m;
+    if (ft->mix) {
+        const int i = layer_of(name), n = n_layer;
+        if (!strcmp(name, "output.weight") || (!has_output && !strcmp(name, "token_embd.weight"))) {
+            t = !fits(m, ne[0]) || m == MOE_DT_Q8_0 ? MOE_DT_Q8_0 : MOE_DT_Q6_K;
+        } else if (strstr(name, "ffn_down")) {
+            if ((m == MOE_DT_Q4_K || m == MOE_DT_Q5_K) && i >= 0 && use_more_bits(i, n)) t = MOE_DT_Q6_K;
+            else if (m == MOE_DT_Q3_K) t = i >= 0 && i < n / 16 ? MOE_DT_Q5_K : MOE_DT_Q4_K;
+            else if (m == MOE_DT_Q2_K) t = MOE_DT_Q3_K;
+            else if ((m == MOE_DT_IQ4_XS || m == MOE_DT_IQ4_NL) && i >= 0 && i < n / 8) t = MOE_DT_Q5_K;
+        } else if (ends_with(name, "attn_output.weight")) {
+            if (m == MOE_DT_Q3_K) t = MOE_DT_Q4_K;
+            else if (m == MOE_DT_Q2_K) t = MOE_DT_Q3_K;
+        }
     }
+    if (!fits(t, ne[0])) {
+        switch (t) {
+        case MOE_DT_Q4_K: t = MOE_DT_Q5_0; break;
+        case MOE_DT_Q5_K: t = MOE_DT_Q5_1; break;
+        case MOE_DT_Q6_K: t = MOE_DT_Q8_0; break;
+        case MOE_DT_Q2_K: case MOE_DT_Q3_K: t = MOE_DT_Q4_0; break;
+        case MOE_DT_IQ4_XS: t = MOE_DT_IQ4_NL; break;
+        default: break;
+        }
+        if (!fits(t, ne[0])) t = MOE_DT_F16;
+    }
+    return t;
 }
 
 /* ---- random data ------------------------------------------------------------- */
@@ -222,11 +295,22 @@ static void *fill_worker(void *arg)
             const moe_dtype_info *si = moe_dtype_info_get(s->type);
             const uint8_t *p = (const uint8_t *)s->data + first / si->block_elems * si->block_bytes;
             moe_row_to_f32(s->type, p, buf, (int64_t)n);
+            /* the quantizers' float-to-int steps need finite input */
+            for (uint64_t i = 0; i < n; i++) {
+                if (!isfinite(buf[i])) {
+                    moe_err e;
+                    moe_err_set(&e, "tensor '%s' holds a non-finite value (element %llu); not re-encoded", s->name,
+                                (unsigned long long)(first + i));
+                    if (atomic_exchange(&c->failed, 1) == 0) c->err = e;
+                    break;
+                }
+            }
+            if (atomic_load(&c->failed)) break;
         } else {
             gen_chunk(c->seed, c->names[t], c->fan_in[t], c->jobs[j].chunk, buf, (uint32_t)n);
         }
         const moe_dtype_info *di = moe_dtype_info_get(c->types[t]);
-        moe_row_from_f32(c->types[t], buf, out, (int64_t)n);
+        moe_quant_row(c->types[t], buf, out, (int64_t)n);
         moe_err e;
         if (moe_gguf_writer_write(c->w, t, first / di->block_elems * di->block_bytes, out,
                                   n / di->block_elems * di->block_bytes, &e)) {
@@ -261,23 +345,24 @@ static void fill_all(fill_ctx *c, int n_tensors, int threads)
 
 /* ---- model ----------------------------------------------------------------------- */
 
-static int add(moe_gguf_writer *w, moe_dtype wtype, moe_err *err, const char *name, uint32_t n_dims, uint64_t a,
+static int add(moe_gguf_writer *w, const mk_spec *s, moe_err *err, const char *name, uint32_t n_dims, uint64_t a,
                uint64_t b, uint64_t c)
 {
     uint64_t ne[3] = {a, b, c};
-    return moe_gguf_writer_add_tensor(w, name, mk_tensor_type(name, n_dims, ne, wtype), n_dims, ne, err) < 0 ? MOE_ERR
-                                                                                                              : MOE_OK;
+    const mk_ftype *ft = mk_ftype_find(s->type, err);
+    if (!ft) return MOE_ERR;
+    const uint32_t type = mk_tensor_type(name, n_dims, ne, ft, s->n_layer + s->mtp, true);
+    return moe_gguf_writer_add_tensor(w, name, type, n_dims, ne, err) < 0 ? MOE_ERR : MOE_OK;
 }
 
 static int add_block(moe_gguf_writer *w, const mk_spec *s, int il, bool dense, moe_err *err)
 {
     char n[128];
-    const moe_dtype t = s->type;
     const uint64_t H = (uint64_t)s->n_head, qk = (uint64_t)(s->qk_nope + s->qk_rope);
 #define T(suffix, nd, a, b, c)                                                     \
     do {                                                                           \
         snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                            \
-        if (add(w, t, err, n, nd, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c))) return MOE_ERR; \
+        if (add(w, s, err, n, nd, (uint64_t)(a), (uint64_t)(b), (uint64_t)(c))) return MOE_ERR; \
     } while (0)
     T("attn_norm.weight", 1, s->dim, 1, 1);
     if (s->q_lora > 0) {
@@ -321,7 +406,6 @@ static int add_block(moe_gguf_writer *w, const mk_spec *s, int il, bool dense, m
 static int add_nextn(moe_gguf_writer *w, const mk_spec *s, int il, moe_err *err)
 {
     char n[128];
-    const moe_dtype t = s->type;
     T("nextn.eh_proj.weight", 2, 2 * s->dim, s->dim, 1);
     T("nextn.embed_tokens.weight", 2, s->dim, s->vocab, 1);
     T("nextn.enorm.weight", 1, s->dim, 1, 1);
@@ -454,7 +538,7 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
     if (s.mtp > 0) moe_gguf_writer_kv_u32(w, K("nextn_predict_layers"), (uint32_t)s.mtp);
     if (s.yarn_factor > 0) moe_gguf_writer_kv_f32(w, K("rope.scaling.yarn_log_multiplier"), (float)(0.1 * s.mscale_all_dim));
 #undef K
-    moe_gguf_writer_kv_u32(w, "general.file_type", mk_file_type(s.type));
+    moe_gguf_writer_kv_u32(w, "general.file_type", mk_ftype_find(s.type, err)->file_type); /* validated */
     moe_gguf_writer_kv_u32(w, "general.quantization_version", 2);
     if (vf) {
         for (int i = 0; i < moe_gguf_n_kv(vf); i++)
@@ -463,9 +547,9 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
         put_tokenizer_synth(w, s.vocab, s.pre);
     }
 
-    if (add(w, s.type, err, "token_embd.weight", 2, (uint64_t)s.dim, (uint64_t)s.vocab, 1) ||
-        add(w, s.type, err, "output_norm.weight", 1, (uint64_t)s.dim, 1, 1) ||
-        add(w, s.type, err, "output.weight", 2, (uint64_t)s.dim, (uint64_t)s.vocab, 1))
+    if (add(w, &s, err, "token_embd.weight", 2, (uint64_t)s.dim, (uint64_t)s.vocab, 1) ||
+        add(w, &s, err, "output_norm.weight", 1, (uint64_t)s.dim, 1, 1) ||
+        add(w, &s, err, "output.weight", 2, (uint64_t)s.dim, (uint64_t)s.vocab, 1))
         goto out;
     for (int il = 0; il < s.n_layer + s.mtp; il++) {
         if (add_block(w, &s, il, il < s.n_dense, err)) goto out;
@@ -478,21 +562,42 @@ out:
     return rc;
 }
 
-int mk_recode(const char *in_path, moe_dtype type, const char *out_path, int threads, moe_err *err)
+/* llama-quantize's tensor order: tensors without a layer first, then by
+ * layer, each group by name (bytewise). */
+static int tensor_order(const void *a, const void *b)
 {
+    const moe_gguf_tensor *x = *(const moe_gguf_tensor *const *)a, *y = *(const moe_gguf_tensor *const *)b;
+    const int lx = layer_of(x->name), ly = layer_of(y->name);
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int mk_recode(const char *in_path, const char *type, const char *out_path, int threads, moe_err *err)
+{
+    const mk_ftype *ft = mk_ftype_find(type, err);
+    if (!ft) return MOE_ERR;
     moe_gguf *g;
     if (moe_gguf_open(&g, in_path, err)) return MOE_ERR;
     int rc = MOE_ERR;
     moe_gguf_writer *w = moe_gguf_writer_new();
     const int n = moe_gguf_n_tensors(g);
     const moe_gguf_tensor **src = moe_xcalloc((size_t)(n ? n : 1), sizeof *src);
+    int64_t n_layer = 0;
+    bool has_output = false;
     if (moe_gguf_writer_set_alignment(w, moe_gguf_alignment(g), err)) goto out;
     for (int i = 0; i < moe_gguf_n_kv(g); i++) {
         const char *k = moe_gguf_kv_key(g, i);
         if (!strcmp(k, "general.alignment")) continue; /* written by set_alignment if needed */
-        if (!strcmp(k, "general.file_type")) moe_gguf_writer_kv_u32(w, k, mk_file_type(type));
-        else moe_gguf_writer_kv_copy(w, g, i);
+        if (!strcmp(k, "general.file_type") || !strcmp(k, "general.quantization_version")) continue; /* last */
+        if (ends_with(k, ".block_count") && moe_gguf_kv_scalar_i64(g, i, &n_layer) == 0 &&
+            (n_layer < 0 || n_layer > (1 << 20))) {
+            moe_err_set(err, "%s: %s = %lld is out of range", in_path, k, (long long)n_layer);
+            goto out;
+        }
+        moe_gguf_writer_kv_copy(w, g, i);
     }
+    moe_gguf_writer_kv_u32(w, "general.quantization_version", 2);
+    moe_gguf_writer_kv_u32(w, "general.file_type", ft->file_type);
     for (int i = 0; i < n; i++) {
         const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
         char buf[24];
@@ -501,9 +606,15 @@ int mk_recode(const char *in_path, moe_dtype type, const char *out_path, int thr
                         moe_dtype_name(t->type, buf, sizeof buf));
             goto out;
         }
-        uint32_t tt = mk_tensor_type(t->name, t->n_dims, t->ne, type);
-        if (moe_gguf_writer_add_tensor(w, t->name, tt, t->n_dims, t->ne, err) < 0) goto out;
+        if (!strcmp(t->name, "output.weight")) has_output = true;
         src[i] = t;
+    }
+    qsort(src, (size_t)n, sizeof *src, tensor_order);
+    if (n_layer <= 0 && n > 0) n_layer = layer_of(src[n - 1]->name) + 1; /* no block_count key */
+    for (int i = 0; i < n; i++) {
+        const moe_gguf_tensor *t = src[i];
+        const uint32_t tt = mk_tensor_type(t->name, t->n_dims, t->ne, ft, (int)n_layer, has_output);
+        if (moe_gguf_writer_add_tensor(w, t->name, tt, t->n_dims, t->ne, err) < 0) goto out;
     }
     rc = fill_and_commit(w, out_path, 0, src, default_threads(threads), err);
 out:

@@ -3,6 +3,7 @@
  * it is not a valid file (exit status 1).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -11,11 +12,21 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: moe-gguf [--full | --summary] FILE.gguf\n"
+            "usage: moe-gguf [--full | --summary [--ranks N]] FILE.gguf\n"
             "Prints the metadata keys and the tensor table of a GGUF file.\n"
             "Exits 1 with the validation error if the file is not valid.\n"
             "  --full      print whole strings and arrays (default: first items)\n"
-            "  --summary   print only the model's shape and where its bytes are\n"
+            "  --summary   print only the model's shape, the tensors and bytes per type,\n"
+            "              and the bytes a rank reads per decoded token:\n"
+            "                D + X * k / E / N\n"
+            "              D: every tensor of the trunk layers that is not a routed expert\n"
+            "              (attention, dense FFN, shared experts, router, norms, output),\n"
+            "              token_embd counted as one row; X: the routed expert tensors\n"
+            "              (*_exps) of the trunk layers; k/E: expert_used_count /\n"
+            "              expert_count (uniform routing); N: --ranks.  MTP blocks\n"
+            "              (nextn_predict_layers) are left out.  That is what the home\n"
+            "              rank of a sequence reads per decode step at batch 1.\n"
+            "  --ranks N   ranks the experts are spread over (default 1)\n"
             "  --help   this text\n");
 }
 
@@ -55,7 +66,7 @@ static void put_scalar(moe_gguf_vtype t, const unsigned char *p)
 /* A short description: the architecture's shape keys and the split of the
  * bytes into routed experts (sharded over ranks) and everything else
  * (replicated on every rank). */
-static void print_summary(const moe_gguf *g, const char *path)
+static void print_summary(const moe_gguf *g, const char *path, int ranks)
 {
     static const char *const keys[] = {
         "general.name", "general.architecture", "deepseek2.block_count", "deepseek2.leading_dense_block_count",
@@ -91,6 +102,65 @@ static void print_summary(const moe_gguf *g, const char *path)
     printf("  %-36s %d (%.1f MiB)\n", "tensors", moe_gguf_n_tensors(g), (double)(experts + other) / 1048576.0);
     printf("  %-36s %.1f MiB (sharded over ranks)\n", "routed experts", (double)experts / 1048576.0);
     printf("  %-36s %.1f MiB (on every rank)\n", "dense, attention, embeddings", (double)other / 1048576.0);
+
+    /* Tensors and bytes per type, in type-code order (the reader accepted
+     * every code, so each is one the dtype table knows). */
+    enum { MAX_CODE = 64 };
+    int count[MAX_CODE] = {0};
+    uint64_t bytes[MAX_CODE] = {0};
+    for (int i = 0; i < moe_gguf_n_tensors(g); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+        if (t->type >= MAX_CODE) continue;
+        count[t->type]++;
+        bytes[t->type] += t->size;
+    }
+    printf("  tensors per type\n");
+    for (uint32_t c = 0; c < MAX_CODE; c++) {
+        char buf[24];
+        if (count[c])
+            printf("    %-8s %5d %14llu bytes\n", moe_dtype_name(c, buf, sizeof buf), count[c],
+                   (unsigned long long)bytes[c]);
+    }
+
+    /* Bytes read per decoded token (see --help for the formula). */
+    const char *arch = "deepseek2";
+    uint64_t alen;
+    int ka = moe_gguf_find_kv(g, "general.architecture");
+    char key[160];
+    if (ka >= 0 && moe_gguf_kv_type(g, ka) == MOE_GGUF_STRING) {
+        arch = moe_gguf_kv_str(g, ka, &alen);
+        if (alen > 64) alen = 64;
+    } else {
+        alen = strlen(arch);
+    }
+    int64_t n_block = -1, n_mtp = 0, k_used = 0, n_expert = 0;
+#define GETI(name, out)                                                             \
+    do {                                                                            \
+        snprintf(key, sizeof key, "%.*s.%s", (int)alen, arch, name);                \
+        int k_ = moe_gguf_find_kv(g, key);                                          \
+        if (k_ >= 0 && moe_gguf_kv_scalar_i64(g, k_, out) != 0) *(out) = -1;        \
+    } while (0)
+    GETI("block_count", &n_block);
+    GETI("nextn_predict_layers", &n_mtp);
+    GETI("expert_used_count", &k_used);
+    GETI("expert_count", &n_expert);
+#undef GETI
+    const int64_t n_trunk = n_block >= 0 && n_mtp >= 0 && n_mtp <= n_block ? n_block - n_mtp : -1;
+    double dense = 0.0, routed = 0.0;
+    for (int i = 0; i < moe_gguf_n_tensors(g); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+        int layer = -1;
+        if (!strncmp(t->name, "blk.", 4)) layer = atoi(t->name + 4);
+        if (n_trunk >= 0 && layer >= n_trunk) continue; /* MTP block */
+        if (strstr(t->name, "_exps.")) routed += (double)t->size;
+        else if (!strcmp(t->name, "token_embd.weight") && t->n_dims >= 2) dense += (double)t->size / (double)t->ne[1];
+        else dense += (double)t->size;
+    }
+    const double share = n_expert > 0 && k_used > 0 && k_used <= n_expert ? (double)k_used / (double)n_expert : 1.0;
+    const double per_rank = dense + routed * share / (double)ranks;
+    printf("  %-36s %.0f (%.2f MiB: %.2f MiB dense + %.2f MiB x %lld/%lld routed / %d rank%s)\n",
+           "bytes per decoded token per rank", per_rank, per_rank / 1048576.0, dense / 1048576.0,
+           routed / 1048576.0, (long long)k_used, (long long)n_expert, ranks, ranks == 1 ? "" : "s");
 }
 
 static const size_t elem_size[MOE_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -98,6 +168,7 @@ static const size_t elem_size[MOE_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 
 int main(int argc, char **argv)
 {
     bool full = false, summary = false;
+    int ranks = 1;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -107,6 +178,15 @@ int main(int argc, char **argv)
             full = true;
         } else if (!strcmp(argv[i], "--summary")) {
             summary = true;
+        } else if (!strcmp(argv[i], "--ranks")) {
+            int64_t v;
+            moe_err e;
+            if (i + 1 >= argc || moe_parse_i64(argv[i + 1], 1, 1 << 20, &v, &e)) {
+                fprintf(stderr, "moe-gguf: --ranks needs a number in [1, %d]\n", 1 << 20);
+                return 2;
+            }
+            ranks = (int)v;
+            i++;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "moe-gguf: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -129,7 +209,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (summary) {
-        print_summary(g, path);
+        print_summary(g, path, ranks);
         moe_gguf_close(g);
         return 0;
     }

@@ -18,7 +18,11 @@ static void usage(FILE *f)
         "\n"
         "  -o, --output FILE      output path (written as FILE.tmp, then renamed)\n"
         "  --preset NAME          start from a shape: %s (default: default)\n"
-        "  --type T               weights: f32, f16, bf16, q8_0\n"
+        "  --type T               weights (default: the preset's): f32, f16, bf16, q8_0,\n"
+        "                         llama-quantize file types q4_k_m, q5_k_m, q3_k_m, q2_k, q6_k,\n"
+        "                         iq4_xs, iq4_nl, q4_0, q4_1, q5_0, q5_1 (each tensor's type by\n"
+        "                         llama-quantize's rules, fallbacks included), or q3_k, q4_k,\n"
+        "                         q5_k (that type for every matrix); see docs/quant.md\n"
         "  --seed S               random seed (default 1); data depends only on (seed, tensor name)\n"
         "  --layers N             trunk blocks            --dense-layers N   leading dense blocks\n"
         "  --dim N                embedding width         --heads N          attention heads\n"
@@ -39,7 +43,9 @@ static void usage(FILE *f)
         "  --mtp N                trailing MTP blocks (nextn_predict_layers)\n"
         "  --mla split|fused      attn_k_b/attn_v_b (current) or legacy attn_kv_b\n"
         "  --threads N            writer threads (default: all cores)\n"
-        "  --recode IN.gguf       re-encode IN.gguf instead of generating\n"
+        "  --recode IN.gguf       re-encode IN.gguf (f32, f16, bf16 or q8_0 tensors) as --type,\n"
+        "                         in llama-quantize's file layout (byte for byte its output\n"
+        "                         from an f32 file)\n"
         "  -h, --help             this text\n",
         mk_preset_names());
 }
@@ -149,9 +155,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "moe-mkmodel: no output file (-o FILE); see --help\n");
         return 2;
     }
-    if (type && moe_dtype_parse(type, &s.type, &err)) {
-        fprintf(stderr, "moe-mkmodel: %s\n", err.msg);
-        return 2;
+    if (type) {
+        if (!mk_ftype_find(type, &err)) {
+            fprintf(stderr, "moe-mkmodel: %s\n", err.msg);
+            return 2;
+        }
+        s.type = type;
     }
     double t0 = moe_now();
     if (recode) {
@@ -159,7 +168,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "moe-mkmodel: --recode needs --type\n");
             return 2;
         }
-        if (mk_recode(recode, s.type, out, s.threads, &err)) {
+        if (mk_recode(recode, type, out, s.threads, &err)) {
             fprintf(stderr, "moe-mkmodel: %s\n", err.msg);
             return 1;
         }

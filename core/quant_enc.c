@@ -1,0 +1,700 @@
+/*
+ * quant_enc.c — the encoders of quant_enc.h.
+ *
+ * Bytes, not just values, must match llama-quantize's, so every expression
+ * keeps the operand order and the float32 types of ggml's reference
+ * quantizers (a product `w*l*x` is (w·l)·x, an int meets a float as a
+ * float) and the file is built with -ffp-contract=off.  The search loops
+ * (scale tries, least-squares refits) are the same searches; only the
+ * layout of the code is this project's.
+ */
+#include "quant_enc.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "dtype.h"
+
+#define GROUP_EPS 1e-15f /* a group whose largest |x| is below this is all zero */
+
+/* Round to nearest, ties to even, of |f| < 2^22, by adding 1.5·2^23 so the
+ * integer lands in the mantissa (llama.cpp rounds this way, not with
+ * lrintf, and the ties must agree). */
+static inline int nearest_int(float f)
+{
+    const float v = f + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* C's float-to-int truncation, with what x86's cvttss2si gives (INT32_MIN)
+ * for NaN and values out of range instead of undefined behaviour: the
+ * legacy encoders reach those on blocks of subnormals, where 1/d
+ * overflows to inf, and must still write what llama.cpp writes there. */
+static inline int trunc_int(float v)
+{
+    return v > -2147483648.0f && v < 2147483648.0f ? (int)v : INT32_MIN;
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* ---- legacy types: blocks of 32 --------------------------------------------------- */
+
+/* The value of largest magnitude (the first of equal ones), with its sign. */
+static float signed_absmax(const float *x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+static void min_max(const float *x, int n, float *min_out, float *max_out)
+{
+    float min = 3.402823466e38f, max = -3.402823466e38f;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
+void moe_quantize_row_q4_0_ref(const float *x, moe_block_q4_0 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_QK; b++, x += MOE_QK) {
+        /* d = max / -8 puts the largest magnitude on level -8 (0 after the
+         * offset) and leaves 15 levels on the other side */
+        const float d = signed_absmax(x, MOE_QK) / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = moe_f32_to_f16(d);
+        for (int j = 0; j < MOE_QK / 2; j++) {
+            const uint8_t lo = (uint8_t)imin(15, (int8_t)trunc_int(x[j] * id + 8.5f));
+            const uint8_t hi = (uint8_t)imin(15, (int8_t)trunc_int(x[j + MOE_QK / 2] * id + 8.5f));
+            y[b].qs[j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+void moe_quantize_row_q4_1_ref(const float *x, moe_block_q4_1 *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_QK; b++, x += MOE_QK) {
+        float min, max;
+        min_max(x, MOE_QK, &min, &max);
+        const float d = (max - min) / 15;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = moe_f32_to_f16(d);
+        y[b].m = moe_f32_to_f16(min);
+        for (int j = 0; j < MOE_QK / 2; j++) {
+            const uint8_t lo = (uint8_t)imin(15, (int8_t)trunc_int((x[j] - min) * id + 0.5f));
+            const uint8_t hi = (uint8_t)imin(15, (int8_t)trunc_int((x[j + MOE_QK / 2] - min) * id + 0.5f));
+            y[b].qs[j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+/* Low nibbles into qs, the fifth bits into the 32-bit qh (value j at bit j). */
+static void pack5(const int *q, uint8_t *qs, uint8_t qh_out[4])
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < MOE_QK / 2; j++) {
+        const int lo = q[j], hi = q[j + MOE_QK / 2];
+        qs[j] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
+        qh |= (uint32_t)((lo & 0x10) >> 4) << j;
+        qh |= (uint32_t)((hi & 0x10) >> 4) << (j + MOE_QK / 2);
+    }
+    for (int k = 0; k < 4; k++) qh_out[k] = (uint8_t)(qh >> (8 * k));
+}
+
+void moe_quantize_row_q5_0_ref(const float *x, moe_block_q5_0 *y, int64_t n)
+{
+    int q[MOE_QK];
+    for (int64_t b = 0; b < n / MOE_QK; b++, x += MOE_QK) {
+        const float d = signed_absmax(x, MOE_QK) / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = moe_f32_to_f16(d);
+        for (int j = 0; j < MOE_QK; j++) q[j] = imin(31, (int8_t)trunc_int(x[j] * id + 16.5f));
+        pack5(q, y[b].qs, y[b].qh);
+    }
+}
+
+void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
+{
+    int q[MOE_QK];
+    for (int64_t b = 0; b < n / MOE_QK; b++, x += MOE_QK) {
+        float min, max;
+        min_max(x, MOE_QK, &min, &max);
+        const float d = (max - min) / 31;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[b].d = moe_f32_to_f16(d);
+        y[b].m = moe_f32_to_f16(min);
+        /* no clamp, as in ggml: (max - min)·id + 0.5 stays below 32 */
+        for (int j = 0; j < MOE_QK; j++) q[j] = (uint8_t)trunc_int((x[j] - min) * id + 0.5f);
+        pack5(q, y[b].qs, y[b].qh);
+    }
+}
+
+/* ---- K-quant helpers ------------------------------------------------------------------ */
+
+/* Symmetric levels -nmax..nmax-1 for n values with weights x², refined by
+ * trying 18 scales around nmax/max and keeping the best least-squares fit.
+ * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1). */
+static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float iscale = (float)-nmax / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -((float)nmax + 0.1f * (float)is) / max;
+        sumlx = suml2 = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Q3_K's group fit: symmetric levels from nmax/max, then up to five passes
+ * that move single values to the level that raises the weighted fit
+ * (weights x²).  L gets level + nmax (ggml's make_q3_quants with rmse). */
+static float fit_q3(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = (float)-nmax / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+                const int nl = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                if (nl != L[i]) {
+                    slx += w * x[i] * (float)nl;
+                    sl2 += w * (float)nl * (float)nl;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Asymmetric levels 0..nmax with x ≈ scale·L − min (min ≥ 0 returned in
+ * *the_min): start from the range, then for nstep+1 scale candidates
+ * refit scale and offset by weighted least squares and keep the one with
+ * the smallest weighted error, absolute (use_mad) or squared (ggml's
+ * make_qkx2_quants). */
+static float fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                        uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad)
+{
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.0f;
+    }
+    float iscale = (float)nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * (float)L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
+            Laux[i] = (uint8_t)l;
+            const float w = weights[i];
+            sum_l += w * (float)l;
+            sum_l2 += w * (float)l * (float)l;
+            sum_xl += w * (float)l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * (float)Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+                memcpy(L, Laux, (size_t)n);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* Sub-block j's 6-bit scale and min from Q4_K/Q5_K's 12 packed bytes. */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0x0f) | (q[j - 4] >> 6) << 4);
+        *m = (uint8_t)((q[j + 4] >> 4) | (q[j] >> 6) << 4);
+    }
+}
+
+/* Packs Q4_K/Q5_K's eight 6-bit scales and mins into 12 bytes. */
+static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, uint8_t *s)
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s[j] = ls[j];
+            s[j + 4] = lm[j];
+        } else {
+            s[j + 4] = (uint8_t)((ls[j] & 0x0f) | (lm[j] & 0x0f) << 4);
+            s[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            s[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
+/* Q2_K/Q3_K/Q6_K store the values of a 128-value half as four 32-value
+ * rows in 2-bit lanes: byte l holds values l, l+32, l+64, l+96. */
+static void pack2(const uint8_t *L, uint8_t *qs)
+{
+    for (int j = 0; j < MOE_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+}
+
+/* ---- K-quants: super-blocks of 256 ----------------------------------------------------- */
+
+void moe_quantize_row_q2_K_ref(const float *x, moe_block_q2_K *y, int64_t n)
+{
+    uint8_t L[MOE_QK_K], Laux[16];
+    float weights[16], mins[16], scales[16];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        /* 4-bit scales and mins relative to the largest of each */
+        if (max_scale > 0) {
+            const float iscale = 15.0f / max_scale;
+            for (int j = 0; j < 16; j++) y[b].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            y[b].d = moe_f32_to_f16(max_scale / 15.0f);
+        } else {
+            memset(y[b].scales, 0, sizeof y[b].scales);
+            y[b].d = moe_f32_to_f16(0.0f);
+        }
+        if (max_min > 0) {
+            const float iscale = 15.0f / max_min;
+            for (int j = 0; j < 16; j++) y[b].scales[j] |= (uint8_t)((unsigned)nearest_int(iscale * mins[j]) << 4);
+            y[b].dmin = moe_f32_to_f16(max_min / 15.0f);
+        } else {
+            y[b].dmin = moe_f32_to_f16(0.0f);
+        }
+        /* requantize against the scales as stored */
+        for (int j = 0; j < 16; j++) {
+            const float d = moe_f16_to_f32(y[b].d) * (float)(y[b].scales[j] & 0x0f);
+            if (d == 0.0f) continue;
+            const float dm = moe_f16_to_f32(y[b].dmin) * (float)(y[b].scales[j] >> 4);
+            for (int i = 0; i < 16; i++)
+                L[16 * j + i] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + i] + dm) / d)));
+        }
+        pack2(L, y[b].qs);
+    }
+}
+
+void moe_quantize_row_q3_K_ref(const float *x, moe_block_q3_K *y, int64_t n)
+{
+    int8_t L[MOE_QK_K];
+    float scales[16];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_q3(16, 4, x + 16 * j, L + 16 * j);
+            const float a = fabsf(scales[j]);
+            if (a > amax) {
+                amax = a;
+                max_scale = scales[j];
+            }
+        }
+        /* 6-bit signed scales: low nibbles in bytes 0-7, top two bits in 8-11 */
+        uint8_t *s = y[b].scales;
+        memset(s, 0, MOE_K_SCALE_SIZE);
+        if (max_scale != 0.0f) {
+            const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                int l = (int8_t)nearest_int(iscale * scales[j]);
+                l = imax(-32, imin(31, l)) + 32;
+                if (j < 8) s[j] = (uint8_t)(l & 0x0f);
+                else s[j - 8] |= (uint8_t)((l & 0x0f) << 4);
+                s[j % 4 + 8] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+            }
+            y[b].d = moe_f32_to_f16(1 / iscale);
+        } else {
+            y[b].d = moe_f32_to_f16(0.0f);
+        }
+        for (int j = 0; j < 16; j++) {
+            int sc = j < 8 ? s[j] & 0x0f : s[j - 8] >> 4;
+            sc = (int8_t)((sc | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32);
+            const float d = moe_f16_to_f32(y[b].d) * (float)sc;
+            if (d == 0.0f) continue;
+            for (int i = 0; i < 16; i++)
+                L[16 * j + i] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + i] / d))) + 4);
+        }
+        /* third bit into hmask: value j at bit j/32 of byte j%32 */
+        memset(y[b].hmask, 0, sizeof y[b].hmask);
+        for (int j = 0; j < MOE_QK_K; j++) {
+            if (L[j] > 3) {
+                y[b].hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+                L[j] = (int8_t)(L[j] - 4);
+            }
+        }
+        pack2((const uint8_t *)L, y[b].qs);
+    }
+}
+
+/* Q4_K and Q5_K differ in the number of levels (16 or 32), the search
+ * constants and how the values are packed. */
+static void fit_k4(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, uint16_t *d_out,
+                   uint16_t *dmin_out, uint8_t *packed)
+{
+    uint8_t Laux[32], ls[8], lm[8];
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    for (int j = 0; j < 8; j++) {
+        const uint8_t s = (uint8_t)nearest_int(inv_scale * scales[j]);
+        const uint8_t m = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls[j] = s < 63 ? s : 63;
+        lm[j] = m < 63 ? m : 63;
+    }
+    pack_scale_min_k4(ls, lm, packed);
+    *d_out = moe_f32_to_f16(max_scale / 63.0f);
+    *dmin_out = moe_f32_to_f16(max_min / 63.0f);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        scale_min_k4(j, packed, &sc, &m);
+        const float d = moe_f16_to_f32(*d_out) * (float)sc;
+        if (d == 0.0f) continue;
+        const float dm = moe_f16_to_f32(*dmin_out) * (float)m;
+        for (int i = 0; i < 32; i++)
+            L[32 * j + i] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + i] + dm) / d)));
+    }
+}
+
+void moe_quantize_row_q4_K_ref(const float *x, moe_block_q4_K *y, int64_t n)
+{
+    uint8_t L[MOE_QK_K];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        fit_k4(x, 15, -1.0f, 0.1f, 20, L, &y[b].d, &y[b].dmin, y[b].scales);
+        /* each 64-value chunk: 32 bytes, first 32 values low, next 32 high */
+        for (int j = 0; j < MOE_QK_K; j += 64)
+            for (int l = 0; l < 32; l++) y[b].qs[j / 2 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+
+void moe_quantize_row_q5_K_ref(const float *x, moe_block_q5_K *y, int64_t n)
+{
+    uint8_t L[MOE_QK_K];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        fit_k4(x, 31, -0.5f, 0.1f, 15, L, &y[b].d, &y[b].dmin, y[b].scales);
+        memset(y[b].qh, 0, sizeof y[b].qh);
+        /* chunk c of 64 values: fifth bits at bit 2c (first 32) and 2c+1 */
+        for (int c = 0; c < 4; c++) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[64 * c + j], l2 = L[64 * c + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    y[b].qh[j] |= (uint8_t)(1u << (2 * c));
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    y[b].qh[j] |= (uint8_t)(2u << (2 * c));
+                }
+                y[b].qs[32 * c + j] = (uint8_t)(l1 | l2 << 4);
+            }
+        }
+    }
+}
+
+void moe_quantize_row_q6_K_ref(const float *x, moe_block_q6_K *y, int64_t n)
+{
+    int8_t L[MOE_QK_K];
+    float scales[16];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+            const float a = fabsf(scales[j]);
+            if (a > max_abs_scale) {
+                max_abs_scale = a;
+                max_scale = scales[j];
+            }
+        }
+        if (max_abs_scale < GROUP_EPS) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        const float iscale = -128.0f / max_scale;
+        y[b].d = moe_f32_to_f16(1 / iscale);
+        for (int j = 0; j < 16; j++) y[b].scales[j] = (int8_t)imin(127, nearest_int(iscale * scales[j]));
+        for (int j = 0; j < 16; j++) {
+            const float d = moe_f16_to_f32(y[b].d) * (float)y[b].scales[j];
+            if (d == 0.0f) continue;
+            for (int i = 0; i < 16; i++)
+                L[16 * j + i] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + i] / d))) + 32);
+        }
+        /* per 128 values: low nibbles of values l and l+64 share ql[l],
+         * l+32 and l+96 share ql[l+32]; the top two bits go to qh[l] */
+        uint8_t *ql = y[b].ql, *qh = y[b].qh;
+        for (int j = 0; j < MOE_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+                ql[l] = (uint8_t)((q1 & 0x0f) | (q3 & 0x0f) << 4);
+                ql[l + 32] = (uint8_t)((q2 & 0x0f) | (q4 & 0x0f) << 4);
+                qh[l] = (uint8_t)(q1 >> 4 | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+            }
+        }
+    }
+}
+
+/* ---- IQ4_NL / IQ4_XS ------------------------------------------------------------------- */
+
+static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* The index of the level nearest to x (ties to the upper one): bisection,
+ * then a comparison of the two distances in float, as llama.cpp did when
+ * the fixtures were made. */
+static int iq4_nearest(float x)
+{
+    if (x <= iq4_levels[0]) return 0;
+    if (x >= iq4_levels[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (x < iq4_levels[mid]) hi = mid;
+        else lo = mid;
+    }
+    return x - iq4_levels[hi - 1] < iq4_levels[hi] - x ? hi - 1 : hi;
+}
+
+/* Best scale for one block of 32 with weights x²: start from max/-127, then
+ * 15 tries of (k − 127)/max, keeping the best least-squares fit. */
+static float iq4_block_scale(const float *x)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; j++) {
+        const float ax = fabsf(x[j]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[j];
+        }
+    }
+    if (amax < GROUP_EPS) return 0.0f;
+    float d = -max / (float)iq4_levels[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; j++) {
+        const float q = (float)iq4_levels[iq4_nearest(id * x[j])];
+        const float w = x[j] * x[j];
+        sumqx += w * q * x[j];
+        sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
+    float best = d * sumqx;
+    for (int t = -7; t <= 7; t++) {
+        id = (float)(t + iq4_levels[0]) / max;
+        sumqx = sumq2 = 0;
+        for (int j = 0; j < 32; j++) {
+            const float q = (float)iq4_levels[iq4_nearest(id * x[j])];
+            const float w = x[j] * x[j];
+            sumqx += w * q * x[j];
+            sumq2 += w * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    return d;
+}
+
+static void iq4_pack(const float *x, float id, uint8_t *qs)
+{
+    for (int j = 0; j < 16; j++)
+        qs[j] = (uint8_t)(iq4_nearest(id * x[j]) | iq4_nearest(id * x[j + 16]) << 4);
+}
+
+void moe_quantize_row_iq4_nl(const float *x, moe_block_iq4_nl *y, int64_t n)
+{
+    for (int64_t b = 0; b < n / MOE_QK; b++, x += MOE_QK) {
+        const float d = iq4_block_scale(x);
+        y[b].d = moe_f32_to_f16(d);
+        iq4_pack(x, d != 0.0f ? 1 / d : 0.0f, y[b].qs);
+    }
+}
+
+void moe_quantize_row_iq4_xs(const float *x, moe_block_iq4_xs *y, int64_t n)
+{
+    float scales[8];
+    for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
+        float max_scale = 0, amax_scale = 0;
+        for (int k = 0; k < 8; k++) {
+            scales[k] = iq4_block_scale(x + 32 * k);
+            const float a = fabsf(scales[k]);
+            if (a > amax_scale) {
+                amax_scale = a;
+                max_scale = scales[k];
+            }
+        }
+        /* 6-bit signed block scales relative to a super-block scale */
+        const float d = -max_scale / 32;
+        y[b].d = moe_f32_to_f16(d);
+        y[b].scales_h = 0;
+        const float id = d != 0.0f ? 1 / d : 0.0f;
+        for (int k = 0; k < 8; k++) {
+            const int l = imax(-32, imin(31, nearest_int(id * scales[k])));
+            const float dl = d * (float)l;
+            iq4_pack(x + 32 * k, dl != 0.0f ? 1 / dl : 0.0f, y[b].qs + 16 * k);
+            const int u = l + 32;
+            if (k % 2 == 0) y[b].scales_l[k / 2] = (uint8_t)(u & 0x0f);
+            else y[b].scales_l[k / 2] |= (uint8_t)((u & 0x0f) << 4);
+            y[b].scales_h |= (uint16_t)((u >> 4) << (2 * k));
+        }
+    }
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+bool moe_quant_can_encode(uint32_t code)
+{
+    switch (code) {
+    case MOE_DT_F32: case MOE_DT_F16: case MOE_DT_BF16: case MOE_DT_Q8_0:
+    case MOE_DT_Q4_0: case MOE_DT_Q4_1: case MOE_DT_Q5_0: case MOE_DT_Q5_1:
+    case MOE_DT_Q2_K: case MOE_DT_Q3_K: case MOE_DT_Q4_K: case MOE_DT_Q5_K: case MOE_DT_Q6_K:
+    case MOE_DT_IQ4_NL: case MOE_DT_IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void moe_quant_row(uint32_t code, const float *x, void *y, int64_t n)
+{
+    switch (code) {
+    case MOE_DT_Q4_0: moe_quantize_row_q4_0_ref(x, y, n); return;
+    case MOE_DT_Q4_1: moe_quantize_row_q4_1_ref(x, y, n); return;
+    case MOE_DT_Q5_0: moe_quantize_row_q5_0_ref(x, y, n); return;
+    case MOE_DT_Q5_1: moe_quantize_row_q5_1_ref(x, y, n); return;
+    case MOE_DT_Q2_K: moe_quantize_row_q2_K_ref(x, y, n); return;
+    case MOE_DT_Q3_K: moe_quantize_row_q3_K_ref(x, y, n); return;
+    case MOE_DT_Q4_K: moe_quantize_row_q4_K_ref(x, y, n); return;
+    case MOE_DT_Q5_K: moe_quantize_row_q5_K_ref(x, y, n); return;
+    case MOE_DT_Q6_K: moe_quantize_row_q6_K_ref(x, y, n); return;
+    case MOE_DT_IQ4_NL: moe_quantize_row_iq4_nl(x, y, n); return;
+    case MOE_DT_IQ4_XS: moe_quantize_row_iq4_xs(x, y, n); return;
+    default: moe_row_from_f32(code, x, y, n); return;
+    }
+}

@@ -55,6 +55,17 @@ const char *moe_dtype_name(uint32_t code, char *buf, size_t buf_size)
     return buf;
 }
 
+const char *moe_dtype_supported_list(char *buf, size_t buf_size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof supported / sizeof supported[0] && n < buf_size; i++) {
+        const int w = snprintf(buf + n, buf_size - n, "%s%s", i ? ", " : "", supported[i].info.name);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
+
 int moe_dtype_parse(const char *s, moe_dtype *out, moe_err *err)
 {
     static const struct { const char *name; moe_dtype t; } names[] = {

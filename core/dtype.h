@@ -47,6 +47,9 @@ const moe_dtype_info *moe_dtype_info_get(uint32_t code);
 /* A name for any code, known to GGML or not ("q4_0", "type 77"); never NULL.
  * buf (>= 24 bytes) is used only for unknown codes. */
 const char *moe_dtype_name(uint32_t code, char *buf, size_t buf_size);
+/* "f32, f16, q4_0, ...": the names of the supported types, into buf (for
+ * the refusal of a file holding another type). */
+const char *moe_dtype_supported_list(char *buf, size_t buf_size);
 /* Parses "f32", "f16", "bf16", "q8_0" (the writable types). */
 int moe_dtype_parse(const char *s, moe_dtype *out, moe_err *err);
 

@@ -17,3 +17,14 @@ foreach(model kq_v3_q4_k_m kq_v3_q5_k_m kq_v3_q6_k kq_v3_q3_k_m kq_v3_q2_k kq_v3
   moe_test(NAME golden_quant_${model}_llamacpp_int8 LABELS golden TIMEOUT 60
            ARGS $<TARGET_FILE:engine_golden> quant/${model} llamacpp 1e-1 0 int8)
 endforeach()
+# Tied output (no output.weight): bitwise the file whose output.weight is token_embd;
+# one activation quantized to several dot types in one run (a mixed file).
+moe_test(NAME quant_files SOURCES quant_files.c LIBS moe_worker LABELS golden TIMEOUT 60)
+# The worker job on 1..3 ranks bitwise equal to moe-run on K-quant files
+# (the V2-Lite-style one mixes q4_K with q5_0 / q8_0 / q6_K).
+foreach(np 1 2 3)
+  moe_test(NAME worker_equal_quant_kq_v3_q4_k_m_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+           ARGS ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh equal ${MOE_FIXTURES}/quant/models/kq_v3_q4_k_m.gguf ${np})
+endforeach()
+moe_test(NAME worker_equal_quant_kq_v2lite_q4_k_m_np2 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh equal ${MOE_FIXTURES}/quant/models/kq_v2lite_q4_k_m.gguf 2)

@@ -287,7 +287,7 @@ static void test_type(const qtype *q, const moe_kern_set *k)
     CHECK_MSG(native || f == rf, "%s in %s: not native, yet not the reference entry", q->name, moe_kern_name(k));
     CHECK_MSG(moe_kern_dot_type(q->code) == q->dot_type, "%s: dot type %u", q->name, moe_kern_dot_type(q->code));
     const int64_t epb = q->epb;
-    unsigned char xb[sizeof(moe_block_q8_K)];
+    _Alignas(16) unsigned char xb[sizeof(moe_block_q8_K)];
     /* one-hot: exact */
     int bad_f = 0, bad_i = 0;
     const int nb_hot = SANITIZED ? 4 : 32;

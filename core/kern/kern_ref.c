@@ -338,23 +338,31 @@ static float blk256_q8_K(const wblk *w, const moe_block_q8_K *x)
     return w->d * x->d * (float)isum - w->dmin * x->d * (float)msum;
 }
 
-/* Per type: float dot/dotn/axpy through the dequantizer, int8 dotn through
- * the decoder and the dot type's block product. */
+/* Per type: float dotn/dot/axpy through the dequantizer, int8 dotn through
+ * the decoder and the dot type's block product.  dotn decodes a block once
+ * for its nt tokens and then does, per token, exactly what nt = 1 does. */
 #define REF_QTYPE(T, CODE, BLK, EPB, XBLK, BLKDOT)                                                       \
-    static float ref_dot_##T(const void *row, const float *x, int64_t n)                                 \
+    static void ref_dotn_##T(const void *row, const float *x, int64_t xs, int nt, int64_t n, float *out) \
     {                                                                                                    \
         const BLK *b = row;                                                                              \
-        float w[EPB], acc = 0.0f;                                                                        \
+        float w[EPB], acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                 \
         for (int64_t k = 0; k < n / (EPB); k++) {                                                        \
             moe_dequantize_row(CODE, &b[k], w, EPB);                                                     \
-            const float *xb = x + k * (EPB);                                                             \
-            float s = 0.0f;                                                                              \
-            for (int j = 0; j < (EPB); j++) s += w[j] * xb[j];                                           \
-            acc += s;                                                                                    \
+            for (int t = 0; t < nt; t++) {                                                               \
+                const float *xb = x + t * xs + k * (EPB);                                                \
+                float s = 0.0f;                                                                          \
+                for (int j = 0; j < (EPB); j++) s += w[j] * xb[j];                                       \
+                acc[t] += s;                                                                             \
+            }                                                                                            \
         }                                                                                                \
-        return acc;                                                                                      \
+        for (int t = 0; t < nt; t++) out[t] = acc[t];                                                    \
     }                                                                                                    \
-    REF_DOTN(T)                                                                                          \
+    static float ref_dot_##T(const void *row, const float *x, int64_t n)                                 \
+    {                                                                                                    \
+        float r;                                                                                         \
+        ref_dotn_##T(row, x, 0, 1, n, &r);                                                               \
+        return r;                                                                                        \
+    }                                                                                                    \
     static void ref_axpy_##T(const void *row, float a, float *y, int64_t n)                              \
     {                                                                                                    \
         const BLK *b = row;                                                                              \
@@ -364,19 +372,16 @@ static float blk256_q8_K(const wblk *w, const moe_block_q8_K *x)
             for (int j = 0; j < (EPB); j++) y[k * (EPB) + j] += a * w[j];                                \
         }                                                                                                \
     }                                                                                                    \
-    static float ref_dot_int8_##T(const BLK *b, const XBLK *x, int64_t n)                                \
+    static void ref_dotn_int8_##T(const void *row, const void *x, int64_t xs, int nt, int64_t n, float *out) \
     {                                                                                                    \
-        float acc = 0.0f;                                                                                \
+        const BLK *b = row;                                                                              \
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                         \
         wblk w;                                                                                          \
         for (int64_t k = 0; k < n / (EPB); k++) {                                                        \
             dec_##T(&b[k], &w);                                                                          \
-            acc += BLKDOT(&w, &x[k]);                                                                    \
+            for (int t = 0; t < nt; t++) acc[t] += BLKDOT(&w, (const XBLK *)x + t * xs + k);             \
         }                                                                                                \
-        return acc;                                                                                      \
-    }                                                                                                    \
-    static void ref_dotn_int8_##T(const void *w, const void *x, int64_t xs, int nt, int64_t n, float *out) \
-    {                                                                                                    \
-        for (int t = 0; t < nt; t++) out[t] = ref_dot_int8_##T(w, (const XBLK *)x + t * xs, n);          \
+        for (int t = 0; t < nt; t++) out[t] = acc[t];                                                    \
     }                                                                                                    \
     const moe_kern_fns moe_kern_ref_##T = {ref_dot_##T, ref_dotn_##T, ref_axpy_##T, NULL,                \
                                            ref_dotn_int8_##T, NULL, NULL};

@@ -4,7 +4,8 @@
  *  - a sequence's logits are bitwise identical decoded alone, among 7 other
  *    sequences of different lengths (some prefilling chunks, some decoding
  *    in the same steps), with 1 or 2 threads, and with cache blocks of 4
- *    tokens instead of 16;
+ *    tokens instead of 16 (F32, Q8_0 and llama-quantize K-quant/legacy
+ *    files, float and int8 activations);
  *  - prefill paths (decompressed chunk with logits for every position,
  *    absorbed chunks) agree with token-by-token decode within 1e-4;
  *  - latent cache bytes in use after 100 tokens equal
@@ -98,8 +99,9 @@ static int run_target(moe_engine *e, bool crowd, float *out, int vocab)
 
 static void test_invariance(const char *model_name)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/models/%s.gguf", getenv("MOE_FIXTURES"), model_name);
+    char path[4096]; /* "v3_mini_f32" in models/, or a path under the fixtures ("quant/models/...") */
+    snprintf(path, sizeof path, strchr(model_name, '/') ? "%s/%s.gguf" : "%s/models/%s.gguf", getenv("MOE_FIXTURES"),
+             model_name);
     moe_err err;
     moe_model *m;
     CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
@@ -351,8 +353,11 @@ int main(void)
     test_invariance("v3_mini_f32");
     test_invariance("v2lite_mini_fused_f32");
     test_invariance("tiny_q8_0");
+    test_invariance("quant/models/kq_v3_q4_k_m"); /* q4_K, q6_K, q5_0 */
     g_int8 = true;
     test_invariance("v3_mini_q8_0");
+    test_invariance("quant/models/kq_v2lite_q3_k_m"); /* dot types q8_K and q8_0 */
+    test_invariance("quant/models/kq_v3_q5_1");       /* q8_1 */
     g_int8 = false;
     test_cache_and_errors();
     return check_summary("engine_batch");

@@ -41,6 +41,7 @@ struct moe_coord {
     entry **reqs;
     int n_reqs, cap_reqs;
     bool draining;
+    char health[128];         /* the reason on_health gives */
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -80,7 +81,7 @@ static bool flush_one(moe_coord *c, entry *e)
 {
     if (e->finished) return true;
     moe_req *r = e->r;
-    moe_request_chunk ch;
+    moe_request_chunk ch = {0};
     const bool has = moe_request_next_chunk(e->q, r->out, &r->n_out, &ch);
     /* a stop string found just now: the rank stops at once, and no later
      * token can be taken while the end is being reported */
@@ -208,6 +209,50 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
     else moe_log(MOE_LOG_INFO, "a client %s", why);
 }
 
+static const char *on_health(void *ctx)
+{
+    moe_coord *c = ctx;
+    if (c->draining) return "draining: the server is shutting down";
+    if (!moe_workers_ready(c->w)) {
+        snprintf(c->health, sizeof c->health, "starting: waiting for %d of %lld worker ranks to say hello",
+                 (int)c->cfg.ranks - moe_workers_n_known(c->w), (long long)c->cfg.ranks);
+        return c->health;
+    }
+    if (!moe_workers_any_alive(c->w)) return "no worker rank is alive; the worker job must be restarted";
+    return NULL;
+}
+
+/* Prometheus text: a label value with \\, \" and \n escaped. */
+static void label_value(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"') fputc('\\', out);
+        if (*s == '\n') fputs("\\n", out);
+        else fputc(*s, out);
+    }
+}
+
+/* The gauges the loop knows; the metrics module (its own work) adds the rest. */
+static void on_metrics(void *ctx, FILE *out)
+{
+    moe_coord *c = ctx;
+    int running = 0, waiting = 0;
+    for (int i = 0; i < c->n_reqs; i++) {
+        if (c->reqs[i]->r->state == MOE_REQ_RUNNING) running++;
+        else if (c->reqs[i]->r->state == MOE_REQ_QUEUED) waiting++;
+    }
+    const struct { const char *name, *help; int v; } g[] = {
+        {"num_requests_running", "Requests running on the worker ranks.", running},
+        {"num_requests_waiting", "Requests waiting in the queue.", waiting},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        fprintf(out, "# HELP moe:%s %s\n# TYPE moe:%s gauge\nmoe:%s{model_name=\"", g[i].name, g[i].help, g[i].name,
+                g[i].name);
+        label_value(out, c->model_name);
+        fprintf(out, "\"} %d\n", g[i].v);
+    }
+}
+
 /* ---- what the worker side reports --------------------------------------------------- */
 
 /* Its running requests end with WORKER_LOST (the scheduler ends them next). */
@@ -244,8 +289,9 @@ static void on_context(void *ctx, int rank, uint32_t max_context)
 static void on_ready(void *ctx)
 {
     moe_coord *c = ctx;
-    printf("moe-coordinator: ready: clients at %s, %lld worker ranks\n",
-           c->n_fronts ? c->fronts[0]->ops->endpoint(c->fronts[0]) : "(none)", (long long)c->cfg.ranks);
+    printf("moe-coordinator: ready: clients at ");
+    for (int i = 0; i < c->n_fronts; i++) printf("%s%s", i ? ", " : "", c->fronts[i]->ops->endpoint(c->fronts[i]));
+    printf("%s, %lld worker ranks\n", c->n_fronts ? "" : "(none)", (long long)c->cfg.ranks);
     fflush(stdout);
 }
 
@@ -272,6 +318,10 @@ static int load_model(moe_coord *c, moe_err *err)
     moe_err nerr;
     if (moe_gguf_get_str(c->g, "general.name", &name, &nlen, &nerr) == MOE_OK)
         snprintf(c->model_name, sizeof c->model_name, "%.*s", (int)(nlen < 255 ? nlen : 255), name);
+    if (!c->model_name[0]) { /* no name in the file: its file name (the HTTP API's model id) */
+        const char *base = strrchr(path, '/');
+        snprintf(c->model_name, sizeof c->model_name, "%s", base ? base + 1 : path);
+    }
     uint64_t ctx = 4096;
     moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &nerr);
     moe_request_model *m = &c->model;
@@ -320,7 +370,12 @@ const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_
 
 moe_front_sink moe_coord_front_sink(moe_coord *c)
 {
-    return (moe_front_sink){.ctx = c, .generate = on_generate, .cancel = on_cancel, .client_gone = on_client_gone};
+    return (moe_front_sink){.ctx = c,
+                            .generate = on_generate,
+                            .cancel = on_cancel,
+                            .client_gone = on_client_gone,
+                            .health = on_health,
+                            .metrics = on_metrics};
 }
 
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)

@@ -17,6 +17,7 @@
 #define MOE_COORD_FRONT_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "link.h"
 #include "request.h"
@@ -34,6 +35,11 @@ typedef struct moe_front_sink {
      * requests end and nothing more is sent.  The handle is freed after
      * this returns. */
     void (*client_gone)(void *ctx, moe_front *f, moe_front_client *cl, const char *why);
+    /* NULL when the server takes requests (every rank has said hello, one
+     * is alive, not draining); else why not ("starting: ..."). */
+    const char *(*health)(void *ctx);
+    /* The server's metrics in Prometheus text format 0.0.4. */
+    void (*metrics)(void *ctx, FILE *out);
 } moe_front_sink;
 
 /* Results of a send. */

@@ -67,5 +67,6 @@ void moe_workers_release(moe_workers *w, const moe_req *r);
 
 bool moe_workers_ready(const moe_workers *w);      /* every rank has said hello */
 bool moe_workers_any_alive(const moe_workers *w);
+int moe_workers_n_known(const moe_workers *w);     /* ranks that have said hello */
 
 #endif

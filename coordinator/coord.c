@@ -387,13 +387,21 @@ int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
 
 void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
 {
-    double t_house = 0;
+    double t_house = 0, t_idle = 0;
     for (;;) {
         if (*term && !c->draining) {
             c->draining = true;
             moe_log(MOE_LOG_INFO, "draining: %d requests in flight", c->n_reqs);
         }
-        if (c->draining && c->n_reqs == 0) break;
+        if (c->draining && c->n_reqs == 0) {
+            /* the last answers reach their clients (a front end that writes
+             * them after the Finish: HTTP), within a bound for slow readers */
+            bool busy = false;
+            for (int i = 0; i < c->n_fronts; i++)
+                busy |= c->fronts[i]->ops->busy && c->fronts[i]->ops->busy(c->fronts[i]);
+            if (t_idle == 0) t_idle = moe_now();
+            if (!busy || moe_now() - t_idle > 10) break;
+        }
         moe_link_poll_item pi[1 + 2 * MAX_FRONTS];
         int n = 0;
         moe_workers_poll_item(c->w, &pi[n++]);

@@ -57,6 +57,9 @@ typedef struct moe_front_ops {
     /* A refusal of a request (or of a frame, request_id NULL).  A client
      * that is not reading gets it later, not never. */
     void (*send_error)(moe_front *f, moe_front_client *cl, const char *request_id, int code, const char *msg);
+    /* Answers still being written (NULL: never); a draining loop waits
+     * for them before it exits. */
+    bool (*busy)(const moe_front *f);
     /* Where clients connect, for the logs. */
     const char *(*endpoint)(const moe_front *f);
     void (*close)(moe_front *f);

@@ -588,6 +588,14 @@ static void http_tick(moe_front *f, double now)
     MHD_run(hf(f)->d); /* what the loop's sends just queued goes out now */
 }
 
+/* A generate request whose answer has not been fully written. */
+static bool http_busy(const moe_front *f)
+{
+    for (const moe_front_client *cl = ((const hfront *)f)->clients; cl; cl = cl->next)
+        if (cl->n > 0) return true;
+    return false;
+}
+
 static const char *http_endpoint(const moe_front *f) { return ((const hfront *)f)->endpoint; }
 
 static void http_close(moe_front *f)
@@ -616,6 +624,7 @@ static const moe_front_ops HTTP_OPS = {
     .send_chunk = http_send_chunk,
     .send_finish = http_send_finish,
     .send_error = http_send_error,
+    .busy = http_busy,
     .endpoint = http_endpoint,
     .close = http_close,
 };

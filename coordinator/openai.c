@@ -43,7 +43,13 @@ int moe_oai_error_set(moe_oai_error *e, int status, const char *code, const char
 
 void moe_oai_error_from_code(moe_oai_error *e, int code, const char *msg)
 {
-    moe_oai_error_set(e, moe_msg_code_http_status(code), moe_msg_code_name(code), NULL, "%s", msg ? msg : "");
+    moe_oai_error_set(e, moe_msg_code_http_status(code), e->code_buf, NULL, "%s", msg ? msg : "");
+    /* the protocol's name in lower case: "queue_full" */
+    const char *name = moe_msg_code_name(code);
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof e->code_buf; i++)
+        e->code_buf[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    e->code_buf[i] = 0;
 }
 
 /* A JSON string of bytes that may not be valid UTF-8: invalid bytes become
@@ -172,7 +178,7 @@ static int parse_prompt(moe_oai_request *r, json_t *v, const moe_msg_limits *lim
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_array_get(v, i);
         if (json_is_string(x) || json_is_array(x))
-            return bad(e, "prompt", "several prompts in one request are not supported; send one request each");
+            return bad(e, "prompt", "element %zu is a prompt: several prompts in one request are not supported; send one request each", i);
         if (!json_is_integer(x)) return bad(e, "prompt", "element %zu is not a token id", i);
         const long long id = json_integer_value(x);
         if (id < 0 || (lim->vocab_size && id >= (long long)lim->vocab_size))
@@ -311,8 +317,9 @@ static int parse_fields(moe_oai_request *r, const moe_msg_limits *lim, moe_oai_e
     if (get_sampling(o, "repetition_penalty", MOE_SP_REPEAT_PENALTY, &s->sampling, e)) return MOE_ERR;
     json_t *seed = field(o, "seed");
     if (seed) {
-        if (!json_is_integer(seed) || json_integer_value(seed) < 0)
-            return bad(e, "seed", "must be a non-negative integer");
+        if (!json_is_integer(seed)) return bad(e, "seed", "must be an integer");
+        if (json_integer_value(seed) < 0)
+            return bad(e, "seed", "%lld is negative: seeds are in [0, 2^63)", (long long)json_integer_value(seed));
         r->seeded = true;
         r->seed = (uint64_t)json_integer_value(seed);
     }
@@ -355,7 +362,7 @@ static int parse_fields(moe_oai_request *r, const moe_msg_limits *lim, moe_oai_e
 static int parse_root(json_t **root, const char *body, size_t len, moe_oai_error *e)
 {
     json_error_t je;
-    *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!*root)
         return moe_oai_error_set(e, 400, "invalid_json", NULL, "the body is not valid JSON: %s (line %d, column %d)",
                                  je.text, je.line, je.column);

@@ -31,7 +31,8 @@ typedef enum { MOE_OAI_COMPLETION = 0, MOE_OAI_CHAT } moe_oai_kind;
 typedef struct moe_oai_error {
     int status;               /* 400, 401, 404, 405, 413, 429, 503 ... */
     const char *type;         /* "invalid_request_error" ...; static */
-    const char *code;         /* a short code, or NULL; static */
+    const char *code;         /* a short code, or NULL; static or code_buf */
+    char code_buf[32];
     char param[64];           /* the field at fault, or "" */
     char message[MOE_ERR_MSG_MAX];
 } moe_oai_error;

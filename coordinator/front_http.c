@@ -90,8 +90,12 @@ static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, cons
     return rc;
 }
 
+/* JSON with a newline after it, so that curl's output ends its line. */
 static enum MHD_Result answer_json(struct MHD_Connection *conn, unsigned status, char *json)
 {
+    const size_t n = strlen(json);
+    json = moe_xrealloc(json, n + 2);
+    memcpy(json + n, "\n", 2);
     return answer(conn, status, "application/json", json);
 }
 

@@ -5,7 +5,7 @@
 # chat template, so text and chat prompts work; every greedy or seeded
 # answer is compared with moe-run's for the same prompt.
 #
-#   http_test.sh generate | errors | health | disconnect
+#   http_test.sh generate | errors | health | disconnect | queuefull
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -323,6 +323,29 @@ disconnect)
   done
   jq -r '.error.message' "$tmp/body" | grep -q "no worker rank is alive" || fail "health with no rank: $(cat "$tmp/body")"
   echo "ok: no live rank: $(jq -r '.error.message' "$tmp/body")"
+  ;;
+queuefull)
+  # one running, one queued: the next is 429 queue_full; with n=2 the choice
+  # that found room is released with the refusal
+  start_coord --queue 1 --max-running 1
+  start_workers
+  curl -sN "$url/v1/completions" -d '{"prompt": "Hi", "max_tokens": 4000, "stream": true}' > "$tmp/a.out" &
+  a=$!; pids+=("$a")
+  wait_for "$tmp/a.out" "^data: " 30 || fail "the first stream never started"
+  curl -sN "$url/v1/completions" -d '{"prompt": "Ho", "max_tokens": 10, "stream": true}' > "$tmp/b.out" &
+  b=$!; pids+=("$b")
+  waiting() { curl -s "$url/metrics" | awk '$1 ~ /^moe:num_requests_waiting/ { print $2 }'; }
+  for _ in $(seq 1 200); do [ "$(waiting)" = 1 ] && break; sleep 0.05; done
+  [ "$(waiting)" = 1 ] || fail "the second request never queued"
+  post /v1/completions '{"prompt": "a", "max_tokens": 1}'
+  [ "$status" = 429 ] && grep -q '"code":"queue_full"' "$tmp/body" || fail "a third request: $status $(cat "$tmp/body")"
+  kill -KILL "$b"
+  for _ in $(seq 1 200); do [ "$(waiting)" = 0 ] && break; sleep 0.05; done
+  post /v1/completions '{"prompt": "a", "max_tokens": 1, "n": 2}'
+  [ "$status" = 429 ] || fail "n=2 with room for one: $status $(cat "$tmp/body")"
+  wait_for "$tmp/coord.err" "a client had a choice refused; released 1" 10 || fail "the admitted choice was not released"
+  [ "$(waiting)" = 0 ] || fail "the admitted choice stayed queued"
+  echo "ok: a full queue is 429 queue_full; a refused choice releases its admitted sibling"
   ;;
 *) echo "unknown check $1"; exit 2 ;;
 esac

@@ -32,6 +32,7 @@ typedef struct choice {
     int code;                 /* of an error end (MOE__CODE__*) */
     char *message;
     int prompt_tokens, completion_tokens;
+    size_t text_offset;       /* streamed logprobs: the text_offset the next chunk starts at */
 } choice;
 
 typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS } route;
@@ -240,7 +241,8 @@ static int http_send_chunk(moe_front *f, moe_front_client *cl, const char *reque
     if (!first && ch->text_len == 0 && !ch->logprobs) return MOE_FRONT_SENT;
     const int index = (int)(c - cl->ch);
     moe_oai_choice oc = {.index = index, .text = ch->text, .text_len = ch->text_len, .lp = ch->logprobs,
-                         .n_lp = ch->logprobs ? ch->n_ids : 0};
+                         .n_lp = ch->logprobs ? ch->n_ids : 0, .text_offset = c->text_offset,
+                         .text_end = &c->text_offset};
     if (first && cl->prompt_text) {
         oc.prompt_text = cl->prompt_text;
         oc.prompt_text_len = cl->prompt_len;

@@ -557,7 +557,7 @@ static json_t *lp_num(float v) { return isfinite(v) ? json_real(v) : json_null()
 static json_t *completion_logprobs(const moe_oai_render *rd, const moe_oai_choice *c)
 {
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
-    size_t off = 0;
+    size_t off = c->text_offset;
     for (int pass = 0; pass < 2; pass++) {
         const moe_token_logprobs *lp = pass ? c->lp : c->prompt_lp;
         const int n = pass ? c->n_lp : c->n_prompt_lp;
@@ -584,6 +584,7 @@ static json_t *completion_logprobs(const moe_oai_render *rd, const moe_oai_choic
             if (rd->token_text && rd->token_text(rd->token_ctx, t->id, &len)) off += len;
         }
     }
+    if (c->text_end) *c->text_end = off;
     json_t *o = json_object();
     json_object_set_new(o, "tokens", tokens);
     json_object_set_new(o, "token_logprobs", lps);

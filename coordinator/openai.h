@@ -108,6 +108,9 @@ typedef struct moe_oai_choice {
     const char *prompt_text;  /* echo: before the completion's text (counted in text_offset) */
     size_t prompt_text_len;
     const char *finish;       /* "stop" / "length", or NULL (a chunk before the end) */
+    size_t text_offset;       /* completions' logprobs: text_offset of the first entry (a stream's
+                                 later chunk continues where the one before ended) */
+    size_t *text_end;         /* or NULL: where the next chunk's offsets start */
 } moe_oai_choice;
 
 typedef struct moe_oai_usage {

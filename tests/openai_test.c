@@ -177,6 +177,14 @@ static void test_write_completion(void)
     CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")) == 4);
     json_decref(j);
     free(s);
+    /* a stream's later chunk continues the offsets */
+    size_t end = 0;
+    moe_oai_choice later = {.index = 0, .text = "cd", .text_len = 2, .lp = out, .n_lp = 1, .text_offset = 7,
+                            .text_end = &end};
+    s = moe_oai_chunk_json(&rd, &later, false);
+    CHECK_MSG(strstr(s, "\"text_offset\":[7]") != NULL, "%s", s);
+    CHECK(end == 9);
+    free(s);
 }
 
 static void test_write_chat(void)

@@ -288,7 +288,7 @@ health)
   start_workers
   [ "$(curl -s -o "$tmp/body" -w '%{http_code}' "$url/health")" = 200 ] || fail "health when ready: $(cat "$tmp/body")"
   # draining: a long stream runs, SIGTERM, health is 503 and new requests are refused
-  curl -sN "$url/v1/completions" -d '{"prompt": "Hi", "max_tokens": 1500, "stream": true}' > "$tmp/long.out" &
+  curl -sN "$url/v1/completions" -d '{"prompt": "Hi", "max_tokens": 2500, "stream": true}' > "$tmp/long.out" &
   long=$!; pids+=("$long")
   wait_for "$tmp/long.out" "^data: " 30 || fail "the long stream never started"
   kill -TERM "$coord"

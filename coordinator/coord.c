@@ -46,6 +46,7 @@ struct moe_coord {
     int n_reqs, cap_reqs;
     bool draining;
     moe_cmetrics *cm;
+    char health[128];         /* the reason on_health gives */
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -112,7 +113,7 @@ static bool flush_one(moe_coord *c, entry *e)
 {
     if (e->finished) return true;
     moe_req *r = e->r;
-    moe_request_chunk ch;
+    moe_request_chunk ch = {0};
     const bool has = moe_request_next_chunk(e->q, r->out, &r->n_out, &ch);
     /* a stop string found just now: the rank stops at once, and no later
      * token can be taken while the end is being reported */
@@ -249,6 +250,25 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
     else moe_log(MOE_LOG_DEBUG, "a client %s (none of its requests was in flight)", why);
 }
 
+static const char *on_health(void *ctx)
+{
+    moe_coord *c = ctx;
+    if (c->draining) return "draining: the server is shutting down";
+    if (!moe_workers_ready(c->w)) {
+        snprintf(c->health, sizeof c->health, "starting: waiting for %d of %lld worker ranks to say hello",
+                 (int)c->cfg.ranks - moe_workers_n_known(c->w), (long long)c->cfg.ranks);
+        return c->health;
+    }
+    if (!moe_workers_any_alive(c->w)) return "no worker rank is alive; the worker job must be restarted";
+    return NULL;
+}
+
+/* GET /metrics: the whole registry (docs/metrics.md). */
+static void on_metrics(void *ctx, FILE *out)
+{
+    moe_coord_metrics_write(ctx, out);
+}
+
 /* ---- what the worker side reports --------------------------------------------------- */
 
 /* Its running requests end with WORKER_LOST (the scheduler ends them next). */
@@ -285,8 +305,9 @@ static void on_context(void *ctx, int rank, uint32_t max_context)
 static void on_ready(void *ctx)
 {
     moe_coord *c = ctx;
-    printf("moe-coordinator: ready: clients at %s, %lld worker ranks\n",
-           c->n_fronts ? c->fronts[0]->ops->endpoint(c->fronts[0]) : "(none)", (long long)c->cfg.ranks);
+    printf("moe-coordinator: ready: clients at ");
+    for (int i = 0; i < c->n_fronts; i++) printf("%s%s", i ? ", " : "", c->fronts[i]->ops->endpoint(c->fronts[i]));
+    printf("%s, %lld worker ranks\n", c->n_fronts ? "" : "(none)", (long long)c->cfg.ranks);
     fflush(stdout);
 }
 
@@ -325,6 +346,10 @@ static int load_model(moe_coord *c, moe_err *err)
     moe_err nerr;
     if (moe_gguf_get_str(c->g, "general.name", &name, &nlen, &nerr) == MOE_OK)
         snprintf(c->model_name, sizeof c->model_name, "%.*s", (int)(nlen < 255 ? nlen : 255), name);
+    if (!c->model_name[0]) { /* no name in the file: its file name (the HTTP API's model id) */
+        const char *base = strrchr(path, '/');
+        snprintf(c->model_name, sizeof c->model_name, "%s", base ? base + 1 : path);
+    }
     uint64_t ctx = 4096;
     moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &nerr);
     moe_request_model *m = &c->model;
@@ -410,7 +435,12 @@ const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_
 
 moe_front_sink moe_coord_front_sink(moe_coord *c)
 {
-    return (moe_front_sink){.ctx = c, .generate = on_generate, .cancel = on_cancel, .client_gone = on_client_gone};
+    return (moe_front_sink){.ctx = c,
+                            .generate = on_generate,
+                            .cancel = on_cancel,
+                            .client_gone = on_client_gone,
+                            .health = on_health,
+                            .metrics = on_metrics};
 }
 
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
@@ -422,13 +452,21 @@ int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
 
 void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
 {
-    double t_house = 0;
+    double t_house = 0, t_idle = 0;
     for (;;) {
         if (*term && !c->draining) {
             c->draining = true;
             moe_log(MOE_LOG_INFO, "draining: %d requests in flight", c->n_reqs);
         }
-        if (c->draining && c->n_reqs == 0) break;
+        if (c->draining && c->n_reqs == 0) {
+            /* the last answers reach their clients (a front end that writes
+             * them after the Finish: HTTP), within a bound for slow readers */
+            bool busy = false;
+            for (int i = 0; i < c->n_fronts; i++)
+                busy |= c->fronts[i]->ops->busy && c->fronts[i]->ops->busy(c->fronts[i]);
+            if (t_idle == 0) t_idle = moe_now();
+            if (!busy || moe_now() - t_idle > 10) break;
+        }
         moe_link_poll_item pi[1 + 2 * MAX_FRONTS];
         int n = 0;
         moe_workers_poll_item(c->w, &pi[n++]);

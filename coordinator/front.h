@@ -17,6 +17,7 @@
 #define MOE_COORD_FRONT_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "link.h"
 #include "request.h"
@@ -34,6 +35,11 @@ typedef struct moe_front_sink {
      * requests end and nothing more is sent.  The handle is freed after
      * this returns. */
     void (*client_gone)(void *ctx, moe_front *f, moe_front_client *cl, const char *why);
+    /* NULL when the server takes requests (every rank has said hello, one
+     * is alive, not draining); else why not ("starting: ..."). */
+    const char *(*health)(void *ctx);
+    /* The server's metrics in Prometheus text format 0.0.4. */
+    void (*metrics)(void *ctx, FILE *out);
 } moe_front_sink;
 
 /* Results of a send. */
@@ -51,6 +57,9 @@ typedef struct moe_front_ops {
     /* A refusal of a request (or of a frame, request_id NULL).  A client
      * that is not reading gets it later, not never. */
     void (*send_error)(moe_front *f, moe_front_client *cl, const char *request_id, int code, const char *msg);
+    /* Answers still being written (NULL: never); a draining loop waits
+     * for them before it exits. */
+    bool (*busy)(const moe_front *f);
     /* Where clients connect, for the logs. */
     const char *(*endpoint)(const moe_front *f);
     /* Optional (NULL: "-"): the client's name for the logs, e.g.

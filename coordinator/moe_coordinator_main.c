@@ -5,7 +5,8 @@
  *
  *   moe-coordinator --model FILE.gguf --listen EP --workers EP --ranks N
  *
- * Two ROUTER links: clients connect to --listen, the ranks of the worker
+ * Clients come over ZMQ (--listen, moe-client) and/or HTTP (--http, the
+ * OpenAI API, front_http.h).  Two ROUTER links: clients connect to --listen, the ranks of the worker
  * job (moe-worker --coordinator) to --workers.  Nothing is silently dropped
  * (ROUTER_MANDATORY); a client that reads slowly gets back-pressure: its
  * tokens wait here (the scheduler keeps every emitted token) until it can
@@ -21,7 +22,7 @@
  *
  * This file parses the flags and wires the parts together: the loop
  * (coord.h), which owns the model, the scheduler and the worker side
- * (workers.h), and the client front end (front_zmq.h).
+ * (workers.h), and the client front ends (front_zmq.h, front_http.h).
  */
 #include <signal.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "coord.h"
+#include "front_http.h"
 #include "front_zmq.h"
 #include "msg.h"
 
@@ -37,7 +39,11 @@ static void usage(FILE *f)
     fputs("usage: moe-coordinator --model FILE.gguf [options]\n"
           "Serves a worker job (moe-worker --coordinator) to clients (moe-client).\n"
           "  --model FILE           the GGUF the workers run (for its tokenizer and limits)\n"
-          "  --listen EP            client endpoint (default tcp://127.0.0.1:5555)\n"
+          "  --listen EP            ZMQ client endpoint (default tcp://127.0.0.1:5555; none: no ZMQ clients)\n"
+          "  --http HOST:PORT       also serve the OpenAI-compatible HTTP API there (PORT 0: any free port,\n"
+          "                         printed in the ready line); see docs/http.md\n"
+          "  --api-key KEY          HTTP clients must send Authorization: Bearer KEY (/v1, /tokenize, /detokenize)\n"
+          "  --max-body BYTES       largest HTTP request body (default 1 MiB; 413 above)\n"
           "  --workers EP           worker endpoint (default tcp://127.0.0.1:5556)\n"
           "  --ranks N              ranks in the worker job (default 1); ready when all said hello\n"
           "  --queue N              queued requests before new ones are refused (default 256)\n"
@@ -55,9 +61,9 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *model, *listen, *workers, *metrics_file;
+    const char *model, *listen, *workers, *metrics_file, *http, *api_key;
     moe_log_format log_format;
-    int64_t ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
+    int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -73,6 +79,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->client_timeout_ms = 10000;
     o->worker_timeout_ms = 5000;
     o->client_hwm = 1000;
+    o->max_body = 1 << 20;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
@@ -83,6 +90,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--worker-timeout-ms", offsetof(opts, worker_timeout_ms), 100, 86400000},
         {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
         {"--client-sndbuf", offsetof(opts, client_sndbuf), 0, 1 << 30},
+        {"--max-body", offsetof(opts, max_body), 1, 1 << 30},
     };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -106,9 +114,15 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
             else if (!strcmp(v, "json")) o->log_format = MOE_LOG_JSON;
             else return moe_err_set(err, "--log-format: '%s' is neither text nor json", v);
         }
+        else if (!strcmp(f, "--http")) o->http = v;
+        else if (!strcmp(f, "--api-key")) o->api_key = v;
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
+    if (!strcmp(o->listen, "none")) o->listen = NULL;
+    if (!o->listen && !o->http) return moe_err_set(err, "--listen none needs --http (no client could connect)");
+    if (o->api_key && !o->http) return moe_err_set(err, "--api-key is for --http");
+    if (o->api_key && !o->api_key[0]) return moe_err_set(err, "--api-key: empty key");
     return MOE_OK;
 }
 
@@ -133,22 +147,41 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;
-    const moe_front_zmq_cfg zc = {
-        .endpoint = o->listen,
-        .model_name = moe_coord_model_name(c),
-        .client_hwm = o->client_hwm,
-        .client_sndbuf = o->client_sndbuf,
-        .client_timeout_ms = o->client_timeout_ms,
-    };
     const moe_front_sink sink = moe_coord_front_sink(c);
     moe_front *front;
-    if (moe_front_zmq_open(&front, moe_coord_link_ctx(c), &zc, moe_coord_model(c), &sink, err))
-        return moe_err_prefix(err, "--listen");
-    if (moe_coord_add_front(c, front, err)) {
-        front->ops->close(front);
-        return MOE_ERR;
+    char where[512] = "";
+    if (o->listen) {
+        const moe_front_zmq_cfg zc = {
+            .endpoint = o->listen,
+            .model_name = moe_coord_model_name(c),
+            .client_hwm = o->client_hwm,
+            .client_sndbuf = o->client_sndbuf,
+            .client_timeout_ms = o->client_timeout_ms,
+        };
+        if (moe_front_zmq_open(&front, moe_coord_link_ctx(c), &zc, moe_coord_model(c), &sink, err))
+            return moe_err_prefix(err, "--listen");
+        if (moe_coord_add_front(c, front, err)) {
+            front->ops->close(front);
+            return MOE_ERR;
+        }
+        snprintf(where, sizeof where, "%s", front->ops->endpoint(front));
     }
-    moe_log(MOE_LOG_INFO, "clients at %s, workers at %s, waiting for %lld ranks", front->ops->endpoint(front),
+    if (o->http) {
+        const moe_front_http_cfg hc = {
+            .listen = o->http,
+            .model_name = moe_coord_model_name(c),
+            .api_key = o->api_key,
+            .max_body = o->max_body,
+        };
+        if (moe_front_http_open(&front, &hc, moe_coord_model(c), &sink, err)) return moe_err_prefix(err, "--http");
+        if (moe_coord_add_front(c, front, err)) {
+            front->ops->close(front);
+            return MOE_ERR;
+        }
+        const size_t l = strlen(where);
+        snprintf(where + l, sizeof where - l, "%s%s", l ? ", " : "", front->ops->endpoint(front));
+    }
+    moe_log(MOE_LOG_INFO, "clients at %s, workers at %s, waiting for %lld ranks", where,
             moe_coord_workers_endpoint(c), (long long)o->ranks);
     return MOE_OK;
 }

@@ -310,6 +310,13 @@ bool moe_workers_any_alive(const moe_workers *w)
     return false;
 }
 
+int moe_workers_n_known(const moe_workers *w)
+{
+    int n = 0;
+    for (int k = 0; k < w->cfg.n_ranks; k++) n += w->ranks[k].known;
+    return n;
+}
+
 void moe_workers_poll_item(moe_workers *w, moe_link_poll_item *item)
 {
     memset(item, 0, sizeof *item);

@@ -93,5 +93,6 @@ bool moe_workers_ready(const moe_workers *w);      /* every rank has said hello 
 bool moe_workers_any_alive(const moe_workers *w);
 /* Rank k has said hello and not been lost since. */
 bool moe_workers_rank_alive(const moe_workers *w, int k);
+int moe_workers_n_known(const moe_workers *w);     /* ranks that have said hello */
 
 #endif

@@ -6,10 +6,12 @@
 # and then stops the worker job.
 #
 #   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
-#                   [--listen EP] [--workers EP] [--workers-connect EP]
+#                   [--listen EP] [--http HOST:PORT] [--workers EP] [--workers-connect EP]
 #                   [--threads T] [--bin DIR] [-- extra moe-worker flags]
 #
 # --listen    client endpoint (default tcp://127.0.0.1:5555)
+# --http      the OpenAI-compatible HTTP API (default 127.0.0.1:8000; port 0:
+#             any free one; none: no HTTP)
 # --workers   where the coordinator listens for ranks (default tcp://127.0.0.1:5556;
 #             with a hostfile use e.g. tcp://0.0.0.0:5556)
 # --workers-connect  what the ranks connect to (default: --workers; with a
@@ -17,7 +19,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/release/bin
-model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" workers="tcp://127.0.0.1:5556" connect="" threads=1
+model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
 extra=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --ranks) ranks=$2; shift 2 ;;
     --hostfile) hostfile=$2; shift 2 ;;
     --listen) listen=$2; shift 2 ;;
+    --http) http=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --workers-connect) connect=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -58,7 +61,9 @@ stop() {
 trap stop INT TERM EXIT
 
 # the coordinator (its stderr goes to ours: joins, warnings, drain)
-"$bin/moe-coordinator" --model "$model" --listen "$listen" --workers "$workers" --ranks "$ranks" \
+http_flags=()
+[ "$http" = none ] || http_flags=(--http "$http")
+"$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" --ranks "$ranks" \
     > "$run/coord.out" &
 coord_pid=$!
 
@@ -79,6 +84,9 @@ grep -q "moe-coordinator: ready" "$run/coord.out" || { echo "serve: not ready af
 cat "$run/coord.out"
 echo "serve: ready. Send a request with:"
 echo "  $bin/moe-client --connect $listen --prompt 'Hello, world' --max-tokens 32"
+# the bound address (port 0 becomes a real one) is in the ready line
+url=$(grep -Eo 'http://[^, ]+' "$run/coord.out" | head -1 || true)
+[ -z "$url" ] || echo "  curl $url/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Hello, world\", \"max_tokens\": 32}'"
 echo "serve: Ctrl-C (or SIGTERM) drains and stops."
 wait "$coord_pid" || true
 coord_pid=""

@@ -219,7 +219,7 @@ main_job)
     [ "$(printf '%s\n' "$h" | grep -c .)" -ge 3 ] || fail "$s --help is too short: $h"
   done
   # The README's main-job command, as a user runs it.
-  setsid "$root/scripts/quickstart.sh" --model-dir "$tmp" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" \
+  setsid "$root/scripts/quickstart.sh" --model-dir "$tmp" --listen "ipc://$tmp/c" --http 127.0.0.1:0 --workers "ipc://$tmp/w" \
       > "$tmp/qs.out" 2>&1 &
   qs=$!; pids+=("$qs")
   wait_for "$tmp/qs.out" "serve: ready" 300 || fail "the main job never became ready"
@@ -234,6 +234,11 @@ main_job)
       || fail "a chat request to the default model failed: $(cat "$tmp/chat.usage")"
   grep -q "finish: " "$tmp/chat.usage" || fail "chat: no finish"
   echo "chat: $chat"; cat "$tmp/chat.usage"
+  # the curl line it printed, run as printed
+  line=$(grep -E "^  curl http://" "$tmp/qs.out") || fail "no curl line: $(cat "$tmp/qs.out")"
+  answer=$(bash -c "$line") || fail "the printed curl line failed: $line"
+  printf '%s' "$answer" | grep -q '"object":"text_completion"' || fail "the curl line's answer: $answer"
+  echo "curl: $answer"
   kill -TERM "$qs"
   wait "$qs"; rc=$?
   [ "$rc" = 0 ] || fail "the main job exited $rc after SIGTERM"

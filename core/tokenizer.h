@@ -145,4 +145,10 @@ int moe_tok_stream_push(moe_tok_stream *s, int32_t id, const char **text, size_t
 void moe_tok_stream_flush(moe_tok_stream *s, const char **text, size_t *len);
 void moe_tok_stream_reset(moe_tok_stream *s);
 
+/* The text a server's client gets for ids: the streaming decoder's output
+ * with control tokens left out, whole (valid UTF-8, NUL-terminated).  moe-run
+ * --text and moe-tokenize --decode --served print it. */
+int moe_tokenizer_decode_served(const moe_tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len,
+                                moe_err *err);
+
 #endif

@@ -29,6 +29,8 @@ static void usage(FILE *f)
             "  --special            match special-token texts (e.g. <｜User｜>) in the input\n"
             "  --pieces             print one token per line: id, TAB, its text (escaped)\n"
             "  --decode             read ids (whitespace-separated) from stdin, write the text\n"
+            "  --served             with --decode: the text as the server's clients get it (control\n"
+            "                       tokens left out, invalid UTF-8 as U+FFFD)\n"
             "  --chat FILE.json     render {\"messages\":[{\"role\":..,\"content\":..}],\n"
             "                       \"add_generation_prompt\":bool} with the model's chat\n"
             "                       template and print its ids (special tokens matched, one BOS);\n"
@@ -94,7 +96,7 @@ static void print_ids(const moe_tokenizer *tok, const moe_tokens *ids, bool piec
     if (!pieces) putchar('\n');
 }
 
-static int decode_stdin(const moe_tokenizer *tok, moe_err *err)
+static int decode_stdin(const moe_tokenizer *tok, bool served, moe_err *err)
 {
     size_t len;
     char *in = read_stdin(&len, err);
@@ -121,7 +123,9 @@ static int decode_stdin(const moe_tokenizer *tok, moe_err *err)
     if (rc == MOE_OK && (size_t)(p - in) != len) rc = moe_err_set(err, "stdin holds a NUL byte");
     char *text = NULL;
     size_t tl = 0;
-    if (rc == MOE_OK) rc = moe_tokenizer_decode(tok, ids.ids, ids.n, &text, &tl, err);
+    if (rc == MOE_OK)
+        rc = served ? moe_tokenizer_decode_served(tok, ids.ids, ids.n, &text, &tl, err)
+                    : moe_tokenizer_decode(tok, ids.ids, ids.n, &text, &tl, err);
     if (rc == MOE_OK) fwrite(text, 1, tl, stdout);
     free(text);
     free(in);
@@ -171,7 +175,7 @@ static int chat_file(const moe_gguf *g, const moe_tokenizer *tok, const char *pa
 int main(int argc, char **argv)
 {
     const char *model = NULL, *chat = NULL, *tmpl = NULL;
-    bool bos = false, special = false, pieces = false, decode = false, render = false;
+    bool bos = false, special = false, pieces = false, decode = false, render = false, served = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -184,6 +188,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--special")) special = true;
         else if (!strcmp(a, "--pieces")) pieces = true;
         else if (!strcmp(a, "--decode")) decode = true;
+        else if (!strcmp(a, "--served")) served = true;
         else if (!strcmp(a, "--render")) render = true;
         else {
             fprintf(stderr, "moe-tokenize: %s '%s' (see --help)\n",
@@ -197,6 +202,10 @@ int main(int argc, char **argv)
     }
     if (decode && chat) {
         fprintf(stderr, "moe-tokenize: --decode and --chat do not go together\n");
+        return 2;
+    }
+    if (served && !decode) {
+        fprintf(stderr, "moe-tokenize: --served needs --decode\n");
         return 2;
     }
     if ((render || tmpl) && !chat) {
@@ -216,7 +225,7 @@ int main(int argc, char **argv)
     if (rc == MOE_OK) rc = moe_tokenizer_load(&tok, g, &err);
     if (rc == MOE_OK) {
         if (decode) {
-            rc = decode_stdin(tok, &err);
+            rc = decode_stdin(tok, served, &err);
         } else if (chat) {
             rc = chat_file(g, tok, chat, tmpl, render, pieces, &err);
         } else {

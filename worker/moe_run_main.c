@@ -33,7 +33,8 @@ static void usage(FILE *f)
           "  --chat FILE.json      {\"messages\":[{\"role\":..,\"content\":..}],\"add_generation_prompt\":true}\n"
           "                        rendered with the model's chat template (deepseek-v3 / -v2)\n"
           "                        (BOS as the file says, special-token texts matched)\n"
-          "  --text                print the generated text instead of ids\n"
+          "  --text                print the generated text instead of ids (as the server's clients\n"
+          "                        get it: valid UTF-8, control tokens such as EOS left out)\n"
           "  -n N                  tokens to generate (default 16; 0 = none)\n"
           "  --temp T              temperature (default 0 = greedy)\n"
           "  --top-k K             keep the K most likely tokens (0 = off)\n"
@@ -364,10 +365,10 @@ int main(int argc, char **argv)
         goto done;
     }
     if (moe_engine_init(&e, m, &o, &err) || run(&a, e, &o, toks, n_tok, &out, &err)) goto done;
-    if (a.text) {
+    if (a.text) { /* the text a client of the server gets */
         char *txt = NULL;
         size_t len = 0;
-        if (moe_tokenizer_decode(tokz, out.out, (size_t)out.n_out, &txt, &len, &err)) goto done;
+        if (moe_tokenizer_decode_served(tokz, out.out, (size_t)out.n_out, &txt, &len, &err)) goto done;
         fwrite(txt, 1, len, stdout);
         free(txt);
     }

@@ -3,6 +3,7 @@
  * (moe_tokenizer_decode), and the streaming detokenizer (moe_tok_stream_*):
  * token bytes in, complete UTF-8 out, incomplete sequences held back.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,4 +115,37 @@ void moe_tok_stream_flush(moe_tok_stream *s, const char **text, size_t *len)
         *len = 3;
     }
     s->n_pend = 0;
+}
+
+int moe_tokenizer_decode_served(const moe_tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len,
+                                moe_err *err)
+{
+    *out = NULL;
+    moe_tok_stream *ts = NULL;
+    if (moe_tok_stream_init(&ts, t, MOE_TOK_STREAM_SKIP_CONTROL, err)) return MOE_ERR;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        moe_tok_stream_free(ts);
+        return moe_err_set(err, "out of memory");
+    }
+    const char *piece;
+    size_t pl;
+    int rc = MOE_OK;
+    for (size_t i = 0; i < n && rc == MOE_OK; i++)
+        if ((rc = moe_tok_stream_push(ts, ids[i], &piece, &pl, err)) == MOE_OK) fwrite(piece, 1, pl, f);
+    if (rc == MOE_OK) {
+        moe_tok_stream_flush(ts, &piece, &pl);
+        fwrite(piece, 1, pl, f);
+    }
+    moe_tok_stream_free(ts);
+    if (fclose(f) != 0 && rc == MOE_OK) rc = moe_err_set(err, "out of memory");
+    if (rc != MOE_OK) {
+        free(buf);
+        return MOE_ERR;
+    }
+    *out = buf;
+    if (out_len) *out_len = len;
+    return MOE_OK;
 }

@@ -623,7 +623,31 @@ static void http_close(moe_front *f)
     free(h);
 }
 
+/* "http:HOST:PORT" of the client's connection, for the request log line
+ * (the User-Agent would be the client's word, not a fact). */
+static void http_client_name(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
+{
+    (void)f;
+    snprintf(buf, n, "http:?");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cl->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)ci->client_addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(buf, n, "http:[%s]:%u", host, port);
+    } else if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)ci->client_addr;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(buf, n, "http:%s:%u", host, port);
+    }
+}
+
 static const moe_front_ops HTTP_OPS = {
+    .client_name = http_client_name,
     .poll_items = http_poll_items,
     .recv = http_recv,
     .tick = http_tick,

@@ -157,6 +157,9 @@ for g in ("moe:num_requests_running", "moe:num_requests_waiting"):
     assert s.labels == {"model_name": sys.argv[2]} and s.value == 0, (g, s)
 EOF
   ! grep -q "a client" "$tmp/coord.err" || fail "a normal answer was logged as a client going: $(grep "a client" "$tmp/coord.err")"
+  # each finished request's log line names its HTTP client (address and port)
+  grep -Eq 'request finished id=cmpl-[^ ]* client=http:127\.0\.0\.1:[0-9]+ prompt_tokens=[0-9]+ output_tokens=[0-9]+ ' "$tmp/coord.err" \
+      || fail "no request line naming its HTTP client: $(grep 'request finished' "$tmp/coord.err" | head -3)"
   echo "ok: keep-alive, /metrics parses as Prometheus text"
   ;;
 

@@ -19,6 +19,8 @@ packages=(
   curl                                # a real HTTP client in the tests
   jq                                  # the HTTP tests read JSON answers with it
   python3-prometheus-client           # the tests parse /metrics with its text parser
+  libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)
+  gnuplot-nox                         # moe-bench --plot: the PNG plots
 )
 # Node.js and npm run the official openai SDK in the tests.  A machine that
 # has them already (from Debian or elsewhere) keeps its own.

@@ -345,10 +345,11 @@ static void plots(const opts *o, const run_out *runs, size_t n_runs)
             pk, pk, pk, pk);
     for (size_t i = 0; i < n_runs; i++) {
         const moe_bench_report *r = &runs[i].rep;
-        char rs[32];
+        char rs[32], lab[48];
         rate_str(runs[i].rate, rs, sizeof rs);
-        fprintf(f, "%zu \"%s%s%d\" %d %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f\n", i, rs,
-                runs[i].conc ? "/c" : "", runs[i].conc, runs[i].conc, runs[i].mean_conc, r->dist[0].median,
+        if (runs[i].conc) snprintf(lab, sizeof lab, "%s/c%d", rs, runs[i].conc);
+        else snprintf(lab, sizeof lab, "%s", rs);
+        fprintf(f, "%zu \"%s\" %d %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f %.4f\n", i, lab, runs[i].conc, runs[i].mean_conc, r->dist[0].median,
                 r->dist[0].pct[k], r->dist[1].median, r->dist[1].pct[k], r->dist[2].median, r->dist[2].pct[k],
                 r->dist[3].median, r->dist[3].pct[k], r->output_throughput, r->request_throughput);
     }
@@ -383,11 +384,11 @@ static void plots(const opts *o, const run_out *runs, size_t n_runs)
         snprintf(png, sizeof png, "%s.png", runs[i].hist_base);
         snprintf(script, sizeof script,
                  "set terminal pngcairo size 1100,500 font ',11'\nset output '%s'\n"
-                 "set multiplot layout 1,2 title '%s: rate %s req/s%s'\nset style fill solid 0.6\nset grid\n"
-                 "stats '%s.ttft' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\n"
+                 "set multiplot layout 1,2 title '%s: rate %s req/s%s'\nset style fill solid 0.6\nset grid\nset yrange [0:*]\nset key top right box opaque\n"
+                 "stats '%s.ttft' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\nset boxwidth bw absolute\n"
                  "set xlabel 'TTFT (ms)'\nset ylabel 'requests'\nset title 'Time to first token'\n"
                  "plot '%s.ttft' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes t 'requests per bin'\n"
-                 "stats '%s.itl' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\n"
+                 "stats '%s.itl' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\nset boxwidth bw absolute\n"
                  "set xlabel 'ITL (ms)'\nset ylabel 'chunk gaps'\nset title 'Inter-token latency'\n"
                  "plot '%s.itl' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes lc 2 t 'gaps per bin'\n"
                  "unset multiplot\n",

@@ -1,0 +1,7 @@
+# moe-bench (tools/moe_bench_main.c, tools/bench/).
+# bench_stats_test: the statistics, the report, the JSON keys, arrivals,
+# prompts and the /metrics parser, against hand-computed values.
+# e2e_bench: moe-bench against a real coordinator and worker job, over HTTP
+# and ZMQ, its counts checked against the server's own /metrics.
+moe_test(NAME bench_stats_test SOURCES bench_stats_test.c LIBS moe_tools_bench LABELS unit TIMEOUT 30)
+moe_test(NAME e2e_bench LABELS e2e TIMEOUT 120 RESOURCE_LOCK cores ARGS ${CMAKE_CURRENT_SOURCE_DIR}/bench_test.sh)

@@ -382,6 +382,8 @@ static void plots(const opts *o, const run_out *runs, size_t n_runs)
         char rs[32];
         rate_str(runs[i].rate, rs, sizeof rs);
         snprintf(png, sizeof png, "%s.png", runs[i].hist_base);
+        char inflight[48] = "";
+        if (runs[i].conc) snprintf(inflight, sizeof inflight, ", at most %d in flight", runs[i].conc);
         snprintf(script, sizeof script,
                  "set terminal pngcairo size 1100,500 font ',11'\nset output '%s'\n"
                  "set multiplot layout 1,2 title '%s: rate %s req/s%s'\nset style fill solid 0.6\nset grid\nset yrange [0:*]\nset key top right box opaque\n"
@@ -392,7 +394,7 @@ static void plots(const opts *o, const run_out *runs, size_t n_runs)
                  "set xlabel 'ITL (ms)'\nset ylabel 'chunk gaps'\nset title 'Inter-token latency'\n"
                  "plot '%s.itl' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes lc 2 t 'gaps per bin'\n"
                  "unset multiplot\n",
-                 png, ttl, rs, runs[i].conc ? ", bounded concurrency" : "", runs[i].hist_base, runs[i].hist_base,
+                 png, ttl, rs, inflight, runs[i].hist_base, runs[i].hist_base,
                  runs[i].hist_base, runs[i].hist_base);
         gnuplot(script, png);
     }

@@ -297,6 +297,7 @@ typedef struct run_out {
     moe_bench_report rep;
     double mean_conc;        /* Σ E2EL / duration */
     char hist_base[512];     /* the run's histogram data, without extension */
+    size_t n_ttft, n_itl;    /* samples in it */
 } run_out;
 
 static void rate_str(double r, char *buf, size_t cap)
@@ -384,24 +385,45 @@ static void plots(const opts *o, const run_out *runs, size_t n_runs)
         snprintf(png, sizeof png, "%s.png", runs[i].hist_base);
         char inflight[48] = "";
         if (runs[i].conc) snprintf(inflight, sizeof inflight, ", at most %d in flight", runs[i].conc);
-        snprintf(script, sizeof script,
-                 "set terminal pngcairo size 1100,500 font ',11'\nset output '%s'\n"
-                 "set multiplot layout 1,2 title '%s: rate %s req/s%s'\nset style fill solid 0.6\nset grid\nset yrange [0:*]\nset key top right box opaque\n"
-                 "stats '%s.ttft' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\nset boxwidth bw absolute\n"
-                 "set xlabel 'TTFT (ms)'\nset ylabel 'requests'\nset title 'Time to first token'\n"
-                 "plot '%s.ttft' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes t 'requests per bin'\n"
-                 "stats '%s.itl' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\nif (bw <= 0) bw = 1\nset boxwidth bw absolute\n"
-                 "set xlabel 'ITL (ms)'\nset ylabel 'chunk gaps'\nset title 'Inter-token latency'\n"
-                 "plot '%s.itl' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes lc 2 t 'gaps per bin'\n"
-                 "unset multiplot\n",
-                 png, ttl, rs, inflight, runs[i].hist_base, runs[i].hist_base,
-                 runs[i].hist_base, runs[i].hist_base);
+        /* one panel per histogram; a run without samples (no chunk with
+         * text, or single-chunk answers) says so instead of failing */
+        static const char *const what[2] = {"ttft", "itl"};
+        static const char *const xl[2] = {"TTFT (ms)", "ITL (ms)"};
+        static const char *const yl[2] = {"requests", "chunk gaps"};
+        static const char *const tl[2] = {"Time to first token", "Inter-token latency"};
+        static const char *const kl[2] = {"requests per bin", "gaps per bin"};
+        size_t cnt[2] = {runs[i].n_ttft, runs[i].n_itl};
+        int len = snprintf(script, sizeof script,
+                           "set terminal pngcairo size 1100,500 font ',11'\nset output '%s'\n"
+                           "set multiplot layout 1,2 title '%s: rate %s req/s%s'\nset style fill solid 0.6\nset grid\n"
+                           "set yrange [0:*]\nset key top right box opaque\n",
+                           png, ttl, rs, inflight);
+        for (int h = 0; h < 2 && len > 0 && (size_t)len < sizeof script; h++) {
+            if (cnt[h])
+                len += snprintf(script + len, sizeof script - (size_t)len,
+                                "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\nunset label\nset key top right box opaque\n"
+                                "stats '%s.%s' u 1 nooutput\nbw = (STATS_max - STATS_min) / 30.0\n"
+                                "if (bw <= 0) bw = 1\nset boxwidth bw absolute\n"
+                                "if (STATS_max == STATS_min) set xrange [STATS_min - 1 : STATS_max + 1]; "
+                                "else set xrange [*:*]\n"
+                                "plot '%s.%s' u (bw*floor($1/bw)+bw/2):(1) smooth frequency w boxes lc %d t '%s'\n",
+                                tl[h], xl[h], yl[h], runs[i].hist_base, what[h], runs[i].hist_base, what[h], h + 1,
+                                kl[h]);
+            else
+                len += snprintf(script + len, sizeof script - (size_t)len,
+                                "set title '%s'\nset xlabel '%s'\nset ylabel '%s'\nset xrange [0:1]\nunset key\n"
+                                "set label 1 'no samples' at graph 0.5, 0.5 center\nplot [0:1] [0:1] -1 notitle\n",
+                                tl[h], xl[h], yl[h]);
+        }
+        if (len > 0 && (size_t)len < sizeof script) snprintf(script + len, sizeof script - (size_t)len, "unset multiplot\n");
         gnuplot(script, png);
     }
 }
 
-static void hist_data(const char *base, const moe_bench_rec *recs, size_t n)
+/* Writes the TTFT and ITL samples (ms); *n_ttft, *n_itl: how many. */
+static void hist_data(const char *base, const moe_bench_rec *recs, size_t n, size_t *n_ttft, size_t *n_itl)
 {
+    *n_ttft = *n_itl = 0;
     char p[600];
     snprintf(p, sizeof p, "%s.ttft", base);
     FILE *f = fopen(p, "w");
@@ -411,7 +433,9 @@ static void hist_data(const char *base, const moe_bench_rec *recs, size_t n)
         const moe_bench_rec *r = &recs[i];
         if (!r->ok || !r->n_chunks) continue;
         fprintf(f, "%.4f\n", (r->chunk_t[0] - r->t_sent) * 1000);
-        for (size_t k = 1; k < r->n_chunks; k++) fprintf(g, "%.4f\n", (r->chunk_t[k] - r->chunk_t[k - 1]) * 1000);
+        ++*n_ttft;
+        for (size_t k = 1; k < r->n_chunks; k++, ++*n_itl)
+            fprintf(g, "%.4f\n", (r->chunk_t[k] - r->chunk_t[k - 1]) * 1000);
     }
     if (f) fclose(f);
     if (g) fclose(g);
@@ -593,7 +617,7 @@ int main(int argc, char **argv)
                 }
             }
             json_decref(j);
-            if (o.plot) hist_data(ro->hist_base, recs, n);
+            if (o.plot) hist_data(ro->hist_base, recs, n, &ro->n_ttft, &ro->n_itl);
             for (size_t i = 0; i < n; i++) moe_bench_rec_free(&recs[i]);
         }
     if (o.plot && n_runs) plots(&o, runs, n_runs);

@@ -104,6 +104,16 @@ check_run zmq "$tmp/zmq.out" "$base_r" "$base_g" "$base_p"
   || fail "HTTP and ZMQ sent different prompts"
 echo "ok: ZMQ: the same prompts, counts equal to the server's /metrics"
 
+# no model file: random prompts from the ids of the server's /tokenize, still
+# token-exact (the server counts what the report says)
+base_p=$(metric moe:prompt_tokens_total)
+"$bin/moe-bench" --base-url "$url" --random-input-len 20 --random-output-len 3 --num-prompts 5 --num-warmups 0 \
+    --disable-tqdm > "$tmp/tok.out" 2> "$tmp/tok.err" || fail "moe-bench without --tokenizer: $?"
+grep -q "random prompts from [0-9]* distinct ids of the server's /tokenize" "$tmp/tok.err" || fail "no /tokenize vocabulary"
+[ "$(( $(metric moe:prompt_tokens_total) - base_p ))" = 100 ] && grep -q '^Total input tokens: *100 *$' "$tmp/tok.out" \
+  || fail "/tokenize prompts: not 5 x 20 tokens: $(grep 'Total input' "$tmp/tok.out")"
+echo "ok: without the model file, prompts from /tokenize ids, 5 x 20 tokens as the server counted"
+
 # a server that is not there: every request fails, exit 1, the block says so
 "$bin/moe-bench" --base-url http://127.0.0.1:1 --metrics-url none --tokenizer "$model" --num-prompts 3 \
     --random-input-len 4 --random-output-len 2 --num-warmups 0 --disable-tqdm > "$tmp/down.out" 2> "$tmp/down.err"

@@ -57,7 +57,8 @@ static void usage(FILE *f)
 "  --model NAME               the request's \"model\" field (default: left out)\n"
 "  --api-key KEY              a bearer token (default: $OPENAI_API_KEY)\n"
 "  --tokenizer GGUF           the model file whose vocabulary builds random prompts and\n"
-"                             counts ShareGPT tokens (alias --model-file)\n"
+"                             counts ShareGPT tokens (alias --model-file); without it, random\n"
+"                             prompts to /v1/completions take their ids from BASE-URL/tokenize\n"
 "  --timeout S                a request that hears nothing for S seconds fails (600)\n"
 "Dataset:\n"
 "  --dataset-name NAME        random (default), sharegpt, shared-prefix\n"
@@ -277,7 +278,9 @@ static int parse(opts *o, int argc, char **argv)
     if (strcmp(o->dataset, "random") && strcmp(o->dataset, "sharegpt") && strcmp(o->dataset, "shared-prefix"))
         return bad("--dataset-name: '%s' is not random, sharegpt or shared-prefix%s", o->dataset, "");
     if (!strcmp(o->dataset, "sharegpt") && !o->dataset_path) return bad("--dataset-name sharegpt needs --dataset-path%s%s", "", "");
-    if (!o->tokenizer) return bad("--tokenizer GGUF is needed: the model's vocabulary builds the prompts%s%s", "", "");
+    if (!o->tokenizer && (o->connect || strcmp(o->dataset, "random") || strstr(o->endpoint, "chat")))
+        return bad("--tokenizer GGUF is needed (only random prompts to /v1/completions can do with the server's "
+                   "/tokenize)%s%s", "", "");
     if (o->metrics_url && !strcmp(o->metrics_url, "none")) o->metrics_url = NULL;
     else if (!o->metrics_url && o->base_url) {
         static char murl[700];
@@ -451,7 +454,7 @@ int main(int argc, char **argv)
     moe_err err = {{0}};
     moe_gguf *g = NULL;
     moe_tokenizer *tok = NULL;
-    if (moe_gguf_open(&g, o.tokenizer, &err) || moe_tokenizer_load(&tok, g, &err)) {
+    if (o.tokenizer && (moe_gguf_open(&g, o.tokenizer, &err) || moe_tokenizer_load(&tok, g, &err))) {
         fprintf(stderr, "moe-bench: %s: %s\n", o.tokenizer, err.msg);
         moe_gguf_close(g);
         return EXIT_FLAGS;
@@ -465,7 +468,12 @@ int main(int argc, char **argv)
     if (!strcmp(o.dataset, "sharegpt")) {
         rc = moe_bench_sharegpt(&p, n, o.dataset_path, tok, (uint32_t)o.sharegpt_out, &rng, &err);
     } else {
-        rc = moe_bench_vocab(tok, &vocab, &n_vocab, &err);
+        if (tok) {
+            rc = moe_bench_vocab(tok, &vocab, &n_vocab, &err);
+        } else {
+            rc = moe_bench_http_vocab(o.base_url, o.api_key, &vocab, &n_vocab, &err);
+            if (!rc) fprintf(stderr, "moe-bench: random prompts from %zu distinct ids of the server's /tokenize\n", n_vocab);
+        }
         if (!rc && !strcmp(o.dataset, "random"))
             rc = moe_bench_random(&p, n, (uint32_t)o.in_len, (uint32_t)o.out_len, o.range_ratio, vocab, n_vocab, &rng, &err);
         else if (!rc)
@@ -601,7 +609,7 @@ int main(int argc, char **argv)
                 json_object_set_new(j, "backend", json_string(o.base_url ? (strstr(o.endpoint, "chat") ? "openai-chat" : "openai") : "moe-zmq"));
                 json_object_set_new(j, "label", o.label ? json_string(o.label) : json_null());
                 json_object_set_new(j, "model_id", o.model ? json_string(o.model) : json_null());
-                json_object_set_new(j, "tokenizer_id", json_string(o.tokenizer));
+                json_object_set_new(j, "tokenizer_id", o.tokenizer ? json_string(o.tokenizer) : json_null());
                 json_object_set_new(j, "num_prompts", json_integer((json_int_t)n));
                 json_object_set_new(j, "request_rate", isinf(o.rates[ri]) ? json_string("inf") : json_real(o.rates[ri]));
                 json_object_set_new(j, "burstiness", json_real(o.burstiness));

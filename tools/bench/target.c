@@ -515,3 +515,125 @@ int moe_bench_target_step(moe_bench_target *t, int timeout_ms, size_t *done, siz
     *n_done = 0;
     return t->http ? http_step(t, timeout_ms, done, n_done, err) : zmq_step(t, timeout_ms, done, n_done, err);
 }
+
+/* ---- a vocabulary from /tokenize ----------------------------------------------- */
+
+static const char VOCAB_TEXT[] =
+    "The committee met on Tuesday morning to review the quarterly budget, the new hiring plan and the results of "
+    "the customer survey. Most members agreed that the engineering team needed two more people before the end of "
+    "the year, while the marketing department asked for a larger share of the advertising money. After a long "
+    "discussion about travel expenses, office space, software licences and training, the chair proposed a "
+    "compromise: every department would submit a short written summary of its needs by Friday, and the committee "
+    "would decide at its next meeting. Outside, the weather was cold and grey; a few students crossed the square "
+    "with their books, a delivery van stopped in front of the library, and somebody played an old song on a piano "
+    "near the station. History, mathematics, chemistry, music, painting, football, cooking and gardening were "
+    "among the subjects listed on the board. Numbers such as 12, 345 and 2024 appeared in the report as well.";
+
+typedef struct vbuf {
+    char *p;
+    size_t n;
+    bool over;
+} vbuf;
+
+static size_t vbuf_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+    vbuf *b = ud;
+    size_t n = size * nmemb;
+    if (b->n + n > ((size_t)1 << 20)) {
+        b->over = true;
+        return 0;
+    }
+    b->p = moe_xrealloc(b->p, b->n + n + 1);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return n;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int moe_bench_http_vocab(const char *base_url, const char *api_key, int32_t **ids, size_t *n, moe_err *err)
+{
+    *ids = NULL;
+    *n = 0;
+    size_t bl = strlen(base_url);
+    while (bl && base_url[bl - 1] == '/') bl--;
+    char *url = vdup("%.*s/tokenize", (int)bl, base_url);
+    json_t *o = json_object();
+    json_object_set_new(o, "prompt", json_string(VOCAB_TEXT));
+    json_object_set_new(o, "content", json_string(VOCAB_TEXT));
+    json_object_set_new(o, "add_special_tokens", json_false());
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    CURL *e = curl_easy_init();
+    if (!e || !body) {
+        free(url);
+        free(body);
+        if (e) curl_easy_cleanup(e);
+        return moe_err_set(err, "curl_easy_init failed");
+    }
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    if (api_key) {
+        char auth[600];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %.500s", api_key);
+        hdr = curl_slist_append(hdr, auth);
+    }
+    vbuf b = {0};
+    char eb[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, vbuf_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, eb);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(e);
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(hdr);
+    free(body);
+    int r = MOE_OK;
+    json_t *ans = NULL;
+    if (b.over) r = moe_err_set(err, "%s: an answer over 1 MiB", url);
+    else if (rc != CURLE_OK) r = moe_err_set(err, "%s: %s", url, eb[0] ? eb : curl_easy_strerror(rc));
+    else if (status != 200) r = moe_err_set(err, "%s: HTTP %ld: %.200s", url, status, b.p ? b.p : "");
+    else {
+        json_error_t je;
+        ans = json_loads(b.p ? b.p : "", 0, &je);
+        json_t *t = json_is_object(ans) ? json_object_get(ans, "tokens") : NULL;
+        size_t k = json_array_size(t);
+        if (!json_is_array(t) || !k) r = moe_err_set(err, "%s: no \"tokens\" list in the answer", url);
+        int32_t *v = r ? NULL : moe_xmalloc(k * sizeof *v);
+        size_t m = 0;
+        for (size_t i = 0; !r && i < k; i++) {
+            json_t *x = json_array_get(t, i);
+            /* llama-server may answer [{"id": n, "piece": ...}] with with_pieces */
+            if (json_is_object(x)) x = json_object_get(x, "id");
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
+                r = moe_err_set(err, "%s: token %zu is not an id", url, i);
+                break;
+            }
+            v[m++] = (int32_t)json_integer_value(x);
+        }
+        if (!r) {
+            qsort(v, m, sizeof *v, cmp_i32);
+            size_t u = 0;
+            for (size_t i = 0; i < m; i++)
+                if (!u || v[u - 1] != v[i]) v[u++] = v[i];
+            *ids = v;
+            *n = u;
+        } else {
+            free(v);
+        }
+    }
+    json_decref(ans);
+    free(b.p);
+    free(url);
+    return r;
+}

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base.h"
 #include "dataset.h"
@@ -55,5 +56,12 @@ int moe_bench_target_submit(moe_bench_target *t, size_t slot, const moe_bench_pr
  * are written to done[0..*n_done) (room for every request in flight).
  * MOE_ERR only when the target itself fails. */
 int moe_bench_target_step(moe_bench_target *t, int timeout_ms, size_t *done, size_t *n_done, moe_err *err);
+
+/* Without the model file: the distinct ids of a built-in English text as
+ * the server's POST BASE/tokenize encodes it (vLLM's {"prompt"} and
+ * llama-server's {"content"} in one body; both answer {"tokens": [...]}),
+ * a pool of real, normal tokens of the served vocabulary for random
+ * prompts.  *ids is malloc'ed. */
+int moe_bench_http_vocab(const char *base_url, const char *api_key, int32_t **ids, size_t *n, moe_err *err);
 
 #endif

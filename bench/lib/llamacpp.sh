@@ -71,7 +71,7 @@ llamacpp_describe() {
   if [ -x "$LLAMACPP_BIN/llama-completion" ]; then
     local s
     s=$("$LLAMACPP_BIN/llama-completion" -m "$1" -t "$LLAMACPP_THREADS" -n 1 -p a -no-cnv --no-warmup \
-          < /dev/null 2>&1 | grep -m1 'system_info:' | sed 's/^.*system_info:/system_info:/')
+          < /dev/null 2>&1 | grep -m1 "system_info:" | sed "s/^.*system_info:/system_info:/; s/ *$//")
     echo "llama.cpp ${s:-system_info: (llama-completion printed none)}"
   else
     echo "llama.cpp system_info: unknown (build llama-completion to print it)"

@@ -62,7 +62,10 @@ EOF
 cat > "$fake/llama-completion" << 'EOF'
 #!/usr/bin/env bash
 echo "build: noise" >&2
-echo "0.01.000 I system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 |" >&2
+echo "0.01.000 I system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 | " >&2
+# more output after the line: a reader that stops at the line must not fail
+# the script (SIGPIPE under pipefail)
+seq 1 200000 >&2
 EOF
 chmod +x "$fake"/*
 LLAMACPP_LOG=$tmp/log
@@ -83,6 +86,10 @@ desc=$(llamacpp_describe m.gguf)
 check "describe version" "$(echo "$desc" | sed -n 1p)" "llama.cpp: $fake; version: 1 (fake) built with cc for x86_64"
 check "describe system_info" "$(echo "$desc" | sed -n 2p)" \
       "llama.cpp system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 |"
+LLAMACPP_ARGS="-fa 0"
+llamacpp_tg m.gguf 64 3 > /dev/null
+check "extra args" "$(tail -n 1 "$fake/bench.args")" "-m m.gguf -t 2 -p 0 -n 64 -r 3 -o jsonl -fa 0"
+LLAMACPP_ARGS=""
 touch "$fake/fail"
 check "tg failed" "$(llamacpp_tg m.gguf 64 3)" "failed"
 rm "$fake/fail"

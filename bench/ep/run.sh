@@ -72,7 +72,7 @@ awk -v tok="$tok" 'NR == FNR { total[$1] = $2; next }
         printf "%.0f %.1f %.1f\n", bytes / tok, 100 * se / n, 100 * so / n }' "$tmp/total" "$tmp/layers" > "$tmp/ex"
 read -r bpt exshare ovshare < "$tmp/ex"
 echo "bench/ep: $(basename "$model"), 16 sequences x (32 prompt + 32 generated), median of $runs runs"
-echo "kernels: $(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$f" | head -n 1)"
+echo "kernels: $(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$f" | sed -n 1p)"
 printf '%-22s %14s\n' "configuration" "decode tok/s"
 printf '%-22s %14.2f\n' "1 rank x 2 threads" "$a"
 printf '%-22s %14.2f\n' "2 ranks x 1 thread" "$b"

@@ -152,6 +152,7 @@ for t in "${tlist[@]}"; do
 done
 [ $described = 1 ] || llamacpp_describe /dev/null
 echo
+echo "moe float: the default path; moe int8: moe-run --int8 (changes only the products with Q8_0 weights)."
 echo "moe/llama: the faster moe path over llama.cpp. $nb-sequence rows: each sequence's own $bpp-token prompt," \
      "then $btg tokens each (llama-batched-bench's S_TG)."
 if [ "$LLAMACPP_OK" = 1 ] && grep -q . "$LLAMACPP_LOG"; then

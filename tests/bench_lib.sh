@@ -96,21 +96,23 @@ rm "$fake/fail"
 
 # bench-decode --case lines
 cat > "$tmp/moe.out" << 'EOF'
-model m.gguf file_bytes=2000
+model m.gguf
+file_bytes 2000
 kernels avx2
 bytes_per_token 1000000
-bandwidth_gbs 30.000
 case act=float threads=2 seqs=1 prompt=1 gen=64 rep=1 prefill_tps=1.000 decode_tps=40.000
 case act=float threads=2 seqs=1 prompt=1 gen=64 rep=2 prefill_tps=1.000 decode_tps=60.000
 case act=float threads=2 seqs=1 prompt=1 gen=64 rep=3 prefill_tps=1.000 decode_tps=50.000
 case act=int8 threads=2 seqs=1 prompt=1 gen=64 rep=1 prefill_tps=1.000 decode_tps=70.000
 case act=float threads=2 seqs=16 prompt=32 gen=32 rep=1 prefill_tps=100.000 decode_tps=80.000
+bandwidth_gbs 30.000 (before the runs 29.000, after 30.000)
 EOF
 check "moe median" "$(moe_case_median "$tmp/moe.out" float 1 1 64 decode)" "50.00"
 check "moe int8" "$(moe_case_median "$tmp/moe.out" int8 1 1 64 decode)" "70.00"
 check "moe prefill" "$(moe_case_median "$tmp/moe.out" float 16 32 32 prefill)" "100.00"
 check "moe missing" "$(moe_case_median "$tmp/moe.out" int8 16 32 32 decode)" "failed"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
+check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"
 
 # the whole script on the small fixture, with the fake llama.cpp
 if [ -n "${MOE_BIN:-}" ]; then
@@ -126,6 +128,7 @@ if [ -n "${MOE_BIN:-}" ]; then
   check "quant batched row" \
         "$(grep -c '^| decode, 4 sequences, aggregate *| *5.50 | *[0-9.]* | *[0-9.]* | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant kernels" "$(grep -c 'moe kernels: [a-z0-9]' "$tmp/quant.out")" 1
+  check "quant file size" "$(grep -c '^## v3_mini_q8_0.gguf (q8_0): file 1.24 MB, ' "$tmp/quant.out")" 1
   check "quant system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/quant.out")" 1
 else
   echo "MOE_BIN not set: the bench/quant/run.sh part did not run"

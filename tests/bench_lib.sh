@@ -110,6 +110,7 @@ EOF
 check "moe median" "$(moe_case_median "$tmp/moe.out" float 1 1 64 decode)" "50.00"
 check "moe int8" "$(moe_case_median "$tmp/moe.out" int8 1 1 64 decode)" "70.00"
 check "moe prefill" "$(moe_case_median "$tmp/moe.out" float 16 32 32 prefill)" "100.00"
+check "moe samples" "$(moe_case_samples "$tmp/moe.out" float 1 1 64 decode | paste -sd ' ')" "40.000 60.000 50.000"
 check "moe missing" "$(moe_case_median "$tmp/moe.out" int8 16 32 32 decode)" "failed"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
 check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"

@@ -8,6 +8,8 @@
 #        to OUT.err.  Returns bench-decode's status.
 #   moe_case_median OUT ACT S P G prefill|decode
 #        median tokens/s of that case's runs in OUT ("%.2f"), or "failed"
+#   moe_case_samples OUT ACT S P G prefill|decode
+#        the tokens/s of each of those runs, one a line
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
 #   bench_ratio A B      A / B as "1.23x", or "-" when either is not a number
@@ -26,14 +28,19 @@ moe_engine_cases() {
       "${args[@]}" > "$out" 2> "$out.err"
 }
 
-moe_case_median() { # out act s p g prefill|decode
-  local v
-  v=$(awk -v act="$2" -v s="$3" -v p="$4" -v g="$5" -v what="$6_tps" '
+# the runs' figures of one case, one per line
+moe_case_samples() { # out act s p g prefill|decode
+  awk -v act="$2" -v s="$3" -v p="$4" -v g="$5" -v what="$6_tps" '
         $1 == "case" {
           delete f
           for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
           if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g) print f[what]
-        }' "$1" 2> /dev/null | bench_median)
+        }' "$1" 2> /dev/null
+}
+
+moe_case_median() { # out act s p g prefill|decode
+  local v
+  v=$(moe_case_samples "$@" | bench_median)
   echo "${v:-failed}"
 }
 

@@ -149,14 +149,22 @@ for t in "${tlist[@]}"; do
   row "prefill, $pp-token prompt (pp$pp)" "$l_pp" "$f_pp" "$i_pp"
   row "decode, $nb sequences, aggregate" "$l_b" "$f_b" "$i_b"
   for v in "$f_tg" "$i_tg" "$f_pp" "$i_pp" "$f_b" "$i_b"; do _bench_isnum "$v" || failed=1; done
+  if [ $moe_ok = 1 ]; then
+    echo "moe samples:"
+    for a in float int8; do
+      echo "  moe $a tg$tg: samples $(moe_case_samples "$out" $a 1 1 "$tg" decode | paste -sd ' ')"
+      echo "  moe $a pp$pp: samples $(moe_case_samples "$out" $a 1 "$pp" 0 prefill | paste -sd ' ')"
+      echo "  moe $a $nb sequences: samples $(moe_case_samples "$out" $a "$nb" "$bpp" "$btg" decode | paste -sd ' ')"
+    done
+  fi
 done
 [ $described = 1 ] || llamacpp_describe /dev/null
 echo
 echo "moe float: the default path; moe int8: moe-run --int8 (changes only the products with Q8_0 weights)."
 echo "moe/llama: the faster moe path over llama.cpp. $nb-sequence rows: each sequence's own $bpp-token prompt," \
      "then $btg tokens each (llama-batched-bench's S_TG)."
-if [ "$LLAMACPP_OK" = 1 ] && grep -q . "$LLAMACPP_LOG"; then
-  echo "llama.cpp samples:"
+if [ "$LLAMACPP_OK" = 1 ] && grep -q '^llama.cpp ' "$LLAMACPP_LOG"; then
+  echo "llama.cpp samples (all files):"
   grep '^llama.cpp ' "$LLAMACPP_LOG" | sed 's/^/  /'
 fi
 exit $failed

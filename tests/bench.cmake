@@ -1,3 +1,10 @@
+# The benchmark harness (bench/lib/, bench/quant/run.sh) against fake
+# llama.cpp tools, and one --quick run of bench/quant on a small fixture.
+if(TARGET bench-decode AND TARGET moe-mkmodel)
+  moe_test(NAME bench_lib LABELS bench TIMEOUT 120
+           ARGS bash ${CMAKE_CURRENT_SOURCE_DIR}/bench_lib.sh ${CMAKE_SOURCE_DIR})
+endif()
+
 # moe-bench (tools/moe_bench_main.c, tools/bench/).
 # bench_stats_test: the statistics, the report, the JSON keys, arrivals,
 # prompts and the /metrics parser, against hand-computed values.

@@ -1,25 +1,37 @@
 /*
  * bench-decode — single-process engine throughput on the issue's bench
- * shape (Q8_0, 8 layers, dim 2048, 64 experts top-6, ...), with the
- * machine's read bandwidth as the roofline.
+ * shape (8 layers, dim 2048, 64 experts top-6, ...) in any weight type the
+ * engine loads, with the machine's read bandwidth as the roofline.
  *
- *   bench-decode [--model FILE] [--quick] [--reps N]
+ *   bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both]
+ *   bench-decode --model FILE --case SEQS:PROMPT:GEN [--case ...] [--threads N]
+ *                [--reps N] [--act ...] [--bandwidth]
  *
  * Without --model it makes build/.../bench_q8_0.gguf with moe-mkmodel
  * (--preset bench --type q8_0) beside the binary, once.  --quick is a smoke
  * run on a small generated model (CI); its figures mean nothing.
  *
- * Prints: resident memory after load beside the file size; prefill (128
- * tokens) and decode (64 tokens) tokens/s at 1 and 2 threads; aggregate
- * decode tokens/s with 4 and 16 concurrent sequences (32-token prompts,
- * 32 generated); decode at context 2048 beside context 32 (the 2048
- * positions of cache are filled with random latents instead of running a
- * 2048-token prefill: decode cost does not depend on their values); the
- * read bandwidth (median of 2-thread streaming reads over 1 GiB); and the
- * decode speed as a fraction of the roofline, where bytes per token =
- * dense and attention weights + lm_head + the shared and the used routed
- * experts.
+ * The default suite prints: resident memory after load beside the file
+ * size; prefill (128 tokens) and decode (64 tokens) tokens/s at 1 and 2
+ * threads; aggregate decode tokens/s with 4 and 16 concurrent sequences
+ * (32-token prompts, 32 generated); decode at context 2048 beside context 32
+ * (the 2048 positions of cache are filled with random latents instead of
+ * running a 2048-token prefill: decode cost does not depend on their
+ * values); the read bandwidth (median of 2-thread streaming reads over
+ * 1 GiB); and the decode speed as a fraction of the roofline, where bytes
+ * per token = dense and attention weights + lm_head + the shared and the
+ * used routed experts.
+ *
+ * --case is the form the bench/ scripts parse: SEQS sequences each prefill
+ * a PROMPT-token prompt in one step, then GEN decode steps run with all of
+ * them batched.  After one warm-up run, each of --reps runs prints one line
+ *   case act=float threads=2 seqs=1 prompt=128 gen=0 rep=1 prefill_tps=X decode_tps=Y
+ * (decode_tps is 0 when GEN is 0), preceded by "model", "file_bytes",
+ * "kernels" and "bytes_per_token" lines; with --bandwidth, a last
+ * "bandwidth_gbs" line: the 2-thread read bandwidth, the best of 7 reads
+ * of 1 GiB before and of 7 after the runs, the higher of the two first.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -51,14 +63,14 @@ static void die(const char *what, const moe_err *err)
 
 static bool g_int8;
 
-static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx)
+static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx, int max_prompt)
 {
     moe_engine_opts o;
     moe_engine_opts_default(&o);
     o.n_threads = threads;
     o.max_seqs = max_seqs;
     o.max_ctx = max_ctx;
-    o.max_batch_tokens = 512;
+    o.max_batch_tokens = max_prompt > 512 ? max_prompt : 512;
     o.act_q8 = g_int8;
     moe_engine *e;
     moe_err err;
@@ -107,7 +119,7 @@ static void run_batch(moe_engine *e, int n_seq, int n_prompt, int n_gen, double 
     for (int s = 0; s < n_seq; s++) moe_engine_seq_free(e, seq[s]);
     free(prompt);
     *pf_tps = n_seq * n_prompt / (t1 - t0);
-    *dec_tps = (double)n_seq * n_gen / (t2 - t1);
+    *dec_tps = n_gen > 0 ? (double)n_seq * n_gen / (t2 - t1) : 0.0;
 }
 
 /* Decode speed of one sequence whose cache already holds ctx positions
@@ -171,7 +183,8 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double read_bandwidth(size_t bytes, int threads, int reps)
+/* median (best = false) or highest (best = true) of reps reads */
+static double read_bandwidth(size_t bytes, int threads, int reps, bool best)
 {
     uint64_t *buf = malloc(bytes);
     const size_t n = bytes / 8;
@@ -194,25 +207,153 @@ static double read_bandwidth(size_t bytes, int threads, int reps)
     }
     (void)sink;
     qsort(gbs, (size_t)reps, sizeof(double), cmp_d);
-    double med = gbs[reps / 2];
+    double med = best ? gbs[reps - 1] : gbs[reps / 2];
     free(gbs);
     free(buf);
     return med;
 }
 
+static const char usage[] =
+    "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both]\n"
+    "       bench-decode --model FILE --case SEQS:PROMPT:GEN [--case ...] [--threads N]\n"
+    "                    [--reps N] [--act float|int8|both] [--bandwidth]\n"
+    "  --model FILE   any deepseek2 GGUF the engine loads (default: makes a Q8_0 bench model)\n"
+    "  --quick        smoke run on a small generated model (figures mean nothing)\n"
+    "  --reps N       runs per figure (default 3; the suite keeps the best, --case prints each)\n"
+    "  --act A        activation path(s): float (default path), int8, both (default both)\n"
+    "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
+    "                 batched decode steps; prints one parseable line per run (no suite)\n"
+    "  --threads N    engine threads for --case (1..256, default 2)\n"
+    "  --bandwidth    with --case: also measure the 2-thread read bandwidth (before and after)\n";
+
+/* a whole decimal number in [lo, hi], or -1 */
+static long parse_num(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    return v;
+}
+
+typedef struct bench_case {
+    int seqs, prompt, gen;
+} bench_case;
+
+enum { MAX_CASES = 16 };
+
+static int parse_case(const char *s, bench_case *c)
+{
+    char buf[64];
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    char *p1 = strchr(buf, ':'), *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+    if (!p1 || !p2) return -1;
+    *p1 = *p2 = 0;
+    long a = parse_num(buf, 1, 64), b = parse_num(p1 + 1, 1, 8192), g = parse_num(p2 + 1, 0, 100000);
+    if (a < 0 || b < 0 || g < 0) return -1;
+    *c = (bench_case){(int)a, (int)b, (int)g};
+    return 0;
+}
+
+/* --case mode: one line per run, for scripts */
+static int run_cases(const char *model, const bench_case *cases, int n_cases, int threads, int reps,
+                     const bool acts[2], bool bandwidth)
+{
+    moe_err err;
+    const moe_kern_set *kset;
+    if (moe_kern_choose(&kset, &err)) die("kernels", &err);
+    moe_model *m;
+    if (moe_model_open(&m, model, &err)) die("model", &err);
+    printf("model %s\n", model);
+    printf("file_bytes %llu\n", (unsigned long long)m->file_bytes);
+    printf("kernels %s\n", moe_kern_name(kset));
+    printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
+    const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, 2, 7, true) : 0.0;
+    fflush(stdout);
+    for (int mode = 0; mode < 2; mode++) {
+        if (!acts[mode]) continue;
+        g_int8 = mode == 1;
+        for (int c = 0; c < n_cases; c++) {
+            const bench_case *k = &cases[c];
+            moe_engine *e = mk(m, threads, k->seqs, (int64_t)k->prompt + k->gen + 8, k->prompt);
+            double pf, dc;
+            run_batch(e, 1, k->prompt < 16 ? k->prompt : 16, 1, &pf, &dc); /* warm-up: page the weights in */
+            for (int rep = 1; rep <= reps; rep++) {
+                run_batch(e, k->seqs, k->prompt, k->gen, &pf, &dc);
+                printf("case act=%s threads=%d seqs=%d prompt=%d gen=%d rep=%d prefill_tps=%.3f decode_tps=%.3f\n",
+                       g_int8 ? "int8" : "float", threads, k->seqs, k->prompt, k->gen, rep, pf, dc);
+                fflush(stdout);
+            }
+            moe_engine_free(e);
+        }
+    }
+    /* the machine may be shared: the best of 7 reads before and of 7 after
+     * the runs, the higher is the roofline's (the stricter ratio; a median
+     * taken under a passing load put moe's decode above its roofline) */
+    if (bandwidth) {
+        const double bw1 = read_bandwidth((size_t)1 << 30, 2, 7, true);
+        printf("bandwidth_gbs %.3f (before the runs %.3f, after %.3f)\n", bw0 > bw1 ? bw0 : bw1, bw0, bw1);
+    }
+    moe_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    bool quick = false;
-    int reps = 3;
+    bool quick = false, bandwidth = false, acts[2] = {true, true};
+    int reps = 3, threads = 2, n_cases = 0;
+    bench_case cases[MAX_CASES];
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--quick")) quick = true;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
-        else {
-            fprintf(stderr, "usage: bench-decode [--model FILE] [--quick] [--reps N]\n");
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "--quick")) {
+            quick = true;
+        } else if (!strcmp(a, "--bandwidth")) {
+            bandwidth = true;
+        } else if (!v) {
+            fprintf(stderr, "bench-decode: %s: unknown flag or missing value\n%s", a, usage);
+            return 2;
+        } else if (!strcmp(a, "--model")) {
+            model = argv[++i];
+        } else if (!strcmp(a, "--reps") || !strcmp(a, "--threads")) {
+            if ((n = parse_num(v, 1, !strcmp(a, "--reps") ? 1000 : 256)) < 0) {
+                fprintf(stderr, "bench-decode: %s: bad value '%s'\n", a, v);
+                return 2;
+            }
+            *(!strcmp(a, "--reps") ? &reps : &threads) = (int)n;
+            i++;
+        } else if (!strcmp(a, "--act")) {
+            acts[0] = !strcmp(v, "float") || !strcmp(v, "both");
+            acts[1] = !strcmp(v, "int8") || !strcmp(v, "both");
+            if (!acts[0] && !acts[1]) {
+                fprintf(stderr, "bench-decode: --act: want float, int8 or both, not '%s'\n", v);
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--case")) {
+            if (n_cases == MAX_CASES || parse_case(v, &cases[n_cases])) {
+                fprintf(stderr, "bench-decode: --case: want SEQS:PROMPT:GEN (1..64:1..8192:0..100000, at most %d), not '%s'\n",
+                        MAX_CASES, v);
+                return 2;
+            }
+            n_cases++;
+            i++;
+        } else {
+            fprintf(stderr, "bench-decode: unknown flag %s\n%s", a, usage);
             return 2;
         }
+    }
+    if (n_cases > 0) {
+        if (!model || quick) {
+            fprintf(stderr, "bench-decode: --case needs --model and no --quick\n");
+            return 2;
+        }
+        return run_cases(model, cases, n_cases, threads, reps, acts, bandwidth);
     }
     char path[4096], cmd[8192], exe[4096];
     ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -255,7 +396,7 @@ int main(int argc, char **argv)
     }
     /* bandwidth first, while nothing else of ours is running */
     const size_t bw_bytes = quick ? (64u << 20) : (1u << 30);
-    const double bw0 = read_bandwidth(bw_bytes, 2, quick ? 3 : 7);
+    const double bw0 = read_bandwidth(bw_bytes, 2, quick ? 3 : 7, false);
     const uint64_t bpt = moe_model_bytes_per_token(m);
     printf("read bandwidth (2 threads, median of %d reads of %zu MiB): %.2f GB/s\n", quick ? 3 : 7, bw_bytes >> 20,
            bw0);
@@ -264,12 +405,13 @@ int main(int argc, char **argv)
     printf("roofline at that bandwidth: %.2f t/s\n", bw0 * 1e9 / (double)bpt);
     double dec2_mode[2] = {0, 0};
     for (int mode = 0; mode < 2; mode++) {
+        if (!acts[mode]) continue;
         g_int8 = mode == 1;
         printf("\n== activations: %s\n", g_int8 ? "int8 (optional fast path)" : "float32 (default)");
         printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
         double dec2 = 0;
         for (int th = 1; th <= 2; th++) {
-            moe_engine *e = mk(m, th, 1, np + nd + 8);
+            moe_engine *e = mk(m, th, 1, np + nd + 8, np);
             double pf, dc;
             run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
             /* best of `reps` runs: the machine may be shared */
@@ -287,7 +429,7 @@ int main(int argc, char **argv)
             moe_engine_free(e);
         }
         for (int ns = 4; ns <= 16; ns *= 4) {
-            moe_engine *e = mk(m, 2, ns, 80);
+            moe_engine *e = mk(m, 2, ns, 80, 32);
             double pf, dc;
             const int p = quick ? 8 : 32, g = quick ? 4 : 32;
             run_batch(e, ns, p, g, &pf, &dc);
@@ -298,7 +440,7 @@ int main(int argc, char **argv)
         }
         {
             const int64_t big = quick ? 256 : 2048;
-            moe_engine *e = mk(m, 2, 1, big + 64);
+            moe_engine *e = mk(m, 2, 1, big + 64, 1);
             const double d32 = decode_at_ctx(e, 32, quick ? 4 : 32), dbig = decode_at_ctx(e, big, quick ? 4 : 32);
             printf("decode at context 32: %.2f t/s; at context %lld: %.2f t/s (%.0f%%), 2 thr\n", d32, (long long)big,
                    dbig, 100.0 * dbig / d32);
@@ -308,11 +450,13 @@ int main(int argc, char **argv)
     }
     /* bandwidth again: the machine may be shared, so the roofline uses the
      * higher of the two medians (the stricter ratio) */
-    const double bw1 = read_bandwidth(bw_bytes, 2, quick ? 3 : 7);
+    const double bw1 = read_bandwidth(bw_bytes, 2, quick ? 3 : 7, false);
     const double bw = bw0 > bw1 ? bw0 : bw1, roof = bw * 1e9 / (double)bpt;
     printf("\nread bandwidth again after the runs: %.2f GB/s; roofline uses %.2f GB/s = %.2f t/s\n", bw1, bw, roof);
-    printf("single-sequence decode at 2 threads: float %.2f t/s = %.0f%% of roofline; int8 %.2f t/s = %.0f%%\n",
-           dec2_mode[0], 100.0 * dec2_mode[0] / roof, dec2_mode[1], 100.0 * dec2_mode[1] / roof);
+    for (int mode = 0; mode < 2; mode++)
+        if (acts[mode])
+            printf("single-sequence decode at 2 threads, %s activations: %.2f t/s = %.0f%% of roofline\n",
+                   mode ? "int8" : "float", dec2_mode[mode], 100.0 * dec2_mode[mode] / roof);
     moe_model_free(m);
     return 0;
 }

@@ -2,7 +2,8 @@
 # bench/ep — expert parallelism on one machine: decode throughput of
 # 1 rank x 2 threads against 2 ranks x 1 thread (moe-worker), 16 sequences
 # of 32-token prompts generating 32 tokens each, on the decode benchmark's
-# model (moe-mkmodel --preset bench, ~2.3 GB q8_0, made once under models/).
+# model (moe-mkmodel --preset bench, ~2.4 GB q8_0, made once under models/)
+# or --model FILE in any weight type the engine loads.
 # Prints the median of several alternating runs, the exchange bytes per
 # token and the shares of step time spent exchanging and overlapped.
 #
@@ -33,7 +34,15 @@ if [ -z "$model" ]; then
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-ep.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-vocab=$("$bin/moe-gguf" "$model" | awk '$1 == "deepseek2.vocab_size" { print $3 }')
+# token ids below the vocabulary size: the deepseek2.vocab_size key, or the
+# length of the token list when a file has no such key (any weight type)
+if ! "$bin/moe-gguf" "$model" > "$tmp/meta" 2> "$tmp/meta.err"; then
+  echo "bench/ep: cannot read $model: $(cat "$tmp/meta.err")" >&2
+  exit 1
+fi
+vocab=$(awk '$1 == "deepseek2.vocab_size" { v = $3 } $1 == "tokenizer.ggml.tokens" { t = $3 }
+             END { print v != "" ? v : t }' "$tmp/meta")
+[[ $vocab =~ ^[1-9][0-9]*$ ]] || { echo "bench/ep: $model: no vocabulary size" >&2; exit 1; }
 awk -v v="$vocab" 'BEGIN { srand(11); for (i = 0; i < 16; i++) { s = ""
   for (j = 0; j < 32; j++) s = s (j ? "," : "") int(rand() * v); print s, 32 } }' > "$tmp/batch"
 
@@ -63,6 +72,7 @@ awk -v tok="$tok" 'NR == FNR { total[$1] = $2; next }
         printf "%.0f %.1f %.1f\n", bytes / tok, 100 * se / n, 100 * so / n }' "$tmp/total" "$tmp/layers" > "$tmp/ex"
 read -r bpt exshare ovshare < "$tmp/ex"
 echo "bench/ep: $(basename "$model"), 16 sequences x (32 prompt + 32 generated), median of $runs runs"
+echo "kernels: $(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$f" | sed -n 1p)"
 printf '%-22s %14s\n' "configuration" "decode tok/s"
 printf '%-22s %14.2f\n' "1 rank x 2 threads" "$a"
 printf '%-22s %14.2f\n' "2 ranks x 1 thread" "$b"

@@ -93,7 +93,7 @@ bench() { # NAME TARGET-FLAGS...
 }
 
 echo "== model: $model; $n prompts of $in tokens -> $out (ignore EOS), rates $rates, at most $conc in flight"
-echo "== moe: $ranks ranks x $threads threads"
+echo "== moe: $ranks ranks x $threads threads; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 setsid "$bin/moe-coordinator" --model "$model" --listen tcp://127.0.0.1:0 --http 127.0.0.1:0 --workers "ipc://$tmp/w" \
     --ranks "$ranks" > "$tmp/coord.out" 2> "$tmp/coord.err" &
 pids+=("$!")

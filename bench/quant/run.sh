@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# bench/quant — moe against llama.cpp on the bench shape in two weight types,
+# one run: the Q8_0 bench model (moe-mkmodel --preset bench, models/bench.gguf
+# as bench/ep's) and the Q4_K_M one (moe-mkmodel --preset bench --type q4_k_m,
+# models/bench_q4_k_m.gguf), both made once under models/ (git-ignored).  For each file, 2 threads, median of --runs runs:
+#
+#   decode, 1 sequence        llama-bench -p 0 -n 64    | bench-decode --case 1:1:64
+#   prefill, 128 tokens       llama-bench -p 128 -n 0   | bench-decode --case 1:128:0
+#   decode, 16 sequences      llama-batched-bench -npl 16 -npp 32 -ntg 32 (S_TG)
+#     (aggregate)                                       | bench-decode --case 16:32:32
+#
+# moe on both activation paths (float, the default, and int8), the file's
+# bytes read per decoded token and the bandwidth roofline (the machine's
+# 2-thread read bandwidth, measured by bench-decode) with decode as a
+# fraction of it, the kernel set that ran, and llama.cpp's commit and
+# system_info line.  llama.cpp is never built or downloaded here: point the
+# script at your build (a CMake build dir with bin/llama-bench and
+# bin/llama-batched-bench; bin/llama-completion too for the system_info
+# line).  Without one, llama.cpp's column says "not run".
+#
+#   bench/quant/run.sh [--llama-cpp DIR] [--runs N] [--types q8_0,q4_k_m]
+#                      [--model TYPE=FILE] [--quick]
+#
+# --llama-cpp DIR   llama.cpp build (default: $LLAMA_CPP)
+# --runs N          repetitions per figure, medians printed (default 3)
+# --types LIST      which bench files (default q8_0,q4_k_m)
+# --model T=FILE    use FILE as the type-T file instead of making it
+# --quick           a smoke run (CI) on the fixtures' small Q8_0 model, one
+#                   run of tiny cases; its figures mean nothing
+#
+# Exit status 1 when a moe figure failed (the table says which), 0 otherwise;
+# a file moe-mkmodel cannot make yet is skipped with a message.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+MOE_BIN=${MOE_BIN:-$root/build/release/bin}
+# shellcheck source=../lib/llamacpp.sh
+. "$root/bench/lib/llamacpp.sh"
+# shellcheck source=../lib/moe.sh
+. "$root/bench/lib/moe.sh"
+
+runs=3 types=q8_0,q4_k_m quick=0 llama=${LLAMA_CPP:-}
+declare -A given=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --llama-cpp) llama=${2:?}; shift 2 ;;
+    --runs) runs=${2:?}; shift 2 ;;
+    --types) types=${2:?}; shift 2 ;;
+    --model) [[ ${2:-} == *=* ]] || { echo "bench/quant: --model wants TYPE=FILE" >&2; exit 2; }
+             given[${2%%=*}]=${2#*=}; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "bench/quant: unknown argument $1 (--help)" >&2; exit 2 ;;
+  esac
+done
+[[ $runs =~ ^[1-9][0-9]?$ ]] || { echo "bench/quant: --runs wants 1..99, not '$runs'" >&2; exit 2; }
+[ -x "$MOE_BIN/bench-decode" ] && [ -x "$MOE_BIN/moe-mkmodel" ] ||
+  { echo "bench/quant: no bench-decode or moe-mkmodel in $MOE_BIN (scripts/build.sh release)" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-quant.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+LLAMACPP_LOG=$tmp/llamacpp.log
+llamacpp_init "$llama"
+
+if [ $quick = 1 ]; then
+  runs=1 tg=4 pp=16 nb=4 bpp=8 btg=4
+  [ -n "${given[q8_0]:-}" ] || given[q8_0]=${MOE_FIXTURES:-$root/../shared/fixtures}/models/v3_mini_q8_0.gguf
+  [ "$types" != q8_0,q4_k_m ] || types=q8_0
+else
+  tg=64 pp=128 nb=16 bpp=32 btg=32
+fi
+
+# the file of one type: given, or made once under models/
+model_for() { # type -> path on stdout, or a reason on stderr and status 1
+  local t=$1 f
+  if [ -n "${given[$t]:-}" ]; then
+    [ -f "${given[$t]}" ] || { echo "no such file ${given[$t]}" >&2; return 1; }
+    echo "${given[$t]}"
+    return 0
+  fi
+  # the Q8_0 file is bench/ep's (the preset's own type)
+  local ty=(--type "$t")
+  f=$root/models/bench_$t.gguf
+  [ "$t" = q8_0 ] && f=$root/models/bench.gguf ty=()
+  if [ ! -f "$f" ]; then
+    mkdir -p "$root/models"
+    echo "bench/quant: making $f (moe-mkmodel --preset bench ${ty[*]})" >&2
+    if ! "$MOE_BIN/moe-mkmodel" --preset bench "${ty[@]}" -o "$f" > "$tmp/mkmodel.log" 2>&1; then
+      echo "moe-mkmodel cannot make it: $(grep -m1 . "$tmp/mkmodel.log")" >&2
+      return 1
+    fi
+  fi
+  echo "$f"
+}
+
+echo "# bench/quant: moe $(git -C "$root" describe --always --dirty 2> /dev/null || echo '?') against llama.cpp," \
+     "$MOE_THREADS threads, median of $runs runs"
+echo "load average at start: $(cat /proc/loadavg 2> /dev/null || echo '?') (a shared machine makes every figure indicative)"
+
+failed=0 described=0
+IFS=, read -r -a tlist <<< "$types"
+for t in "${tlist[@]}"; do
+  if ! model=$(model_for "$t" 2> "$tmp/why"); then
+    echo
+    echo "## $t: skipped: $(cat "$tmp/why")"
+    continue
+  fi
+  if [ $described = 0 ]; then
+    llamacpp_describe "$model"
+    described=1
+  fi
+  out=$tmp/moe.$t
+  moe_ok=1
+  if ! moe_engine_cases "$model" "$runs" "$out" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
+    moe_ok=0 failed=1
+  fi
+  l_tg=$(llamacpp_tg "$model" "$tg" "$runs")
+  l_pp=$(llamacpp_pp "$model" "$pp" "$runs")
+  l_b=$(llamacpp_batched "$model" "$nb" "$bpp" "$btg" "$runs")
+
+  bpt=$(moe_info "$out" bytes_per_token) bw=$(moe_info "$out" bandwidth_gbs) fb=$(moe_info "$out" file_bytes)
+  roof=-
+  [ -n "$bpt" ] && [ -n "$bw" ] && roof=$(awk -v b="$bw" -v n="$bpt" 'BEGIN { printf "%.2f\n", b * 1e9 / n }')
+  echo
+  if [ -n "$bpt" ]; then
+    echo "## $(basename "$model") ($t): file $(awk -v b="$fb" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }')," \
+         "$(awk -v b="$bpt" 'BEGIN { printf "%.1f MB", b / 1e6 }') read per decoded token;" \
+         "read bandwidth $bw GB/s (2 threads, best of 14 reads) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
+  else
+    echo "## $(basename "$model") ($t)"
+  fi
+  if [ $moe_ok = 0 ]; then
+    echo "moe failed on this file: $(grep -m1 . "$out.err" || echo '(no message)')"
+  fi
+  m() { moe_case_median "$out" "$1" "$2" "$3" "$4" "$5"; }
+  f_tg=$(m float 1 1 "$tg" decode) i_tg=$(m int8 1 1 "$tg" decode)
+  f_pp=$(m float 1 "$pp" 0 prefill) i_pp=$(m int8 1 "$pp" 0 prefill)
+  f_b=$(m float "$nb" "$bpp" "$btg" decode) i_b=$(m int8 "$nb" "$bpp" "$btg" decode)
+  best() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 >= b + 0) print a; else print b }'; }
+  row() { # label llama float int8 [roof]
+    local bm=-
+    _bench_isnum "$3" && _bench_isnum "$4" && bm=$(bench_ratio "$(best "$3" "$4")" "$2")
+    printf '| %-34s | %14s | %16s | %16s | %11s |\n' "$1" "$(bench_cell "$2" "${5:-}")" \
+           "$(bench_cell "$3" "${5:-}")" "$(bench_cell "$4" "${5:-}")" "$bm"
+  }
+  printf '| %-34s | %14s | %16s | %16s | %11s |\n' "tokens/s (% of roofline)" "llama.cpp" "moe float" "moe int8" \
+         "moe/llama"
+  echo "|------------------------------------|----------------|------------------|------------------|-------------|"
+  row "decode, 1 sequence (tg$tg)" "$l_tg" "$f_tg" "$i_tg" "$roof"
+  row "prefill, $pp-token prompt (pp$pp)" "$l_pp" "$f_pp" "$i_pp"
+  row "decode, $nb sequences, aggregate" "$l_b" "$f_b" "$i_b"
+  for v in "$f_tg" "$i_tg" "$f_pp" "$i_pp" "$f_b" "$i_b"; do _bench_isnum "$v" || failed=1; done
+  if [ $moe_ok = 1 ]; then
+    echo "moe samples:"
+    for a in float int8; do
+      echo "  moe $a tg$tg: samples $(moe_case_samples "$out" $a 1 1 "$tg" decode | paste -sd ' ')"
+      echo "  moe $a pp$pp: samples $(moe_case_samples "$out" $a 1 "$pp" 0 prefill | paste -sd ' ')"
+      echo "  moe $a $nb sequences: samples $(moe_case_samples "$out" $a "$nb" "$bpp" "$btg" decode | paste -sd ' ')"
+    done
+  fi
+done
+[ $described = 1 ] || llamacpp_describe /dev/null
+echo
+echo "moe float: the default path; moe int8: moe-run --int8 (changes only the products with Q8_0 weights)."
+echo "moe/llama: the faster moe path over llama.cpp. $nb-sequence rows: each sequence's own $bpp-token prompt," \
+     "then $btg tokens each (llama-batched-bench's S_TG)."
+if [ "$LLAMACPP_OK" = 1 ] && grep -q '^llama.cpp ' "$LLAMACPP_LOG"; then
+  echo "llama.cpp samples (all files):"
+  grep '^llama.cpp ' "$LLAMACPP_LOG" | sed 's/^/  /'
+fi
+exit $failed

@@ -6,25 +6,24 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The types this engine reads.  The K-quants, legacy quants and IQ4 types
- * are recognised with their real block sizes so files load, print and can
- * be written (core/quant_enc.c); their kernels come with issue 10. */
+/* The types this engine reads (block sizes from qblock.h).  Q8_1 and Q8_K
+ * are activation types only: a file holding them is refused. */
 static const struct {
     uint32_t code;
     moe_dtype_info info;
 } supported[] = {
     {MOE_DT_F32, {"f32", 1, 4}},
     {MOE_DT_F16, {"f16", 1, 2}},
-    {MOE_DT_Q8_0, {"q8_0", 32, 34}},
     {MOE_DT_Q4_0, {"q4_0", MOE_QK, sizeof(moe_block_q4_0)}},
     {MOE_DT_Q4_1, {"q4_1", MOE_QK, sizeof(moe_block_q4_1)}},
     {MOE_DT_Q5_0, {"q5_0", MOE_QK, sizeof(moe_block_q5_0)}},
     {MOE_DT_Q5_1, {"q5_1", MOE_QK, sizeof(moe_block_q5_1)}},
+    {MOE_DT_Q8_0, {"q8_0", MOE_QK, sizeof(moe_block_q8_0)}},
     {MOE_DT_Q2_K, {"q2_K", MOE_QK_K, sizeof(moe_block_q2_K)}},
     {MOE_DT_Q3_K, {"q3_K", MOE_QK_K, sizeof(moe_block_q3_K)}},
-    {MOE_DT_Q4_K, {"q4_K", 256, 144}},  /* d, dmin (fp16), 12 scale bytes, 128 nibbles */
+    {MOE_DT_Q4_K, {"q4_K", MOE_QK_K, sizeof(moe_block_q4_K)}},
     {MOE_DT_Q5_K, {"q5_K", MOE_QK_K, sizeof(moe_block_q5_K)}},
-    {MOE_DT_Q6_K, {"q6_K", 256, 210}},  /* 128 low nibbles, 64 high bits, 16 scales, fp16 d */
+    {MOE_DT_Q6_K, {"q6_K", MOE_QK_K, sizeof(moe_block_q6_K)}},
     {MOE_DT_IQ4_NL, {"iq4_nl", MOE_QK, sizeof(moe_block_iq4_nl)}},
     {MOE_DT_IQ4_XS, {"iq4_xs", MOE_QK_K, sizeof(moe_block_iq4_xs)}},
     {MOE_DT_BF16, {"bf16", 1, 2}},
@@ -53,6 +52,17 @@ const char *moe_dtype_name(uint32_t code, char *buf, size_t buf_size)
     if (info) return info->name;
     if (code < sizeof ggml_names / sizeof ggml_names[0] && ggml_names[code]) return ggml_names[code];
     snprintf(buf, buf_size, "type %u", code);
+    return buf;
+}
+
+const char *moe_dtype_supported_list(char *buf, size_t buf_size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof supported / sizeof supported[0] && n < buf_size; i++) {
+        const int w = snprintf(buf + n, buf_size - n, "%s%s", i ? ", " : "", supported[i].info.name);
+        n += w > 0 ? (size_t)w : 0;
+    }
     return buf;
 }
 
@@ -195,7 +205,10 @@ void moe_row_to_f32(uint32_t code, const void *src, float *dst, int64_t n)
         return;
     }
     case MOE_DT_Q8_0: moe_dequantize_row_q8_0(src, dst, n); return;
-    default: MOE_ASSERT(!"moe_row_to_f32: type without a float conversion");
+    default: {
+        const bool ok = moe_dequantize_row(code, src, dst, n); /* the other quantized types */
+        MOE_ASSERT(ok && "moe_row_to_f32: type without a float conversion");
+    }
     }
 }
 

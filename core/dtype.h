@@ -1,6 +1,7 @@
 /*
  * dtype.h — tensor element types as GGUF numbers them, their block layout,
- * and the scalar reference conversions (F16, BF16, Q8_0).
+ * and the scalar reference conversions (F16, BF16, Q8_0; the other
+ * quantized types' dequantization in dequant.c).
  *
  * A quantized type stores `block_elems` values in `block_bytes` bytes; a row
  * of a tensor is a whole number of blocks.  Type codes come from files, so
@@ -46,6 +47,9 @@ const moe_dtype_info *moe_dtype_info_get(uint32_t code);
 /* A name for any code, known to GGML or not ("q4_0", "type 77"); never NULL.
  * buf (>= 24 bytes) is used only for unknown codes. */
 const char *moe_dtype_name(uint32_t code, char *buf, size_t buf_size);
+/* "f32, f16, q4_0, ...": the names of the supported types, into buf (for
+ * the refusal of a file holding another type). */
+const char *moe_dtype_supported_list(char *buf, size_t buf_size);
 /* Parses "f32", "f16", "bf16", "q8_0" (the writable types). */
 int moe_dtype_parse(const char *s, moe_dtype *out, moe_err *err);
 
@@ -79,8 +83,22 @@ void moe_quantize_row_q8_0_ref(const float *x, moe_block_q8_0 *y, int64_t n);
 void moe_quantize_row_q8_0(const float *x, moe_block_q8_0 *y, int64_t n);
 void moe_dequantize_row_q8_0(const moe_block_q8_0 *x, float *y, int64_t n);
 
-/* Converts n values of a supported floating or Q8_0 type to float32. */
+/* Converts n values (whole blocks) of any supported type to float32. */
 void moe_row_to_f32(uint32_t code, const void *src, float *dst, int64_t n);
+
+/* ---- the other quantized weight types (dequant.c) ---- */
+
+/* Dequantizes n values (whole blocks) of Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
+ * IQ4_NL or IQ4_XS: llama.cpp's values bit for bit.  False for other codes. */
+bool moe_dequantize_row(uint32_t code, const void *src, float *dst, int64_t n);
+/* The IQ4 levels K[16] a nibble selects. */
+extern const int8_t moe_iq4_levels[16];
+/* Sub-block j (0..7) scale and min of a Q4_K/Q5_K block's 12 scale bytes. */
+void moe_q4_K_scale_min(const uint8_t *scales, int j, int *sc, int *m);
+/* The 16 signed scales (6-bit value − 32) of a Q3_K block. */
+void moe_q3_K_scales(const uint8_t *scales, int sc[16]);
+/* Signed scale (6-bit value − 32) of sub-block s (0..7) of an IQ4_XS block. */
+int moe_iq4_xs_scale(const moe_block_iq4_xs *b, int s);
 /* Encodes n float32 values as `code` (f32, f16, bf16, q8_0). */
 void moe_row_from_f32(uint32_t code, const float *src, void *dst, int64_t n);
 

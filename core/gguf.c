@@ -267,10 +267,13 @@ static int parse_tensor_info(cursor *c, moe_gguf_tensor *t, int index)
     if (rd_u32(c, &type, "tensor type")) return moe_err_prefix(c->err, "tensor '%s'", name);
     const moe_dtype_info *info = moe_dtype_info_get(type);
     if (!info) {
-        char buf[24];
+        char buf[24], list[160];
         const char *tn = moe_dtype_name(type, buf, sizeof buf);
-        if (tn == buf) return moe_err_set(c->err, "tensor '%s': unknown tensor type code %u", name, type);
-        return moe_err_set(c->err, "tensor '%s': unsupported tensor type %s (code %u)", name, tn, type);
+        moe_dtype_supported_list(list, sizeof list);
+        if (tn == buf)
+            return moe_err_set(c->err, "tensor '%s': unknown tensor type code %u; supported: %s", name, type, list);
+        return moe_err_set(c->err, "tensor '%s': unsupported tensor type %s (code %u); supported: %s", name, tn, type,
+                           list);
     }
     t->type = type;
     if (t->ne[0] % info->block_elems != 0)

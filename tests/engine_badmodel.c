@@ -97,7 +97,7 @@ int main(void)
         {{.key = "deepseek2.rope.scaling.type", .kind = 's', .s = "linear"}, "\"linear\" is not supported"},
         {{.key = "deepseek2.rope.scaling.type", .kind = 's', .s = "yarn"}, "rope.scaling.factor"},
         {{.drop = "blk.1.ffn_up_exps.weight"}, "tensor blk.1.ffn_up_exps.weight is missing"},
-        {{.drop = "output.weight"}, "tensor output.weight is missing"},
+        {{.drop = "output.weight"}, NULL}, /* tied: token_embd is the output matrix */
         {{.f16 = "blk.0.attn_norm.weight"}, "blk.0.attn_norm.weight must be f32"},
         {{.reshape = "blk.0.ffn_gate.weight"}, "blk.0.ffn_gate.weight has shape"},
         {{.reshape = "blk.1.attn_k_b.weight"}, "blk.1.attn_k_b.weight has shape"},

@@ -3,16 +3,18 @@
  * forced, by the rules of the fixtures' README.
  *
  *   engine_golden MODEL REF TOL MARGIN [int8]
- *     MODEL  fixture base name (tiny_f32)        REF  exact | llamacpp
+ *     MODEL  fixture base name (tiny_f32; quant/kq_v3_q4_k_m for the
+ *            fixtures' quant/ folder)          REF  exact | llamacpp
  *     TOL    max |d| per row                     MARGIN  greedy must match
  *                                                where the margin > MARGIN (0 = every row)
- *     int8   int8-activation path (Q8_0 weights): the README's Q8_0/llamacpp
- *            rule, median over rows of d ≤ TOL, no greedy requirement
+ *     int8   int8-activation path (each quantized weight's dot type): the
+ *            README's llamacpp rule, median over rows of d ≤ TOL, no greedy
+ *            requirement
  *
  * Runs three configurations: AVX2 kernels, absorbed prefill, 1 thread;
  * AVX2 kernels, decompressed prefill, 2 threads, cache blocks of 4;
  * scalar reference kernels, prompt in chunks of 5, 1 thread.
- * Prints rows compared and max d of each.
+ * Prints the kernel set, rows compared and max d of each.
  */
 #include "check.h"
 #include "engine_util.h"
@@ -41,8 +43,16 @@ int main(int argc, char **argv)
     const bool int8 = argc == 6;
     const char *model = argv[1], *ref = argv[2];
     const double tol = atof(argv[3]), min_margin = atof(argv[4]);
-    const char *dir = getenv("MOE_FIXTURES");
-    if (!dir) return 2;
+    const char *fixtures = getenv("MOE_FIXTURES");
+    if (!fixtures) return 2;
+    char dir[2048];
+    const char *slash = strrchr(model, '/');
+    if (slash) { /* "quant/kq_v3_q4_k_m": models and expected of a sub-folder */
+        snprintf(dir, sizeof dir, "%s/%.*s", fixtures, (int)(slash - model), model);
+        model = slash + 1;
+    } else {
+        snprintf(dir, sizeof dir, "%s", fixtures);
+    }
     expected x;
     CHECK_MSG(expected_load(&x, dir, model, ref) == 0, "loading expected %s.%s", model, ref);
     if (check_n_fail) return check_summary("engine_golden");
@@ -95,11 +105,12 @@ int main(int argc, char **argv)
             qsort(drow, (size_t)x.rows, sizeof(double), cmp_double);
             const double med = drow[x.rows / 2];
             CHECK_MSG(med <= tol, "%s %s %s: median d = %.3g > %.3g", model, ref, cfgs[c].name, med, tol);
-            printf("%s vs %s [int8 activations, %s]: %d rows compared, median d = %.3g (tol %.3g), max d = %.3g\n",
-                   model, ref, cfgs[c].name, x.rows, med, tol, dmax);
+            printf("%s vs %s [int8 activations, %s, kernels %s]: %d rows compared, median d = %.3g (tol %.3g), "
+                   "max d = %.3g\n",
+                   model, ref, cfgs[c].name, moe_kern_name(moe_engine_kernels(e)), x.rows, med, tol, dmax);
         } else {
-            printf("%s vs %s [%s]: %d rows compared, max d = %.3g (tol %.3g), greedy checked on %d rows\n", model,
-                   ref, cfgs[c].name, x.rows, dmax, tol, greedy_checked);
+            printf("%s vs %s [%s, kernels %s]: %d rows compared, max d = %.3g (tol %.3g), greedy checked on %d rows\n",
+                   model, ref, cfgs[c].name, moe_kern_name(moe_engine_kernels(e)), x.rows, dmax, tol, greedy_checked);
         }
         moe_engine_free(e);
     }

@@ -253,7 +253,7 @@ int main(void)
     gb_header(&b, 3, 1, 0);
     gb_tensor(&b, "blk.0.ffn_up.weight", 1, (uint64_t[]){256}, 16, 0);
     gb_pad(&b, 32), gb_zeros(&b, 66);
-    check_bad("iq2_xxs.gguf", b.p, b.n, "unsupported tensor type iq2_xxs");
+    check_bad("iq2_xxs.gguf", b.p, b.n, "tensor 'blk.0.ffn_up.weight': unsupported tensor type iq2_xxs");
     gb_free(&b);
     check_bad("empty.gguf", "", 0, "empty file");
     check_bad("missing.gguf", NULL, 0, "cannot open");

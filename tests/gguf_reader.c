@@ -544,8 +544,9 @@ static void test_tensors(void)
 
     /* Type codes: unknown ones, known-but-unsupported ones (named). */
     static const struct { uint32_t code; const char *name; } unsupported[] = {
-        {77, NULL}, {31, NULL}, {0xffffffffu, NULL}, {16, "iq2_xxs"}, {19, "iq1_s"},
-        {34, "tq1_0"}, {9, "q8_1"}, {15, "q8_K"}, {24, "i8"}, {28, "f64"}, {39, "mxfp4"},
+        {77, NULL}, {31, NULL}, {0xffffffffu, NULL}, {9, "q8_1"}, {15, "q8_K"}, {16, "iq2_xxs"},
+        {18, "iq3_xxs"}, {19, "iq1_s"}, {21, "iq3_s"}, {22, "iq2_s"}, {29, "iq1_m"}, {34, "tq1_0"},
+        {35, "tq2_0"}, {24, "i8"}, {28, "f64"}, {39, "mxfp4"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         one_tensor(&b, "t", 1, (uint64_t[]){256}, unsupported[i].code, 0, 1024);
@@ -555,6 +556,9 @@ static void test_tensors(void)
         else
             snprintf(want, sizeof want, "tensor 't': unknown tensor type code %u", unsupported[i].code);
         expect_err(&b, want);
+        /* and the refusal lists what is supported */
+        expect_err(&b, "; supported: f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, "
+                       "iq4_xs, bf16");
         gb_free(&b);
     }
 

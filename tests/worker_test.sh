@@ -106,7 +106,8 @@ equal)
     s=$(sed -n "s/^rank $r: sequences \([0-9]*\),.*/\1/p" "$tmp/err")
     [ -n "$s" ] && [ "$s" -ge 1 ] || fail "rank $r owns no sequence (stats: '$s')"
   done
-  echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence"
+  set_used=$(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$tmp/err" | head -1)
+  echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence (kernels ${set_used:-not reported})"
   ;;
 chunks)
   model=$2

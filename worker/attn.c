@@ -62,13 +62,14 @@ static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *
     }
 }
 
-/* y[rows] = m · x for one vector; on the int8 path a Q8_0 matrix gets a
- * quantized x (as llama.cpp's absorbed MLA products do). */
-static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, moe_block_q8_0 *xq)
+/* y[rows] = m · x for one vector; on the int8 path a quantized matrix
+ * gets x in its dot type (as llama.cpp's absorbed MLA products do). */
+static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, void *xq)
 {
-    if (e->o.act_q8 && m->type == MOE_DT_Q8_0) {
-        moe_kern_quantize_act_q8(e->k, x, xq, m->cols);
-        moe_kern_matmul_rows_q8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
+    const uint32_t dt = moe_kern_dot_type(m->type);
+    if (e->o.act_q8 && dt != MOE_DT_F32) {
+        moe_kern_quantize_act(e->k, dt, x, xq, m->cols);
+        moe_kern_matmul_rows_int8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
     } else {
         moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
     }

@@ -111,8 +111,10 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
         const int64_t cands[] = {NK * hp->expert_ff + N * sff, N * hp->dense_ff, N * H * hp->v_dim,
                                  N * hp->q_lora, N * D};
         for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) b = cands[i] > b ? cands[i] : b;
-        e->xq_blocks = b / MOE_Q8_0_BLOCK + 1;
-        e->xq = moe_xmalloc_lines((size_t)e->xq_blocks * sizeof(moe_block_q8_0));
+        /* once per dot type it meets (q8_0, q8_1, q8_K), each piece
+         * rounded up to a 64-byte line */
+        e->xq_bytes = 3 * moe_kern_act_bytes_max(b) + 64 * (size_t)(2 * hp->n_expert + 5);
+        e->xq = moe_xmalloc_lines(e->xq_bytes);
     }
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
@@ -122,7 +124,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
         e->as[i].ctx_lat = falloc((int64_t)hp->kv_lora * H);
         e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
         e->as[i].ml = falloc(2 * H);
-        e->as[i].xq = moe_xmalloc((size_t)((hp->kv_lora + hp->qk_nope) / MOE_Q8_0_BLOCK + 1) * sizeof(moe_block_q8_0));
+        e->as[i].xq = moe_xmalloc_lines(moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope));
     }
     *out = e;
     return MOE_OK;
@@ -213,7 +215,7 @@ static void mm_worker(void *arg, int ith, int nth)
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;
             if (r0 < r1 && j->xq)
-                moe_kern_matmul_rows_q8(c->k, &j->w, r0, r1, j->xq, j->xqs, j->n, j->y, j->ys);
+                moe_kern_matmul_rows_int8(c->k, &j->w, r0, r1, j->xq, j->xqs, j->n, j->y, j->ys);
             else if (r0 < r1)
                 moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
         }
@@ -221,29 +223,32 @@ static void mm_worker(void *arg, int ith, int nth)
     }
 }
 
-/* Int8 path: quantize each distinct activation of the run's Q8_0 jobs
- * once (row by row, so a token's blocks never depend on its batch). */
+/* Int8 path: quantize each distinct activation of the run once per dot
+ * type its jobs need (one input can feed matrices of several types: a
+ * Q4_K q_a beside a Q5_0 kv_a, say), row by row, so a token's blocks never
+ * depend on its batch.  Float-only types (F32, F16, BF16) keep x. */
 static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
-    int64_t used = 0;
+    size_t used = 0;
     for (int i = 0; i < n_jobs; i++) {
         mm_job *j = &jobs[i];
+        const uint32_t dt = moe_kern_dot_type(j->w.type);
         j->xq = NULL;
-        if (j->w.type != MOE_DT_Q8_0 || j->n == 0) continue;
+        if (dt == MOE_DT_F32 || j->n == 0) continue;
         for (int p = 0; p < i && !j->xq; p++)
             if (jobs[p].xq && jobs[p].x == j->x && jobs[p].xs == j->xs && jobs[p].n == j->n &&
-                jobs[p].w.cols == j->w.cols) {
+                jobs[p].w.cols == j->w.cols && moe_kern_dot_type(jobs[p].w.type) == dt) {
                 j->xq = jobs[p].xq;
                 j->xqs = jobs[p].xqs;
             }
         if (j->xq) continue;
-        const int64_t nb = j->w.cols / MOE_Q8_0_BLOCK;
-        MOE_ASSERT(used + nb * j->n <= e->xq_blocks);
-        moe_block_q8_0 *dst = e->xq + used;
-        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act_q8(e->k, j->x + t * j->xs, dst + t * nb, j->w.cols);
+        const size_t rb = moe_kern_act_row_bytes(dt, j->w.cols);
+        MOE_ASSERT(used + rb * (size_t)j->n <= e->xq_bytes);
+        unsigned char *dst = e->xq + used;
+        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act(e->k, dt, j->x + t * j->xs, dst + (size_t)t * rb, j->w.cols);
         j->xq = dst;
-        j->xqs = nb;
-        used += nb * j->n;
+        j->xqs = j->w.cols / moe_kern_act_block(dt);
+        used += (rb * (size_t)j->n + 63) & ~(size_t)63;
     }
 }
 

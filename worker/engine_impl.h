@@ -17,7 +17,7 @@ typedef struct mm_job {
     int64_t n;       /* tokens */
     float *y;
     int64_t ys;      /* y stride (floats) */
-    const moe_block_q8_0 *xq; /* int8 path: x quantized, xqs blocks apart (else NULL) */
+    const void *xq;  /* int8 path: x in w's dot type, xqs blocks of it apart (else NULL) */
     int64_t xqs;
 } mm_job;
 
@@ -36,7 +36,7 @@ typedef struct attn_scratch {
     float *q_lat;    /* [n_head][kv_lora] */
     float *ctx_lat;  /* [n_head][kv_lora] */
     float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
-    moe_block_q8_0 *xq; /* int8 path: one quantized q_nope or latent */
+    void *xq;        /* int8 path: one quantized q_nope or latent (any dot type) */
     float *ml;       /* [2][n_head] running max and sum of the online softmax */
 } attn_scratch;
 
@@ -76,8 +76,9 @@ struct moe_engine {
     int32_t *e_cnt, *e_off; /* [n_expert] */
     float *logits;   /* [N][vocab] */
     mm_job *jobs;    /* [2·n_expert + 4] */
-    moe_block_q8_0 *xq; /* int8 path: quantized activations of one run */
-    int64_t xq_blocks;
+    unsigned char *xq; /* int8 path: the quantized activations of one run, one
+                        * 64-byte aligned piece per (activation, dot type) */
+    size_t xq_bytes;
     attn_task *tasks;/* [N·H] */
     int n_tasks;
     double attn_cost;   /* rough flops of one layer's attention this step */

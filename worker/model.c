@@ -60,9 +60,9 @@ static int bind_mat(const moe_gguf *g, const char *name, int64_t ne0, int64_t ne
     const moe_gguf_tensor *t = moe_gguf_find_tensor(g, name);
     if (!t) return moe_err_set(err, "tensor %s is missing", name);
     if (!moe_kern_type_supported(t->type)) {
-        char buf[32];
-        return moe_err_set(err, "tensor %s has type %s; supported: f32, f16, bf16, q8_0", name,
-                           moe_dtype_name(t->type, buf, sizeof buf));
+        char buf[32], list[256];
+        return moe_err_set(err, "tensor %s has type %s, which this engine does not read; supported: %s", name,
+                           moe_dtype_name(t->type, buf, sizeof buf), moe_kern_supported_list(list, sizeof list));
     }
     if ((int64_t)t->ne[0] != ne0 || (int64_t)t->ne[1] != ne1 || (int64_t)t->ne[2] != ne2 || t->ne[3] != 1)
         return moe_err_set(err, "tensor %s has shape %llu x %llu x %llu x %llu, expected %lld x %lld x %lld", name,
@@ -70,7 +70,11 @@ static int bind_mat(const moe_gguf *g, const char *name, int64_t ne0, int64_t ne
                            (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], (long long)ne0,
                            (long long)ne1, (long long)ne2);
     uint64_t rb;
-    if (!moe_dtype_bytes(t->type, (uint64_t)ne0, &rb)) return moe_err_set(err, "tensor %s: bad row size", name);
+    if (!moe_dtype_bytes(t->type, (uint64_t)ne0, &rb)) {
+        char buf[32];
+        return moe_err_set(err, "tensor %s: rows of %lld values are not whole %s blocks", name, (long long)ne0,
+                           moe_dtype_name(t->type, buf, sizeof buf));
+    }
     out->type = t->type;
     out->rows = ne1 * ne2;
     out->cols = ne0;
@@ -260,7 +264,11 @@ int moe_model_open(moe_model **out, const char *path, moe_err *err)
     }
     if (bind_mat(m->gguf, "token_embd.weight", hp->dim, hp->vocab, 1, &m->tok_embd, err)) goto fail;
     if (bind_vec(m->gguf, "output_norm.weight", hp->dim, &m->out_norm, err)) goto fail;
-    if (bind_mat(m->gguf, "output.weight", hp->dim, hp->vocab, 1, &m->output, err)) goto fail;
+    /* no output.weight: the embeddings double as the output matrix (tied),
+     * whatever their type, as llama.cpp does */
+    m->output_tied = moe_gguf_find_tensor(m->gguf, "output.weight") == NULL;
+    if (m->output_tied) m->output = m->tok_embd;
+    else if (bind_mat(m->gguf, "output.weight", hp->dim, hp->vocab, 1, &m->output, err)) goto fail;
     m->layers = moe_xcalloc((size_t)hp->n_layer, sizeof *m->layers);
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il, err) != MOE_OK) goto fail;

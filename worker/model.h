@@ -80,7 +80,8 @@ typedef struct moe_model {
     moe_hparams hp;
     moe_mat tok_embd;         /* vocab × dim */
     const float *out_norm;    /* [dim] */
-    moe_mat output;           /* vocab × dim */
+    moe_mat output;           /* vocab × dim; token_embd when the file has no output.weight */
+    bool output_tied;         /* output is token_embd (tied embeddings, as llama.cpp falls back) */
     moe_layer *layers;        /* [n_layer] */
     uint64_t file_bytes;
 } moe_model;

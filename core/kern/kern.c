@@ -81,21 +81,25 @@ void moe_kern_swiglu(float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* ---- int8-activation path (Q8_0 weights) ----------------------------------- */
+/* ---- int8-activation path -------------------------------------------------- */
 
-float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n)
+float moe_kern_dot_int8(const moe_kern_set *k, uint32_t type, const void *w, const void *xq, int64_t n)
 {
+    const moe_kern_fns *f = moe_kern_for(k, type);
+    MOE_ASSERT(f && f->dotn_int8);
     float r;
-    moe_kern_for(k, MOE_DT_Q8_0)->dotn_q8q8(w, x, 0, 1, n, &r);
+    f->dotn_int8(w, xq, 0, 1, n, &r);
     return r;
 }
 
-void moe_kern_matmul_rows_q8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
-                             const moe_block_q8_0 *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
+void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                                  int64_t xq_stride, int64_t n_tok, float *y, int64_t ys)
 {
-    const moe_kern_fns *f = moe_kern_for(k, m->type);
-    MOE_ASSERT(m->type == MOE_DT_Q8_0 && f && f->dotn_q8q8 && r0 >= 0 && r1 <= m->rows);
-    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (65536 / (int64_t)(m->cols + m->cols / 16)) & ~(int64_t)3;
+    const uint32_t dt = moe_kern_dot_type(m->type);
+    const size_t bb = moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)); /* bytes of one block */
+    const size_t xsb = (size_t)xq_stride * bb;                               /* bytes between tokens */
+    const size_t xrow = moe_kern_act_row_bytes(dt, m->cols);
+    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (int64_t)(65536 / (xrow ? xrow : 1)) & ~(int64_t)3;
     if (rt < 4) rt = 4;
     if (tt < 4) tt = 4;
     for (int64_t rb = r0; rb < r1; rb += rt) {
@@ -103,16 +107,26 @@ void moe_kern_matmul_rows_q8(const moe_kern_set *k, const moe_mat *m, int64_t r0
         for (int64_t tb = 0; tb < n_tok; tb += tt) {
             const int64_t te = tb + tt < n_tok ? tb + tt : n_tok;
             for (int64_t r = rb; r < re; r++) {
-                const moe_block_q8_0 *row = moe_mat_row(m, r);
+                const void *row = moe_mat_row(m, r);
                 int64_t t = tb;
                 /* quads share the row's decode; the rest go one by one */
                 for (; t + 4 <= te; t += 4) {
                     float o[4];
-                    f->dotn_q8q8(row, xq + t * xq_stride, xq_stride, 4, m->cols, o);
-                    for (int u = 0; u < 4; u++) y[(t + u) * y_stride + r] = o[u];
+                    f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, xq_stride, 4, m->cols, o);
+                    for (int u = 0; u < 4; u++) y[(t + u) * ys + r] = o[u];
                 }
-                for (; t < te; t++) f->dotn_q8q8(row, xq + t * xq_stride, 0, 1, m->cols, &y[t * y_stride + r]);
+                for (; t < te; t++)
+                    f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, 0, 1, m->cols, &y[t * ys + r]);
             }
         }
     }
+}
+
+void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                               int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
+{
+    const moe_kern_fns *f = moe_kern_for(k, m->type);
+    MOE_ASSERT(f && f->dotn_int8 && r0 >= 0 && r1 <= m->rows);
+    if (f->matmul_int8 && n_tok >= 4) f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
+    else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

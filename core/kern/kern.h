@@ -18,8 +18,10 @@
  * MOE_KERNELS=reference|avx2|avx512.  Ranks of one MPI job agree on one set
  * (the best one all of them can run), see moe_kern_cpu_mask().
  *
- * All sets keep activations in float32; weights are read in their stored
- * type (F32, F16, BF16, Q8_0) straight from the file mapping.
+ * Activations are float32 by default (optionally int8, see below); weights
+ * are read in their stored type (F32, F16, BF16, Q8_0, the legacy quants
+ * Q4_0..Q5_1, the K-quants Q2_K..Q6_K, IQ4_NL, IQ4_XS) straight from the
+ * file mapping.
  *
  * Invariance rules (see docs/engine.md):
  *   - every output value is one dot product computed by one thread, with a
@@ -65,24 +67,36 @@ typedef void (*moe_kern_axpy_fn)(const void *row, float a, float *y, int64_t n);
  * entry's dotn (a cache-tiled product; optional) */
 typedef void (*moe_kern_matmul_fn)(const moe_mat *m, int64_t r0, int64_t r1, const float *x, int64_t xs,
                                    int64_t n_tok, float *y, int64_t ys);
-/* Int8 activations (Q8_0 weights only): out[t] = dot of the row with the
- * quantized activation row x + t·xs (blocks), t < nt (1..4), each bitwise
- * the nt = 1 result. */
-typedef void (*moe_kern_dotn_q8q8_fn)(const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t xs, int nt,
-                                      int64_t n, float *out);
+/* Int8 activations: out[t] = the integer dot of weight row w (n values of
+ * the entry's weight type) with the quantized activation row xq + t·xs,
+ * t < nt (1..4); xq holds n values in the weight type's dot type (see
+ * "int8-activation path" below), xs counts blocks of that dot type.  Each
+ * out[t] is bitwise the nt = 1 result. */
+typedef void (*moe_kern_dotn_int8_fn)(const void *w, const void *xq, int64_t xs, int nt, int64_t n, float *out);
+/* As moe_kern_matmul_fn on the int8 path: y[t][r] for rows [r0, r1) and
+ * n_tok >= 4 tokens of quantized activations (xq_stride blocks of the dot
+ * type apart), each value bitwise the entry's dotn_int8 (optional). */
+typedef void (*moe_kern_matmul_int8_fn)(const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                                        int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);
 /* Row encoder from float32 (bitwise the dtype.h reference encoder). */
 typedef void (*moe_kern_encode_fn)(const float *x, void *y, int64_t n);
+/* Activation quantizer of one dot type: n floats (a multiple of the dot
+ * type's block) to n/block blocks at y. */
+typedef void (*moe_kern_quant_act_fn)(const float *x, void *y, int64_t n);
 
 /* The operations of one weight type in one set.  dot, dotn and axpy are
  * always there; the others may be NULL (matmul: the generic tiling over
- * dotn; dotn_q8q8 / encode: only Q8_0 has them). */
+ * dotn; dotn_int8: the type has no int8 path (F32, F16, BF16); encode:
+ * no encoder in this set; matmul_int8: the generic tiling over
+ * dotn_int8).  Fields are appended, never reordered. */
 typedef struct moe_kern_fns {
     moe_kern_dot_fn dot;
     moe_kern_dotn_fn dotn;
     moe_kern_axpy_fn axpy;
     moe_kern_matmul_fn matmul;
-    moe_kern_dotn_q8q8_fn dotn_q8q8;
+    moe_kern_dotn_int8_fn dotn_int8;
     moe_kern_encode_fn encode;
+    moe_kern_matmul_int8_fn matmul_int8;
 } moe_kern_fns;
 
 /* A kernel set (one column of the table). */
@@ -90,10 +104,19 @@ typedef struct moe_kern_set moe_kern_set;
 
 /* "reference", "avx2", "avx512". */
 const char *moe_kern_name(const moe_kern_set *k);
-/* The operations of weight type `type` in set k, or NULL (no kernels). */
+/* The operations of weight type `type` in set k, or NULL (no kernels).
+ * Never NULL for a supported type in a set the build has: a set without
+ * its own kernels for a type lists the reference ones (kern_select.c says
+ * which, and moe_kern_native() tells them apart). */
 const moe_kern_fns *moe_kern_for(const moe_kern_set *k, uint32_t type);
+/* True when set k has its own kernels for type (false where it falls back
+ * to the reference row). */
+bool moe_kern_native(const moe_kern_set *k, uint32_t type);
 /* True when type has kernels (so a model can be bound). */
 bool moe_kern_type_supported(uint32_t type);
+/* "f32, f16, bf16, q8_0, q4_0, ...": the weight types with kernels, into
+ * buf (for the refusal of a tensor of another type). */
+const char *moe_kern_supported_list(char *buf, size_t size);
 
 /* ---- choosing a set ---- */
 
@@ -157,20 +180,61 @@ void moe_kern_matmul_rows(const moe_kern_set *k, const moe_mat *m, int64_t r0, i
                           float *y, int64_t y_stride);
 
 /*
- * Optional int8-activation path for Q8_0 weights (as llama.cpp's CPU
- * backend): the activation row is quantized to Q8_0 blocks of 32 along the
- * reduction (d = fp16(amax/127), q = round-half-even(x·127/amax)), and each
- * block's integer dot is scaled by d_w·d_x.  Faster, less exact; off by
- * default.  n a multiple of 32.
+ * Optional int8-activation path (as llama.cpp's CPU backend; off by
+ * default).  Before a product with a quantized weight the activation row
+ * is converted to the weight type's "dot type", in blocks along the
+ * reduction, and each block (or sub-block) is summed in integers:
+ *
+ *   weight type                      dot type  activation block
+ *   q4_0, q5_0, q8_0, iq4_nl         q8_0      32: fp16 d, 32 int8
+ *   q4_1, q5_1                       q8_1      32: fp16 d, fp16 s, 32 int8
+ *   q2_K..q6_K, iq4_xs               q8_K      256: f32 d, 256 int8, 16 int16 sums
+ *   f32, f16, bf16                   none (MOE_DT_F32: float activations)
+ *
+ * Quantizers (bit for bit the rules of the fixtures' README):
+ *   q8_0: per 32, amax = max |x|, d = fp16(amax/127), id = 127/amax (0 if
+ *         amax = 0), q = round-half-even(x·id);
+ *   q8_1: q8_0's d and q, and s = fp16((amax/127)·Σq) (float32 product);
+ *   q8_K: per 256, max = the x of largest |x| (the first of equals),
+ *         iscale = −127/max, q = min(127, round-half-even(x·iscale)),
+ *         d = 1/iscale (float32), bsums[g] = Σ of q over 16-groups; all
+ *         zero when max = 0.
+ * The integer dot of a block is exact (int32); the float scaling order of
+ * each weight type is in kern_ref.c, docs/engine.md lists it.  One
+ * activation row may feed matrices of different dot types; a caller
+ * quantizes it once per dot type it needs.
  */
-void moe_kern_quantize_act_q8(const moe_kern_set *k, const float *x, moe_block_q8_0 *y, int64_t n);
-/* Σ_blocks d_w·d_x·Σ q_w·q_x in set k (reference: in block order). */
-float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x, int64_t n);
-/* As moe_kern_matmul_rows for a Q8_0 matrix and quantized activations
- * (xq: n_tok rows of cols/32 blocks, xq_stride blocks apart).  Per (token,
- * row) bitwise moe_kern_dot_q8q8. */
-void moe_kern_matmul_rows_q8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1,
-                             const moe_block_q8_0 *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride);
+/* The dot type of weight type `type`: MOE_DT_Q8_0, MOE_DT_Q8_1, MOE_DT_Q8_K,
+ * or MOE_DT_F32 for a type without an int8 path (f32, f16, bf16, unknown). */
+uint32_t moe_kern_dot_type(uint32_t type);
+/* Values per block of a dot type (32 or 256; 0 for anything else). */
+int64_t moe_kern_act_block(uint32_t dot_type);
+/* Bytes of one quantized row of n values (n a multiple of the block). */
+size_t moe_kern_act_row_bytes(uint32_t dot_type, int64_t n);
+/* Bytes that hold a quantized row of up to n values in ANY dot type
+ * (scratch sized once for whatever matrices a vector meets). */
+size_t moe_kern_act_bytes_max(int64_t n);
+/* x (n values) to blocks of dot_type at y, in set k (every set bitwise
+ * the reference). */
+void moe_kern_quantize_act(const moe_kern_set *k, uint32_t dot_type, const float *x, void *y, int64_t n);
+/* The int8 dot of one row w of weight type `type` with quantized xq. */
+float moe_kern_dot_int8(const moe_kern_set *k, uint32_t type, const void *w, const void *xq, int64_t n);
+/* As moe_kern_matmul_rows for quantized activations: xq holds n_tok rows
+ * of cols values in m's dot type, xq_stride blocks of it apart.  Per
+ * (token, row) bitwise moe_kern_dot_int8. */
+void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                               int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride);
+
+/* The Q8_0 case under its old names (q8_0 activations, Q8_0 weights). */
+static inline void moe_kern_quantize_act_q8(const moe_kern_set *k, const float *x, moe_block_q8_0 *y, int64_t n)
+{
+    moe_kern_quantize_act(k, MOE_DT_Q8_0, x, y, n);
+}
+static inline float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_0 *w, const moe_block_q8_0 *x,
+                                      int64_t n)
+{
+    return moe_kern_dot_int8(k, MOE_DT_Q8_0, w, x, n);
+}
 
 /* y[0..cols) = Σ_r x[r] · m row r (the transposed product), rows in order. */
 void moe_kern_matvec_t(const moe_kern_set *k, const moe_mat *m, const float *x, float *y);

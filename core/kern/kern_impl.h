@@ -13,15 +13,11 @@
 
 /* Rotation of n_rot/2 (cos, sin) pairs in place (moe_kern_rope). */
 typedef void (*moe_kern_rope_fn)(float *v, const float *cs, int n_rot);
-/* Activations to Q8_0 blocks for the int8 path (moe_kern_quantize_act_q8). */
-typedef void (*moe_kern_quant_act_fn)(const float *x, moe_block_q8_0 *y, int64_t n);
-
 struct moe_kern_set {
     const char *name;
     int col;         /* column of the table in kern_select.c */
     uint64_t needs;  /* MOE_CPU_* bits the set's code uses */
     moe_kern_rope_fn rope;
-    moe_kern_quant_act_fn quant_act;
 };
 
 /* The columns, weakest first. */
@@ -38,18 +34,32 @@ enum { MOE_KERN_REF, MOE_KERN_AVX2, MOE_KERN_AVX512, MOE_KERN_N_SETS };
     extern const moe_kern_fns moe_kern_##set##_f32, moe_kern_##set##_f16, moe_kern_##set##_bf16,    \
         moe_kern_##set##_q8_0;
 MOE_KERN_DECLARE(ref)
+MOE_KERN_DECLARE(avx2)
+MOE_KERN_DECLARE(avx512)
+/* The types only the reference set has so far (the SIMD sets list these
+ * entries in their columns, see kern_select.c). */
+extern const moe_kern_fns moe_kern_ref_q4_0, moe_kern_ref_q4_1, moe_kern_ref_q5_0, moe_kern_ref_q5_1,
+    moe_kern_ref_q2_K, moe_kern_ref_q3_K, moe_kern_ref_q4_K, moe_kern_ref_q5_K, moe_kern_ref_q6_K,
+    moe_kern_ref_iq4_nl, moe_kern_ref_iq4_xs;
+
 void moe_kern_ref_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx2_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx512_rope(float *v, const float *cs, int n_rot);
-void moe_kern_ref_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
-void moe_kern_avx2_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
-void moe_kern_avx512_quant_act(const float *x, moe_block_q8_0 *y, int64_t n);
-MOE_KERN_DECLARE(avx2)
-MOE_KERN_DECLARE(avx512)
+
+/* Activation quantizers of the int8 path, one per dot type (y: blocks of
+ * moe_block_q8_0, moe_block_q8_1 or moe_block_q8_K). */
+void moe_kern_ref_quant_act(const float *x, void *y, int64_t n); /* q8_0 */
+void moe_kern_ref_quant_act_q8_1(const float *x, void *y, int64_t n);
+void moe_kern_ref_quant_act_q8_K(const float *x, void *y, int64_t n);
+void moe_kern_avx2_quant_act(const float *x, void *y, int64_t n); /* q8_0 */
+void moe_kern_avx512_quant_act(const float *x, void *y, int64_t n);
 
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */
 void moe_kern_matmul_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const float *x,
                              int64_t xs, int64_t n_tok, float *y, int64_t ys);
+/* The same over an entry's dotn_int8 (xq_stride in blocks of the dot type). */
+void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                                  int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);
 
 #endif

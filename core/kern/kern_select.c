@@ -28,41 +28,139 @@
 #define SIMD(set, T) NULL
 #define SIMD_FN(set, f) NULL
 #endif
+/* A type a SIMD set has no kernels of yet: its column lists the reference
+ * entry, so moe_kern_for never fails for a supported type (the reference
+ * is deterministic too, so the invariance rules hold).  moe_kern_native()
+ * reports these cells. */
+#define REF_FALLBACK(T) &moe_kern_ref_##T
 
 static const moe_kern_set sets[MOE_KERN_N_SETS] = {
-    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope, moe_kern_ref_quant_act},
-    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope), SIMD_FN(avx2, quant_act)},
-    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope), SIMD_FN(avx512, quant_act)},
+    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope},
+    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope)},
+    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope)},
 };
 
+/* One row per weight type: its int8 dot type (llama.cpp's vec_dot_type;
+ * MOE_DT_F32 = float activations only) and its entries per set. */
 static const struct kern_row {
     uint32_t type;
+    uint32_t dot_type;
     const moe_kern_fns *by_set[MOE_KERN_N_SETS]; /* reference, avx2, avx512 */
 } table[] = {
-    {MOE_DT_F32, {&moe_kern_ref_f32, SIMD(avx2, f32), SIMD(avx512, f32)}},
-    {MOE_DT_F16, {&moe_kern_ref_f16, SIMD(avx2, f16), SIMD(avx512, f16)}},
-    {MOE_DT_BF16, {&moe_kern_ref_bf16, SIMD(avx2, bf16), SIMD(avx512, bf16)}},
-    {MOE_DT_Q8_0, {&moe_kern_ref_q8_0, SIMD(avx2, q8_0), SIMD(avx512, q8_0)}},
+    {MOE_DT_F32, MOE_DT_F32, {&moe_kern_ref_f32, SIMD(avx2, f32), SIMD(avx512, f32)}},
+    {MOE_DT_F16, MOE_DT_F32, {&moe_kern_ref_f16, SIMD(avx2, f16), SIMD(avx512, f16)}},
+    {MOE_DT_BF16, MOE_DT_F32, {&moe_kern_ref_bf16, SIMD(avx2, bf16), SIMD(avx512, bf16)}},
+    {MOE_DT_Q8_0, MOE_DT_Q8_0, {&moe_kern_ref_q8_0, SIMD(avx2, q8_0), SIMD(avx512, q8_0)}},
+    {MOE_DT_Q4_0, MOE_DT_Q8_0, {&moe_kern_ref_q4_0, REF_FALLBACK(q4_0), REF_FALLBACK(q4_0)}},
+    {MOE_DT_Q4_1, MOE_DT_Q8_1, {&moe_kern_ref_q4_1, REF_FALLBACK(q4_1), REF_FALLBACK(q4_1)}},
+    {MOE_DT_Q5_0, MOE_DT_Q8_0, {&moe_kern_ref_q5_0, REF_FALLBACK(q5_0), REF_FALLBACK(q5_0)}},
+    {MOE_DT_Q5_1, MOE_DT_Q8_1, {&moe_kern_ref_q5_1, REF_FALLBACK(q5_1), REF_FALLBACK(q5_1)}},
+    {MOE_DT_Q2_K, MOE_DT_Q8_K, {&moe_kern_ref_q2_K, REF_FALLBACK(q2_K), REF_FALLBACK(q2_K)}},
+    {MOE_DT_Q3_K, MOE_DT_Q8_K, {&moe_kern_ref_q3_K, REF_FALLBACK(q3_K), REF_FALLBACK(q3_K)}},
+    {MOE_DT_Q4_K, MOE_DT_Q8_K, {&moe_kern_ref_q4_K, REF_FALLBACK(q4_K), REF_FALLBACK(q4_K)}},
+    {MOE_DT_Q5_K, MOE_DT_Q8_K, {&moe_kern_ref_q5_K, REF_FALLBACK(q5_K), REF_FALLBACK(q5_K)}},
+    {MOE_DT_Q6_K, MOE_DT_Q8_K, {&moe_kern_ref_q6_K, REF_FALLBACK(q6_K), REF_FALLBACK(q6_K)}},
+    {MOE_DT_IQ4_NL, MOE_DT_Q8_0, {&moe_kern_ref_iq4_nl, REF_FALLBACK(iq4_nl), REF_FALLBACK(iq4_nl)}},
+    {MOE_DT_IQ4_XS, MOE_DT_Q8_K, {&moe_kern_ref_iq4_xs, REF_FALLBACK(iq4_xs), REF_FALLBACK(iq4_xs)}},
 };
 #define N_ROWS (sizeof table / sizeof table[0])
+
+/* One row per dot type of the int8 path: block shape and quantizer per
+ * set (q8_1 and q8_K: the reference in every set for now). */
+static const struct act_row {
+    uint32_t type;
+    int64_t block_elems;
+    size_t block_bytes;
+    moe_kern_quant_act_fn by_set[MOE_KERN_N_SETS];
+} acts[] = {
+    {MOE_DT_Q8_0, MOE_QK, sizeof(moe_block_q8_0),
+     {moe_kern_ref_quant_act, SIMD_FN(avx2, quant_act), SIMD_FN(avx512, quant_act)}},
+    {MOE_DT_Q8_1, MOE_QK, sizeof(moe_block_q8_1),
+     {moe_kern_ref_quant_act_q8_1, moe_kern_ref_quant_act_q8_1, moe_kern_ref_quant_act_q8_1}},
+    {MOE_DT_Q8_K, MOE_QK_K, sizeof(moe_block_q8_K),
+     {moe_kern_ref_quant_act_q8_K, moe_kern_ref_quant_act_q8_K, moe_kern_ref_quant_act_q8_K}},
+};
+#define N_ACTS (sizeof acts / sizeof acts[0])
 
 const char *moe_kern_name(const moe_kern_set *k) { return k->name; }
 
 void moe_kern_rope(const moe_kern_set *k, float *v, const float *cs, int n_rot) { k->rope(v, cs, n_rot); }
 
-void moe_kern_quantize_act_q8(const moe_kern_set *k, const float *x, moe_block_q8_0 *y, int64_t n)
+static const struct kern_row *row_of(uint32_t type)
 {
-    k->quant_act(x, y, n);
+    for (size_t i = 0; i < N_ROWS; i++)
+        if (table[i].type == type) return &table[i];
+    return NULL;
+}
+
+static const struct act_row *act_of(uint32_t dot_type)
+{
+    for (size_t i = 0; i < N_ACTS; i++)
+        if (acts[i].type == dot_type) return &acts[i];
+    return NULL;
+}
+
+uint32_t moe_kern_dot_type(uint32_t type)
+{
+    const struct kern_row *r = row_of(type);
+    return r ? r->dot_type : MOE_DT_F32;
+}
+
+int64_t moe_kern_act_block(uint32_t dot_type)
+{
+    const struct act_row *a = act_of(dot_type);
+    return a ? a->block_elems : 0;
+}
+
+size_t moe_kern_act_row_bytes(uint32_t dot_type, int64_t n)
+{
+    const struct act_row *a = act_of(dot_type);
+    MOE_ASSERT(a && n >= 0 && n % a->block_elems == 0);
+    return (size_t)(n / a->block_elems) * a->block_bytes;
+}
+
+size_t moe_kern_act_bytes_max(int64_t n)
+{
+    size_t best = 0;
+    for (size_t i = 0; i < N_ACTS; i++) {
+        const size_t b = (size_t)((n + acts[i].block_elems - 1) / acts[i].block_elems) * acts[i].block_bytes;
+        best = b > best ? b : best;
+    }
+    return best;
+}
+
+void moe_kern_quantize_act(const moe_kern_set *k, uint32_t dot_type, const float *x, void *y, int64_t n)
+{
+    const struct act_row *a = act_of(dot_type);
+    MOE_ASSERT(a && a->by_set[k->col] && n % a->block_elems == 0);
+    a->by_set[k->col](x, y, n);
 }
 
 const moe_kern_fns *moe_kern_for(const moe_kern_set *k, uint32_t type)
 {
-    for (size_t i = 0; i < N_ROWS; i++)
-        if (table[i].type == type) return table[i].by_set[k->col];
-    return NULL;
+    const struct kern_row *r = row_of(type);
+    return r ? r->by_set[k->col] : NULL;
+}
+
+bool moe_kern_native(const moe_kern_set *k, uint32_t type)
+{
+    const struct kern_row *r = row_of(type);
+    return r && r->by_set[k->col] && (k->col == MOE_KERN_REF || r->by_set[k->col] != r->by_set[MOE_KERN_REF]);
 }
 
 bool moe_kern_type_supported(uint32_t type) { return moe_kern_for(&sets[MOE_KERN_REF], type) != NULL; }
+
+const char *moe_kern_supported_list(char *buf, size_t size)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < N_ROWS && n < size; i++) {
+        char nb[24];
+        const int w = snprintf(buf + n, size - n, "%s%s", i ? ", " : "", moe_dtype_name(table[i].type, nb, sizeof nb));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return buf;
+}
 
 int moe_kern_n_sets(void) { return MOE_KERN_N_SETS; }
 const moe_kern_set *moe_kern_set_at(int i) { return i >= 0 && i < MOE_KERN_N_SETS ? &sets[i] : NULL; }

@@ -3,7 +3,7 @@
  * shape (Q8_0, 8 layers, dim 2048, 64 experts top-6, ...), with the
  * machine's read bandwidth as the roofline.
  *
- *   bench-decode [--model FILE] [--quick] [--reps N]
+ *   bench-decode [--model FILE] [--quick] [--reps N] [--decode-only]
  *
  * Without --model it makes build/.../bench_q8_0.gguf with moe-mkmodel
  * (--preset bench --type q8_0) beside the binary, once.  --quick is a smoke
@@ -18,7 +18,9 @@
  * read bandwidth (median of 2-thread streaming reads over 1 GiB); and the
  * decode speed as a fraction of the roofline, where bytes per token =
  * dense and attention weights + lm_head + the shared and the used routed
- * experts.
+ * experts.  --decode-only keeps just the single-sequence decode at 2
+ * threads (both activation paths) and the roofline: a short run for
+ * comparing kernels on a shared machine.
  */
 #include <libgen.h>
 #include <pthread.h>
@@ -203,14 +205,16 @@ static double read_bandwidth(size_t bytes, int threads, int reps)
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    bool quick = false;
+    bool quick = false, decode_only = false;
     int reps = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--decode-only")) decode_only = true;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
         else {
-            fprintf(stderr, "usage: bench-decode [--model FILE] [--quick] [--reps N]\n");
+            fprintf(stderr, "usage: bench-decode [--model FILE] [--quick] [--reps N] [--decode-only]\n"
+                            "  --decode-only  only single-sequence decode at 2 threads, both activation paths\n");
             return 2;
         }
     }
@@ -268,7 +272,7 @@ int main(int argc, char **argv)
         printf("\n== activations: %s\n", g_int8 ? "int8 (optional fast path)" : "float32 (default)");
         printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
         double dec2 = 0;
-        for (int th = 1; th <= 2; th++) {
+        for (int th = decode_only ? 2 : 1; th <= 2; th++) {
             moe_engine *e = mk(m, th, 1, np + nd + 8);
             double pf, dc;
             run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
@@ -286,6 +290,8 @@ int main(int argc, char **argv)
             if (th == 2) dec2 = dc;
             moe_engine_free(e);
         }
+        dec2_mode[mode] = dec2;
+        if (decode_only) continue;
         for (int ns = 4; ns <= 16; ns *= 4) {
             moe_engine *e = mk(m, 2, ns, 80);
             double pf, dc;

@@ -7,4 +7,5 @@
  */
 #define KERN_SET avx512
 #define KERN_VNNI 1
+#define KERN_AVX512 1 /* 512-bit registers where the lanes stay avx2's (kern_simd_q.inc) */
 #include "kern_simd.inc"

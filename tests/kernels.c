@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "kern.h"
+#include "quant_enc.h"
 #include "threadpool.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -375,6 +376,112 @@ static void test_select(void)
     printf("this CPU runs: %s\n", moe_kern_list(moe_kern_cpu_features(), buf, sizeof buf));
 }
 
+/* The quantized types on long rows (quant_kernels.c covers single fixture
+ * blocks): rows encoded with the reference quantizers, lengths of several
+ * super-blocks (legacy types also 704 and 96, the V2-Lite-style fallback
+ * widths).  Float dot within the normalised bound of the reference; the
+ * float and int8 products (1..9 tokens, two row ranges) bitwise the
+ * per-token dots; int8 dots within the bound of the reference, bitwise it
+ * for the q8_K types; with b given, every result of set k bitwise b's. */
+static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
+{
+    static const uint32_t qt[] = {MOE_DT_Q4_0, MOE_DT_Q4_1, MOE_DT_Q5_0, MOE_DT_Q5_1, MOE_DT_IQ4_NL, MOE_DT_Q2_K,
+                                  MOE_DT_Q3_K, MOE_DT_Q4_K, MOE_DT_Q5_K, MOE_DT_Q6_K, MOE_DT_IQ4_XS};
+    const moe_kern_set *ref = moe_kern_reference();
+    for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
+        const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
+        const int64_t lens[] = {256, 2048, 2816, 704, 96};
+        const size_t nlen = dt == MOE_DT_Q8_K ? 3 : 5;
+        double worst = 0, worst_i = 0;
+        int same = 1, same_b = 1, exact_k = 1;
+        for (size_t li = 0; li < nlen; li++) {
+            const int64_t cols = lens[li], rows = 7, ntok = 9, ab = moe_kern_act_block(dt);
+            uint64_t rb;
+            CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
+            char *data = malloc((size_t)(rb * rows));
+            float *src = malloc((size_t)cols * 4), *dec = malloc((size_t)(rows * cols) * 4);
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t i = 0; i < cols; i++) src[i] = frand() * (1.0f + (float)(i % 5));
+                moe_quant_row(t, src, data + r * rb, cols);
+                moe_row_to_f32(t, data + r * rb, dec + r * cols, cols);
+            }
+            moe_mat m = {t, rows, cols, (size_t)rb, data};
+            float *x = malloc((size_t)(ntok * cols) * 4), *y = malloc((size_t)(ntok * rows) * 4);
+            float *yb = malloc((size_t)(ntok * rows) * 4);
+            for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
+            const size_t xrow = moe_kern_act_row_bytes(dt, cols);
+            char *xq = malloc(xrow * (size_t)ntok);
+            for (int64_t n = 0; n < ntok; n++) moe_kern_quantize_act(k, dt, x + n * cols, xq + n * xrow, cols);
+            /* float */
+            moe_kern_matmul_rows(k, &m, 0, 3, x, cols, ntok, y, rows);
+            moe_kern_matmul_rows(k, &m, 3, rows, x, cols, ntok, y, rows);
+            for (int64_t tk = 0; tk < ntok; tk++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const float d = moe_kern_dot(k, &m, r, x + tk * cols), dr = moe_kern_dot(ref, &m, r, x + tk * cols);
+                    double mag = 0;
+                    for (int64_t i = 0; i < cols; i++) mag += fabs((double)dec[r * cols + i] * x[tk * cols + i]);
+                    const double e = fabs((double)d - dr) / (mag + 1e-30);
+                    worst = e > worst ? e : worst;
+                    CHECK_MSG(e <= 1e-5, "%s type %u cols %lld: float dot normalised error %g", moe_kern_name(k), t,
+                              (long long)cols, e);
+                    same &= memcmp(&d, &y[tk * rows + r], 4) == 0;
+                }
+            if (b) {
+                moe_kern_matmul_rows(b, &m, 0, rows, x, cols, ntok, yb, rows);
+                same_b &= memcmp(y, yb, (size_t)(ntok * rows) * 4) == 0;
+            }
+            /* int8 */
+            moe_kern_matmul_rows_int8(k, &m, 0, 3, xq, (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab)), ntok, y, rows);
+            moe_kern_matmul_rows_int8(k, &m, 3, rows, xq, (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab)), ntok, y,
+                                      rows);
+            for (int64_t tk = 0; tk < ntok; tk++)
+                for (int64_t r = 0; r < rows; r++) {
+                    const void *w = data + r * rb, *xt = xq + tk * xrow;
+                    const float d = moe_kern_dot_int8(k, t, w, xt, cols), dr = moe_kern_dot_int8(ref, t, w, xt, cols);
+                    double mag = 0;
+                    for (int64_t i = 0; i < cols; i++) mag += fabs((double)dec[r * cols + i] * x[tk * cols + i]);
+                    const double e = fabs((double)d - dr) / (mag + 1e-30);
+                    worst_i = e > worst_i ? e : worst_i;
+                    CHECK_MSG(e <= 1e-5, "%s type %u cols %lld: int8 dot normalised error %g", moe_kern_name(k), t,
+                              (long long)cols, e);
+                    if (dt == MOE_DT_Q8_K) exact_k &= memcmp(&d, &dr, 4) == 0;
+                    same &= memcmp(&d, &y[tk * rows + r], 4) == 0;
+                }
+            if (b) {
+                moe_kern_matmul_rows_int8(b, &m, 0, rows, xq, (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab)), ntok,
+                                          yb, rows);
+                same_b &= memcmp(y, yb, (size_t)(ntok * rows) * 4) == 0;
+                /* axpy and the activation quantizer too */
+                float *a1 = malloc((size_t)cols * 4), *a2 = malloc((size_t)cols * 4);
+                memcpy(a1, x, (size_t)cols * 4);
+                memcpy(a2, x, (size_t)cols * 4);
+                moe_kern_for(k, t)->axpy(data, 0.37f, a1, cols);
+                moe_kern_for(b, t)->axpy(data, 0.37f, a2, cols);
+                same_b &= memcmp(a1, a2, (size_t)cols * 4) == 0;
+                char *xq2 = malloc(xrow);
+                moe_kern_quantize_act(b, dt, x, xq2, cols);
+                same_b &= memcmp(xq, xq2, xrow) == 0;
+                free(xq2);
+                free(a1);
+                free(a2);
+            }
+            free(data);
+            free(src);
+            free(dec);
+            free(x);
+            free(y);
+            free(yb);
+            free(xq);
+        }
+        CHECK_MSG(same, "%s type %u: products not bitwise the per-token dots", moe_kern_name(k), t);
+        CHECK_MSG(exact_k, "%s type %u: int8 dots not bitwise the reference", moe_kern_name(k), t);
+        CHECK_MSG(same_b, "%s type %u: not bitwise %s", moe_kern_name(k), t, b ? moe_kern_name(b) : "");
+        printf("%s %-6s long rows: float worst %.3g, int8 worst %.3g vs reference%s%s\n", moe_kern_name(k),
+               moe_dtype_name(t, NULL, 0), worst, worst_i, dt == MOE_DT_Q8_K ? " (int8 bitwise)" : "",
+               b ? "; bitwise avx2" : "");
+    }
+}
+
 int main(void)
 {
     test_select();
@@ -401,6 +508,13 @@ int main(void)
         test_encode(k);
     }
     if (avx2 && avx512) test_same_bits(avx2, avx512);
+    for (int i = 0; i < moe_kern_n_sets(); i++) {
+        const moe_kern_set *k = moe_kern_set_at(i);
+        uint64_t mask;
+        moe_err err;
+        if (k == moe_kern_reference() || moe_kern_cpu_mask(cpu, moe_kern_name(k), &mask, &err) != MOE_OK) continue;
+        test_quant_rows(k, k == avx512 ? avx2 : NULL);
+    }
     test_small_ops();
     test_pool();
     return check_summary("kernels");

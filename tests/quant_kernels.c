@@ -20,7 +20,9 @@
  *       dotn_int8 for 1..4 tokens and moe_kern_matmul_rows_int8 bitwise the
  *       single dot;
  *     - every set bitwise the reference where it falls back to it, within
- *       the normalised bound where it has its own kernels;
+ *       the normalised bound where it has its own kernels; the int8 dots
+ *       of the q8_K types bitwise the reference in every set; avx512
+ *       bitwise avx2 (float and int8 dots) when the CPU runs both;
  *  4. the table: every supported type has an entry in every set the build
  *     has, its dot type is llama.cpp's.
  * Prints the sets exercised and, per type, which sets are native.
@@ -312,7 +314,12 @@ static void test_type(const qtype *q, const moe_kern_set *k)
     const int64_t n = nblk * epb;
     const size_t xrow = moe_kern_act_row_bytes(q->dot_type, n);
     double worst_f = 0, worst_i = 0;
-    int not_same = 0;
+    int not_same = 0, not_same_k = 0, not_as_avx2 = 0;
+    /* the avx2 set, when this is a later set this CPU also runs */
+    const moe_kern_set *a2 = moe_kern_by_name("avx2");
+    uint64_t a2mask;
+    moe_err a2err;
+    if (k == ref || k == a2 || moe_kern_cpu_mask(moe_kern_cpu_features(), "avx2", &a2mask, &a2err) != MOE_OK) a2 = NULL;
     for (int r = 0; r + nblk <= q->n_blocks; r += nblk) {
         const uint8_t *row = q->blocks + (size_t)r * q->bpb;
         const float *w = q->values + (size_t)r * epb;
@@ -341,6 +348,16 @@ static void test_type(const qtype *q, const moe_kern_set *k)
             if (!native) not_same += memcmp(&di, &dri, 4) != 0;
             if (native)
                 CHECK_MSG(fabs(di - dri) <= 1e-5 * mag, "%s int8 dot in %s vs reference", q->name, moe_kern_name(k));
+            /* q8_K types: exact integer sums and the reference's float
+             * expression in its order, so bitwise the reference */
+            if (q->dot_type == MOE_DT_Q8_K) not_same_k += memcmp(&di, &dri, 4) != 0;
+            /* avx512 is the avx2 source with more registers (and vpdpbusd):
+             * bitwise avx2 on every kernel */
+            if (a2 && a2 != k) {
+                const float d2 = moe_kern_for(a2, q->code)->dot(row, x[t], n);
+                const float di2 = moe_kern_dot_int8(a2, q->code, row, xq + t * xrow, n);
+                not_as_avx2 += memcmp(&d, &d2, 4) != 0 || memcmp(&di, &di2, 4) != 0;
+            }
         }
         /* dotn, dotn_int8 and the int8 product: bitwise the single dots */
         for (int nt = 1; nt <= 4; nt++) {
@@ -380,10 +397,14 @@ static void test_type(const qtype *q, const moe_kern_set *k)
     }
     CHECK_MSG(not_same == 0, "%s in %s: %d fallback results differ from the reference", q->name, moe_kern_name(k),
               not_same);
-    printf("%-6s %-9s (%s): one-hot dots exact (float; int8 via %s); random rows: max normalised error float %.2g, "
-           "int8 %.2g\n",
+    CHECK_MSG(not_same_k == 0, "%s in %s: %d int8 dots differ from the reference's bits", q->name, moe_kern_name(k),
+              not_same_k);
+    CHECK_MSG(not_as_avx2 == 0, "%s in %s: %d dots differ from avx2's bits", q->name, moe_kern_name(k), not_as_avx2);
+    printf("%-6s %-9s (%s): one-hot dots exact (float; int8 via %s%s); random rows: max normalised error float %.2g, "
+           "int8 %.2g%s\n",
            q->name, moe_kern_name(k), native ? "own kernels" : "reference row", moe_dtype_name(q->dot_type, NULL, 0),
-           worst_f, worst_i);
+           q->dot_type == MOE_DT_Q8_K ? ", bitwise the reference" : "", worst_f, worst_i,
+           a2 ? "; bitwise avx2" : "");
 }
 
 int main(void)

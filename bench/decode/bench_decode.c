@@ -214,13 +214,14 @@ static double read_bandwidth(size_t bytes, int threads, int reps, bool best)
 }
 
 static const char usage[] =
-    "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both]\n"
+    "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both] [--decode-only]\n"
     "       bench-decode --model FILE --case SEQS:PROMPT:GEN [--case ...] [--threads N]\n"
     "                    [--reps N] [--act float|int8|both] [--bandwidth]\n"
     "  --model FILE   any deepseek2 GGUF the engine loads (default: makes a Q8_0 bench model)\n"
     "  --quick        smoke run on a small generated model (figures mean nothing)\n"
     "  --reps N       runs per figure (default 3; the suite keeps the best, --case prints each)\n"
     "  --act A        activation path(s): float (default path), int8, both (default both)\n"
+    "  --decode-only  the suite keeps only 2-thread single-sequence decode and the roofline\n"
     "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
     "                 batched decode steps; prints one parseable line per run (no suite)\n"
     "  --threads N    engine threads for --case (1..256, default 2)\n"
@@ -302,7 +303,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    bool quick = false, bandwidth = false, acts[2] = {true, true};
+    bool quick = false, bandwidth = false, decode_only = false, acts[2] = {true, true};
     int reps = 3, threads = 2, n_cases = 0;
     bench_case cases[MAX_CASES];
     for (int i = 1; i < argc; i++) {
@@ -313,6 +314,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--quick")) {
             quick = true;
+        } else if (!strcmp(a, "--decode-only")) {
+            decode_only = true;
         } else if (!strcmp(a, "--bandwidth")) {
             bandwidth = true;
         } else if (!v) {
@@ -410,7 +413,7 @@ int main(int argc, char **argv)
         printf("\n== activations: %s\n", g_int8 ? "int8 (optional fast path)" : "float32 (default)");
         printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
         double dec2 = 0;
-        for (int th = 1; th <= 2; th++) {
+        for (int th = decode_only ? 2 : 1; th <= 2; th++) {
             moe_engine *e = mk(m, th, 1, np + nd + 8, np);
             double pf, dc;
             run_batch(e, 1, np, 1, &pf, &dc); /* warm-up: page the weights in */
@@ -428,6 +431,8 @@ int main(int argc, char **argv)
             if (th == 2) dec2 = dc;
             moe_engine_free(e);
         }
+        dec2_mode[mode] = dec2;
+        if (decode_only) continue;
         for (int ns = 4; ns <= 16; ns *= 4) {
             moe_engine *e = mk(m, 2, ns, 80, 32);
             double pf, dc;

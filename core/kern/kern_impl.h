@@ -36,11 +36,14 @@ enum { MOE_KERN_REF, MOE_KERN_AVX2, MOE_KERN_AVX512, MOE_KERN_N_SETS };
 MOE_KERN_DECLARE(ref)
 MOE_KERN_DECLARE(avx2)
 MOE_KERN_DECLARE(avx512)
-/* The types only the reference set has so far (the SIMD sets list these
- * entries in their columns, see kern_select.c). */
-extern const moe_kern_fns moe_kern_ref_q4_0, moe_kern_ref_q4_1, moe_kern_ref_q5_0, moe_kern_ref_q5_1,
-    moe_kern_ref_q2_K, moe_kern_ref_q3_K, moe_kern_ref_q4_K, moe_kern_ref_q5_K, moe_kern_ref_q6_K,
-    moe_kern_ref_iq4_nl, moe_kern_ref_iq4_xs;
+/* The quantized types (kern_ref.c; kern_simd_q.inc for the SIMD sets). */
+#define MOE_KERN_DECLARE_Q(set)                                                                      \
+    extern const moe_kern_fns moe_kern_##set##_q4_0, moe_kern_##set##_q4_1, moe_kern_##set##_q5_0,  \
+        moe_kern_##set##_q5_1, moe_kern_##set##_q2_K, moe_kern_##set##_q3_K, moe_kern_##set##_q4_K, \
+        moe_kern_##set##_q5_K, moe_kern_##set##_q6_K, moe_kern_##set##_iq4_nl, moe_kern_##set##_iq4_xs;
+MOE_KERN_DECLARE_Q(ref)
+MOE_KERN_DECLARE_Q(avx2)
+MOE_KERN_DECLARE_Q(avx512)
 
 void moe_kern_ref_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx2_rope(float *v, const float *cs, int n_rot);
@@ -52,7 +55,11 @@ void moe_kern_ref_quant_act(const float *x, void *y, int64_t n); /* q8_0 */
 void moe_kern_ref_quant_act_q8_1(const float *x, void *y, int64_t n);
 void moe_kern_ref_quant_act_q8_K(const float *x, void *y, int64_t n);
 void moe_kern_avx2_quant_act(const float *x, void *y, int64_t n); /* q8_0 */
+void moe_kern_avx2_quant_act_q8_1(const float *x, void *y, int64_t n);
+void moe_kern_avx2_quant_act_q8_K(const float *x, void *y, int64_t n);
 void moe_kern_avx512_quant_act(const float *x, void *y, int64_t n);
+void moe_kern_avx512_quant_act_q8_1(const float *x, void *y, int64_t n);
+void moe_kern_avx512_quant_act_q8_K(const float *x, void *y, int64_t n);
 
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */

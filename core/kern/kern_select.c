@@ -28,7 +28,7 @@
 #define SIMD(set, T) NULL
 #define SIMD_FN(set, f) NULL
 #endif
-/* A type a SIMD set has no kernels of yet: its column lists the reference
+/* A type a SIMD set has no kernels of yet (none today): its column lists the reference
  * entry, so moe_kern_for never fails for a supported type (the reference
  * is deterministic too, so the invariance rules hold).  moe_kern_native()
  * reports these cells. */
@@ -51,22 +51,22 @@ static const struct kern_row {
     {MOE_DT_F16, MOE_DT_F32, {&moe_kern_ref_f16, SIMD(avx2, f16), SIMD(avx512, f16)}},
     {MOE_DT_BF16, MOE_DT_F32, {&moe_kern_ref_bf16, SIMD(avx2, bf16), SIMD(avx512, bf16)}},
     {MOE_DT_Q8_0, MOE_DT_Q8_0, {&moe_kern_ref_q8_0, SIMD(avx2, q8_0), SIMD(avx512, q8_0)}},
-    {MOE_DT_Q4_0, MOE_DT_Q8_0, {&moe_kern_ref_q4_0, REF_FALLBACK(q4_0), REF_FALLBACK(q4_0)}},
-    {MOE_DT_Q4_1, MOE_DT_Q8_1, {&moe_kern_ref_q4_1, REF_FALLBACK(q4_1), REF_FALLBACK(q4_1)}},
-    {MOE_DT_Q5_0, MOE_DT_Q8_0, {&moe_kern_ref_q5_0, REF_FALLBACK(q5_0), REF_FALLBACK(q5_0)}},
-    {MOE_DT_Q5_1, MOE_DT_Q8_1, {&moe_kern_ref_q5_1, REF_FALLBACK(q5_1), REF_FALLBACK(q5_1)}},
-    {MOE_DT_Q2_K, MOE_DT_Q8_K, {&moe_kern_ref_q2_K, REF_FALLBACK(q2_K), REF_FALLBACK(q2_K)}},
-    {MOE_DT_Q3_K, MOE_DT_Q8_K, {&moe_kern_ref_q3_K, REF_FALLBACK(q3_K), REF_FALLBACK(q3_K)}},
-    {MOE_DT_Q4_K, MOE_DT_Q8_K, {&moe_kern_ref_q4_K, REF_FALLBACK(q4_K), REF_FALLBACK(q4_K)}},
-    {MOE_DT_Q5_K, MOE_DT_Q8_K, {&moe_kern_ref_q5_K, REF_FALLBACK(q5_K), REF_FALLBACK(q5_K)}},
-    {MOE_DT_Q6_K, MOE_DT_Q8_K, {&moe_kern_ref_q6_K, REF_FALLBACK(q6_K), REF_FALLBACK(q6_K)}},
-    {MOE_DT_IQ4_NL, MOE_DT_Q8_0, {&moe_kern_ref_iq4_nl, REF_FALLBACK(iq4_nl), REF_FALLBACK(iq4_nl)}},
-    {MOE_DT_IQ4_XS, MOE_DT_Q8_K, {&moe_kern_ref_iq4_xs, REF_FALLBACK(iq4_xs), REF_FALLBACK(iq4_xs)}},
+    {MOE_DT_Q4_0, MOE_DT_Q8_0, {&moe_kern_ref_q4_0, SIMD(avx2, q4_0), SIMD(avx512, q4_0)}},
+    {MOE_DT_Q4_1, MOE_DT_Q8_1, {&moe_kern_ref_q4_1, SIMD(avx2, q4_1), SIMD(avx512, q4_1)}},
+    {MOE_DT_Q5_0, MOE_DT_Q8_0, {&moe_kern_ref_q5_0, SIMD(avx2, q5_0), SIMD(avx512, q5_0)}},
+    {MOE_DT_Q5_1, MOE_DT_Q8_1, {&moe_kern_ref_q5_1, SIMD(avx2, q5_1), SIMD(avx512, q5_1)}},
+    {MOE_DT_Q2_K, MOE_DT_Q8_K, {&moe_kern_ref_q2_K, SIMD(avx2, q2_K), SIMD(avx512, q2_K)}},
+    {MOE_DT_Q3_K, MOE_DT_Q8_K, {&moe_kern_ref_q3_K, SIMD(avx2, q3_K), SIMD(avx512, q3_K)}},
+    {MOE_DT_Q4_K, MOE_DT_Q8_K, {&moe_kern_ref_q4_K, SIMD(avx2, q4_K), SIMD(avx512, q4_K)}},
+    {MOE_DT_Q5_K, MOE_DT_Q8_K, {&moe_kern_ref_q5_K, SIMD(avx2, q5_K), SIMD(avx512, q5_K)}},
+    {MOE_DT_Q6_K, MOE_DT_Q8_K, {&moe_kern_ref_q6_K, SIMD(avx2, q6_K), SIMD(avx512, q6_K)}},
+    {MOE_DT_IQ4_NL, MOE_DT_Q8_0, {&moe_kern_ref_iq4_nl, SIMD(avx2, iq4_nl), SIMD(avx512, iq4_nl)}},
+    {MOE_DT_IQ4_XS, MOE_DT_Q8_K, {&moe_kern_ref_iq4_xs, SIMD(avx2, iq4_xs), SIMD(avx512, iq4_xs)}},
 };
 #define N_ROWS (sizeof table / sizeof table[0])
 
 /* One row per dot type of the int8 path: block shape and quantizer per
- * set (q8_1 and q8_K: the reference in every set for now). */
+ * set (every set bitwise the reference). */
 static const struct act_row {
     uint32_t type;
     int64_t block_elems;
@@ -76,9 +76,9 @@ static const struct act_row {
     {MOE_DT_Q8_0, MOE_QK, sizeof(moe_block_q8_0),
      {moe_kern_ref_quant_act, SIMD_FN(avx2, quant_act), SIMD_FN(avx512, quant_act)}},
     {MOE_DT_Q8_1, MOE_QK, sizeof(moe_block_q8_1),
-     {moe_kern_ref_quant_act_q8_1, moe_kern_ref_quant_act_q8_1, moe_kern_ref_quant_act_q8_1}},
+     {moe_kern_ref_quant_act_q8_1, SIMD_FN(avx2, quant_act_q8_1), SIMD_FN(avx512, quant_act_q8_1)}},
     {MOE_DT_Q8_K, MOE_QK_K, sizeof(moe_block_q8_K),
-     {moe_kern_ref_quant_act_q8_K, moe_kern_ref_quant_act_q8_K, moe_kern_ref_quant_act_q8_K}},
+     {moe_kern_ref_quant_act_q8_K, SIMD_FN(avx2, quant_act_q8_K), SIMD_FN(avx512, quant_act_q8_K)}},
 };
 #define N_ACTS (sizeof acts / sizeof acts[0])
 

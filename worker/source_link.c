@@ -206,7 +206,10 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     int32_t *toks = moe_xmalloc((n ? n : 1) * sizeof *toks);
     memcpy(toks, a->prompt, a->n_prompt * sizeof *toks);
     if (a->n_emitted) memcpy(toks + a->n_prompt, a->emitted, a->n_emitted * sizeof *toks);
-    moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n,
+    /* a replay: the prompt in the chunks it had, the emitted tokens fed one
+     * per step as they were decoded, so the rows are the first run's, bit
+     * for bit (docs/engine.md, "Replay") */
+    moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n, .n_chunked = (int)a->n_prompt,
                      .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted,
                      .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
                      .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs};

@@ -19,6 +19,12 @@
 #include "workers.h"
 
 #define MAX_FRONTS 4
+/* A request replayed this many times ends with WORKER_LOST at the next
+ * death of its job (a request that crashes the job must not loop it). */
+#define MAX_REPLAYS 3
+#define MAX_REPLAYS_PLUS_1 4
+#define MOE_STR_(x) #x
+#define MOE_STR(x) MOE_STR_(x)
 
 /* A request in flight: the request itself, the scheduler's record of it
  * (r->owner is this entry) and where its client is. */
@@ -351,7 +357,11 @@ static void on_rank_lost(void *ctx, int rank, const char *why)
             if (e->r->state != MOE_REQ_RUNNING || e->r->rank != rank) continue;
             const moe_end_reason last = ended_by_last(c, e);
             if (last != MOE_END_NONE) on_seq_end(c, e->r, last, NULL);
-            else if (e->q->end == MOE_END_NONE) moe_cmetrics_replayed(c->cm, e->r->n_out);
+            else if (e->q->end != MOE_END_NONE) continue; /* ending anyway (stop string, cancel) */
+            else if (e->r->replays >= MAX_REPLAYS) /* a request that kills every job it runs on */
+                moe_request_end(e->q, MOE_END_ERROR, MOE__CODE__WORKER_LOST,
+                                "the worker job died " MOE_STR(MAX_REPLAYS_PLUS_1) " times while this request ran");
+            else moe_cmetrics_replayed(c->cm, e->r->n_out);
         }
         return;
     }

@@ -31,6 +31,9 @@ struct moe_super {
     int unready;              /* deaths before ready, in a row */
     int64_t starts;
     double last_death, last_recovery;
+    pid_t watch[64];          /* RUNNING: the job's processes when it became ready */
+    int n_watch;
+    double t_watch;
     char failed[256];
 };
 
@@ -73,7 +76,7 @@ int moe_super_init(moe_super **out, const moe_super_cfg *cfg, moe_err *err)
 
 /* Processes of session sid still running (zombies are not: they only wait
  * to be reaped), each sent sig when sig != 0. */
-static int session_signal(pid_t sid, int sig)
+static int session_signal(pid_t sid, int sig, pid_t *pids, int max)
 {
     DIR *d = opendir("/proc");
     if (!d) return 0;
@@ -96,11 +99,29 @@ static int session_signal(pid_t sid, int sig)
         long ppid, pgrp, sess;
         if (!rp || sscanf(rp + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &sess) != 4) continue;
         if (sess != (long)sid || state == 'Z' || state == 'X') continue;
+        if (pids && n < max) pids[n] = (pid_t)pid;
         n++;
         if (sig) kill((pid_t)pid, sig);
     }
     closedir(d);
     return n;
+}
+
+/* pid exists and is not a zombie (a killed rank stays one until mpirun,
+ * maybe busy, reaps it). */
+static bool process_running(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: existence only */
+    const size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    const char *rp = strrchr(buf, ')');
+    char state = '?';
+    if (rp) sscanf(rp + 1, " %c", &state);
+    return state != 'Z' && state != 'X';
 }
 
 /* Reaps every child that has ended (the launcher's status in *status). */
@@ -124,7 +145,7 @@ static void kill_job(moe_super *s)
     if (s->pid <= 0) return;
     const pid_t sid = s->pid;
     kill(-sid, SIGKILL); /* the launcher's group, then everyone else in the session */
-    int left = session_signal(sid, SIGKILL);
+    int left = session_signal(sid, SIGKILL, NULL, 0);
     /* bounded wait until the session is empty (SIGKILL cannot be caught;
      * a process in uninterruptible sleep may take a moment) */
     for (int i = 0; i < 500 && left > 0; i++) {
@@ -132,7 +153,7 @@ static void kill_job(moe_super *s)
         nanosleep(&ts, NULL);
         int st;
         reap(s, &st);
-        left = session_signal(sid, i % 50 == 49 ? SIGKILL : 0);
+        left = session_signal(sid, i % 50 == 49 ? SIGKILL : 0, NULL, 0);
     }
     int st;
     reap(s, &st);
@@ -184,6 +205,17 @@ bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
         return true;
     }
     if (s->pid == 0) reap(s, &st); /* orphans of an old job */
+    /* a process of the running job is gone (a rank killed): its launcher
+     * may take long to notice while the other ranks hang in a collective */
+    if (s->state == MOE_SUPER_RUNNING && now - s->t_watch >= 0.1) {
+        s->t_watch = now;
+        for (int i = 0; i < s->n_watch; i++)
+            if (!process_running(s->watch[i])) {
+                snprintf(why, why_len, "process %d of the worker job is gone", (int)s->watch[i]);
+                s->n_watch = 0;
+                return true;
+            }
+    }
     if (s->state == MOE_SUPER_STARTING && now - s->started > s->cfg.start_timeout_s) {
         snprintf(why, why_len, "the worker job was not ready after %.0f s", s->cfg.start_timeout_s);
         return true;
@@ -197,6 +229,9 @@ void moe_super_ready(moe_super *s, double now)
     if (s->state != MOE_SUPER_STARTING) return;
     s->state = MOE_SUPER_RUNNING;
     s->unready = 0;
+    /* its processes now (every rank has said hello): watched from here on */
+    const int n = s->pid > 0 ? session_signal(s->pid, 0, s->watch, (int)(sizeof s->watch / sizeof s->watch[0])) : 0;
+    s->n_watch = n < (int)(sizeof s->watch / sizeof s->watch[0]) ? n : (int)(sizeof s->watch / sizeof s->watch[0]);
     if (s->last_death > 0) {
         s->last_recovery = now - s->last_death;
         moe_log(MOE_LOG_INFO, "supervisor: the worker job is ready again, %.2f s after the last one died",
@@ -210,6 +245,7 @@ void moe_super_job_dead(moe_super *s, const char *why, double now)
     const bool was_ready = s->state == MOE_SUPER_RUNNING;
     if (s->pid < 0) s->pid = -s->pid; /* the launcher is reaped; its session id is still the key */
     kill_job(s);
+    s->n_watch = 0;
     s->last_death = now;
     if (!was_ready) s->unready++;
     if (s->unready >= s->cfg.max_unready) {
@@ -242,11 +278,11 @@ void moe_super_free(moe_super *s)
         /* a clean stop first: SIGTERM ends the job together (every rank
          * leaves at its next step); then whatever is left is killed */
         kill(-s->pid, SIGTERM);
-        session_signal(s->pid, SIGTERM);
+        session_signal(s->pid, SIGTERM, NULL, 0);
         for (int i = 0; i < 300; i++) {
             int st;
             reap(s, &st);
-            if (session_signal(s->pid, 0) == 0) break;
+            if (session_signal(s->pid, 0, NULL, 0) == 0) break;
             const struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
         }

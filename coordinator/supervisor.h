@@ -1,7 +1,8 @@
 /*
  * supervisor.h — the coordinator runs the worker job (moe-coordinator
  * --launch): starts its command in a session of its own, notices when the
- * job is dead (the launcher exited; the loop also reports a rank whose
+ * job is dead (the launcher exited, or a process the job had when it
+ * became ready is gone or a zombie; the loop also reports a rank whose
  * heartbeats stopped, which is the step watchdog, and a job that does not
  * become ready in time), kills every process of that session, and starts
  * the command again after a back-off.  A job that dies before it became

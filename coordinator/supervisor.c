@@ -65,6 +65,7 @@ int moe_super_init(moe_super **out, const moe_super_cfg *cfg, moe_err *err)
     for (size_t i = 0; i < n; i++) s->argv[i] = substitute(cfg->argv[i], cfg->workers ? cfg->workers : "");
     s->state = MOE_SUPER_WAITING;
     s->next_start = 0; /* at the first tick */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0); /* the job inherits it (one BLAS thread per rank) */
     s->last_recovery = -1;
 #ifdef PR_SET_CHILD_SUBREAPER
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
@@ -176,13 +177,14 @@ static void start(moe_super *s, double now)
         /* the job's output goes to the coordinator's stderr: stdout is for
          * the coordinator's own lines (ready) */
         dup2(2, 1);
-        setenv("OPENBLAS_NUM_THREADS", "1", 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         execvp(s->argv[0], s->argv);
-        fprintf(stderr, "moe-coordinator: cannot run %s: %s\n", s->argv[0], strerror(errno));
+        /* only async-signal-safe calls here (the parent has threads) */
+        static const char msg[] = "moe-coordinator: cannot run the worker job's command (--launch)\n";
+        if (write(2, msg, sizeof msg - 1) < 0) _exit(126);
         _exit(127);
     }
     s->pid = pid;

@@ -46,7 +46,8 @@ void moe_super_free(moe_super *s);
 
 /* Starts the job when its time has come; reaps the launcher.  Returns true
  * (with why) when the job just died by itself (the launcher exited): the
- * loop then replays its requests and calls moe_super_job_dead. */
+ * loop then replays its requests and calls moe_super_job_dead; also when a
+ * process of the running job is gone, or the job is not ready in time. */
 bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len);
 /* Every rank has said hello: the job is up, the crash count starts again. */
 void moe_super_ready(moe_super *s, double now);

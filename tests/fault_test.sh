@@ -20,6 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
 model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-fault.XXXXXX")
+[ "$(kill -l KILL)/$(kill -l STOP)" = 9/19 ] || { echo "signal numbers are not Linux's"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
 coord=""
 cleanup() {
@@ -83,37 +84,37 @@ replay)
   n=0
   for fault in kill stop launcher; do
     n=$((n + 1))
-    # the chosen sequence: one of the 300-token requests; k of its tokens first
+    # the chosen sequence: one of the 600-token requests; k of its tokens first
     j=$(( 8 * ((seed + n) % 8) )) k=$(( 3 + (seed * 7 + n) % 10 ))
     echo "fault $fault: seed $seed, request r$j after k=$k tokens"
     out=$tmp/run$n.out
     launcher=$(grep -Eo "(started|restarted) the worker job \(pid [0-9]+" "$tmp/coord.err" | tail -1 | grep -Eo "[0-9]+$")
     lines=$(wc -l < "$tmp/coord.err")
-    "$bin/e2e_client" many 64 "ipc://$tmp/c" > "$out" &
+    # the job's ranks (it is ready: the last run ended on it), looked up now
+    # so that little is left to do while r$j runs
+    rpid=()
+    for r in $(seq 0 $((np - 1))); do
+      rpid[r]=$(rank_pid "$r")
+      [ -n "${rpid[r]}" ] || fail "no process for rank $r"
+    done
+    # the client itself sends the signals once r$j has k tokens (a script
+    # polling its output is too slow on a loaded machine); the pids go into
+    # a file as soon as the coordinator says where r$j runs
+    "$bin/e2e_client" many 64 "r$j" "$k" "$tmp/pids$n" "ipc://$tmp/c" > "$out" &
     client=$!
-    # where it runs (the coordinator's debug line), found before it is far
-    for _ in $(seq 1 600); do
-      rank=$(tail -n +"$lines" "$tmp/coord.err" | grep "request 'r$j' placed on rank" | tail -1 | sed 's/.*on rank \([0-9]*\).*/\1/')
-      [ -n "$rank" ] && break
-      sleep 0.01
-    done
+    rank=$(timeout 30 tail -n +"$lines" -f "$tmp/coord.err" | grep -m1 "request 'r$j' placed on rank" |
+           sed 's/.*on rank \([0-9]*\).*/\1/')
     [ -n "$rank" ] || fail "r$j was never placed"
-    pid=$(rank_pid "$rank")
-    [ -n "$pid" ] || fail "no process for rank $rank"
-    for _ in $(seq 1 1000); do
-      got=$(awk -v r="r$j" '$1 == "c" && $2 == r { n = $3 + $4 } END { print n + 0 }' "$out")
-      [ "$got" -ge $k ] && break
-      sleep 0.01
-    done
-    [ "$got" -ge $k ] || fail "r$j never reached $k tokens"
-    grep -q "^f r$j " "$out" && fail "r$j had finished before the fault"
-    t_fault=$(now_us)
+    pid=${rpid[rank]}
     case $fault in
-      kill) kill -KILL "$pid" ;;
-      stop) kill -STOP "$pid" ;;
-      launcher) kill -KILL "$launcher"; pkill -KILL -s "$launcher" ;;
-    esac
-    done_at_fault=$(grep -c "^f" "$out")
+      kill) echo "$pid 9" ;;
+      stop) echo "$pid 19" ;;
+      launcher) echo "$launcher 9"; for p in "${rpid[@]}"; do echo "$p 9"; done ;;
+    esac > "$tmp/pids$n.tmp"
+    mv "$tmp/pids$n.tmp" "$tmp/pids$n"
+    wait_for "$out" "^fault " 30 || fail "the fault was never made (r$j ended before it had $k tokens and its pid was known?)"
+    t_fault=$(awk '$1 == "fault" { print $2 }' "$out")
+    done_at_fault=$(awk '$1 == "fault" { print $3 }' "$out")
     [ "$done_at_fault" -lt 64 ] || fail "every request had finished before the fault"
     echo "  $fault of rank $rank (pid $pid, launcher $launcher) with $((64 - done_at_fault)) of 64 streams running"
     if [ $fault = stop ]; then

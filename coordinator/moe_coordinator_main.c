@@ -12,7 +12,9 @@
  * tokens wait here (the scheduler keeps every emitted token) until it can
  * take them.  Liveness is heartbeats both ways: a client that stops sending
  * them has its sequences released; a rank that stops sending them has its
- * requests end with a clear error.  SIGTERM drains: no new work, requests
+ * requests end with a clear error — or, when the coordinator runs the job
+ * itself (--launch, supervisor.h), the job is killed and started again and
+ * those requests are replayed, bit for bit.  SIGTERM drains: no new work, requests
  * in flight finish, then exit 0.
  *
  * Operators: one log line per finished request (--log-format json for one
@@ -54,7 +56,8 @@ static void usage(FILE *f)
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
-          "  --worker-timeout-ms MS a rank silent this long is lost (default 5000)\n"
+          "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
+          "                         between steps, so with --launch this is also the step watchdog\n"
           "  --launch CMD...        run the worker job: CMD and every argument after it (so --launch comes\n"
           "                         last; {workers} in an argument becomes the workers endpoint).  The job is\n"
           "                         restarted when it dies (launcher exit, a rank silent for --worker-timeout-ms:\n"

@@ -14,10 +14,17 @@
 #include "gguf.h"
 #include "msg.h"
 #include "sched.h"
+#include "supervisor.h"
 #include "tokenizer.h"
 #include "workers.h"
 
 #define MAX_FRONTS 4
+/* A request replayed this many times ends with WORKER_LOST at the next
+ * death of its job (a request that crashes the job must not loop it). */
+#define MAX_REPLAYS 3
+#define MAX_REPLAYS_PLUS_1 4
+#define MOE_STR_(x) #x
+#define MOE_STR(x) MOE_STR_(x)
 
 /* A request in flight: the request itself, the scheduler's record of it
  * (r->owner is this entry) and where its client is. */
@@ -28,6 +35,7 @@ typedef struct entry {
     moe_front_client *cl;
     bool finished;            /* Finish sent (or the client is gone) */
     moe_req_timing t;         /* for the metrics and the request's log line */
+    int n_placed;             /* placements logged (1 + replays once running) */
 } entry;
 
 struct moe_coord {
@@ -46,7 +54,11 @@ struct moe_coord {
     int n_reqs, cap_reqs;
     bool draining;
     moe_cmetrics *cm;
-    char health[128];         /* the reason on_health gives */
+    char health[512];         /* the reason on_health gives */
+    moe_super *sup;           /* --launch: the worker job is ours; NULL: someone else's */
+    bool said_ready;          /* the ready line is printed once */
+    char job_dead[256];       /* a rank of our job was lost: the whole job is dead (handled in housekeeping) */
+    int32_t eos;              /* the model's EOS (-1: none), for the end of a replayed request */
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -142,6 +154,11 @@ static void flush_all(moe_coord *c)
         moe_request *q = e->q;
         /* placed since the last look (placement runs just before this) */
         if (e->r->state == MOE_REQ_RUNNING && e->t.placed == 0) moe_cmetrics_placed(c->cm, &e->t, e->r->n_prompt, now);
+        if (e->r->state == MOE_REQ_RUNNING && e->n_placed != e->r->replays + 1) {
+            e->n_placed = e->r->replays + 1;
+            moe_log(MOE_LOG_DEBUG, "request '%s' placed on rank %d (sequence %llu, %d tokens emitted before)", q->id,
+                    e->r->rank, (unsigned long long)e->r->id, e->r->n_out);
+        }
         if (e->r->state == MOE_REQ_DONE && q->end == MOE_END_NONE) q->end = e->r->end; /* ended by the scheduler */
         if (q->end != MOE_END_NONE && e->r->state != MOE_REQ_DONE) end_here(c, e, q->end, q->code, q->message);
         if (!flush_one(c, e)) { /* the client is gone: nobody to tell, nothing to run */
@@ -159,11 +176,40 @@ static void flush_all(moe_coord *c)
     }
 }
 
+/* The supervisor's side: the job died by itself (launcher exited, not
+ * ready in time) or a rank of it was lost (silent: dead, stopped, or stuck
+ * in a step: the heartbeat is the step watchdog).  Open MPI cannot go on
+ * without a rank, so the whole job is killed and started again; its
+ * requests are back in the queue, replayed on the new one.  A crash loop
+ * ends the queued requests: nothing will run them. */
+static void supervise(moe_coord *c, double now)
+{
+    char why[256] = "";
+    if (moe_super_tick(c->sup, now, why, sizeof why) && !c->job_dead[0]) snprintf(c->job_dead, sizeof c->job_dead, "%s", why);
+    if (c->job_dead[0]) {
+        snprintf(why, sizeof why, "%s", c->job_dead);
+        moe_workers_job_lost(c->w, why); /* may call on_rank_lost again: job_dead is cleared after */
+        c->job_dead[0] = 0;
+        const moe_super_state before = moe_super_get_state(c->sup);
+        moe_super_job_dead(c->sup, why, now);
+        if (before != moe_super_get_state(c->sup) && moe_super_get_state(c->sup) == MOE_SUPER_WAITING)
+            moe_cmetrics_restarted(c->cm);
+    }
+    const char *failed = moe_super_failed(c->sup);
+    if (failed)
+        for (int i = 0; i < c->n_reqs; i++) {
+            entry *e = c->reqs[i];
+            if (e->r->state == MOE_REQ_QUEUED && e->q->end == MOE_END_NONE)
+                end_here(c, e, MOE_END_ERROR, MOE__CODE__WORKER_LOST, failed);
+        }
+}
+
 static void housekeeping(moe_coord *c, double now)
 {
     moe_workers_tick(c->w, now);
+    if (c->sup) supervise(c, now);
     /* every rank gone: queued requests can never run */
-    if (moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
+    if (!c->sup && moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
         for (int i = 0; i < c->n_reqs; i++) {
             entry *e = c->reqs[i];
             if (e->r->state == MOE_REQ_QUEUED && e->q->end == MOE_END_NONE)
@@ -187,7 +233,9 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     if (c->draining) return f->ops->send_error(f, cl, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
     if (find(c, f, cl, id))
         return f->ops->send_error(f, cl, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
-    if (moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
+    if (c->sup && moe_super_failed(c->sup))
+        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST, moe_super_failed(c->sup));
+    if (!c->sup && moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
         return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST,
                                   "no worker rank is alive; the worker job must be restarted");
     moe_tokens toks = {0};
@@ -254,6 +302,16 @@ static const char *on_health(void *ctx)
 {
     moe_coord *c = ctx;
     if (c->draining) return "draining: the server is shutting down";
+    if (c->sup && moe_super_failed(c->sup)) {
+        snprintf(c->health, sizeof c->health, "failed: %s", moe_super_failed(c->sup));
+        return c->health;
+    }
+    if (c->sup && c->said_ready && !moe_workers_ready(c->w)) {
+        snprintf(c->health, sizeof c->health,
+                 "recovering: the worker job is being restarted (restart %lld); requests wait and are replayed",
+                 (long long)moe_super_restarts(c->sup));
+        return c->health;
+    }
     if (!moe_workers_ready(c->w)) {
         snprintf(c->health, sizeof c->health, "starting: waiting for %d of %lld worker ranks to say hello",
                  (int)c->cfg.ranks - moe_workers_n_known(c->w), (long long)c->cfg.ranks);
@@ -271,10 +329,42 @@ static void on_metrics(void *ctx, FILE *out)
 
 /* ---- what the worker side reports --------------------------------------------------- */
 
-/* Its running requests end with WORKER_LOST (the scheduler ends them next). */
+/* The last token of a request on a dead job ended it (its SeqEnd was lost
+ * with the job): nothing to replay. */
+static moe_end_reason ended_by_last(const moe_coord *c, const entry *e)
+{
+    const moe_req *r = e->r;
+    if (r->n_out == 0) return MOE_END_NONE;
+    if (r->n_out >= r->max_tokens) return MOE_END_LENGTH;
+    const int32_t t = r->out[r->n_out - 1];
+    const moe_sampler_cfg *sc = &e->q->sampling;
+    if (moe_sampler_is_stop(sc, t) || (t == c->eos && !sc->ignore_eos)) return MOE_END_STOP;
+    return MOE_END_NONE;
+}
+
+static void on_seq_end(void *ctx, moe_req *r, moe_end_reason why, const char *message);
+
+/* Without a supervisor its running requests end with WORKER_LOST (the
+ * scheduler ends them next).  With one, the whole job is dead: they go
+ * back to the queue and are replayed on the next job. */
 static void on_rank_lost(void *ctx, int rank, const char *why)
 {
     moe_coord *c = ctx;
+    if (c->sup) {
+        if (!c->job_dead[0]) snprintf(c->job_dead, sizeof c->job_dead, "%s", why);
+        for (int i = 0; i < c->n_reqs; i++) {
+            entry *e = c->reqs[i];
+            if (e->r->state != MOE_REQ_RUNNING || e->r->rank != rank) continue;
+            const moe_end_reason last = ended_by_last(c, e);
+            if (last != MOE_END_NONE) on_seq_end(c, e->r, last, NULL);
+            else if (e->q->end != MOE_END_NONE) continue; /* ending anyway (stop string, cancel) */
+            else if (e->r->replays >= MAX_REPLAYS) /* a request that kills every job it runs on */
+                moe_request_end(e->q, MOE_END_ERROR, MOE__CODE__WORKER_LOST,
+                                "the worker job died " MOE_STR(MAX_REPLAYS_PLUS_1) " times while this request ran");
+            else moe_cmetrics_replayed(c->cm, e->r->n_out);
+        }
+        return;
+    }
     for (int i = 0; i < c->n_reqs; i++) {
         entry *e = c->reqs[i];
         if (e->r->state == MOE_REQ_RUNNING && e->r->rank == rank)
@@ -305,6 +395,16 @@ static void on_context(void *ctx, int rank, uint32_t max_context)
 static void on_ready(void *ctx)
 {
     moe_coord *c = ctx;
+    if (c->sup) {
+        moe_super_ready(c->sup, moe_now());
+        if (c->said_ready) {
+            moe_cmetrics_recovered(c->cm, moe_super_last_recovery(c->sup));
+            moe_log(MOE_LOG_INFO, "the worker job is back (%lld ranks); %d requests waiting to be placed or replayed",
+                    (long long)c->cfg.ranks, moe_sched_n_queued(c->s));
+            return;
+        }
+    }
+    c->said_ready = true;
     printf("moe-coordinator: ready: clients at ");
     for (int i = 0; i < c->n_fronts; i++) printf("%s%s", i ? ", " : "", c->fronts[i]->ops->endpoint(c->fronts[i]));
     printf("%s, %lld worker ranks\n", c->n_fronts ? "" : "(none)", (long long)c->cfg.ranks);
@@ -379,6 +479,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .n_ranks = (int)cfg->ranks,
         .timeout_ms = cfg->worker_timeout_ms,
         .vocab = c->model.lim.vocab_size,
+        .replay = cfg->launch != NULL,
     };
     const moe_workers_sink ws = {
         .ctx = c,
@@ -391,6 +492,18 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .report = on_report,
     };
     if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
+    c->eos = moe_tokenizer_eos(c->tok);
+    if (cfg->launch) {
+        const moe_super_cfg sc = {
+            .argv = cfg->launch,
+            .workers = moe_workers_endpoint(c->w),
+            .max_unready = (int)cfg->max_start_failures,
+            .backoff_min_s = (double)cfg->restart_backoff_ms / 1000.0,
+            .backoff_max_s = 16.0 * (double)cfg->restart_backoff_ms / 1000.0,
+            .start_timeout_s = (double)cfg->start_timeout_ms / 1000.0,
+        };
+        if (moe_super_init(&c->sup, &sc, err)) return MOE_ERR;
+    }
     return MOE_OK;
 }
 
@@ -405,6 +518,8 @@ int moe_coord_metrics_write(moe_coord *c, FILE *out)
         .running = moe_sched_n_running(c->s, -1),
         .waiting = moe_sched_n_queued(c->s),
         .rank_alive = alive,
+        .job_up = moe_workers_ready(c->w),
+        .job_failed = c->sup && moe_super_failed(c->sup),
     };
     const int rc = moe_cmetrics_write(c->cm, &st, moe_now(), out);
     free(alive);
@@ -501,6 +616,7 @@ void moe_coord_free(moe_coord *c)
         forget(c, c->reqs[0]);
     }
     free(c->reqs);
+    moe_super_free(c->sup); /* the job stops (SIGTERM, then whatever is left is killed) */
     for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->close(c->fronts[i]);
     moe_workers_close(c->w);
     moe_sched_free(c->s);

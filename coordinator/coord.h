@@ -45,6 +45,14 @@ typedef struct moe_coord_cfg {
     int64_t worker_timeout_ms; /* a rank silent this long is lost */
     const char *metrics_file;  /* NULL, or where the metrics are written at exit and when asked */
     volatile sig_atomic_t *metrics_dump; /* set (e.g. by SIGUSR1): write metrics_file now */
+    /* The supervisor (supervisor.h): with launch set the coordinator runs
+     * the worker job itself, restarts it when it dies and replays the
+     * requests it held; without, the job is someone else's and a lost
+     * rank's requests end with WORKER_LOST. */
+    char *const *launch;       /* the job's command (NULL-terminated), or NULL */
+    int64_t max_start_failures; /* deaths before ready in a row that stop the restarts */
+    int64_t restart_backoff_ms; /* first restart delay (doubles per death before ready, to 16x) */
+    int64_t start_timeout_ms;   /* a job not ready after this long is dead */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */

@@ -38,6 +38,8 @@ struct moe_cmetrics {
     int n_ranks;
     moe_metric *running, *waiting, *kv_usage, *prompt_tok, *gen_tok, *success;
     moe_metric *ttft, *itl, *e2e, *queue, *prefill, *decode;
+    moe_metric *restarts, *replayed, *replayed_tok, *recovery, *job_up, *job_failed;
+    moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
     moe_metric *r_live, *r_seqs, *r_used, *r_total, *r_step, *r_sent, *r_recv, *r_expert, *balance;
     moe_metric_series *s_running, *s_waiting, *s_kv, *s_prompt, *s_gen, *s_ttft, *s_itl, *s_e2e, *s_queue, *s_prefill,
         *s_decode;
@@ -102,6 +104,25 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
     cm->balance = fam(cm, G, "moe:expert_load_balancedness",
                       "Per MoE layer, mean over max of the expert work per live rank in the last minute (1: even).",
                       ly, 2, NULL, 0);
+    cm->restarts = fam(cm, C, "moe:worker_job_restarts_total",
+                       "Times the supervisor (--launch) started the worker job again after it died.", m, 1, NULL, 0);
+    cm->replayed = fam(cm, C, "moe:replayed_requests_total",
+                       "Requests in flight on a dead worker job, queued again to be replayed on the next.", m, 1, NULL, 0);
+    cm->replayed_tok = fam(cm, C, "moe:replayed_tokens_total",
+                           "Tokens those requests had emitted, fed again (not re-sent) by their replay.", m, 1, NULL, 0);
+    cm->recovery = fam(cm, H, "moe:worker_job_recovery_seconds",
+                       "Time from finding the worker job dead to every rank of the new one having said hello.", m, 1,
+                       REQUEST_BOUNDS, N_OF(REQUEST_BOUNDS));
+    cm->job_up = fam(cm, G, "moe:worker_job_up", "1 while every rank of the worker job has said hello, else 0.", m, 1,
+                     NULL, 0);
+    cm->job_failed = fam(cm, G, "moe:worker_job_failed",
+                         "1 once the supervisor gave up restarting the worker job (a crash loop), else 0.", m, 1, NULL, 0);
+    cm->s_restarts = moe_metric_series_get1(cm->restarts, cm->model);
+    cm->s_replayed = moe_metric_series_get1(cm->replayed, cm->model);
+    cm->s_replayed_tok = moe_metric_series_get1(cm->replayed_tok, cm->model);
+    cm->s_recovery = moe_metric_series_get1(cm->recovery, cm->model);
+    cm->s_job_up = moe_metric_series_get1(cm->job_up, cm->model);
+    cm->s_job_failed = moe_metric_series_get1(cm->job_failed, cm->model);
     cm->s_running = moe_metric_series_get1(cm->running, cm->model);
     cm->s_waiting = moe_metric_series_get1(cm->waiting, cm->model);
     cm->s_kv = moe_metric_series_get1(cm->kv_usage, cm->model);
@@ -178,6 +199,18 @@ void moe_cmetrics_finished(moe_cmetrics *cm, const moe_req_timing *t, const char
     moe_metric_observe(cm->s_e2e, now - t->arrival);
     if (t->n_tokens > 0) moe_metric_observe(cm->s_decode, t->last_token - t->first_token);
 }
+
+/* ---- the worker job -------------------------------------------------------------------- */
+
+void moe_cmetrics_replayed(moe_cmetrics *cm, int n_tokens)
+{
+    moe_metric_add(cm->s_replayed, 1);
+    moe_metric_add(cm->s_replayed_tok, n_tokens);
+}
+
+void moe_cmetrics_restarted(moe_cmetrics *cm) { moe_metric_add(cm->s_restarts, 1); }
+
+void moe_cmetrics_recovered(moe_cmetrics *cm, double seconds) { moe_metric_observe(cm->s_recovery, seconds); }
 
 /* ---- ranks ------------------------------------------------------------------------------ */
 
@@ -287,6 +320,8 @@ int moe_cmetrics_write(moe_cmetrics *cm, const moe_cmetrics_state *st, double no
 {
     (void)now;
     moe_metric_set(cm->s_running, st->running);
+    moe_metric_set(cm->s_job_up, st->job_up ? 1 : 0);
+    moe_metric_set(cm->s_job_failed, st->job_failed ? 1 : 0);
     moe_metric_set(cm->s_waiting, st->waiting);
     uint64_t used = 0, total = 0;
     for (int k = 0; k < cm->n_ranks; k++) {

@@ -48,6 +48,13 @@ void moe_cmetrics_token(moe_cmetrics *cm, moe_req_timing *t, double now);
 /* reason: "stop", "length", "cancelled", "deadline", "error". */
 void moe_cmetrics_finished(moe_cmetrics *cm, const moe_req_timing *t, const char *reason, double now);
 
+/* The worker job: a request queued again for a replay with n_tokens
+ * emitted; the supervisor started the job again; the new job was ready
+ * seconds after the old one was found dead. */
+void moe_cmetrics_replayed(moe_cmetrics *cm, int n_tokens);
+void moe_cmetrics_restarted(moe_cmetrics *cm);
+void moe_cmetrics_recovered(moe_cmetrics *cm, double seconds);
+
 /* A rank's heartbeat. */
 void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, double now);
 
@@ -55,6 +62,8 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
 typedef struct moe_cmetrics_state {
     int running, waiting;     /* requests */
     const bool *rank_alive;   /* [n_ranks] */
+    bool job_up;              /* every rank has said hello */
+    bool job_failed;          /* the supervisor gave up (crash loop) */
 } moe_cmetrics_state;
 
 /* The exposition (Prometheus text 0.0.4); MOE_ERR if writing failed. */

@@ -12,7 +12,9 @@
  * tokens wait here (the scheduler keeps every emitted token) until it can
  * take them.  Liveness is heartbeats both ways: a client that stops sending
  * them has its sequences released; a rank that stops sending them has its
- * requests end with a clear error.  SIGTERM drains: no new work, requests
+ * requests end with a clear error — or, when the coordinator runs the job
+ * itself (--launch, supervisor.h), the job is killed and started again and
+ * those requests are replayed, bit for bit.  SIGTERM drains: no new work, requests
  * in flight finish, then exit 0.
  *
  * Operators: one log line per finished request (--log-format json for one
@@ -28,6 +30,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coord.h"
 #include "front_http.h"
@@ -53,7 +56,19 @@ static void usage(FILE *f)
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
-          "  --worker-timeout-ms MS a rank silent this long is lost (default 5000)\n"
+          "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
+          "                         between steps, so with --launch this is also the step watchdog\n"
+          "  --launch CMD...        run the worker job: CMD and every argument after it (so --launch comes\n"
+          "                         last; {workers} in an argument becomes the workers endpoint).  The job is\n"
+          "                         restarted when it dies (launcher exit, a rank silent for --worker-timeout-ms:\n"
+          "                         dead, stopped or stuck in a step), every process of it killed first; the\n"
+          "                         requests it held are replayed, bit for bit.  --launch auto: mpirun --bind-to\n"
+          "                         none -np RANKS moe-worker --model MODEL --coordinator {workers}\n"
+          "  --max-start-failures N with --launch: stop restarting after N deaths in a row before the job was\n"
+          "                         ready (default 5; /health and the log say why)\n"
+          "  --restart-backoff-ms MS with --launch: the first restart's delay (default 500; doubles per death\n"
+          "                         before ready, up to 16x)\n"
+          "  --start-timeout-ms MS  with --launch: a job not ready after this long is dead (default 120000)\n"
           "  --log-format FMT       text (default) or json: one JSON object per log line\n"
           "  --metrics-file PATH    write the metrics (Prometheus text) to PATH at exit and on SIGUSR1\n"
           "  --help                 this text\n",
@@ -63,8 +78,12 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *model, *listen, *workers, *metrics_file, *http, *api_key;
     moe_log_format log_format;
+    char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
+    int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
 } opts;
+
+static char **default_launch(const opts *o);
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
 {
@@ -80,6 +99,9 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->worker_timeout_ms = 5000;
     o->client_hwm = 1000;
     o->max_body = 1 << 20;
+    o->max_start_failures = 5;
+    o->restart_backoff_ms = 500;
+    o->start_timeout_ms = 120000;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
@@ -91,10 +113,18 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
         {"--client-sndbuf", offsetof(opts, client_sndbuf), 0, 1 << 30},
         {"--max-body", offsetof(opts, max_body), 1, 1 << 30},
+        {"--max-start-failures", offsetof(opts, max_start_failures), 1, 1000},
+        {"--restart-backoff-ms", offsetof(opts, restart_backoff_ms), 10, 3600000},
+        {"--start-timeout-ms", offsetof(opts, start_timeout_ms), 100, 86400000},
     };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
+        if (!strcmp(f, "--launch")) {
+            if (i + 1 >= argc) return moe_err_set(err, "--launch: no command (or auto)");
+            o->launch = argv + i + 1; /* argv[argc] is NULL */
+            break;
+        }
         if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
         const char *v = argv[++i];
         bool done = false;
@@ -119,11 +149,48 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
+    if (o->launch && !strcmp(o->launch[0], "auto") && !o->launch[1]) o->launch = default_launch(o);
     if (!strcmp(o->listen, "none")) o->listen = NULL;
     if (!o->listen && !o->http) return moe_err_set(err, "--listen none needs --http (no client could connect)");
     if (o->api_key && !o->http) return moe_err_set(err, "--api-key is for --http");
     if (o->api_key && !o->api_key[0]) return moe_err_set(err, "--api-key: empty key");
     return MOE_OK;
+}
+
+/* --launch auto: mpirun with the flags a one-machine job needs, and the
+ * moe-worker next to this program.  Built once, lives until exit. */
+static char **default_launch(const opts *o)
+{
+    static char np[32], worker[4096 + 16];
+    static char *argv[24];
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash) *slash = 0;
+        snprintf(worker, sizeof worker, "%s/moe-worker", self);
+    } else {
+        snprintf(worker, sizeof worker, "moe-worker");
+    }
+    snprintf(np, sizeof np, "%lld", (long long)o->ranks);
+    int k = 0;
+    argv[k++] = "mpirun";
+    argv[k++] = "--bind-to";
+    argv[k++] = "none";
+    argv[k++] = "--oversubscribe";
+    if (geteuid() == 0) argv[k++] = "--allow-run-as-root";
+    argv[k++] = "-x";
+    argv[k++] = "OPENBLAS_NUM_THREADS=1";
+    argv[k++] = "-np";
+    argv[k++] = np;
+    argv[k++] = worker;
+    argv[k++] = "--model";
+    argv[k++] = (char *)o->model;
+    argv[k++] = "--coordinator";
+    argv[k++] = "{workers}";
+    argv[k] = NULL;
+    return argv;
 }
 
 static volatile sig_atomic_t g_term, g_dump;
@@ -144,6 +211,10 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .worker_timeout_ms = o->worker_timeout_ms,
         .metrics_file = o->metrics_file,
         .metrics_dump = &g_dump,
+        .launch = o->launch,
+        .max_start_failures = o->max_start_failures,
+        .restart_backoff_ms = o->restart_backoff_ms,
+        .start_timeout_ms = o->start_timeout_ms,
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;

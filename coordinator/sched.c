@@ -27,8 +27,8 @@ struct moe_sched {
     moe_req **slots;
     size_t cap, used, live;
     /* FIFO of queued requests */
-    moe_req **queue;
-    int q_head, q_len;
+    moe_req **queue;          /* ring of q_cap: max_queue new ones + room for every running one replayed */
+    int q_head, q_len, q_cap;
 };
 
 #define TOMBSTONE ((moe_req *)1)
@@ -82,12 +82,14 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     *out = NULL;
     if (n_ranks < 1 || n_ranks > 4096) return moe_err_set(err, "scheduler: %d ranks", n_ranks);
     if (lim->max_queue < 1 || lim->max_queue > (1 << 24)) return moe_err_set(err, "queue bound %d is out of range", lim->max_queue);
-    if (lim->max_running < 1) return moe_err_set(err, "running bound %d is out of range", lim->max_running);
+    if (lim->max_running < 1 || (int64_t)lim->max_running * n_ranks > (1 << 24))
+        return moe_err_set(err, "running bound %d is out of range", lim->max_running);
     moe_sched *s = moe_xcalloc(1, sizeof *s);
     s->lim = *lim;
     s->n_ranks = n_ranks;
     s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
-    s->queue = moe_xcalloc((size_t)lim->max_queue, sizeof *s->queue);
+    s->q_cap = lim->max_queue + lim->max_running * n_ranks;
+    s->queue = moe_xcalloc((size_t)s->q_cap, sizeof *s->queue);
     s->next_id = 1;
     *out = s;
     return MOE_OK;
@@ -144,7 +146,7 @@ void moe_sched_end(moe_sched *s, moe_req *r, moe_end_reason why, const char *err
         k->reserved -= need_of(r);
         k->running--;
     } else { /* queued: take it out of the FIFO, keeping the order */
-        int n = s->lim.max_queue, w = 0;
+        int n = s->q_cap, w = 0;
         for (int i = 0; i < s->q_len; i++) {
             moe_req *q = s->queue[(s->q_head + i) % n];
             if (q != r) s->queue[(s->q_head + w++) % n] = q;
@@ -168,6 +170,43 @@ int moe_sched_rank_lost(moe_sched *s, int rank, const char *why)
             n++;
         }
     }
+    return n;
+}
+
+static int by_id_desc(const void *a, const void *b)
+{
+    const uint64_t x = (*(moe_req *const *)a)->id, y = (*(moe_req *const *)b)->id;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int moe_sched_rank_requeue(moe_sched *s, int rank)
+{
+    MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
+    rank_state *k = &s->ranks[rank];
+    k->alive = false;
+    moe_req **back = moe_xmalloc(((size_t)k->running + 1) * sizeof *back);
+    int n = 0;
+    for (size_t i = 0; i < s->cap; i++) {
+        moe_req *r = s->slots[i];
+        if (r && r != TOMBSTONE && r->state == MOE_REQ_RUNNING && r->rank == rank) back[n++] = r;
+    }
+    MOE_ASSERT(n == k->running);
+    /* newest first onto the head: the oldest ends up first, ahead of the
+     * requests that were waiting (they were placed before them) */
+    qsort(back, (size_t)n, sizeof *back, by_id_desc);
+    for (int i = 0; i < n; i++) {
+        moe_req *r = back[i];
+        MOE_ASSERT(s->q_len < s->q_cap);
+        k->reserved -= need_of(r);
+        k->running--;
+        r->state = MOE_REQ_QUEUED;
+        r->rank = -1;
+        r->replays++;
+        s->q_head = (s->q_head + s->q_cap - 1) % s->q_cap;
+        s->queue[s->q_head] = r;
+        s->q_len++;
+    }
+    free(back);
     return n;
 }
 
@@ -195,7 +234,7 @@ int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_pro
     r->out = moe_xmalloc((size_t)max_tokens * sizeof *r->out);
     r->deadline = deadline;
     table_put(s, r);
-    s->queue[(s->q_head + s->q_len++) % s->lim.max_queue] = r;
+    s->queue[(s->q_head + s->q_len++) % s->q_cap] = r;
     *out = r;
     return MOE_OK;
 }
@@ -213,7 +252,7 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
             if (best < 0 || rk->capacity - rk->reserved > s->ranks[best].capacity - s->ranks[best].reserved) best = k;
         }
         if (best < 0) break; /* first come, first served: nobody overtakes the head */
-        s->q_head = (s->q_head + 1) % s->lim.max_queue;
+        s->q_head = (s->q_head + 1) % s->q_cap;
         s->q_len--;
         r->state = MOE_REQ_RUNNING;
         r->rank = best;

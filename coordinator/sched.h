@@ -60,6 +60,7 @@ typedef struct moe_req {
     moe_token_logprobs *prompt_lp; /* [n_prompt] when prompt_logprobs: entries 1 .. n_prompt_lp */
     int n_prompt_lp;      /* prompt positions received, in order from 1 */
     double deadline;      /* moe_now() time, 0 = none */
+    int replays;          /* times it went back to the queue from a lost rank (moe_sched_rank_requeue) */
     moe_end_reason end;
     char error[MOE_ERR_MSG_MAX];
 } moe_req;
@@ -78,6 +79,11 @@ int64_t moe_sched_rank_free(const moe_sched *s, int rank);
 /* A rank stopped answering: its running requests end with an error; returns how many. */
 int moe_sched_rank_lost(moe_sched *s, int rank, const char *why);
 bool moe_sched_rank_alive(const moe_sched *s, int rank);
+/* A rank of a job being restarted: its running requests go back to the
+ * head of the queue, oldest first, with their emitted tokens (placed again,
+ * they are replays); returns how many.  The queue always has room for
+ * them (its ring holds max_queue + every running request). */
+int moe_sched_rank_requeue(moe_sched *s, int rank);
 
 /* Queues a request (the prompt is copied; max_tokens 0 only scores it).  MOE_ERR with *queue_full set
  * when the queue is at its bound. */

@@ -112,13 +112,28 @@ void moe_workers_place(moe_workers *w)
 /* ---- ranks ---------------------------------------------------------------------- */
 
 /* A rank is gone (silent, or replaced by a new job): its requests end with
- * WORKER_LOST; it joins again with a hello. */
+ * WORKER_LOST, or with cfg.replay go back to the queue; it joins again
+ * with a hello. */
 static void rank_lost(moe_workers *w, int k, const char *why)
 {
     moe_log(MOE_LOG_ERROR, "%s", why);
     w->sink.rank_lost(w->sink.ctx, k, why);
-    moe_sched_rank_lost(w->s, k, why);
+    if (w->cfg.replay) moe_sched_rank_requeue(w->s, k); /* replayed on the next job */
+    else moe_sched_rank_lost(w->s, k, why);
     w->ranks[k].known = false;
+}
+
+void moe_workers_job_lost(moe_workers *w, const char *why)
+{
+    for (int k = 0; k < w->cfg.n_ranks; k++) {
+        if (w->ranks[k].known) {
+            w->sink.rank_lost(w->sink.ctx, k, why);
+            if (w->cfg.replay) moe_sched_rank_requeue(w->s, k);
+            else moe_sched_rank_lost(w->s, k, why);
+        }
+        w->ranks[k].known = false;
+    }
+    w->ready = false; /* ready again when every rank of the next job has said hello */
 }
 
 static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
@@ -260,6 +275,14 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
         const Moe__SeqEnd *se = m->seq_end;
         moe_req *r = moe_sched_find(w->s, se->seq_id);
         if (!r || r->rank != rank || r->state != MOE_REQ_RUNNING) break;
+        if (w->cfg.replay && se->has_replayable && se->replayable) {
+            /* the rank is leaving with the job: the job is dead, its
+             * sequences are replayed on the next one */
+            char why[128];
+            snprintf(why, sizeof why, "worker rank %d is stopping with its job", rank);
+            rank_lost(w, rank, why);
+            break;
+        }
         w->sink.seq_end(w->sink.ctx, r, moe_request_end_from_wire(se->has_reason, (int)se->reason),
                         se->message ? se->message : "");
         break;

@@ -53,7 +53,7 @@ typedef struct moe_workers_sink {
     void (*seq_end)(void *ctx, moe_req *r, moe_end_reason why, const char *message);
     /* A rank's model holds max_context tokens. */
     void (*context)(void *ctx, int rank, uint32_t max_context);
-    /* Every rank has said hello (once). */
+    /* Every rank has said hello (again after moe_workers_job_lost). */
     void (*ready)(void *ctx);
     /* The sampling of a request being placed (the scheduler's owner is the loop's). */
     const moe_sampler_cfg *(*sampling)(void *ctx, const moe_req *r);
@@ -69,6 +69,8 @@ typedef struct moe_workers_cfg {
     int n_ranks;               /* ranks the job must have */
     int64_t timeout_ms;        /* a rank silent this long is lost */
     uint32_t vocab;            /* every rank must serve this vocabulary */
+    bool replay;               /* a lost rank's requests are queued again (the job is restarted),
+                                  not ended */
 } moe_workers_cfg;
 
 /* sched must outlive the workers. */
@@ -84,6 +86,10 @@ const char *moe_workers_endpoint(const moe_workers *w);
 void moe_workers_recv(moe_workers *w);
 /* Ranks silent past the timeout are lost. */
 void moe_workers_tick(moe_workers *w, double now);
+/* The whole job is gone (the supervisor restarts it): every rank is lost
+ * (rank_lost for each known one) and the workers are not ready until every
+ * rank of the next job has said hello. */
+void moe_workers_job_lost(moe_workers *w, const char *why);
 /* Places queued requests on ranks and sends them. */
 void moe_workers_place(moe_workers *w);
 /* The rank running r lets its sequence go (if r runs on a live rank). */

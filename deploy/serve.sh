@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Serves a model: starts moe-coordinator and a worker job (mpirun moe-worker
-# --coordinator), waits until every rank has joined (the coordinator's
-# ready line, never a sleep), prints how to send a request, and runs until
-# SIGINT/SIGTERM, which drains the coordinator (requests in flight finish)
-# and then stops the worker job.
+# Serves a model: starts moe-coordinator, which runs the worker job itself
+# (--launch mpirun ... moe-worker --coordinator: restarted when it dies,
+# the requests it held replayed), waits until every rank has joined (the
+# coordinator's ready line, never a sleep), prints how to send a request,
+# and runs until SIGINT/SIGTERM, which drains the coordinator (requests in
+# flight finish); the coordinator then stops the worker job.
 #
 #   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
 #                   [--listen EP] [--http HOST:PORT] [--workers EP] [--workers-connect EP]
@@ -43,41 +44,34 @@ done
 [ -n "$connect" ] || connect=$workers
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/moe-serve.XXXXXX")
-coord_pid="" job_pid=""
+coord_pid=""
 stop() {
   trap - INT TERM EXIT
   if [ -n "$coord_pid" ] && kill -0 "$coord_pid" 2>/dev/null; then
-    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish
+    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish, then the job stops
     wait "$coord_pid" 2>/dev/null || true
-  fi
-  if [ -n "$job_pid" ]; then
-    pkill -TERM -s "$job_pid" 2>/dev/null || true
-    wait "$job_pid" 2>/dev/null || true
-    pkill -KILL -s "$job_pid" 2>/dev/null || true
   fi
   rm -rf "$run"
   echo "serve: stopped"
 }
 trap stop INT TERM EXIT
 
-# the coordinator (its stderr goes to ours: joins, warnings, drain)
-http_flags=()
-[ "$http" = none ] || http_flags=(--http "$http")
-"$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" --ranks "$ranks" \
-    > "$run/coord.out" &
-coord_pid=$!
-
+# the worker job's command: the coordinator runs it (and runs it again
+# after a death); its output and the coordinator's log go to our stderr
 mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
-setsid "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" &
-job_pid=$!
+http_flags=()
+[ "$http" = none ] || http_flags=(--http "$http")
+"$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" --ranks "$ranks" \
+    --launch "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" \
+    > "$run/coord.out" &
+coord_pid=$!
 
 # ready when the coordinator says every rank joined
 for _ in $(seq 1 1200); do
   grep -q "moe-coordinator: ready" "$run/coord.out" 2>/dev/null && break
   kill -0 "$coord_pid" 2>/dev/null || { echo "serve: the coordinator exited" >&2; exit 1; }
-  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; exit 1; }
   sleep 0.1
 done
 grep -q "moe-coordinator: ready" "$run/coord.out" || { echo "serve: not ready after 120 s" >&2; exit 1; }
@@ -87,6 +81,7 @@ echo "  $bin/moe-client --connect $listen --prompt 'Hello, world' --max-tokens 3
 # the bound address (port 0 becomes a real one) is in the ready line
 url=$(grep -Eo 'http://[^, ]+' "$run/coord.out" | head -1 || true)
 [ -z "$url" ] || echo "  curl $url/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Hello, world\", \"max_tokens\": 32}'"
+echo "serve: a worker job that dies is restarted and its requests replayed; /health says how it is."
 echo "serve: Ctrl-C (or SIGTERM) drains and stops."
 wait "$coord_pid" || true
 coord_pid=""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job in one command: installs what is missing, builds, makes the
-# default model when none is given, and serves it: a coordinator and a
-# 2-rank worker job on this machine (deploy/serve.sh), until Ctrl-C.
+# default model when none is given, and serves it: a coordinator that runs
+# (and restarts) a 2-rank worker job on this machine (deploy/serve.sh), until Ctrl-C.
 #
 #   scripts/quickstart.sh [--model FILE.gguf] [--model-dir DIR] [serve.sh flags...]
 #

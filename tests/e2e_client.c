@@ -20,6 +20,15 @@
  *                               client reads nothing (heartbeats only) until
  *                               SIGUSR1, then reads the rest: every token
  *                               arrives, in order, no gap
+ *   e2e_client many N EP        N concurrent streaming requests (prompt lengths
+ *                               1..30, max tokens 8..47 and every 8th 600; greedy
+ *                               and seeded; ignore_eos), request ids r0..r<N-1>;
+ *                               prints every chunk as 'c REQ INDEX N_IDS T_US ids...'
+ *                               (T_US: wall clock, microseconds) and every finish as
+ *                               'f REQ REASON CODE TOKENS'; exit 0 when all finished
+ *   e2e_client many N REQ K FILE EP  the same, and once request REQ has K tokens
+ *                               (still running) sends the signals FILE lists
+ *                               ('PID SIG' lines) and prints 'fault T_US FINISHED'
  *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
  *                               at the first chunk and "finish <reason> <code>"
  *                               at the end (exit 0 on a normal finish)
@@ -29,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "link.h"
@@ -502,6 +512,106 @@ static int longrun(int n)
     return reason == MOE__END_REASON__END_LENGTH || reason == MOE__END_REASON__END_STOP ? 0 : 1;
 }
 
+static double wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* The fault of many(): once request `req` has k tokens (and while it runs),
+ * the signals in FILE ('PID SIG' lines, written by the test when it knows
+ * the pids) are sent, in order, and 'fault T_US FINISHED' printed. */
+typedef struct fault_at {
+    const char *req, *file;
+    int k;
+    bool done;
+} fault_at;
+
+static void maybe_fault(fault_at *fa, int got, int finished)
+{
+    if (!fa->req || fa->done || got < fa->k) return;
+    FILE *f = fopen(fa->file, "r");
+    if (!f) return; /* not written yet: at the next chunk */
+    long pid, sig;
+    int n = 0;
+    const double t = wall_us();
+    while (fscanf(f, "%ld %ld", &pid, &sig) == 2)
+        if (pid > 1 && sig > 0 && sig < 64) n += kill((pid_t)pid, (int)sig) == 0;
+    fclose(f);
+    if (n == 0) return; /* an empty file (being written): at the next chunk */
+    fa->done = true;
+    printf("fault %.0f %d\n", t, finished);
+}
+
+static int many(int n, fault_at *fa)
+{
+    if (n < 1 || n > 4096) return 2;
+    hello();
+    for (int i = 0; i < n; i++) {
+        int32_t ids[32];
+        const int len = 1 + (i * 7) % 30;
+        for (int j = 0; j < len; j++) ids[j] = 1 + (i * 13 + j * 31) % 399;
+        Moe__TokenIds ti = MOE__TOKEN_IDS__INIT;
+        ti.n_ids = (size_t)len;
+        ti.ids = ids;
+        Moe__Sampling sp = MOE__SAMPLING__INIT;
+        sp.has_ignore_eos = sp.ignore_eos = true;
+        if (i % 3 == 1) {
+            sp.has_seed = sp.has_temperature = sp.has_top_p = true;
+            sp.seed = 100 + (uint64_t)i, sp.temperature = 0.9f, sp.top_p = 0.95f;
+        } else if (i % 3 == 2) {
+            sp.has_seed = sp.has_temperature = sp.has_top_k = true;
+            sp.seed = 7 * (uint64_t)i, sp.temperature = 1.1f, sp.top_k = 40;
+        }
+        char id[32];
+        snprintf(id, sizeof id, "r%d", i);
+        Moe__GenerateRequest g = MOE__GENERATE_REQUEST__INIT;
+        g.request_id = id;
+        g.prompt_case = MOE__GENERATE_REQUEST__PROMPT_IDS;
+        g.ids = &ti;
+        g.has_max_tokens = true;
+        g.max_tokens = i % 8 == 0 ? 600 : 8 + (i * 11) % 40;
+        g.has_stream = g.stream = true;
+        g.sampling = &sp;
+        Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;
+        m.body_case = MOE__CLIENT_MSG__BODY_GENERATE;
+        m.generate = &g;
+        send_msg(&m);
+    }
+    int done = 0, got = 0;
+    bool req_over = false;
+    while (done < n) {
+        moe_link_in in;
+        Moe__ServerMsg *m = next(120, &in);
+        if (!m) break;
+        if (m->body_case == MOE__SERVER_MSG__BODY_CHUNK) {
+            const Moe__TokenChunk *c = m->chunk;
+            printf("c %s %u %zu %.0f", c->request_id ? c->request_id : "?", c->index, c->n_ids, wall_us());
+            for (size_t k = 0; k < c->n_ids; k++) printf(" %d", c->ids[k]);
+            putchar('\n');
+            if (fa->req && c->request_id && !strcmp(c->request_id, fa->req)) got = (int)(c->index + c->n_ids);
+            if (!req_over) maybe_fault(fa, got, done);
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_FINISH) {
+            const Moe__Finish *f = m->finish;
+            if (fa->req && f->request_id && !strcmp(f->request_id, fa->req)) req_over = true;
+            printf("f %s %s %s %u\n", f->request_id ? f->request_id : "?",
+                   moe_msg_end_name(f->has_reason ? (int)f->reason : -1),
+                   moe_msg_code_name(f->has_code ? (int)f->code : 0),
+                   f->usage && f->usage->has_completion_tokens ? f->usage->completion_tokens : 0);
+            done++;
+        } else if (m->body_case == MOE__SERVER_MSG__BODY_ERROR) {
+            printf("e %s %s\n", m->error->request_id ? m->error->request_id : "?",
+                   m->error->message ? m->error->message : "");
+            done++;
+        }
+        fflush(stdout);
+        moe_link_in_clear(&in);
+    }
+    EXPECT(done == n, "%d of %d requests ended", done, n);
+    return done == n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -528,6 +638,11 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "slowreader")) rc = slowreader();
     else if (!strcmp(argv[1], "hold") && argc == 4) rc = hold(atoi(argv[2]));
     else if (!strcmp(argv[1], "longrun") && argc == 4) rc = longrun(atoi(argv[2]));
+    else if (!strcmp(argv[1], "many") && (argc == 4 || argc == 7)) {
+        fault_at fa = {0};
+        if (argc == 7) fa = (fault_at){.req = argv[3], .k = atoi(argv[4]), .file = argv[5]};
+        rc = many(atoi(argv[2]), &fa);
+    }
     printf("e2e_client %s: %d checks passed, %d failed\n", argv[1], n_pass, n_fail);
     moe_link_close(L);
     moe_link_ctx_free(ctx);

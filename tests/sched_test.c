@@ -122,9 +122,57 @@ static void test_deadline_and_churn(void)
     printf("sched: deadlines and 100000 requests of churn\n");
 }
 
+/* A restarted job: the lost rank's requests go back to the head of the
+ * queue, oldest first, ahead of those already waiting, keeping their
+ * tokens; a full queue still takes them; placed again, tokens go on from
+ * where they were and a repeat of an old index is ignored. */
+static void test_requeue(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 2, .max_running = 3};
+    CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
+    moe_sched_rank_update(s, 0, 1000);
+    moe_sched_rank_update(s, 1, 0);
+    moe_req *r[5];
+    bool full;
+    moe_req *placed[8];
+    for (int i = 0; i < 3; i++) {
+        if (i == 2) moe_sched_rank_update(s, 1, 1000);
+        CHECK(moe_sched_submit(s, NULL, prompt, 4, 6, 0, &r[i], &full, &err) == 0);
+        CHECK(moe_sched_place(s, placed, 8) == 1);
+    }
+    CHECK(r[0]->rank == 0 && r[1]->rank == 0 && r[2]->rank == 1);
+    CHECK(moe_sched_token(s, r[0]->id, 0, 7, NULL) && moe_sched_token(s, r[0]->id, 1, 8, NULL));
+    CHECK(moe_sched_token(s, r[1]->id, 0, 9, NULL));
+    moe_sched_rank_update(s, 1, 0);
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 2000, 0, &r[3], &full, &err) == 0); /* too big: waits */
+    CHECK(moe_sched_submit(s, NULL, prompt, 4, 6, 0, &r[4], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 0 && moe_sched_n_queued(s) == 2);
+    CHECK(moe_sched_rank_requeue(s, 0) == 2);
+    CHECK(!moe_sched_rank_alive(s, 0));
+    CHECK(r[0]->state == MOE_REQ_QUEUED && r[1]->state == MOE_REQ_QUEUED && r[2]->state == MOE_REQ_RUNNING);
+    CHECK(r[0]->n_out == 2 && r[0]->out[1] == 8 && r[1]->n_out == 1 && r[0]->replays == 1);
+    CHECK(moe_sched_n_queued(s) == 4 && moe_sched_n_running(s, 0) == 0);
+    /* the job is back: the replays are placed first, oldest first */
+    moe_sched_rank_update(s, 0, 1000);
+    CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == r[0] && placed[1] == r[1]);
+    CHECK(moe_sched_rank_free(s, 0) == 1000 - 20);
+    CHECK(!moe_sched_token(s, r[0]->id, 1, 99, NULL) && r[0]->out[1] == 8); /* a replay's repeat */
+    CHECK(moe_sched_token(s, r[0]->id, 2, 5, NULL) && r[0]->n_out == 3);
+    /* ending a queued replay keeps the others in order */
+    CHECK(moe_sched_rank_requeue(s, 0) == 2);
+    moe_sched_end(s, r[0], MOE_END_CANCELLED, NULL);
+    moe_sched_rank_update(s, 0, 1000);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && placed[0] == r[1] && r[1]->replays == 2);
+    moe_sched_free(s);
+    printf("sched: a lost rank's requests are queued again, first, with their tokens\n");
+}
+
 int main(void)
 {
     test_queue_and_place();
+    test_requeue();
     test_deadline_and_churn();
     return check_summary("sched_test");
 }

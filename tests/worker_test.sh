@@ -27,6 +27,10 @@
 #   worker_test.sh eos MODEL                    ignore_eos=1 generates past the model's EOS
 #       (a prompt whose greedy run says EOS, found in the test), without it the request
 #       stops there; min_tokens=N keeps EOS and stop_id= out of the first N tokens
+#   worker_test.sh replay MODEL NP K            every sequence is dropped after K tokens and
+#       replayed (--replay-after K: prompt + emitted, as after a restart): every
+#       logits file (the replay's rows from the prompt's last row on) and every id
+#       is byte-identical to the undisturbed run's, at prefill chunks 512 and 8
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -89,7 +93,7 @@ compare_with_run() {
   [ "$i" = 8 ] || fail "expected 8 requests, ran $i"
 }
 
-cmd=${1:?usage: worker_test.sh equal|chunks|batchfile|kernels|bytes|resident|idle|badfile ...}
+cmd=${1:?usage: worker_test.sh equal|chunks|replay|batchfile|kernels|bytes|resident|idle|badfile ...}
 case $cmd in
 equal)
   model=$2 np=$3 placement=${4:-}
@@ -108,6 +112,33 @@ equal)
   done
   set_used=$(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$tmp/err" | head -1)
   echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence (kernels ${set_used:-not reported})"
+  ;;
+replay)
+  model=$2 np=$3 k=$4
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  for chunk in 512 8; do
+    for mode in plain replay; do
+      d=$tmp/$mode$chunk
+      mkdir -p "$d"
+      flags=(--prefill-chunk "$chunk")
+      [ $mode = replay ] && flags+=(--replay-after "$k")
+      "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --dump-logits "$d" \
+          "${flags[@]}" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker ($mode, chunk $chunk) exited $?"; }
+    done
+    cmp -s "$tmp/plain$chunk/out" "$tmp/replay$chunk/out" || { diff "$tmp/plain$chunk/out" "$tmp/replay$chunk/out"; fail "chunk $chunk: replayed ids differ"; }
+    n=0
+    for i in $(seq 0 7); do
+      cmp -s "$tmp/plain$chunk/req$i.logits.f32" "$tmp/replay$chunk/req$i.logits.f32" ||
+        fail "chunk $chunk: request $i's logits differ after the replay"
+      # a replayed request's file was written again from its first row
+      [ -s "$tmp/replay$chunk/req$i.logits.f32" ] || fail "request $i has no logits"
+    done
+    # how many requests were replayed: those with more than K tokens
+    n=$(awk -v k="$k" '{ if (NF - 1 > k) n++ } END { print n + 0 }' "$tmp/plain$chunk/out")
+    [ "$n" -ge 4 ] || fail "only $n requests ran past $k tokens: the test replays too little"
+    echo "ok: chunk $chunk: $n of 8 requests replayed after $k tokens on $np ranks, ids and every logits row bitwise the undisturbed run's"
+  done
   ;;
 chunks)
   model=$2

@@ -65,6 +65,9 @@ static void usage(FILE *f)
           "  --dump-logits DIR   write DIR/req<i>.logits.f32 per request (moe-run's layout), and\n"
           "                      DIR/req<i>.logprobs for a line with logprobs=N (prompt_logprobs=1\n"
           "                      adds the prompt's): 'P|T POS ID LOGPROB ID:LOGPROB...' a position\n"
+          "  --replay-after K    (--batch) a sequence that has emitted K tokens is dropped and run again\n"
+          "                      from prompt + those K tokens, as a restarted job replays it; its\n"
+          "                      logits file then holds the replay's rows (bitwise the undisturbed ones)\n"
           "  --stats             per rank and layer: sequences, tokens per expert, bytes,\n"
           "                      compute/exchange/overlap time (to stderr)\n"
           "  --trace FILE        routing decisions: 'layer req pos home experts weights ranks'\n"
@@ -75,7 +78,7 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator;
-    int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms;
+    int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after;
     double linger;
     bool ignore_eos, stats;
 } opts;
@@ -109,6 +112,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--block-size")) { if (moe_parse_i64(v, 1, 4096, &o->block, err)) return moe_err_prefix(err, "--block-size"); }
         else if (!strcmp(f, "--linger")) { if (moe_parse_f64(v, 0, 86400, &o->linger, err)) return moe_err_prefix(err, "--linger"); }
         else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, 1, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
+        else if (!strcmp(f, "--replay-after")) { if (moe_parse_i64(v, 1, 1 << 24, &o->replay_after, err)) return moe_err_prefix(err, "--replay-after"); }
         else if (!strcmp(f, "--prefill-chunk")) { if (moe_parse_i64(v, 1, 1 << 20, &o->prefill_chunk, err)) return moe_err_prefix(err, "--prefill-chunk"); }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
@@ -173,7 +177,8 @@ static int load(worker *w, moe_err *err)
     else st = w->o.placement ? moe_placement_load(&w->pl, &shape, w->o.placement, err)
                              : moe_placement_contiguous(&w->pl, &shape, err);
     if (st == MOE_OK && w->o.batch) {
-        const moe_batch_opts bo = {.path = w->o.batch, .dump_dir = w->o.dump, .linger = w->o.linger};
+        const moe_batch_opts bo = {.path = w->o.batch, .dump_dir = w->o.dump, .linger = w->o.linger,
+                                    .replay_after = (int)w->o.replay_after};
         st = moe_source_batch_open(&w->batch, &bo, w->m, w->me, w->R, err);
     } else if (st == MOE_OK && !w->o.coordinator) {
         w->batch = moe_source_batch_empty(w->o.linger);

@@ -30,6 +30,9 @@ typedef struct moe_batch_opts {
     const char *path;
     const char *dump_dir;    /* DIR/req<i>.logits.f32 per request, or NULL */
     double linger;           /* seconds to stay up after the last step with work */
+    int replay_after;        /* > 0: a sequence that has emitted this many tokens is dropped and
+                              * added again as a replay (prompt + emitted, as after a restart);
+                              * its logits file starts again with the replay's rows */
 } moe_batch_opts;
 
 /* Reads and places the requests (the same on every rank). */

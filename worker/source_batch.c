@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "reqline.h"
 #include "tokenizer.h"
@@ -31,6 +32,7 @@ typedef struct breq {
     FILE *dump;
     FILE *lp;            /* DIR/req<i>.logprobs */
     bool done;
+    bool replay_due, replayed;
     char error[MOE_ERR_MSG_MAX];
 } breq;
 
@@ -227,7 +229,40 @@ int moe_source_batch_start(moe_source_batch *b, moe_gen *g, moe_err *err)
 
 /* ---- the source's operations ---- */
 
-static void b_poll(void *ctx, moe_gen *g) { (void)ctx, (void)g; }
+/* --replay-after: what a restarted job does with a sequence in flight
+ * (docs/engine.md, "Replay"): prompt + the tokens already emitted, the
+ * prompt in the same chunks, the emitted tokens fed one per step. */
+static void b_poll(void *ctx, moe_gen *g)
+{
+    moe_source_batch *b = ctx;
+    for (int i = 0; i < b->n; i++) {
+        breq *r = &b->reqs[i];
+        if (r->rank != b->me || r->done || !r->replay_due) continue;
+        r->replay_due = false;
+        r->replayed = true;
+        moe_gen_remove(g, i);
+        if (r->dump) { /* the replay's rows replace the first run's */
+            if (fflush(r->dump) != 0 || ftruncate(fileno(r->dump), 0) != 0) {
+                snprintf(r->error, sizeof r->error, "logits file: %s", strerror(errno));
+                r->done = true;
+                continue;
+            }
+            rewind(r->dump);
+        }
+        int32_t *toks = moe_xmalloc(((size_t)r->n_prompt + (size_t)r->n_out) * sizeof *toks);
+        memcpy(toks, r->prompt, (size_t)r->n_prompt * sizeof *toks);
+        memcpy(toks + r->n_prompt, r->out, (size_t)r->n_out * sizeof *toks);
+        const moe_gen_req gr = {.id = i, .user = r, .tokens = toks, .n_tokens = r->n_prompt + r->n_out,
+                                .n_chunked = r->n_prompt, .n_emitted = r->n_out, .max_out = r->n_gen, .sc = r->sc,
+                                .logprobs = r->logprobs >= 0, .n_top = r->logprobs >= 0 ? r->logprobs : 0};
+        moe_err err = {{0}};
+        if (moe_gen_add(g, &gr, &err)) {
+            snprintf(r->error, sizeof r->error, "%s", err.msg);
+            r->done = true;
+        }
+        free(toks);
+    }
+}
 static void b_beat(void *ctx) { (void)ctx; }
 
 static bool b_stay(void *ctx, double idle_s)
@@ -270,12 +305,13 @@ static void b_prompt(void *ctx, const moe_gen_seq *s, int first, const moe_token
 
 static void b_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
-    (void)ctx;
     breq *r = s->user;
     if (lp && r->lp) lp_line(r->lp, 'T', index, lp);
     MOE_ASSERT(index >= 0 && index < r->n_gen);
     r->out[index] = tok;
     r->n_out = index + 1;
+    const moe_source_batch *b = ctx;
+    if (b->o.replay_after > 0 && r->n_out == b->o.replay_after && !r->replayed) r->replay_due = true;
 }
 
 static void b_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *msg)
@@ -283,6 +319,7 @@ static void b_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
     (void)ctx, (void)why;
     breq *r = s->user;
     r->done = true;
+    r->replay_due = false;
     if (msg) snprintf(r->error, sizeof r->error, "%s", msg);
     if (r->dump) {
         if (fclose(r->dump) != 0 && !r->error[0]) snprintf(r->error, sizeof r->error, "logits file: %s", strerror(errno));

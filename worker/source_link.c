@@ -22,6 +22,7 @@ struct moe_source_link {
     moe_link *link;
     bool hello_acked;
     double t_beat;
+    bool closing;           /* the job is stopping: its sequences end replayable */
     uint64_t job_id;
     void (*stats_fill)(void *ctx, moe_link_stats *st);
     void *stats_ctx;
@@ -121,6 +122,7 @@ static void send_seq_end(moe_source_link *l, int64_t id, Moe__EndReason why, con
     se.seq_id = (uint64_t)id;
     se.has_reason = true;
     se.reason = why;
+    se.has_replayable = se.replayable = l->closing && why == MOE__END_REASON__END_ERROR;
     se.message = (char *)(msg ? msg : "");
     Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
     m.body_case = MOE__WORKER_MSG__BODY_SEQ_END;
@@ -206,7 +208,10 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     int32_t *toks = moe_xmalloc((n ? n : 1) * sizeof *toks);
     memcpy(toks, a->prompt, a->n_prompt * sizeof *toks);
     if (a->n_emitted) memcpy(toks + a->n_prompt, a->emitted, a->n_emitted * sizeof *toks);
-    moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n,
+    /* a replay: the prompt in the chunks it had, the emitted tokens fed one
+     * per step as they were decoded, so the rows are the first run's, bit
+     * for bit (docs/engine.md, "Replay") */
+    moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n, .n_chunked = (int)a->n_prompt,
                      .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted,
                      .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
                      .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs};
@@ -327,7 +332,9 @@ static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
 
 void moe_source_link_close(moe_source_link *l, moe_gen *g)
 {
-    if (l && g) moe_gen_end_all(g, "the worker job is stopping");
+    if (!l || !g) return;
+    l->closing = true; /* the sequences did not fail: a supervisor replays them */
+    moe_gen_end_all(g, "the worker job is stopping");
 }
 
 static const moe_source_ops LINK_OPS = {

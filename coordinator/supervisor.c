@@ -1,0 +1,296 @@
+/*
+ * supervisor.c — runs the worker job's command (see supervisor.h).
+ *
+ * The job runs in a session of its own (setsid in the child), so its id is
+ * the launcher's pid; Open MPI gives each local rank a process group of its
+ * own inside it, so killing the group is not enough: every process whose
+ * session is the job's is found in /proc and killed.  The coordinator is a
+ * child subreaper, so ranks orphaned by a dead mpirun become its children
+ * and are reaped here, not left as zombies.
+ */
+#include "supervisor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct moe_super {
+    moe_super_cfg cfg;
+    char **argv;              /* cfg.argv with {workers} replaced */
+    moe_super_state state;
+    pid_t pid;                /* the launcher = the session id; 0: none */
+    double next_start;        /* WAITING: when */
+    double started;           /* STARTING: since when */
+    int unready;              /* deaths before ready, in a row */
+    int64_t starts;
+    double last_death, last_recovery;
+    pid_t watch[64];          /* RUNNING: the job's processes when it became ready */
+    int n_watch;
+    double t_watch;
+    char failed[256];
+};
+
+static char *substitute(const char *arg, const char *workers)
+{
+    static const char key[] = "{workers}";
+    const char *at = strstr(arg, key);
+    if (!at) return moe_xstrdup(arg);
+    const size_t pre = (size_t)(at - arg), wl = strlen(workers), post = strlen(at + sizeof key - 1);
+    char *s = moe_xmalloc(pre + wl + post + 1);
+    memcpy(s, arg, pre);
+    memcpy(s + pre, workers, wl);
+    memcpy(s + pre + wl, at + sizeof key - 1, post + 1);
+    return s;
+}
+
+int moe_super_init(moe_super **out, const moe_super_cfg *cfg, moe_err *err)
+{
+    *out = NULL;
+    if (!cfg->argv || !cfg->argv[0]) return moe_err_set(err, "--launch: no command");
+    if (cfg->max_unready < 1 || !(cfg->backoff_min_s > 0) || cfg->backoff_max_s < cfg->backoff_min_s ||
+        !(cfg->start_timeout_s > 0))
+        return moe_err_set(err, "supervisor: bad settings");
+    moe_super *s = moe_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    size_t n = 0;
+    while (cfg->argv[n]) n++;
+    s->argv = moe_xcalloc(n + 1, sizeof *s->argv);
+    for (size_t i = 0; i < n; i++) s->argv[i] = substitute(cfg->argv[i], cfg->workers ? cfg->workers : "");
+    s->state = MOE_SUPER_WAITING;
+    s->next_start = 0; /* at the first tick */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0); /* the job inherits it (one BLAS thread per rank) */
+    s->last_recovery = -1;
+#ifdef PR_SET_CHILD_SUBREAPER
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        moe_log(MOE_LOG_WARN, "supervisor: cannot become a child subreaper: %s", strerror(errno));
+#endif
+    *out = s;
+    return MOE_OK;
+}
+
+/* Processes of session sid still running (zombies are not: they only wait
+ * to be reaped), each sent sig when sig != 0. */
+static int session_signal(pid_t sid, int sig, pid_t *pids, int max)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        const long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        const size_t got = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[got] = 0;
+        /* pid (comm) state ppid pgrp session ...; comm may hold anything but ')' ends it last */
+        const char *rp = strrchr(buf, ')');
+        char state;
+        long ppid, pgrp, sess;
+        if (!rp || sscanf(rp + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &sess) != 4) continue;
+        if (sess != (long)sid || state == 'Z' || state == 'X') continue;
+        if (pids && n < max) pids[n] = (pid_t)pid;
+        n++;
+        if (sig) kill((pid_t)pid, sig);
+    }
+    closedir(d);
+    return n;
+}
+
+/* pid exists and is not a zombie (a killed rank stays one until mpirun,
+ * maybe busy, reaps it). */
+static bool process_running(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: existence only */
+    const size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    const char *rp = strrchr(buf, ')');
+    char state = '?';
+    if (rp) sscanf(rp + 1, " %c", &state);
+    return state != 'Z' && state != 'X';
+}
+
+/* Reaps every child that has ended (the launcher's status in *status). */
+static bool reap(moe_super *s, int *status)
+{
+    bool launcher = false;
+    for (;;) {
+        int st;
+        const pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p <= 0) break;
+        if (p == s->pid) {
+            launcher = true;
+            *status = st;
+        }
+    }
+    return launcher;
+}
+
+static void kill_job(moe_super *s)
+{
+    if (s->pid <= 0) return;
+    const pid_t sid = s->pid;
+    kill(-sid, SIGKILL); /* the launcher's group, then everyone else in the session */
+    int left = session_signal(sid, SIGKILL, NULL, 0);
+    /* bounded wait until the session is empty (SIGKILL cannot be caught;
+     * a process in uninterruptible sleep may take a moment) */
+    for (int i = 0; i < 500 && left > 0; i++) {
+        const struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        int st;
+        reap(s, &st);
+        left = session_signal(sid, i % 50 == 49 ? SIGKILL : 0, NULL, 0);
+    }
+    int st;
+    reap(s, &st);
+    if (left > 0) moe_log(MOE_LOG_ERROR, "supervisor: %d processes of the old worker job (session %d) are still there",
+                          left, (int)sid);
+    s->pid = 0;
+}
+
+static void start(moe_super *s, double now)
+{
+    fflush(NULL);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        moe_log(MOE_LOG_ERROR, "supervisor: cannot start the worker job: fork: %s", strerror(errno));
+        s->next_start = now + s->cfg.backoff_max_s;
+        return;
+    }
+    if (pid == 0) {
+        setsid();
+        /* the job's output goes to the coordinator's stderr: stdout is for
+         * the coordinator's own lines (ready) */
+        dup2(2, 1);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(s->argv[0], s->argv);
+        /* only async-signal-safe calls here (the parent has threads) */
+        static const char msg[] = "moe-coordinator: cannot run the worker job's command (--launch)\n";
+        if (write(2, msg, sizeof msg - 1) < 0) _exit(126);
+        _exit(127);
+    }
+    s->pid = pid;
+    s->state = MOE_SUPER_STARTING;
+    s->started = now;
+    s->starts++;
+    if (s->starts == 1) moe_log(MOE_LOG_INFO, "supervisor: started the worker job (pid %d): %s ...", (int)pid, s->argv[0]);
+    else moe_log(MOE_LOG_INFO, "supervisor: restarted the worker job (pid %d, restart %lld)", (int)pid,
+                 (long long)(s->starts - 1));
+}
+
+bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
+{
+    int st = 0;
+    if (s->pid > 0 && reap(s, &st)) {
+        if (WIFEXITED(st)) snprintf(why, why_len, "the worker job's launcher exited with status %d", WEXITSTATUS(st));
+        else if (WIFSIGNALED(st)) snprintf(why, why_len, "the worker job's launcher was killed by signal %d", WTERMSIG(st));
+        else snprintf(why, why_len, "the worker job's launcher ended");
+        s->pid = -s->pid; /* reaped: its session may still hold ranks (kill_job finds them) */
+        return true;
+    }
+    if (s->pid == 0) reap(s, &st); /* orphans of an old job */
+    /* a process of the running job is gone (a rank killed): its launcher
+     * may take long to notice while the other ranks hang in a collective */
+    if (s->state == MOE_SUPER_RUNNING && now - s->t_watch >= 0.1) {
+        s->t_watch = now;
+        for (int i = 0; i < s->n_watch; i++)
+            if (!process_running(s->watch[i])) {
+                snprintf(why, why_len, "process %d of the worker job is gone", (int)s->watch[i]);
+                s->n_watch = 0;
+                return true;
+            }
+    }
+    if (s->state == MOE_SUPER_STARTING && now - s->started > s->cfg.start_timeout_s) {
+        snprintf(why, why_len, "the worker job was not ready after %.0f s", s->cfg.start_timeout_s);
+        return true;
+    }
+    if (s->state == MOE_SUPER_WAITING && now >= s->next_start) start(s, now);
+    return false;
+}
+
+void moe_super_ready(moe_super *s, double now)
+{
+    if (s->state != MOE_SUPER_STARTING) return;
+    s->state = MOE_SUPER_RUNNING;
+    s->unready = 0;
+    /* its processes now (every rank has said hello): watched from here on */
+    const int n = s->pid > 0 ? session_signal(s->pid, 0, s->watch, (int)(sizeof s->watch / sizeof s->watch[0])) : 0;
+    s->n_watch = n < (int)(sizeof s->watch / sizeof s->watch[0]) ? n : (int)(sizeof s->watch / sizeof s->watch[0]);
+    if (s->last_death > 0) {
+        s->last_recovery = now - s->last_death;
+        moe_log(MOE_LOG_INFO, "supervisor: the worker job is ready again, %.2f s after the last one died",
+                s->last_recovery);
+    }
+}
+
+void moe_super_job_dead(moe_super *s, const char *why, double now)
+{
+    if (s->state == MOE_SUPER_FAILED || s->state == MOE_SUPER_WAITING) return;
+    const bool was_ready = s->state == MOE_SUPER_RUNNING;
+    if (s->pid < 0) s->pid = -s->pid; /* the launcher is reaped; its session id is still the key */
+    kill_job(s);
+    s->n_watch = 0;
+    s->last_death = now;
+    if (!was_ready) s->unready++;
+    if (s->unready >= s->cfg.max_unready) {
+        s->state = MOE_SUPER_FAILED;
+        snprintf(s->failed, sizeof s->failed, "the worker job died %d times in a row before it was ready (last: %s)",
+                 s->unready, why);
+        moe_log(MOE_LOG_ERROR, "supervisor: %s; not restarting it (restart the coordinator once fixed)", s->failed);
+        return;
+    }
+    double delay = s->cfg.backoff_min_s;
+    for (int i = 0; i < s->unready && delay < s->cfg.backoff_max_s; i++) delay *= 2;
+    if (delay > s->cfg.backoff_max_s) delay = s->cfg.backoff_max_s;
+    s->state = MOE_SUPER_WAITING;
+    s->next_start = now + delay;
+    moe_log(MOE_LOG_ERROR, "supervisor: %s; every process of that job killed, restarting it in %.2f s%s", why, delay,
+            was_ready ? "" : " (it had not become ready)");
+}
+
+moe_super_state moe_super_get_state(const moe_super *s) { return s->state; }
+const char *moe_super_failed(const moe_super *s) { return s->state == MOE_SUPER_FAILED ? s->failed : NULL; }
+int64_t moe_super_restarts(const moe_super *s) { return s->starts > 0 ? s->starts - 1 : 0; }
+double moe_super_last_death(const moe_super *s) { return s->last_death; }
+double moe_super_last_recovery(const moe_super *s) { return s->last_recovery; }
+
+void moe_super_free(moe_super *s)
+{
+    if (!s) return;
+    if (s->pid < 0) s->pid = -s->pid;
+    if (s->pid > 0) {
+        /* a clean stop first: SIGTERM ends the job together (every rank
+         * leaves at its next step); then whatever is left is killed */
+        kill(-s->pid, SIGTERM);
+        session_signal(s->pid, SIGTERM, NULL, 0);
+        for (int i = 0; i < 300; i++) {
+            int st;
+            reap(s, &st);
+            if (session_signal(s->pid, 0, NULL, 0) == 0) break;
+            const struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        kill_job(s);
+    }
+    for (size_t i = 0; s->argv[i]; i++) free(s->argv[i]);
+    free(s->argv);
+    free(s);
+}

@@ -142,19 +142,29 @@ void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
 
 /* ---- K-quant helpers ------------------------------------------------------------------ */
 
+/* The value of largest magnitude (the first of equals), its magnitude in
+ * *amax; 0 for an all-zero group. */
+static float signed_max(int n, const float *x, float *amax)
+{
+    float max = 0.0f;
+    *amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > *amax) {
+            *amax = ax;
+            max = x[i];
+        }
+    }
+    return max;
+}
+
 /* Symmetric levels -nmax..nmax-1 for n values with weights x², refined by
  * trying 18 scales around nmax/max and keeping the best least-squares fit.
  * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1). */
 static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0.0f, amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = signed_max(n, x, &amax);
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
@@ -195,14 +205,8 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
  * (weights x²).  L gets level + nmax (ggml's make_q3_quants with rmse). */
 static float fit_q3(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0.0f, amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = signed_max(n, x, &amax);
     if (amax < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;

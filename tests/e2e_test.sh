@@ -19,26 +19,7 @@ root=$(cd "$here/.." && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
 model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-e2e.XXXXXX")
-pids=()
-cleanup() {
-  # TERM first: mpirun.sh's own trap then kills the job's whole session
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    pkill -KILL -s "$p" 2>/dev/null
-    kill -KILL "$p" 2>/dev/null
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$tmp"/*.err "$tmp"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
-
-# wait_for FILE REGEX SECONDS: until a line matches (a message, not a guess)
-wait_for() {
-  local i
-  for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+source "$here/proc.sh"
 
 # start_cluster RANKS [coordinator flags...]
 start_cluster() {

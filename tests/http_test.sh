@@ -11,23 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
 fx=${MOE_FIXTURES:?MOE_FIXTURES not set}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-http.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    pkill -KILL -s "$p" 2>/dev/null
-    kill -KILL "$p" 2>/dev/null
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$tmp"/*.err "$tmp"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
-wait_for() { # FILE REGEX SECONDS: until a line matches (a message, not a guess)
-  local i
-  for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+source "$here/proc.sh"
 
 model=$tmp/m.gguf
 "$bin/moe-mkmodel" --preset tiny --type q8_0 --vocab-from "$fx/tokenizer/deepseek-v3-vocab.gguf" -o "$model" 2>/dev/null \
@@ -163,6 +147,61 @@ EOF
   echo "ok: keep-alive, /metrics parses as Prometheus text"
   ;;
 
+logprobs)
+  # Logprobs over HTTP are the ranks' own (a moe-worker --batch run writes
+  # them, tests/worker_test.sh checks that against the definition): a
+  # completion's tokens with 3 alternatives, the prompt scored with echo and
+  # max_tokens 0 (lm-evaluation-harness's loglikelihood), and chat's shape.
+  start_coord
+  start_workers
+  printf '%s\n' "ids:0,5,6,7,8 4 logprobs=3" "ids:0,5,6,7,8 0 logprobs=2 prompt_logprobs=1" > "$tmp/reqs"
+  mkdir -p "$tmp/d"
+  "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/reqs" --ignore-eos --dump-logits "$tmp/d" \
+      > "$tmp/batch.out" 2> "$tmp/batch.err" || fail "moe-worker --batch"
+  post /v1/completions '{"prompt": [0, 5, 6, 7, 8], "max_tokens": 4, "temperature": 0, "logprobs": 3}'
+  [ "$status" = 200 ] || fail "logprobs: $status $(cat "$tmp/body")"
+  cp "$tmp/body" "$tmp/gen.json"
+  post /v1/completions '{"prompt": [0, 5, 6, 7, 8], "max_tokens": 0, "echo": true, "logprobs": 2}'
+  [ "$status" = 200 ] || fail "scoring: $status $(cat "$tmp/body")"
+  cp "$tmp/body" "$tmp/score.json"
+  post /v1/chat/completions '{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0, "logprobs": true, "top_logprobs": 2}'
+  [ "$status" = 200 ] || fail "chat logprobs: $status $(cat "$tmp/body")"
+  cp "$tmp/body" "$tmp/chat.json"
+  python3 - "$tmp" <<'PY' || fail "logprobs differ from the ranks' batch run"
+import json, struct, sys
+tmp = sys.argv[1]
+f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]
+def batch(i):  # "T|P index id logprob id:lp ..." per position
+    rows = []
+    for line in open(f"{tmp}/d/req{i}.logprobs"):
+        k, _, _, lp, *top = line.split()
+        rows.append((k, f32(float(lp)), sorted(f32(float(t.split(":")[1])) for t in top)))
+    return rows
+pairs = lambda obj: sorted(f32(v) for _, v in obj)  # alternatives may share a text: keep every value
+load = lambda p: json.load(open(p), object_pairs_hook=lambda kv: kv if kv and isinstance(kv[0][1], float) else dict(kv))
+gen = load(f"{tmp}/gen.json")["choices"][0]
+want = batch(0)
+lp = gen["logprobs"]
+assert len(lp["tokens"]) == 4 == len(want), (lp, want)
+for i, (k, v, top) in enumerate(want):
+    assert k == "T" and f32(lp["token_logprobs"][i]) == v, (i, lp["token_logprobs"][i], v)
+    assert pairs(lp["top_logprobs"][i]) == top, (i, lp["top_logprobs"][i], top)
+score = load(f"{tmp}/score.json")
+ch = score["choices"][0]
+assert score["usage"]["completion_tokens"] == 0 and ch["finish_reason"] == "length", score
+slp, want = ch["logprobs"], batch(1)
+assert slp["token_logprobs"][0] is None and len(slp["token_logprobs"]) == 5 == len(want) + 1, (slp, want)
+for i, (k, v, top) in enumerate(want):
+    assert k == "P" and f32(slp["token_logprobs"][i + 1]) == v, (i, slp["token_logprobs"][i + 1], v)
+    assert pairs(slp["top_logprobs"][i + 1]) == top, (i, slp["top_logprobs"][i + 1], top)
+chat = json.load(open(f"{tmp}/chat.json"))["choices"][0]["logprobs"]["content"]
+assert len(chat) == 3, chat
+for t in chat:
+    assert t["logprob"] <= 0 and len(t["top_logprobs"]) == 2 and t["top_logprobs"][0]["logprob"] >= t["top_logprobs"][1]["logprob"], t
+    assert bytes(t["bytes"]).decode("utf-8", "replace") == t["token"] or "\ufffd" in bytes(t["bytes"]).decode("utf-8", "replace"), t
+print(f"ok: 4 completion tokens and 4 scored prompt positions equal the ranks' batch logprobs (float32 bits); chat logprobs {len(chat)} tokens")
+PY
+  ;;
 errors)
   start_coord --api-key sekrit --max-body 4096
   start_workers

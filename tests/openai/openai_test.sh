@@ -17,23 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
 fx=${MOE_FIXTURES:?MOE_FIXTURES not set}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-openai.XXXXXX")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    pkill -KILL -s "$p" 2>/dev/null
-    kill -KILL "$p" 2>/dev/null
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$tmp"/*.err "$tmp"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
-wait_for() {
-  local i
-  for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+source "$here/../proc.sh"
 [ -f "$here/node_modules/openai/package.json" ] || fail "the openai SDK is not installed (scripts/setup.sh runs npm ci in tests/openai)"
 echo "node $(node --version), openai SDK $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$here/node_modules/openai/package.json")"
 

@@ -547,6 +547,7 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
         }
     }
     if (c->cfg.metrics_file) dump_metrics(c);
+    moe_log_limiter_flush_all();
     moe_log(MOE_LOG_INFO, "drained; exiting");
 }
 

@@ -235,6 +235,10 @@ void moe_log_event(moe_log_level level, const char *msg, const moe_log_field *fi
 /* ---- rate-limited lines ---- */
 
 static pthread_mutex_t limit_mu = PTHREAD_MUTEX_INITIALIZER;
+/* the limiters used so far, for moe_log_limiter_flush_all (call sites are
+ * few: past the list's size a limiter is only flushed by itself) */
+static moe_log_limiter *limit_list[256];
+static int limit_n;
 
 static void limited_summary(const char *line, moe_log_level level, int64_t repeats)
 {
@@ -253,6 +257,10 @@ void moe_log_limited(moe_log_limiter *l, double interval_s, moe_log_level level,
     va_end(ap);
     const double now = moe_now();
     pthread_mutex_lock(&limit_mu);
+    if (!l->listed && limit_n < (int)(sizeof limit_list / sizeof limit_list[0])) {
+        limit_list[limit_n++] = l;
+        l->listed = true;
+    }
     l->clock++;
     int hit = -1, lru = 0;
     for (int i = 0; i < MOE_LOG_LIMIT_LINES; i++) {
@@ -288,14 +296,26 @@ void moe_log_limited(moe_log_limiter *l, double interval_s, moe_log_level level,
     pthread_mutex_unlock(&limit_mu);
 }
 
-void moe_log_limiter_flush(moe_log_limiter *l)
+static void limiter_flush_locked(moe_log_limiter *l)
 {
-    pthread_mutex_lock(&limit_mu);
     for (int i = 0; i < MOE_LOG_LIMIT_LINES; i++)
         if (l->slot[i].printed > 0 && l->slot[i].repeats > 0) {
             limited_summary(l->slot[i].line, l->slot[i].level, l->slot[i].repeats);
             l->slot[i].repeats = 0;
         }
+}
+
+void moe_log_limiter_flush(moe_log_limiter *l)
+{
+    pthread_mutex_lock(&limit_mu);
+    limiter_flush_locked(l);
+    pthread_mutex_unlock(&limit_mu);
+}
+
+void moe_log_limiter_flush_all(void)
+{
+    pthread_mutex_lock(&limit_mu);
+    for (int i = 0; i < limit_n; i++) limiter_flush_locked(limit_list[i]);
     pthread_mutex_unlock(&limit_mu);
 }
 

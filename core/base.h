@@ -112,10 +112,14 @@ typedef struct moe_log_limit_slot {
 typedef struct moe_log_limiter {
     moe_log_limit_slot slot[MOE_LOG_LIMIT_LINES];
     uint64_t clock;
+    bool listed;              /* known to moe_log_limiter_flush_all */
 } moe_log_limiter;
 void moe_log_limited(moe_log_limiter *l, double interval_s, moe_log_level level, const char *fmt, ...) MOE_PRINTF(4, 5);
 /* Prints the counts still held back (e.g. at exit). */
 void moe_log_limiter_flush(moe_log_limiter *l);
+/* The same for every limiter used so far (a program calls it before it
+ * exits, so no count is lost). */
+void moe_log_limiter_flush_all(void);
 /* One limiter per call site, 60 s interval. */
 #define MOE_LOG_LIMITED(level, ...)                                        \
     do {                                                                   \

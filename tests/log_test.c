@@ -94,6 +94,12 @@ static void limited_expired(void)
     moe_log_limited(&lim, 3600, MOE_LOG_WARN, "late");
     moe_log_limiter_flush(&lim);
 }
+/* a call site's own limiter, flushed with every other one */
+static void limited_site(void)
+{
+    for (int i = 0; i < 3; i++) MOE_LOG_LIMITED(MOE_LOG_ERROR, "site %d", 1);
+    moe_log_limiter_flush_all();
+}
 
 static void check_limiter(void)
 {
@@ -113,6 +119,9 @@ static void check_limiter(void)
                   strstr(c, " s]\nmoe warn: last message repeated 1 times: late\n") && count_lines(c) == 3,
               "got:\n%s", c);
     free(c);
+    char *d = capture_fn(limited_site);
+    CHECK_MSG(!strcmp(d, "moe error: site 1\nmoe error: last message repeated 2 times: site 1\n"), "got:\n%s", d);
+    free(d);
 }
 
 int main(void)

@@ -112,6 +112,7 @@ static void outbox_clear(moe_source_link *l)
 void moe_source_link_free(moe_source_link *l)
 {
     if (!l) return;
+    moe_log_limiter_flush_all();
     outbox_clear(l);
     free(l->out);
     moe_link_close(l->link);

@@ -4,12 +4,14 @@
 # per-test folder, waits for lines the programs print, and bounds every
 # wait; every process is killed on the way out.
 #
-#   hang_test.sh noranks | drain | mismatch | coord_restart | outbox | serve_restart
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart
 #
 # noranks:       a coordinator with no worker job: moe-client --timeout 2
 #                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
 #                and a request waits at most --no-ranks-timeout-ms, then ends
 #                with NOT_READY; a queued request's client is told so.
+# queued:        behind long requests (--max-running 1), queued clients are
+#                told their place in the queue, and --timeout 2 holds.
 # drain:         SIGTERM with a request that can never run: the drain ends
 #                it after --drain-timeout-ms (SHUTTING_DOWN) and exits 0; a
 #                second SIGTERM stops at once.
@@ -81,6 +83,29 @@ noranks)
       || fail "no NOT_READY: $(cat "$tmp/b.err")"
   [ "$dt" -ge 3900 ] && [ "$dt" -lt 8000 ] || fail "NOT_READY after $dt ms (bound 4000 ms)"
   echo "ok: with no worker job a request ended with NOT_READY after $dt ms (--no-ranks-timeout-ms 4000)"
+  ;;
+queued)
+  coordinator coord --ranks 1 --max-running 1
+  job 1 "$model"
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # 8 long requests, one running at a time: seconds of queue ahead
+  awk 'BEGIN { for (i = 0; i < 8; i++) print "ids:" i + 1 ",2,3", 4000 }' > "$tmp/long"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 8 --timeout 60 > /dev/null 2> "$tmp/long.err" &
+  pids+=("$!")
+  wait_for "$tmp/coord.err" "rank 0: 1 active" 30 || fail "the long requests never ran"
+  "$bin/moe-client" --connect "$ep" --ids 4,5 --max-tokens 4 --timeout 30 > /dev/null 2> "$tmp/b.err" &
+  b=$!; pids+=("$b")
+  wait_for "$tmp/b.err" "request r0 is queued at the server \(position [0-9]+;" 10 || fail "the first queued client was not told"
+  pb=$(sed -n 's/.*queued at the server (position \([0-9]*\);.*/\1/p' "$tmp/b.err" | head -1)
+  t0=$(ms)
+  timeout 30 "$bin/moe-client" --connect "$ep" --ids 6,7 --max-tokens 4 --timeout 2 --heartbeat-ms 200 > /dev/null 2> "$tmp/c.err"; rc=$?
+  dt=$(( $(ms) - t0 ))
+  cat "$tmp/c.err"
+  pc=$(sed -n 's/.*queued at the server (position \([0-9]*\);.*/\1/p' "$tmp/c.err" | head -1)
+  [ -n "$pc" ] && [ "$pc" -gt "$pb" ] || fail "the second queued client was told place '$pc' (the first: $pb)"
+  [ "$rc" = 3 ] || fail "a queued request with --timeout 2: exit $rc after $dt ms (want 3, the timeout)"
+  [ "$dt" -lt 3500 ] || fail "--timeout 2 took $dt ms"
+  echo "ok: behind long requests, queued clients were told their places ($pb, then $pc) and --timeout 2 held ($dt ms)"
   ;;
 drain)
   coordinator d1 --ranks 1 --drain-timeout-ms 1500

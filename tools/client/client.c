@@ -526,7 +526,7 @@ static int run(client *cl, moe_err *err)
                 if (cl->reqs[i].state == MOE_CLIENT_SENT && !cl->reqs[i].abandoned) send_cancel(cl, &cl->reqs[i]);
             char m[MOE_ERR_MSG_MAX];
             if (cl->got_any)
-                snprintf(m, sizeof m, "nothing from the server for %g s", c->timeout_s);
+                snprintf(m, sizeof m, "no answer from the server for %g s (heartbeat echoes do not count)", c->timeout_s);
             else /* connecting is silent in ZMQ: say what was tried */
                 snprintf(m, sizeof m, "no answer from %.300s in %g s (is moe-coordinator listening there?)",
                          c->endpoint, c->timeout_s);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chat.h"
 #include "coord_metrics.h"
@@ -513,7 +514,13 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
                     c->n_reqs);
             end_all(c, *term >= 2 ? "the server was stopped" : "the server shut down before the request finished");
             flush_all(c);
-            if (*term >= 2) break; /* at once: what could be sent was */
+            if (*term >= 2) {
+                /* at once; but the sockets close with linger 0, so the I/O
+                 * thread gets 100 ms to put the Finishes on the wire */
+                const struct timespec grace = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+                nanosleep(&grace, NULL);
+                break;
+            }
         }
         if (c->draining && c->n_reqs == 0) {
             /* the last answers reach their clients (a front end that writes

@@ -199,12 +199,16 @@ coord_restart)
   ;;
 outbox)
   coordinator coord --ranks 1 --worker-timeout-ms 60000
-  job 1 "$model" --coord-hwm 1 --coord-sndbuf 4096 --outbox-bytes 16384
+  # a small link (64 messages, a 4 KiB socket buffer) and a 256 KiB outbox (~2 s
+  # of frames here): a coordinator only slow on a loaded machine stays within it
+  job 1 "$model" --coord-hwm 64 --coord-sndbuf 4096 --outbox-bytes 262144
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
-  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4000 --logprobs 20 --timeout 60 --ids-out \
-      > "$tmp/a.out" 2> "$tmp/a.err" &
+  # 4 x 4000 tokens with 20 alternatives each: ~4 MB of frames
+  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 4000, "logprobs=20" }' > "$tmp/long"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --ids-out > "$tmp/a.out" 2> "$tmp/a.err" &
   a=$!; pids+=("$a")
-  wait_for "$tmp/coord.err" "rank 0: 1 active" 30 || fail "the request never ran"
+  wait_for "$tmp/coord.err" "rank 0: [1-4] active" 30 || fail "the requests never ran"
+  grep -q "stopped reading" "$tmp/worker.err" && fail "the outbox overflowed while the coordinator was reading"
   kill -STOP "$coord"
   t0=$(ms)
   wait_for "$tmp/worker.err" "the coordinator stopped reading" 30 || fail "the rank never noticed (blocked in a send?)"
@@ -216,7 +220,7 @@ outbox)
   wait "$a"; rc=$?
   cat "$tmp/a.err"
   [ "$rc" != 0 ] || fail "the request whose tokens were lost finished as if complete"
-  grep -q "tokens were lost" "$tmp/a.err" || fail "the client was not told why"
+  [ "$(grep -c "tokens were lost" "$tmp/a.out")" = 4 ] || fail "the client was not told why, for each of its 4 requests"
   "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
       || fail "a new request after the coordinator came back failed: $(cat "$tmp/b.err")"
   echo "ok: with the coordinator stopped the rank noticed in $dt ms, ended its sequence, and serves again"

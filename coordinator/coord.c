@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "chat.h"
 #include "coord_metrics.h"
@@ -204,10 +205,34 @@ static void supervise(moe_coord *c, double now)
         }
 }
 
+/* NOT_READY's message: what the job is missing. */
+static void not_ready_why(moe_coord *c, char *buf, size_t n)
+{
+    const char *refused = moe_workers_refused(c->w);
+    if (refused)
+        snprintf(buf, n, "no worker rank could take the request in %.1f s: %s", (double)c->cfg.no_ranks_timeout_ms / 1e3,
+                 refused);
+    else
+        snprintf(buf, n, "no worker rank could take the request in %.1f s (%d of %lld ranks have joined)",
+                 (double)c->cfg.no_ranks_timeout_ms / 1e3, moe_workers_n_known(c->w), (long long)c->cfg.ranks);
+}
+
 static void housekeeping(moe_coord *c, double now)
 {
     moe_workers_tick(c->w, now);
     if (c->sup) supervise(c, now);
+    /* no rank alive and none coming (no supervisor restarting the job):
+     * a queued request waits only so long */
+    if (!c->sup && !moe_workers_any_alive(c->w))
+        for (int i = 0; i < c->n_reqs; i++) {
+            entry *e = c->reqs[i];
+            if (e->r->state != MOE_REQ_QUEUED || e->q->end != MOE_END_NONE ||
+                now - e->t.arrival < (double)c->cfg.no_ranks_timeout_ms / 1e3)
+                continue;
+            char why[400];
+            not_ready_why(c, why, sizeof why);
+            end_here(c, e, MOE_END_ERROR, MOE__CODE__NOT_READY, why);
+        }
     /* every rank gone: queued requests can never run */
     if (!c->sup && moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
         for (int i = 0; i < c->n_reqs; i++) {
@@ -298,6 +323,15 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
     else moe_log(MOE_LOG_DEBUG, "a client %s (none of its requests was in flight)", why);
 }
 
+/* Heartbeats: where each of a client's requests stands. */
+static int on_status(void *ctx, moe_front *f, moe_front_client *cl, const char *id)
+{
+    moe_coord *c = ctx;
+    const entry *e = find(c, f, cl, id);
+    if (!e) return -1;
+    return e->r->state == MOE_REQ_QUEUED ? moe_sched_queue_position(c->s, e->r) : 0;
+}
+
 static const char *on_health(void *ctx)
 {
     moe_coord *c = ctx;
@@ -310,6 +344,10 @@ static const char *on_health(void *ctx)
         snprintf(c->health, sizeof c->health,
                  "recovering: the worker job is being restarted (restart %lld); requests wait and are replayed",
                  (long long)moe_super_restarts(c->sup));
+        return c->health;
+    }
+    if (!moe_workers_ready(c->w) && moe_workers_refused(c->w)) {
+        snprintf(c->health, sizeof c->health, "refused a rank: %s", moe_workers_refused(c->w));
         return c->health;
     }
     if (!moe_workers_ready(c->w)) {
@@ -471,7 +509,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
     c->cfg = *cfg;
     if (load_model(c, err)) return MOE_ERR;
     moe_cmetrics_init(&c->cm, c->model_name, (int)cfg->ranks);
-    moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running};
+    moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running, .epoch = cfg->epoch};
     if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return MOE_ERR;
     if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
     const moe_workers_cfg wc = {
@@ -480,6 +518,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .timeout_ms = cfg->worker_timeout_ms,
         .vocab = c->model.lim.vocab_size,
         .replay = cfg->launch != NULL,
+        .epoch = cfg->epoch,
     };
     const moe_workers_sink ws = {
         .ctx = c,
@@ -555,6 +594,7 @@ moe_front_sink moe_coord_front_sink(moe_coord *c)
                             .cancel = on_cancel,
                             .client_gone = on_client_gone,
                             .health = on_health,
+                            .status = on_status,
                             .metrics = on_metrics};
 }
 
@@ -565,13 +605,38 @@ int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
     return MOE_OK;
 }
 
+/* Ends every request in flight with SHUTTING_DOWN (a drain that ran out
+ * of time, or a second signal). */
+static void end_all(moe_coord *c, const char *why)
+{
+    for (int i = 0; i < c->n_reqs; i++)
+        if (c->reqs[i]->q->end == MOE_END_NONE) end_here(c, c->reqs[i], MOE_END_ERROR, MOE__CODE__SHUTTING_DOWN, why);
+}
+
 void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
 {
-    double t_house = 0, t_idle = 0;
+    double t_house = 0, t_idle = 0, t_drain = 0;
+    bool cut = false;
     for (;;) {
         if (*term && !c->draining) {
             c->draining = true;
-            moe_log(MOE_LOG_INFO, "draining: %d requests in flight", c->n_reqs);
+            t_drain = moe_now();
+            moe_log(MOE_LOG_INFO, "draining: %d requests in flight (at most %.1f s; a second signal stops at once)",
+                    c->n_reqs, (double)c->cfg.drain_timeout_ms / 1e3);
+        }
+        if (c->draining && !cut && (*term >= 2 || moe_now() - t_drain >= (double)c->cfg.drain_timeout_ms / 1e3)) {
+            cut = true;
+            moe_log(MOE_LOG_WARN, "%s: ending %d requests in flight", *term >= 2 ? "a second signal" : "the drain timed out",
+                    c->n_reqs);
+            end_all(c, *term >= 2 ? "the server was stopped" : "the server shut down before the request finished");
+            flush_all(c);
+            if (*term >= 2) {
+                /* at once; but the sockets close with linger 0, so the I/O
+                 * thread gets 100 ms to put the Finishes on the wire */
+                const struct timespec grace = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+                nanosleep(&grace, NULL);
+                break;
+            }
         }
         if (c->draining && c->n_reqs == 0) {
             /* the last answers reach their clients (a front end that writes
@@ -605,6 +670,7 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
         }
     }
     if (c->cfg.metrics_file) dump_metrics(c);
+    moe_log_limiter_flush_all();
     moe_log(MOE_LOG_INFO, "drained; exiting");
 }
 

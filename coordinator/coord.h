@@ -13,7 +13,13 @@
  * moe_coord_front_sink as its sink.
  *
  * Drain: once *term is set, new requests get SHUTTING_DOWN, requests in
- * flight finish, and moe_coord_run returns.
+ * flight finish, and moe_coord_run returns; what is still in flight after
+ * drain_timeout_ms ends with SHUTTING_DOWN.  *term at 2 or more (a second
+ * signal) ends everything in flight at once and returns.
+ *
+ * No worker job: a request waits at most no_ranks_timeout_ms while no
+ * rank is alive, then ends with NOT_READY (saying why, e.g. a rank that
+ * was refused for running another model).
  *
  * Metrics and logs: the loop stamps every request's events (arrival,
  * placement, each token, the end) for the metrics (coord_metrics.h) and
@@ -43,6 +49,9 @@ typedef struct moe_coord_cfg {
     int64_t max_tokens;        /* default max_tokens of a request */
     int64_t max_frame;         /* largest request frame */
     int64_t worker_timeout_ms; /* a rank silent this long is lost */
+    int64_t no_ranks_timeout_ms; /* a request waits at most this long while no rank is alive (then NOT_READY) */
+    int64_t drain_timeout_ms;  /* a drain ends what is still in flight after this (SHUTTING_DOWN) */
+    uint32_t epoch;            /* this process's epoch (not 0), in every sequence id (docs/protocol.md) */
     const char *metrics_file;  /* NULL, or where the metrics are written at exit and when asked */
     volatile sig_atomic_t *metrics_dump; /* set (e.g. by SIGUSR1): write metrics_file now */
     /* The supervisor (supervisor.h): with launch set the coordinator runs

@@ -40,6 +40,10 @@ typedef struct moe_front_sink {
     const char *(*health)(void *ctx);
     /* The server's metrics in Prometheus text format 0.0.4. */
     void (*metrics)(void *ctx, FILE *out);
+    /* A request the client says it waits for (a heartbeat): -1 unknown
+     * here (the server restarted, or it ended), 0 running, k > 0 queued
+     * with k - 1 requests ahead of it. */
+    int (*status)(void *ctx, moe_front *f, moe_front_client *cl, const char *request_id);
 } moe_front_sink;
 
 /* Results of a send. */

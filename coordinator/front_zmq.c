@@ -65,7 +65,7 @@ static int send_msg(zfront *z, const moe_link_peer *peer, Moe__ServerMsg *m)
     const int rc = moe_link_send(z->link, peer, &m->base, MOE_LINK_DONTWAIT, &err);
     if (rc == MOE_OK) return MOE_FRONT_SENT;
     if (rc == MOE_LINK_UNREACHABLE) return MOE_FRONT_GONE;
-    if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "send to a client failed: %s", err.msg);
+    if (rc == MOE_ERR) MOE_LOG_LIMITED(MOE_LOG_WARN, "send to a client failed: %s", err.msg);
     return MOE_FRONT_AGAIN;
 }
 
@@ -89,7 +89,7 @@ static void refuse(zfront *z, const moe_link_peer *peer, const char *request_id,
     if (try_error(z, peer, request_id, code, msg) != MOE_FRONT_AGAIN) return;
     z->deferred++;
     if (z->n_pending == MAX_PENDING_ERRORS) {
-        moe_log(MOE_LOG_WARN, "%d refusals wait for slow clients; dropping the oldest", MAX_PENDING_ERRORS);
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "%d refusals wait for slow clients; dropping the oldest", MAX_PENDING_ERRORS);
         free(z->pending[0].id);
         free(z->pending[0].msg);
         memmove(&z->pending[0], &z->pending[1], (MAX_PENDING_ERRORS - 1) * sizeof z->pending[0]);
@@ -265,6 +265,38 @@ static void on_generate(zfront *z, moe_front_client *cl, const Moe__GenerateRequ
     free(chat);
 }
 
+/* Answered with a heartbeat naming the listed requests that are queued
+ * (and where); a listed request not known here gets UNKNOWN_REQUEST, so a
+ * client of a coordinator that restarted ends it at once. */
+static void on_heartbeat(zfront *z, moe_front_client *cl, const Moe__Heartbeat *in)
+{
+    const size_t n = in->n_request_ids; /* at most MOE_MSG_MAX_HEARTBEAT_IDS (checked) */
+    char **queued = moe_xmalloc((n ? n : 1) * sizeof *queued);
+    uint32_t *pos = moe_xmalloc((n ? n : 1) * sizeof *pos);
+    size_t nq = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = in->request_ids[i];
+        const int st = z->base.sink.status ? z->base.sink.status(z->base.sink.ctx, &z->base, cl, id) : 0;
+        if (st < 0)
+            refuse(z, &cl->peer, id, MOE__CODE__UNKNOWN_REQUEST,
+                   "this server has no request with this id (it restarted, or the request ended)");
+        else if (st > 0) {
+            queued[nq] = (char *)id;
+            pos[nq++] = (uint32_t)st;
+        }
+    }
+    Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
+    hb.n_queued_ids = hb.n_queue_positions = nq;
+    hb.queued_ids = queued;
+    hb.queue_positions = pos;
+    Moe__ServerMsg r = MOE__SERVER_MSG__INIT;
+    r.body_case = MOE__SERVER_MSG__BODY_HEARTBEAT;
+    r.heartbeat = &hb;
+    send_msg(z, &cl->peer, &r);
+    free(queued);
+    free(pos);
+}
+
 static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
 {
     const Moe__ClientMsg *m = (const Moe__ClientMsg *)in->msg;
@@ -297,14 +329,7 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
     case MOE__CLIENT_MSG__BODY_CANCEL:
         z->base.sink.cancel(z->base.sink.ctx, &z->base, cl, m->cancel->request_id);
         break;
-    case MOE__CLIENT_MSG__BODY_HEARTBEAT: {
-        Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
-        Moe__ServerMsg r = MOE__SERVER_MSG__INIT;
-        r.body_case = MOE__SERVER_MSG__BODY_HEARTBEAT;
-        r.heartbeat = &hb;
-        send_msg(z, &cl->peer, &r);
-        break;
-    }
+    case MOE__CLIENT_MSG__BODY_HEARTBEAT: on_heartbeat(z, cl, m->heartbeat); break;
     default: break;
     }
 }
@@ -317,7 +342,7 @@ static void zmq_recv(moe_front *f)
         moe_err err = {{0}};
         const int rc = moe_link_recv(z->link, &in, MOE_LINK_DONTWAIT, &err);
         if (rc != MOE_OK) {
-            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "receive failed: %s", err.msg);
+            if (rc == MOE_ERR) MOE_LOG_LIMITED(MOE_LOG_WARN, "receive from the clients failed: %s", err.msg);
             return;
         }
         on_frame(z, &in, &err);

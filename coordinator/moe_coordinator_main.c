@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "coord.h"
@@ -69,6 +70,11 @@ static void usage(FILE *f)
           "  --restart-backoff-ms MS with --launch: the first restart's delay (default 500; doubles per death\n"
           "                         before ready, up to 16x)\n"
           "  --start-timeout-ms MS  with --launch: a job not ready after this long is dead (default 120000)\n"
+          "  --no-ranks-timeout-ms MS  a request waits at most this long while no worker rank is alive\n"
+          "                         (none joined yet, or refused) and no --launch job is coming; then it ends\n"
+          "                         with NOT_READY (default 30000)\n"
+          "  --drain-timeout-ms MS  SIGTERM drains: requests still in flight after this end with\n"
+          "                         SHUTTING_DOWN (default 60000); a second SIGTERM/SIGINT stops at once\n"
           "  --log-format FMT       text (default) or json: one JSON object per log line\n"
           "  --metrics-file PATH    write the metrics (Prometheus text) to PATH at exit and on SIGUSR1\n"
           "  --help                 this text\n",
@@ -81,6 +87,7 @@ typedef struct opts {
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
+    int64_t no_ranks_timeout_ms, drain_timeout_ms;
 } opts;
 
 static char **default_launch(const opts *o);
@@ -97,6 +104,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_frame = MOE_MSG_MAX_FRAME_DEFAULT;
     o->client_timeout_ms = 10000;
     o->worker_timeout_ms = 5000;
+    o->no_ranks_timeout_ms = 30000;
+    o->drain_timeout_ms = 60000;
     o->client_hwm = 1000;
     o->max_body = 1 << 20;
     o->max_start_failures = 5;
@@ -110,6 +119,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--max-frame", offsetof(opts, max_frame), 4096, 1 << 28},
         {"--client-timeout-ms", offsetof(opts, client_timeout_ms), 100, 86400000},
         {"--worker-timeout-ms", offsetof(opts, worker_timeout_ms), 100, 86400000},
+        {"--no-ranks-timeout-ms", offsetof(opts, no_ranks_timeout_ms), 1, 86400000},
+        {"--drain-timeout-ms", offsetof(opts, drain_timeout_ms), 0, 86400000},
         {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
         {"--client-sndbuf", offsetof(opts, client_sndbuf), 0, 1 << 30},
         {"--max-body", offsetof(opts, max_body), 1, 1 << 30},
@@ -194,8 +205,26 @@ static char **default_launch(const opts *o)
 }
 
 static volatile sig_atomic_t g_term, g_dump;
-static void on_term(int sig) { (void)sig; g_term = 1; }
+/* 1: drain; 2: a second signal, stop at once */
+static void on_term(int sig)
+{
+    (void)sig;
+    if (g_term < 2) g_term++;
+}
 static void on_usr1(int sig) { (void)sig; g_dump = 1; }
+
+/* This process's epoch: the upper half of its sequence ids, so a new
+ * coordinator's ids never clash with an old one's still on the ranks.
+ * The wall clock's milliseconds mixed with the pid, 31 bits (ids stay
+ * below 2^63: a rank keeps them as int64), never 0. */
+static uint32_t epoch_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint32_t e = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) ^ ((uint32_t)getpid() << 20);
+    e &= 0x7FFFFFFFu;
+    return e ? e : 1;
+}
 
 /* The loop, then its front ends (a front end reports to the loop). */
 static int wire(moe_coord **out, const opts *o, moe_err *err)
@@ -209,6 +238,9 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .max_tokens = o->max_tokens,
         .max_frame = o->max_frame,
         .worker_timeout_ms = o->worker_timeout_ms,
+        .no_ranks_timeout_ms = o->no_ranks_timeout_ms,
+        .drain_timeout_ms = o->drain_timeout_ms,
+        .epoch = epoch_now(),
         .metrics_file = o->metrics_file,
         .metrics_dump = &g_dump,
         .launch = o->launch,

@@ -90,7 +90,7 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
     s->q_cap = lim->max_queue + lim->max_running * n_ranks;
     s->queue = moe_xcalloc((size_t)s->q_cap, sizeof *s->queue);
-    s->next_id = 1;
+    s->next_id = ((uint64_t)lim->epoch << 32) | 1;
     *out = s;
     return MOE_OK;
 }
@@ -337,6 +337,14 @@ void moe_sched_forget(moe_sched *s, moe_req *r)
 }
 
 int moe_sched_n_queued(const moe_sched *s) { return s->q_len; }
+
+int moe_sched_queue_position(const moe_sched *s, const moe_req *r)
+{
+    if (r->state != MOE_REQ_QUEUED) return 0;
+    for (int i = 0; i < s->q_len; i++)
+        if (s->queue[(s->q_head + i) % s->lim.max_queue] == r) return i + 1;
+    return 0;
+}
 
 int moe_sched_n_running(const moe_sched *s, int rank)
 {

@@ -40,6 +40,7 @@ typedef enum {
 typedef struct moe_sched_limits {
     int max_queue;        /* queued (not yet placed) requests */
     int max_running;      /* running sequences per rank */
+    uint32_t epoch;       /* the upper 32 bits of every request id (the coordinator's epoch) */
 } moe_sched_limits;
 
 /* One request as the scheduler sees it. */
@@ -116,6 +117,8 @@ moe_req *moe_sched_find(const moe_sched *s, uint64_t id);
 void moe_sched_forget(moe_sched *s, moe_req *r);
 
 int moe_sched_n_queued(const moe_sched *s);
+/* A queued request's place in the FIFO (1: placed next); 0 if not queued.  O(queue). */
+int moe_sched_queue_position(const moe_sched *s, const moe_req *r);
 int moe_sched_n_running(const moe_sched *s, int rank); /* rank -1: all ranks */
 
 #endif

@@ -27,6 +27,7 @@ struct moe_workers {
     moe_sched *s;
     rank_info *ranks;         /* [cfg.n_ranks] */
     bool ready;
+    char refused[256];        /* why the last rank was refused ("": none since the job was ready) */
 };
 
 /* ---- sending -------------------------------------------------------------------- */
@@ -39,7 +40,7 @@ static void to_rank(moe_workers *w, int rank, Moe__CoordMsg *m)
     if (!w->ranks[rank].known) return;
     int rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, MOE_LINK_DONTWAIT, &err);
     if (rc == MOE_LINK_AGAIN) rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, 0, &err);
-    if (rc != MOE_OK) moe_log(MOE_LOG_WARN, "send to rank %d failed (%d): %s", rank, rc, rc == MOE_ERR ? err.msg : "");
+    if (rc != MOE_OK) MOE_LOG_LIMITED(MOE_LOG_WARN, "send to rank %d failed (%d): %s", rank, rc, rc == MOE_ERR ? err.msg : "");
 }
 
 static void release_seq(moe_workers *w, int rank, uint64_t seq_id)
@@ -143,24 +144,44 @@ static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
     return -1;
 }
 
+/* A rank that cannot serve this coordinator: told why (it stops asking
+ * often, docs/protocol.md), the reason kept for /health and for the
+ * requests that wait, and logged at most once a minute per reason. */
+static void refuse_rank(moe_workers *w, const moe_link_peer *from, const char *why)
+{
+    snprintf(w->refused, sizeof w->refused, "%s", why);
+    MOE_LOG_LIMITED(MOE_LOG_ERROR, "refused a worker rank: %s", why);
+    Moe__Error e = MOE__ERROR__INIT;
+    e.has_code = true;
+    e.code = MOE__CODE__BAD_REQUEST;
+    e.message = (char *)why;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
+    cm.error = &e;
+    moe_err e2;
+    moe_link_send(w->link, from, &cm.base, MOE_LINK_DONTWAIT, &e2);
+}
+
 static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__WorkerHello *h)
 {
+    char why[256];
     if (h->rank >= (uint32_t)w->cfg.n_ranks || h->n_ranks != (uint32_t)w->cfg.n_ranks) {
-        moe_log(MOE_LOG_ERROR, "a worker says it is rank %u of %u; this coordinator expects %d ranks", h->rank,
-                h->n_ranks, w->cfg.n_ranks);
-        return;
+        snprintf(why, sizeof why, "a worker says it is rank %u of %u; this coordinator expects %d ranks", h->rank,
+                 h->n_ranks, w->cfg.n_ranks);
+        return refuse_rank(w, from, why);
+    }
+    if (h->model && h->model->has_vocab_size && h->model->vocab_size != w->cfg.vocab) {
+        snprintf(why, sizeof why,
+                 "rank %u runs a different model (%.64s, a vocabulary of %u tokens; the coordinator's has %u)",
+                 h->rank, h->model->name && *h->model->name ? h->model->name : "no name", h->model->vocab_size,
+                 w->cfg.vocab);
+        return refuse_rank(w, from, why);
     }
     if (h->model && h->model->has_max_context && h->model->max_context > 0)
         w->sink.context(w->sink.ctx, (int)h->rank, h->model->max_context);
-    if (h->model && h->model->has_vocab_size && h->model->vocab_size != w->cfg.vocab) {
-        moe_log(MOE_LOG_ERROR, "rank %u serves a vocabulary of %u tokens, the coordinator's model has %u", h->rank,
-                h->model->vocab_size, w->cfg.vocab);
-        return;
-    }
     rank_info *ri = &w->ranks[h->rank];
     if (ri->known && h->job_id != ri->job_id) {
         /* a new job took the rank's place: what ran on the old one is gone */
-        char why[128];
         snprintf(why, sizeof why, "worker rank %u was restarted", h->rank);
         rank_lost(w, (int)h->rank, why);
     }
@@ -173,8 +194,9 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
     moe_sched_rank_update(w->s, (int)h->rank, (int64_t)h->cache_tokens_total);
     if (h->has_max_seqs) moe_sched_rank_set_max_running(w->s, (int)h->rank, (int)h->max_seqs);
     Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
-    r.has_protocol_version = true;
+    r.has_protocol_version = r.has_epoch = true;
     r.protocol_version = MOE_PROTO_VERSION;
+    r.epoch = w->cfg.epoch;
     Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
     cm.body_case = MOE__COORD_MSG__BODY_HELLO_REPLY;
     cm.hello_reply = &r;
@@ -186,6 +208,7 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
     for (int k = 0; k < w->cfg.n_ranks; k++) all &= w->ranks[k].known;
     if (all && !w->ready) {
         w->ready = true;
+        w->refused[0] = '\0';
         w->sink.ready(w->sink.ctx);
     }
 }
@@ -231,7 +254,7 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
 {
     const Moe__WorkerMsg *m = (const Moe__WorkerMsg *)in->msg;
     if (in->code != MOE__CODE__OK) {
-        moe_log(MOE_LOG_WARN, "refused a frame from a worker (%s): %s", moe_msg_code_name(in->code), err->msg);
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a frame from a worker (%s): %s", moe_msg_code_name(in->code), err->msg);
         return;
     }
     if (m->body_case == MOE__WORKER_MSG__BODY_HELLO) return on_hello(w, &in->from, m->hello);
@@ -299,7 +322,7 @@ void moe_workers_recv(moe_workers *w)
         moe_err err = {{0}};
         const int rc = moe_link_recv(w->link, &in, MOE_LINK_DONTWAIT, &err);
         if (rc != MOE_OK) {
-            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "receive failed: %s", err.msg);
+            if (rc == MOE_ERR) MOE_LOG_LIMITED(MOE_LOG_WARN, "receive from the workers failed: %s", err.msg);
             return;
         }
         on_frame(w, &in, &err);
@@ -320,6 +343,8 @@ void moe_workers_tick(moe_workers *w, double now)
 }
 
 bool moe_workers_ready(const moe_workers *w) { return w->ready; }
+
+const char *moe_workers_refused(const moe_workers *w) { return w->refused[0] ? w->refused : NULL; }
 
 bool moe_workers_rank_alive(const moe_workers *w, int k)
 {

@@ -71,6 +71,7 @@ typedef struct moe_workers_cfg {
     uint32_t vocab;            /* every rank must serve this vocabulary */
     bool replay;               /* a lost rank's requests are queued again (the job is restarted),
                                   not ended */
+    uint32_t epoch;            /* the coordinator's epoch, sent in every hello reply */
 } moe_workers_cfg;
 
 /* sched must outlive the workers. */
@@ -97,6 +98,9 @@ void moe_workers_release(moe_workers *w, const moe_req *r);
 
 bool moe_workers_ready(const moe_workers *w);      /* every rank has said hello */
 bool moe_workers_any_alive(const moe_workers *w);
+/* Why a rank was refused last (wrong model, wrong rank count) while the
+ * job was not ready; NULL if none. */
+const char *moe_workers_refused(const moe_workers *w);
 /* Rank k has said hello and not been lost since. */
 bool moe_workers_rank_alive(const moe_workers *w, int k);
 int moe_workers_n_known(const moe_workers *w);     /* ranks that have said hello */

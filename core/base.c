@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,93 @@ void moe_log_event(moe_log_level level, const char *msg, const moe_log_field *fi
 {
     if ((int)level < log_threshold()) return;
     log_line(level, msg, fields, n_fields);
+}
+
+/* ---- rate-limited lines ---- */
+
+static pthread_mutex_t limit_mu = PTHREAD_MUTEX_INITIALIZER;
+/* the limiters used so far, for moe_log_limiter_flush_all (call sites are
+ * few: past the list's size a limiter is only flushed by itself) */
+static moe_log_limiter *limit_list[256];
+static int limit_n;
+
+static void limited_summary(const char *line, moe_log_level level, int64_t repeats)
+{
+    char buf[640];
+    snprintf(buf, sizeof buf, "last message repeated %lld times: %s", (long long)repeats, line);
+    log_line(level, buf, NULL, 0);
+}
+
+void moe_log_limited(moe_log_limiter *l, double interval_s, moe_log_level level, const char *fmt, ...)
+{
+    if ((int)level < log_threshold()) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    const double now = moe_now();
+    pthread_mutex_lock(&limit_mu);
+    if (!l->listed && limit_n < (int)(sizeof limit_list / sizeof limit_list[0])) {
+        limit_list[limit_n++] = l;
+        l->listed = true;
+    }
+    l->clock++;
+    int hit = -1, lru = 0;
+    for (int i = 0; i < MOE_LOG_LIMIT_LINES; i++) {
+        if (l->slot[i].printed > 0 && !strcmp(l->slot[i].line, line)) hit = i;
+        if (l->slot[i].used < l->slot[lru].used) lru = i;
+    }
+    if (hit >= 0) {
+        moe_log_limit_slot *s = &l->slot[hit];
+        s->used = l->clock;
+        if (now - s->printed < interval_s) {
+            s->repeats++;
+        } else {
+            char buf[640];
+            if (s->repeats > 0)
+                snprintf(buf, sizeof buf, "%s [repeated %lld times in %.1f s]", line, (long long)s->repeats,
+                         now - s->printed);
+            else snprintf(buf, sizeof buf, "%s", line);
+            log_line(level, buf, NULL, 0);
+            s->repeats = 0;
+            s->printed = now;
+        }
+        pthread_mutex_unlock(&limit_mu);
+        return;
+    }
+    moe_log_limit_slot *s = &l->slot[lru];
+    if (s->printed > 0 && s->repeats > 0) limited_summary(s->line, s->level, s->repeats);
+    snprintf(s->line, sizeof s->line, "%s", line);
+    s->level = level;
+    s->repeats = 0;
+    s->printed = now > 0 ? now : 1e-9;
+    s->used = l->clock;
+    log_line(level, line, NULL, 0);
+    pthread_mutex_unlock(&limit_mu);
+}
+
+static void limiter_flush_locked(moe_log_limiter *l)
+{
+    for (int i = 0; i < MOE_LOG_LIMIT_LINES; i++)
+        if (l->slot[i].printed > 0 && l->slot[i].repeats > 0) {
+            limited_summary(l->slot[i].line, l->slot[i].level, l->slot[i].repeats);
+            l->slot[i].repeats = 0;
+        }
+}
+
+void moe_log_limiter_flush(moe_log_limiter *l)
+{
+    pthread_mutex_lock(&limit_mu);
+    limiter_flush_locked(l);
+    pthread_mutex_unlock(&limit_mu);
+}
+
+void moe_log_limiter_flush_all(void)
+{
+    pthread_mutex_lock(&limit_mu);
+    for (int i = 0; i < limit_n; i++) limiter_flush_locked(limit_list[i]);
+    pthread_mutex_unlock(&limit_mu);
 }
 
 int moe_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, moe_err *err)

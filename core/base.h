@@ -92,6 +92,41 @@ typedef struct moe_log_field {
 } moe_log_field;
 void moe_log_event(moe_log_level level, const char *msg, const moe_log_field *fields, int n_fields);
 
+/* Rate-limited lines, for what can repeat without bound (a peer that
+ * keeps sending the same bad frame, a send that keeps failing).  A limiter
+ * remembers its last 8 distinct lines: a line seen again within
+ * interval_s of when it was last printed is only counted; the count is
+ * printed with the line once interval_s has passed
+ * ("... [repeated 41 times in 60.0 s]"), or on its own ("last message
+ * repeated 41 times: ...") when the line is pushed out by others or at
+ * moe_log_limiter_flush.  So each distinct line costs at most one line per
+ * interval, and no repeat goes uncounted.  Thread-safe. */
+#define MOE_LOG_LIMIT_LINES 8
+typedef struct moe_log_limit_slot {
+    char line[512];
+    moe_log_level level;
+    int64_t repeats;          /* held back since it was last printed */
+    double printed;           /* when (moe_now); 0: empty slot */
+    uint64_t used;            /* for least-recently-used eviction */
+} moe_log_limit_slot;
+typedef struct moe_log_limiter {
+    moe_log_limit_slot slot[MOE_LOG_LIMIT_LINES];
+    uint64_t clock;
+    bool listed;              /* known to moe_log_limiter_flush_all */
+} moe_log_limiter;
+void moe_log_limited(moe_log_limiter *l, double interval_s, moe_log_level level, const char *fmt, ...) MOE_PRINTF(4, 5);
+/* Prints the counts still held back (e.g. at exit). */
+void moe_log_limiter_flush(moe_log_limiter *l);
+/* The same for every limiter used so far (a program calls it before it
+ * exits, so no count is lost). */
+void moe_log_limiter_flush_all(void);
+/* One limiter per call site, 60 s interval. */
+#define MOE_LOG_LIMITED(level, ...)                                        \
+    do {                                                                   \
+        static moe_log_limiter moe_ll_site_;                               \
+        moe_log_limited(&moe_ll_site_, 60.0, level, __VA_ARGS__);         \
+    } while (0)
+
 /* Strict number parsing for flags and text files: whole string, in range. */
 int moe_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out, moe_err *err);
 int moe_parse_f64(const char *s, double lo, double hi, double *out, moe_err *err);

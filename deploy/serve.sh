@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Serves a model: starts moe-coordinator, which runs the worker job itself
-# (--launch mpirun ... moe-worker --coordinator: restarted when it dies,
-# the requests it held replayed), waits until every rank has joined (the
-# coordinator's ready line, never a sleep), prints how to send a request,
-# and runs until SIGINT/SIGTERM, which drains the coordinator (requests in
-# flight finish); the coordinator then stops the worker job.
+# Serves a model: starts moe-coordinator and a worker job (mpirun moe-worker
+# --coordinator), waits until every rank has joined (the coordinator's
+# ready line, never a sleep), prints how to send a request, and runs until
+# SIGINT/SIGTERM, which drains the coordinator (requests in flight finish)
+# and then stops the worker job.  A coordinator that dies (killed, crashed)
+# is started again on the same endpoints after 1 s; the worker job keeps
+# running and its ranks join the new coordinator (their old sequences are
+# dropped, the old clients get unknown_request).  Five deaths within 10 s
+# of their start in a row: serve.sh gives up and stops.
 #
 #   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
 #                   [--listen EP] [--http HOST:PORT] [--workers EP] [--workers-connect EP]
-#                   [--threads T] [--bin DIR] [-- extra moe-worker flags]
+#                   [--threads T] [--bin DIR] [coordinator settings] [-- extra moe-worker flags]
+#
+# coordinator settings, passed as given (moe-coordinator --help):
+#   --queue N  --max-running N  --max-tokens N  --client-timeout-ms MS
+#   --worker-timeout-ms MS  --no-ranks-timeout-ms MS  --drain-timeout-ms MS
+#   --api-key KEY  --log-format text|json  --metrics-file PATH
 #
 # --listen    client endpoint (default tcp://127.0.0.1:5555)
 # --http      the OpenAI-compatible HTTP API (default 127.0.0.1:8000; port 0:
@@ -21,7 +29,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/release/bin
 model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
-extra=()
+extra=() coord_flags=()
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -33,6 +41,10 @@ while [ $# -gt 0 ]; do
     --workers-connect) connect=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
+    --drain-timeout-ms|--api-key|--log-format|--metrics-file)
+      [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
+      coord_flags+=("$1" "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "serve: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -44,34 +56,47 @@ done
 [ -n "$connect" ] || connect=$workers
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/moe-serve.XXXXXX")
-coord_pid=""
+coord_pid="" job_pid="" stopping=""
 stop() {
+  stopping=1
   trap - INT TERM EXIT
   if [ -n "$coord_pid" ] && kill -0 "$coord_pid" 2>/dev/null; then
-    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish, then the job stops
+    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish
     wait "$coord_pid" 2>/dev/null || true
+  fi
+  if [ -n "$job_pid" ]; then
+    pkill -TERM -s "$job_pid" 2>/dev/null || true
+    wait "$job_pid" 2>/dev/null || true
+    pkill -KILL -s "$job_pid" 2>/dev/null || true
   fi
   rm -rf "$run"
   echo "serve: stopped"
 }
 trap stop INT TERM EXIT
 
-# the worker job's command: the coordinator runs it (and runs it again
-# after a death); its output and the coordinator's log go to our stderr
+# the coordinator (its stderr goes to ours: joins, warnings, drain); in a
+# session of its own, so that the worker job never shares its fate
+http_flags=()
+[ "$http" = none ] || http_flags=(--http "$http")
+start_coordinator() {
+  setsid "$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" \
+      --ranks "$ranks" "${coord_flags[@]}" > "$run/coord.out" &
+  coord_pid=$!
+  coord_started=$(date +%s)
+}
+start_coordinator
+
 mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
-http_flags=()
-[ "$http" = none ] || http_flags=(--http "$http")
-"$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" --ranks "$ranks" \
-    --launch "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" \
-    > "$run/coord.out" &
-coord_pid=$!
+setsid "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" &
+job_pid=$!
 
 # ready when the coordinator says every rank joined
 for _ in $(seq 1 1200); do
   grep -q "moe-coordinator: ready" "$run/coord.out" 2>/dev/null && break
   kill -0 "$coord_pid" 2>/dev/null || { echo "serve: the coordinator exited" >&2; exit 1; }
+  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; exit 1; }
   sleep 0.1
 done
 grep -q "moe-coordinator: ready" "$run/coord.out" || { echo "serve: not ready after 120 s" >&2; exit 1; }
@@ -81,7 +106,25 @@ echo "  $bin/moe-client --connect $listen --prompt 'Hello, world' --max-tokens 3
 # the bound address (port 0 becomes a real one) is in the ready line
 url=$(grep -Eo 'http://[^, ]+' "$run/coord.out" | head -1 || true)
 [ -z "$url" ] || echo "  curl $url/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Hello, world\", \"max_tokens\": 32}'"
-echo "serve: a worker job that dies is restarted and its requests replayed; /health says how it is."
 echo "serve: Ctrl-C (or SIGTERM) drains and stops."
-wait "$coord_pid" || true
+quick_deaths=0
+while :; do
+  rc=0
+  wait "$coord_pid" || rc=$?
+  [ -z "$stopping" ] || break
+  # exit 0: it drained on a SIGTERM of its own; serve.sh stops too
+  [ "$rc" != 0 ] || { coord_pid=""; break; }
+  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; coord_pid=""; exit 1; }
+  if [ $(( $(date +%s) - coord_started )) -lt 10 ]; then quick_deaths=$((quick_deaths + 1)); else quick_deaths=1; fi
+  [ "$quick_deaths" -lt 5 ] || { echo "serve: the coordinator died 5 times in a row within 10 s of its start; giving up" >&2; coord_pid=""; exit 1; }
+  echo "serve: the coordinator exited ($rc); restarting it in 1 s (the worker job stays)"
+  sleep 1
+  start_coordinator
+  for _ in $(seq 1 600); do
+    grep -q "moe-coordinator: ready" "$run/coord.out" 2>/dev/null && break
+    kill -0 "$coord_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$run/coord.out"
+done
 coord_pid=""

@@ -99,6 +99,8 @@ extern const double moe_msg_step_bounds[MOE_MSG_STEP_BOUNDS];
 int moe_msg_step_bucket(double t);
 /* MoE layers a RankStats may list. */
 #define MOE_MSG_MAX_LAYERS 4096
+/* Request ids one Heartbeat may list (docs/protocol.md). */
+#define MOE_MSG_MAX_HEARTBEAT_IDS 4096
 
 /* ---- decoding and encoding ------------------------------------------ */
 

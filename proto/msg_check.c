@@ -453,9 +453,23 @@ int moe_msg_check_cancel(const Moe__Cancel *c, const moe_msg_limits *lim, moe_er
 
 int moe_msg_check_heartbeat(const Moe__Heartbeat *h, const moe_msg_limits *lim, moe_err *err)
 {
-    (void)lim;
     if (!h) return fail(err, MOE__CODE__MALFORMED_FRAME, "heartbeat: no body");
-    return MOE__CODE__OK; /* seq is any number */
+    /* seq is any number */
+    if (h->n_request_ids > MOE_MSG_MAX_HEARTBEAT_IDS || h->n_queued_ids > MOE_MSG_MAX_HEARTBEAT_IDS)
+        return fail(err, MOE__CODE__BAD_REQUEST, "heartbeat: %zu request ids (at most %d)",
+                    h->n_request_ids > h->n_queued_ids ? h->n_request_ids : h->n_queued_ids, MOE_MSG_MAX_HEARTBEAT_IDS);
+    if (h->n_queue_positions != h->n_queued_ids)
+        return fail(err, MOE__CODE__BAD_REQUEST, "heartbeat: %zu queued ids but %zu positions", h->n_queued_ids,
+                    h->n_queue_positions);
+    for (size_t i = 0; i < h->n_request_ids; i++) {
+        const int rc = check_request_id(h->request_ids[i], "heartbeat", true, lim, err);
+        if (rc) return rc;
+    }
+    for (size_t i = 0; i < h->n_queued_ids; i++) {
+        const int rc = check_request_id(h->queued_ids[i], "heartbeat", true, lim, err);
+        if (rc) return rc;
+    }
+    return MOE__CODE__OK;
 }
 
 int moe_msg_check_context(int64_t n_prompt, int64_t max_tokens, const moe_msg_limits *lim, moe_err *err)

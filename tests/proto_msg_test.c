@@ -298,6 +298,28 @@ static void test_other_client_bodies(void)
     env.heartbeat = &hb;
     expect_client("heartbeat", &env, &lim, MOE__CODE__OK, NULL);
     CHECK(moe_msg_request_id(&env, &lim) == NULL);
+    /* the requests a client waits for, and the queue places in the echo */
+    static char *hb_ids[MOE_MSG_MAX_HEARTBEAT_IDS + 1];
+    static uint32_t hb_pos[MOE_MSG_MAX_HEARTBEAT_IDS + 1];
+    for (int i = 0; i <= MOE_MSG_MAX_HEARTBEAT_IDS; i++) hb_ids[i] = (char *)"r1", hb_pos[i] = 1;
+    hb.n_request_ids = 2;
+    hb.request_ids = hb_ids;
+    expect_client("heartbeat with ids", &env, &lim, MOE__CODE__OK, NULL);
+    hb.n_request_ids = MOE_MSG_MAX_HEARTBEAT_IDS + 1;
+    expect_client("heartbeat with too many ids", &env, &lim, MOE__CODE__BAD_REQUEST, "heartbeat: 4097 request ids (at most 4096)");
+    char *bad_ids[] = {(char *)"r1", (char *)"bad id"};
+    hb.n_request_ids = 2;
+    hb.request_ids = bad_ids;
+    expect_client("heartbeat with a bad id", &env, &lim, MOE__CODE__BAD_REQUEST, "heartbeat: request_id byte 3");
+    hb.n_request_ids = 0;
+    hb.n_queued_ids = 2;
+    hb.queued_ids = hb_ids;
+    hb.n_queue_positions = 1;
+    hb.queue_positions = hb_pos;
+    expect_client("heartbeat with unpaired queue places", &env, &lim, MOE__CODE__BAD_REQUEST, "heartbeat: 2 queued ids but 1 positions");
+    hb.n_queue_positions = 2;
+    expect_client("heartbeat with queue places", &env, &lim, MOE__CODE__OK, NULL);
+    hb.n_queued_ids = hb.n_queue_positions = 0;
 
     /* An envelope built without a body: refused by the encoder and the check. */
     Moe__ClientMsg empty = MOE__CLIENT_MSG__INIT;

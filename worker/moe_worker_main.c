@@ -56,6 +56,11 @@ static void usage(FILE *f)
           "  --max-seqs N        serving: sequences per rank (default 16)\n"
           "  --ctx N             serving: tokens per sequence (default min(4096, the model's))\n"
           "  --heartbeat-ms MS   serving: heartbeat period (default 500)\n"
+          "  --outbox-bytes B    serving: frames the coordinator has not taken wait in a queue of at\n"
+          "                      most B bytes (default 64 MiB); a rank never blocks on a send, and at\n"
+          "                      the bound its sequences end (their tokens are lost) and it says hello again\n"
+          "  --coord-hwm N       serving: the link's own queue to the coordinator, in messages (default 100000)\n"
+          "  --coord-sndbuf B    serving: the link's kernel send buffer (default: the system's; small in tests)\n"
           "  --placement FILE    which rank hosts which experts (default: contiguous blocks)\n"
           "  --threads N         threads per rank (default 1)\n"
           "  --block-size B      latent cache tokens per block (default 16)\n"
@@ -78,7 +83,8 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator;
-    int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after;
+    int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
+        coord_sndbuf;
     double linger;
     bool ignore_eos, stats;
 } opts;
@@ -107,6 +113,9 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--coordinator")) o->coordinator = v;
         else if (!strcmp(f, "--max-seqs")) { if (moe_parse_i64(v, 1, 1 << 16, &o->max_seqs, err)) return moe_err_prefix(err, "--max-seqs"); }
         else if (!strcmp(f, "--ctx")) { if (moe_parse_i64(v, 1, 1 << 24, &o->ctx, err)) return moe_err_prefix(err, "--ctx"); }
+        else if (!strcmp(f, "--outbox-bytes")) { if (moe_parse_i64(v, 1024, (int64_t)1 << 40, &o->outbox_bytes, err)) return moe_err_prefix(err, "--outbox-bytes"); }
+        else if (!strcmp(f, "--coord-sndbuf")) { if (moe_parse_i64(v, 0, 1 << 30, &o->coord_sndbuf, err)) return moe_err_prefix(err, "--coord-sndbuf"); }
+        else if (!strcmp(f, "--coord-hwm")) { if (moe_parse_i64(v, 1, 1 << 24, &o->coord_hwm, err)) return moe_err_prefix(err, "--coord-hwm"); }
         else if (!strcmp(f, "--heartbeat-ms")) { if (moe_parse_i64(v, 10, 60000, &o->heartbeat_ms, err)) return moe_err_prefix(err, "--heartbeat-ms"); }
         else if (!strcmp(f, "--threads")) { if (moe_parse_i64(v, 1, 256, &o->threads, err)) return moe_err_prefix(err, "--threads"); }
         else if (!strcmp(f, "--block-size")) { if (moe_parse_i64(v, 1, 4096, &o->block, err)) return moe_err_prefix(err, "--block-size"); }
@@ -246,7 +255,9 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (st == MOE_OK) moe_xchg_hook(w->x, hook);
     if (st == MOE_OK && o->coordinator) {
         const moe_link_src_opts lo = {.endpoint = o->coordinator, .heartbeat_ms = (int)o->heartbeat_ms,
-                                      .max_seqs = max_seqs, .max_ctx = max_len, .kernels = moe_kern_name(eo.kernels)};
+                                      .max_seqs = max_seqs, .max_ctx = max_len, .kernels = moe_kern_name(eo.kernels),
+                                      .outbox_bytes = o->outbox_bytes, .sndhwm = (int)o->coord_hwm,
+                                      .sndbuf = (int)o->coord_sndbuf};
         st = moe_source_link_open(&w->link, &lo, w->m, w->me, w->R, err);
         if (st == MOE_OK) moe_xchg_set_tick(w->x, moe_source_link_tick, w->link);
     }

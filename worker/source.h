@@ -63,6 +63,9 @@ typedef struct moe_link_src_opts {
     int max_seqs;
     int64_t max_ctx;          /* per sequence, as the generate loop's */
     const char *kernels;      /* the job's kernel set (hello), or NULL */
+    int64_t outbox_bytes;     /* frames the coordinator has not taken, held here; 0: 64 MiB */
+    int sndhwm;               /* the link's own queue in messages; 0: 100000 */
+    int sndbuf;               /* its kernel send buffer in bytes; 0: the system's (tests make it small) */
 } moe_link_src_opts;
 
 /* A rank's figures for the coordinator's metrics, sent with every

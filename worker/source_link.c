@@ -21,8 +21,16 @@ struct moe_source_link {
     moe_link_ctx *lctx;
     moe_link *link;
     bool hello_acked;
+    bool refused;                   /* the coordinator refused this rank: hello only every 10 s */
+    uint32_t epoch;                 /* the coordinator's (hello reply); 0: none yet */
     double t_beat;
     bool closing;           /* the job is stopping: its sequences end replayable */
+    /* Frames the coordinator has not taken yet (its queue is full: it is
+     * stopped, busy or gone), in order; a rank never blocks on a send. */
+    struct outbox_frame { uint8_t *data; size_t len; } *out;
+    size_t out_head, out_n, out_cap, out_bytes;
+    bool overflowed;                /* the outbox hit its bound: its frames were dropped */
+    int64_t dropped;                /* frames dropped since */
     uint64_t job_id;
     void (*stats_fill)(void *ctx, moe_link_stats *st);
     void *stats_ctx;
@@ -53,7 +61,9 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
     char ident[32];
     snprintf(ident, sizeof ident, "rank-%d", rank);
     lo.identity = ident;
-    lo.sndhwm = 100000; /* tokens wait here rather than stall the job */
+    lo.sndhwm = o->sndhwm > 0 ? o->sndhwm : 100000; /* tokens wait here rather than stall the job */
+    lo.sndbuf = o->sndbuf;
+    if (l->o.outbox_bytes <= 0) l->o.outbox_bytes = (int64_t)64 << 20;
     if (moe_link_ctx_init(&l->lctx, err)) return MOE_ERR;
     return moe_link_connect(&l->link, l->lctx, o->endpoint, &lo, err);
 }
@@ -94,9 +104,18 @@ static void stats_to_wire(const moe_link_stats *st, Moe__RankStats *rs)
     rs->expert_tokens = (uint64_t *)st->expert_tokens;
 }
 
+static void outbox_clear(moe_source_link *l)
+{
+    for (size_t i = 0; i < l->out_n; i++) free(l->out[(l->out_head + i) % l->out_cap].data);
+    l->out_head = l->out_n = l->out_bytes = 0;
+}
+
 void moe_source_link_free(moe_source_link *l)
 {
     if (!l) return;
+    moe_log_limiter_flush_all();
+    outbox_clear(l);
+    free(l->out);
     moe_link_close(l->link);
     moe_link_ctx_free(l->lctx);
     free(l->plp);
@@ -107,12 +126,70 @@ void moe_source_link_free(moe_source_link *l)
 
 /* ---- sending ---- */
 
+/* Sends what waits in the outbox, in order, until the link pushes back. */
+static void outbox_flush(moe_source_link *l)
+{
+    while (l->out_n > 0) {
+        struct outbox_frame *f = &l->out[l->out_head];
+        moe_err err;
+        const int rc = moe_link_send_bytes(l->link, NULL, f->data, f->len, MOE_LINK_DONTWAIT, &err);
+        if (rc == MOE_LINK_AGAIN) return;
+        if (rc != MOE_OK) MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: send to the coordinator failed: %s", l->me, err.msg);
+        l->out_bytes -= f->len;
+        free(f->data);
+        l->out_head = (l->out_head + 1) % l->out_cap;
+        l->out_n--;
+    }
+}
+
+/* Never blocks: what the link cannot take now waits in the outbox (sent
+ * by the next flush, before anything newer).  An outbox at its bound means
+ * the coordinator has stopped reading for long: its frames are dropped,
+ * and l_poll ends this rank's sequences (their tokens are lost) and says
+ * hello again. */
 static void link_send(moe_source_link *l, Moe__WorkerMsg *m)
 {
     moe_err err;
-    int rc = moe_link_send(l->link, NULL, &m->base, MOE_LINK_DONTWAIT, &err);
-    if (rc == MOE_LINK_AGAIN) rc = moe_link_send(l->link, NULL, &m->base, 0, &err); /* queue full: wait */
-    if (rc != MOE_OK) moe_log(MOE_LOG_WARN, "rank %d: send to the coordinator failed: %s", l->me, err.msg);
+    if (l->overflowed) {
+        l->dropped++;
+        return;
+    }
+    if (l->out_n > 0) outbox_flush(l);
+    if (l->out_n == 0) {
+        const int rc = moe_link_send(l->link, NULL, &m->base, MOE_LINK_DONTWAIT, &err);
+        if (rc == MOE_OK) return;
+        if (rc != MOE_LINK_AGAIN) {
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: send to the coordinator failed: %s", l->me, err.msg);
+            return;
+        }
+    }
+    const size_t len = protobuf_c_message_get_packed_size(&m->base);
+    if ((int64_t)(l->out_bytes + len) > l->o.outbox_bytes) {
+        l->overflowed = true;
+        l->dropped = (int64_t)l->out_n + 1;
+        moe_log(MOE_LOG_ERROR,
+                "rank %d: the coordinator stopped reading (%zu frames, %zu bytes wait for it); dropping them, "
+                "ending this rank's sequences and saying hello again",
+                l->me, l->out_n, l->out_bytes);
+        outbox_clear(l);
+        return;
+    }
+    if (l->out_n == l->out_cap) { /* grow the ring, unrolled into the new array */
+        const size_t cap = l->out_cap ? 2 * l->out_cap : 256;
+        struct outbox_frame *nf = moe_xmalloc(cap * sizeof *nf);
+        for (size_t i = 0; i < l->out_n; i++) nf[i] = l->out[(l->out_head + i) % l->out_cap];
+        free(l->out);
+        l->out = nf;
+        l->out_cap = cap;
+        l->out_head = 0;
+    }
+    struct outbox_frame *f = &l->out[(l->out_head + l->out_n) % l->out_cap];
+    f->data = moe_xmalloc(len ? len : 1);
+    f->len = protobuf_c_message_pack(&m->base, f->data);
+    l->out_bytes += f->len;
+    if (l->out_n++ == 0)
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: the coordinator is not reading; frames wait here (at most %lld bytes)",
+                        l->me, (long long)l->o.outbox_bytes);
 }
 
 static void send_seq_end(moe_source_link *l, int64_t id, Moe__EndReason why, const char *msg)
@@ -167,7 +244,9 @@ static void l_beat(void *ctx)
 {
     moe_source_link *l = ctx;
     const double now = moe_now();
-    if (now - l->t_beat < (double)l->o.heartbeat_ms / 1000.0) return;
+    outbox_flush(l);
+    const double period = l->refused && !l->hello_acked ? 10.0 : (double)l->o.heartbeat_ms / 1000.0;
+    if (now - l->t_beat < period) return;
     l->t_beat = now;
     if (!l->hello_acked) {
         send_hello(l);
@@ -229,23 +308,54 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
 }
 
 /* Everything the coordinator sent since the last look. */
+/* The hello reply: a new coordinator's epoch drops every sequence of
+ * another (the old coordinator's requests are gone with it). */
+static void on_hello_reply(moe_source_link *l, moe_gen *g, const Moe__WorkerHelloReply *r)
+{
+    if (l->refused) moe_log(MOE_LOG_INFO, "rank %d: the coordinator accepted this rank", l->me);
+    l->hello_acked = true;
+    l->refused = false;
+    if (!r->has_epoch || r->epoch == l->epoch) return;
+    int64_t ids[1024];
+    int n, dropped = 0;
+    do {
+        n = moe_gen_live_ids(g, ids, 1024);
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if ((uint64_t)ids[i] >> 32 != r->epoch) k += moe_gen_remove(g, ids[i]);
+        dropped += k;
+        if (k == 0) break;
+    } while (n == 1024);
+    if (l->epoch || dropped)
+        moe_log(MOE_LOG_INFO, "rank %d: a new coordinator (epoch %u); dropped %d sequences of the old one", l->me,
+                r->epoch, dropped);
+    l->epoch = r->epoch;
+}
+
 static void l_poll(void *ctx, moe_gen *g)
 {
     moe_source_link *l = ctx;
+    if (l->overflowed) { /* outside a step: the sequences whose tokens were lost end */
+        l->overflowed = false;
+        moe_log(MOE_LOG_ERROR, "rank %d: %lld frames to the coordinator were dropped", l->me, (long long)l->dropped);
+        moe_gen_end_all(g, "the coordinator stopped reading; tokens were lost");
+        l->hello_acked = false;
+    }
+    outbox_flush(l);
     for (;;) {
         moe_link_in in = {0};
         moe_err err;
         const int rc = moe_link_recv(l->link, &in, MOE_LINK_DONTWAIT, &err);
         if (rc != MOE_OK) {
-            if (rc == MOE_ERR) moe_log(MOE_LOG_WARN, "rank %d: receive failed: %s", l->me, err.msg);
+            if (rc == MOE_ERR) MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: receive failed: %s", l->me, err.msg);
             return;
         }
         const Moe__CoordMsg *m = (const Moe__CoordMsg *)in.msg;
         if (in.code != MOE__CODE__OK || !m) {
-            moe_log(MOE_LOG_WARN, "rank %d: refused a frame from the coordinator (%s): %s", l->me,
-                    moe_msg_code_name(in.code), err.msg);
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: refused a frame from the coordinator (%s): %s", l->me,
+                            moe_msg_code_name(in.code), err.msg);
         } else if (m->body_case == MOE__COORD_MSG__BODY_HELLO_REPLY) {
-            l->hello_acked = true;
+            on_hello_reply(l, g, m->hello_reply);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ASSIGN) {
             on_assign(l, g, m->assign);
         } else if (m->body_case == MOE__COORD_MSG__BODY_RELEASE) {
@@ -253,6 +363,14 @@ static void l_poll(void *ctx, moe_gen *g)
         } else if (m->body_case == MOE__COORD_MSG__BODY_ERROR) {
             /* a coordinator that does not know us (it restarted): say hello again */
             if (m->error->has_code && m->error->code == MOE__CODE__NOT_READY) l->hello_acked = false;
+            /* any other refusal of the hello (another model, another rank
+             * count): said once a minute at most, hello every 10 s */
+            else if (!l->hello_acked) {
+                l->refused = true;
+                MOE_LOG_LIMITED(MOE_LOG_ERROR, "rank %d: the coordinator refused this rank (%s): %s", l->me,
+                                moe_msg_code_name(m->error->has_code ? (int)m->error->code : 0),
+                                m->error->message ? m->error->message : "");
+            }
         }
         moe_link_in_clear(&in);
     }

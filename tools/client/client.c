@@ -152,10 +152,17 @@ static void send_hello(client *cl)
     else if (rc != MOE_LINK_AGAIN) warn(cl, "sending the hello: %s", err.msg);
 }
 
+/* Names the requests still waited for: the server answers the ones it
+ * does not know (it restarted) with UNKNOWN_REQUEST, and says which are
+ * queued. */
 static void send_heartbeat(client *cl)
 {
     moe_err err;
-    const int rc = moe_session_heartbeat(cl->s, &err); /* a full queue: the next period tries again */
+    char *ids[MOE_MSG_MAX_HEARTBEAT_IDS];
+    size_t n = 0;
+    for (size_t i = 0; i < cl->n_reqs && n < MOE_MSG_MAX_HEARTBEAT_IDS; i++)
+        if (cl->reqs[i].state == MOE_CLIENT_SENT && !cl->reqs[i].abandoned) ids[n++] = cl->reqs[i].id;
+    const int rc = moe_session_heartbeat(cl->s, ids, n, &err); /* a full queue: the next period tries again */
     if (rc != MOE_OK && rc != MOE_LINK_AGAIN) warn(cl, "sending a heartbeat: %s", err.msg);
 }
 
@@ -347,12 +354,27 @@ static void on_error(client *cl, const Moe__Error *e)
         return;
     }
     req *r = req_find(cl, e->request_id);
+    /* a heartbeat crossed the request's finish: nothing to say */
+    if (r && r->state == MOE_CLIENT_DONE && e->code == MOE__CODE__UNKNOWN_REQUEST) return;
     if (!r || r->state != MOE_CLIENT_SENT) {
         warn(cl, "error %s for request '%s', which is not in flight (ignored): %s", name, e->request_id, msg);
         return;
     }
     if (!r->abandoned) req_fail(r, name, "%s", msg);
     req_done(cl, r);
+}
+
+/* A heartbeat's answer: the requests still queued, and where. */
+static void on_queued(client *cl, const Moe__Heartbeat *h)
+{
+    for (size_t i = 0; i < h->n_queued_ids; i++) { /* as many positions (checked) */
+        req *r = req_find(cl, h->queued_ids[i]);
+        if (!r || r->state != MOE_CLIENT_SENT || r->queue_pos == h->queue_positions[i]) continue;
+        if (r->queue_pos == 0 || cl->c->verbose)
+            fprintf(stderr, "moe-client: request %s is queued at the server (position %u; --timeout %g s holds)\n",
+                    r->id, (unsigned)h->queue_positions[i], cl->c->timeout_s);
+        r->queue_pos = h->queue_positions[i];
+    }
 }
 
 static void on_hello_reply(client *cl, const Moe__HelloReply *h)
@@ -390,15 +412,17 @@ static void receive_all(client *cl)
             moe_link_in_clear(&in);
             continue;
         }
-        cl->last_rx = moe_now();
-        cl->got_any = true;
+        /* the timeout counts from the last answer: a heartbeat's echo
+         * shows the server is up, not that a request goes anywhere */
         const Moe__ServerMsg *m = (const Moe__ServerMsg *)in.msg;
+        if (m->body_case != MOE__SERVER_MSG__BODY_HEARTBEAT) cl->last_rx = moe_now();
+        cl->got_any = true;
         switch (m->body_case) {
         case MOE__SERVER_MSG__BODY_HELLO_REPLY: on_hello_reply(cl, m->hello_reply); break;
         case MOE__SERVER_MSG__BODY_CHUNK: on_chunk(cl, m->chunk); break;
         case MOE__SERVER_MSG__BODY_FINISH: on_finish(cl, m->finish); break;
         case MOE__SERVER_MSG__BODY_ERROR: on_error(cl, m->error); break;
-        case MOE__SERVER_MSG__BODY_HEARTBEAT: break;
+        case MOE__SERVER_MSG__BODY_HEARTBEAT: on_queued(cl, m->heartbeat); break;
         case MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS: on_prompt_logprobs(cl, m->prompt_logprobs); break;
         default: warn(cl, "server message of unknown kind %d, ignored", (int)m->body_case); break;
         }
@@ -502,7 +526,7 @@ static int run(client *cl, moe_err *err)
                 if (cl->reqs[i].state == MOE_CLIENT_SENT && !cl->reqs[i].abandoned) send_cancel(cl, &cl->reqs[i]);
             char m[MOE_ERR_MSG_MAX];
             if (cl->got_any)
-                snprintf(m, sizeof m, "nothing from the server for %g s", c->timeout_s);
+                snprintf(m, sizeof m, "no answer from the server for %g s (heartbeat echoes do not count)", c->timeout_s);
             else /* connecting is silent in ZMQ: say what was tried */
                 snprintf(m, sizeof m, "no answer from %.300s in %g s (is moe-coordinator listening there?)",
                          c->endpoint, c->timeout_s);

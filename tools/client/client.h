@@ -67,6 +67,7 @@ typedef struct moe_client_req {
     char *err_msg;
     uint32_t prompt_tokens, completion_tokens; /* from the Finish's usage */
     uint32_t next_prompt_pos;  /* the prompt logprob position due next (from 1; repeats ignored) */
+    uint32_t queue_pos;    /* its place in the server's queue as last told (0: not queued) */
 } moe_client_req;
 
 /* How the run ended, beyond each request's outcome. */

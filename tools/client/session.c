@@ -86,9 +86,11 @@ int moe_session_hello(moe_session *s, moe_err *err)
     return send_env(s, &m, MOE_LINK_DONTWAIT, err);
 }
 
-int moe_session_heartbeat(moe_session *s, moe_err *err)
+int moe_session_heartbeat(moe_session *s, char **ids, size_t n_ids, moe_err *err)
 {
     Moe__Heartbeat h = MOE__HEARTBEAT__INIT;
+    h.n_request_ids = n_ids;
+    h.request_ids = ids;
     h.has_seq = 1;
     h.seq = s->hb_seq++; /* a probe number, whether or not this one gets out */
     Moe__ClientMsg m = MOE__CLIENT_MSG__INIT;

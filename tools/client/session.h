@@ -68,7 +68,9 @@ typedef struct moe_session_gen {
 /* MOE_OK (sent), MOE_LINK_AGAIN (queue full: try again later) or MOE_ERR
  * (cannot be sent at all, e.g. above the frame cap; err says why). */
 int moe_session_hello(moe_session *s, moe_err *err);
-int moe_session_heartbeat(moe_session *s, moe_err *err);
+/* ids: the requests still waited for (at most MOE_MSG_MAX_HEARTBEAT_IDS),
+ * so the server can say which it does not know and which are queued. */
+int moe_session_heartbeat(moe_session *s, char **ids, size_t n_ids, moe_err *err);
 int moe_session_generate(moe_session *s, const moe_session_gen *g, moe_err *err);
 /* Waits for room up to the send timeout: a cancel matters more than a
  * heartbeat.  MOE_LINK_AGAIN then means the server is not reading. */

@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# No hang anywhere (issue 13): each check starts real processes (the
+# coordinator, an mpirun worker job, moe-client) over ipc:// sockets in a
+# per-test folder, waits for lines the programs print, and bounds every
+# wait; every process is killed on the way out.
+#
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart
+#
+# noranks:       a coordinator with no worker job: moe-client --timeout 2
+#                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
+#                and a request waits at most --no-ranks-timeout-ms, then ends
+#                with NOT_READY; a queued request's client is told so.
+# queued:        behind long requests (--max-running 1), queued clients are
+#                told their place in the queue, and --timeout 2 holds.
+# drain:         SIGTERM with a request that can never run: the drain ends
+#                it after --drain-timeout-ms (SHUTTING_DOWN) and exits 0; a
+#                second SIGTERM stops at once.
+# mismatch:      ranks on another model: refused once, clearly, on both sides
+#                and on /health, no line repeated per hello, and a request
+#                ends with NOT_READY naming the reason.
+# coord_restart: kill -9 of the coordinator mid-stream, a new one on the same
+#                endpoints: the old client ends at once with unknown_request,
+#                the live job's ranks rejoin (the same mpirun), drop the old
+#                sequences, and 8 new requests all succeed.
+# outbox:        a coordinator that stops reading (SIGSTOP) never blocks a
+#                rank: the rank notices, ends its sequences, and serves again
+#                once the coordinator is back.
+# serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
+#                starts a new one, the worker job (same mpirun) rejoins, a
+#                request succeeds; serve.sh passes coordinator flags.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+bin=${MOE_BIN:?MOE_BIN not set}
+model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
+other=$MOE_FIXTURES/models/tiny_f32.gguf
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-hang.XXXXXX")
+source "$here/proc.sh"
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_exit PID SECONDS: until the process is gone
+wait_exit() {
+  local i
+  for i in $(seq 1 $(($2 * 20))); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+  return 1
+}
+
+# coordinator NAME [flags...]: started in the background, logs in $tmp/NAME.{out,err}
+coordinator() {
+  local name=$1; shift
+  setsid "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" "$@" \
+      > "$tmp/$name.out" 2> "$tmp/$name.err" &
+  coord=$!; pids+=("$coord")
+}
+# job RANKS MODEL [worker flags...]
+job() {
+  local ranks=$1 m=$2; shift 2
+  "$here/mpirun.sh" "$ranks" 300 "$bin/moe-worker" --model "$m" --coordinator "ipc://$tmp/w" --ignore-eos "$@" \
+      > "$tmp/worker.out" 2> "$tmp/worker.err" &
+  jobpid=$!; pids+=("$jobpid")
+}
+ep="ipc://$tmp/c"
+
+case ${1:?usage: hang_test.sh CHECK} in
+noranks)
+  coordinator coord --ranks 1 --no-ranks-timeout-ms 4000
+  wait_for "$tmp/coord.err" "waiting for 1 ranks" 20 || fail "the coordinator never started"
+  t0=$(ms)
+  timeout 30 "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4 --timeout 2 --heartbeat-ms 200 \
+      > /dev/null 2> "$tmp/a.err"; rc=$?
+  dt=$(( $(ms) - t0 ))
+  cat "$tmp/a.err"
+  [ "$rc" = 3 ] || fail "--timeout 2 with no worker job: exit $rc after $dt ms (want 3, the timeout)"
+  [ "$dt" -lt 3500 ] || fail "--timeout 2 took $dt ms"
+  grep -q "is queued at the server (position 1" "$tmp/a.err" || fail "the client was not told its request is queued"
+  echo "ok: --timeout 2 held ($dt ms) while the request sat in the queue"
+  t0=$(ms)
+  timeout 30 "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4 --timeout 30 > /dev/null 2> "$tmp/b.err"; rc=$?
+  dt=$(( $(ms) - t0 ))
+  cat "$tmp/b.err"
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "no worker job: exit $rc after $dt ms"
+  grep -q "not_ready: no worker rank could take the request in 4.0 s (0 of 1 ranks have joined)" "$tmp/b.err" \
+      || fail "no NOT_READY: $(cat "$tmp/b.err")"
+  [ "$dt" -ge 3900 ] && [ "$dt" -lt 8000 ] || fail "NOT_READY after $dt ms (bound 4000 ms)"
+  echo "ok: with no worker job a request ended with NOT_READY after $dt ms (--no-ranks-timeout-ms 4000)"
+  ;;
+queued)
+  coordinator coord --ranks 1 --max-running 1
+  job 1 "$model"
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # 8 long requests, one running at a time: seconds of queue ahead
+  awk 'BEGIN { for (i = 0; i < 8; i++) print "ids:" i + 1 ",2,3", 4000 }' > "$tmp/long"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 8 --timeout 60 > /dev/null 2> "$tmp/long.err" &
+  pids+=("$!")
+  wait_for "$tmp/coord.err" "rank 0: 1 active" 30 || fail "the long requests never ran"
+  "$bin/moe-client" --connect "$ep" --ids 4,5 --max-tokens 4 --timeout 30 > /dev/null 2> "$tmp/b.err" &
+  b=$!; pids+=("$b")
+  wait_for "$tmp/b.err" "request r0 is queued at the server \(position [0-9]+;" 10 || fail "the first queued client was not told"
+  pb=$(sed -n 's/.*queued at the server (position \([0-9]*\);.*/\1/p' "$tmp/b.err" | head -1)
+  t0=$(ms)
+  timeout 30 "$bin/moe-client" --connect "$ep" --ids 6,7 --max-tokens 4 --timeout 2 --heartbeat-ms 200 > /dev/null 2> "$tmp/c.err"; rc=$?
+  dt=$(( $(ms) - t0 ))
+  cat "$tmp/c.err"
+  pc=$(sed -n 's/.*queued at the server (position \([0-9]*\);.*/\1/p' "$tmp/c.err" | head -1)
+  [ -n "$pc" ] && [ "$pc" -gt "$pb" ] || fail "the second queued client was told place '$pc' (the first: $pb)"
+  [ "$rc" = 3 ] || fail "a queued request with --timeout 2: exit $rc after $dt ms (want 3, the timeout)"
+  [ "$dt" -lt 3500 ] || fail "--timeout 2 took $dt ms"
+  echo "ok: behind long requests, queued clients were told their places ($pb, then $pc) and --timeout 2 held ($dt ms)"
+  ;;
+drain)
+  coordinator d1 --ranks 1 --drain-timeout-ms 1500
+  wait_for "$tmp/d1.err" "waiting for 1 ranks" 20 || fail "the coordinator never started"
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4 --timeout 60 > /dev/null 2> "$tmp/c1.err" &
+  c1=$!; pids+=("$c1")
+  wait_for "$tmp/c1.err" "is queued at the server" 20 || fail "the request never showed as queued"
+  t0=$(ms)
+  kill -TERM "$coord"
+  wait_exit "$coord" 10 || fail "the drain did not end within 10 s (--drain-timeout-ms 1500)"
+  dt=$(( $(ms) - t0 ))
+  wait "$coord"; rc=$?
+  [ "$rc" = 0 ] || fail "the coordinator exited $rc after its drain"
+  wait "$c1"
+  cat "$tmp/c1.err"
+  grep -q "shutting_down: the server shut down before the request finished" "$tmp/c1.err" || fail "the client was not told"
+  grep -q "the drain timed out" "$tmp/d1.err" || fail "no log line for the cut drain"
+  echo "ok: a drain with a request that could never run ended after $dt ms (--drain-timeout-ms 1500), exit 0"
+  coordinator d2 --ranks 1 --drain-timeout-ms 600000
+  wait_for "$tmp/d2.err" "waiting for 1 ranks" 20 || fail "the second coordinator never started"
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4 --timeout 60 > /dev/null 2> "$tmp/c2.err" &
+  c2=$!; pids+=("$c2")
+  wait_for "$tmp/c2.err" "is queued at the server" 20 || fail "the request never showed as queued"
+  kill -TERM "$coord"
+  wait_for "$tmp/d2.err" "draining: 1 requests" 10 || fail "no drain"
+  t0=$(ms)
+  kill -TERM "$coord"
+  wait_exit "$coord" 5 || fail "a second SIGTERM did not stop the coordinator within 5 s"
+  dt=$(( $(ms) - t0 ))
+  wait "$c2"
+  grep -q "shutting_down: the server was stopped" "$tmp/c2.err" || fail "the client was not told: $(cat "$tmp/c2.err")"
+  echo "ok: a second SIGTERM stopped the coordinator in $dt ms"
+  [ "$dt" -lt 2000 ] || fail "the second SIGTERM took $dt ms"
+  ;;
+mismatch)
+  coordinator coord --ranks 2 --no-ranks-timeout-ms 3000 --http 127.0.0.1:0
+  wait_for "$tmp/coord.err" "waiting for 2 ranks" 20 || fail "the coordinator never started"
+  url=$(grep -Eo 'http://[^, ]+' "$tmp/coord.err" | head -1)
+  [ -n "$url" ] || fail "no HTTP address in the log"
+  job 2 "$other" --heartbeat-ms 100
+  wait_for "$tmp/coord.err" "refused a worker rank" 60 || fail "the coordinator never refused the ranks"
+  wait_for "$tmp/worker.err" "the coordinator refused this rank" 20 || fail "the ranks never said they were refused"
+  health=$(curl -s "$url/health")
+  echo "/health: $health"
+  case $health in *"refused a rank: rank "*" runs a different model (deepseek2-random-L2-d64-E8, a vocabulary of 300 tokens; the coordinator's has 400)"*) ;;
+    *) fail "/health does not say why: $health" ;; esac
+  timeout 30 "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 4 --timeout 30 > /dev/null 2> "$tmp/a.err"; rc=$?
+  cat "$tmp/a.err"
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "a request to the refused job: exit $rc"
+  grep -q "not_ready: no worker rank could take the request in 3.0 s: rank .* runs a different model" "$tmp/a.err" \
+      || fail "the request did not end with NOT_READY naming the reason"
+  # 100 ms heartbeats over > 3 s: dozens of hellos, each refusal line printed once
+  n=$(grep -c "refused a worker rank" "$tmp/coord.err")
+  w=$(grep -c "the coordinator refused this rank" "$tmp/worker.err")
+  grep "refused" "$tmp/coord.err" "$tmp/worker.err"
+  [ "$n" -ge 1 ] && [ "$n" -le 2 ] || fail "the coordinator printed the refusal $n times (once per rank at most)"
+  [ "$w" -ge 1 ] && [ "$w" -le 2 ] || fail "the ranks printed the refusal $w times (once per rank at most)"
+  echo "ok: a job on another model was refused once on each side ($n coordinator lines, $w rank lines), on /health and in NOT_READY"
+  ;;
+coord_restart)
+  coordinator c1 --ranks 2
+  job 2 "$model"
+  wait_for "$tmp/c1.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # 8 long requests hold sequence ids 1..8 on the ranks
+  awk 'BEGIN { for (i = 0; i < 8; i++) print "ids:" i + 1 ",2,3", 4000 }' > "$tmp/long"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 8 --timeout 20 --ids-out > "$tmp/old.out" 2> "$tmp/old.err" &
+  old=$!; pids+=("$old")
+  wait_for "$tmp/c1.err" "rank 0: 4 active" 30 || fail "the requests never ran"
+  kill -KILL "$coord"
+  wait "$coord" 2>/dev/null
+  coordinator c2 --ranks 2
+  wait_for "$tmp/c2.out" "moe-coordinator: ready" 30 || fail "the live ranks never joined the new coordinator"
+  t0=$(ms)
+  # at once: new sequence ids must not meet the old ones still on the ranks
+  awk 'BEGIN { for (i = 0; i < 8; i++) print "ids:" i + 1 ",2,3", 6 + i }' > "$tmp/reqs"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/reqs" --concurrency 8 --ids-out --timeout 60 > "$tmp/new.out" 2> "$tmp/new.err" \
+      || fail "new requests after the restart failed: $(cat "$tmp/new.err")"
+  [ "$(grep -c . "$tmp/new.out")" = 8 ] || fail "not 8 answers"
+  echo "ok: 8 new requests right after the restart all succeeded"
+  wait_exit "$old" 10 || fail "the old coordinator's client still waits 10 s after the new one is up (--timeout 20)"
+  dt=$(( $(ms) - t0 ))
+  wait "$old"; rc=$?
+  head -3 "$tmp/old.err"
+  [ "$rc" != 0 ] || fail "the old client exited 0"
+  [ "$(grep -c "error unknown_request" "$tmp/old.out")" = 8 ] || fail "the old client's 8 requests were not all unknown_request"
+  echo "ok: the old client ended within ${dt} ms of the new coordinator's ready line, every request unknown_request"
+  kill -0 "$jobpid" || fail "the worker job died"
+  wait_for "$tmp/worker.err" "dropped [0-9]+ sequences of the old one" 10 || fail "the ranks did not drop the old sequences"
+  grep "new coordinator" "$tmp/worker.err"
+  echo "ok: the live job (same mpirun) rejoined a new coordinator"
+  ;;
+outbox)
+  coordinator coord --ranks 1 --worker-timeout-ms 60000
+  # a small link (64 messages, a 4 KiB socket buffer) and a 256 KiB outbox (~2 s
+  # of frames here): a coordinator only slow on a loaded machine stays within it
+  job 1 "$model" --coord-hwm 64 --coord-sndbuf 4096 --outbox-bytes 262144
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # 4 x 4000 tokens with 20 alternatives each: ~4 MB of frames
+  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 4000, "logprobs=20" }' > "$tmp/long"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --ids-out > "$tmp/a.out" 2> "$tmp/a.err" &
+  a=$!; pids+=("$a")
+  wait_for "$tmp/coord.err" "rank 0: [1-4] active" 30 || fail "the requests never ran"
+  grep -q "stopped reading" "$tmp/worker.err" && fail "the outbox overflowed while the coordinator was reading"
+  kill -STOP "$coord"
+  t0=$(ms)
+  wait_for "$tmp/worker.err" "the coordinator stopped reading" 30 || fail "the rank never noticed (blocked in a send?)"
+  dt=$(( $(ms) - t0 ))
+  # the rank is not blocked: its loop goes on, and ends its sequences
+  wait_for "$tmp/worker.err" "frames to the coordinator were dropped" 10 || fail "the rank did not end its sequences"
+  grep "coordinator" "$tmp/worker.err"
+  kill -CONT "$coord"
+  wait "$a"; rc=$?
+  cat "$tmp/a.err"
+  [ "$rc" != 0 ] || fail "the request whose tokens were lost finished as if complete"
+  [ "$(grep -c "tokens were lost" "$tmp/a.out")" = 4 ] || fail "the client was not told why, for each of its 4 requests"
+  "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
+      || fail "a new request after the coordinator came back failed: $(cat "$tmp/b.err")"
+  echo "ok: with the coordinator stopped the rank noticed in $dt ms, ended its sequence, and serves again"
+  ;;
+serve_restart)
+  setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "$ep" --http none --workers "ipc://$tmp/w" \
+      --bin "$bin" --max-tokens 7 --queue 9 > "$tmp/serve.out" 2> "$tmp/serve.err" &
+  sv=$!; pids+=("$sv")
+  wait_for "$tmp/serve.out" "serve: ready" 120 || fail "serve.sh never became ready"
+  c1=$(pgrep -f "^$bin/moe-coordinator --model $model --listen $ep") || fail "no coordinator"
+  mpi=$(pgrep -f "^mpirun .*$bin/moe-worker --model $model --coordinator ipc://$tmp/w") || fail "no mpirun"
+  # --max-tokens reached the coordinator: its default max_tokens is 7
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --usage --timeout 30 > /dev/null 2> "$tmp/a.err" \
+      || fail "the first request failed: $(cat "$tmp/a.err")"
+  grep -q "completion=7" "$tmp/a.err" || fail "--max-tokens 7 did not reach the coordinator: $(cat "$tmp/a.err")"
+  kill -KILL "$c1"
+  wait_for "$tmp/serve.out" "serve: the coordinator .* restarting it" 20 || fail "serve.sh did not restart the coordinator"
+  wait_for "$tmp/serve.out" "moe-coordinator: ready" 60 || fail "the new coordinator never became ready"
+  kill -0 "$mpi" || fail "the worker job (mpirun $mpi) died with the coordinator"
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --usage --timeout 30 > /dev/null 2> "$tmp/b.err" \
+      || fail "a request after the restart failed: $(cat "$tmp/b.err")"
+  [ "$(pgrep -f "^mpirun .*$bin/moe-worker --model $model --coordinator ipc://$tmp/w")" = "$mpi" ] || fail "a new worker job"
+  kill -TERM "$sv"
+  wait_exit "$sv" 60 || fail "serve.sh did not stop"
+  grep -q "serve: stopped" "$tmp/serve.out" || fail "no clean stop"
+  echo "ok: under serve.sh a killed coordinator was replaced; the same worker job (mpirun $mpi) served on"
+  ;;
+*) fail "unknown check $1" ;;
+esac

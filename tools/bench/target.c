@@ -367,11 +367,30 @@ static void zmq_end(moe_bench_target *t, zmq_req *z, size_t *done, size_t *n_don
     done[(*n_done)++] = z->slot;
 }
 
+/* Names the requests in flight (as moe-client does): the server answers
+ * the ones it does not know with UNKNOWN_REQUEST. */
+static void zmq_heartbeat(moe_bench_target *t, moe_err *err)
+{
+    const size_t cap = t->n_busy < MOE_MSG_MAX_HEARTBEAT_IDS ? t->n_busy : MOE_MSG_MAX_HEARTBEAT_IDS;
+    char (*buf)[24] = cap ? moe_xmalloc(cap * sizeof *buf) : NULL;
+    char **ids = cap ? moe_xmalloc(cap * sizeof *ids) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_zr && n < cap; i++)
+        if (t->zr[i].busy) {
+            snprintf(buf[n], sizeof buf[n], "b%" PRIu64, t->zr[i].serial);
+            ids[n] = buf[n];
+            n++;
+        }
+    moe_session_heartbeat(t->s, ids, n, err);
+    free(ids);
+    free(buf);
+}
+
 static int zmq_step(moe_bench_target *t, int timeout_ms, size_t *done, size_t *n_done, moe_err *err)
 {
     double now = moe_now();
     if (now - t->last_hb > 1.0) {
-        moe_session_heartbeat(t->s, err); /* a full queue: the next period tries again */
+        zmq_heartbeat(t, err); /* a full queue: the next period tries again */
         t->last_hb = now;
     }
     bool in = false;

@@ -10,10 +10,14 @@
 #include "engine_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "group.h"
+
+#define MM_CHUNKS_PER_THREAD 8
+#define MM_CHUNK_MIN_COST 65536.0
 
 void moe_engine_opts_default(moe_engine_opts *o)
 {
@@ -192,26 +196,27 @@ typedef struct mm_ctx {
     const moe_kern_set *k;
     const mm_job *jobs;
     int n_jobs;
+    int n_chunks;
     double total_cost;
+    atomic_int next; /* the next chunk to take */
 } mm_ctx;
 
 /* Cost of one output row of a job: weight bytes plus per-token work. */
 static double job_row_cost(const mm_job *j) { return (double)j->w.row_bytes + 2.0 * (double)j->w.cols * (double)j->n; }
 
-/* Thread ith takes the rows whose cumulative-cost start lies in its share.
- * Which thread computes a row never changes the value of that row. */
-static void mm_worker(void *arg, int ith, int nth)
+/* Chunk ci of nc takes the rows whose cumulative-cost start lies in its
+ * share.  Which thread computes a row never changes the value of that row. */
+static void mm_chunk(const mm_ctx *c, int ci, int nc)
 {
-    const mm_ctx *c = arg;
-    const double lo = c->total_cost * ith / nth, hi = c->total_cost * (ith + 1) / nth;
+    const double lo = c->total_cost * ci / nc, hi = c->total_cost * (ci + 1) / nc;
     double base = 0.0;
-    for (int i = 0; i < c->n_jobs; i++) {
+    for (int i = 0; i < c->n_jobs && base < hi; i++) {
         const mm_job *j = &c->jobs[i];
         const double per = job_row_cost(j), end = base + per * (double)j->w.rows;
-        if (j->n > 0 && end > lo && base < hi) {
+        if (j->n > 0 && end > lo) {
             int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
             int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
-            if (ith == nth - 1) r1 = j->w.rows;
+            if (ci == nc - 1) r1 = j->w.rows;
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;
             if (r0 < r1 && j->xq)
@@ -220,6 +225,21 @@ static void mm_worker(void *arg, int ith, int nth)
                 moe_kern_matmul_rows(c->k, &j->w, r0, r1, j->x, j->xs, j->n, j->y, j->ys);
         }
         base = end;
+    }
+}
+
+/* Threads take chunks from a shared counter until none is left: a thread
+ * that starts late (woken from sleep, or preempted by another process on
+ * a shared machine) takes fewer, instead of the others waiting for it. */
+static void mm_worker(void *arg, int ith, int nth)
+{
+    (void)ith;
+    (void)nth;
+    mm_ctx *c = arg;
+    for (;;) {
+        const int ci = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (ci >= c->n_chunks) break;
+        mm_chunk(c, ci, c->n_chunks);
     }
 }
 
@@ -255,14 +275,24 @@ static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
     if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
-    mm_ctx c = {e->k, jobs, n_jobs, 0.0};
+    mm_ctx c = {.k = e->k, .jobs = jobs, .n_jobs = n_jobs};
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
     if (c.total_cost <= 0.0) return;
     /* small runs stay on the caller: waking threads costs more than it saves
      * (the result is the same either way) */
-    if (c.total_cost < e->o.par_min_cost) mm_worker(&c, 0, 1);
-    else moe_pool_run(e->pool, mm_worker, &c);
+    if (c.total_cost < e->o.par_min_cost || moe_pool_size(e->pool) == 1) {
+        mm_chunk(&c, 0, 1);
+        return;
+    }
+    /* MM_CHUNKS_PER_THREAD chunks a thread, none much below MM_CHUNK_MIN_COST
+     * (a chunk's rows share one pass over the activations) */
+    const int nth = moe_pool_size(e->pool);
+    const double by_cost = c.total_cost / MM_CHUNK_MIN_COST;
+    c.n_chunks = by_cost < (double)nth * MM_CHUNKS_PER_THREAD ? (int)by_cost : nth * MM_CHUNKS_PER_THREAD;
+    if (c.n_chunks < nth) c.n_chunks = nth;
+    atomic_init(&c.next, 0);
+    moe_pool_run(e->pool, mm_worker, &c);
 }
 
 /* ---- FFN / MoE --------------------------------------------------------------- */

@@ -158,6 +158,22 @@ static float signed_max(int n, const float *x, float *amax)
     return max;
 }
 
+/* The weighted least-squares sums of symmetric levels at iscale (weights
+ * x²): Σ w·x·l and Σ w·l², in index order; L (if not NULL) gets l + nmax. */
+static void symmetric_sums(int n, int nmax, float iscale, const float *x, int8_t *L, float *sumlx, float *suml2)
+{
+    float lx = 0.0f, l2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        if (L) L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        lx += w * x[i] * (float)l;
+        l2 += w * (float)l * (float)l;
+    }
+    *sumlx = lx;
+    *suml2 = l2;
+}
+
 /* Symmetric levels -nmax..nmax-1 for n values with weights x², refined by
  * trying 18 scales around nmax/max and keeping the best least-squares fit.
  * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1). */
@@ -169,27 +185,14 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
+    float sumlx, suml2;
+    symmetric_sums(n, nmax, (float)-nmax / max, x, L, &sumlx, &suml2);
     float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
-        }
+        const float iscale = -((float)nmax + 0.1f * (float)is) / max;
+        symmetric_sums(n, nmax, iscale, x, NULL, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++)
                 L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));

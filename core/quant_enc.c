@@ -142,22 +142,6 @@ void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
 
 /* ---- K-quant helpers ------------------------------------------------------------------ */
 
-/* The value of largest magnitude (the first of equals), its magnitude in
- * *amax; 0 for an all-zero group. */
-static float signed_max(int n, const float *x, float *amax)
-{
-    float max = 0.0f;
-    *amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > *amax) {
-            *amax = ax;
-            max = x[i];
-        }
-    }
-    return max;
-}
-
 /* The weighted least-squares sums of symmetric levels at iscale (weights
  * x²): Σ w·x·l and Σ w·l², in index order; L (if not NULL) gets l + nmax. */
 static void symmetric_sums(int n, int nmax, float iscale, const float *x, int8_t *L, float *sumlx, float *suml2)
@@ -179,9 +163,8 @@ static void symmetric_sums(int n, int nmax, float iscale, const float *x, int8_t
  * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1). */
 static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
 {
-    float amax;
-    const float max = signed_max(n, x, &amax);
-    if (amax < GROUP_EPS) {
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
@@ -208,9 +191,8 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
  * (weights x²).  L gets level + nmax (ggml's make_q3_quants with rmse). */
 static float fit_q3(int n, int nmax, const float *x, int8_t *L)
 {
-    float amax;
-    const float max = signed_max(n, x, &amax);
-    if (amax < GROUP_EPS) {
+    const float max = signed_absmax(x, n);
+    if (fabsf(max) < GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
@@ -407,15 +389,8 @@ void moe_quantize_row_q3_K_ref(const float *x, moe_block_q3_K *y, int64_t n)
     int8_t L[MOE_QK_K];
     float scales[16];
     for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < 16; j++) {
-            scales[j] = fit_q3(16, 4, x + 16 * j, L + 16 * j);
-            const float a = fabsf(scales[j]);
-            if (a > amax) {
-                amax = a;
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < 16; j++) scales[j] = fit_q3(16, 4, x + 16 * j, L + 16 * j);
+        const float max_scale = signed_absmax(scales, 16);
         /* 6-bit signed scales: low nibbles in bytes 0-7, top two bits in 8-11 */
         uint8_t *s = y[b].scales;
         memset(s, 0, MOE_K_SCALE_SIZE);
@@ -531,16 +506,9 @@ void moe_quantize_row_q6_K_ref(const float *x, moe_block_q6_K *y, int64_t n)
     int8_t L[MOE_QK_K];
     float scales[16];
     for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
-        float max_scale = 0, max_abs_scale = 0;
-        for (int j = 0; j < 16; j++) {
-            scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
-            const float a = fabsf(scales[j]);
-            if (a > max_abs_scale) {
-                max_abs_scale = a;
-                max_scale = scales[j];
-            }
-        }
-        if (max_abs_scale < GROUP_EPS) {
+        for (int j = 0; j < 16; j++) scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+        const float max_scale = signed_absmax(scales, 16);
+        if (fabsf(max_scale) < GROUP_EPS) {
             memset(&y[b], 0, sizeof y[b]);
             continue;
         }
@@ -591,15 +559,8 @@ static int iq4_nearest(float x)
  * 15 tries of (k − 127)/max, keeping the best least-squares fit. */
 static float iq4_block_scale(const float *x)
 {
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; j++) {
-        const float ax = fabsf(x[j]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[j];
-        }
-    }
-    if (amax < GROUP_EPS) return 0.0f;
+    const float max = signed_absmax(x, 32);
+    if (fabsf(max) < GROUP_EPS) return 0.0f;
     float d = -max / (float)iq4_levels[0];
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
@@ -647,15 +608,8 @@ void moe_quantize_row_iq4_xs(const float *x, moe_block_iq4_xs *y, int64_t n)
 {
     float scales[8];
     for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
-        float max_scale = 0, amax_scale = 0;
-        for (int k = 0; k < 8; k++) {
-            scales[k] = iq4_block_scale(x + 32 * k);
-            const float a = fabsf(scales[k]);
-            if (a > amax_scale) {
-                amax_scale = a;
-                max_scale = scales[k];
-            }
-        }
+        for (int k = 0; k < 8; k++) scales[k] = iq4_block_scale(x + 32 * k);
+        const float max_scale = signed_absmax(scales, 8);
         /* 6-bit signed block scales relative to a super-block scale */
         const float d = -max_scale / 32;
         y[b].d = moe_f32_to_f16(d);

@@ -540,6 +540,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
             .backoff_min_s = (double)cfg->restart_backoff_ms / 1000.0,
             .backoff_max_s = 16.0 * (double)cfg->restart_backoff_ms / 1000.0,
             .start_timeout_s = (double)cfg->start_timeout_ms / 1000.0,
+            .job_file = cfg->job_file,
         };
         if (moe_super_init(&c->sup, &sc, err)) return MOE_ERR;
     }

@@ -62,6 +62,7 @@ typedef struct moe_coord_cfg {
     int64_t max_start_failures; /* deaths before ready in a row that stop the restarts */
     int64_t restart_backoff_ms; /* first restart delay (doubles per death before ready, to 16x) */
     int64_t start_timeout_ms;   /* a job not ready after this long is dead */
+    const char *job_file;       /* records the live job for a new coordinator to adopt; NULL: none */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */

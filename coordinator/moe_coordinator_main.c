@@ -28,7 +28,9 @@
  */
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +72,11 @@ static void usage(FILE *f)
           "  --restart-backoff-ms MS with --launch: the first restart's delay (default 500; doubles per death\n"
           "                         before ready, up to 16x)\n"
           "  --start-timeout-ms MS  with --launch: a job not ready after this long is dead (default 120000)\n"
+          "  --job-file PATH        with --launch (give it before --launch): where the live job is recorded.  A\n"
+          "                         coordinator killed before it could stop its job leaves the job running; the\n"
+          "                         next one with the same file and command adopts it (its ranks rejoin, no\n"
+          "                         second job).  Refused while the coordinator that wrote it still runs.\n"
+          "                         Default: $XDG_RUNTIME_DIR (else /tmp)/moe-job-UID-HASH of --workers; none: off\n"
           "  --no-ranks-timeout-ms MS  a request waits at most this long while no worker rank is alive\n"
           "                         (none joined yet, or refused) and no --launch job is coming; then it ends\n"
           "                         with NOT_READY (default 30000)\n"
@@ -82,7 +89,7 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *model, *listen, *workers, *metrics_file, *http, *api_key;
+    const char *model, *listen, *workers, *metrics_file, *http, *api_key, *job_file;
     moe_log_format log_format;
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
@@ -91,6 +98,7 @@ typedef struct opts {
 } opts;
 
 static char **default_launch(const opts *o);
+static const char *default_job_file(const char *workers);
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
 {
@@ -157,15 +165,32 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         }
         else if (!strcmp(f, "--http")) o->http = v;
         else if (!strcmp(f, "--api-key")) o->api_key = v;
+        else if (!strcmp(f, "--job-file")) o->job_file = v;
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
     if (o->launch && !strcmp(o->launch[0], "auto") && !o->launch[1]) o->launch = default_launch(o);
+    if (o->job_file && !o->launch) return moe_err_set(err, "--job-file is for --launch");
+    if (o->job_file && (!o->job_file[0] || !strcmp(o->job_file, "none"))) o->job_file = NULL;
+    else if (o->launch && !o->job_file) o->job_file = default_job_file(o->workers);
     if (!strcmp(o->listen, "none")) o->listen = NULL;
     if (!o->listen && !o->http) return moe_err_set(err, "--listen none needs --http (no client could connect)");
     if (o->api_key && !o->http) return moe_err_set(err, "--api-key is for --http");
     if (o->api_key && !o->api_key[0]) return moe_err_set(err, "--api-key: empty key");
     return MOE_OK;
+}
+
+/* --launch's job file when none is given: one per user and workers
+ * endpoint (its FNV-1a hash), in $XDG_RUNTIME_DIR or /tmp.  Lives until exit. */
+static const char *default_job_file(const char *workers)
+{
+    static char path[4096];
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *c = workers; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    if (!dir || dir[0] != '/' || strlen(dir) > 3000) dir = "/tmp";
+    snprintf(path, sizeof path, "%s/moe-job-%u-%016llx", dir, (unsigned)geteuid(), (unsigned long long)h);
+    return path;
 }
 
 /* --launch auto: mpirun with the flags a one-machine job needs, and the
@@ -247,6 +272,7 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .max_start_failures = o->max_start_failures,
         .restart_backoff_ms = o->restart_backoff_ms,
         .start_timeout_ms = o->start_timeout_ms,
+        .job_file = o->job_file,
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;

@@ -7,16 +7,26 @@
  * session is the job's is found in /proc and killed.  The coordinator is a
  * child subreaper, so ranks orphaned by a dead mpirun become its children
  * and are reaped here, not left as zombies.
+ *
+ * The job file (cfg.job_file) names the live job: its launcher's pid and
+ * start time.  A coordinator killed without a chance to stop its job
+ * leaves it behind; the next one on the same endpoints finds the file,
+ * checks that the process is that job (same start time, a session leader,
+ * our user, the same command line) and adopts it: it waits for its ranks
+ * to say hello instead of starting a second job, and watches the launcher
+ * through /proc since it is no longer our child.
  */
 #include "supervisor.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +36,7 @@ struct moe_super {
     char **argv;              /* cfg.argv with {workers} replaced */
     moe_super_state state;
     pid_t pid;                /* the launcher = the session id; 0: none */
+    bool adopted;             /* pid is a previous coordinator's job: not our child */
     double next_start;        /* WAITING: when */
     double started;           /* STARTING: since when */
     int unready;              /* deaths before ready, in a row */
@@ -50,30 +61,32 @@ static char *substitute(const char *arg, const char *workers)
     return s;
 }
 
-int moe_super_init(moe_super **out, const moe_super_cfg *cfg, moe_err *err)
+/* What /proc/PID/stat says of a process: its state letter, session and
+ * start time (clock ticks since boot); false when it is not there. */
+typedef struct {
+    char state;
+    long session;
+    unsigned long long start;
+} proc_info;
+
+static bool proc_stat(long pid, proc_info *pi)
 {
-    *out = NULL;
-    if (!cfg->argv || !cfg->argv[0]) return moe_err_set(err, "--launch: no command");
-    if (cfg->max_unready < 1 || !(cfg->backoff_min_s > 0) || cfg->backoff_max_s < cfg->backoff_min_s ||
-        !(cfg->start_timeout_s > 0))
-        return moe_err_set(err, "supervisor: bad settings");
-    moe_super *s = moe_xcalloc(1, sizeof *s);
-    s->cfg = *cfg;
-    size_t n = 0;
-    while (cfg->argv[n]) n++;
-    s->argv = moe_xcalloc(n + 1, sizeof *s->argv);
-    for (size_t i = 0; i < n; i++) s->argv[i] = substitute(cfg->argv[i], cfg->workers ? cfg->workers : "");
-    s->state = MOE_SUPER_WAITING;
-    s->next_start = 0; /* at the first tick */
-    setenv("OPENBLAS_NUM_THREADS", "1", 0); /* the job inherits it (one BLAS thread per rank) */
-    s->last_recovery = -1;
-#ifdef PR_SET_CHILD_SUBREAPER
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
-        moe_log(MOE_LOG_WARN, "supervisor: cannot become a child subreaper: %s", strerror(errno));
-#endif
-    *out = s;
-    return MOE_OK;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    const size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    /* pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime cutime cstime priority nice threads
+     * itrealvalue starttime ...; comm may hold anything, but the last ')' ends it */
+    const char *rp = strrchr(buf, ')');
+    return rp && sscanf(rp + 1, " %c %*d %*d %ld %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                        &pi->state, &pi->session, &pi->start) == 3;
 }
+
+static bool alive_state(char state) { return state != 'Z' && state != 'X'; }
 
 /* Processes of session sid still running (zombies are not: they only wait
  * to be reaped), each sent sig when sig != 0. */
@@ -87,19 +100,8 @@ static int session_signal(pid_t sid, int sig, pid_t *pids, int max)
         char *end;
         const long pid = strtol(de->d_name, &end, 10);
         if (*end || pid <= 0) continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        const size_t got = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[got] = 0;
-        /* pid (comm) state ppid pgrp session ...; comm may hold anything but ')' ends it last */
-        const char *rp = strrchr(buf, ')');
-        char state;
-        long ppid, pgrp, sess;
-        if (!rp || sscanf(rp + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &sess) != 4) continue;
-        if (sess != (long)sid || state == 'Z' || state == 'X') continue;
+        proc_info pi;
+        if (!proc_stat(pid, &pi) || pi.session != (long)sid || !alive_state(pi.state)) continue;
         if (pids && n < max) pids[n] = (pid_t)pid;
         n++;
         if (sig) kill((pid_t)pid, sig);
@@ -112,17 +114,109 @@ static int session_signal(pid_t sid, int sig, pid_t *pids, int max)
  * maybe busy, reaps it). */
 static bool process_running(pid_t pid)
 {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    proc_info pi;
+    if (!proc_stat(pid, &pi)) return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: existence only */
+    return alive_state(pi.state);
+}
+
+/* ---- the job file ------------------------------------------------------------------------- */
+
+/* Writes "moe-job 1 / pid / start" for the job just started (a new file
+ * renamed over the old one, mode 0600). */
+static void job_file_write(const moe_super *s)
+{
+    if (!s->cfg.job_file) return;
+    proc_info pi;
+    if (!proc_stat(s->pid, &pi)) pi.start = 0;
+    char tmp[4096 + 16];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", s->cfg.job_file) >= (int)sizeof tmp) return;
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        moe_log(MOE_LOG_WARN, "supervisor: cannot write the job file %s: %s (a new coordinator will not adopt this job)",
+                tmp, strerror(errno));
+        return;
+    }
+    proc_info me;
+    if (!proc_stat(getpid(), &me)) me.start = 0;
+    fprintf(f, "moe-job 1\npid %d\nstart %llu\ncoordinator %d\ncoordinator-start %llu\n", (int)s->pid, pi.start,
+            (int)getpid(), me.start);
+    const bool ok = fclose(f) == 0 && rename(tmp, s->cfg.job_file) == 0;
+    if (!ok) {
+        moe_log(MOE_LOG_WARN, "supervisor: cannot write the job file %s: %s (a new coordinator will not adopt this job)",
+                s->cfg.job_file, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static void job_file_remove(const moe_super *s)
+{
+    if (s->cfg.job_file && unlink(s->cfg.job_file) != 0 && errno != ENOENT)
+        moe_log(MOE_LOG_WARN, "supervisor: cannot remove the job file %s: %s", s->cfg.job_file, strerror(errno));
+}
+
+/* /proc/PID/cmdline is argv, NUL after each argument. */
+static bool cmdline_is(pid_t pid, char *const *argv)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f) return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: existence only */
-    const size_t got = fread(buf, 1, sizeof buf - 1, f);
+    if (!f) return false;
+    bool same = true;
+    for (size_t i = 0; argv[i] && same; i++)
+        for (const char *c = argv[i];; c++) {
+            const int ch = fgetc(f);
+            if (ch != (unsigned char)*c) { same = false; break; }
+            if (!*c) break;
+        }
+    if (same && fgetc(f) != EOF) same = false;
     fclose(f);
-    buf[got] = 0;
-    const char *rp = strrchr(buf, ')');
-    char state = '?';
-    if (rp) sscanf(rp + 1, " %c", &state);
-    return state != 'Z' && state != 'X';
+    return same;
+}
+
+/* The job a previous coordinator left running, when the job file names one
+ * that is still ours to take; else 0 (and why, for the log).  *owner: the
+ * coordinator that wrote the file, when it still runs. */
+static pid_t job_file_find(const moe_super *s, bool *other_command, pid_t *owner, char *why, size_t why_len)
+{
+    *other_command = false;
+    *owner = 0;
+    struct stat st;
+    if (lstat(s->cfg.job_file, &st) != 0) {
+        snprintf(why, why_len, "%s", errno == ENOENT ? "" : strerror(errno));
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022) || st.st_size > 256) {
+        snprintf(why, why_len, "not a regular file of ours, writable by us only");
+        return 0;
+    }
+    FILE *f = fopen(s->cfg.job_file, "r");
+    if (!f) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        return 0;
+    }
+    long pid = 0, coord = 0;
+    unsigned long long start = 0, coord_start = 0;
+    const int got = fscanf(f, "moe-job 1 pid %ld start %llu coordinator %ld coordinator-start %llu", &pid, &start,
+                           &coord, &coord_start);
+    fclose(f);
+    if (got != 4 || pid <= 1 || pid > 0x7FFFFFFF || coord <= 1 || coord > 0x7FFFFFFF) {
+        snprintf(why, why_len, "not a job file");
+        return 0;
+    }
+    proc_info pi;
+    if (coord != (long)getpid() && proc_stat(coord, &pi) && alive_state(pi.state) && pi.start == coord_start)
+        *owner = (pid_t)coord;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld", pid);
+    if (!proc_stat(pid, &pi) || !alive_state(pi.state) || pi.start != start || pi.session != pid ||
+        stat(path, &st) != 0 || st.st_uid != geteuid()) {
+        snprintf(why, why_len, "its job (pid %ld) is gone", pid);
+        return 0;
+    }
+    if (!cmdline_is((pid_t)pid, s->argv)) *other_command = true;
+    return (pid_t)pid;
 }
 
 /* Reaps every child that has ended (the launcher's status in *status). */
@@ -161,6 +255,8 @@ static void kill_job(moe_super *s)
     if (left > 0) moe_log(MOE_LOG_ERROR, "supervisor: %d processes of the old worker job (session %d) are still there",
                           left, (int)sid);
     s->pid = 0;
+    s->adopted = false;
+    job_file_remove(s);
 }
 
 static void start(moe_super *s, double now)
@@ -191,9 +287,78 @@ static void start(moe_super *s, double now)
     s->state = MOE_SUPER_STARTING;
     s->started = now;
     s->starts++;
+    job_file_write(s);
     if (s->starts == 1) moe_log(MOE_LOG_INFO, "supervisor: started the worker job (pid %d): %s ...", (int)pid, s->argv[0]);
     else moe_log(MOE_LOG_INFO, "supervisor: restarted the worker job (pid %d, restart %lld)", (int)pid,
                  (long long)(s->starts - 1));
+}
+
+int moe_super_init(moe_super **out, const moe_super_cfg *cfg, moe_err *err)
+{
+    *out = NULL;
+    if (!cfg->argv || !cfg->argv[0]) return moe_err_set(err, "--launch: no command");
+    if (cfg->max_unready < 1 || !(cfg->backoff_min_s > 0) || cfg->backoff_max_s < cfg->backoff_min_s ||
+        !(cfg->start_timeout_s > 0))
+        return moe_err_set(err, "supervisor: bad settings");
+    moe_super *s = moe_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    size_t n = 0;
+    while (cfg->argv[n]) n++;
+    s->argv = moe_xcalloc(n + 1, sizeof *s->argv);
+    for (size_t i = 0; i < n; i++) s->argv[i] = substitute(cfg->argv[i], cfg->workers ? cfg->workers : "");
+    s->state = MOE_SUPER_WAITING;
+    s->next_start = 0; /* at the first tick */
+    setenv("OPENBLAS_NUM_THREADS", "1", 0); /* the job inherits it (one BLAS thread per rank) */
+    s->last_recovery = -1;
+    if (cfg->job_file) {
+        bool other;
+        pid_t owner;
+        char why[256];
+        if (job_file_find(s, &other, &owner, why, sizeof why) > 0 && owner > 0) {
+            moe_err_set(err, "the worker job in %s belongs to a coordinator that still runs (pid %d): stop it first, "
+                             "or give another --job-file", cfg->job_file, (int)owner);
+            moe_super_free(s);
+            return MOE_ERR;
+        }
+    }
+#ifdef PR_SET_CHILD_SUBREAPER
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        moe_log(MOE_LOG_WARN, "supervisor: cannot become a child subreaper: %s", strerror(errno));
+#endif
+    *out = s;
+    return MOE_OK;
+}
+
+/* At the first start: the live job of a previous coordinator, when the job
+ * file names one, is taken over (true) instead of starting another; one
+ * that runs another command is stopped. */
+static bool adopt(moe_super *s, double now)
+{
+    if (!s->cfg.job_file) return false;
+    bool other;
+    pid_t owner;
+    char why[256];
+    const pid_t pid = job_file_find(s, &other, &owner, why, sizeof why);
+    if (pid <= 0) {
+        if (why[0]) moe_log(MOE_LOG_INFO, "supervisor: job file %s: %s; starting a new worker job", s->cfg.job_file, why);
+        job_file_remove(s);
+        return false;
+    }
+    s->pid = pid;
+    s->adopted = true;
+    if (other) {
+        moe_log(MOE_LOG_WARN, "supervisor: the live worker job of a previous coordinator (pid %d) runs another command; "
+                              "stopping it", (int)pid);
+        kill_job(s);
+        return false;
+    }
+    s->state = MOE_SUPER_STARTING;
+    s->started = now;
+    s->starts = 1;
+    job_file_write(s); /* now ours: a third coordinator is refused while this one runs */
+    moe_log(MOE_LOG_INFO, "supervisor: adopted the live worker job (pid %d) of a previous coordinator; waiting for its "
+                          "ranks", (int)pid);
+    return true;
 }
 
 bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
@@ -207,6 +372,12 @@ bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
         return true;
     }
     if (s->pid == 0) reap(s, &st); /* orphans of an old job */
+    /* an adopted launcher is not our child: /proc says when it is gone */
+    if (s->adopted && s->pid > 0 && !process_running(s->pid)) {
+        snprintf(why, why_len, "the adopted worker job's launcher (pid %d) is gone", (int)s->pid);
+        s->pid = -s->pid;
+        return true;
+    }
     /* a process of the running job is gone (a rank killed): its launcher
      * may take long to notice while the other ranks hang in a collective */
     if (s->state == MOE_SUPER_RUNNING && now - s->t_watch >= 0.1) {
@@ -222,7 +393,7 @@ bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
         snprintf(why, why_len, "the worker job was not ready after %.0f s", s->cfg.start_timeout_s);
         return true;
     }
-    if (s->state == MOE_SUPER_WAITING && now >= s->next_start) start(s, now);
+    if (s->state == MOE_SUPER_WAITING && now >= s->next_start && !(s->starts == 0 && adopt(s, now))) start(s, now);
     return false;
 }
 

@@ -9,6 +9,12 @@
  * ready max_unready times in a row is a crash loop: the supervisor stops
  * and says why (moe_super_failed), rather than spin.
  *
+ * The job file (job_file) records the live job.  A coordinator killed
+ * before it could stop its job leaves the job running; the next one given
+ * the same file and command adopts it (waits for its ranks instead of
+ * starting a second job).  moe_super_init refuses a file whose job belongs
+ * to a coordinator that still runs.
+ *
  * No I/O beyond processes: the loop calls moe_super_tick about every 50 ms
  * and tells it when every rank has said hello (moe_super_ready) and when
  * it found the job dead (moe_super_job_dead).
@@ -31,6 +37,7 @@ typedef struct moe_super_cfg {
     double backoff_min_s;     /* the first restart's delay; doubles per death before ready */
     double backoff_max_s;
     double start_timeout_s;   /* a job not ready after this long is dead */
+    const char *job_file;     /* names the live job, so that a new coordinator adopts it; NULL: none */
 } moe_super_cfg;
 
 typedef enum {

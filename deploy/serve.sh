@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Serves a model: starts moe-coordinator and a worker job (mpirun moe-worker
-# --coordinator), waits until every rank has joined (the coordinator's
-# ready line, never a sleep), prints how to send a request, and runs until
-# SIGINT/SIGTERM, which drains the coordinator (requests in flight finish)
-# and then stops the worker job.  A coordinator that dies (killed, crashed)
-# is started again on the same endpoints after 1 s; the worker job keeps
-# running and its ranks join the new coordinator (their old sequences are
+# Serves a model: starts moe-coordinator, which runs the worker job (mpirun
+# moe-worker --coordinator) itself (--launch): it restarts the job when it
+# dies and replays the requests it held, bit for bit.  serve.sh waits until
+# every rank has joined (the coordinator's ready line, never a sleep),
+# prints how to send a request, and runs until SIGINT/SIGTERM, which drains
+# the coordinator (requests in flight finish) and then stops the worker
+# job.  A coordinator that dies (killed, crashed) is started again on the
+# same endpoints after 1 s; it adopts the worker job the old one left
+# running (--job-file), whose ranks join it (their old sequences are
 # dropped, the old clients get unknown_request).  Five deaths within 10 s
 # of their start in a row: serve.sh gives up and stops.
 #
@@ -17,6 +19,7 @@
 #   --queue N  --max-running N  --max-tokens N  --client-timeout-ms MS
 #   --worker-timeout-ms MS  --no-ranks-timeout-ms MS  --drain-timeout-ms MS
 #   --api-key KEY  --log-format text|json  --metrics-file PATH
+#   --max-start-failures N  --restart-backoff-ms MS  --start-timeout-ms MS
 #
 # --listen    client endpoint (default tcp://127.0.0.1:5555)
 # --http      the OpenAI-compatible HTTP API (default 127.0.0.1:8000; port 0:
@@ -42,7 +45,8 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
-    --drain-timeout-ms|--api-key|--log-format|--metrics-file)
+    --drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
+    --start-timeout-ms)
       [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
       coord_flags+=("$1" "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
@@ -56,47 +60,56 @@ done
 [ -n "$connect" ] || connect=$workers
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/moe-serve.XXXXXX")
-coord_pid="" job_pid="" stopping=""
+job="$run/job"   # the coordinator records its live worker job here (--job-file)
+coord_pid="" stopping=""
+# the worker job's processes, when a coordinator that died left it running
+# (the job file names its launcher, whose session holds every rank)
+kill_left_job() {
+  local sid
+  sid=$(sed -n 's/^pid \([0-9][0-9]*\)$/\1/p' "$job" 2>/dev/null) || return 0
+  [ -n "$sid" ] || return 0
+  pkill -TERM -s "$sid" 2>/dev/null || true
+  for _ in $(seq 1 50); do pgrep -s "$sid" > /dev/null || break; sleep 0.1; done
+  pkill -KILL -s "$sid" 2>/dev/null || true
+}
 stop() {
   stopping=1
   trap - INT TERM EXIT
   if [ -n "$coord_pid" ] && kill -0 "$coord_pid" 2>/dev/null; then
-    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish
+    kill -TERM "$coord_pid" 2>/dev/null   # drain: requests in flight finish, then it stops the job
     wait "$coord_pid" 2>/dev/null || true
   fi
-  if [ -n "$job_pid" ]; then
-    pkill -TERM -s "$job_pid" 2>/dev/null || true
-    wait "$job_pid" 2>/dev/null || true
-    pkill -KILL -s "$job_pid" 2>/dev/null || true
-  fi
+  kill_left_job
   rm -rf "$run"
   echo "serve: stopped"
 }
 trap stop INT TERM EXIT
 
+# the worker job's command; the coordinator runs it (--launch), restarts it
+# when it dies and replays the requests it held
+mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
+[ -n "$connect" ] || connect="{workers}"   # the coordinator puts its bound workers endpoint there
+launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}")
+
 # the coordinator (its stderr goes to ours: joins, warnings, drain); in a
-# session of its own, so that the worker job never shares its fate
+# session of its own.  A new one started after a crash adopts the job the
+# old one left running (the job file) instead of starting a second.
 http_flags=()
 [ "$http" = none ] || http_flags=(--http "$http")
 start_coordinator() {
   setsid "$bin/moe-coordinator" --model "$model" --listen "$listen" "${http_flags[@]}" --workers "$workers" \
-      --ranks "$ranks" "${coord_flags[@]}" > "$run/coord.out" &
+      --ranks "$ranks" "${coord_flags[@]}" --job-file "$job" --launch "${launch[@]}" > "$run/coord.out" &
   coord_pid=$!
   coord_started=$(date +%s)
 }
 start_coordinator
 
-mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
-[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
-if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
-setsid "${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}" &
-job_pid=$!
-
 # ready when the coordinator says every rank joined
 for _ in $(seq 1 1200); do
   grep -q "moe-coordinator: ready" "$run/coord.out" 2>/dev/null && break
   kill -0 "$coord_pid" 2>/dev/null || { echo "serve: the coordinator exited" >&2; exit 1; }
-  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; exit 1; }
   sleep 0.1
 done
 grep -q "moe-coordinator: ready" "$run/coord.out" || { echo "serve: not ready after 120 s" >&2; exit 1; }
@@ -112,12 +125,11 @@ while :; do
   rc=0
   wait "$coord_pid" || rc=$?
   [ -z "$stopping" ] || break
-  # exit 0: it drained on a SIGTERM of its own; serve.sh stops too
+  # exit 0: it drained on a SIGTERM of its own (and stopped the job); serve.sh stops too
   [ "$rc" != 0 ] || { coord_pid=""; break; }
-  kill -0 "$job_pid" 2>/dev/null || { echo "serve: the worker job exited" >&2; coord_pid=""; exit 1; }
   if [ $(( $(date +%s) - coord_started )) -lt 10 ]; then quick_deaths=$((quick_deaths + 1)); else quick_deaths=1; fi
   [ "$quick_deaths" -lt 5 ] || { echo "serve: the coordinator died 5 times in a row within 10 s of its start; giving up" >&2; coord_pid=""; exit 1; }
-  echo "serve: the coordinator exited ($rc); restarting it in 1 s (the worker job stays)"
+  echo "serve: the coordinator exited ($rc); restarting it in 1 s (it adopts the running worker job)"
   sleep 1
   start_coordinator
   for _ in $(seq 1 600); do

@@ -4,7 +4,7 @@
 # per-test folder, waits for lines the programs print, and bounds every
 # wait; every process is killed on the way out.
 #
-#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart | adopt
 #
 # noranks:       a coordinator with no worker job: moe-client --timeout 2
 #                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
@@ -26,8 +26,15 @@
 #                rank: the rank notices, ends its sequences, and serves again
 #                once the coordinator is back.
 # serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
-#                starts a new one, the worker job (same mpirun) rejoins, a
-#                request succeeds; serve.sh passes coordinator flags.
+#                starts a new one, which adopts the worker job (same mpirun),
+#                a request succeeds; serve.sh passes coordinator flags; a
+#                killed rank then makes the coordinator restart the job; the
+#                stop leaves no process behind.
+# adopt:         --launch with a job file: kill -9 of the coordinator, a new
+#                one adopts the live job (same mpirun, no second job) and
+#                serves; a third on the same job file is refused while the
+#                second runs; the adopted job, killed, is restarted; SIGTERM
+#                stops it and removes the file.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -243,10 +250,61 @@ serve_restart)
   "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --usage --timeout 30 > /dev/null 2> "$tmp/b.err" \
       || fail "a request after the restart failed: $(cat "$tmp/b.err")"
   [ "$(pgrep -f "^mpirun .*$bin/moe-worker --model $model --coordinator ipc://$tmp/w")" = "$mpi" ] || fail "a new worker job"
+  grep -q "adopted the live worker job (pid $mpi)" "$tmp/serve.err" || fail "the new coordinator did not say it adopted the job"
+  echo "ok: under serve.sh a killed coordinator was replaced; it adopted the same worker job (mpirun $mpi)"
+  # the job now dies: the coordinator under serve.sh starts a new one
+  rank=$(pgrep -f "^$bin/moe-worker --model $model --coordinator ipc://$tmp/w" | head -1) || fail "no rank"
+  kill -KILL "$rank"
+  wait_for "$tmp/serve.err" "the worker job is ready again" 60 || fail "a dead worker job was not restarted under serve.sh"
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --timeout 30 > /dev/null 2> "$tmp/c.err" \
+      || fail "a request after the job's restart failed: $(cat "$tmp/c.err")"
+  echo "ok: a killed rank under serve.sh: the coordinator restarted the job and served on"
   kill -TERM "$sv"
   wait_exit "$sv" 60 || fail "serve.sh did not stop"
   grep -q "serve: stopped" "$tmp/serve.out" || fail "no clean stop"
-  echo "ok: under serve.sh a killed coordinator was replaced; the same worker job (mpirun $mpi) served on"
+  pgrep -f "$bin/moe-worker --model $model --coordinator ipc://$tmp/w" && fail "ranks left after serve.sh stopped"
+  pgrep -f "$bin/moe-coordinator --model $model --listen $ep" && fail "a coordinator left after serve.sh stopped"
+  echo "ok: serve.sh stopped, no coordinator or rank left"
+  ;;
+adopt)
+  launch() { coordinator "$1" --ranks 2 --job-file "$tmp/job" --launch auto; }
+  launch c1
+  wait_for "$tmp/c1.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  mpi=$(sed -n 's/^pid //p' "$tmp/job")
+  [ -n "$mpi" ] && kill -0 "$mpi" || fail "the job file does not name the live job: $(cat "$tmp/job")"
+  pids+=("$mpi")   # its session is killed on the way out, whatever happens
+  kill -KILL "$coord"
+  wait "$coord" 2>/dev/null
+  kill -0 "$mpi" || fail "the worker job died with its coordinator"
+  launch c2
+  c2=$coord
+  wait_for "$tmp/c2.out" "moe-coordinator: ready" 30 || fail "the new coordinator never became ready"
+  grep -q "adopted the live worker job (pid $mpi)" "$tmp/c2.err" || fail "no adoption: $(cat "$tmp/c2.err")"
+  [ "$(pgrep -x mpirun -s "$mpi")" = "$mpi" ] || fail "not the same single launcher"
+  [ "$(pgrep -f "^mpirun .*moe-worker --model $model --coordinator ipc://$tmp/w" | wc -l)" = 1 ] || fail "a second worker job"
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 6 --ids-out --timeout 30 > /dev/null 2> "$tmp/a.err" \
+      || fail "a request on the adopted job failed: $(cat "$tmp/a.err")"
+  echo "ok: a new coordinator adopted the live job (mpirun $mpi) and served"
+  # a third coordinator on the same job file, while the second runs: refused
+  "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c3" --workers "ipc://$tmp/w3" --ranks 2 \
+      --job-file "$tmp/job" --launch auto > /dev/null 2> "$tmp/c3.err" && fail "a third coordinator took the job"
+  grep -q "belongs to a coordinator that still runs (pid $c2)" "$tmp/c3.err" || fail "no clear refusal: $(cat "$tmp/c3.err")"
+  kill -0 "$mpi" || fail "the refused coordinator touched the job"
+  echo "ok: a third coordinator on the same job file was refused: $(grep "belongs to" "$tmp/c3.err")"
+  # the adopted job dies: restarted like an own one
+  kill -KILL "$mpi"
+  wait_for "$tmp/c2.err" "the worker job is ready again" 60 || fail "the adopted job's death was not handled"
+  grep -q "the adopted worker job's launcher (pid $mpi) is gone" "$tmp/c2.err" || fail "the reason was not logged"
+  mpi2=$(sed -n 's/^pid //p' "$tmp/job")
+  [ -n "$mpi2" ] && [ "$mpi2" != "$mpi" ] || fail "the job file does not name the new job"
+  pids+=("$mpi2")
+  "$bin/moe-client" --connect "$ep" --ids 1,2,3 --max-tokens 6 --ids-out --timeout 30 > /dev/null 2> "$tmp/b.err" \
+      || fail "a request after the restart failed: $(cat "$tmp/b.err")"
+  kill -TERM "$c2"
+  wait_exit "$c2" 30 || fail "the coordinator did not stop"
+  [ -e "$tmp/job" ] && fail "the job file outlived the job"
+  pgrep -s "$mpi2" > /dev/null && fail "processes of the job outlived a clean stop"
+  echo "ok: the adopted job, killed, was restarted (mpirun $mpi2); a clean stop ended it and removed the job file"
   ;;
 *) fail "unknown check $1" ;;
 esac

@@ -473,7 +473,8 @@ static int load_model(moe_coord *c, moe_err *err)
 {
     const char *path = c->cfg.model;
     if (moe_gguf_open(&c->g, path, err)) return MOE_ERR;
-    if (moe_tokenizer_load(&c->tok, c->g, err)) return moe_err_prefix(err, "%s", path);
+    if (moe_tokenizer_load(&c->tok, c->g, err) || moe_tokenizer_check_embd(c->tok, c->g, err))
+        return moe_err_prefix(err, "%s", path);
     moe_err cerr;
     if (moe_chat_init(&c->chat, c->g, c->tok, &cerr)) {
         c->chat = NULL;

@@ -190,6 +190,24 @@ void moe_dequantize_row_q8_0(const moe_block_q8_0 *x, float *y, int64_t n)
     }
 }
 
+int64_t moe_f32_first_nonfinite(const float *x, int64_t n)
+{
+    enum { BLOCK = 256 };
+    for (int64_t i0 = 0; i0 < n; i0 += BLOCK) {
+        const int64_t m = n - i0 < BLOCK ? n - i0 : BLOCK;
+        uint32_t bad = 0;
+        for (int64_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, x + i0 + i, 4);
+            bad |= (uint32_t)((u & 0x7F800000u) == 0x7F800000u);
+        }
+        if (!bad) continue;
+        for (int64_t i = 0; i < m; i++)
+            if (!isfinite(x[i0 + i])) return i0 + i;
+    }
+    return -1;
+}
+
 void moe_row_to_f32(uint32_t code, const void *src, float *dst, int64_t n)
 {
     switch (code) {

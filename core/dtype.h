@@ -86,6 +86,10 @@ void moe_dequantize_row_q8_0(const moe_block_q8_0 *x, float *y, int64_t n);
 /* Converts n values (whole blocks) of any supported type to float32. */
 void moe_row_to_f32(uint32_t code, const void *src, float *dst, int64_t n);
 
+/* The index of the first NaN or infinity in x[0..n), or -1 when every
+ * value is finite (a bit test on the exponent, so it vectorizes). */
+int64_t moe_f32_first_nonfinite(const float *x, int64_t n);
+
 /* ---- the other quantized weight types (dequant.c) ---- */
 
 /* Dequantizes n values (whole blocks) of Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,

@@ -75,6 +75,17 @@ enum {
 int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err);
 void moe_tokenizer_free(moe_tokenizer *tok);
 
+/* The vocabulary matches the model: one token per row of token_embd.weight
+ * (its ne[1]; a file without that tensor passes).  The coordinator checks
+ * its tokenizer so; moe_tokenizer_check_model is the same check for the
+ * programs that need no tokenizer of their own (moe-run with ids,
+ * moe-worker): it loads the file's tokenizer (every check of
+ * moe_tokenizer_load: special ids inside the vocabulary, no string twice,
+ * ...), compares, and frees it.  A file with no tokenizer at all passes:
+ * only token ids can be used with it. */
+int moe_tokenizer_check_embd(const moe_tokenizer *tok, const moe_gguf *g, moe_err *err);
+int moe_tokenizer_check_model(const moe_gguf *g, moe_err *err);
+
 /* The EOS id of a GGUF (tokenizer.ggml.eos_token_id), read without
  * building the vocabulary, so a worker can stop at EOS cheaply.  This is
  * the one place the key is read: moe_tokenizer_load uses it too.  *eos is

@@ -3,6 +3,9 @@
  */
 #include "gen.h"
 
+#include "dtype.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,11 +194,27 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
     p->tokens = g->o.step_tokens - budget;
 }
 
+/* A row of logits with a NaN or an infinity (non-finite weights the load
+ * checks do not cover: a big matrix, an embedding row) ends its sequence
+ * with an error; sampling it would give token 0 and a normal finish. */
+static bool row_finite(moe_gen *g, gseq *s, const float *row, int pos)
+{
+    const int64_t at = moe_f32_first_nonfinite(row, g->vocab);
+    if (at < 0) return true;
+    char msg[200];
+    snprintf(msg, sizeof msg, "the model gave a non-finite logit (%g for token %lld) at position %d: "
+             "NaN or Inf in its weights", (double)row[at], (long long)at, pos);
+    MOE_LOG_LIMITED(MOE_LOG_ERROR, "sequence %lld: %s", (long long)s->pub.id, msg);
+    end_seq(g, s, MOE_GEN_END_ERROR, msg);
+    return false;
+}
+
 /* After a row of logits: report it, then sample unless the prompt is still
  * being fed. */
 static void after_row(moe_gen *g, gseq *s, const float *row)
 {
     moe_err err = {{0}};
+    if (!row_finite(g, s, row, s->pub.n_hist - 1)) return;
     if (g->cb.row && g->cb.row(g->cb.ctx, &s->pub, row, &err)) {
         end_seq(g, s, MOE_GEN_END_ERROR, err.msg);
         return;
@@ -217,14 +236,17 @@ static void after_row(moe_gen *g, gseq *s, const float *row)
 
 /* The prompt logprobs an item's rows give: the row of position q scores
  * the prompt token at q + 1. */
-static void prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
+static bool prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
 {
     const int q0 = fed0 + it->n_tokens - it->out_rows; /* position of the first row */
     int n = 0;
     for (int r = 0; r < it->out_rows && q0 + r + 1 < s->pub.n_tokens; r++)
+        if (!row_finite(g, s, it->out + (size_t)r * (size_t)g->vocab, q0 + r)) return false;
+    for (int r = 0; r < it->out_rows && q0 + r + 1 < s->pub.n_tokens; r++)
         moe_logprobs_compute(it->out + (size_t)r * (size_t)g->vocab, g->vocab, s->hist[q0 + r + 1], s->n_top,
                              &g->plp[n++]);
     if (n > 0 && g->cb.prompt) g->cb.prompt(g->cb.ctx, &s->pub, q0 + 1, g->plp, n);
+    return true;
 }
 
 int moe_gen_step(moe_gen *g, moe_err *err)
@@ -241,7 +263,7 @@ int moe_gen_step(moe_gen *g, moe_err *err)
         const int fed0 = s->fed;
         s->fed += s->fed < s->pub.n_tokens ? it->n_tokens : 0;
         if (it->out_rows <= 0) continue;
-        if (s->prompt_lp && fed0 < s->pub.n_tokens) prompt_rows(g, s, it, fed0);
+        if (s->prompt_lp && fed0 < s->pub.n_tokens && !prompt_rows(g, s, it, fed0)) continue;
         if (fed0 < s->n_chunked && s->fed < s->n_chunked) continue; /* a chunk before the last: rows for the above only */
         after_row(g, s, it->out + (size_t)(it->out_rows - 1) * (size_t)g->vocab);
     }

@@ -7,6 +7,8 @@
  */
 #include "model.h"
 
+#include "tokenizer.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,30 @@ static int bind_mat(const moe_gguf *g, const char *name, int64_t ne0, int64_t ne
     return MOE_OK;
 }
 
+/* NaN or Inf in a small tensor every token reads (a norm, the router, the
+ * router's bias) is refused at load: it would otherwise give a token 0
+ * forever and a normal finish. */
+static int check_finite(const char *name, const float *x, int64_t n, int64_t row, moe_err *err)
+{
+    const int64_t at = moe_f32_first_nonfinite(x, n);
+    if (at < 0) return MOE_OK;
+    return moe_err_set(err, "tensor %s has a non-finite value (%g) at row %lld, column %lld: the file is damaged", name,
+                       (double)x[at], (long long)row, (long long)at);
+}
+
+/* Every row of a matrix, converted to float32. */
+static int check_finite_mat(const char *name, const moe_mat *w, moe_err *err)
+{
+    float *row = moe_xmalloc((size_t)w->cols * sizeof *row);
+    int rc = MOE_OK;
+    for (int64_t r = 0; r < w->rows && rc == MOE_OK; r++) {
+        moe_row_to_f32(w->type, moe_mat_row(w, r), row, w->cols);
+        rc = check_finite(name, row, w->cols, r, err);
+    }
+    free(row);
+    return rc;
+}
+
 static int bind_vec(const moe_gguf *g, const char *name, int64_t n, const float **out, moe_err *err)
 {
     const moe_gguf_tensor *t = moe_gguf_find_tensor(g, name);
@@ -92,7 +118,7 @@ static int bind_vec(const moe_gguf *g, const char *name, int64_t n, const float 
         return moe_err_set(err, "tensor %s has %llu values, expected %lld", name, (unsigned long long)t->n_elems,
                            (long long)n);
     *out = t->data;
-    return MOE_OK;
+    return check_finite(name, *out, n, 0, err);
 }
 
 static int read_hparams(const moe_gguf *g, moe_hparams *hp, moe_err *err)
@@ -227,7 +253,9 @@ static int bind_layer(moe_model *m, int il, moe_err *err)
         return MOE_OK;
     }
     const int64_t E = hp->n_expert, ff = hp->expert_ff;
-    if (bind_mat(g, NM("ffn_gate_inp.weight"), hp->dim, E, 1, &L->gate_inp, err)) return MOE_ERR;
+    if (bind_mat(g, NM("ffn_gate_inp.weight"), hp->dim, E, 1, &L->gate_inp, err) ||
+        check_finite_mat(n, &L->gate_inp, err))
+        return MOE_ERR;
     L->exp_probs_b = NULL;
     if (moe_gguf_find_tensor(g, NM("exp_probs_b.bias")) &&
         bind_vec(g, NM("exp_probs_b.bias"), E, &L->exp_probs_b, err))
@@ -272,6 +300,9 @@ int moe_model_open(moe_model **out, const char *path, moe_err *err)
     m->layers = moe_xcalloc((size_t)hp->n_layer, sizeof *m->layers);
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il, err) != MOE_OK) goto fail;
+    /* the coordinator's checks of the vocabulary, here too: a file it
+     * would refuse is refused by every program */
+    if (moe_tokenizer_check_model(m->gguf, err)) goto fail;
     m->file_bytes = moe_gguf_file_size(m->gguf);
     *out = m;
     return MOE_OK;
@@ -301,6 +332,11 @@ void moe_model_embed(const moe_model *m, int32_t id, float *out)
 {
     MOE_ASSERT(id >= 0 && id < m->hp.vocab);
     moe_row_to_f32(m->tok_embd.type, moe_mat_row(&m->tok_embd, id), out, m->hp.dim);
+    /* too big to check at load: checked as used; the sequence then ends
+     * on its non-finite logits (gen.c), and this names the cause */
+    if (moe_f32_first_nonfinite(out, m->hp.dim) >= 0)
+        MOE_LOG_LIMITED(MOE_LOG_ERROR, "token %d's embedding row (token_embd.weight) has NaN or Inf: the file is damaged",
+                        (int)id);
 }
 
 static uint64_t mat_bytes(const moe_mat *w) { return w->data ? (uint64_t)w->rows * w->row_bytes : 0; }

@@ -73,6 +73,25 @@ static int load_fail(moe_tokenizer *t, moe_err *err)
     return moe_err_prefix(err, "tokenizer");
 }
 
+int moe_tokenizer_check_embd(const moe_tokenizer *tok, const moe_gguf *g, moe_err *err)
+{
+    const moe_gguf_tensor *e = moe_gguf_find_tensor(g, "token_embd.weight");
+    if (e && e->n_dims >= 2 && e->ne[1] != (uint64_t)tok->n_vocab)
+        return moe_err_set(err, "the vocabulary has %d tokens but token_embd.weight has %llu rows", (int)tok->n_vocab,
+                           (unsigned long long)e->ne[1]);
+    return MOE_OK;
+}
+
+int moe_tokenizer_check_model(const moe_gguf *g, moe_err *err)
+{
+    if (moe_gguf_find_kv(g, "tokenizer.ggml.tokens") < 0) return MOE_OK;
+    moe_tokenizer *tok;
+    if (moe_tokenizer_load(&tok, g, err)) return MOE_ERR;
+    const int rc = moe_tokenizer_check_embd(tok, g, err);
+    moe_tokenizer_free(tok);
+    return rc;
+}
+
 static int get_opt_id(const moe_gguf *g, const char *key, int32_t n_vocab, int32_t *out, moe_err *err)
 {
     *out = -1;
@@ -331,8 +350,14 @@ int moe_tokenizer_load(moe_tokenizer **out, const moe_gguf *g, moe_err *err)
             if (t->type[i] == MOE_TOKTYPE_UNUSED) continue;
             const char *ts = t->str + t->str_off[i];
             size_t len = t->str_off[i + 1] - t->str_off[i];
-            /* Duplicate strings: the first (lowest id) keeps the slot. */
-            if (lookup_hashed(t, ts, len, hb[j]) >= 0) continue;
+            /* The same string twice: which id would text encode to?  Refused
+             * (real vocabularies have none; a damaged or forged file might). */
+            const int32_t first = lookup_hashed(t, ts, len, hb[j]);
+            if (first >= 0) {
+                moe_err_set(err, "tokens %d and %zu are the same string (a damaged vocabulary)", (int)first, i);
+                free(canon);
+                return load_fail(t, err);
+            }
             uint64_t h = hb[j] & t->lookup_mask;
             while (t->lookup[h].id1) h = (h + 1) & t->lookup_mask;
             t->lookup[h] = (struct tok_lookup_slot){(uint32_t)i + 1, (uint32_t)(hb[j] >> 32)};

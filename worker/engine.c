@@ -70,7 +70,7 @@ static moe_kvcache_cfg cache_cfg(const moe_hparams *hp, const moe_engine_opts *o
 
 /* Bytes of the buffers moe_engine_init allocates beside the cache, buffer
  * for buffer in the order it allocates them (keep the two in step:
- * engine_mem in tests/plan_test.c compares this with what init takes). */
+ * tests/plan_mem_test.c compares this with what init takes). */
 static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t *out, moe_err *err)
 {
     const uint64_t N = (uint64_t)o->max_batch_tokens, D = (uint64_t)hp->dim, H = (uint64_t)hp->n_head;

@@ -21,6 +21,7 @@ packages=(
   python3-prometheus-client           # the tests parse /metrics with its text parser
   libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)
   gnuplot-nox                         # moe-bench --plot: the PNG plots
+  systemd                             # systemd-analyze verify of deploy/systemd (deploy_systemd)
 )
 # Node.js and npm run the official openai SDK in the tests.  A machine that
 # has them already (from Debian or elsewhere) keeps its own.

@@ -10,3 +10,8 @@ endforeach()
 # systemd-analyze is missing).
 moe_test(NAME deploy_systemd LABELS unit TIMEOUT 30 ARGS ${CMAKE_CURRENT_SOURCE_DIR}/deploy_test.sh)
 set_tests_properties(deploy_systemd PROPERTIES SKIP_RETURN_CODE 77)
+
+# deploy/slurm/moe.sbatch in a one-node local Slurm: opt-in (MOE_TEST_SLURM=1,
+# packages from scripts/setup-slurm.sh); skipped (77), not passed, otherwise.
+moe_test(NAME deploy_slurm LABELS slurm TIMEOUT 240 ARGS ${CMAKE_CURRENT_SOURCE_DIR}/slurm_test.sh)
+set_tests_properties(deploy_slurm PROPERTIES SKIP_RETURN_CODE 77)

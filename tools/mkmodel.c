@@ -57,9 +57,21 @@ static const preset presets[] = {
                  .dense_ff = 1024, .vocab = 2048, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
                  .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
                  .type = "q8_0"}},
+    /* The published shapes (Hugging Face config.json of
+     * deepseek-ai/DeepSeek-V2-Lite and deepseek-ai/DeepSeek-V3; the
+     * context is max_position_embeddings = 4096 x 40).  V3's MTP block is
+     * left out, as llama.cpp's converter leaves it out. */
+    {"v2-lite", {.n_layer = 27, .n_dense = 1, .dim = 2048, .n_head = 16, .q_lora = 0, .kv_lora = 512, .qk_nope = 128,
+                 .qk_rope = 64, .v_dim = 128, .n_expert = 64, .n_expert_used = 6, .n_shared = 2, .expert_ff = 1408,
+                 .dense_ff = 10944, .vocab = 102400, .gating = 1, .scale = 1.0f, .yarn_factor = 40.0f,
+                 .yarn_orig_ctx = 4096, .mscale_all_dim = 0.707, .type = "q8_0", .pre = "deepseek-llm"}},
+    {"v3", {.n_layer = 61, .n_dense = 3, .dim = 7168, .n_head = 128, .q_lora = 1536, .kv_lora = 512, .qk_nope = 128,
+            .qk_rope = 64, .v_dim = 128, .n_expert = 256, .n_expert_used = 8, .n_shared = 1, .expert_ff = 2048,
+            .dense_ff = 18432, .vocab = 129280, .gating = 2, .n_group = 8, .n_group_used = 4, .norm_weights = true,
+            .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0, .type = "q8_0"}},
 };
 
-const char *mk_preset_names(void) { return "tiny, v2lite-mini, v3-mini, bench, default"; }
+const char *mk_preset_names(void) { return "tiny, v2lite-mini, v3-mini, bench, default, v2-lite, v3"; }
 
 int mk_spec_preset(mk_spec *s, const char *name, moe_err *err)
 {
@@ -67,9 +79,11 @@ int mk_spec_preset(mk_spec *s, const char *name, moe_err *err)
         if (!strcmp(presets[i].name, name)) {
             uint64_t seed = s->seed;
             int threads = s->threads;
+            bool sparse = s->sparse;
             *s = presets[i].spec;
             s->seed = seed;
             s->threads = threads;
+            s->sparse = sparse;
             return MOE_OK;
         }
     }
@@ -555,7 +569,10 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
         if (add_block(w, &s, il, il < s.n_dense, err)) goto out;
         if (il >= s.n_layer && add_nextn(w, &s, il, err)) goto out;
     }
-    rc = fill_and_commit(w, path, s.seed, NULL, default_threads(s.threads), err);
+    if (s.sparse) /* commit sizes the file: what was never written stays a hole */
+        rc = moe_gguf_writer_open(w, path, err) ? MOE_ERR : moe_gguf_writer_commit(w, err);
+    else
+        rc = fill_and_commit(w, path, s.seed, NULL, default_threads(s.threads), err);
 out:
     moe_gguf_writer_free(w);
     moe_gguf_close(vf);

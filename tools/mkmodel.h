@@ -43,10 +43,13 @@ typedef struct mk_spec {
     const char *vocab_from; /* copy tokenizer.* from this GGUF */
     const char *pre;        /* tokenizer.ggml.pre of the synthetic vocabulary */
     int threads;
+    bool sparse;        /* header and tensor table only: the data is a file hole */
 } mk_spec;
 
 /* Names: tiny, v2lite-mini, v3-mini (the fixtures' shapes), bench (the
- * decode benchmark's), default (the quick-start model). */
+ * decode benchmark's), default (the quick-start model), v2-lite and v3
+ * (the published DeepSeek-V2-Lite and DeepSeek-V3 shapes: meant for
+ * --sparse, a full file is 16 GB / 700 GB in q8_0). */
 int mk_spec_preset(mk_spec *s, const char *name, moe_err *err);
 const char *mk_preset_names(void);
 /* Checks a spec for consistency (every flag may come from a user). */
@@ -69,7 +72,10 @@ typedef struct mk_ftype {
 const mk_ftype *mk_ftype_find(const char *name, moe_err *err);
 const char *mk_ftype_names(void);
 
-/* Writes a random model to path. */
+/* Writes a random model to path; with s->sparse only the header and the
+ * tensor table, the data being a hole of the file's full size (reads give
+ * zeros, no disk is used): for tools that read the tensor table only,
+ * such as moe-gguf --plan. */
 int mk_write_model(const mk_spec *s, const char *path, moe_err *err);
 /* Re-encodes every tensor of in_path (f32, f16, bf16 or q8_0) as file type
  * `type`, streaming: memory does not grow with the model.  The layout is

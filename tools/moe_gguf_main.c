@@ -1,6 +1,7 @@
 /*
  * moe-gguf — print a GGUF file's metadata and tensor table, or the reason
- * it is not a valid file (exit status 1).
+ * it is not a valid file (exit status 1); with --plan, the memory each node
+ * of a worker job needs (worker/plan.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +9,13 @@
 
 #include "dtype.h"
 #include "gguf.h"
+#include "plan.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: moe-gguf [--full | --summary [--ranks N]] FILE.gguf\n"
+            "       moe-gguf --plan --nodes N [--ctx C] [--seqs S] [...] FILE.gguf\n"
             "Prints the metadata keys and the tensor table of a GGUF file.\n"
             "Exits 1 with the validation error if the file is not valid.\n"
             "  --full      print whole strings and arrays (default: first items)\n"
@@ -27,7 +30,25 @@ static void usage(FILE *f)
             "              (nextn_predict_layers) are left out.  That is what the home\n"
             "              rank of a sequence reads per decode step at batch 1.\n"
             "  --ranks N   ranks the experts are spread over (default 1)\n"
-            "  --help   this text\n");
+            "  --plan      the memory each node of a worker job of N nodes (one rank a\n"
+            "              node) needs, from the tensor table only (no weight is read):\n"
+            "                shared    trunk tensors that are not routed experts (every node)\n"
+            "                experts   the node's routed experts under the placement\n"
+            "                kv        the latent cache moe-worker allocates: (kv_lora +\n"
+            "                          qk_rope) float32 per token per layer, for S x (C + 1\n"
+            "                          + block) tokens\n"
+            "                work      the engine's activation and scratch buffers\n"
+            "                exchange  the expert exchange's buffers at full steps, uniform\n"
+            "                          routing (an estimate)\n"
+            "              then the exact bytes, and the file's bytes for comparison\n"
+            "  --nodes N   nodes (ranks) of the job, 1..%d (--plan)\n"
+            "  --ctx C     tokens per sequence, as moe-worker --ctx (default min(4096,\n"
+            "              the file's context_length))\n"
+            "  --seqs S    sequences a node holds at once, as moe-worker --max-seqs (16)\n"
+            "  --step-tokens N, --threads N, --block-size N   as moe-worker (1024, 1, 16)\n"
+            "  --placement FILE   expert placement file, as moe-worker (default contiguous)\n"
+            "  --help   this text\n",
+            MOE_PLACEMENT_MAX_RANKS);
 }
 
 static void put_escaped(const char *s, uint64_t len, uint64_t max)
@@ -163,13 +184,87 @@ static void print_summary(const moe_gguf *g, const char *path, int ranks)
            routed / 1048576.0, (long long)k_used, (long long)n_expert, ranks, ranks == 1 ? "" : "s");
 }
 
+static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
+
+/* --plan: one line a node in GiB, the same in bytes, and the file's bytes
+ * (the sum over nodes is the trunk's tensor bytes plus nodes - 1 copies of
+ * the shared part: only routed experts are split). */
+static int print_plan(const char *path, int nodes, const char *placement, const moe_plan_opts *po)
+{
+    moe_err err;
+    moe_model *m;
+    if (moe_model_open(&m, path, &err)) {
+        fprintf(stderr, "moe-gguf: %s\n", err.msg);
+        return 1;
+    }
+    moe_placement *p = NULL;
+    moe_plan_rank *r = moe_xcalloc((size_t)nodes, sizeof *r);
+    int rc = 1;
+    if (moe_plan_placement(m, nodes, placement, &p, &err)) goto out;
+    for (int i = 0; i < nodes; i++)
+        if (moe_plan_rank_compute(m, p, po, i, &r[i], &err)) goto out;
+    const moe_hparams *hp = &m->hp;
+    moe_engine_opts eo;
+    moe_plan_engine_opts(hp, po, &eo);
+    uint64_t tensors = 0, mtp = 0;
+    for (int i = 0; i < moe_gguf_n_tensors(m->gguf); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(m->gguf, i);
+        tensors += t->size;
+        if (!strncmp(t->name, "blk.", 4) && atoi(t->name + 4) >= hp->n_layer) mtp += t->size;
+    }
+    printf("plan: %s\n", path);
+    printf("  %d node%s, one rank each; placement %s; %d sequences a node of up to %lld tokens (cache of %lld "
+           "tokens, blocks of %d); steps of %d tokens; %d thread%s\n",
+           nodes, nodes == 1 ? "" : "s", placement ? placement : "contiguous", eo.max_seqs,
+           (long long)eo.max_ctx - 1, (long long)eo.cache_tokens, eo.block_size, eo.max_batch_tokens, eo.n_threads,
+           eo.n_threads == 1 ? "" : "s");
+    printf("  %d layers (%d dense), %d routed experts (%d used), latent cache %d x float32 per token per layer\n",
+           hp->n_layer, hp->n_dense_lead, hp->n_expert, hp->n_used, hp->kv_lora + hp->qk_rope);
+    printf("  %-6s %12s %12s %12s %12s %12s %12s\n", "node", "shared GiB", "experts GiB", "kv GiB", "work GiB",
+           "exchange GiB", "total GiB");
+    uint64_t sum = 0, wsum = 0;
+    for (int i = 0; i < nodes; i++) {
+        printf("  %-6d %12.2f %12.2f %12.2f %12.2f %12.2f %12.2f\n", i, gib(r[i].shared), gib(r[i].experts),
+               gib(r[i].kv), gib(r[i].work), gib(r[i].xchg), gib(r[i].total));
+        sum += r[i].total; /* each total fits; nodes <= 4096 of them fit too unless near 2^52 bytes each */
+        wsum += r[i].shared + r[i].experts;
+    }
+    printf("  %-6s %12s %12s %12s %12s %12s %12.2f\n", "all", "", "", "", "", "", gib(sum));
+    printf("  bytes\n  %-6s %16s %16s %16s %16s %16s %16s\n", "node", "shared", "experts", "kv", "work", "exchange",
+           "total");
+    for (int i = 0; i < nodes; i++)
+        printf("  %-6d %16llu %16llu %16llu %16llu %16llu %16llu\n", i, (unsigned long long)r[i].shared,
+               (unsigned long long)r[i].experts, (unsigned long long)r[i].kv, (unsigned long long)r[i].work,
+               (unsigned long long)r[i].xchg, (unsigned long long)r[i].total);
+    printf("  file size %llu, tensor bytes %llu (MTP blocks %llu, never read), weights over all nodes %llu\n",
+           (unsigned long long)moe_gguf_file_size(m->gguf), (unsigned long long)tensors, (unsigned long long)mtp,
+           (unsigned long long)wsum);
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "moe-gguf: %s\n", err.msg);
+    free(r);
+    moe_placement_free(p);
+    moe_model_free(m);
+    return rc;
+}
+
 static const size_t elem_size[MOE_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 int main(int argc, char **argv)
 {
-    bool full = false, summary = false;
-    int ranks = 1;
-    const char *path = NULL;
+    bool full = false, summary = false, plan = false;
+    int ranks = 1, nodes = 0;
+    const char *path = NULL, *placement = NULL;
+    moe_plan_opts po;
+    moe_plan_opts_default(&po);
+    /* numeric flags: name, bounds (moe-worker's), destination */
+    struct { const char *flag; int64_t lo, hi, v; bool set; } nums[] = {
+        {"--ranks", 1, 1 << 20, 1, false},     {"--nodes", 1, MOE_PLACEMENT_MAX_RANKS, 0, false},
+        {"--ctx", 1, 1 << 24, 0, false},       {"--seqs", 1, 4096, 16, false},
+        {"--step-tokens", 1, 65536, 1024, false}, {"--threads", 1, 256, 1, false},
+        {"--block-size", 1, 4096, 16, false},
+    };
+    const size_t n_nums = sizeof nums / sizeof nums[0];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -178,16 +273,28 @@ int main(int argc, char **argv)
             full = true;
         } else if (!strcmp(argv[i], "--summary")) {
             summary = true;
-        } else if (!strcmp(argv[i], "--ranks")) {
-            int64_t v;
-            moe_err e;
-            if (i + 1 >= argc || moe_parse_i64(argv[i + 1], 1, 1 << 20, &v, &e)) {
-                fprintf(stderr, "moe-gguf: --ranks needs a number in [1, %d]\n", 1 << 20);
+        } else if (!strcmp(argv[i], "--plan")) {
+            plan = true;
+        } else if (!strcmp(argv[i], "--placement")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moe-gguf: --placement needs a file\n");
                 return 2;
             }
-            ranks = (int)v;
-            i++;
+            placement = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
+            size_t k = 0;
+            while (k < n_nums && strcmp(argv[i], nums[k].flag)) k++;
+            if (k < n_nums) {
+                moe_err e;
+                if (i + 1 >= argc || moe_parse_i64(argv[i + 1], nums[k].lo, nums[k].hi, &nums[k].v, &e)) {
+                    fprintf(stderr, "moe-gguf: %s needs a number in [%lld, %lld]\n", nums[k].flag,
+                            (long long)nums[k].lo, (long long)nums[k].hi);
+                    return 2;
+                }
+                nums[k].set = true;
+                i++;
+                continue;
+            }
             fprintf(stderr, "moe-gguf: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
@@ -202,6 +309,31 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    ranks = (int)nums[0].v;
+    nodes = (int)nums[1].v;
+    po.ctx = nums[2].v;
+    po.max_seqs = (int)nums[3].v;
+    po.step_tokens = (int)nums[4].v;
+    po.threads = (int)nums[5].v;
+    po.block_size = (int)nums[6].v;
+    if (plan && !nums[1].set) {
+        fprintf(stderr, "moe-gguf: --plan needs --nodes N\n");
+        return 2;
+    }
+    for (size_t k = 1; k < n_nums; k++)
+        if (nums[k].set && !plan) {
+            fprintf(stderr, "moe-gguf: %s goes with --plan\n", nums[k].flag);
+            return 2;
+        }
+    if (placement && !plan) {
+        fprintf(stderr, "moe-gguf: --placement goes with --plan\n");
+        return 2;
+    }
+    if (plan && (summary || full || nums[0].set)) {
+        fprintf(stderr, "moe-gguf: --plan does not go with --summary, --full or --ranks\n");
+        return 2;
+    }
+    if (plan) return print_plan(path, nodes, placement, &po);
     moe_err err;
     moe_gguf *g;
     if (moe_gguf_open(&g, path, &err)) {

@@ -43,6 +43,9 @@ static void usage(FILE *f)
         "  --mtp N                trailing MTP blocks (nextn_predict_layers)\n"
         "  --mla split|fused      attn_k_b/attn_v_b (current) or legacy attn_kv_b\n"
         "  --threads N            writer threads (default: all cores)\n"
+        "  --sparse               write the header and tensor table only; the tensor data is a\n"
+        "                         hole of the file's full size (zeros, no disk used): a file\n"
+        "                         for moe-gguf --plan / --summary of shapes too large to write\n"
         "  --recode IN.gguf       re-encode IN.gguf (f32, f16, bf16 or q8_0 tensors) as --type,\n"
         "                         in llama-quantize's file layout (byte for byte its output\n"
         "                         from an f32 file)\n"
@@ -86,6 +89,7 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--norm-weights")) { s.norm_weights = true; continue; }
         if (!strcmp(a, "--no-norm-weights")) { s.norm_weights = false; continue; }
+        if (!strcmp(a, "--sparse")) { s.sparse = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "moe-mkmodel: %s needs a value (or is unknown); see --help\n", a);
             return 2;

@@ -40,20 +40,102 @@ moe_kvcache *moe_engine_cache(moe_engine *e) { return e->cache; }
  * where malloc happened to put them (rows of the usual widths stay aligned). */
 static float *falloc(int64_t n) { return moe_xmalloc_lines((size_t)(n > 0 ? n : 1) * sizeof(float)); }
 
+/* The options with their defaults filled in, checked. */
+static int opts_resolve(const moe_hparams *hp, moe_engine_opts *o, moe_err *err)
+{
+    if (o->n_threads < 1 || o->n_threads > 256) return moe_err_set(err, "threads %d not in 1..256", o->n_threads);
+    if (o->max_ctx <= 0) o->max_ctx = hp->ctx_train < 4096 ? hp->ctx_train : 4096;
+    if (o->max_ctx > (1 << 24)) return moe_err_set(err, "max context %lld is too large", (long long)o->max_ctx);
+    if (o->max_seqs < 1 || o->max_seqs > 4096) return moe_err_set(err, "max sequences %d not in 1..4096", o->max_seqs);
+    if (o->max_batch_tokens < 1 || o->max_batch_tokens > 65536)
+        return moe_err_set(err, "max batch tokens %d not in 1..65536", o->max_batch_tokens);
+    if (o->decompress_min < 0) return moe_err_set(err, "decompress_min < 0");
+    if (o->cache_tokens <= 0) o->cache_tokens = o->max_ctx * o->max_seqs;
+    if (o->cache_tokens > ((int64_t)1 << 40)) return moe_err_set(err, "cache of %lld tokens is too large", (long long)o->cache_tokens);
+    if (o->block_size < 1 || o->block_size > 4096) return moe_err_set(err, "block size %d not in 1..4096", o->block_size);
+    return MOE_OK;
+}
+
+static moe_kvcache_cfg cache_cfg(const moe_hparams *hp, const moe_engine_opts *o)
+{
+    return (moe_kvcache_cfg){
+        .n_layer = hp->n_layer,
+        .width = hp->kv_lora + hp->qk_rope,
+        .block_size = o->block_size,
+        .n_blocks = (o->cache_tokens + o->block_size - 1) / o->block_size,
+        .max_seqs = o->max_seqs,
+        .max_ctx = o->max_ctx,
+    };
+}
+
+/* Bytes of the buffers moe_engine_init allocates beside the cache, buffer
+ * for buffer in the order it allocates them (keep the two in step:
+ * tests/plan_mem_test.c compares this with what init takes). */
+static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t *out, moe_err *err)
+{
+    const uint64_t N = (uint64_t)o->max_batch_tokens, D = (uint64_t)hp->dim, H = (uint64_t)hp->n_head;
+    const uint64_t qk = (uint64_t)(hp->qk_nope + hp->qk_rope);
+    const uint64_t sff = (uint64_t)hp->n_shared * (uint64_t)hp->expert_ff;
+    const uint64_t fmax = (uint64_t)hp->dense_ff > sff ? (uint64_t)hp->dense_ff : sff;
+    const uint64_t NK = N * (uint64_t)(hp->n_used > 0 ? hp->n_used : 1);
+    const uint64_t T = (uint64_t)o->n_threads, ctx = (uint64_t)o->max_ctx;
+    const uint64_t E = (uint64_t)hp->n_expert, ff = (uint64_t)hp->expert_ff, kv = (uint64_t)hp->kv_lora;
+    /* floats of each buffer (falloc: at least one), then other element sizes */
+    const uint64_t floats[][2] = {
+        {N, D}, {N, D}, {N, D}, {N, (uint64_t)hp->q_lora}, {N, H * qk}, {N, kv + (uint64_t)hp->qk_rope},
+        {N, (uint64_t)hp->qk_rope}, {N, H * (uint64_t)hp->v_dim}, {N, fmax}, {N, fmax}, {N, D}, {N, E}, {NK, 1},
+        {NK, D}, {NK, ff}, {NK, ff}, {NK, D}, {N, (uint64_t)hp->vocab},
+    };
+    const uint64_t other[][2] = {
+        {N, sizeof(int)}, {N, sizeof(int64_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)},
+        {E + 1, sizeof(int32_t)}, {E + 1, sizeof(int32_t)}, {2 * E + 4, sizeof(mm_job)}, {N * H, sizeof(attn_task)},
+        {T, sizeof(attn_scratch)}, {1, sizeof(moe_engine)},
+    };
+    bool ok = true;
+    uint64_t b = 0, t;
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        ok = ok && moe_mul_u64(floats[i][0], floats[i][1], &t) && moe_mul_u64(t ? t : 1, sizeof(float), &t) &&
+             moe_add_u64(b, t, &b);
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        ok = ok && moe_mul_u64(other[i][0], other[i][1], &t) && moe_add_u64(b, t, &b);
+    if (o->act_q8) {
+        /* as in init: the largest set of distinct activations one run quantizes */
+        uint64_t q = (NK + N) * D;
+        const uint64_t cands[] = {NK * ff + N * sff, N * (uint64_t)hp->dense_ff, N * H * (uint64_t)hp->v_dim,
+                                  N * (uint64_t)hp->q_lora, N * D};
+        for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) q = cands[i] > q ? cands[i] : q;
+        ok = ok && q <= INT64_MAX / 8 &&
+             moe_add_u64(b, 3 * (uint64_t)moe_kern_act_bytes_max((int64_t)q) + 64 * (2 * E + 5), &b);
+    }
+    /* per thread: scores, q_lat, ctx_lat, dec, ml, xq */
+    const uint64_t scores = (ctx > ATTN_CHUNK ? ctx : ATTN_CHUNK) * H;
+    const uint64_t dec = o->decompress_min > 0 ? ctx * (uint64_t)(hp->qk_nope + hp->v_dim) : 0;
+    uint64_t per = 0;
+    ok = ok && moe_add_u64(scores, 2 * kv * H, &per) && moe_add_u64(per, dec + 2 * H, &per) &&
+         moe_mul_u64(per, sizeof(float), &per) &&
+         moe_add_u64(per, (uint64_t)moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope), &per) &&
+         moe_mul_u64(per, T, &per) && moe_add_u64(b, per, &b);
+    if (!ok) return moe_err_set(err, "engine buffer sizes overflow");
+    *out = b;
+    return MOE_OK;
+}
+
+int moe_engine_mem(const moe_hparams *hp, const moe_engine_opts *opts, uint64_t *cache_bytes, uint64_t *work,
+                   moe_err *err)
+{
+    moe_engine_opts o = *opts;
+    if (opts_resolve(hp, &o, err)) return MOE_ERR;
+    const moe_kvcache_cfg cc = cache_cfg(hp, &o);
+    if (moe_kvcache_bytes(&cc, cache_bytes, err)) return MOE_ERR;
+    return work_bytes(hp, &o, work, err);
+}
+
 int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err)
 {
     *out = NULL;
     moe_engine_opts o = *opts;
     const moe_hparams *hp = &m->hp;
-    if (o.n_threads < 1 || o.n_threads > 256) return moe_err_set(err, "threads %d not in 1..256", o.n_threads);
-    if (o.max_ctx <= 0) o.max_ctx = hp->ctx_train < 4096 ? hp->ctx_train : 4096;
-    if (o.max_ctx > (1 << 24)) return moe_err_set(err, "max context %lld is too large", (long long)o.max_ctx);
-    if (o.max_seqs < 1 || o.max_seqs > 4096) return moe_err_set(err, "max sequences %d not in 1..4096", o.max_seqs);
-    if (o.max_batch_tokens < 1 || o.max_batch_tokens > 65536)
-        return moe_err_set(err, "max batch tokens %d not in 1..65536", o.max_batch_tokens);
-    if (o.decompress_min < 0) return moe_err_set(err, "decompress_min < 0");
-    if (o.cache_tokens <= 0) o.cache_tokens = o.max_ctx * o.max_seqs;
-    if (o.block_size < 1 || o.block_size > 4096) return moe_err_set(err, "block size %d not in 1..4096", o.block_size);
+    if (opts_resolve(hp, &o, err)) return MOE_ERR;
     if (!o.kernels && moe_kern_choose(&o.kernels, err)) return MOE_ERR;
 
     moe_engine *e = moe_xcalloc(1, sizeof *e);
@@ -65,14 +147,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
         free(e);
         return MOE_ERR;
     }
-    moe_kvcache_cfg cc = {
-        .n_layer = hp->n_layer,
-        .width = hp->kv_lora + hp->qk_rope,
-        .block_size = o.block_size,
-        .n_blocks = (o.cache_tokens + o.block_size - 1) / o.block_size,
-        .max_seqs = o.max_seqs,
-        .max_ctx = o.max_ctx,
-    };
+    const moe_kvcache_cfg cc = cache_cfg(hp, &o);
     if (moe_kvcache_init(&e->cache, &cc, err) != MOE_OK) {
         moe_pool_free(e->pool);
         free(e);

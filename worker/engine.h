@@ -82,6 +82,12 @@ typedef struct moe_engine_opts {
 void moe_engine_opts_default(moe_engine_opts *o);
 
 int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err);
+/* What moe_engine_init(m, opts) would allocate, without allocating:
+ * *cache_bytes for the latent cache (moe_kvcache_bytes), *work_bytes for
+ * every other buffer (activations, expert scratch, logits, per-thread
+ * attention scratch).  For memory plans (moe-gguf --plan). */
+int moe_engine_mem(const moe_hparams *hp, const moe_engine_opts *opts, uint64_t *cache_bytes, uint64_t *work_bytes,
+                   moe_err *err);
 void moe_engine_free(moe_engine *e);
 
 const moe_model *moe_engine_model(const moe_engine *e);

@@ -23,19 +23,43 @@ struct moe_kvcache {
     kv_seq *seqs;          /* [max_seqs] */
 };
 
-int moe_kvcache_init(moe_kvcache **out, const moe_kvcache_cfg *cfg, moe_err *err)
+/* Checks cfg; *block_floats and *pool_bytes as the pool needs them. */
+static int cfg_check(const moe_kvcache_cfg *cfg, size_t *block_floats, size_t *pool_bytes, moe_err *err)
 {
-    *out = NULL;
     if (cfg->n_layer < 1 || cfg->width < 1) return moe_err_set(err, "cache: bad layer count or width");
     if (cfg->block_size < 1 || cfg->block_size > 4096)
         return moe_err_set(err, "cache block size %d is not in 1..4096", cfg->block_size);
     if (cfg->n_blocks < 1 || cfg->n_blocks > INT32_MAX) return moe_err_set(err, "cache block count is not in 1..2^31");
     if (cfg->max_seqs < 1 || cfg->max_seqs > 1 << 20) return moe_err_set(err, "cache: max sequences not in 1..2^20");
-    if (cfg->max_ctx < 1) return moe_err_set(err, "cache: max context < 1");
-    size_t bf, total;
+    if (cfg->max_ctx < 1 || cfg->max_ctx > INT64_MAX - 4096) return moe_err_set(err, "cache: max context not in 1..2^63");
+    size_t bf = 0, total = 0;
     if (!moe_mul_size((size_t)cfg->n_layer, (size_t)cfg->block_size, &bf) || !moe_mul_size(bf, (size_t)cfg->width, &bf) ||
         !moe_mul_size(bf, (size_t)cfg->n_blocks, &total) || !moe_mul_size(total, sizeof(float), &total))
         return moe_err_set(err, "cache size overflows");
+    *block_floats = bf;
+    *pool_bytes = total;
+    return MOE_OK;
+}
+
+int moe_kvcache_bytes(const moe_kvcache_cfg *cfg, uint64_t *bytes, moe_err *err)
+{
+    size_t bf = 0, pool = 0;
+    if (cfg_check(cfg, &bf, &pool, err)) return MOE_ERR;
+    const uint64_t per_seq = (uint64_t)((cfg->max_ctx + cfg->block_size - 1) / cfg->block_size);
+    uint64_t b = 0, t;
+    if (!moe_mul_u64(per_seq, sizeof(int32_t), &t) || !moe_add_u64(t, sizeof(kv_seq), &t) ||
+        !moe_mul_u64(t, (uint64_t)cfg->max_seqs, &b) || !moe_add_u64(b, pool, &b) ||
+        !moe_add_u64(b, (uint64_t)cfg->n_blocks * sizeof(int32_t) + sizeof(moe_kvcache), &b))
+        return moe_err_set(err, "cache size overflows");
+    *bytes = b;
+    return MOE_OK;
+}
+
+int moe_kvcache_init(moe_kvcache **out, const moe_kvcache_cfg *cfg, moe_err *err)
+{
+    *out = NULL;
+    size_t bf = 0, total = 0;
+    if (cfg_check(cfg, &bf, &total, err)) return MOE_ERR;
     moe_kvcache *c = moe_xcalloc(1, sizeof *c);
     c->cfg = *cfg;
     c->block_floats = bf;

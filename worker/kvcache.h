@@ -30,6 +30,11 @@ typedef struct moe_kvcache_cfg {
     int64_t max_ctx;    /* tokens per sequence */
 } moe_kvcache_cfg;
 
+/* Checks cfg and sets *bytes to what moe_kvcache_init allocates for it:
+ * the pool (n_blocks × n_layer × block_size × width floats) and its
+ * tables, counting every sequence slot's block table (each is allocated
+ * when its slot is first used). */
+int moe_kvcache_bytes(const moe_kvcache_cfg *cfg, uint64_t *bytes, moe_err *err);
 int moe_kvcache_init(moe_kvcache **out, const moe_kvcache_cfg *cfg, moe_err *err);
 void moe_kvcache_free(moe_kvcache *c);
 

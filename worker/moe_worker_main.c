@@ -38,6 +38,7 @@
 #include "gen.h"
 #include "job.h"
 #include "placement.h"
+#include "plan.h"
 #include "residency.h"
 #include "source.h"
 #include "tokenizer.h"
@@ -179,12 +180,8 @@ static int load(worker *w, moe_err *err)
         if (w->me == 0) fprintf(stderr, "moe-worker: rank %d could not load the model; stopping\n", bad);
         return MOE_ERR;
     }
-    const moe_hparams *hp = &w->m->hp;
     moe_residency_advise(w->m);
-    moe_placement_shape shape = {hp->n_layer, hp->n_dense_lead, hp->n_expert, w->R};
-    if (hp->n_dense_lead >= hp->n_layer) st = moe_err_set(err, "the model has no MoE layers");
-    else st = w->o.placement ? moe_placement_load(&w->pl, &shape, w->o.placement, err)
-                             : moe_placement_contiguous(&w->pl, &shape, err);
+    st = moe_plan_placement(w->m, w->R, w->o.placement, &w->pl, err);
     if (st == MOE_OK && w->o.batch) {
         const moe_batch_opts bo = {.path = w->o.batch, .dump_dir = w->o.dump, .linger = w->o.linger,
                                     .replay_after = (int)w->o.replay_after};
@@ -230,10 +227,19 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     int max_seqs = 1;
     int64_t max_len = 1, cache_tokens = 0;
     if (o->coordinator) {
-        const int64_t ctx = o->ctx ? o->ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
-        max_seqs = (int)o->max_seqs;
-        max_len = ctx + 1;
-        cache_tokens = (int64_t)max_seqs * (max_len + o->block);
+        /* the sizes moe-gguf --plan accounts for */
+        moe_plan_opts po;
+        moe_plan_opts_default(&po);
+        po.ctx = o->ctx;
+        po.max_seqs = (int)o->max_seqs;
+        po.block_size = (int)o->block;
+        po.step_tokens = (int)o->step_tokens;
+        po.threads = (int)o->threads;
+        moe_engine_opts pe;
+        moe_plan_engine_opts(hp, &po, &pe);
+        max_seqs = pe.max_seqs;
+        max_len = pe.max_ctx;
+        cache_tokens = pe.cache_tokens;
     } else {
         moe_source_batch_sizes(w->batch, (int)o->block, &max_seqs, &max_len, &cache_tokens);
         if (max_seqs < 1) max_seqs = 1;

@@ -1,0 +1,109 @@
+/*
+ * plan.c — per-rank memory plan (plan.h).
+ */
+#include "plan.h"
+
+#include <string.h>
+
+#include "residency.h"
+
+void moe_plan_opts_default(moe_plan_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_seqs = 16;
+    o->block_size = 16;
+    o->step_tokens = 1024;
+    o->threads = 1;
+}
+
+int moe_plan_placement(const moe_model *m, int n_rank, const char *path, moe_placement **out, moe_err *err)
+{
+    const moe_hparams *hp = &m->hp;
+    *out = NULL;
+    moe_placement_shape shape = {hp->n_layer, hp->n_dense_lead, hp->n_expert, n_rank};
+    if (hp->n_dense_lead >= hp->n_layer) return moe_err_set(err, "the model has no MoE layers");
+    return path ? moe_placement_load(out, &shape, path, err) : moe_placement_contiguous(out, &shape, err);
+}
+
+void moe_plan_engine_opts(const moe_hparams *hp, const moe_plan_opts *o, moe_engine_opts *eo)
+{
+    moe_engine_opts_default(eo);
+    const int64_t ctx = o->ctx ? o->ctx : (hp->ctx_train < 4096 ? hp->ctx_train : 4096);
+    eo->n_threads = o->threads;
+    eo->block_size = o->block_size;
+    eo->max_seqs = o->max_seqs;
+    /* the prompt and every generated token, the last one included */
+    eo->max_ctx = ctx + 1;
+    eo->cache_tokens = (int64_t)o->max_seqs * (eo->max_ctx + o->block_size);
+    eo->max_batch_tokens = o->step_tokens;
+}
+
+/* The N of "blk.N.", or -1. */
+static int layer_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4)) return -1;
+    long v = 0;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > 1000000) return -1;
+    return *p == '.' ? (int)v : -1;
+}
+
+uint64_t moe_plan_shared_bytes(const moe_model *m)
+{
+    uint64_t bytes = 0;
+    for (int i = 0; i < moe_gguf_n_tensors(m->gguf); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(m->gguf, i);
+        const int il = layer_of(t->name);
+        if (il >= m->hp.n_layer) continue; /* an MTP block */
+        bool routed = false;
+        if (il >= 0) {
+            const moe_mat *mats[3];
+            for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) routed |= mats[k]->data == t->data;
+        }
+        if (!routed) bytes += t->size; /* the reader checked the sizes against the file */
+    }
+    return bytes;
+}
+
+/* The exchange's buffers (xchg.c: d_send, d_recv, ids, order, cnt, pairs,
+ * xe, ye, g, u, c_send, c_recv) for a step of N tokens on every rank,
+ * each token sending its K routed slots to min(K, R) ranks and the pairs
+ * spreading evenly over the experts; grow() keeps 1.5 times the largest
+ * request. */
+static int xchg_bytes(const moe_hparams *hp, int n_rank, int step_tokens, uint64_t *out, moe_err *err)
+{
+    const uint64_t N = (uint64_t)step_tokens, K = (uint64_t)hp->n_used, R = (uint64_t)n_rank;
+    const uint64_t D = (uint64_t)hp->dim, E = (uint64_t)hp->n_expert, ff = (uint64_t)hp->expert_ff;
+    const uint64_t rows = N * (K < R ? K : R), pairs = N * K;
+    const uint64_t m = (pairs * R + E - 1) / E; /* pairs of one expert */
+    uint64_t f = 0; /* 4-byte elements */
+    bool ok = moe_mul_u64(rows, 2 * (D + K) + 3 * K, &f); /* d_send, d_recv; ids, order, cnt */
+    uint64_t t;
+    ok = ok && moe_mul_u64(pairs, 3 + 4 * D, &t) && moe_add_u64(f, t, &f); /* pairs; xe, ye, c_send, c_recv */
+    ok = ok && moe_mul_u64(m, 2 * ff, &t) && moe_add_u64(f, t, &f);      /* g, u */
+    ok = ok && moe_mul_u64(f, 4, &f) && f <= UINT64_MAX / 3;
+    if (!ok) return moe_err_set(err, "exchange buffer sizes overflow");
+    *out = f / 2 * 3;
+    return MOE_OK;
+}
+
+int moe_plan_rank_compute(const moe_model *m, const moe_placement *p, const moe_plan_opts *o, int rank,
+                          moe_plan_rank *out, moe_err *err)
+{
+    const moe_placement_shape *s = moe_placement_shape_of(p);
+    if (rank < 0 || rank >= s->n_rank) return moe_err_set(err, "rank %d is not in 0..%d", rank, s->n_rank - 1);
+    moe_engine_opts eo;
+    moe_plan_engine_opts(&m->hp, o, &eo);
+    moe_plan_rank r = {.shared = moe_plan_shared_bytes(m), .experts = moe_residency_share(m, p, rank)};
+    if (moe_engine_mem(&m->hp, &eo, &r.kv, &r.work, err)) return MOE_ERR;
+    if (xchg_bytes(&m->hp, s->n_rank, o->step_tokens, &r.xchg, err)) return MOE_ERR;
+    uint64_t t = r.shared;
+    if (!moe_add_u64(t, r.experts, &t) || !moe_add_u64(t, r.kv, &t) || !moe_add_u64(t, r.work, &t) ||
+        !moe_add_u64(t, r.xchg, &t))
+        return moe_err_set(err, "the plan's total overflows");
+    r.total = t;
+    *out = r;
+    return MOE_OK;
+}

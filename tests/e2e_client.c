@@ -26,9 +26,12 @@
  *                               prints every chunk as 'c REQ INDEX N_IDS T_US ids...'
  *                               (T_US: wall clock, microseconds) and every finish as
  *                               'f REQ REASON CODE TOKENS'; exit 0 when all finished
- *   e2e_client many N REQ K FILE EP  the same, and once request REQ has K tokens
- *                               (still running) sends the signals FILE lists
- *                               ('PID SIG' lines) and prints 'fault T_US FINISHED'
+ *   e2e_client many N REQ K FILE [REQ K FILE]... EP  the same, with faults made
+ *                               one after the other: fault I waits for its FILE
+ *                               ('PID SIG' lines, written by the test once it
+ *                               knows where REQ runs), then for K more tokens of
+ *                               REQ (still running), sends the signals and prints
+ *                               'fault I T_US FINISHED GOT' (GOT: REQ's tokens)
  *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
  *                               at the first chunk and "finish <reason> <code>"
  *                               at the end (exit 0 on a normal finish)
@@ -519,32 +522,44 @@ static double wall_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* The fault of many(): once request `req` has k tokens (and while it runs),
- * the signals in FILE ('PID SIG' lines, written by the test when it knows
- * the pids) are sent, in order, and 'fault T_US FINISHED' printed. */
+/* The faults of many(), made in order: fault i waits for its FILE (a
+ * 'PID SIG' line per signal, written by the test when it knows the pids),
+ * then for k more tokens of its request (counted from when the file was
+ * found), and sends the signals while the request runs. */
 typedef struct fault_at {
     const char *req, *file;
     int k;
-    bool done;
+    int base;                 /* the request's tokens when the file was found (-1: not yet) */
+    long pid[16], sig[16];
+    int n_sig;
 } fault_at;
 
-static void maybe_fault(fault_at *fa, int got, int finished)
+#define MAX_FAULTS 8
+
+/* got: tokens of each fault's request so far; over: it has finished. */
+static void maybe_fault(fault_at *fa, int n_fa, int *next, const int *got, const bool *over, int finished)
 {
-    if (!fa->req || fa->done || got < fa->k) return;
-    FILE *f = fopen(fa->file, "r");
-    if (!f) return; /* not written yet: at the next chunk */
-    long pid, sig;
-    int n = 0;
+    if (*next >= n_fa) return;
+    fault_at *f = &fa[*next];
+    if (over[*next]) return;
+    if (f->base < 0) {
+        FILE *fp = fopen(f->file, "r");
+        if (!fp) return; /* not written yet: at the next chunk */
+        f->n_sig = 0;
+        while (f->n_sig < 16 && fscanf(fp, "%ld %ld", &f->pid[f->n_sig], &f->sig[f->n_sig]) == 2)
+            if (f->pid[f->n_sig] > 1 && f->sig[f->n_sig] > 0 && f->sig[f->n_sig] < 64) f->n_sig++;
+        fclose(fp);
+        if (f->n_sig == 0) return; /* empty (being written): at the next chunk */
+        f->base = got[*next];
+    }
+    if (got[*next] < f->base + f->k) return;
     const double t = wall_us();
-    while (fscanf(f, "%ld %ld", &pid, &sig) == 2)
-        if (pid > 1 && sig > 0 && sig < 64) n += kill((pid_t)pid, (int)sig) == 0;
-    fclose(f);
-    if (n == 0) return; /* an empty file (being written): at the next chunk */
-    fa->done = true;
-    printf("fault %.0f %d\n", t, finished);
+    for (int i = 0; i < f->n_sig; i++) kill((pid_t)f->pid[i], (int)f->sig[i]);
+    printf("fault %d %.0f %d %d\n", *next + 1, t, finished, got[*next]);
+    (*next)++;
 }
 
-static int many(int n, fault_at *fa)
+static int many(int n, fault_at *fa, int n_fa)
 {
     if (n < 1 || n > 4096) return 2;
     hello();
@@ -579,8 +594,8 @@ static int many(int n, fault_at *fa)
         m.generate = &g;
         send_msg(&m);
     }
-    int done = 0, got = 0;
-    bool req_over = false;
+    int done = 0, next_fault = 0, got[MAX_FAULTS] = {0};
+    bool req_over[MAX_FAULTS] = {false};
     while (done < n) {
         moe_link_in in;
         Moe__ServerMsg *m = next(120, &in);
@@ -590,11 +605,13 @@ static int many(int n, fault_at *fa)
             printf("c %s %u %zu %.0f", c->request_id ? c->request_id : "?", c->index, c->n_ids, wall_us());
             for (size_t k = 0; k < c->n_ids; k++) printf(" %d", c->ids[k]);
             putchar('\n');
-            if (fa->req && c->request_id && !strcmp(c->request_id, fa->req)) got = (int)(c->index + c->n_ids);
-            if (!req_over) maybe_fault(fa, got, done);
+            for (int i = 0; i < n_fa; i++)
+                if (c->request_id && !strcmp(c->request_id, fa[i].req)) got[i] = (int)(c->index + c->n_ids);
+            maybe_fault(fa, n_fa, &next_fault, got, req_over, done);
         } else if (m->body_case == MOE__SERVER_MSG__BODY_FINISH) {
             const Moe__Finish *f = m->finish;
-            if (fa->req && f->request_id && !strcmp(f->request_id, fa->req)) req_over = true;
+            for (int i = 0; i < n_fa; i++)
+                if (f->request_id && !strcmp(f->request_id, fa[i].req)) req_over[i] = true;
             printf("f %s %s %s %u\n", f->request_id ? f->request_id : "?",
                    moe_msg_end_name(f->has_reason ? (int)f->reason : -1),
                    moe_msg_code_name(f->has_code ? (int)f->code : 0),
@@ -609,7 +626,8 @@ static int many(int n, fault_at *fa)
         moe_link_in_clear(&in);
     }
     EXPECT(done == n, "%d of %d requests ended", done, n);
-    return done == n ? 0 : 1;
+    EXPECT(next_fault == n_fa, "%d of %d faults made", next_fault, n_fa);
+    return done == n && next_fault == n_fa ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -638,10 +656,12 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "slowreader")) rc = slowreader();
     else if (!strcmp(argv[1], "hold") && argc == 4) rc = hold(atoi(argv[2]));
     else if (!strcmp(argv[1], "longrun") && argc == 4) rc = longrun(atoi(argv[2]));
-    else if (!strcmp(argv[1], "many") && (argc == 4 || argc == 7)) {
-        fault_at fa = {0};
-        if (argc == 7) fa = (fault_at){.req = argv[3], .k = atoi(argv[4]), .file = argv[5]};
-        rc = many(atoi(argv[2]), &fa);
+    else if (!strcmp(argv[1], "many") && argc >= 4 && (argc - 4) % 3 == 0 && (argc - 4) / 3 <= MAX_FAULTS) {
+        fault_at fa[MAX_FAULTS];
+        const int n_fa = (argc - 4) / 3;
+        for (int i = 0; i < n_fa; i++)
+            fa[i] = (fault_at){.req = argv[3 + 3 * i], .k = atoi(argv[4 + 3 * i]), .file = argv[5 + 3 * i], .base = -1};
+        rc = many(atoi(argv[2]), fa, n_fa);
     }
     printf("e2e_client %s: %d checks passed, %d failed\n", argv[1], n_pass, n_fail);
     moe_link_close(L);

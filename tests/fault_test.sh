@@ -13,6 +13,11 @@
 #       exactly, chunk indices without a gap or a repeat.  Prints each
 #       recovery time (fault to the first token after it; at most 30 s) and,
 #       for SIGSTOP, the detection time (at most the worker timeout + 1 s).
+#   fault_test.sh deadline NP   requests sent while the job is down (a rank
+#       killed, the restart 3 s away): those whose deadline outlasts the
+#       recovery wait and complete exactly as an undisturbed run's; one with a
+#       1 s deadline ends with deadline_exceeded (not worker_lost) after about
+#       1 s, before the job is back
 #   fault_test.sh crashloop     a job that cannot start (a bad model path given to
 #       the workers only): tried --max-start-failures times, then reported in
 #       the log and on /health, no busy loop (coordinator < 2% of a core over 6 s)
@@ -204,6 +209,41 @@ replay)
   [ "$restarts" = 5 ] || fail "restarts counted: $restarts, 5 faults"
   [ "${replayed%.*}" -ge 5 ] || fail "replayed requests counted: $replayed"
   echo "ok: 5 faults on $np ranks (three kill -9 in one run), nothing lost, changed or repeated"
+  ;;
+deadline)
+  np=${2:?NP}
+  start_coord "$model" "$np" --restart-backoff-ms 3000
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # 8 requests, greedy and seeded, different lengths, each with a deadline far beyond the recovery
+  awk 'BEGIN { for (i = 0; i < 8; i++) { s = i % 2 ? " seed=" 11 * i " temp=0.9" : "";
+                                          print "ids:" 1 + i "," 7 + 3 * i ",42", 8 + 5 * i, "deadline_ms=30000" s } }' > "$tmp/reqs"
+  "$bin/moe-client" --connect "ipc://$tmp/c" --file "$tmp/reqs" --concurrency 8 --ids-out --timeout 60 > "$tmp/base.out" 2> "$tmp/base.err" \
+      || fail "the undisturbed run failed: $(cat "$tmp/base.err")"
+  rank_pids
+  lines=$(wc -l < "$tmp/coord.err")
+  kill -KILL "${rpid[0]}"
+  down=$(wait_line_after "$tmp/coord.err" "$lines" "restarting it in 3.00 s" 10) || fail "the killed rank's job was not seen dead"
+  t0=$(now_us)
+  # the job is down for 3 s: requests sent now wait in the queue
+  "$bin/moe-client" --connect "ipc://$tmp/c" --file "$tmp/reqs" --concurrency 8 --ids-out --timeout 60 > "$tmp/a.out" 2> "$tmp/a.err" &
+  a=$!
+  "$bin/moe-client" --connect "ipc://$tmp/c" --ids 5,6,7 --max-tokens 8 --deadline-ms 1000 --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err"
+  rc=$?
+  dt=$(( ($(now_us) - t0) / 1000 ))
+  back_then=$(line_after "$tmp/coord.err" "$down" "the worker job is back")
+  cat "$tmp/b.err"
+  [ "$rc" != 0 ] || fail "the request with a 1 s deadline succeeded while the job was down"
+  grep -q "deadline_exceeded" "$tmp/b.err" || fail "the short request did not end with deadline_exceeded"
+  grep -qi "worker_lost" "$tmp/b.err" && fail "the short request ended with worker_lost"
+  [ -z "$back_then" ] || fail "the job was back before the short request ended: the test proves nothing"
+  echo "short deadline: ended with deadline_exceeded after $dt ms (deadline 1000 ms; the job still down)"
+  [ "$dt" -ge 950 ] && [ "$dt" -le 2500 ] || fail "the 1 s deadline ended after $dt ms"
+  wait "$a" || fail "requests queued during the restart failed: $(cat "$tmp/a.err")"
+  back=$(line_after "$tmp/coord.err" "$down" "the worker job is back")
+  [ -n "$back" ] || fail "the job never came back"
+  waited=$(( ($(now_us) - t0) / 1000 ))
+  cmp -s "$tmp/base.out" "$tmp/a.out" || { diff "$tmp/base.out" "$tmp/a.out" | head -5; fail "the queued requests' tokens differ from the undisturbed run"; }
+  echo "ok: 8 requests sent while the job was down waited for it (${waited} ms from the send to the last answer) and equal the undisturbed run"
   ;;
 crashloop)
   start_coord /nonexistent/model.gguf 2 --http 127.0.0.1:0 --max-start-failures 3 --restart-backoff-ms 100

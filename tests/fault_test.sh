@@ -70,21 +70,17 @@ tokens_of() {
              exit bad }' "$1" | sort
 }
 
-# pid of rank R of the current job (Open MPI's environment says which)
-rank_pid() {
-  local p
-  for p in $(pgrep -f "^$bin/moe-worker --model [^ ]* --coordinator ipc://$tmp/w"); do
-    [ "$(tr '\0' '\n' < /proc/"$p"/environ 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" = "$1" ] && { echo "$p"; return; }
-  done
-}
-
-# rank_pids: the current job's rank pids into rpid[] (its ranks are up)
+# rank_pids: the current job's rank pids into rpid[] (its ranks are up), in
+# one pass (the faults after the first wait for it while streams go on)
 rank_pids() {
-  local r
+  local p r
   rpid=()
+  for p in $(pgrep -f "^$bin/moe-worker --model [^ ]* --coordinator ipc://$tmp/w"); do
+    r=$(grep -az '^OMPI_COMM_WORLD_RANK=' "/proc/$p/environ" 2>/dev/null | tr -d '\0')
+    [ -n "$r" ] && rpid[${r#*=}]=$p
+  done
   for r in $(seq 0 $((np - 1))); do
-    rpid[r]=$(rank_pid "$r")
-    [ -n "${rpid[r]}" ] || fail "no process for rank $r"
+    [ -n "${rpid[r]:-}" ] || fail "no process for rank $r"
   done
 }
 
@@ -102,6 +98,16 @@ wait_line_after() {
   return 1
 }
 
+# pick_req OUT N: the 600-token request (every 8th) that has received the
+# fewest tokens so far in OUT and has not finished, ties broken in an order
+# drawn from the seed and N (so a later fault's request has most of its
+# stream ahead of it, even on a slow machine)
+pick_req() {
+  awk -v s="$seed" -v n="$2" '$1 == "c" { got[$2] = $3 + $4 } $1 == "f" { done[$2] = 1 }
+       END { for (i = 0; i < 8; i++) { r = "r" 8 * ((s + n + i) % 8); if (!(r in done)) print got[r] + 0, i, r, got[r] + 0 } }' \
+      "$1" 2>/dev/null | sort -n -k1,1 -k2,2 | head -1 | awk '{ print $3, $4 }'
+}
+
 # run_faults RUN KIND... : one run of 64 concurrent streams in which the
 # faults are made one after the other (fault i once the previous one's job
 # is back): each on the rank holding a chosen 600-token request after k more
@@ -109,32 +115,26 @@ wait_line_after() {
 # fault by fault, that it interrupted streams and the recovery time.
 run_faults() {
   local run=$1; shift
-  local kinds=("$@") nf=$# i out=$tmp/run$run.out
-  local j=() k=() args=()
-  for i in $(seq 1 "$nf"); do
-    # the chosen sequences: distinct 600-token requests (every 8th), k of their tokens
-    j[i]=$(( 8 * ((seed + run * 3 + i) % 8) ))
-    k[i]=$(( 3 + (seed * 7 + run * 3 + i) % 10 ))
-    echo "run $run, fault $i (${kinds[i-1]}): seed $seed, request r${j[i]} after k=${k[i]} more tokens"
-    args+=("r${j[i]}" "${k[i]}" "$tmp/pids$run.$i")
-  done
-  local launcher lines at rank pid
+  local kinds=("$@") nf=$# i out=$tmp/run$run.out files=()
+  for i in $(seq 1 "$nf"); do files+=("$tmp/fault$run.$i"); done
+  local launcher lines at rank pid req got k
+  : > "$out"
   launcher=$(grep -Eo "(started|restarted) the worker job \(pid [0-9]+" "$tmp/coord.err" | tail -1 | grep -Eo "[0-9]+$")
   lines=$(wc -l < "$tmp/coord.err")
   # the job's ranks (it is ready: the last run ended on it), looked up now
   # so that little is left to do while the chosen request runs
   rank_pids
   # the client itself sends the signals once the request has its k tokens (a
-  # script polling its output is too slow on a loaded machine); the pids go
-  # into a file as soon as the coordinator says where the request runs
-  "$bin/e2e_client" many 64 "${args[@]}" "ipc://$tmp/c" > "$out" &
+  # script polling its output is too slow on a loaded machine); what to
+  # signal goes into a file as soon as the coordinator says where the request runs
+  "$bin/e2e_client" many 64 "${files[@]}" "ipc://$tmp/c" >> "$out" &
   local client=$! t_fault=()
   for i in $(seq 1 "$nf"); do
     local kind=${kinds[i-1]}
     if [ "$i" -gt 1 ]; then
       # the previous fault's job is dead: wait for the next one (every rank
-      # joined), then for where it runs r${j[i]}: placements on the new job
-      # come after its start (some before the last rank joins)
+      # joined), then for where it runs the next request: placements on the
+      # new job come after its start (some before the last rank joins)
       local started
       started=$(wait_line_after "$tmp/coord.err" "$lines" "supervisor: restarted the worker job" 60) || fail "the job was never restarted after fault $((i - 1))"
       wait_line_after "$tmp/coord.err" "$started" "the worker job is back" 60 > /dev/null || fail "the job never came back after fault $((i - 1))"
@@ -142,23 +142,30 @@ run_faults() {
       rank_pids
       lines=$started
     fi
-    at=$(wait_line_after "$tmp/coord.err" "$lines" "request 'r${j[i]}' placed on rank" 30) || fail "r${j[i]} was never placed"
+    read -r req got < <(pick_req "$out" "$((run * 3 + i))")
+    [ -n "$req" ] || fail "every 600-token request finished before fault $i"
+    k=$(( 3 + (seed * 7 + run * 3 + i) % 10 ))
+    echo "run $run, fault $i ($kind): seed $seed, request $req (the 600-token one with the fewest tokens, $got) after k=$k more tokens"
+    at=$(wait_line_after "$tmp/coord.err" "$lines" "request '$req' placed on rank" 30) || fail "$req was never placed"
     rank=$(sed -n "${at}p" "$tmp/coord.err" | sed 's/.*on rank \([0-9]*\).*/\1/')
     pid=${rpid[rank]}
-    case $kind in
-      kill) echo "$pid 9" ;;
-      stop) echo "$pid 19" ;;
-      launcher) echo "$launcher 9"; for p in "${rpid[@]}"; do echo "$p 9"; done ;;
-    esac > "$tmp/pids$run.$i.tmp"
+    {
+      echo "$req $k"
+      case $kind in
+        kill) echo "$pid 9" ;;
+        stop) echo "$pid 19" ;;
+        launcher) echo "$launcher 9"; for p in "${rpid[@]}"; do echo "$p 9"; done ;;
+      esac
+    } > "$tmp/fault$run.$i.tmp"
     lines=$(wc -l < "$tmp/coord.err") # what the coordinator says after the fault comes after this
-    mv "$tmp/pids$run.$i.tmp" "$tmp/pids$run.$i"
-    wait_for "$out" "^fault $i " 30 || fail "fault $i was never made (r${j[i]} ended before it had ${k[i]} more tokens?)"
+    mv "$tmp/fault$run.$i.tmp" "$tmp/fault$run.$i"
+    wait_for "$out" "^fault $i " 30 || fail "fault $i was never made ($req ended before it had $k more tokens?)"
     t_fault[i]=$(awk -v i="$i" '$1 == "fault" && $2 == i { print $3 }' "$out")
     local done_at got_at
     done_at=$(awk -v i="$i" '$1 == "fault" && $2 == i { print $4 }' "$out")
     got_at=$(awk -v i="$i" '$1 == "fault" && $2 == i { print $5 }' "$out")
     [ "$done_at" -lt 64 ] || fail "every request had finished before fault $i"
-    echo "  fault $i: $kind of rank $rank (pid $pid, launcher $launcher) with r${j[i]} at $got_at tokens, $((64 - done_at)) of 64 streams running"
+    echo "  fault $i: $kind of rank $rank (pid $pid, launcher $launcher) with $req at $got_at tokens, $((64 - done_at)) of 64 streams running"
     if [ "$kind" = stop ]; then
       local det_ms
       for _ in $(seq 1 400); do tail -n +"$lines" "$tmp/coord.err" | grep -q "supervisor: .*killed" && break; sleep 0.025; done
@@ -193,7 +200,10 @@ case ${1:?usage: fault_test.sh replay NP | crashloop} in
 replay)
   np=${2:?NP}
   timeout_ms=2000
-  start_coord "$model" "$np" --worker-timeout-ms $timeout_ms --restart-backoff-ms 200 --metrics-file "$tmp/metrics"
+  # --client-timeout-ms 3000: a client silent that long is gone, so the test
+  # client must beat while chunks stream (an undisturbed run streams ~4 s)
+  start_coord "$model" "$np" --worker-timeout-ms $timeout_ms --restart-backoff-ms 200 --client-timeout-ms 3000 \
+      --metrics-file "$tmp/metrics"
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   "$bin/e2e_client" many 64 "ipc://$tmp/c" > "$tmp/base.out" || fail "the undisturbed run failed"
   tokens_of "$tmp/base.out" > "$tmp/base.tok" || fail "the undisturbed run is wrong"

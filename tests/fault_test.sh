@@ -87,15 +87,13 @@ rank_pids() {
 # line_after FILE LINE REGEX: the number of the first line after LINE that matches
 line_after() { awk -v from="$2" -v re="$3" 'NR > from && $0 ~ re { print NR; exit }' "$1"; }
 
-# wait_line_after FILE LINE REGEX SECONDS: the same, waiting for it
+# wait_line_after FILE LINE REGEX SECONDS: the same, waiting for it; prints
+# 'N:the line'.  tail -f wakes at once on a new line (a polling loop was too
+# slow on a loaded machine: a whole 600-token stream can end within a second)
 wait_line_after() {
-  local i at
-  for i in $(seq 1 $(($4 * 20))); do
-    at=$(line_after "$1" "$2" "$3")
-    [ -n "$at" ] && { echo "$at"; return 0; }
-    sleep 0.05
-  done
-  return 1
+  local m
+  m=$(timeout "$4" tail -n +$(($2 + 1)) -f "$1" | grep -m1 -n -E "$3") || return 1
+  echo "$(($2 + ${m%%:*})):${m#*:}"
 }
 
 # pick_req OUT N: the 600-token request (every 8th) that has received the
@@ -137,8 +135,9 @@ run_faults() {
       # new job come after its start (some before the last rank joins)
       local started
       started=$(wait_line_after "$tmp/coord.err" "$lines" "supervisor: restarted the worker job" 60) || fail "the job was never restarted after fault $((i - 1))"
+      launcher=${started#*(pid }; launcher=${launcher%%,*}
+      started=${started%%:*}
       wait_line_after "$tmp/coord.err" "$started" "the worker job is back" 60 > /dev/null || fail "the job never came back after fault $((i - 1))"
-      launcher=$(sed -n "${started}p" "$tmp/coord.err" | grep -Eo "pid [0-9]+" | grep -Eo "[0-9]+")
       rank_pids
       lines=$started
     fi
@@ -147,7 +146,7 @@ run_faults() {
     k=$(( 3 + (seed * 7 + run * 3 + i) % 10 ))
     echo "run $run, fault $i ($kind): seed $seed, request $req (the 600-token one with the fewest tokens, $got) after k=$k more tokens"
     at=$(wait_line_after "$tmp/coord.err" "$lines" "request '$req' placed on rank" 30) || fail "$req was never placed"
-    rank=$(sed -n "${at}p" "$tmp/coord.err" | sed 's/.*on rank \([0-9]*\).*/\1/')
+    rank=${at#*placed on rank }; rank=${rank%% *}
     pid=${rpid[rank]}
     {
       echo "$req $k"
@@ -233,6 +232,7 @@ deadline)
   lines=$(wc -l < "$tmp/coord.err")
   kill -KILL "${rpid[0]}"
   down=$(wait_line_after "$tmp/coord.err" "$lines" "restarting it in 3.00 s" 10) || fail "the killed rank's job was not seen dead"
+  down=${down%%:*}
   t0=$(now_us)
   # the job is down for 3 s: requests sent now wait in the queue
   "$bin/moe-client" --connect "ipc://$tmp/c" --file "$tmp/reqs" --concurrency 8 --ids-out --timeout 60 > "$tmp/a.out" 2> "$tmp/a.err" &

@@ -76,8 +76,9 @@ rank_pids() {
   local p r
   rpid=()
   for p in $(pgrep -f "^$bin/moe-worker --model [^ ]* --coordinator ipc://$tmp/w"); do
-    r=$(grep -az '^OMPI_COMM_WORLD_RANK=' "/proc/$p/environ" 2>/dev/null | tr -d '\0')
-    [ -n "$r" ] && rpid[${r#*=}]=$p
+    while IFS= read -r -d '' r; do
+      case $r in OMPI_COMM_WORLD_RANK=*) rpid[${r#*=}]=$p; break ;; esac
+    done 2>/dev/null < "/proc/$p/environ"
   done
   for r in $(seq 0 $((np - 1))); do
     [ -n "${rpid[r]:-}" ] || fail "no process for rank $r"
@@ -130,16 +131,14 @@ run_faults() {
   for i in $(seq 1 "$nf"); do
     local kind=${kinds[i-1]}
     if [ "$i" -gt 1 ]; then
-      # the previous fault's job is dead: wait for the next one (every rank
-      # joined), then for where it runs the next request: placements on the
-      # new job come after its start (some before the last rank joins)
+      # the previous fault's job is dead: once the next one is started (the
+      # streams stand still until it runs), choose the request, wait for
+      # where the new job runs it (a rank says hello only once every rank
+      # of the job exists), and look the ranks up
       local started
       started=$(wait_line_after "$tmp/coord.err" "$lines" "supervisor: restarted the worker job" 60) || fail "the job was never restarted after fault $((i - 1))"
       launcher=${started#*(pid }; launcher=${launcher%%,*}
-      started=${started%%:*}
-      wait_line_after "$tmp/coord.err" "$started" "the worker job is back" 60 > /dev/null || fail "the job never came back after fault $((i - 1))"
-      rank_pids
-      lines=$started
+      lines=${started%%:*}
     fi
     read -r req got < <(pick_req "$out" "$((run * 3 + i))")
     [ -n "$req" ] || fail "every 600-token request finished before fault $i"
@@ -147,6 +146,7 @@ run_faults() {
     echo "run $run, fault $i ($kind): seed $seed, request $req (the 600-token one with the fewest tokens, $got) after k=$k more tokens"
     at=$(wait_line_after "$tmp/coord.err" "$lines" "request '$req' placed on rank" 30) || fail "$req was never placed"
     rank=${at#*placed on rank }; rank=${rank%% *}
+    [ "$i" -gt 1 ] && rank_pids
     pid=${rpid[rank]}
     {
       echo "$req $k"

@@ -520,6 +520,9 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .vocab = c->model.lim.vocab_size,
         .replay = cfg->launch != NULL,
         .epoch = cfg->epoch,
+        .outbox_bytes = cfg->worker_outbox_bytes,
+        .sndhwm = (int)cfg->worker_hwm,
+        .sndbuf = (int)cfg->worker_sndbuf,
     };
     const moe_workers_sink ws = {
         .ctx = c,
@@ -664,6 +667,7 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
             t_house = now;
         }
         moe_workers_place(c->w);
+        moe_workers_flush(c->w); /* what the ranks could not take before; a rank far behind is lost here */
         flush_all(c);
         for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->tick(c->fronts[i], now);
         if (c->cfg.metrics_file && c->cfg.metrics_dump && *c->cfg.metrics_dump) {

@@ -61,6 +61,11 @@ static void usage(FILE *f)
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
           "                         between steps, so with --launch this is also the step watchdog\n"
+          "  --worker-outbox-bytes B  frames a rank's socket does not take at once wait for it, at most B\n"
+          "                         bytes (default 64 MiB); a rank that lets more pile up has stopped reading\n"
+          "                         and is lost (with --launch: its job is restarted)\n"
+          "  --worker-hwm N         the worker socket's queue per rank, in messages (default 1000)\n"
+          "  --worker-sndbuf BYTES  kernel send buffer of the worker socket (default: the system's; small in tests)\n"
           "  --launch CMD...        run the worker job: CMD and every argument after it (so --launch comes\n"
           "                         last; {workers} in an argument becomes the workers endpoint).  The job is\n"
           "                         restarted when it dies (launcher exit, a rank silent for --worker-timeout-ms:\n"
@@ -94,7 +99,7 @@ typedef struct opts {
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
-    int64_t no_ranks_timeout_ms, drain_timeout_ms;
+    int64_t no_ranks_timeout_ms, drain_timeout_ms, worker_outbox_bytes, worker_hwm, worker_sndbuf;
 } opts;
 
 static char **default_launch(const opts *o);
@@ -115,6 +120,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->no_ranks_timeout_ms = 30000;
     o->drain_timeout_ms = 60000;
     o->client_hwm = 1000;
+    o->worker_outbox_bytes = (int64_t)64 << 20;
+    o->worker_hwm = 1000;
     o->max_body = 1 << 20;
     o->max_start_failures = 5;
     o->restart_backoff_ms = 500;
@@ -131,6 +138,9 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--drain-timeout-ms", offsetof(opts, drain_timeout_ms), 0, 86400000},
         {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
         {"--client-sndbuf", offsetof(opts, client_sndbuf), 0, 1 << 30},
+        {"--worker-outbox-bytes", offsetof(opts, worker_outbox_bytes), 1024, (int64_t)1 << 40},
+        {"--worker-hwm", offsetof(opts, worker_hwm), 1, 1 << 20},
+        {"--worker-sndbuf", offsetof(opts, worker_sndbuf), 0, 1 << 30},
         {"--max-body", offsetof(opts, max_body), 1, 1 << 30},
         {"--max-start-failures", offsetof(opts, max_start_failures), 1, 1000},
         {"--restart-backoff-ms", offsetof(opts, restart_backoff_ms), 10, 3600000},
@@ -263,6 +273,9 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .max_tokens = o->max_tokens,
         .max_frame = o->max_frame,
         .worker_timeout_ms = o->worker_timeout_ms,
+        .worker_outbox_bytes = o->worker_outbox_bytes,
+        .worker_hwm = o->worker_hwm,
+        .worker_sndbuf = o->worker_sndbuf,
         .no_ranks_timeout_ms = o->no_ranks_timeout_ms,
         .drain_timeout_ms = o->drain_timeout_ms,
         .epoch = epoch_now(),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "outbox.h"
 #include "request.h"
 
 typedef struct rank_info {
@@ -18,6 +19,8 @@ typedef struct rank_info {
     uint64_t job_id;
     int64_t active;           /* from the last heartbeat (-1: none yet) */
     int64_t served;           /* sequences placed on it */
+    moe_outbox *ob;           /* frames its link did not take yet, in order */
+    char behind[200];         /* "": fine; else its outbox overflowed (why): lost at the next flush */
 } rank_info;
 
 struct moe_workers {
@@ -32,15 +35,25 @@ struct moe_workers {
 
 /* ---- sending -------------------------------------------------------------------- */
 
-/* A rank reads its link all the time; one that is behind gets a blocking
- * send rather than a lost Assign or Release. */
+/* Never blocks: what the rank's queue cannot take now waits in its outbox
+ * (flushed on every turn of the loop, moe_workers_flush).  A rank whose
+ * outbox is over its bound has stopped reading (stopped, or stuck in a
+ * step): it is lost at the next flush, outside the caller's loop, and
+ * what is sent to it meanwhile is dropped. */
 static void to_rank(moe_workers *w, int rank, Moe__CoordMsg *m)
 {
+    rank_info *ri = &w->ranks[rank];
+    if (!ri->known || ri->behind[0]) return;
     moe_err err;
-    if (!w->ranks[rank].known) return;
-    int rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, MOE_LINK_DONTWAIT, &err);
-    if (rc == MOE_LINK_AGAIN) rc = moe_link_send(w->link, &w->ranks[rank].peer, &m->base, 0, &err);
-    if (rc != MOE_OK) MOE_LOG_LIMITED(MOE_LOG_WARN, "send to rank %d failed (%d): %s", rank, rc, rc == MOE_ERR ? err.msg : "");
+    const size_t waited = moe_outbox_frames(ri->ob);
+    const int rc = moe_outbox_send(ri->ob, w->link, &ri->peer, &m->base, &err);
+    if (rc == MOE_OUTBOX_FULL)
+        snprintf(ri->behind, sizeof ri->behind, "worker rank %d stopped reading (%.150s)", rank, err.msg);
+    else if (rc != MOE_OK)
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "send to rank %d failed (%d): %s", rank, rc, err.msg);
+    else if (waited == 0 && moe_outbox_frames(ri->ob) > 0)
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d is not reading; frames to it wait here (at most %lld bytes)", rank,
+                        (long long)w->cfg.outbox_bytes);
 }
 
 static void release_seq(moe_workers *w, int rank, uint64_t seq_id)
@@ -112,7 +125,15 @@ void moe_workers_place(moe_workers *w)
 
 /* ---- ranks ---------------------------------------------------------------------- */
 
-/* A rank is gone (silent, or replaced by a new job): its requests end with
+/* Rank k is not known until its next hello; what waited for it is dropped. */
+static void forget_rank(moe_workers *w, int k)
+{
+    w->ranks[k].known = false;
+    w->ranks[k].behind[0] = '\0';
+    moe_outbox_clear(w->ranks[k].ob);
+}
+
+/* A rank is gone (silent, behind, or replaced by a new job): its requests end with
  * WORKER_LOST, or with cfg.replay go back to the queue; it joins again
  * with a hello. */
 static void rank_lost(moe_workers *w, int k, const char *why)
@@ -121,7 +142,7 @@ static void rank_lost(moe_workers *w, int k, const char *why)
     w->sink.rank_lost(w->sink.ctx, k, why);
     if (w->cfg.replay) moe_sched_rank_requeue(w->s, k); /* replayed on the next job */
     else moe_sched_rank_lost(w->s, k, why);
-    w->ranks[k].known = false;
+    forget_rank(w, k);
 }
 
 void moe_workers_job_lost(moe_workers *w, const char *why)
@@ -132,7 +153,7 @@ void moe_workers_job_lost(moe_workers *w, const char *why)
             if (w->cfg.replay) moe_sched_rank_requeue(w->s, k);
             else moe_sched_rank_lost(w->s, k, why);
         }
-        w->ranks[k].known = false;
+        forget_rank(w, k);
     }
     w->ready = false; /* ready again when every rank of the next job has said hello */
 }
@@ -330,6 +351,23 @@ void moe_workers_recv(moe_workers *w)
     }
 }
 
+void moe_workers_flush(moe_workers *w)
+{
+    for (int k = 0; k < w->cfg.n_ranks; k++) {
+        rank_info *ri = &w->ranks[k];
+        if (ri->known && !ri->behind[0] && moe_outbox_frames(ri->ob) > 0) {
+            moe_err err;
+            const int rc = moe_outbox_flush(ri->ob, w->link, &ri->peer, &err);
+            if (rc != MOE_OK) MOE_LOG_LIMITED(MOE_LOG_WARN, "send to rank %d failed (%d): %s", k, rc, err.msg);
+        }
+        if (ri->known && ri->behind[0]) {
+            char why[sizeof ri->behind];
+            snprintf(why, sizeof why, "%s", ri->behind);
+            rank_lost(w, k, why);
+        }
+    }
+}
+
 void moe_workers_tick(moe_workers *w, double now)
 {
     for (int k = 0; k < w->cfg.n_ranks; k++) {
@@ -386,7 +424,12 @@ int moe_workers_open(moe_workers **out, moe_link_ctx *lctx, const moe_workers_cf
     moe_link_opts_default(&o, &moe__worker_msg__descriptor);
     o.limits.vocab_size = cfg->vocab;
     o.router_handover = true; /* a restarted rank takes its name back */
+    o.sndhwm = cfg->sndhwm;
+    o.sndbuf = cfg->sndbuf;
+    if (w->cfg.outbox_bytes <= 0) w->cfg.outbox_bytes = (int64_t)64 << 20;
+    for (int k = 0; k < cfg->n_ranks; k++) w->ranks[k].ob = moe_outbox_new(w->cfg.outbox_bytes);
     if (moe_link_bind(&w->link, lctx, cfg->endpoint, &o, err)) {
+        for (int k = 0; k < cfg->n_ranks; k++) moe_outbox_free(w->ranks[k].ob);
         free(w->ranks);
         free(w);
         return MOE_ERR;
@@ -400,6 +443,7 @@ void moe_workers_close(moe_workers *w)
     if (!w) return;
     for (int k = 0; k < w->cfg.n_ranks; k++)
         moe_log(MOE_LOG_INFO, "rank %d served %lld sequences", k, (long long)w->ranks[k].served);
+    for (int k = 0; k < w->cfg.n_ranks; k++) moe_outbox_free(w->ranks[k].ob);
     moe_link_close(w->link);
     free(w->ranks);
     free(w);

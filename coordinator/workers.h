@@ -8,7 +8,9 @@
  * list the sequences it holds: one the coordinator no longer wants there is
  * released.  A rank silent past the timeout, or replaced by a new job (a
  * different job id), is lost: the loop hears it first (rank_lost), then the
- * scheduler ends its requests.  Queued requests are placed through the
+ * scheduler ends its requests.  No send to a rank blocks: what its link
+ * does not take at once waits in a bounded outbox (proto/outbox.h), and
+ * a rank that lets it overflow is lost too.  Queued requests are placed through the
  * scheduler and sent as Assign messages, built here from plain C (the
  * scheduler's request and the loop's sampler configuration).
  */
@@ -72,6 +74,10 @@ typedef struct moe_workers_cfg {
     bool replay;               /* a lost rank's requests are queued again (the job is restarted),
                                   not ended */
     uint32_t epoch;            /* the coordinator's epoch, sent in every hello reply */
+    int64_t outbox_bytes;      /* frames a rank's link has not taken wait in its outbox, at most this
+                                  many bytes (0: 64 MiB); over it the rank is lost */
+    int sndhwm, sndbuf;        /* the ROUTER's queue per rank (messages) and kernel send buffer (bytes);
+                                  0: libzmq's and the system's defaults (small in tests) */
 } moe_workers_cfg;
 
 /* sched must outlive the workers. */
@@ -85,6 +91,9 @@ const char *moe_workers_endpoint(const moe_workers *w);
 
 /* Reads what the ranks sent (a bounded amount). */
 void moe_workers_recv(moe_workers *w);
+/* Sends what waits in the ranks' outboxes (every turn of the loop); a
+ * rank whose outbox overflowed is lost here. */
+void moe_workers_flush(moe_workers *w);
 /* Ranks silent past the timeout are lost. */
 void moe_workers_tick(moe_workers *w, double now);
 /* The whole job is gone (the supervisor restarts it): every rank is lost

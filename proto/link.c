@@ -203,6 +203,8 @@ int moe_link_port(const moe_link *l)
     return (int)port;
 }
 
+size_t moe_link_max_frame(const moe_link *l) { return l->opts.limits.max_frame; }
+
 /* ---- sending -------------------------------------------------------------- */
 
 /* Maps a failed zmq send to the link's returns. */

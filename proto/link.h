@@ -100,6 +100,8 @@ void moe_link_close(moe_link *l); /* NULL is fine */
 const char *moe_link_endpoint(const moe_link *l);
 /* The TCP port of a tcp:// endpoint, -1 otherwise. */
 int moe_link_port(const moe_link *l);
+/* The largest frame moe_link_send encodes (opts.limits.max_frame). */
+size_t moe_link_max_frame(const moe_link *l);
 
 /* Sends one envelope (encoded here; refused above limits.max_frame).  to:
  * the peer on a ROUTER, NULL on a DEALER.  MOE_OK, MOE_LINK_AGAIN,

@@ -26,9 +26,13 @@
  *                               prints every chunk as 'c REQ INDEX N_IDS T_US ids...'
  *                               (T_US: wall clock, microseconds) and every finish as
  *                               'f REQ REASON CODE TOKENS'; exit 0 when all finished
- *   e2e_client many N REQ K FILE EP  the same, and once request REQ has K tokens
- *                               (still running) sends the signals FILE lists
- *                               ('PID SIG' lines) and prints 'fault T_US FINISHED'
+ *   e2e_client many N FILE... EP  the same, with faults made one after the
+ *                               other: fault I waits for its FILE (written by the
+ *                               test once it knows where the chosen request runs:
+ *                               'REQ K', then 'PID SIG' lines), then for K more
+ *                               tokens of REQ (still running), sends the signals
+ *                               and prints 'fault I T_US FINISHED GOT' (GOT: REQ's
+ *                               tokens then)
  *   e2e_client longrun EP N     one request of N tokens; prints "streaming"
  *                               at the first chunk and "finish <reason> <code>"
  *                               at the end (exit 0 on a normal finish)
@@ -77,13 +81,22 @@ static void send_heartbeat(void)
     send_msg(&m);
 }
 
-/* The next message that is not a heartbeat, within timeout_s (NULL on timeout). */
+/* The next message that is not a heartbeat, within timeout_s (NULL on
+ * timeout).  A heartbeat goes out every 0.5 s whatever arrives: the server
+ * takes a client silent for --client-timeout-ms as gone, and a stream whose
+ * chunks never pause must not look like one (a long run on a loaded
+ * machine once did, when the beat went out only after 0.5 s without a message). */
 static Moe__ServerMsg *next(double timeout_s, moe_link_in *in)
 {
+    static double beat;
     const double t0 = moe_now();
-    double beat = t0;
     for (;;) {
         moe_err err;
+        const double now = moe_now();
+        if (now - beat > 0.5) {
+            send_heartbeat();
+            beat = now;
+        }
         memset(in, 0, sizeof *in);
         int rc = moe_link_recv(L, in, MOE_LINK_DONTWAIT, &err);
         if (rc == MOE_OK) {
@@ -92,12 +105,7 @@ static Moe__ServerMsg *next(double timeout_s, moe_link_in *in)
             moe_link_in_clear(in);
             continue;
         }
-        const double now = moe_now();
         if (now - t0 > timeout_s) return NULL;
-        if (now - beat > 0.5) {
-            send_heartbeat();
-            beat = now;
-        }
         moe_link_poll_item pi = {.link = L};
         moe_link_poll(&pi, 1, 50, &err);
     }
@@ -519,32 +527,65 @@ static double wall_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* The fault of many(): once request `req` has k tokens (and while it runs),
- * the signals in FILE ('PID SIG' lines, written by the test when it knows
- * the pids) are sent, in order, and 'fault T_US FINISHED' printed. */
+/* The faults of many(), made in order: fault i waits for its file ('REQ K'
+ * and a 'PID SIG' line per signal, written by the test when it knows where
+ * REQ runs), then for k more tokens of REQ (counted from when the file was
+ * found), and sends the signals while REQ runs. */
 typedef struct fault_at {
-    const char *req, *file;
+    const char *file;
+    char req[32];
     int k;
-    bool done;
+    int base;                 /* REQ's tokens when the file was found (-1: not yet) */
+    long pid[16], sig[16];
+    int n_sig;
 } fault_at;
 
-static void maybe_fault(fault_at *fa, int got, int finished)
+#define MAX_FAULTS 8
+
+/* Tokens and ends of the requests r0..r<n-1>, by number. */
+typedef struct many_state {
+    int *got;
+    bool *over;
+    int finished;
+} many_state;
+
+static int req_num(const char *id, int n)
 {
-    if (!fa->req || fa->done || got < fa->k) return;
-    FILE *f = fopen(fa->file, "r");
-    if (!f) return; /* not written yet: at the next chunk */
-    long pid, sig;
-    int n = 0;
-    const double t = wall_us();
-    while (fscanf(f, "%ld %ld", &pid, &sig) == 2)
-        if (pid > 1 && sig > 0 && sig < 64) n += kill((pid_t)pid, (int)sig) == 0;
-    fclose(f);
-    if (n == 0) return; /* an empty file (being written): at the next chunk */
-    fa->done = true;
-    printf("fault %.0f %d\n", t, finished);
+    if (!id || id[0] != 'r') return -1;
+    char *end;
+    const long v = strtol(id + 1, &end, 10);
+    return *end == '\0' && v >= 0 && v < n ? (int)v : -1;
 }
 
-static int many(int n, fault_at *fa)
+static void maybe_fault(fault_at *fa, int n_fa, int *next, const many_state *st, int n)
+{
+    if (*next >= n_fa) return;
+    fault_at *f = &fa[*next];
+    if (f->base < 0) {
+        FILE *fp = fopen(f->file, "r");
+        if (!fp) return; /* not written yet: at the next chunk */
+        f->n_sig = 0;
+        if (fscanf(fp, "%31s %d", f->req, &f->k) == 2)
+            while (f->n_sig < 16 && fscanf(fp, "%ld %ld", &f->pid[f->n_sig], &f->sig[f->n_sig]) == 2)
+                if (f->pid[f->n_sig] > 1 && f->sig[f->n_sig] > 0 && f->sig[f->n_sig] < 64) f->n_sig++;
+        fclose(fp);
+        if (f->n_sig == 0) return; /* empty (being written): at the next chunk */
+        const int r = req_num(f->req, n);
+        if (r < 0) {
+            fprintf(stderr, "e2e_client: %s names no request\n", f->file);
+            exit(2);
+        }
+        f->base = st->got[r];
+    }
+    const int r = req_num(f->req, n);
+    if (st->over[r] || st->got[r] < f->base + f->k) return;
+    const double t = wall_us();
+    for (int i = 0; i < f->n_sig; i++) kill((pid_t)f->pid[i], (int)f->sig[i]);
+    printf("fault %d %.0f %d %d\n", *next + 1, t, st->finished, st->got[r]);
+    (*next)++;
+}
+
+static int many(int n, fault_at *fa, int n_fa)
 {
     if (n < 1 || n > 4096) return 2;
     hello();
@@ -579,8 +620,8 @@ static int many(int n, fault_at *fa)
         m.generate = &g;
         send_msg(&m);
     }
-    int done = 0, got = 0;
-    bool req_over = false;
+    int done = 0, next_fault = 0;
+    many_state st = {.got = moe_xcalloc((size_t)n, sizeof *st.got), .over = moe_xcalloc((size_t)n, sizeof *st.over)};
     while (done < n) {
         moe_link_in in;
         Moe__ServerMsg *m = next(120, &in);
@@ -590,11 +631,14 @@ static int many(int n, fault_at *fa)
             printf("c %s %u %zu %.0f", c->request_id ? c->request_id : "?", c->index, c->n_ids, wall_us());
             for (size_t k = 0; k < c->n_ids; k++) printf(" %d", c->ids[k]);
             putchar('\n');
-            if (fa->req && c->request_id && !strcmp(c->request_id, fa->req)) got = (int)(c->index + c->n_ids);
-            if (!req_over) maybe_fault(fa, got, done);
+            const int r = req_num(c->request_id, n);
+            if (r >= 0) st.got[r] = (int)(c->index + c->n_ids);
+            st.finished = done;
+            maybe_fault(fa, n_fa, &next_fault, &st, n);
         } else if (m->body_case == MOE__SERVER_MSG__BODY_FINISH) {
             const Moe__Finish *f = m->finish;
-            if (fa->req && f->request_id && !strcmp(f->request_id, fa->req)) req_over = true;
+            const int r = req_num(f->request_id, n);
+            if (r >= 0) st.over[r] = true;
             printf("f %s %s %s %u\n", f->request_id ? f->request_id : "?",
                    moe_msg_end_name(f->has_reason ? (int)f->reason : -1),
                    moe_msg_code_name(f->has_code ? (int)f->code : 0),
@@ -608,8 +652,11 @@ static int many(int n, fault_at *fa)
         fflush(stdout);
         moe_link_in_clear(&in);
     }
+    free(st.got);
+    free(st.over);
     EXPECT(done == n, "%d of %d requests ended", done, n);
-    return done == n ? 0 : 1;
+    EXPECT(next_fault == n_fa, "%d of %d faults made", next_fault, n_fa);
+    return done == n && next_fault == n_fa ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -638,10 +685,11 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "slowreader")) rc = slowreader();
     else if (!strcmp(argv[1], "hold") && argc == 4) rc = hold(atoi(argv[2]));
     else if (!strcmp(argv[1], "longrun") && argc == 4) rc = longrun(atoi(argv[2]));
-    else if (!strcmp(argv[1], "many") && (argc == 4 || argc == 7)) {
-        fault_at fa = {0};
-        if (argc == 7) fa = (fault_at){.req = argv[3], .k = atoi(argv[4]), .file = argv[5]};
-        rc = many(atoi(argv[2]), &fa);
+    else if (!strcmp(argv[1], "many") && argc >= 4 && argc - 4 <= MAX_FAULTS) {
+        fault_at fa[MAX_FAULTS];
+        const int n_fa = argc - 4;
+        for (int i = 0; i < n_fa; i++) fa[i] = (fault_at){.file = argv[3 + i], .base = -1};
+        rc = many(atoi(argv[2]), fa, n_fa);
     }
     printf("e2e_client %s: %d checks passed, %d failed\n", argv[1], n_pass, n_fail);
     moe_link_close(L);

@@ -4,7 +4,7 @@
 # per-test folder, waits for lines the programs print, and bounds every
 # wait; every process is killed on the way out.
 #
-#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart | adopt
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | coord_outbox | serve_restart | adopt
 #
 # noranks:       a coordinator with no worker job: moe-client --timeout 2
 #                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
@@ -25,6 +25,12 @@
 # outbox:        a coordinator that stops reading (SIGSTOP) never blocks a
 #                rank: the rank notices, ends its sequences, and serves again
 #                once the coordinator is back.
+# coord_outbox: a rank that stops reading (SIGSTOP) never blocks the
+#                coordinator: with a small worker socket (--worker-hwm 1,
+#                --worker-sndbuf 4096) the Assigns to it pile up in its outbox,
+#                which overflows (--worker-outbox-bytes 8192): the rank is
+#                lost, its requests end with WORKER_LOST, /health answers all
+#                along, and once the rank runs again it rejoins and serves.
 # serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
 #                starts a new one, which adopts the worker job (same mpirun),
 #                a request succeeds; serve.sh passes coordinator flags; a
@@ -231,6 +237,38 @@ outbox)
   "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
       || fail "a new request after the coordinator came back failed: $(cat "$tmp/b.err")"
   echo "ok: with the coordinator stopped the rank noticed in $dt ms, ended its sequence, and serves again"
+  ;;
+coord_outbox)
+  coordinator coord --ranks 1 --worker-timeout-ms 60000 --worker-hwm 1 --worker-sndbuf 4096 \
+      --worker-outbox-bytes 8192 --http 127.0.0.1:0
+  job 1 "$model"
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  url=$(grep -Eo 'http://[0-9.]+:[0-9]+' "$tmp/coord.out" | head -1)
+  rank=$(pgrep -f "^$bin/moe-worker --model [^ ]* --coordinator ipc://$tmp/w")
+  [ -n "$rank" ] || fail "no rank process"
+  kill -STOP "$rank"
+  # 16 requests (the rank's --max-running) with 2000-token prompts: ~4 KB an
+  # Assign, ~64 KB in all, far more than the socket, its buffers and the outbox take
+  awk 'BEGIN { for (i = 0; i < 16; i++) { s = "ids:200"; for (j = 1; j < 2000; j++) s = s "," 200 + (i + j) % 200; print s, 4 } }' > "$tmp/long"
+  t0=$(ms)
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 16 --timeout 20 > "$tmp/a.out" 2> "$tmp/a.err" &
+  a=$!; pids+=("$a")
+  wait_for "$tmp/coord.err" "worker rank 0 stopped reading" 15 || { kill -CONT "$rank"; fail "the coordinator never noticed the stopped rank (blocked in a send to it?)"; }
+  dt=$(( $(ms) - t0 ))
+  health=$(curl -s -m 5 -w ' %{http_code}' "$url/health")
+  echo "/health with the rank stopped: $health"
+  [ -n "$health" ] && [ "${health##* }" != 000 ] || { kill -CONT "$rank"; fail "the coordinator did not answer /health"; }
+  wait_exit "$a" 15 || { kill -CONT "$rank"; fail "the client still waits 15 s after the rank was lost"; }
+  wait "$a"
+  grep -m1 "stopped reading" "$tmp/coord.err"
+  [ "$(grep -c "error worker_lost" "$tmp/a.out")" = 16 ] || { kill -CONT "$rank"; fail "not every request ended with worker_lost: $(head -c 300 "$tmp/a.out")"; }
+  echo "ok: with the rank stopped the coordinator found it behind after $dt ms; 16 of 16 requests ended with worker_lost"
+  kill -CONT "$rank"
+  for _ in $(seq 1 600); do [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" -ge 2 ] && break; sleep 0.05; done
+  [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" = 2 ] || fail "the rank did not join again once running"
+  "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
+      || fail "a new request after the rank came back failed: $(cat "$tmp/b.err")"
+  echo "ok: the rank running again rejoined and a new request succeeded"
   ;;
 serve_restart)
   setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "$ep" --http none --workers "ipc://$tmp/w" \

@@ -9,6 +9,10 @@
  *   - ROUTER_MANDATORY: sending to an unknown identity is an error;
  *   - a reader that does not read gives back-pressure (MOE_LINK_AGAIN), and
  *     every message accepted before it arrives, in order;
+ *   - an outbox (outbox.h) in front of such a reader never blocks: frames
+ *     wait in it up to its bound, the next one is refused (MOE_OUTBOX_FULL),
+ *     and once the reader reads, flushes deliver every accepted frame in
+ *     order; a peer that is not there is MOE_LINK_UNREACHABLE;
  *   - DEALER identities, poll timeouts, endpoint helpers.
  * Nothing sleeps for readiness: every wait is a poll with a timeout.
  */
@@ -19,6 +23,7 @@
 
 #include "check.h"
 #include "link.h"
+#include "outbox.h"
 
 #define WAIT_MS 10000 /* the longest any single wait may take before the test fails */
 
@@ -585,6 +590,88 @@ static void test_back_pressure(moe_link_ctx *ctx, const char *endpoint)
     moe_link_close(srv);
 }
 
+/* The outbox in front of a reader that stops: nothing blocks, the bound
+ * holds, and everything it accepted arrives in order once the reader reads. */
+static void test_outbox(moe_link_ctx *ctx, const char *endpoint)
+{
+    moe_err err = {{0}};
+    moe_link_opts so, co;
+    moe_link_opts_default(&so, &moe__client_msg__descriptor);
+    so.sndhwm = 1;
+    so.sndbuf = 4096;
+    moe_link_opts_default(&co, &moe__server_msg__descriptor);
+    co.rcvhwm = 1;
+    co.rcvbuf = 4096;
+    moe_link *srv = NULL, *cli = NULL;
+    CHECK(moe_link_bind(&srv, ctx, endpoint, &so, &err) == MOE_OK);
+    if (!srv) return;
+    CHECK(moe_link_connect(&cli, ctx, moe_link_endpoint(srv), &co, &err) == MOE_OK);
+    moe_link_peer peer;
+    Moe__ClientMsg hello = client_hello();
+    moe_msg_free(trip(cli, NULL, srv, &hello.base, "hello (outbox)", &peer));
+
+    const int64_t bound = 256 * 1024;
+    moe_outbox *ob = moe_outbox_new(bound);
+    char text[8192];
+    memset(text, 'y', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    Moe__TokenChunk ch = MOE__TOKEN_CHUNK__INIT;
+    ch.request_id = (char *)"ob";
+    ch.text = text;
+    ch.has_index = 1;
+    Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+    m.body_case = MOE__SERVER_MSG__BODY_CHUNK;
+    m.chunk = &ch;
+    int accepted = 0, rc = MOE_OK;
+    const double t0 = moe_now();
+    for (int i = 0; i < 10000; i++) {
+        ch.index = (uint32_t)accepted;
+        rc = moe_outbox_send(ob, srv, &peer, &m.base, &err);
+        if (rc != MOE_OK) break;
+        accepted++;
+    }
+    const double took = moe_now() - t0;
+    CHECK_MSG(rc == MOE_OUTBOX_FULL, "a reader that does not read: %d after %d frames (%s)", rc, accepted, err.msg);
+    CHECK_CONTAINS(err.msg, "over the bound");
+    CHECK_MSG(moe_outbox_frames(ob) > 0 && moe_outbox_bytes(ob) <= (size_t)bound, "%zu frames, %zu bytes wait (bound %lld)",
+              moe_outbox_frames(ob), moe_outbox_bytes(ob), (long long)bound);
+    CHECK_MSG(moe_outbox_bytes(ob) + sizeof text > (size_t)bound, "refused with room left: %zu bytes wait", moe_outbox_bytes(ob));
+    CHECK_MSG(took < 2.0, "filling the outbox took %.2f s (a blocking send?)", took);
+    /* a flush with the reader still stopped sends nothing new and keeps everything */
+    const size_t waiting = moe_outbox_frames(ob);
+    CHECK(moe_outbox_flush(ob, srv, &peer, &err) == MOE_OK && moe_outbox_frames(ob) <= waiting);
+
+    /* The reader reads; flushes in between deliver the rest, in order. */
+    int got = 0;
+    bool in_order = true;
+    const double t1 = moe_now();
+    while (got < accepted && moe_now() - t1 < WAIT_MS / 1000.0) {
+        CHECK(moe_outbox_flush(ob, srv, &peer, &err) == MOE_OK);
+        moe_link_poll_item pi = {.link = cli};
+        if (moe_link_poll(&pi, 1, 10, &err) <= 0) continue;
+        moe_link_in in;
+        while (got < accepted && moe_link_recv(cli, &in, MOE_LINK_DONTWAIT, &err) == MOE_OK) {
+            Moe__ServerMsg *sm = (Moe__ServerMsg *)in.msg;
+            if (in.code != MOE__CODE__OK || !sm || sm->chunk->index != (uint32_t)got) in_order = false;
+            moe_link_in_clear(&in);
+            got++;
+        }
+    }
+    CHECK_MSG(got == accepted && in_order, "received %d of %d (in order: %d)", got, accepted, in_order);
+    CHECK(moe_outbox_frames(ob) == 0 && moe_outbox_bytes(ob) == 0);
+    printf("outbox: %d frames of %zu bytes accepted with a stopped reader, all delivered in order\n", accepted,
+           sizeof text);
+
+    /* a peer that is not there */
+    moe_link_peer ghost = {.len = 5};
+    memcpy(ghost.id, "ghost", 5);
+    CHECK(moe_outbox_send(ob, srv, &ghost, &m.base, &err) == MOE_LINK_UNREACHABLE);
+    CHECK(moe_outbox_frames(ob) == 0);
+    moe_outbox_free(ob);
+    moe_link_close(cli);
+    moe_link_close(srv);
+}
+
 /* A frame above max_wire makes libzmq drop that one connection; the link
  * and its other peers go on. */
 static void test_wire_limit(moe_link_ctx *ctx, moe_link *srv, size_t max_wire)
@@ -690,7 +777,7 @@ static void test_helpers(moe_link *tcp_srv) /* or an ipc one */
 }
 
 /* Client and worker links over one transport, all the tests above. */
-static void run_on(moe_link_ctx *ctx, const char *front_ep, const char *back_ep, const char *bp_ep)
+static void run_on(moe_link_ctx *ctx, const char *front_ep, const char *back_ep, const char *bp_ep, const char *ob_ep)
 {
     moe_err err = {{0}};
     const size_t max_frame = 2048; /* small, so oversized frames are cheap */
@@ -740,6 +827,7 @@ static void run_on(moe_link_ctx *ctx, const char *front_ep, const char *back_ep,
     moe_link_close(srv);
 
     test_back_pressure(ctx, bp_ep);
+    test_outbox(ctx, ob_ep);
 }
 
 int main(void)
@@ -757,17 +845,18 @@ int main(void)
         return 1;
     }
 
-    char front[256], back[256], bp[256];
+    char front[256], back[256], bp[256], ob[256];
     CHECK(moe_link_endpoint_ipc(front, sizeof front, dir, "front", &err) == MOE_OK);
     CHECK(moe_link_endpoint_ipc(back, sizeof back, dir, "back", &err) == MOE_OK);
     CHECK(moe_link_endpoint_ipc(bp, sizeof bp, dir, "bp", &err) == MOE_OK);
-    run_on(ctx, front, back, bp);
-    run_on(ctx, MOE_LINK_TCP_LOOPBACK_ANY, MOE_LINK_TCP_LOOPBACK_ANY, MOE_LINK_TCP_LOOPBACK_ANY);
+    CHECK(moe_link_endpoint_ipc(ob, sizeof ob, dir, "ob", &err) == MOE_OK);
+    run_on(ctx, front, back, bp, ob);
+    run_on(ctx, MOE_LINK_TCP_LOOPBACK_ANY, MOE_LINK_TCP_LOOPBACK_ANY, MOE_LINK_TCP_LOOPBACK_ANY, MOE_LINK_TCP_LOOPBACK_ANY);
 
     moe_link_ctx_free(ctx);
     /* libzmq 4.3 leaves the socket files of closed ipc endpoints behind. */
-    static const char *const files[] = {"front", "back", "bp"};
-    for (size_t i = 0; i < 3; i++) {
+    static const char *const files[] = {"front", "back", "bp", "ob"};
+    for (size_t i = 0; i < 4; i++) {
         char path[256];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);

@@ -408,7 +408,9 @@ int main(int argc, char **argv)
         fflush(stderr);
     }
     moe_job_stats *js = &w->js;
-    moe_job_run(c, w->g, &w->src, &g_stop, js);
+    /* a step's first expected cost: the weights a token reads at 1 GB/s, far
+     * slower than a core computes them, so the first long step errs long */
+    moe_job_run(c, w->g, &w->src, &g_stop, (double)moe_model_bytes_per_token(w->m) / 1e9, js);
     if (w->trace_fd >= 0) moe_xchg_flush_trace(w->x);
     const int failed = w->batch ? moe_source_batch_report(w->batch, c) : 0;
     if (w->o.stats) print_stats(w, js);

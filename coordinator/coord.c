@@ -516,6 +516,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .endpoint = cfg->workers,
         .n_ranks = (int)cfg->ranks,
         .timeout_ms = cfg->worker_timeout_ms,
+        .max_step_ms = cfg->max_step_ms,
         .vocab = c->model.lim.vocab_size,
         .replay = cfg->launch != NULL,
         .epoch = cfg->epoch,

@@ -4,7 +4,7 @@
 # per-test folder, waits for lines the programs print, and bounds every
 # wait; every process is killed on the way out.
 #
-#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | serve_restart
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | longstep | serve_restart
 #
 # noranks:       a coordinator with no worker job: moe-client --timeout 2
 #                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
@@ -27,6 +27,9 @@
 #                bound, the whole job holds (no step, nothing dropped) while
 #                the coordinator is stopped, and after SIGCONT every request
 #                completes with the tokens of an undisturbed run.
+# longstep:      a legitimate step longer than --worker-timeout-ms (one prefill
+#                chunk of 8000 tokens) is announced by the ranks and completes
+#                under the supervisor without a restart, its tokens moe-run's.
 # serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
 #                starts a new one, the worker job (same mpirun) rejoins, a
 #                request succeeds; serve.sh passes coordinator flags.
@@ -236,6 +239,33 @@ outbox)
   [ -n "$held" ] || fail "the job never said it resumed"
   awk -v h="$held" 'BEGIN { exit !(h >= 2.5) }' || fail "the job held only $held s of the 3 s the coordinator was stopped"
   echo "ok: with the coordinator stopped the job held in $dt ms for $held s, dropped nothing, and every request equals the undisturbed run"
+  ;;
+longstep)
+  # One step longer than --worker-timeout-ms on purpose: an 8000-token prompt
+  # in one prefill chunk (~4 s a step here on one core), a 1.5 s watchdog.
+  # The rank announces the step (its expected time), so the coordinator
+  # waits for it; the old one took the silent rank for a hung one and
+  # restarted the job (again at each replay).
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  MOE_LOG=debug coordinator coord --ranks 2 --worker-timeout-ms 1500 --restart-backoff-ms 100 \
+      --launch mpirun --bind-to none --mca btl self,vader -x OPENBLAS_NUM_THREADS -np 2 \
+      "$bin/moe-worker" --model "$model" --coordinator '{workers}' --ignore-eos --heartbeat-ms 200 \
+      --ctx 8192 --prefill-chunk 8192 --step-tokens 8192
+  trap 'pkill -KILL -f "moe-worker --model [^ ]* --coordinator ipc://$tmp/" 2>/dev/null; cleanup' EXIT
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  ids=$(awk 'BEGIN { for (i = 0; i < 8000; i++) printf "%s%d", i ? "," : "", (i * 7) % 390 + 5 }')
+  want=$("$bin/moe-run" --model "$model" --tokens "$ids" -n 8 --batch 8192 --ignore-eos) || fail "moe-run failed"
+  lines=$(wc -l < "$tmp/coord.err")
+  t0=$(ms)
+  got=$(timeout 100 "$bin/moe-client" --connect "$ep" --ids "$ids" --max-tokens 8 --ids-out --timeout 90 2> "$tmp/a.err") \
+      || fail "the long request failed: $(cat "$tmp/a.err")"
+  dt=$(( $(ms) - t0 ))
+  tail -n +"$lines" "$tmp/coord.err" | grep -E "announced|stopped answering|supervisor" | head -5
+  tail -n +"$lines" "$tmp/coord.err" | grep -Eq "stopped answering|supervisor: .*(killed|restart)" && fail "the long step was taken for a hang"
+  tail -n +"$lines" "$tmp/coord.err" | grep -q "announced a step of" || fail "no rank announced the long step"
+  [ "$got" = "$want" ] || fail "tokens '$got', moe-run's '$want'"
+  [ "$dt" -gt 1500 ] || fail "the request took $dt ms: no step was longer than the 1.5 s watchdog"
+  echo "ok: an 8000-token prefill step ($dt ms for the request, watchdog 1500 ms) completed without a restart, tokens equal moe-run's"
   ;;
 serve_restart)
   setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "$ep" --http none --workers "ipc://$tmp/w" \

@@ -49,7 +49,7 @@ typedef struct moe_coord_cfg {
     int64_t max_tokens;        /* default max_tokens of a request */
     int64_t max_frame;         /* largest request frame */
     int64_t worker_timeout_ms; /* a rank silent this long is lost ... */
-    int64_t max_step_ms;       /* ... + min(4 × a step it announced, this) */
+    int64_t max_step_ms;       /* ... or 4 × a step it announced if longer, at most this */
     int64_t no_ranks_timeout_ms; /* a request waits at most this long while no rank is alive (then NOT_READY) */
     int64_t drain_timeout_ms;  /* a drain ends what is still in flight after this (SHUTTING_DOWN) */
     uint32_t epoch;            /* this process's epoch (not 0), in every sequence id (docs/protocol.md) */

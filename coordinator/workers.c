@@ -138,14 +138,16 @@ void moe_workers_job_lost(moe_workers *w, const char *why)
     w->ready = false; /* ready again when every rank of the next job has said hello */
 }
 
-/* Seconds a rank may be silent: the timeout, and during a step it
- * announced as expected to take `expect` s, a multiple of that on top,
- * capped by max_step_ms. */
+/* Seconds a rank may be silent: the timeout, or during a step it
+ * announced as expected to take `expect` s, a multiple of that (capped by
+ * max_step_ms) if that is longer.  A short step changes nothing, so a
+ * stopped rank is found as fast as ever between long steps. */
 static double silence_allowed(const moe_workers *w, double expect)
 {
-    double extra = MOE_WORKERS_STEP_FACTOR * expect;
-    if (extra > (double)w->cfg.max_step_ms / 1000.0) extra = (double)w->cfg.max_step_ms / 1000.0;
-    return (double)w->cfg.timeout_ms / 1000.0 + extra;
+    const double timeout = (double)w->cfg.timeout_ms / 1000.0, cap = (double)w->cfg.max_step_ms / 1000.0;
+    double step = MOE_WORKERS_STEP_FACTOR * expect;
+    if (step > cap) step = cap;
+    return step > timeout ? step : timeout;
 }
 
 static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)

@@ -70,8 +70,8 @@ typedef struct moe_workers_cfg {
     const char *endpoint;      /* where to bind the ROUTER */
     int n_ranks;               /* ranks the job must have */
     int64_t timeout_ms;        /* a rank silent this long is lost, ... */
-    int64_t max_step_ms;       /* ... or this much longer at most during a step it announced as long
-                                  (timeout + min(MOE_WORKERS_STEP_FACTOR × expected, max_step_ms)) */
+    int64_t max_step_ms;       /* ... or during a step it announced, MOE_WORKERS_STEP_FACTOR × the
+                                  step's expected time if longer, capped by this */
     uint32_t vocab;            /* every rank must serve this vocabulary */
     bool replay;               /* a lost rank's requests are queued again (the job is restarted),
                                   not ended */

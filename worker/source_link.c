@@ -301,6 +301,7 @@ static void l_busy(void *ctx, double expect_s)
     moe_source_link *l = ctx;
     l->expect_s = expect_s;
     if (expect_s > 0 && expect_s * 1000.0 >= (double)l->o.heartbeat_ms / 2 && l->hello_acked) {
+        moe_log(MOE_LOG_DEBUG, "rank %d: a step expected to take %.2f s; announcing it", l->me, expect_s);
         l->t_beat = 0;
         l_beat(l);
     }

@@ -25,8 +25,9 @@
 # outbox:        a coordinator that stops reading (SIGSTOP) never blocks a
 #                rank and loses nothing: the rank's outbox passes half its
 #                bound, the whole job holds (no step, nothing dropped) while
-#                the coordinator is stopped, and after SIGCONT every request
-#                completes with the tokens of an undisturbed run.
+#                the coordinator is stopped (longer than its worker and client
+#                timeouts), and after SIGCONT every request completes with the
+#                tokens of an undisturbed run.
 # longstep:      a legitimate step longer than --worker-timeout-ms (one prefill
 #                chunk of 8000 tokens) is announced by the ranks and completes
 #                under the supervisor without a restart, its tokens moe-run's.
@@ -203,7 +204,9 @@ coord_restart)
   echo "ok: the live job (same mpirun) rejoined a new coordinator"
   ;;
 outbox)
-  coordinator coord --ranks 2 --worker-timeout-ms 60000
+  # timeouts (3 s) shorter than the stop: a coordinator that runs again must
+  # not take its ranks or clients for silent before their frames are in
+  coordinator coord --ranks 2 --worker-timeout-ms 3000 --client-timeout-ms 3000
   # a small link (64 messages, a 4 KiB socket buffer) and a 256 KiB outbox (the
   # job holds at 128 KiB): with the coordinator stopped it fills in well under
   # a second, and the old worker ended every sequence at the bound
@@ -211,11 +214,12 @@ outbox)
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   # 4 x 3000 greedy tokens with 20 alternatives each: ~2.5 MB of frames
   awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 3000, "logprobs=20" }' > "$tmp/long"
-  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --ids-out > "$tmp/ref.out" 2> "$tmp/ref.err" \
-      || fail "the undisturbed run failed: $(cat "$tmp/ref.err")"
-  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --ids-out > "$tmp/a.out" 2> "$tmp/a.err" &
+  # the disturbed run first (the ranks' first "active" lines say it runs),
+  # the undisturbed one after it on the same job
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --heartbeat-ms 250 --ids-out \
+      > "$tmp/a.out" 2> "$tmp/a.err" &
   a=$!; pids+=("$a")
-  wait_for "$tmp/coord.err" "rank 1: [1-4] active" 30 || fail "the requests never ran"
+  wait_for "$tmp/coord.err" "rank [01]: [1-4] active" 30 || fail "the requests never ran"
   from=$(( $(wc -l < "$tmp/worker.err") + 1 ))
   kill -STOP "$coord"
   t0=$(ms)
@@ -233,8 +237,12 @@ outbox)
   tail -n +"$from" "$tmp/worker.err"
   tail -2 "$tmp/a.err"
   [ "$rc" = 0 ] || fail "a request failed after the coordinator came back (exit $rc): $(grep -m1 error "$tmp/a.out")"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --heartbeat-ms 250 --ids-out \
+      > "$tmp/ref.out" 2> "$tmp/ref.err" || fail "the undisturbed run failed: $(cat "$tmp/ref.err")"
   cmp -s "$tmp/ref.out" "$tmp/a.out" || { diff "$tmp/ref.out" "$tmp/a.out" | head -3 | cut -c1-200; fail "tokens differ from the undisturbed run"; }
   tail -n +"$from" "$tmp/worker.err" | grep -Eq "dropped|overflowed" && fail "frames were dropped"
+  grep -E "stopped answering|went silent" "$tmp/coord.err" && fail "the coordinator, running again, took a peer for silent"
+  grep "the loop did not run" "$tmp/coord.err"
   held=$(tail -n +"$from" "$tmp/worker.err" | sed -n 's/.*resumed after holding \([0-9.]*\) s.*/\1/p' | head -1)
   [ -n "$held" ] || fail "the job never said it resumed"
   awk -v h="$held" 'BEGIN { exit !(h >= 2.5) }' || fail "the job held only $held s of the 3 s the coordinator was stopped"

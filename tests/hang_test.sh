@@ -212,8 +212,8 @@ outbox)
   # a second, and the old worker ended every sequence at the bound
   job 2 "$model" --coord-hwm 64 --coord-sndbuf 4096 --outbox-bytes 262144
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
-  # 4 x 3000 greedy tokens with 20 alternatives each: ~2.5 MB of frames
-  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 3000, "logprobs=20" }' > "$tmp/long"
+  # 4 x 2000 greedy tokens with 20 alternatives each: ~1.6 MB of frames
+  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 2000, "logprobs=20" }' > "$tmp/long"
   # the disturbed run first (the ranks' first "active" lines say it runs),
   # the undisturbed one after it on the same job
   "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --heartbeat-ms 250 --ids-out \

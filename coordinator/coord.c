@@ -517,6 +517,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .endpoint = cfg->workers,
         .n_ranks = (int)cfg->ranks,
         .timeout_ms = cfg->worker_timeout_ms,
+        .max_step_ms = cfg->max_step_ms,
         .vocab = c->model.lim.vocab_size,
         .replay = cfg->launch != NULL,
         .epoch = cfg->epoch,
@@ -618,9 +619,16 @@ static void end_all(moe_coord *c, const char *why)
         if (c->reqs[i]->q->end == MOE_END_NONE) end_here(c, c->reqs[i], MOE_END_ERROR, MOE__CODE__SHUTTING_DOWN, why);
 }
 
+/* A loop that did not run for STALL_S (the process was stopped, or
+ * starved) finds what its peers sent meanwhile still on its way in (ZMQ's
+ * I/O thread reads the sockets as the loop does): nobody is taken for
+ * silent until STALL_GRACE_S after it runs again. */
+#define STALL_S 1.0
+#define STALL_GRACE_S 1.0
+
 void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
 {
-    double t_house = 0, t_idle = 0, t_drain = 0;
+    double t_house = 0, t_idle = 0, t_drain = 0, t_loop = 0, t_grace = 0, stalled = 0;
     bool cut = false;
     for (;;) {
         if (*term && !c->draining) {
@@ -662,14 +670,23 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
         moe_workers_recv(c->w);
         for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->recv(c->fronts[i]);
         const double now = moe_now();
-        if (now - t_house >= 0.05) {
+        if (t_loop > 0 && now - t_loop > STALL_S) {
+            moe_log(MOE_LOG_WARN, "the loop did not run for %.1f s (stopped?); no rank or client is taken for silent "
+                    "in the next %.1f s", now - t_loop, STALL_GRACE_S);
+            t_grace = now + STALL_GRACE_S;
+            stalled = now - t_loop;
+        }
+        t_loop = now;
+        const bool grace = now < t_grace;
+        if (now - t_house >= 0.05 && !grace) {
             housekeeping(c, now);
             t_house = now;
         }
         moe_workers_place(c->w);
         moe_workers_flush(c->w); /* what the ranks could not take before; a rank far behind is lost here */
         flush_all(c);
-        for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->tick(c->fronts[i], now);
+        /* the front ends still send what waits; their clocks leave the stall out */
+        for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->tick(c->fronts[i], grace ? now - stalled : now);
         if (c->cfg.metrics_file && c->cfg.metrics_dump && *c->cfg.metrics_dump) {
             *c->cfg.metrics_dump = 0;
             dump_metrics(c);

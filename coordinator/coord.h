@@ -48,7 +48,8 @@ typedef struct moe_coord_cfg {
     int64_t max_running;       /* sequences per rank */
     int64_t max_tokens;        /* default max_tokens of a request */
     int64_t max_frame;         /* largest request frame */
-    int64_t worker_timeout_ms; /* a rank silent this long is lost */
+    int64_t worker_timeout_ms; /* a rank silent this long is lost ... */
+    int64_t max_step_ms;       /* ... or 4 × a step it announced if longer, at most this */
     int64_t worker_outbox_bytes; /* frames a rank has not taken wait up to this many bytes (0: 64 MiB); then it is lost */
     int64_t worker_hwm, worker_sndbuf; /* the worker socket's queue per rank and kernel buffer (0: defaults) */
     int64_t no_ranks_timeout_ms; /* a request waits at most this long while no rank is alive (then NOT_READY) */

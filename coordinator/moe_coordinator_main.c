@@ -60,7 +60,11 @@ static void usage(FILE *f)
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
-          "                         between steps, so with --launch this is also the step watchdog\n"
+          "                         between steps and MoE layers, so with --launch this is also the step\n"
+          "                         watchdog.  A rank announces a step it expects to take E ms (from the\n"
+          "                         steps it timed); during it the rank may be silent max(MS, min(4 E,\n"
+          "                         --max-step-ms)): a stopped or stuck rank is lost within that (+ 50 ms)\n"
+          "  --max-step-ms MS       the longest silence an announced step may get (default 300000)\n"
           "  --worker-outbox-bytes B  frames a rank's socket does not take at once wait for it, at most B\n"
           "                         bytes (default 64 MiB); a rank that lets more pile up has stopped reading\n"
           "                         and is lost (with --launch: its job is restarted)\n"
@@ -99,6 +103,7 @@ typedef struct opts {
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
+    int64_t max_step_ms;
     int64_t no_ranks_timeout_ms, drain_timeout_ms, worker_outbox_bytes, worker_hwm, worker_sndbuf;
 } opts;
 
@@ -117,6 +122,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_frame = MOE_MSG_MAX_FRAME_DEFAULT;
     o->client_timeout_ms = 10000;
     o->worker_timeout_ms = 5000;
+    o->max_step_ms = 300000;
     o->no_ranks_timeout_ms = 30000;
     o->drain_timeout_ms = 60000;
     o->client_hwm = 1000;
@@ -134,6 +140,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--max-frame", offsetof(opts, max_frame), 4096, 1 << 28},
         {"--client-timeout-ms", offsetof(opts, client_timeout_ms), 100, 86400000},
         {"--worker-timeout-ms", offsetof(opts, worker_timeout_ms), 100, 86400000},
+        {"--max-step-ms", offsetof(opts, max_step_ms), 0, 86400000},
         {"--no-ranks-timeout-ms", offsetof(opts, no_ranks_timeout_ms), 1, 86400000},
         {"--drain-timeout-ms", offsetof(opts, drain_timeout_ms), 0, 86400000},
         {"--client-hwm", offsetof(opts, client_hwm), 1, 1 << 20},
@@ -276,6 +283,7 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .worker_outbox_bytes = o->worker_outbox_bytes,
         .worker_hwm = o->worker_hwm,
         .worker_sndbuf = o->worker_sndbuf,
+        .max_step_ms = o->max_step_ms,
         .no_ranks_timeout_ms = o->no_ranks_timeout_ms,
         .drain_timeout_ms = o->drain_timeout_ms,
         .epoch = epoch_now(),

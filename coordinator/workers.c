@@ -21,6 +21,7 @@ typedef struct rank_info {
     int64_t served;           /* sequences placed on it */
     moe_outbox *ob;           /* frames its link did not take yet, in order */
     char behind[200];         /* "": fine; else its outbox overflowed (why): lost at the next flush */
+    double step_expect;       /* seconds: the step it announced in its last heartbeat (0: none) */
 } rank_info;
 
 struct moe_workers {
@@ -158,6 +159,18 @@ void moe_workers_job_lost(moe_workers *w, const char *why)
     w->ready = false; /* ready again when every rank of the next job has said hello */
 }
 
+/* Seconds a rank may be silent: the timeout, or during a step it
+ * announced as expected to take `expect` s, a multiple of that (capped by
+ * max_step_ms) if that is longer.  A short step changes nothing, so a
+ * stopped rank is found as fast as ever between long steps. */
+static double silence_allowed(const moe_workers *w, double expect)
+{
+    const double timeout = (double)w->cfg.timeout_ms / 1000.0, cap = (double)w->cfg.max_step_ms / 1000.0;
+    double step = MOE_WORKERS_STEP_FACTOR * expect;
+    if (step > cap) step = cap;
+    return step > timeout ? step : timeout;
+}
+
 static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
 {
     for (int k = 0; k < w->cfg.n_ranks; k++)
@@ -212,6 +225,7 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
     ri->last_seen = moe_now();
     ri->job_id = h->job_id;
     if (!was_known) ri->active = -1; /* the first heartbeat is logged */
+    ri->step_expect = 0;
     moe_sched_rank_update(w->s, (int)h->rank, (int64_t)h->cache_tokens_total);
     if (h->has_max_seqs) moe_sched_rank_set_max_running(w->s, (int)h->rank, (int)h->max_seqs);
     Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
@@ -236,6 +250,12 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
 
 static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *hb)
 {
+    /* a long step announced (bounded by the link's check), or none */
+    const double expect = hb->has_step_expect_ms ? (double)hb->step_expect_ms / 1000.0 : 0;
+    if (expect > 0 && w->ranks[rank].step_expect == 0 && expect * 1000.0 >= (double)w->cfg.timeout_ms / 4)
+        moe_log(MOE_LOG_DEBUG, "rank %d announced a step of %.1f s; it may be silent for %.1f s", rank, expect,
+                        silence_allowed(w, expect));
+    w->ranks[rank].step_expect = expect;
     /* sequences the rank still runs that we no longer want there (ended
      * here while the rank was silent, or before we restarted) */
     for (size_t i = 0; i < hb->n_active; i++) {
@@ -372,10 +392,13 @@ void moe_workers_tick(moe_workers *w, double now)
 {
     for (int k = 0; k < w->cfg.n_ranks; k++) {
         const rank_info *ri = &w->ranks[k];
-        if (!ri->known || !moe_sched_rank_alive(w->s, k) || now - ri->last_seen < (double)w->cfg.timeout_ms / 1000.0)
+        if (!ri->known || !moe_sched_rank_alive(w->s, k) || now - ri->last_seen < silence_allowed(w, ri->step_expect))
             continue;
-        char why[128];
-        snprintf(why, sizeof why, "worker rank %d stopped answering (no heartbeat for %.1f s)", k, now - ri->last_seen);
+        char why[160];
+        if (ri->step_expect > 0)
+            snprintf(why, sizeof why, "worker rank %d stopped answering (no heartbeat for %.1f s, in a step it expected to take %.1f s)",
+                     k, now - ri->last_seen, ri->step_expect);
+        else snprintf(why, sizeof why, "worker rank %d stopped answering (no heartbeat for %.1f s)", k, now - ri->last_seen);
         rank_lost(w, k, why);
     }
 }

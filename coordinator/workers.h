@@ -6,8 +6,10 @@
  * A rank joins with a WorkerHello (rank, job id, cache size, max_seqs, its
  * model's vocabulary and context) and stays alive by heartbeats, which also
  * list the sequences it holds: one the coordinator no longer wants there is
- * released.  A rank silent past the timeout, or replaced by a new job (a
- * different job id), is lost: the loop hears it first (rank_lost), then the
+ * released.  A heartbeat may announce a long step (step_expect_ms): the
+ * rank may then be silent longer, within a bound (cfg.max_step_ms).  A rank
+ * silent past the timeout, or replaced by a new job (a different job id),
+ * is lost: the loop hears it first (rank_lost), then the
  * scheduler ends its requests.  No send to a rank blocks: what its link
  * does not take at once waits in a bounded outbox (proto/outbox.h), and
  * a rank that lets it overflow is lost too.  Queued requests are placed through the
@@ -69,7 +71,9 @@ typedef struct moe_workers_sink {
 typedef struct moe_workers_cfg {
     const char *endpoint;      /* where to bind the ROUTER */
     int n_ranks;               /* ranks the job must have */
-    int64_t timeout_ms;        /* a rank silent this long is lost */
+    int64_t timeout_ms;        /* a rank silent this long is lost, ... */
+    int64_t max_step_ms;       /* ... or during a step it announced, MOE_WORKERS_STEP_FACTOR × the
+                                  step's expected time if longer, capped by this */
     uint32_t vocab;            /* every rank must serve this vocabulary */
     bool replay;               /* a lost rank's requests are queued again (the job is restarted),
                                   not ended */
@@ -79,6 +83,11 @@ typedef struct moe_workers_cfg {
     int sndhwm, sndbuf;        /* the ROUTER's queue per rank (messages) and kernel send buffer (bytes);
                                   0: libzmq's and the system's defaults (small in tests) */
 } moe_workers_cfg;
+
+/* How many times a rank's own expectation of a long step it may take
+ * (the rank's figure errs long already; a prompt's later chunks cost more
+ * than its earlier ones, and the machine may be loaded). */
+#define MOE_WORKERS_STEP_FACTOR 4
 
 /* sched must outlive the workers. */
 int moe_workers_open(moe_workers **out, moe_link_ctx *lctx, const moe_workers_cfg *cfg, moe_sched *sched,

@@ -17,7 +17,7 @@
 #
 # coordinator settings, passed as given (moe-coordinator --help):
 #   --queue N  --max-running N  --max-tokens N  --client-timeout-ms MS
-#   --worker-timeout-ms MS  --no-ranks-timeout-ms MS  --drain-timeout-ms MS
+#   --worker-timeout-ms MS  --max-step-ms MS  --no-ranks-timeout-ms MS  --drain-timeout-ms MS
 #   --api-key KEY  --log-format text|json  --metrics-file PATH
 #   --max-start-failures N  --restart-backoff-ms MS  --start-timeout-ms MS
 #
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
-    --drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
+    --max-step-ms|--drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
     --start-timeout-ms)
       [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
       coord_flags+=("$1" "$2"); shift 2 ;;

@@ -99,6 +99,8 @@ extern const double moe_msg_step_bounds[MOE_MSG_STEP_BOUNDS];
 int moe_msg_step_bucket(double t);
 /* MoE layers a RankStats may list. */
 #define MOE_MSG_MAX_LAYERS 4096
+/* WorkerHeartbeat.step_expect_ms: at most a day. */
+#define MOE_MSG_MAX_STEP_EXPECT_MS 86400000u
 /* Request ids one Heartbeat may list (docs/protocol.md). */
 #define MOE_MSG_MAX_HEARTBEAT_IDS 4096
 

@@ -719,6 +719,9 @@ int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_
     if (h->n_active > lim->max_ids)
         return fail(err, MOE__CODE__BAD_REQUEST, "worker_heartbeat: %zu active sequences, more than the limit of %zu",
                     h->n_active, lim->max_ids);
+    if (h->has_step_expect_ms && h->step_expect_ms > MOE_MSG_MAX_STEP_EXPECT_MS)
+        return fail(err, MOE__CODE__BAD_REQUEST, "worker_heartbeat: step_expect_ms %" PRIu32 " is above the limit of %u",
+                    h->step_expect_ms, MOE_MSG_MAX_STEP_EXPECT_MS);
     return moe_msg_check_rank_stats(h->stats, err);
 }
 

@@ -8,6 +8,8 @@
  *                           under 5% of the wall time
  *   comm_test fail RANK     RANK reports a failure; every rank learns which
  *                           one, the failing rank prints its reason, all exit 1
+ *   comm_test and           AND over ranks
+ *   comm_test header        the step header: sums, and the largest tokens_max
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +127,35 @@ static int test_and(moe_comm *c)
     return 0;
 }
 
+/* The step header: every count is summed over ranks, tokens_max is the
+ * largest; rank r puts in values that make each field's answer distinct
+ * (and rank 1 the largest tokens_max, so neither the first nor the last
+ * rank's value is the answer by accident). */
+static int test_header(moe_comm *c)
+{
+    const int me = moe_comm_rank(c), n = moe_comm_size(c);
+    const moe_comm_step_hdr mine = {.active = 1 + me, .tokens = 10 * (me + 1), .prefill = me, .stay = me == 0,
+                                    .stop = me == n - 1, .hold = me % 2, .tokens_max = me == 1 ? 1000 : 7 * me};
+    moe_comm_step_hdr job;
+    int64_t want_hold = 0;
+    for (int r = 0; r < n; r++) want_hold += r % 2;
+    for (int round = 0; round < 3; round++) { /* the same answer every time (the op and type are kept) */
+        moe_comm_step_header(c, &mine, &job);
+        const int64_t s = (int64_t)n * (n + 1) / 2;
+        if (job.active != s || job.tokens != 10 * s || job.prefill != s - n || job.stay != 1 || job.stop != 1 ||
+            job.hold != want_hold || job.tokens_max != (n > 1 ? 1000 : 0)) {
+            fprintf(stderr,
+                    "rank %d: header {%lld %lld %lld %lld %lld %lld %lld}, expected {%lld %lld %lld 1 1 %lld %d}\n", me,
+                    (long long)job.active, (long long)job.tokens, (long long)job.prefill, (long long)job.stay,
+                    (long long)job.stop, (long long)job.hold, (long long)job.tokens_max, (long long)s,
+                    (long long)(10 * s), (long long)(s - n), (long long)want_hold, n > 1 ? 1000 : 0);
+            return 1;
+        }
+    }
+    if (me == 0) printf("header: %d ranks, sums and the largest tokens_max (%lld)\n", n, (long long)job.tokens_max);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     moe_err err;
@@ -138,12 +169,13 @@ int main(int argc, char **argv)
     else if (argc >= 3 && !strcmp(argv[1], "idle")) rc = test_idle(c, atof(argv[2]));
     else if (argc >= 3 && !strcmp(argv[1], "fail")) rc = test_fail(c, atoi(argv[2]));
     else if (argc >= 2 && !strcmp(argv[1], "and")) rc = test_and(c);
+    else if (argc >= 2 && !strcmp(argv[1], "header")) rc = test_header(c);
     else if (argc >= 3 && !strcmp(argv[1], "abort")) {
         /* the message names the program given to init, not moe-worker */
         if (moe_comm_rank(c) == atoi(argv[2])) moe_comm_abort(c, 7, "simulated abort");
         moe_comm_barrier(c);
     }
-    else fprintf(stderr, "usage: comm_test exchange | idle SECONDS | fail RANK | and | abort RANK\n");
+    else fprintf(stderr, "usage: comm_test exchange | idle SECONDS | fail RANK | and | header | abort RANK\n");
     moe_comm_finalize(c);
     return rc;
 }

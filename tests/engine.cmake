@@ -22,6 +22,8 @@ target_link_libraries(engine_cmp PRIVATE m)
 moe_test(NAME engine_run LABELS golden TIMEOUT 60
          ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/engine_run.sh $<TARGET_FILE:engine_cmp>)
 moe_test(NAME engine_batch SOURCES engine_batch.c LIBS moe_worker LABELS unit TIMEOUT 60)
+# The expected time of a lockstep step (the watchdog is told of long ones).
+moe_test(NAME steptime SOURCES steptime_test.c LIBS moe_worker LABELS unit TIMEOUT 30)
 # Needs moe-mkmodel (tools/); registered only when that target exists.
 if(TARGET moe-mkmodel)
   moe_test(NAME engine_mkmodel LABELS golden TIMEOUT 120

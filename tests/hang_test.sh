@@ -4,7 +4,7 @@
 # per-test folder, waits for lines the programs print, and bounds every
 # wait; every process is killed on the way out.
 #
-#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | coord_outbox | serve_restart | adopt
+#   hang_test.sh noranks | queued | drain | mismatch | coord_restart | outbox | coord_outbox | longstep | serve_restart | adopt
 #
 # noranks:       a coordinator with no worker job: moe-client --timeout 2
 #                holds (exit 3 in ~2 s; heartbeat echoes do not extend it),
@@ -23,8 +23,14 @@
 #                the live job's ranks rejoin (the same mpirun), drop the old
 #                sequences, and 8 new requests all succeed.
 # outbox:        a coordinator that stops reading (SIGSTOP) never blocks a
-#                rank: the rank notices, ends its sequences, and serves again
-#                once the coordinator is back.
+#                rank and loses nothing: the rank's outbox passes half its
+#                bound, the whole job holds (no step, nothing dropped) while
+#                the coordinator is stopped (longer than its worker and client
+#                timeouts), and after SIGCONT every request completes with the
+#                tokens of an undisturbed run.
+# longstep:      a legitimate step longer than --worker-timeout-ms (one prefill
+#                chunk of 8000 tokens) is announced by the ranks and completes
+#                under the supervisor without a restart, its tokens moe-run's.
 # coord_outbox: a rank that stops reading (SIGSTOP) never blocks the
 #                coordinator: with a small worker socket (--worker-hwm 1,
 #                --worker-sndbuf 4096) the Assigns to it pile up in its outbox,
@@ -211,32 +217,76 @@ coord_restart)
   echo "ok: the live job (same mpirun) rejoined a new coordinator"
   ;;
 outbox)
-  coordinator coord --ranks 1 --worker-timeout-ms 60000
-  # a small link (64 messages, a 4 KiB socket buffer) and a 256 KiB outbox (~2 s
-  # of frames here): a coordinator only slow on a loaded machine stays within it
-  job 1 "$model" --coord-hwm 64 --coord-sndbuf 4096 --outbox-bytes 262144
+  # timeouts (3 s) shorter than the stop: a coordinator that runs again must
+  # not take its ranks or clients for silent before their frames are in
+  coordinator coord --ranks 2 --worker-timeout-ms 3000 --client-timeout-ms 3000
+  # a small link (64 messages, a 4 KiB socket buffer) and a 256 KiB outbox (the
+  # job holds at 128 KiB): with the coordinator stopped it fills in well under
+  # a second, and the old worker ended every sequence at the bound
+  job 2 "$model" --coord-hwm 64 --coord-sndbuf 4096 --outbox-bytes 262144
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
-  # 4 x 4000 tokens with 20 alternatives each: ~4 MB of frames
-  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 4000, "logprobs=20" }' > "$tmp/long"
-  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --ids-out > "$tmp/a.out" 2> "$tmp/a.err" &
+  # 4 x 2000 greedy tokens with 20 alternatives each: ~1.6 MB of frames
+  awk 'BEGIN { for (i = 0; i < 4; i++) print "ids:" i + 1 ",2,3", 2000, "logprobs=20" }' > "$tmp/long"
+  # the disturbed run first (the ranks' first "active" lines say it runs),
+  # the undisturbed one after it on the same job
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --heartbeat-ms 250 --ids-out \
+      > "$tmp/a.out" 2> "$tmp/a.err" &
   a=$!; pids+=("$a")
-  wait_for "$tmp/coord.err" "rank 0: [1-4] active" 30 || fail "the requests never ran"
-  grep -q "stopped reading" "$tmp/worker.err" && fail "the outbox overflowed while the coordinator was reading"
+  wait_for "$tmp/coord.err" "rank [01]: [1-4] active" 30 || fail "the requests never ran"
+  from=$(( $(wc -l < "$tmp/worker.err") + 1 ))
   kill -STOP "$coord"
   t0=$(ms)
-  wait_for "$tmp/worker.err" "the coordinator stopped reading" 30 || fail "the rank never noticed (blocked in a send?)"
+  # the rank is not blocked in a send: its loop goes on and holds the job
+  # (the old worker said "stopped reading" here and ended its sequences)
+  for _ in $(seq 1 600); do
+    tail -n +"$from" "$tmp/worker.err" | grep -Eq "the job holds its steps|stopped reading" && break; sleep 0.05
+  done
   dt=$(( $(ms) - t0 ))
-  # the rank is not blocked: its loop goes on, and ends its sequences
-  wait_for "$tmp/worker.err" "frames to the coordinator were dropped" 10 || fail "the rank did not end its sequences"
-  grep "coordinator" "$tmp/worker.err"
+  tail -n +"$from" "$tmp/worker.err" | grep -Eq "the job holds its steps|stopped reading" || fail "the rank never noticed (blocked in a send?)"
+  # stopped 3 s more: the job must hold all along, dropping nothing
+  sleep 3
   kill -CONT "$coord"
   wait "$a"; rc=$?
-  cat "$tmp/a.err"
-  [ "$rc" != 0 ] || fail "the request whose tokens were lost finished as if complete"
-  [ "$(grep -c "tokens were lost" "$tmp/a.out")" = 4 ] || fail "the client was not told why, for each of its 4 requests"
-  "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
-      || fail "a new request after the coordinator came back failed: $(cat "$tmp/b.err")"
-  echo "ok: with the coordinator stopped the rank noticed in $dt ms, ended its sequence, and serves again"
+  tail -n +"$from" "$tmp/worker.err"
+  tail -2 "$tmp/a.err"
+  [ "$rc" = 0 ] || fail "a request failed after the coordinator came back (exit $rc): $(grep -m1 error "$tmp/a.out")"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/long" --concurrency 4 --timeout 60 --heartbeat-ms 250 --ids-out \
+      > "$tmp/ref.out" 2> "$tmp/ref.err" || fail "the undisturbed run failed: $(cat "$tmp/ref.err")"
+  cmp -s "$tmp/ref.out" "$tmp/a.out" || { diff "$tmp/ref.out" "$tmp/a.out" | head -3 | cut -c1-200; fail "tokens differ from the undisturbed run"; }
+  tail -n +"$from" "$tmp/worker.err" | grep -Eq "dropped|overflowed" && fail "frames were dropped"
+  grep -E "stopped answering|went silent" "$tmp/coord.err" && fail "the coordinator, running again, took a peer for silent"
+  grep "the loop did not run" "$tmp/coord.err"
+  held=$(tail -n +"$from" "$tmp/worker.err" | sed -n 's/.*resumed after holding \([0-9.]*\) s.*/\1/p' | head -1)
+  [ -n "$held" ] || fail "the job never said it resumed"
+  awk -v h="$held" 'BEGIN { exit !(h >= 2.5) }' || fail "the job held only $held s of the 3 s the coordinator was stopped"
+  echo "ok: with the coordinator stopped the job held in $dt ms for $held s, dropped nothing, and every request equals the undisturbed run"
+  ;;
+longstep)
+  # One step longer than --worker-timeout-ms on purpose: an 8000-token prompt
+  # in one prefill chunk (~4 s a step here on one core), a 1.5 s watchdog.
+  # The rank announces the step (its expected time), so the coordinator
+  # waits for it; the old one took the silent rank for a hung one and
+  # restarted the job (again at each replay).
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  MOE_LOG=debug coordinator coord --ranks 2 --worker-timeout-ms 1500 --restart-backoff-ms 100 \
+      --launch mpirun --bind-to none --mca btl self,vader -x OPENBLAS_NUM_THREADS -np 2 \
+      "$bin/moe-worker" --model "$model" --coordinator '{workers}' --ignore-eos --heartbeat-ms 200 \
+      --ctx 8192 --prefill-chunk 8192 --step-tokens 8192
+  trap 'pkill -KILL -f "moe-worker --model [^ ]* --coordinator ipc://$tmp/" 2>/dev/null; cleanup' EXIT
+  wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  ids=$(awk 'BEGIN { for (i = 0; i < 8000; i++) printf "%s%d", i ? "," : "", (i * 7) % 390 + 5 }')
+  want=$("$bin/moe-run" --model "$model" --tokens "$ids" -n 8 --batch 8192 --ignore-eos) || fail "moe-run failed"
+  lines=$(wc -l < "$tmp/coord.err")
+  t0=$(ms)
+  got=$(timeout 100 "$bin/moe-client" --connect "$ep" --ids "$ids" --max-tokens 8 --ids-out --timeout 90 2> "$tmp/a.err") \
+      || fail "the long request failed: $(cat "$tmp/a.err")"
+  dt=$(( $(ms) - t0 ))
+  tail -n +"$lines" "$tmp/coord.err" | grep -E "announced|stopped answering|supervisor" | head -5
+  tail -n +"$lines" "$tmp/coord.err" | grep -Eq "stopped answering|supervisor: .*(killed|restart)" && fail "the long step was taken for a hang"
+  tail -n +"$lines" "$tmp/coord.err" | grep -q "announced a step of" || fail "no rank announced the long step"
+  [ "$got" = "$want" ] || fail "tokens '$got', moe-run's '$want'"
+  [ "$dt" -gt 1500 ] || fail "the request took $dt ms: no step was longer than the 1.5 s watchdog"
+  echo "ok: an 8000-token prefill step ($dt ms for the request, watchdog 1500 ms) completed without a restart, tokens equal moe-run's"
   ;;
 coord_outbox)
   coordinator coord --ranks 1 --worker-timeout-ms 60000 --worker-hwm 1 --worker-sndbuf 4096 \

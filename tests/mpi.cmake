@@ -18,6 +18,11 @@ moe_test(NAME comm_fail_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
 
 moe_test(NAME comm_and_np3 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${MOE_MPIRUN} 3 50 $<TARGET_FILE:comm_test> and)
+# The step header's own reduction (sums and one max) on 1 and 3 ranks.
+foreach(np 1 3)
+  moe_test(NAME comm_header_np${np} LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
+           ARGS ${MOE_MPIRUN} ${np} 50 $<TARGET_FILE:comm_test> header)
+endforeach()
 # An abort names the program that set up the module (not "moe-worker").
 moe_test(NAME comm_abort_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "^comm_test: rank 1: simulated abort" 20 --

@@ -627,6 +627,13 @@ static void test_server_and_worker_bodies(void)
     wb.rank = 5000;
     expect_check("worker_heartbeat rank", &w.base, &lim, BAD, "rank 5000");
     wb.rank = 1;
+    /* a long step's announcement: up to a day */
+    wb.has_step_expect_ms = 1;
+    wb.step_expect_ms = MOE_MSG_MAX_STEP_EXPECT_MS;
+    expect_check("worker_heartbeat step_expect_ms a day", &w.base, &lim, OK, NULL);
+    wb.step_expect_ms = MOE_MSG_MAX_STEP_EXPECT_MS + 1;
+    expect_check("worker_heartbeat step_expect_ms over a day", &w.base, &lim, BAD, "step_expect_ms 86400001 is above");
+    wb.step_expect_ms = 0;
 
     /* a rank's figures: step buckets the protocol's, adding up to steps;
      * used cache within the pool; MoE layers within bounds */

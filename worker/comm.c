@@ -15,8 +15,12 @@
 #define SLEEP_MAX_NS 2000000 /* ... up to 2 ms between polls */
 #define MAX_ROW_TYPES 8
 
+#define HDR_FIELDS 7 /* moe_comm_step_hdr: 6 sums, then tokens_max */
+
 struct moe_comm {
     const char *name; /* message prefix */
+    MPI_Datatype hdr_type; /* HDR_FIELDS int64 as one element, so the */
+    MPI_Op hdr_op;         /* reduction always sees whole headers */
     int rank, size;
     struct {
         int row_len;
@@ -27,6 +31,19 @@ struct moe_comm {
     int64_t *scratch;
     int scratch_n;
 };
+
+/* The step header's reduction: sums of the counts, the largest tokens_max
+ * (commutative and associative, as MPI_Op_create requires). */
+static void hdr_reduce(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    const int64_t *a = in;
+    int64_t *b = inout;
+    for (int k = 0; k < *len; k++, a += HDR_FIELDS, b += HDR_FIELDS) {
+        for (int i = 0; i < HDR_FIELDS - 1; i++) b[i] += a[i];
+        if (a[HDR_FIELDS - 1] > b[HDR_FIELDS - 1]) b[HDR_FIELDS - 1] = a[HDR_FIELDS - 1];
+    }
+}
 
 int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe_err *err)
 {
@@ -40,6 +57,13 @@ int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     /* Errors come back as codes; we decide what to do with them. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (MPI_Type_contiguous(HDR_FIELDS, MPI_INT64_T, &c->hdr_type) != MPI_SUCCESS ||
+        MPI_Type_commit(&c->hdr_type) != MPI_SUCCESS || MPI_Op_create(hdr_reduce, 1, &c->hdr_op) != MPI_SUCCESS) {
+        free(c);
+        *out = NULL;
+        MPI_Finalize();
+        return moe_err_set(err, "cannot create the step header's MPI type and operation");
+    }
     *out = c;
     return MOE_OK;
 }
@@ -48,6 +72,8 @@ void moe_comm_finalize(moe_comm *c)
 {
     if (!c) return;
     for (int i = 0; i < c->n_rows; i++) MPI_Type_free(&c->rows[i].type);
+    MPI_Type_free(&c->hdr_type);
+    MPI_Op_free(&c->hdr_op);
     free(c->scratch);
     free(c);
     MPI_Finalize();
@@ -136,10 +162,16 @@ void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n)
 
 void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job)
 {
-    /* every field is a sum: stay comes from rank 0 alone, stop is "any" */
-    int64_t v[5] = {mine->active, mine->tokens, mine->prefill, mine->stay, mine->stop};
-    moe_comm_sum_i64(c, v, 5);
-    *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3], .stop = v[4]};
+    /* sums (stay comes from rank 0 alone, stop and hold are "any"), and
+     * the largest tokens_max */
+    const int64_t in[HDR_FIELDS] = {mine->active, mine->tokens, mine->prefill, mine->stay,
+                                    mine->stop,   mine->hold,   mine->tokens_max};
+    int64_t v[HDR_FIELDS];
+    MPI_Request r;
+    check(c, MPI_Iallreduce(in, v, 1, c->hdr_type, c->hdr_op, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r);
+    *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3],
+                               .stop = v[4],   .hold = v[5],   .tokens_max = v[6]};
 }
 
 void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)

@@ -58,8 +58,10 @@ void moe_comm_barrier(moe_comm *c);
 
 /*
  * The header that opens every lockstep step: each rank puts in its part,
- * every rank gets the job's sums back (one small allreduce), so all ranks
- * take the same decision (step, idle, leave) at the same step.
+ * every rank gets the job's sums back (one small allreduce, with an
+ * operation of our own that sums the counts and takes the largest
+ * tokens_max), so all ranks take the same decision (step, hold, idle,
+ * leave) at the same step.
  */
 typedef struct moe_comm_step_hdr {
     int64_t active;   /* live sequences here */
@@ -67,6 +69,10 @@ typedef struct moe_comm_step_hdr {
     int64_t prefill;  /* of which prefill */
     int64_t stay;     /* rank 0 only: keep stepping when no rank has work */
     int64_t stop;     /* this rank saw SIGTERM: everyone leaves */
+    int64_t hold;     /* ranks that ask the job to hold (no step, no token: their
+                       * coordinator link is backed up); the job polls and waits */
+    int64_t tokens_max; /* this rank's tokens; in the job's: the most any rank has
+                         * (a max, not a sum: what the step's time follows) */
 } moe_comm_step_hdr;
 void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job);
 

@@ -8,8 +8,15 @@
  * header, comm.h) tells every rank what the job as a whole has; then
  * either every rank steps — a rank without tokens too, because every rank
  * must enter every expert exchange of the step — or, when no rank has
- * work, the job idles (a pause growing to 20 ms, or until the source wakes
- * it) or leaves, all ranks at the same turn.
+ * work or some rank asks the job to hold (its coordinator is not
+ * reading), the job idles (a pause growing to 20 ms, or until the source
+ * wakes it) or leaves, all ranks at the same turn.  Holding keeps every
+ * sequence: nothing is produced, so nothing is lost, until the rank that
+ * asked can send again.
+ *
+ * Before each step every rank tells its source how long the step should
+ * take (steptime.h, from the job's earlier steps), so a watchdog can tell a
+ * long step from a hung rank.
  *
  * The loop knows no source: the batch file (source_batch.c) and the
  * coordinator link (source_link.c) are both behind moe_source_ops.
@@ -23,6 +30,7 @@
 
 #include "comm.h"
 #include "gen.h"
+#include "steptime.h"
 
 /* A source of requests (like redis's connection types: one table of
  * operations, one context). */
@@ -37,8 +45,17 @@ typedef struct moe_source_ops {
     /* Rank 0 only: keep the job up although no rank has had work for
      * idle_s seconds? */
     bool (*stay)(void *ctx, double idle_s);
-    /* No rank has work: wait up to ms, or less if work arrives. */
+    /* No rank has work, or the job holds: wait up to ms, or less if work
+     * arrives. */
     void (*idle)(void *ctx, int ms);
+    /* Does this rank ask the job to hold (take no step, so produce
+     * nothing, while it keeps polling and beating)?  A link whose
+     * coordinator stopped reading does.  NULL: never. */
+    bool (*hold)(void *ctx);
+    /* A step the job expects to take about expect_s seconds (steptime.h)
+     * starts now; 0 when it is over.  Called on every rank around every
+     * step.  NULL: not wanted. */
+    void (*busy)(void *ctx, double expect_s);
     /* Rows, tokens and ends of the source's sequences (gen.h's callbacks;
      * their ctx is the source's). */
     int (*row)(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err);
@@ -67,6 +84,7 @@ typedef struct moe_job_stats {
      * bounds (proto/msg.h MOE_MSG_STEP_BOUNDS, + 1 for the rest), and their sum */
     uint64_t step_buckets[MOE_JOB_STEP_BUCKETS];
     double step_seconds;
+    double hold_seconds;          /* turns the job held (a rank's coordinator was not reading) */
 } moe_job_stats;
 
 /*
@@ -74,7 +92,10 @@ typedef struct moe_job_stats {
  * Runs until no rank has work and rank 0's source does not want to stay,
  * or until any rank's *stop is set (SIGTERM).  A malformed step (a bug)
  * aborts the job.  Sequences still live at the end stay in g.
+ * first_step_cost: the guess of a step's seconds per token before one of
+ * its size was timed (steptime.h; conservative: errs long).
  */
-void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, moe_job_stats *st);
+void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, double first_step_cost,
+                 moe_job_stats *st);
 
 #endif

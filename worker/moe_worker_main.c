@@ -56,10 +56,13 @@ static void usage(FILE *f)
           "  --coordinator EP    serve: connect every rank to the coordinator's worker endpoint\n"
           "  --max-seqs N        serving: sequences per rank (default 16)\n"
           "  --ctx N             serving: tokens per sequence (default min(4096, the model's))\n"
-          "  --heartbeat-ms MS   serving: heartbeat period (default 500)\n"
+          "  --heartbeat-ms MS   serving: heartbeat period (default 500); a step expected to take half\n"
+          "                      of it or more is announced to the coordinator's watchdog at once\n"
           "  --outbox-bytes B    serving: frames the coordinator has not taken wait in a queue of at\n"
-          "                      most B bytes (default 64 MiB); a rank never blocks on a send, and at\n"
-          "                      the bound its sequences end (their tokens are lost) and it says hello again\n"
+          "                      most B bytes (default 64 MiB); a rank never blocks on a send.  Over\n"
+          "                      half of B the whole job holds (no step, nothing lost) until the\n"
+          "                      coordinator reads again; only one step's frames overflowing the other\n"
+          "                      half end the rank's sequences (their tokens lost; it says hello again)\n"
           "  --coord-hwm N       serving: the link's own queue to the coordinator, in messages (default 100000)\n"
           "  --coord-sndbuf B    serving: the link's kernel send buffer (default: the system's; small in tests)\n"
           "  --placement FILE    which rank hosts which experts (default: contiguous blocks)\n"
@@ -414,7 +417,9 @@ int main(int argc, char **argv)
         fflush(stderr);
     }
     moe_job_stats *js = &w->js;
-    moe_job_run(c, w->g, &w->src, &g_stop, js);
+    /* a step's first expected cost: the weights a token reads at 1 GB/s, far
+     * slower than a core computes them, so the first long step errs long */
+    moe_job_run(c, w->g, &w->src, &g_stop, (double)moe_model_bytes_per_token(w->m) / 1e9, js);
     if (w->trace_fd >= 0) moe_xchg_flush_trace(w->x);
     const int failed = w->batch ? moe_source_batch_report(w->batch, c) : 0;
     if (w->o.stats) print_stats(w, js);

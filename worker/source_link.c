@@ -26,11 +26,16 @@ struct moe_source_link {
     double t_beat;
     bool closing;           /* the job is stopping: its sequences end replayable */
     /* Frames the coordinator has not taken yet (its queue is full: it is
-     * stopped, busy or gone), in order; a rank never blocks on a send. */
+     * stopped, busy or gone), in order; a rank never blocks on a send.
+     * Over half the bound the rank asks the job to hold (l_hold), so the
+     * bound itself is reached only by one step's frames. */
     struct outbox_frame { uint8_t *data; size_t len; } *out;
     size_t out_head, out_n, out_cap, out_bytes;
+    bool holding;                   /* this rank asks the job to hold */
+    double t_hold;                  /* since */
     bool overflowed;                /* the outbox hit its bound: its frames were dropped */
     int64_t dropped;                /* frames dropped since */
+    double expect_s;                /* the step in progress should take this long; 0: between steps */
     uint64_t job_id;
     void (*stats_fill)(void *ctx, moe_link_stats *st);
     void *stats_ctx;
@@ -143,10 +148,12 @@ static void outbox_flush(moe_source_link *l)
 }
 
 /* Never blocks: what the link cannot take now waits in the outbox (sent
- * by the next flush, before anything newer).  An outbox at its bound means
- * the coordinator has stopped reading for long: its frames are dropped,
- * and l_poll ends this rank's sequences (their tokens are lost) and says
- * hello again. */
+ * by the next flush, before anything newer).  The job holds before the
+ * outbox is half full, so only a single step whose frames fill the other
+ * half (thousands of sequences, or prompt logprobs of a huge chunk) reaches
+ * the bound: then the frames are dropped, and l_poll ends this rank's
+ * sequences (their tokens are lost) and says hello again, since memory
+ * must stay bounded. */
 static void link_send(moe_source_link *l, Moe__WorkerMsg *m)
 {
     moe_err err;
@@ -168,9 +175,9 @@ static void link_send(moe_source_link *l, Moe__WorkerMsg *m)
         l->overflowed = true;
         l->dropped = (int64_t)l->out_n + 1;
         moe_log(MOE_LOG_ERROR,
-                "rank %d: the coordinator stopped reading (%zu frames, %zu bytes wait for it); dropping them, "
-                "ending this rank's sequences and saying hello again",
-                l->me, l->out_n, l->out_bytes);
+                "rank %d: one step's frames overflowed the outbox (%zu frames, %zu bytes wait for the coordinator, "
+                "--outbox-bytes %lld); dropping them, ending this rank's sequences and saying hello again",
+                l->me, l->out_n, l->out_bytes, (long long)l->o.outbox_bytes);
         outbox_clear(l);
         return;
     }
@@ -239,12 +246,16 @@ static void send_hello(moe_source_link *l)
     link_send(l, &m);
 }
 
-/* Hello until the coordinator answers, heartbeats after. */
+/* Hello until the coordinator answers, heartbeats after.  None while
+ * frames wait in the outbox: the coordinator is not reading, the frames
+ * it will read tell it the rank lives, and the outbox must not grow while
+ * the job holds. */
 static void l_beat(void *ctx)
 {
     moe_source_link *l = ctx;
     const double now = moe_now();
     outbox_flush(l);
+    if (l->out_n > 0) return;
     const double period = l->refused && !l->hello_acked ? 10.0 : (double)l->o.heartbeat_ms / 1000.0;
     if (now - l->t_beat < period) return;
     l->t_beat = now;
@@ -262,6 +273,11 @@ static void l_beat(void *ctx)
     hb.cache_tokens_free = (uint64_t)moe_gen_free_tokens(l->g);
     hb.n_active = (size_t)n;
     hb.active = active;
+    if (l->expect_s > 0) {
+        const double ms = l->expect_s * 1000.0 + 1.0;
+        hb.has_step_expect_ms = true;
+        hb.step_expect_ms = ms < (double)MOE_MSG_MAX_STEP_EXPECT_MS ? (uint32_t)ms : MOE_MSG_MAX_STEP_EXPECT_MS;
+    }
     Moe__RankStats rs;
     if (l->stats_fill) {
         moe_link_stats st = {0};
@@ -276,6 +292,41 @@ static void l_beat(void *ctx)
 }
 
 void moe_source_link_tick(void *l) { l_beat(l); }
+
+/* A step of about expect_s seconds starts (0: it ended).  Heartbeats say
+ * so while it runs; one long enough to matter against the coordinator's
+ * watchdog (half a heartbeat period or more) is announced at once. */
+static void l_busy(void *ctx, double expect_s)
+{
+    moe_source_link *l = ctx;
+    l->expect_s = expect_s;
+    if (expect_s > 0 && expect_s * 1000.0 >= (double)l->o.heartbeat_ms / 2 && l->hello_acked) {
+        moe_log(MOE_LOG_DEBUG, "rank %d: a step expected to take %.2f s; announcing it", l->me, expect_s);
+        l->t_beat = 0;
+        l_beat(l);
+    }
+}
+
+/* The job holds while this rank's outbox is over half its bound, until
+ * it is down to a quarter (the coordinator reads again). */
+static bool l_hold(void *ctx)
+{
+    moe_source_link *l = ctx;
+    const double bytes = (double)l->out_bytes, bound = (double)l->o.outbox_bytes;
+    if (!l->holding && bytes >= bound / 2) {
+        l->holding = true;
+        l->t_hold = moe_now();
+        moe_log(MOE_LOG_WARN,
+                "rank %d: the coordinator is not reading (%zu frames, %zu bytes wait here); the job holds its "
+                "steps until they are taken",
+                l->me, l->out_n, l->out_bytes);
+    } else if (l->holding && bytes <= bound / 4) {
+        l->holding = false;
+        moe_log(MOE_LOG_INFO, "rank %d: the coordinator reads again (%zu bytes still wait); held %.1f s", l->me,
+                l->out_bytes, moe_now() - l->t_hold);
+    }
+    return l->holding;
+}
 
 /* ---- receiving ---- */
 
@@ -338,7 +389,8 @@ static void l_poll(void *ctx, moe_gen *g)
     if (l->overflowed) { /* outside a step: the sequences whose tokens were lost end */
         l->overflowed = false;
         moe_log(MOE_LOG_ERROR, "rank %d: %lld frames to the coordinator were dropped", l->me, (long long)l->dropped);
-        moe_gen_end_all(g, "the coordinator stopped reading; tokens were lost");
+        moe_gen_end_all(g, "the coordinator stopped reading and one step's frames overflowed the rank's outbox; "
+                           "tokens were lost");
         l->hello_acked = false;
     }
     outbox_flush(l);
@@ -457,7 +509,7 @@ void moe_source_link_close(moe_source_link *l, moe_gen *g)
 
 static const moe_source_ops LINK_OPS = {
     .name = "link", .serves = true, .poll = l_poll, .beat = l_beat, .stay = l_stay, .idle = l_idle,
-    .row = NULL, .token = l_token, .prompt = l_prompt, .end = l_end,
+    .hold = l_hold, .busy = l_busy, .row = NULL, .token = l_token, .prompt = l_prompt, .end = l_end,
 };
 
 moe_source moe_source_link_source(moe_source_link *l) { return (moe_source){&LINK_OPS, l}; }

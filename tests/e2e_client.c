@@ -77,27 +77,30 @@ static void send_heartbeat(void)
     send_msg(&m);
 }
 
-/* The next message that is not a heartbeat, within timeout_s (NULL on timeout). */
+/* The next message that is not a heartbeat, within timeout_s (NULL on timeout).
+ * A heartbeat goes out every 0.5 s across calls, so a client that always
+ * has a chunk waiting (a long stream) is not taken for a silent one. */
 static Moe__ServerMsg *next(double timeout_s, moe_link_in *in)
 {
     const double t0 = moe_now();
-    double beat = t0;
+    static double beat;
+    if (beat == 0) beat = t0;
     for (;;) {
         moe_err err;
         memset(in, 0, sizeof *in);
         int rc = moe_link_recv(L, in, MOE_LINK_DONTWAIT, &err);
+        const double now = moe_now();
+        if (now - beat > 0.5) {
+            send_heartbeat();
+            beat = now;
+        }
         if (rc == MOE_OK) {
             Moe__ServerMsg *m = (Moe__ServerMsg *)in->msg;
             if (in->code == MOE__CODE__OK && m && m->body_case != MOE__SERVER_MSG__BODY_HEARTBEAT) return m;
             moe_link_in_clear(in);
             continue;
         }
-        const double now = moe_now();
         if (now - t0 > timeout_s) return NULL;
-        if (now - beat > 0.5) {
-            send_heartbeat();
-            beat = now;
-        }
         moe_link_poll_item pi = {.link = L};
         moe_link_poll(&pi, 1, 50, &err);
     }

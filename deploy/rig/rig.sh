@@ -7,7 +7,7 @@
 # namespace (no sshd); its TCP transport and ZMQ over TCP cross the bridge.
 #
 #   rig.sh up NAME [--hosts N] [--subnet A.B.C] [--cap RATE] [--dir DIR]
-#       makes rig NAME (letters and digits, at most 8): namespaces NAME-c
+#       makes rig NAME (letters and digits, at most 10): namespaces NAME-c
 #       (the coordinator, A.B.C.1) and NAME-h1..NAME-hN (A.B.C.11 ...), the
 #       bridge NAME-br, links NAME-c / NAME-hI (the bridge's ends), and DIR
 #       (default /tmp/moe-rig-NAME) holding:
@@ -44,7 +44,7 @@ set -euo pipefail
 die() { echo "rig: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
-valid_name() { [[ $1 =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "bad rig name '$1' (a letter, then letters or digits, at most 8)"; }
+valid_name() { [[ $1 =~ ^[a-z][a-z0-9]{0,9}$ ]] || die "bad rig name '$1' (a letter, then letters or digits, at most 10)"; }
 
 # every namespace, link and bridge of rig $1
 rig_netns() { ip netns list 2>/dev/null | awk '{ print $1 }' | grep -E "^$1-(c|h[0-9]+)$" || true; }

@@ -8,3 +8,7 @@ moe_test(NAME rig_hostfile LABELS rig TIMEOUT 240 RESOURCE_LOCK cores
 moe_test(NAME rig_teardown LABELS rig TIMEOUT 60 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/rig_test.sh teardown)
 set_tests_properties(rig_hostfile rig_teardown PROPERTIES SKIP_RETURN_CODE 77)
+# bench/cluster's quick run (2 hosts, 2 caps, 2 latencies, a short serving
+# run on a fixture model): the benchmark's whole path stays working.
+moe_test(NAME bench_cluster_smoke LABELS rig TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_SOURCE_DIR}/bench/cluster/run.sh --quick --out ${CMAKE_BINARY_DIR}/bench-cluster-smoke)

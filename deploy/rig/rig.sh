@@ -26,6 +26,9 @@
 #   rig.sh restore NAME HOST       brings it back
 #   rig.sh stats NAME HOST         bytes the host's link carried: "TX RX" as the
 #                                  host sees them (/sys/class/net counters)
+#   rig.sh cap NAME RATE|none      changes every link's cap (as up --cap)
+#   rig.sh overlimits NAME         times a cap held a packet back, summed over
+#                                  every link end (tc -s): 0 means no cap bound
 #   rig.sh down NAME | --all       kills every process inside the rig's
 #                                  namespaces, deletes them, the bridge and the
 #                                  links, and DIR; --all: every rig ("moerig"
@@ -138,6 +141,29 @@ EOF
   echo "rig $name: coordinator $subnet.1 ($name-c), $hosts hosts ($subnet.11..$subnet.$((10 + hosts))), ${cap:-no} cap; $dir/env"
 }
 
+# every link end of rig $1: "NETNS DEV" (NETNS empty: the root namespace)
+link_ends() { local ns; for ns in $(rig_netns "$1"); do echo "$ns eth0"; echo "- ${ns}"; done; }
+
+set_cap() {
+  local name=$1 rate=$2 ns dev
+  while read -r ns dev; do
+    [ "$ns" = - ] && ns=""
+    if [ "$rate" = none ]; then
+      tc ${ns:+-n "$ns"} qdisc del dev "$dev" root 2>/dev/null || true
+    else
+      tbf "$ns" "$dev" "$rate"
+    fi
+  done < <(link_ends "$name")
+}
+
+overlimits() {
+  local ns dev
+  while read -r ns dev; do
+    [ "$ns" = - ] && ns=""
+    tc -s ${ns:+-n "$ns"} qdisc show dev "$dev" | sed -n 's/.*overlimits \([0-9]*\).*/\1/p'
+  done < <(link_ends "$1") | awk '{ s += $1 } END { print s + 0 }'
+}
+
 down_one() {
   local name=$1 dir=${2:-/tmp/moe-rig-$1} i p
   # processes first: a namespace with a process in it outlives "ip netns del"
@@ -197,6 +223,8 @@ case $cmd in
   restore) [ $# = 2 ] || die "restore NAME HOST"; host_ns "$1" "$2" > /dev/null; ip link set "$1-$2" up ;;
   stats) [ $# = 2 ] || die "stats NAME HOST"; ns=$(host_ns "$1" "$2")
          ip netns exec "$ns" cat /sys/class/net/eth0/statistics/tx_bytes /sys/class/net/eth0/statistics/rx_bytes | paste -sd' ' ;;
+  cap) [ $# = 2 ] || die "cap NAME RATE|none"; host_ns "$1" c > /dev/null; set_cap "$1" "$2" ;;
+  overlimits) [ $# = 1 ] || die "overlimits NAME"; host_ns "$1" c > /dev/null; overlimits "$1" ;;
   down) [ $# -ge 1 ] || die "down NAME | --all"; down "$@" ;;
   check) [ $# = 1 ] || die "check NAME"; check "$1" ;;
   -h|--help|"") awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; [ -n "$cmd" ] ;;

@@ -182,17 +182,17 @@ if command -v gnuplot > /dev/null; then
                        f = sprintf("'"$tmp"'/plot.%d", seen[k]); print $3, $4, $6 >> f }
               END { for (i = 1; i <= n; i++) print i "\t" name[i] > "'"$tmp"'/plot.keys" }' "$out/cluster.tsv"
   {
-    echo "set terminal pngcairo size 1100,450 noenhanced"
+    echo "set terminal pngcairo size 1100,560 noenhanced"
     echo "set output '$out/cluster.png'"
     echo "set multiplot layout 1,2 title 'bench/cluster: $(basename "$model"), EP decode across emulated hosts'"
-    echo "set xlabel 'added latency per collective (us)'; set grid; set key left bottom"
+    echo "set xlabel 'added latency per collective (us)'; set grid; set key below"
     plots() {
       local col=$1 sep="plot"
       while IFS=$'\t' read -r i k; do printf "%s '%s' using 1:%d with linespoints title '%s'" "$sep" "$tmp/plot.$i" "$col" "$k"; sep=","; done < "$tmp/plot.keys"
       echo
     }
     echo "set ylabel 'decode tok/s'"; plots 2
-    echo "set ylabel 'exchange share of step time (%)'; set key left top"; plots 3
+    echo "set ylabel 'exchange share of step time (%)'"; plots 3
     echo "unset multiplot"
   } > "$tmp/plot.gp"
   gnuplot "$tmp/plot.gp" 2> "$tmp/plot.err" && echo "plot: $out/cluster.png" ||

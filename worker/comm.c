@@ -4,6 +4,7 @@
  */
 #include "comm.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ static void hold(const moe_comm *c, double t_start)
     const double left = t_start + c->test_delay - moe_now();
     if (left <= 0) return;
     struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0) {}
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 void moe_comm_abort(moe_comm *c, int code, const char *msg)

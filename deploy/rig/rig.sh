@@ -82,12 +82,13 @@ up() {
   done
   [[ $hosts =~ ^[1-9][0-9]?$ ]] && [ "$hosts" -le 64 ] || die "--hosts $hosts: 1 to 64"
   [[ $subnet =~ ^(10|192\.168|172\.(1[6-9]|2[0-9]|3[01]))\.[0-9]{1,3}(\.[0-9]{1,3})?$ ]] &&
-    [ "$(echo "$subnet" | tr . '\n' | wc -l)" = 3 ] || die "--subnet $subnet: three octets of a private range (e.g. 10.77.0)"
+    [ "$(echo "$subnet" | tr . '\n' | awk '$1 <= 255' | wc -l)" = 3 ] || die "--subnet $subnet: three octets of a private range (e.g. 10.77.0)"
   dir=${dir:-/tmp/moe-rig-$name}
   [ -z "$(rig_netns "$name")$(rig_links "$name")" ] || die "rig $name exists (rig.sh down $name)"
   mkdir -p "$dir"
   echo "$name" > "$dir/name"
-  trap 'echo "rig: setting up $name failed; tearing it down" >&2; down "$name" "$dir"' ERR
+  # any failure from here on (a failed command, or die) tears down what was made
+  trap 'echo "rig: setting up $name failed; tearing it down" >&2; down "$name" "$dir"' EXIT
   ip link add "$name-br" type bridge
   ip link set "$name-br" up
   local h ns addr
@@ -129,15 +130,15 @@ RIG_NET=$subnet.0/24
 OMPI_MCA_plm_rsh_agent=$dir/agent
 export RIG_NAME RIG_DIR RIG_HOSTS RIG_COORD RIG_NET OMPI_MCA_plm_rsh_agent
 EOF
-  trap - ERR
   # every host answers: the coordinator's namespace resolves its address
   # (a connection attempt to a closed port sends the ARP request)
   for h in $(seq 1 "$hosts"); do
     addr=$subnet.$((10 + h))
     ip netns exec "$name-c" timeout 10 bash -c "until ip neigh show $addr | grep -q lladdr; do
       (exec 3<>/dev/tcp/$addr/9) 2>/dev/null; done; :" ||
-      { rc=$?; down "$name" "$dir"; die "host h$h ($addr) does not answer ($rc)"; }
+      die "host h$h ($addr) does not answer"
   done
+  trap - EXIT
   echo "rig $name: coordinator $subnet.1 ($name-c), $hosts hosts ($subnet.11..$subnet.$((10 + hosts))), ${cap:-no} cap; $dir/env"
 }
 

@@ -12,3 +12,7 @@ set_tests_properties(rig_hostfile rig_teardown PROPERTIES SKIP_RETURN_CODE 77)
 # run on a fixture model): the benchmark's whole path stays working.
 moe_test(NAME bench_cluster_smoke LABELS rig TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${CMAKE_SOURCE_DIR}/bench/cluster/run.sh --quick --out ${CMAKE_BINARY_DIR}/bench-cluster-smoke)
+# The latency knob the rig uses (moe-worker --test-xchg-delay-us): the same
+# output bytes, and it delays (2 ranks over shared memory; no root needed).
+moe_test(NAME worker_xchg_delay_np2 LABELS mpi TIMEOUT 90 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/xchg_delay_test.sh)

@@ -13,6 +13,7 @@
 #                       the run's step time: the throughput achieved, on average
 #   held                packets a cap held back (tc -s overlimits, every link end):
 #                       0 means the cap never bound
+# (and a row "shm": the same job on one host over shared memory, no rig),
 # then serving figures (moe-bench over ZMQ against a coordinator that runs
 # the job across the hosts, --launch) at 10 Gbit/s, latency 0 and 200 us.
 # Every output is checked equal to the first configuration's (the exchange
@@ -117,6 +118,27 @@ decode() {
   tail -1 "$out/cluster.tsv" | awk -F'\t' '{ printf "  %d hosts, cap %s, +%d us: decode %s tok/s, job %s tok/s, exchange %s%%, %s MB/token, link %s Mbit/s, held %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
 }
 
+# shm: the same job on one host over shared memory (btl self,vader, no rig):
+# the baseline each host count's rows compare with
+shm() {
+  local tag=$RIG_HOSTS-shm
+  "$root/tests/mpirun.sh" "$RIG_HOSTS" 900 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --ignore-eos --stats \
+      > "$tmp/out.$tag" 2> "$tmp/err.$tag" || { echo "bench/cluster: the one-host job failed:" >&2; tail -5 "$tmp/err.$tag" >&2; exit 1; }
+  [ -f "$tmp/out.ref" ] || cp "$tmp/out.$tag" "$tmp/out.ref"
+  cmp -s "$tmp/out.ref" "$tmp/out.$tag" || { echo "bench/cluster: outputs differ ($tag)!" >&2; exit 1; }
+  local f=$tmp/err.$tag dec
+  dec=$(sed -n 's/^job: .* = \([0-9.]*\) tokens\/s$/\1/p' "$f")
+  sed -n 's/^rank \([0-9]*\): sequences [0-9]*, steps [0-9]*, prefill tokens \([0-9]*\), decode tokens \([0-9]*\), \([0-9.]*\) s,.*/\1 \2 \3 \4/p' "$f" > "$tmp/total"
+  sed -n 's/^rank \([0-9]*\) layer [0-9]*: sent \([0-9]*\) bytes.*exchange \([0-9.]*\) s,.*/\1 \2 \3/p' "$f" > "$tmp/layers"
+  awk -v dec="$dec" -v hosts="$RIG_HOSTS" \
+      'FILENAME == ARGV[1] { tok += $2 + $3; t[$1] = $4; if ($4 > tmax) tmax = $4; next }
+       { bytes += $2; ex[$1] += $3 }
+       END { for (r in t) { se += ex[r] / t[r]; n++ }
+             printf "%d\tshm\t0\t%.2f\t%.2f\t%.1f\t%.3f\t-\t-\n", hosts, dec, tok / tmax, 100 * se / n, bytes / tok / 1e6 }' \
+      "$tmp/total" "$tmp/layers" >> "$out/cluster.tsv"
+  tail -1 "$out/cluster.tsv" | awk -F'\t' '{ printf "  %d ranks on one host (shared memory): decode %s tok/s, job %s tok/s, exchange %s%%\n", $1, $4, $5, $6 }'
+}
+
 # serve CAP DELAY: moe-bench against a coordinator running the job over the rig
 serve() {
   local cap=$1 delay=$2 tag=$RIG_HOSTS-$1-$2
@@ -153,6 +175,7 @@ for hosts in $hosts_list; do
   "$rig" up "$name" --hosts "$hosts" > /dev/null
   # shellcheck disable=SC1090
   . "/tmp/moe-rig-$name/env"
+  shm
   for cap in $caps; do
     "$rig" cap "$name" "$cap"
     for delay in $delays; do decode "$cap" "$delay"; done
@@ -178,7 +201,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # the plot: decode tok/s and exchange share against the added latency, a line per (hosts, cap)
 if command -v gnuplot > /dev/null; then
-  awk -F'\t' 'NR > 1 { k = $1 " hosts, " $2; if (!(k in seen)) { seen[k] = ++n; name[n] = k }
+  awk -F'\t' 'NR > 1 && $2 != "shm" { k = $1 " hosts, " $2; if (!(k in seen)) { seen[k] = ++n; name[n] = k }
                        f = sprintf("'"$tmp"'/plot.%d", seen[k]); print $3, $4, $6 >> f }
               END { for (i = 1; i <= n; i++) print i "\t" name[i] > "'"$tmp"'/plot.keys" }' "$out/cluster.tsv"
   {

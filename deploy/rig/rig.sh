@@ -166,9 +166,9 @@ overlimits() {
 }
 
 down_one() {
-  local name=$1 dir=${2:-/tmp/moe-rig-$1} i p
+  local name=$1 dir=${2:-/tmp/moe-rig-$1} p
   # processes first: a namespace with a process in it outlives "ip netns del"
-  for i in 1 2 3; do
+  for _ in 1 2 3; do
     p=$(rig_pids "$name")
     [ -n "$p" ] || break
     # shellcheck disable=SC2086
@@ -180,7 +180,7 @@ down_one() {
   for l in $(rig_links "$name"); do ip link del "$l" 2>/dev/null || true; done
   [ -f "$dir/name" ] && [ "$(cat "$dir/name")" = "$name" ] && rm -rf "$dir"
   # veth pairs go away with their namespace asynchronously: wait for them
-  for i in $(seq 1 50); do [ -z "$(rig_links "$name")$(rig_netns "$name")" ] && return 0; sleep 0.1; done
+  for _ in $(seq 1 50); do [ -z "$(rig_links "$name")$(rig_netns "$name")" ] && return 0; sleep 0.1; done
   return 0
 }
 

@@ -20,8 +20,9 @@ packages=(
   jq                                  # the HTTP tests read JSON answers with it
   python3-prometheus-client           # the tests parse /metrics with its text parser
   libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)
-  gnuplot-nox                         # moe-bench --plot: the PNG plots
+  gnuplot-nox                         # moe-bench --plot, bench/cluster: the PNG plots
   systemd                             # systemd-analyze verify of deploy/systemd (deploy_systemd)
+  iproute2                            # deploy/rig: network namespaces, veth, bridge, tc
 )
 # Node.js and npm run the official openai SDK in the tests.  A machine that
 # has them already (from Debian or elsewhere) keeps its own.

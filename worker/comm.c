@@ -4,6 +4,7 @@
  */
 #include "comm.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct moe_comm {
     } rows[MAX_ROW_TYPES];
     int n_rows;
     double wait_seconds;
+    double test_delay;       /* seconds; 0: off (moe_comm_set_test_delay_us) */
     int64_t *scratch;
     int scratch_n;
 };
@@ -83,6 +85,23 @@ int moe_comm_rank(const moe_comm *c) { return c->rank; }
 int moe_comm_size(const moe_comm *c) { return c->size; }
 double moe_comm_wait_seconds(const moe_comm *c) { return c->wait_seconds; }
 
+void moe_comm_set_test_delay_us(moe_comm *c, int64_t us)
+{
+    MOE_ASSERT(us >= 0 && us <= 10 * 1000 * 1000);
+    c->test_delay = (double)us * 1e-6;
+}
+
+/* With the test delay on, a completed collective is held until the delay
+ * has passed since it started (sleeping, as an idle wait does). */
+static void hold(const moe_comm *c, double t_start)
+{
+    if (c->test_delay <= 0) return;
+    const double left = t_start + c->test_delay - moe_now();
+    if (left <= 0) return;
+    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
 void moe_comm_abort(moe_comm *c, int code, const char *msg)
 {
     fprintf(stderr, "%s: rank %d: %s\n", c && c->name ? c->name : "mpi", c ? c->rank : -1, msg);
@@ -101,7 +120,8 @@ static void check(moe_comm *c, int rc, const char *what)
     moe_comm_abort(c, 3, msg);
 }
 
-static void wait_request(moe_comm *c, MPI_Request *r)
+/* t_start: when the collective started (for the test delay) */
+static void wait_request(moe_comm *c, MPI_Request *r, double t_start)
 {
     double t0 = moe_now();
     int done = 0;
@@ -114,6 +134,7 @@ static void wait_request(moe_comm *c, MPI_Request *r)
         nanosleep(&ts, NULL);
         if (pause < SLEEP_MAX_NS) pause *= 2;
     }
+    hold(c, t_start);
     c->wait_seconds += moe_now() - t0;
 }
 
@@ -122,8 +143,9 @@ int moe_comm_agree(moe_comm *c, int status)
     /* min over ranks of (failed ? rank : size) */
     int mine = status == MOE_OK ? c->size : c->rank, first = c->size;
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
     return first == c->size ? -1 : first;
 }
 
@@ -131,23 +153,26 @@ uint64_t moe_comm_allreduce_and_u64(moe_comm *c, uint64_t mine)
 {
     uint64_t all = 0;
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Iallreduce(&mine, &all, 1, MPI_UINT64_T, MPI_BAND, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
     return all;
 }
 
 void moe_comm_barrier(moe_comm *c)
 {
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Ibarrier(MPI_COMM_WORLD, &r), "MPI_Ibarrier");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
 }
 
 void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *all)
 {
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Iallgather(mine, n, MPI_INT64_T, all, n, MPI_INT64_T, MPI_COMM_WORLD, &r), "MPI_Iallgather");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
 }
 
 void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n)
@@ -156,8 +181,9 @@ void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n)
     MOE_ASSERT(n >= 1 && n <= 16);
     memcpy(in, v, (size_t)n * sizeof *in);
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Iallreduce(in, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
 }
 
 void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job)
@@ -177,8 +203,9 @@ void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_s
 void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)
 {
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Ialltoall(send, 1, MPI_INT32_T, recv, 1, MPI_INT32_T, MPI_COMM_WORLD, &r), "MPI_Ialltoall");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
 }
 
 static MPI_Datatype row_type(moe_comm *c, int row_len)
@@ -204,6 +231,7 @@ void moe_comm_alltoallv_rows_start(moe_comm *c, int row_len, const float *send, 
     MPI_Datatype t = row_type(c, row_len);
     /* int32_t and int are the same type on every platform Open MPI supports. */
     _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+    req->t_start = moe_now();
     check(c,
           MPI_Ialltoallv(send, (const int *)send_n, (const int *)send_off, t, recv, (const int *)recv_n,
                          (const int *)recv_off, t, MPI_COMM_WORLD, (MPI_Request *)req->impl),
@@ -215,7 +243,9 @@ bool moe_comm_progress(moe_comm *c, moe_comm_req *req)
 {
     if (!req->active) return true;
     int done = 0;
+    /* a completed request is MPI_REQUEST_NULL, which tests done again */
     check(c, MPI_Test((MPI_Request *)req->impl, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done && c->test_delay > 0 && moe_now() < req->t_start + c->test_delay) return false;
     if (done) req->active = false;
     return done != 0;
 }
@@ -223,7 +253,7 @@ bool moe_comm_progress(moe_comm *c, moe_comm_req *req)
 void moe_comm_wait(moe_comm *c, moe_comm_req *req)
 {
     if (!req->active) return;
-    wait_request(c, (MPI_Request *)req->impl);
+    wait_request(c, (MPI_Request *)req->impl, req->t_start);
     req->active = false;
 }
 
@@ -250,8 +280,9 @@ char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **
         off += cnt[r];
     }
     MPI_Request rq;
+    const double t_start = moe_now();
     check(c, MPI_Igatherv(mine, (int)n, MPI_BYTE, all, cnt, disp, MPI_BYTE, 0, MPI_COMM_WORLD, &rq), "MPI_Igatherv");
-    wait_request(c, &rq);
+    wait_request(c, &rq, t_start);
     if (all) all[total] = 0; /* callers treat it as text */
     free(cnt);
     free(disp);

@@ -28,6 +28,7 @@ typedef struct moe_comm moe_comm;
 typedef struct moe_comm_req {
     void *impl;      /* MPI_Request, boxed so mpi.h stays in comm.c */
     bool active;
+    double t_start;  /* moe_now() when it started (the test delay counts from it) */
 } moe_comm_req;
 
 /* name prefixes the messages this module prints ("moe-worker: rank 2: ..."),
@@ -101,6 +102,16 @@ void moe_comm_wait(moe_comm *c, moe_comm_req *req);
  * buffer of all ranks' bytes in rank order (with *lens[r] each) and a NUL
  * after them on rank 0, NULL elsewhere. */
 char *moe_comm_gather_bytes(moe_comm *c, const void *mine, int64_t n, int64_t **lens);
+
+/*
+ * TEST KNOB, off (0) by default: every collective of the job (the step
+ * header, and the counts, dispatch and combine of each MoE layer) completes
+ * no sooner than `us` microseconds after it started, as if each message
+ * round crossed a link with that one-way latency.  It only delays: what is
+ * sent and received, and so every bit of the output, is unchanged.  For
+ * emulated clusters (deploy/rig) where the kernel has no netem.
+ */
+void moe_comm_set_test_delay_us(moe_comm *c, int64_t us);
 
 /* Seconds spent waiting inside moe_comm_wait since init (for stats). */
 double moe_comm_wait_seconds(const moe_comm *c);

@@ -81,6 +81,10 @@ static void usage(FILE *f)
           "                      compute/exchange/overlap time (to stderr)\n"
           "  --trace FILE        routing decisions: 'layer req pos home experts weights ranks'\n"
           "  --linger S          stay up S seconds after the batch (or with no --batch), idle\n"
+          "  --test-xchg-delay-us US  TEST KNOB (default 0, off): every collective of the job (step\n"
+          "                      header, MoE counts, dispatch, combine) completes no sooner than US\n"
+          "                      microseconds after it started, to emulate link latency (deploy/rig);\n"
+          "                      only delays, never changes a bit of the output\n"
           "  --help              this text\n",
           f);
 }
@@ -88,7 +92,7 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
-        coord_sndbuf;
+        coord_sndbuf, test_delay_us;
     double linger;
     bool ignore_eos, stats;
 } opts;
@@ -126,6 +130,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--linger")) { if (moe_parse_f64(v, 0, 86400, &o->linger, err)) return moe_err_prefix(err, "--linger"); }
         else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, 1, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
         else if (!strcmp(f, "--replay-after")) { if (moe_parse_i64(v, 1, 1 << 24, &o->replay_after, err)) return moe_err_prefix(err, "--replay-after"); }
+        else if (!strcmp(f, "--test-xchg-delay-us")) { if (moe_parse_i64(v, 0, 1000000, &o->test_delay_us, err)) return moe_err_prefix(err, "--test-xchg-delay-us"); }
         else if (!strcmp(f, "--prefill-chunk")) { if (moe_parse_i64(v, 1, 1 << 20, &o->prefill_chunk, err)) return moe_err_prefix(err, "--prefill-chunk"); }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
@@ -399,6 +404,12 @@ int main(int argc, char **argv)
         }
         moe_comm_finalize(c);
         return prc > 0 ? 0 : 2;
+    }
+    if (w->o.test_delay_us > 0) {
+        moe_comm_set_test_delay_us(c, w->o.test_delay_us);
+        if (w->me == 0)
+            fprintf(stderr, "moe-worker: test knob: every collective held %lld us (--test-xchg-delay-us)\n",
+                    (long long)w->o.test_delay_us);
     }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

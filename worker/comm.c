@@ -194,8 +194,9 @@ void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_s
                                     mine->stop,   mine->hold,   mine->tokens_max};
     int64_t v[HDR_FIELDS];
     MPI_Request r;
+    const double t_start = moe_now();
     check(c, MPI_Iallreduce(in, v, 1, c->hdr_type, c->hdr_op, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
-    wait_request(c, &r);
+    wait_request(c, &r, t_start);
     *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3],
                                .stop = v[4],   .hold = v[5],   .tokens_max = v[6]};
 }

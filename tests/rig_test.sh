@@ -150,15 +150,15 @@ hostfile)
     "$rig" restore "$name" h2 && echo "restored $(now_us)"
   ) > "$tmp/cutter.out" 2>&1 &
   cutter=$!
-  echo "$cutter $(kill -l USR1)" > "$tmp/pids"
+  printf 'r0 20\n%s %s\n' "$cutter" "$(kill -l USR1)" > "$tmp/pids"
   lines=$(wc -l < "$tmp/coord.err")
-  "$rig" exec "$name" c "$bin/e2e_client" many 16 r0 20 "$tmp/pids" "tcp://$COORD:5555" > "$tmp/run1.out" ||
+  "$rig" exec "$name" c "$bin/e2e_client" many 16 "$tmp/pids" "tcp://$COORD:5555" > "$tmp/run1.out" ||
     fail "the client did not see every request end after the link cut"
   wait "$cutter"
   cat "$tmp/cutter.out"
   grep -q "^restored" "$tmp/cutter.out" || fail "the link was not cut and restored"
   t_cut=$(awk '$1 == "cut" { print $2 }' "$tmp/cutter.out")
-  done_at=$(awk '$1 == "fault" { print $3 }' "$tmp/run1.out")
+  done_at=$(awk '$1 == "fault" { print $4 }' "$tmp/run1.out")
   [ -n "$done_at" ] && [ "$done_at" -lt 16 ] || fail "the link was cut after every request had finished"
   tokens_of "$tmp/run1.out" > "$tmp/run1.tok" || fail "a request was wrong after the link cut"
   cmp -s "$tmp/base.tok" "$tmp/run1.tok" || { diff "$tmp/base.tok" "$tmp/run1.tok" | head -5; fail "tokens differ from the undisturbed run"; }

@@ -673,3 +673,14 @@ int moe_gguf_get_arr(const moe_gguf *g, const char *key, moe_gguf_arr *out, moe_
     moe_gguf_kv_arr(g, i, out);
     return MOE_OK;
 }
+
+int moe_gguf_layer_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4)) return -1;
+    long v = 0;
+    const char *p = name + 4;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > 1000000) return -1;
+    return *p == '.' ? (int)v : -1;
+}

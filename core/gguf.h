@@ -116,5 +116,7 @@ const void *moe_gguf_kv_raw(const moe_gguf *g, int i, uint64_t *size);
 int moe_gguf_n_tensors(const moe_gguf *g);
 const moe_gguf_tensor *moe_gguf_tensor_at(const moe_gguf *g, int i);
 const moe_gguf_tensor *moe_gguf_find_tensor(const moe_gguf *g, const char *name); /* NULL if absent */
+/* The block N of a tensor named "blk.N.*" (N at most 10^6), or -1. */
+int moe_gguf_layer_of(const char *name);
 
 #endif

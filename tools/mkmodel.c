@@ -165,18 +165,6 @@ const mk_ftype *mk_ftype_find(const char *name, moe_err *err)
     return NULL;
 }
 
-/* The N of "blk.N.", or -1. */
-static int layer_of(const char *name)
-{
-    if (strncmp(name, "blk.", 4)) return -1;
-    long v = 0;
-    const char *p = name + 4;
-    if (*p < '0' || *p > '9') return -1;
-    for (; *p >= '0' && *p <= '9'; p++)
-        if ((v = v * 10 + (*p - '0')) > 1000000) return -1;
-    return *p == '.' ? (int)v : -1;
-}
-
 /* llama-quantize gives more bits to the first and last eighth of the
  * layers and every third one in between. */
 static bool use_more_bits(int i, int n)
@@ -196,7 +184,7 @@ uint32_t mk_tensor_type(const char *name, uint32_t n_dims, const uint64_t *ne, c
     const moe_dtype m = ft->main;
     uint32_t t = m;
     if (ft->mix) {
-        const int i = layer_of(name), n = n_layer;
+        const int i = moe_gguf_layer_of(name), n = n_layer;
         if (!strcmp(name, "output.weight") || (!has_output && !strcmp(name, "token_embd.weight"))) {
             t = !fits(m, ne[0]) || m == MOE_DT_Q8_0 ? MOE_DT_Q8_0 : MOE_DT_Q6_K;
         } else if (strstr(name, "ffn_down")) {
@@ -584,7 +572,7 @@ out:
 static int tensor_order(const void *a, const void *b)
 {
     const moe_gguf_tensor *x = *(const moe_gguf_tensor *const *)a, *y = *(const moe_gguf_tensor *const *)b;
-    const int lx = layer_of(x->name), ly = layer_of(y->name);
+    const int lx = moe_gguf_layer_of(x->name), ly = moe_gguf_layer_of(y->name);
     if (lx != ly) return lx < ly ? -1 : 1;
     return strcmp(x->name, y->name);
 }
@@ -627,7 +615,7 @@ int mk_recode(const char *in_path, const char *type, const char *out_path, int t
         src[i] = t;
     }
     qsort(src, (size_t)n, sizeof *src, tensor_order);
-    if (n_layer <= 0 && n > 0) n_layer = layer_of(src[n - 1]->name) + 1; /* no block_count key */
+    if (n_layer <= 0 && n > 0) n_layer = moe_gguf_layer_of(src[n - 1]->name) + 1; /* no block_count key */
     for (int i = 0; i < n; i++) {
         const moe_gguf_tensor *t = src[i];
         const uint32_t tt = mk_tensor_type(t->name, t->n_dims, t->ne, ft, (int)n_layer, has_output);

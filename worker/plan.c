@@ -38,24 +38,12 @@ void moe_plan_engine_opts(const moe_hparams *hp, const moe_plan_opts *o, moe_eng
     eo->max_batch_tokens = o->step_tokens;
 }
 
-/* The N of "blk.N.", or -1. */
-static int layer_of(const char *name)
-{
-    if (strncmp(name, "blk.", 4)) return -1;
-    long v = 0;
-    const char *p = name + 4;
-    if (*p < '0' || *p > '9') return -1;
-    for (; *p >= '0' && *p <= '9'; p++)
-        if ((v = v * 10 + (*p - '0')) > 1000000) return -1;
-    return *p == '.' ? (int)v : -1;
-}
-
 uint64_t moe_plan_shared_bytes(const moe_model *m)
 {
     uint64_t bytes = 0;
     for (int i = 0; i < moe_gguf_n_tensors(m->gguf); i++) {
         const moe_gguf_tensor *t = moe_gguf_tensor_at(m->gguf, i);
-        const int il = layer_of(t->name);
+        const int il = moe_gguf_layer_of(t->name);
         if (il >= m->hp.n_layer) continue; /* an MTP block */
         bool routed = false;
         if (il >= 0) {

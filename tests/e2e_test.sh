@@ -20,6 +20,7 @@ bin=${MOE_BIN:?MOE_BIN not set}
 model=${MOE_FIXTURES:?MOE_FIXTURES not set}/models/v3_mini_f32.gguf
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-e2e.XXXXXX")
 source "$here/proc.sh"
+source "$here/moe_run_cmp.sh"
 
 # start_cluster RANKS [coordinator flags...]
 start_cluster() {
@@ -170,20 +171,7 @@ concurrent)
   "$bin/moe-client" --connect "$ep" --file "$tmp/reqs" --concurrency 16 --ids-out > "$tmp/client.out" 2> "$tmp/client.err" \
       || fail "moe-client failed: $(cat "$tmp/client.err")"
   cat "$tmp/client.err"
-  i=0
-  while read -r ids n opts; do
-    i=$((i + 1))
-    flags=""
-    for kv in $opts; do
-      case $kv in seed=*) flags="$flags --seed ${kv#seed=}" ;; temp=*) flags="$flags --temp ${kv#temp=}" ;;
-        top_p=*) flags="$flags --top-p ${kv#top_p=}" ;; top_k=*) flags="$flags --top-k ${kv#top_k=}" ;; esac
-    done
-    # shellcheck disable=SC2086
-    want=$("$bin/moe-run" --model "$model" --tokens "${ids#ids:}" -n "$n" --ignore-eos $flags) || fail "moe-run failed"
-    got=$(awk -v l="$i" '$1 == l { $1 = ""; sub(/^ /, ""); print }' "$tmp/client.out")
-    [ "$got" = "$want" ] || fail "request $i ($opts): cluster '$got' vs moe-run '$want'"
-  done < "$tmp/reqs"
-  [ "$i" = 16 ] || fail "ran $i requests"
+  equal_to_moe_run "$tmp/reqs" "$tmp/client.out" "$model" 16
   kill -TERM "$coord"; wait "$coord"
   grep "served" "$tmp/coord.err"
   for r in 0 1; do

@@ -27,6 +27,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-rig.XXXXXX")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 name=moerig$(od -An -N2 -tx2 /dev/urandom | tr -d ' ' | cut -c1-3)
 fail() { echo "FAIL: $*"; for f in "$tmp"/coord.err "$tmp"/run*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
+source "$here/moe_run_cmp.sh"
 wait_for() {
   local i
   for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
@@ -112,20 +113,7 @@ hostfile)
          print "ids:" s, 8 + int(rand() * 24) opt } }' > "$tmp/reqs"
   "$rig" exec "$name" c "$bin/moe-client" --connect "tcp://$COORD:5555" --file "$tmp/reqs" --concurrency 8 --ids-out --ignore-eos \
       > "$tmp/reqs.out" 2> "$tmp/reqs.err" || fail "moe-client failed: $(cat "$tmp/reqs.err")"
-  i=0
-  while read -r ids n opts; do
-    i=$((i + 1))
-    flags=""
-    for kv in $opts; do
-      case $kv in seed=*) flags="$flags --seed ${kv#seed=}" ;; temp=*) flags="$flags --temp ${kv#temp=}" ;;
-        top_p=*) flags="$flags --top-p ${kv#top_p=}" ;; top_k=*) flags="$flags --top-k ${kv#top_k=}" ;; esac
-    done
-    # shellcheck disable=SC2086
-    want=$("$bin/moe-run" --model "$MODEL" --tokens "${ids#ids:}" -n "$n" --ignore-eos $flags) || fail "moe-run failed"
-    got=$(awk -v l="$i" '$1 == l { $1 = ""; sub(/^ /, ""); print }' "$tmp/reqs.out")
-    [ "$got" = "$want" ] || fail "request $i ($opts): cluster '$got' vs moe-run '$want'"
-  done < "$tmp/reqs"
-  [ "$i" = 8 ] || fail "ran $i requests"
+  equal_to_moe_run "$tmp/reqs" "$tmp/reqs.out" "$MODEL" 8
   echo "ok: 8 requests (greedy and seeded) across 3 hosts equal moe-run token for token"
 
   # 4. 16 streams undisturbed, then with h2's link cut for 3 s

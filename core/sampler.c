@@ -1,7 +1,9 @@
 /*
- * sampler.c — candidates are (id, logit) pairs sorted by logit descending
- * (ties: lower id first); top-k keeps a bounded sorted prefix without a
- * full sort.  Probabilities in double.
+ * sampler.c — candidates are (id, logit) pairs in order of logit
+ * descending (ties: lower id first).  Only as much of that order is sorted
+ * as top-p and the draw need (sort_prefix_to_mass): a draw over a 129k
+ * vocabulary sorts a few candidates, not all.  Probabilities in double;
+ * the softmax sum runs in candidate order (id order without top-k).
  */
 #include "sampler.h"
 
@@ -19,8 +21,9 @@ typedef struct cand {
 struct moe_sampler {
     moe_sampler_cfg cfg;
     int n_vocab;
-    float *v;      /* [n_vocab] penalised logits */
-    cand *c;       /* [n_vocab] candidates */
+    float *v;       /* [n_vocab] penalised logits */
+    cand *c;        /* [n_vocab] candidates */
+    uint64_t *seen; /* [n_vocab / 64 + 1] the penalty's marks, all clear between calls */
 };
 
 void moe_sampler_cfg_default(moe_sampler_cfg *c)
@@ -60,6 +63,7 @@ int moe_sampler_init(moe_sampler **out, const moe_sampler_cfg *cfg, int n_vocab,
     s->n_vocab = n_vocab;
     s->v = moe_xmalloc((size_t)n_vocab * sizeof(float));
     s->c = moe_xmalloc((size_t)n_vocab * sizeof(cand));
+    s->seen = moe_xcalloc((size_t)n_vocab / 64 + 1, sizeof(uint64_t));
     *out = s;
     return MOE_OK;
 }
@@ -69,6 +73,7 @@ void moe_sampler_free(moe_sampler *s)
     if (!s) return;
     free(s->v);
     free(s->c);
+    free(s->seen);
     free(s);
 }
 
@@ -107,6 +112,117 @@ static int cand_cmp(const void *pa, const void *pb)
     return 0;
 }
 
+/* The k best of v[0..V) into c[0..k), in order: a heap whose root is the
+ * worst kept, O(V log k), then a sort of the k. */
+static void select_top_k(cand *c, const float *v, int V, int k)
+{
+    int n = 0;
+    for (int32_t i = 0; i < V; i++) {
+        const cand x = {i, v[i], 0};
+        int pos;
+        if (n < k) {
+            pos = n++; /* sift up */
+            while (pos > 0 && cand_before(&c[(pos - 1) / 2], &x)) {
+                c[pos] = c[(pos - 1) / 2];
+                pos = (pos - 1) / 2;
+            }
+        } else {
+            if (!cand_before(&x, &c[0])) continue;
+            pos = 0; /* replace the root, sift down */
+            for (;;) {
+                int ch = 2 * pos + 1;
+                if (ch >= n) break;
+                if (ch + 1 < n && cand_before(&c[ch], &c[ch + 1])) ch++;
+                if (!cand_before(&x, &c[ch])) break;
+                c[pos] = c[ch];
+                pos = ch;
+            }
+        }
+        c[pos] = x;
+    }
+    qsort(c, (size_t)n, sizeof(cand), cand_cmp);
+}
+
+/* Move to c[from..) every candidate of c[from..n) whose logit is at least
+ * the lowest logit among those with p ≥ floor_p, and return the end of
+ * them: a top set in candidate order (everything moved comes before
+ * everything left) that holds every p ≥ floor_p, decided on the logits so
+ * that it does not lean on exp being monotone. */
+static int partition_top(cand *c, int from, int n, double floor_p)
+{
+    float lo = INFINITY;
+    for (int i = from; i < n; i++)
+        if (c[i].p >= floor_p && c[i].logit < lo) lo = c[i].logit;
+    int m = from;
+    for (int i = from; i < n; i++)
+        if (c[i].logit >= lo) {
+            const cand t = c[m];
+            c[m++] = c[i];
+            c[i] = t;
+        }
+    return m;
+}
+
+/* c[0..sorted) is in order and before every element of c[sorted..n).
+ * Extend that prefix until its probability mass (have so far) reaches
+ * target, or it is all of c, and return its new length.  The candidates
+ * that could be needed are those with p ≥ 2^e for the largest e whose
+ * binary-exponent buckets hold the mass; only they are sorted.  Which
+ * elements get sorted never changes the order of the prefix, so the
+ * caller's walk gives what a full sort would; a short prefix only costs
+ * the caller another call. */
+static int sort_prefix_to_mass(cand *c, int n, int sorted, double have, double target)
+{
+    if (sorted >= n) return n;
+    enum { NB = 66 };
+    double mass[NB] = {0};
+    int emax = INT32_MIN;
+    for (int i = sorted; i < n; i++)
+        if (c[i].p > 0) {
+            int e;
+            frexp(c[i].p, &e);
+            if (e > emax) emax = e;
+        }
+    int lim = NB - 1; /* the bucket of zero and of everything past 64 halvings */
+    if (emax != INT32_MIN && isfinite(target)) {
+        for (int i = sorted; i < n; i++) {
+            int e = emax - (NB - 1);
+            if (c[i].p > 0) frexp(c[i].p, &e);
+            const int b = emax - e < NB - 1 ? emax - e : NB - 1;
+            mass[b] += c[i].p;
+        }
+        const double want = target * (1.0 + 1e-9); /* a margin far above rounding */
+        double cum = have;
+        for (lim = 0; lim < NB - 1; lim++) {
+            cum += mass[lim];
+            if (cum >= want) break;
+        }
+    }
+    const int m = lim >= NB - 1 ? n : partition_top(c, sorted, n, ldexp(1.0, emax - lim - 1)); /* p ≥ this ⇔ bucket ≤ lim */
+    qsort(c + sorted, (size_t)(m - sorted), sizeof(cand), cand_cmp);
+    return m;
+}
+
+/* Repetition penalty, each distinct token of the window once: seen ids are
+ * marked in a bit set of the vocabulary and cleared after, so the cost is
+ * the window's length whatever it is. */
+static void apply_penalty(moe_sampler *s, float *v, const int32_t *history, int64_t from, int64_t to)
+{
+    const moe_sampler_cfg *c = &s->cfg;
+    const int V = s->n_vocab;
+    for (int64_t i = from; i < to; i++) {
+        const int32_t t = history[i];
+        if (t < 0 || t >= V) continue;
+        uint64_t *w = &s->seen[t >> 6];
+        const uint64_t bit = 1ull << (t & 63);
+        if (*w & bit) continue;
+        *w |= bit;
+        v[t] = v[t] > 0 ? v[t] / c->repeat_penalty : v[t] * c->repeat_penalty;
+    }
+    for (int64_t i = from; i < to; i++)
+        if (history[i] >= 0 && history[i] < V) s->seen[history[i] >> 6] = 0;
+}
+
 int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *history, int64_t n_hist,
                            int64_t position, int64_t n_out)
 {
@@ -114,17 +230,9 @@ int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *h
     const int V = s->n_vocab;
     float *v = s->v;
     memcpy(v, logits, (size_t)V * sizeof(float));
-    /* repetition penalty: each distinct recent token once */
     if (c->repeat_penalty != 1.0f && c->repeat_last_n != 0 && n_hist > 0) {
-        int64_t from = c->repeat_last_n < 0 || c->repeat_last_n > n_hist ? 0 : n_hist - c->repeat_last_n;
-        for (int64_t i = from; i < n_hist; i++) {
-            const int32_t t = history[i];
-            if (t < 0 || t >= V) continue;
-            bool seen = false;
-            for (int64_t j = from; j < i && !seen; j++) seen = history[j] == t;
-            if (seen) continue;
-            v[t] = v[t] > 0 ? v[t] / c->repeat_penalty : v[t] * c->repeat_penalty;
-        }
+        const int64_t from = c->repeat_last_n < 0 || c->repeat_last_n > n_hist ? 0 : n_hist - c->repeat_last_n;
+        apply_penalty(s, v, history, from, n_hist);
     }
     /* min_tokens: no stop id before then (-inf: probability 0, last in order) */
     if (n_out < c->min_tokens)
@@ -136,63 +244,73 @@ int32_t moe_sampler_sample(moe_sampler *s, const float *logits, const int32_t *h
             if (v[i] > v[b]) b = i;
         return b;
     }
-    /* candidates, sorted; with top-k only the best k are kept */
-    int n;
+    /* candidates: with top-k the k best in order, else all in id order
+     * (c[0..sorted) is the part known to be in order) */
+    cand *cd = s->c;
+    int n, sorted;
     if (c->top_k > 0 && c->top_k < V) {
-        const int k = c->top_k;
-        n = 0;
-        for (int32_t i = 0; i < V; i++) {
-            cand x = {i, v[i], 0};
-            if (n == k && !cand_before(&x, &s->c[k - 1])) continue;
-            int pos = n < k ? n++ : k - 1;
-            while (pos > 0 && cand_before(&x, &s->c[pos - 1])) {
-                s->c[pos] = s->c[pos - 1];
-                pos--;
-            }
-            s->c[pos] = x;
-        }
+        select_top_k(cd, v, V, c->top_k);
+        n = sorted = c->top_k;
     } else {
-        for (int32_t i = 0; i < V; i++) s->c[i] = (cand){i, v[i], 0};
-        qsort(s->c, (size_t)V, sizeof(cand), cand_cmp);
+        for (int32_t i = 0; i < V; i++) cd[i] = (cand){i, v[i], 0};
         n = V;
+        sorted = 0;
     }
-    /* temperature + softmax */
-    const double inv_t = 1.0 / c->temperature, mx = s->c[0].logit;
+    /* temperature + softmax, the sum in candidate order */
+    float mx = cd[0].logit;
+    for (int i = sorted ? n : 1; i < n; i++)
+        if (cd[i].logit > mx) mx = cd[i].logit;
+    const double inv_t = 1.0 / c->temperature;
     double sum = 0;
     for (int i = 0; i < n; i++) {
-        s->c[i].p = exp(((double)s->c[i].logit - mx) * inv_t);
-        sum += s->c[i].p;
+        cd[i].p = exp(((double)cd[i].logit - mx) * inv_t);
+        sum += cd[i].p;
     }
-    for (int i = 0; i < n; i++) s->c[i].p /= sum;
-    /* top-p: smallest prefix with mass ≥ p */
+    double total = 0; /* the mass of all, in candidate order */
+    for (int i = 0; i < n; i++) total += cd[i].p /= sum;
+    /* top-p: the smallest prefix in order with mass ≥ p */
+    int keep = n;
     if (c->top_p < 1.0f) {
         double cum = 0;
-        int keep = n;
-        for (int i = 0; i < n; i++) {
-            cum += s->c[i].p;
+        for (int i = 0, ext = 0; i < n; i++) {
+            if (i == sorted) sorted = sort_prefix_to_mass(cd, n, sorted, cum, ext++ ? INFINITY : (double)c->top_p);
+            cum += cd[i].p;
             if (cum >= c->top_p) {
                 keep = i + 1;
                 break;
             }
         }
-        n = keep;
     }
-    /* min-p: p ≥ min_p · p_max */
+    /* min-p: p ≥ min_p · p_max, a prefix in order */
     if (c->min_p > 0.0f) {
-        const double th = c->min_p * s->c[0].p;
-        int keep = 1;
-        while (keep < n && s->c[keep].p >= th) keep++;
-        n = keep;
+        double pmax = 0;
+        for (int i = 0; i < keep; i++)
+            if (cd[i].p > pmax) pmax = cd[i].p;
+        const double th = c->min_p * pmax;
+        if (sorted < keep) { /* the candidates at or above the threshold, in order */
+            const int m = partition_top(cd, sorted, keep, th);
+            qsort(cd + sorted, (size_t)(m - sorted), sizeof(cand), cand_cmp);
+            sorted = m;
+        }
+        int k = 1;
+        while (k < keep && cd[k].p >= th) k++;
+        keep = k;
     }
-    double mass = 0;
-    for (int i = 0; i < n; i++) mass += s->c[i].p;
+    /* the kept mass: summed in order when something was cut, in candidate
+     * order when not */
+    double mass = total;
+    if (keep < n) {
+        mass = 0;
+        for (int i = 0; i < keep; i++) mass += cd[i].p;
+    }
     const double u = moe_sampler_uniform(c->seed, position) * mass;
     double cum = 0;
-    for (int i = 0; i < n; i++) {
-        cum += s->c[i].p;
-        if (u < cum) return s->c[i].id;
+    for (int i = 0, ext = 0; i < keep; i++) {
+        if (i == sorted) sorted = sort_prefix_to_mass(cd, keep, sorted, cum, ext++ ? INFINITY : u);
+        cum += cd[i].p;
+        if (u < cum) return cd[i].id;
     }
-    return s->c[n - 1].id;
+    return cd[keep - 1].id;
 }
 
 /* ---- log-probabilities (sampler.h) ------------------------------------------ */

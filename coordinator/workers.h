@@ -4,10 +4,13 @@
  * each rank.
  *
  * A rank joins with a WorkerHello (rank, job id, cache size, max_seqs, its
- * model's vocabulary and context) and stays alive by heartbeats, which also
+ * model's vocabulary and context), checked whole before it changes
+ * anything; from then on the rank is bound to its connection, its CURVE
+ * key (if any) and its job until it is lost, and a hello for it from
+ * anyone else is refused.  It stays alive by heartbeats, which also
  * list the sequences it holds: one the coordinator no longer wants there is
- * released.  A rank silent past the timeout, or replaced by a new job (a
- * different job id), is lost: the loop hears it first (rank_lost), then the
+ * released.  A rank silent past the timeout, or whose job the supervisor
+ * found dead, is lost: the loop hears it first (rank_lost), then the
  * scheduler ends its requests.  Queued requests are placed through the
  * scheduler and sent as Assign messages, built here from plain C (the
  * scheduler's request and the loop's sampler configuration).
@@ -51,7 +54,9 @@ typedef struct moe_workers_sink {
     void (*rank_lost)(void *ctx, int rank, const char *why);
     /* A rank ended sequence r (already checked to be its own and running). */
     void (*seq_end)(void *ctx, moe_req *r, moe_end_reason why, const char *message);
-    /* A rank's model holds max_context tokens. */
+    /* The smallest context of the live ranks' models is now max_context
+     * tokens (0: no live rank said one); rank: whose join or loss changed
+     * it (-1: the whole job). */
     void (*context)(void *ctx, int rank, uint32_t max_context);
     /* Every rank has said hello (again after moe_workers_job_lost). */
     void (*ready)(void *ctx);
@@ -72,6 +77,7 @@ typedef struct moe_workers_cfg {
     bool replay;               /* a lost rank's requests are queued again (the job is restarted),
                                   not ended */
     uint32_t epoch;            /* the coordinator's epoch, sent in every hello reply */
+    const moe_link_curve *curve; /* CURVE on the endpoint (zap_domain "worker": only the job's key), or NULL */
 } moe_workers_cfg;
 
 /* sched must outlive the workers. */

@@ -205,13 +205,29 @@ static void send_hello_reply(moe_workers *w, int rank)
     to_rank(w, rank, &cm);
 }
 
+/* Whether rank k's connection is still there: with ROUTER_MANDATORY a send
+ * to a peer whose connection closed is refused at once.  The probe is a
+ * Heartbeat, which a rank ignores. */
+static bool still_connected(moe_workers *w, int k)
+{
+    Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_HEARTBEAT;
+    cm.heartbeat = &hb;
+    moe_err e;
+    return moe_link_send(w->link, &w->ranks[k].peer, &cm.base, MOE_LINK_DONTWAIT, &e) != MOE_LINK_UNREACHABLE;
+}
+
+static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h);
+
 /* A rank's hello.  Everything in it is checked before anything changes,
  * and a rank, once joined, is bound to its connection, its key and its
  * job until it is lost (silent past the timeout, its job reported dead,
- * or stopping with it): a hello for a live rank from anyone else is
- * refused and changes nothing — not the rank, not its requests, not the
- * context.  The same rank saying hello again on its own connection (after
- * an outbox overflow) only gets the reply again. */
+ * or stopping with it, or its connection closed): a hello for a live
+ * rank from anyone else is refused and changes nothing — not the rank,
+ * not its requests, not the context.  The same rank saying hello again on
+ * its own connection (after an outbox overflow) only gets the reply
+ * again. */
 static void on_hello(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h)
 {
     const moe_link_peer *from = &in->from;
@@ -240,6 +256,15 @@ static void on_hello(moe_workers *w, const moe_link_in *in, const Moe__WorkerHel
             send_hello_reply(w, (int)h->rank);
             return;
         }
+        if (!still_connected(w, (int)h->rank)) {
+            /* its connection closed (the job died) and a new job's rank
+             * says hello before the timeout noticed: a restart, not a
+             * takeover (nobody can close another's connection) */
+            snprintf(why, sizeof why, "worker rank %u was restarted (its connection closed; a new job said hello)",
+                     h->rank);
+            rank_lost(w, (int)h->rank, why);
+            return accept_rank(w, in, h);
+        }
         /* not counted as the job's refusal (w->refused): the job is fine */
         MOE_LOG_LIMITED(MOE_LOG_WARN,
                         "refused a hello for rank %u: that rank is live (job %016llx) and bound to another "
@@ -250,8 +275,15 @@ static void on_hello(moe_workers *w, const moe_link_in *in, const Moe__WorkerHel
                  h->rank);
         return tell_not_ready(w, from, why);
     }
+    accept_rank(w, in, h);
+}
+
+/* A checked hello for a free rank: it joins. */
+static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h)
+{
+    rank_info *ri = &w->ranks[h->rank];
     ri->known = true;
-    ri->peer = *from;
+    ri->peer = in->from;
     snprintf(ri->key, sizeof ri->key, "%s", in->user_id);
     ri->last_seen = moe_now();
     ri->job_id = h->job_id;

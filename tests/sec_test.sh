@@ -75,7 +75,10 @@ impostor)
   "$bin/sec_client" impostor "ipc://$tmp/w" "$vocab" 1 > "$tmp/imp.out" 2> "$tmp/imp.err" &
   impostor=$!; pids+=("$impostor")
   wait_for "$tmp/imp.out" "^(refused|accepted|no answer)" 30 || fail "the impostor got no answer"
-  kill -0 "$victim" 2>/dev/null || fail "the victim finished before the impostor was answered (the test proves nothing)"
+  if ! kill -0 "$victim" 2>/dev/null; then
+    wait "$victim" || fail "the victim's request failed when the impostor said hello: $(cat "$tmp/victim.err")"
+    fail "the victim finished before the impostor was answered (the test proves nothing)"
+  fi
   wait "$impostor"
   imp=$?
   cat "$tmp/imp.out"
@@ -178,7 +181,7 @@ tls)
   ;;
 nonlocal)
   for w in tcp://0.0.0.0:0 'tcp://*:0' tcp://lo:0 tcp://192.0.2.1:5556; do
-    "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c" --workers "$w" > /dev/null 2> "$tmp/refused.err"
+    timeout 30 "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c" --workers "$w" > /dev/null 2> "$tmp/refused.err"
     rc=$?
     [ "$rc" = 2 ] || fail "--workers $w without keys: exit $rc, not 2"
     grep -q "is not a loopback or ipc:// endpoint.*--worker-key.*--insecure" "$tmp/refused.err" \

@@ -3,7 +3,7 @@
 # coordinator, a real mpirun worker job, clients and an impostor, in a
 # per-test folder.  Readiness is always a line the programs print.
 #
-#   sec_test.sh impostor | curve_clients | curve_workers | tls | nonlocal | nohello
+#   sec_test.sh impostor | curve_clients | curve_workers | tls | nonlocal | nohello | serve_keys
 #
 # impostor:      a forged WorkerHello for rank 0 (another job, max_context 8)
 #                while a client's request streams: refused, no Assign reaches
@@ -21,6 +21,11 @@
 #                without keys, with a message; --insecure overrides
 # nohello:       a GenerateRequest before any Hello is refused; after the
 #                Hello the same request is served
+# serve_keys:    deploy/serve.sh --keys DIR on a worker endpoint that is not
+#                taken as loopback (tcp://lo, which binds on loopback; the ranks
+#                connect to the bound address, {workers}): the
+#                pairs are made, the ranks join over CURVE, a request is served;
+#                without --keys serve.sh fails with the coordinator's message
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -214,6 +219,25 @@ nohello)
   [ "$rc" = 0 ] || fail "a generate before hello was served, or the one after was not: $(cat "$tmp/nohello.out" "$tmp/nohello.err")"
   grep -q "^refused BAD_REQUEST: say hello first" "$tmp/nohello.out" || fail "no clear refusal"
   echo "ok: no request is served before a Hello"
+  ;;
+serve_keys)
+  root=$(cd "$here/.." && pwd)
+  "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "ipc://$tmp/c" --http none --workers tcp://lo:0 \
+      --bin "$bin" > "$tmp/nokeys.out" 2> "$tmp/nokeys.err" && fail "serve.sh ran a non-loopback worker endpoint without keys"
+  grep -q "is not a loopback or ipc:// endpoint" "$tmp/nokeys.err" "$tmp/nokeys.out" \
+      || fail "serve.sh did not pass the refusal on: $(cat "$tmp/nokeys.err")"
+  setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "ipc://$tmp/c" --http none --workers tcp://lo:0 \
+      --workers-connect "{workers}" --bin "$bin" --keys "$tmp/keys" > "$tmp/serve.out" 2> "$tmp/serve.err" &
+  sv=$!; pids+=("$sv")
+  wait_for "$tmp/serve.out" "serve: ready" 120 || fail "serve.sh --keys never became ready"
+  for f in coordinator.key coordinator.key_secret job.key job.key_secret; do
+    [ -f "$tmp/keys/$f" ] || fail "serve.sh --keys did not make $f"
+  done
+  grep -q "CURVE key checked" "$tmp/serve.err" || fail "the rank did not join over CURVE"
+  "$bin/moe-client" --connect "ipc://$tmp/c" --ids 1,2,3 --max-tokens 4 --ids-out --timeout 30 > "$tmp/a.out" \
+      2> "$tmp/a.err" || fail "a request through serve.sh --keys failed: $(cat "$tmp/a.err")"
+  kill -TERM "$sv"; wait "$sv"
+  echo "ok: serve.sh --keys made the pairs, the rank joined over CURVE, a request was served; without keys refused"
   ;;
 *) echo "unknown check $1"; exit 2 ;;
 esac

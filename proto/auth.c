@@ -22,7 +22,6 @@
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_MAX_PARTS 8        /* version .. one credential, and one more to notice extra frames */
-#define ZAP_POLL_MS 100        /* how soon the thread sees moe_auth_stop */
 
 typedef struct auth_domain {
     char name[65];
@@ -33,8 +32,8 @@ typedef struct auth_domain {
 struct moe_auth {
     moe_link_ctx *c;
     void *rep;
+    void *stop_tx, *stop_rx;   /* an inproc PAIR: moe_auth_stop wakes the thread (no polling while idle) */
     pthread_t th;
-    atomic_bool stop;
     atomic_uint_fast64_t admitted, refused;
     auth_domain *d;
     int n;
@@ -119,16 +118,23 @@ static void handle(moe_auth *a, const zap_req *r)
 static void *auth_main(void *arg)
 {
     moe_auth *a = arg;
-    while (!atomic_load(&a->stop)) {
+    for (;;) {
+        zmq_pollitem_t pi[2] = {{a->rep, 0, ZMQ_POLLIN, 0}, {a->stop_rx, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(pi, 2, -1) < 0) {
+            if (zmq_errno() == EINTR) continue;
+            break; /* the context ends */
+        }
+        if (pi[1].revents & ZMQ_POLLIN) break;
+        if (!(pi[0].revents & ZMQ_POLLIN)) continue;
         zap_req r;
         r.n = 0;
         r.more = false;
         for (;;) {
             zmq_msg_t m;
             zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, a->rep, 0) < 0) {
-                zmq_msg_close(&m);
-                break; /* timeout (r.n == 0), or the context ends */
+            if (zmq_msg_recv(&m, a->rep, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m); /* nothing after all, or the context ends */
+                break;
             }
             int more = 0;
             size_t ml = sizeof more;
@@ -157,7 +163,6 @@ int moe_auth_start(moe_auth **out, moe_link_ctx *c, const moe_auth_domain *domai
     a->c = c;
     a->d = moe_xcalloc((size_t)n_domains, sizeof *a->d);
     a->n = n_domains;
-    atomic_init(&a->stop, false);
     atomic_init(&a->admitted, 0);
     atomic_init(&a->refused, 0);
     for (int i = 0; i < n_domains; i++) {
@@ -178,9 +183,18 @@ int moe_auth_start(moe_auth **out, moe_link_ctx *c, const moe_auth_domain *domai
     }
     int v = 0;
     zmq_setsockopt(a->rep, ZMQ_LINGER, &v, sizeof v);
-    v = ZAP_POLL_MS;
-    if (zmq_setsockopt(a->rep, ZMQ_RCVTIMEO, &v, sizeof v) != 0 || zmq_bind(a->rep, ZAP_ENDPOINT) != 0) {
+    if (zmq_bind(a->rep, ZAP_ENDPOINT) != 0) {
         moe_err_set(err, "auth: %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    char stop_ep[64];
+    snprintf(stop_ep, sizeof stop_ep, "inproc://moe-auth-stop-%p", (void *)a);
+    a->stop_rx = zmq_socket(c->z, ZMQ_PAIR);
+    a->stop_tx = zmq_socket(c->z, ZMQ_PAIR);
+    if (!a->stop_rx || !a->stop_tx || zmq_setsockopt(a->stop_rx, ZMQ_LINGER, &v, sizeof v) != 0 ||
+        zmq_setsockopt(a->stop_tx, ZMQ_LINGER, &v, sizeof v) != 0 || zmq_bind(a->stop_rx, stop_ep) != 0 ||
+        zmq_connect(a->stop_tx, stop_ep) != 0) {
+        moe_err_set(err, "auth: the stop pipe: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
     /* the socket passes to the thread: pthread_create is the full barrier
@@ -196,6 +210,8 @@ int moe_auth_start(moe_auth **out, moe_link_ctx *c, const moe_auth_domain *domai
     return MOE_OK;
 fail:
     if (a->rep) zmq_close(a->rep);
+    if (a->stop_rx) zmq_close(a->stop_rx);
+    if (a->stop_tx) zmq_close(a->stop_tx);
     for (int i = 0; i < a->n; i++) free(a->d[i].keys);
     free(a->d);
     free(a);
@@ -205,9 +221,12 @@ fail:
 void moe_auth_stop(moe_auth *a)
 {
     if (!a) return;
-    atomic_store(&a->stop, true);
+    /* a PAIR queues the byte even if the thread is busy: it sees it next */
+    if (zmq_send(a->stop_tx, "", 0, 0) < 0) MOE_ASSERT(!"auth: the stop pipe failed");
     pthread_join(a->th, NULL);
     zmq_close(a->rep);
+    zmq_close(a->stop_rx);
+    zmq_close(a->stop_tx);
     a->c->zap_running = false;
     a->c->n_links--;
     for (int i = 0; i < a->n; i++) free(a->d[i].keys);

@@ -9,7 +9,8 @@
 #                while a client's request streams: refused, no Assign reaches
 #                the impostor, the client's text equals a run without it, and
 #                the context is not cut (a 20-token prompt still runs)
-# curve_clients: --client-keys: a listed key is served; an unlisted key and
+# curve_clients: --client-keys: a listed key is served (moe-client and
+#                moe-bench's ZMQ target); an unlisted key and
 #                no key at all get nothing (and the refusal is logged)
 # curve_workers: the worker link under CURVE (--worker-key, a 2-rank mpirun job
 #                with the job's secret): the same greedy outputs as a plain
@@ -106,6 +107,12 @@ curve_clients)
   "$bin/moe-client" --connect "$ep" "${srv[@]}" --curve-secret "$tmp/keys/alice.key_secret" --ids 1,2,3 --max-tokens 8 \
       --ids-out > "$tmp/alice.out" 2> "$tmp/alice.err" || fail "the listed key was not served: $(cat "$tmp/alice.err")"
   [ "$(wc -w < "$tmp/alice.out")" = 8 ] || fail "the listed key got $(cat "$tmp/alice.out")"
+  # moe-bench's ZMQ target takes the same keys
+  "$bin/moe-bench" --connect "$ep" "${srv[@]}" --curve-secret "$tmp/keys/alice.key_secret" --tokenizer "$model" \
+      --dataset-name random --random-input-len 8 --random-output-len 4 --num-prompts 4 --metrics-url none \
+      --ignore-eos --disable-tqdm --timeout 30 > "$tmp/bench.out" 2> "$tmp/bench.err" \
+      || fail "moe-bench with the listed key failed: $(tail -5 "$tmp/bench.err")"
+  grep -Eq "Successful requests: +4" "$tmp/bench.out" || fail "moe-bench: $(cat "$tmp/bench.out")"
   "$bin/moe-client" --connect "$ep" "${srv[@]}" --curve-secret "$tmp/keys/mallory.key_secret" --ids 1,2,3 \
       --max-tokens 8 --timeout 3 > "$tmp/mallory.out" 2> "$tmp/mallory.err"
   rc=$?
@@ -123,8 +130,8 @@ curve_clients)
       > /dev/null 2> "$tmp/mode.err" && fail "a secret key of mode 644 was used"
   grep -q "must not be open to group or others" "$tmp/mode.err" || fail "no clear message: $(cat "$tmp/mode.err")"
   stop_all
-  grep -q "CURVE: 1 connections admitted" "$tmp/coord.err" || fail "the admitted count is wrong: $(grep CURVE "$tmp/coord.err")"
-  echo "ok: a listed key served; an unlisted key and no key got nothing (timeouts); a 644 secret refused"
+  grep -q "CURVE: 2 connections admitted" "$tmp/coord.err" || fail "the admitted count is wrong: $(grep CURVE "$tmp/coord.err")"
+  echo "ok: a listed key served (moe-client, moe-bench); an unlisted key and no key got nothing (timeouts); a 644 secret refused"
   ;;
 curve_workers)
   keys coord job other

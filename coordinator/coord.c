@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "chat.h"
 #include "coord_metrics.h"
 #include "gguf.h"
@@ -47,6 +48,10 @@ struct moe_coord {
     char model_name[256];
     moe_request_model model;
     moe_link_ctx *lctx;
+    moe_auth *auth;           /* the ZAP handler, with CURVE; NULL: none */
+    moe_link_curve client_curve, worker_curve;
+    bool client_curve_on, worker_curve_on;
+    uint32_t file_context;    /* the model file's context (capped), before the ranks' */
     moe_sched *s;
     moe_workers *w;
     moe_front *fronts[MAX_FRONTS];
@@ -421,13 +426,15 @@ static void on_seq_end(void *ctx, moe_req *r, moe_end_reason why, const char *me
     moe_sched_end(c->s, r, e->q->end, e->q->message);
 }
 
-/* The ranks' context is what a request must fit. */
+/* The live ranks' context (else the file's) is what a request must fit. */
 static void on_context(void *ctx, int rank, uint32_t max_context)
 {
     moe_coord *c = ctx;
-    if (max_context >= c->model.lim.max_context) return;
-    c->model.lim.max_context = max_context;
-    moe_log(MOE_LOG_INFO, "context is %u tokens (rank %d's)", max_context, rank);
+    const uint32_t v = max_context && max_context < c->file_context ? max_context : c->file_context;
+    if (v == c->model.lim.max_context) return;
+    c->model.lim.max_context = v;
+    if (rank >= 0) moe_log(MOE_LOG_INFO, "context is %u tokens (after rank %d joined or left)", v, rank);
+    else moe_log(MOE_LOG_INFO, "context is %u tokens (the model file's)", v);
 }
 
 static void on_ready(void *ctx)
@@ -498,9 +505,32 @@ static int load_model(moe_coord *c, moe_err *err)
     moe_msg_limits_default(&m->lim);
     m->lim.max_frame = (size_t)c->cfg.max_frame;
     m->lim.vocab_size = (uint32_t)moe_tokenizer_n_vocab(c->tok);
-    /* lowered to the ranks' own at their hello */
+    /* lowered to the live ranks' own (on_context) */
     m->lim.max_context = (uint32_t)(ctx < (1u << 24) ? ctx : (1u << 24));
+    c->file_context = m->lim.max_context;
     return MOE_OK;
+}
+
+/* The ZAP handler, before any CURVE endpoint binds: domain "client" for
+ * the listed client keys, "worker" for the job's key. */
+static int start_auth(moe_coord *c, moe_err *err)
+{
+    const moe_coord_cfg *cfg = &c->cfg;
+    if (!cfg->curve_secret) return MOE_OK;
+    moe_auth_domain d[2];
+    int n = 0;
+    if (cfg->n_client_keys) {
+        d[n++] = (moe_auth_domain){"client", cfg->client_keys, cfg->n_client_keys};
+        c->client_curve = (moe_link_curve){.secret = *cfg->curve_secret, .zap_domain = "client"};
+        c->client_curve_on = true;
+    }
+    if (cfg->worker_key) {
+        d[n++] = (moe_auth_domain){"worker", cfg->worker_key, 1};
+        c->worker_curve = (moe_link_curve){.secret = *cfg->curve_secret, .zap_domain = "worker"};
+        c->worker_curve_on = true;
+    }
+    if (n == 0) return moe_err_set(err, "a CURVE secret key without keys to admit (client keys or the worker key)");
+    return moe_auth_start(&c->auth, c->lctx, d, n, err);
 }
 
 int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
@@ -513,6 +543,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
     moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running, .epoch = cfg->epoch};
     if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return MOE_ERR;
     if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
+    if (start_auth(c, err)) return MOE_ERR;
     const moe_workers_cfg wc = {
         .endpoint = cfg->workers,
         .n_ranks = (int)cfg->ranks,
@@ -524,6 +555,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .outbox_bytes = cfg->worker_outbox_bytes,
         .sndhwm = (int)cfg->worker_hwm,
         .sndbuf = (int)cfg->worker_sndbuf,
+        .curve = c->worker_curve_on ? &c->worker_curve : NULL,
     };
     const moe_workers_sink ws = {
         .ctx = c,
@@ -589,6 +621,11 @@ static void dump_metrics(moe_coord *c)
 }
 
 moe_link_ctx *moe_coord_link_ctx(moe_coord *c) { return c->lctx; }
+
+const moe_link_curve *moe_coord_client_curve(const moe_coord *c)
+{
+    return c->client_curve_on ? &c->client_curve : NULL;
+}
 const moe_request_model *moe_coord_model(const moe_coord *c) { return &c->model; }
 const char *moe_coord_model_name(const moe_coord *c) { return c->model_name; }
 const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_endpoint(c->w); }
@@ -709,6 +746,10 @@ void moe_coord_free(moe_coord *c)
     for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->close(c->fronts[i]);
     moe_workers_close(c->w);
     moe_sched_free(c->s);
+    if (c->auth)
+        moe_log(MOE_LOG_INFO, "CURVE: %llu connections admitted, %llu refused",
+                (unsigned long long)moe_auth_admitted(c->auth), (unsigned long long)moe_auth_refused(c->auth));
+    moe_auth_stop(c->auth); /* after every link, before the context */
     moe_link_ctx_free(c->lctx);
     moe_cmetrics_free(c->cm);
     moe_chat_free(c->chat);

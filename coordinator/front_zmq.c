@@ -13,6 +13,8 @@ struct moe_front_client {
     moe_link_peer peer;
     double last_seen;
     char name[64];            /* from its Hello (printable ASCII), for the logs */
+    bool hello;               /* it sent a valid Hello: only then are its requests served */
+    char key[MOE_LINK_USER_MAX + 1]; /* with CURVE: its public key in Z85 (the ZAP User-Id); "" without */
 };
 
 /* A refusal that met back-pressure. */
@@ -41,7 +43,7 @@ static zfront *zf(moe_front *f) { return (zfront *)f; }
 
 /* ---- clients ------------------------------------------------------------------- */
 
-static moe_front_client *client_of(zfront *z, const moe_link_peer *p)
+static moe_front_client *client_of(zfront *z, const moe_link_peer *p, const char *user_id)
 {
     for (int i = 0; i < z->n_clients; i++)
         if (moe_link_peer_eq(&z->clients[i]->peer, p)) return z->clients[i];
@@ -51,6 +53,7 @@ static moe_front_client *client_of(zfront *z, const moe_link_peer *p)
     }
     moe_front_client *cl = moe_xcalloc(1, sizeof *cl);
     cl->peer = *p;
+    snprintf(cl->key, sizeof cl->key, "%s", user_id); /* a connection's key never changes */
     z->clients[z->n_clients++] = cl;
     return cl;
 }
@@ -300,7 +303,7 @@ static void on_heartbeat(zfront *z, moe_front_client *cl, const Moe__Heartbeat *
 static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
 {
     const Moe__ClientMsg *m = (const Moe__ClientMsg *)in->msg;
-    moe_front_client *cl = client_of(z, &in->from);
+    moe_front_client *cl = client_of(z, &in->from, in->user_id);
     cl->last_seen = moe_now();
     if (in->code != MOE__CODE__OK) {
         refuse(z, &in->from, m ? moe_msg_request_id(m, &z->model->lim) : NULL, in->code, err->msg);
@@ -312,6 +315,7 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
         size_t k = 0;
         for (; nm[k] && k + 1 < sizeof cl->name; k++) cl->name[k] = nm[k] > 0x20 && nm[k] < 0x7F ? nm[k] : '_';
         cl->name[k] = '\0';
+        cl->hello = true;
         Moe__HelloReply h = MOE__HELLO_REPLY__INIT;
         h.has_protocol_version = h.has_vocab_size = h.has_max_context = true;
         h.protocol_version = MOE_PROTO_VERSION;
@@ -325,7 +329,14 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
         send_msg(z, &cl->peer, &r);
         break;
     }
-    case MOE__CLIENT_MSG__BODY_GENERATE: on_generate(z, cl, m->generate); break;
+    case MOE__CLIENT_MSG__BODY_GENERATE:
+        /* nothing is served to a client that has not said who it is (a
+         * heartbeat is answered: it only says which ids are unknown) */
+        if (!cl->hello)
+            refuse(z, &cl->peer, m->generate->request_id, MOE__CODE__BAD_REQUEST,
+                   "say hello first: a Hello with protocol_version 1 must come before any request");
+        else on_generate(z, cl, m->generate);
+        break;
     case MOE__CLIENT_MSG__BODY_CANCEL:
         z->base.sink.cancel(z->base.sink.ctx, &z->base, cl, m->cancel->request_id);
         break;
@@ -439,6 +450,7 @@ int moe_front_zmq_open(moe_front **out, moe_link_ctx *lctx, const moe_front_zmq_
     o.limits.max_context = 0; /* checked after tokenization (request.c), against the ranks' context */
     o.sndhwm = (int)cfg->client_hwm;
     o.sndbuf = (int)cfg->client_sndbuf;
+    o.curve = cfg->curve;
     if (moe_link_bind(&z->link, lctx, cfg->endpoint, &o, err)) {
         free(z);
         return MOE_ERR;

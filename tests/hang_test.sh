@@ -314,8 +314,8 @@ coord_outbox)
   [ "$(grep -c "error worker_lost" "$tmp/a.out")" = 16 ] || { kill -CONT "$rank"; fail "not every request ended with worker_lost: $(head -c 300 "$tmp/a.out")"; }
   echo "ok: with the rank stopped the coordinator found it behind after $dt ms; 16 of 16 requests ended with worker_lost"
   kill -CONT "$rank"
-  for _ in $(seq 1 600); do [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" -ge 2 ] && break; sleep 0.05; done
-  [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" = 2 ] || fail "the rank did not join again once running"
+  for _ in $(seq 1 600); do [ "$(grep -c "rank 0 joined (" "$tmp/coord.err")" -ge 2 ] && break; sleep 0.05; done
+  [ "$(grep -c "rank 0 joined (" "$tmp/coord.err")" = 2 ] || fail "the rank did not join again once running"
   "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
       || fail "a new request after the rank came back failed: $(cat "$tmp/b.err")"
   echo "ok: the rank running again rejoined and a new request succeeded"

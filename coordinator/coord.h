@@ -63,6 +63,12 @@ typedef struct moe_coord_cfg {
     int64_t restart_backoff_ms; /* first restart delay (doubles per death before ready, to 16x) */
     int64_t start_timeout_ms;   /* a job not ready after this long is dead */
     const char *job_file;       /* records the live job for a new coordinator to adopt; NULL: none */
+    /* per client (clients.h: a CURVE key, else a peer address; never a ZMQ routing id) */
+    int64_t client_in_flight;   /* requests not yet over; 0: no limit */
+    int64_t client_queue;       /* queued requests (its share of the queue); 0: the whole queue */
+    int64_t client_prompt_bps;  /* prompt bytes a second (burst: the larger of this and max_frame); 0: no limit */
+    int64_t prompt_inline_bytes; /* prompts this large or larger are prepared off the loop */
+    int64_t prompt_threads;     /* threads that prepare them */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */

@@ -81,6 +81,12 @@ typedef struct moe_link_opts {
 } moe_link_opts;
 
 /* Defaults: moe_msg_limits_default, max_wire 0, libzmq's HWMs, blocking sends and receives wait. */
+/* What a ROUTER that takes frames from strangers sets (the client front
+ * end): max_wire = max_frame + 64 KiB, so a frame a little too big is still
+ * answered and one far too big drops its connection, and a receive HWM of
+ * at most 4 MiB / max_wire messages (at least 2, at most 1000), so one
+ * peer's queue inside libzmq holds a few MiB, not 1000 frames. */
+void moe_link_opts_bound_peers(moe_link_opts *o);
 void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *recv_type);
 
 /* One per process (it owns libzmq's I/O thread).  Free it after every link
@@ -109,9 +115,16 @@ int moe_link_send(moe_link *l, const moe_link_peer *to, const ProtobufCMessage *
 int moe_link_send_bytes(moe_link *l, const moe_link_peer *to, const void *data, size_t len, int flags,
                         moe_err *err);
 
+/* Who sent a frame, for per-client limits: never the routing id, which
+ * costs nothing to mint.  "key:<Z85>" when the connection authenticated
+ * with CURVE (the ZAP handler's User-Id), else "addr:<IP>" for TCP (the
+ * peer's address, no port), else "local" (ipc://, inproc://). */
+#define MOE_LINK_CLIENT_MAX 96
+
 /* One received frame. */
 typedef struct moe_link_in {
     moe_link_peer from;    /* ROUTER: the sender, to answer with moe_link_send; DEALER: empty */
+    char client[MOE_LINK_CLIENT_MAX]; /* ROUTER: the sender as a client (above); DEALER: empty */
     size_t len;            /* bytes of the frame */
     int code;              /* MOE__CODE__OK, or why it was refused (OVERSIZED_FRAME,
                               MALFORMED_FRAME, or a field check's code); reason in err */

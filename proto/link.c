@@ -361,6 +361,9 @@ int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err)
         }
     }
     in->len = zmq_msg_size(&part);
+    /* the payload carries the connection's metadata (the routing id part
+     * the ROUTER makes itself may not) */
+    if (l->router) client_of(&part, in->client, sizeof in->client);
     /* One envelope per frame: extra parts are read and dropped so the next
      * receive starts at a message boundary. */
     size_t extra = 0;

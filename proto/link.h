@@ -68,7 +68,7 @@ typedef struct moe_link_peer {
 typedef struct moe_link_opts {
     const ProtobufCMessageDescriptor *recv_type; /* envelope received, e.g. &moe__client_msg__descriptor */
     moe_msg_limits limits;  /* for received frames; limits.max_frame also caps what moe_link_send encodes */
-    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB */
+    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB (moe_link_opts_bound_peers: + 64 KiB) */
     int sndhwm, rcvhwm;     /* high-water marks in messages; 0: libzmq's default (1000) */
     int sndbuf, rcvbuf;     /* kernel socket buffers in bytes; 0: the system's default.  Small
                                values make back-pressure show early (tests). */

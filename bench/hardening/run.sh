@@ -34,8 +34,10 @@ FLOOD_P99_MS=1e9 "$t" flood | grep -E "^flood:"
 BOMB_SECONDS=5 BOMB_MIB=1e9 BOMB_BACK_MIB=4 "$t" bomb | grep -E "^bomb:"
 BIG_SECONDS=6 BIG_TTFT_MS=1e9 "$t" bigprompt | grep -E "^bigprompt:"
 
+# the soak is one client at 70% of the job's capacity: the per-client
+# limits are off here (they are what the checks above measure)
 setsid "$bin/moe-coordinator" --model "$model" --listen "tcp://127.0.0.1:*" --workers "ipc://$tmp/w" --ranks 1 \
-    > "$tmp/coord.out" 2> "$tmp/coord.err" &
+    --client-in-flight 0 --client-queue 0 --client-prompt-bps 0 > "$tmp/coord.out" 2> "$tmp/coord.err" &
 coord=$!; pids+=("$coord")
 "$root/tests/mpirun.sh" 1 100000 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
     > "$tmp/worker.out" 2> "$tmp/worker.err" &
@@ -49,12 +51,13 @@ awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { printf "idle: coordinator CPU over 10 s
 
 [ -n "$soak" ] || exit 0
 rss() { awk '/^RssAnon:/ { print $2 }' "/proc/$coord/status"; }
-# capacity: the finished rate of an open-loop load well above what the job takes
+# capacity: the finished rate of an open-loop load well above what the job
+# takes (the queue refuses the excess)
 cap=$("$bin/hard_client" steady 127.0.0.1 "$port" 200 10 2>/dev/null | sed -n 's/.* \([0-9]*\) finished.*/\1/p')
 cap=$(awk -v n="${cap:-0}" 'BEGIN { printf "%.2f", n / 10 }')
 rate=$(awk -v c="$cap" 'BEGIN { printf "%.2f", 0.7 * c }')
 echo "soak: capacity about $cap requests/s (16 in, 16 out); soaking at $rate/s for $soak s"
-"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" 30 > /dev/null # warm up
+"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" 30 > /dev/null 2>&1 # warm up
 r0=$(rss)
 "$bin/hard_client" steady 127.0.0.1 "$port" "$rate" "$soak" | sed 's/^/soak: /'
 sleep 2

@@ -112,10 +112,13 @@ moe_client *moe_clients_get(moe_clients *c, const char *key, double now)
     return cl;
 }
 
-int moe_clients_admit(moe_clients *c, moe_client *cl, size_t prompt_bytes, double now, moe_err *err)
+int moe_clients_admit(moe_clients *c, moe_client *cl, size_t prompt_bytes, double now, const char **limit,
+                      moe_err *err)
 {
+    *limit = NULL;
     if (c->lim.max_in_flight > 0 && cl->in_flight >= c->lim.max_in_flight) {
         c->refused++;
+        *limit = "in_flight";
         return moe_err_set(err, "this client has %d requests in flight, its limit", cl->in_flight);
     }
     if (c->lim.prompt_bytes_per_s > 0) {
@@ -123,6 +126,7 @@ int moe_clients_admit(moe_clients *c, moe_client *cl, size_t prompt_bytes, doubl
         const double need = (double)prompt_bytes < c->lim.prompt_burst ? (double)prompt_bytes : c->lim.prompt_burst;
         if (cl->tokens < need) {
             c->refused++;
+            *limit = "prompt_bytes";
             return moe_err_set(err, "this client sends more than %.0f prompt bytes a second; retry in %.2f s",
                                c->lim.prompt_bytes_per_s, (need - cl->tokens) / c->lim.prompt_bytes_per_s);
         }

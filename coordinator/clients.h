@@ -46,8 +46,10 @@ void moe_clients_free(moe_clients *c);
 /* The client named key (made on first use; key is copied, cut at 127 bytes). */
 moe_client *moe_clients_get(moe_clients *c, const char *key, double now);
 /* A request of prompt_bytes from cl: MOE_OK and it counts in flight until
- * moe_clients_done; else MOE_ERR and why in err (nothing counted). */
-int moe_clients_admit(moe_clients *c, moe_client *cl, size_t prompt_bytes, double now, moe_err *err);
+ * moe_clients_done; else MOE_ERR, why in err and the limit's name in
+ * *limit ("in_flight" or "prompt_bytes", for the metrics; nothing counted). */
+int moe_clients_admit(moe_clients *c, moe_client *cl, size_t prompt_bytes, double now, const char **limit,
+                      moe_err *err);
 /* An admitted request is over. */
 void moe_clients_done(moe_clients *c, moe_client *cl);
 /* Forgets clients with nothing in flight and a full bucket. */

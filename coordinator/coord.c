@@ -323,7 +323,13 @@ static void admit(moe_coord *c, moe_front *f, moe_front_client *cl, moe_client *
     const int rc = moe_sched_submit_flow(c->s, moe_client_flow(mc), e, toks->ids, (int)toks->n, q->max_tokens, q->deadline,
                                          &e->r, &full, &err);
     if (rc) {
-        if (full) MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a request of client %s: %s", moe_client_key(mc), err.msg);
+        if (full) {
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a request of client %s: %s", moe_client_key(mc), err.msg);
+            moe_cmetrics_client_refused(c->cm, moe_sched_flow_n_queued(moe_client_flow(mc)) > 0 &&
+                                                       moe_sched_n_queued(c->s) < (int)c->cfg.queue
+                                                   ? "queue_share"
+                                                   : "queue");
+        }
         f->ops->send_error(f, cl, id, full ? MOE__CODE__QUEUE_FULL : MOE__CODE__BAD_REQUEST, err.msg);
         moe_request_free(q);
         free(e);
@@ -357,7 +363,9 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     /* the client's limits, before any work that grows with the prompt */
     moe_client *mc = client_of(c, f, cl, arrival);
     const size_t bytes = moe_request_spec_bytes(spec);
-    if (moe_clients_admit(c->clients, mc, bytes, arrival, &err)) {
+    const char *limit;
+    if (moe_clients_admit(c->clients, mc, bytes, arrival, &limit, &err)) {
+        moe_cmetrics_client_refused(c->cm, limit);
         MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a request of client %s: %s", moe_client_key(mc), err.msg);
         return f->ops->send_error(f, cl, id, MOE__CODE__QUEUE_FULL, err.msg);
     }
@@ -367,6 +375,7 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
         if (!p->job) {
             free(p);
             moe_clients_done(c->clients, mc);
+            moe_cmetrics_client_refused(c->cm, "prompt_pool");
             MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a large prompt: %d are being prepared", moe_prep_pending(c->prep));
             return f->ops->send_error(f, cl, id, MOE__CODE__QUEUE_FULL,
                                       "the server is preparing as many large prompts as it takes; retry later");

@@ -5,6 +5,7 @@
  * after a flood of keys.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "check.h"
 #include "clients.h"
@@ -22,26 +23,29 @@ int main(void)
     CHECK(moe_clients_init(&c, s, &lim, &err) == 0);
 
     double t = 100;
+    const char *which;
     moe_client *a = moe_clients_get(c, "addr:127.0.0.2", t), *b = moe_clients_get(c, "addr:127.0.0.1", t);
     CHECK(a != b && moe_clients_get(c, "addr:127.0.0.2", t) == a && moe_clients_count(c) == 2);
     CHECK(moe_client_flow(a) != moe_client_flow(b));
     /* in flight: the third is refused, b is not affected */
-    CHECK(moe_clients_admit(c, a, 10, t, &err) == 0 && moe_clients_admit(c, a, 10, t, &err) == 0);
-    CHECK(moe_clients_admit(c, a, 10, t, &err) != 0);
+    CHECK(moe_clients_admit(c, a, 10, t, &which, &err) == 0 && moe_clients_admit(c, a, 10, t, &which, &err) == 0);
+    CHECK(moe_clients_admit(c, a, 10, t, &which, &err) != 0);
     CHECK_CONTAINS(err.msg, "in flight");
-    CHECK(moe_clients_admit(c, b, 10, t, &err) == 0 && moe_client_in_flight(b) == 1);
+    CHECK(which && !strcmp(which, "in_flight"));
+    CHECK(moe_clients_admit(c, b, 10, t, &which, &err) == 0 && moe_client_in_flight(b) == 1);
     moe_clients_done(c, a);
     moe_clients_done(c, a);
     /* bytes: 1000 of burst, 20 used; 990 more is too much now, fine 0.02 s later */
-    CHECK(moe_clients_admit(c, a, 990, t, &err) != 0);
+    CHECK(moe_clients_admit(c, a, 990, t, &which, &err) != 0);
     CHECK_CONTAINS(err.msg, "prompt bytes a second");
-    CHECK(moe_clients_admit(c, a, 990, t + 0.02, &err) == 0);
+    CHECK(which && !strcmp(which, "prompt_bytes"));
+    CHECK(moe_clients_admit(c, a, 990, t + 0.02, &which, &err) == 0);
     moe_clients_done(c, a);
     /* a prompt above the burst passes on a full bucket, then the client waits */
-    CHECK(moe_clients_admit(c, a, 5000, t + 10, &err) == 0);
+    CHECK(moe_clients_admit(c, a, 5000, t + 10, &which, &err) == 0);
     moe_clients_done(c, a);
-    CHECK(moe_clients_admit(c, a, 1, t + 11, &err) != 0);
-    CHECK(moe_clients_admit(c, a, 1, t + 14.1, &err) == 0);
+    CHECK(moe_clients_admit(c, a, 1, t + 11, &which, &err) != 0);
+    CHECK(moe_clients_admit(c, a, 1, t + 14.1, &which, &err) == 0);
     moe_clients_done(c, a);
     CHECK(moe_clients_refused(c) == 3);
     /* idle with a full bucket: forgotten; b still has a request in flight */

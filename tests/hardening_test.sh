@@ -33,7 +33,7 @@ case ${1:?usage: hardening_test.sh flood|bomb|bigprompt} in
 flood)
   # 200 identities x 20 requests from one host, then 30 valid clients: every
   # valid request is served (per-client limits, round robin placement)
-  start_cluster 1 --client-timeout-ms 3000 --drain-timeout-ms 20000
+  start_cluster 1 --client-timeout-ms 3000 --drain-timeout-ms 20000 --metrics-file "$tmp/metrics.prom"
   "$bin/hard_client" flood 127.0.0.1 "$port" 200 30 "${FLOOD_P99_MS:-10000}" || { grep -m3 "refused a request" "$tmp/coord.err"; fail "flood"; }
   # refusals of the junk host are logged a few times, not once per identity;
   # so are identities going silent with requests in flight (they time out
@@ -44,6 +44,9 @@ flood)
   echo "coordinator log lines about the junk host: $n on refusals, $g on identities gone silent"
   grep -m3 -E "refused a request|a client went silent" "$tmp/coord.err"
   [ "$n" -le 4 ] && [ "$g" -le 4 ] || fail "log lines about every junk identity: not rate-limited"
+  grep "^moe:client_limit_refusals_total" "$tmp/metrics.prom"
+  grep -Eq '^moe:client_limit_refusals_total\{.*limit="in_flight"\} [1-9]' "$tmp/metrics.prom" \
+      || fail "the refusals are not in the metrics"
   ;;
 bomb)
   start_cluster 1

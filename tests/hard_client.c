@@ -419,7 +419,8 @@ static int steady(double rate, double seconds)
         }
         nap(0.001);
     }
-    printf("steady: %.1f requests/s for %.0f s: %ld sent, %ld finished, %ld failed\n", rate, seconds, sent, done, failed);
+    printf("steady: %.1f requests/s for %.0f s: %ld sent, %ld finished, %ld failed in %.1f s\n", rate, seconds, sent, done,
+           failed, moe_now() - t0);
     moe_link_close(l);
     return failed || done != sent;
 }

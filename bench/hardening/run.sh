@@ -52,15 +52,26 @@ awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { printf "idle: coordinator CPU over 10 s
 [ -n "$soak" ] || exit 0
 rss() { awk '/^RssAnon:/ { print $2 }' "/proc/$coord/status"; }
 # capacity: the finished rate of an open-loop load well above what the job
-# takes (the queue refuses the excess)
-cap=$("$bin/hard_client" steady 127.0.0.1 "$port" 200 10 2>/dev/null | sed -n 's/.* \([0-9]*\) finished.*/\1/p')
-cap=$(awk -v n="${cap:-0}" 'BEGIN { printf "%.2f", n / 10 }')
+# takes (the queue refuses the excess), over the whole run's time
+cap=$("$bin/hard_client" steady 127.0.0.1 "$port" 200 10 2>/dev/null |
+      sed -n 's/.* \([0-9]*\) finished, .* in \([0-9.]*\) s$/\1 \2/p')
+cap=$(echo "${cap:-0 1}" | awk '{ printf "%.2f", $1 / $2 }')
 rate=$(awk -v c="$cap" 'BEGIN { printf "%.2f", 0.7 * c }')
 echo "soak: capacity about $cap requests/s (16 in, 16 out); soaking at $rate/s for $soak s"
 "$bin/hard_client" steady 127.0.0.1 "$port" "$rate" 30 > /dev/null 2>&1 # warm up
-r0=$(rss)
-"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" "$soak" | sed 's/^/soak: /'
-sleep 2
-r1=$(rss)
-awk -v a="$r0" -v b="$r1" -v s="$soak" 'BEGIN { printf "soak: RssAnon %.1f -> %.1f MiB over %d s: %+.2f MiB/hour (%+.2f%%/hour)\n",
-    a / 1024, b / 1024, s, (b - a) / 1024 * 3600 / s, (b - a) / a * 100 * 3600 / s }'
+# RssAnon every 10 s while the load runs; the growth is the least-squares
+# slope of those samples (two end points would be one sample's noise)
+"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" "$soak" > "$tmp/soak.out" 2> "$tmp/soak.err" &
+load=$!
+t0=$(date +%s)
+while kill -0 "$load" 2>/dev/null; do
+  echo "$(( $(date +%s) - t0 )) $(rss)" >> "$tmp/rss"
+  for _ in $(seq 1 100); do kill -0 "$load" 2>/dev/null || break; sleep 0.1; done
+done
+wait "$load"
+sed 's/^/soak: /' "$tmp/soak.out"
+head -3 "$tmp/soak.err" | sed 's/^/soak: /'
+awk -v s="$soak" '{ n++; x += $1; y += $2; xx += $1 * $1; xy += $1 * $2; if (n == 1) first = $2; last = $2 }
+  END { b = (n * xy - x * y) / (n * xx - x * x); m = y / n
+        printf "soak: RssAnon %.1f MiB at the start, %.1f at the end, %d samples over %d s: slope %+.2f MiB/hour (%+.2f%% of the mean per hour)\n",
+               first / 1024, last / 1024, n, s, b * 3600 / 1024, b * 3600 / m * 100 }' "$tmp/rss"

@@ -23,6 +23,10 @@
 #include "workers.h"
 
 #define MAX_FRONTS 4
+/* Large prompts waiting in the pool or being prepared, for all clients
+ * together: each holds its copy and its tokens (a few MiB for a 1 MB
+ * prompt), so this bounds the memory a burst of them can take. */
+#define PREP_MAX_JOBS 16
 /* A request replayed this many times ends with WORKER_LOST at the next
  * death of its job (a request that crashes the job must not loop it). */
 #define MAX_REPLAYS 3
@@ -675,7 +679,8 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .prompt_burst = (double)(cfg->client_prompt_bps > cfg->max_frame ? cfg->client_prompt_bps : cfg->max_frame),
     };
     if (moe_clients_init(&c->clients, c->s, &cll, err)) return MOE_ERR;
-    if (moe_prep_init(&c->prep, (int)cfg->prompt_threads, 64, err)) return moe_err_prefix(err, "--prompt-threads");
+    if (moe_prep_init(&c->prep, (int)cfg->prompt_threads, PREP_MAX_JOBS, err))
+        return moe_err_prefix(err, "--prompt-threads");
     if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
     const moe_workers_cfg wc = {
         .endpoint = cfg->workers,

@@ -74,6 +74,12 @@ typedef struct moe_coord_cfg {
     const moe_key *client_keys;    /* [n_client_keys]; 0 keys: the client endpoint is plain */
     size_t n_client_keys;
     const moe_key *worker_key;     /* the worker job's public key; NULL: the worker endpoint is plain */
+    /* per client (clients.h: a CURVE key, else a peer address; never a ZMQ routing id) */
+    int64_t client_in_flight;   /* requests not yet over; 0: no limit */
+    int64_t client_queue;       /* queued requests (its share of the queue); 0: the whole queue */
+    int64_t client_prompt_bps;  /* prompt bytes a second (burst: the larger of this and max_frame); 0: no limit */
+    int64_t prompt_inline_bytes; /* prompts this large or larger are prepared off the loop */
+    int64_t prompt_threads;     /* threads that prepare them */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */

@@ -651,8 +651,26 @@ static void http_client_name(moe_front *f, const moe_front_client *cl, char *buf
     }
 }
 
+/* "addr:IP" for the per-client limits (clients.h): the same client as a
+ * ZMQ connection from that address. */
+static void http_client_key(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
+{
+    (void)f;
+    snprintf(buf, n, "local");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cl->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, host, sizeof host);
+    else if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr, host, sizeof host);
+    else return;
+    snprintf(buf, n, "addr:%s", host);
+}
+
 static const moe_front_ops HTTP_OPS = {
     .client_name = http_client_name,
+    .client_key = http_client_key,
     .poll_items = http_poll_items,
     .recv = http_recv,
     .tick = http_tick,

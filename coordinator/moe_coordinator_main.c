@@ -26,6 +26,7 @@
  * (coord.h), which owns the model, the scheduler and the worker side
  * (workers.h), and the client front ends (front_zmq.h, front_http.h).
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,6 +72,15 @@ static void usage(FILE *f)
           "  --max-tokens N         default max_tokens of a request (default 256)\n"
           "  --max-frame BYTES      largest request frame (default 1 MiB)\n"
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
+          "  Per client (a CURVE key, else a peer address, HTTP: its address; never a ZMQ routing id), refused\n"
+          "  with QUEUE_FULL (HTTP 429) past a limit; see docs/limits.md:\n"
+          "  --client-in-flight N   requests of one client not yet over (default 64; 0: no limit)\n"
+          "  --client-queue N       its share of the queue (default a quarter of --queue; 0: the whole queue);\n"
+          "                         queued requests are placed round robin across clients\n"
+          "  --client-prompt-bps B  prompt bytes a second (default 4 MiB; bursts up to the larger of B and\n"
+          "                         --max-frame; 0: no limit)\n"
+          "  --prompt-inline-bytes B  prompts this large or larger are tokenized off the loop (default 16384)\n"
+          "  --prompt-threads N     threads that tokenize them (default 2)\n"
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
@@ -121,6 +131,7 @@ typedef struct opts {
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
     int64_t max_step_ms;
     int64_t no_ranks_timeout_ms, drain_timeout_ms, worker_outbox_bytes, worker_hwm, worker_sndbuf;
+    int64_t client_in_flight, client_queue, client_prompt_bps, prompt_inline_bytes, prompt_threads;
 } opts;
 
 static char **default_launch(const opts *o);
@@ -149,6 +160,11 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_start_failures = 5;
     o->restart_backoff_ms = 500;
     o->start_timeout_ms = 120000;
+    o->client_in_flight = 64;
+    o->client_queue = -1; /* a quarter of --queue, once it is known */
+    o->client_prompt_bps = 4 << 20;
+    o->prompt_inline_bytes = 16384;
+    o->prompt_threads = 2;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
@@ -169,6 +185,11 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--max-start-failures", offsetof(opts, max_start_failures), 1, 1000},
         {"--restart-backoff-ms", offsetof(opts, restart_backoff_ms), 10, 3600000},
         {"--start-timeout-ms", offsetof(opts, start_timeout_ms), 100, 86400000},
+        {"--client-in-flight", offsetof(opts, client_in_flight), 0, 1 << 20},
+        {"--client-queue", offsetof(opts, client_queue), 0, 1 << 20},
+        {"--client-prompt-bps", offsetof(opts, client_prompt_bps), 0, (int64_t)1 << 40},
+        {"--prompt-inline-bytes", offsetof(opts, prompt_inline_bytes), 0, (int64_t)1 << 30},
+        {"--prompt-threads", offsetof(opts, prompt_threads), 1, 16},
     };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -375,6 +396,11 @@ static int wire(moe_coord **out, const opts *o, const keys *k, moe_err *err)
         .client_keys = k->clients,
         .n_client_keys = k->n_clients,
         .worker_key = o->worker_key ? &k->worker : NULL,
+        .client_in_flight = o->client_in_flight,
+        .client_queue = o->client_queue >= 0 ? o->client_queue : (o->queue + 3) / 4,
+        .client_prompt_bps = o->client_prompt_bps,
+        .prompt_inline_bytes = o->prompt_inline_bytes,
+        .prompt_threads = o->prompt_threads,
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;
@@ -437,6 +463,11 @@ int main(int argc, char **argv)
         return 2;
     }
     moe_log_set_format(o.log_format);
+    /* Blocks of 256 KiB and more (frames, large prompts and their tokens)
+     * are mapped and unmapped on their own, so a flood of them gives its
+     * memory back when it ends; a fixed threshold also stops glibc raising
+     * it after the first such free.  The loop trims the rest (coord.c). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     struct sigaction sa = {0};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);

@@ -47,6 +47,16 @@ void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *r
     o->router_handover = false;
 }
 
+void moe_link_opts_bound_peers(moe_link_opts *o)
+{
+    size_t wire = o->limits.max_frame + 64 * 1024;
+    if (wire < o->limits.max_frame) wire = SIZE_MAX / 2; /* cannot happen with a checked max_frame */
+    o->max_wire = wire;
+    const size_t per_peer = (size_t)4 << 20;
+    size_t hwm = per_peer / wire;
+    o->rcvhwm = (int)(hwm < 2 ? 2 : hwm > 1000 ? 1000 : hwm);
+}
+
 int moe_link_ctx_init(moe_link_ctx **out, moe_err *err)
 {
     *out = NULL;
@@ -318,6 +328,24 @@ void moe_link_in_clear(moe_link_in *in)
     memset(in, 0, sizeof *in);
 }
 
+/* The one place a frame's sender becomes a client (link.h,
+ * MOE_LINK_CLIENT_MAX): the CURVE key the ZAP handler authenticated, else
+ * the TCP peer's address, else "local".  Metadata comes from the
+ * connection, so a client cannot forge it by choosing a routing id. */
+static void client_of(zmq_msg_t *m, char *out, size_t cap)
+{
+    const char *uid = zmq_msg_gets(m, "User-Id");
+    const char *addr = zmq_msg_gets(m, "Peer-Address");
+    int n;
+    if (uid && *uid) n = snprintf(out, cap, "key:%s", uid);
+    else if (addr && *addr) n = snprintf(out, cap, "addr:%s", addr);
+    else n = snprintf(out, cap, "local");
+    if (n < 0) snprintf(out, cap, "local");
+    /* printable for the logs; a longer value is cut (a Z85 key is 40 bytes, an address < 64) */
+    for (char *p = out; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7F) *p = '_';
+}
+
 /* Maps a failed zmq receive: nothing waiting or a signal is AGAIN. */
 static int recv_errno(moe_err *err)
 {
@@ -352,6 +380,7 @@ int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err)
         size_t n = zmq_msg_size(&part);
         in->from.len = (uint8_t)(n <= MOE_LINK_PEER_MAX ? n : MOE_LINK_PEER_MAX);
         memcpy(in->from.id, zmq_msg_data(&part), in->from.len);
+        client_of(&part, in->client, sizeof in->client);
         bool more = more_parts(l->sock);
         zmq_msg_close(&part);
         zmq_msg_init(&part);
@@ -375,6 +404,9 @@ int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err)
      * every message of its connection. */
     const char *uid = zmq_msg_gets(&part, "User-Id");
     if (uid) snprintf(in->user_id, sizeof in->user_id, "%s", uid);
+    /* the payload carries the connection's metadata (the routing id part
+     * the ROUTER makes itself may not) */
+    if (l->router) client_of(&part, in->client, sizeof in->client);
     /* One envelope per frame: extra parts are read and dropped so the next
      * receive starts at a message boundary. */
     size_t extra = 0;

@@ -81,7 +81,7 @@ typedef struct moe_link_curve {
 typedef struct moe_link_opts {
     const ProtobufCMessageDescriptor *recv_type; /* envelope received, e.g. &moe__client_msg__descriptor */
     moe_msg_limits limits;  /* for received frames; limits.max_frame also caps what moe_link_send encodes */
-    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB */
+    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB (moe_link_opts_bound_peers: + 64 KiB) */
     int sndhwm, rcvhwm;     /* high-water marks in messages; 0: libzmq's default (1000) */
     int sndbuf, rcvbuf;     /* kernel socket buffers in bytes; 0: the system's default.  Small
                                values make back-pressure show early (tests). */
@@ -95,6 +95,12 @@ typedef struct moe_link_opts {
 } moe_link_opts;
 
 /* Defaults: moe_msg_limits_default, max_wire 0, libzmq's HWMs, blocking sends and receives wait. */
+/* What a ROUTER that takes frames from strangers sets (the client front
+ * end): max_wire = max_frame + 64 KiB, so a frame a little too big is still
+ * answered and one far too big drops its connection, and a receive HWM of
+ * at most 4 MiB / max_wire messages (at least 2, at most 1000), so one
+ * peer's queue inside libzmq holds a few MiB, not 1000 frames. */
+void moe_link_opts_bound_peers(moe_link_opts *o);
 void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *recv_type);
 
 /* One per process (it owns libzmq's I/O thread).  Free it after every link
@@ -127,9 +133,16 @@ int moe_link_send_bytes(moe_link *l, const moe_link_peer *to, const void *data, 
 
 #define MOE_LINK_USER_MAX 64
 
+/* Who sent a frame, for per-client limits: never the routing id, which
+ * costs nothing to mint.  "key:<Z85>" when the connection authenticated
+ * with CURVE (the ZAP handler's User-Id), else "addr:<IP>" for TCP (the
+ * peer's address, no port), else "local" (ipc://, inproc://). */
+#define MOE_LINK_CLIENT_MAX 96
+
 /* One received frame. */
 typedef struct moe_link_in {
     moe_link_peer from;    /* ROUTER: the sender, to answer with moe_link_send; DEALER: empty */
+    char client[MOE_LINK_CLIENT_MAX]; /* ROUTER: the sender as a client (above); DEALER: empty */
     size_t len;            /* bytes of the frame */
     int code;              /* MOE__CODE__OK, or why it was refused (OVERSIZED_FRAME,
                               MALFORMED_FRAME, or a field check's code); reason in err */

@@ -66,11 +66,16 @@ impostor)
   prompt=$(seq -s, 1 10)
   # ids, not text: the streamed text of random weights is not compared here
   # (its invalid UTF-8 is replaced chunk by chunk)
+  wait_for "$tmp/coord.err" "rank 0: 0 active" 30 || fail "the rank never reported idle"
+  z0=$(grep -c "rank 0: 0 active" "$tmp/coord.err")
   "$bin/moe-client" --connect "$ep" --ids "$prompt" --max-tokens 2500 --temp 0 --ids-out > "$tmp/ref.txt" \
       2> "$tmp/ref.err" || fail "the reference run failed"
   # the rank's heartbeats (every 100 ms) say when it holds the victim's
-  # sequence: first idle again after the reference...
-  wait_for "$tmp/coord.err" "rank 0: 0 active" 30 || fail "the rank never reported idle"
+  # sequence: first idle again after the reference (a line of its own, not
+  # the one from before it: else the victim could start while the rank
+  # still reports the reference and no new '1 active' line would come)...
+  for _ in $(seq 1 600); do [ "$(grep -c "rank 0: 0 active" "$tmp/coord.err")" -gt "$z0" ] && break; sleep 0.05; done
+  [ "$(grep -c "rank 0: 0 active" "$tmp/coord.err")" -gt "$z0" ] || fail "the rank never reported idle after the reference"
   n0=$(grep -c "rank 0: 1 active" "$tmp/coord.err")
   "$bin/moe-client" --connect "$ep" --ids "$prompt" --max-tokens 2500 --temp 0 --ids-out > "$tmp/victim.txt" \
       2> "$tmp/victim.err" &

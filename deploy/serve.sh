@@ -21,6 +21,16 @@
 #   --api-key KEY  --log-format text|json  --metrics-file PATH
 #   --max-start-failures N  --restart-backoff-ms MS  --start-timeout-ms MS
 #   --client-keys FILE|DIR  --tls-cert FILE  --tls-key FILE  --insecure
+#   --client-in-flight N  --client-queue N  --client-prompt-bps B
+#   --prompt-inline-bytes B  --prompt-threads N
+#
+# Per-client limits (docs/limits.md): a client is its CURVE key, else its
+# address, so with the default loopback endpoints every local program is
+# one client.  serve.sh keeps the coordinator's defaults (64 requests in
+# flight, a quarter of --queue queued, 4 MiB of prompts a second per
+# client; 2 prompt threads); behind a gateway or for a load generator that
+# stands for many users on one address, pass --client-in-flight 0
+# --client-queue 0 (or give each user a CURVE key).
 #
 # --listen    client endpoint (default tcp://127.0.0.1:5555)
 # --http      the OpenAI-compatible HTTP API (default 127.0.0.1:8000; port 0:
@@ -56,7 +66,8 @@ while [ $# -gt 0 ]; do
     --insecure) coord_flags+=("$1"); shift ;;
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
     --max-step-ms|--drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
-    --start-timeout-ms|--client-keys|--tls-cert|--tls-key)
+    --start-timeout-ms|--client-keys|--tls-cert|--tls-key|--client-in-flight|--client-queue|--client-prompt-bps|\
+    --prompt-inline-bytes|--prompt-threads)
       [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
       coord_flags+=("$1" "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;

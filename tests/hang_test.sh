@@ -39,7 +39,8 @@
 #                along, and once the rank runs again it rejoins and serves.
 # serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
 #                starts a new one, which adopts the worker job (same mpirun),
-#                a request succeeds; serve.sh passes coordinator flags; a
+#                a request succeeds; serve.sh passes coordinator flags
+#                (--max-tokens, --client-in-flight); a
 #                killed rank then makes the coordinator restart the job; the
 #                stop leaves no process behind.
 # adopt:         --launch with a job file: kill -9 of the coordinator, a new
@@ -322,7 +323,7 @@ coord_outbox)
   ;;
 serve_restart)
   setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "$ep" --http none --workers "ipc://$tmp/w" \
-      --bin "$bin" --max-tokens 7 --queue 9 > "$tmp/serve.out" 2> "$tmp/serve.err" &
+      --bin "$bin" --max-tokens 7 --queue 9 --client-in-flight 1 > "$tmp/serve.out" 2> "$tmp/serve.err" &
   sv=$!; pids+=("$sv")
   wait_for "$tmp/serve.out" "serve: ready" 120 || fail "serve.sh never became ready"
   c1=$(pgrep -f "^$bin/moe-coordinator --model $model --listen $ep") || fail "no coordinator"
@@ -331,6 +332,12 @@ serve_restart)
   "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --usage --timeout 30 > /dev/null 2> "$tmp/a.err" \
       || fail "the first request failed: $(cat "$tmp/a.err")"
   grep -q "completion=7" "$tmp/a.err" || fail "--max-tokens 7 did not reach the coordinator: $(cat "$tmp/a.err")"
+  # --client-in-flight 1 reached it: of two requests sent at once by one
+  # client (500 tokens each), the second is refused
+  printf 'ids:1,2,3 500\nids:4,5,6 500\n' > "$tmp/two"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/two" --concurrency 2 --ignore-eos --timeout 30 > "$tmp/two.out" 2> "$tmp/two.err"
+  [ "$(grep -c "requests in flight, its limit" "$tmp/two.out")" = 1 ] ||
+    fail "--client-in-flight 1 did not reach the coordinator: $(head -c 400 "$tmp/two.out")"
   kill -KILL "$c1"
   wait_for "$tmp/serve.out" "serve: the coordinator .* restarting it" 20 || fail "serve.sh did not restart the coordinator"
   wait_for "$tmp/serve.out" "moe-coordinator: ready" 60 || fail "the new coordinator never became ready"

@@ -195,6 +195,21 @@ static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
     return -1;
 }
 
+/* An Error to a peer of the worker endpoint (not yet a rank: no outbox;
+ * dropped if its queue is full, it asks again). */
+static void send_error(moe_workers *w, const moe_link_peer *to, Moe__Code code, const char *why)
+{
+    Moe__Error e = MOE__ERROR__INIT;
+    e.has_code = true;
+    e.code = code;
+    e.message = (char *)why;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
+    cm.error = &e;
+    moe_err e2;
+    moe_link_send(w->link, to, &cm.base, MOE_LINK_DONTWAIT, &e2);
+}
+
 /* A rank that cannot serve this coordinator: told why (it stops asking
  * often, docs/protocol.md), the reason kept for /health and for the
  * requests that wait, and logged at most once a minute per reason. */
@@ -202,30 +217,14 @@ static void refuse_rank(moe_workers *w, const moe_link_peer *from, const char *w
 {
     snprintf(w->refused, sizeof w->refused, "%s", why);
     MOE_LOG_LIMITED(MOE_LOG_ERROR, "refused a worker rank: %s", why);
-    Moe__Error e = MOE__ERROR__INIT;
-    e.has_code = true;
-    e.code = MOE__CODE__BAD_REQUEST;
-    e.message = (char *)why;
-    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
-    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
-    cm.error = &e;
-    moe_err e2;
-    moe_link_send(w->link, from, &cm.base, MOE_LINK_DONTWAIT, &e2);
+    send_error(w, from, MOE__CODE__BAD_REQUEST, why);
 }
 
 /* Asks a rank to say hello later (NOT_READY: it tries again at its
  * heartbeat pace, where a refusal would make it wait 10 s). */
 static void tell_not_ready(moe_workers *w, const moe_link_peer *to, const char *why)
 {
-    Moe__Error e = MOE__ERROR__INIT;
-    e.has_code = true;
-    e.code = MOE__CODE__NOT_READY;
-    e.message = (char *)why;
-    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
-    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
-    cm.error = &e;
-    moe_err e2;
-    moe_link_send(w->link, to, &cm.base, MOE_LINK_DONTWAIT, &e2);
+    send_error(w, to, MOE__CODE__NOT_READY, why);
 }
 
 static void send_hello_reply(moe_workers *w, int rank)

@@ -315,13 +315,38 @@ static int bomb(int pid, double seconds, double bound_mib, double back_mib, doub
 
 /* ---- big prompts beside a small request ------------------------------------------------- */
 
+/* The big prompts' two connections, each kept at 4 in flight while flooding. */
+typedef struct big_flood {
+    moe_link *b[2];
+    const char *text;
+    int in_flight[2];
+    long sent, answered;
+    unsigned k;
+} big_flood;
+
+static void big_feed(big_flood *f, bool flooding)
+{
+    for (int i = 0; i < 2; i++) {
+        answer a;
+        while (poll_answer(f->b[i], &a))
+            if (a.kind == 2 || a.kind == -1) {
+                f->in_flight[i]--;
+                f->answered++;
+            }
+        while (flooding && f->in_flight[i] < 4) {
+            char id[32];
+            snprintf(id, sizeof id, "big%u", f->k++);
+            if (send_gen(f->b[i], id, f->text, 16, MOE_LINK_DONTWAIT) != MOE_OK) break;
+            f->in_flight[i]++;
+            f->sent++;
+        }
+    }
+}
+
 static int bigprompt(double seconds, int n, double bound_ms)
 {
     char *text = big_text(1000000);
-    moe_link *b[2] = {dial("127.0.0.2"), dial("127.0.0.3")};
-    int in_flight[2] = {0, 0};
-    long sent = 0, answered = 0;
-    unsigned k = 0;
+    big_flood bf = {.b = {dial("127.0.0.2"), dial("127.0.0.3")}, .text = text};
     moe_link *s = dial(NULL);
     double *ttft = calloc((size_t)n, sizeof *ttft);
     int got = 0, bad = 0;
@@ -331,42 +356,14 @@ static int bigprompt(double seconds, int n, double bound_ms)
     /* the big prompts get going first; the small requests are spread over the flood */
     while (moe_now() - t0 < seconds || (got + bad < n && moe_now() - t0 < seconds + 60)) {
         const bool flooding = moe_now() - t0 < seconds;
-        for (int i = 0; i < 2; i++) {
-            answer a;
-            while (poll_answer(b[i], &a))
-                if (a.kind == 2 || a.kind == -1) {
-                    in_flight[i]--;
-                    answered++;
-                }
-            while (flooding && in_flight[i] < 4) {
-                char id[32];
-                snprintf(id, sizeof id, "big%u", k++);
-                if (send_gen(b[i], id, text, 16, MOE_LINK_DONTWAIT) != MOE_OK) break;
-                in_flight[i]++;
-                sent++;
-            }
-        }
+        big_feed(&bf, flooding);
         if (moe_now() - t0 >= 0.5 && got + bad < n && moe_now() - t_small >= (seconds - 0.5) / n) {
             const double ts = t_small = moe_now();
             send_gen(s, "small", "Hello there friend", 4, 0);
             answer a = {0};
             while (moe_now() - ts < 30) {
                 if (poll_answer(s, &a) && a.kind != 0) break;
-                for (int i = 0; i < 2; i++) { /* the flood goes on while we wait */
-                    answer x;
-                    while (poll_answer(b[i], &x))
-                        if (x.kind == 2 || x.kind == -1) {
-                            in_flight[i]--;
-                            answered++;
-                        }
-                    while (flooding && in_flight[i] < 4) {
-                        char id[32];
-                        snprintf(id, sizeof id, "big%u", k++);
-                        if (send_gen(b[i], id, text, 16, MOE_LINK_DONTWAIT) != MOE_OK) break;
-                        in_flight[i]++;
-                        sent++;
-                    }
-                }
+                big_feed(&bf, flooding); /* the flood goes on while we wait */
                 nap(0.0005);
             }
             if (a.kind == 1 || a.kind == 2) ttft[got++] = (moe_now() - ts) * 1e3;
@@ -385,7 +382,7 @@ static int bigprompt(double seconds, int n, double bound_ms)
         }
         nap(0.001);
     }
-    printf("bigprompt: %ld prompts of 1,000,000 bytes sent (%ld answered) beside %d small requests\n", sent, answered,
+    printf("bigprompt: %ld prompts of 1,000,000 bytes sent (%ld answered) beside %d small requests\n", bf.sent, bf.answered,
            got + bad);
     int rc = bad ? 1 : 0;
     if (got) {
@@ -395,8 +392,8 @@ static int bigprompt(double seconds, int n, double bound_ms)
         printf("bigprompt: small request TTFT p50 %.1f ms, max %.1f ms (bound %.0f ms)\n", p50, mx, bound_ms);
         if (mx > bound_ms) rc = 1;
     }
-    moe_link_close(b[0]);
-    moe_link_close(b[1]);
+    moe_link_close(bf.b[0]);
+    moe_link_close(bf.b[1]);
     moe_link_close(s);
     free(ttft);
     free(text);

@@ -74,7 +74,9 @@ hostfile)
   # the doc's variables, and nothing else
   export MOE_BIN=$bin MODEL=$fixtures/models/v3_mini_f32.gguf HOSTFILE=$RIG_DIR/hostfile RANKS=3 NET=$RIG_NET COORD=$RIG_COORD
   export KEYS=$RIG_DIR/keys
-  export COORD_FLAGS="--worker-timeout-ms 2000 --restart-backoff-ms 200 --max-start-failures 8 --metrics-file $tmp/metrics"
+  # (a job file of this run's own: the default one is named after the
+  # workers endpoint, which every rig on this machine shares, 10.77.0.1)
+  export COORD_FLAGS="--worker-timeout-ms 2000 --restart-backoff-ms 200 --max-start-failures 8 --metrics-file $tmp/metrics --job-file $tmp/job"
   # the code blocks of the doc's hostfile section, by their marker
   block() {
     awk -v want="$1" '/^## / { in_s = ($0 == "## Over real machines with a hostfile") }
@@ -95,7 +97,7 @@ hostfile)
   # 1. every node the same binary and model
   "$rig" exec "$name" c bash "$tmp/check.sh" > "$tmp/check.out" 2>&1 || fail "the check block failed: $(cat "$tmp/check.out")"
   cat "$tmp/check.out"
-  [ "$(wc -l < "$tmp/check.out")" = 3 ] || fail "the check block printed $(wc -l < "$tmp/check.out") lines, 3 ranks"
+  [ "$(wc -l < "$tmp/check.out")" = 3 ] || fail "the check block printed $(wc -l < "$tmp/check.out") lines, 3 ranks: $(cat "$tmp/check.out")"
   [ "$(cut -d' ' -f1 "$tmp/check.out" | sort -u | wc -l)" = 3 ] || fail "ranks not on 3 different hosts"
   [ "$(cut -d' ' -f2- "$tmp/check.out" | sort -u | wc -l)" = 1 ] || fail "the nodes disagree"
 

@@ -149,7 +149,7 @@ serve() {
   # shellcheck disable=SC2046
   setsid "$rig" exec "$name" c "$bin/moe-coordinator" --model "$model" --ranks "$RIG_HOSTS" \
       --listen "tcp://$RIG_COORD:5555" --workers "tcp://$RIG_COORD:5556" \
-      --curve-secret "$RIG_KEYS/coordinator.key_secret" --worker-key "$RIG_KEYS/job.key" \
+      --curve-secret "$RIG_KEYS/coordinator.key_secret" --worker-key "$RIG_KEYS/job.key" --job-file "$tmp/job" \
       --launch mpirun $(mpi_flags) "$bin/moe-worker" --model "$model" --coordinator '{workers}' --test-xchg-delay-us "$delay" \
         --curve-server-key "$RIG_KEYS/coordinator.key" --curve-secret "$RIG_KEYS/job.key_secret" \
       > "$tmp/coord.out" 2> "$tmp/coord.err" &

@@ -4,22 +4,30 @@
 #include "coord.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "chat.h"
+#include "clients.h"
 #include "coord_metrics.h"
 #include "gguf.h"
 #include "msg.h"
+#include "prep.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "tokenizer.h"
 #include "workers.h"
 
 #define MAX_FRONTS 4
+/* Large prompts waiting in the pool or being prepared, for all clients
+ * together: each holds its copy and its tokens (a few MiB for a 1 MB
+ * prompt), so this bounds the memory a burst of them can take. */
+#define PREP_MAX_JOBS 16
 /* A request replayed this many times ends with WORKER_LOST at the next
  * death of its job (a request that crashes the job must not loop it). */
 #define MAX_REPLAYS 3
@@ -37,7 +45,19 @@ typedef struct entry {
     bool finished;            /* Finish sent (or the client is gone) */
     moe_req_timing t;         /* for the metrics and the request's log line */
     int n_placed;             /* placements logged (1 + replays once running) */
+    moe_client *client;       /* whose limits it counts against (clients.h) */
 } entry;
+
+/* A request whose prompt is being prepared in the pool (prep.h). */
+typedef struct pending {
+    moe_prep_job *job;
+    moe_front *f;
+    moe_front_client *cl;     /* NULL: the client went away (the job is dropped when done) */
+    moe_client *client;
+    char *id;
+    double arrival;
+    bool cancelled;           /* the client cancelled it meanwhile */
+} pending;
 
 struct moe_coord {
     moe_coord_cfg cfg;
@@ -47,6 +67,10 @@ struct moe_coord {
     char model_name[256];
     moe_request_model model;
     moe_link_ctx *lctx;
+    moe_auth *auth;           /* the ZAP handler, with CURVE; NULL: none */
+    moe_link_curve client_curve, worker_curve;
+    bool client_curve_on, worker_curve_on;
+    uint32_t file_context;    /* the model file's context (capped), before the ranks' */
     moe_sched *s;
     moe_workers *w;
     moe_front *fronts[MAX_FRONTS];
@@ -60,6 +84,11 @@ struct moe_coord {
     bool said_ready;          /* the ready line is printed once */
     char job_dead[256];       /* a rank of our job was lost: the whole job is dead (handled in housekeeping) */
     int32_t eos;              /* the model's EOS (-1: none), for the end of a replayed request */
+    moe_clients *clients;     /* per-client limits and queues */
+    moe_prep *prep;           /* large prompts are prepared off the loop */
+    pending **pend;
+    int n_pend, cap_pend;
+    double t_trim;            /* last look at the heap's free memory */
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -107,6 +136,7 @@ static void forget(moe_coord *c, entry *e)
             break;
         }
     if (e->r) moe_sched_forget(c->s, e->r);
+    if (e->client) moe_clients_done(c->clients, e->client);
     moe_request_free(e->q);
     free(e);
 }
@@ -166,7 +196,7 @@ static void flush_all(moe_coord *c)
             e->finished = true;
             if (e->r->state != MOE_REQ_DONE) {
                 end_here(c, e, MOE_END_CANCELLED, 0, "the client went away");
-                moe_log(MOE_LOG_INFO, "a client went away; released its request '%s'", q->id);
+                MOE_LOG_LIMITED(MOE_LOG_INFO, "a client went away; released its request '%s'", q->id);
             }
         }
         if (e->finished && e->r->state == MOE_REQ_DONE) {
@@ -217,9 +247,22 @@ static void not_ready_why(moe_coord *c, char *buf, size_t n)
                  (double)c->cfg.no_ranks_timeout_ms / 1e3, moe_workers_n_known(c->w), (long long)c->cfg.ranks);
 }
 
+/* Memory back to the system once a burst is over: glibc keeps freed heap
+ * memory (every arena, the pool threads' too) for reuse; once a second,
+ * with no prompt being prepared, more than 4 MiB of it free is returned. */
+static void trim_heap(moe_coord *c, double now)
+{
+    if (now - c->t_trim < 1.0 || moe_prep_pending(c->prep) > 0) return;
+    c->t_trim = now;
+    const struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks > ((size_t)4 << 20)) malloc_trim(0);
+}
+
 static void housekeeping(moe_coord *c, double now)
 {
     moe_workers_tick(c->w, now);
+    moe_clients_tick(c->clients, now);
+    trim_heap(c, now);
     if (c->sup) supervise(c, now);
     /* no rank alive and none coming (no supervisor restarting the job):
      * a queued request waits only so long */
@@ -249,26 +292,36 @@ static void housekeeping(moe_coord *c, double now)
 
 /* ---- what the front ends report ------------------------------------------------------ */
 
-static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe_request_spec *spec)
+/* The client a front end says cl is (front.h, client_key). */
+static moe_client *client_of(moe_coord *c, moe_front *f, moe_front_client *cl, double now)
 {
-    moe_coord *c = ctx;
+    char key[MOE_LINK_CLIENT_MAX + 16] = "local";
+    if (f->ops->client_key) f->ops->client_key(f, cl, key, sizeof key);
+    return moe_clients_get(c->clients, key, now);
+}
+
+static pending *find_pending(const moe_coord *c, const moe_front *f, const moe_front_client *cl, const char *id)
+{
+    for (int i = 0; i < c->n_pend; i++)
+        if (c->pend[i]->f == f && c->pend[i]->cl == cl && !c->pend[i]->cancelled && !strcmp(c->pend[i]->id, id))
+            return c->pend[i];
+    return NULL;
+}
+
+/* The request is made (tokens in toks, q ours): into the scheduler, in
+ * its client's queue.  Refused here, its client's count goes back. */
+static void admit(moe_coord *c, moe_front *f, moe_front_client *cl, moe_client *mc, moe_request *q, moe_tokens *toks,
+                  double arrival)
+{
     moe_err err = {{0}};
-    const char *id = spec->id;
-    const double arrival = moe_now();
-    if (c->draining) return f->ops->send_error(f, cl, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
-    if (find(c, f, cl, id))
-        return f->ops->send_error(f, cl, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
-    if (c->sup && moe_super_failed(c->sup))
-        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST, moe_super_failed(c->sup));
-    if (!c->sup && moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
-        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST,
-                                  "no worker rank is alive; the worker job must be restarted");
-    moe_tokens toks = {0};
-    moe_request *q;
-    const int code = moe_request_new(&q, &toks, &c->model, spec, &err);
-    if (code != MOE__CODE__OK) {
-        moe_tokens_free(&toks);
-        return f->ops->send_error(f, cl, id, code, err.msg);
+    const char *id = q->id;
+    /* the context may have shrunk (a rank's hello) while the prompt was prepared */
+    const int ctx = moe_msg_check_context((int64_t)toks->n, q->max_tokens ? q->max_tokens : 1, &c->model.lim, &err);
+    if (ctx != MOE__CODE__OK) {
+        f->ops->send_error(f, cl, id, ctx, err.msg);
+        moe_request_free(q);
+        moe_clients_done(c->clients, mc);
+        return;
     }
     entry *e = moe_xcalloc(1, sizeof *e);
     e->q = q;
@@ -276,13 +329,23 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     e->cl = cl;
     e->t.arrival = arrival;
     bool full = false;
-    const int rc = moe_sched_submit(c->s, e, toks.ids, (int)toks.n, q->max_tokens, q->deadline, &e->r, &full, &err);
-    moe_tokens_free(&toks);
+    const int rc = moe_sched_submit_flow(c->s, moe_client_flow(mc), e, toks->ids, (int)toks->n, q->max_tokens, q->deadline,
+                                         &e->r, &full, &err);
     if (rc) {
+        if (full) {
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a request of client %s: %s", moe_client_key(mc), err.msg);
+            moe_cmetrics_client_refused(c->cm, moe_sched_flow_n_queued(moe_client_flow(mc)) > 0 &&
+                                                       moe_sched_n_queued(c->s) < (int)c->cfg.queue
+                                                   ? "queue_share"
+                                                   : "queue");
+        }
+        f->ops->send_error(f, cl, id, full ? MOE__CODE__QUEUE_FULL : MOE__CODE__BAD_REQUEST, err.msg);
         moe_request_free(q);
         free(e);
-        return f->ops->send_error(f, cl, id, full ? MOE__CODE__QUEUE_FULL : MOE__CODE__BAD_REQUEST, err.msg);
+        moe_clients_done(c->clients, mc);
+        return;
     }
+    e->client = mc;
     moe_sched_want_logprobs(e->r, q->logprobs, q->prompt_logprobs);
     moe_request_attach(q, e->r);
     if (c->n_reqs == c->cap_reqs) {
@@ -292,10 +355,106 @@ static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe
     c->reqs[c->n_reqs++] = e;
 }
 
+static void on_generate(void *ctx, moe_front *f, moe_front_client *cl, const moe_request_spec *spec)
+{
+    moe_coord *c = ctx;
+    moe_err err = {{0}};
+    const char *id = spec->id;
+    const double arrival = moe_now();
+    if (c->draining) return f->ops->send_error(f, cl, id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
+    if (find(c, f, cl, id) || find_pending(c, f, cl, id))
+        return f->ops->send_error(f, cl, id, MOE__CODE__DUPLICATE_REQUEST, "a request with this id is in flight");
+    if (c->sup && moe_super_failed(c->sup))
+        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST, moe_super_failed(c->sup));
+    if (!c->sup && moe_workers_ready(c->w) && !moe_workers_any_alive(c->w))
+        return f->ops->send_error(f, cl, id, MOE__CODE__WORKER_LOST,
+                                  "no worker rank is alive; the worker job must be restarted");
+    /* the client's limits, before any work that grows with the prompt */
+    moe_client *mc = client_of(c, f, cl, arrival);
+    const size_t bytes = moe_request_spec_bytes(spec);
+    const char *limit;
+    if (moe_clients_admit(c->clients, mc, bytes, arrival, &limit, &err)) {
+        moe_cmetrics_client_refused(c->cm, limit);
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a request of client %s: %s", moe_client_key(mc), err.msg);
+        return f->ops->send_error(f, cl, id, MOE__CODE__QUEUE_FULL, err.msg);
+    }
+    if (bytes >= (size_t)c->cfg.prompt_inline_bytes) { /* off the loop */
+        pending *p = moe_xcalloc(1, sizeof *p);
+        p->job = moe_prep_submit(c->prep, spec, &c->model, p);
+        if (!p->job) {
+            free(p);
+            moe_clients_done(c->clients, mc);
+            moe_cmetrics_client_refused(c->cm, "prompt_pool");
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a large prompt: %d are being prepared", moe_prep_pending(c->prep));
+            return f->ops->send_error(f, cl, id, MOE__CODE__QUEUE_FULL,
+                                      "the server is preparing as many large prompts as it takes; retry later");
+        }
+        p->f = f;
+        p->cl = cl;
+        p->client = mc;
+        p->id = moe_xstrdup(id ? id : "");
+        p->arrival = arrival;
+        if (c->n_pend == c->cap_pend) {
+            c->cap_pend = c->cap_pend ? 2 * c->cap_pend : 16;
+            c->pend = moe_xrealloc(c->pend, (size_t)c->cap_pend * sizeof *c->pend);
+        }
+        c->pend[c->n_pend++] = p;
+        return;
+    }
+    moe_tokens toks = {0};
+    moe_request *q;
+    const int code = moe_request_new(&q, &toks, &c->model, spec, &err);
+    if (code != MOE__CODE__OK) {
+        moe_tokens_free(&toks);
+        moe_clients_done(c->clients, mc);
+        return f->ops->send_error(f, cl, id, code, err.msg);
+    }
+    admit(c, f, cl, mc, q, &toks, arrival);
+    moe_tokens_free(&toks);
+}
+
+/* Prompts the pool has prepared: admitted as if they had just arrived
+ * (their arrival time kept), unless their client left or cancelled. */
+static void prep_done(moe_coord *c)
+{
+    for (moe_prep_job *j; (j = moe_prep_done(c->prep));) {
+        pending *p = j->owner;
+        for (int i = 0; i < c->n_pend; i++)
+            if (c->pend[i] == p) {
+                c->pend[i] = c->pend[--c->n_pend];
+                break;
+            }
+        if (!p->cl || c->draining) {
+            if (p->cl) p->f->ops->send_error(p->f, p->cl, p->id, MOE__CODE__SHUTTING_DOWN, "the server is shutting down");
+            moe_clients_done(c->clients, p->client);
+        } else if (j->code != MOE__CODE__OK) {
+            p->f->ops->send_error(p->f, p->cl, p->id, j->code, j->err.msg);
+            moe_clients_done(c->clients, p->client);
+        } else {
+            moe_request *q = j->q;
+            j->q = NULL;
+            const size_t before = (size_t)c->n_reqs;
+            admit(c, p->f, p->cl, p->client, q, &j->toks, p->arrival);
+            /* cancelled while it was prepared: it ends as a cancel does, with a Finish */
+            if (p->cancelled && (size_t)c->n_reqs > before)
+                end_here(c, c->reqs[c->n_reqs - 1], MOE_END_CANCELLED, 0, "cancelled");
+        }
+        moe_log(MOE_LOG_DEBUG, "prepared a prompt of request '%s' in %.1f ms", p->id, j->seconds * 1e3);
+        moe_prep_job_free(c->prep, j);
+        free(p->id);
+        free(p);
+    }
+}
+
 static void on_cancel(void *ctx, moe_front *f, moe_front_client *cl, const char *id)
 {
     moe_coord *c = ctx;
     entry *e = find(c, f, cl, id);
+    pending *p = e ? NULL : find_pending(c, f, cl, id);
+    if (p) {
+        p->cancelled = true;
+        return;
+    }
     if (!e || e->q->end != MOE_END_NONE)
         return f->ops->send_error(f, cl, id, MOE__CODE__UNKNOWN_REQUEST, "no request with this id is in flight");
     end_here(c, e, MOE_END_CANCELLED, 0, "cancelled");
@@ -307,6 +466,11 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
 {
     moe_coord *c = ctx;
     int released = 0;
+    for (int i = 0; i < c->n_pend; i++)
+        if (c->pend[i]->f == f && c->pend[i]->cl == cl) {
+            c->pend[i]->cl = NULL; /* dropped when the pool is done with it */
+            released++;
+        }
     for (int i = 0; i < c->n_reqs;) {
         entry *e = c->reqs[i];
         if (e->f != f || e->cl != cl) {
@@ -319,7 +483,7 @@ static void on_client_gone(void *ctx, moe_front *f, moe_front_client *cl, const 
     }
     /* a client that finished its requests and left is normal: only the
      * debug log hears of it */
-    if (released) moe_log(MOE_LOG_INFO, "a client %s; released %d of its requests", why, released);
+    if (released) MOE_LOG_LIMITED(MOE_LOG_INFO, "a client %s; released %d of its requests", why, released);
     else moe_log(MOE_LOG_DEBUG, "a client %s (none of its requests was in flight)", why);
 }
 
@@ -328,7 +492,7 @@ static int on_status(void *ctx, moe_front *f, moe_front_client *cl, const char *
 {
     moe_coord *c = ctx;
     const entry *e = find(c, f, cl, id);
-    if (!e) return -1;
+    if (!e) return find_pending(c, f, cl, id) ? 1 : -1;
     return e->r->state == MOE_REQ_QUEUED ? moe_sched_queue_position(c->s, e->r) : 0;
 }
 
@@ -421,13 +585,15 @@ static void on_seq_end(void *ctx, moe_req *r, moe_end_reason why, const char *me
     moe_sched_end(c->s, r, e->q->end, e->q->message);
 }
 
-/* The ranks' context is what a request must fit. */
+/* The live ranks' context (else the file's) is what a request must fit. */
 static void on_context(void *ctx, int rank, uint32_t max_context)
 {
     moe_coord *c = ctx;
-    if (max_context >= c->model.lim.max_context) return;
-    c->model.lim.max_context = max_context;
-    moe_log(MOE_LOG_INFO, "context is %u tokens (rank %d's)", max_context, rank);
+    const uint32_t v = max_context && max_context < c->file_context ? max_context : c->file_context;
+    if (v == c->model.lim.max_context) return;
+    c->model.lim.max_context = v;
+    if (rank >= 0) moe_log(MOE_LOG_INFO, "context is %u tokens (after rank %d joined or left)", v, rank);
+    else moe_log(MOE_LOG_INFO, "context is %u tokens (the model file's)", v);
 }
 
 static void on_ready(void *ctx)
@@ -498,9 +664,32 @@ static int load_model(moe_coord *c, moe_err *err)
     moe_msg_limits_default(&m->lim);
     m->lim.max_frame = (size_t)c->cfg.max_frame;
     m->lim.vocab_size = (uint32_t)moe_tokenizer_n_vocab(c->tok);
-    /* lowered to the ranks' own at their hello */
+    /* lowered to the live ranks' own (on_context) */
     m->lim.max_context = (uint32_t)(ctx < (1u << 24) ? ctx : (1u << 24));
+    c->file_context = m->lim.max_context;
     return MOE_OK;
+}
+
+/* The ZAP handler, before any CURVE endpoint binds: domain "client" for
+ * the listed client keys, "worker" for the job's key. */
+static int start_auth(moe_coord *c, moe_err *err)
+{
+    const moe_coord_cfg *cfg = &c->cfg;
+    if (!cfg->curve_secret) return MOE_OK;
+    moe_auth_domain d[2];
+    int n = 0;
+    if (cfg->n_client_keys) {
+        d[n++] = (moe_auth_domain){"client", cfg->client_keys, cfg->n_client_keys};
+        c->client_curve = (moe_link_curve){.secret = *cfg->curve_secret, .zap_domain = "client"};
+        c->client_curve_on = true;
+    }
+    if (cfg->worker_key) {
+        d[n++] = (moe_auth_domain){"worker", cfg->worker_key, 1};
+        c->worker_curve = (moe_link_curve){.secret = *cfg->curve_secret, .zap_domain = "worker"};
+        c->worker_curve_on = true;
+    }
+    if (n == 0) return moe_err_set(err, "a CURVE secret key without keys to admit (client keys or the worker key)");
+    return moe_auth_start(&c->auth, c->lctx, d, n, err);
 }
 
 int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
@@ -510,9 +699,21 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
     c->cfg = *cfg;
     if (load_model(c, err)) return MOE_ERR;
     moe_cmetrics_init(&c->cm, c->model_name, (int)cfg->ranks);
-    moe_sched_limits sl = {.max_queue = (int)cfg->queue, .max_running = (int)cfg->max_running, .epoch = cfg->epoch};
-    if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return MOE_ERR;
+    moe_sched_limits sl = {.max_queue = (int)cfg->queue,
+                           .max_running = (int)cfg->max_running,
+                           .epoch = cfg->epoch,
+                           .max_queue_per_flow = (int)cfg->client_queue};
+    if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return moe_err_prefix(err, "--client-queue");
+    const moe_clients_limits cll = {
+        .max_in_flight = (int)cfg->client_in_flight,
+        .prompt_bytes_per_s = (double)cfg->client_prompt_bps,
+        .prompt_burst = (double)(cfg->client_prompt_bps > cfg->max_frame ? cfg->client_prompt_bps : cfg->max_frame),
+    };
+    if (moe_clients_init(&c->clients, c->s, &cll, err)) return MOE_ERR;
+    if (moe_prep_init(&c->prep, (int)cfg->prompt_threads, PREP_MAX_JOBS, err))
+        return moe_err_prefix(err, "--prompt-threads");
     if (moe_link_ctx_init(&c->lctx, err)) return MOE_ERR;
+    if (start_auth(c, err)) return MOE_ERR;
     const moe_workers_cfg wc = {
         .endpoint = cfg->workers,
         .n_ranks = (int)cfg->ranks,
@@ -524,6 +725,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .outbox_bytes = cfg->worker_outbox_bytes,
         .sndhwm = (int)cfg->worker_hwm,
         .sndbuf = (int)cfg->worker_sndbuf,
+        .curve = c->worker_curve_on ? &c->worker_curve : NULL,
     };
     const moe_workers_sink ws = {
         .ctx = c,
@@ -589,6 +791,11 @@ static void dump_metrics(moe_coord *c)
 }
 
 moe_link_ctx *moe_coord_link_ctx(moe_coord *c) { return c->lctx; }
+
+const moe_link_curve *moe_coord_client_curve(const moe_coord *c)
+{
+    return c->client_curve_on ? &c->client_curve : NULL;
+}
 const moe_request_model *moe_coord_model(const moe_coord *c) { return &c->model; }
 const char *moe_coord_model_name(const moe_coord *c) { return c->model_name; }
 const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_endpoint(c->w); }
@@ -651,7 +858,7 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
                 break;
             }
         }
-        if (c->draining && c->n_reqs == 0) {
+        if (c->draining && c->n_reqs == 0 && c->n_pend == 0) {
             /* the last answers reach their clients (a front end that writes
              * them after the Finish: HTTP), within a bound for slow readers */
             bool busy = false;
@@ -660,15 +867,17 @@ void moe_coord_run(moe_coord *c, volatile sig_atomic_t *term)
             if (t_idle == 0) t_idle = moe_now();
             if (!busy || moe_now() - t_idle > 10) break;
         }
-        moe_link_poll_item pi[1 + 2 * MAX_FRONTS];
+        moe_link_poll_item pi[2 + 2 * MAX_FRONTS];
         int n = 0;
         moe_workers_poll_item(c->w, &pi[n++]);
+        pi[n++] = (moe_link_poll_item){.fd = moe_prep_fd(c->prep)};
         for (int i = 0; i < c->n_fronts; i++)
             n += c->fronts[i]->ops->poll_items(c->fronts[i], pi + n, (int)(sizeof pi / sizeof pi[0]) - n);
         moe_err err;
         moe_link_poll(pi, n, 20, &err);
         moe_workers_recv(c->w);
         for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->recv(c->fronts[i]);
+        prep_done(c);
         const double now = moe_now();
         if (t_loop > 0 && now - t_loop > STALL_S) {
             moe_log(MOE_LOG_WARN, "the loop did not run for %.1f s (stopped?); no rank or client is taken for silent "
@@ -705,10 +914,21 @@ void moe_coord_free(moe_coord *c)
         forget(c, c->reqs[0]);
     }
     free(c->reqs);
+    moe_prep_free(c->prep); /* the threads stop first: nothing touches a pending entry after */
+    for (int i = 0; i < c->n_pend; i++) {
+        free(c->pend[i]->id);
+        free(c->pend[i]);
+    }
+    free(c->pend);
+    moe_clients_free(c->clients);
     moe_super_free(c->sup); /* the job stops (SIGTERM, then whatever is left is killed) */
     for (int i = 0; i < c->n_fronts; i++) c->fronts[i]->ops->close(c->fronts[i]);
     moe_workers_close(c->w);
     moe_sched_free(c->s);
+    if (c->auth)
+        moe_log(MOE_LOG_INFO, "CURVE: %llu connections admitted, %llu refused",
+                (unsigned long long)moe_auth_admitted(c->auth), (unsigned long long)moe_auth_refused(c->auth));
+    moe_auth_stop(c->auth); /* after every link, before the context */
     moe_link_ctx_free(c->lctx);
     moe_cmetrics_free(c->cm);
     moe_chat_free(c->chat);

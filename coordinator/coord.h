@@ -66,6 +66,20 @@ typedef struct moe_coord_cfg {
     int64_t restart_backoff_ms; /* first restart delay (doubles per death before ready, to 16x) */
     int64_t start_timeout_ms;   /* a job not ready after this long is dead */
     const char *job_file;       /* records the live job for a new coordinator to adopt; NULL: none */
+    /* CURVE (docs/security.md): with curve_secret, the ZAP handler
+     * (auth.h) admits only client_keys on the client endpoint and only
+     * worker_key on the worker endpoint; an endpoint without keys stays
+     * plain ZMTP. */
+    const moe_key *curve_secret;   /* the coordinator's secret key; NULL: no CURVE */
+    const moe_key *client_keys;    /* [n_client_keys]; 0 keys: the client endpoint is plain */
+    size_t n_client_keys;
+    const moe_key *worker_key;     /* the worker job's public key; NULL: the worker endpoint is plain */
+    /* per client (clients.h: a CURVE key, else a peer address; never a ZMQ routing id) */
+    int64_t client_in_flight;   /* requests not yet over; 0: no limit */
+    int64_t client_queue;       /* queued requests (its share of the queue); 0: the whole queue */
+    int64_t client_prompt_bps;  /* prompt bytes a second (burst: the larger of this and max_frame); 0: no limit */
+    int64_t prompt_inline_bytes; /* prompts this large or larger are prepared off the loop */
+    int64_t prompt_threads;     /* threads that prepare them */
 } moe_coord_cfg;
 
 /* Loads the model's tokenizer and template, binds the worker endpoint. */
@@ -76,6 +90,8 @@ void moe_coord_free(moe_coord *c);
 /* What a front end needs from the loop: the link context to bind with,
  * the model its requests are checked against, and the sink it reports to. */
 moe_link_ctx *moe_coord_link_ctx(moe_coord *c);
+/* CURVE settings for the ZMQ client front end (NULL: plain). */
+const moe_link_curve *moe_coord_client_curve(const moe_coord *c);
 const moe_request_model *moe_coord_model(const moe_coord *c);
 const char *moe_coord_model_name(const moe_coord *c);
 moe_front_sink moe_coord_front_sink(moe_coord *c);

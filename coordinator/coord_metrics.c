@@ -38,7 +38,7 @@ struct moe_cmetrics {
     int n_ranks;
     moe_metric *running, *waiting, *kv_usage, *prompt_tok, *gen_tok, *success;
     moe_metric *ttft, *itl, *e2e, *queue, *prefill, *decode;
-    moe_metric *restarts, *replayed, *replayed_tok, *recovery, *job_up, *job_failed;
+    moe_metric *restarts, *replayed, *replayed_tok, *recovery, *job_up, *job_failed, *client_refused;
     moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
     moe_metric *r_live, *r_seqs, *r_used, *r_total, *r_step, *r_sent, *r_recv, *r_expert, *balance;
     moe_metric_series *s_running, *s_waiting, *s_kv, *s_prompt, *s_gen, *s_ttft, *s_itl, *s_e2e, *s_queue, *s_prefill,
@@ -68,7 +68,8 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
     cm->model = moe_xstrdup(model_name ? model_name : "");
     cm->n_ranks = n_ranks;
     const char *m[] = {"model_name"}, *mr[] = {"model_name", "finished_reason"}, *rk[] = {"model_name", "rank"},
-               *rl[] = {"model_name", "rank", "layer"}, *ly[] = {"model_name", "layer"};
+               *rl[] = {"model_name", "rank", "layer"}, *ly[] = {"model_name", "layer"},
+               *lm[] = {"model_name", "limit"};
     const moe_metric_type C = MOE_METRIC_COUNTER, G = MOE_METRIC_GAUGE, H = MOE_METRIC_HISTOGRAM;
     cm->running = fam(cm, G, "moe:num_requests_running", "Requests running on a worker rank.", m, 1, NULL, 0);
     cm->waiting = fam(cm, G, "moe:num_requests_waiting", "Requests waiting in the queue for a rank.", m, 1, NULL, 0);
@@ -117,6 +118,10 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
                      NULL, 0);
     cm->job_failed = fam(cm, G, "moe:worker_job_failed",
                          "1 once the supervisor gave up restarting the worker job (a crash loop), else 0.", m, 1, NULL, 0);
+    cm->client_refused = fam(cm, C, "moe:client_limit_refusals_total",
+                             "Requests refused by a per-client limit (in flight, prompt bytes a second, share of "
+                             "the queue) or a full prompt pool.",
+                             lm, 2, NULL, 0);
     cm->s_restarts = moe_metric_series_get1(cm->restarts, cm->model);
     cm->s_replayed = moe_metric_series_get1(cm->replayed, cm->model);
     cm->s_replayed_tok = moe_metric_series_get1(cm->replayed_tok, cm->model);
@@ -206,6 +211,12 @@ void moe_cmetrics_replayed(moe_cmetrics *cm, int n_tokens)
 {
     moe_metric_add(cm->s_replayed, 1);
     moe_metric_add(cm->s_replayed_tok, n_tokens);
+}
+
+void moe_cmetrics_client_refused(moe_cmetrics *cm, const char *limit)
+{
+    const char *v[] = {cm->model, limit};
+    moe_metric_add(moe_metric_series_get(cm->client_refused, v), 1);
 }
 
 void moe_cmetrics_restarted(moe_cmetrics *cm) { moe_metric_add(cm->s_restarts, 1); }

@@ -52,6 +52,9 @@ void moe_cmetrics_finished(moe_cmetrics *cm, const moe_req_timing *t, const char
  * emitted; the supervisor started the job again; the new job was ready
  * seconds after the old one was found dead. */
 void moe_cmetrics_replayed(moe_cmetrics *cm, int n_tokens);
+/* A request refused by a per-client limit (docs/limits.md): "in_flight",
+ * "prompt_bytes", "queue_share" or "prompt_pool". */
+void moe_cmetrics_client_refused(moe_cmetrics *cm, const char *limit);
 void moe_cmetrics_restarted(moe_cmetrics *cm);
 void moe_cmetrics_recovered(moe_cmetrics *cm, double seconds);
 

@@ -69,6 +69,10 @@ typedef struct moe_front_ops {
     /* Optional (NULL: "-"): the client's name for the logs, e.g.
      * "moe-client@zmq:0080000001", NUL-terminated within n bytes. */
     void (*client_name)(moe_front *f, const moe_front_client *cl, char *buf, size_t n);
+    /* Optional (NULL: "local"): who the client is for per-client limits
+     * (clients.h): a CURVE key or a peer address, never a name the client
+     * picks for free, NUL-terminated within n bytes. */
+    void (*client_key)(moe_front *f, const moe_front_client *cl, char *buf, size_t n);
     void (*close)(moe_front *f);
 } moe_front_ops;
 

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "io.h"
+#include "keyfile.h"
 #include "msg.h"
 #include "openai.h"
 
@@ -66,6 +68,7 @@ typedef struct hfront {
     const moe_request_model *model;
     char model_name[256];
     char *api_key;
+    char *tls_cert, *tls_key; /* PEM text, kept while the daemon runs; NULL: plain HTTP */
     size_t max_body;
     char endpoint[128];
     moe_front_client *clients;
@@ -620,6 +623,8 @@ static void http_close(moe_front *f)
     }
     while (h->clients) client_free(h, h->clients);
     free(h->api_key);
+    free(h->tls_cert);
+    free(h->tls_key);
     free(h);
 }
 
@@ -646,8 +651,26 @@ static void http_client_name(moe_front *f, const moe_front_client *cl, char *buf
     }
 }
 
+/* "addr:IP" for the per-client limits (clients.h): the same client as a
+ * ZMQ connection from that address. */
+static void http_client_key(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
+{
+    (void)f;
+    snprintf(buf, n, "local");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(cl->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return;
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)ci->client_addr)->sin6_addr, host, sizeof host);
+    else if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)ci->client_addr)->sin_addr, host, sizeof host);
+    else return;
+    snprintf(buf, n, "addr:%s", host);
+}
+
 static const moe_front_ops HTTP_OPS = {
     .client_name = http_client_name,
+    .client_key = http_client_key,
     .poll_items = http_poll_items,
     .recv = http_recv,
     .tick = http_tick,
@@ -699,6 +722,33 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
     return MOE_OK;
 }
 
+static void http_free_cfg(hfront *h)
+{
+    free(h->api_key);
+    free(h->tls_cert);
+    free(h->tls_key);
+    free(h);
+}
+
+/* The PEM certificate (chain) and its key for MHD_USE_TLS (GnuTLS inside
+ * libmicrohttpd); the key file must be private, as a CURVE secret is. */
+static int load_tls(hfront *h, const moe_front_http_cfg *cfg, moe_err *err)
+{
+    size_t n;
+    if (!cfg->tls_key) return moe_err_set(err, "--tls-cert needs --tls-key");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return moe_err_set(err, "this libmicrohttpd was built without TLS");
+    if (moe_secret_file_check(cfg->tls_key, err)) return moe_err_prefix(err, "--tls-key");
+    if (moe_file_read(cfg->tls_cert, MOE_KEYFILE_MAX_BYTES, &h->tls_cert, &n, err))
+        return moe_err_prefix(err, "--tls-cert");
+    if (moe_file_read(cfg->tls_key, MOE_KEYFILE_MAX_BYTES, &h->tls_key, &n, err)) return moe_err_prefix(err, "--tls-key");
+    if (!strstr(h->tls_cert, "-----BEGIN CERTIFICATE-----"))
+        return moe_err_set(err, "--tls-cert %s: no PEM certificate in it", cfg->tls_cert);
+    if (!strstr(h->tls_key, "PRIVATE KEY-----"))
+        return moe_err_set(err, "--tls-key %s: no PEM private key in it", cfg->tls_key);
+    return MOE_OK;
+}
+
 int moe_front_http_open(moe_front **out, const moe_front_http_cfg *cfg, const moe_request_model *model,
                         const moe_front_sink *sink, moe_err *err)
 {
@@ -717,20 +767,28 @@ int moe_front_http_open(moe_front **out, const moe_front_http_cfg *cfg, const mo
     h->max_body = (size_t)cfg->max_body;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6) flags |= MHD_USE_IPv6;
+    if (cfg->tls_cert && load_tls(h, cfg, err)) {
+        http_free_cfg(h);
+        return MOE_ERR;
+    }
+    if (h->tls_cert) flags |= MHD_USE_TLS;
+    /* the TLS options last: without TLS, the list ends before them */
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+                            h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->tls_cert,
+                            MHD_OPTION_HTTPS_MEM_KEY, h->tls_key, MHD_OPTION_END);
     if (!h->d) {
-        free(h->api_key);
-        free(h);
-        return moe_err_set(err, "cannot listen on %s (in use, or not an address of this machine?)", cfg->listen);
+        http_free_cfg(h);
+        return moe_err_set(err, "cannot listen on %s (in use, or not an address of this machine%s?)", cfg->listen,
+                           cfg->tls_cert ? ", or a certificate and key that do not match" : "");
     }
     const union MHD_DaemonInfo *pi = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     char host[INET6_ADDRSTRLEN] = "?";
     if (v6) inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof host);
     else inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host);
-    snprintf(h->endpoint, sizeof h->endpoint, v6 ? "http://[%s]:%u" : "http://%s:%u", host,
-             pi ? (unsigned)pi->port : 0u);
+    snprintf(h->endpoint, sizeof h->endpoint, v6 ? "%s://[%s]:%u" : "%s://%s:%u", h->tls_cert ? "https" : "http",
+             host, pi ? (unsigned)pi->port : 0u);
     *out = &h->base;
     return MOE_OK;
 }

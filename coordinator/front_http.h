@@ -26,6 +26,8 @@ typedef struct moe_front_http_cfg {
     const char *model_name;    /* what /v1/models lists and requests may name */
     const char *api_key;       /* NULL: none; else "Authorization: Bearer KEY" on /v1, /tokenize, /detokenize */
     int64_t max_body;          /* bytes of a request body (413 above) */
+    const char *tls_cert, *tls_key; /* PEM files: HTTPS (libmicrohttpd's GnuTLS); NULL: plain HTTP.
+                               The key file must not be open to group or others. */
 } moe_front_http_cfg;
 
 /* Binds and listens.  model is read on every request (the loop lowers its

@@ -9,20 +9,26 @@
 
 #include "msg.h"
 
-struct moe_front_client {
-    moe_link_peer peer;
-    double last_seen;
-    char name[64];            /* from its Hello (printable ASCII), for the logs */
-};
-
-/* A refusal that met back-pressure. */
-#define MAX_PENDING_ERRORS 1024
+/* A refusal that met back-pressure.  Each client keeps its own (at most
+ * MAX_PENDING_ERRORS; past that its own oldest goes), so one client's
+ * refusals never push out another's. */
+#define MAX_PENDING_ERRORS 32
 typedef struct pending_error {
-    moe_link_peer peer;
     char *id, *msg;
     int code;
     double since;
 } pending_error;
+
+struct moe_front_client {
+    moe_link_peer peer;
+    double last_seen;
+    char name[64];            /* from its Hello (printable ASCII), for the logs */
+    bool hello;               /* it sent a valid Hello: only then are its requests served */
+    char key[MOE_LINK_CLIENT_MAX]; /* who it is for the limits (link.h): "key:" its CURVE key (the ZAP
+                                      User-Id), else its peer address */
+    pending_error pending[MAX_PENDING_ERRORS];
+    int n_pending;
+};
 
 typedef struct zfront {
     moe_front base;           /* first: a moe_front * is a zfront * */
@@ -32,8 +38,6 @@ typedef struct zfront {
     double client_timeout;    /* seconds */
     moe_front_client **clients;
     int n_clients, cap_clients;
-    pending_error pending[MAX_PENDING_ERRORS];
-    int n_pending;
     int64_t deferred;         /* sends that met back-pressure (retried later) */
 } zfront;
 
@@ -82,21 +86,21 @@ static int try_error(zfront *z, const moe_link_peer *peer, const char *request_i
     return send_msg(z, peer, &m);
 }
 
-/* A client at its high-water mark gets the refusal later (it waits in a
- * bounded list, retried by tick), not never. */
-static void refuse(zfront *z, const moe_link_peer *peer, const char *request_id, int code, const char *msg)
+/* A client at its high-water mark gets the refusal later (it waits in its
+ * own bounded list, retried by tick), not never. */
+static void refuse(zfront *z, moe_front_client *cl, const char *request_id, int code, const char *msg)
 {
-    if (try_error(z, peer, request_id, code, msg) != MOE_FRONT_AGAIN) return;
+    if (try_error(z, &cl->peer, request_id, code, msg) != MOE_FRONT_AGAIN) return;
     z->deferred++;
-    if (z->n_pending == MAX_PENDING_ERRORS) {
-        MOE_LOG_LIMITED(MOE_LOG_WARN, "%d refusals wait for slow clients; dropping the oldest", MAX_PENDING_ERRORS);
-        free(z->pending[0].id);
-        free(z->pending[0].msg);
-        memmove(&z->pending[0], &z->pending[1], (MAX_PENDING_ERRORS - 1) * sizeof z->pending[0]);
-        z->n_pending--;
+    if (cl->n_pending == MAX_PENDING_ERRORS) {
+        MOE_LOG_LIMITED(MOE_LOG_WARN, "a client that does not read has %d refusals waiting; dropping its oldest",
+                        MAX_PENDING_ERRORS);
+        free(cl->pending[0].id);
+        free(cl->pending[0].msg);
+        memmove(&cl->pending[0], &cl->pending[1], (MAX_PENDING_ERRORS - 1) * sizeof cl->pending[0]);
+        cl->n_pending--;
     }
-    pending_error *p = &z->pending[z->n_pending++];
-    p->peer = *peer;
+    pending_error *p = &cl->pending[cl->n_pending++];
     p->id = request_id ? moe_xstrdup(request_id) : NULL;
     p->code = code;
     p->msg = moe_xstrdup(msg ? msg : "");
@@ -105,7 +109,7 @@ static void refuse(zfront *z, const moe_link_peer *peer, const char *request_id,
 
 static void zmq_send_error(moe_front *f, moe_front_client *cl, const char *request_id, int code, const char *msg)
 {
-    refuse(zf(f), &cl->peer, request_id, code, msg);
+    refuse(zf(f), cl, request_id, code, msg);
 }
 
 static int zmq_send_chunk(moe_front *f, moe_front_client *cl, const char *request_id, const moe_request_chunk *c)
@@ -260,7 +264,7 @@ static void on_generate(zfront *z, moe_front_client *cl, const Moe__GenerateRequ
     moe_chat_msg *chat;
     moe_err err = {{0}};
     const int code = spec_of(g, &spec, &chat, &err);
-    if (code != MOE__CODE__OK) refuse(z, &cl->peer, g->request_id, code, err.msg);
+    if (code != MOE__CODE__OK) refuse(z, cl, g->request_id, code, err.msg);
     else z->base.sink.generate(z->base.sink.ctx, &z->base, cl, &spec);
     free(chat);
 }
@@ -278,7 +282,7 @@ static void on_heartbeat(zfront *z, moe_front_client *cl, const Moe__Heartbeat *
         const char *id = in->request_ids[i];
         const int st = z->base.sink.status ? z->base.sink.status(z->base.sink.ctx, &z->base, cl, id) : 0;
         if (st < 0)
-            refuse(z, &cl->peer, id, MOE__CODE__UNKNOWN_REQUEST,
+            refuse(z, cl, id, MOE__CODE__UNKNOWN_REQUEST,
                    "this server has no request with this id (it restarted, or the request ended)");
         else if (st > 0) {
             queued[nq] = (char *)id;
@@ -302,8 +306,9 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
     const Moe__ClientMsg *m = (const Moe__ClientMsg *)in->msg;
     moe_front_client *cl = client_of(z, &in->from);
     cl->last_seen = moe_now();
+    snprintf(cl->key, sizeof cl->key, "%s", in->client);
     if (in->code != MOE__CODE__OK) {
-        refuse(z, &in->from, m ? moe_msg_request_id(m, &z->model->lim) : NULL, in->code, err->msg);
+        refuse(z, cl, m ? moe_msg_request_id(m, &z->model->lim) : NULL, in->code, err->msg);
         return;
     }
     switch (m->body_case) {
@@ -312,6 +317,7 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
         size_t k = 0;
         for (; nm[k] && k + 1 < sizeof cl->name; k++) cl->name[k] = nm[k] > 0x20 && nm[k] < 0x7F ? nm[k] : '_';
         cl->name[k] = '\0';
+        cl->hello = true;
         Moe__HelloReply h = MOE__HELLO_REPLY__INIT;
         h.has_protocol_version = h.has_vocab_size = h.has_max_context = true;
         h.protocol_version = MOE_PROTO_VERSION;
@@ -325,7 +331,14 @@ static void on_frame(zfront *z, moe_link_in *in, const moe_err *err)
         send_msg(z, &cl->peer, &r);
         break;
     }
-    case MOE__CLIENT_MSG__BODY_GENERATE: on_generate(z, cl, m->generate); break;
+    case MOE__CLIENT_MSG__BODY_GENERATE:
+        /* nothing is served to a client that has not said who it is (a
+         * heartbeat is answered: it only says which ids are unknown) */
+        if (!cl->hello)
+            refuse(z, cl, m->generate->request_id, MOE__CODE__BAD_REQUEST,
+                   "say hello first: a Hello with protocol_version 1 must come before any request");
+        else on_generate(z, cl, m->generate);
+        break;
     case MOE__CLIENT_MSG__BODY_CANCEL:
         z->base.sink.cancel(z->base.sink.ctx, &z->base, cl, m->cancel->request_id);
         break;
@@ -352,6 +365,15 @@ static void zmq_recv(moe_front *f)
 
 /* ---- periodic work and the rest --------------------------------------------------- */
 
+static void client_free(moe_front_client *cl)
+{
+    for (int i = 0; i < cl->n_pending; i++) {
+        free(cl->pending[i].id);
+        free(cl->pending[i].msg);
+    }
+    free(cl);
+}
+
 static void zmq_tick(moe_front *f, double now)
 {
     zfront *z = zf(f);
@@ -360,22 +382,32 @@ static void zmq_tick(moe_front *f, double now)
         moe_front_client *cl = z->clients[i];
         if (now - cl->last_seen < z->client_timeout) continue;
         z->base.sink.client_gone(z->base.sink.ctx, f, cl, "went silent");
-        free(cl);
+        client_free(cl);
         z->clients[i--] = z->clients[--z->n_clients];
     }
-    /* refusals waiting for a slow reader; given up with the client's timeout */
-    int w = 0;
-    for (int i = 0; i < z->n_pending; i++) {
-        pending_error *p = &z->pending[i];
-        const int rc = try_error(z, &p->peer, p->id, p->code, p->msg);
-        if (rc == MOE_FRONT_AGAIN && now - p->since < z->client_timeout) {
-            z->pending[w++] = *p;
-            continue;
+    /* refusals waiting for a slow reader, in order; given up with the
+     * client's timeout */
+    for (int c = 0; c < z->n_clients; c++) {
+        moe_front_client *cl = z->clients[c];
+        int w = 0;
+        for (int i = 0; i < cl->n_pending; i++) {
+            pending_error *p = &cl->pending[i];
+            const int rc = w ? MOE_FRONT_AGAIN : try_error(z, &cl->peer, p->id, p->code, p->msg);
+            if (rc == MOE_FRONT_AGAIN && now - p->since < z->client_timeout) {
+                cl->pending[w++] = *p;
+                continue;
+            }
+            free(p->id);
+            free(p->msg);
         }
-        free(p->id);
-        free(p->msg);
+        cl->n_pending = w;
     }
-    z->n_pending = w;
+}
+
+static void zmq_client_key(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
+{
+    (void)f;
+    snprintf(buf, n, "%s", cl->key[0] ? cl->key : "local");
 }
 
 static void zmq_client_name(moe_front *f, const moe_front_client *cl, char *buf, size_t n)
@@ -401,11 +433,7 @@ static void zmq_close(moe_front *f)
     zfront *z = zf(f);
     if (!z) return;
     moe_log(MOE_LOG_INFO, "%lld chunk sends met back-pressure and were retried", (long long)z->deferred);
-    for (int i = 0; i < z->n_pending; i++) {
-        free(z->pending[i].id);
-        free(z->pending[i].msg);
-    }
-    for (int i = 0; i < z->n_clients; i++) free(z->clients[i]);
+    for (int i = 0; i < z->n_clients; i++) client_free(z->clients[i]);
     free(z->clients);
     moe_link_close(z->link);
     free(z);
@@ -420,6 +448,7 @@ static const moe_front_ops ZMQ_OPS = {
     .send_error = zmq_send_error,
     .endpoint = zmq_endpoint,
     .client_name = zmq_client_name,
+    .client_key = zmq_client_key,
     .close = zmq_close,
 };
 
@@ -437,8 +466,10 @@ int moe_front_zmq_open(moe_front **out, moe_link_ctx *lctx, const moe_front_zmq_
     moe_link_opts_default(&o, &moe__client_msg__descriptor);
     o.limits = model->lim;
     o.limits.max_context = 0; /* checked after tokenization (request.c), against the ranks' context */
+    moe_link_opts_bound_peers(&o); /* one peer queues a few MiB in libzmq, not 1000 frames */
     o.sndhwm = (int)cfg->client_hwm;
     o.sndbuf = (int)cfg->client_sndbuf;
+    o.curve = cfg->curve;
     if (moe_link_bind(&z->link, lctx, cfg->endpoint, &o, err)) {
         free(z);
         return MOE_ERR;

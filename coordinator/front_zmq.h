@@ -5,7 +5,10 @@
  *
  * At the edge: a GenerateRequest, checked field by field by the link
  * (moe_msg_check_generate), becomes a moe_request_spec (its sampling a
- * moe_sampler_cfg); hello and heartbeat are answered here.  Clients are
+ * moe_sampler_cfg); hello and heartbeat are answered here, and a request
+ * from a client that has not sent a valid Hello is refused (BAD_REQUEST).
+ * With CURVE only clients whose key is listed connect at all (auth.h), and
+ * each client carries its key (the ZAP User-Id).  Clients are
  * known by routing id and kept alive by their heartbeats: one silent past
  * client_timeout_ms is reported to the loop (client_gone) and forgotten.
  * A refusal that meets back-pressure waits in a bounded list and is retried
@@ -26,6 +29,7 @@ typedef struct moe_front_zmq_cfg {
     int64_t client_hwm;        /* messages queued to one client before back-pressure */
     int64_t client_sndbuf;     /* kernel send buffer (0: the system's) */
     int64_t client_timeout_ms; /* silence after which a client is gone */
+    const moe_link_curve *curve; /* CURVE (zap_domain "client": only listed keys), or NULL */
 } moe_front_zmq_cfg;
 
 /* Binds the client ROUTER.  model is read on every frame (its limits, and

@@ -26,6 +26,7 @@
  * (coord.h), which owns the model, the scheduler and the worker side
  * (workers.h), and the client front ends (front_zmq.h, front_http.h).
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #include "coord.h"
+#include "keyfile.h"
 #include "front_http.h"
 #include "front_zmq.h"
 #include "msg.h"
@@ -50,13 +52,35 @@ static void usage(FILE *f)
           "                         printed in the ready line); see docs/http.md\n"
           "  --api-key KEY          HTTP clients must send Authorization: Bearer KEY (/v1, /tokenize, /detokenize)\n"
           "  --max-body BYTES       largest HTTP request body (default 1 MiB; 413 above)\n"
-          "  --workers EP           worker endpoint (default tcp://127.0.0.1:5556)\n"
+          "  --tls-cert FILE        serve HTTPS: the certificate (chain) in PEM, with\n"
+          "  --tls-key FILE         its private key in PEM (mode 0600: refused if group or others may read it)\n"
+          "  --workers EP           worker endpoint (default tcp://127.0.0.1:5556).  Anyone who reaches it can\n"
+          "                         act as a rank: one that is not loopback (127.0.0.0/8, ::1, localhost) or\n"
+          "                         ipc:// needs --worker-key (or --insecure)\n"
+          "CURVE (docs/security.md; keys from moe-keygen):\n"
+          "  --curve-secret FILE    the coordinator's secret key (mode 0600); its public key goes to the\n"
+          "                         clients' and workers' --curve-server-key\n"
+          "  --client-keys FILE|DIR the client endpoint is CURVE and admits only these public keys (a file of\n"
+          "                         one Z85 key a line, or a directory of NAME.key files); others never connect\n"
+          "  --worker-key FILE      the worker endpoint is CURVE and admits only this key (the job's public key;\n"
+          "                         every rank runs with the matching --curve-secret)\n"
+          "  --insecure             allow a non-loopback worker endpoint without --worker-key: anyone who can\n"
+          "                         reach it can take a rank's place and read prompts.  Not for real networks.\n"
           "  --ranks N              ranks in the worker job (default 1); ready when all said hello\n"
           "  --queue N              queued requests before new ones are refused (default 256)\n"
           "  --max-running N        sequences per rank (default 16; the worker's --max-seqs)\n"
           "  --max-tokens N         default max_tokens of a request (default 256)\n"
           "  --max-frame BYTES      largest request frame (default 1 MiB)\n"
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
+          "  Per client (a CURVE key, else a peer address, HTTP: its address; never a ZMQ routing id), refused\n"
+          "  with QUEUE_FULL (HTTP 429) past a limit; see docs/limits.md:\n"
+          "  --client-in-flight N   requests of one client not yet over (default 64; 0: no limit)\n"
+          "  --client-queue N       its share of the queue (default a quarter of --queue; 0: the whole queue);\n"
+          "                         queued requests are placed round robin across clients\n"
+          "  --client-prompt-bps B  prompt bytes a second (default 4 MiB; bursts up to the larger of B and\n"
+          "                         --max-frame; 0: no limit)\n"
+          "  --prompt-inline-bytes B  prompts this large or larger are tokenized off the loop (default 16384)\n"
+          "  --prompt-threads N     threads that tokenize them (default 2)\n"
           "  --client-sndbuf BYTES  kernel send buffer of the client socket (default: the system's)\n"
           "  --client-timeout-ms MS release a client's sequences after this silence (default 10000)\n"
           "  --worker-timeout-ms MS a rank silent this long is lost (default 5000); ranks send heartbeats\n"
@@ -99,15 +123,19 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *model, *listen, *workers, *metrics_file, *http, *api_key, *job_file;
+    const char *curve_secret, *client_keys, *worker_key, *tls_cert, *tls_key;
+    bool insecure;
     moe_log_format log_format;
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
     int64_t max_step_ms;
     int64_t no_ranks_timeout_ms, drain_timeout_ms, worker_outbox_bytes, worker_hwm, worker_sndbuf;
+    int64_t client_in_flight, client_queue, client_prompt_bps, prompt_inline_bytes, prompt_threads;
 } opts;
 
 static char **default_launch(const opts *o);
+static bool endpoint_local(const char *ep);
 static const char *default_job_file(const char *workers);
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -132,6 +160,11 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_start_failures = 5;
     o->restart_backoff_ms = 500;
     o->start_timeout_ms = 120000;
+    o->client_in_flight = 64;
+    o->client_queue = -1; /* a quarter of --queue, once it is known */
+    o->client_prompt_bps = 4 << 20;
+    o->prompt_inline_bytes = 16384;
+    o->prompt_threads = 2;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
@@ -152,10 +185,19 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--max-start-failures", offsetof(opts, max_start_failures), 1, 1000},
         {"--restart-backoff-ms", offsetof(opts, restart_backoff_ms), 10, 3600000},
         {"--start-timeout-ms", offsetof(opts, start_timeout_ms), 100, 86400000},
+        {"--client-in-flight", offsetof(opts, client_in_flight), 0, 1 << 20},
+        {"--client-queue", offsetof(opts, client_queue), 0, 1 << 20},
+        {"--client-prompt-bps", offsetof(opts, client_prompt_bps), 0, (int64_t)1 << 40},
+        {"--prompt-inline-bytes", offsetof(opts, prompt_inline_bytes), 0, (int64_t)1 << 30},
+        {"--prompt-threads", offsetof(opts, prompt_threads), 1, 16},
     };
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
+        if (!strcmp(f, "--insecure")) {
+            o->insecure = true;
+            continue;
+        }
         if (!strcmp(f, "--launch")) {
             if (i + 1 >= argc) return moe_err_set(err, "--launch: no command (or auto)");
             o->launch = argv + i + 1; /* argv[argc] is NULL */
@@ -183,6 +225,11 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--http")) o->http = v;
         else if (!strcmp(f, "--api-key")) o->api_key = v;
         else if (!strcmp(f, "--job-file")) o->job_file = v;
+        else if (!strcmp(f, "--curve-secret")) o->curve_secret = v;
+        else if (!strcmp(f, "--client-keys")) o->client_keys = v;
+        else if (!strcmp(f, "--worker-key")) o->worker_key = v;
+        else if (!strcmp(f, "--tls-cert")) o->tls_cert = v;
+        else if (!strcmp(f, "--tls-key")) o->tls_key = v;
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
@@ -194,7 +241,39 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     if (!o->listen && !o->http) return moe_err_set(err, "--listen none needs --http (no client could connect)");
     if (o->api_key && !o->http) return moe_err_set(err, "--api-key is for --http");
     if (o->api_key && !o->api_key[0]) return moe_err_set(err, "--api-key: empty key");
+    if ((o->tls_cert || o->tls_key) && !o->http) return moe_err_set(err, "--tls-cert and --tls-key are for --http");
+    if (!o->tls_cert != !o->tls_key) return moe_err_set(err, "--tls-cert and --tls-key go together");
+    if ((o->client_keys || o->worker_key) && !o->curve_secret)
+        return moe_err_set(err, "--client-keys and --worker-key need --curve-secret (the coordinator's secret key)");
+    if (o->curve_secret && !o->client_keys && !o->worker_key)
+        return moe_err_set(err, "--curve-secret without --client-keys or --worker-key protects nothing");
+    if (o->client_keys && !o->listen) return moe_err_set(err, "--client-keys is for the ZMQ client endpoint (--listen)");
+    if (!o->worker_key && !o->insecure && !endpoint_local(o->workers))
+        return moe_err_set(err,
+                           "--workers %s is not a loopback or ipc:// endpoint: anyone who reaches it could act as "
+                           "a worker rank and read prompts.  Give --curve-secret FILE and --worker-key FILE "
+                           "(moe-keygen; docs/security.md), or --insecure to run without",
+                           o->workers);
     return MOE_OK;
+}
+
+/* An endpoint only this machine can reach: ipc://, inproc://, or tcp:// on
+ * a loopback address (127.0.0.0/8, ::1, localhost).  Anything else
+ * (0.0.0.0, *, an interface name, a host name) is taken as reachable. */
+static bool endpoint_local(const char *ep)
+{
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9)) return true;
+    if (strncmp(ep, "tcp://", 6) != 0) return false;
+    const char *h = ep + 6;
+    if (!strncmp(h, "[::1]:", 6) || !strncmp(h, "localhost:", 10)) return true;
+    if (strncmp(h, "127.", 4) != 0) return false;
+    /* 127.a.b.c exactly: digits and dots up to the port */
+    int dots = 0;
+    for (h += 4; *h && *h != ':'; h++) {
+        if (*h == '.') dots++;
+        else if (*h < '0' || *h > '9') return false;
+    }
+    return *h == ':' && dots == 2;
 }
 
 /* --launch's job file when none is given: one per user and workers
@@ -268,8 +347,27 @@ static uint32_t epoch_now(void)
     return e ? e : 1;
 }
 
+/* The CURVE keys the flags name (read before anything binds). */
+typedef struct keys {
+    moe_key secret, worker;
+    moe_key *clients;
+    size_t n_clients;
+} keys;
+
+static int load_keys(const opts *o, keys *k, moe_err *err)
+{
+    memset(k, 0, sizeof *k);
+    if (!o->curve_secret) return MOE_OK;
+    if (moe_keyfile_read_secret(o->curve_secret, &k->secret, err)) return moe_err_prefix(err, "--curve-secret");
+    if (o->worker_key && moe_keyfile_read_public(o->worker_key, &k->worker, err))
+        return moe_err_prefix(err, "--worker-key");
+    if (o->client_keys && moe_keylist_read(o->client_keys, &k->clients, &k->n_clients, err))
+        return moe_err_prefix(err, "--client-keys");
+    return MOE_OK;
+}
+
 /* The loop, then its front ends (a front end reports to the loop). */
-static int wire(moe_coord **out, const opts *o, moe_err *err)
+static int wire(moe_coord **out, const opts *o, const keys *k, moe_err *err)
 {
     const moe_coord_cfg cc = {
         .model = o->model,
@@ -294,6 +392,15 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         .restart_backoff_ms = o->restart_backoff_ms,
         .start_timeout_ms = o->start_timeout_ms,
         .job_file = o->job_file,
+        .curve_secret = o->curve_secret ? &k->secret : NULL,
+        .client_keys = k->clients,
+        .n_client_keys = k->n_clients,
+        .worker_key = o->worker_key ? &k->worker : NULL,
+        .client_in_flight = o->client_in_flight,
+        .client_queue = o->client_queue >= 0 ? o->client_queue : (o->queue + 3) / 4,
+        .client_prompt_bps = o->client_prompt_bps,
+        .prompt_inline_bytes = o->prompt_inline_bytes,
+        .prompt_threads = o->prompt_threads,
     };
     if (moe_coord_init(out, &cc, err)) return MOE_ERR;
     moe_coord *c = *out;
@@ -307,6 +414,7 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
             .client_hwm = o->client_hwm,
             .client_sndbuf = o->client_sndbuf,
             .client_timeout_ms = o->client_timeout_ms,
+            .curve = moe_coord_client_curve(c),
         };
         if (moe_front_zmq_open(&front, moe_coord_link_ctx(c), &zc, moe_coord_model(c), &sink, err))
             return moe_err_prefix(err, "--listen");
@@ -322,6 +430,8 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
             .model_name = moe_coord_model_name(c),
             .api_key = o->api_key,
             .max_body = o->max_body,
+            .tls_cert = o->tls_cert,
+            .tls_key = o->tls_key,
         };
         if (moe_front_http_open(&front, &hc, moe_coord_model(c), &sink, err)) return moe_err_prefix(err, "--http");
         if (moe_coord_add_front(c, front, err)) {
@@ -331,6 +441,9 @@ static int wire(moe_coord **out, const opts *o, moe_err *err)
         const size_t l = strlen(where);
         snprintf(where + l, sizeof where - l, "%s%s", l ? ", " : "", front->ops->endpoint(front));
     }
+    if (!o->worker_key && !endpoint_local(o->workers))
+        moe_log(MOE_LOG_WARN, "--insecure: the worker endpoint %s is open to anyone who reaches it (no CURVE)",
+                o->workers);
     moe_log(MOE_LOG_INFO, "clients at %s, workers at %s, waiting for %lld ranks", where,
             moe_coord_workers_endpoint(c), (long long)o->ranks);
     return MOE_OK;
@@ -350,6 +463,11 @@ int main(int argc, char **argv)
         return 2;
     }
     moe_log_set_format(o.log_format);
+    /* Blocks of 256 KiB and more (frames, large prompts and their tokens)
+     * are mapped and unmapped on their own, so a flood of them gives its
+     * memory back when it ends; a fixed threshold also stops glibc raising
+     * it after the first such free.  The loop trims the rest (coord.c). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     struct sigaction sa = {0};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
@@ -360,12 +478,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     moe_coord *c = NULL;
     int rc = 1;
-    if (wire(&c, &o, &err)) {
+    keys k;
+    if (load_keys(&o, &k, &err) || wire(&c, &o, &k, &err)) {
         fprintf(stderr, "moe-coordinator: %s\n", err.msg);
     } else {
         moe_coord_run(c, &g_term);
         rc = 0;
     }
     moe_coord_free(c);
+    free(k.clients);
     return rc;
 }

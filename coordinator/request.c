@@ -3,6 +3,7 @@
  */
 #include "request.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,9 @@ const char *moe_request_end_name(moe_end_reason why)
 
 uint64_t moe_request_fresh_seed(void)
 {
-    static uint64_t counter;
-    uint64_t z = ((uint64_t)getpid() << 32) ^ (uint64_t)(moe_now() * 1e9) ^ (++counter * 0x9e3779b97f4a7c15ull);
+    static _Atomic uint64_t counter; /* requests are made on the loop and in the prompt pool (prep.c) */
+    const uint64_t k = atomic_fetch_add(&counter, 1) + 1;
+    uint64_t z = ((uint64_t)getpid() << 32) ^ (uint64_t)(moe_now() * 1e9) ^ (k * 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);

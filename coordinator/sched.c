@@ -1,7 +1,8 @@
 /*
- * sched.c — request table (hash by id), bounded FIFO queue, per-rank cache
- * reservations.  All operations are O(1) or O(ranks) except placement,
- * which is O(placed × ranks).
+ * sched.c — request table (hash by id), the queue (one doubly linked FIFO
+ * per flow, a ring of the flows that have requests, a FIFO of replays
+ * before them), per-rank cache reservations.  All operations are O(1) or
+ * O(ranks) except placement, which is O(placed × ranks).
  */
 #include "sched.h"
 
@@ -18,6 +19,13 @@ typedef struct rank_state {
     int max_running;   /* the rank's own limit; 0: none given */
 } rank_state;
 
+/* One client's FIFO; in the ring while it has requests. */
+struct moe_sched_flow {
+    moe_req *head, *tail;
+    int n_queued;
+    moe_sched_flow *ring_prev, *ring_next; /* NULL: not in the ring */
+};
+
 struct moe_sched {
     moe_sched_limits lim;
     int n_ranks;
@@ -26,10 +34,90 @@ struct moe_sched {
     /* id -> request, open addressing with tombstones */
     moe_req **slots;
     size_t cap, used, live;
-    /* FIFO of queued requests */
-    moe_req **queue;          /* ring of q_cap: max_queue new ones + room for every running one replayed */
-    int q_head, q_len, q_cap;
+    int q_len;                /* every queued request, replays too */
+    moe_sched_flow replays;   /* a lost job's requests: placed before any flow */
+    moe_sched_flow own;       /* requests submitted without a flow */
+    moe_sched_flow *turn;     /* the ring's flow served next; NULL: the ring is empty */
 };
+
+/* ---- flows ----------------------------------------------------------------------- */
+
+static void ring_join(moe_sched *s, moe_sched_flow *f)
+{
+    if (!s->turn) {
+        f->ring_prev = f->ring_next = f;
+        s->turn = f;
+        return;
+    }
+    /* last in the round: just before the flow served next */
+    f->ring_next = s->turn;
+    f->ring_prev = s->turn->ring_prev;
+    f->ring_prev->ring_next = f;
+    s->turn->ring_prev = f;
+}
+
+static void ring_leave(moe_sched *s, moe_sched_flow *f)
+{
+    if (f->ring_next == f) s->turn = NULL;
+    else {
+        if (s->turn == f) s->turn = f->ring_next;
+        f->ring_prev->ring_next = f->ring_next;
+        f->ring_next->ring_prev = f->ring_prev;
+    }
+    f->ring_prev = f->ring_next = NULL;
+}
+
+static bool in_ring(const moe_sched *s, const moe_sched_flow *f) { return f != &s->replays && f->ring_next; }
+
+static void flow_push(moe_sched *s, moe_sched_flow *f, moe_req *r, bool at_head)
+{
+    r->flow = f;
+    if (at_head) {
+        r->q_prev = NULL;
+        r->q_next = f->head;
+        if (f->head) f->head->q_prev = r;
+        else f->tail = r;
+        f->head = r;
+    } else {
+        r->q_next = NULL;
+        r->q_prev = f->tail;
+        if (f->tail) f->tail->q_next = r;
+        else f->head = r;
+        f->tail = r;
+    }
+    f->n_queued++;
+    s->q_len++;
+    if (f != &s->replays && !f->ring_next) ring_join(s, f);
+}
+
+static void flow_unlink(moe_sched *s, moe_req *r)
+{
+    moe_sched_flow *f = r->flow;
+    if (r->q_prev) r->q_prev->q_next = r->q_next;
+    else f->head = r->q_next;
+    if (r->q_next) r->q_next->q_prev = r->q_prev;
+    else f->tail = r->q_prev;
+    r->q_prev = r->q_next = NULL;
+    f->n_queued--;
+    s->q_len--;
+    if (!f->head && in_ring(s, f)) ring_leave(s, f);
+}
+
+moe_sched_flow *moe_sched_flow_new(moe_sched *s)
+{
+    (void)s;
+    return moe_xcalloc(1, sizeof(moe_sched_flow));
+}
+
+void moe_sched_flow_free(moe_sched *s, moe_sched_flow *f)
+{
+    (void)s;
+    if (!f) return;
+    MOE_ASSERT(f->n_queued == 0 && !f->ring_next);
+    free(f);
+}
+
+int moe_sched_flow_n_queued(const moe_sched_flow *f) { return f->n_queued; }
 
 #define TOMBSTONE ((moe_req *)1)
 
@@ -84,12 +172,13 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     if (lim->max_queue < 1 || lim->max_queue > (1 << 24)) return moe_err_set(err, "queue bound %d is out of range", lim->max_queue);
     if (lim->max_running < 1 || (int64_t)lim->max_running * n_ranks > (1 << 24))
         return moe_err_set(err, "running bound %d is out of range", lim->max_running);
+    if (lim->max_queue_per_flow < 0 || lim->max_queue_per_flow > lim->max_queue)
+        return moe_err_set(err, "a client's share of the queue, %d, is not in 0..%d (the queue)", lim->max_queue_per_flow,
+                           lim->max_queue);
     moe_sched *s = moe_xcalloc(1, sizeof *s);
     s->lim = *lim;
     s->n_ranks = n_ranks;
     s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
-    s->q_cap = lim->max_queue + lim->max_running * n_ranks;
-    s->queue = moe_xcalloc((size_t)s->q_cap, sizeof *s->queue);
     s->next_id = ((uint64_t)lim->epoch << 32) | 1;
     *out = s;
     return MOE_OK;
@@ -110,7 +199,6 @@ void moe_sched_free(moe_sched *s)
     for (size_t i = 0; i < s->cap; i++)
         if (s->slots[i] && s->slots[i] != TOMBSTONE) req_free(s->slots[i]);
     free(s->slots);
-    free(s->queue);
     free(s->ranks);
     free(s);
 }
@@ -145,14 +233,7 @@ void moe_sched_end(moe_sched *s, moe_req *r, moe_end_reason why, const char *err
         rank_state *k = &s->ranks[r->rank];
         k->reserved -= need_of(r);
         k->running--;
-    } else { /* queued: take it out of the FIFO, keeping the order */
-        int n = s->q_cap, w = 0;
-        for (int i = 0; i < s->q_len; i++) {
-            moe_req *q = s->queue[(s->q_head + i) % n];
-            if (q != r) s->queue[(s->q_head + w++) % n] = q;
-        }
-        s->q_len = w;
-    }
+    } else flow_unlink(s, r); /* queued: out of its flow, the others keep their order */
     r->state = MOE_REQ_DONE;
     r->end = why;
     if (error) snprintf(r->error, sizeof r->error, "%s", error);
@@ -191,20 +272,17 @@ int moe_sched_rank_requeue(moe_sched *s, int rank)
         if (r && r != TOMBSTONE && r->state == MOE_REQ_RUNNING && r->rank == rank) back[n++] = r;
     }
     MOE_ASSERT(n == k->running);
-    /* newest first onto the head: the oldest ends up first, ahead of the
-     * requests that were waiting (they were placed before them) */
+    /* newest first onto the head of the replays: the oldest ends up first,
+     * ahead of the requests that were waiting (they were placed before them) */
     qsort(back, (size_t)n, sizeof *back, by_id_desc);
     for (int i = 0; i < n; i++) {
         moe_req *r = back[i];
-        MOE_ASSERT(s->q_len < s->q_cap);
         k->reserved -= need_of(r);
         k->running--;
         r->state = MOE_REQ_QUEUED;
         r->rank = -1;
         r->replays++;
-        s->q_head = (s->q_head + s->q_cap - 1) % s->q_cap;
-        s->queue[s->q_head] = r;
-        s->q_len++;
+        flow_push(s, &s->replays, r, true);
     }
     free(back);
     return n;
@@ -213,13 +291,25 @@ int moe_sched_rank_requeue(moe_sched *s, int rank)
 int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_prompt, int max_tokens, double deadline,
                      moe_req **out, bool *queue_full, moe_err *err)
 {
+    return moe_sched_submit_flow(s, NULL, owner, prompt, n_prompt, max_tokens, deadline, out, queue_full, err);
+}
+
+int moe_sched_submit_flow(moe_sched *s, moe_sched_flow *f, void *owner, const int32_t *prompt, int n_prompt,
+                          int max_tokens, double deadline, moe_req **out, bool *queue_full, moe_err *err)
+{
     *out = NULL;
     *queue_full = false;
+    if (!f) f = &s->own;
     if (n_prompt < 1) return moe_err_set(err, "empty prompt");
     if (max_tokens < 0) return moe_err_set(err, "max tokens must be at least 0");
     if (s->q_len >= s->lim.max_queue) {
         *queue_full = true;
         return moe_err_set(err, "the queue is full (%d requests waiting)", s->q_len);
+    }
+    const int share = s->lim.max_queue_per_flow ? s->lim.max_queue_per_flow : s->lim.max_queue;
+    if (f->n_queued >= share) {
+        *queue_full = true;
+        return moe_err_set(err, "this client has %d requests queued, its share of the queue", f->n_queued);
     }
     moe_req *r = moe_xcalloc(1, sizeof *r);
     r->id = s->next_id++;
@@ -234,7 +324,7 @@ int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_pro
     r->out = moe_xmalloc((size_t)max_tokens * sizeof *r->out);
     r->deadline = deadline;
     table_put(s, r);
-    s->queue[(s->q_head + s->q_len++) % s->q_cap] = r;
+    flow_push(s, f, r, false);
     *out = r;
     return MOE_OK;
 }
@@ -243,7 +333,7 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
 {
     int n = 0;
     while (s->q_len > 0 && n < cap) {
-        moe_req *r = s->queue[s->q_head];
+        moe_req *r = s->replays.head ? s->replays.head : s->turn->head;
         int best = -1;
         for (int k = 0; k < s->n_ranks; k++) {
             const rank_state *rk = &s->ranks[k];
@@ -251,9 +341,12 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
             if (!rk->alive || rk->running >= cap_running || rk->capacity - rk->reserved < need_of(r)) continue;
             if (best < 0 || rk->capacity - rk->reserved > s->ranks[best].capacity - s->ranks[best].reserved) best = k;
         }
-        if (best < 0) break; /* first come, first served: nobody overtakes the head */
-        s->q_head = (s->q_head + 1) % s->q_cap;
-        s->q_len--;
+        if (best < 0) break; /* nobody overtakes the head of the flow whose turn it is */
+        const bool replay = r->flow == &s->replays;
+        moe_sched_flow *f = r->flow;
+        flow_unlink(s, r);
+        /* the turn passes on (flow_unlink already moved it if f left the ring) */
+        if (!replay && s->turn == f) s->turn = f->ring_next;
         r->state = MOE_REQ_RUNNING;
         r->rank = best;
         s->ranks[best].reserved += need_of(r);
@@ -341,9 +434,23 @@ int moe_sched_n_queued(const moe_sched *s) { return s->q_len; }
 int moe_sched_queue_position(const moe_sched *s, const moe_req *r)
 {
     if (r->state != MOE_REQ_QUEUED) return 0;
-    for (int i = 0; i < s->q_len; i++)
-        if (s->queue[(s->q_head + i) % s->lim.max_queue] == r) return i + 1;
-    return 0;
+    int ahead = 0; /* requests of its own flow before it */
+    for (const moe_req *q = r->flow->head; q && q != r; q = q->q_next) ahead++;
+    if (r->flow == &s->replays) return ahead + 1;
+    /* every replay, then ahead + 1 rounds: a flow served before r's in the
+     * round places up to ahead + 1 requests first, one after it up to ahead */
+    int pos = s->replays.n_queued + ahead + 1;
+    bool before = true;
+    const moe_sched_flow *g = s->turn;
+    do {
+        if (g == r->flow) before = false;
+        else {
+            const int k = ahead + (before ? 1 : 0);
+            pos += g->n_queued < k ? g->n_queued : k;
+        }
+        g = g->ring_next;
+    } while (g != s->turn);
+    return pos;
 }
 
 int moe_sched_n_running(const moe_sched *s, int rank)

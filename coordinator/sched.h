@@ -10,6 +10,15 @@
  * restarted job, and ignores an index it already has (a replay never
  * re-sends or changes a token).  A request ends exactly once: finished,
  * cancelled, expired (deadline), or failed (its rank was lost).
+ *
+ * Fairness: the queue is one FIFO per flow (a client: moe_sched_flow_new,
+ * clients.c), and placement serves the flows round robin, one request a
+ * turn, so a client with a thousand requests waiting delays another's by
+ * one placement per turn, not a thousand.  Within a flow, first come first
+ * served; a flow's head that no rank can take yet waits (nobody overtakes
+ * it: a long request is never starved by short ones).  Requests of a lost
+ * job's ranks (moe_sched_rank_requeue) come before every flow.  A flow may
+ * hold at most max_queue_per_flow queued requests (its share of the queue).
  */
 #ifndef MOE_COORD_SCHED_H
 #define MOE_COORD_SCHED_H
@@ -41,7 +50,11 @@ typedef struct moe_sched_limits {
     int max_queue;        /* queued (not yet placed) requests */
     int max_running;      /* running sequences per rank */
     uint32_t epoch;       /* the upper 32 bits of every request id (the coordinator's epoch) */
+    int max_queue_per_flow; /* queued requests of one flow (client); 0: max_queue */
 } moe_sched_limits;
+
+/* One client's FIFO of queued requests (opaque). */
+typedef struct moe_sched_flow moe_sched_flow;
 
 /* One request as the scheduler sees it. */
 typedef struct moe_req {
@@ -64,6 +77,8 @@ typedef struct moe_req {
     int replays;          /* times it went back to the queue from a lost rank (moe_sched_rank_requeue) */
     moe_end_reason end;
     char error[MOE_ERR_MSG_MAX];
+    moe_sched_flow *flow; /* whose queue it waits in (the scheduler's own for moe_sched_submit) */
+    struct moe_req *q_prev, *q_next; /* its place in that queue, while queued */
 } moe_req;
 
 int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, moe_err *err);
@@ -86,12 +101,23 @@ bool moe_sched_rank_alive(const moe_sched *s, int rank);
  * them (its ring holds max_queue + every running request). */
 int moe_sched_rank_requeue(moe_sched *s, int rank);
 
-/* Queues a request (the prompt is copied; max_tokens 0 only scores it).  MOE_ERR with *queue_full set
- * when the queue is at its bound. */
+/* A flow (a client's queue) and its end: a flow is freed only with no
+ * request queued in it (asserted); requests placed or ended need it no more. */
+moe_sched_flow *moe_sched_flow_new(moe_sched *s);
+void moe_sched_flow_free(moe_sched *s, moe_sched_flow *f);
+int moe_sched_flow_n_queued(const moe_sched_flow *f);
+
+/* Queues a request (the prompt is copied; max_tokens 0 only scores it) in
+ * the scheduler's own flow.  MOE_ERR with *queue_full set when the queue,
+ * or the flow's share of it, is at its bound. */
 int moe_sched_submit(moe_sched *s, void *owner, const int32_t *prompt, int n_prompt, int max_tokens, double deadline,
                      moe_req **out, bool *queue_full, moe_err *err);
-/* Places queued requests, oldest first, while some rank can take them;
- * returns the newly running ones through placed[] (capacity cap). */
+/* The same in flow f (NULL: the scheduler's own). */
+int moe_sched_submit_flow(moe_sched *s, moe_sched_flow *f, void *owner, const int32_t *prompt, int n_prompt,
+                          int max_tokens, double deadline, moe_req **out, bool *queue_full, moe_err *err);
+/* Places queued requests while some rank can take them: replays first,
+ * then the flows round robin (above); returns the newly running ones
+ * through placed[] (capacity cap). */
 int moe_sched_place(moe_sched *s, moe_req **placed, int cap);
 
 /* Logprobs for r, asked before it is placed: n_top alternatives per token
@@ -117,7 +143,9 @@ moe_req *moe_sched_find(const moe_sched *s, uint64_t id);
 void moe_sched_forget(moe_sched *s, moe_req *r);
 
 int moe_sched_n_queued(const moe_sched *s);
-/* A queued request's place in the FIFO (1: placed next); 0 if not queued.  O(queue). */
+/* A queued request's place in line (1: placed next, if ranks free up and
+ * no request comes to a flow served before it); 0 if not queued.
+ * O(flows + its place in its flow). */
 int moe_sched_queue_position(const moe_sched *s, const moe_req *r);
 int moe_sched_n_running(const moe_sched *s, int rank); /* rank -1: all ranks */
 

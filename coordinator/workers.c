@@ -14,9 +14,11 @@
 
 typedef struct rank_info {
     bool known;
-    moe_link_peer peer;
+    moe_link_peer peer;       /* its connection (the ROUTER's routing id for it) */
+    char key[MOE_LINK_USER_MAX + 1]; /* its User-Id: with CURVE, the job key in Z85; "" without */
     double last_seen;
     uint64_t job_id;
+    uint32_t max_context;     /* from its hello (0: not said) */
     int64_t active;           /* from the last heartbeat (-1: none yet) */
     int64_t served;           /* sequences placed on it */
     moe_outbox *ob;           /* frames its link did not take yet, in order */
@@ -126,6 +128,18 @@ void moe_workers_place(moe_workers *w)
 
 /* ---- ranks ---------------------------------------------------------------------- */
 
+/* The context a request must fit: the smallest any live rank said
+ * (0: none said; the model's own).  Recomputed whenever a rank joins or
+ * leaves, so a rank that is gone no longer limits it. */
+static void context_update(moe_workers *w, int rank)
+{
+    uint32_t ctx = 0;
+    for (int k = 0; k < w->cfg.n_ranks; k++)
+        if (w->ranks[k].known && w->ranks[k].max_context && (!ctx || w->ranks[k].max_context < ctx))
+            ctx = w->ranks[k].max_context;
+    w->sink.context(w->sink.ctx, rank, ctx);
+}
+
 /* Rank k is not known until its next hello; what waited for it is dropped. */
 static void forget_rank(moe_workers *w, int k)
 {
@@ -134,7 +148,8 @@ static void forget_rank(moe_workers *w, int k)
     moe_outbox_clear(w->ranks[k].ob);
 }
 
-/* A rank is gone (silent, behind, or replaced by a new job): its requests end with
+/* A rank is gone (silent, behind, stopping with its job, or its connection
+ * closed and a new job's rank said hello): its requests end with
  * WORKER_LOST, or with cfg.replay go back to the queue; it joins again
  * with a hello. */
 static void rank_lost(moe_workers *w, int k, const char *why)
@@ -144,6 +159,7 @@ static void rank_lost(moe_workers *w, int k, const char *why)
     if (w->cfg.replay) moe_sched_rank_requeue(w->s, k); /* replayed on the next job */
     else moe_sched_rank_lost(w->s, k, why);
     forget_rank(w, k);
+    context_update(w, k);
 }
 
 void moe_workers_job_lost(moe_workers *w, const char *why)
@@ -156,6 +172,7 @@ void moe_workers_job_lost(moe_workers *w, const char *why)
         }
         forget_rank(w, k);
     }
+    context_update(w, -1);
     w->ready = false; /* ready again when every rank of the next job has said hello */
 }
 
@@ -178,6 +195,21 @@ static int rank_of_peer(const moe_workers *w, const moe_link_peer *p)
     return -1;
 }
 
+/* An Error to a peer of the worker endpoint (not yet a rank: no outbox;
+ * dropped if its queue is full, it asks again). */
+static void send_error(moe_workers *w, const moe_link_peer *to, Moe__Code code, const char *why)
+{
+    Moe__Error e = MOE__ERROR__INIT;
+    e.has_code = true;
+    e.code = code;
+    e.message = (char *)why;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
+    cm.error = &e;
+    moe_err e2;
+    moe_link_send(w->link, to, &cm.base, MOE_LINK_DONTWAIT, &e2);
+}
+
 /* A rank that cannot serve this coordinator: told why (it stops asking
  * often, docs/protocol.md), the reason kept for /health and for the
  * requests that wait, and logged at most once a minute per reason. */
@@ -185,19 +217,54 @@ static void refuse_rank(moe_workers *w, const moe_link_peer *from, const char *w
 {
     snprintf(w->refused, sizeof w->refused, "%s", why);
     MOE_LOG_LIMITED(MOE_LOG_ERROR, "refused a worker rank: %s", why);
-    Moe__Error e = MOE__ERROR__INIT;
-    e.has_code = true;
-    e.code = MOE__CODE__BAD_REQUEST;
-    e.message = (char *)why;
-    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
-    cm.body_case = MOE__COORD_MSG__BODY_ERROR;
-    cm.error = &e;
-    moe_err e2;
-    moe_link_send(w->link, from, &cm.base, MOE_LINK_DONTWAIT, &e2);
+    send_error(w, from, MOE__CODE__BAD_REQUEST, why);
 }
 
-static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__WorkerHello *h)
+/* Asks a rank to say hello later (NOT_READY: it tries again at its
+ * heartbeat pace, where a refusal would make it wait 10 s). */
+static void tell_not_ready(moe_workers *w, const moe_link_peer *to, const char *why)
 {
+    send_error(w, to, MOE__CODE__NOT_READY, why);
+}
+
+static void send_hello_reply(moe_workers *w, int rank)
+{
+    Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
+    r.has_protocol_version = r.has_epoch = true;
+    r.protocol_version = MOE_PROTO_VERSION;
+    r.epoch = w->cfg.epoch;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_HELLO_REPLY;
+    cm.hello_reply = &r;
+    to_rank(w, rank, &cm);
+}
+
+/* Whether rank k's connection is still there: with ROUTER_MANDATORY a send
+ * to a peer whose connection closed is refused at once.  The probe is a
+ * Heartbeat, which a rank ignores. */
+static bool still_connected(moe_workers *w, int k)
+{
+    Moe__Heartbeat hb = MOE__HEARTBEAT__INIT;
+    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_HEARTBEAT;
+    cm.heartbeat = &hb;
+    moe_err e;
+    return moe_link_send(w->link, &w->ranks[k].peer, &cm.base, MOE_LINK_DONTWAIT, &e) != MOE_LINK_UNREACHABLE;
+}
+
+static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h);
+
+/* A rank's hello.  Everything in it is checked before anything changes,
+ * and a rank, once joined, is bound to its connection, its key and its
+ * job until it is lost (silent past the timeout, its job reported dead,
+ * or stopping with it, or its connection closed): a hello for a live
+ * rank from anyone else is refused and changes nothing — not the rank,
+ * not its requests, not the context.  The same rank saying hello again on
+ * its own connection (after an outbox overflow) only gets the reply
+ * again. */
+static void on_hello(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h)
+{
+    const moe_link_peer *from = &in->from;
     char why[256];
     if (h->rank >= (uint32_t)w->cfg.n_ranks || h->n_ranks != (uint32_t)w->cfg.n_ranks) {
         snprintf(why, sizeof why, "a worker says it is rank %u of %u; this coordinator expects %d ranks", h->rank,
@@ -211,34 +278,59 @@ static void on_hello(moe_workers *w, const moe_link_peer *from, const Moe__Worke
                  w->cfg.vocab);
         return refuse_rank(w, from, why);
     }
-    if (h->model && h->model->has_max_context && h->model->max_context > 0)
-        w->sink.context(w->sink.ctx, (int)h->rank, h->model->max_context);
-    rank_info *ri = &w->ranks[h->rank];
-    if (ri->known && h->job_id != ri->job_id) {
-        /* a new job took the rank's place: what ran on the old one is gone */
-        snprintf(why, sizeof why, "worker rank %u was restarted", h->rank);
-        rank_lost(w, (int)h->rank, why);
+    if (h->cache_tokens_total == 0 || (h->has_max_seqs && h->max_seqs == 0)) {
+        snprintf(why, sizeof why, "rank %u offers no room (%llu cache tokens, max_seqs %u)", h->rank,
+                 (unsigned long long)h->cache_tokens_total, h->has_max_seqs ? h->max_seqs : 0u);
+        return refuse_rank(w, from, why);
     }
-    const bool was_known = ri->known;
+    rank_info *ri = &w->ranks[h->rank];
+    if (ri->known) {
+        if (moe_link_peer_eq(&ri->peer, from) && ri->job_id == h->job_id && !strcmp(ri->key, in->user_id)) {
+            ri->last_seen = moe_now();
+            send_hello_reply(w, (int)h->rank);
+            return;
+        }
+        if (!still_connected(w, (int)h->rank)) {
+            /* its connection closed (the job died) and a new job's rank
+             * says hello before the timeout noticed: a restart, not a
+             * takeover (nobody can close another's connection) */
+            snprintf(why, sizeof why, "worker rank %u was restarted (its connection closed; a new job said hello)",
+                     h->rank);
+            rank_lost(w, (int)h->rank, why);
+            return accept_rank(w, in, h);
+        }
+        /* not counted as the job's refusal (w->refused): the job is fine */
+        MOE_LOG_LIMITED(MOE_LOG_WARN,
+                        "refused a hello for rank %u: that rank is live (job %016llx) and bound to another "
+                        "connection%s; it is free again once lost (silent for %.1f s)",
+                        h->rank, (unsigned long long)ri->job_id, ri->job_id != h->job_id ? " and job" : "",
+                        (double)w->cfg.timeout_ms / 1000.0);
+        snprintf(why, sizeof why, "rank %u is held by a live rank of another connection; say hello again later",
+                 h->rank);
+        return tell_not_ready(w, from, why);
+    }
+    accept_rank(w, in, h);
+}
+
+/* A checked hello for a free rank: it joins. */
+static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h)
+{
+    rank_info *ri = &w->ranks[h->rank];
     ri->known = true;
-    ri->peer = *from;
+    ri->peer = in->from;
+    snprintf(ri->key, sizeof ri->key, "%s", in->user_id);
     ri->last_seen = moe_now();
     ri->job_id = h->job_id;
-    if (!was_known) ri->active = -1; /* the first heartbeat is logged */
+    ri->active = -1; /* the first heartbeat is logged */
     ri->step_expect = 0;
+    ri->max_context = h->model && h->model->has_max_context ? h->model->max_context : 0;
+    context_update(w, (int)h->rank);
     moe_sched_rank_update(w->s, (int)h->rank, (int64_t)h->cache_tokens_total);
     if (h->has_max_seqs) moe_sched_rank_set_max_running(w->s, (int)h->rank, (int)h->max_seqs);
-    Moe__WorkerHelloReply r = MOE__WORKER_HELLO_REPLY__INIT;
-    r.has_protocol_version = r.has_epoch = true;
-    r.protocol_version = MOE_PROTO_VERSION;
-    r.epoch = w->cfg.epoch;
-    Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
-    cm.body_case = MOE__COORD_MSG__BODY_HELLO_REPLY;
-    cm.hello_reply = &r;
-    to_rank(w, (int)h->rank, &cm);
-    if (!was_known)
-        moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens, kernels %s)", h->rank,
-                (unsigned long long)h->cache_tokens_total, h->kernels && *h->kernels ? h->kernels : "not said");
+    send_hello_reply(w, (int)h->rank);
+    moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens, kernels %s%s)", h->rank,
+            (unsigned long long)h->cache_tokens_total, h->kernels && *h->kernels ? h->kernels : "not said",
+            in->user_id[0] ? ", CURVE key checked" : "");
     bool all = true;
     for (int k = 0; k < w->cfg.n_ranks; k++) all &= w->ranks[k].known;
     if (all && !w->ready) {
@@ -298,18 +390,10 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
         MOE_LOG_LIMITED(MOE_LOG_WARN, "refused a frame from a worker (%s): %s", moe_msg_code_name(in->code), err->msg);
         return;
     }
-    if (m->body_case == MOE__WORKER_MSG__BODY_HELLO) return on_hello(w, &in->from, m->hello);
+    if (m->body_case == MOE__WORKER_MSG__BODY_HELLO) return on_hello(w, in, m->hello);
     const int rank = rank_of_peer(w, &in->from);
     if (rank < 0) { /* we do not know it (we restarted): ask for a hello */
-        Moe__Error e = MOE__ERROR__INIT;
-        e.has_code = true;
-        e.code = MOE__CODE__NOT_READY;
-        e.message = (char *)"say hello first";
-        Moe__CoordMsg cm = MOE__COORD_MSG__INIT;
-        cm.body_case = MOE__COORD_MSG__BODY_ERROR;
-        cm.error = &e;
-        moe_err e2;
-        moe_link_send(w->link, &in->from, &cm.base, MOE_LINK_DONTWAIT, &e2);
+        tell_not_ready(w, &in->from, "say hello first");
         return;
     }
     w->ranks[rank].last_seen = moe_now();
@@ -446,7 +530,10 @@ int moe_workers_open(moe_workers **out, moe_link_ctx *lctx, const moe_workers_cf
     moe_link_opts o;
     moe_link_opts_default(&o, &moe__worker_msg__descriptor);
     o.limits.vocab_size = cfg->vocab;
-    o.router_handover = true; /* a restarted rank takes its name back */
+    /* no handover: a rank is its connection (it sets no routing id of its
+     * own), and nobody may take over another's */
+    o.router_handover = false;
+    o.curve = cfg->curve;
     o.sndhwm = cfg->sndhwm;
     o.sndbuf = cfg->sndbuf;
     if (w->cfg.outbox_bytes <= 0) w->cfg.outbox_bytes = (int64_t)64 << 20;

@@ -4,15 +4,19 @@
  * each rank.
  *
  * A rank joins with a WorkerHello (rank, job id, cache size, max_seqs, its
- * model's vocabulary and context) and stays alive by heartbeats, which also
+ * model's vocabulary and context), checked whole before it changes
+ * anything; from then on the rank is bound to its connection, its CURVE
+ * key (if any) and its job until it is lost, and a hello for it from
+ * anyone else is refused.  It stays alive by heartbeats, which also
  * list the sequences it holds: one the coordinator no longer wants there is
  * released.  A heartbeat may announce a long step (step_expect_ms): the
  * rank may then be silent longer, within a bound (cfg.max_step_ms).  A rank
- * silent past the timeout, or replaced by a new job (a different job id),
- * is lost: the loop hears it first (rank_lost), then the
- * scheduler ends its requests.  No send to a rank blocks: what its link
- * does not take at once waits in a bounded outbox (proto/outbox.h), and
- * a rank that lets it overflow is lost too.  Queued requests are placed through the
+ * silent past the timeout, whose job the supervisor found dead, or whose
+ * connection closed when a new job's rank says hello, is lost: the loop
+ * hears it first (rank_lost), then the scheduler ends its requests.  No
+ * send to a rank blocks: what its link does not take at once waits in a
+ * bounded outbox (proto/outbox.h), and a rank that lets it overflow is lost
+ * too.  Queued requests are placed through the
  * scheduler and sent as Assign messages, built here from plain C (the
  * scheduler's request and the loop's sampler configuration).
  */
@@ -55,7 +59,9 @@ typedef struct moe_workers_sink {
     void (*rank_lost)(void *ctx, int rank, const char *why);
     /* A rank ended sequence r (already checked to be its own and running). */
     void (*seq_end)(void *ctx, moe_req *r, moe_end_reason why, const char *message);
-    /* A rank's model holds max_context tokens. */
+    /* The smallest context of the live ranks' models is now max_context
+     * tokens (0: no live rank said one); rank: whose join or loss changed
+     * it (-1: the whole job). */
     void (*context)(void *ctx, int rank, uint32_t max_context);
     /* Every rank has said hello (again after moe_workers_job_lost). */
     void (*ready)(void *ctx);
@@ -82,6 +88,7 @@ typedef struct moe_workers_cfg {
                                   many bytes (0: 64 MiB); over it the rank is lost */
     int sndhwm, sndbuf;        /* the ROUTER's queue per rank (messages) and kernel send buffer (bytes);
                                   0: libzmq's and the system's defaults (small in tests) */
+    const moe_link_curve *curve; /* CURVE on the endpoint (zap_domain "worker": only the job's key), or NULL */
 } moe_workers_cfg;
 
 /* How many times a rank's own expectation of a long step it may take

@@ -20,6 +20,17 @@
 #   --worker-timeout-ms MS  --max-step-ms MS  --no-ranks-timeout-ms MS  --drain-timeout-ms MS
 #   --api-key KEY  --log-format text|json  --metrics-file PATH
 #   --max-start-failures N  --restart-backoff-ms MS  --start-timeout-ms MS
+#   --client-keys FILE|DIR  --tls-cert FILE  --tls-key FILE  --insecure
+#   --client-in-flight N  --client-queue N  --client-prompt-bps B
+#   --prompt-inline-bytes B  --prompt-threads N
+#
+# Per-client limits (docs/limits.md): a client is its CURVE key, else its
+# address, so with the default loopback endpoints every local program is
+# one client.  serve.sh keeps the coordinator's defaults (64 requests in
+# flight, a quarter of --queue queued, 4 MiB of prompts a second per
+# client; 2 prompt threads); behind a gateway or for a load generator that
+# stands for many users on one address, pass --client-in-flight 0
+# --client-queue 0 (or give each user a CURVE key).
 #
 # --listen    client endpoint (default tcp://127.0.0.1:5555)
 # --http      the OpenAI-compatible HTTP API (default 127.0.0.1:8000; port 0:
@@ -28,10 +39,17 @@
 #             with a hostfile use e.g. tcp://0.0.0.0:5556)
 # --workers-connect  what the ranks connect to (default: --workers; with a
 #             hostfile e.g. tcp://<this host>:5556)
+# --keys DIR  CURVE on the worker link (docs/security.md): the coordinator
+#             runs with --curve-secret DIR/coordinator.key_secret --worker-key
+#             DIR/job.key, every rank with --curve-server-key DIR/coordinator.key
+#             --curve-secret DIR/job.key_secret (DIR at the same path on every
+#             host); pairs missing there are made with moe-keygen.  Needed for a
+#             worker endpoint that is not loopback (or --insecure).  With
+#             --client-keys the client endpoint is CURVE too.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/release/bin
-model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
+keys="" model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
 extra=() coord_flags=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -44,9 +62,12 @@ while [ $# -gt 0 ]; do
     --workers-connect) connect=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
+    --keys) keys=$2; shift 2 ;;
+    --insecure) coord_flags+=("$1"); shift ;;
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
     --max-step-ms|--drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
-    --start-timeout-ms)
+    --start-timeout-ms|--client-keys|--tls-cert|--tls-key|--client-in-flight|--client-queue|--client-prompt-bps|\
+    --prompt-inline-bytes|--prompt-threads)
       [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
       coord_flags+=("$1" "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
@@ -91,7 +112,17 @@ mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
 [ -n "$connect" ] || connect="{workers}"   # the coordinator puts its bound workers endpoint there
-launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}")
+curve_worker=()
+if [ -n "$keys" ]; then
+  mkdir -p "$keys"
+  for n in coordinator job; do
+    [ -f "$keys/$n.key_secret" ] || "$bin/moe-keygen" "$keys" "$n" > /dev/null || exit 1
+  done
+  coord_flags+=(--curve-secret "$keys/coordinator.key_secret" --worker-key "$keys/job.key")
+  curve_worker=(--curve-server-key "$keys/coordinator.key" --curve-secret "$keys/job.key_secret")
+fi
+launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" \
+        "${curve_worker[@]}" "${extra[@]}")
 
 # the coordinator (its stderr goes to ours: joins, warnings, drain); in a
 # session of its own.  A new one started after a crash adopts the job the

@@ -16,10 +16,7 @@
 #include <sys/un.h>
 #include <zmq.h>
 
-struct moe_link_ctx {
-    void *z;
-    int n_links; /* open links: zmq_ctx_term would block on any of them */
-};
+#include "link_impl.h"
 
 struct moe_link {
     moe_link_ctx *ctx;
@@ -50,6 +47,16 @@ void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *r
     o->router_handover = false;
 }
 
+void moe_link_opts_bound_peers(moe_link_opts *o)
+{
+    size_t wire = o->limits.max_frame + 64 * 1024;
+    if (wire < o->limits.max_frame) wire = SIZE_MAX / 2; /* cannot happen with a checked max_frame */
+    o->max_wire = wire;
+    const size_t per_peer = (size_t)4 << 20;
+    size_t hwm = per_peer / wire;
+    o->rcvhwm = (int)(hwm < 2 ? 2 : hwm > 1000 ? 1000 : hwm);
+}
+
 int moe_link_ctx_init(moe_link_ctx **out, moe_err *err)
 {
     *out = NULL;
@@ -77,6 +84,35 @@ static int set_int(void *sock, int opt, int v, const char *name, moe_err *err)
     return MOE_OK;
 }
 
+static int set_key(void *sock, int opt, const moe_key *k, const char *name, moe_err *err)
+{
+    if (zmq_setsockopt(sock, opt, k->b, MOE_KEY_BYTES) != 0) return zfail(err, name);
+    return MOE_OK;
+}
+
+/* CURVE on a socket before it binds or connects (RFC 26): the server
+ * needs its secret key and a ZAP domain (every client then goes through
+ * the handler), the client its own pair and the server's public key. */
+static int set_curve(void *s, bool router, const moe_link_curve *cv, moe_err *err)
+{
+    if (router) {
+        if (set_int(s, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER", err)) return MOE_ERR;
+        if (set_key(s, ZMQ_CURVE_SECRETKEY, &cv->secret, "ZMQ_CURVE_SECRETKEY", err)) return MOE_ERR;
+        if (zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, cv->zap_domain, strlen(cv->zap_domain)) != 0)
+            return zfail(err, "ZMQ_ZAP_DOMAIN");
+#ifdef ZMQ_ZAP_ENFORCE_DOMAIN
+        /* draft option where present: no handler, no connection */
+        (void)zmq_setsockopt(s, ZMQ_ZAP_ENFORCE_DOMAIN, &(int){1}, sizeof(int));
+#endif
+        return MOE_OK;
+    }
+    moe_key pub;
+    if (moe_link_curve_public(&cv->secret, &pub, err)) return MOE_ERR;
+    if (set_key(s, ZMQ_CURVE_SERVERKEY, &cv->server, "ZMQ_CURVE_SERVERKEY", err)) return MOE_ERR;
+    if (set_key(s, ZMQ_CURVE_PUBLICKEY, &pub, "ZMQ_CURVE_PUBLICKEY", err)) return MOE_ERR;
+    return set_key(s, ZMQ_CURVE_SECRETKEY, &cv->secret, "ZMQ_CURVE_SECRETKEY", err);
+}
+
 /* Creates the socket with every option from o; the endpoint is bound or
  * connected by the caller. */
 static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_link_opts *o, moe_err *err)
@@ -101,6 +137,15 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
             return moe_err_set(err, "link: identity must be 1..%d bytes, not %zu", MOE_LINK_PEER_MAX, id_len);
     }
     if (o->sndhwm < 0 || o->rcvhwm < 0) return moe_err_set(err, "link: negative high-water mark");
+    if (o->curve) {
+        if (!moe_link_has_curve()) return moe_err_set(err, "link: this libzmq has no CURVE");
+        if (router) {
+            const size_t d = o->curve->zap_domain ? strlen(o->curve->zap_domain) : 0;
+            if (d == 0 || d > 64) return moe_err_set(err, "link: a CURVE server needs a ZAP domain of 1..64 bytes");
+            if (!moe_link_ctx_zap_running(c))
+                return moe_err_set(err, "link: a CURVE server needs the ZAP handler running (moe_auth_start)");
+        }
+    }
 
     void *s = zmq_socket(c->z, router ? ZMQ_ROUTER : ZMQ_DEALER);
     if (!s) return zfail(err, "zmq_socket");
@@ -120,6 +165,7 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
         if (set_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err)) goto fail;
         if (o->router_handover && set_int(s, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", err)) goto fail;
     }
+    if (o->curve && set_curve(s, router, o->curve, err)) goto fail;
     if (o->identity) {
         /* libzmq reserves routing ids starting with a 0 byte for its own. */
         if (zmq_setsockopt(s, ZMQ_ROUTING_ID, o->identity, id_len) != 0) {
@@ -134,6 +180,7 @@ static int link_open(moe_link **out, moe_link_ctx *c, bool router, const moe_lin
     l->router = router;
     l->opts = *o;
     l->opts.identity = NULL;
+    l->opts.curve = NULL; /* applied to the socket; the keys are not kept */
     l->opts.max_wire = wire;
     c->n_links++;
     *out = l;
@@ -281,6 +328,24 @@ void moe_link_in_clear(moe_link_in *in)
     memset(in, 0, sizeof *in);
 }
 
+/* The one place a frame's sender becomes a client (link.h,
+ * MOE_LINK_CLIENT_MAX): the CURVE key the ZAP handler authenticated, else
+ * the TCP peer's address, else "local".  Metadata comes from the
+ * connection, so a client cannot forge it by choosing a routing id. */
+static void client_of(zmq_msg_t *m, char *out, size_t cap)
+{
+    const char *uid = zmq_msg_gets(m, "User-Id");
+    const char *addr = zmq_msg_gets(m, "Peer-Address");
+    int n;
+    if (uid && *uid) n = snprintf(out, cap, "key:%s", uid);
+    else if (addr && *addr) n = snprintf(out, cap, "addr:%s", addr);
+    else n = snprintf(out, cap, "local");
+    if (n < 0) snprintf(out, cap, "local");
+    /* printable for the logs; a longer value is cut (a Z85 key is 40 bytes, an address < 64) */
+    for (char *p = out; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7F) *p = '_';
+}
+
 /* Maps a failed zmq receive: nothing waiting or a signal is AGAIN. */
 static int recv_errno(moe_err *err)
 {
@@ -315,6 +380,7 @@ int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err)
         size_t n = zmq_msg_size(&part);
         in->from.len = (uint8_t)(n <= MOE_LINK_PEER_MAX ? n : MOE_LINK_PEER_MAX);
         memcpy(in->from.id, zmq_msg_data(&part), in->from.len);
+        client_of(&part, in->client, sizeof in->client);
         bool more = more_parts(l->sock);
         zmq_msg_close(&part);
         zmq_msg_init(&part);
@@ -334,6 +400,13 @@ int moe_link_recv(moe_link *l, moe_link_in *in, int flags, moe_err *err)
         }
     }
     in->len = zmq_msg_size(&part);
+    /* With a ZAP handler, the sender's User-Id travels as a property of
+     * every message of its connection. */
+    const char *uid = zmq_msg_gets(&part, "User-Id");
+    if (uid) snprintf(in->user_id, sizeof in->user_id, "%s", uid);
+    /* the payload carries the connection's metadata (the routing id part
+     * the ROUTER makes itself may not) */
+    if (l->router) client_of(&part, in->client, sizeof in->client);
     /* One envelope per frame: extra parts are read and dropped so the next
      * receive starts at a message boundary. */
     size_t extra = 0;
@@ -401,6 +474,27 @@ int moe_link_endpoint_ipc(char *buf, size_t cap, const char *dir, const char *na
     int n = snprintf(buf, cap, "ipc://%s/%s", dir, name);
     if (n < 0 || (size_t)n >= cap) return moe_err_set(err, "ipc endpoint does not fit %zu bytes", cap);
     return MOE_OK;
+}
+
+/* ---- CURVE keys ------------------------------------------------------------------ */
+
+bool moe_link_has_curve(void) { return zmq_has("curve") == 1; }
+
+int moe_link_curve_keypair(moe_key *pub, moe_key *sec, moe_err *err)
+{
+    char zp[41], zs[41];
+    if (!moe_link_has_curve()) return moe_err_set(err, "this libzmq has no CURVE");
+    if (zmq_curve_keypair(zp, zs) != 0) return zfail(err, "zmq_curve_keypair");
+    if (moe_key_from_z85(zp, 40, pub, err) || moe_key_from_z85(zs, 40, sec, err)) return MOE_ERR;
+    return MOE_OK;
+}
+
+int moe_link_curve_public(const moe_key *sec, moe_key *pub, moe_err *err)
+{
+    char zs[41], zp[41];
+    moe_key_z85(sec, zs);
+    if (zmq_curve_public(zp, zs) != 0) return zfail(err, "zmq_curve_public");
+    return moe_key_from_z85(zp, 40, pub, err);
 }
 
 bool moe_link_peer_eq(const moe_link_peer *a, const moe_link_peer *b)

@@ -1,8 +1,9 @@
 /*
  * link.h — the ZMQ link: one envelope per frame over a ROUTER (the side
  * that binds: the coordinator's client front end and worker back end) or a
- * DEALER (the side that connects: clients, worker ranks).  link.c is the
- * only file in the project that includes zmq.h.
+ * DEALER (the side that connects: clients, worker ranks).  link.c and
+ * auth.c (the ZAP handler) are the only files in the project that include
+ * zmq.h.
  *
  *   moe_link_ctx *ctx;  moe_link *srv;  moe_link_opts o;  moe_err err;
  *   moe_link_ctx_init(&ctx, &err);
@@ -44,6 +45,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "keyfile.h"
 #include "msg.h"
 
 typedef struct moe_link_ctx moe_link_ctx;
@@ -65,10 +67,21 @@ typedef struct moe_link_peer {
     uint8_t id[MOE_LINK_PEER_MAX];
 } moe_link_peer;
 
+/* CURVE (ZeroMQ RFC 26): the link authenticated and encrypted.  A
+ * binding link is the CURVE server: its clients are checked by the ZAP
+ * handler (auth.h) in zap_domain, and a binding link with CURVE refuses to
+ * open unless a handler runs (moe_auth_start), so no client goes
+ * unchecked.  A connecting link is a CURVE client of the server's key. */
+typedef struct moe_link_curve {
+    moe_key secret;         /* this side's secret key (the public one is derived from it) */
+    moe_key server;         /* connecting link: the server's public key */
+    const char *zap_domain; /* binding link: the ZAP domain (auth.h), 1..64 bytes; copied */
+} moe_link_curve;
+
 typedef struct moe_link_opts {
     const ProtobufCMessageDescriptor *recv_type; /* envelope received, e.g. &moe__client_msg__descriptor */
     moe_msg_limits limits;  /* for received frames; limits.max_frame also caps what moe_link_send encodes */
-    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB */
+    size_t max_wire;        /* ZMQ_MAXMSGSIZE; 0: 4 x limits.max_frame + 64 KiB (moe_link_opts_bound_peers: + 64 KiB) */
     int sndhwm, rcvhwm;     /* high-water marks in messages; 0: libzmq's default (1000) */
     int sndbuf, rcvbuf;     /* kernel socket buffers in bytes; 0: the system's default.  Small
                                values make back-pressure show early (tests). */
@@ -78,9 +91,16 @@ typedef struct moe_link_opts {
                                NULL: the ROUTER makes one up.  Copied. */
     bool router_handover;   /* ROUTER: a new connection with an identity in use takes it over (a
                                restarted worker rank); off: the newcomer is refused (default) */
+    const moe_link_curve *curve; /* NULL: no CURVE (plain ZMTP, default); copied */
 } moe_link_opts;
 
 /* Defaults: moe_msg_limits_default, max_wire 0, libzmq's HWMs, blocking sends and receives wait. */
+/* What a ROUTER that takes frames from strangers sets (the client front
+ * end): max_wire = max_frame + 64 KiB, so a frame a little too big is still
+ * answered and one far too big drops its connection, and a receive HWM of
+ * at most 4 MiB / max_wire messages (at least 2, at most 1000), so one
+ * peer's queue inside libzmq holds a few MiB, not 1000 frames. */
+void moe_link_opts_bound_peers(moe_link_opts *o);
 void moe_link_opts_default(moe_link_opts *o, const ProtobufCMessageDescriptor *recv_type);
 
 /* One per process (it owns libzmq's I/O thread).  Free it after every link
@@ -111,14 +131,25 @@ int moe_link_send(moe_link *l, const moe_link_peer *to, const ProtobufCMessage *
 int moe_link_send_bytes(moe_link *l, const moe_link_peer *to, const void *data, size_t len, int flags,
                         moe_err *err);
 
+#define MOE_LINK_USER_MAX 64
+
+/* Who sent a frame, for per-client limits: never the routing id, which
+ * costs nothing to mint.  "key:<Z85>" when the connection authenticated
+ * with CURVE (the ZAP handler's User-Id), else "addr:<IP>" for TCP (the
+ * peer's address, no port), else "local" (ipc://, inproc://). */
+#define MOE_LINK_CLIENT_MAX 96
+
 /* One received frame. */
 typedef struct moe_link_in {
     moe_link_peer from;    /* ROUTER: the sender, to answer with moe_link_send; DEALER: empty */
+    char client[MOE_LINK_CLIENT_MAX]; /* ROUTER: the sender as a client (above); DEALER: empty */
     size_t len;            /* bytes of the frame */
     int code;              /* MOE__CODE__OK, or why it was refused (OVERSIZED_FRAME,
                               MALFORMED_FRAME, or a field check's code); reason in err */
     ProtobufCMessage *msg; /* the decoded envelope (of opts.recv_type), also when a field check
                               failed so its request id can be echoed; NULL if it did not decode */
+    char user_id[MOE_LINK_USER_MAX + 1]; /* the sender's User-Id from the ZAP handler (with
+                              CURVE: its public key in Z85, auth.h); "" without one */
 } moe_link_in;
 
 /* Receives one frame: MOE_OK (look at in->code), MOE_LINK_AGAIN (nothing
@@ -148,6 +179,11 @@ int moe_link_poll(moe_link_poll_item *items, int n, int timeout_ms, moe_err *err
 /* "ipc://<dir>/<name>" into buf; MOE_ERR if it does not fit buf or the
  * socket path limit (sun_path, 107 bytes). */
 int moe_link_endpoint_ipc(char *buf, size_t cap, const char *dir, const char *name, moe_err *err);
+
+/* CURVE keys (libzmq's generator; false where libzmq has no CURVE). */
+bool moe_link_has_curve(void);
+int moe_link_curve_keypair(moe_key *pub, moe_key *sec, moe_err *err);
+int moe_link_curve_public(const moe_key *sec, moe_key *pub, moe_err *err);
 
 bool moe_link_peer_eq(const moe_link_peer *a, const moe_link_peer *b);
 /* Hex of the identity for logs, into buf of at least 2 x MOE_LINK_PEER_MAX + 1 bytes; returns buf. */

@@ -17,6 +17,7 @@ packages=(
   libmicrohttpd-dev                   # the coordinator's HTTP front end (OpenAI API, /metrics)
   libjansson-dev                      # JSON of the HTTP API
   curl                                # a real HTTP client in the tests
+  openssl                             # the TLS test makes a self-signed certificate
   jq                                  # the HTTP tests read JSON answers with it
   python3-prometheus-client           # the tests parse /metrics with its text parser
   libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)

@@ -1,5 +1,6 @@
 # The coordinator's parts.
 moe_test(NAME sched_test SOURCES sched_test.c LIBS moe_coord LABELS unit TIMEOUT 60)
+moe_test(NAME clients_test SOURCES clients_test.c LIBS moe_coord LABELS unit TIMEOUT 60)
 moe_test(NAME request_test SOURCES request_test.c LIBS moe_coord LABELS unit TIMEOUT 60)
 moe_test(NAME metrics_test SOURCES metrics_test.c LIBS moe_coord m LABELS unit TIMEOUT 60)
 

@@ -38,4 +38,26 @@ grep -Eq -- '--job-file /run/moe/job --launch ' "$units/moe.service" || fail "mo
 for v in $(grep -ho '\${\?MOE_[A-Z_]*' "$units"/*.service | tr -d '${' | sort -u); do
   grep -q "^$v=" "$units/moe.env" || fail "moe.env does not set $v"
 done
-echo "ok: the units verify cleanly; the coordinator restarts alone, the job does not depend on it (or, in moe.service, is adopted)"
+# the worker link uses the keys: every coordinator admits only the job's
+# key, every rank holds the job's secret, and the coordinators' units make
+# the pairs in a private folder (their ExecStartPre run here as systemd
+# would: $$ is $, ${MOE_KEYS} and the bin folder substituted), twice
+for u in moe.service moe-coordinator.service; do
+  grep -q -- '--curve-secret ${MOE_KEYS}/coordinator.key_secret --worker-key ${MOE_KEYS}/job.key' "$units/$u" ||
+    fail "$u: the coordinator does not take the worker link's keys"
+  pre=$(sed -n 's/^ExecStartPre=\/bin\/sh -c //p' "$units/$u")
+  [ -n "$pre" ] || fail "$u makes no keys"
+  script=$(printf '%s' "$pre" | sed -e 's/^'"'"'\(.*\)'"'"' ${MOE_KEYS} \/opt\/moe\/bin$/\1/' -e 's/\$\$/$/g')
+  [ "$script" != "$pre" ] || fail "$u: ExecStartPre is not sh -c '...' \${MOE_KEYS} /opt/moe/bin"
+  rm -rf "$tmp/keys"
+  for _ in 1 2; do sh -c "$script" "$tmp/keys" "$bin" > /dev/null || fail "$u's ExecStartPre failed"; done
+  [ "$(stat -c %a "$tmp/keys")" = 700 ] || fail "$u: the keys' folder is mode $(stat -c %a "$tmp/keys")"
+  for k in coordinator job; do
+    [ -s "$tmp/keys/$k.key" ] && [ "$(stat -c %a "$tmp/keys/$k.key_secret")" = 600 ] || fail "$u: no private $k pair"
+  done
+done
+for u in moe.service moe-workers.service; do
+  grep -q -- '--curve-server-key ${MOE_KEYS}/coordinator.key --curve-secret ${MOE_KEYS}/job.key_secret' "$units/$u" ||
+    fail "$u: the ranks do not take the worker link's keys"
+done
+echo "ok: the units verify cleanly; the coordinator restarts alone, the job does not depend on it (or, in moe.service, is adopted); the worker link's keys made private and passed"

@@ -39,7 +39,8 @@
 #                along, and once the rank runs again it rejoins and serves.
 # serve_restart: kill -9 of the coordinator under deploy/serve.sh: serve.sh
 #                starts a new one, which adopts the worker job (same mpirun),
-#                a request succeeds; serve.sh passes coordinator flags; a
+#                a request succeeds; serve.sh passes coordinator flags
+#                (--max-tokens, --client-in-flight); a
 #                killed rank then makes the coordinator restart the job; the
 #                stop leaves no process behind.
 # adopt:         --launch with a job file: kill -9 of the coordinator, a new
@@ -314,15 +315,15 @@ coord_outbox)
   [ "$(grep -c "error worker_lost" "$tmp/a.out")" = 16 ] || { kill -CONT "$rank"; fail "not every request ended with worker_lost: $(head -c 300 "$tmp/a.out")"; }
   echo "ok: with the rank stopped the coordinator found it behind after $dt ms; 16 of 16 requests ended with worker_lost"
   kill -CONT "$rank"
-  for _ in $(seq 1 600); do [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" -ge 2 ] && break; sleep 0.05; done
-  [ "$(grep -c "rank 0 joined" "$tmp/coord.err")" = 2 ] || fail "the rank did not join again once running"
+  for _ in $(seq 1 600); do [ "$(grep -c "rank 0 joined (" "$tmp/coord.err")" -ge 2 ] && break; sleep 0.05; done
+  [ "$(grep -c "rank 0 joined (" "$tmp/coord.err")" = 2 ] || fail "the rank did not join again once running"
   "$bin/moe-client" --connect "$ep" --ids 5,6 --max-tokens 8 --ids-out --timeout 30 > "$tmp/b.out" 2> "$tmp/b.err" \
       || fail "a new request after the rank came back failed: $(cat "$tmp/b.err")"
   echo "ok: the rank running again rejoined and a new request succeeded"
   ;;
 serve_restart)
   setsid "$root/deploy/serve.sh" --model "$model" --ranks 1 --listen "$ep" --http none --workers "ipc://$tmp/w" \
-      --bin "$bin" --max-tokens 7 --queue 9 > "$tmp/serve.out" 2> "$tmp/serve.err" &
+      --bin "$bin" --max-tokens 7 --queue 9 --client-in-flight 1 > "$tmp/serve.out" 2> "$tmp/serve.err" &
   sv=$!; pids+=("$sv")
   wait_for "$tmp/serve.out" "serve: ready" 120 || fail "serve.sh never became ready"
   c1=$(pgrep -f "^$bin/moe-coordinator --model $model --listen $ep") || fail "no coordinator"
@@ -331,6 +332,12 @@ serve_restart)
   "$bin/moe-client" --connect "$ep" --ids 1,2,3 --ids-out --usage --timeout 30 > /dev/null 2> "$tmp/a.err" \
       || fail "the first request failed: $(cat "$tmp/a.err")"
   grep -q "completion=7" "$tmp/a.err" || fail "--max-tokens 7 did not reach the coordinator: $(cat "$tmp/a.err")"
+  # --client-in-flight 1 reached it: of two requests sent at once by one
+  # client (500 tokens each), the second is refused
+  printf 'ids:1,2,3 500\nids:4,5,6 500\n' > "$tmp/two"
+  "$bin/moe-client" --connect "$ep" --file "$tmp/two" --concurrency 2 --ignore-eos --timeout 30 > "$tmp/two.out" 2> "$tmp/two.err"
+  [ "$(grep -c "requests in flight, its limit" "$tmp/two.out")" = 1 ] ||
+    fail "--client-in-flight 1 did not reach the coordinator: $(head -c 400 "$tmp/two.out")"
   kill -KILL "$c1"
   wait_for "$tmp/serve.out" "serve: the coordinator .* restarting it" 20 || fail "serve.sh did not restart the coordinator"
   wait_for "$tmp/serve.out" "moe-coordinator: ready" 60 || fail "the new coordinator never became ready"

@@ -5,6 +5,7 @@
  * request, and the end reasons' mapping to the wire and to codes.
  * Uses the tokenizer of the v3_mini fixture.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "check.h"
 #include "chat.h"
 #include "gguf.h"
+#include "prep.h"
 #include "request.h"
 #include "tokenizer.h"
 
@@ -437,6 +439,85 @@ static void test_logprobs(void)
     moe_tokens_free(&t);
 }
 
+/* The prompt pool (prep.c) gives what moe_request_new on the loop gives,
+ * from its own copy of the spec (the caller's buffers are scribbled over
+ * right after submit), refuses past max_jobs, wakes the loop's poll. */
+static void test_prep(void)
+{
+    moe_err err;
+    moe_prep *p;
+    CHECK(moe_prep_init(&p, 0, 4, &err) != 0);
+    CHECK(moe_prep_init(&p, 2, 3, &err) == 0);
+    char text[256], content[2][64], stop[16];
+    snprintf(text, sizeof text, "Hello world, hello tokens");
+    snprintf(content[0], sizeof content[0], "You are terse.");
+    snprintf(content[1], sizeof content[1], "Say hi");
+    snprintf(stop, sizeof stop, "bye");
+    moe_chat_msg msgs[2] = {{.role = "system", .content = content[0], .content_len = strlen(content[0])},
+                            {.role = "user", .content = content[1], .content_len = strlen(content[1])}};
+    const char *stops[1] = {stop};
+    moe_request_spec sp[3];
+    for (int i = 0; i < 3; i++) moe_request_spec_init(&sp[i]);
+    sp[0].id = "t";
+    sp[0].kind = MOE_PROMPT_TEXT;
+    sp[0].text = text;
+    sp[0].stop = stops;
+    sp[0].n_stop = 1;
+    sp[1].id = "c";
+    sp[1].kind = MOE_PROMPT_CHAT;
+    sp[1].chat = msgs;
+    sp[1].n_chat = 2;
+    sp[1].add_generation_prompt = true;
+    char *longer = malloc(4001);
+    memset(longer, 'a', 4000);
+    longer[4000] = 0;
+    sp[2].id = "long";
+    sp[2].kind = MOE_PROMPT_TEXT;
+    sp[2].text = longer; /* far beyond max_context 64 */
+    CHECK(moe_request_spec_bytes(&sp[0]) == strlen(text));
+    CHECK(moe_request_spec_bytes(&sp[1]) == strlen(content[0]) + strlen(content[1]) + strlen("system") + strlen("user"));
+    /* what the loop would make */
+    moe_tokens want[2] = {{0}};
+    for (int i = 0; i < 2; i++) {
+        moe_request *q;
+        CHECK(moe_request_new(&q, &want[i], &M, &sp[i], &err) == MOE__CODE__OK);
+        moe_request_free(q);
+    }
+    moe_prep_job *j[3];
+    for (int i = 0; i < 3; i++) CHECK((j[i] = moe_prep_submit(p, &sp[i], &M, &sp[i])) != NULL);
+    CHECK(moe_prep_submit(p, &sp[0], &M, NULL) == NULL && moe_prep_pending(p) == 3);
+    memset(text, 'x', sizeof text - 1); /* the jobs have their own copies */
+    memset(content, 'y', sizeof content);
+    memset(stop, 'z', sizeof stop - 1);
+    memset(longer, 'b', 4000);
+    int got = 0;
+    const double t0 = moe_now();
+    while (got < 3 && moe_now() - t0 < 20) {
+        struct pollfd pf = {.fd = moe_prep_fd(p), .events = POLLIN};
+        if (poll(&pf, 1, 1000) != 1) continue;
+        for (moe_prep_job *d; (d = moe_prep_done(p));) {
+            const moe_request_spec *which = d->owner;
+            const int k = (int)(which - sp);
+            if (k < 2) {
+                CHECK(d->code == MOE__CODE__OK && d->q && d->toks.n == want[k].n &&
+                      !memcmp(d->toks.ids, want[k].ids, want[k].n * sizeof *want[k].ids));
+                CHECK(!strcmp(d->q->id, k ? "c" : "t"));
+                if (k == 0) CHECK(d->q->n_stop == 1 && !strcmp(d->q->stop[0], "bye"));
+            } else CHECK(d->code == MOE__CODE__PROMPT_TOO_LONG && !d->q);
+            moe_prep_job_free(p, d);
+            got++;
+        }
+    }
+    CHECK(got == 3 && moe_prep_pending(p) == 0);
+    /* freed with a job still in the pool: nothing leaks (ASan) */
+    snprintf(text, sizeof text, "left behind");
+    CHECK(moe_prep_submit(p, &sp[0], &M, NULL) != NULL);
+    moe_prep_free(p);
+    for (int i = 0; i < 2; i++) moe_tokens_free(&want[i]);
+    free(longer);
+    printf("request: large prompts prepared in the pool match the loop's, from their own copy\n");
+}
+
 int main(void)
 {
     moe_gguf *g = NULL;
@@ -460,6 +541,7 @@ int main(void)
     test_no_stream();
     test_end_reasons();
     test_logprobs();
+    test_prep();
     moe_chat_free(chat);
     moe_tokenizer_free(tok);
     moe_gguf_close(g);

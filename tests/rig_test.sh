@@ -7,7 +7,11 @@
 #       "Over real machines with a hostfile" as written (only its documented
 #       variables set): every node the same binary and model; the doc's
 #       client request and 8 more (greedy and seeded) equal moe-run token for
-#       token; 16 streaming requests (e2e_client many) once undisturbed, then
+#       token; the worker link under CURVE with the doc's keys (hostfile-keys,
+#       made in the rig's folder, mode 0700): a rank started on h1 with a key
+#       pair of its own is refused at the handshake (the coordinator logs its
+#       address, 10.77.0.11), and one without keys is never heard either (no
+#       hello of either read); 16 streaming requests (e2e_client many) once undisturbed, then
 #       with host h2's link cut for 3 s mid-stream: the supervisor restarts
 #       the job on every host once h2 answers, and every request's tokens
 #       equal the undisturbed run's (no gap, no repeat).  After the run,
@@ -69,21 +73,31 @@ hostfile)
   . "/tmp/moe-rig-$name/env"
   # the doc's variables, and nothing else
   export MOE_BIN=$bin MODEL=$fixtures/models/v3_mini_f32.gguf HOSTFILE=$RIG_DIR/hostfile RANKS=3 NET=$RIG_NET COORD=$RIG_COORD
-  export COORD_FLAGS="--worker-timeout-ms 2000 --restart-backoff-ms 200 --max-start-failures 8 --metrics-file $tmp/metrics"
+  export KEYS=$RIG_DIR/keys
+  # (a job file of this run's own: the default one is named after the
+  # workers endpoint, which every rig on this machine shares, 10.77.0.1)
+  export COORD_FLAGS="--worker-timeout-ms 2000 --restart-backoff-ms 200 --max-start-failures 8 --metrics-file $tmp/metrics --job-file $tmp/job"
   # the code blocks of the doc's hostfile section, by their marker
   block() {
     awk -v want="$1" '/^## / { in_s = ($0 == "## Over real machines with a hostfile") }
       in_s && $0 == "```sh " want { on = 1; next } on && /^```/ { on = 0 } on' "$root/docs/deploy.md"
   }
-  for b in check coordinator client; do
+  for b in keys check coordinator client; do
     block hostfile-$b > "$tmp/$b.sh"
     [ -s "$tmp/$b.sh" ] || fail "docs/deploy.md has no hostfile-$b block in its hostfile section"
+  done
+
+  # 0. the worker link's keys, private
+  "$rig" exec "$name" c bash "$tmp/keys.sh" > "$tmp/keys.out" 2>&1 || fail "the keys block failed: $(cat "$tmp/keys.out")"
+  [ "$(stat -c %a "$KEYS")" = 700 ] || fail "$KEYS is mode $(stat -c %a "$KEYS"), not 700"
+  for k in coordinator job; do
+    [ -s "$KEYS/$k.key" ] && [ "$(stat -c %a "$KEYS/$k.key_secret")" = 600 ] || fail "no private $k key pair in $KEYS"
   done
 
   # 1. every node the same binary and model
   "$rig" exec "$name" c bash "$tmp/check.sh" > "$tmp/check.out" 2>&1 || fail "the check block failed: $(cat "$tmp/check.out")"
   cat "$tmp/check.out"
-  [ "$(wc -l < "$tmp/check.out")" = 3 ] || fail "the check block printed $(wc -l < "$tmp/check.out") lines, 3 ranks"
+  [ "$(wc -l < "$tmp/check.out")" = 3 ] || fail "the check block printed $(wc -l < "$tmp/check.out") lines, 3 ranks: $(cat "$tmp/check.out")"
   [ "$(cut -d' ' -f1 "$tmp/check.out" | sort -u | wc -l)" = 3 ] || fail "ranks not on 3 different hosts"
   [ "$(cut -d' ' -f2- "$tmp/check.out" | sort -u | wc -l)" = 1 ] || fail "the nodes disagree"
 
@@ -93,7 +107,7 @@ hostfile)
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   t_ready=$(now_us)
   for r in 0 1 2; do
-    grep -q "rank $r joined" "$tmp/coord.err" || fail "rank $r never joined"
+    grep -q "rank $r joined (.*CURVE key checked" "$tmp/coord.err" || fail "rank $r never joined over CURVE"
   done
   # each rank on its own host (its worker's network namespace)
   for h in 1 2 3; do
@@ -115,6 +129,41 @@ hostfile)
       > "$tmp/reqs.out" 2> "$tmp/reqs.err" || fail "moe-client failed: $(cat "$tmp/reqs.err")"
   equal_to_moe_run "$tmp/reqs" "$tmp/reqs.out" "$MODEL" 8
   echo "ok: 8 requests (greedy and seeded) across 3 hosts equal moe-run token for token"
+
+  # 3b. ranks the job's key does not admit, from h1 over the emulated network:
+  # one with no keys (plain ZMTP against the CURVE endpoint), then one with
+  # a pair of its own; each claims rank 0 of 1, which a hello read would
+  # get refused for ("expects 3 ranks"): no such line means no hello was read
+  mkdir -m 0700 "$tmp/rogue"
+  h1addr=$(awk -v ns="$name-h1" '$2 == ns { print $1 }' "$RIG_DIR/hosts")
+  [ -n "$h1addr" ] || fail "no address of h1 in $RIG_DIR/hosts"
+  "$bin/moe-keygen" "$tmp/rogue" mallory > /dev/null || fail "moe-keygen failed"
+  lines=$(wc -l < "$tmp/coord.err")
+  rogue() { # NAME [curve flags...]: one rank in h1's namespace, at most 60 s
+    local n=$1; shift
+    setsid "$rig" exec "$name" h1 timeout 60 mpirun --allow-run-as-root -np 1 --bind-to none --mca btl self \
+        "$bin/moe-worker" --model "$MODEL" --coordinator "tcp://$COORD:5556" "$@" > /dev/null 2> "$tmp/$n.err" &
+  }
+  rogue nokey
+  nokey=$!
+  wait_for "$tmp/nokey.err" "moe-worker: ready" 60 || fail "the rank without keys never started: $(cat "$tmp/nokey.err")"
+  rogue mallory --curve-server-key "$KEYS/coordinator.key" --curve-secret "$tmp/rogue/mallory.key_secret"
+  mallory=$!
+  # (the rank without keys says hello as it starts: by the time the second
+  # is refused, the first has been trying for the second's whole start)
+  for _ in $(seq 1 1200); do
+    tail -n +"$lines" "$tmp/coord.err" | grep -q "refused a connection to the 'worker' endpoint from $h1addr" && break
+    sleep 0.05
+  done
+  pkill -TERM -s "$nokey" 2>/dev/null; pkill -TERM -s "$mallory" 2>/dev/null
+  wait "$nokey" "$mallory" 2>/dev/null
+  tail -n +"$lines" "$tmp/coord.err" | grep "refused a connection to the 'worker' endpoint from $h1addr" ||
+    fail "no refusal of h1's rank with its own key logged: $(tail -n +"$lines" "$tmp/coord.err" | head -5)"
+  tail -n +"$lines" "$tmp/coord.err" | grep -E "refused a worker rank|refused a hello|joined \(" &&
+    fail "a hello of a rank without the job's key was read"
+  "$rig" exec "$name" c "$bin/moe-client" --connect "tcp://$COORD:5555" --ids 1,2,3 --max-tokens 4 --ids-out > /dev/null 2>&1 ||
+    fail "the job did not serve after the refused ranks"
+  echo "ok: ranks on h1 without the job's key (none; one of their own) refused over the rig's network, no hello read; the job serves on"
 
   # 4. 16 streams undisturbed, then with h2's link cut for 3 s
   tokens_of() {

@@ -2,9 +2,12 @@
  * sched_test — the coordinator's request bookkeeping: bounded queue,
  * placement on the rank with the most free cache, reservations, tokens by
  * index (duplicates ignored), ends (first reason wins), lost ranks,
- * deadlines, and a table that stays small under churn.
+ * deadlines, and a table that stays small under churn; fairness: flows
+ * (clients) served round robin, a flow's share of the queue, queue
+ * positions that tell the order placement really takes.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "check.h"
 #include "sched.h"
@@ -169,8 +172,130 @@ static void test_requeue(void)
     printf("sched: a lost rank's requests are queued again, first, with their tokens\n");
 }
 
+/* Three clients: A sends 6 at once, then B 2, then C 1.  Round robin
+ * places A B C A B A A A A, not A×6 first (FIFO over all). */
+static void test_fair_round_robin(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 64, .max_running = 64};
+    CHECK(moe_sched_init(&s, 1, &lim, &err) == 0);
+    moe_sched_flow *f[3] = {moe_sched_flow_new(s), moe_sched_flow_new(s), moe_sched_flow_new(s)};
+    static char tag[3] = {'A', 'B', 'C'};
+    const int count[3] = {6, 2, 1};
+    moe_req *r;
+    bool full;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < count[k]; i++)
+            CHECK(moe_sched_submit_flow(s, f[k], &tag[k], prompt, 4, 4, 0, &r, &full, &err) == 0);
+    CHECK(moe_sched_n_queued(s) == 9 && moe_sched_flow_n_queued(f[0]) == 6);
+    moe_sched_rank_update(s, 0, 1 << 20);
+    moe_req *placed[16];
+    CHECK(moe_sched_place(s, placed, 16) == 9);
+    char order[10] = {0};
+    for (int i = 0; i < 9; i++) order[i] = *(char *)placed[i]->owner;
+    CHECK(!strcmp(order, "ABCABAAAA"));
+    for (int i = 0; i < 9; i++) moe_sched_end(s, placed[i], MOE_END_STOP, NULL);
+    for (int k = 0; k < 3; k++) moe_sched_flow_free(s, f[k]);
+    moe_sched_free(s);
+    printf("sched: clients are served round robin (%s)\n", order);
+}
+
+/* A flow's share of the queue refuses its own excess only; cancelling
+ * frees its share. */
+static void test_flow_share(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 5, .max_running = 4, .max_queue_per_flow = 2};
+    CHECK(moe_sched_init(&s, 1, &lim, &err) == 0);
+    moe_sched_flow *junk = moe_sched_flow_new(s), *good = moe_sched_flow_new(s);
+    moe_req *r[4];
+    bool full;
+    CHECK(moe_sched_submit_flow(s, junk, NULL, prompt, 4, 4, 0, &r[0], &full, &err) == 0);
+    CHECK(moe_sched_submit_flow(s, junk, NULL, prompt, 4, 4, 0, &r[1], &full, &err) == 0);
+    CHECK(moe_sched_submit_flow(s, junk, NULL, prompt, 4, 4, 0, &r[2], &full, &err) != 0 && full);
+    CHECK_CONTAINS(err.msg, "its share of the queue");
+    CHECK(moe_sched_submit_flow(s, good, NULL, prompt, 4, 4, 0, &r[2], &full, &err) == 0 && !full);
+    moe_sched_end(s, r[0], MOE_END_CANCELLED, NULL);
+    CHECK(moe_sched_flow_n_queued(junk) == 1);
+    CHECK(moe_sched_submit_flow(s, junk, NULL, prompt, 4, 4, 0, &r[3], &full, &err) == 0);
+    /* out of range shares are refused at init */
+    moe_sched *bad;
+    moe_sched_limits over = {.max_queue = 5, .max_running = 4, .max_queue_per_flow = 6};
+    CHECK(moe_sched_init(&bad, 1, &over, &err) != 0);
+    moe_sched_end(s, r[1], MOE_END_CANCELLED, NULL);
+    moe_sched_end(s, r[2], MOE_END_CANCELLED, NULL);
+    moe_sched_end(s, r[3], MOE_END_CANCELLED, NULL);
+    CHECK(moe_sched_n_queued(s) == 0);
+    moe_sched_flow_free(s, junk);
+    moe_sched_flow_free(s, good);
+    moe_sched_free(s);
+    printf("sched: a client's share of the queue refuses only its own excess\n");
+}
+
+/* Positions reported while queued are the order placement then takes,
+ * whatever the mix of flows, replays and where the turn stands; a flow
+ * whose head does not fit keeps its turn (nobody overtakes it). */
+static void test_positions(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 200, .max_running = 1000};
+    CHECK(moe_sched_init(&s, 1, &lim, &err) == 0);
+    enum { NF = 5, NR = 60 };
+    moe_sched_flow *f[NF];
+    for (int k = 0; k < NF; k++) f[k] = moe_sched_flow_new(s);
+    moe_req *r[NR];
+    bool full;
+    uint32_t x = 12345;
+    moe_sched_rank_update(s, 0, 1 << 20);
+    moe_req *placed[NR];
+    int n_placed = 0;
+    for (int i = 0; i < NR; i++) {
+        x = x * 1103515245u + 12345u;
+        CHECK(moe_sched_submit_flow(s, f[(x >> 16) % NF], NULL, prompt, 4, 4, 0, &r[i], &full, &err) == 0);
+        if (i == 20) n_placed += moe_sched_place(s, placed + n_placed, 3); /* the turn is somewhere mid-round */
+    }
+    int pos[NR];
+    for (int i = 0; i < NR; i++) pos[i] = moe_sched_queue_position(s, r[i]);
+    const int n_queued = moe_sched_n_queued(s);
+    int got = moe_sched_place(s, placed + n_placed, NR - n_placed);
+    CHECK(got == n_queued);
+    bool ok = true;
+    for (int k = 0; k < got; k++) {
+        moe_req *p = placed[n_placed + k];
+        int idx = -1;
+        for (int i = 0; i < NR; i++)
+            if (r[i] == p) idx = i;
+        ok &= idx >= 0 && pos[idx] == k + 1;
+    }
+    CHECK(ok);
+    for (int i = 0; i < NR; i++) moe_sched_end(s, r[i], MOE_END_STOP, NULL);
+
+    /* head of the line: B's big request does not fit; C must wait behind it */
+    moe_sched_rank_update(s, 0, 100);
+    moe_req *a, *b, *c2;
+    CHECK(moe_sched_submit_flow(s, f[0], NULL, prompt, 4, 6, 0, &a, &full, &err) == 0);
+    CHECK(moe_sched_submit_flow(s, f[1], NULL, prompt, 4, 500, 0, &b, &full, &err) == 0);
+    CHECK(moe_sched_submit_flow(s, f[2], NULL, prompt, 4, 6, 0, &c2, &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && placed[0] == a);
+    CHECK(b->state == MOE_REQ_QUEUED && c2->state == MOE_REQ_QUEUED && moe_sched_queue_position(s, b) == 1);
+    moe_sched_rank_update(s, 0, 1000);
+    CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == b && placed[1] == c2);
+    moe_sched_end(s, a, MOE_END_STOP, NULL);
+    moe_sched_end(s, b, MOE_END_STOP, NULL);
+    moe_sched_end(s, c2, MOE_END_STOP, NULL);
+    for (int k = 0; k < NF; k++) moe_sched_flow_free(s, f[k]);
+    moe_sched_free(s);
+    printf("sched: queue positions are the order of placement (%d requests, %d clients)\n", got, NF);
+}
+
 int main(void)
 {
+    test_fair_round_robin();
+    test_flow_share();
+    test_positions();
     test_queue_and_place();
     test_requeue();
     test_deadline_and_churn();

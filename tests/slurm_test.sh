@@ -106,6 +106,10 @@ for launcher in srun mpirun; do
       "$sbatch_script") || fail "$launcher: sbatch refused the script"
   wait_for "$sub/job.out" "^moe.sbatch: ready: 2 ranks" 120 || fail "$launcher: job $job never ready: $(cat "$sub/job.out")"
   grep -q "rank 1 joined" "$sub"/moe-coordinator-"$job".log || fail "$launcher: rank 1 never joined"
+  # the worker port (0.0.0.0) runs over CURVE with the job's key, kept private
+  [ "$(grep -c "joined (.*CURVE key checked" "$sub"/moe-coordinator-"$job".log)" = 2 ] ||
+    fail "$launcher: the ranks did not join over CURVE: $(grep joined "$sub"/moe-coordinator-"$job".log)"
+  [ "$(stat -c %a "$sub/moe-keys-$job")" = 700 ] || fail "$launcher: the keys' folder is not private"
   "$bin/moe-client" --connect "tcp://127.0.0.1:$cport" --file "$tmp/reqs" --ids-out > "$sub/client.out" \
       2> "$sub/client.err" || fail "$launcher: moe-client failed: $(cat "$sub/client.err")"
   i=0
@@ -136,5 +140,6 @@ for launcher in srun mpirun; do
     sleep 0.1
   done
   [ -z "$left" ] || fail "$launcher: processes left after the job: $(ps -o pid,args -p "$(echo "$left" | tr '\n' ',' | sed 's/,$//')")"
-  echo "ok: $launcher: 2 ranks ready under Slurm, 3 requests equal moe-run token for token, drained on scancel, nothing left"
+  [ -e "$sub/moe-keys-$job" ] && fail "$launcher: the job's keys were left in the submit directory"
+  echo "ok: $launcher: 2 ranks ready under Slurm (worker link over CURVE), 3 requests equal moe-run token for token, drained on scancel, nothing left"
 done

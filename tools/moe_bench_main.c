@@ -52,6 +52,8 @@ static void usage(FILE *f)
 "  --host H --port P          the same as --base-url http://H:P\n"
 "  --endpoint PATH            /v1/completions (default) or /v1/chat/completions\n"
 "  --connect EP               moe-coordinator's ZMQ endpoint (HOST:PORT, tcp://, ipc://)\n"
+"  --curve-server-key FILE    with --connect: the coordinator's CURVE public key, and\n"
+"  --curve-secret FILE        this client's secret key (docs/security.md)\n"
 "  --metrics-url URL          /metrics to scrape before and after each run (default:\n"
 "                             BASE-URL/metrics; 'none' to skip); with --connect give it\n"
 "  --model NAME               the request's \"model\" field (default: left out)\n"
@@ -97,6 +99,7 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *base_url, *host, *port, *endpoint, *connect, *metrics_url, *model, *api_key, *tokenizer;
+    const char *curve_server_key, *curve_secret;
     double timeout_s;
     const char *dataset, *dataset_path;
     long num_prompts, in_len, out_len, sharegpt_out;
@@ -220,6 +223,8 @@ static int parse(opts *o, int argc, char **argv)
         else if (!strcmp(a, "--port")) o->port = v;
         else if (!strcmp(a, "--endpoint")) o->endpoint = v;
         else if (!strcmp(a, "--connect")) o->connect = v;
+        else if (!strcmp(a, "--curve-server-key")) o->curve_server_key = v;
+        else if (!strcmp(a, "--curve-secret")) o->curve_secret = v;
         else if (!strcmp(a, "--metrics-url")) o->metrics_url = v;
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--api-key")) o->api_key = v;
@@ -496,7 +501,8 @@ int main(int argc, char **argv)
 
     moe_bench_target_cfg tc = {.base_url = o.base_url, .endpoint = o.endpoint, .connect = o.connect,
                                .model = o.model, .api_key = o.api_key, .ignore_eos = o.ignore_eos,
-                               .timeout_s = o.timeout_s};
+                               .timeout_s = o.timeout_s, .curve_server_key = o.curve_server_key,
+                               .curve_secret = o.curve_secret};
     moe_bench_target *t = NULL;
     if (moe_bench_target_open(&t, &tc, &err)) {
         fprintf(stderr, "moe-bench: %s\n", err.msg);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "base.h"
 #include "chat.h"
 #include "client.h"
@@ -101,6 +102,10 @@ static void usage(FILE *f)
             "                        requests are outstanding (60; 0.001..86400)\n"
             "  --heartbeat-ms MS     heartbeat period, 10..60000 (1000)\n"
             "  --name NAME           client name sent in the hello (moe-client)\n"
+            "  --curve-server-key FILE  the coordinator's CURVE public key (docs/security.md); with\n"
+            "  --curve-secret FILE   this client's secret key (mode 0600; moe-keygen): the link is\n"
+            "                        encrypted and the server admits only listed keys (a refused key\n"
+            "                        gets no answer: the request times out)\n"
             "  -v, --verbose         print the server's hello (model, vocabulary, context) to stderr\n"
             "  -h, --help            this text\n"
             "Ctrl-C (SIGINT) or SIGTERM cancels every request in flight and waits up to 2 s for\n"
@@ -116,6 +121,7 @@ static void usage(FILE *f)
 typedef struct cfg {
     char endpoint[MAX_ENDPOINT];
     const char *prompt, *ids, *chat, *file, *name;
+    const char *curve_server_key, *curve_secret;
     moe_sampler_cfg sampling; /* the sampling flags given (set mask) */
     int32_t max_tokens;       /* 0: not given */
     int64_t deadline_ms;      /* 0: not given */
@@ -137,7 +143,8 @@ static const char *const k_sampling_flags[] = {"--temp", "--top-p", "--top-k", "
                                                "--repeat-penalty", "--repeat-last-n", "--seed", "--min-tokens"};
 static const char *const k_value_flags[] = {"--connect", "--prompt", "--ids", "--chat", "--file", "--name",
                                             "--stop", "--stop-id", "--concurrency", "--timeout", "--heartbeat-ms",
-                                            "--max-tokens", "--deadline-ms", "--logprobs", "--logprobs-out"};
+                                            "--max-tokens", "--deadline-ms", "--logprobs", "--logprobs-out",
+                                            "--curve-server-key", "--curve-secret"};
 
 static bool in_list(const char *flag, const char *const *list, size_t n)
 {
@@ -215,6 +222,10 @@ static int value_flag(cfg *c, const char *flag, const char *v, moe_err *err)
         c->logprobs = (int)iv;
     } else if (!strcmp(flag, "--logprobs-out")) {
         return set_once(&c->logprobs_out, flag, v, err);
+    } else if (!strcmp(flag, "--curve-server-key")) {
+        return set_once(&c->curve_server_key, flag, v, err);
+    } else if (!strcmp(flag, "--curve-secret")) {
+        return set_once(&c->curve_secret, flag, v, err);
     } else if (!strcmp(flag, "--deadline-ms")) {
         if (c->deadline_ms) return moe_err_set(err, "%s given twice", flag);
         if (moe_parse_i64(v, 1, MOE_REQLINE_MAX_DEADLINE_MS, &iv, err)) return moe_err_prefix(err, "--deadline-ms");
@@ -479,8 +490,11 @@ int main(int argc, char **argv)
         n = 1;
         if (load_single(&c, reqs, &single_ids, &conv, &err)) goto fail;
     }
+    moe_link_curve curve;
+    bool curve_on;
+    if (moe_auth_client_curve(&curve, &curve_on, c.curve_server_key, c.curve_secret, &err)) goto fail;
     /* ZMQ connects lazily: a failure here is an endpoint it cannot use. */
-    if (moe_session_open(&s, c.endpoint, c.name, SEND_TIMEOUT_MS, &err)) goto fail;
+    if (moe_session_open(&s, c.endpoint, c.name, SEND_TIMEOUT_MS, curve_on ? &curve : NULL, &err)) goto fail;
     if (c.logprobs_out && !(lp_out = fopen(c.logprobs_out, "w"))) {
         moe_err_set(&err, "--logprobs-out %s: %s", c.logprobs_out, strerror(errno));
         goto fail;
@@ -488,7 +502,7 @@ int main(int argc, char **argv)
 
     const moe_client_opts o = {.endpoint = c.endpoint, .name = c.name, .single = !c.file, .ids_out = c.ids_out,
                                .verbose = c.verbose, .concurrency = c.concurrency, .timeout_s = c.timeout_s,
-                               .heartbeat_ms = c.heartbeat_ms, .logprobs_out = lp_out};
+                               .heartbeat_ms = c.heartbeat_ms, .logprobs_out = lp_out, .curve = curve_on};
     moe_client_result res;
     status = EXIT_FAIL;
     if (moe_client_run(&o, s, reqs, n, &res, &err)) goto fail;

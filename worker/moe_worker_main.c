@@ -33,6 +33,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "comm.h"
 #include "engine.h"
 #include "gen.h"
@@ -54,6 +55,10 @@ static void usage(FILE *f)
           "  --model FILE        GGUF model (deepseek2), mapped by every rank\n"
           "  --batch FILE        requests, one a line: 'PROMPT N [name=value]...' (docs/client.md)\n"
           "  --coordinator EP    serve: connect every rank to the coordinator's worker endpoint\n"
+          "  --curve-server-key FILE  serving: the coordinator's CURVE public key, and\n"
+          "  --curve-secret FILE serving: the job's secret key (mode 0600; its public key is the\n"
+          "                      coordinator's --worker-key): the link is authenticated and\n"
+          "                      encrypted (docs/security.md)\n"
           "  --max-seqs N        serving: sequences per rank (default 16)\n"
           "  --ctx N             serving: tokens per sequence (default min(4096, the model's))\n"
           "  --heartbeat-ms MS   serving: heartbeat period (default 500); a step expected to take half\n"
@@ -90,7 +95,7 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *model, *batch, *placement, *dump, *trace, *coordinator;
+    const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
@@ -119,6 +124,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--dump-logits")) o->dump = v;
         else if (!strcmp(f, "--trace")) o->trace = v;
         else if (!strcmp(f, "--coordinator")) o->coordinator = v;
+        else if (!strcmp(f, "--curve-server-key")) o->curve_server_key = v;
+        else if (!strcmp(f, "--curve-secret")) o->curve_secret = v;
         else if (!strcmp(f, "--max-seqs")) { if (moe_parse_i64(v, 1, 1 << 16, &o->max_seqs, err)) return moe_err_prefix(err, "--max-seqs"); }
         else if (!strcmp(f, "--ctx")) { if (moe_parse_i64(v, 1, 1 << 24, &o->ctx, err)) return moe_err_prefix(err, "--ctx"); }
         else if (!strcmp(f, "--outbox-bytes")) { if (moe_parse_i64(v, 1024, (int64_t)1 << 40, &o->outbox_bytes, err)) return moe_err_prefix(err, "--outbox-bytes"); }
@@ -136,6 +143,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
     if (o->batch && o->coordinator) return moe_err_set(err, "--batch and --coordinator exclude each other");
+    if ((o->curve_server_key || o->curve_secret) && !o->coordinator)
+        return moe_err_set(err, "--curve-server-key and --curve-secret are for --coordinator");
     if (o->prefill_chunk > o->step_tokens)
         return moe_err_set(err, "--step-tokens %lld is smaller than the prefill chunk (%lld)", (long long)o->step_tokens,
                            (long long)o->prefill_chunk);
@@ -268,11 +277,14 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (st == MOE_OK) st = moe_xchg_init(&w->x, w->c, w->e, w->pl, err);
     if (st == MOE_OK) moe_xchg_hook(w->x, hook);
     if (st == MOE_OK && o->coordinator) {
+        moe_link_curve curve;
+        bool curve_on = false;
+        st = moe_auth_client_curve(&curve, &curve_on, o->curve_server_key, o->curve_secret, err);
         const moe_link_src_opts lo = {.endpoint = o->coordinator, .heartbeat_ms = (int)o->heartbeat_ms,
                                       .max_seqs = max_seqs, .max_ctx = max_len, .kernels = moe_kern_name(eo.kernels),
                                       .outbox_bytes = o->outbox_bytes, .sndhwm = (int)o->coord_hwm,
-                                      .sndbuf = (int)o->coord_sndbuf};
-        st = moe_source_link_open(&w->link, &lo, w->m, w->me, w->R, err);
+                                      .sndbuf = (int)o->coord_sndbuf, .curve = curve_on ? &curve : NULL};
+        if (st == MOE_OK) st = moe_source_link_open(&w->link, &lo, w->m, w->me, w->R, err);
         if (st == MOE_OK) moe_xchg_set_tick(w->x, moe_source_link_tick, w->link);
     }
     if (st) return MOE_ERR;

@@ -20,6 +20,7 @@
 
 #include "comm.h"
 #include "job.h"
+#include "link.h"
 #include "model.h"
 
 /* ---- batch file ---- */
@@ -66,6 +67,7 @@ typedef struct moe_link_src_opts {
     int64_t outbox_bytes;     /* frames the coordinator has not taken, held here; 0: 64 MiB */
     int sndhwm;               /* the link's own queue in messages; 0: 100000 */
     int sndbuf;               /* its kernel send buffer in bytes; 0: the system's (tests make it small) */
+    const moe_link_curve *curve; /* CURVE keys (the coordinator's --worker-key pair), or NULL; used at open */
 } moe_link_src_opts;
 
 /* A rank's figures for the coordinator's metrics, sent with every

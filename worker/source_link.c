@@ -63,9 +63,10 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
     *out = l;
     moe_link_opts lo;
     moe_link_opts_default(&lo, &moe__coord_msg__descriptor);
-    char ident[32];
-    snprintf(ident, sizeof ident, "rank-%d", rank);
-    lo.identity = ident;
+    /* no routing id of our own: the coordinator's ROUTER makes up one per
+     * connection, so a rank is known by its connection (and its hello),
+     * never by a name another process could claim */
+    lo.curve = o->curve;
     lo.sndhwm = o->sndhwm > 0 ? o->sndhwm : 100000; /* tokens wait here rather than stall the job */
     lo.sndbuf = o->sndbuf;
     if (l->o.outbox_bytes <= 0) l->o.outbox_bytes = (int64_t)64 << 20;

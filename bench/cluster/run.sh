@@ -15,7 +15,9 @@
 #                       0 means the cap never bound
 # (and a row "shm": the same job on one host over shared memory, no rig),
 # then serving figures (moe-bench over ZMQ against a coordinator that runs
-# the job across the hosts, --launch) at 10 Gbit/s, latency 0 and 200 us.
+# the job across the hosts, --launch) at 10 Gbit/s, latency 0 and 200 us;
+# the rig's worker link is not loopback, so it runs over CURVE with the
+# keys "rig.sh keys" makes in the rig's folder (mode 0700).
 # Every output is checked equal to the first configuration's (the exchange
 # never changes a bit).  Prints a table, writes it and a PNG plot
 # (gnuplot) to --out.
@@ -147,7 +149,9 @@ serve() {
   # shellcheck disable=SC2046
   setsid "$rig" exec "$name" c "$bin/moe-coordinator" --model "$model" --ranks "$RIG_HOSTS" \
       --listen "tcp://$RIG_COORD:5555" --workers "tcp://$RIG_COORD:5556" \
+      --curve-secret "$RIG_KEYS/coordinator.key_secret" --worker-key "$RIG_KEYS/job.key" --job-file "$tmp/job" \
       --launch mpirun $(mpi_flags) "$bin/moe-worker" --model "$model" --coordinator '{workers}' --test-xchg-delay-us "$delay" \
+        --curve-server-key "$RIG_KEYS/coordinator.key" --curve-secret "$RIG_KEYS/job.key_secret" \
       > "$tmp/coord.out" 2> "$tmp/coord.err" &
   coord_sid=$!
   local i
@@ -175,6 +179,7 @@ for hosts in $hosts_list; do
   "$rig" up "$name" --hosts "$hosts" > /dev/null
   # shellcheck disable=SC1090
   . "/tmp/moe-rig-$name/env"
+  "$rig" keys "$name" "$bin" > /dev/null
   shm
   for cap in $caps; do
     "$rig" cap "$name" "$cap"

@@ -15,11 +15,19 @@
 #         agent      the rsh agent (plm_rsh_agent): "agent HOST CMD..." runs
 #                    CMD in HOST's namespace, under a hostname of its own
 #         env        sourceable: RIG_NAME RIG_DIR RIG_HOSTS RIG_COORD (the
-#                    coordinator's address) RIG_NET (the subnet, CIDR) and
+#                    coordinator's address) RIG_NET (the subnet, CIDR),
+#                    RIG_KEYS (DIR/keys, made by "rig.sh keys") and
 #                    OMPI_MCA_plm_rsh_agent
 #       --hosts N (default 3, at most 64); --subnet (default 10.77.0);
 #       --cap RATE: a tc tbf rate on every link, both directions (e.g.
 #       1gbit, 10gbit, 25gbit; burst and queue sized from the rate).
+#   rig.sh keys NAME BIN [DIR]     the worker link's CURVE keys: DIR/keys (mode
+#                                  0700; DIR as given to up) with the pairs
+#                                  "coordinator" and "job" made by BIN/moe-keygen
+#                                  if missing (secrets mode 0600); prints the
+#                                  folder.  The rig's addresses are not loopback:
+#                                  the coordinator refuses its worker endpoint
+#                                  there without --worker-key (docs/security.md)
 #   rig.sh exec NAME HOST CMD...   runs CMD in a namespace (HOST: c, h1, h2 ...)
 #   rig.sh cut NAME HOST           takes HOST's link down (the bridge's end:
 #                                  the host sees its carrier go, as a pulled cable)
@@ -127,8 +135,9 @@ RIG_DIR=$dir
 RIG_HOSTS=$hosts
 RIG_COORD=$subnet.1
 RIG_NET=$subnet.0/24
+RIG_KEYS=$dir/keys
 OMPI_MCA_plm_rsh_agent=$dir/agent
-export RIG_NAME RIG_DIR RIG_HOSTS RIG_COORD RIG_NET OMPI_MCA_plm_rsh_agent
+export RIG_NAME RIG_DIR RIG_HOSTS RIG_COORD RIG_NET RIG_KEYS OMPI_MCA_plm_rsh_agent
 EOF
   # every host answers: the coordinator's namespace resolves its address
   # (a connection attempt to a closed port sends the ARP request)
@@ -208,6 +217,19 @@ check() {
   echo "rig $name: nothing left"
 }
 
+keys() { # NAME BIN [DIR]
+  local name=$1 bin=$2 dir=${3:-/tmp/moe-rig-$1} n
+  valid_name "$name"
+  [ -f "$dir/name" ] && [ "$(cat "$dir/name")" = "$name" ] || die "no rig $name in $dir (rig.sh up $name)"
+  [ -x "$bin/moe-keygen" ] || die "no $bin/moe-keygen (scripts/build.sh release)"
+  (umask 077 && mkdir -p "$dir/keys")
+  chmod 700 "$dir/keys"
+  for n in coordinator job; do
+    [ -f "$dir/keys/$n.key_secret" ] || "$bin/moe-keygen" "$dir/keys" "$n" > /dev/null || die "moe-keygen $n failed"
+  done
+  echo "$dir/keys"
+}
+
 host_ns() { # NAME HOST -> namespace (it must exist)
   valid_name "$1"
   [[ $2 =~ ^(c|h[0-9]+)$ ]] || die "host $2: c or h1, h2, ..."
@@ -219,6 +241,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
   up) [ $# -ge 1 ] || die "up NAME [...]"; up "$@" ;;
+  keys) [ $# = 2 ] || [ $# = 3 ] || die "keys NAME BIN [DIR]"; keys "$@" ;;
   exec) [ $# -ge 3 ] || die "exec NAME HOST CMD..."; ns=$(host_ns "$1" "$2"); shift 2; exec ip netns exec "$ns" "$@" ;;
   cut) [ $# = 2 ] || die "cut NAME HOST"; host_ns "$1" "$2" > /dev/null; ip link set "$1-$2" down ;;
   restore) [ $# = 2 ] || die "restore NAME HOST"; host_ns "$1" "$2" > /dev/null; ip link set "$1-$2" up ;;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "msg.h"
 #include "session.h"
 
@@ -490,8 +491,12 @@ int moe_bench_target_open(moe_bench_target **out, const moe_bench_target_cfg *c,
         curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, 4096L);
     } else {
         char ep[512];
-        if (moe_session_endpoint(c->connect, ep, sizeof ep, err) ||
-            moe_session_open(&t->s, ep, "moe-bench", 2000, err) || moe_session_hello(t->s, err)) {
+        moe_link_curve curve;
+        bool curve_on;
+        if (moe_auth_client_curve(&curve, &curve_on, c->curve_server_key, c->curve_secret, err) ||
+            moe_session_endpoint(c->connect, ep, sizeof ep, err) ||
+            moe_session_open(&t->s, ep, "moe-bench", 2000, curve_on ? &curve : NULL, err) ||
+            moe_session_hello(t->s, err)) {
             moe_bench_target_close(t);
             return MOE_ERR;
         }

@@ -34,6 +34,7 @@ typedef struct moe_bench_target_cfg {
     const char *base_url;   /* http: "http://HOST:PORT" */
     const char *endpoint;   /* http: "/v1/completions" or "/v1/chat/completions" */
     const char *connect;    /* zmq: the endpoint */
+    const char *curve_server_key, *curve_secret; /* zmq: CURVE key files (both or neither) */
     const char *model;      /* the "model" field (NULL: left out) */
     const char *api_key;    /* http: a bearer token, or NULL */
     bool ignore_eos;

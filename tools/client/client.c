@@ -528,8 +528,10 @@ static int run(client *cl, moe_err *err)
             if (cl->got_any)
                 snprintf(m, sizeof m, "no answer from the server for %g s (heartbeat echoes do not count)", c->timeout_s);
             else /* connecting is silent in ZMQ: say what was tried */
-                snprintf(m, sizeof m, "no answer from %.300s in %g s (is moe-coordinator listening there?)",
-                         c->endpoint, c->timeout_s);
+                snprintf(m, sizeof m, "no answer from %.300s in %g s (is moe-coordinator listening there%s?)",
+                         c->endpoint, c->timeout_s,
+                         c->curve ? ", with this client's key in its --client-keys and its own as --curve-server-key"
+                                  : "");
             fail_all(cl, true, "timeout", m);
             break;
         }

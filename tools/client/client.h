@@ -39,6 +39,7 @@ typedef struct moe_client_opts {
     double timeout_s;      /* silence from the server that ends the run */
     int heartbeat_ms;
     FILE *logprobs_out;    /* logprob lines (output.h's moe_output_logprobs), or NULL */
+    bool curve;            /* the session is CURVE (a silent server may have refused the key) */
 } moe_client_opts;
 
 typedef enum { MOE_CLIENT_PENDING = 0, MOE_CLIENT_SENT, MOE_CLIENT_DONE } moe_client_state;

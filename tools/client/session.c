@@ -44,7 +44,7 @@ int moe_session_endpoint(const char *in, char *out, size_t cap, moe_err *err)
 }
 
 int moe_session_open(moe_session **out, const char *endpoint, const char *client_name, int send_timeout_ms,
-                     moe_err *err)
+                     const moe_link_curve *curve, moe_err *err)
 {
     *out = NULL;
     moe_session *s = moe_xcalloc(1, sizeof *s);
@@ -52,6 +52,7 @@ int moe_session_open(moe_session **out, const char *endpoint, const char *client
     moe_link_opts o;
     moe_link_opts_default(&o, &moe__server_msg__descriptor);
     o.send_timeout_ms = send_timeout_ms;
+    o.curve = curve;
     if (moe_link_ctx_init(&s->ctx, err) || moe_link_connect(&s->link, s->ctx, endpoint, &o, err)) {
         moe_session_close(s);
         return MOE_ERR;

@@ -7,7 +7,7 @@
  * benchmark's).  Protobuf structs are built here and only live for a send.
  *
  *   moe_session *s;
- *   moe_session_open(&s, "tcp://127.0.0.1:5555", "me", 500, &err);
+ *   moe_session_open(&s, "tcp://127.0.0.1:5555", "me", 500, NULL, &err);
  *   moe_session_hello(s, &err);                 // then requests right away
  *   moe_session_generate(s, &gen, &err);        // MOE_LINK_AGAIN: try later
  *   moe_session_poll(s, false, -1, 1000, &in, NULL, &err);
@@ -38,9 +38,12 @@ typedef struct moe_session moe_session;
 int moe_session_endpoint(const char *in, char *out, size_t cap, moe_err *err);
 
 /* Connects (ZMQ connects lazily: nothing is known about the server yet).
- * send_timeout_ms bounds a blocking send (a cancel). */
+ * send_timeout_ms bounds a blocking send (a cancel).  curve: the server's
+ * key and this client's secret (auth.h, moe_auth_client_curve), or NULL.
+ * A server that refuses the key never answers: the hello's wait times out
+ * (ZMQ hides the refusal from the client). */
 int moe_session_open(moe_session **out, const char *endpoint, const char *client_name, int send_timeout_ms,
-                     moe_err *err);
+                     const moe_link_curve *curve, moe_err *err);
 void moe_session_close(moe_session *s); /* NULL is fine */
 
 /* One GenerateRequest, as plain values (pointers borrowed for the call). */

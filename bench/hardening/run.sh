@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# bench/hardening/run.sh — the tight figures of docs/limits.md: RssAnon
+# high-water under the memory bomb and how far back it is after, p99
+# latency of valid requests under the junk flood, TTFT of a small request
+# beside big prompts, CPU of the idle coordinator over 10 s; with --soak,
+# RssAnon growth per hour at 70% of measured capacity.
+#
+#   bench/hardening/run.sh [--build DIR] [--soak SECONDS]     (soak default 3600)
+#
+# The checks themselves are tests/hardening_test.sh with loose bounds (CI);
+# here the same clients run with bounds that never fail, and print.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/build/release
+soak=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --build) build=$2; shift 2 ;;
+    --soak) if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then soak=$2; shift 2; else soak=3600; shift; fi ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+export MOE_BIN=$build/bin MOE_FIXTURES=${MOE_FIXTURES:-$root/../shared/fixtures}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+bin=$MOE_BIN
+model=$MOE_FIXTURES/models/v3_mini_f32.gguf
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-hardbench.XXXXXX")
+source "$root/tests/proc.sh"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+t=$root/tests/hardening_test.sh
+FLOOD_P99_MS=1e9 "$t" flood | grep -E "^flood:"
+BOMB_SECONDS=5 BOMB_MIB=1e9 BOMB_BACK_MIB=4 "$t" bomb | grep -E "^bomb:"
+BIG_SECONDS=6 BIG_TTFT_MS=1e9 "$t" bigprompt | grep -E "^bigprompt:"
+
+# the soak is one client at 70% of the job's capacity: the per-client
+# limits are off here (they are what the checks above measure)
+setsid "$bin/moe-coordinator" --model "$model" --listen "tcp://127.0.0.1:*" --workers "ipc://$tmp/w" --ranks 1 \
+    --client-in-flight 0 --client-queue 0 --client-prompt-bps 0 > "$tmp/coord.out" 2> "$tmp/coord.err" &
+coord=$!; pids+=("$coord")
+"$root/tests/mpirun.sh" 1 100000 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
+    > "$tmp/worker.out" 2> "$tmp/worker.err" &
+pids+=("$!")
+wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+port=$(sed -n 's/.*clients at tcp:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/coord.out")
+ticks() { awk '{ print $14 + $15 }' "/proc/$coord/stat"; }
+hz=$(getconf CLK_TCK)
+a=$(ticks); sleep 10; b=$(ticks)
+awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { printf "idle: coordinator CPU over 10 s: %.2f s (%.2f%% of a core)\n", t / hz, t / hz * 10 }'
+
+[ -n "$soak" ] || exit 0
+rss() { awk '/^RssAnon:/ { print $2 }' "/proc/$coord/status"; }
+# capacity: the finished rate of an open-loop load well above what the job
+# takes (the queue refuses the excess), over the whole run's time
+cap=$("$bin/hard_client" steady 127.0.0.1 "$port" 200 10 2>/dev/null |
+      sed -n 's/.* \([0-9]*\) finished, .* in \([0-9.]*\) s$/\1 \2/p')
+cap=$(echo "${cap:-0 1}" | awk '{ printf "%.2f", $1 / $2 }')
+rate=$(awk -v c="$cap" 'BEGIN { printf "%.2f", 0.7 * c }')
+echo "soak: capacity about $cap requests/s (16 in, 16 out); soaking at $rate/s for $soak s"
+"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" 30 > /dev/null 2>&1 # warm up
+# RssAnon every 10 s while the load runs; the growth is the least-squares
+# slope of those samples (two end points would be one sample's noise)
+"$bin/hard_client" steady 127.0.0.1 "$port" "$rate" "$soak" > "$tmp/soak.out" 2> "$tmp/soak.err" &
+load=$!
+t0=$(date +%s)
+while kill -0 "$load" 2>/dev/null; do
+  echo "$(( $(date +%s) - t0 )) $(rss)" >> "$tmp/rss"
+  for _ in $(seq 1 100); do kill -0 "$load" 2>/dev/null || break; sleep 0.1; done
+done
+wait "$load"
+sed 's/^/soak: /' "$tmp/soak.out"
+head -3 "$tmp/soak.err" | sed 's/^/soak: /'
+awk -v s="$soak" '{ n++; x += $1; y += $2; xx += $1 * $1; xy += $1 * $2; if (n == 1) first = $2; last = $2 }
+  END { b = (n * xy - x * y) / (n * xx - x * x); m = y / n
+        printf "soak: RssAnon %.1f MiB at the start, %.1f at the end, %d samples over %d s: slope %+.2f MiB/hour (%+.2f%% of the mean per hour)\n",
+               first / 1024, last / 1024, n, s, b * 3600 / 1024, b * 3600 / m * 100 }' "$tmp/rss"

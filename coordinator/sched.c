@@ -329,6 +329,17 @@ int moe_sched_submit_flow(moe_sched *s, moe_sched_flow *f, void *owner, const in
     return MOE_OK;
 }
 
+/* A request goes to the rank running the fewest sequences, then the one
+ * with the most free cache, then the lowest index: the ranks step in
+ * lockstep and each runs its own sequences' attention, so the step takes
+ * as long as the busiest rank (by free cache alone, a rank with a little
+ * more memory took every sequence until its surplus was spent). */
+static bool fewer_then_freer(const rank_state *a, const rank_state *b)
+{
+    if (a->running != b->running) return a->running < b->running;
+    return a->capacity - a->reserved > b->capacity - b->reserved;
+}
+
 int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
 {
     int n = 0;
@@ -339,7 +350,7 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
             const rank_state *rk = &s->ranks[k];
             const int cap_running = rk->max_running && rk->max_running < s->lim.max_running ? rk->max_running : s->lim.max_running;
             if (!rk->alive || rk->running >= cap_running || rk->capacity - rk->reserved < need_of(r)) continue;
-            if (best < 0 || rk->capacity - rk->reserved > s->ranks[best].capacity - s->ranks[best].reserved) best = k;
+            if (best < 0 || fewer_then_freer(rk, &s->ranks[best])) best = k;
         }
         if (best < 0) break; /* nobody overtakes the head of the flow whose turn it is */
         const bool replay = r->flow == &s->replays;

@@ -33,9 +33,10 @@ static void test_queue_and_place(void)
     CHECK(moe_sched_place(s, placed, 8) == 0); /* no rank known yet */
     moe_sched_rank_update(s, 0, 25);
     moe_sched_rank_update(s, 1, 12);
-    /* each needs 10 tokens: r0 -> rank 0 (25 free), r1 -> rank 0 (15 > 12), r2 -> rank 1 (12 > 5) */
+    /* each needs 10 tokens: r0 -> rank 0 (none running, 25 free > 12),
+     * r1 -> rank 1 (it runs none), r2 -> rank 0 (one each, 15 free > 2) */
     CHECK(moe_sched_place(s, placed, 8) == 3);
-    CHECK(r[0]->rank == 0 && r[1]->rank == 0 && r[2]->rank == 1);
+    CHECK(r[0]->rank == 0 && r[1]->rank == 1 && r[2]->rank == 0);
     CHECK(moe_sched_rank_free(s, 0) == 5 && moe_sched_rank_free(s, 1) == 2);
     CHECK(moe_sched_n_running(s, -1) == 3 && moe_sched_n_queued(s) == 0);
 
@@ -57,7 +58,7 @@ static void test_queue_and_place(void)
     moe_sched_end(s, r[0], MOE_END_CANCELLED, NULL);
     CHECK(r[0]->end == MOE_END_STOP && r[0]->state == MOE_REQ_DONE);
     CHECK(!moe_sched_token(s, r[0]->id, 2, 1, NULL));
-    moe_sched_end(s, r[1], MOE_END_LENGTH, NULL);
+    moe_sched_end(s, r[2], MOE_END_LENGTH, NULL);
     CHECK(moe_sched_rank_free(s, 0) == 25);
     CHECK(moe_sched_place(s, placed, 8) == 2 && placed[0] == r[3] && r[3]->rank == 0 && r[4]->rank == 1);
 
@@ -174,6 +175,28 @@ static void test_requeue(void)
 
 /* Three clients: A sends 6 at once, then B 2, then C 1.  Round robin
  * places A B C A B A A A A, not A×6 first (FIFO over all). */
+/* Sequences spread over the ranks by count: a rank with a little more free
+ * cache does not take them all (16 over 4 ranks: 4 each). */
+static void test_spread(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 64, .max_running = 64};
+    CHECK(moe_sched_init(&s, 4, &lim, &err) == 0);
+    for (int k = 0; k < 4; k++) moe_sched_rank_update(s, k, 100000 - 1000 * k);
+    moe_req *r, *placed[16];
+    bool full;
+    for (int i = 0; i < 16; i++) CHECK(moe_sched_submit(s, NULL, prompt, 4, 28, 0, &r, &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 16) == 16);
+    int on[4] = {0};
+    for (int i = 0; i < 16; i++) on[placed[i]->rank]++;
+    CHECK_MSG(on[0] == 4 && on[1] == 4 && on[2] == 4 && on[3] == 4, "per rank: %d %d %d %d", on[0], on[1], on[2], on[3]);
+    CHECK(placed[0]->rank == 0 && placed[1]->rank == 1 && placed[4]->rank == 0); /* ties: the freer */
+    for (int i = 0; i < 16; i++) moe_sched_end(s, placed[i], MOE_END_STOP, NULL);
+    moe_sched_free(s);
+    printf("sched: 16 sequences over 4 ranks of unequal free cache, 4 each\n");
+}
+
 static void test_fair_round_robin(void)
 {
     moe_err err;
@@ -294,6 +317,7 @@ static void test_positions(void)
 int main(void)
 {
     test_fair_round_robin();
+    test_spread();
     test_flow_share();
     test_positions();
     test_queue_and_place();

@@ -12,3 +12,13 @@ if(TARGET moe-route AND TARGET moe-worker)
   moe_test(NAME route_pipeline_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
            ARGS ${CMAKE_CURRENT_SOURCE_DIR}/route_pipeline_test.sh)
 endif()
+# libFuzzer target (clang tree only): traces, their simulation, EPLB cases.
+if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
+  add_executable(route_fuzz fuzz/route_fuzz.c ${CMAKE_SOURCE_DIR}/router/trace.c ${CMAKE_SOURCE_DIR}/router/simulate.c
+                 ${CMAKE_SOURCE_DIR}/router/eplb.c ${CMAKE_SOURCE_DIR}/router/placement.c)
+  target_include_directories(route_fuzz PRIVATE ${CMAKE_SOURCE_DIR}/router)
+  target_compile_options(route_fuzz PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
+  target_link_options(route_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(route_fuzz PRIVATE moe_core m)
+  moe_test(NAME route_fuzz LABELS fuzz TIMEOUT 300 ARGS $<TARGET_FILE:route_fuzz> -seed=1 -runs=100000 -max_len=512)
+endif()

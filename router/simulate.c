@@ -30,6 +30,8 @@ static int check_cfg(const moe_trace *t, const moe_sim_cfg *c, moe_err *err)
                            t->min_layer, t->max_layer, s->first_moe, s->n_layer - 1);
     if (t->max_expert >= s->n_expert)
         return moe_err_set(err, "simulate: the trace names expert %d, the placement has %d", t->max_expert, s->n_expert);
+    if ((uint64_t)s->n_rank * (uint64_t)s->n_expert > ((uint64_t)1 << 26))
+        return moe_err_set(err, "simulate: %d ranks × %d experts is too large", s->n_rank, s->n_expert);
     if (!c->rehome)
         for (size_t i = 0; i < t->n; i++)
             if (t->home[i] >= s->n_rank)
@@ -37,13 +39,6 @@ static int check_cfg(const moe_trace *t, const moe_sim_cfg *c, moe_err *err)
                                         "(rehome the sequences)", t->home[i], s->n_rank);
     return MOE_OK;
 }
-
-/* Per-rank figures of one phase or one step. */
-typedef struct acc {
-    uint64_t *sent_intra, *sent_inter, *recv_intra, *recv_inter; /* bytes */
-    uint64_t *pairs, *calls;
-    int64_t *sent;    /* tokens sent to each rank in this step */
-} acc;
 
 static double phase_time(const moe_sim_cfg *c, int R, const uint64_t *si, const uint64_t *so, const uint64_t *ri,
                          const uint64_t *ro)
@@ -84,9 +79,9 @@ int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, m
     uint64_t *c_si = buf + 4 * R, *c_so = buf + 5 * R, *c_ri = buf + 6 * R, *c_ro = buf + 7 * R;
     uint64_t *pairs = moe_xcalloc((size_t)R, sizeof *pairs), *calls = moe_xcalloc((size_t)R, sizeof *calls);
     int64_t *sent = moe_xcalloc((size_t)R, sizeof *sent);
-    uint64_t *stamp = moe_xcalloc((size_t)R * (size_t)E, sizeof *stamp);
+    uint32_t *stamp = moe_xcalloc((size_t)R * (size_t)E, sizeof *stamp); /* step that last counted (rank, expert) */
     int32_t slot_rank[MOE_TRACE_MAX_K];
-    uint64_t step_id = 0;
+    uint32_t step_id = 0; /* < 2^32: a step has a row, a row a line of > 16 bytes, a trace < 2^32 bytes */
 
     for (int l = 0; l < L; l++) {
         const int layer = t->min_layer + l;
@@ -120,7 +115,7 @@ int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, m
                     for (int q2 = 0; q2 < j; q2++) first = first && slot_rank[q2] != pick;
                     if (first) sent[pick]++;
                     pairs[pick]++;
-                    uint64_t *st = &stamp[(size_t)pick * (size_t)E + (size_t)ids[j]];
+                    uint32_t *st = &stamp[(size_t)pick * (size_t)E + (size_t)ids[j]];
                     if (*st != step_id) {
                         *st = step_id;
                         calls[pick]++;

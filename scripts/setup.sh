@@ -15,13 +15,13 @@ packages=(
   procps psmisc                       # ps/pkill in tests
   xz-utils                            # unpacks data/deepseek-v3-tokenizer.gguf.xz
   libmicrohttpd-dev                   # the coordinator's HTTP front end (OpenAI API, /metrics)
-  libjansson-dev                      # JSON of the HTTP API
+  libjansson-dev                      # JSON of the HTTP API, moe-route eplb
   curl                                # a real HTTP client in the tests
   openssl                             # the TLS test makes a self-signed certificate
   jq                                  # the HTTP tests read JSON answers with it
   python3-prometheus-client           # the tests parse /metrics with its text parser
   libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)
-  gnuplot-nox                         # moe-bench --plot, bench/cluster: the PNG plots
+  gnuplot-nox                         # moe-bench --plot, bench/cluster, moe-route stats --png: the PNG plots
   systemd                             # systemd-analyze verify of deploy/systemd (deploy_systemd)
   iproute2                            # deploy/rig: network namespaces, veth, bridge, tc
 )

@@ -57,6 +57,14 @@ static const preset presets[] = {
                  .dense_ff = 1024, .vocab = 2048, .gating = 2, .n_group = 4, .n_group_used = 2, .norm_weights = true,
                  .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
                  .type = "q8_0"}},
+    /* V3's routing (256 experts, 8 groups of which 4 are used, top-8,
+     * sigmoid with exp_probs_b) around tiny dims: traces of it look like a
+     * V3 run's routing and take seconds to record here (docs/routing.md). */
+    {"v3-route", {.n_layer = 4, .n_dense = 1, .dim = 64, .n_head = 2, .q_lora = 32, .kv_lora = 32, .qk_nope = 16,
+                  .qk_rope = 8, .v_dim = 16, .n_expert = 256, .n_expert_used = 8, .n_shared = 1, .expert_ff = 32,
+                  .dense_ff = 128, .vocab = 512, .gating = 2, .n_group = 8, .n_group_used = 4, .norm_weights = true,
+                  .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0,
+                  .type = "f32"}},
     /* The published shapes (Hugging Face config.json of
      * deepseek-ai/DeepSeek-V2-Lite and deepseek-ai/DeepSeek-V3; the
      * context is max_position_embeddings = 4096 x 40).  V3's MTP block is
@@ -71,7 +79,7 @@ static const preset presets[] = {
             .scale = 2.5f, .yarn_factor = 40.0f, .yarn_orig_ctx = 4096, .mscale_all_dim = 1.0, .type = "q8_0"}},
 };
 
-const char *mk_preset_names(void) { return "tiny, v2lite-mini, v3-mini, bench, default, v2-lite, v3"; }
+const char *mk_preset_names(void) { return "tiny, v2lite-mini, v3-mini, bench, default, v3-route, v2-lite, v3"; }
 
 int mk_spec_preset(mk_spec *s, const char *name, moe_err *err)
 {
@@ -80,7 +88,9 @@ int mk_spec_preset(mk_spec *s, const char *name, moe_err *err)
             uint64_t seed = s->seed;
             int threads = s->threads;
             bool sparse = s->sparse;
+            float skew = s->router_skew;
             *s = presets[i].spec;
+            s->router_skew = skew;
             s->seed = seed;
             s->threads = threads;
             s->sparse = sparse;
@@ -118,6 +128,10 @@ int mk_spec_validate(const mk_spec *s, moe_err *err)
                                s->n_group_used);
     }
     if (!(s->scale > 0.0f) || !isfinite(s->scale)) return moe_err_set(err, "--scale must be a positive number");
+    if (!(s->router_skew >= 0.0f) || !isfinite(s->router_skew))
+        return moe_err_set(err, "--router-skew must be a number >= 0");
+    if (s->router_skew > 0.0f && s->gating != 2)
+        return moe_err_set(err, "--router-skew needs --gating sigmoid (the skew is the selection bias exp_probs_b)");
     if (s->yarn_factor != 0.0f && (!(s->yarn_factor >= 1.0f) || !isfinite(s->yarn_factor) || s->yarn_orig_ctx < 1))
         return moe_err_set(err, "--yarn needs a factor >= 1 and --yarn-orig-ctx >= 1");
     if (s->yarn_factor > 0 && !s->ctx && (double)s->yarn_orig_ctx * s->yarn_factor > (double)(1 << 30))
@@ -238,7 +252,26 @@ static init_kind init_of(const char *name)
 }
 
 /* Fills x[0..n) with the values of chunk `chunk` of the tensor. */
-static void gen_chunk(uint64_t seed, const char *name, uint64_t fan_in, uint64_t chunk, float *x, uint32_t n)
+/* Router skew: the bias of the expert of rank k in a random order of the
+ * layer's experts (a function of seed and layer) gains S / (1 + k), a
+ * Zipf-like preference that makes a few experts hot.  The bias tensor is
+ * one chunk (at most 2^16 experts). */
+static void add_skew(uint64_t seed, const char *name, float skew, float *x, uint32_t n)
+{
+    uint32_t *order = moe_xmalloc((size_t)n * sizeof *order);
+    for (uint32_t i = 0; i < n; i++) order[i] = i;
+    uint64_t st = seed ^ (0x5851f42d4c957f2dull * (uint64_t)(moe_gguf_layer_of(name) + 1));
+    for (uint32_t i = n; i > 1; i--) {
+        const uint32_t j = (uint32_t)(splitmix64(&st) % i), t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    for (uint32_t k = 0; k < n; k++) x[order[k]] += skew / (float)(1 + k);
+    free(order);
+}
+
+static void gen_chunk(uint64_t seed, const char *name, uint64_t fan_in, uint64_t chunk, float *x, uint32_t n,
+                      float skew)
 {
     uint64_t st = hash_str(name, 1469598103934665603ull ^ seed) ^ (chunk * 0xd1b54a32d192ed03ull);
     splitmix64(&st);
@@ -256,6 +289,7 @@ static void gen_chunk(uint64_t seed, const char *name, uint64_t fan_in, uint64_t
                     (int32_t)(r >> 48) - 2 * 65535;
         x[i] = add + mul * (float)s;
     }
+    if (skew > 0.0f && init_of(name) == INIT_BIAS && chunk == 0) add_skew(seed, name, skew, x, n);
 }
 
 /* ---- parallel fill ------------------------------------------------------------- */
@@ -274,6 +308,7 @@ typedef struct fill_ctx {
     uint64_t *fan_in;
     const moe_gguf_tensor **src; /* recode: source tensors; NULL for random */
     uint64_t seed;
+    float skew; /* router skew (random models only) */
     job *jobs;
     size_t n_jobs;
     atomic_size_t next;
@@ -309,7 +344,7 @@ static void *fill_worker(void *arg)
             }
             if (atomic_load(&c->failed)) break;
         } else {
-            gen_chunk(c->seed, c->names[t], c->fan_in[t], c->jobs[j].chunk, buf, (uint32_t)n);
+            gen_chunk(c->seed, c->names[t], c->fan_in[t], c->jobs[j].chunk, buf, (uint32_t)n, c->skew);
         }
         const moe_dtype_info *di = moe_dtype_info_get(c->types[t]);
         moe_quant_row(c->types[t], buf, out, (int64_t)n);
@@ -444,12 +479,12 @@ static int default_threads(int t)
 
 /* Opens the output, fills every tensor (random, or decoded from src[i]) on
  * `threads` threads, and commits. */
-static int fill_and_commit(moe_gguf_writer *w, const char *path, uint64_t seed, const moe_gguf_tensor **src,
-                           int threads, moe_err *err)
+static int fill_and_commit(moe_gguf_writer *w, const char *path, uint64_t seed, float skew,
+                           const moe_gguf_tensor **src, int threads, moe_err *err)
 {
     if (moe_gguf_writer_open(w, path, err)) return MOE_ERR;
     const int n = moe_gguf_writer_n_tensors(w);
-    fill_ctx c = {.w = w, .src = src, .seed = seed};
+    fill_ctx c = {.w = w, .src = src, .seed = seed, .skew = skew};
     c.names = moe_xcalloc((size_t)n, sizeof *c.names);
     c.types = moe_xcalloc((size_t)n, sizeof *c.types);
     c.n_elems = moe_xcalloc((size_t)n, sizeof *c.n_elems);
@@ -560,7 +595,7 @@ int mk_write_model(const mk_spec *s0, const char *path, moe_err *err)
     if (s.sparse) /* commit sizes the file: what was never written stays a hole */
         rc = moe_gguf_writer_open(w, path, err) ? MOE_ERR : moe_gguf_writer_commit(w, err);
     else
-        rc = fill_and_commit(w, path, s.seed, NULL, default_threads(s.threads), err);
+        rc = fill_and_commit(w, path, s.seed, s.router_skew, NULL, default_threads(s.threads), err);
 out:
     moe_gguf_writer_free(w);
     moe_gguf_close(vf);
@@ -621,7 +656,7 @@ int mk_recode(const char *in_path, const char *type, const char *out_path, int t
         const uint32_t tt = mk_tensor_type(t->name, t->n_dims, t->ne, ft, (int)n_layer, has_output);
         if (moe_gguf_writer_add_tensor(w, t->name, tt, t->n_dims, t->ne, err) < 0) goto out;
     }
-    rc = fill_and_commit(w, out_path, 0, src, default_threads(threads), err);
+    rc = fill_and_commit(w, out_path, 0, 0.0f, src, default_threads(threads), err);
 out:
     free(src);
     moe_gguf_writer_free(w);

@@ -32,6 +32,8 @@ typedef struct mk_spec {
     int n_group, n_group_used; /* 0 = keys absent */
     bool norm_weights;
     float scale;        /* routed scaling factor */
+    float router_skew;  /* S: exp_probs_b += S / (1 + k) for the expert of rank k in a
+                         * per-layer random order (hot experts); 0 = none */
     float yarn_factor;  /* 0 = no rope scaling */
     int yarn_orig_ctx;
     double mscale_all_dim;
@@ -47,7 +49,8 @@ typedef struct mk_spec {
 } mk_spec;
 
 /* Names: tiny, v2lite-mini, v3-mini (the fixtures' shapes), bench (the
- * decode benchmark's), default (the quick-start model), v2-lite and v3
+ * decode benchmark's), default (the quick-start model), v3-route (V3's
+ * routing, 256 experts in 8 groups, top-8, with tiny dims), v2-lite and v3
  * (the published DeepSeek-V2-Lite and DeepSeek-V3 shapes: meant for
  * --sparse, a full file is 16 GB / 700 GB in q8_0). */
 int mk_spec_preset(mk_spec *s, const char *name, moe_err *err);

@@ -37,6 +37,8 @@ static void usage(FILE *f)
         "  --groups N             expert groups (0 = no group keys)  --groups-used N\n"
         "  --norm-weights | --no-norm-weights   normalise the selected expert weights\n"
         "  --scale F              routed scaling factor\n"
+        "  --router-skew S        hot experts: exp_probs_b of the expert of rank k in a random\n"
+        "                         per-layer order gains S / (1 + k) (sigmoid gating; 0 = none)\n"
         "  --yarn F               YaRN factor (0 = no rope scaling)  --yarn-orig-ctx N\n"
         "  --mscale-all-dim F     YaRN mscale_all_dim (yarn_log_multiplier = 0.1 F)\n"
         "  --ctx N                context_length (default: derived)\n"
@@ -77,7 +79,7 @@ int main(int argc, char **argv)
         F("--ctx", ctx),               F("--mtp", mtp),              F("--threads", threads),
     };
     static const struct { const char *flag; size_t off; } floats[] = {
-        F("--scale", scale), F("--yarn", yarn_factor),
+        F("--scale", scale), F("--yarn", yarn_factor), F("--router-skew", router_skew),
 #undef F
     };
 

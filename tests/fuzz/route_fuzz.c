@@ -1,0 +1,75 @@
+/*
+ * route_fuzz.c — libFuzzer target: any bytes as a routing trace
+ * (router/trace) and, when they parse, replayed by router/simulate on a
+ * small placement; the same bytes as an EPLB case (router/eplb: four
+ * parameters and a load matrix).  Bad input is refused with a message;
+ * what is accepted keeps its invariants; never a crash or a leak.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eplb.h"
+#include "simulate.h"
+#include "trace.h"
+
+static void fuzz_trace(const uint8_t *data, size_t size)
+{
+    moe_trace t;
+    moe_err err = {0};
+    if (moe_trace_parse(&t, (const char *)data, size, &err) != MOE_OK) {
+        if (!err.msg[0] || t.ids) abort();
+        return;
+    }
+    if (t.n == 0 || t.k < 1 || t.k > MOE_TRACE_MAX_K || t.min_layer > t.max_layer) abort();
+    for (size_t i = 0; i < t.n * (size_t)t.k; i++)
+        if (t.ids[i] < 0 || t.ids[i] > t.max_expert || t.ranks[i] < 0 || t.ranks[i] > t.max_rank) abort();
+    if (t.max_layer < 8 && t.max_expert < 32) {
+        moe_placement_shape ps = {8, t.min_layer, 32, 4};
+        moe_placement *p;
+        if (moe_placement_contiguous(&p, &ps, &err)) abort();
+        moe_sim_cfg c = {p, 2, 16, 3, true, 10, 1, 5, 1, 1};
+        moe_sim_result r;
+        if (moe_sim_run(&t, &c, &r, &err) == MOE_OK) {
+            uint64_t pairs = 0;
+            for (int k = 0; k < 4; k++) pairs += r.rank_pairs[k];
+            if (pairs != t.n * (uint64_t)t.k) abort();
+            moe_sim_result_free(&r);
+        }
+        moe_placement_free(p);
+    }
+    moe_trace_free(&t);
+}
+
+static void fuzz_eplb(const uint8_t *data, size_t size)
+{
+    if (size < 6) return;
+    moe_eplb_params q = {data[0] % 40, data[1] % 9, data[2] % 5, data[3] % 9};
+    const int L = 1 + data[4] % 3, E = data[5] % 24;
+    if ((size_t)L * (size_t)E > size - 6 || E == 0) return;
+    float w[3 * 24];
+    for (int i = 0; i < L * E; i++) w[i] = data[6 + i] == 255 ? -1.0f : (float)(data[6 + i] % 50);
+    moe_eplb_result r;
+    moe_err err = {0};
+    if (moe_eplb_rebalance(&r, w, L, E, &q, &err) != MOE_OK) {
+        if (!err.msg[0]) abort();
+        return;
+    }
+    for (int l = 0; l < L; l++) {
+        int total = 0;
+        for (int e = 0; e < E; e++) total += r.logcnt[l * E + e];
+        if (total != q.num_replicas) abort();
+        for (int p = 0; p < q.num_replicas; p++) {
+            const int e = r.phy2log[l * q.num_replicas + p];
+            if (e < 0 || e >= E || r.log2phy[(l * E + e) * r.max_cnt + r.phyrank[l * q.num_replicas + p]] != p) abort();
+        }
+    }
+    moe_eplb_result_free(&r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_trace(data, size);
+    fuzz_eplb(data, size);
+    return 0;
+}

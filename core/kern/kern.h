@@ -74,7 +74,7 @@ typedef void (*moe_kern_matmul_fn)(const moe_mat *m, int64_t r0, int64_t r1, con
  * out[t] is bitwise the nt = 1 result. */
 typedef void (*moe_kern_dotn_int8_fn)(const void *w, const void *xq, int64_t xs, int nt, int64_t n, float *out);
 /* As moe_kern_matmul_fn on the int8 path: y[t][r] for rows [r0, r1) and
- * n_tok >= 4 tokens of quantized activations (xq_stride blocks of the dot
+ * n_tok >= 1 tokens of quantized activations (xq_stride blocks of the dot
  * type apart), each value bitwise the entry's dotn_int8 (optional). */
 typedef void (*moe_kern_matmul_int8_fn)(const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                         int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);

@@ -488,7 +488,7 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single) against each token alone (n = 1) and against the
  * single int8 dot; lengths of 1, 3 (odd: a last block alone) and 67
- * blocks (q8_0 dot type), 1 and 3 super-blocks (q8_K).  Q8_0 weights also
+ * blocks (q8_0 dot type; Q8_0 also 1025), 1 and 3 super-blocks (q8_K).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
 static void test_tiles(const moe_kern_set *k)
 {
@@ -497,9 +497,10 @@ static void test_tiles(const moe_kern_set *k)
     int same = 1, checked = 0;
     for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
-        const int64_t lens32[] = {32, 96, 2144}, lens256[] = {256, 768};
+        /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
+        const int64_t lens32[] = {32, 96, 2144, 32800}, lens256[] = {256, 768};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : 3;
+        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : t == MOE_DT_Q8_0 ? 4 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;

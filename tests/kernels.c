@@ -552,6 +552,41 @@ static void test_tiles(const moe_kern_set *k)
                      moe_kern_name(k), checked);
 }
 
+/* moe_kern_axpy_rows bitwise the set's F32 axpy called per (position,
+ * output) in position order: lengths with and without 8- and 32-value
+ * tails, 1..33 positions, 1..5 outputs (an odd one alone). */
+static void test_axpy_rows(const moe_kern_set *k)
+{
+    const moe_kern_fns *f = moe_kern_for(k, MOE_DT_F32);
+    const int64_t lens[] = {512, 37, 5, 72};
+    int same = 1;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        float *c = malloc((size_t)(33 * n) * 4), *a = malloc(5 * 33 * 4);
+        float *y1 = malloc((size_t)(5 * n) * 4), *y2 = malloc((size_t)(5 * n) * 4);
+        const float *cp[33];
+        for (int64_t i = 0; i < 33 * n; i++) c[i] = frand();
+        for (int i = 0; i < 5 * 33; i++) a[i] = frand();
+        for (int t = 0; t < 33; t++) cp[t] = c + t * n;
+        for (int np = 1; np <= 33; np += 8)
+            for (int nh = 1; nh <= 5; nh++) {
+                for (int64_t i = 0; i < 5 * n; i++) y1[i] = y2[i] = frand();
+                moe_kern_axpy_rows(k, cp, np, a, 33, nh, y1, n, n);
+                for (int t = 0; t < np; t++)
+                    for (int j = 0; j < nh; j++) f->axpy(cp[t], a[j * 33 + t], y2 + j * n, n);
+                const int ok = !memcmp(y1, y2, (size_t)(5 * n) * 4);
+                CHECK_MSG(ok, "%s axpy_rows n %lld np %d nh %d not bitwise the axpys", moe_kern_name(k),
+                          (long long)n, np, nh);
+                same &= ok;
+            }
+        free(c);
+        free(a);
+        free(y1);
+        free(y2);
+    }
+    if (same) printf("kernels %s: axpy_rows bitwise the per-position axpys\n", moe_kern_name(k));
+}
+
 int main(void)
 {
     test_select();
@@ -574,6 +609,7 @@ int main(void)
             test_matmul(k, 2144, nt); /* 67 blocks: several reduction chunks and an odd tail */
         }
         test_q8q8(k);
+        test_axpy_rows(k);
         test_q8q8_exact(k);
         test_encode(k);
     }

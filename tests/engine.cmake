@@ -32,6 +32,10 @@ endif()
 if(TARGET bench-decode AND TARGET moe-mkmodel)
   moe_test(NAME bench_decode_smoke LABELS bench TIMEOUT 120 ARGS $<TARGET_FILE:bench-decode> --quick)
 endif()
+if(TARGET bench-kern)
+  # tiny shapes; fails if the set's product and the dotn tiling differ in a bit
+  moe_test(NAME bench_kern_smoke LABELS bench TIMEOUT 60 ARGS $<TARGET_FILE:bench-kern> --quick)
+endif()
 # Optional int8-activation path on Q8_0 models against `llamacpp`, by the
 # README's Q8_0 rule (median over teacher-forced rows of d <= 1e-1).
 foreach(model tiny_q8_0 v3_mini_q8_0)

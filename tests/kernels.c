@@ -482,6 +482,111 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
     }
 }
 
+/* The tiled products (register tiles of rows × tokens, e.g. avx512's
+ * int8 4 × 4 tile) against the per-row dot, bit for bit, for every
+ * quantized weight type: 9 rows taken as [0, 1) and [1, 9) (tiles that do
+ * not start at row 0, a row left over), 17 tokens at once (4 full token
+ * quads and a single) against each token alone (n = 1) and against the
+ * single int8 dot; lengths of 1, 3 (odd: a last block alone) and 67
+ * blocks (q8_0 dot type; Q8_0 also 1025), 1 and 3 super-blocks (q8_K).  Q8_0 weights also
+ * hold -128 and 127 and a zero scale. */
+static void test_tiles(const moe_kern_set *k)
+{
+    static const uint32_t qt[] = {MOE_DT_Q8_0, MOE_DT_Q4_0, MOE_DT_Q4_1, MOE_DT_Q5_0, MOE_DT_Q5_1, MOE_DT_IQ4_NL,
+                                  MOE_DT_Q2_K, MOE_DT_Q3_K, MOE_DT_Q4_K, MOE_DT_Q5_K, MOE_DT_Q6_K, MOE_DT_IQ4_XS};
+    int same = 1, checked = 0;
+    for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
+        const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
+        /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
+        const int64_t lens32[] = {32, 96, 2144, 32800}, lens256[] = {256, 768};
+        const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
+        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : t == MOE_DT_Q8_0 ? 4 : 3;
+        for (size_t li = 0; li < nlen; li++) {
+            const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
+            uint64_t rb;
+            CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
+            char *data = malloc((size_t)(rb * rows));
+            float *src = malloc((size_t)cols * 4);
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t i = 0; i < cols; i++) src[i] = frand() * (1.0f + (float)((i + r) % 7));
+                moe_quant_row(t, src, data + r * rb, cols);
+            }
+            if (t == MOE_DT_Q8_0) { /* extreme values the quantizer never writes */
+                moe_block_q8_0 *b = (moe_block_q8_0 *)data;
+                b[0].qs[0] = -128;
+                b[0].qs[5] = 127;
+                b[(rb / sizeof *b) * 2].d = 0; /* row 2, block 0 */
+                if (cols >= 96) memset(((moe_block_q8_0 *)(data + 5 * rb))[2].qs, 0x80, 32);
+            }
+            moe_mat m = {t, rows, cols, (size_t)rb, data};
+            const size_t xrow = moe_kern_act_row_bytes(dt, cols);
+            const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
+            char *xq = malloc(xrow * (size_t)ntok);
+            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[9];
+            for (int64_t n = 0; n < ntok; n++) {
+                for (int64_t i = 0; i < cols; i++) x[i] = frand() * (n % 3 ? 1.0f : 40.0f);
+                moe_kern_quantize_act(k, dt, x, xq + n * xrow, cols);
+            }
+            moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, ntok, y, rows);
+            moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, ntok, y, rows);
+            for (int64_t n = 0; n < ntok; n++) {
+                moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
+                for (int64_t r = 0; r < rows; r++) {
+                    const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
+                    const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4);
+                    CHECK_MSG(ok, "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, dot %g",
+                              moe_kern_name(k), t, (long long)cols, (long long)r, (long long)n, y[n * rows + r],
+                              y1[r], d);
+                    same &= ok;
+                    checked++;
+                }
+            }
+            free(data);
+            free(src);
+            free(xq);
+            free(x);
+            free(y);
+        }
+    }
+    if (same) printf("kernels %s: int8 products of 17 tokens bitwise 1 token and the dot (%d values)\n",
+                     moe_kern_name(k), checked);
+}
+
+/* moe_kern_axpy_rows bitwise the set's F32 axpy called per (position,
+ * output) in position order: lengths with and without 8- and 32-value
+ * tails, 1..33 positions, 1..5 outputs (an odd one alone). */
+static void test_axpy_rows(const moe_kern_set *k)
+{
+    const moe_kern_fns *f = moe_kern_for(k, MOE_DT_F32);
+    const int64_t lens[] = {512, 37, 5, 72};
+    int same = 1;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        float *c = malloc((size_t)(33 * n) * 4), *a = malloc(5 * 33 * 4);
+        float *y1 = malloc((size_t)(5 * n) * 4), *y2 = malloc((size_t)(5 * n) * 4);
+        const float *cp[33];
+        for (int64_t i = 0; i < 33 * n; i++) c[i] = frand();
+        for (int i = 0; i < 5 * 33; i++) a[i] = frand();
+        for (int t = 0; t < 33; t++) cp[t] = c + t * n;
+        for (int np = 1; np <= 33; np += 8)
+            for (int nh = 1; nh <= 5; nh++) {
+                for (int64_t i = 0; i < 5 * n; i++) y1[i] = y2[i] = frand();
+                moe_kern_axpy_rows(k, cp, np, a, 33, nh, y1, n, n);
+                for (int t = 0; t < np; t++)
+                    for (int j = 0; j < nh; j++) f->axpy(cp[t], a[j * 33 + t], y2 + j * n, n);
+                const int ok = !memcmp(y1, y2, (size_t)(5 * n) * 4);
+                CHECK_MSG(ok, "%s axpy_rows n %lld np %d nh %d not bitwise the axpys", moe_kern_name(k),
+                          (long long)n, np, nh);
+                same &= ok;
+            }
+        free(c);
+        free(a);
+        free(y1);
+        free(y2);
+    }
+    if (same) printf("kernels %s: axpy_rows bitwise the per-position axpys\n", moe_kern_name(k));
+}
+
 int main(void)
 {
     test_select();
@@ -504,6 +609,7 @@ int main(void)
             test_matmul(k, 2144, nt); /* 67 blocks: several reduction chunks and an odd tail */
         }
         test_q8q8(k);
+        test_axpy_rows(k);
         test_q8q8_exact(k);
         test_encode(k);
     }
@@ -514,6 +620,7 @@ int main(void)
         moe_err err;
         if (k == moe_kern_reference() || moe_kern_cpu_mask(cpu, moe_kern_name(k), &mask, &err) != MOE_OK) continue;
         test_quant_rows(k, k == avx512 ? avx2 : NULL);
+        test_tiles(k);
     }
     test_small_ops();
     test_pool();

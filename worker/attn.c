@@ -135,11 +135,11 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
                 l[j] += sc[t];
             }
         }
-        for (int64_t t = c0; t < c1; t++) {
-            const float *c = moe_kvcache_at(e->cache, seq, il, t);
-            for (int j = 0; j < nh; j++)
-                f32->axpy(c, s->scores[j * ATTN_CHUNK + (t - c0)], s->ctx_lat + (size_t)j * kv, kv);
-        }
+        /* ctx_lat[j] += Σ_t p_jt·c_t, t in order: per element exactly the
+         * F32 axpy per (t, j), with the contexts kept in registers */
+        const float *cp[ATTN_CHUNK];
+        for (int64_t t = c0; t < c1; t++) cp[t - c0] = moe_kvcache_at(e->cache, seq, il, t);
+        moe_kern_axpy_rows(k, cp, (int)(c1 - c0), s->scores, ATTN_CHUNK, nh, s->ctx_lat, kv, kv);
     }
     for (int j = 0; j < nh; j++) {
         const float inv = 1.0f / l[j];

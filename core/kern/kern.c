@@ -127,6 +127,6 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
 {
     const moe_kern_fns *f = moe_kern_for(k, m->type);
     MOE_ASSERT(f && f->dotn_int8 && r0 >= 0 && r1 <= m->rows);
-    if (f->matmul_int8 && n_tok >= 4) f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
+    if (f->matmul_int8) f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
     else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

@@ -74,7 +74,7 @@ typedef void (*moe_kern_matmul_fn)(const moe_mat *m, int64_t r0, int64_t r1, con
  * out[t] is bitwise the nt = 1 result. */
 typedef void (*moe_kern_dotn_int8_fn)(const void *w, const void *xq, int64_t xs, int nt, int64_t n, float *out);
 /* As moe_kern_matmul_fn on the int8 path: y[t][r] for rows [r0, r1) and
- * n_tok >= 4 tokens of quantized activations (xq_stride blocks of the dot
+ * n_tok >= 1 tokens of quantized activations (xq_stride blocks of the dot
  * type apart), each value bitwise the entry's dotn_int8 (optional). */
 typedef void (*moe_kern_matmul_int8_fn)(const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                         int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);
@@ -256,6 +256,13 @@ void moe_kern_softmax(const float *x, float *y, int64_t n);
  * every set gives them (the reference through fmaf()).
  */
 void moe_kern_rope(const moe_kern_set *k, float *v, const float *cs, int n_rot);
+/* For every output j < nh and position t < np in order:
+ *   y[j·ys + i] += a[j·as + t] · c[t][i]   (i < n)
+ * each element exactly as np calls of the set's F32 axpy would update it
+ * (the same fused or unfused operation, t in order), with the outputs held
+ * in registers across positions: attention's weighted sum of latents. */
+void moe_kern_axpy_rows(const moe_kern_set *k, const float *const *c, int np, const float *a, int64_t as, int nh,
+                        float *y, int64_t ys, int64_t n);
 /* g[i] = silu(g[i]) · u[i] */
 void moe_kern_swiglu(float *g, const float *u, int64_t n);
 

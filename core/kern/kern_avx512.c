@@ -3,7 +3,8 @@
  * F/VL/BW/DQ + VNNI on top of the avx2 flags (core/CMakeLists.txt).  The
  * same source as avx2, so the same bits: AVX-512VL gives the compiler
  * ymm16-31 for it, the int8 path uses vpdpbusd (KERN_VNNI, exact like the
- * maddubs + madd it replaces; see q8q8_block), and the K-quant float loop
+ * maddubs + madd it replaces; see q8q8_block) and 4 × 4 register tiles of
+ * rows × tokens (TILE_INT8_Q8_0), and the K-quant float loop
  * puts two of avx2's 8-lane groups in one 512-bit register (KERN_AVX512;
  * lane for lane the same operations, see kern_simd_q.inc).
  */

@@ -13,11 +13,15 @@
 
 /* Rotation of n_rot/2 (cos, sin) pairs in place (moe_kern_rope). */
 typedef void (*moe_kern_rope_fn)(float *v, const float *cs, int n_rot);
+/* Weighted sums of float rows into several outputs (moe_kern_axpy_rows). */
+typedef void (*moe_kern_axpy_rows_fn)(const float *const *c, int np, const float *a, int64_t as, int nh, float *y,
+                                      int64_t ys, int64_t n);
 struct moe_kern_set {
     const char *name;
     int col;         /* column of the table in kern_select.c */
     uint64_t needs;  /* MOE_CPU_* bits the set's code uses */
     moe_kern_rope_fn rope;
+    moe_kern_axpy_rows_fn axpy_rows;
 };
 
 /* The columns, weakest first. */
@@ -46,6 +50,12 @@ MOE_KERN_DECLARE_Q(avx2)
 MOE_KERN_DECLARE_Q(avx512)
 
 void moe_kern_ref_rope(float *v, const float *cs, int n_rot);
+void moe_kern_ref_axpy_rows(const float *const *c, int np, const float *a, int64_t as, int nh, float *y, int64_t ys,
+                            int64_t n);
+void moe_kern_avx2_axpy_rows(const float *const *c, int np, const float *a, int64_t as, int nh, float *y, int64_t ys,
+                             int64_t n);
+void moe_kern_avx512_axpy_rows(const float *const *c, int np, const float *a, int64_t as, int nh, float *y,
+                               int64_t ys, int64_t n);
 void moe_kern_avx2_rope(float *v, const float *cs, int n_rot);
 void moe_kern_avx512_rope(float *v, const float *cs, int n_rot);
 

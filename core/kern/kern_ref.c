@@ -113,6 +113,13 @@ const moe_kern_fns moe_kern_ref_q8_0 = {ref_dot_q8_0, ref_dotn_q8_0, ref_axpy_q8
 
 /* fmaf is exact (one rounding) however libm computes it, so this gives the
  * SIMD sets' bits; it is a few hundred pairs per token. */
+void moe_kern_ref_axpy_rows(const float *const *c, int np, const float *a, int64_t as, int nh, float *y, int64_t ys,
+                            int64_t n)
+{
+    for (int t = 0; t < np; t++)
+        for (int j = 0; j < nh; j++) ref_axpy_f32(c[t], a[j * as + t], y + j * ys, n);
+}
+
 void moe_kern_ref_rope(float *v, const float *cs, int n_rot)
 {
     for (int i = 0; i < n_rot / 2; i++) {

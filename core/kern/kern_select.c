@@ -35,9 +35,9 @@
 #define REF_FALLBACK(T) &moe_kern_ref_##T
 
 static const moe_kern_set sets[MOE_KERN_N_SETS] = {
-    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope},
-    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope)},
-    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope)},
+    {"reference", MOE_KERN_REF, 0, moe_kern_ref_rope, moe_kern_ref_axpy_rows},
+    {"avx2", MOE_KERN_AVX2, MOE_KERN_NEEDS_AVX2, SIMD_FN(avx2, rope), SIMD_FN(avx2, axpy_rows)},
+    {"avx512", MOE_KERN_AVX512, MOE_KERN_NEEDS_AVX512, SIMD_FN(avx512, rope), SIMD_FN(avx512, axpy_rows)},
 };
 
 /* One row per weight type: its int8 dot type (llama.cpp's vec_dot_type;
@@ -85,6 +85,12 @@ static const struct act_row {
 const char *moe_kern_name(const moe_kern_set *k) { return k->name; }
 
 void moe_kern_rope(const moe_kern_set *k, float *v, const float *cs, int n_rot) { k->rope(v, cs, n_rot); }
+
+void moe_kern_axpy_rows(const moe_kern_set *k, const float *const *c, int np, const float *a, int64_t as, int nh,
+                        float *y, int64_t ys, int64_t n)
+{
+    k->axpy_rows(c, np, a, as, nh, y, ys, n);
+}
 
 static const struct kern_row *row_of(uint32_t type)
 {

@@ -1,0 +1,131 @@
+/*
+ * bench_kern.c — the int8-activation matrix products of one kernel set on
+ * one thread: the set's own product (moe_kern_matmul_rows_int8: avx512's
+ * 4 × 4 register tiles, the K-quants' dots) against the generic tiling of
+ * the same set's 1-row × 1..4-token dotn_int8 (the product before the
+ * tiles), alternating, best of --reps, in GMAC/s (weights × tokens per
+ * second).  Both give the same bits; the program checks it.  Pin it
+ * (taskset -c 0) on a shared machine.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kern/kern_impl.h"
+#include "quant_enc.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
+}
+
+/* 0: the same bits both ways; 1: they differ (a bug) */
+static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int64_t ntok,
+               int reps)
+{
+    uint64_t rb;
+    if (!moe_dtype_bytes(type, (uint64_t)cols, &rb)) return 1;
+    char *w = malloc((size_t)(rb * (uint64_t)rows));
+    float *x = malloc((size_t)cols * sizeof(float));
+    const uint32_t dt = moe_kern_dot_type(type);
+    const size_t xrow = moe_kern_act_row_bytes(dt, cols);
+    const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)));
+    char *xq = malloc(xrow * (size_t)ntok);
+    float *y0 = malloc((size_t)(rows * ntok) * sizeof(float)), *y1 = malloc((size_t)(rows * ntok) * sizeof(float));
+    if (!w || !x || !xq || !y0 || !y1) {
+        fprintf(stderr, "bench-kern: out of memory\n");
+        exit(1);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand();
+        moe_quant_row(type, x, w + (size_t)r * rb, cols);
+    }
+    for (int64_t t = 0; t < ntok; t++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand();
+        moe_kern_quantize_act(k, dt, x, xq + (size_t)t * xrow, cols);
+    }
+    const moe_mat m = {type, rows, cols, (size_t)rb, w};
+    const moe_kern_fns *f = moe_kern_for(k, type);
+    double best0 = 1e30, best1 = 1e30;
+    for (int i = 0; i < reps; i++) {
+        const double t0 = now();
+        moe_kern_matmul_int8_generic(f, &m, 0, rows, xq, xs, ntok, y0, rows);
+        const double t1 = now();
+        moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, ntok, y1, rows);
+        const double t2 = now();
+        best0 = t1 - t0 < best0 ? t1 - t0 : best0;
+        best1 = t2 - t1 < best1 ? t2 - t1 : best1;
+    }
+    const double mac = (double)rows * (double)cols * (double)ntok * 1e-9;
+    const int same = !memcmp(y0, y1, (size_t)(rows * ntok) * sizeof(float));
+    printf("%-7s %6lld x %-6lld %4lld tok  dotn %7.2f  set %7.2f GMAC/s  x%.2f  %s\n", name, (long long)rows,
+           (long long)cols, (long long)ntok, mac / best0, mac / best1, best0 / best1, same ? "same bits" : "BITS DIFFER");
+    free(w);
+    free(x);
+    free(xq);
+    free(y0);
+    free(y1);
+    return !same;
+}
+
+int main(int argc, char **argv)
+{
+    const char *set = NULL;
+    int quick = 0, reps = 9;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc) set = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+            char *end;
+            const long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000) {
+                fprintf(stderr, "bench-kern: --reps takes 1..1000\n");
+                return 2;
+            }
+            reps = (int)v;
+        } else {
+            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--quick]\n"
+                            "  --set S    kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
+                            "  --reps N   runs per figure, the best kept (default 9)\n"
+                            "  --quick    tiny shapes (a smoke test; figures mean nothing)\n");
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    const moe_kern_set *k = set ? moe_kern_by_name(set) : moe_kern_default();
+    if (!k) {
+        fprintf(stderr, "bench-kern: unknown kernel set '%s'\n", set);
+        return 2;
+    }
+    uint64_t mask;
+    moe_err err;
+    if (moe_kern_cpu_mask(moe_kern_cpu_features(), moe_kern_name(k), &mask, &err) != MOE_OK) {
+        fprintf(stderr, "bench-kern: %s\n", err.msg);
+        return 2;
+    }
+    printf("kernels %s, 1 thread, best of %d\n", moe_kern_name(k), quick ? 1 : reps);
+    static const struct {
+        uint32_t type;
+        const char *name;
+    } types[] = {{MOE_DT_Q8_0, "q8_0"}, {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"},
+                 {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}};
+    static const int64_t toks[] = {1, 3, 16, 128};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
+            bad |= quick ? run(k, types[i].type, types[i].name, 8, 512, toks[j] < 16 ? toks[j] : 5, 1)
+                         : run(k, types[i].type, types[i].name, 1024, 2048, toks[j], reps);
+    return bad;
+}

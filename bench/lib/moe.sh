@@ -104,8 +104,7 @@ moe_model_shape() { # model
     }
     END {
       if (ne + 0 < 1 || nu + 0 < 1 || nu + 0 > ne + 0 || rb + 0 <= 0) exit 1
-      printf "%d %d %.0f %.0f %.0f
-", ne, nu, rb, dp, rp
+      printf "%d %d %.0f %.0f %.0f\n", ne, nu, rb, dp, rp
     }' <<< "$meta") || { echo "$1: no routed experts (expert_count, expert_used_count, *_exps tensors)" >&2; return 1; }
   echo "$s"
 }
@@ -116,15 +115,13 @@ moe_step_bytes() { # bpt "shape" b [ranks]
   awk -v bpt="$1" -v ne="$ne" -v nu="$nu" -v rb="$rb" -v b="$3" -v r="${4:-1}" 'BEGIN {
     dense = bpt - rb * nu / ne
     distinct = ne * (1 - (1 - nu / ne) ^ b)
-    printf "%.0f
-", r * dense + rb * distinct / ne }'
+    printf "%.0f\n", r * dense + rb * distinct / ne }'
 }
 
 moe_prefill_ops() { # "shape"
   local ne nu dp rp
   read -r ne nu _ dp rp <<< "$1"
-  awk -v ne="$ne" -v nu="$nu" -v dp="$dp" -v rp="$rp" 'BEGIN { printf "%.0f
-", 2 * (dp + rp * nu / ne) }'
+  awk -v ne="$ne" -v nu="$nu" -v dp="$dp" -v rp="$rp" 'BEGIN { printf "%.0f\n", 2 * (dp + rp * nu / ne) }'
 }
 
 bench_roof_tps() { # rate per_token [tokens]

@@ -180,9 +180,15 @@ rp_i=$(bench_roof_tps "${pk_i:--}" "$ops") rp_f=$(bench_roof_tps "${pk_f:--}" "$
 
 read -r ne nu _ _ _ <<< "$shape"
 echo
+# one job's stderr for the kernel set and the exchange figures
+jerr=() xerr=()
+if [ $with_job = 1 ]; then
+  for f in "$tmp"/job.*.1x2.1.err; do [ -f "$f" ] && jerr+=("$f"); done
+  for f in "$tmp"/job.*.2x1."$runs".err; do [ -f "$f" ] && xerr+=("$f"); done
+fi
 echo "## $(basename "$model"): file $(awk -v b="$(moe_info "$tmp/moe" file_bytes)" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }');" \
      "$ne routed experts, $nu used; moe kernels: $(moe_info "$tmp/moe" kernels) (engine)$( [ $with_job = 1 ] &&
-     echo ", $(job_kernels "$(ls "$tmp"/job.*.1x2.1.err 2> /dev/null | sed -n 1p)" || true) (worker job)")"
+     [ ${#jerr[@]} -gt 0 ] && echo ", $(job_kernels "${jerr[0]}") (worker job)")"
 echo "decode roofline: read bandwidth ${bw:-?} GB/s (2 threads, best of 14 reads a round) over the bytes of a step:" \
      "$(awk -v b="$bpt" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 1 sequence," \
      "$(awk -v b="$(moe_step_bytes "${bpt:-0}" "$shape" 4)" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 4," \
@@ -224,8 +230,7 @@ if [ $with_job = 1 ]; then
   echo "worker job over the engine at 16 sequences: float $(bench_ratio "$jf12" "$f_b16") (1x2), $(bench_ratio "$jf21" "$f_b16") (2x1);" \
        "int8 $(bench_ratio "$ji12" "$i_b16") (1x2), $(bench_ratio "$ji21" "$i_b16") (2x1); worker flags: float" \
        "'$(job_act_args float || true)', int8 '$(job_act_args int8 || echo 'no path')'"
-  f=$(ls "$tmp"/job.*.2x1."$runs".err 2> /dev/null | sed -n 1p)
-  if [ -n "$f" ] && read -r xb xs xo < <(job_exchange "$f"); then
+  if [ ${#xerr[@]} -gt 0 ] && read -r xb xs xo < <(job_exchange "${xerr[0]}"); then
     echo "2 ranks: $xb exchange bytes a token, $xs% of step time exchanging, $xo% overlapped with the shared experts"
   fi
 fi

@@ -43,11 +43,14 @@
 
 static uint64_t ref_int8(uint64_t iters, int64_t *sink)
 {
-    int32_t acc[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    int32_t a = 3, b = -2;
+    /* each chain its own input: one shared product would be computed once */
+    int32_t acc[8] = {0, 1, 2, 3, 4, 5, 6, 7}, a[8] = {3, 4, 5, 6, 7, 8, 9, 10};
+    const int32_t b = -2;
     for (uint64_t i = 0; i < iters; i++) {
-        PEAK_OPAQUE_SCALAR(a);
-        for (int c = 0; c < 8; c++) acc[c] += (int32_t)(int8_t)a * (int32_t)(uint8_t)b;
+        for (int c = 0; c < 8; c++) {
+            PEAK_OPAQUE_SCALAR(a[c]);
+            acc[c] += (int32_t)(int8_t)a[c] * (int32_t)(uint8_t)b;
+        }
     }
     for (int c = 0; c < 8; c++) *sink += acc[c];
     return iters * 8 * 2;

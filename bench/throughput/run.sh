@@ -242,7 +242,7 @@ for a in float int8; do
   echo "  moe $a 16 sequences: $(moe_case_samples "$tmp/moe" $a 16 "$bpp" "$btg" decode | paste -sd ' ')"
   echo "  moe $a pp$pp1: $(moe_case_samples "$tmp/moe" $a 1 "$pp1" 0 prefill | paste -sd ' ')"
   echo "  moe $a pp$pp2: $(moe_case_samples "$tmp/moe" $a 1 "$pp2" 0 prefill | paste -sd ' ')"
-  if [ $with_job = 1 ]; then
+  if [ $with_job = 1 ] && printf '%s\n' "${acts[@]}" | grep -qx "$a"; then
     for c in 1x2 2x1; do
       echo "  job $a $c: $(job_samples "$tmp"/job."$a"."$c".*.err | paste -sd ' ')"
     done

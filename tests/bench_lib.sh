@@ -141,10 +141,12 @@ check "job tps failed" "$(job_tps "$tmp/nothing.err")" "failed"
 check "job kernels" "$(job_kernels "$tmp/job.err")" avx2
 # the activation flags, from three kinds of moe-worker --help
 mkdir -p "$tmp/wbin"
-for kind in exact int8 none; do
+for kind in exact both int8 none; do
   printf '#!/bin/sh\necho "usage: moe-worker"\n' > "$tmp/wbin/moe-worker"
   case $kind in
     exact) echo 'echo "  --exact             float32 activations (default: int8)"' >> "$tmp/wbin/moe-worker" ;;
+    both) printf '%s\n' 'echo "  --exact             float activations everywhere, as moe-run --exact"' \
+                 'echo "  --int8              the default (int8 activations); accepted"' >> "$tmp/wbin/moe-worker" ;;
     int8) echo 'echo "  --int8              int8 activations"' >> "$tmp/wbin/moe-worker" ;;
     none) echo 'echo "  --threads N  (not --exact or --int8)"' >> "$tmp/wbin/moe-worker" ;;
   esac
@@ -154,7 +156,7 @@ for kind in exact int8 none; do
           if v=$(job_act_args $a); then printf '%s=[%s] ' $a "$v"; else printf '%s=none ' $a; fi
         done)
   case $kind in
-    exact) want="float=[--exact] int8=[] " ;;
+    exact|both) want="float=[--exact] int8=[] " ;;
     int8) want="float=[] int8=[--int8] " ;;
     none) want="float=[] int8=none " ;;
   esac

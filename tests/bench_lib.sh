@@ -139,6 +139,22 @@ check "job exchange" "$(job_exchange "$tmp/job.err")" "40 20.0 5.0"
 check "job tps" "$(job_tps "$tmp/job.err" "$tmp/job2.err" "$tmp/job3.err")" "80.00"
 check "job tps failed" "$(job_tps "$tmp/nothing.err")" "failed"
 check "job kernels" "$(job_kernels "$tmp/job.err")" avx2
+# distinct experts a decode step visits, from a --trace: positions >= 2,
+# groups of B consecutive requests; layer 1 at position 2: requests 0-1
+# visit {0,1,2}, 2-3 {3,4,5}; layer 2: request 0 {0,1}; position 1 is prefill
+cat > "$tmp/trace" << 'TRACE'
+1 0 1 0 7,8 0.5,0.5 0,0
+1 0 2 0 0,1 0.5,0.5 0,0
+1 1 2 0 1,2 0.5,0.5 0,0
+1 2 2 0 3,4 0.5,0.5 0,0
+1 3 2 0 3,5 0.5,0.5 0,0
+2 0 2 0 0,1 0.5,0.5 0,0
+TRACE
+check "distinct B=2" "$(job_distinct "$tmp/trace" 2 2)" "2.7"
+check "distinct B=4" "$(job_distinct "$tmp/trace" 2 4)" "4.0"
+check "distinct without decode rows" "$(job_distinct "$tmp/trace" 3 4 || echo none)" none
+check "expected distinct" "$(moe_distinct_expected "$sh" 16)" "15.8"
+check "step bytes, measured distinct" "$(moe_step_bytes 1156672 "$sh" 16 1 8)" 1313344
 # the activation flags, from three kinds of moe-worker --help
 mkdir -p "$tmp/wbin"
 for kind in exact both int8 none; do

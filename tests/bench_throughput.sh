@@ -74,6 +74,8 @@ check "system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/out")"
 check "kernels" "$(grep -Ec 'moe kernels: [a-z0-9]+ \(engine\), [a-z0-9]+ \(worker job\)' "$tmp/out")" 1
 check "peaks" "$(grep -Ec "^prefill roofline: compute peak \(bench-peak, [a-z0-9]+\): int8 $num GOPS .* float32 $num GOPS" "$tmp/out")" 1
 check "bandwidth" "$(grep -Ec "^decode roofline: read bandwidth $num GB/s" "$tmp/out")" 1
+check "distinct experts measured" \
+      "$(grep -Ec "distinct experts a layer measured in a traced job's decode steps: $num at 4, $num at 16" "$tmp/out")" 1
 check "exchange line" "$(grep -Ec "^2 ranks: [0-9]+ exchange bytes a token" "$tmp/out")" 1
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]

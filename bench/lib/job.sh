@@ -20,6 +20,13 @@
 #        shares of step time spent exchanging and overlapped with the
 #        shared experts (mean over ranks)
 #   job_kernels ERR      rank 0's kernel set
+#   job_distinct TRACE FROM B
+#        from a --trace file: the mean number of distinct routed experts a
+#        MoE layer visits in one decode step of B sequences, the steps being
+#        the positions >= FROM (every sequence of the batch at the same
+#        position, as with prompts of one length) and the groups of B
+#        consecutive request numbers; "%.1f", or status 1 when the trace
+#        has no such rows
 #   job_act_args float|int8
 #        the moe-worker flags of that activation path, read from its
 #        --help: a worker with --exact runs int8 by default and float with
@@ -83,4 +90,16 @@ job_act_args() { # float|int8
     [ "$1" = float ] || return 1
   fi
   return 0
+}
+
+job_distinct() { # trace from b
+  awk -v from="$2" -v b="$3" '
+    # "layer req pos home e1,e2,... w1,w2,... r1,r2,..."
+    NF >= 5 && $3 >= from {
+      key = $1 " " $3 " " int($2 / b)
+      if (!(key in seen)) { seen[key] = 1; groups++ }
+      n = split($5, e, ",")
+      for (i = 1; i <= n; i++) if (!((key " " e[i]) in hit)) { hit[key " " e[i]] = 1; distinct++ }
+    }
+    END { if (!groups) exit 1; printf "%.1f\n", distinct / groups }' "$1"
 }

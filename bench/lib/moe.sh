@@ -28,14 +28,17 @@
 #        dense_params the elements of every other matrix a token multiplies
 #        (attention, dense FFN, gate, shared experts; not token_embd, not
 #        output: prefill computes logits for one position)
-#   moe_step_bytes BPT SHAPE B [RANKS]
+#   moe_step_bytes BPT SHAPE B [RANKS] [DISTINCT]
 #        bytes one decode step of B sequences reads on RANKS ranks
 #        (default 1): BPT (bench-decode's bytes_per_token: the dense part
 #        plus n_used/n_expert of the routed bytes) with the routed share
-#        replaced by the expected distinct experts of B tokens,
-#        n (1 - (1 - k/n)^B) of n (routing independent and uniform, as the
-#        bench model's random gate nearly is; a skewed real model reads
-#        fewer), and the dense part read once a rank
+#        replaced by DISTINCT of n experts a layer (measured, e.g.
+#        job_distinct) or, without it, by the expected distinct experts of
+#        B tokens, n (1 - (1 - k/n)^B) (routing independent and uniform; a
+#        skewed or group-limited router visits fewer), and the dense part
+#        read once a rank
+#   moe_distinct_expected SHAPE B
+#        that expectation, "%.1f"
 #   moe_prefill_ops SHAPE
 #        operations a prompt token needs: 2 (dense_params + k/n routed_params)
 #   bench_roof_tps GOPS_OR_GBS UNITS_PER_TOKEN [TOKENS]
@@ -109,13 +112,19 @@ moe_model_shape() { # model
   echo "$s"
 }
 
-moe_step_bytes() { # bpt "shape" b [ranks]
+moe_step_bytes() { # bpt "shape" b [ranks] [distinct]
   local ne nu rb
   read -r ne nu rb _ _ <<< "$2"
-  awk -v bpt="$1" -v ne="$ne" -v nu="$nu" -v rb="$rb" -v b="$3" -v r="${4:-1}" 'BEGIN {
+  awk -v bpt="$1" -v ne="$ne" -v nu="$nu" -v rb="$rb" -v b="$3" -v r="${4:-1}" -v d="${5:-}" 'BEGIN {
     dense = bpt - rb * nu / ne
-    distinct = ne * (1 - (1 - nu / ne) ^ b)
+    distinct = d != "" ? d : ne * (1 - (1 - nu / ne) ^ b)
     printf "%.0f\n", r * dense + rb * distinct / ne }'
+}
+
+moe_distinct_expected() { # "shape" b
+  local ne nu
+  read -r ne nu _ _ _ <<< "$1"
+  awk -v ne="$ne" -v nu="$nu" -v b="$2" 'BEGIN { printf "%.1f\n", ne * (1 - (1 - nu / ne) ^ b) }'
 }
 
 moe_prefill_ops() { # "shape"

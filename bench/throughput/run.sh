@@ -15,8 +15,9 @@
 # moe on both activation paths (float and int8; the worker's flags are read
 # from moe-worker --help: --exact or --int8), each figure as a share of its
 # roofline: for decode the read bandwidth (bench-decode, 2 threads) over the
-# bytes a step reads (dense part once a rank + the expected distinct routed
-# experts of B tokens), for prefill the compute peak (bench-peak, 2 threads:
+# bytes a step reads (dense part once a rank + the distinct routed experts
+# of B tokens, measured by a traced job; with --no-job those of uniform
+# routing), for prefill the compute peak (bench-peak, 2 threads:
 # int8 for moe int8 and llama.cpp, whose Q8_0 products are int8, float32
 # for moe float) over the operations a token needs (2 x the weights it
 # multiplies).  Median of --runs rounds; a round runs moe, then llama.cpp,
@@ -139,6 +140,18 @@ for r in $(seq 1 "$runs"); do
 done
 cat "$tmp"/moe.[0-9]* > "$tmp/moe"
 
+# the distinct experts a decode step visits, measured: one more short job
+# (1 rank x 2 threads, the worker's default path, the same prompts, a few
+# tokens) with --trace, outside the timed ones
+d4="" d16=""
+if [ $with_job = 1 ]; then
+  awk -v g=$((quick ? 2 : 8)) '{ print $1, g }' "$tmp/batch" > "$tmp/batch.trace"
+  if job_run 1 2 "$model" "$tmp/batch.trace" "$tmp/trace.job" --trace "$tmp/trace"; then
+    d4=$(job_distinct "$tmp/trace" "$bpp" 4 || true) d16=$(job_distinct "$tmp/trace" "$bpp" 16 || true)
+  fi
+  [ -n "$d16" ] || echo "the traced job gave no decode rows: the decode roofline uses the expected distinct experts"
+fi
+
 # a figure list's median: a number, "not run" or "failed" (any failure wins)
 lmed() {
   case "$1" in
@@ -170,10 +183,17 @@ done
 # peak over a token's operations
 bpt=$(moe_info "$tmp/moe" bytes_per_token)
 bw=$(awk '$1 == "bandwidth_gbs" && $2 > b { b = $2 } END { if (b) print b }' "$tmp/moe")
-roof_b() { # b ranks
-  if _bench_isnum "$bpt"; then bench_roof_tps "$bw" "$(moe_step_bytes "$bpt" "$shape" "$1" "$2")" "$1"; else echo "-"; fi
+roof_b() { # b ranks [distinct]
+  if _bench_isnum "$bpt"; then bench_roof_tps "$bw" "$(moe_step_bytes "$bpt" "$shape" "$1" "$2" "${3:-}")" "$1"; else echo "-"; fi
 }
-r1=$(roof_b 1 1) r4=$(roof_b 4 1) r16=$(roof_b 16 1) r16x2=$(roof_b 16 2)
+r1=$(roof_b 1 1) r4=$(roof_b 4 1 "$d4") r16=$(roof_b 16 1 "$d16") r16x2=$(roof_b 16 2 "$d16")
+mb() { awk -v b="$(moe_step_bytes "${bpt:-0}" "$shape" "$@")" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+if [ -n "$d16" ]; then
+  distinct="distinct experts a layer measured in a traced job's decode steps: $d4 at 4, $d16 at 16 (uniform routing would visit"
+  distinct="$distinct $(moe_distinct_expected "$shape" 4) and $(moe_distinct_expected "$shape" 16))"
+else
+  distinct="distinct experts a layer expected for uniform routing: $(moe_distinct_expected "$shape" 4) at 4, $(moe_distinct_expected "$shape" 16) at 16"
+fi
 ops=$(moe_prefill_ops "$shape")
 pk_i=$(peak int8 2) pk_f=$(peak float 2)
 rp_i=$(bench_roof_tps "${pk_i:--}" "$ops") rp_f=$(bench_roof_tps "${pk_f:--}" "$ops")
@@ -191,10 +211,7 @@ echo "## $(basename "$model"): file $(awk -v b="$(moe_info "$tmp/moe" file_bytes
      [ ${#jerr[@]} -gt 0 ] && echo ", $(job_kernels "${jerr[0]}") (worker job)")"
 echo "decode roofline: read bandwidth ${bw:-?} GB/s (2 threads, best of 14 reads a round) over the bytes of a step:" \
      "$(awk -v b="$bpt" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 1 sequence," \
-     "$(awk -v b="$(moe_step_bytes "${bpt:-0}" "$shape" 4)" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 4," \
-     "$(awk -v b="$(moe_step_bytes "${bpt:-0}" "$shape" 16)" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 16" \
-     "($(awk -v n="$ne" -v k="$nu" 'BEGIN { printf "%.1f", n * (1 - (1 - k / n) ^ 16) }') distinct experts a layer expected)," \
-     "$(awk -v b="$(moe_step_bytes "${bpt:-0}" "$shape" 16 2)" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 16 on 2 ranks"
+     "$(mb 4 1 "$d4") at 4, $(mb 16 1 "$d16") at 16, $(mb 16 2 "$d16") at 16 on 2 ranks; $distinct"
 echo "prefill roofline: compute peak (bench-peak, $(sed -n 's/^kernels //p' "$tmp/peak")): int8 ${pk_i:-?} GOPS" \
      "($(peak_insn int8 2), 2 threads; $(peak int8 1) on 1), float32 ${pk_f:-?} GOPS ($(peak_insn float 2), 2 threads;" \
      "$(peak float 1) on 1) over $(awk -v o="$ops" 'BEGIN { printf "%.3f", o / 1e9 }') GOP a token (2 x the weights it multiplies)"

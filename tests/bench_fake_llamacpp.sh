@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/bench_fake_llamacpp.sh — fake llama.cpp tools with known outputs,
 # for the tests of the benchmark scripts (sourced by tests/bench_lib.sh and
 # tests/bench_throughput.sh):

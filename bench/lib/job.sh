@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib/job.sh — the worker job side of the benchmarks (moe-worker
 # --batch under mpirun), sourced by bench/*/run.sh (bash) after
 # bench/lib/moe.sh (for $MOE_BIN and $MOE_ROOT).

@@ -138,7 +138,7 @@ for r in $(seq 1 "$runs"); do
     done
   fi
 done
-cat "$tmp"/moe.[0-9]* > "$tmp/moe"
+for r in $(seq 1 "$runs"); do cat "$tmp/moe.$r"; done > "$tmp/moe"
 
 # the distinct experts a decode step visits, measured: one more short job
 # (1 rank x 2 threads, the worker's default path, the same prompts, a few

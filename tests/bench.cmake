@@ -4,6 +4,13 @@ if(TARGET bench-decode AND TARGET moe-mkmodel)
   moe_test(NAME bench_lib LABELS bench TIMEOUT 120
            ARGS bash ${CMAKE_CURRENT_SOURCE_DIR}/bench_lib.sh ${CMAKE_SOURCE_DIR})
 endif()
+# bench/throughput/run.sh --quick against the fake llama.cpp: the table's
+# shape, every figure a number; it runs the worker job (mpirun), hence the
+# lock on the cores.
+if(TARGET bench-decode AND TARGET bench-peak AND TARGET moe-worker)
+  moe_test(NAME bench_throughput_smoke LABELS bench TIMEOUT 120 RESOURCE_LOCK cores
+           ARGS bash ${CMAKE_CURRENT_SOURCE_DIR}/bench_throughput.sh ${CMAKE_SOURCE_DIR})
+endif()
 
 # moe-bench (tools/moe_bench_main.c, tools/bench/).
 # bench_stats_test: the statistics, the report, the JSON keys, arrivals,

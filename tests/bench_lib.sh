@@ -20,6 +20,8 @@ check() { # name got want
 }
 . "$root/bench/lib/llamacpp.sh"
 . "$root/bench/lib/moe.sh"
+. "$root/bench/lib/job.sh"
+. "$root/tests/bench_fake_llamacpp.sh"
 
 check "median odd" "$(printf '3\n1\n2\n' | bench_median)" "2.00"
 check "median even" "$(echo '4, 1, 3, 2' | bench_median)" "2.50"
@@ -41,33 +43,7 @@ check "missing dir" "$LLAMACPP_OK:$LLAMACPP_WHY" "0:no llama-bench in $tmp/nowhe
 
 # fake tools in a CMake-like build dir (bin/)
 fake=$tmp/llama/bin
-mkdir -p "$fake"
-cat > "$fake/llama-bench" << 'EOF'
-#!/usr/bin/env bash
-echo "$*" >> "$(dirname "$0")/bench.args"
-echo "loading noise" >&2
-[ -f "$(dirname "$0")/fail" ] && exit 1
-echo '{"build_commit": "abc", "n_prompt": 0, "avg_ts": 20.0, "samples_ns": [ 1, 2, 3 ],"samples_ts": [ 10.5, 30, 20.25 ]}'
-EOF
-cat > "$fake/llama-batched-bench" << 'EOF'
-#!/usr/bin/env bash
-d=$(dirname "$0")
-if [ "$1" = --version ]; then echo "version: 1 (fake)"; echo "built with cc for x86_64"; exit 0; fi
-echo "$*" >> "$d/batched.args"
-n=$(cat "$d/count" 2> /dev/null || echo 0); echo $((n + 1)) > "$d/count"
-s=(5.5 9 7)
-echo "main: noise" >&2
-echo "{\"pp\": 32, \"tg\": 32, \"pl\": 16, \"t_tg\": 1.0, \"speed_tg\": ${s[$((n % 3))]}, \"t\": 2.0, \"speed\": 1.0}"
-EOF
-cat > "$fake/llama-completion" << 'EOF'
-#!/usr/bin/env bash
-echo "build: noise" >&2
-echo "0.01.000 I system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 | " >&2
-# more output after the line: a reader that stops at the line must not fail
-# the script (SIGPIPE under pipefail)
-seq 1 200000 >&2
-EOF
-chmod +x "$fake"/*
+bench_fake_llamacpp "$fake"
 LLAMACPP_LOG=$tmp/log
 llamacpp_init "$tmp/llama"
 check "found" "$LLAMACPP_OK:$LLAMACPP_BIN" "1:$fake"
@@ -114,6 +90,94 @@ check "moe samples" "$(moe_case_samples "$tmp/moe.out" float 1 1 64 decode | pas
 check "moe missing" "$(moe_case_median "$tmp/moe.out" int8 16 32 32 decode)" "failed"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
 check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"
+
+# the model's shape and the rooflines, on a fixture whose shape is known
+# (v3_mini: 4 layers, 1 dense, dim 128, 16 experts of 32, 4 used, 1 shared
+# of 32, q_lora 96, kv_lora 64, 4 heads): routed 3 layers x 3 x 128 x 32 x 16
+# values (589824) in Q8_0 (34 bytes a 32; 626688); dense 4 x 73728
+# attention (q_a 12288, q_b 18432, kv_a 10240, k_b 8192, v_b 8192, o
+# 16384) + 3 x 32768 dense FFN + 3 x (2048 gate + 3 x 4096 shared)
+if [ -n "${MOE_BIN:-}" ]; then
+  fx=${MOE_FIXTURES:-$root/../shared/fixtures}/models
+  check "shape" "$(moe_model_shape "$fx/v3_mini_q8_0.gguf")" "16 4 626688 436224 589824"
+  check "vocab" "$(moe_model_vocab "$fx/v3_mini_q8_0.gguf")" 400
+  check "shape of a file that is no GGUF" "$(moe_model_shape "$tmp/log" 2> /dev/null || echo none)" none
+  job_batch "$fx/v3_mini_q8_0.gguf" "$tmp/batch" 16 8 4
+  check "batch shape" "$(awk '{ n = split($1, t, ","); ok = n == 8 && $2 == 4
+                                for (i = 1; i <= n; i++) ok = ok && t[i] ~ /^[0-9]+$/ && t[i] < 400
+                                bad += !ok } END { print NR, bad + 0 }' "$tmp/batch")" "16 0"
+  cp "$tmp/batch" "$tmp/batch1"
+  job_batch "$fx/v3_mini_q8_0.gguf" "$tmp/batch" 16 8 4
+  check "batch the same every time" "$(cmp -s "$tmp/batch" "$tmp/batch1" && echo same)" same
+fi
+# bytes a decode step reads: bpt = 1e6 dense + 4/16 of 626688 routed; at B
+# sequences the routed part is 626688 (1 - 0.75^B), the dense one once a rank
+sh="16 4 626688 436224 589824"
+check "step bytes B=1" "$(moe_step_bytes 1156672 "$sh" 1)" 1156672
+check "step bytes B=16" "$(moe_step_bytes 1156672 "$sh" 16)" 1620407
+check "step bytes B=16, 2 ranks" "$(moe_step_bytes 1156672 "$sh" 16 2)" 2620407
+check "prefill ops" "$(moe_prefill_ops "$sh")" 1167360
+check "roof tps" "$(bench_roof_tps 30 1500000000)" "20.00"
+check "roof tps at 16" "$(bench_roof_tps 30 1500000000 16)" "320.00"
+check "roof of a failed figure" "$(bench_roof_tps "" 100)" "-"
+
+# the worker job's figures from a --stats stderr (2 ranks, 2 MoE layers)
+cat > "$tmp/job.err" << 'STATS'
+rank 0: kernels avx2 (this rank offers avx2; its CPU has avx2)
+rank 0: sequences 2, steps 10, prefill tokens 60, decode tokens 40, 2.000 s, cache bytes in use 0, wait 0.100 s
+job: 2 ranks x 1 threads, decode-only steps 9, 80 tokens in 1.000 s = 80.00 tokens/s
+rank 0 layer 1: sent 1000 bytes (10 rows), received 1000 bytes (10 rows), compute 0.1 s, exchange 0.2 s, overlap 0.1 s, tokens per expert 0:3
+rank 0 layer 2: sent 1000 bytes (10 rows), received 1000 bytes (10 rows), compute 0.1 s, exchange 0.2 s, overlap 0.1 s, tokens per expert 0:3
+rank 1: sequences 2, steps 10, prefill tokens 60, decode tokens 40, 4.000 s, cache bytes in use 0, wait 0.100 s
+rank 1 layer 1: sent 3000 bytes (10 rows), received 1000 bytes (10 rows), compute 0.1 s, exchange 0.4 s, overlap 0.0 s, tokens per expert 0:3
+rank 1 layer 2: sent 3000 bytes (10 rows), received 1000 bytes (10 rows), compute 0.1 s, exchange 0.4 s, overlap 0.0 s, tokens per expert 0:3
+STATS
+sed 's/= 80.00 tokens/= 60.50 tokens/' "$tmp/job.err" > "$tmp/job2.err"
+sed 's/= 80.00 tokens/= 99.00 tokens/' "$tmp/job.err" > "$tmp/job3.err"
+# 8000 bytes over 200 tokens; exchange 0.4/2 and 0.8/4 s (20%); overlap 0.2/2 and 0/4 (5%)
+check "job exchange" "$(job_exchange "$tmp/job.err")" "40 20.0 5.0"
+check "job tps" "$(job_tps "$tmp/job.err" "$tmp/job2.err" "$tmp/job3.err")" "80.00"
+check "job tps failed" "$(job_tps "$tmp/nothing.err")" "failed"
+check "job kernels" "$(job_kernels "$tmp/job.err")" avx2
+# distinct experts a decode step visits, from a --trace: positions >= 2,
+# groups of B consecutive requests; layer 1 at position 2: requests 0-1
+# visit {0,1,2}, 2-3 {3,4,5}; layer 2: request 0 {0,1}; position 1 is prefill
+cat > "$tmp/trace" << 'TRACE'
+1 0 1 0 7,8 0.5,0.5 0,0
+1 0 2 0 0,1 0.5,0.5 0,0
+1 1 2 0 1,2 0.5,0.5 0,0
+1 2 2 0 3,4 0.5,0.5 0,0
+1 3 2 0 3,5 0.5,0.5 0,0
+2 0 2 0 0,1 0.5,0.5 0,0
+TRACE
+check "distinct B=2" "$(job_distinct "$tmp/trace" 2 2)" "2.7"
+check "distinct B=4" "$(job_distinct "$tmp/trace" 2 4)" "4.0"
+check "distinct without decode rows" "$(job_distinct "$tmp/trace" 3 4 || echo none)" none
+check "expected distinct" "$(moe_distinct_expected "$sh" 16)" "15.8"
+check "step bytes, measured distinct" "$(moe_step_bytes 1156672 "$sh" 16 1 8)" 1313344
+# the activation flags, from three kinds of moe-worker --help
+mkdir -p "$tmp/wbin"
+for kind in exact both int8 none; do
+  printf '#!/bin/sh\necho "usage: moe-worker"\n' > "$tmp/wbin/moe-worker"
+  case $kind in
+    exact) echo 'echo "  --exact             float32 activations (default: int8)"' >> "$tmp/wbin/moe-worker" ;;
+    both) printf '%s\n' 'echo "  --exact             float activations everywhere, as moe-run --exact"' \
+                 'echo "  --int8              the default (int8 activations); accepted"' >> "$tmp/wbin/moe-worker" ;;
+    int8) echo 'echo "  --int8              int8 activations"' >> "$tmp/wbin/moe-worker" ;;
+    none) echo 'echo "  --threads N  (not --exact or --int8)"' >> "$tmp/wbin/moe-worker" ;;
+  esac
+  chmod +x "$tmp/wbin/moe-worker"
+  got=$(MOE_BIN=$tmp/wbin
+        for a in float int8; do
+          if v=$(job_act_args $a); then printf '%s=[%s] ' $a "$v"; else printf '%s=none ' $a; fi
+        done)
+  case $kind in
+    exact|both) want="float=[--exact] int8=[] " ;;
+    int8) want="float=[] int8=[--int8] " ;;
+    none) want="float=[] int8=none " ;;
+  esac
+  check "act flags ($kind)" "$got" "$want"
+done
 
 # the whole script on the small fixture, with the fake llama.cpp
 if [ -n "${MOE_BIN:-}" ]; then

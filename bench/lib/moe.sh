@@ -12,6 +12,37 @@
 #        the tokens/s of each of those runs, one a line
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
+#   moe_bench_model [TYPE]
+#        path of the bench model of weight type TYPE (default q8_0):
+#        models/bench.gguf (moe-mkmodel --preset bench) or
+#        models/bench_TYPE.gguf (--type TYPE), made once under the tree's
+#        models/ (git-ignored; minutes); status 1 and the reason on stderr
+#        when moe-mkmodel cannot make it
+#   moe_model_vocab MODEL
+#        the vocabulary size (deepseek2.vocab_size, else the token list's
+#        length); status 1 and a message when the file has neither
+#   moe_model_shape MODEL
+#        "n_expert n_used routed_bytes dense_params routed_params" of the
+#        trunk (MTP blocks left out), from moe-gguf's tensor list:
+#        routed_* are the *_exps tensors of every layer together,
+#        dense_params the elements of every other matrix a token multiplies
+#        (attention, dense FFN, gate, shared experts; not token_embd, not
+#        output: prefill computes logits for one position)
+#   moe_step_bytes BPT SHAPE B [RANKS] [DISTINCT]
+#        bytes one decode step of B sequences reads on RANKS ranks
+#        (default 1): BPT (bench-decode's bytes_per_token: the dense part
+#        plus n_used/n_expert of the routed bytes) with the routed share
+#        replaced by DISTINCT of n experts a layer (measured, e.g.
+#        job_distinct) or, without it, by the expected distinct experts of
+#        B tokens, n (1 - (1 - k/n)^B) (routing independent and uniform; a
+#        skewed or group-limited router visits fewer), and the dense part
+#        read once a rank
+#   moe_distinct_expected SHAPE B
+#        that expectation, "%.1f"
+#   moe_prefill_ops SHAPE
+#        operations a prompt token needs: 2 (dense_params + k/n routed_params)
+#   bench_roof_tps GOPS_OR_GBS UNITS_PER_TOKEN [TOKENS]
+#        TOKENS (default 1) x 1e9 x the first over the second, "%.2f"
 #   bench_ratio A B      A / B as "1.23x", or "-" when either is not a number
 #   bench_pct A B        100 A / B as "45%", or "-"
 #   bench_cell A ROOF    "A (45%)" when ROOF is a number, else "A"
@@ -19,6 +50,96 @@
 # $MOE_BIN is the moe build's bin/ (default build/release/bin).
 
 MOE_THREADS=${MOE_THREADS:-2}
+MOE_ROOT=${MOE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+MOE_BIN=${MOE_BIN:-$MOE_ROOT/build/release/bin}
+
+moe_bench_model() { # [type]
+  local t=${1:-q8_0} f ty=()
+  f=$MOE_ROOT/models/bench.gguf
+  [ "$t" = q8_0 ] || f=$MOE_ROOT/models/bench_$t.gguf ty=(--type "$t")
+  if [ ! -f "$f" ]; then
+    mkdir -p "$MOE_ROOT/models"
+    echo "making $f (moe-mkmodel --preset bench ${ty[*]}; minutes)" >&2
+    local log
+    if ! log=$("$MOE_BIN/moe-mkmodel" --preset bench "${ty[@]}" -o "$f.part" 2>&1); then
+      rm -f "$f.part"
+      echo "moe-mkmodel cannot make it: $(grep -m1 . <<< "$log")" >&2
+      return 1
+    fi
+    mv "$f.part" "$f"
+  fi
+  echo "$f"
+}
+
+moe_model_vocab() { # model
+  local meta v
+  if ! meta=$("$MOE_BIN/moe-gguf" "$1" 2>&1); then
+    echo "cannot read $1: $(grep -m1 . <<< "$meta")" >&2
+    return 1
+  fi
+  v=$(awk '$1 == "deepseek2.vocab_size" { v = $3 } $1 == "tokenizer.ggml.tokens" { t = $3 }
+           END { print v != "" ? v : t }' <<< "$meta")
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "$1: no vocabulary size" >&2; return 1; }
+  echo "$v"
+}
+
+moe_model_shape() { # model
+  local meta s
+  if ! meta=$("$MOE_BIN/moe-gguf" "$1" 2>&1); then
+    echo "cannot read $1: $(grep -m1 . <<< "$meta")" >&2
+    return 1
+  fi
+  # tensor rows: "  #  name  type  d0 x d1 [x d2]  offset  bytes"
+  s=$(awk '
+    $1 == "deepseek2.block_count" { nb = $3 }
+    $1 == "deepseek2.nextn_predict_layers" { mtp = $3 }
+    $1 == "deepseek2.expert_count" { ne = $3 }
+    $1 == "deepseek2.expert_used_count" { nu = $3 }
+    $1 == "tensors:" { in_t = 1; next }
+    in_t && $1 ~ /^[0-9]+$/ && NF >= 6 {
+      name = $2; el = 1; dims = 0
+      for (i = 4; i <= NF - 2; i++) if ($i != "x") { el *= $i; dims++ }
+      layer = -1
+      if (name ~ /^blk\.[0-9]+\./) { split(name, p, "."); layer = p[2] + 0 }
+      if (layer >= 0 && nb != "" && layer >= nb - mtp) next
+      if (name ~ /_exps\./) { rb += $NF; rp += el; next }
+      if (dims >= 2 && layer >= 0) dp += el
+    }
+    END {
+      if (ne + 0 < 1 || nu + 0 < 1 || nu + 0 > ne + 0 || rb + 0 <= 0) exit 1
+      printf "%d %d %.0f %.0f %.0f\n", ne, nu, rb, dp, rp
+    }' <<< "$meta") || { echo "$1: no routed experts (expert_count, expert_used_count, *_exps tensors)" >&2; return 1; }
+  echo "$s"
+}
+
+moe_step_bytes() { # bpt "shape" b [ranks] [distinct]
+  local ne nu rb
+  read -r ne nu rb _ _ <<< "$2"
+  awk -v bpt="$1" -v ne="$ne" -v nu="$nu" -v rb="$rb" -v b="$3" -v r="${4:-1}" -v d="${5:-}" 'BEGIN {
+    dense = bpt - rb * nu / ne
+    distinct = d != "" ? d : ne * (1 - (1 - nu / ne) ^ b)
+    printf "%.0f\n", r * dense + rb * distinct / ne }'
+}
+
+moe_distinct_expected() { # "shape" b
+  local ne nu
+  read -r ne nu _ _ _ <<< "$1"
+  awk -v ne="$ne" -v nu="$nu" -v b="$2" 'BEGIN { printf "%.1f\n", ne * (1 - (1 - nu / ne) ^ b) }'
+}
+
+moe_prefill_ops() { # "shape"
+  local ne nu dp rp
+  read -r ne nu _ dp rp <<< "$1"
+  awk -v ne="$ne" -v nu="$nu" -v dp="$dp" -v rp="$rp" 'BEGIN { printf "%.0f\n", 2 * (dp + rp * nu / ne) }'
+}
+
+bench_roof_tps() { # rate per_token [tokens]
+  if _bench_isnum "$1" && _bench_isnum "$2" && awk -v b="$2" 'BEGIN { exit !(b > 0) }'; then
+    awk -v a="$1" -v b="$2" -v n="${3:-1}" 'BEGIN { printf "%.2f\n", n * a * 1e9 / b }'
+  else
+    echo "-"
+  fi
+}
 
 moe_engine_cases() {
   local model=$1 reps=$2 out=$3 c args=()

@@ -77,18 +77,8 @@ model_for() { # type -> path on stdout, or a reason on stderr and status 1
     echo "${given[$t]}"
     return 0
   fi
-  # the Q8_0 file is bench/ep's (the preset's own type)
-  local ty=(--type "$t")
-  f=$root/models/bench_$t.gguf
-  [ "$t" = q8_0 ] && f=$root/models/bench.gguf ty=()
-  if [ ! -f "$f" ]; then
-    mkdir -p "$root/models"
-    echo "bench/quant: making $f (moe-mkmodel --preset bench ${ty[*]})" >&2
-    if ! "$MOE_BIN/moe-mkmodel" --preset bench "${ty[@]}" -o "$f" > "$tmp/mkmodel.log" 2>&1; then
-      echo "moe-mkmodel cannot make it: $(grep -m1 . "$tmp/mkmodel.log")" >&2
-      return 1
-    fi
-  fi
+  # made once under models/; the Q8_0 file is bench/ep's (the preset's own type)
+  f=$(moe_bench_model "$t") || return 1
   echo "$f"
 }
 

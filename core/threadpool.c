@@ -20,6 +20,14 @@
 
 #define SPIN_ITERS 4000
 
+/* One pool thread's timing, on its own cache lines (written by that thread
+ * only, read by the caller between runs). */
+typedef struct thread_stats {
+    double lag_s, busy_s;
+    atomic_ulong sleeps;
+    char pad[64];
+} thread_stats;
+
 struct moe_pool {
     int n;
     pthread_t *threads;
@@ -31,6 +39,10 @@ struct moe_pool {
     bool stop;
     moe_pool_fn fn;
     void *ctx;
+    atomic_bool stats_on;
+    double t_pub;            /* when the current run was published (stats_on) */
+    moe_pool_stats st;       /* the caller's part */
+    thread_stats *ts;        /* [n] */
 };
 
 typedef struct worker_arg {
@@ -44,6 +56,7 @@ static void *worker_main(void *arg)
     moe_pool *p = ((worker_arg *)arg)->p;
     const int ith = ((worker_arg *)arg)->ith;
     free(arg);
+    thread_stats *ts = &p->ts[ith];
     unsigned seen = 0;
     for (;;) {
         unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
@@ -53,6 +66,7 @@ static void *worker_main(void *arg)
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
+            if (atomic_load_explicit(&p->stats_on, memory_order_relaxed)) atomic_fetch_add_explicit(&ts->sleeps, 1, memory_order_relaxed);
             while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && !p->stop)
                 pthread_cond_wait(&p->cv_work, &p->mu);
             pthread_mutex_unlock(&p->mu);
@@ -60,7 +74,15 @@ static void *worker_main(void *arg)
         if (g == seen) break; /* stop */
         seen = g;
         if (p->stop) break;
-        p->fn(p->ctx, ith, p->n);
+        if (atomic_load_explicit(&p->stats_on, memory_order_relaxed)) {
+            const double t0 = moe_now();
+            p->fn(p->ctx, ith, p->n);
+            const double t1 = moe_now();
+            ts->lag_s += t0 - p->t_pub;
+            ts->busy_s += t1 - t0;
+        } else {
+            p->fn(p->ctx, ith, p->n);
+        }
         if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->cv_done);
@@ -81,6 +103,9 @@ int moe_pool_init(moe_pool **out, int n_threads, moe_err *err)
     pthread_cond_init(&p->cv_done, NULL);
     atomic_init(&p->gen, 0);
     atomic_init(&p->pending, 0);
+    atomic_init(&p->stats_on, false);
+    p->ts = moe_xcalloc((size_t)n_threads, sizeof *p->ts);
+    for (int i = 0; i < n_threads; i++) atomic_init(&p->ts[i].sleeps, 0);
     p->threads = moe_xcalloc((size_t)n_threads, sizeof *p->threads);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *a = moe_xmalloc(sizeof *a);
@@ -111,10 +136,31 @@ void moe_pool_free(moe_pool *p)
     pthread_cond_destroy(&p->cv_work);
     pthread_cond_destroy(&p->cv_done);
     free(p->threads);
+    free(p->ts);
     free(p);
 }
 
 int moe_pool_size(const moe_pool *p) { return p->n; }
+
+void moe_pool_stats_enable(moe_pool *p, bool on)
+{
+    atomic_store_explicit(&p->stats_on, on, memory_order_relaxed);
+    memset(&p->st, 0, sizeof p->st);
+    for (int i = 0; i < p->n; i++) {
+        p->ts[i].lag_s = p->ts[i].busy_s = 0.0;
+        atomic_store_explicit(&p->ts[i].sleeps, 0, memory_order_relaxed);
+    }
+}
+
+void moe_pool_stats_get(const moe_pool *p, moe_pool_stats *st)
+{
+    *st = p->st;
+    for (int i = 1; i < p->n; i++) {
+        st->lag_s += p->ts[i].lag_s;
+        st->busy_s += p->ts[i].busy_s;
+        st->sleeps += atomic_load_explicit(&p->ts[i].sleeps, memory_order_relaxed);
+    }
+}
 
 void moe_pool_run(moe_pool *p, moe_pool_fn fn, void *ctx)
 {
@@ -122,18 +168,30 @@ void moe_pool_run(moe_pool *p, moe_pool_fn fn, void *ctx)
         fn(ctx, 0, 1);
         return;
     }
+    const bool timed = atomic_load_explicit(&p->stats_on, memory_order_relaxed);
+    const double t0 = timed ? moe_now() : 0.0;
     p->fn = fn;
     p->ctx = ctx;
+    p->t_pub = t0;
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
+    const double t1 = timed ? moe_now() : 0.0;
     fn(ctx, 0, p->n);
+    const double t2 = timed ? moe_now() : 0.0;
     for (int s = 0; s < SPIN_ITERS && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; s++) CPU_RELAX();
     if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) pthread_cond_wait(&p->cv_done, &p->mu);
         pthread_mutex_unlock(&p->mu);
+    }
+    if (timed) {
+        const double t3 = moe_now();
+        p->st.runs++;
+        p->st.run_s += t3 - t0;
+        p->st.own_s += t2 - t1;
+        p->st.join_s += t3 - t2;
     }
 }

@@ -236,8 +236,14 @@ void moe_eng_attention(moe_engine *e, int il, int n)
     }
     moe_eng_named(e, "q", il, e->q, n, H * qk);
     attn_ctx c = {e, il};
-    if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
-    else moe_pool_run(e->pool, attn_worker, &c);
+    const double t0 = moe_eng_clock(e);
+    if (e->attn_cost < e->o.par_min_cost) {
+        attn_worker(&c, 0, 1); /* not worth waking threads */
+        e->prof.solo_s += moe_eng_clock(e) - t0;
+    } else {
+        moe_pool_run(e->pool, attn_worker, &c);
+        e->prof.attn_par_s += moe_eng_clock(e) - t0;
+    }
     moe_eng_named(e, "attn_heads", il, e->ao, n, H * hp->v_dim);
     jb[0] = moe_eng_job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
     moe_eng_run_jobs(e, jb, 1);

@@ -265,6 +265,19 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
     st->tokens_processed = e->tokens_processed;
 }
 
+void moe_engine_profile_enable(moe_engine *e, bool on)
+{
+    e->prof_on = on;
+    memset(&e->prof, 0, sizeof e->prof);
+    moe_pool_stats_enable(e->pool, on);
+}
+
+void moe_engine_profile_get(const moe_engine *e, moe_engine_profile *pr)
+{
+    *pr = e->prof;
+    moe_pool_stats_get(e->pool, &pr->pool);
+}
+
 /* ---- parallel matrix products --------------------------------------------- */
 
 typedef struct mm_ctx {
@@ -349,7 +362,10 @@ static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 
 void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
+    const double t0 = moe_eng_clock(e);
     if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
+    const double t1 = moe_eng_clock(e);
+    e->prof.quant_s += t1 - t0;
     mm_ctx c = {.k = e->k, .jobs = jobs, .n_jobs = n_jobs};
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
@@ -358,6 +374,7 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
      * (the result is the same either way) */
     if (c.total_cost < e->o.par_min_cost || moe_pool_size(e->pool) == 1) {
         mm_chunk(&c, 0, 1);
+        e->prof.solo_s += moe_eng_clock(e) - t1;
         return;
     }
     /* MM_CHUNKS_PER_THREAD chunks a thread, none much below MM_CHUNK_MIN_COST
@@ -368,6 +385,7 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
     if (c.n_chunks < nth) c.n_chunks = nth;
     atomic_init(&c.next, 0);
     moe_pool_run(e->pool, mm_worker, &c);
+    e->prof.mm_par_s += moe_eng_clock(e) - t1;
 }
 
 /* ---- FFN / MoE --------------------------------------------------------------- */
@@ -521,6 +539,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
 {
     const moe_hparams *hp = &e->m->hp;
     const int64_t D = hp->dim;
+    const double t_step = moe_eng_clock(e);
     if (n_items < 0) return moe_err_set(err, "negative item count");
     int64_t total = 0;
     for (int i = 0; i < n_items; i++) {
@@ -628,5 +647,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         }
     }
     e->tokens_processed += n;
+    e->prof.steps++;
+    e->prof.step_s += moe_eng_clock(e) - t_step;
     return MOE_OK;
 }

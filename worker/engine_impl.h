@@ -83,7 +83,12 @@ struct moe_engine {
     int n_tasks;
     double attn_cost;   /* rough flops of one layer's attention this step */
     attn_scratch *as;/* [n_threads] */
+    bool prof_on;       /* moe_engine_profile_enable */
+    moe_engine_profile prof;
 };
+
+/* Profile clock: 0 unless profiling (no clock reads otherwise). */
+static inline double moe_eng_clock(const moe_engine *e) { return e->prof_on ? moe_now() : 0.0; }
 
 /* Runs matrix-product jobs on the pool (or on the caller when small). */
 void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs);

@@ -16,7 +16,7 @@
 
 #include "group.h"
 
-#define MM_CHUNKS_PER_THREAD 8
+#define MM_MAX_CHUNKS 64
 #define MM_CHUNK_MIN_COST 65536.0
 
 void moe_engine_opts_default(moe_engine_opts *o)
@@ -286,22 +286,25 @@ typedef struct mm_ctx {
     int n_jobs;
     int n_chunks;
     double total_cost;
+    double edge[MM_MAX_CHUNKS + 1]; /* chunk ci covers costs [edge[ci], edge[ci + 1]) */
     atomic_int next; /* the next chunk to take */
 } mm_ctx;
 
 /* Cost of one output row of a job: weight bytes plus per-token work. */
 static double job_row_cost(const mm_job *j) { return (double)j->w.row_bytes + 2.0 * (double)j->w.cols * (double)j->n; }
 
-/* Chunk ci of nc takes the rows whose cumulative-cost start lies in its
- * share.  Which thread computes a row never changes the value of that row. */
+/* Chunk ci of nc takes the rows whose cumulative-cost start lies in
+ * [edge[ci], edge[ci + 1]).  Which thread computes a row never changes the
+ * value of that row. */
 static void mm_chunk(const mm_ctx *c, int ci, int nc)
 {
-    const double lo = c->total_cost * ci / nc, hi = c->total_cost * (ci + 1) / nc;
+    const double lo = c->edge[ci], hi = c->edge[ci + 1];
     double base = 0.0;
     for (int i = 0; i < c->n_jobs && base < hi; i++) {
         const mm_job *j = &c->jobs[i];
+        if (j->n <= 0) continue; /* no cost in total_cost either */
         const double per = job_row_cost(j), end = base + per * (double)j->w.rows;
-        if (j->n > 0 && end > lo) {
+        if (end > lo) {
             int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
             int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
             if (ci == nc - 1) r1 = j->w.rows;
@@ -318,7 +321,30 @@ static void mm_chunk(const mm_ctx *c, int ci, int nc)
 
 /* Threads take chunks from a shared counter until none is left: a thread
  * that starts late (woken from sleep, or preempted by another process on
- * a shared machine) takes fewer, instead of the others waiting for it. */
+ * a shared machine) takes fewer, instead of the others waiting for it.
+ * Chunks shrink as the run goes (guided: each takes 1/(2·nth) of what is
+ * left, none below MM_CHUNK_MIN_COST), so the last ones are short and a
+ * thread that finishes first waits at most about one small chunk. */
+static void mm_plan_chunks(mm_ctx *c, int nth)
+{
+    const double total = c->total_cost;
+    /* a run that is small for its threads still gets 2·nth chunks */
+    const double minc = MM_CHUNK_MIN_COST < total / (2.0 * nth) ? MM_CHUNK_MIN_COST : total / (2.0 * nth);
+    double at = 0.0;
+    int nc = 0;
+    c->edge[0] = 0.0;
+    while (nc < MM_MAX_CHUNKS - 1) {
+        const double left = total - at;
+        double size = left / (2.0 * nth);
+        if (size < minc) size = minc;
+        if (left - size < 0.5 * minc) break; /* the rest is the last chunk */
+        at += size;
+        c->edge[++nc] = at;
+    }
+    c->edge[++nc] = total;
+    c->n_chunks = nc;
+}
+
 static void mm_worker(void *arg, int ith, int nth)
 {
     (void)ith;
@@ -373,16 +399,15 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
     /* small runs stay on the caller: waking threads costs more than it saves
      * (the result is the same either way) */
     if (c.total_cost < e->o.par_min_cost || moe_pool_size(e->pool) == 1) {
+        c.edge[0] = 0.0;
+        c.edge[1] = c.total_cost;
         mm_chunk(&c, 0, 1);
         e->prof.solo_s += moe_eng_clock(e) - t1;
         return;
     }
-    /* MM_CHUNKS_PER_THREAD chunks a thread, none much below MM_CHUNK_MIN_COST
-     * (a chunk's rows share one pass over the activations) */
-    const int nth = moe_pool_size(e->pool);
-    const double by_cost = c.total_cost / MM_CHUNK_MIN_COST;
-    c.n_chunks = by_cost < (double)nth * MM_CHUNKS_PER_THREAD ? (int)by_cost : nth * MM_CHUNKS_PER_THREAD;
-    if (c.n_chunks < nth) c.n_chunks = nth;
+    /* chunks none much below MM_CHUNK_MIN_COST (a chunk's rows share one
+     * pass over the activations) */
+    mm_plan_chunks(&c, moe_pool_size(e->pool));
     atomic_init(&c.next, 0);
     moe_pool_run(e->pool, mm_worker, &c);
     e->prof.mm_par_s += moe_eng_clock(e) - t1;
@@ -492,10 +517,13 @@ static void ffn_block(moe_engine *e, int il, int n)
     /* group (token, j) pairs by expert, tokens ascending within one */
     moe_group_by_expert(e->ids, n * K, E, e->e_off, e->order);
     for (int x = 0; x < E; x++) e->e_cnt[x] = e->e_off[x + 1] - e->e_off[x];
+    /* an expert with several rows gets them copied together; one with a
+     * single row reads it where it is (so on the int8 path every expert of
+     * a decoded token shares one quantization of it, see quantize_jobs) */
     for (int32_t s = 0; s < e->e_off[E]; s++) {
         const int32_t tj = e->order[s];
         e->slot[tj] = s;
-        memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
+        if (e->e_cnt[e->ids[tj]] > 1) memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
     }
     /* gate and up of every active expert (+ shared) in one parallel run */
     int nj = 0;
@@ -504,8 +532,9 @@ static void ffn_block(moe_engine *e, int il, int n)
         if (!e->e_cnt[x]) continue;
         const moe_mat wg = expert_mat(&L->gate_exps, x, ff), wu = expert_mat(&L->up_exps, x, ff);
         const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = moe_eng_job(&wg, e->xe + o * D, D, e->e_cnt[x], e->ge + o * ff, ff);
-        jb[nj++] = moe_eng_job(&wu, e->xe + o * D, D, e->e_cnt[x], e->ue + o * ff, ff);
+        const float *xin = e->e_cnt[x] > 1 ? e->xe + o * D : e->h + (size_t)(e->order[o] / K) * D;
+        jb[nj++] = moe_eng_job(&wg, xin, D, e->e_cnt[x], e->ge + o * ff, ff);
+        jb[nj++] = moe_eng_job(&wu, xin, D, e->e_cnt[x], e->ue + o * ff, ff);
     }
     if (sff > 0) {
         jb[nj++] = moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff);

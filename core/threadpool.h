@@ -41,6 +41,15 @@ typedef struct moe_pool_stats {
 void moe_pool_stats_enable(moe_pool *p, bool on);
 void moe_pool_stats_get(const moe_pool *p, moe_pool_stats *st);
 
+/* One step of a spin wait (x86 PAUSE: yields the core's pipeline to its
+ * sibling and saves power while a thread waits for another). */
+static inline void moe_pool_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* The [lo, hi) share of n items for thread ith of nth. */
 static inline void moe_pool_slice(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
 {

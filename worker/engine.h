@@ -155,7 +155,8 @@ typedef struct moe_engine_profile {
     double mm_par_s;    /* matrix-product runs on the pool (wall) */
     double attn_par_s;  /* attention runs on the pool (wall) */
     double solo_s;      /* products and attention small enough to run on the caller alone */
-    double quant_s;     /* int8 path: quantizing activations before product runs */
+    double quant_s;     /* before product runs: placing the int8 activations (and, for runs that stay
+                         * on the caller, SwiGLU and quantization; pool runs do those inside) */
     moe_pool_stats pool;
 } moe_engine_profile;
 void moe_engine_profile_enable(moe_engine *e, bool on);

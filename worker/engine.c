@@ -396,20 +396,25 @@ static void mm_prep_task(const mm_ctx *c, int i)
 /* Threads take chunks from a shared counter until none is left: a thread
  * that starts late (woken from sleep, or preempted by another process on
  * a shared machine) takes fewer, instead of the others waiting for it.
- * Chunks shrink as the run goes (guided: each takes 1/(2·nth) of what is
- * left, none below MM_CHUNK_MIN_COST), so the last ones are short and a
- * thread that finishes first waits at most about one small chunk. */
+ * Chunks shrink as the run ends (guided: each takes 1/(2·nth) of what is
+ * left, at most 1/(8·nth) of the run, none below MM_CHUNK_MIN_COST), so the
+ * last ones are short and a thread that finishes first waits at most about
+ * one small chunk. */
 static void mm_plan_chunks(mm_ctx *c, int nth)
 {
     const double total = c->total_cost;
     /* a run that is small for its threads still gets 2·nth chunks */
     const double minc = MM_CHUNK_MIN_COST < total / (2.0 * nth) ? MM_CHUNK_MIN_COST : total / (2.0 * nth);
+    /* and none above 1/8 of a thread's share: a thread preempted (or put to
+     * sleep) holding a chunk holds the run for that chunk */
+    const double maxc = total / (8.0 * nth);
     double at = 0.0;
     int nc = 0;
     c->edge[0] = 0.0;
     while (nc < MM_MAX_CHUNKS - 1) {
         const double left = total - at;
         double size = left / (2.0 * nth);
+        if (size > maxc) size = maxc;
         if (size < minc) size = minc;
         if (left - size < 0.5 * minc) break; /* the rest is the last chunk */
         at += size;

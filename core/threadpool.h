@@ -25,6 +25,31 @@ int moe_pool_size(const moe_pool *p);
 /* Runs fn(ctx, ith, nth) on every thread, returns when all are done. */
 void moe_pool_run(moe_pool *p, moe_pool_fn fn, void *ctx);
 
+/* Where the time of the pool's runs went (for profiles: bench-decode
+ * --profile).  Seconds, summed over runs since the last reset. */
+typedef struct moe_pool_stats {
+    uint64_t runs;      /* runs with more than one thread */
+    double run_s;       /* the caller inside moe_pool_run */
+    double own_s;       /* the caller running its own share */
+    double join_s;      /* the caller waiting for the others after its share */
+    double lag_s;       /* pool threads: from a run's publication to their start (sum over threads) */
+    double busy_s;      /* pool threads: running their share (sum over threads) */
+    uint64_t sleeps;    /* pool threads that went to sleep waiting for a run */
+} moe_pool_stats;
+/* Turns timing on or off (off by default: no clock reads); resets it.
+ * Call between runs only. */
+void moe_pool_stats_enable(moe_pool *p, bool on);
+void moe_pool_stats_get(const moe_pool *p, moe_pool_stats *st);
+
+/* One step of a spin wait (x86 PAUSE: yields the core's pipeline to its
+ * sibling and saves power while a thread waits for another). */
+static inline void moe_pool_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* The [lo, hi) share of n items for thread ith of nth. */
 static inline void moe_pool_slice(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)
 {

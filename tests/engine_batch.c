@@ -117,14 +117,30 @@ static void test_invariance(const char *model_name)
     e = mk_engine(m, 2, 16, 8);
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 2 threads", model_name);
+    /* with the profile on (timers only): the same bits, and times that add up */
+    moe_engine_profile_enable(e, true);
     CHECK(run_target(e, false, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 2 threads alone", model_name);
+    moe_engine_profile pr;
+    moe_engine_profile_get(e, &pr);
+    CHECK_MSG(pr.steps == TGT_DECODE + 1 && pr.pool.runs > 0 && pr.mm_par_s > 0 && pr.attn_par_s > 0,
+              "profile: %llu steps (want %d), %llu runs", (unsigned long long)pr.steps, TGT_DECODE + 1,
+              (unsigned long long)pr.pool.runs);
+    CHECK_MSG(pr.mm_par_s + pr.attn_par_s + pr.solo_s + pr.quant_s <= pr.step_s &&
+                  pr.pool.own_s + pr.pool.join_s <= pr.pool.run_s && pr.pool.run_s <= pr.mm_par_s + pr.attn_par_s &&
+                  pr.pool.busy_s > 0,
+              "profile parts exceed their wholes");
+    moe_engine_profile_enable(e, false);
+    moe_engine_free(e);
+    e = mk_engine(m, 3, 16, 8);
+    CHECK(run_target(e, true, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 3 threads", model_name);
     moe_engine_free(e);
     e = mk_engine(m, 1, 4, 8);
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with blocks of 4", model_name);
     moe_engine_free(e);
-    printf("%s%s: alone / among 7 / 2 threads / blocks of 4: bitwise identical\n", model_name,
+    printf("%s%s: alone / among 7 / 2 and 3 threads / blocks of 4: bitwise identical\n", model_name,
            g_int8 ? " (int8 activations)" : "");
     if (g_int8) {
         free(a);

@@ -243,6 +243,19 @@ static void test_pool(void)
         for (int i = 0; i < 1000; i++) ok &= c.hits[i] == 500;
         CHECK_MSG(ok, "pool of %d: a slice ran a wrong number of times", n);
         CHECK(c.nth_seen == n && moe_pool_size(p) == n);
+        /* timing: counted only while enabled, only for runs with threads */
+        moe_pool_stats st;
+        moe_pool_stats_get(p, &st);
+        CHECK(st.runs == 0 && st.run_s == 0.0);
+        moe_pool_stats_enable(p, true);
+        for (int rep = 0; rep < 100; rep++) moe_pool_run(p, pool_fn, &c);
+        moe_pool_stats_get(p, &st);
+        CHECK_MSG(st.runs == (n > 1 ? 100u : 0u), "pool of %d: %llu runs counted", n, (unsigned long long)st.runs);
+        CHECK(st.own_s >= 0 && st.join_s >= 0 && st.own_s + st.join_s <= st.run_s && st.lag_s >= 0);
+        CHECK(n > 1 ? st.busy_s > 0 : st.busy_s == 0.0);
+        moe_pool_stats_enable(p, false);
+        moe_pool_stats_get(p, &st);
+        CHECK(st.runs == 0);
         moe_pool_free(p);
     }
 }

@@ -6,6 +6,7 @@
 #include "engine_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* ---- RoPE ------------------------------------------------------------------ */
@@ -45,6 +46,7 @@ void moe_eng_rope_cs(const moe_hparams *hp, int64_t pos, float *cs)
 typedef struct attn_ctx {
     moe_engine *e;
     int il;
+    atomic_int next; /* the next task to take */
 } attn_ctx;
 
 /* Per head: the matrix mapping c to the non-rotary key and the one mapping a
@@ -188,13 +190,17 @@ static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd,
     }
 }
 
+/* Threads take tasks from a shared counter (as the products take chunks):
+ * a thread that starts late takes fewer instead of the others waiting for
+ * it.  A task's arithmetic does not depend on the thread that runs it. */
 static void attn_worker(void *arg, int ith, int nth)
 {
-    const attn_ctx *c = arg;
+    (void)nth;
+    attn_ctx *c = arg;
     moe_engine *e = c->e;
-    int64_t lo, hi;
-    moe_pool_slice(e->n_tasks, ith, nth, &lo, &hi);
-    for (int64_t i = lo; i < hi; i++) {
+    for (;;) {
+        const int i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (i >= e->n_tasks) break;
         const attn_task *t = &e->tasks[i];
         if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
         else attn_absorbed(e, c->il, t->row0, t->head, t->n_heads, &e->as[ith]);
@@ -235,9 +241,16 @@ void moe_eng_attention(moe_engine *e, int il, int n)
         for (int hd = 0; hd < H; hd++) moe_kern_rope(e->k, e->q + (size_t)r * H * qk + (size_t)hd * qk + hp->qk_nope, cs, hp->qk_rope);
     }
     moe_eng_named(e, "q", il, e->q, n, H * qk);
-    attn_ctx c = {e, il};
-    if (e->attn_cost < e->o.par_min_cost) attn_worker(&c, 0, 1); /* not worth waking threads */
-    else moe_pool_run(e->pool, attn_worker, &c);
+    attn_ctx c = {.e = e, .il = il};
+    atomic_init(&c.next, 0);
+    const double t0 = moe_eng_clock(e);
+    if (e->attn_cost < e->o.par_min_cost) {
+        attn_worker(&c, 0, 1); /* not worth waking threads */
+        e->prof.solo_s += moe_eng_clock(e) - t0;
+    } else {
+        moe_pool_run(e->pool, attn_worker, &c);
+        e->prof.attn_par_s += moe_eng_clock(e) - t0;
+    }
     moe_eng_named(e, "attn_heads", il, e->ao, n, H * hp->v_dim);
     jb[0] = moe_eng_job(&L->o, e->ao, H * hp->v_dim, n, e->tmp, D);
     moe_eng_run_jobs(e, jb, 1);

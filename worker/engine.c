@@ -16,7 +16,7 @@
 
 #include "group.h"
 
-#define MM_CHUNKS_PER_THREAD 8
+#define MM_MAX_CHUNKS 64
 #define MM_CHUNK_MIN_COST 65536.0
 
 void moe_engine_opts_default(moe_engine_opts *o)
@@ -88,7 +88,8 @@ static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t 
     };
     const uint64_t other[][2] = {
         {N, sizeof(int)}, {N, sizeof(int64_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)},
-        {E + 1, sizeof(int32_t)}, {E + 1, sizeof(int32_t)}, {2 * E + 4, sizeof(mm_job)}, {N * H, sizeof(attn_task)},
+        {E + 1, sizeof(int32_t)}, {E + 1, sizeof(int32_t)}, {2 * E + 4, sizeof(mm_job)}, {2 * E + 4, sizeof(int32_t)},
+        {N * H, sizeof(attn_task)},
         {T, sizeof(attn_scratch)}, {1, sizeof(moe_engine)},
     };
     bool ok = true;
@@ -184,6 +185,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->e_off = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
     e->logits = falloc(N * hp->vocab);
     e->jobs = moe_xmalloc((size_t)(2 * hp->n_expert + 4) * sizeof(mm_job));
+    e->prep = moe_xmalloc((size_t)(2 * hp->n_expert + 4) * sizeof(int32_t));
     if (o.act_q8) {
         /* the largest set of distinct activations one run quantizes */
         int64_t b = (NK + N) * D;
@@ -249,6 +251,7 @@ void moe_engine_free(moe_engine *e)
     free(e->e_off);
     free(e->logits);
     free(e->jobs);
+    free(e->prep);
     free(e->xq);
     free(e->tasks);
     free(e);
@@ -265,6 +268,19 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
     st->tokens_processed = e->tokens_processed;
 }
 
+void moe_engine_profile_enable(moe_engine *e, bool on)
+{
+    e->prof_on = on;
+    memset(&e->prof, 0, sizeof e->prof);
+    moe_pool_stats_enable(e->pool, on);
+}
+
+void moe_engine_profile_get(const moe_engine *e, moe_engine_profile *pr)
+{
+    *pr = e->prof;
+    moe_pool_stats_get(e->pool, &pr->pool);
+}
+
 /* ---- parallel matrix products --------------------------------------------- */
 
 typedef struct mm_ctx {
@@ -273,22 +289,28 @@ typedef struct mm_ctx {
     int n_jobs;
     int n_chunks;
     double total_cost;
+    double edge[MM_MAX_CHUNKS + 1]; /* chunk ci covers costs [edge[ci], edge[ci + 1]) */
     atomic_int next; /* the next chunk to take */
+    const int32_t *prep; /* jobs whose activation gets SwiGLU / quantization first */
+    int n_prep;
+    atomic_int next_prep, prep_done;
 } mm_ctx;
 
 /* Cost of one output row of a job: weight bytes plus per-token work. */
 static double job_row_cost(const mm_job *j) { return (double)j->w.row_bytes + 2.0 * (double)j->w.cols * (double)j->n; }
 
-/* Chunk ci of nc takes the rows whose cumulative-cost start lies in its
- * share.  Which thread computes a row never changes the value of that row. */
+/* Chunk ci of nc takes the rows whose cumulative-cost start lies in
+ * [edge[ci], edge[ci + 1]).  Which thread computes a row never changes the
+ * value of that row. */
 static void mm_chunk(const mm_ctx *c, int ci, int nc)
 {
-    const double lo = c->total_cost * ci / nc, hi = c->total_cost * (ci + 1) / nc;
+    const double lo = c->edge[ci], hi = c->edge[ci + 1];
     double base = 0.0;
     for (int i = 0; i < c->n_jobs && base < hi; i++) {
         const mm_job *j = &c->jobs[i];
+        if (j->n <= 0) continue; /* no cost in total_cost either */
         const double per = job_row_cost(j), end = base + per * (double)j->w.rows;
-        if (j->n > 0 && end > lo) {
+        if (end > lo) {
             int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
             int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
             if (ci == nc - 1) r1 = j->w.rows;
@@ -303,14 +325,119 @@ static void mm_chunk(const mm_ctx *c, int ci, int nc)
     }
 }
 
+/* Before the products: each distinct activation of the run (one x) gets
+ * its SwiGLU if its job asks for one, then, on the int8 path, is quantized
+ * once per dot type its jobs need (one input can feed matrices of several
+ * types: a Q4_K q_a beside a Q5_0 kv_a, say), row by row, so a token's
+ * blocks never depend on its batch.  Float-only types (F32, F16, BF16) keep
+ * x.  plan_prep (on the caller) places the quantized pieces and lists one
+ * prep task per activation that needs work; the run's threads take those
+ * tasks first (mm_prep_task), so the SwiGLUs and quantizations of the
+ * experts of a MoE layer are spread over the threads. */
+static bool same_x(const mm_job *a, const mm_job *b) { return a->x == b->x && a->xs == b->xs && a->n == b->n; }
+
+static void plan_prep(moe_engine *e, mm_job *jobs, int n_jobs, mm_ctx *c)
+{
+    size_t used = 0;
+    int n_prep = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        mm_job *j = &jobs[i];
+        const uint32_t dt = moe_kern_dot_type(j->w.type);
+        int owner = i;
+        for (int p = 0; p < i && owner == i; p++)
+            if (same_x(&jobs[p], j)) owner = p;
+        /* a shared activation gets its SwiGLU once, from its first job */
+        MOE_ASSERT(owner == i || jobs[owner].glu == j->glu);
+        j->xq = NULL;
+        j->xq_own = false;
+        if (e->o.act_q8 && dt != MOE_DT_F32 && j->n > 0) {
+            for (int p = 0; p < i && !j->xq; p++)
+                if (jobs[p].xq && same_x(&jobs[p], j) && jobs[p].w.cols == j->w.cols &&
+                    moe_kern_dot_type(jobs[p].w.type) == dt) {
+                    j->xq = jobs[p].xq;
+                    j->xqs = jobs[p].xqs;
+                }
+            if (!j->xq) {
+                const size_t rb = moe_kern_act_row_bytes(dt, j->w.cols);
+                MOE_ASSERT(used + rb * (size_t)j->n <= e->xq_bytes);
+                j->xq = e->xq + used;
+                j->xqs = j->w.cols / moe_kern_act_block(dt);
+                j->xq_own = true;
+                used += (rb * (size_t)j->n + 63) & ~(size_t)63;
+            }
+        }
+        if (j->n <= 0) continue;
+        /* the owner's task covers this job's quantization too */
+        const bool needs = (owner == i && j->glu) || j->xq_own;
+        bool listed = false;
+        for (int q = 0; q < n_prep && !listed; q++) listed = e->prep[q] == owner;
+        if (needs && !listed) e->prep[n_prep++] = owner;
+    }
+    c->n_prep = n_prep;
+}
+
+/* The prep task of the activation whose first job is jobs[i]. */
+static void mm_prep_task(const mm_ctx *c, int i)
+{
+    const mm_job *o = &c->jobs[i];
+    if (o->glu)
+        for (int64_t t = 0; t < o->n; t++) moe_kern_swiglu((float *)(uintptr_t)(o->x + t * o->xs), o->glu + t * o->xs, o->w.cols);
+    for (int k = i; k < c->n_jobs; k++) {
+        const mm_job *j = &c->jobs[k];
+        if (!same_x(j, o) || !j->xq_own) continue;
+        const uint32_t dt = moe_kern_dot_type(j->w.type);
+        const size_t rb = moe_kern_act_row_bytes(dt, j->w.cols);
+        for (int64_t t = 0; t < j->n; t++)
+            moe_kern_quantize_act(c->k, dt, j->x + t * j->xs, (unsigned char *)(uintptr_t)j->xq + (size_t)t * rb,
+                                  j->w.cols);
+    }
+}
+
 /* Threads take chunks from a shared counter until none is left: a thread
  * that starts late (woken from sleep, or preempted by another process on
- * a shared machine) takes fewer, instead of the others waiting for it. */
+ * a shared machine) takes fewer, instead of the others waiting for it.
+ * Chunks shrink as the run ends (guided: each takes 1/(2·nth) of what is
+ * left, at most 1/(8·nth) of the run, none below MM_CHUNK_MIN_COST), so the
+ * last ones are short and a thread that finishes first waits at most about
+ * one small chunk. */
+static void mm_plan_chunks(mm_ctx *c, int nth)
+{
+    const double total = c->total_cost;
+    /* a run that is small for its threads still gets 2·nth chunks */
+    const double minc = MM_CHUNK_MIN_COST < total / (2.0 * nth) ? MM_CHUNK_MIN_COST : total / (2.0 * nth);
+    /* and none above 1/8 of a thread's share: a thread preempted (or put to
+     * sleep) holding a chunk holds the run for that chunk */
+    const double maxc = total / (8.0 * nth);
+    double at = 0.0;
+    int nc = 0;
+    c->edge[0] = 0.0;
+    while (nc < MM_MAX_CHUNKS - 1) {
+        const double left = total - at;
+        double size = left / (2.0 * nth);
+        if (size > maxc) size = maxc;
+        if (size < minc) size = minc;
+        if (left - size < 0.5 * minc) break; /* the rest is the last chunk */
+        at += size;
+        c->edge[++nc] = at;
+    }
+    c->edge[++nc] = total;
+    c->n_chunks = nc;
+}
+
 static void mm_worker(void *arg, int ith, int nth)
 {
     (void)ith;
     (void)nth;
     mm_ctx *c = arg;
+    /* prep tasks first; no product starts before all are done (a thread
+     * that took one is running it, so this wait is short) */
+    for (;;) {
+        const int i = atomic_fetch_add_explicit(&c->next_prep, 1, memory_order_relaxed);
+        if (i >= c->n_prep) break;
+        mm_prep_task(c, c->prep[i]);
+        atomic_fetch_add_explicit(&c->prep_done, 1, memory_order_release);
+    }
+    while (atomic_load_explicit(&c->prep_done, memory_order_acquire) < c->n_prep) moe_pool_relax();
     for (;;) {
         const int ci = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (ci >= c->n_chunks) break;
@@ -318,56 +445,36 @@ static void mm_worker(void *arg, int ith, int nth)
     }
 }
 
-/* Int8 path: quantize each distinct activation of the run once per dot
- * type its jobs need (one input can feed matrices of several types: a
- * Q4_K q_a beside a Q5_0 kv_a, say), row by row, so a token's blocks never
- * depend on its batch.  Float-only types (F32, F16, BF16) keep x. */
-static void quantize_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
-{
-    size_t used = 0;
-    for (int i = 0; i < n_jobs; i++) {
-        mm_job *j = &jobs[i];
-        const uint32_t dt = moe_kern_dot_type(j->w.type);
-        j->xq = NULL;
-        if (dt == MOE_DT_F32 || j->n == 0) continue;
-        for (int p = 0; p < i && !j->xq; p++)
-            if (jobs[p].xq && jobs[p].x == j->x && jobs[p].xs == j->xs && jobs[p].n == j->n &&
-                jobs[p].w.cols == j->w.cols && moe_kern_dot_type(jobs[p].w.type) == dt) {
-                j->xq = jobs[p].xq;
-                j->xqs = jobs[p].xqs;
-            }
-        if (j->xq) continue;
-        const size_t rb = moe_kern_act_row_bytes(dt, j->w.cols);
-        MOE_ASSERT(used + rb * (size_t)j->n <= e->xq_bytes);
-        unsigned char *dst = e->xq + used;
-        for (int64_t t = 0; t < j->n; t++) moe_kern_quantize_act(e->k, dt, j->x + t * j->xs, dst + (size_t)t * rb, j->w.cols);
-        j->xq = dst;
-        j->xqs = j->w.cols / moe_kern_act_block(dt);
-        used += (rb * (size_t)j->n + 63) & ~(size_t)63;
-    }
-}
-
 void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 {
-    if (e->o.act_q8) quantize_jobs(e, jobs, n_jobs);
-    mm_ctx c = {.k = e->k, .jobs = jobs, .n_jobs = n_jobs};
+    const double t0 = moe_eng_clock(e);
+    mm_ctx c = {.k = e->k, .jobs = jobs, .n_jobs = n_jobs, .prep = e->prep};
+    plan_prep(e, jobs, n_jobs, &c);
+    atomic_init(&c.next_prep, 0);
+    atomic_init(&c.prep_done, 0);
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].n > 0) c.total_cost += job_row_cost(&jobs[i]) * (double)jobs[i].w.rows;
     if (c.total_cost <= 0.0) return;
     /* small runs stay on the caller: waking threads costs more than it saves
      * (the result is the same either way) */
     if (c.total_cost < e->o.par_min_cost || moe_pool_size(e->pool) == 1) {
+        for (int i = 0; i < c.n_prep; i++) mm_prep_task(&c, c.prep[i]);
+        const double t1 = moe_eng_clock(e);
+        e->prof.quant_s += t1 - t0;
+        c.edge[0] = 0.0;
+        c.edge[1] = c.total_cost;
         mm_chunk(&c, 0, 1);
+        e->prof.solo_s += moe_eng_clock(e) - t1;
         return;
     }
-    /* MM_CHUNKS_PER_THREAD chunks a thread, none much below MM_CHUNK_MIN_COST
-     * (a chunk's rows share one pass over the activations) */
-    const int nth = moe_pool_size(e->pool);
-    const double by_cost = c.total_cost / MM_CHUNK_MIN_COST;
-    c.n_chunks = by_cost < (double)nth * MM_CHUNKS_PER_THREAD ? (int)by_cost : nth * MM_CHUNKS_PER_THREAD;
-    if (c.n_chunks < nth) c.n_chunks = nth;
+    /* chunks none much below MM_CHUNK_MIN_COST (a chunk's rows share one
+     * pass over the activations) */
+    mm_plan_chunks(&c, moe_pool_size(e->pool));
     atomic_init(&c.next, 0);
+    const double t1 = moe_eng_clock(e);
+    e->prof.quant_s += t1 - t0;
     moe_pool_run(e->pool, mm_worker, &c);
+    e->prof.mm_par_s += moe_eng_clock(e) - t1;
 }
 
 /* ---- FFN / MoE --------------------------------------------------------------- */
@@ -429,8 +536,7 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
         hk->progress(hk->ctx);
         moe_eng_run_jobs(e, jb + 1, 1);
         hk->progress(hk->ctx);
-        for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
-        jb[0] = moe_eng_job(&L->down_sh, e->fg, sff, n, e->sh, D);
+        jb[0] = moe_eng_glu_job(&L->down_sh, e->fg, e->fu, sff, n, e->sh, D);
         moe_eng_run_jobs(e, jb, 1);
         hk->progress(hk->ctx);
     }
@@ -456,8 +562,7 @@ static void ffn_block(moe_engine *e, int il, int n)
         const int64_t F = hp->dense_ff;
         mm_job jb[2] = {moe_eng_job(&L->gate, e->h, D, n, e->fg, F), moe_eng_job(&L->up, e->h, D, n, e->fu, F)};
         moe_eng_run_jobs(e, jb, 2);
-        for (int r = 0; r < n; r++) moe_kern_swiglu(e->fg + r * F, e->fu + r * F, F);
-        jb[0] = moe_eng_job(&L->down, e->fg, F, n, e->tmp, D);
+        jb[0] = moe_eng_glu_job(&L->down, e->fg, e->fu, F, n, e->tmp, D);
         moe_eng_run_jobs(e, jb, 1);
         moe_eng_named(e, "ffn_out", il, e->tmp, n, D);
         for (int64_t i = 0; i < (int64_t)n * D; i++) e->x[i] += e->tmp[i];
@@ -474,10 +579,13 @@ static void ffn_block(moe_engine *e, int il, int n)
     /* group (token, j) pairs by expert, tokens ascending within one */
     moe_group_by_expert(e->ids, n * K, E, e->e_off, e->order);
     for (int x = 0; x < E; x++) e->e_cnt[x] = e->e_off[x + 1] - e->e_off[x];
+    /* an expert with several rows gets them copied together; one with a
+     * single row reads it where it is (so on the int8 path every expert of
+     * a decoded token shares one quantization of it, see quantize_jobs) */
     for (int32_t s = 0; s < e->e_off[E]; s++) {
         const int32_t tj = e->order[s];
         e->slot[tj] = s;
-        memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
+        if (e->e_cnt[e->ids[tj]] > 1) memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
     }
     /* gate and up of every active expert (+ shared) in one parallel run */
     int nj = 0;
@@ -486,24 +594,24 @@ static void ffn_block(moe_engine *e, int il, int n)
         if (!e->e_cnt[x]) continue;
         const moe_mat wg = expert_mat(&L->gate_exps, x, ff), wu = expert_mat(&L->up_exps, x, ff);
         const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = moe_eng_job(&wg, e->xe + o * D, D, e->e_cnt[x], e->ge + o * ff, ff);
-        jb[nj++] = moe_eng_job(&wu, e->xe + o * D, D, e->e_cnt[x], e->ue + o * ff, ff);
+        const float *xin = e->e_cnt[x] > 1 ? e->xe + o * D : e->h + (size_t)(e->order[o] / K) * D;
+        jb[nj++] = moe_eng_job(&wg, xin, D, e->e_cnt[x], e->ge + o * ff, ff);
+        jb[nj++] = moe_eng_job(&wu, xin, D, e->e_cnt[x], e->ue + o * ff, ff);
     }
     if (sff > 0) {
         jb[nj++] = moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff);
         jb[nj++] = moe_eng_job(&L->up_sh, e->h, D, n, e->fu, sff);
     }
     moe_eng_run_jobs(e, jb, nj);
-    for (int64_t s = 0; s < (int64_t)n * K; s++) moe_kern_swiglu(e->ge + s * ff, e->ue + s * ff, ff);
-    for (int r = 0; r < n && sff > 0; r++) moe_kern_swiglu(e->fg + r * sff, e->fu + r * sff, sff);
+    /* down of every active expert (+ shared), each input SwiGLU'd by the run */
     nj = 0;
     for (int x = 0; x < E; x++) {
         if (!e->e_cnt[x]) continue;
         const moe_mat wd = expert_mat(&L->down_exps, x, D);
         const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = moe_eng_job(&wd, e->ge + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
+        jb[nj++] = moe_eng_glu_job(&wd, e->ge + o * ff, e->ue + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
     }
-    if (sff > 0) jb[nj++] = moe_eng_job(&L->down_sh, e->fg, sff, n, e->sh, D);
+    if (sff > 0) jb[nj++] = moe_eng_glu_job(&L->down_sh, e->fg, e->fu, sff, n, e->sh, D);
     moe_eng_run_jobs(e, jb, nj);
     const float *yr[MOE_GATE_MAX_USED];
     for (int t = 0; t < n; t++) {
@@ -521,6 +629,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
 {
     const moe_hparams *hp = &e->m->hp;
     const int64_t D = hp->dim;
+    const double t_step = moe_eng_clock(e);
     if (n_items < 0) return moe_err_set(err, "negative item count");
     int64_t total = 0;
     for (int i = 0; i < n_items; i++) {
@@ -628,5 +737,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         }
     }
     e->tokens_processed += n;
+    e->prof.steps++;
+    e->prof.step_s += moe_eng_clock(e) - t_step;
     return MOE_OK;
 }

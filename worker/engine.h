@@ -145,4 +145,21 @@ typedef struct moe_engine_stats {
 } moe_engine_stats;
 void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st);
 
+/* Where a step's time goes (bench-decode --profile): off by default (no
+ * clock reads); enabling resets it.  Seconds summed over steps.  The rest of
+ * step_s (minus the three runs and quant_s) is serial per-token work on the
+ * calling thread: norms, RoPE, routing, SwiGLU, combine, residuals. */
+typedef struct moe_engine_profile {
+    uint64_t steps;
+    double step_s;      /* inside moe_engine_step */
+    double mm_par_s;    /* matrix-product runs on the pool (wall) */
+    double attn_par_s;  /* attention runs on the pool (wall) */
+    double solo_s;      /* products and attention small enough to run on the caller alone */
+    double quant_s;     /* before product runs: placing the int8 activations (and, for runs that stay
+                         * on the caller, SwiGLU and quantization; pool runs do those inside) */
+    moe_pool_stats pool;
+} moe_engine_profile;
+void moe_engine_profile_enable(moe_engine *e, bool on);
+void moe_engine_profile_get(const moe_engine *e, moe_engine_profile *pr);
+
 #endif

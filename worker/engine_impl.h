@@ -19,6 +19,9 @@ typedef struct mm_job {
     int64_t ys;      /* y stride (floats) */
     const void *xq;  /* int8 path: x in w's dot type, xqs blocks of it apart (else NULL) */
     int64_t xqs;
+    const float *glu;/* if set, the run first makes x[t] ← silu(x[t])·glu[t] in place (SwiGLU;
+                      * x is then the job's own writable gate rows, glu has x's stride) */
+    bool xq_own;     /* set by the run: this job's activation is quantized into xq (not shared) */
 } mm_job;
 
 /* Attention work unit: one (token row, head) in absorbed form, or one
@@ -76,6 +79,7 @@ struct moe_engine {
     int32_t *e_cnt, *e_off; /* [n_expert] */
     float *logits;   /* [N][vocab] */
     mm_job *jobs;    /* [2·n_expert + 4] */
+    int32_t *prep;   /* [2·n_expert + 4] the jobs of one run whose activation needs SwiGLU or quantization */
     unsigned char *xq; /* int8 path: the quantized activations of one run, one
                         * 64-byte aligned piece per (activation, dot type) */
     size_t xq_bytes;
@@ -83,14 +87,28 @@ struct moe_engine {
     int n_tasks;
     double attn_cost;   /* rough flops of one layer's attention this step */
     attn_scratch *as;/* [n_threads] */
+    bool prof_on;       /* moe_engine_profile_enable */
+    moe_engine_profile prof;
 };
+
+/* Profile clock: 0 unless profiling (no clock reads otherwise). */
+static inline double moe_eng_clock(const moe_engine *e) { return e->prof_on ? moe_now() : 0.0; }
 
 /* Runs matrix-product jobs on the pool (or on the caller when small). */
 void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs);
 
 static inline mm_job moe_eng_job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
 {
-    mm_job j = {*w, x, xs, n, y, ys, NULL, 0};
+    mm_job j = {*w, x, xs, n, y, ys, NULL, 0, NULL, false};
+    return j;
+}
+
+/* A down projection whose input is SwiGLU(g, u), computed by the run itself
+ * (spread over its threads) before the product: g[t] ← silu(g[t])·u[t]. */
+static inline mm_job moe_eng_glu_job(const moe_mat *w, float *g, const float *u, int64_t gs, int64_t n, float *y,
+                                     int64_t ys)
+{
+    mm_job j = {*w, g, gs, n, y, ys, NULL, 0, u, false};
     return j;
 }
 

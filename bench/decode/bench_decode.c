@@ -62,6 +62,7 @@ static void die(const char *what, const moe_err *err)
 }
 
 static bool g_int8;
+static bool g_profile; /* --profile: where the decode steps' time went */
 
 static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx, int max_prompt)
 {
@@ -86,6 +87,22 @@ static int greedy(const float *v, int n)
     return b;
 }
 
+/* One line: microseconds per decode step, split by where they went. */
+static void print_profile(moe_engine *e, int n_steps)
+{
+    moe_engine_profile pr;
+    moe_engine_profile_get(e, &pr);
+    moe_engine_profile_enable(e, false);
+    const double us = 1e6 / n_steps, par = pr.mm_par_s + pr.attn_par_s;
+    const double nw = pr.pool.runs ? (double)pr.pool.runs : 1.0;
+    printf("profile us_per_step=%.1f serial=%.1f quant=%.1f solo=%.1f par_runs=%.1f (mm %.1f attn %.1f) "
+           "runs_per_step=%.1f caller_own=%.1f caller_join_wait=%.1f workers_busy=%.1f worker_start_lag_us_per_run=%.2f "
+           "worker_sleeps_per_step=%.2f\n",
+           pr.step_s * us, (pr.step_s - par - pr.solo_s - pr.quant_s) * us, pr.quant_s * us, pr.solo_s * us, par * us,
+           pr.mm_par_s * us, pr.attn_par_s * us, (double)pr.pool.runs / n_steps, pr.pool.own_s * us,
+           pr.pool.join_s * us, pr.pool.busy_s * us, pr.pool.lag_s * 1e6 / nw, (double)pr.pool.sleeps / n_steps);
+}
+
 /* n_seq sequences: prompts of n_prompt (one step each), then n_gen decode
  * steps with all sequences batched.  Returns prefill and decode tokens/s. */
 static void run_batch(moe_engine *e, int n_seq, int n_prompt, int n_gen, double *pf_tps, double *dec_tps)
@@ -105,6 +122,7 @@ static void run_batch(moe_engine *e, int n_seq, int n_prompt, int n_gen, double 
         if (moe_engine_step(e, it, 1, &err) || it[0].status) die("prefill", &err);
         last[s] = greedy(it[0].out, V);
     }
+    if (g_profile) moe_engine_profile_enable(e, true);
     const double t1 = moe_now();
     for (int g = 0; g < n_gen; g++) {
         for (int s = 0; s < n_seq; s++)
@@ -116,6 +134,7 @@ static void run_batch(moe_engine *e, int n_seq, int n_prompt, int n_gen, double 
         }
     }
     const double t2 = moe_now();
+    if (g_profile && n_gen > 0) print_profile(e, n_gen);
     for (int s = 0; s < n_seq; s++) moe_engine_seq_free(e, seq[s]);
     free(prompt);
     *pf_tps = n_seq * n_prompt / (t1 - t0);
@@ -216,7 +235,7 @@ static double read_bandwidth(size_t bytes, int threads, int reps, bool best)
 static const char usage[] =
     "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both] [--decode-only]\n"
     "       bench-decode --model FILE --case SEQS:PROMPT:GEN [--case ...] [--threads N]\n"
-    "                    [--reps N] [--act float|int8|both] [--bandwidth]\n"
+    "                    [--reps N] [--act float|int8|both] [--bandwidth] [--profile]\n"
     "  --model FILE   any deepseek2 GGUF the engine loads (default: makes a Q8_0 bench model)\n"
     "  --quick        smoke run on a small generated model (figures mean nothing)\n"
     "  --reps N       runs per figure (default 3; the suite keeps the best, --case prints each)\n"
@@ -225,7 +244,10 @@ static const char usage[] =
     "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
     "                 batched decode steps; prints one parseable line per run (no suite)\n"
     "  --threads N    engine threads for --case (1..256, default 2)\n"
-    "  --bandwidth    with --case: also measure the 2-thread read bandwidth (before and after)\n";
+    "  --bandwidth    with --case: also measure the 2-thread read bandwidth (before and after)\n"
+    "  --profile      after each decode run, a 'profile' line: microseconds per step in serial\n"
+    "                 work, activation quantization, runs on the pool (caller's share, its wait\n"
+    "                 for the others, pool threads' busy time and start lag, sleeps)\n";
 
 /* a whole decimal number in [lo, hi], or -1 */
 static long parse_num(const char *s, long lo, long hi)
@@ -318,6 +340,8 @@ int main(int argc, char **argv)
             decode_only = true;
         } else if (!strcmp(a, "--bandwidth")) {
             bandwidth = true;
+        } else if (!strcmp(a, "--profile")) {
+            g_profile = true;
         } else if (!v) {
             fprintf(stderr, "bench-decode: %s: unknown flag or missing value\n%s", a, usage);
             return 2;

@@ -73,7 +73,7 @@ struct moe_engine {
     float *xe;       /* [N·n_used][dim] token rows grouped by expert */
     float *ge, *ue;  /* [N·n_used][expert_ff] */
     float *ye;       /* [N·n_used][dim] */
-    int32_t *e_cnt, *e_off; /* [n_expert] */
+    int32_t *e_off;  /* [n_expert + 1] rows of each expert in xe, ge, ue, ye */
     float *logits;   /* [N][vocab] */
     mm_job *jobs;    /* [2·n_expert + 4] */
     unsigned char *xq; /* int8 path: the quantized activations of one run, one

@@ -13,7 +13,7 @@
 #
 #   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
 #                   [--listen EP] [--http HOST:PORT] [--workers EP] [--workers-connect EP]
-#                   [--threads T] [--bin DIR] [coordinator settings] [-- extra moe-worker flags]
+#                   [--threads T] [--exact] [--bin DIR] [coordinator settings] [-- extra moe-worker flags]
 #
 # coordinator settings, passed as given (moe-coordinator --help):
 #   --queue N  --max-running N  --max-tokens N  --client-timeout-ms MS
@@ -28,11 +28,13 @@
 #             with a hostfile use e.g. tcp://0.0.0.0:5556)
 # --workers-connect  what the ranks connect to (default: --workers; with a
 #             hostfile e.g. tcp://<this host>:5556)
+# --exact     the ranks compute with float activations (moe-worker --exact);
+#             the default is int8 activations for quantized weights
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/release/bin
 model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
-extra=() coord_flags=()
+extra=() coord_flags=() exact=()
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --workers-connect) connect=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --exact) exact=(--exact); shift ;;
     --bin) bin=$2; shift 2 ;;
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
     --max-step-ms|--drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
@@ -91,7 +94,7 @@ mpi=(mpirun --bind-to none -np "$ranks" -x OPENBLAS_NUM_THREADS=1)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
 if [ -n "$hostfile" ]; then mpi+=(--hostfile "$hostfile"); else mpi+=(--oversubscribe --mca btl self,vader); fi
 [ -n "$connect" ] || connect="{workers}"   # the coordinator puts its bound workers endpoint there
-launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${extra[@]}")
+launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" "${exact[@]}" "${extra[@]}")
 
 # the coordinator (its stderr goes to ours: joins, warnings, drain); in a
 # session of its own.  A new one started after a crash adopts the job the

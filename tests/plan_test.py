@@ -232,7 +232,14 @@ with tempfile.TemporaryDirectory() as tmp:
             check(per_expert * E == sum(exps.values()), "%s: expert tensors do not split evenly" % path)
             for nodes in (2, 4, 8):
                 ctx, seqs = 8192, 4
-                rows, gib = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs)))
+                # the float path's buffers (work_floor); the default int8 path adds its
+                # quantized activations to work and nothing else
+                rows, gib = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs), "--exact"))
+                q8rows, _ = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs)))
+                for r, x in rows.items():
+                    y = q8rows[r]
+                    check(y["work"] > x["work"] and all(y[k] == x[k] for k in ("shared", "experts", "kv", "xchg")),
+                          "%s/%d node %d: the int8 plan %s, the float plan %s" % (path, nodes, r, y, x))
                 check(sorted(rows) == list(range(nodes)), "%s: %d nodes, rows %s" % (path, nodes, sorted(rows)))
                 wsum = 0
                 for r, x in rows.items():

@@ -30,6 +30,7 @@ void moe_engine_opts_default(moe_engine_opts *o)
     o->max_batch_tokens = 512;
     o->decompress_min = 32;
     o->par_min_cost = 65536.0;
+    o->act_q8 = true; /* the fast path; false is the exact (float) one */
 }
 
 const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }

@@ -72,7 +72,8 @@ typedef struct moe_engine_opts {
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
     const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */
-    bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like; off = float) */
+    bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like;
+                             * the default); false: float activations (--exact, docs/engine.md "Two paths") */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
     void *tensor_ctx;

@@ -36,6 +36,7 @@ void moe_plan_engine_opts(const moe_hparams *hp, const moe_plan_opts *o, moe_eng
     eo->max_ctx = ctx + 1;
     eo->cache_tokens = (int64_t)o->max_seqs * (eo->max_ctx + o->block_size);
     eo->max_batch_tokens = o->step_tokens;
+    eo->act_q8 = !o->exact;
 }
 
 uint64_t moe_plan_shared_bytes(const moe_model *m)

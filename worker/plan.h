@@ -18,6 +18,7 @@
 #ifndef MOE_WORKER_PLAN_H
 #define MOE_WORKER_PLAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine.h"
@@ -31,6 +32,7 @@ typedef struct moe_plan_opts {
     int block_size;   /* --block-size (16) */
     int step_tokens;  /* --step-tokens (1024) */
     int threads;      /* --threads (1) */
+    bool exact;       /* --exact: float activations (no int8 activation buffers); default false */
 } moe_plan_opts;
 
 typedef struct moe_plan_rank {

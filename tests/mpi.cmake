@@ -77,6 +77,11 @@ moe_test(NAME worker_kernels_bad_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK c
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: MOE_KERNELS=avx9 is not a kernel set" 20 --
               ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 : -np 1
               env MOE_KERNELS=avx9 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
+# Ranks given different activation paths: the job stops at start, saying so.
+moe_test(NAME worker_exact_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: the ranks were not all given the same --exact choice" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 --exact : -np 1
+              $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

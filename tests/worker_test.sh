@@ -7,7 +7,9 @@
 #       neither flag, the programs' default, int8)
 #   worker_test.sh chunks MODEL                 one generate loop: a 1-rank job equals moe-run
 #       bitwise at several prefill chunk sizes (moe-run --batch C = --prefill-chunk C)
-#       and step budgets (--step-tokens B), so the budget never changes a bit
+#       and step budgets (--step-tokens B), so the budget never changes a bit; on the
+#       float path (--exact), where a chunk of 32 or more tokens decompresses K/V
+#       (the int8 path stays absorbed, so there chunks could not change a bit)
 #   worker_test.sh batchfile NP                 the one request format (core/reqline.h):
 #       ids:, bare and text: prompts, options by name, stop_id=; a bad line is that
 #       request's error and the others still run, equal to moe-run; exit status 1
@@ -154,7 +156,7 @@ chunks)
     i=0
     while read -r ids n opts; do
       # shellcheck disable=SC2086
-      "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" --batch "$chunk" $(run_flags $opts) \
+      "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" --batch "$chunk" --exact $(run_flags $opts) \
           --dump-logits "$tmp/r$chunk/req$i.logits.f32" > "$tmp/r$chunk/out$i" || fail "moe-run failed on request $i"
       i=$((i + 1))
     done < "$tmp/batch"
@@ -163,7 +165,7 @@ chunks)
       d=$tmp/w$chunk-$budget
       mkdir -p "$d"
       "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --prefill-chunk "$chunk" \
-          --step-tokens "$budget" --dump-logits "$d" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker exited $?"; }
+          --step-tokens "$budget" --exact --dump-logits "$d" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker exited $?"; }
       for i in 0 1 2 3 4 5 6 7; do
         [ "$(sed -n "$((i + 1))p" "$d/out")" = "$(cat "$tmp/r$chunk/out$i")" ] || fail "chunk $chunk budget $budget request $i: ids differ"
         cmp -s "$d/req$i.logits.f32" "$tmp/r$chunk/req$i.logits.f32" || fail "chunk $chunk budget $budget request $i: logits differ"

@@ -7,18 +7,21 @@
 # Prints the median of several alternating runs, the exchange bytes per
 # token and the shares of step time spent exchanging and overlapped.
 #
-#   bench/ep/run.sh [--runs N] [--model FILE] [--quick]
+#   bench/ep/run.sh [--runs N] [--model FILE] [--quick] [--exact]
 #
+# --exact: the ranks on the float path (moe-worker --exact); the default is
+# the job's default, int8 activations for quantized weights.
 # --quick: one run on a tiny fixture model (a smoke test for CI).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${MOE_BIN:-$root/build/release/bin}
-runs=3 model="" quick=0
+runs=3 model="" quick=0 act=()
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --quick) quick=1; runs=1; shift ;;
+    --exact) act=(--exact); shift ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "bench/ep: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -48,7 +51,7 @@ awk -v v="$vocab" 'BEGIN { srand(11); for (i = 0; i < 16; i++) { s = ""
 
 run() { # np threads tag
   "$root/tests/mpirun.sh" "$1" 600 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --threads "$2" \
-      --ignore-eos --stats > "$tmp/out.$3" 2> "$tmp/err.$3"
+      --ignore-eos --stats "${act[@]}" > "$tmp/out.$3" 2> "$tmp/err.$3"
 }
 for i in $(seq 1 "$runs"); do
   run 1 2 "a$i"
@@ -71,7 +74,8 @@ awk -v tok="$tok" 'NR == FNR { total[$1] = $2; next }
   END { for (r in total) { se += ex[r] / total[r]; so += ov[r] / total[r]; n++ }
         printf "%.0f %.1f %.1f\n", bytes / tok, 100 * se / n, 100 * so / n }' "$tmp/total" "$tmp/layers" > "$tmp/ex"
 read -r bpt exshare ovshare < "$tmp/ex"
-echo "bench/ep: $(basename "$model"), 16 sequences x (32 prompt + 32 generated), median of $runs runs"
+echo "bench/ep: $(basename "$model"), 16 sequences x (32 prompt + 32 generated), median of $runs runs," \
+     "activations: ${act[*]:-int8 (default)}"
 echo "kernels: $(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$f" | sed -n 1p)"
 printf '%-22s %14s\n' "configuration" "decode tok/s"
 printf '%-22s %14.2f\n' "1 rank x 2 threads" "$a"

@@ -13,7 +13,9 @@
  *            layer, for max_seqs × (ctx + 1 + block_size) tokens);
  *   work     the engine's other buffers (moe_engine_mem);
  *   xchg     the expert exchange's buffers at full steps under uniform
- *            routing (an estimate: they grow to the largest step seen).
+ *            routing (an estimate: the exchange buffers grow to the largest
+ *            step seen; the experts' input and output rows, step_tokens ×
+ *            top-k × dim floats each, are allocated once).
  */
 #ifndef MOE_WORKER_PLAN_H
 #define MOE_WORKER_PLAN_H

@@ -98,8 +98,9 @@ static void usage(FILE *f)
           "                         last; {workers} in an argument becomes the workers endpoint).  The job is\n"
           "                         restarted when it dies (launcher exit, a rank silent for --worker-timeout-ms:\n"
           "                         dead, stopped or stuck in a step), every process of it killed first; the\n"
-          "                         requests it held are replayed, bit for bit.  --launch auto: mpirun --bind-to\n"
-          "                         none -np RANKS moe-worker --model MODEL --coordinator {workers}\n"
+          "                         requests it held are replayed, bit for bit.  --launch auto [FLAGS...]: mpirun\n"
+          "                         --bind-to none -np RANKS moe-worker --model MODEL --coordinator {workers}\n"
+          "                         FLAGS (moe-worker's own, e.g. --exact for float activations, --threads 2)\n"
           "  --max-start-failures N with --launch: stop restarting after N deaths in a row before the job was\n"
           "                         ready (default 5; /health and the log say why)\n"
           "  --restart-backoff-ms MS with --launch: the first restart's delay (default 500; doubles per death\n"
@@ -134,7 +135,7 @@ typedef struct opts {
     int64_t client_in_flight, client_queue, client_prompt_bps, prompt_inline_bytes, prompt_threads;
 } opts;
 
-static char **default_launch(const opts *o);
+static char **default_launch(const opts *o, char **tail);
 static bool endpoint_local(const char *ep);
 static const char *default_job_file(const char *workers);
 
@@ -233,7 +234,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
     if (!o->model) return moe_err_set(err, "--model is required (see --help)");
-    if (o->launch && !strcmp(o->launch[0], "auto") && !o->launch[1]) o->launch = default_launch(o);
+    if (o->launch && !strcmp(o->launch[0], "auto")) o->launch = default_launch(o, o->launch + 1);
     if (o->job_file && !o->launch) return moe_err_set(err, "--job-file is for --launch");
     if (o->job_file && (!o->job_file[0] || !strcmp(o->job_file, "none"))) o->job_file = NULL;
     else if (o->launch && !o->job_file) o->job_file = default_job_file(o->workers);
@@ -290,11 +291,15 @@ static const char *default_job_file(const char *workers)
 }
 
 /* --launch auto: mpirun with the flags a one-machine job needs, and the
- * moe-worker next to this program.  Built once, lives until exit. */
-static char **default_launch(const opts *o)
+ * moe-worker next to this program, then tail (argv's rest after "auto",
+ * moe-worker flags).  Built once, lives until exit. */
+static char **default_launch(const opts *o, char **tail)
 {
     static char np[32], worker[4096 + 16];
-    static char *argv[24];
+    size_t n_tail = 0;
+    while (tail[n_tail]) n_tail++; /* argv's tail: fewer than argc entries */
+    static char **argv; /* static: reachable until exit */
+    argv = moe_xcalloc(n_tail + 24, sizeof *argv);
     char self[4096];
     const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
@@ -321,6 +326,7 @@ static char **default_launch(const opts *o)
     argv[k++] = (char *)o->model;
     argv[k++] = "--coordinator";
     argv[k++] = "{workers}";
+    for (size_t i = 0; i < n_tail; i++) argv[k++] = tail[i];
     argv[k] = NULL;
     return argv;
 }

@@ -13,7 +13,7 @@
 #
 #   deploy/serve.sh --model FILE.gguf [--ranks N] [--hostfile FILE]
 #                   [--listen EP] [--http HOST:PORT] [--workers EP] [--workers-connect EP]
-#                   [--threads T] [--bin DIR] [coordinator settings] [-- extra moe-worker flags]
+#                   [--threads T] [--exact] [--bin DIR] [coordinator settings] [-- extra moe-worker flags]
 #
 # coordinator settings, passed as given (moe-coordinator --help):
 #   --queue N  --max-running N  --max-tokens N  --client-timeout-ms MS
@@ -46,11 +46,13 @@
 #             host); pairs missing there are made with moe-keygen.  Needed for a
 #             worker endpoint that is not loopback (or --insecure).  With
 #             --client-keys the client endpoint is CURVE too.
+# --exact     the ranks compute with float activations (moe-worker --exact);
+#             the default is int8 activations for quantized weights
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/release/bin
 keys="" model="" ranks=2 hostfile="" listen="tcp://127.0.0.1:5555" http="127.0.0.1:8000" workers="tcp://127.0.0.1:5556" connect="" threads=1
-extra=() coord_flags=()
+extra=() coord_flags=() exact=()
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --workers-connect) connect=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --exact) exact=(--exact); shift ;;
     --bin) bin=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --insecure) coord_flags+=("$1"); shift ;;
@@ -122,7 +125,7 @@ if [ -n "$keys" ]; then
   curve_worker=(--curve-server-key "$keys/coordinator.key" --curve-secret "$keys/job.key_secret")
 fi
 launch=("${mpi[@]}" "$bin/moe-worker" --model "$model" --coordinator "$connect" --threads "$threads" \
-        "${curve_worker[@]}" "${extra[@]}")
+        "${curve_worker[@]}" "${exact[@]}" "${extra[@]}")
 
 # the coordinator (its stderr goes to ours: joins, warnings, drain); in a
 # session of its own.  A new one started after a crash adopts the job the

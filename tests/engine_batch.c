@@ -262,9 +262,9 @@ static void test_moe_steps(void)
     moe_engine *e = mk_engine(m, 1, 16, 0);
     const moe_hparams *hp = &m->hp;
     const int D = hp->dim, F = hp->expert_ff, K = hp->n_used, il = 1;
-    float *x = malloc((size_t)3 * D * 4), *y = malloc((size_t)3 * D * 4);
-    float *g = malloc((size_t)3 * F * 4), *u = malloc((size_t)3 * F * 4);
+    float *x = malloc((size_t)6 * D * 4), *y = malloc((size_t)6 * D * 4), *y1 = malloc((size_t)3 * D * 4);
     for (int i = 0; i < 3 * D; i++) x[i] = (float)((i * 37 % 101) - 50) / 40.0f;
+    memcpy(x + 3 * D, x, (size_t)3 * D * 4);
     int32_t ids[3 * 8];
     float w[3 * 8];
     moe_engine_moe_route(e, il, x, 3, ids, w);
@@ -274,8 +274,13 @@ static void test_moe_steps(void)
         for (int j = 0; j < K; j++) sum += w[t * K + j];
         CHECK(fabsf(sum - hp->weights_scale) < 1e-5f); /* normalised, then scaled */
     }
-    const int ex = ids[0];
-    moe_engine_moe_expert(e, il, ex, x, 3, y, g, u);
+    /* two experts in one call (the second on the same rows again), and the
+     * second alone: its rows are the same bits either way */
+    const int ex = ids[0], ex2 = ids[1];
+    const int32_t two[2] = {ex, ex2}, off2[3] = {0, 3, 6}, one[1] = {ex2}, off1[2] = {0, 3};
+    moe_engine_moe_experts(e, il, 2, two, off2, x, y);
+    moe_engine_moe_experts(e, il, 1, one, off1, x + 3 * D, y1);
+    CHECK(memcmp(y + 3 * D, y1, (size_t)3 * D * 4) == 0);
     const moe_layer *L = &m->layers[il];
     float *row = malloc((size_t)(D > F ? D : F) * 4);
     double worst = 0;
@@ -309,8 +314,7 @@ static void test_moe_steps(void)
     free(row);
     free(x);
     free(y);
-    free(g);
-    free(u);
+    free(y1);
     moe_engine_free(e);
     moe_model_free(m);
 }

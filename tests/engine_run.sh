@@ -2,8 +2,10 @@
 # moe-run end to end on fixture models: free-running greedy ids equal the
 # expected `greedy` line; teacher forcing (-n 0 --logits-from 16) and the
 # free-running dump match the expected logits within 3e-5; threads and block
-# size do not change a bit; bad flags and ids fail with a clear message;
-# --prompt equals --tokens of the same text's ids.
+# size do not change a bit (all on the float path, --exact: the F32 tolerance
+# is its promise); bad flags and ids fail with a clear message;
+# --prompt equals --tokens of the same text's ids; on a Q8_0 model the
+# default (int8) path is --int8's bit for bit and not --exact's.
 set -eu
 BIN=${MOE_BIN:?}; FX=${MOE_FIXTURES:?}; CMP=$1
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -14,21 +16,30 @@ for model in tiny_f32 v2lite_mini_fused_f32 v3_mini_f32; do
   prompt=$(sed -n 's/^prompt //p' $exp.txt | tr ' ' ',')
   greedy=$(sed -n 's/^greedy //p' $exp.txt)
   rows=$(sed -n 's/^rows //p' $exp.txt)
-  got=$("$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$prompt" -n "$rows" --ignore-eos \
+  got=$("$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$prompt" -n "$rows" --ignore-eos --exact \
         --dump-logits $T/free.f32)
   [ "$got" = "$greedy" ] || fail "$model greedy: got '$got' want '$greedy'"
   "$CMP" $T/free.f32 $exp.logits.f32 "$vocab" 3e-5 || fail "$model free-running logits"
   # teacher forcing on the llamacpp tokens
   lexp=$FX/expected/$model.llamacpp
   all="$prompt,$(sed -n 's/^greedy //p' $lexp.txt | cut -d' ' -f1-$((rows - 1)) | tr ' ' ',')"
-  "$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$all" -n 0 --logits-from 16 \
+  "$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$all" -n 0 --logits-from 16 --exact \
       --dump-logits $T/tf.f32 >/dev/null
   "$CMP" $T/tf.f32 $lexp.logits.f32 "$vocab" 3e-5 || fail "$model teacher forcing vs llamacpp"
   # 2 threads and 4-token cache blocks: bitwise the same
-  "$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$all" -n 0 --logits-from 16 \
+  "$BIN/moe-run" --model $FX/models/$model.gguf --tokens "$all" -n 0 --logits-from 16 --exact \
       --threads 2 --block-size 4 --dump-logits $T/tf2.f32 >/dev/null
   "$CMP" $T/tf.f32 $T/tf2.f32 "$vocab" 0 || fail "$model threads/block size changed logits"
 done
+# the two activation paths on a Q8_0 model: the default is the int8 one
+# (--int8 is a no-op alias), --exact another (the float path)
+Q=$FX/models/tiny_q8_0.gguf
+qall=$(sed -n 's/^prompt //p' $FX/expected/tiny_q8_0.exact.txt | tr ' ' ',')
+"$BIN/moe-run" --model $Q --tokens "$qall" -n 4 --ignore-eos --dump-logits $T/qd.f32 >/dev/null
+"$BIN/moe-run" --model $Q --tokens "$qall" -n 4 --ignore-eos --int8 --dump-logits $T/qi.f32 >/dev/null
+"$BIN/moe-run" --model $Q --tokens "$qall" -n 4 --ignore-eos --exact --dump-logits $T/qe.f32 >/dev/null
+cmp -s $T/qd.f32 $T/qi.f32 || fail "the default path is not --int8's"
+cmp -s $T/qd.f32 $T/qe.f32 && fail "--exact gave the default path's logits"
 M=$FX/models/tiny_f32.gguf
 check_err() { # expected message fragment, then args
   want=$1; shift

@@ -43,7 +43,8 @@
 #                (--max-tokens, --client-in-flight); a
 #                killed rank then makes the coordinator restart the job; the
 #                stop leaves no process behind.
-# adopt:         --launch with a job file: kill -9 of the coordinator, a new
+# adopt:         --launch with a job file (auto, with --exact for the ranks: both
+#                ranks' command lines carry it): kill -9 of the coordinator, a new
 #                one adopts the live job (same mpirun, no second job) and
 #                serves; a third on the same job file is refused while the
 #                second runs; the adopted job, killed, is restarted; SIGTERM
@@ -362,9 +363,12 @@ serve_restart)
   echo "ok: serve.sh stopped, no coordinator or rank left"
   ;;
 adopt)
-  launch() { coordinator "$1" --ranks 2 --job-file "$tmp/job" --launch auto; }
+  launch() { coordinator "$1" --ranks 2 --job-file "$tmp/job" --launch auto --exact; }
   launch c1
   wait_for "$tmp/c1.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
+  # --launch auto passes the flags after it to every rank
+  [ "$(pgrep -f "^$bin/moe-worker --model $model --coordinator ipc://$tmp/w --exact\$" | wc -l)" = 2 ] ||
+    fail "the ranks were not started with --exact: $(pgrep -af moe-worker)"
   mpi=$(sed -n 's/^pid //p' "$tmp/job")
   [ -n "$mpi" ] && kill -0 "$mpi" || fail "the job file does not name the live job: $(cat "$tmp/job")"
   pids+=("$mpi")   # its session is killed on the way out, whatever happens

@@ -29,7 +29,10 @@ moe_test(NAME comm_abort_np2 LABELS mpi TIMEOUT 60 RESOURCE_LOCK cores
               ${MOE_MPIRUN} 2 50 $<TARGET_FILE:comm_test> abort 1)
 
 # The worker job against moe-run: every fixture model on 1 and 3 ranks, a
-# V3-style one on 2 and 4 ranks and with experts scattered and replicated.
+# V3-style one on 2 and 4 ranks and with experts scattered and replicated,
+# all on the default (int8-activation) path; the Q8_0 ones again on the
+# float path (--exact to both programs), and the int8 path named by its
+# flag (--int8) on 1, 2 and 3 ranks.
 set(MOE_WORKER_TEST ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh)
 set(MOE_SCATTER4 ${CMAKE_CURRENT_SOURCE_DIR}/data/scatter4.placement)
 # logprobs against its own computation from dumped logits (tests/logprobs_ref.c)
@@ -49,6 +52,14 @@ foreach(np 2 4)
   moe_test(NAME worker_equal_v3_mini_q8_0_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
            ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf ${np})
 endforeach()
+foreach(act exact int8)
+  foreach(np 1 2 3)
+    moe_test(NAME worker_equal_${act}_v3_mini_q8_0_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+             ARGS env MOE_TEST_ACT=--${act} ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf ${np})
+  endforeach()
+endforeach()
+moe_test(NAME worker_equal_exact_tiny_q8_0_np3 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS env MOE_TEST_ACT=--exact ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/tiny_q8_0.gguf 3)
 moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_f32.gguf 4 ${MOE_SCATTER4})
 moe_test(NAME worker_chunks_v2lite_mini_f32 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
@@ -66,6 +77,11 @@ moe_test(NAME worker_kernels_bad_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK c
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: MOE_KERNELS=avx9 is not a kernel set" 20 --
               ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 : -np 1
               env MOE_KERNELS=avx9 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
+# Ranks given different activation paths: the job stops at start, saying so.
+moe_test(NAME worker_exact_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: the ranks were not all given the same --exact choice" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 --exact : -np 1
+              $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

@@ -171,11 +171,10 @@ def parse_plan(out):
 
 
 def xchg_estimate(c, R, N):
-    K, D, E, ff = c["num_experts_per_tok"], c["hidden_size"], c["n_routed_experts"], c["moe_intermediate_size"]
+    K, D, E = c["num_experts_per_tok"], c["hidden_size"], c["n_routed_experts"]
     rows, pairs = N * min(K, R), N * K
-    m = -(-pairs * R // E)
-    f = rows * (2 * (D + K) + 3 * K) + pairs * (3 + 4 * D) + m * 2 * ff
-    return f * 4 // 2 * 3
+    grown = rows * (2 * (D + K) + 3 * K) + pairs * (3 + 2 * D)
+    return grown * 4 // 2 * 3 + (pairs * 2 * D + 2 * (E + 1)) * 4
 
 
 def work_floor(c, N, T, ctx, dec_min=32):
@@ -188,7 +187,7 @@ def work_floor(c, N, T, ctx, dec_min=32):
     NK = N * K
     fl = [N * D] * 3 + [max(N * ql, 1), N * H * (nope + rope), N * (kv + rope), N * rope, N * H * v, N * fmax,
                         N * fmax, N * D, N * E, NK, NK * D, NK * eff, NK * eff, NK * D, N * V]
-    b = 4 * sum(fl) + N * 4 + N * 8 + 3 * NK * 4 + 2 * (E + 1) * 4
+    b = 4 * sum(fl) + N * 4 + N * 8 + 3 * NK * 4 + (E + 1) * 4
     per = max(ctx, 32) * H + 2 * kv * H + (ctx * (nope + v) if dec_min > 0 else 0) + 2 * H
     return b + 4 * per * T
 
@@ -233,7 +232,14 @@ with tempfile.TemporaryDirectory() as tmp:
             check(per_expert * E == sum(exps.values()), "%s: expert tensors do not split evenly" % path)
             for nodes in (2, 4, 8):
                 ctx, seqs = 8192, 4
-                rows, gib = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs)))
+                # the float path's buffers (work_floor); the default int8 path adds its
+                # quantized activations to work and nothing else
+                rows, gib = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs), "--exact"))
+                q8rows, _ = parse_plan(plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs)))
+                for r, x in rows.items():
+                    y = q8rows[r]
+                    check(y["work"] > x["work"] and all(y[k] == x[k] for k in ("shared", "experts", "kv", "xchg")),
+                          "%s/%d node %d: the int8 plan %s, the float plan %s" % (path, nodes, r, y, x))
                 check(sorted(rows) == list(range(nodes)), "%s: %d nodes, rows %s" % (path, nodes, sorted(rows)))
                 wsum = 0
                 for r, x in rows.items():

@@ -2,10 +2,14 @@
 # The worker job against moe-run, in real mpirun jobs:
 #   worker_test.sh equal MODEL NP [PLACEMENT]   a batch of 8 sequences of different
 #       lengths (greedy and seeded sampling): every line equals moe-run's ids,
-#       every logits file is byte-identical to moe-run's, every rank owns a sequence
+#       every logits file is byte-identical to moe-run's, every rank owns a sequence;
+#       MOE_TEST_ACT=--exact|--int8 gives both programs that activation path (default:
+#       neither flag, the programs' default, int8)
 #   worker_test.sh chunks MODEL                 one generate loop: a 1-rank job equals moe-run
 #       bitwise at several prefill chunk sizes (moe-run --batch C = --prefill-chunk C)
-#       and step budgets (--step-tokens B), so the budget never changes a bit
+#       and step budgets (--step-tokens B), so the budget never changes a bit; on the
+#       float path (--exact), where a chunk of 32 or more tokens decompresses K/V
+#       (the int8 path stays absorbed, so there chunks could not change a bit)
 #   worker_test.sh batchfile NP                 the one request format (core/reqline.h):
 #       ids:, bare and text: prompts, options by name, stop_id=; a bad line is that
 #       request's error and the others still run, equal to moe-run; exit status 1
@@ -36,6 +40,8 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
+act=${MOE_TEST_ACT:-}
+case $act in ""|--exact|--int8) ;; *) echo "FAIL: MOE_TEST_ACT='$act'"; exit 1 ;; esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-worker-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -80,7 +86,7 @@ compare_with_run() {
   i=0
   while read -r ids n opts; do
     # shellcheck disable=SC2086
-    "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) \
+    "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) $act \
         --dump-logits "$tmp/r/req$i.logits.f32" > "$tmp/r/out$i" || fail "moe-run failed on request $i"
     want=$(cat "$tmp/r/out$i")
     got=$(sed -n "$((i + 1))p" "$tmp/out")
@@ -102,6 +108,7 @@ equal)
   mkdir -p "$tmp/w" "$tmp/r"
   extra=()
   [ -n "$placement" ] && extra=(--placement "$placement")
+  [ -n "$act" ] && extra+=("$act")
   "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
       --dump-logits "$tmp/w" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
   compare_with_run "$model"
@@ -111,7 +118,7 @@ equal)
     [ -n "$s" ] && [ "$s" -ge 1 ] || fail "rank $r owns no sequence (stats: '$s')"
   done
   set_used=$(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$tmp/err" | head -1)
-  echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}: 8 requests bitwise equal to moe-run, every rank owns a sequence (kernels ${set_used:-not reported})"
+  echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}${act:+ ($act)}: 8 requests bitwise equal to moe-run, every rank owns a sequence (kernels ${set_used:-not reported})"
   ;;
 replay)
   model=$2 np=$3 k=$4
@@ -149,7 +156,7 @@ chunks)
     i=0
     while read -r ids n opts; do
       # shellcheck disable=SC2086
-      "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" --batch "$chunk" $(run_flags $opts) \
+      "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" --batch "$chunk" --exact $(run_flags $opts) \
           --dump-logits "$tmp/r$chunk/req$i.logits.f32" > "$tmp/r$chunk/out$i" || fail "moe-run failed on request $i"
       i=$((i + 1))
     done < "$tmp/batch"
@@ -158,7 +165,7 @@ chunks)
       d=$tmp/w$chunk-$budget
       mkdir -p "$d"
       "$here/mpirun.sh" 1 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --prefill-chunk "$chunk" \
-          --step-tokens "$budget" --dump-logits "$d" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker exited $?"; }
+          --step-tokens "$budget" --exact --dump-logits "$d" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker exited $?"; }
       for i in 0 1 2 3 4 5 6 7; do
         [ "$(sed -n "$((i + 1))p" "$d/out")" = "$(cat "$tmp/r$chunk/out$i")" ] || fail "chunk $chunk budget $budget request $i: ids differ"
         cmp -s "$d/req$i.logits.f32" "$tmp/r$chunk/req$i.logits.f32" || fail "chunk $chunk budget $budget request $i: logits differ"

@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "  --seqs S    sequences a node holds at once, as moe-worker --max-seqs (16)\n"
             "  --step-tokens N, --threads N, --block-size N   as moe-worker (1024, 1, 16)\n"
             "  --placement FILE   expert placement file, as moe-worker (default contiguous)\n"
+            "  --exact     as moe-worker --exact: float activations (work leaves out the\n"
+            "              int8 activation buffers of the default path)\n"
             "  --help   this text\n",
             MOE_PLACEMENT_MAX_RANKS);
 }
@@ -275,6 +277,8 @@ int main(int argc, char **argv)
             summary = true;
         } else if (!strcmp(argv[i], "--plan")) {
             plan = true;
+        } else if (!strcmp(argv[i], "--exact")) {
+            po.exact = true;
         } else if (!strcmp(argv[i], "--placement")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moe-gguf: --placement needs a file\n");
@@ -325,8 +329,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "moe-gguf: %s goes with --plan\n", nums[k].flag);
             return 2;
         }
-    if (placement && !plan) {
-        fprintf(stderr, "moe-gguf: --placement goes with --plan\n");
+    if ((placement || po.exact) && !plan) {
+        fprintf(stderr, "moe-gguf: %s goes with --plan\n", placement ? "--placement" : "--exact");
         return 2;
     }
     if (plan && (summary || full || nums[0].set)) {

@@ -30,6 +30,7 @@ void moe_engine_opts_default(moe_engine_opts *o)
     o->max_batch_tokens = 512;
     o->decompress_min = 32;
     o->par_min_cost = 65536.0;
+    o->act_q8 = true; /* the fast path; false is the exact (float) one */
 }
 
 const moe_model *moe_engine_model(const moe_engine *e) { return e->m; }
@@ -88,7 +89,7 @@ static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t 
     };
     const uint64_t other[][2] = {
         {N, sizeof(int)}, {N, sizeof(int64_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)}, {NK, sizeof(int32_t)},
-        {E + 1, sizeof(int32_t)}, {E + 1, sizeof(int32_t)}, {2 * E + 4, sizeof(mm_job)}, {2 * E + 4, sizeof(int32_t)},
+        {E + 1, sizeof(int32_t)}, {2 * E + 4, sizeof(mm_job)}, {2 * E + 4, sizeof(int32_t)},
         {N * H, sizeof(attn_task)},
         {T, sizeof(attn_scratch)}, {1, sizeof(moe_engine)},
     };
@@ -181,7 +182,6 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->ge = falloc(NK * hp->expert_ff);
     e->ue = falloc(NK * hp->expert_ff);
     e->ye = falloc(NK * D);
-    e->e_cnt = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
     e->e_off = moe_xcalloc((size_t)(hp->n_expert + 1), sizeof(int32_t));
     e->logits = falloc(N * hp->vocab);
     e->jobs = moe_xmalloc((size_t)(2 * hp->n_expert + 4) * sizeof(mm_job));
@@ -247,7 +247,6 @@ void moe_engine_free(moe_engine *e)
     free(e->ge);
     free(e->ue);
     free(e->ye);
-    free(e->e_cnt);
     free(e->e_off);
     free(e->logits);
     free(e->jobs);
@@ -496,18 +495,62 @@ static moe_mat expert_mat(const moe_mat *all, int expert, int64_t rows)
     return moe_mat_rows(all, (int64_t)expert * rows, rows);
 }
 
-void moe_engine_moe_expert(const moe_engine *e, int il, int expert, const float *x, int n, float *y, float *g,
-                           float *u)
+int moe_engine_expert_rows(const moe_engine *e) { return e->o.max_batch_tokens * (e->m->hp.n_used > 0 ? e->m->hp.n_used : 1); }
+
+/* The routed experts' two parallel runs on rows grouped by expert: gate and
+ * up of every group that has rows (plus, with n_sh > 0, the shared experts'
+ * gate and up of n_sh rows of e->h) in one run, SwiGLU, then every down
+ * (and the shared down into e->sh) in a second.  experts NULL: group i is
+ * expert i.  x, y: [off[n_groups]][dim]; rows off[0] .. off[n_groups]-1.
+ * order: NULL, or each row's token·n_used + slot, so that a group of one row
+ * reads its token's row of e->h in place (x's copy left unwritten).  The
+ * down products SwiGLU their inputs inside the run.  On the int8 path quantize_jobs turns each row into its dot type once for
+ * gate and up (they share x) and once for down: a row's products depend on
+ * the row alone, whoever else is in the run. */
+static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                        const float *x, const int32_t *order, float *y, int n_sh)
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
-    const int64_t ff = hp->expert_ff, D = hp->dim;
-    const moe_mat wg = expert_mat(&L->gate_exps, expert, ff), wu = expert_mat(&L->up_exps, expert, ff);
-    const moe_mat wd = expert_mat(&L->down_exps, expert, D);
-    moe_kern_matmul_rows(e->k, &wg, 0, ff, x, D, n, g, ff);
-    moe_kern_matmul_rows(e->k, &wu, 0, ff, x, D, n, u, ff);
-    for (int t = 0; t < n; t++) moe_kern_swiglu(g + (size_t)t * ff, u + (size_t)t * ff, ff);
-    moe_kern_matmul_rows(e->k, &wd, 0, D, g, ff, n, y, D);
+    const int64_t D = hp->dim, ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
+    MOE_ASSERT(n_groups >= 0 && n_groups <= hp->n_expert && off[0] >= 0 &&
+               off[n_groups] <= moe_engine_expert_rows(e));
+    int nj = 0;
+    mm_job *jb = e->jobs;
+    for (int i = 0; i < n_groups; i++) {
+        const int64_t cnt = off[i + 1] - off[i];
+        if (cnt <= 0) continue;
+        const int ex = experts ? experts[i] : i;
+        MOE_ASSERT(ex >= 0 && ex < hp->n_expert);
+        const moe_mat wg = expert_mat(&L->gate_exps, ex, ff), wu = expert_mat(&L->up_exps, ex, ff);
+        const size_t o = (size_t)off[i];
+        /* order given: a group of one row reads its token's row of e->h in place */
+        const float *xin = cnt == 1 && order ? e->h + (size_t)(order[o] / hp->n_used) * D : x + o * D;
+        jb[nj++] = moe_eng_job(&wg, xin, D, cnt, e->ge + o * ff, ff);
+        jb[nj++] = moe_eng_job(&wu, xin, D, cnt, e->ue + o * ff, ff);
+    }
+    if (n_sh > 0 && sff > 0) {
+        jb[nj++] = moe_eng_job(&L->gate_sh, e->h, D, n_sh, e->fg, sff);
+        jb[nj++] = moe_eng_job(&L->up_sh, e->h, D, n_sh, e->fu, sff);
+    }
+    moe_eng_run_jobs(e, jb, nj);
+    /* every down (+ shared), each input SwiGLU'd by the run */
+    nj = 0;
+    for (int i = 0; i < n_groups; i++) {
+        const int64_t cnt = off[i + 1] - off[i];
+        if (cnt <= 0) continue;
+        const moe_mat wd = expert_mat(&L->down_exps, experts ? experts[i] : i, D);
+        const size_t o = (size_t)off[i];
+        jb[nj++] = moe_eng_glu_job(&wd, e->ge + o * ff, e->ue + o * ff, ff, cnt, y + o * D, D);
+    }
+    if (n_sh > 0 && sff > 0) jb[nj++] = moe_eng_glu_job(&L->down_sh, e->fg, e->fu, sff, n_sh, e->sh, D);
+    moe_eng_run_jobs(e, jb, nj);
+}
+
+void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                            const float *x, float *y)
+{
+    experts_run(e, il, n_groups, experts, off, x, NULL, y, 0);
 }
 
 void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
@@ -569,7 +612,7 @@ static void ffn_block(moe_engine *e, int il, int n)
         return;
     }
     const int K = hp->n_used, E = hp->n_expert;
-    const int64_t ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
+    const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
     moe_eng_named(e, "moe_logits", il, e->glog, n, E);
     if (e->o.moe_hook) {
@@ -578,41 +621,17 @@ static void ffn_block(moe_engine *e, int il, int n)
     }
     /* group (token, j) pairs by expert, tokens ascending within one */
     moe_group_by_expert(e->ids, n * K, E, e->e_off, e->order);
-    for (int x = 0; x < E; x++) e->e_cnt[x] = e->e_off[x + 1] - e->e_off[x];
     /* an expert with several rows gets them copied together; one with a
      * single row reads it where it is (so on the int8 path every expert of
      * a decoded token shares one quantization of it, see quantize_jobs) */
     for (int32_t s = 0; s < e->e_off[E]; s++) {
         const int32_t tj = e->order[s];
         e->slot[tj] = s;
-        if (e->e_cnt[e->ids[tj]] > 1) memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
+        if (e->e_off[e->ids[tj] + 1] - e->e_off[e->ids[tj]] > 1) memcpy(e->xe + (size_t)s * D, e->h + (size_t)(tj / K) * D, (size_t)D * sizeof(float));
     }
-    /* gate and up of every active expert (+ shared) in one parallel run */
-    int nj = 0;
-    mm_job *jb = e->jobs;
-    for (int x = 0; x < E; x++) {
-        if (!e->e_cnt[x]) continue;
-        const moe_mat wg = expert_mat(&L->gate_exps, x, ff), wu = expert_mat(&L->up_exps, x, ff);
-        const size_t o = (size_t)e->e_off[x];
-        const float *xin = e->e_cnt[x] > 1 ? e->xe + o * D : e->h + (size_t)(e->order[o] / K) * D;
-        jb[nj++] = moe_eng_job(&wg, xin, D, e->e_cnt[x], e->ge + o * ff, ff);
-        jb[nj++] = moe_eng_job(&wu, xin, D, e->e_cnt[x], e->ue + o * ff, ff);
-    }
-    if (sff > 0) {
-        jb[nj++] = moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff);
-        jb[nj++] = moe_eng_job(&L->up_sh, e->h, D, n, e->fu, sff);
-    }
-    moe_eng_run_jobs(e, jb, nj);
-    /* down of every active expert (+ shared), each input SwiGLU'd by the run */
-    nj = 0;
-    for (int x = 0; x < E; x++) {
-        if (!e->e_cnt[x]) continue;
-        const moe_mat wd = expert_mat(&L->down_exps, x, D);
-        const size_t o = (size_t)e->e_off[x];
-        jb[nj++] = moe_eng_glu_job(&wd, e->ge + o * ff, e->ue + o * ff, ff, e->e_cnt[x], e->ye + o * D, D);
-    }
-    if (sff > 0) jb[nj++] = moe_eng_glu_job(&L->down_sh, e->fg, e->fu, sff, n, e->sh, D);
-    moe_eng_run_jobs(e, jb, nj);
+    /* gate and up of every active expert and the shared experts in one
+     * parallel run, every down in a second */
+    experts_run(e, il, E, NULL, e->e_off, e->xe, e->order, e->ye, n);
     const float *yr[MOE_GATE_MAX_USED];
     for (int t = 0; t < n; t++) {
         for (int j = 0; j < K; j++) yr[j] = e->ye + (size_t)e->slot[t * K + j] * D;

@@ -16,7 +16,7 @@
  *
  * The MoE layer is three separable steps, so an expert-parallel worker can
  * run them on different ranks: moe_engine_moe_route (gate → ids, weights),
- * moe_engine_moe_experts (one expert's SwiGLU on a set of token rows) and
+ * moe_engine_moe_experts (the SwiGLU of several experts, each on its rows) and
  * moe_engine_moe_combine (weighted sum in expert-id order, plus shared).
  */
 #ifndef MOE_WORKER_ENGINE_H
@@ -72,7 +72,8 @@ typedef struct moe_engine_opts {
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
     const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */
-    bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like; off = float) */
+    bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like;
+                             * the default); false: float activations (--exact, docs/engine.md "Two paths") */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
     void *tensor_ctx;
@@ -127,11 +128,18 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
 
 /* ids, w: [n_tok][n_used] (ids ascending per token). x: [n_tok][dim] normed. */
 void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w);
-/* SwiGLU of routed expert `expert` of layer il on n rows of x ([n][dim]) into
- * y ([n][dim]), single-threaded (the caller parallelises over experts or
- * rows).  g, u: scratch [n][expert_ff]. */
-void moe_engine_moe_expert(const moe_engine *e, int il, int expert, const float *x, int n, float *y, float *g,
-                           float *u);
+/* Routed experts of layer il on rows grouped by expert: group i runs
+ * expert experts[i] (ascending or not) on rows off[i] .. off[i+1]-1 of x
+ * ([rows][dim], normed) into the same rows of y ([rows][dim]).  Gate and up
+ * of every group in one run of the engine's thread pool, SwiGLU, then every
+ * down in a second run, on the int8 path each row quantized once per dot
+ * type: the same per-row products as the engine's own MoE layer, so a row's
+ * output is bitwise what a local run gives it.  Each expert at most once;
+ * off[0] >= 0 and off[n_groups] <= moe_engine_expert_rows(e). */
+void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                            const float *x, float *y);
+/* Rows one moe_engine_moe_experts call takes at most: max_batch_tokens × n_used. */
+int moe_engine_expert_rows(const moe_engine *e);
 /* out[dim] = Σ_j w[j]·y_j in ascending expert-id order (ids ascending), then
  * + shared (NULL if none).  y_rows[j] points at expert ids[j]'s output. */
 void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,

@@ -76,7 +76,7 @@ struct moe_engine {
     float *xe;       /* [N·n_used][dim] token rows grouped by expert */
     float *ge, *ue;  /* [N·n_used][expert_ff] */
     float *ye;       /* [N·n_used][dim] */
-    int32_t *e_cnt, *e_off; /* [n_expert] */
+    int32_t *e_off;  /* [n_expert + 1] rows of each expert in xe, ge, ue, ye */
     float *logits;   /* [N][vocab] */
     mm_job *jobs;    /* [2·n_expert + 4] */
     int32_t *prep;   /* [2·n_expert + 4] the jobs of one run whose activation needs SwiGLU or quantization */

@@ -53,8 +53,10 @@ static void usage(FILE *f)
           "  --decompress-min N    prefill chunks of ≥ N tokens decompress K/V (default 32, 0 = never)\n"
           "  --reference-kernels   scalar reference kernels (slow; for checking); otherwise the\n"
           "                        best set of this CPU, capped by MOE_KERNELS=reference|avx2|avx512\n"
-          "  --int8                int8 activations for quantized weights, in each type's dot type\n"
-          "                        (q8_0, q8_1 or q8_K as llama.cpp; faster, llama.cpp-like rounding)\n"
+          "  --exact               float activations everywhere (within ~5e-6 of the exact reference);\n"
+          "                        the default quantizes activations to int8 for quantized weights, in\n"
+          "                        each type's dot type (q8_0, q8_1 or q8_K as llama.cpp; faster)\n"
+          "  --int8                the default (int8 activations); accepted for old command lines\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
@@ -67,7 +69,7 @@ static void usage(FILE *f)
 typedef struct run_args {
     const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
-    bool stats, ignore_eos, reference, int8, text;
+    bool stats, ignore_eos, reference, exact, text;
     moe_sampler_cfg sc;
 } run_args;
 
@@ -90,7 +92,8 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--stats")) { a->stats = true; continue; }
         if (!strcmp(f, "--ignore-eos")) { a->ignore_eos = true; continue; }
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
-        if (!strcmp(f, "--int8")) { a->int8 = true; continue; }
+        if (!strcmp(f, "--exact")) { a->exact = true; continue; }
+        if (!strcmp(f, "--int8")) { a->exact = false; continue; }
         if (!strcmp(f, "--text")) { a->text = true; continue; }
         static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--chat", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
@@ -268,7 +271,7 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
             (unsigned long long)o->st.cache_bytes_in_use, (long long)o->seq_len,
             (unsigned long long)o->st.cache_block_bytes);
     fprintf(stderr, "kernels: %s%s, threads: %lld\n", moe_kern_name(o->kernels),
-            a->int8 ? " + int8 activations" : "", (long long)a->threads);
+            a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads);
 }
 
 /* Runs the one sequence through the generate loop to its end. */
@@ -345,7 +348,7 @@ int main(int argc, char **argv)
     o.max_batch_tokens = (int)(a.batch < (int64_t)n_tok ? a.batch : (int64_t)n_tok);
     o.decompress_min = (int)a.decompress;
     o.kernels = a.reference ? moe_kern_reference() : NULL; /* NULL: best for this CPU under MOE_KERNELS */
-    o.act_q8 = a.int8;
+    o.act_q8 = !a.exact;
     if ((int64_t)n_tok + a.n_gen > o.max_ctx) {
         moe_err_set(&err, "prompt (%zu) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
         goto done;

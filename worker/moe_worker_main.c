@@ -76,6 +76,10 @@ static void usage(FILE *f)
           "  --step-tokens N     tokens per step and rank (default 1024, >= the prefill chunk)\n"
           "  --prefill-chunk N   prompt tokens per step and sequence (default 512, as moe-run --batch)\n"
           "  --ignore-eos        do not stop at the file's EOS token\n"
+          "  --exact             float activations everywhere, as moe-run --exact (the default quantizes\n"
+          "                      activations to int8 for quantized weights, as moe-run does); every rank\n"
+          "                      must be given the same choice\n"
+          "  --int8              the default (int8 activations); accepted as moe-run accepts it\n"
           "  --dump-logits DIR   write DIR/req<i>.logits.f32 per request (moe-run's layout), and\n"
           "                      DIR/req<i>.logprobs for a line with logprobs=N (prompt_logprobs=1\n"
           "                      adds the prompt's): 'P|T POS ID LOGPROB ID:LOGPROB...' a position\n"
@@ -99,7 +103,7 @@ typedef struct opts {
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
-    bool ignore_eos, stats;
+    bool ignore_eos, stats, exact;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -116,6 +120,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
         if (!strcmp(f, "--ignore-eos")) { o->ignore_eos = true; continue; }
         if (!strcmp(f, "--stats")) { o->stats = true; continue; }
+        if (!strcmp(f, "--exact")) { o->exact = true; continue; }
+        if (!strcmp(f, "--int8")) { o->exact = false; continue; }
         if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
         const char *v = argv[++i];
         if (!strcmp(f, "--model")) o->model = v;
@@ -252,6 +258,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         po.block_size = (int)o->block;
         po.step_tokens = (int)o->step_tokens;
         po.threads = (int)o->threads;
+        po.exact = o->exact;
         moe_engine_opts pe;
         moe_plan_engine_opts(hp, &po, &pe);
         max_seqs = pe.max_seqs;
@@ -265,6 +272,10 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     moe_engine_opts_default(&eo);
     if (job_kernels(w, &eo.kernels)) return MOE_ERR;
     eo.n_threads = (int)o->threads;
+    eo.act_q8 = !o->exact;
+    /* a rank on the other path would give its sequences other bits */
+    const uint64_t both = moe_comm_allreduce_and_u64(w->c, eo.act_q8 ? 1u : 2u);
+    if (both != 1u && both != 2u) return moe_err_set(err, "the ranks were not all given the same --exact choice");
     eo.block_size = (int)o->block;
     eo.max_ctx = max_len;
     eo.max_seqs = max_seqs;

@@ -36,6 +36,7 @@ void moe_plan_engine_opts(const moe_hparams *hp, const moe_plan_opts *o, moe_eng
     eo->max_ctx = ctx + 1;
     eo->cache_tokens = (int64_t)o->max_seqs * (eo->max_ctx + o->block_size);
     eo->max_batch_tokens = o->step_tokens;
+    eo->act_q8 = !o->exact;
 }
 
 uint64_t moe_plan_shared_bytes(const moe_model *m)
@@ -55,25 +56,24 @@ uint64_t moe_plan_shared_bytes(const moe_model *m)
     return bytes;
 }
 
-/* The exchange's buffers (xchg.c: d_send, d_recv, ids, order, cnt, pairs,
- * xe, ye, g, u, c_send, c_recv) for a step of N tokens on every rank,
+/* The exchange's buffers (xchg.c) for a step of N tokens on every rank,
  * each token sending its K routed slots to min(K, R) ranks and the pairs
- * spreading evenly over the experts; grow() keeps 1.5 times the largest
- * request. */
+ * spreading evenly over the experts: d_send, d_recv, ids, order, cnt,
+ * pairs, c_send, c_recv grow to 1.5 times the largest request; xe, ye
+ * (N·K rows of dim floats) and the two group arrays are allocated once. */
 static int xchg_bytes(const moe_hparams *hp, int n_rank, int step_tokens, uint64_t *out, moe_err *err)
 {
     const uint64_t N = (uint64_t)step_tokens, K = (uint64_t)hp->n_used, R = (uint64_t)n_rank;
-    const uint64_t D = (uint64_t)hp->dim, E = (uint64_t)hp->n_expert, ff = (uint64_t)hp->expert_ff;
+    const uint64_t D = (uint64_t)hp->dim, E = (uint64_t)hp->n_expert;
     const uint64_t rows = N * (K < R ? K : R), pairs = N * K;
-    const uint64_t m = (pairs * R + E - 1) / E; /* pairs of one expert */
-    uint64_t f = 0; /* 4-byte elements */
+    uint64_t f = 0, t, fixed = 0; /* 4-byte elements */
     bool ok = moe_mul_u64(rows, 2 * (D + K) + 3 * K, &f); /* d_send, d_recv; ids, order, cnt */
-    uint64_t t;
-    ok = ok && moe_mul_u64(pairs, 3 + 4 * D, &t) && moe_add_u64(f, t, &f); /* pairs; xe, ye, c_send, c_recv */
-    ok = ok && moe_mul_u64(m, 2 * ff, &t) && moe_add_u64(f, t, &f);      /* g, u */
+    ok = ok && moe_mul_u64(pairs, 3 + 2 * D, &t) && moe_add_u64(f, t, &f); /* pairs; c_send, c_recv */
     ok = ok && moe_mul_u64(f, 4, &f) && f <= UINT64_MAX / 3;
+    ok = ok && moe_mul_u64(pairs, 2 * D, &fixed) && moe_add_u64(fixed, 2 * (E + 1), &fixed) &&
+         moe_mul_u64(fixed, 4, &fixed) && moe_add_u64(f / 2 * 3, fixed, &t);
     if (!ok) return moe_err_set(err, "exchange buffer sizes overflow");
-    *out = f / 2 * 3;
+    *out = t;
     return MOE_OK;
 }
 

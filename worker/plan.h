@@ -13,11 +13,14 @@
  *            layer, for max_seqs × (ctx + 1 + block_size) tokens);
  *   work     the engine's other buffers (moe_engine_mem);
  *   xchg     the expert exchange's buffers at full steps under uniform
- *            routing (an estimate: they grow to the largest step seen).
+ *            routing (an estimate: the exchange buffers grow to the largest
+ *            step seen; the experts' input and output rows, step_tokens ×
+ *            top-k × dim floats each, are allocated once).
  */
 #ifndef MOE_WORKER_PLAN_H
 #define MOE_WORKER_PLAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine.h"
@@ -31,6 +34,7 @@ typedef struct moe_plan_opts {
     int block_size;   /* --block-size (16) */
     int step_tokens;  /* --step-tokens (1024) */
     int threads;      /* --threads (1) */
+    bool exact;       /* --exact: float activations (no int8 activation buffers); default false */
 } moe_plan_opts;
 
 typedef struct moe_plan_rank {

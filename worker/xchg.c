@@ -1,11 +1,14 @@
 /*
  * xchg.c — dispatch, expert compute and combine over MPI (see xchg.h).
- * Buffers grow to the largest step seen and are then reused.
+ * The expert buffers (xe, ye, groups) are sized once at init for the most
+ * rows one engine run of experts takes; the exchange buffers grow to the
+ * largest step seen and are then reused.
  */
 #include "xchg.h"
 
 #include "group.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,11 @@ struct moe_xchg {
     /* per-rank counts/offsets (rows) */
     int32_t *d_send_n, *d_send_off, *d_recv_n, *d_recv_off; /* dispatch */
     int32_t *c_send_n, *c_send_off, *c_recv_n, *c_recv_off; /* combine */
-    buf d_send, d_recv, c_send, c_recv, xe, ye, g, u, pairs, cnt, ids, order, off;
+    buf d_send, d_recv, c_send, c_recv, pairs, cnt, ids, order, off;
+    /* the experts' runs: up to rows_max (token, expert) rows at a time */
+    int rows_max;
+    float *xe, *ye;             /* [rows_max][dim] inputs, outputs */
+    int32_t *g_exp, *g_off;     /* [n_expert + 1] the groups of one run */
     moe_comm_req req;
     int n_tok;          /* rows of the layer in flight */
     int il;
@@ -76,6 +83,11 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
     x->stats = moe_xcalloc((size_t)hp->n_layer, sizeof *x->stats);
     for (int il = x->first_moe; il < hp->n_layer; il++)
         x->stats[il].tokens_per_expert = moe_xcalloc((size_t)hp->n_expert, sizeof(uint64_t));
+    x->rows_max = moe_engine_expert_rows(e);
+    x->xe = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
+    x->ye = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
+    x->g_exp = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
+    x->g_off = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
     x->il = -1;
     x->trace_fd = -1;
     *out = x;
@@ -91,9 +103,13 @@ void moe_xchg_free(moe_xchg *x)
     int32_t *arrs[] = {x->d_send_n, x->d_send_off, x->d_recv_n, x->d_recv_off,
                        x->c_send_n, x->c_send_off, x->c_recv_n, x->c_recv_off};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) free(arrs[i]);
-    buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->xe,   &x->ye,
-                   &x->g,      &x->u,      &x->pairs,  &x->cnt,    &x->ids, &x->order, &x->off};
+    buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->pairs,
+                   &x->cnt,    &x->ids,    &x->order,  &x->off};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]->p);
+    free(x->xe);
+    free(x->ye);
+    free(x->g_exp);
+    free(x->g_off);
     for (int il = 0; il < x->n_layer; il++) free(x->stats[il].tokens_per_expert);
     free(x->stats);
     moe_comm_req_free(&x->req);
@@ -249,7 +265,8 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     for (int i = 0; i < n_rows; i++)
         for (int j = 0; j < K; j++) {
             const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
-            const int ex = f < 0 ? -1 : (int)f;
+            /* -1, or an expert id (exact in a float); anything else is E */
+            const int ex = f == -1.0f ? -1 : f >= 0.0f && f < (float)E && f == floorf(f) ? (int)f : E;
             if (ex >= E || (ex >= 0 && !moe_placement_rank_hosts(x->p, il, x->me, ex)))
                 moe_comm_abort(x->c, 4, "received a token for an expert this rank does not host");
             ids[(size_t)i * (size_t)K + (size_t)j] = ex;
@@ -258,45 +275,45 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     pair *pairs = grow(&x->pairs, (n_pairs ? n_pairs : 1) * sizeof(pair));
     for (size_t q = 0; q < n_pairs; q++) pairs[q] = (pair){ids[order[q]], order[q] / K, order[q] % K};
 
-    const double t0 = moe_now();
-    float *xe = grow(&x->xe, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
-    float *ye = grow(&x->ye, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
-    size_t p0 = 0;
-    while (p0 < n_pairs) {
-        size_t p1 = p0;
-        while (p1 < n_pairs && pairs[p1].expert == pairs[p0].expert) p1++;
-        const int m = (int)(p1 - p0);
-        for (int k = 0; k < m; k++)
-            memcpy(xe + (p0 + (size_t)k) * (size_t)D, recv + (size_t)pairs[p0 + (size_t)k].row * (size_t)row,
-                   (size_t)D * sizeof(float));
-        float *g = grow(&x->g, (size_t)m * (size_t)x->ff * sizeof(float));
-        float *u = grow(&x->u, (size_t)m * (size_t)x->ff * sizeof(float));
-        moe_engine_moe_expert(x->e, il, pairs[p0].expert, xe + p0 * (size_t)D, m, ye + p0 * (size_t)D, g, u);
-        st->tokens_per_expert[pairs[p0].expert] += (uint64_t)m;
-        p0 = p1;
-    }
-    st->t_compute += moe_now() - t0;
-
     /* Combine: outputs go back to each source rank in the order of its rows,
      * slots ascending within a row, which is the order it expects them. */
     memset(x->c_send_n, 0, (size_t)R * sizeof(int32_t));
     for (int s = 0; s < R; s++)
         for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1]; i++)
-            for (int j = 0; j < K; j++) x->c_send_n[s] += recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j] >= 0;
+            for (int j = 0; j < K; j++) x->c_send_n[s] += ids[(size_t)i * (size_t)K + (size_t)j] >= 0;
     prefix(x->c_send_n, x->c_send_off, R);
     /* position of each pair in the outgoing buffer: walk rows in order */
-    int32_t *slot_out = grow(&x->cnt, (size_t)(n_rows ? n_rows : 1) * (size_t)K * sizeof(int32_t));
+    int32_t *slot_out = grow(&x->cnt, n_slots * sizeof(int32_t));
     {
         int32_t k = 0;
-        for (int i = 0; i < n_rows; i++)
-            for (int j = 0; j < K; j++)
-                slot_out[(size_t)i * (size_t)K + (size_t)j] =
-                    recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j] >= 0 ? k++ : -1;
+        for (size_t q = 0; q < (size_t)n_rows * (size_t)K; q++) slot_out[q] = ids[q] >= 0 ? k++ : -1;
     }
     float *csend = grow(&x->c_send, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
-    for (size_t q = 0; q < n_pairs; q++)
-        memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
-               ye + q * (size_t)D, (size_t)D * sizeof(float));
+
+    /* The experts, rows_max pairs at a time (all of a step's in one run but
+     * for very large steps), through the engine's thread pool: gate and up
+     * of every expert in one run, down of every one in a second.  A pair's
+     * output is the same bits whichever run it falls in. */
+    const double t0 = moe_now();
+    for (size_t p0 = 0; p0 < n_pairs;) {
+        const size_t p1 = n_pairs - p0 > (size_t)x->rows_max ? p0 + (size_t)x->rows_max : n_pairs;
+        int ng = 0;
+        for (size_t q = p0; q < p1; q++) {
+            if (q == p0 || pairs[q].expert != pairs[q - 1].expert) {
+                x->g_exp[ng] = pairs[q].expert;
+                x->g_off[ng++] = (int32_t)(q - p0);
+            }
+            st->tokens_per_expert[pairs[q].expert]++;
+            memcpy(x->xe + (q - p0) * (size_t)D, recv + (size_t)pairs[q].row * (size_t)row, (size_t)D * sizeof(float));
+        }
+        x->g_off[ng] = (int32_t)(p1 - p0);
+        moe_engine_moe_experts(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye);
+        for (size_t q = p0; q < p1; q++)
+            memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
+                   x->ye + (q - p0) * (size_t)D, (size_t)D * sizeof(float));
+        p0 = p1;
+    }
+    st->t_compute += moe_now() - t0;
 
     /* What comes back to us: for each rank, one row per slot it ran for us. */
     const moe_dispatch_plan *pl = &x->plan;

@@ -239,7 +239,8 @@ static const char usage[] =
     "  --model FILE   any deepseek2 GGUF the engine loads (default: makes a Q8_0 bench model)\n"
     "  --quick        smoke run on a small generated model (figures mean nothing)\n"
     "  --reps N       runs per figure (default 3; the suite keeps the best, --case prints each)\n"
-    "  --act A        activation path(s): float (default path), int8, both (default both)\n"
+    "  --act A        activation path(s): int8 (the programs' default path), float (their\n"
+    "                 --exact path), both (default both)\n"
     "  --decode-only  the suite keeps only 2-thread single-sequence decode and the roofline\n"
     "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
     "                 batched decode steps; prints one parseable line per run (no suite)\n"
@@ -434,7 +435,7 @@ int main(int argc, char **argv)
     for (int mode = 0; mode < 2; mode++) {
         if (!acts[mode]) continue;
         g_int8 = mode == 1;
-        printf("\n== activations: %s\n", g_int8 ? "int8 (optional fast path)" : "float32 (default)");
+        printf("\n== activations: %s\n", g_int8 ? "int8 (the default path)" : "float32 (the --exact path)");
         printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
         double dec2 = 0;
         for (int th = decode_only ? 2 : 1; th <= 2; th++) {

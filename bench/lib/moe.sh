@@ -3,7 +3,7 @@
 #
 #   moe_engine_cases MODEL REPS OUT 'S:P:G' ...
 #        runs bench-decode --case for both activation paths (float, the
-#        default, and int8), --reps REPS, 2 threads ($MOE_THREADS), with the
+#        --exact one, and int8, the default), --reps REPS, 2 threads ($MOE_THREADS), with the
 #        read bandwidth measured first; its output goes to OUT, its errors
 #        to OUT.err.  Returns bench-decode's status.
 #   moe_case_median OUT ACT S P G prefill|decode

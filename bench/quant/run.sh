@@ -9,7 +9,7 @@
 #   decode, 16 sequences      llama-batched-bench -npl 16 -npp 32 -ntg 32 (S_TG)
 #     (aggregate)                                       | bench-decode --case 16:32:32
 #
-# moe on both activation paths (float, the default, and int8), the file's
+# moe on both activation paths (float, --exact, and int8, the default), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
 # 2-thread read bandwidth, measured by bench-decode) with decode as a
 # fraction of it, the kernel set that ran, and llama.cpp's commit and
@@ -150,7 +150,7 @@ for t in "${tlist[@]}"; do
 done
 [ $described = 1 ] || llamacpp_describe /dev/null
 echo
-echo "moe float: the default path; moe int8: moe-run --int8 (changes only the products with Q8_0 weights)."
+echo "moe float: the float path (moe-run --exact); moe int8: the default path (int8 activations for quantized weights)."
 echo "moe/llama: the faster moe path over llama.cpp. $nb-sequence rows: each sequence's own $bpp-token prompt," \
      "then $btg tokens each (llama-batched-bench's S_TG)."
 if [ "$LLAMACPP_OK" = 1 ] && grep -q '^llama.cpp ' "$LLAMACPP_LOG"; then

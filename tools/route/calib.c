@@ -1,7 +1,7 @@
 /*
  * calib.c — moe-route calibrate: the cost constants of router/simulate,
  * measured on this machine with the model's own expert weights and the
- * engine's own expert kernel (one thread):
+ * engine's expert call (moe_engine_moe_experts, one thread):
  *   expert_row_us   the time of one more row through one routed expert
  *                   (SwiGLU: gate, up, down), the slope of t(n) between
  *                   n = 1 and n = 64 rows;
@@ -47,15 +47,16 @@ static double time_median(void (*fn)(void *), void *ctx)
 }
 
 typedef struct expert_ctx {
-    const moe_engine *e;
+    moe_engine *e;
     int il, expert, n;
-    float *x, *y, *g, *u;
+    float *x, *y;
 } expert_ctx;
 
 static void run_expert(void *p)
 {
     expert_ctx *c = p;
-    moe_engine_moe_expert(c->e, c->il, c->expert, c->x, c->n, c->y, c->g, c->u);
+    const int32_t off[2] = {0, c->n};
+    moe_engine_moe_experts(c->e, c->il, 1, &c->expert, off, c->x, c->y);
 }
 
 typedef struct copy_ctx {
@@ -88,10 +89,9 @@ int route_calibrate(const char *model, route_calib *out, moe_err *err)
         moe_model_free(m);
         return MOE_ERR;
     }
-    const int D = m->hp.dim, F = m->hp.expert_ff, N = 64;
+    const int D = m->hp.dim, N = 64;
     expert_ctx c = {e, m->hp.n_dense_lead, 0, 1, moe_xmalloc((size_t)N * (size_t)D * sizeof(float)),
-                    moe_xmalloc((size_t)N * (size_t)D * sizeof(float)), moe_xmalloc((size_t)N * (size_t)F * sizeof(float)),
-                    moe_xmalloc((size_t)N * (size_t)F * sizeof(float))};
+                    moe_xmalloc((size_t)N * (size_t)D * sizeof(float))};
     for (size_t i = 0; i < (size_t)N * (size_t)D; i++) c.x[i] = (float)sin((double)i * 0.37) * 0.5f;
     const double t1 = time_median(run_expert, &c);
     c.n = N;
@@ -101,8 +101,6 @@ int route_calibrate(const char *model, route_calib *out, moe_err *err)
     out->expert_call_us = (t1 - row > 0 ? t1 - row : 0) * 1e6;
     free(c.x);
     free(c.y);
-    free(c.g);
-    free(c.u);
     moe_engine_free(e);
     moe_model_free(m);
 

@@ -107,7 +107,9 @@ noranks)
   ;;
 queued)
   coordinator coord --ranks 1 --max-running 1
-  job 1 "$model"
+  # every step held at least 5 ms (the test delay), so the queue ahead is
+  # seconds long however fast the engine has become
+  job 1 "$model" --test-xchg-delay-us 5000
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   # 8 long requests, one running at a time: seconds of queue ahead
   awk 'BEGIN { for (i = 0; i < 8; i++) print "ids:" i + 1 ",2,3", 4000 }' > "$tmp/long"

@@ -3,7 +3,8 @@
 # high-water under the memory bomb and how far back it is after, p99
 # latency of valid requests under the junk flood, TTFT of a small request
 # beside big prompts, CPU of the idle coordinator over 10 s; with --soak,
-# RssAnon growth per hour at 70% of measured capacity.
+# RssAnon and malloc heap (moe:coordinator_heap_bytes) growth per hour at
+# 70% of measured capacity.
 #
 #   bench/hardening/run.sh [--build DIR] [--soak SECONDS]     (soak default 3600)
 #

@@ -3,6 +3,7 @@
  */
 #include "coord_metrics.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct moe_cmetrics {
     moe_metric *running, *waiting, *kv_usage, *prompt_tok, *gen_tok, *success;
     moe_metric *ttft, *itl, *e2e, *queue, *prefill, *decode;
     moe_metric *restarts, *replayed, *replayed_tok, *recovery, *job_up, *job_failed, *client_refused;
+    moe_metric_series *s_heap_used, *s_heap_free;
     moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
     moe_metric *r_live, *r_seqs, *r_used, *r_total, *r_step, *r_sent, *r_recv, *r_expert, *balance;
     moe_metric_series *s_running, *s_waiting, *s_kv, *s_prompt, *s_gen, *s_ttft, *s_itl, *s_e2e, *s_queue, *s_prefill,
@@ -122,6 +124,14 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
                              "Requests refused by a per-client limit (in flight, prompt bytes a second, share of "
                              "the queue) or a full prompt pool.",
                              lm, 2, NULL, 0);
+    const char *hk[] = {"model_name", "kind"};
+    moe_metric *heap = fam(cm, G, "moe:coordinator_heap_bytes",
+                           "The coordinator's malloc heap (glibc mallinfo2, every arena): in_use is allocated, free "
+                           "is held for reuse and not yet returned to the system.",
+                           hk, 2, NULL, 0);
+    const char *hu[] = {cm->model, "in_use"}, *hf[] = {cm->model, "free"};
+    cm->s_heap_used = moe_metric_series_get(heap, hu);
+    cm->s_heap_free = moe_metric_series_get(heap, hf);
     cm->s_restarts = moe_metric_series_get1(cm->restarts, cm->model);
     cm->s_replayed = moe_metric_series_get1(cm->replayed, cm->model);
     cm->s_replayed_tok = moe_metric_series_get1(cm->replayed_tok, cm->model);
@@ -346,5 +356,8 @@ int moe_cmetrics_write(moe_cmetrics *cm, const moe_cmetrics_state *st, double no
     }
     moe_metric_set(cm->s_kv, total ? (double)used / (double)total : 0.0);
     balancedness(cm, st->rank_alive);
+    const struct mallinfo2 mi = mallinfo2();
+    moe_metric_set(cm->s_heap_used, (double)(mi.uordblks + mi.hblkhd));
+    moe_metric_set(cm->s_heap_free, (double)mi.fordblks);
     return moe_metrics_write(cm->reg, out);
 }

@@ -4,7 +4,10 @@
  * histograms with the right sums, its prompt is counted once, the ranks'
  * figures are mirrored, the KV usage is over the live ranks only, and the
  * expert-load balancedness is mean/max over the live ranks in the window
- * (a rank that restarted counts from its new zero).
+ * (a rank that restarted counts from its new zero).  The heap gauge
+ * follows what the process has allocated (glibc's allocator only: under
+ * ASan, whose allocator mallinfo2 does not see, only its presence is
+ * checked).
  */
 #include <math.h>
 #include <stdio.h>
@@ -147,10 +150,54 @@ static void test_ranks(void)
     moe_cmetrics_free(cm);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define GLIBC_HEAP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GLIBC_HEAP 0
+#endif
+#endif
+#ifndef GLIBC_HEAP
+#define GLIBC_HEAP 1
+#endif
+
+#define HEAP_USED "moe:coordinator_heap_bytes{model_name=\"m\",kind=\"in_use\"}"
+#define HEAP_FREE "moe:coordinator_heap_bytes{model_name=\"m\",kind=\"free\"}"
+
+static void test_heap(void)
+{
+    moe_cmetrics *cm;
+    moe_cmetrics_init(&cm, "m", 1);
+    const bool alive[1] = {true};
+    render(cm, alive, 0, 0);
+    const double u0 = get(HEAP_USED), f0 = get(HEAP_FREE);
+    CHECK(u0 >= 0 && f0 >= 0); /* both there (NAN fails) */
+    if (GLIBC_HEAP) {
+        /* 1 MiB in 64 blocks of 16 KiB (under the mmap threshold: heap) */
+        enum { N = 64, B = 16 << 10 };
+        char *blk[N];
+        for (int i = 0; i < N; i++) {
+            blk[i] = malloc(B);
+            CHECK(blk[i] != NULL);
+            if (blk[i]) memset(blk[i], i, B);
+        }
+        render(cm, alive, 0, 0);
+        const double u1 = get(HEAP_USED);
+        CHECK(u1 - u0 >= 0.9 * N * B);
+        for (int i = 0; i < N; i++) free(blk[i]);
+        render(cm, alive, 0, 0);
+        CHECK(u1 - get(HEAP_USED) >= 0.9 * N * B);
+    } else {
+        printf("coord_metrics_test: under ASan the heap gauge is checked for presence only\n");
+    }
+    moe_cmetrics_free(cm);
+}
+
 int main(void)
 {
     test_request();
     test_ranks();
+    test_heap();
     free(text);
     return check_summary("coord_metrics_test");
 }

@@ -3,7 +3,8 @@
 # high-water under the memory bomb and how far back it is after, p99
 # latency of valid requests under the junk flood, TTFT of a small request
 # beside big prompts, CPU of the idle coordinator over 10 s; with --soak,
-# RssAnon growth per hour at 70% of measured capacity.
+# RssAnon and malloc heap (moe:coordinator_heap_bytes) growth per hour at
+# 70% of measured capacity.
 #
 #   bench/hardening/run.sh [--build DIR] [--soak SECONDS]     (soak default 3600)
 #
@@ -37,7 +38,7 @@ BIG_SECONDS=6 BIG_TTFT_MS=1e9 "$t" bigprompt | grep -E "^bigprompt:"
 # the soak is one client at 70% of the job's capacity: the per-client
 # limits are off here (they are what the checks above measure)
 setsid "$bin/moe-coordinator" --model "$model" --listen "tcp://127.0.0.1:*" --workers "ipc://$tmp/w" --ranks 1 \
-    --client-in-flight 0 --client-queue 0 --client-prompt-bps 0 > "$tmp/coord.out" 2> "$tmp/coord.err" &
+    --client-in-flight 0 --client-queue 0 --client-prompt-bps 0 --metrics-file "$tmp/metrics" > "$tmp/coord.out" 2> "$tmp/coord.err" &
 coord=$!; pids+=("$coord")
 "$root/tests/mpirun.sh" 1 100000 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
     > "$tmp/worker.out" 2> "$tmp/worker.err" &
@@ -51,6 +52,15 @@ awk -v t=$((b - a)) -v hz="$hz" 'BEGIN { printf "idle: coordinator CPU over 10 s
 
 [ -n "$soak" ] || exit 0
 rss() { awk '/^RssAnon:/ { print $2 }' "/proc/$coord/status"; }
+# the malloc heap (moe:coordinator_heap_bytes, KiB): in use, and in use +
+# free (what the allocator holds); from the metrics the coordinator wrote
+# on the previous sample's SIGUSR1 (10 s old), "- -" before the first
+heap() {
+  awk '/^moe:coordinator_heap_bytes/ { v[$1 ~ /"in_use"/ ? "u" : "f"] = $2 }
+       END { if ("u" in v) printf "%d %d", v["u"] / 1024, (v["u"] + v["f"]) / 1024; else printf "- -" }' "$tmp/metrics" 2>/dev/null ||
+    printf -- "- -"
+  kill -USR1 "$coord"
+}
 # capacity: the best finished rate of open-loop loads doubled from 200/s
 # until the job falls behind (finishes under 90% of what is offered; the
 # queue refuses the excess), each over its whole run's time
@@ -71,13 +81,19 @@ echo "soak: capacity about $cap requests/s (16 in, 16 out); soaking at $rate/s f
 load=$!
 t0=$(date +%s)
 while kill -0 "$load" 2>/dev/null; do
-  echo "$(( $(date +%s) - t0 )) $(rss)" >> "$tmp/rss"
+  echo "$(( $(date +%s) - t0 )) $(rss) $(heap)" >> "$tmp/rss"
   for _ in $(seq 1 100); do kill -0 "$load" 2>/dev/null || break; sleep 0.1; done
 done
 wait "$load"
 sed 's/^/soak: /' "$tmp/soak.out"
 head -3 "$tmp/soak.err" | sed 's/^/soak: /'
-awk -v s="$soak" '{ n++; x += $1; y += $2; xx += $1 * $1; xy += $1 * $2; if (n == 1) first = $2; last = $2 }
-  END { b = (n * xy - x * y) / (n * xx - x * x); m = y / n
-        printf "soak: RssAnon %.1f MiB at the start, %.1f at the end, %d samples over %d s: slope %+.2f MiB/hour (%+.2f%% of the mean per hour)\n",
-               first / 1024, last / 1024, n, s, b * 3600 / 1024, b * 3600 / m * 100 }' "$tmp/rss"
+# slope() COLUMN NAME: least squares over the samples that have the column
+slope() {
+  awk -v s="$soak" -v k="$1" -v name="$2" '$k != "-" { n++; x += $1; y += $k; xx += $1 * $1; xy += $1 * $k; if (n == 1) first = $k; last = $k }
+    END { if (n < 2) exit; b = (n * xy - x * y) / (n * xx - x * x); m = y / n
+          printf "soak: %s %.3f MiB at the start, %.3f at the end, %d samples over %d s: slope %+.3f MiB/hour (%+.2f%% of the mean per hour)\n",
+                 name, first / 1024, last / 1024, n, s, b * 3600 / 1024, b * 3600 / m * 100 }' "$tmp/rss"
+}
+slope 2 RssAnon
+slope 3 "heap in use"
+slope 4 "heap held (in use + free)"

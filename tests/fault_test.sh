@@ -51,11 +51,13 @@ wait_for() {
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 
 # start_coord WORKER_MODEL NP [coordinator flags]: the coordinator runs the job
+# (with the worker flags in wflags)
+wflags=()
 start_coord() {
   local wmodel=$1 np=$2; shift 2
   MOE_LOG=debug setsid "$bin/moe-coordinator" --model "$model" --listen "ipc://$tmp/c" --workers "ipc://$tmp/w" \
       --ranks "$np" "$@" --launch mpirun --bind-to none --mca btl self,vader -x OPENBLAS_NUM_THREADS -np "$np" \
-      "$bin/moe-worker" --model "$wmodel" --coordinator '{workers}' > "$tmp/coord.out" 2> "$tmp/coord.err" &
+      "$bin/moe-worker" --model "$wmodel" --coordinator '{workers}' "${wflags[@]}" > "$tmp/coord.out" 2> "$tmp/coord.err" &
   coord=$!
 }
 
@@ -199,6 +201,11 @@ case ${1:?usage: fault_test.sh replay NP | crashloop} in
 replay)
   np=${2:?NP}
   timeout_ms=2000
+  # every collective held at least 0.6 ms (the test delay; about 10 a step on
+  # v3_mini over 2 or 3 ranks): a 600-token stream lasts
+  # 3.5 s or more however fast the engine is, so three faults and their
+  # recoveries fit in one run even when a loaded machine slows the restarts
+  wflags=(--test-xchg-delay-us 600)
   # --client-timeout-ms 3000: a client silent that long is gone, so the test
   # client must beat while chunks stream (an undisturbed run streams ~4 s)
   start_coord "$model" "$np" --worker-timeout-ms $timeout_ms --restart-backoff-ms 200 --client-timeout-ms 3000 \

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "link.h"
+#include "live.h"
 #include "msg.h"
 
 struct moe_source_link {
@@ -42,6 +43,7 @@ struct moe_source_link {
     moe_msg_logprobs *plp;          /* [PROMPT_LP_PIECE] a PromptLogprobs message's entries */
     Moe__TokenLogprobs **plp_ptr;
     int32_t *plp_ids;
+    moe_live *live;                 /* rank 0: where SetPlacement goes */
 };
 
 /* Positions per PromptLogprobs message: ~200 bytes each with 20
@@ -75,6 +77,8 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
 }
 
 void moe_source_link_attach(moe_source_link *l, moe_gen *g) { l->g = g; }
+
+void moe_source_link_set_live(moe_source_link *l, moe_live *live) { l->live = l->me == 0 ? live : NULL; }
 
 void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx)
 {

@@ -807,6 +807,18 @@ const moe_request_model *moe_coord_model(const moe_coord *c) { return &c->model;
 const char *moe_coord_model_name(const moe_coord *c) { return c->model_name; }
 const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_endpoint(c->w); }
 
+static int on_placement_set(void *ctx, const char *text, size_t len, uint64_t *id, moe_err *err)
+{
+    moe_coord *c = ctx;
+    return moe_workers_set_placement(c->w, text, len, id, err);
+}
+
+static void on_placement_get(void *ctx, moe_front_placement *out)
+{
+    moe_coord *c = ctx;
+    moe_workers_placement(c->w, out);
+}
+
 moe_front_sink moe_coord_front_sink(moe_coord *c)
 {
     return (moe_front_sink){.ctx = c,
@@ -815,7 +827,9 @@ moe_front_sink moe_coord_front_sink(moe_coord *c)
                             .client_gone = on_client_gone,
                             .health = on_health,
                             .status = on_status,
-                            .metrics = on_metrics};
+                            .metrics = on_metrics,
+                            .placement_set = on_placement_set,
+                            .placement_get = on_placement_get};
 }
 
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)

@@ -7,6 +7,8 @@
 #       undisturbed run; a bad placement (an expert out of range) is refused
 #       with its reason and changes nothing; --rebalance-every 3 applies EPLB
 #       placements from the job's own window, again without a changed byte
+#   live_test.sh nodelimit MODEL  --node-limit 1 on 2 ranks: no token's experts span two
+#       ranks in the routing trace (without it some do)
 #   live_test.sh resident          rank 0 gives up half its experts mid-run: its
 #       resident expert bytes (smaps) drop by at least 40% when the placement is
 #       applied (MADV_DONTNEED), and at the end every rank holds its new share
@@ -103,6 +105,20 @@ resident)
         if (share <= 0 || got < 0.9 * share || got > 1.1 * share) { print "FAIL: " $0; bad = 1 } }
        END { exit bad }' "$tmp/shrink.err" || fail "a rank does not hold its new share within 10%"
   echo "ok: rank 0 released its old experts ($before -> $after resident bytes); both ranks hold their new share"
+  ;;
+nodelimit)
+  # --node-limit 1 on 2 ranks: every token's experts on one rank (the
+  # trace's ranks column), where the model's own routing visits both
+  model=$2
+  awk 'BEGIN { srand(9); for (i = 0; i < 8; i++) { s = ""; for (j = 0; j < 12; j++) s = s (j ? "," : "") int(rand() * 400); print s, 6 } }' > "$tmp/batch"
+  run free --trace "$tmp/free.trace"
+  run limited --trace "$tmp/limited.trace" --node-limit 1
+  two() { awk '{ n = split($7, r, ","); for (j = 2; j <= n; j++) if (r[j] != r[1]) { c++; break } } END { print c + 0 }' "$1"; }
+  a=$(two "$tmp/free.trace") b=$(two "$tmp/limited.trace")
+  [ "$a" -gt 0 ] || fail "the model's routing never visits two ranks"
+  [ "$b" = 0 ] || fail "$b tokens visit two ranks under --node-limit 1"
+  [ "$(wc -l < "$tmp/limited.trace")" = "$(wc -l < "$tmp/free.trace")" ] || fail "the traces differ in length"
+  echo "ok: $a of $(wc -l < "$tmp/free.trace") routing lines visit two ranks without the limit, none with --node-limit 1"
   ;;
 *) fail "unknown mode $cmd" ;;
 esac

@@ -104,3 +104,6 @@ moe_test(NAME live_streams_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh streams ${MOE_FIXTURES}/models/v3_mini_f32.gguf)
 moe_test(NAME live_resident_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh resident)
+# Node-limited routing (--node-limit 1): no token's experts on two ranks.
+moe_test(NAME live_nodelimit_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh nodelimit ${MOE_FIXTURES}/models/v3_mini_f32.gguf)

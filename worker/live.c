@@ -18,7 +18,10 @@ struct moe_live {
     moe_comm *c;
     const moe_model *m;
     moe_xchg *x;
+    moe_engine *e;
     moe_placement **pl;
+    moe_gate_limit *limits;   /* [L] node limit per MoE layer (node_limit > 0) */
+    int32_t *lim_off, *lim_units; /* [L][E + 1], [L][E·R]: the limits' arrays */
     int me, R, first, L, E; /* L: MoE layers */
     int64_t *cum, *snap;    /* [L][E]: pairs run so far, summed over the ranks; at the last change */
     int64_t last_steps;     /* steps at the last change (or attempt) */
@@ -33,14 +36,39 @@ struct moe_live {
     void *report_ctx;
 };
 
-int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe_model *m, moe_xchg *x,
-                  moe_placement **pl, moe_err *err)
+/* The node limit of each MoE layer from placement p (units: nodes of
+ * ranks_per_node ranks), set into the engine. */
+static void set_limits(moe_live *l, const moe_placement *p)
+{
+    if (l->o.node_limit <= 0) return;
+    const int rpn = l->o.ranks_per_node, U = (l->R + rpn - 1) / rpn;
+    for (int il = 0; il < l->L; il++) {
+        int32_t *off = l->lim_off + (size_t)il * (size_t)(l->E + 1);
+        int32_t *units = l->lim_units + (size_t)il * (size_t)l->E * (size_t)l->R;
+        off[0] = 0;
+        for (int e = 0; e < l->E; e++) {
+            int n, k = off[e];
+            const int32_t *h = moe_placement_hosts(p, l->first + il, e, &n);
+            for (int i = 0; i < n; i++) {
+                const int u = h[i] / rpn; /* hosts ascending: a node's ranks are adjacent */
+                if (k == off[e] || units[k - 1] != u) units[k++] = u;
+            }
+            off[e + 1] = k;
+        }
+        l->limits[il] = (moe_gate_limit){.n_unit = U, .max_units = l->o.node_limit, .unit_off = off, .units = units};
+        moe_engine_set_gate_limit(l->e, l->first + il, &l->limits[il]);
+    }
+}
+
+int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe_model *m, moe_engine *e,
+                  moe_xchg *x, moe_placement **pl, moe_err *err)
 {
     moe_live *l = moe_xcalloc(1, sizeof *l);
     l->o = *o;
     l->c = c;
     l->m = m;
     l->x = x;
+    l->e = e;
     l->pl = pl;
     l->me = moe_comm_rank(c);
     l->R = moe_comm_size(c);
@@ -50,6 +78,14 @@ int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe
     l->cum = moe_xcalloc((size_t)l->L * (size_t)l->E, sizeof *l->cum);
     l->snap = moe_xcalloc((size_t)l->L * (size_t)l->E, sizeof *l->snap);
     *out = l;
+    if (o->node_limit > 0) {
+        if (o->ranks_per_node < 1 || (l->R + o->ranks_per_node - 1) / o->ranks_per_node > MOE_GATE_MAX_UNITS)
+            return moe_err_set(err, "--ranks-per-node %d does not fit %d ranks", o->ranks_per_node, l->R);
+        l->limits = moe_xcalloc((size_t)l->L, sizeof *l->limits);
+        l->lim_off = moe_xcalloc((size_t)l->L * (size_t)(l->E + 1), sizeof *l->lim_off);
+        l->lim_units = moe_xcalloc((size_t)l->L * (size_t)l->E * (size_t)l->R, sizeof *l->lim_units);
+        set_limits(l, *pl);
+    }
     if (o->rebalance_every > 0 && (l->E + o->rebalance_replicas) % l->R != 0)
         return moe_err_set(err, "--rebalance-replicas %d: %d experts + %d slots do not divide by %d ranks",
                            o->rebalance_replicas, l->E, o->rebalance_replicas, l->R);
@@ -66,6 +102,9 @@ void moe_live_free(moe_live *l)
     free(l->snap);
     free(l->text);
     free(l->test_text);
+    free(l->limits);
+    free(l->lim_off);
+    free(l->lim_units);
     free(l);
 }
 
@@ -220,6 +259,7 @@ static void live_apply(void *ctx, int64_t steps)
     uint64_t released = 0, loaded = 0;
     moe_residency_move(l->m, *l->pl, np, l->me, &released, &loaded);
     const uint64_t res_after = moe_residency_resident(l->m);
+    set_limits(l, np); /* the node limit follows the new placement (the answer may change) */
     moe_placement_free(*l->pl);
     *l->pl = np;
     memcpy(l->snap, l->cum, n * sizeof *l->snap);

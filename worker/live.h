@@ -47,6 +47,10 @@ typedef struct moe_live_opts {
     const char *test_file;
     int64_t rebalance_every;  /* > 0: the automatic mode, every N steps */
     int rebalance_replicas;   /* redundant slots per layer (n_expert + this must divide by the ranks) */
+    int node_limit;           /* > 0: node-limited routing, a token's experts on at most this many
+                               * nodes of ranks_per_node ranks (router/gate.h), rebuilt from each
+                               * placement applied; 0: the model's routing */
+    int ranks_per_node;       /* >= 1 (1: the units are ranks) */
 } moe_live_opts;
 
 /* What became of a placement (for the coordinator). */
@@ -61,8 +65,8 @@ typedef struct moe_live_result {
 
 /* *pl is the job's placement: the live module replaces it (and frees the
  * old one) as it applies new ones.  Rank 0 reads the test file here. */
-int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe_model *m, moe_xchg *x,
-                  moe_placement **pl, moe_err *err);
+int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe_model *m, moe_engine *e,
+                  moe_xchg *x, moe_placement **pl, moe_err *err);
 void moe_live_free(moe_live *l);
 
 /* Rank 0: a placement file's text to apply at the next turn (a newer

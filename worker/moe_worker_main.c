@@ -78,6 +78,11 @@ static void usage(FILE *f)
           "                      at the same step; no output bit changes (docs/routing.md)\n"
           "  --rebalance-replicas K  redundant expert slots per layer for --rebalance-every (default 0;\n"
           "                      experts + K must divide by the ranks)\n"
+          "  --node-limit M      RESEARCH OPTION, CHANGES THE MODEL'S ANSWER (off by default): each token's\n"
+          "                      routed experts come from at most M nodes, chosen as DeepSeek-V3 chooses\n"
+          "                      expert groups (a node scores the sum of its two best expert scores;\n"
+          "                      the M best are kept, top-k among their experts); docs/routing.md\n"
+          "  --ranks-per-node R  ranks per node for --node-limit (default 1: the units are ranks)\n"
           "  --test-placement-at STEP:FILE  TEST HOOK: rank 0 proposes FILE's placement before step STEP\n"
           "                      (steps with work, from 0), applied live as the coordinator's would be\n"
           "  --threads N         threads per rank (default 1)\n"
@@ -110,7 +115,7 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret;
     const char *test_placement_file;
-    int64_t test_placement_at, rebalance_every, rebalance_replicas;
+    int64_t test_placement_at, rebalance_every, rebalance_replicas, node_limit, ranks_per_node;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
@@ -127,6 +132,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->max_seqs = 16;
     o->heartbeat_ms = 500;
     o->test_placement_at = -1;
+    o->ranks_per_node = 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
@@ -156,6 +162,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, 1, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
         else if (!strcmp(f, "--replay-after")) { if (moe_parse_i64(v, 1, 1 << 24, &o->replay_after, err)) return moe_err_prefix(err, "--replay-after"); }
         else if (!strcmp(f, "--test-xchg-delay-us")) { if (moe_parse_i64(v, 0, 1000000, &o->test_delay_us, err)) return moe_err_prefix(err, "--test-xchg-delay-us"); }
+        else if (!strcmp(f, "--node-limit")) { if (moe_parse_i64(v, 1, 4096, &o->node_limit, err)) return moe_err_prefix(err, "--node-limit"); }
+        else if (!strcmp(f, "--ranks-per-node")) { if (moe_parse_i64(v, 1, 4096, &o->ranks_per_node, err)) return moe_err_prefix(err, "--ranks-per-node"); }
         else if (!strcmp(f, "--rebalance-every")) { if (moe_parse_i64(v, 1, (int64_t)1 << 40, &o->rebalance_every, err)) return moe_err_prefix(err, "--rebalance-every"); }
         else if (!strcmp(f, "--rebalance-replicas")) { if (moe_parse_i64(v, 0, 1 << 20, &o->rebalance_replicas, err)) return moe_err_prefix(err, "--rebalance-replicas"); }
         else if (!strcmp(f, "--test-placement-at")) {
@@ -325,8 +333,9 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     }
     if (st == MOE_OK) {
         const moe_live_opts lvo = {.test_at_step = o->test_placement_at, .test_file = o->test_placement_file,
-                                   .rebalance_every = o->rebalance_every, .rebalance_replicas = (int)o->rebalance_replicas};
-        st = moe_live_init(&w->live, &lvo, w->c, w->m, w->x, &w->pl, err);
+                                   .rebalance_every = o->rebalance_every, .rebalance_replicas = (int)o->rebalance_replicas,
+                                   .node_limit = (int)o->node_limit, .ranks_per_node = (int)o->ranks_per_node};
+        st = moe_live_init(&w->live, &lvo, w->c, w->m, w->e, w->x, &w->pl, err);
     }
     if (st == MOE_OK && w->link) moe_source_link_set_live(w->link, w->live);
     if (st) return MOE_ERR;

@@ -250,11 +250,27 @@ static void live_apply(void *ctx, int64_t steps)
         free(w);
         return;
     }
-    /* 4. applied: memory follows, then the figures */
-    res.ok = true;
     res.moved = moe_placement_moved(*l->pl, np);
     res.bal_before = moe_placement_balancedness(*l->pl, w);
     res.bal_after = moe_placement_balancedness(np, w);
+    if (!explicit_text && (res.moved == 0 || !(res.bal_after > res.bal_before))) {
+        /* the automatic mode moves experts only for a gain (every rank
+         * decides alike: the same window, the same placements) */
+        moe_xchg_set_placement(l->x, *l->pl, &err);
+        moe_placement_free(np);
+        if (l->me == 0) {
+            fprintf(stderr, "moe-worker: the automatic mode keeps its placement before step %lld: EPLB's would give "
+                            "rank balancedness %.4f, not better than %.4f\n",
+                    (long long)steps, res.bal_after, res.bal_before);
+            fflush(stderr);
+        }
+        memcpy(l->snap, l->cum, n * sizeof *l->snap); /* a fresh window */
+        free(text);
+        free(w);
+        return;
+    }
+    /* 4. applied: memory follows, then the figures */
+    res.ok = true;
     const uint64_t res_before = moe_residency_resident(l->m);
     uint64_t released = 0, loaded = 0;
     moe_residency_move(l->m, *l->pl, np, l->me, &released, &loaded);

@@ -35,6 +35,12 @@ static void fuzz_trace(const uint8_t *data, size_t size)
             for (int k = 0; k < 4; k++) pairs += r.rank_pairs[k];
             if (pairs != t.n * (uint64_t)t.k) abort();
             moe_sim_result_free(&r);
+            c.node_limit = 1; /* the node-limit estimate runs every pair too */
+            if (moe_sim_run(&t, &c, &r, &err) != MOE_OK) abort();
+            pairs = 0;
+            for (int k = 0; k < 4; k++) pairs += r.rank_pairs[k];
+            if (pairs != t.n * (uint64_t)t.k) abort();
+            moe_sim_result_free(&r);
         }
         moe_placement_free(p);
     }

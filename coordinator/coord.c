@@ -634,6 +634,12 @@ static void on_report(void *ctx, const moe_rank_report *rep)
     moe_cmetrics_rank_report(c->cm, rep, moe_now());
 }
 
+static void on_placement(void *ctx, bool ok, double bal_before, double bal_after)
+{
+    moe_coord *c = ctx;
+    moe_cmetrics_placement(c->cm, ok, bal_before, bal_after);
+}
+
 static const moe_sampler_cfg *sampling_of(void *ctx, const moe_req *r)
 {
     (void)ctx;
@@ -743,6 +749,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .sampling = sampling_of,
         .token = on_token,
         .report = on_report,
+        .placement = on_placement,
     };
     if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
     c->eos = moe_tokenizer_eos(c->tok);

@@ -97,6 +97,7 @@ static void on_placement_result(moe_workers *w, const Moe__PlacementResult *r)
         p->bal_after = r->balancedness_after;
         snprintf(p->message, sizeof p->message, "%s", r->message ? r->message : "");
     }
+    if (w->sink.placement) w->sink.placement(w->sink.ctx, r->ok, r->balancedness_before, r->balancedness_after);
     if (r->ok)
         moe_log(MOE_LOG_INFO, "placement %llu applied by the worker job before step %llu: %llu experts moved, rank "
                 "balancedness %.4f -> %.4f", (unsigned long long)r->id, (unsigned long long)r->step,

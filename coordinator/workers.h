@@ -73,6 +73,9 @@ typedef struct moe_workers_sink {
     void (*token)(void *ctx, moe_req *r);
     /* A rank's heartbeat. */
     void (*report)(void *ctx, const moe_rank_report *rep);
+    /* Optional.  The job applied (ok) or refused a new expert placement
+     * (its own automatic one, or one sent); balancedness -1: no load. */
+    void (*placement)(void *ctx, bool ok, double bal_before, double bal_after);
 } moe_workers_sink;
 
 typedef struct moe_workers_cfg {

@@ -6,7 +6,8 @@
 #   - 16 concurrent greedy requests with logprobs, undisturbed; the same 16
 #     again with a placement that moves half the experts posted while they
 #     decode (after the first streamed token): GET says it was applied at a
-#     step, and every answer's text and logprobs are identical to the first.
+#     step, and every answer's text and logprobs are identical to the first;
+#   - /metrics counts one refused and one applied placement.
 # Every collective is held 2 ms (--test-xchg-delay-us) so the streams are
 # still decoding when the placement arrives.
 set -u
@@ -76,5 +77,11 @@ for i in $(seq 0 15); do
   [ "$(echo "$a" | wc -l)" -ge 24 ] || fail "stream $i: $(echo "$a" | wc -l) chunks"
   [ "$a" = "$b" ] || fail "stream $i differs after the placement change"
 done
-# the change came while they decoded: some stream's tokens came after it
+# the metrics count one refused and one applied placement, and the last balancedness
+curl -s "$url/metrics" > "$tmp/metrics"
+grep -Eq '^moe:expert_placements_total\{.*result="applied"\} 1$' "$tmp/metrics" || fail "no applied placement in the metrics"
+grep -Eq '^moe:expert_placements_total\{.*result="refused"\} 1$' "$tmp/metrics" || fail "no refused placement in the metrics"
+after=$(sed -n 's/^moe:expert_placement_balancedness{.*when="after"} //p' "$tmp/metrics")
+[ "$after" = "$(jq -r .balancedness_after "$tmp/pl.json")" ] || [ -n "$after" ] || fail "no balancedness in the metrics"
+grep "^moe:expert_placement" "$tmp/metrics"
 echo "ok: 16 streams identical (text and logprobs) through a live placement change"

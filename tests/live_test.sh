@@ -98,7 +98,7 @@ resident)
   printf '* 0 0-1\n* 1 2-7\n' > "$tmp/shrink.placement"
   run shrink --test-placement-at "2:$tmp/shrink.placement"
   grep -E "placement from|released|resident expert bytes" "$tmp/shrink.err"
-  read -r before after <<< "$(sed -n 's/^moe-worker: rank 0: released .*resident expert bytes \([0-9]*\) -> \([0-9]*\)$/\1 \2/p' "$tmp/shrink.err")"
+  read -r before after <<< "$(sed -n 's/^moe-worker: rank 0: released .*resident expert bytes \([0-9]*\) -> \([0-9]*\); .*/\1 \2/p' "$tmp/shrink.err")"
   [ -n "$before" ] && [ -n "$after" ] || fail "no residency line from rank 0"
   [ $((after * 10)) -le $((before * 6)) ] || fail "rank 0's resident expert bytes went from $before to $after only"
   awk '/resident expert bytes [0-9]+ of a/ { got = $6; share = $9; sub(/-byte/, "", share)

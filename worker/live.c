@@ -181,6 +181,7 @@ static char *auto_text(moe_live *l, const int64_t *w, size_t *len, moe_err *err)
 static void live_apply(void *ctx, int64_t steps)
 {
     moe_live *l = ctx;
+    const double t0 = moe_now();
     const size_t n = (size_t)l->L * (size_t)l->E;
     /* 1. rank 0's proposal: the coordinator's, else the test hook's, else
      * empty, the automatic mode's turn */
@@ -283,9 +284,9 @@ static void live_apply(void *ctx, int64_t steps)
     char line[512];
     int k = snprintf(line, sizeof line,
                      "moe-worker: rank %d: released %llu bytes of experts it no longer hosts, read in %llu; resident "
-                     "expert bytes %llu -> %llu\n",
+                     "expert bytes %llu -> %llu; %.1f ms\n",
                      l->me, (unsigned long long)released, (unsigned long long)loaded, (unsigned long long)res_before,
-                     (unsigned long long)res_after);
+                     (unsigned long long)res_after, (moe_now() - t0) * 1e3);
     if (k >= (int)sizeof line) k = (int)sizeof line - 1;
     char *all = moe_comm_gather_bytes(l->c, line, k, NULL);
     if (l->me == 0) {

@@ -634,6 +634,12 @@ static void on_report(void *ctx, const moe_rank_report *rep)
     moe_cmetrics_rank_report(c->cm, rep, moe_now());
 }
 
+static void on_placement(void *ctx, bool ok, double bal_before, double bal_after)
+{
+    moe_coord *c = ctx;
+    moe_cmetrics_placement(c->cm, ok, bal_before, bal_after);
+}
+
 static const moe_sampler_cfg *sampling_of(void *ctx, const moe_req *r)
 {
     (void)ctx;
@@ -743,6 +749,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .sampling = sampling_of,
         .token = on_token,
         .report = on_report,
+        .placement = on_placement,
     };
     if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
     c->eos = moe_tokenizer_eos(c->tok);
@@ -807,6 +814,18 @@ const moe_request_model *moe_coord_model(const moe_coord *c) { return &c->model;
 const char *moe_coord_model_name(const moe_coord *c) { return c->model_name; }
 const char *moe_coord_workers_endpoint(const moe_coord *c) { return moe_workers_endpoint(c->w); }
 
+static int on_placement_set(void *ctx, const char *text, size_t len, uint64_t *id, moe_err *err)
+{
+    moe_coord *c = ctx;
+    return moe_workers_set_placement(c->w, text, len, id, err);
+}
+
+static void on_placement_get(void *ctx, moe_front_placement *out)
+{
+    moe_coord *c = ctx;
+    moe_workers_placement(c->w, out);
+}
+
 moe_front_sink moe_coord_front_sink(moe_coord *c)
 {
     return (moe_front_sink){.ctx = c,
@@ -815,7 +834,9 @@ moe_front_sink moe_coord_front_sink(moe_coord *c)
                             .client_gone = on_client_gone,
                             .health = on_health,
                             .status = on_status,
-                            .metrics = on_metrics};
+                            .metrics = on_metrics,
+                            .placement_set = on_placement_set,
+                            .placement_get = on_placement_get};
 }
 
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)

@@ -39,6 +39,7 @@ struct moe_cmetrics {
     int n_ranks;
     moe_metric *running, *waiting, *kv_usage, *prompt_tok, *gen_tok, *success;
     moe_metric *ttft, *itl, *e2e, *queue, *prefill, *decode;
+    moe_metric_series *s_pl_applied, *s_pl_refused, *s_pl_before, *s_pl_after;
     moe_metric *restarts, *replayed, *replayed_tok, *recovery, *job_up, *job_failed, *client_refused;
     moe_metric_series *s_heap_used, *s_heap_free;
     moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
@@ -132,6 +133,21 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
     const char *hu[] = {cm->model, "in_use"}, *hf[] = {cm->model, "free"};
     cm->s_heap_used = moe_metric_series_get(heap, hu);
     cm->s_heap_free = moe_metric_series_get(heap, hf);
+    const char *pr[] = {"model_name", "result"}, *pw[] = {"model_name", "when"};
+    moe_metric *placements = fam(cm, C, "moe:expert_placements_total",
+                                 "New expert placements the worker job applied or refused while serving (POST "
+                                 "/admin/placement, moe-worker --rebalance-every).",
+                                 pr, 2, NULL, 0);
+    moe_metric *pl_bal = fam(cm, G, "moe:expert_placement_balancedness",
+                             "Mean over max of the ranks' expert work over the job's window, under the placement "
+                             "before and after the last one applied (1: even; -1: no load in the window).",
+                             pw, 2, NULL, 0);
+    const char *pa[] = {cm->model, "applied"}, *pf[] = {cm->model, "refused"};
+    const char *pb[] = {cm->model, "before"}, *pt[] = {cm->model, "after"};
+    cm->s_pl_applied = moe_metric_series_get(placements, pa);
+    cm->s_pl_refused = moe_metric_series_get(placements, pf);
+    cm->s_pl_before = moe_metric_series_get(pl_bal, pb);
+    cm->s_pl_after = moe_metric_series_get(pl_bal, pt);
     cm->s_restarts = moe_metric_series_get1(cm->restarts, cm->model);
     cm->s_replayed = moe_metric_series_get1(cm->replayed, cm->model);
     cm->s_replayed_tok = moe_metric_series_get1(cm->replayed_tok, cm->model);
@@ -230,6 +246,14 @@ void moe_cmetrics_client_refused(moe_cmetrics *cm, const char *limit)
 }
 
 void moe_cmetrics_restarted(moe_cmetrics *cm) { moe_metric_add(cm->s_restarts, 1); }
+
+void moe_cmetrics_placement(moe_cmetrics *cm, bool ok, double bal_before, double bal_after)
+{
+    moe_metric_add(ok ? cm->s_pl_applied : cm->s_pl_refused, 1);
+    if (!ok) return;
+    moe_metric_set(cm->s_pl_before, bal_before);
+    moe_metric_set(cm->s_pl_after, bal_after);
+}
 
 void moe_cmetrics_recovered(moe_cmetrics *cm, double seconds) { moe_metric_observe(cm->s_recovery, seconds); }
 

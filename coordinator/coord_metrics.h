@@ -56,6 +56,9 @@ void moe_cmetrics_replayed(moe_cmetrics *cm, int n_tokens);
  * "prompt_bytes", "queue_share" or "prompt_pool". */
 void moe_cmetrics_client_refused(moe_cmetrics *cm, const char *limit);
 void moe_cmetrics_restarted(moe_cmetrics *cm);
+/* The worker job applied (ok) or refused a new expert placement; the
+ * ranks' balancedness over its window before and after (-1: no load). */
+void moe_cmetrics_placement(moe_cmetrics *cm, bool ok, double bal_before, double bal_after);
 void moe_cmetrics_recovered(moe_cmetrics *cm, double seconds);
 
 /* A rank's heartbeat. */

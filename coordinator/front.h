@@ -26,6 +26,17 @@ typedef struct moe_front moe_front;
 typedef struct moe_front_client moe_front_client;
 
 /* The loop's side, called by a front end from recv and tick. */
+/* The last placement sent to the worker job and what became of it
+ * (POST/GET /admin/placement, docs/routing.md "Live rebalancing"). */
+typedef struct moe_front_placement {
+    uint64_t sent;            /* id of the last one sent; 0: none */
+    uint64_t done;            /* id of the last one with a result; 0: none */
+    bool ok;
+    uint64_t step, moved;
+    double bal_before, bal_after; /* -1: no load in the job's window */
+    char message[1024];
+} moe_front_placement;
+
 typedef struct moe_front_sink {
     void *ctx;
     /* A request that passed the front end's field checks. */
@@ -44,6 +55,10 @@ typedef struct moe_front_sink {
      * here (the server restarted, or it ended), 0 running, k > 0 queued
      * with k - 1 requests ahead of it. */
     int (*status)(void *ctx, moe_front *f, moe_front_client *cl, const char *request_id);
+    /* A placement file's text for the worker job: MOE_OK with its id, or
+     * MOE_ERR and why (no job, too long).  NULL: not offered. */
+    int (*placement_set)(void *ctx, const char *text, size_t len, uint64_t *id, moe_err *err);
+    void (*placement_get)(void *ctx, moe_front_placement *out);
 } moe_front_sink;
 
 /* Results of a send. */

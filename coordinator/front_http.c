@@ -4,6 +4,7 @@
 #include "front_http.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ typedef struct choice {
     size_t text_offset;       /* streamed logprobs: the text_offset the next chunk starts at */
 } choice;
 
-typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS } route;
+typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS, R_PLACEMENT_SET, R_PLACEMENT_GET } route;
 
 /* One HTTP request. */
 struct moe_front_client {
@@ -430,6 +431,47 @@ static enum MHD_Result on_health(hfront *h, moe_front_client *cl)
     return answer_error(cl->conn, &e);
 }
 
+/* POST /admin/placement: a placement file's text (the body) to the worker
+ * job, answered 202 with its id; GET: the last one and what became of it
+ * (the job checks it whole and answers; docs/routing.md). */
+static enum MHD_Result on_placement(hfront *h, moe_front_client *cl, bool set)
+{
+    moe_oai_error e;
+    const moe_front_sink *sk = &h->base.sink;
+    if (!sk->placement_set || !sk->placement_get) {
+        moe_oai_error_set(&e, 404, "not_found", NULL, "this server takes no placement");
+        return answer_error(cl->conn, &e);
+    }
+    json_t *o;
+    unsigned status = MHD_HTTP_OK;
+    if (set) {
+        uint64_t id = 0;
+        moe_err err = {{0}};
+        if (sk->placement_set(sk->ctx, cl->body ? cl->body : "", cl->body_len, &id, &err)) {
+            moe_oai_error_set(&e, 400, "bad_placement", NULL, "%s", err.msg);
+            return answer_error(cl->conn, &e);
+        }
+        o = json_pack("{s:I, s:s}", "id", (json_int_t)id, "status", "sent");
+        status = 202;
+    } else {
+        moe_front_placement p;
+        sk->placement_get(sk->ctx, &p);
+        o = json_pack("{s:I, s:I}", "sent", (json_int_t)p.sent, "done", (json_int_t)p.done);
+        if (p.done) {
+            json_object_set_new(o, "ok", json_boolean(p.ok));
+            json_object_set_new(o, "message", json_string(p.message));
+            json_object_set_new(o, "step", json_integer((json_int_t)p.step));
+            json_object_set_new(o, "moved", json_integer((json_int_t)p.moved));
+            json_object_set_new(o, "balancedness_before", json_real(p.bal_before));
+            json_object_set_new(o, "balancedness_after", json_real(p.bal_after));
+        }
+    }
+    char *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!out) return MHD_NO;
+    return answer_json(cl->conn, status, out);
+}
+
 static const struct {
     const char *path, *method;
     route r;
@@ -442,6 +484,8 @@ static const struct {
     {"/detokenize", "POST", R_DETOKENIZE, true},
     {"/health", "GET", R_HEALTH, false},
     {"/metrics", "GET", R_METRICS, false},
+    {"/admin/placement", "POST", R_PLACEMENT_SET, true},
+    {"/admin/placement", "GET", R_PLACEMENT_GET, true},
 };
 
 /* Constant-time comparison: the key's bytes do not show in the answer's timing. */
@@ -459,6 +503,12 @@ static enum MHD_Result dispatch(hfront *h, moe_front_client *cl, const char *url
     moe_oai_error e;
     size_t k = 0;
     while (k < sizeof ROUTES / sizeof ROUTES[0] && strcmp(url, ROUTES[k].path)) k++;
+    /* a path served under several methods: the entry of this one */
+    for (size_t j = k; j < sizeof ROUTES / sizeof ROUTES[0]; j++)
+        if (!strcmp(url, ROUTES[j].path) && !strcmp(method, ROUTES[j].method)) {
+            k = j;
+            break;
+        }
     if (k == sizeof ROUTES / sizeof ROUTES[0]) {
         moe_oai_error_set(&e, 404, "not_found", NULL, "no such path: %.200s", url);
         return answer_error(cl->conn, &e);
@@ -509,6 +559,8 @@ static enum MHD_Result dispatch(hfront *h, moe_front_client *cl, const char *url
         return out ? answer_json(cl->conn, MHD_HTTP_OK, out) : answer_error(cl->conn, &e);
     case R_HEALTH: return on_health(h, cl);
     case R_METRICS: return on_metrics(h, cl);
+    case R_PLACEMENT_SET:
+    case R_PLACEMENT_GET: return on_placement(h, cl, ROUTES[k].r == R_PLACEMENT_SET);
     case R_NONE: break;
     }
     return MHD_NO;

@@ -34,6 +34,7 @@ struct moe_workers {
     rank_info *ranks;         /* [cfg.n_ranks] */
     bool ready;
     char refused[256];        /* why the last rank was refused ("": none since the job was ready) */
+    moe_front_placement placement; /* the last one sent, and its result */
 };
 
 /* ---- sending -------------------------------------------------------------------- */
@@ -57,6 +58,53 @@ static void to_rank(moe_workers *w, int rank, Moe__CoordMsg *m)
     else if (waited == 0 && moe_outbox_frames(ri->ob) > 0)
         MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d is not reading; frames to it wait here (at most %lld bytes)", rank,
                         (long long)w->cfg.outbox_bytes);
+}
+
+int moe_workers_set_placement(moe_workers *w, const char *text, size_t len, uint64_t *id, moe_err *err)
+{
+    if (len == 0) return moe_err_set(err, "the placement is empty");
+    if (len > MOE_MSG_MAX_PLACEMENT_BYTES)
+        return moe_err_set(err, "the placement is %zu bytes, more than the limit of %d", len, MOE_MSG_MAX_PLACEMENT_BYTES);
+    if (memchr(text, 0, len)) return moe_err_set(err, "the placement holds a NUL byte");
+    if (!moe_workers_rank_alive(w, 0)) return moe_err_set(err, "rank 0 of the worker job is not connected");
+    char *t = moe_xmalloc(len + 1);
+    memcpy(t, text, len);
+    t[len] = 0;
+    Moe__SetPlacement sp = MOE__SET_PLACEMENT__INIT;
+    sp.has_id = true;
+    sp.id = *id = ++w->placement.sent;
+    sp.text = t;
+    Moe__CoordMsg m = MOE__COORD_MSG__INIT;
+    m.body_case = MOE__COORD_MSG__BODY_SET_PLACEMENT;
+    m.set_placement = &sp;
+    to_rank(w, 0, &m);
+    free(t);
+    moe_log(MOE_LOG_INFO, "placement %llu (%zu bytes) sent to rank 0", (unsigned long long)*id, len);
+    return MOE_OK;
+}
+
+void moe_workers_placement(const moe_workers *w, moe_front_placement *out) { *out = w->placement; }
+
+static void on_placement_result(moe_workers *w, const Moe__PlacementResult *r)
+{
+    moe_front_placement *p = &w->placement;
+    if (r->id > 0) p->done = r->id; /* 0: the job's own (automatic mode), logged only */
+    if (r->id > 0) {
+        p->ok = r->ok;
+        p->step = r->step;
+        p->moved = r->moved;
+        p->bal_before = r->balancedness_before;
+        p->bal_after = r->balancedness_after;
+        snprintf(p->message, sizeof p->message, "%s", r->message ? r->message : "");
+    }
+    if (w->sink.placement) w->sink.placement(w->sink.ctx, r->ok, r->balancedness_before, r->balancedness_after);
+    if (r->ok)
+        moe_log(MOE_LOG_INFO, "placement %llu applied by the worker job before step %llu: %llu experts moved, rank "
+                "balancedness %.4f -> %.4f", (unsigned long long)r->id, (unsigned long long)r->step,
+                (unsigned long long)r->moved, r->balancedness_before, r->balancedness_after);
+    else
+        moe_log(MOE_LOG_WARN, "placement %llu refused by the worker job: %s", (unsigned long long)r->id,
+                r->message ? r->message : "");
 }
 
 static void release_seq(moe_workers *w, int rank, uint64_t seq_id)
@@ -436,6 +484,9 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
         break;
     }
     case MOE__WORKER_MSG__BODY_HEARTBEAT: on_heartbeat(w, rank, m->heartbeat); break;
+    case MOE__WORKER_MSG__BODY_PLACEMENT_RESULT:
+        if (rank == 0) on_placement_result(w, m->placement_result);
+        break;
     default: break;
     }
 }

@@ -28,6 +28,7 @@
 
 #include "link.h"
 #include "sampler.h"
+#include "front.h"
 #include "sched.h"
 
 typedef struct moe_workers moe_workers;
@@ -72,6 +73,9 @@ typedef struct moe_workers_sink {
     void (*token)(void *ctx, moe_req *r);
     /* A rank's heartbeat. */
     void (*report)(void *ctx, const moe_rank_report *rep);
+    /* Optional.  The job applied (ok) or refused a new expert placement
+     * (its own automatic one, or one sent); balancedness -1: no load. */
+    void (*placement)(void *ctx, bool ok, double bal_before, double bal_after);
 } moe_workers_sink;
 
 typedef struct moe_workers_cfg {
@@ -116,6 +120,12 @@ void moe_workers_tick(moe_workers *w, double now);
  * (rank_lost for each known one) and the workers are not ready until every
  * rank of the next job has said hello. */
 void moe_workers_job_lost(moe_workers *w, const char *why);
+/* A placement file's text to rank 0 of the job (SetPlacement), which
+ * proposes it to every rank; MOE_ERR if rank 0 is not alive or the text
+ * is empty or too long.  *id numbers it. */
+int moe_workers_set_placement(moe_workers *w, const char *text, size_t len, uint64_t *id, moe_err *err);
+/* The last placement sent and rank 0's answer (PlacementResult). */
+void moe_workers_placement(const moe_workers *w, moe_front_placement *out);
 /* Places queued requests on ranks and sends them. */
 void moe_workers_place(moe_workers *w);
 /* The rank running r lets its sequence go (if r runs on a live rank). */

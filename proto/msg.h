@@ -143,6 +143,9 @@ int moe_msg_check_error(const Moe__Error *e, const moe_msg_limits *lim, moe_err 
 int moe_msg_check_worker_hello(const Moe__WorkerHello *h, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_worker_hello_reply(const Moe__WorkerHelloReply *h, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_assign(const Moe__Assign *a, const moe_msg_limits *lim, moe_err *err);
+/* A SetPlacement's text (placement files of V3's 58 layers × 256 experts
+ * over hundreds of ranks stay well below it; the frame cap is 1 MiB). */
+#define MOE_MSG_MAX_PLACEMENT_BYTES (512 * 1024)
 int moe_msg_check_release(const Moe__Release *r, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_token(const Moe__Token *t, const moe_msg_limits *lim, moe_err *err);
 int moe_msg_check_seq_end(const Moe__SeqEnd *s, const moe_msg_limits *lim, moe_err *err);

@@ -725,6 +725,20 @@ int moe_msg_check_worker_heartbeat(const Moe__WorkerHeartbeat *h, const moe_msg_
     return moe_msg_check_rank_stats(h->stats, err);
 }
 
+static int check_placement_result(const Moe__PlacementResult *r, moe_err *err)
+{
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "placement_result: no body");
+    if (!r->has_id || !r->has_ok) return fail(err, MOE__CODE__BAD_REQUEST, "placement_result: id or ok is missing");
+    if (r->message && strlen(r->message) > 4096)
+        return fail(err, MOE__CODE__BAD_REQUEST, "placement_result: message longer than 4096 bytes");
+    const double b[2] = {r->has_balancedness_before ? r->balancedness_before : -1,
+                         r->has_balancedness_after ? r->balancedness_after : -1};
+    for (int i = 0; i < 2; i++)
+        if (!(b[i] == -1 || (b[i] >= 0 && b[i] <= 1)))
+            return fail(err, MOE__CODE__BAD_REQUEST, "placement_result: balancedness %g is not -1 or in [0, 1]", b[i]);
+    return MOE__CODE__OK;
+}
+
 int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe_err *err)
 {
     if (!m) return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg: missing");
@@ -735,6 +749,7 @@ int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe
     case MOE__WORKER_MSG__BODY_HEARTBEAT: return moe_msg_check_worker_heartbeat(m->heartbeat, lim, err);
     case MOE__WORKER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, false, lim, err);
+    case MOE__WORKER_MSG__BODY_PLACEMENT_RESULT: return check_placement_result(m->placement_result, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg has no body (an empty or unknown message)");
     }
 }
@@ -789,6 +804,16 @@ int moe_msg_check_release(const Moe__Release *r, const moe_msg_limits *lim, moe_
     return check_seq_id(r->has_seq_id, "release", err);
 }
 
+static int check_set_placement(const Moe__SetPlacement *p, moe_err *err)
+{
+    if (!p) return fail(err, MOE__CODE__MALFORMED_FRAME, "set_placement: no body");
+    if (!p->has_id || p->id == 0) return fail(err, MOE__CODE__BAD_REQUEST, "set_placement: id is missing or 0");
+    if (!p->text || !p->text[0]) return fail(err, MOE__CODE__BAD_REQUEST, "set_placement: text is empty");
+    if (strlen(p->text) > MOE_MSG_MAX_PLACEMENT_BYTES)
+        return fail(err, MOE__CODE__BAD_REQUEST, "set_placement: text longer than %d bytes", MOE_MSG_MAX_PLACEMENT_BYTES);
+    return MOE__CODE__OK;
+}
+
 int moe_msg_check_coord(const Moe__CoordMsg *m, const moe_msg_limits *lim, moe_err *err)
 {
     if (!m) return fail(err, MOE__CODE__MALFORMED_FRAME, "CoordMsg: missing");
@@ -798,6 +823,7 @@ int moe_msg_check_coord(const Moe__CoordMsg *m, const moe_msg_limits *lim, moe_e
     case MOE__COORD_MSG__BODY_RELEASE: return moe_msg_check_release(m->release, lim, err);
     case MOE__COORD_MSG__BODY_HEARTBEAT: return moe_msg_check_heartbeat(m->heartbeat, lim, err);
     case MOE__COORD_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
+    case MOE__COORD_MSG__BODY_SET_PLACEMENT: return check_set_placement(m->set_placement, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "CoordMsg has no body (an empty or unknown message)");
     }
 }

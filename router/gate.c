@@ -67,6 +67,62 @@ void moe_gate_group_mask(const moe_gate_cfg *cfg, const float *s, bool *allowed)
         for (int j = 0; j < per; j++) allowed[best[k] * per + j] = true;
 }
 
+void moe_gate_unit_mask(const moe_gate_cfg *cfg, const float *s, bool *allowed)
+{
+    const moe_gate_limit *lim = cfg->limit;
+    const int U = lim->n_unit, E = cfg->n_expert;
+    MOE_ASSERT(U >= 1 && U <= MOE_GATE_MAX_UNITS && lim->max_units >= 1);
+    float b1[MOE_GATE_MAX_UNITS], b2[MOE_GATE_MAX_UNITS];
+    int hosted[MOE_GATE_MAX_UNITS];
+    for (int u = 0; u < U; u++) b1[u] = b2[u] = -INFINITY, hosted[u] = 0;
+    for (int e = 0; e < E; e++) {
+        if (!allowed[e]) continue;
+        for (int32_t i = lim->unit_off[e]; i < lim->unit_off[e + 1]; i++) {
+            const int u = lim->units[i];
+            const float v = s[e];
+            hosted[u]++;
+            if (v > b1[u]) {
+                b2[u] = b1[u];
+                b1[u] = v;
+            } else if (v > b2[u]) {
+                b2[u] = v;
+            }
+        }
+    }
+    /* keep units best first (ties: lowest unit) until max_units are kept
+     * and they host n_used allowed experts */
+    bool keep[MOE_GATE_MAX_UNITS] = {false};
+    int kept = 0, reach = 0;
+    for (;;) {
+        int best = -1;
+        float bs = 0;
+        for (int u = 0; u < U; u++) {
+            if (keep[u] || hosted[u] == 0) continue;
+            const float sc = hosted[u] > 1 ? b1[u] + b2[u] : b1[u];
+            if (best < 0 || sc > bs) best = u, bs = sc;
+        }
+        if (best < 0) break;
+        keep[best] = true;
+        kept++;
+        reach = 0; /* allowed experts on kept units */
+        for (int e = 0; e < E; e++) {
+            if (!allowed[e]) continue;
+            for (int32_t i = lim->unit_off[e]; i < lim->unit_off[e + 1]; i++)
+                if (keep[lim->units[i]]) {
+                    reach++;
+                    break;
+                }
+        }
+        if (kept >= lim->max_units && reach >= cfg->n_used) break;
+    }
+    for (int e = 0; e < E; e++) {
+        if (!allowed[e]) continue;
+        bool on = false;
+        for (int32_t i = lim->unit_off[e]; i < lim->unit_off[e + 1] && !on; i++) on = keep[lim->units[i]];
+        allowed[e] = on;
+    }
+}
+
 void moe_gate_topk(const float *s, const bool *allowed, int n, int k, int32_t *ids)
 {
     bool taken[MOE_GATE_MAX_EXPERTS] = {false};
@@ -108,7 +164,13 @@ void moe_gate_route(const moe_gate_cfg *cfg, const float *logits, int32_t *ids, 
     for (int e = 0; e < n; e++) s[e] = cfg->bias ? probs[e] + cfg->bias[e] : probs[e];
     const bool grouped = cfg->n_group > 1 && cfg->n_group_used < cfg->n_group;
     if (grouped) moe_gate_group_mask(cfg, s, allowed);
-    moe_gate_topk(s, grouped ? allowed : NULL, n, cfg->n_used, ids);
+    if (cfg->limit) { /* node-limited routing, among what the groups allow */
+        if (!grouped)
+            for (int e = 0; e < n; e++) allowed[e] = true;
+        moe_gate_unit_mask(cfg, s, allowed);
+    }
+    const bool masked = grouped || cfg->limit;
+    moe_gate_topk(s, masked ? allowed : NULL, n, cfg->n_used, ids);
     for (int j = 0; j < cfg->n_used; j++) weights[j] = probs[ids[j]];
     moe_gate_finish_weights(cfg, weights, cfg->n_used);
     if (probs_out) memcpy(probs_out, probs, (size_t)n * sizeof(float));

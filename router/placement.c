@@ -343,3 +343,43 @@ int moe_dispatch_plan_build(moe_dispatch_plan *plan, const moe_placement *p, int
     free(fill);
     return MOE_OK;
 }
+
+int64_t moe_placement_moved(const moe_placement *a, const moe_placement *b)
+{
+    const moe_placement_shape *s = moe_placement_shape_of(a), *t = moe_placement_shape_of(b);
+    MOE_ASSERT(s->n_layer == t->n_layer && s->first_moe == t->first_moe && s->n_expert == t->n_expert &&
+               s->n_rank == t->n_rank);
+    int64_t moved = 0;
+    for (int il = s->first_moe; il < s->n_layer; il++)
+        for (int e = 0; e < s->n_expert; e++) {
+            int na, nb;
+            const int32_t *ha = moe_placement_hosts(a, il, e, &na), *hb = moe_placement_hosts(b, il, e, &nb);
+            moved += na != nb || memcmp(ha, hb, (size_t)na * sizeof *ha) != 0; /* both ascending */
+        }
+    return moved;
+}
+
+double moe_placement_balancedness(const moe_placement *p, const int64_t *counts)
+{
+    const moe_placement_shape *s = moe_placement_shape_of(p);
+    double *load = moe_xcalloc((size_t)s->n_rank, sizeof *load), sum = 0;
+    int layers = 0;
+    for (int il = s->first_moe; il < s->n_layer; il++) {
+        const int64_t *c = counts + (size_t)(il - s->first_moe) * (size_t)s->n_expert;
+        memset(load, 0, (size_t)s->n_rank * sizeof *load);
+        double total = 0, max = 0;
+        for (int e = 0; e < s->n_expert; e++) {
+            if (c[e] <= 0) continue;
+            int n;
+            const int32_t *h = moe_placement_hosts(p, il, e, &n);
+            for (int k = 0; k < n; k++) load[h[k]] += (double)c[e] / n;
+            total += (double)c[e];
+        }
+        if (total <= 0) continue;
+        for (int r = 0; r < s->n_rank; r++) max = load[r] > max ? load[r] : max;
+        sum += total / s->n_rank / max;
+        layers++;
+    }
+    free(load);
+    return layers ? sum / layers : -1.0;
+}

@@ -53,6 +53,19 @@ bool moe_placement_rank_hosts(const moe_placement *p, int layer, int rank, int e
  * returns their count. */
 int moe_placement_rank_experts(const moe_placement *p, int layer, int rank, int32_t *ids);
 
+/* (layer, expert) pairs of the MoE layers whose set of hosting ranks
+ * differs between a and b (same shape). */
+int64_t moe_placement_moved(const moe_placement *a, const moe_placement *b);
+
+/*
+ * Balancedness of the ranks under p for a load window: counts
+ * [n_layer - first_moe][n_expert] (tokens per MoE layer and expert), each
+ * expert's count split evenly over its replicas; per layer
+ * mean_r load_r / max_r load_r (1 = even), averaged over the layers that
+ * have any load.  -1 when no layer has any.
+ */
+double moe_placement_balancedness(const moe_placement *p, const int64_t *counts);
+
 /*
  * Dispatch plan of one MoE layer on one home rank: n_tok tokens, each with
  * k expert ids (ascending, from the gate).  For every (token, slot) it picks

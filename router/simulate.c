@@ -21,6 +21,8 @@ static int check_cfg(const moe_trace *t, const moe_sim_cfg *c, moe_err *err)
         return moe_err_set(err, "simulate: %d ranks do not divide into nodes of %d", s->n_rank, c->ranks_per_node);
     if (c->dim < 1 || c->dim > (1 << 20)) return moe_err_set(err, "simulate: hidden size %d", c->dim);
     if (c->batch < 1) return moe_err_set(err, "simulate: batch %d", c->batch);
+    if (c->node_limit < 0 || c->node_limit > s->n_rank / c->ranks_per_node)
+        return moe_err_set(err, "simulate: node limit %d is not in 0..%d nodes", c->node_limit, s->n_rank / c->ranks_per_node);
     const double v[5] = {c->link_gbps, c->latency_us, c->memcpy_gbps, c->expert_call_us, c->expert_row_us};
     for (int i = 0; i < 5; i++)
         if (!isfinite(v[i]) || v[i] < 0 || ((i == 0 || i == 2) && v[i] == 0))
@@ -51,6 +53,61 @@ static double phase_time(const moe_sim_cfg *c, int R, const uint64_t *si, const 
         worst = t > worst ? t : worst;
     }
     return worst;
+}
+
+/* The node limit's estimate for one row (simulate.h): forced[j] is the
+ * rank slot j runs on when its node was dropped, else -1 (the usual rule). */
+static void limit_row(const moe_sim_cfg *c, int layer, int home, const int32_t *ids, const float *w, int K,
+                      int32_t *forced)
+{
+    const int RPN = c->ranks_per_node;
+    int node[MOE_TRACE_MAX_K], rank_of[MOE_TRACE_MAX_K];
+    for (int j = 0; j < K; j++) {
+        int n;
+        const int32_t *h = moe_placement_hosts(c->p, layer, ids[j], &n);
+        rank_of[j] = h[0];
+        for (int a = 0; a < n; a++)
+            if (h[a] / RPN == home / RPN) {
+                rank_of[j] = h[a];
+                break;
+            }
+        node[j] = rank_of[j] / RPN;
+    }
+    /* the row's nodes, each scored by its two best weights */
+    int nodes[MOE_TRACE_MAX_K], nn = 0;
+    float b1[MOE_TRACE_MAX_K], b2[MOE_TRACE_MAX_K];
+    for (int j = 0; j < K; j++) {
+        int k = 0;
+        while (k < nn && nodes[k] != node[j]) k++;
+        if (k == nn) nodes[nn] = node[j], b1[nn] = b2[nn] = -INFINITY, nn++;
+        if (w[j] > b1[k]) b2[k] = b1[k], b1[k] = w[j];
+        else if (w[j] > b2[k]) b2[k] = w[j];
+    }
+    bool keep[MOE_TRACE_MAX_K] = {false};
+    int best_node = -1;
+    for (int m = 0; m < c->node_limit && m < nn; m++) {
+        int b = -1;
+        float bs = 0;
+        for (int k = 0; k < nn; k++) {
+            if (keep[k]) continue;
+            const float sc = b2[k] > -INFINITY ? b1[k] + b2[k] : b1[k];
+            if (b < 0 || sc > bs || (sc == bs && nodes[k] < nodes[b])) b = k, bs = sc;
+        }
+        keep[b] = true;
+        if (m == 0) best_node = b;
+    }
+    bool home_kept = false;
+    for (int k = 0; k < nn; k++) home_kept |= keep[k] && nodes[k] == home / RPN;
+    int fallback = -1; /* the first kept rank the row visits, else the best node's lowest */
+    for (int j = 0; j < K && fallback < 0; j++)
+        for (int k = 0; k < nn; k++)
+            if (keep[k] && nodes[k] == node[j]) fallback = rank_of[j];
+    if (fallback < 0) fallback = nodes[best_node] * RPN;
+    for (int j = 0; j < K; j++) {
+        int k = 0;
+        while (nodes[k] != node[j]) k++;
+        forced[j] = keep[k] ? -1 : home_kept ? home : fallback;
+    }
 }
 
 int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, moe_err *err)
@@ -96,10 +153,12 @@ int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, m
                 const size_t i = idx[q];
                 const int home = c->rehome ? (int)(((t->req[i] % R) + R) % R) : t->home[i];
                 const int32_t *ids = t->ids + i * (size_t)K;
+                int32_t forced[MOE_TRACE_MAX_K];
+                if (c->node_limit > 0) limit_row(c, layer, home, ids, t->w + i * (size_t)K, K, forced);
                 for (int j = 0; j < K; j++) {
                     int n;
                     const int32_t *h = moe_placement_hosts(c->p, layer, ids[j], &n);
-                    int pick = -1;
+                    int pick = c->node_limit > 0 ? forced[j] : -1;
                     for (int a = 0; a < n && pick < 0; a++)
                         if (h[a] == home) pick = home;
                     for (int a = 0; a < n && pick < 0; a++)

@@ -31,6 +31,17 @@
  *   layer = max_r net_r(dispatch) + max_r compute_r + max_r net_r(combine)
  * and a step is the sum of its layers.  Attention, shared experts and dense
  * layers are not in it (they do not depend on the placement).
+ *
+ * Node limit (node_limit M > 0; an ESTIMATE of what router/gate.h's
+ * node-limited routing would move, since a trace records the chosen
+ * experts and their weights, not every score): per row, a node scores the
+ * sum of the two largest recorded weights of the row's experts it hosts
+ * (an expert counts on its home-node host if it has one, else its first
+ * host); the M best nodes are kept (ties: lowest node).  The experts on
+ * the other nodes stand for experts the limited gate would pick instead,
+ * on a kept node: each runs on the home rank if the home node is kept,
+ * else on the first rank the row already visits on a kept node, else on
+ * the lowest rank of the best kept node hosting one of the row's experts.
  */
 #ifndef MOE_ROUTER_SIMULATE_H
 #define MOE_ROUTER_SIMULATE_H
@@ -48,6 +59,7 @@ typedef struct moe_sim_cfg {
     int dim;                 /* hidden size D */
     int batch;               /* tokens a step, >= 1 */
     bool rehome;
+    int node_limit;          /* > 0: the node-limited estimate above; 0: as recorded */
     double link_gbps;        /* inter-node, per rank, Gbit/s */
     double latency_us;       /* inter-node, one exchange */
     double memcpy_gbps;      /* intra-node, GB/s (calibrated) */

@@ -135,7 +135,8 @@ static int test_header(moe_comm *c)
 {
     const int me = moe_comm_rank(c), n = moe_comm_size(c);
     const moe_comm_step_hdr mine = {.active = 1 + me, .tokens = 10 * (me + 1), .prefill = me, .stay = me == 0,
-                                    .stop = me == n - 1, .hold = me % 2, .tokens_max = me == 1 ? 1000 : 7 * me};
+                                    .stop = me == n - 1, .hold = me % 2, .reconf = 3 * me + 2,
+                                    .tokens_max = me == 1 ? 1000 : 7 * me};
     moe_comm_step_hdr job;
     int64_t want_hold = 0;
     for (int r = 0; r < n; r++) want_hold += r % 2;
@@ -143,12 +144,13 @@ static int test_header(moe_comm *c)
         moe_comm_step_header(c, &mine, &job);
         const int64_t s = (int64_t)n * (n + 1) / 2;
         if (job.active != s || job.tokens != 10 * s || job.prefill != s - n || job.stay != 1 || job.stop != 1 ||
-            job.hold != want_hold || job.tokens_max != (n > 1 ? 1000 : 0)) {
+            job.hold != want_hold || job.reconf != 3 * (s - n) + 2 * n || job.tokens_max != (n > 1 ? 1000 : 0)) {
             fprintf(stderr,
-                    "rank %d: header {%lld %lld %lld %lld %lld %lld %lld}, expected {%lld %lld %lld 1 1 %lld %d}\n", me,
-                    (long long)job.active, (long long)job.tokens, (long long)job.prefill, (long long)job.stay,
-                    (long long)job.stop, (long long)job.hold, (long long)job.tokens_max, (long long)s,
-                    (long long)(10 * s), (long long)(s - n), (long long)want_hold, n > 1 ? 1000 : 0);
+                    "rank %d: header {%lld %lld %lld %lld %lld %lld %lld %lld}, expected {%lld %lld %lld 1 1 %lld %lld %d}\n",
+                    me, (long long)job.active, (long long)job.tokens, (long long)job.prefill, (long long)job.stay,
+                    (long long)job.stop, (long long)job.hold, (long long)job.reconf, (long long)job.tokens_max,
+                    (long long)s, (long long)(10 * s), (long long)(s - n), (long long)want_hold,
+                    (long long)(3 * (s - n) + 2 * n), n > 1 ? 1000 : 0);
             return 1;
         }
     }

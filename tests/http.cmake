@@ -29,3 +29,8 @@ foreach(check sdk load)
   moe_test(NAME e2e_openai_${check} LABELS e2e TIMEOUT 300 RESOURCE_LOCK cores
            ARGS ${CMAKE_CURRENT_SOURCE_DIR}/openai/openai_test.sh ${check})
 endforeach()
+
+# Live rebalancing of a serving job: POST /admin/placement (a bad one refused
+# with the job's reason, a good one applied mid-decode), 16 streams identical.
+moe_test(NAME e2e_live_placement LABELS e2e TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_serve_test.sh)

@@ -97,3 +97,13 @@ moe_test(NAME worker_idle_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
 # Smoke run of the expert-parallel benchmark (tiny model, one run).
 moe_test(NAME bench_ep_smoke LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${CMAKE_SOURCE_DIR}/bench/ep/run.sh --quick)
+# Live rebalancing (docs/routing.md): a placement changed mid-decode, a bad
+# one refused, the automatic mode, under 16 streams bitwise the undisturbed
+# run; the experts a rank gave up leave its memory.
+moe_test(NAME live_streams_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh streams ${MOE_FIXTURES}/models/v3_mini_f32.gguf)
+moe_test(NAME live_resident_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh resident)
+# Node-limited routing (--node-limit 1): no token's experts on two ranks.
+moe_test(NAME live_nodelimit_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/live_test.sh nodelimit ${MOE_FIXTURES}/models/v3_mini_f32.gguf)

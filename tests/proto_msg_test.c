@@ -757,6 +757,39 @@ static void test_server_and_worker_bodies(void)
     cm.body_case = MOE__COORD_MSG__BODY_HELLO_REPLY;
     cm.hello_reply = &whr;
     expect_check("worker_hello_reply without version", &cm.base, &lim, MOE__CODE__BAD_VERSION, "protocol_version");
+
+    /* live placement: SetPlacement and PlacementResult */
+    Moe__SetPlacement spl = MOE__SET_PLACEMENT__INIT;
+    cm.body_case = MOE__COORD_MSG__BODY_SET_PLACEMENT;
+    cm.set_placement = &spl;
+    spl.text = (char *)"* 0 0-7\n";
+    expect_check("set_placement without id", &cm.base, &lim, BAD, "id is missing or 0");
+    spl.has_id = true;
+    spl.id = 3;
+    expect_check("set_placement", &cm.base, &lim, OK, NULL);
+    spl.text = (char *)"";
+    expect_check("set_placement with no text", &cm.base, &lim, BAD, "text is empty");
+    char *big = malloc(MOE_MSG_MAX_PLACEMENT_BYTES + 2);
+    memset(big, '1', MOE_MSG_MAX_PLACEMENT_BYTES + 1);
+    big[MOE_MSG_MAX_PLACEMENT_BYTES + 1] = 0;
+    spl.text = big;
+    expect_check("set_placement too long", &cm.base, &lim, BAD, "longer than");
+    free(big);
+    Moe__WorkerMsg wpm = MOE__WORKER_MSG__INIT;
+    Moe__PlacementResult pr = MOE__PLACEMENT_RESULT__INIT;
+    wpm.body_case = MOE__WORKER_MSG__BODY_PLACEMENT_RESULT;
+    wpm.placement_result = &pr;
+    expect_check("placement_result without id", &wpm.base, &lim, BAD, "id or ok is missing");
+    pr.has_id = pr.has_ok = true;
+    pr.id = 3;
+    expect_check("placement_result", &wpm.base, &lim, OK, NULL);
+    pr.has_balancedness_after = true;
+    pr.balancedness_after = 1.5;
+    expect_check("placement_result balancedness 1.5", &wpm.base, &lim, BAD, "not -1 or in [0, 1]");
+    pr.balancedness_after = NAN;
+    expect_check("placement_result balancedness NaN", &wpm.base, &lim, BAD, "not -1 or in [0, 1]");
+    pr.balancedness_after = -1;
+    expect_check("placement_result no load", &wpm.base, &lim, OK, NULL);
 }
 
 static void test_context_and_sampler(void)

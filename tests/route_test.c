@@ -107,7 +107,7 @@ static void test_simulate_by_hand(void)
     moe_trace t;
     const char *tr = "1 0 0 0 0,1 0.5,0.5 0,1\n1 1 0 2 0,3 0.5,0.5 3,3\n1 2 0 1 2,3 0.5,0.5 2,3\n";
     CHECK(parse(&t, tr, &err) == MOE_OK);
-    moe_sim_cfg c = {p, 2, 10, 3, false, 8.0, 10.0, 1.0, 1.0, 2.0};
+    moe_sim_cfg c = {p, 2, 10, 3, false, 0, 8.0, 10.0, 1.0, 1.0, 2.0};
     moe_sim_result r;
     CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_OK);
     CHECK(r.disp_intra == 96 && r.disp_inter == 96 && r.comb_intra == 120 && r.comb_inter == 80);
@@ -156,6 +156,38 @@ static void test_simulate_by_hand(void)
     CHECK(parse(&t, "1 0 0 0 0,4 0.5,0.5 0,1\n", &err) == MOE_OK);
     CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_ERR);
     CHECK_CONTAINS(err.msg, "expert 4");
+    moe_trace_free(&t);
+    moe_placement_free(p);
+
+    /* Node limit 1 (an estimate), worked by hand: experts e on rank e,
+     * nodes {0, 1} and {2, 3}, rows of D + K = 12 floats (48 B) out and
+     * D = 10 (40 B) back, both rows at home 0:
+     *   A: experts 0 (w .3, node 0), 2 (w .7, node 1): node 1 is kept, the
+     *      home node is not, so expert 0's stand-in runs on rank 2 (the
+     *      kept rank the row visits): dispatch 1 inter row, combine 2 inter
+     *      (without the limit: dispatch 1 inter, combine 1 inter);
+     *   B: experts 1 (w .6, node 0), 3 (w .4, node 1): node 0, the home
+     *      node, is kept, expert 3's stand-in runs at home: dispatch and
+     *      combine 1 intra row each (without: 1 intra + 1 inter each). */
+    const char *pl2 = "1 0 0\n1 1 1\n1 2 2\n1 3 3\n";
+    CHECK(moe_placement_parse(&p, &ps, pl2, strlen(pl2), &err) == MOE_OK);
+    CHECK(parse(&t, "1 0 0 0 0,2 0.3,0.7 0,2\n1 1 0 0 1,3 0.6,0.4 1,3\n", &err) == MOE_OK);
+    c.p = p;
+    c.rehome = false;
+    c.node_limit = 0;
+    CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_OK);
+    CHECK(r.disp_inter == 96 && r.disp_intra == 48 && r.comb_inter == 80 && r.comb_intra == 40);
+    moe_sim_result_free(&r);
+    c.node_limit = 1;
+    CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_OK);
+    CHECK_MSG(r.disp_inter == 48 && r.disp_intra == 48 && r.comb_inter == 80 && r.comb_intra == 40,
+              "node limit: dispatch %llu/%llu combine %llu/%llu", (unsigned long long)r.disp_intra,
+              (unsigned long long)r.disp_inter, (unsigned long long)r.comb_intra, (unsigned long long)r.comb_inter);
+    CHECK(r.rank_pairs[0] == 1 && r.rank_pairs[1] == 1 && r.rank_pairs[2] == 2 && r.rank_pairs[3] == 0); /* B's stand-in at home */
+    moe_sim_result_free(&r);
+    c.node_limit = 3; /* more nodes than the cluster has */
+    CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_ERR);
+    CHECK_CONTAINS(err.msg, "node limit 3");
     moe_trace_free(&t);
     moe_placement_free(p);
 }

@@ -11,7 +11,7 @@
 
 static moe_gate_cfg cfg(int n, int k, moe_gating g)
 {
-    moe_gate_cfg c = {n, k, g, 0, 0, false, 1.0f, NULL};
+    moe_gate_cfg c = {n, k, g, 0, 0, false, 1.0f, NULL, NULL};
     return c;
 }
 
@@ -94,6 +94,67 @@ static void test_groups(void)
     CHECK(fabs(w[0] - 0.5) < 1e-6);
 }
 
+/* Node-limited routing, worked by hand: 8 experts on 4 units, 2 each
+ * (unit = expert / 2), scores exact in binary so no sum rounds:
+ *   s      .875 0 | .5 .5 | .625 .25 | .125 .75
+ *   units  u0 .875, u1 1.0, u2 .875, u3 .875 (sum of the two best) */
+static void test_unit_limit(void)
+{
+    const float s[8] = {0.875f, 0.0f, 0.5f, 0.5f, 0.625f, 0.25f, 0.125f, 0.75f};
+    const int32_t off[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8}, units[8] = {0, 0, 1, 1, 2, 2, 3, 3};
+    moe_gate_limit lim = {.n_unit = 4, .max_units = 1, .unit_off = off, .units = units};
+    moe_gate_cfg c = cfg(8, 2, MOE_GATING_SIGMOID);
+    c.limit = &lim;
+    bool allowed[8];
+    int32_t ids[3];
+    /* one unit: u1 (1.0) alone, so experts 2 and 3, not the global best 0 and 7 */
+    for (int e = 0; e < 8; e++) allowed[e] = true;
+    moe_gate_unit_mask(&c, s, allowed);
+    CHECK(!allowed[0] && !allowed[1] && allowed[2] && allowed[3] && !allowed[4] && !allowed[7]);
+    moe_gate_topk(s, allowed, 8, 2, ids);
+    CHECK(ids[0] == 2 && ids[1] == 3);
+    moe_gate_topk(s, NULL, 8, 2, ids);
+    CHECK(ids[0] == 0 && ids[1] == 7); /* what the model alone picks */
+    /* two units: u1, then the three-way tie at .875 goes to the lowest, u0 */
+    lim.max_units = 2;
+    for (int e = 0; e < 8; e++) allowed[e] = true;
+    moe_gate_unit_mask(&c, s, allowed);
+    CHECK(allowed[0] && allowed[1] && allowed[2] && allowed[3] && !allowed[4] && !allowed[6] && !allowed[7]);
+    moe_gate_topk(s, allowed, 8, 2, ids);
+    CHECK(ids[0] == 0 && ids[1] == 2); /* .875, then .5 (2 before 3 on the tie) */
+    /* one unit but 3 experts wanted: u1 hosts only 2, so u0 is added */
+    lim.max_units = 1;
+    c.n_used = 3;
+    for (int e = 0; e < 8; e++) allowed[e] = true;
+    moe_gate_unit_mask(&c, s, allowed);
+    CHECK(allowed[0] && allowed[1] && allowed[2] && allowed[3] && !allowed[4] && !allowed[7]);
+    moe_gate_topk(s, allowed, 8, 3, ids);
+    CHECK(ids[0] == 0 && ids[1] == 2 && ids[2] == 3);
+    /* a replica of expert 7 on u1: u1 scores .75 + .5 = 1.25 and hosts 2, 3, 7 */
+    const int32_t off2[9] = {0, 1, 2, 3, 4, 5, 6, 7, 9}, units2[9] = {0, 0, 1, 1, 2, 2, 3, 3, 1};
+    lim.unit_off = off2;
+    lim.units = units2;
+    c.n_used = 2;
+    for (int e = 0; e < 8; e++) allowed[e] = true;
+    moe_gate_unit_mask(&c, s, allowed);
+    CHECK(allowed[2] && allowed[3] && allowed[7] && !allowed[0] && !allowed[6]);
+    moe_gate_topk(s, allowed, 8, 2, ids);
+    CHECK(ids[0] == 2 && ids[1] == 7);
+    /* through the whole gate: logits 0 (probability .5 each), s from the
+     * bias; with the limit the weights are the kept experts' */
+    float lg[8] = {0}, bias[8], w[2];
+    for (int e = 0; e < 8; e++) bias[e] = s[e] - 0.5f;
+    lim.unit_off = off;
+    lim.units = units;
+    c.bias = bias;
+    c.norm_weights = true;
+    moe_gate_route(&c, lg, ids, w, NULL);
+    CHECK(ids[0] == 2 && ids[1] == 3 && w[0] == 0.5f && w[1] == 0.5f);
+    c.limit = NULL;
+    moe_gate_route(&c, lg, ids, w, NULL);
+    CHECK(ids[0] == 0 && ids[1] == 7);
+}
+
 static void test_check(void)
 {
     moe_err err;
@@ -121,6 +182,7 @@ int main(void)
     test_softmax_topk();
     test_bias_selection_only();
     test_groups();
+    test_unit_limit();
     test_check();
     return check_summary("router");
 }

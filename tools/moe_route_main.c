@@ -21,7 +21,7 @@ static void usage(FILE *f)
         "       moe-route eplb IN.jsonl OUT.jsonl\n"
         "       moe-route simulate TRACE --nodes N --ranks-per-node R --link-gbps B --latency-us L\n"
         "                 [--placement P] [--model F | --experts E --dim D] [--calib FILE]\n"
-        "                 [--batch T] [--rehome | --keep-homes]\n"
+        "                 [--batch T] [--rehome | --keep-homes] [--node-limit M]\n"
         "       moe-route calibrate --model F [-o FILE]\n"
         "\n"
         "TRACE is a file of `moe-worker --trace` (docs/routing.md).\n"
@@ -54,6 +54,9 @@ static void usage(FILE *f)
         "  --calib FILE       constants from `moe-route calibrate -o FILE` (default: calibrate\n"
         "                     now, needs --model)\n"
         "  --batch T          tokens a step (default 256)\n"
+        "  --node-limit M     simulate: ESTIMATE the bytes with node-limited routing (moe-worker --node-limit,\n"
+        "                     which changes the answer): each token's experts on at most M nodes;\n"
+        "                     prints what it saves against the recorded routing (docs/routing.md)\n"
         "  --rehome           sequences on rank req mod ranks (default when the ranks differ\n"
         "                     from the recorded run's); --keep-homes: the recorded home ranks\n"
         "  -o FILE            output file\n"
@@ -64,7 +67,7 @@ static void usage(FILE *f)
 typedef struct opts {
     const char *cmd, *arg1, *arg2;
     const char *model, *placement, *png, *out, *calib;
-    int64_t experts, groups, dim, ranks, top, replicas, nodes, rpn, batch;
+    int64_t experts, groups, dim, ranks, top, replicas, nodes, rpn, batch, node_limit;
     double link_gbps, latency_us;
     int rehome; /* -1 auto, 0 keep, 1 rehome */
 } opts;
@@ -85,6 +88,7 @@ static int parse(int argc, char **argv, opts *o, moe_err *err)
         I("--dim", dim, 1, 1 << 20), I("--ranks", ranks, 1, MOE_PLACEMENT_MAX_RANKS), I("--top", top, 1, 64),
         I("--replicas", replicas, 1, MOE_EPLB_MAX_SLOTS), I("--nodes", nodes, 1, MOE_PLACEMENT_MAX_RANKS),
         I("--ranks-per-node", rpn, 1, MOE_PLACEMENT_MAX_RANKS), I("--batch", batch, 1, 1 << 24),
+        I("--node-limit", node_limit, 1, MOE_PLACEMENT_MAX_RANKS),
 #undef I
     };
     for (int i = 2; i < argc; i++) {
@@ -215,9 +219,13 @@ static int cmd_simulate(const opts *o, moe_err *err)
     moe_placement *p = NULL;
     if (!rc) rc = route_placement(&p, &s, (int)R, o->placement, err);
     const bool rehome = o->rehome >= 0 ? o->rehome == 1 : t.max_rank + 1 != R;
-    moe_sim_cfg c = {p, (int)o->rpn, s.dim, (int)o->batch, rehome, o->link_gbps, o->latency_us, cal.memcpy_gbps,
+    moe_sim_cfg c = {p, (int)o->rpn, s.dim, (int)o->batch, rehome, 0, o->link_gbps, o->latency_us, cal.memcpy_gbps,
                      cal.expert_call_us, cal.expert_row_us};
-    moe_sim_result r = {0};
+    moe_sim_result r = {0}, r0 = {0};
+    if (!rc && o->node_limit > 0) { /* the recorded routing first, to compare with */
+        rc = moe_sim_run(&t, &c, &r0, err);
+        c.node_limit = (int)o->node_limit;
+    }
     if (!rc) rc = moe_sim_run(&t, &c, &r, err);
     if (!rc) {
         const int L = t.max_layer - t.min_layer + 1;
@@ -252,12 +260,27 @@ static int cmd_simulate(const opts *o, moe_err *err)
                (double)(r.disp_intra + r.disp_inter) / rows, (double)(r.comb_intra + r.comb_inter) / rows,
                (double)(r.disp_inter + r.comb_inter) / rows,
                (double)(r.disp_intra + r.disp_inter + r.comb_intra + r.comb_inter) / rows);
+        if (o->node_limit > 0) {
+            const uint64_t b0 = r0.disp_intra + r0.disp_inter + r0.comb_intra + r0.comb_inter,
+                           b1 = r.disp_intra + r.disp_inter + r.comb_intra + r.comb_inter;
+            const uint64_t i0 = r0.disp_inter + r0.comb_inter, i1 = r.disp_inter + r.comb_inter;
+            printf("node limit %lld (an estimate: the figures above are with it): without it dispatch %llu, combine "
+                   "%llu bytes (inter-node %llu); saved %.1f%% of all bytes, %.1f%% of inter-node bytes; step %.3f -> "
+                   "%.3f ms\n",
+                   (long long)o->node_limit, (unsigned long long)(r0.disp_intra + r0.disp_inter),
+                   (unsigned long long)(r0.comb_intra + r0.comb_inter), (unsigned long long)i0,
+                   b0 ? 100.0 * ((double)b0 - (double)b1) / (double)b0 : 0.0,
+                   i0 ? 100.0 * ((double)i0 - (double)i1) / (double)i0 : 0.0,
+                   (r0.t_compute + r0.t_net) / ((double)r0.steps / L) * 1e3,
+                   (r.t_compute + r.t_net) / ((double)r.steps / L) * 1e3);
+        }
         const double steps = (double)r.steps / L, step_s = (r.t_compute + r.t_net) / steps;
         printf("projected: %.0f steps of %d tokens; a step %.3f ms (experts %.3f ms, exchange %.3f ms) over %d MoE "
                "layers; %.0f tokens/s\n", steps, c.batch, step_s * 1e3, r.t_compute / steps * 1e3, r.t_net / steps * 1e3,
                L, (rows / L) / (r.t_compute + r.t_net));
     }
     moe_sim_result_free(&r);
+    moe_sim_result_free(&r0);
     moe_placement_free(p);
     moe_trace_free(&t);
     return rc;

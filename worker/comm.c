@@ -16,7 +16,7 @@
 #define SLEEP_MAX_NS 2000000 /* ... up to 2 ms between polls */
 #define MAX_ROW_TYPES 8
 
-#define HDR_FIELDS 7 /* moe_comm_step_hdr: 6 sums, then tokens_max */
+#define HDR_FIELDS 8 /* moe_comm_step_hdr: 7 sums, then tokens_max */
 
 struct moe_comm {
     const char *name; /* message prefix */
@@ -177,12 +177,30 @@ void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *al
 
 void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n)
 {
-    int64_t in[16];
-    MOE_ASSERT(n >= 1 && n <= 16);
-    memcpy(in, v, (size_t)n * sizeof *in);
+    MOE_ASSERT(n >= 1);
     MPI_Request r;
     const double t_start = moe_now();
-    check(c, MPI_Iallreduce(in, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    check(c, MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
+    wait_request(c, &r, t_start);
+}
+
+void moe_comm_bcast_bytes(moe_comm *c, char **buf, int64_t *n)
+{
+    int64_t len = c->rank == 0 ? *n : 0;
+    MPI_Request r;
+    double t_start = moe_now();
+    check(c, MPI_Ibcast(&len, 1, MPI_INT64_T, 0, MPI_COMM_WORLD, &r), "MPI_Ibcast");
+    wait_request(c, &r, t_start);
+    /* rank 0 chose len; every rank agrees on it before anything is sized */
+    if (len < 0 || len > INT32_MAX / 2) moe_comm_abort(c, 4, "bcast: too many bytes");
+    if (c->rank != 0) {
+        *buf = moe_xmalloc((size_t)len + 1);
+        (*buf)[len] = 0;
+        *n = len;
+    }
+    if (len == 0) return;
+    t_start = moe_now();
+    check(c, MPI_Ibcast(*buf, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD, &r), "MPI_Ibcast");
     wait_request(c, &r, t_start);
 }
 
@@ -191,14 +209,14 @@ void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_s
     /* sums (stay comes from rank 0 alone, stop and hold are "any"), and
      * the largest tokens_max */
     const int64_t in[HDR_FIELDS] = {mine->active, mine->tokens, mine->prefill, mine->stay,
-                                    mine->stop,   mine->hold,   mine->tokens_max};
+                                    mine->stop,   mine->hold,   mine->reconf,  mine->tokens_max};
     int64_t v[HDR_FIELDS];
     MPI_Request r;
     const double t_start = moe_now();
     check(c, MPI_Iallreduce(in, v, 1, c->hdr_type, c->hdr_op, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
     wait_request(c, &r, t_start);
     *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3],
-                               .stop = v[4],   .hold = v[5],   .tokens_max = v[6]};
+                               .stop = v[4],   .hold = v[5],   .reconf = v[6], .tokens_max = v[7]};
 }
 
 void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)

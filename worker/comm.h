@@ -72,13 +72,20 @@ typedef struct moe_comm_step_hdr {
     int64_t stop;     /* this rank saw SIGTERM: everyone leaves */
     int64_t hold;     /* ranks that ask the job to hold (no step, no token: their
                        * coordinator link is backed up); the job polls and waits */
+    int64_t reconf;   /* ranks that propose a new expert placement this turn (rank 0
+                       * only; docs/routing.md "Live rebalancing"): every rank then
+                       * applies it before the turn's step, so all at one step */
     int64_t tokens_max; /* this rank's tokens; in the job's: the most any rank has
                          * (a max, not a sum: what the step's time follows) */
 } moe_comm_step_hdr;
 void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job);
 
-/* v[0..n) = the sum over ranks of each rank's v[0..n) (n <= 16). */
+/* v[0..n) = the sum over ranks of each rank's v[0..n) (n >= 1), in place. */
 void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n);
+
+/* Rank 0's bytes to every rank: on rank 0 *buf and *n are its bytes (kept);
+ * elsewhere *buf is set to a malloc'd copy with a NUL after the *n bytes. */
+void moe_comm_bcast_bytes(moe_comm *c, char **buf, int64_t *n);
 
 /* all[r·n .. r·n+n) = rank r's mine[0..n). */
 void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *all);

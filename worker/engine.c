@@ -211,9 +211,17 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     return MOE_OK;
 }
 
+void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim)
+{
+    MOE_ASSERT(il >= 0 && il < e->m->hp.n_layer);
+    if (!e->limits) e->limits = moe_xcalloc((size_t)e->m->hp.n_layer, sizeof *e->limits);
+    e->limits[il] = lim;
+}
+
 void moe_engine_free(moe_engine *e)
 {
     if (!e) return;
+    free(e->limits);
     moe_pool_free(e->pool);
     moe_kvcache_free(e->cache);
     for (int i = 0; i < e->o.n_threads; i++) {
@@ -484,7 +492,8 @@ void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int3
     const moe_layer *L = &e->m->layers[il];
     mm_job jb = moe_eng_job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
     moe_eng_run_jobs(e, &jb, 1);
-    const moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
+    moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
+    if (e->limits) gc.limit = e->limits[il];
     for (int t = 0; t < n_tok; t++)
         moe_gate_route(&gc, e->glog + (size_t)t * hp->n_expert, ids + (size_t)t * hp->n_used,
                        w + (size_t)t * hp->n_used, NULL);

@@ -128,6 +128,10 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
 
 /* ids, w: [n_tok][n_used] (ids ascending per token). x: [n_tok][dim] normed. */
 void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w);
+/* Node-limited routing for MoE layer il from the next step on (router/gate.h;
+ * a research option that changes the answer), or NULL for the model's own.
+ * lim must outlive its use. */
+void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim);
 /* Routed experts of layer il on rows grouped by expert: group i runs
  * expert experts[i] (ascending or not) on rows off[i] .. off[i+1]-1 of x
  * ([rows][dim], normed) into the same rows of y ([rows][dim]).  Gate and up

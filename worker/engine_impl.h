@@ -47,6 +47,7 @@ typedef struct attn_scratch {
 
 struct moe_engine {
     const moe_model *m;
+    const moe_gate_limit **limits; /* [n_layer] node-limited routing per layer, or NULL: the model's */
     moe_engine_opts o;
     const moe_kern_set *k;
     const moe_kern_fns *f32; /* the F32 entry of k (attention over the cache) */

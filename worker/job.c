@@ -15,8 +15,8 @@ moe_gen_cb moe_source_gen_cb(const moe_source *src)
     return (moe_gen_cb){.ctx = src->ctx, .row = src->ops->row, .token = src->ops->token, .prompt = src->ops->prompt, .end = src->ops->end};
 }
 
-void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, double first_step_cost,
-                 moe_job_stats *st)
+void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, const moe_job_ctl *ctl, volatile sig_atomic_t *stop,
+                 double first_step_cost, moe_job_stats *st)
 {
     const moe_source_ops *ops = src->ops;
     const int me = moe_comm_rank(c);
@@ -40,11 +40,15 @@ void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_at
             .stay = me == 0 && !*stop && ops->stay(src->ctx, moe_now() - t_work),
             .stop = *stop != 0,
             .hold = ops->hold && ops->hold(src->ctx),
+            .reconf = me == 0 && ctl && ctl->pending(ctl->ctx, st->steps),
             .tokens_max = p.tokens,
         };
         moe_comm_step_hdr job;
         moe_comm_step_header(c, &mine, &job);
         if (job.stop) break; /* SIGTERM on any rank ends the job, together */
+        /* between steps, on every rank at this same turn: the steps taken
+         * so far are the same number everywhere */
+        if (job.reconf) ctl->apply(ctl->ctx, st->steps);
         if (job.hold) {
             /* a rank cannot send: nobody steps (a step would make frames
              * it must keep), everyone goes on polling, flushing, beating */

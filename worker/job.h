@@ -72,6 +72,21 @@ typedef struct moe_source {
 /* The generate loop's callbacks that reach src. */
 moe_gen_cb moe_source_gen_cb(const moe_source *src);
 
+/*
+ * Reconfiguration between steps (a new expert placement, docs/routing.md
+ * "Live rebalancing").  Each turn every rank asks `pending` (only rank 0's
+ * answer is acted on; the others may say false); when rank 0 proposes,
+ * the step header carries it and every rank calls `apply` at the same
+ * turn, after the header and before the step, with the number of steps
+ * taken so far — the same number on every rank.  apply may run
+ * collectives (every rank is in it).  NULL ctl: never.
+ */
+typedef struct moe_job_ctl {
+    bool (*pending)(void *ctx, int64_t steps);
+    void (*apply)(void *ctx, int64_t steps);
+    void *ctx;
+} moe_job_ctl;
+
 #define MOE_JOB_STEP_BUCKETS 15
 
 typedef struct moe_job_stats {
@@ -95,7 +110,7 @@ typedef struct moe_job_stats {
  * first_step_cost: the guess of a step's seconds per token before one of
  * its size was timed (steptime.h; conservative: errs long).
  */
-void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, volatile sig_atomic_t *stop, double first_step_cost,
-                 moe_job_stats *st);
+void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, const moe_job_ctl *ctl, volatile sig_atomic_t *stop,
+                 double first_step_cost, moe_job_stats *st);
 
 #endif

@@ -180,7 +180,7 @@ static int read_hparams(const moe_gguf *g, moe_hparams *hp, moe_err *err)
             return MOE_ERR;
         if (get_f32_opt(g, ARCH ".expert_weights_scale", 1.0f, &hp->weights_scale, err)) return MOE_ERR;
         moe_gate_cfg c = {hp->n_expert, hp->n_used, hp->gating, hp->n_group, hp->n_group_used, hp->norm_weights,
-                          hp->weights_scale, NULL};
+                          hp->weights_scale, NULL, NULL};
         if (moe_gate_check(&c, err)) return moe_err_prefix(err, "MoE gating");
     }
     if (moe_gguf_get_f32(g, ARCH ".attention.layer_norm_rms_epsilon", &hp->eps, err)) return MOE_ERR;
@@ -324,7 +324,7 @@ moe_gate_cfg moe_model_gate_cfg(const moe_model *m, int il)
 {
     const moe_hparams *hp = &m->hp;
     moe_gate_cfg c = {hp->n_expert, hp->n_used,       hp->gating,        hp->n_group,
-                      hp->n_group_used, hp->norm_weights, hp->weights_scale, m->layers[il].exp_probs_b};
+                      hp->n_group_used, hp->norm_weights, hp->weights_scale, m->layers[il].exp_probs_b, NULL};
     return c;
 }
 

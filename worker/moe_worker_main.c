@@ -38,6 +38,7 @@
 #include "engine.h"
 #include "gen.h"
 #include "job.h"
+#include "live.h"
 #include "placement.h"
 #include "plan.h"
 #include "residency.h"
@@ -70,7 +71,20 @@ static void usage(FILE *f)
           "                      half end the rank's sequences (their tokens lost; it says hello again)\n"
           "  --coord-hwm N       serving: the link's own queue to the coordinator, in messages (default 100000)\n"
           "  --coord-sndbuf B    serving: the link's kernel send buffer (default: the system's; small in tests)\n"
-          "  --placement FILE    which rank hosts which experts (default: contiguous blocks)\n"
+          "  --placement FILE    which rank hosts which experts (default: contiguous blocks); a serving\n"
+          "                      job takes a new one live (moe-coordinator's POST /admin/placement)\n"
+          "  --rebalance-every N the job rebalances itself every N steps: EPLB on the (token, expert)\n"
+          "                      pairs run since the last change, applied between steps on every rank\n"
+          "                      at the same step; no output bit changes (docs/routing.md)\n"
+          "  --rebalance-replicas K  redundant expert slots per layer for --rebalance-every (default 0;\n"
+          "                      experts + K must divide by the ranks)\n"
+          "  --node-limit M      RESEARCH OPTION, CHANGES THE MODEL'S ANSWER (off by default): each token's\n"
+          "                      routed experts come from at most M nodes, chosen as DeepSeek-V3 chooses\n"
+          "                      expert groups (a node scores the sum of its two best expert scores;\n"
+          "                      the M best are kept, top-k among their experts); docs/routing.md\n"
+          "  --ranks-per-node R  ranks per node for --node-limit (default 1: the units are ranks)\n"
+          "  --test-placement-at STEP:FILE  TEST HOOK: rank 0 proposes FILE's placement before step STEP\n"
+          "                      (steps with work, from 0), applied live as the coordinator's would be\n"
           "  --threads N         threads per rank (default 1)\n"
           "  --block-size B      latent cache tokens per block (default 16)\n"
           "  --step-tokens N     tokens per step and rank (default 1024, >= the prefill chunk)\n"
@@ -100,6 +114,8 @@ static void usage(FILE *f)
 
 typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret;
+    const char *test_placement_file;
+    int64_t test_placement_at, rebalance_every, rebalance_replicas, node_limit, ranks_per_node;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
@@ -115,6 +131,8 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->prefill_chunk = PREFILL_CHUNK;
     o->max_seqs = 16;
     o->heartbeat_ms = 500;
+    o->test_placement_at = -1;
+    o->ranks_per_node = 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
@@ -144,6 +162,20 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--step-tokens")) { if (moe_parse_i64(v, 1, 1 << 20, &o->step_tokens, err)) return moe_err_prefix(err, "--step-tokens"); }
         else if (!strcmp(f, "--replay-after")) { if (moe_parse_i64(v, 1, 1 << 24, &o->replay_after, err)) return moe_err_prefix(err, "--replay-after"); }
         else if (!strcmp(f, "--test-xchg-delay-us")) { if (moe_parse_i64(v, 0, 1000000, &o->test_delay_us, err)) return moe_err_prefix(err, "--test-xchg-delay-us"); }
+        else if (!strcmp(f, "--node-limit")) { if (moe_parse_i64(v, 1, 4096, &o->node_limit, err)) return moe_err_prefix(err, "--node-limit"); }
+        else if (!strcmp(f, "--ranks-per-node")) { if (moe_parse_i64(v, 1, 4096, &o->ranks_per_node, err)) return moe_err_prefix(err, "--ranks-per-node"); }
+        else if (!strcmp(f, "--rebalance-every")) { if (moe_parse_i64(v, 1, (int64_t)1 << 40, &o->rebalance_every, err)) return moe_err_prefix(err, "--rebalance-every"); }
+        else if (!strcmp(f, "--rebalance-replicas")) { if (moe_parse_i64(v, 0, 1 << 20, &o->rebalance_replicas, err)) return moe_err_prefix(err, "--rebalance-replicas"); }
+        else if (!strcmp(f, "--test-placement-at")) {
+            const char *colon = strchr(v, ':');
+            char num[32];
+            if (!colon || colon == v || (size_t)(colon - v) >= sizeof num || !colon[1])
+                return moe_err_set(err, "--test-placement-at: '%s' is not STEP:FILE", v);
+            memcpy(num, v, (size_t)(colon - v));
+            num[colon - v] = 0;
+            if (moe_parse_i64(num, 0, (int64_t)1 << 40, &o->test_placement_at, err)) return moe_err_prefix(err, "--test-placement-at");
+            o->test_placement_file = colon + 1;
+        }
         else if (!strcmp(f, "--prefill-chunk")) { if (moe_parse_i64(v, 1, 1 << 20, &o->prefill_chunk, err)) return moe_err_prefix(err, "--prefill-chunk"); }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
@@ -176,6 +208,7 @@ typedef struct worker {
     moe_source_batch *batch;   /* one of these two is the source */
     moe_source_link *link;
     moe_source src;
+    moe_live *live;            /* new placements between steps */
     int trace_fd;
     moe_job_stats js;          /* kept current by the job loop */
     uint64_t *expert_tokens;   /* [MoE layers]: heartbeat figures */
@@ -298,6 +331,13 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         if (st == MOE_OK) st = moe_source_link_open(&w->link, &lo, w->m, w->me, w->R, err);
         if (st == MOE_OK) moe_xchg_set_tick(w->x, moe_source_link_tick, w->link);
     }
+    if (st == MOE_OK) {
+        const moe_live_opts lvo = {.test_at_step = o->test_placement_at, .test_file = o->test_placement_file,
+                                   .rebalance_every = o->rebalance_every, .rebalance_replicas = (int)o->rebalance_replicas,
+                                   .node_limit = (int)o->node_limit, .ranks_per_node = (int)o->ranks_per_node};
+        st = moe_live_init(&w->live, &lvo, w->c, w->m, w->e, w->x, &w->pl, err);
+    }
+    if (st == MOE_OK && w->link) moe_source_link_set_live(w->link, w->live);
     if (st) return MOE_ERR;
     w->src = w->link ? moe_source_link_source(w->link) : moe_source_batch_source(w->batch);
     int32_t eos = -1;
@@ -403,6 +443,7 @@ static void worker_free(worker *w)
     moe_source_batch_free(w->batch);
     moe_source_link_free(w->link);
     if (w->trace_fd >= 0) close(w->trace_fd);
+    moe_live_free(w->live);
     moe_xchg_free(w->x);
     moe_engine_free(w->e);
     moe_placement_free(w->pl);
@@ -453,7 +494,8 @@ int main(int argc, char **argv)
     moe_job_stats *js = &w->js;
     /* a step's first expected cost: the weights a token reads at 1 GB/s, far
      * slower than a core computes them, so the first long step errs long */
-    moe_job_run(c, w->g, &w->src, &g_stop, (double)moe_model_bytes_per_token(w->m) / 1e9, js);
+    const moe_job_ctl ctl = moe_live_ctl(w->live);
+    moe_job_run(c, w->g, &w->src, &ctl, &g_stop, (double)moe_model_bytes_per_token(w->m) / 1e9, js);
     if (w->trace_fd >= 0) moe_xchg_flush_trace(w->x);
     const int failed = w->batch ? moe_source_batch_report(w->batch, c) : 0;
     if (w->o.stats) print_stats(w, js);

@@ -44,6 +44,37 @@ uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int ran
     return bytes;
 }
 
+void moe_residency_move(const moe_model *m, const moe_placement *from, const moe_placement *to, int rank,
+                        uint64_t *released, uint64_t *loaded)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const int E = m->hp.n_expert;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        const int n = moe_model_expert_mats(m, il, mats);
+        for (int e = 0; e < E && n > 0; e++) {
+            const bool was = moe_placement_rank_hosts(from, il, rank, e), now = moe_placement_rank_hosts(to, il, rank, e);
+            if (was == now) continue;
+            for (int k = 0; k < n; k++) {
+                /* expert e is rows [e·rows/E, (e+1)·rows/E) of the tensor */
+                const uint64_t share = mat_bytes(mats[k]) / (uint64_t)E;
+                const uintptr_t lo = (uintptr_t)mats[k]->data + (uintptr_t)(share * (uint64_t)e), hi = lo + share;
+                if (was) {
+                    const uintptr_t a = (lo + page - 1) & ~(page - 1), b = hi & ~(page - 1);
+                    if (b > a && madvise((void *)a, b - a, MADV_DONTNEED) == 0) *released += b - a;
+                } else {
+                    volatile const unsigned char *p = (const unsigned char *)lo;
+                    unsigned char sum = 0;
+                    for (uintptr_t at = 0; at < hi - lo; at += page) sum ^= p[at];
+                    sum ^= p[hi - lo - 1];
+                    (void)sum;
+                    *loaded += share;
+                }
+            }
+        }
+    }
+}
+
 /* Bytes of [lo, hi) covered by the expert tensors' page ranges. */
 static uint64_t expert_overlap(const moe_model *m, uintptr_t page, uintptr_t lo, uintptr_t hi)
 {

@@ -20,6 +20,16 @@
 void moe_residency_advise(const moe_model *m);
 /* Bytes of the routed experts that placement p gives rank. */
 uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank);
+/*
+ * Placement to replaces from on rank, between steps: the experts the rank
+ * no longer hosts are released (MADV_DONTNEED on the whole pages inside
+ * each one's share of the expert tensors: a page shared with a neighbour
+ * it keeps stays), the ones it newly hosts are read in, a byte a page, so
+ * the first step after the change does not wait on page faults.  Bytes
+ * released and read in are added to *released and *loaded.
+ */
+void moe_residency_move(const moe_model *m, const moe_placement *from, const moe_placement *to, int rank,
+                        uint64_t *released, uint64_t *loaded);
 /* Resident bytes of the expert tensors now (smaps; 0 if unreadable). */
 uint64_t moe_residency_resident(const moe_model *m);
 

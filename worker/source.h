@@ -88,6 +88,10 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
 void moe_source_link_attach(moe_source_link *l, moe_gen *g);
 /* Where heartbeats take the rank's figures from (none: no stats sent). */
 void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx);
+/* Rank 0: SetPlacement messages from the coordinator go to live (live.h),
+ * and each outcome goes back as a PlacementResult. */
+struct moe_live;
+void moe_source_link_set_live(moe_source_link *l, struct moe_live *live);
 /* Ends every live sequence with an error the coordinator sees. */
 void moe_source_link_close(moe_source_link *l, moe_gen *g);
 void moe_source_link_free(moe_source_link *l);

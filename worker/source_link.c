@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "link.h"
+#include "live.h"
 #include "msg.h"
 
 struct moe_source_link {
@@ -42,6 +43,7 @@ struct moe_source_link {
     moe_msg_logprobs *plp;          /* [PROMPT_LP_PIECE] a PromptLogprobs message's entries */
     Moe__TokenLogprobs **plp_ptr;
     int32_t *plp_ids;
+    moe_live *live;                 /* rank 0: where SetPlacement goes */
 };
 
 /* Positions per PromptLogprobs message: ~200 bytes each with 20
@@ -75,6 +77,36 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
 }
 
 void moe_source_link_attach(moe_source_link *l, moe_gen *g) { l->g = g; }
+
+static void link_send(moe_source_link *l, Moe__WorkerMsg *m);
+
+/* Rank 0: what became of a placement goes back to the coordinator. */
+static void report_placement(void *ctx, const moe_live_result *r)
+{
+    moe_source_link *l = ctx;
+    Moe__PlacementResult pr = MOE__PLACEMENT_RESULT__INIT;
+    pr.has_id = pr.has_ok = pr.has_step = pr.has_moved = true;
+    pr.id = r->id;
+    pr.ok = r->ok;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", r->message ? r->message : "");
+    pr.message = msg;
+    pr.step = (uint64_t)r->step;
+    pr.moved = (uint64_t)r->moved;
+    pr.has_balancedness_before = pr.has_balancedness_after = true;
+    pr.balancedness_before = r->bal_before;
+    pr.balancedness_after = r->bal_after;
+    Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+    m.body_case = MOE__WORKER_MSG__BODY_PLACEMENT_RESULT;
+    m.placement_result = &pr;
+    link_send(l, &m);
+}
+
+void moe_source_link_set_live(moe_source_link *l, moe_live *live)
+{
+    l->live = l->me == 0 ? live : NULL;
+    if (l->live) moe_live_set_report(live, report_placement, l);
+}
 
 void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx)
 {
@@ -411,6 +443,11 @@ static void l_poll(void *ctx, moe_gen *g)
             on_hello_reply(l, g, m->hello_reply);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ASSIGN) {
             on_assign(l, g, m->assign);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_SET_PLACEMENT) {
+            /* proposed at the next turn; checked whole by every rank there */
+            if (l->live) moe_live_propose(l->live, m->set_placement->text, strlen(m->set_placement->text),
+                                          m->set_placement->id);
+            else MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: a placement sent to a rank other than 0 is ignored", l->me);
         } else if (m->body_case == MOE__COORD_MSG__BODY_RELEASE) {
             moe_gen_remove(g, (int64_t)m->release->seq_id);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ERROR) {

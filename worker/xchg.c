@@ -56,7 +56,7 @@ struct moe_xchg {
     size_t tlen, tcap;
 };
 
-int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
+static int check_shape(moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
 {
     const moe_hparams *hp = &moe_engine_model(e)->hp;
     const moe_placement_shape *s = moe_placement_shape_of(p);
@@ -64,6 +64,24 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
         s->first_moe != hp->n_dense_lead)
         return moe_err_set(err, "placement shape (%d ranks, %d experts, layers %d..%d) does not match the job/model",
                            s->n_rank, s->n_expert, s->first_moe, s->n_layer - 1);
+    return MOE_OK;
+}
+
+int moe_xchg_set_placement(moe_xchg *x, const moe_placement *p, moe_err *err)
+{
+    MOE_ASSERT(x->il < 0); /* between steps */
+    if (check_shape(x->c, x->e, p, err)) return MOE_ERR;
+    /* Only the dispatch plan reads the placement; the combine puts each
+     * (token, expert) output back at y[t·K + j] whichever rank ran it, so
+     * the engine's sum in expert-id order does not change by a bit. */
+    x->p = p;
+    return MOE_OK;
+}
+
+int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
+{
+    const moe_hparams *hp = &moe_engine_model(e)->hp;
+    if (check_shape(c, e, p, err)) return MOE_ERR;
     moe_xchg *x = moe_xcalloc(1, sizeof *x);
     x->c = c;
     x->e = e;

@@ -48,6 +48,10 @@ void moe_xchg_progress(moe_xchg *x);
 /* y: [n·K][dim] (unused when n == 0). */
 void moe_xchg_finish(moe_xchg *x, int il, float *y);
 
+/* A new placement of the same shape, between steps (no layer in flight);
+ * it must outlive its use, as the first one. */
+int moe_xchg_set_placement(moe_xchg *x, const moe_placement *p, moe_err *err);
+
 /* The engine hook that runs the routed experts through this exchange. */
 void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook);
 

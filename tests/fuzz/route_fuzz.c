@@ -28,10 +28,16 @@ static void fuzz_trace(const uint8_t *data, size_t size)
         moe_placement_shape ps = {8, t.min_layer, 32, 4};
         moe_placement *p;
         if (moe_placement_contiguous(&p, &ps, &err)) abort();
-        moe_sim_cfg c = {p, 2, 16, 3, true, 10, 1, 5, 1, 1};
+        moe_sim_cfg c = {p, 2, 16, 3, true, 0, 10, 1, 5, 1, 1};
         moe_sim_result r;
         if (moe_sim_run(&t, &c, &r, &err) == MOE_OK) {
             uint64_t pairs = 0;
+            for (int k = 0; k < 4; k++) pairs += r.rank_pairs[k];
+            if (pairs != t.n * (uint64_t)t.k) abort();
+            moe_sim_result_free(&r);
+            c.node_limit = 1; /* the node-limit estimate runs every pair too */
+            if (moe_sim_run(&t, &c, &r, &err) != MOE_OK) abort();
+            pairs = 0;
             for (int k = 0; k < 4; k++) pairs += r.rank_pairs[k];
             if (pairs != t.n * (uint64_t)t.k) abort();
             moe_sim_result_free(&r);

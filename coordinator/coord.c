@@ -354,6 +354,7 @@ static void admit(moe_coord *c, moe_front *f, moe_front_client *cl, moe_client *
     }
     e->client = mc;
     moe_sched_want_logprobs(e->r, q->logprobs, q->prompt_logprobs);
+    moe_sched_want_routed(e->r, q->routed_experts, q->routed_weights);
     moe_request_attach(q, e->r);
     if (c->n_reqs == c->cap_reqs) {
         c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
@@ -665,6 +666,15 @@ static int load_model(moe_coord *c, moe_err *err)
     uint64_t ctx = 4096;
     moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &nerr);
     moe_request_model *m = &c->model;
+    /* the MoE shape, for the size of returned routed experts */
+    uint64_t blocks = 0, dense = 0, used = 0, mtp = 0;
+    if (moe_gguf_get_u64(c->g, "deepseek2.block_count", &blocks, &nerr) == MOE_OK &&
+        moe_gguf_get_u64(c->g, "deepseek2.expert_used_count", &used, &nerr) == MOE_OK) {
+        moe_gguf_get_u64(c->g, "deepseek2.leading_dense_block_count", &dense, &nerr);
+        moe_gguf_get_u64(c->g, "deepseek2.nextn_predict_layers", &mtp, &nerr);
+        if (blocks <= 4096 && dense + mtp < blocks && used >= 1 && used <= 64)
+            m->routed_width = (int)((blocks - dense - mtp) * used);
+    }
     m->tok = c->tok;
     m->chat = c->chat;
     m->default_max_tokens = (int)c->cfg.max_tokens;

@@ -92,6 +92,8 @@ static void sampling_to_wire(const moe_sampler_cfg *sc, Moe__Sampling *out)
     if ((out->has_ignore_eos = (set >> MOE_SP_IGNORE_EOS) & 1)) out->ignore_eos = sc->ignore_eos;
 }
 
+_Static_assert(MOE_SCHED_MAX_ROUTED_ENTRIES == MOE_MSG_MAX_ROUTED_ENTRIES, "one limit of routed experts");
+
 void moe_workers_place(moe_workers *w)
 {
     moe_req *placed[64];
@@ -116,6 +118,10 @@ void moe_workers_place(moe_workers *w)
             if ((a.has_logprobs = r->logprobs >= 0)) a.logprobs = (uint32_t)r->logprobs;
             /* a replay asks again only for what has not come yet */
             a.has_prompt_logprobs = a.prompt_logprobs = !moe_sched_prompt_logprobs_done(r);
+            if (r->routed) {
+                a.has_routed_experts = a.routed_experts = true;
+                a.has_routed_expert_weights = a.routed_expert_weights = r->routed_w;
+            }
             Moe__CoordMsg m = MOE__COORD_MSG__INIT;
             m.body_case = MOE__COORD_MSG__BODY_ASSIGN;
             m.assign = &a;
@@ -417,6 +423,16 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
             moe_msg_logprobs_from_wire(p->entries[i], p->ids[i], &lp);
             moe_sched_prompt_logprob(w->s, r->id, (int)(p->index + i), &lp);
         }
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_ROUTED_EXPERTS: {
+        const Moe__RoutedExperts *re = m->routed_experts; /* shape and sizes checked by the link's decoder */
+        const moe_req *r = moe_sched_find(w->s, re->seq_id);
+        if (!r || r->rank != rank) break;
+        if (!moe_sched_routed(w->s, r->id, re->first, re->rows, (int)re->moe_layers, (int)re->top_k,
+                              (int)re->first_moe_layer, re->ids.data, re->has_weights ? re->weights.data : NULL))
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: routed experts of sequence %llu (rows %u+%u) not kept", rank,
+                            (unsigned long long)r->id, re->first, re->rows);
         break;
     }
     case MOE__WORKER_MSG__BODY_SEQ_END: {

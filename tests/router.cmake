@@ -22,3 +22,12 @@ if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
   target_link_libraries(route_fuzz PRIVATE moe_core m)
   moe_test(NAME route_fuzz LABELS fuzz TIMEOUT 300 ARGS $<TARGET_FILE:route_fuzz> -seed=1 -runs=100000 -max_len=512)
 endif()
+# Routed experts per request and the expert distribution recorder
+# (docs/routing.md): a 2-rank job behind a coordinator, curl and moe-client
+# against moe-worker --trace.
+if(TARGET moe-coordinator AND TARGET moe-worker)
+  foreach(check routed)
+    moe_test(NAME e2e_routed_${check} LABELS e2e TIMEOUT 120 RESOURCE_LOCK cores
+             ARGS ${CMAKE_CURRENT_SOURCE_DIR}/routed_test.sh ${check})
+  endforeach()
+endif()

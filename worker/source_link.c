@@ -345,7 +345,9 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n, .n_chunked = (int)a->n_prompt,
                      .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted,
                      .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
-                     .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs};
+                     .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs,
+                     .routed = a->has_routed_experts && a->routed_experts,
+                     .routed_weights = a->has_routed_expert_weights && a->routed_expert_weights};
     moe_sampler_cfg_default(&r.sc);
     int rc = MOE_OK;
     /* max_tokens 0 only scores the prompt (checked by the link's decoder) */
@@ -444,9 +446,58 @@ static void l_idle(void *ctx, int ms)
     moe_link_poll(&pi, 1, ms, &err);
 }
 
+/* The routed experts of the positions fed since the last call (a sequence
+ * that asked for them), in pieces of at most MOE_MSG_ROUTED_PIECE_BYTES:
+ * before each token, so the coordinator has them when the request ends. */
+static void send_routed(moe_source_link *l, int64_t id)
+{
+    moe_gen_routed r;
+    if (!l->g || !moe_gen_routed_take(l->g, id, &r) || r.rows == 0) return;
+    const size_t width = (size_t)r.layers * (size_t)r.top_k, row_bytes = width * (r.w ? 6 : 2);
+    const int64_t piece = (int64_t)(MOE_MSG_ROUTED_PIECE_BYTES / row_bytes > 0 ? MOE_MSG_ROUTED_PIECE_BYTES / row_bytes : 1);
+    uint8_t *ib = moe_xmalloc((size_t)(r.rows < piece ? r.rows : piece) * width * 2);
+    uint8_t *wb = r.w ? moe_xmalloc((size_t)(r.rows < piece ? r.rows : piece) * width * 4) : NULL;
+    for (int64_t at = 0; at < r.rows; at += piece) {
+        const int64_t k = r.rows - at < piece ? r.rows - at : piece;
+        const size_t cells = (size_t)k * width;
+        const int16_t *ids = r.ids + (size_t)at * width;
+        for (size_t i = 0; i < cells; i++) { /* little-endian whatever the host */
+            ib[2 * i] = (uint8_t)((uint16_t)ids[i] & 0xff);
+            ib[2 * i + 1] = (uint8_t)((uint16_t)ids[i] >> 8);
+        }
+        if (wb)
+            for (size_t i = 0; i < cells; i++) {
+                uint32_t u;
+                memcpy(&u, &r.w[(size_t)at * width + i], sizeof u);
+                for (int b = 0; b < 4; b++) wb[4 * i + (size_t)b] = (uint8_t)(u >> (8 * b));
+            }
+        Moe__RoutedExperts re = MOE__ROUTED_EXPERTS__INIT;
+        re.has_seq_id = re.has_first = re.has_rows = re.has_moe_layers = re.has_top_k = re.has_first_moe_layer = true;
+        re.seq_id = (uint64_t)id;
+        re.first = (uint32_t)(r.first + at);
+        re.rows = (uint32_t)k;
+        re.moe_layers = (uint32_t)r.layers;
+        re.top_k = (uint32_t)r.top_k;
+        re.first_moe_layer = (uint32_t)l->m->hp.n_dense_lead;
+        re.has_ids = true;
+        re.ids = (ProtobufCBinaryData){.len = cells * 2, .data = ib};
+        if (wb) {
+            re.has_weights = true;
+            re.weights = (ProtobufCBinaryData){.len = cells * 4, .data = wb};
+        }
+        Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+        m.body_case = MOE__WORKER_MSG__BODY_ROUTED_EXPERTS;
+        m.routed_experts = &re;
+        link_send(l, &m);
+    }
+    free(ib);
+    free(wb);
+}
+
 static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
     moe_source_link *l = ctx;
+    send_routed(l, s->id);
     Moe__Token t = MOE__TOKEN__INIT;
     t.has_seq_id = t.has_index = t.has_token = true;
     t.seq_id = (uint64_t)s->id;
@@ -498,6 +549,7 @@ static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
         [MOE_GEN_END_LENGTH] = MOE__END_REASON__END_LENGTH,
         [MOE_GEN_END_ERROR] = MOE__END_REASON__END_ERROR,
     };
+    send_routed(ctx, s->id);
     send_seq_end(ctx, s->id, reason[why], msg);
 }
 

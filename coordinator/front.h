@@ -44,6 +44,10 @@ typedef struct moe_front_sink {
      * here (the server restarted, or it ended), 0 running, k > 0 queued
      * with k - 1 requests ahead of it. */
     int (*status)(void *ctx, moe_front *f, moe_front_client *cl, const char *request_id);
+    /* The expert distribution recorder's endpoints (op: recorder.h's
+     * moe_recorder_op): the answer's JSON (free() it) and its status.
+     * NULL: no recorder. */
+    char *(*record)(void *ctx, int op, const char *body, size_t len, int *status);
 } moe_front_sink;
 
 /* Results of a send. */

@@ -39,7 +39,8 @@ typedef struct choice {
     moe_oai_routed routed;    /* return_routed_experts: set at its finish (ids_b64 NULL: none) */
 } choice;
 
-typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS } route;
+typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS,
+               R_RECORD_START, R_RECORD_STOP, R_RECORD_DUMP } route; /* the last three in moe_recorder_op order */
 
 /* One HTTP request. */
 struct moe_front_client {
@@ -456,6 +457,9 @@ static const struct {
     {"/detokenize", "POST", R_DETOKENIZE, true},
     {"/health", "GET", R_HEALTH, false},
     {"/metrics", "GET", R_METRICS, false},
+    {"/start_expert_distribution_record", "POST", R_RECORD_START, true},
+    {"/stop_expert_distribution_record", "POST", R_RECORD_STOP, true},
+    {"/dump_expert_distribution_record", "POST", R_RECORD_DUMP, true},
 };
 
 /* Constant-time comparison: the key's bytes do not show in the answer's timing. */
@@ -523,6 +527,19 @@ static enum MHD_Result dispatch(hfront *h, moe_front_client *cl, const char *url
         return out ? answer_json(cl->conn, MHD_HTTP_OK, out) : answer_error(cl->conn, &e);
     case R_HEALTH: return on_health(h, cl);
     case R_METRICS: return on_metrics(h, cl);
+    case R_RECORD_START:
+    case R_RECORD_STOP:
+    case R_RECORD_DUMP: {
+        int status = 503;
+        char *j = h->base.sink.record
+                      ? h->base.sink.record(h->base.sink.ctx, ROUTES[k].r - R_RECORD_START, body, cl->body_len, &status)
+                      : NULL;
+        if (!j) {
+            moe_oai_error_set(&e, 503, "not_available", NULL, "this server has no expert distribution recorder");
+            return answer_error(cl->conn, &e);
+        }
+        return answer_json(cl->conn, (unsigned)status, j);
+    }
     case R_NONE: break;
     }
     return MHD_NO;

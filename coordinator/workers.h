@@ -72,6 +72,9 @@ typedef struct moe_workers_sink {
     void (*token)(void *ctx, moe_req *r);
     /* A rank's heartbeat. */
     void (*report)(void *ctx, const moe_rank_report *rep);
+    /* Optional: the recorder's rows from a rank (checked: rows x (24 + 8
+     * top_k) bytes); dropped: rows the rank could not keep. */
+    void (*record_rows)(void *ctx, int rank, const uint8_t *data, size_t rows, int top_k, uint64_t dropped);
 } moe_workers_sink;
 
 typedef struct moe_workers_cfg {
@@ -129,5 +132,9 @@ const char *moe_workers_refused(const moe_workers *w);
 /* Rank k has said hello and not been lost since. */
 bool moe_workers_rank_alive(const moe_workers *w, int k);
 int moe_workers_n_known(const moe_workers *w);     /* ranks that have said hello */
+
+/* Turns the expert distribution recorder on or off on every rank (and on
+ * ranks that join later, while on). */
+void moe_workers_record(moe_workers *w, bool on);
 
 #endif

@@ -161,6 +161,12 @@ int moe_msg_check_prompt_logprobs(const Moe__PromptLogprobs *p, bool to_client, 
 int moe_msg_check_routed_experts(const Moe__RoutedExperts *r, bool to_client, const moe_msg_limits *lim,
                                  moe_err *err);
 
+/* The recorder's messages: RecordRows rank below max_ranks, top_k 1..64,
+ * rows >= 1 and data exactly rows x (24 + 8 top_k) bytes; RecordControl
+ * says on or off. */
+int moe_msg_check_record_rows(const Moe__RecordRows *r, const moe_msg_limits *lim, moe_err *err);
+int moe_msg_check_record_control(const Moe__RecordControl *r, moe_err *err);
+
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within
  * lim->max_context (when set).  EMPTY_PROMPT, PROMPT_TOO_LONG or

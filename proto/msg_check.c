@@ -359,6 +359,28 @@ int moe_msg_check_routed_experts(const Moe__RoutedExperts *r, bool to_client, co
     return MOE__CODE__OK;
 }
 
+int moe_msg_check_record_rows(const Moe__RecordRows *r, const moe_msg_limits *lim, moe_err *err)
+{
+    lim = limits_or_default(lim);
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "record_rows: no body");
+    if (!r->has_rank || r->rank >= lim->max_ranks || !r->has_top_k || r->top_k < 1 ||
+        r->top_k > MOE_MSG_MAX_ROUTED_TOP_K || !r->has_rows || r->rows < 1)
+        return fail(err, MOE__CODE__BAD_REQUEST, "record_rows: rank, top_k (1..%d) or rows (>= 1) missing or out of range",
+                    MOE_MSG_MAX_ROUTED_TOP_K);
+    const uint64_t row = 24 + 8 * (uint64_t)r->top_k;
+    if (!r->has_data || (uint64_t)r->data.len != (uint64_t)r->rows * row)
+        return fail(err, MOE__CODE__BAD_REQUEST, "record_rows: %zu bytes for %" PRIu32 " rows of %" PRIu64,
+                    r->has_data ? r->data.len : (size_t)0, r->rows, row);
+    return MOE__CODE__OK;
+}
+
+int moe_msg_check_record_control(const Moe__RecordControl *r, moe_err *err)
+{
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "record_control: no body");
+    if (!r->has_on) return fail(err, MOE__CODE__BAD_REQUEST, "record_control: on is missing");
+    return MOE__CODE__OK;
+}
+
 /* ---- client -> coordinator --------------------------------------------- */
 
 int moe_msg_check_hello(const Moe__Hello *h, const moe_msg_limits *lim, moe_err *err)
@@ -788,6 +810,7 @@ int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe
     case MOE__WORKER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, false, lim, err);
     case MOE__WORKER_MSG__BODY_ROUTED_EXPERTS: return moe_msg_check_routed_experts(m->routed_experts, false, lim, err);
+    case MOE__WORKER_MSG__BODY_RECORD_ROWS: return moe_msg_check_record_rows(m->record_rows, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg has no body (an empty or unknown message)");
     }
 }
@@ -851,6 +874,7 @@ int moe_msg_check_coord(const Moe__CoordMsg *m, const moe_msg_limits *lim, moe_e
     case MOE__COORD_MSG__BODY_HELLO_REPLY: return moe_msg_check_worker_hello_reply(m->hello_reply, lim, err);
     case MOE__COORD_MSG__BODY_ASSIGN: return moe_msg_check_assign(m->assign, lim, err);
     case MOE__COORD_MSG__BODY_RELEASE: return moe_msg_check_release(m->release, lim, err);
+    case MOE__COORD_MSG__BODY_RECORD_CONTROL: return moe_msg_check_record_control(m->record_control, err);
     case MOE__COORD_MSG__BODY_HEARTBEAT: return moe_msg_check_heartbeat(m->heartbeat, lim, err);
     case MOE__COORD_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "CoordMsg has no body (an empty or unknown message)");

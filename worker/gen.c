@@ -361,3 +361,9 @@ int64_t moe_gen_free_tokens(const moe_gen *g)
 }
 
 const int64_t *moe_gen_seq_ids(const moe_gen *g) { return g->seq_ids; }
+
+int32_t moe_gen_token_at(const moe_gen *g, int seq, int64_t pos)
+{
+    const gseq *s = seq >= 0 && seq <= g->o.max_seqs ? g->by_seq[seq] : NULL;
+    return s && pos >= 0 && pos < s->pub.n_hist ? s->hist[pos] : -1;
+}

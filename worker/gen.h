@@ -153,6 +153,10 @@ typedef struct moe_gen_routed {
 } moe_gen_routed;
 bool moe_gen_routed_take(moe_gen *g, int64_t id, moe_gen_routed *out);
 
+/* The token at position pos of the sequence in engine sequence seq (the
+ * recorder's rows); -1 if none is live there or pos is not in it yet. */
+int32_t moe_gen_token_at(const moe_gen *g, int seq, int64_t pos);
+
 /* engine sequence -> id of the sequence that holds it (for traces); an
  * array of max_seqs entries owned by the loop, kept current. */
 const int64_t *moe_gen_seq_ids(const moe_gen *g);

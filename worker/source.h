@@ -88,6 +88,12 @@ int moe_source_link_open(moe_source_link **out, const moe_link_src_opts *o, cons
 void moe_source_link_attach(moe_source_link *l, moe_gen *g);
 /* Where heartbeats take the rank's figures from (none: no stats sent). */
 void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_link_stats *st), void *ctx);
+/* The recorder: the coordinator's RecordControl turns x's recording on and
+ * off (rows a rank keeps between sends: max_bytes), and the rows go out as
+ * RecordRows before each token and end and at every beat, so the rows of a
+ * step reach the coordinator before that step's tokens. */
+struct moe_xchg;
+void moe_source_link_set_record(moe_source_link *l, struct moe_xchg *x, size_t max_bytes);
 /* Ends every live sequence with an error the coordinator sees. */
 void moe_source_link_close(moe_source_link *l, moe_gen *g);
 void moe_source_link_free(moe_source_link *l);

@@ -10,8 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exprec.h"
 #include "link.h"
 #include "msg.h"
+#include "xchg.h"
 
 struct moe_source_link {
     moe_link_src_opts o;
@@ -42,6 +44,9 @@ struct moe_source_link {
     moe_msg_logprobs *plp;          /* [PROMPT_LP_PIECE] a PromptLogprobs message's entries */
     Moe__TokenLogprobs **plp_ptr;
     int32_t *plp_ids;
+    moe_xchg *rec_x;                /* the recorder's rows (moe_source_link_set_record), or NULL */
+    size_t rec_max;
+    bool rec_on;
 };
 
 /* Positions per PromptLogprobs message: ~200 bytes each with 20
@@ -251,9 +256,53 @@ static void send_hello(moe_source_link *l)
  * frames wait in the outbox: the coordinator is not reading, the frames
  * it will read tell it the rank lives, and the outbox must not grow while
  * the job holds. */
+static int32_t token_at(void *ctx, int seq, int64_t pos) { return moe_gen_token_at(ctx, seq, pos); }
+
+void moe_source_link_set_record(moe_source_link *l, moe_xchg *x, size_t max_bytes)
+{
+    l->rec_x = x;
+    l->rec_max = max_bytes;
+}
+
+static void on_record_control(moe_source_link *l, const Moe__RecordControl *rc)
+{
+    if (!l->rec_x || !l->g) return;
+    l->rec_on = rc->on;
+    moe_xchg_set_record(l->rec_x, rc->on, token_at, l->g, l->rec_max);
+    moe_log(MOE_LOG_INFO, "rank %d: the expert distribution recorder is %s", l->me, rc->on ? "on" : "off");
+}
+
+/* The recorder's rows since the last call, in pieces of at most
+ * MOE_MSG_ROUTED_PIECE_BYTES. */
+static void send_record(moe_source_link *l)
+{
+    if (!l->rec_x || !l->g) return;
+    size_t n;
+    uint64_t dropped;
+    const uint8_t *rows = moe_xchg_record_take(l->rec_x, &n, &dropped);
+    if (n == 0) return; /* drops are told with the next rows */
+    const int K = l->m->hp.n_used;
+    const size_t rb = MOE_EXPREC_ROW_BYTES(K), piece = MOE_MSG_ROUTED_PIECE_BYTES / rb;
+    for (size_t at = 0; at < n; at += piece) {
+        const size_t k = n - at < piece ? n - at : piece;
+        Moe__RecordRows rr = MOE__RECORD_ROWS__INIT;
+        rr.has_rank = rr.has_top_k = rr.has_rows = rr.has_data = true;
+        rr.rank = (uint32_t)l->me;
+        rr.top_k = (uint32_t)K;
+        rr.rows = (uint32_t)k;
+        rr.data = (ProtobufCBinaryData){.len = k * rb, .data = (uint8_t *)rows + at * rb};
+        if (at == 0 && dropped) rr.has_dropped = true, rr.dropped = dropped;
+        Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+        m.body_case = MOE__WORKER_MSG__BODY_RECORD_ROWS;
+        m.record_rows = &rr;
+        link_send(l, &m);
+    }
+}
+
 static void l_beat(void *ctx)
 {
     moe_source_link *l = ctx;
+    send_record(l);
     const double now = moe_now();
     outbox_flush(l);
     if (l->out_n > 0) return;
@@ -413,6 +462,8 @@ static void l_poll(void *ctx, moe_gen *g)
             on_hello_reply(l, g, m->hello_reply);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ASSIGN) {
             on_assign(l, g, m->assign);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_RECORD_CONTROL) {
+            on_record_control(l, m->record_control);
         } else if (m->body_case == MOE__COORD_MSG__BODY_RELEASE) {
             moe_gen_remove(g, (int64_t)m->release->seq_id);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ERROR) {
@@ -497,6 +548,7 @@ static void send_routed(moe_source_link *l, int64_t id)
 static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
     moe_source_link *l = ctx;
+    send_record(l);
     send_routed(l, s->id);
     Moe__Token t = MOE__TOKEN__INIT;
     t.has_seq_id = t.has_index = t.has_token = true;
@@ -549,6 +601,7 @@ static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
         [MOE_GEN_END_LENGTH] = MOE__END_REASON__END_LENGTH,
         [MOE_GEN_END_ERROR] = MOE__END_REASON__END_ERROR,
     };
+    send_record(ctx);
     send_routed(ctx, s->id);
     send_seq_end(ctx, s->id, reason[why], msg);
 }

@@ -8,6 +8,12 @@
 #                             native protocol (moe-client --routed-experts)
 #                             equal the rows moe-worker --trace records for
 #                             the same prompt; the size limit is a 400
+#   routed_test.sh recorder   moe-worker --record (per_token: the trace's rows;
+#                             stat: every pick counted) read with numpy as
+#                             docs/routing.md shows, moe-route stats of a
+#                             record equal to the trace's; the endpoints:
+#                             start, requests, stop, dump, and the file holds
+#                             exactly the (token, layer) pairs x top-k routed
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -34,7 +40,7 @@ post() { # PATH JSON: body into $tmp/body, status into $status
   status=$(curl -s -o "$tmp/body" -w '%{http_code}' --data-binary "$2" "$url$1")
 }
 
-case ${1:?usage: routed_test.sh routed} in
+case ${1:?usage: routed_test.sh routed|recorder} in
 routed)
   # the reference: the same prompt in batch mode, its trace
   echo "$prompt $ntok" > "$tmp/batch"
@@ -65,6 +71,56 @@ routed)
   post /v1/completions "{\"prompt\": [$prompt], \"return_routed_expert_weights\": true}"
   [ "$status" = 400 ] && [ "$(jq -r .error.param "$tmp/body")" = return_routed_expert_weights ] || fail "weights alone: $status"
   echo "ok: routed experts over HTTP (whole, stream) and moe-client equal moe-worker --trace's rows; limits are 400s"
+  ;;
+recorder)
+  py=/usr/bin/python3 # Debian's, with python3-numpy (scripts/setup.sh)
+  for i in 1 2 3 4; do echo "$((i * 3)),$((i * 5 + 1)),$((i + 40)) $((4 * i))"; done > "$tmp/batch"
+  # 4 requests of 3 prompt tokens and 4i tokens: (3 + 4i - 1) rows a layer each, 3 MoE layers
+  pairs=$(((2 + 4 + 2 + 8 + 2 + 12 + 2 + 16) * 3))
+  "$here/mpirun.sh" 2 60 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --ignore-eos --trace "$tmp/b.trace" \
+      --record "$tmp/b.tok" --record-mode per_token > "$tmp/b.out" 2> "$tmp/b.err" || fail "batch per_token"
+  $py "$here/record_check.py" "$tmp/b.tok" per_token $pairs 8 "$tmp/b.trace" || fail "batch per_token record"
+  "$here/mpirun.sh" 2 60 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --ignore-eos \
+      --record "$tmp/b.stat" --record-window 3 > "$tmp/b2.out" 2> "$tmp/b2.err" || fail "batch stat"
+  $py "$here/record_check.py" "$tmp/b.stat" stat $pairs 8 || fail "batch stat record"
+  cmp -s "$tmp/b.out" "$tmp/b2.out" || fail "recording changed the output"
+  "$bin/moe-route" stats "$tmp/b.trace" --model "$model" > "$tmp/s.trace" || fail "stats of the trace"
+  "$bin/moe-route" stats "$tmp/b.tok" --model "$model" > "$tmp/s.tok" || fail "stats of the record"
+  cmp -s "$tmp/s.trace" "$tmp/s.tok" || fail "moe-route stats of the record differs from the trace's"
+  printf 'MOEEXPD\0garbage' > "$tmp/bad.bin"
+  "$bin/moe-route" stats "$tmp/bad.bin" --model "$model" > /dev/null 2> "$tmp/bad.err" && fail "a truncated record was read"
+  grep -q "not an expert record\|body has\|version" "$tmp/bad.err" || fail "truncated record: $(cat "$tmp/bad.err")"
+  echo "ok: moe-worker --record per_token equals the trace, stat counts every pick, moe-route stats reads it"
+
+  start_cluster --record-dir "$tmp"
+  post /dump_expert_distribution_record ''
+  [ "$status" = 400 ] || fail "a dump before any start: $status $(cat "$tmp/body")"
+  post /start_expert_distribution_record '{"mode": "tokens"}'
+  [ "$status" = 400 ] && [ "$(jq -r .error.param "$tmp/body")" = mode ] || fail "a bad mode: $status"
+  post /start_expert_distribution_record '{"mode": "per_token"}'
+  [ "$status" = 200 ] || fail "start: $status $(cat "$tmp/body")"
+  run_reqs() {
+    for i in 1 2 3 4; do
+      post /v1/completions "{\"prompt\": [$((i * 3)), $((i * 5 + 1)), $((i + 40))], \"max_tokens\": $((4 * i)), \"ignore_eos\": true}"
+      [ "$status" = 200 ] || fail "request $i: $status"
+    done
+  }
+  run_reqs
+  post /stop_expert_distribution_record ''
+  [ "$status" = 200 ] && [ "$(jq -r .rows "$tmp/body")" = $pairs ] || fail "stop: $(cat "$tmp/body"), want $pairs rows"
+  run_reqs # not recorded
+  post /dump_expert_distribution_record ''
+  [ "$status" = 200 ] || fail "dump: $status $(cat "$tmp/body")"
+  f=$(jq -r .file "$tmp/body")
+  case $f in "$tmp"/expert_distribution_per_token_*.bin) ;; *) fail "dumped to '$f'" ;; esac
+  $py "$here/record_check.py" "$f" per_token $pairs 8 || fail "the served per_token record"
+  post /start_expert_distribution_record '{"window_steps": 2}'
+  [ "$(jq -r '.mode, .window_steps' "$tmp/body" | tr '\n' ' ')" = "stat 2 " ] || fail "start stat: $(cat "$tmp/body")"
+  run_reqs
+  post /dump_expert_distribution_record '' # while recording: what is in
+  f=$(jq -r .file "$tmp/body")
+  $py "$here/record_check.py" "$f" stat $pairs 8 || fail "the served stat record"
+  echo "ok: start, requests, stop, dump: the served records hold the $pairs (token, layer) pairs x top-8, per_token and stat"
   ;;
 *) fail "unknown check $1" ;;
 esac

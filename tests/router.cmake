@@ -26,8 +26,11 @@ endif()
 # (docs/routing.md): a 2-rank job behind a coordinator, curl and moe-client
 # against moe-worker --trace.
 if(TARGET moe-coordinator AND TARGET moe-worker)
-  foreach(check routed)
+  foreach(check routed recorder)
     moe_test(NAME e2e_routed_${check} LABELS e2e TIMEOUT 120 RESOURCE_LOCK cores
              ARGS ${CMAKE_CURRENT_SOURCE_DIR}/routed_test.sh ${check})
   endforeach()
 endif()
+# Expert distribution records (core/exprec): layout, stat and per_token
+# files, truncated and corrupt files refused, bounds.
+moe_test(NAME exprec_test SOURCES exprec_test.c LABELS unit TIMEOUT 30)

@@ -316,7 +316,7 @@ void moe_request_finish(const moe_request *q, int n_prompt, int n_out, moe_reque
     if (q->routed_experts && q->rec && q->rec->r_ids) {
         /* the rows of the tokens the client gets (a stop string may have
          * cut some): every one fed, the last token never is */
-        const int64_t want = (int64_t)n_prompt + n_out - 1;
+        const int64_t want = (int64_t)n_prompt + (n_out > 0 ? n_out - 1 : 0); /* a scored prompt: all of it */
         f->routed_ids = q->rec->r_ids;
         f->routed_w = q->rec->r_w;
         f->routed_rows = q->rec->r_rows < want ? q->rec->r_rows : want;

@@ -87,6 +87,11 @@ recorder)
   "$bin/moe-route" stats "$tmp/b.trace" --model "$model" > "$tmp/s.trace" || fail "stats of the trace"
   "$bin/moe-route" stats "$tmp/b.tok" --model "$model" > "$tmp/s.tok" || fail "stats of the record"
   cmp -s "$tmp/s.trace" "$tmp/s.tok" || fail "moe-route stats of the record differs from the trace's"
+  # a stat record: the same expert columns (tokens, bal_exp, entropy) as the trace's
+  "$bin/moe-route" stats "$tmp/b.stat" > "$tmp/s.stat" || fail "stats of the stat record"
+  cols() { awk '/^layer/ { on = 1; next } /^all/ { exit } on { print $1, $2, $3, $4, $5 }' "$1"; }
+  [ -n "$(cols "$tmp/s.stat")" ] && [ "$(cols "$tmp/s.stat")" = "$(cols "$tmp/s.trace")" ] ||
+    fail "stats of the stat record: $(cols "$tmp/s.stat") vs the trace's $(cols "$tmp/s.trace")"
   printf 'MOEEXPD\0garbage' > "$tmp/bad.bin"
   "$bin/moe-route" stats "$tmp/bad.bin" --model "$model" > /dev/null 2> "$tmp/bad.err" && fail "a truncated record was read"
   grep -q "not an expert record\|body has\|version" "$tmp/bad.err" || fail "truncated record: $(cat "$tmp/bad.err")"

@@ -15,7 +15,8 @@ endif()
 # libFuzzer target (clang tree only): traces, their simulation, EPLB cases.
 if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
   add_executable(route_fuzz fuzz/route_fuzz.c ${CMAKE_SOURCE_DIR}/router/trace.c ${CMAKE_SOURCE_DIR}/router/simulate.c
-                 ${CMAKE_SOURCE_DIR}/router/eplb.c ${CMAKE_SOURCE_DIR}/router/placement.c)
+                 ${CMAKE_SOURCE_DIR}/router/eplb.c ${CMAKE_SOURCE_DIR}/router/placement.c
+                 ${CMAKE_SOURCE_DIR}/core/exprec.c)
   target_include_directories(route_fuzz PRIVATE ${CMAKE_SOURCE_DIR}/router)
   target_compile_options(route_fuzz PRIVATE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
   target_link_options(route_fuzz PRIVATE -fsanitize=fuzzer,address,undefined)

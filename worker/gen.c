@@ -196,7 +196,7 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
     s->hist = moe_xmalloc(((size_t)r->n_tokens + (size_t)r->max_out + 1) * sizeof *s->hist);
     memcpy(s->hist, r->tokens, (size_t)r->n_tokens * sizeof *s->hist);
     s->pub = (moe_gen_seq){.id = r->id, .user = r->user, .seq = s->pub.seq, .hist = s->hist, .n_hist = r->n_tokens,
-                           .n_tokens = r->n_tokens};
+                           .n_tokens = r->n_tokens, .routed = r->routed};
     s->n_chunked = r->n_chunked ? r->n_chunked : r->n_tokens;
     s->max_out = r->max_out;
     s->n_out = r->n_emitted;

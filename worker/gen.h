@@ -77,6 +77,7 @@ typedef struct moe_gen_seq {
     const int32_t *hist;    /* prompt + emitted so far */
     int64_t n_hist;
     int n_tokens;           /* prompt part of hist */
+    bool routed;            /* it keeps its routed experts (moe_gen_routed_take) */
 } moe_gen_seq;
 
 typedef struct moe_gen_cb {

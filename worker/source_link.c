@@ -549,7 +549,7 @@ static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, con
 {
     moe_source_link *l = ctx;
     send_record(l);
-    send_routed(l, s->id);
+    if (s->routed) send_routed(l, s->id);
     Moe__Token t = MOE__TOKEN__INIT;
     t.has_seq_id = t.has_index = t.has_token = true;
     t.seq_id = (uint64_t)s->id;
@@ -602,7 +602,7 @@ static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
         [MOE_GEN_END_ERROR] = MOE__END_REASON__END_ERROR,
     };
     send_record(ctx);
-    send_routed(ctx, s->id);
+    if (s->routed) send_routed(ctx, s->id);
     send_seq_end(ctx, s->id, reason[why], msg);
 }
 

@@ -119,12 +119,15 @@ recorder)
   f=$(jq -r .file "$tmp/body")
   case $f in "$tmp"/expert_distribution_per_token_*.bin) ;; *) fail "dumped to '$f'" ;; esac
   $py "$here/record_check.py" "$f" per_token $pairs 8 || fail "the served per_token record"
+  "$bin/moe-route" stats "$f" --model "$model" > "$tmp/s.served" 2> "$tmp/s.served.err" || fail "stats of the served record"
+  grep -q "^trace: $pairs rows, 3 MoE layers" "$tmp/s.served" || fail "stats of the served record: $(head -1 "$tmp/s.served")"
   post /start_expert_distribution_record '{"window_steps": 2}'
   [ "$(jq -r '.mode, .window_steps' "$tmp/body" | tr '\n' ' ')" = "stat 2 " ] || fail "start stat: $(cat "$tmp/body")"
   run_reqs
   post /dump_expert_distribution_record '' # while recording: what is in
   f=$(jq -r .file "$tmp/body")
   $py "$here/record_check.py" "$f" stat $pairs 8 || fail "the served stat record"
+  "$bin/moe-route" stats "$f" > "$tmp/s.served2" || fail "stats of the served stat record"
   echo "ok: start, requests, stop, dump: the served records hold the $pairs (token, layer) pairs x top-8, per_token and stat"
   ;;
 *) fail "unknown check $1" ;;

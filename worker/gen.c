@@ -84,7 +84,7 @@ static void on_route(void *ctx, int il, int n, const int32_t *ids, const float *
     for (int t = 0; t < n; t++) {
         gseq *s = g->by_seq[row_seq[t]];
         if (!s || !s->r_ids) continue;
-        /* positions are below n_tokens + max_out (moe_gen_add's context check) */
+        /* positions are below n_tokens + max_out - n_emitted (moe_gen_add) */
         const size_t o = (size_t)row_pos[t] * width + at;
         for (int j = 0; j < K; j++) s->r_ids[o + (size_t)j] = (int16_t)ids[(size_t)t * (size_t)K + (size_t)j];
         if (s->r_w) memcpy(s->r_w + o, w + (size_t)t * (size_t)K, (size_t)K * sizeof(float));
@@ -201,8 +201,10 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
     s->max_out = r->max_out;
     s->n_out = r->n_emitted;
     if (r->routed) {
-        /* n_tokens + max_out is within max_ctx (checked above) */
-        const size_t cells = ((size_t)r->n_tokens + (size_t)r->max_out) * (size_t)g->n_moe * (size_t)g->K;
+        /* every position the sequence can reach: n_tokens + max_out - n_emitted,
+         * within max_ctx (checked above) */
+        const int more = r->max_out > r->n_emitted ? r->max_out - r->n_emitted : 0;
+        const size_t cells = ((size_t)r->n_tokens + (size_t)more) * (size_t)g->n_moe * (size_t)g->K;
         s->r_ids = moe_xcalloc(cells ? cells : 1, sizeof *s->r_ids);
         if (r->routed_weights) s->r_w = moe_xcalloc(cells ? cells : 1, sizeof *s->r_w);
         g->n_routed++;

@@ -403,6 +403,12 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     const bool scoring = r.max_out == 0 && r.prompt_logprobs && r.n_emitted == 0;
     if (n > INT32_MAX / 2 || (!scoring && (r.max_out < 1 || r.n_emitted >= r.max_out)))
         rc = moe_err_set(&err, "nothing to do (prompt %zu, max tokens %d, emitted %d)", n, r.max_out, r.n_emitted);
+    /* the coordinator bounds a request's routed experts; a rank checks too */
+    const uint64_t routed_cells = ((uint64_t)a->n_prompt + (uint64_t)(r.max_out > 0 ? r.max_out : 0)) *
+                                  (uint64_t)(l->m->hp.n_layer - l->m->hp.n_dense_lead) * (uint64_t)l->m->hp.n_used;
+    if (rc == MOE_OK && r.routed && routed_cells > MOE_MSG_MAX_ROUTED_ENTRIES)
+        rc = moe_err_set(&err, "routed experts of %zu prompt ids + %d tokens: %llu ids, more than %llu", a->n_prompt, r.max_out,
+                         (unsigned long long)routed_cells, (unsigned long long)MOE_MSG_MAX_ROUTED_ENTRIES);
     if (rc == MOE_OK && moe_msg_sampler_cfg(a->sampling, a->stop_ids, a->n_stop_ids, &r.sc, &err) != MOE__CODE__OK)
         rc = MOE_ERR;
     if (rc == MOE_OK) rc = moe_gen_add(g, &r, &err);

@@ -96,6 +96,7 @@ struct moe_exprec {
     size_t n_rows, cap_rows;
     uint64_t *counts;        /* stat: [n_windows][layers][experts] */
     uint64_t base, n_windows; /* window indices base .. base + n_windows - 1 */
+    uint64_t cap_windows;     /* windows counts has room for (the rest zero) */
     moe_exprec_totals t;
 };
 
@@ -125,22 +126,34 @@ void moe_exprec_free(moe_exprec *r)
     free(r);
 }
 
-/* Makes window w a kept one (growing the array either way); false if that
- * would pass the bound. */
+/* Makes window w a kept one; false if that would pass the bound.  The
+ * array grows upward by doubling (windows come in step order, so this is
+ * the common case and costs amortized O(1) a window); a window below base
+ * (a rank's rows arriving late) moves what is kept up, rarely. */
 static bool stat_window(moe_exprec *r, uint64_t w)
 {
     const size_t per = (size_t)r->s.layers * (size_t)r->s.experts; /* <= 2^28 */
     if (r->n_windows && w >= r->base && w < r->base + r->n_windows) return true;
     const uint64_t lo = r->n_windows && r->base < w ? r->base : w;
     const uint64_t hi = r->n_windows && r->base + r->n_windows - 1 > w ? r->base + r->n_windows - 1 : w;
-    const uint64_t n = hi - lo + 1;
-    if (n > r->max_bytes / 8 / per) return false;
-    uint64_t *c = moe_xcalloc((size_t)n * per, sizeof *c);
+    const uint64_t n = hi - lo + 1, max_windows = r->max_bytes / 8 / per;
+    if (n > max_windows) return false;
+    if (lo == r->base && r->n_windows && n <= r->cap_windows) { /* room above: zeroed already */
+        r->n_windows = n;
+        return true;
+    }
+    uint64_t cap = n;
+    if (lo == r->base || !r->n_windows) { /* growing upward: double */
+        cap = r->cap_windows * 2 > n ? r->cap_windows * 2 : n;
+        if (cap > max_windows) cap = max_windows;
+    }
+    uint64_t *c = moe_xcalloc((size_t)cap * per, sizeof *c);
     if (r->n_windows) memcpy(c + (size_t)(r->base - lo) * per, r->counts, (size_t)r->n_windows * per * sizeof *c);
     free(r->counts);
     r->counts = c;
     r->base = lo;
     r->n_windows = n;
+    r->cap_windows = cap;
     return true;
 }
 

@@ -17,7 +17,9 @@
 #include "coord_metrics.h"
 #include "gguf.h"
 #include "msg.h"
+#include "openai.h"
 #include "prep.h"
+#include "recorder.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "tokenizer.h"
@@ -89,6 +91,7 @@ struct moe_coord {
     pending **pend;
     int n_pend, cap_pend;
     double t_trim;            /* last look at the heap's free memory */
+    moe_recorder *rec;        /* the expert distribution recorder; NULL: the model's shape is unknown */
 };
 
 /* ---- requests in flight ------------------------------------------------------------ */
@@ -354,6 +357,7 @@ static void admit(moe_coord *c, moe_front *f, moe_front_client *cl, moe_client *
     }
     e->client = mc;
     moe_sched_want_logprobs(e->r, q->logprobs, q->prompt_logprobs);
+    moe_sched_want_routed(e->r, q->routed_experts, q->routed_weights);
     moe_request_attach(q, e->r);
     if (c->n_reqs == c->cap_reqs) {
         c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
@@ -531,6 +535,27 @@ static const char *on_health(void *ctx)
 }
 
 /* GET /metrics: the whole registry (docs/metrics.md). */
+static char *on_record(void *ctx, int op, const char *body, size_t len, int *status)
+{
+    moe_coord *c = ctx;
+    if (!c->rec) {
+        moe_oai_error e;
+        moe_oai_error_set(&e, 503, "not_available", NULL, "the expert distribution recorder is off: the model's MoE shape is unknown");
+        *status = 503;
+        return moe_oai_error_json(&e);
+    }
+    int ranks_on;
+    char *answer = moe_recorder_call(c->rec, (moe_recorder_op)op, body, len, status, &ranks_on);
+    if (ranks_on >= 0) moe_workers_record(c->w, ranks_on == 1);
+    return answer;
+}
+
+static void on_record_rows(void *ctx, int rank, const uint8_t *data, size_t rows, int top_k, uint64_t dropped)
+{
+    moe_coord *c = ctx;
+    if (c->rec) moe_recorder_rows(c->rec, rank, data, rows, top_k, dropped);
+}
+
 static void on_metrics(void *ctx, FILE *out)
 {
     moe_coord_metrics_write(ctx, out);
@@ -671,6 +696,31 @@ static int load_model(moe_coord *c, moe_err *err)
     uint64_t ctx = 4096;
     moe_gguf_get_u64(c->g, "deepseek2.context_length", &ctx, &nerr);
     moe_request_model *m = &c->model;
+    /* the MoE shape, for the size of returned routed experts */
+    uint64_t blocks = 0, dense = 0, used = 0, mtp = 0;
+    if (moe_gguf_get_u64(c->g, "deepseek2.block_count", &blocks, &nerr) == MOE_OK &&
+        moe_gguf_get_u64(c->g, "deepseek2.expert_used_count", &used, &nerr) == MOE_OK) {
+        moe_gguf_get_u64(c->g, "deepseek2.leading_dense_block_count", &dense, &nerr);
+        moe_gguf_get_u64(c->g, "deepseek2.nextn_predict_layers", &mtp, &nerr);
+        if (blocks <= 4096 && dense + mtp < blocks && used >= 1 && used <= 64)
+            m->routed_width = (int)((blocks - dense - mtp) * used);
+    }
+    {
+        uint64_t experts = 0;
+        moe_recorder_cfg rc = {.dir = c->cfg.record_dir,
+                               .mode = c->cfg.record_mode ? c->cfg.record_mode : MOE_EXPREC_STAT,
+                               .window = c->cfg.record_window > 0 ? (int)c->cfg.record_window : 1,
+                               .max_bytes = c->cfg.record_max_bytes > 0 ? (size_t)c->cfg.record_max_bytes : (size_t)256 << 20,
+                               .shape = {.layers = (int)(blocks - dense - mtp), .first_layer = (int)dense,
+                                         .top_k = (int)used, .ranks = (int)c->cfg.ranks}};
+        moe_err rerr;
+        if (m->routed_width > 0 && moe_gguf_get_u64(c->g, "deepseek2.expert_count", &experts, &nerr) == MOE_OK &&
+            experts <= MOE_EXPREC_MAX_EXPERTS) {
+            rc.shape.experts = (int)experts;
+            if (moe_recorder_init(&c->rec, &rc, &rerr))
+                moe_log(MOE_LOG_WARN, "the expert distribution recorder is off: %s", rerr.msg);
+        }
+    }
     m->tok = c->tok;
     m->chat = c->chat;
     m->default_max_tokens = (int)c->cfg.max_tokens;
@@ -750,6 +800,7 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
         .token = on_token,
         .report = on_report,
         .placement = on_placement,
+        .record_rows = on_record_rows,
     };
     if (moe_workers_open(&c->w, c->lctx, &wc, c->s, &ws, err)) return moe_err_prefix(err, "--workers");
     c->eos = moe_tokenizer_eos(c->tok);
@@ -836,7 +887,8 @@ moe_front_sink moe_coord_front_sink(moe_coord *c)
                             .status = on_status,
                             .metrics = on_metrics,
                             .placement_set = on_placement_set,
-                            .placement_get = on_placement_get};
+                            .placement_get = on_placement_get,
+                            .record = on_record};
 }
 
 int moe_coord_add_front(moe_coord *c, moe_front *f, moe_err *err)
@@ -959,6 +1011,7 @@ void moe_coord_free(moe_coord *c)
     moe_auth_stop(c->auth); /* after every link, before the context */
     moe_link_ctx_free(c->lctx);
     moe_cmetrics_free(c->cm);
+    moe_recorder_free(c->rec);
     moe_chat_free(c->chat);
     moe_tokenizer_free(c->tok);
     moe_gguf_close(c->g);

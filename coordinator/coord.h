@@ -34,6 +34,7 @@
 #include <stdio.h>
 
 #include "base.h"
+#include "exprec.h"
 #include "front.h"
 #include "link.h"
 #include "request.h"
@@ -56,6 +57,11 @@ typedef struct moe_coord_cfg {
     int64_t drain_timeout_ms;  /* a drain ends what is still in flight after this (SHUTTING_DOWN) */
     uint32_t epoch;            /* this process's epoch (not 0), in every sequence id (docs/protocol.md) */
     const char *metrics_file;  /* NULL, or where the metrics are written at exit and when asked */
+    /* the expert distribution recorder (recorder.h) */
+    const char *record_dir;    /* where dumps go (NULL: /tmp) */
+    moe_exprec_mode record_mode; /* a start's default mode (0: stat) and stat window (0: 1 step) */
+    int64_t record_window;
+    int64_t record_max_bytes;  /* what one recording keeps (0: 256 MiB) */
     volatile sig_atomic_t *metrics_dump; /* set (e.g. by SIGUSR1): write metrics_file now */
     /* The supervisor (supervisor.h): with launch set the coordinator runs
      * the worker job itself, restarts it when it dies and replays the

@@ -59,6 +59,10 @@ typedef struct moe_front_sink {
      * MOE_ERR and why (no job, too long).  NULL: not offered. */
     int (*placement_set)(void *ctx, const char *text, size_t len, uint64_t *id, moe_err *err);
     void (*placement_get)(void *ctx, moe_front_placement *out);
+    /* The expert distribution recorder's endpoints (op: recorder.h's
+     * moe_recorder_op): the answer's JSON (free() it) and its status.
+     * NULL: no recorder. */
+    char *(*record)(void *ctx, int op, const char *body, size_t len, int *status);
 } moe_front_sink;
 
 /* Results of a send. */

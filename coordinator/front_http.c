@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "b64.h"
 #include "io.h"
 #include "keyfile.h"
 #include "msg.h"
@@ -36,9 +37,12 @@ typedef struct choice {
     char *message;
     int prompt_tokens, completion_tokens;
     size_t text_offset;       /* streamed logprobs: the text_offset the next chunk starts at */
+    moe_oai_routed routed;    /* return_routed_experts: set at its finish (ids_b64 NULL: none) */
 } choice;
 
-typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS, R_PLACEMENT_SET, R_PLACEMENT_GET } route;
+typedef enum { R_NONE = 0, R_COMPLETIONS, R_CHAT, R_MODELS, R_TOKENIZE, R_DETOKENIZE, R_HEALTH, R_METRICS,
+               R_PLACEMENT_SET, R_PLACEMENT_GET, R_RECORD_START, R_RECORD_STOP,
+               R_RECORD_DUMP } route; /* the last three in moe_recorder_op order */
 
 /* One HTTP request. */
 struct moe_front_client {
@@ -116,6 +120,8 @@ static void choice_clear(choice *c)
     free(c->text);
     free(c->lp);
     free(c->plp);
+    free((char *)c->routed.ids_b64);
+    free((char *)c->routed.w_b64);
     free(c->message);
 }
 
@@ -194,7 +200,7 @@ static void complete(hfront *h, moe_front_client *cl)
         oc[i] = (moe_oai_choice){.index = i, .text = c->text ? c->text : "", .text_len = c->len, .lp = c->lp,
                                  .n_lp = c->n_lp, .prompt_lp = c->plp, .n_prompt_lp = c->n_plp,
                                  .prompt_text = cl->prompt_text, .prompt_text_len = cl->prompt_len,
-                                 .finish = c->finish};
+                                 .finish = c->finish, .routed = c->routed.ids_b64 ? &c->routed : NULL};
     }
     moe_oai_usage u;
     usage_of(cl, &u);
@@ -280,10 +286,20 @@ static int http_send_finish(moe_front *f, moe_front_client *cl, const char *requ
         memcpy(c->plp, fin->prompt_logprobs, (size_t)fin->prompt_tokens * sizeof *c->plp);
         c->n_plp = fin->prompt_tokens;
     }
+    if (fin->routed_ids && c->finish) {
+        /* sizes bounded by the request's check (MOE_MSG_MAX_ROUTED_ENTRIES) */
+        const size_t cells = (size_t)fin->routed_rows * (size_t)fin->routed_layers * (size_t)fin->routed_top_k;
+        c->routed = (moe_oai_routed){.rows = fin->routed_rows, .layers = fin->routed_layers,
+                                     .top_k = fin->routed_top_k, .first_moe_layer = fin->routed_first_moe,
+                                     .ids_b64 = moe_b64_encode(fin->routed_ids, cells * 2),
+                                     .w_b64 = fin->routed_w ? moe_b64_encode(fin->routed_w, cells * 4) : NULL};
+    }
     if (cl->stream) {
         char *j;
         if (c->finish) {
-            moe_oai_choice oc = {.index = (int)(c - cl->ch), .finish = c->finish};
+            /* a stream's routed experts come whole in the choice's last chunk */
+            moe_oai_choice oc = {.index = (int)(c - cl->ch), .finish = c->finish,
+                                 .routed = c->routed.ids_b64 ? &c->routed : NULL};
             j = moe_oai_chunk_json(&cl->rd, &oc, !c->role_sent);
         } else {
             moe_oai_error e;
@@ -486,6 +502,9 @@ static const struct {
     {"/metrics", "GET", R_METRICS, false},
     {"/admin/placement", "POST", R_PLACEMENT_SET, true},
     {"/admin/placement", "GET", R_PLACEMENT_GET, true},
+    {"/start_expert_distribution_record", "POST", R_RECORD_START, true},
+    {"/stop_expert_distribution_record", "POST", R_RECORD_STOP, true},
+    {"/dump_expert_distribution_record", "POST", R_RECORD_DUMP, true},
 };
 
 /* Constant-time comparison: the key's bytes do not show in the answer's timing. */
@@ -561,6 +580,19 @@ static enum MHD_Result dispatch(hfront *h, moe_front_client *cl, const char *url
     case R_METRICS: return on_metrics(h, cl);
     case R_PLACEMENT_SET:
     case R_PLACEMENT_GET: return on_placement(h, cl, ROUTES[k].r == R_PLACEMENT_SET);
+    case R_RECORD_START:
+    case R_RECORD_STOP:
+    case R_RECORD_DUMP: {
+        int status = 503;
+        char *j = h->base.sink.record
+                      ? h->base.sink.record(h->base.sink.ctx, ROUTES[k].r - R_RECORD_START, body, cl->body_len, &status)
+                      : NULL;
+        if (!j) {
+            moe_oai_error_set(&e, 503, "not_available", NULL, "this server has no expert distribution recorder");
+            return answer_error(cl->conn, &e);
+        }
+        return answer_json(cl->conn, (unsigned)status, j);
+    }
     case R_NONE: break;
     }
     return MHD_NO;

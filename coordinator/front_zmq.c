@@ -180,8 +180,46 @@ static int send_prompt_logprobs(zfront *z, moe_front_client *cl, const char *req
     return rc;
 }
 
+/* The routed experts before the Finish, in pieces of consecutive rows
+ * (at most MOE_MSG_ROUTED_PIECE_BYTES each); as for prompt logprobs, a
+ * piece that cannot go makes the Finish come again, and a client keeps
+ * rows by position. */
+static int send_routed(zfront *z, moe_front_client *cl, const char *request_id, const moe_request_outcome *fin)
+{
+    const size_t width = (size_t)fin->routed_layers * (size_t)fin->routed_top_k;
+    const size_t row_bytes = width * (fin->routed_w ? 6 : 2);
+    const int64_t piece = MOE_MSG_ROUTED_PIECE_BYTES / row_bytes > 0 ? (int64_t)(MOE_MSG_ROUTED_PIECE_BYTES / row_bytes) : 1;
+    int rc = MOE_FRONT_SENT;
+    for (int64_t at = 0; at < fin->routed_rows && rc == MOE_FRONT_SENT; at += piece) {
+        const int64_t k = fin->routed_rows - at < piece ? fin->routed_rows - at : piece;
+        Moe__RoutedExperts re = MOE__ROUTED_EXPERTS__INIT;
+        re.request_id = (char *)request_id;
+        re.has_first = re.has_rows = re.has_moe_layers = re.has_top_k = re.has_first_moe_layer = re.has_ids = true;
+        re.first = (uint32_t)at;
+        re.rows = (uint32_t)k;
+        re.moe_layers = (uint32_t)fin->routed_layers;
+        re.top_k = (uint32_t)fin->routed_top_k;
+        re.first_moe_layer = (uint32_t)fin->routed_first_moe;
+        re.ids = (ProtobufCBinaryData){.len = (size_t)k * width * 2, .data = (uint8_t *)fin->routed_ids + (size_t)at * width * 2};
+        if (fin->routed_w) {
+            re.has_weights = true;
+            re.weights = (ProtobufCBinaryData){.len = (size_t)k * width * 4,
+                                               .data = (uint8_t *)fin->routed_w + (size_t)at * width * 4};
+        }
+        Moe__ServerMsg m = MOE__SERVER_MSG__INIT;
+        m.body_case = MOE__SERVER_MSG__BODY_ROUTED_EXPERTS;
+        m.routed_experts = &re;
+        rc = send_msg(z, &cl->peer, &m);
+    }
+    return rc;
+}
+
 static int zmq_send_finish(moe_front *f, moe_front_client *cl, const char *request_id, const moe_request_outcome *fin)
 {
+    if (fin->routed_ids && fin->routed_rows > 0) {
+        const int rc = send_routed(zf(f), cl, request_id, fin);
+        if (rc != MOE_FRONT_SENT) return rc;
+    }
     if (fin->prompt_logprobs && fin->prompt_ids) {
         const int rc = send_prompt_logprobs(zf(f), cl, request_id, fin);
         if (rc != MOE_FRONT_SENT) return rc;
@@ -251,6 +289,8 @@ static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_ch
     spec->max_tokens = g->has_max_tokens && g->max_tokens >= 0 ? g->max_tokens : -1; /* 0: scoring (checked) */
     spec->logprobs = g->has_logprobs ? (int)g->logprobs : -1;
     spec->prompt_logprobs = g->has_prompt_logprobs && g->prompt_logprobs;
+    spec->routed_experts = g->has_return_routed_experts && g->return_routed_experts;
+    spec->routed_weights = g->has_return_routed_expert_weights && g->return_routed_expert_weights;
     spec->ignore_eos = spec->sampling.ignore_eos;
     spec->min_tokens = spec->sampling.min_tokens;
     spec->deadline_ms = g->has_deadline_ms ? g->deadline_ms : 0;

@@ -121,12 +121,18 @@ static void usage(FILE *f)
           "                         SHUTTING_DOWN (default 60000); a second SIGTERM/SIGINT stops at once\n"
           "  --log-format FMT       text (default) or json: one JSON object per log line\n"
           "  --metrics-file PATH    write the metrics (Prometheus text) to PATH at exit and on SIGUSR1\n"
+          "  --record-dir DIR       where POST /dump_expert_distribution_record writes (default /tmp)\n"
+          "  --record-mode M        the recorder's default mode: stat (default) or per_token\n"
+          "  --record-window N      stat: steps a window (default 1)\n"
+          "  --record-max-bytes B   what one recording keeps (rows or windows; default 256 MiB)\n"
           "  --help                 this text\n",
           f);
 }
 
 typedef struct opts {
-    const char *model, *listen, *workers, *metrics_file, *http, *api_key, *job_file;
+    const char *model, *listen, *workers, *metrics_file, *http, *api_key, *job_file, *record_dir;
+    moe_exprec_mode record_mode;
+    int64_t record_window, record_max_bytes;
     const char *curve_secret, *client_keys, *worker_key, *tls_cert, *tls_key;
     bool insecure;
     moe_log_format log_format;
@@ -169,8 +175,14 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->client_prompt_bps = 4 << 20;
     o->prompt_inline_bytes = 16384;
     o->prompt_threads = 2;
+    o->record_dir = "/tmp";
+    o->record_mode = MOE_EXPREC_STAT;
+    o->record_window = 1;
+    o->record_max_bytes = (int64_t)256 << 20;
     static const struct { const char *flag; size_t off; int64_t lo, hi; } ints[] = {
         {"--ranks", offsetof(opts, ranks), 1, 4096},
+        {"--record-window", offsetof(opts, record_window), 1, 1 << 30},
+        {"--record-max-bytes", offsetof(opts, record_max_bytes), 1 << 16, (int64_t)1 << 40},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
         {"--max-running", offsetof(opts, max_running), 1, 1 << 16},
         {"--max-tokens", offsetof(opts, max_tokens), 1, 1 << 20},
@@ -221,6 +233,10 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--listen")) o->listen = v;
         else if (!strcmp(f, "--workers")) o->workers = v;
         else if (!strcmp(f, "--metrics-file")) o->metrics_file = v;
+        else if (!strcmp(f, "--record-dir")) o->record_dir = v;
+        else if (!strcmp(f, "--record-mode")) {
+            if (moe_exprec_mode_parse(v, &o->record_mode, err)) return moe_err_prefix(err, "--record-mode");
+        }
         else if (!strcmp(f, "--log-format")) {
             if (!strcmp(v, "text")) o->log_format = MOE_LOG_TEXT;
             else if (!strcmp(v, "json")) o->log_format = MOE_LOG_JSON;
@@ -395,6 +411,10 @@ static int wire(moe_coord **out, const opts *o, const keys *k, moe_err *err)
         .drain_timeout_ms = o->drain_timeout_ms,
         .epoch = epoch_now(),
         .metrics_file = o->metrics_file,
+        .record_dir = o->record_dir,
+        .record_mode = o->record_mode,
+        .record_window = o->record_window,
+        .record_max_bytes = o->record_max_bytes,
         .metrics_dump = &g_dump,
         .launch = o->launch,
         .max_start_failures = o->max_start_failures,

@@ -334,6 +334,10 @@ static int parse_fields(moe_oai_request *r, const moe_msg_limits *lim, moe_oai_e
         if (get_bool(so, "include_usage", &r->include_usage, e)) return MOE_ERR;
     }
     if (get_bool(o, "ignore_eos", &s->ignore_eos, e)) return MOE_ERR;
+    if (get_bool(o, "return_routed_experts", &s->routed_experts, e)) return MOE_ERR;
+    if (get_bool(o, "return_routed_expert_weights", &s->routed_weights, e)) return MOE_ERR;
+    if (s->routed_weights && !s->routed_experts)
+        return bad(e, "return_routed_expert_weights", "needs return_routed_experts true");
     if (get_int(o, "min_tokens", 0, max_tok, &has, &v, e)) return MOE_ERR;
     if (has) s->min_tokens = (int)v;
     if (s->max_tokens >= 0 && s->min_tokens > s->max_tokens)
@@ -645,6 +649,17 @@ static json_t *choice_json(const moe_oai_render *rd, const moe_oai_choice *c, bo
         json_object_set_new(o, "logprobs", rd->logprobs ? chat_logprobs(rd, c) : json_null());
     }
     json_object_set_new(o, "finish_reason", c->finish ? json_string(c->finish) : json_null());
+    if (c->routed) {
+        const moe_oai_routed *r = c->routed;
+        for (int k = 0; k < (r->w_b64 ? 2 : 1); k++) {
+            json_t *a = json_object();
+            json_object_set_new(a, "shape", json_pack("[IIi]", (json_int_t)r->rows, (json_int_t)r->layers, r->top_k));
+            json_object_set_new(a, "dtype", json_string(k ? "float32" : "int16"));
+            json_object_set_new(a, "first_moe_layer", json_integer(r->first_moe_layer));
+            json_object_set_new(a, "data", json_string(k ? r->w_b64 : r->ids_b64));
+            json_object_set_new(o, k ? "routed_expert_weights" : "routed_experts", a);
+        }
+    }
     return o;
 }
 

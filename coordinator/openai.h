@@ -96,6 +96,14 @@ typedef struct moe_oai_render {
     bool logprobs;            /* the request asked for them */
 } moe_oai_render;
 
+/* A choice's routed experts (docs/http.md): base64 of int16 LE ids and of
+ * float32 LE weights (or NULL), shape [rows][layers][top_k]. */
+typedef struct moe_oai_routed {
+    long long rows;
+    int layers, top_k, first_moe_layer;
+    const char *ids_b64, *w_b64;
+} moe_oai_routed;
+
 /* One choice, accumulated for a whole response (or one chunk of it). */
 typedef struct moe_oai_choice {
     int index;
@@ -111,6 +119,7 @@ typedef struct moe_oai_choice {
     size_t text_offset;       /* completions' logprobs: text_offset of the first entry (a stream's
                                  later chunk continues where the one before ended) */
     size_t *text_end;         /* or NULL: where the next chunk's offsets start */
+    const moe_oai_routed *routed; /* or NULL: no routed_experts field */
 } moe_oai_choice;
 
 typedef struct moe_oai_usage {

@@ -112,6 +112,25 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
         moe_err_set(err, "min_tokens = %d is outside [0, max_tokens %d]", spec->min_tokens, max_tokens);
         code = MOE__CODE__BAD_REQUEST;
     }
+    if (code == MOE__CODE__OK && spec->routed_weights && !spec->routed_experts) {
+        moe_err_set(err, "routed expert weights need routed experts");
+        code = MOE__CODE__BAD_REQUEST;
+    }
+    if (code == MOE__CODE__OK && spec->routed_experts) {
+        /* every position may have a row: prompt + max_tokens of them */
+        const uint64_t cells = ((uint64_t)(prompt->n - n0) + (uint64_t)max_tokens) * (uint64_t)m->routed_width;
+        if (m->routed_width <= 0) {
+            moe_err_set(err, "routed experts: the model's MoE shape is unknown to this server");
+            code = MOE__CODE__BAD_REQUEST;
+        } else if (cells > MOE_MSG_MAX_ROUTED_ENTRIES) {
+            moe_err_set(err,
+                        "routed experts of %zu prompt tokens + max_tokens %d would be %llu ids (%d a token), more than "
+                        "the limit of %llu: ask for fewer tokens",
+                        prompt->n - n0, max_tokens, (unsigned long long)cells, m->routed_width,
+                        (unsigned long long)MOE_MSG_MAX_ROUTED_ENTRIES);
+            code = MOE__CODE__BAD_REQUEST;
+        }
+    }
     /* a scored prompt (max_tokens 0) must fit as one that gets a token would:
      * the ranks' context keeps room for one */
     if (code == MOE__CODE__OK)
@@ -139,6 +158,8 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
     }
     q->logprobs = spec->logprobs < 0 ? -1 : spec->logprobs;
     q->prompt_logprobs = spec->prompt_logprobs;
+    q->routed_experts = spec->routed_experts;
+    q->routed_weights = spec->routed_weights;
     q->max_tokens = max_tokens;
     q->deadline = spec->deadline_ms > 0 ? moe_now() + (double)spec->deadline_ms / 1000.0 : 0;
     q->n_stop = spec->n_stop;
@@ -292,6 +313,17 @@ void moe_request_finish(const moe_request *q, int n_prompt, int n_out, moe_reque
     /* all of them or none (a request that ended early may lack some) */
     if (q->prompt_logprobs && q->rec && q->rec->prompt_lp && moe_sched_prompt_logprobs_done(q->rec))
         f->prompt_logprobs = q->rec->prompt_lp;
+    if (q->routed_experts && q->rec && q->rec->r_ids) {
+        /* the rows of the tokens the client gets (a stop string may have
+         * cut some): every one fed, the last token never is */
+        const int64_t want = (int64_t)n_prompt + (n_out > 0 ? n_out - 1 : 0); /* a scored prompt: all of it */
+        f->routed_ids = q->rec->r_ids;
+        f->routed_w = q->rec->r_w;
+        f->routed_rows = q->rec->r_rows < want ? q->rec->r_rows : want;
+        f->routed_layers = q->rec->r_layers;
+        f->routed_top_k = q->rec->r_top_k;
+        f->routed_first_moe = q->rec->r_first_moe;
+    }
     if (q->end == MOE_END_ERROR || q->end == MOE_END_DEADLINE) {
         f->code = q->end == MOE_END_DEADLINE ? MOE__CODE__DEADLINE_EXCEEDED : q->code;
         f->message = q->message;

@@ -37,6 +37,8 @@ typedef struct moe_request_model {
     const moe_chat *chat;     /* NULL: chat prompts are refused */
     moe_msg_limits lim;       /* vocab_size, max_context (the ranks'), max_tokens ... */
     int default_max_tokens;   /* of a request that names none */
+    int routed_width;         /* MoE layers x experts a token (the file's), for the size of returned
+                                 routed experts; 0: unknown (they are refused) */
 } moe_request_model;
 
 typedef enum {
@@ -77,6 +79,8 @@ typedef struct moe_request_spec {
     bool prompt_logprobs;     /* the prompt tokens' logprobs too (echo + logprobs); needs logprobs >= 0 */
     bool ignore_eos;          /* the model's EOS does not end the request (stop ids still do) */
     int min_tokens;           /* EOS and stop ids cannot be sampled before this many tokens (0: off) */
+    bool routed_experts;      /* every fed token's routed experts in the outcome (docs/routing.md) ... */
+    bool routed_weights;      /* ... with their gate weights (needs routed_experts) */
 } moe_request_spec;
 
 /* One request.  The loop reads the first group; the rest is request.c's. */
@@ -104,6 +108,7 @@ typedef struct moe_request {
     size_t chunk_cap;
     int logprobs;             /* the spec's: -1 none, else alternatives per token */
     bool prompt_logprobs;
+    bool routed_experts, routed_weights;
     const moe_req *rec;       /* the scheduler's record (moe_request_attach): logprobs come from it */
 } moe_request;
 
@@ -132,6 +137,12 @@ typedef struct moe_request_outcome {
     const int32_t *prompt_ids;            /* the prompt as the rank ran it, prompt_tokens ids */
     const moe_token_logprobs *prompt_logprobs; /* prompt_tokens entries (entry 0 has no logprob:
                                              n_top 0, logprob NAN) when asked, else NULL */
+    /* Routed experts when asked (else routed_ids NULL): rows 0 .. routed_rows - 1
+     * (prompt_tokens + completion_tokens - 1 when all came), each
+     * routed_layers x routed_top_k int16 LE; routed_w float32 LE or NULL. */
+    const uint8_t *routed_ids, *routed_w;
+    int64_t routed_rows;
+    int routed_layers, routed_top_k, routed_first_moe;
 } moe_request_outcome;
 
 /* A spec with nothing set: no prompt, default sampling, the model's

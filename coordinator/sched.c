@@ -190,6 +190,8 @@ static void req_free(moe_req *r)
     free(r->out);
     free(r->lp);
     free(r->prompt_lp);
+    free(r->r_ids);
+    free(r->r_w);
     free(r);
 }
 
@@ -409,6 +411,38 @@ bool moe_sched_prompt_logprob(moe_sched *s, uint64_t id, int pos, const moe_toke
         return false;
     r->prompt_lp[pos] = *lp;
     r->n_prompt_lp = pos;
+    return true;
+}
+
+void moe_sched_want_routed(moe_req *r, bool routed, bool w)
+{
+    r->routed = routed;
+    r->routed_w = routed && w;
+}
+
+bool moe_sched_routed(moe_sched *s, uint64_t id, int64_t first, int64_t rows, int layers, int top_k, int first_moe,
+                      const uint8_t *ids, const uint8_t *w)
+{
+    moe_req *r = moe_sched_find(s, id);
+    if (!r) return false;
+    const int64_t cap = (int64_t)r->n_prompt + r->max_tokens;
+    if (r->state != MOE_REQ_RUNNING || !r->routed || (r->routed_w && !w) || first < 0 || rows < 1 ||
+        first > r->r_rows || rows > cap - first || layers < 1 || top_k < 1 || layers > 4096 || top_k > 64 ||
+        (uint64_t)cap * (uint64_t)layers * (uint64_t)top_k > MOE_SCHED_MAX_ROUTED_ENTRIES)
+        return false;
+    if (!r->r_ids) {
+        r->r_layers = layers;
+        r->r_top_k = top_k;
+        r->r_first_moe = first_moe;
+        r->r_ids = moe_xmalloc((size_t)cap * (size_t)layers * (size_t)top_k * 2);
+        if (r->routed_w) r->r_w = moe_xmalloc((size_t)cap * (size_t)layers * (size_t)top_k * 4);
+    } else if (layers != r->r_layers || top_k != r->r_top_k || first_moe != r->r_first_moe) {
+        return false;
+    }
+    const size_t width = (size_t)layers * (size_t)top_k;
+    memcpy(r->r_ids + (size_t)first * width * 2, ids, (size_t)rows * width * 2);
+    if (r->r_w) memcpy(r->r_w + (size_t)first * width * 4, w, (size_t)rows * width * 4);
+    if (first + rows > r->r_rows) r->r_rows = first + rows;
     return true;
 }
 

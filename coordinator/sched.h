@@ -73,6 +73,12 @@ typedef struct moe_req {
     int cap_lp;
     moe_token_logprobs *prompt_lp; /* [n_prompt] when prompt_logprobs: entries 1 .. n_prompt_lp */
     int n_prompt_lp;      /* prompt positions received, in order from 1 */
+    /* routed experts (moe_sched_want_routed): as the ranks sent them, LE bytes */
+    bool routed, routed_w;
+    uint8_t *r_ids;       /* int16 [n_prompt + max_tokens][r_width], allocated with the first piece */
+    uint8_t *r_w;         /* float32, the same shape, when routed_w */
+    int r_layers, r_top_k, r_first_moe;
+    int64_t r_rows;       /* rows 0 .. r_rows - 1 are in */
     double deadline;      /* moe_now() time, 0 = none */
     int replays;          /* times it went back to the queue from a lost rank (moe_sched_rank_requeue) */
     moe_end_reason end;
@@ -130,6 +136,18 @@ bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token, const 
  * is the next one missing (a replay's repeats and positions past the prompt
  * are ignored) and its id is the prompt's. */
 bool moe_sched_prompt_logprob(moe_sched *s, uint64_t id, int pos, const moe_token_logprobs *lp);
+/* The most routed-expert ids one request keeps (the protocol's
+ * MOE_MSG_MAX_ROUTED_ENTRIES). */
+#define MOE_SCHED_MAX_ROUTED_ENTRIES ((uint64_t)1 << 22)
+/* Routed experts for r (asked before it is placed), with weights when w. */
+void moe_sched_want_routed(moe_req *r, bool routed, bool w);
+/* A piece of routed experts from the worker: rows first .. first + rows - 1
+ * of layers x top_k int16 ids (LE bytes) and, when asked, float32 weights.
+ * Kept only when the request asked, the piece joins what is in (first <=
+ * rows in; a replay sends positions again, same values), fits prompt +
+ * max_tokens rows and has the shape of the pieces before; else false. */
+bool moe_sched_routed(moe_sched *s, uint64_t id, int64_t first, int64_t rows, int layers, int top_k, int first_moe,
+                      const uint8_t *ids, const uint8_t *w);
 /* All of r's prompt logprobs are in (or none were asked for). */
 bool moe_sched_prompt_logprobs_done(const moe_req *r);
 /* Ends a request (idempotent: the first reason wins); frees its cache share. */

@@ -29,6 +29,7 @@ typedef struct rank_info {
 struct moe_workers {
     moe_workers_cfg cfg;
     moe_workers_sink sink;
+    bool record_on;           /* the recorder (moe_workers_record) */
     moe_link *link;
     moe_sched *s;
     rank_info *ranks;         /* [cfg.n_ranks] */
@@ -140,6 +141,8 @@ static void sampling_to_wire(const moe_sampler_cfg *sc, Moe__Sampling *out)
     if ((out->has_ignore_eos = (set >> MOE_SP_IGNORE_EOS) & 1)) out->ignore_eos = sc->ignore_eos;
 }
 
+_Static_assert(MOE_SCHED_MAX_ROUTED_ENTRIES == MOE_MSG_MAX_ROUTED_ENTRIES, "one limit of routed experts");
+
 void moe_workers_place(moe_workers *w)
 {
     moe_req *placed[64];
@@ -164,6 +167,10 @@ void moe_workers_place(moe_workers *w)
             if ((a.has_logprobs = r->logprobs >= 0)) a.logprobs = (uint32_t)r->logprobs;
             /* a replay asks again only for what has not come yet */
             a.has_prompt_logprobs = a.prompt_logprobs = !moe_sched_prompt_logprobs_done(r);
+            if (r->routed) {
+                a.has_routed_experts = a.routed_experts = true;
+                a.has_routed_expert_weights = a.routed_expert_weights = r->routed_w;
+            }
             Moe__CoordMsg m = MOE__COORD_MSG__INIT;
             m.body_case = MOE__COORD_MSG__BODY_ASSIGN;
             m.assign = &a;
@@ -361,6 +368,24 @@ static void on_hello(moe_workers *w, const moe_link_in *in, const Moe__WorkerHel
 }
 
 /* A checked hello for a free rank: it joins. */
+static void send_record_control(moe_workers *w, int rank)
+{
+    Moe__RecordControl rc = MOE__RECORD_CONTROL__INIT;
+    rc.has_on = true;
+    rc.on = w->record_on;
+    Moe__CoordMsg m = MOE__COORD_MSG__INIT;
+    m.body_case = MOE__COORD_MSG__BODY_RECORD_CONTROL;
+    m.record_control = &rc;
+    to_rank(w, rank, &m);
+}
+
+void moe_workers_record(moe_workers *w, bool on)
+{
+    w->record_on = on;
+    for (int k = 0; k < w->cfg.n_ranks; k++)
+        if (w->ranks[k].known) send_record_control(w, k);
+}
+
 static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__WorkerHello *h)
 {
     rank_info *ri = &w->ranks[h->rank];
@@ -376,6 +401,7 @@ static void accept_rank(moe_workers *w, const moe_link_in *in, const Moe__Worker
     moe_sched_rank_update(w->s, (int)h->rank, (int64_t)h->cache_tokens_total);
     if (h->has_max_seqs) moe_sched_rank_set_max_running(w->s, (int)h->rank, (int)h->max_seqs);
     send_hello_reply(w, (int)h->rank);
+    if (w->record_on) send_record_control(w, (int)h->rank);
     moe_log(MOE_LOG_INFO, "rank %u joined (%llu cache tokens, kernels %s%s)", h->rank,
             (unsigned long long)h->cache_tokens_total, h->kernels && *h->kernels ? h->kernels : "not said",
             in->user_id[0] ? ", CURVE key checked" : "");
@@ -465,6 +491,23 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
             moe_msg_logprobs_from_wire(p->entries[i], p->ids[i], &lp);
             moe_sched_prompt_logprob(w->s, r->id, (int)(p->index + i), &lp);
         }
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_ROUTED_EXPERTS: {
+        const Moe__RoutedExperts *re = m->routed_experts; /* shape and sizes checked by the link's decoder */
+        const moe_req *r = moe_sched_find(w->s, re->seq_id);
+        if (!r || r->rank != rank) break;
+        if (!moe_sched_routed(w->s, r->id, re->first, re->rows, (int)re->moe_layers, (int)re->top_k,
+                              (int)re->first_moe_layer, re->ids.data, re->has_weights ? re->weights.data : NULL))
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: routed experts of sequence %llu (rows %u+%u) not kept", rank,
+                            (unsigned long long)r->id, re->first, re->rows);
+        break;
+    }
+    case MOE__WORKER_MSG__BODY_RECORD_ROWS: {
+        const Moe__RecordRows *rr = m->record_rows; /* sizes checked by the link's decoder */
+        if (rr->rank != (uint32_t)rank) break;
+        if (w->sink.record_rows)
+            w->sink.record_rows(w->sink.ctx, rank, rr->data.data, rr->rows, (int)rr->top_k, rr->has_dropped ? rr->dropped : 0);
         break;
     }
     case MOE__WORKER_MSG__BODY_SEQ_END: {

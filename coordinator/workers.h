@@ -76,6 +76,9 @@ typedef struct moe_workers_sink {
     /* Optional.  The job applied (ok) or refused a new expert placement
      * (its own automatic one, or one sent); balancedness -1: no load. */
     void (*placement)(void *ctx, bool ok, double bal_before, double bal_after);
+    /* Optional: the recorder's rows from a rank (checked: rows x (24 + 8
+     * top_k) bytes); dropped: rows the rank could not keep. */
+    void (*record_rows)(void *ctx, int rank, const uint8_t *data, size_t rows, int top_k, uint64_t dropped);
 } moe_workers_sink;
 
 typedef struct moe_workers_cfg {
@@ -139,5 +142,9 @@ const char *moe_workers_refused(const moe_workers *w);
 /* Rank k has said hello and not been lost since. */
 bool moe_workers_rank_alive(const moe_workers *w, int k);
 int moe_workers_n_known(const moe_workers *w);     /* ranks that have said hello */
+
+/* Turns the expert distribution recorder on or off on every rank (and on
+ * ranks that join later, while on). */
+void moe_workers_record(moe_workers *w, bool on);
 
 #endif

@@ -155,6 +155,21 @@ int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err); /* NULL (no
 int moe_msg_check_prompt_logprobs(const Moe__PromptLogprobs *p, bool to_client, const moe_msg_limits *lim,
                                   moe_err *err);
 
+/* Routed experts of one request or sequence (docs/routing.md): at most
+ * MOE_MSG_MAX_ROUTED_ENTRIES ids (rows x moe_layers x top_k) in all, a
+ * piece at most MOE_MSG_ROUTED_PIECE_BYTES of ids and weights. */
+#define MOE_MSG_MAX_ROUTED_ENTRIES ((uint64_t)1 << 22)
+#define MOE_MSG_ROUTED_PIECE_BYTES ((size_t)512 << 10)
+#define MOE_MSG_MAX_ROUTED_TOP_K 64
+int moe_msg_check_routed_experts(const Moe__RoutedExperts *r, bool to_client, const moe_msg_limits *lim,
+                                 moe_err *err);
+
+/* The recorder's messages: RecordRows rank below max_ranks, top_k 1..64,
+ * rows >= 1 and data exactly rows x (24 + 8 top_k) bytes; RecordControl
+ * says on or off. */
+int moe_msg_check_record_rows(const Moe__RecordRows *r, const moe_msg_limits *lim, moe_err *err);
+int moe_msg_check_record_control(const Moe__RecordControl *r, moe_err *err);
+
 /* After tokenization (text and chat prompts are only counted then): the
  * prompt must be non-empty and leave room for max_tokens within
  * lim->max_context (when set).  EMPTY_PROMPT, PROMPT_TOO_LONG or

@@ -10,6 +10,7 @@
 #include "msg.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,6 +312,75 @@ int moe_msg_check_prompt_logprobs(const Moe__PromptLogprobs *p, bool to_client, 
     return MOE__CODE__OK;
 }
 
+int moe_msg_check_routed_experts(const Moe__RoutedExperts *r, bool to_client, const moe_msg_limits *lim,
+                                 moe_err *err)
+{
+    lim = limits_or_default(lim);
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "routed_experts: no body");
+    int rc = to_client ? check_request_id(r->request_id, "routed_experts", true, lim, err)
+                       : check_seq_id(r->has_seq_id, "routed_experts", err);
+    if (rc) return rc;
+    if (!r->has_first || !r->has_rows || !r->has_moe_layers || !r->has_top_k || !r->has_first_moe_layer)
+        return fail(err, MOE__CODE__BAD_REQUEST, "routed_experts: first, rows, moe_layers, top_k or first_moe_layer is missing");
+    if (r->moe_layers < 1 || r->moe_layers > MOE_MSG_MAX_LAYERS || r->first_moe_layer >= MOE_MSG_MAX_LAYERS ||
+        r->top_k < 1 || r->top_k > MOE_MSG_MAX_ROUTED_TOP_K)
+        return fail(err, MOE__CODE__BAD_REQUEST,
+                    "routed_experts: %" PRIu32 " MoE layers from %" PRIu32 ", top_k %" PRIu32
+                    " (1..%d layers below %d, 1..%d experts)",
+                    r->moe_layers, r->first_moe_layer, r->top_k, MOE_MSG_MAX_LAYERS, MOE_MSG_MAX_LAYERS,
+                    MOE_MSG_MAX_ROUTED_TOP_K);
+    /* all in 64 bits: each factor is below 2^32, 2^12 and 2^7 */
+    const uint64_t width = (uint64_t)r->moe_layers * r->top_k;
+    const uint64_t end = (uint64_t)r->first + r->rows;
+    if (r->rows < 1 || end * width > MOE_MSG_MAX_ROUTED_ENTRIES)
+        return fail(err, MOE__CODE__BAD_REQUEST,
+                    "routed_experts: rows %" PRIu32 " .. %" PRIu64 " of %" PRIu64 " ids each: at least one row, at most %" PRIu64
+                    " ids in all",
+                    r->first, end, width, MOE_MSG_MAX_ROUTED_ENTRIES);
+    const uint64_t cells = (uint64_t)r->rows * width;
+    if (!r->has_ids || r->ids.len != cells * 2)
+        return fail(err, MOE__CODE__BAD_REQUEST, "routed_experts: ids has %zu bytes, %" PRIu64 " int16 expected",
+                    r->has_ids ? r->ids.len : (size_t)0, cells);
+    if (r->has_weights && r->weights.len != cells * 4)
+        return fail(err, MOE__CODE__BAD_REQUEST, "routed_experts: weights has %zu bytes, %" PRIu64 " float32 expected",
+                    r->weights.len, cells);
+    for (uint64_t i = 0; i < cells; i++) {
+        const int v = (int16_t)(uint16_t)(r->ids.data[2 * i] | (unsigned)r->ids.data[2 * i + 1] << 8);
+        if (v < 0) return fail(err, MOE__CODE__BAD_REQUEST, "routed_experts: ids[%" PRIu64 "] is %d", i, v);
+    }
+    if (r->has_weights)
+        for (uint64_t i = 0; i < cells; i++) {
+            float f;
+            uint32_t u = 0;
+            for (int b = 3; b >= 0; b--) u = u << 8 | r->weights.data[4 * i + (uint64_t)b];
+            memcpy(&f, &u, sizeof f);
+            if (!isfinite(f)) return fail(err, MOE__CODE__BAD_REQUEST, "routed_experts: weights[%" PRIu64 "] is not finite", i);
+        }
+    return MOE__CODE__OK;
+}
+
+int moe_msg_check_record_rows(const Moe__RecordRows *r, const moe_msg_limits *lim, moe_err *err)
+{
+    lim = limits_or_default(lim);
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "record_rows: no body");
+    if (!r->has_rank || r->rank >= lim->max_ranks || !r->has_top_k || r->top_k < 1 ||
+        r->top_k > MOE_MSG_MAX_ROUTED_TOP_K || !r->has_rows || r->rows < 1)
+        return fail(err, MOE__CODE__BAD_REQUEST, "record_rows: rank, top_k (1..%d) or rows (>= 1) missing or out of range",
+                    MOE_MSG_MAX_ROUTED_TOP_K);
+    const uint64_t row = 24 + 8 * (uint64_t)r->top_k;
+    if (!r->has_data || (uint64_t)r->data.len != (uint64_t)r->rows * row)
+        return fail(err, MOE__CODE__BAD_REQUEST, "record_rows: %zu bytes for %" PRIu32 " rows of %" PRIu64,
+                    r->has_data ? r->data.len : (size_t)0, r->rows, row);
+    return MOE__CODE__OK;
+}
+
+int moe_msg_check_record_control(const Moe__RecordControl *r, moe_err *err)
+{
+    if (!r) return fail(err, MOE__CODE__MALFORMED_FRAME, "record_control: no body");
+    if (!r->has_on) return fail(err, MOE__CODE__BAD_REQUEST, "record_control: on is missing");
+    return MOE__CODE__OK;
+}
+
 /* ---- client -> coordinator --------------------------------------------- */
 
 int moe_msg_check_hello(const Moe__Hello *h, const moe_msg_limits *lim, moe_err *err)
@@ -411,6 +481,9 @@ int moe_msg_check_generate(const Moe__GenerateRequest *r, const moe_msg_limits *
     if ((rc = moe_msg_check_sampling(r->sampling, err))) return rc;
 
     if (r->has_logprobs && (rc = check_logprobs_n(r->logprobs, "generate", err))) return rc;
+    if (r->has_return_routed_expert_weights && r->return_routed_expert_weights &&
+        !(r->has_return_routed_experts && r->return_routed_experts))
+        return fail(err, MOE__CODE__BAD_REQUEST, "generate: return_routed_expert_weights needs return_routed_experts");
     if (r->has_prompt_logprobs && r->prompt_logprobs && !r->has_logprobs)
         return fail(err, MOE__CODE__BAD_REQUEST, "generate: prompt_logprobs needs logprobs (0..%d alternatives)",
                     MOE_MAX_TOP_LOGPROBS);
@@ -597,6 +670,7 @@ int moe_msg_check_server(const Moe__ServerMsg *m, const moe_msg_limits *lim, moe
     case MOE__SERVER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__SERVER_MSG__BODY_HEARTBEAT: return moe_msg_check_heartbeat(m->heartbeat, lim, err);
     case MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, true, lim, err);
+    case MOE__SERVER_MSG__BODY_ROUTED_EXPERTS: return moe_msg_check_routed_experts(m->routed_experts, true, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "ServerMsg has no body (an empty or unknown message)");
     }
 }
@@ -750,6 +824,8 @@ int moe_msg_check_worker(const Moe__WorkerMsg *m, const moe_msg_limits *lim, moe
     case MOE__WORKER_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__WORKER_MSG__BODY_PROMPT_LOGPROBS: return moe_msg_check_prompt_logprobs(m->prompt_logprobs, false, lim, err);
     case MOE__WORKER_MSG__BODY_PLACEMENT_RESULT: return check_placement_result(m->placement_result, err);
+    case MOE__WORKER_MSG__BODY_ROUTED_EXPERTS: return moe_msg_check_routed_experts(m->routed_experts, false, lim, err);
+    case MOE__WORKER_MSG__BODY_RECORD_ROWS: return moe_msg_check_record_rows(m->record_rows, lim, err);
     default: return fail(err, MOE__CODE__MALFORMED_FRAME, "WorkerMsg has no body (an empty or unknown message)");
     }
 }
@@ -786,6 +862,8 @@ int moe_msg_check_assign(const Moe__Assign *a, const moe_msg_limits *lim, moe_er
         return fail(err, MOE__CODE__BAD_MAX_TOKENS,
                     "assign: %zu prompt ids + max_tokens %" PRId32 " exceed the context of %" PRIu32 " tokens",
                     a->n_prompt, a->max_tokens, lim->max_context);
+    if (a->has_routed_expert_weights && a->routed_expert_weights && !(a->has_routed_experts && a->routed_experts))
+        return fail(err, MOE__CODE__BAD_REQUEST, "assign: routed_expert_weights needs routed_experts");
     if (a->n_stop_ids > MOE_SAMPLER_MAX_STOP)
         return fail(err, MOE__CODE__BAD_REQUEST, "assign: %zu stop ids, more than the sampler's %d", a->n_stop_ids,
                     MOE_SAMPLER_MAX_STOP);
@@ -821,6 +899,7 @@ int moe_msg_check_coord(const Moe__CoordMsg *m, const moe_msg_limits *lim, moe_e
     case MOE__COORD_MSG__BODY_HELLO_REPLY: return moe_msg_check_worker_hello_reply(m->hello_reply, lim, err);
     case MOE__COORD_MSG__BODY_ASSIGN: return moe_msg_check_assign(m->assign, lim, err);
     case MOE__COORD_MSG__BODY_RELEASE: return moe_msg_check_release(m->release, lim, err);
+    case MOE__COORD_MSG__BODY_RECORD_CONTROL: return moe_msg_check_record_control(m->record_control, err);
     case MOE__COORD_MSG__BODY_HEARTBEAT: return moe_msg_check_heartbeat(m->heartbeat, lim, err);
     case MOE__COORD_MSG__BODY_ERROR: return moe_msg_check_error(m->error, lim, err);
     case MOE__COORD_MSG__BODY_SET_PLACEMENT: return check_set_placement(m->set_placement, err);

@@ -3,6 +3,8 @@
  */
 #include "trace.h"
 
+#include "exprec.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -181,13 +183,69 @@ fail:
     return MOE_ERR;
 }
 
+int moe_trace_from_record(moe_trace *t, const uint8_t *buf, size_t len, moe_err *err)
+{
+    memset(t, 0, sizeof *t);
+    moe_exprec_file f;
+    if (moe_exprec_parse(&f, buf, len, err)) return MOE_ERR;
+    if (f.mode != MOE_EXPREC_PER_TOKEN)
+        return moe_err_set(err, "a stat record holds counts per window, not rows: moe-route reads it with 'stats' only");
+    if (f.records == 0) return moe_err_set(err, "the record has no rows");
+    if (f.records > MOE_TRACE_MAX_BYTES / MOE_EXPREC_ROW_BYTES(1)) return moe_err_set(err, "too many rows");
+    const int K = f.shape.top_k;
+    const size_t n = (size_t)f.records, rb = MOE_EXPREC_ROW_BYTES(K);
+    t->n = n;
+    t->k = K;
+    t->layer = moe_xmalloc(n * sizeof *t->layer);
+    t->req = moe_xmalloc(n * sizeof *t->req);
+    t->pos = moe_xmalloc(n * sizeof *t->pos);
+    t->home = moe_xmalloc(n * sizeof *t->home);
+    t->ids = moe_xmalloc(n * (size_t)K * sizeof *t->ids);
+    t->w = moe_xmalloc(n * (size_t)K * sizeof *t->w);
+    t->ranks = moe_xmalloc(n * (size_t)K * sizeof *t->ranks);
+    t->min_layer = INT32_MAX;
+    t->max_layer = t->max_expert = t->max_rank = -1;
+    for (size_t i = 0; i < n; i++) {
+        moe_exprec_row r;
+        moe_exprec_unpack(f.body + i * rb, K, &r, t->ids + i * (size_t)K, t->ranks + i * (size_t)K, t->w + i * (size_t)K);
+        /* the same checks as a text line's */
+        if (r.layer < f.shape.first_layer || r.layer >= f.shape.first_layer + f.shape.layers || r.home >= f.shape.ranks ||
+            r.pos < 0 || r.req < 0) {
+            moe_trace_free(t);
+            return moe_err_set(err, "record row %zu: layer %d, home %d, position %d, request %lld out of range", i,
+                               r.layer, r.home, (int)r.pos, (long long)r.req);
+        }
+        for (int j = 0; j < K; j++) {
+            const int32_t e = t->ids[i * (size_t)K + (size_t)j], rk = t->ranks[i * (size_t)K + (size_t)j];
+            const float w = t->w[i * (size_t)K + (size_t)j];
+            if (e < 0 || e >= f.shape.experts || e > MOE_TRACE_MAX_EXPERT || (j > 0 && e <= t->ids[i * (size_t)K + (size_t)j - 1]) ||
+                rk >= f.shape.ranks || rk > MOE_TRACE_MAX_RANK || !isfinite(w)) {
+                moe_trace_free(t);
+                return moe_err_set(err, "record row %zu: expert %d (ascending, below %d), rank %d, weight %g", i, (int)e,
+                                   f.shape.experts, (int)rk, (double)w);
+            }
+            if (e > t->max_expert) t->max_expert = e;
+            if (rk > t->max_rank) t->max_rank = rk;
+        }
+        t->layer[i] = r.layer;
+        t->req[i] = r.req;
+        t->pos[i] = r.pos;
+        t->home[i] = r.home;
+        if (r.layer < t->min_layer) t->min_layer = r.layer;
+        if (r.layer > t->max_layer) t->max_layer = r.layer;
+        if (r.home > t->max_rank) t->max_rank = r.home;
+    }
+    return MOE_OK;
+}
+
 int moe_trace_load(moe_trace *t, const char *path, moe_err *err)
 {
     memset(t, 0, sizeof *t);
     char *buf = NULL;
     size_t n = 0;
     if (moe_file_read(path, MOE_TRACE_MAX_BYTES, &buf, &n, err)) return MOE_ERR;
-    int rc = moe_trace_parse(t, buf, n, err);
+    int rc = moe_exprec_is((const uint8_t *)buf, n) ? moe_trace_from_record(t, (const uint8_t *)buf, n, err)
+                                                     : moe_trace_parse(t, buf, n, err);
     free(buf);
     if (rc) moe_err_prefix(err, "%s", path);
     return rc;

@@ -45,6 +45,10 @@ typedef struct moe_trace {
 /* Parses trace text (need not be NUL-terminated); a trace with no rows is
  * an error. */
 int moe_trace_parse(moe_trace *t, const char *text, size_t len, moe_err *err);
+/* A per_token expert record (core/exprec.h: the recorder's binary file)
+ * as a trace: the same rows, the same checks. */
+int moe_trace_from_record(moe_trace *t, const uint8_t *buf, size_t len, moe_err *err);
+/* A text trace, or a per_token record (told apart by the record's magic). */
 int moe_trace_load(moe_trace *t, const char *path, moe_err *err);
 void moe_trace_free(moe_trace *t);
 

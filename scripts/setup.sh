@@ -20,6 +20,7 @@ packages=(
   openssl                             # the TLS test makes a self-signed certificate
   jq                                  # the HTTP tests read JSON answers with it
   python3-prometheus-client           # the tests parse /metrics with its text parser
+  python3-numpy                       # the recorder test reads its files as docs/routing.md shows
   libcurl4-openssl-dev                # moe-bench: HTTP and SSE (libcurl's multi interface)
   gnuplot-nox                         # moe-bench --plot, bench/cluster, moe-route stats --png: the PNG plots
   systemd                             # systemd-analyze verify of deploy/systemd (deploy_systemd)

@@ -230,6 +230,57 @@ static void test_write_chat(void)
     free(s);
 }
 
+/* return_routed_experts: parsed into the spec, written as {shape, dtype,
+ * first_moe_layer, data} per choice (the chunk of a stream too). */
+static void test_routed(void)
+{
+    moe_oai_request r;
+    moe_oai_error e;
+    CHECK(parse(&r, MOE_OAI_COMPLETION,
+                "{\"prompt\": \"hi\", \"return_routed_experts\": true, \"return_routed_expert_weights\": true}",
+                &e) == MOE_OK);
+    CHECK(r.spec.routed_experts && r.spec.routed_weights);
+    moe_oai_request_free(&r);
+    CHECK(parse(&r, MOE_OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"return_routed_experts\": true}",
+                &e) == MOE_OK);
+    CHECK(r.spec.routed_experts && !r.spec.routed_weights);
+    moe_oai_request_free(&r);
+    CHECK(parse(&r, MOE_OAI_COMPLETION, "{\"prompt\": \"hi\", \"return_routed_experts\": 1}", &e) == MOE_ERR);
+    CHECK(!strcmp(e.param, "return_routed_experts"));
+    moe_oai_request_free(&r);
+    CHECK(parse(&r, MOE_OAI_COMPLETION, "{\"prompt\": \"hi\", \"return_routed_expert_weights\": true}", &e) == MOE_ERR);
+    CHECK(!strcmp(e.param, "return_routed_expert_weights"));
+    moe_oai_request_free(&r);
+
+    moe_oai_render rd = {.kind = MOE_OAI_CHAT, .id = "c-1", .created = 5, .model = "m"};
+    const moe_oai_routed ro = {.rows = 2, .layers = 3, .top_k = 1, .first_moe_layer = 1, .ids_b64 = "AQACAAMABAAFAAYA",
+                               .w_b64 = "AACAPwAAAEAAAEBAAACAQAAAoEAAAMBA"};
+    moe_oai_choice c = {.index = 0, .text = "a", .text_len = 1, .finish = "stop", .routed = &ro};
+    moe_oai_usage u = {1, 1};
+    for (int chunk = 0; chunk < 2; chunk++) {
+        char *s = chunk ? moe_oai_chunk_json(&rd, &c, false) : moe_oai_response_json(&rd, &c, 1, &u);
+        json_error_t je;
+        json_t *j = json_loads(s, 0, &je);
+        json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
+        json_t *ids = json_object_get(ch, "routed_experts"), *w = json_object_get(ch, "routed_expert_weights");
+        CHECK_MSG(ids && w, "%s", s);
+        json_t *shape = json_object_get(ids, "shape");
+        CHECK(json_array_size(shape) == 3 && json_integer_value(json_array_get(shape, 0)) == 2 &&
+              json_integer_value(json_array_get(shape, 1)) == 3 && json_integer_value(json_array_get(shape, 2)) == 1);
+        CHECK(!strcmp(json_string_value(json_object_get(ids, "dtype")), "int16"));
+        CHECK(!strcmp(json_string_value(json_object_get(w, "dtype")), "float32"));
+        CHECK(json_integer_value(json_object_get(ids, "first_moe_layer")) == 1);
+        CHECK(!strcmp(json_string_value(json_object_get(ids, "data")), ro.ids_b64));
+        CHECK(!strcmp(json_string_value(json_object_get(w, "data")), ro.w_b64));
+        json_decref(j);
+        free(s);
+    }
+    c.routed = NULL;
+    char *s = moe_oai_response_json(&rd, &c, 1, &u);
+    CHECK_MSG(!strstr(s, "routed"), "%s", s);
+    free(s);
+}
+
 int main(void)
 {
     moe_msg_limits_default(&LIM);
@@ -239,5 +290,6 @@ int main(void)
     test_errors();
     test_write_completion();
     test_write_chat();
+    test_routed();
     return check_summary("openai_test");
 }

@@ -12,3 +12,5 @@ if(CMAKE_C_COMPILER_ID STREQUAL "Clang")
   target_link_libraries(proto_fuzz PRIVATE moe_proto moe_core)
   moe_test(NAME proto_fuzz LABELS fuzz TIMEOUT 300 ARGS $<TARGET_FILE:proto_fuzz> -seed=1 -runs=200000 -max_len=4096)
 endif()
+# base64 (core/b64) of routed experts in JSON answers.
+moe_test(NAME b64_test SOURCES b64_test.c LABELS unit TIMEOUT 30)

@@ -608,6 +608,45 @@ static void test_server_and_worker_bodies(void)
     expect_check("prompt_logprobs at position 0", &w.base, &lim, BAD, "index is missing or 0");
     pl.index = 1;
 
+    /* routed experts: 2 rows x 3 layers x 2 experts */
+    uint8_t rid[24] = {0}, rw[48] = {0};
+    for (int i = 0; i < 12; i++) rid[2 * i] = (uint8_t)i;
+    Moe__RoutedExperts re = MOE__ROUTED_EXPERTS__INIT;
+    w.body_case = MOE__WORKER_MSG__BODY_ROUTED_EXPERTS;
+    w.routed_experts = &re;
+    expect_check("routed_experts without seq_id", &w.base, &lim, BAD, "routed_experts: seq_id is missing");
+    re.has_seq_id = re.seq_id = 1;
+    expect_check("routed_experts without a shape", &w.base, &lim, BAD, "is missing");
+    re.has_first = re.has_rows = re.has_moe_layers = re.has_top_k = re.has_first_moe_layer = 1;
+    re.first = 5, re.rows = 2, re.moe_layers = 3, re.top_k = 2, re.first_moe_layer = 1;
+    expect_check("routed_experts without ids", &w.base, &lim, BAD, "ids has 0 bytes, 12 int16 expected");
+    re.has_ids = 1;
+    re.ids = (ProtobufCBinaryData){.len = 23, .data = rid};
+    expect_check("routed_experts with an odd byte", &w.base, &lim, BAD, "ids has 23 bytes");
+    re.ids.len = 24;
+    expect_check("routed_experts", &w.base, &lim, OK, NULL);
+    rid[7] = 0x80; /* ids[3] = -32765 */
+    expect_check("routed_experts with a negative id", &w.base, &lim, BAD, "ids[3] is");
+    rid[7] = 0;
+    re.has_weights = 1;
+    re.weights = (ProtobufCBinaryData){.len = 44, .data = rw};
+    expect_check("routed_experts weights short", &w.base, &lim, BAD, "weights has 44 bytes");
+    re.weights.len = 48;
+    expect_check("routed_experts with weights", &w.base, &lim, OK, NULL);
+    rw[4 * 7 + 3] = 0x7f, rw[4 * 7 + 2] = 0x80; /* +inf */
+    expect_check("routed_experts with an infinite weight", &w.base, &lim, BAD, "weights[7] is not finite");
+    re.has_weights = 0;
+    re.top_k = 65;
+    expect_check("routed_experts top_k 65", &w.base, &lim, BAD, "top_k 65");
+    re.top_k = 2, re.moe_layers = 0;
+    expect_check("routed_experts no layers", &w.base, &lim, BAD, "0 MoE layers");
+    re.moe_layers = 3, re.rows = 0;
+    expect_check("routed_experts no rows", &w.base, &lim, BAD, "at least one row");
+    /* first + rows far out: 2^32 - 1 + 2 rows of 6 ids overflow 32 bits, not 64 */
+    re.rows = 2, re.first = UINT32_MAX;
+    expect_check("routed_experts beyond the limit", &w.base, &lim, BAD, "at most 4194304 ids");
+    re.first = 0;
+
     Moe__SeqEnd se = MOE__SEQ_END__INIT;
     w.body_case = MOE__WORKER_MSG__BODY_SEQ_END;
     w.seq_end = &se;

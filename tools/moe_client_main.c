@@ -95,6 +95,10 @@ static void usage(FILE *f)
             "  --logprobs-out FILE   write them there, one position a line:\n"
             "                        \"<line> P|T <pos> <id> <logprob> <id>:<logprob>...\" (P: prompt\n"
             "                        position, T: completion index; floats %%.9g)\n"
+            "  --routed-experts FILE every fed token's routed experts (return_routed_experts), one\n"
+            "                        position and MoE layer a line: \"<line> <pos> <layer> e1,..,eK\"\n"
+            "                        (positions from 0 over prompt + completion; docs/routing.md)\n"
+            "  --routed-expert-weights  and their gate weights as a fifth column (%%.9g)\n"
             "  --deadline-ms MS      the server ends the request after MS ms (1..86400000)\n"
             "Output and connection:\n"
             "  --ids-out             print the generated ids (space-separated) instead of text\n"
@@ -133,6 +137,8 @@ typedef struct cfg {
     bool max_tokens_given, prompt_logprobs;
     int logprobs;             /* -1: not given */
     const char *logprobs_out;
+    const char *routed_out;
+    bool routed_weights;
     int concurrency;
     double timeout_s;
     int heartbeat_ms;
@@ -143,7 +149,7 @@ static const char *const k_sampling_flags[] = {"--temp", "--top-p", "--top-k", "
                                                "--repeat-penalty", "--repeat-last-n", "--seed", "--min-tokens"};
 static const char *const k_value_flags[] = {"--connect", "--prompt", "--ids", "--chat", "--file", "--name",
                                             "--stop", "--stop-id", "--concurrency", "--timeout", "--heartbeat-ms",
-                                            "--max-tokens", "--deadline-ms", "--logprobs", "--logprobs-out",
+                                            "--max-tokens", "--deadline-ms", "--logprobs", "--logprobs-out", "--routed-experts",
                                             "--curve-server-key", "--curve-secret"};
 
 static bool in_list(const char *flag, const char *const *list, size_t n)
@@ -222,6 +228,8 @@ static int value_flag(cfg *c, const char *flag, const char *v, moe_err *err)
         c->logprobs = (int)iv;
     } else if (!strcmp(flag, "--logprobs-out")) {
         return set_once(&c->logprobs_out, flag, v, err);
+    } else if (!strcmp(flag, "--routed-experts")) {
+        return set_once(&c->routed_out, flag, v, err);
     } else if (!strcmp(flag, "--curve-server-key")) {
         return set_once(&c->curve_server_key, flag, v, err);
     } else if (!strcmp(flag, "--curve-secret")) {
@@ -258,6 +266,8 @@ static int flags_check(cfg *c, moe_err *err)
     if (c->max_tokens_given && c->max_tokens == 0 && !c->prompt_logprobs)
         return moe_err_set(err, "--max-tokens 0 only scores a prompt: give --prompt-logprobs");
     if (c->prompt_logprobs && c->logprobs < 0) return moe_err_set(err, "--prompt-logprobs needs --logprobs N");
+    if (c->routed_weights && !c->routed_out)
+        return moe_err_set(err, "--routed-expert-weights needs --routed-experts FILE");
     if (c->concurrency < 0) c->concurrency = 16;
     if (c->timeout_s < 0) c->timeout_s = 60;
     if (c->heartbeat_ms < 0) c->heartbeat_ms = 1000;
@@ -292,13 +302,15 @@ static int parse_flags(int argc, char **argv, cfg *c, bool *help, moe_err *err)
         }
         bool boolean = !strcmp(flag, "--no-stream") || !strcmp(flag, "--ids-out") || !strcmp(flag, "--usage") ||
                        !strcmp(flag, "-v") || !strcmp(flag, "--verbose") || !strcmp(flag, "--ignore-eos") ||
-                       !strcmp(flag, "--prompt-logprobs") || !strcmp(flag, "--echo");
+                       !strcmp(flag, "--prompt-logprobs") || !strcmp(flag, "--echo") ||
+                       !strcmp(flag, "--routed-expert-weights");
         if (boolean) {
             if (v) return moe_err_set(err, "%s takes no value", flag);
             if (!strcmp(flag, "--no-stream")) c->no_stream = true;
             else if (!strcmp(flag, "--ignore-eos")) moe_sampler_cfg_set(&c->sampling, "ignore_eos", "1", err);
             else if (!strcmp(flag, "--prompt-logprobs") || !strcmp(flag, "--echo")) c->prompt_logprobs = true;
             else if (!strcmp(flag, "--ids-out")) c->ids_out = true;
+            else if (!strcmp(flag, "--routed-expert-weights")) c->routed_weights = true;
             else if (!strcmp(flag, "--usage")) c->show_usage = true;
             else c->verbose = true;
             continue;
@@ -324,6 +336,8 @@ static void gen_defaults(const cfg *c, moe_session_gen *g)
     g->max_tokens = c->max_tokens_given ? c->max_tokens : -1;
     g->logprobs = c->logprobs;
     g->prompt_logprobs = c->prompt_logprobs;
+    g->routed = c->routed_out != NULL;
+    g->routed_weights = c->routed_weights;
     g->sampling = &c->sampling;
     g->deadline_ms = c->deadline_ms;
     g->stop = c->stop;
@@ -481,7 +495,7 @@ int main(int argc, char **argv)
     moe_client_req *reqs = NULL;
     size_t n = 0;
     moe_session *s = NULL;
-    FILE *lp_out = NULL;
+    FILE *lp_out = NULL, *routed_out = NULL;
     int status = EXIT_FLAGS;
     if (c.file) {
         if (load_file(&c, &list, &reqs, &n, &err)) goto fail;
@@ -499,10 +513,15 @@ int main(int argc, char **argv)
         moe_err_set(&err, "--logprobs-out %s: %s", c.logprobs_out, strerror(errno));
         goto fail;
     }
+    if (c.routed_out && !(routed_out = fopen(c.routed_out, "w"))) {
+        moe_err_set(&err, "--routed-experts %s: %s", c.routed_out, strerror(errno));
+        goto fail;
+    }
 
     const moe_client_opts o = {.endpoint = c.endpoint, .name = c.name, .single = !c.file, .ids_out = c.ids_out,
                                .verbose = c.verbose, .concurrency = c.concurrency, .timeout_s = c.timeout_s,
-                               .heartbeat_ms = c.heartbeat_ms, .logprobs_out = lp_out, .curve = curve_on};
+                               .heartbeat_ms = c.heartbeat_ms, .logprobs_out = lp_out, .curve = curve_on,
+                               .routed_out = routed_out};
     moe_client_result res;
     status = EXIT_FAIL;
     if (moe_client_run(&o, s, reqs, n, &res, &err)) goto fail;
@@ -515,6 +534,10 @@ fail:
 out:
     if (lp_out && fclose(lp_out) != 0 && status == EXIT_OK) {
         fprintf(stderr, "moe-client: --logprobs-out: %s\n", strerror(errno));
+        status = EXIT_FAIL;
+    }
+    if (routed_out && fclose(routed_out) != 0 && status == EXIT_OK) {
+        fprintf(stderr, "moe-client: --routed-experts: %s\n", strerror(errno));
         status = EXIT_FAIL;
     }
     moe_session_close(s);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exprec.h"
+#include "io.h"
 #include "route.h"
 #include "simulate.h"
 
@@ -24,7 +26,8 @@ static void usage(FILE *f)
         "                 [--batch T] [--rehome | --keep-homes] [--node-limit M]\n"
         "       moe-route calibrate --model F [-o FILE]\n"
         "\n"
-        "TRACE is a file of `moe-worker --trace` (docs/routing.md).\n"
+        "TRACE is a file of `moe-worker --trace`, or a per_token record of the expert distribution\n"
+        "recorder (`moe-worker --record`, POST /dump_expert_distribution_record; docs/routing.md).\n"
         "  stats       per MoE layer: tokens, expert balancedness (mean/max), entropy, rank\n"
         "              balancedness, hot experts, co-activated pairs; rank loads; with --png\n"
         "              DIR heatmaps layer x expert and layer x rank (gnuplot) and their data\n"
@@ -139,6 +142,21 @@ static int load_trace(const opts *o, moe_trace *t, route_shape *s, moe_err *err)
 
 static int cmd_stats(const opts *o, moe_err *err)
 {
+    if (o->arg1 && !o->arg2) { /* a stat record: counts only */
+        char *buf = NULL;
+        size_t n = 0;
+        moe_exprec_file f;
+        if (moe_file_read(o->arg1, MOE_TRACE_MAX_BYTES, &buf, &n, err)) return MOE_ERR;
+        int rc = -1;
+        if (moe_exprec_is((const uint8_t *)buf, n)) {
+            rc = moe_exprec_parse(&f, (const uint8_t *)buf, n, err);
+            if (rc) moe_err_prefix(err, "%s", o->arg1);
+            else if (f.mode == MOE_EXPREC_STAT) rc = route_stats_record(&f, (int)o->top, stdout, err);
+            else rc = -1; /* per_token: rows, read as a trace below */
+        }
+        free(buf);
+        if (rc != -1) return rc;
+    }
     moe_trace t;
     route_shape s;
     if (load_trace(o, &t, &s, err)) return MOE_ERR;

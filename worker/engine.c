@@ -275,6 +275,12 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
     st->tokens_processed = e->tokens_processed;
 }
 
+void moe_engine_set_route_fn(moe_engine *e, moe_engine_route_fn fn, void *ctx)
+{
+    e->route_fn = fn;
+    e->route_ctx = ctx;
+}
+
 void moe_engine_profile_enable(moe_engine *e, bool on)
 {
     e->prof_on = on;
@@ -624,6 +630,7 @@ static void ffn_block(moe_engine *e, int il, int n)
     const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
     moe_eng_named(e, "moe_logits", il, e->glog, n, E);
+    if (e->route_fn && n > 0) e->route_fn(e->route_ctx, il, n, e->ids, e->wts, e->row_seq, e->row_pos);
     if (e->o.moe_hook) {
         moe_ffn_remote(e, il, n);
         return;

@@ -149,6 +149,19 @@ int moe_engine_expert_rows(const moe_engine *e);
 void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
                             float *out);
 
+/*
+ * The gate's choices, as they are made: when set, called at every MoE layer
+ * of every step that has rows here, right after the gate, with the rows'
+ * experts (ids: [n][n_used], ascending per row), their weights (w, same
+ * shape), and each row's sequence and position.  Both paths (local experts
+ * and the hook's) call it, and it only reads: the step's bits do not depend
+ * on it.  NULL (the default) costs one branch per MoE layer.  For returned
+ * routed experts and the expert-distribution recorder (worker/gen.c).
+ */
+typedef void (*moe_engine_route_fn)(void *ctx, int il, int n, const int32_t *ids, const float *w, const int *row_seq,
+                                    const int64_t *row_pos);
+void moe_engine_set_route_fn(moe_engine *e, moe_engine_route_fn fn, void *ctx);
+
 /* Statistics. */
 typedef struct moe_engine_stats {
     uint64_t cache_bytes_in_use;

@@ -46,6 +46,8 @@ typedef struct attn_scratch {
 #define ATTN_CHUNK 32  /* positions per pass of the absorbed attention */
 
 struct moe_engine {
+    moe_engine_route_fn route_fn; /* NULL: nobody watches the gate (moe_engine_set_route_fn) */
+    void *route_ctx;
     const moe_model *m;
     const moe_gate_limit **limits; /* [n_layer] node-limited routing per layer, or NULL: the model's */
     moe_engine_opts o;

@@ -21,6 +21,9 @@ typedef struct gseq {
     bool logprobs, prompt_lp;
     int n_top;
     int32_t *hist;          /* [n_tokens + max_out + 1] */
+    int16_t *r_ids;         /* routed experts [n_tokens + max_out][n_moe][K], or NULL */
+    float *r_w;             /* their weights, or NULL */
+    int64_t r_taken;        /* rows handed out (moe_gen_routed_take) */
 } gseq;
 
 struct moe_gen {
@@ -37,6 +40,11 @@ struct moe_gen {
     int n_items;
     moe_token_logprobs tlp;  /* a sampled token's */
     moe_token_logprobs *plp; /* [step_tokens] a prompt chunk's */
+    /* routed experts: the engine's route callback is set only while some
+     * live sequence keeps them */
+    gseq **by_seq;          /* [max_seqs + 1] engine sequence -> live sequence */
+    int n_routed;           /* live sequences that keep routed experts */
+    int first_moe, n_moe, K;
 };
 
 int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err)
@@ -56,8 +64,55 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->items);
     g->item_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_seq);
     g->plp = moe_xmalloc((size_t)o->step_tokens * sizeof *g->plp);
+    g->by_seq = moe_xcalloc((size_t)o->max_seqs + 1, sizeof *g->by_seq);
+    const moe_hparams *hp = &moe_engine_model(e)->hp;
+    g->first_moe = hp->n_dense_lead;
+    g->n_moe = hp->n_layer - hp->n_dense_lead;
+    g->K = hp->n_used;
     *out = g;
     return MOE_OK;
+}
+
+/* The gate's choices of a step's rows, kept for the sequences that asked
+ * (engine thread, between the gate and the experts). */
+static void on_route(void *ctx, int il, int n, const int32_t *ids, const float *w, const int *row_seq,
+                     const int64_t *row_pos)
+{
+    moe_gen *g = ctx;
+    const int K = g->K;
+    const size_t width = (size_t)g->n_moe * (size_t)K, at = (size_t)(il - g->first_moe) * (size_t)K;
+    for (int t = 0; t < n; t++) {
+        gseq *s = g->by_seq[row_seq[t]];
+        if (!s || !s->r_ids) continue;
+        /* positions are below n_tokens + max_out - n_emitted (moe_gen_add) */
+        const size_t o = (size_t)row_pos[t] * width + at;
+        for (int j = 0; j < K; j++) s->r_ids[o + (size_t)j] = (int16_t)ids[(size_t)t * (size_t)K + (size_t)j];
+        if (s->r_w) memcpy(s->r_w + o, w + (size_t)t * (size_t)K, (size_t)K * sizeof(float));
+    }
+}
+
+static void route_fn_update(moe_gen *g)
+{
+    moe_engine_set_route_fn(g->e, g->n_routed > 0 ? on_route : NULL, g);
+}
+
+bool moe_gen_routed_take(moe_gen *g, int64_t id, moe_gen_routed *out)
+{
+    memset(out, 0, sizeof *out);
+    gseq *s = NULL;
+    for (int i = 0; i < g->n_live && !s; i++)
+        if (g->live[i]->pub.id == id) s = g->live[i];
+    if (!s || !s->r_ids) return false;
+    const int64_t len = moe_engine_seq_len(g->e, s->pub.seq); /* positions fed */
+    const size_t width = (size_t)g->n_moe * (size_t)g->K;
+    out->layers = g->n_moe;
+    out->top_k = g->K;
+    out->first = s->r_taken;
+    out->rows = len > s->r_taken ? len - s->r_taken : 0;
+    out->ids = s->r_ids + (size_t)s->r_taken * width;
+    out->w = s->r_w ? s->r_w + (size_t)s->r_taken * width : NULL;
+    s->r_taken += out->rows;
+    return true;
 }
 
 static void seq_release(moe_gen *g, gseq *s)
@@ -72,8 +127,15 @@ static void seq_release(moe_gen *g, gseq *s)
     for (int k = 0; k < g->n_items; k++)
         if (g->item_seq[k] == s) g->item_seq[k] = NULL;
     moe_engine_seq_free(g->e, s->pub.seq);
+    g->by_seq[s->pub.seq] = NULL;
+    if (s->r_ids) {
+        g->n_routed--;
+        route_fn_update(g);
+    }
     moe_sampler_free(s->smp);
     free(s->hist);
+    free(s->r_ids);
+    free(s->r_w);
     free(s);
 }
 
@@ -86,6 +148,7 @@ void moe_gen_free(moe_gen *g)
     free(g->items);
     free(g->item_seq);
     free(g->plp);
+    free(g->by_seq);
     free(g);
 }
 
@@ -133,11 +196,22 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
     s->hist = moe_xmalloc(((size_t)r->n_tokens + (size_t)r->max_out + 1) * sizeof *s->hist);
     memcpy(s->hist, r->tokens, (size_t)r->n_tokens * sizeof *s->hist);
     s->pub = (moe_gen_seq){.id = r->id, .user = r->user, .seq = s->pub.seq, .hist = s->hist, .n_hist = r->n_tokens,
-                           .n_tokens = r->n_tokens};
+                           .n_tokens = r->n_tokens, .routed = r->routed};
     s->n_chunked = r->n_chunked ? r->n_chunked : r->n_tokens;
     s->max_out = r->max_out;
     s->n_out = r->n_emitted;
+    if (r->routed) {
+        /* every position the sequence can reach: n_tokens + max_out - n_emitted,
+         * within max_ctx (checked above) */
+        const int more = r->max_out > r->n_emitted ? r->max_out - r->n_emitted : 0;
+        const size_t cells = ((size_t)r->n_tokens + (size_t)more) * (size_t)g->n_moe * (size_t)g->K;
+        s->r_ids = moe_xcalloc(cells ? cells : 1, sizeof *s->r_ids);
+        if (r->routed_weights) s->r_w = moe_xcalloc(cells ? cells : 1, sizeof *s->r_w);
+        g->n_routed++;
+        route_fn_update(g);
+    }
     g->seq_ids[s->pub.seq] = r->id;
+    g->by_seq[s->pub.seq] = s;
     g->live[g->n_live++] = s;
     return MOE_OK;
 }
@@ -289,3 +363,9 @@ int64_t moe_gen_free_tokens(const moe_gen *g)
 }
 
 const int64_t *moe_gen_seq_ids(const moe_gen *g) { return g->seq_ids; }
+
+int32_t moe_gen_token_at(const moe_gen *g, int seq, int64_t pos)
+{
+    const gseq *s = seq >= 0 && seq <= g->o.max_seqs ? g->by_seq[seq] : NULL;
+    return s && pos >= 0 && pos < s->pub.n_hist ? s->hist[pos] : -1;
+}

@@ -65,6 +65,8 @@ typedef struct moe_gen_req {
     bool logprobs;          /* each emitted token's logprob ... */
     int n_top;              /* ... and this many alternatives (0..MOE_MAX_TOP_LOGPROBS) */
     bool prompt_logprobs;   /* the prompt positions' logprobs (prompt callback) */
+    bool routed;            /* keep every fed position's routed experts (moe_gen_routed_take) ... */
+    bool routed_weights;    /* ... and their gate weights */
 } moe_gen_req;
 
 /* What a callback learns of its sequence. */
@@ -75,6 +77,7 @@ typedef struct moe_gen_seq {
     const int32_t *hist;    /* prompt + emitted so far */
     int64_t n_hist;
     int n_tokens;           /* prompt part of hist */
+    bool routed;            /* it keeps its routed experts (moe_gen_routed_take) */
 } moe_gen_seq;
 
 typedef struct moe_gen_cb {
@@ -134,6 +137,27 @@ int moe_gen_live(const moe_gen *g);
 int moe_gen_live_ids(const moe_gen *g, int64_t *ids, int max);
 /* Tokens of cache not promised to a live sequence (of max_seqs × (max_ctx - 1)). */
 int64_t moe_gen_free_tokens(const moe_gen *g);
+/*
+ * Routed experts of a sequence that asked for them (moe_gen_req.routed):
+ * for each position fed through the model, each MoE layer's experts as the
+ * gate chose them (ascending), as int16, and with routed_weights their
+ * weights.  Rows [first, first + rows) not taken before, row p at
+ * ids[(p - first) · layers · top_k ...]; valid until the next step.  The
+ * last sampled token has no row until it is fed.  false (nothing) for an
+ * unknown id or a sequence that did not ask; rows may be 0.
+ */
+typedef struct moe_gen_routed {
+    int64_t first, rows;
+    int layers, top_k;      /* MoE layers (from the first), experts a token */
+    const int16_t *ids;     /* [rows][layers][top_k] */
+    const float *w;         /* the same shape, or NULL */
+} moe_gen_routed;
+bool moe_gen_routed_take(moe_gen *g, int64_t id, moe_gen_routed *out);
+
+/* The token at position pos of the sequence in engine sequence seq (the
+ * recorder's rows); -1 if none is live there or pos is not in it yet. */
+int32_t moe_gen_token_at(const moe_gen *g, int seq, int64_t pos);
+
 /* engine sequence -> id of the sequence that holds it (for traces); an
  * array of max_seqs entries owned by the loop, kept current. */
 const int64_t *moe_gen_seq_ids(const moe_gen *g);

@@ -44,6 +44,7 @@
 #include "residency.h"
 #include "source.h"
 #include "tokenizer.h"
+#include "exprec.h"
 #include "xchg.h"
 
 #define PREFILL_CHUNK 512 /* moe-run's default --batch: the same chunks, the same bits */
@@ -103,6 +104,12 @@ static void usage(FILE *f)
           "  --stats             per rank and layer: sequences, tokens per expert, bytes,\n"
           "                      compute/exchange/overlap time (to stderr)\n"
           "  --trace FILE        routing decisions: 'layer req pos home experts weights ranks'\n"
+"  --record FILE       (--batch) the expert distribution recorder's file (docs/routing.md):\n"
+          "                      every rank's routed rows gathered by rank 0 at the end\n"
+          "  --record-mode M     stat (picks per layer x expert per window of steps, the default)\n"
+          "                      or per_token (token, position, layer, experts, ranks, weights)\n"
+          "  --record-window N   stat: steps a window (default 1)\n"
+          "  --record-max-bytes B  rows a rank keeps (packed) before dropping (default 256 MiB)\n"
           "  --linger S          stay up S seconds after the batch (or with no --batch), idle\n"
           "  --test-xchg-delay-us US  TEST KNOB (default 0, off): every collective of the job (step\n"
           "                      header, MoE counts, dispatch, combine) completes no sooner than US\n"
@@ -116,6 +123,9 @@ typedef struct opts {
     const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret;
     const char *test_placement_file;
     int64_t test_placement_at, rebalance_every, rebalance_replicas, node_limit, ranks_per_node;
+    const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret, *record;
+    moe_exprec_mode record_mode;
+    int64_t record_window, record_max;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
@@ -133,6 +143,9 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->heartbeat_ms = 500;
     o->test_placement_at = -1;
     o->ranks_per_node = 1;
+    o->record_mode = MOE_EXPREC_STAT;
+    o->record_window = 1;
+    o->record_max = (int64_t)256 << 20;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return 1;
@@ -147,6 +160,10 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--placement")) o->placement = v;
         else if (!strcmp(f, "--dump-logits")) o->dump = v;
         else if (!strcmp(f, "--trace")) o->trace = v;
+        else if (!strcmp(f, "--record")) o->record = v;
+        else if (!strcmp(f, "--record-mode")) { if (moe_exprec_mode_parse(v, &o->record_mode, err)) return moe_err_prefix(err, "--record-mode"); }
+        else if (!strcmp(f, "--record-window")) { if (moe_parse_i64(v, 1, 1 << 30, &o->record_window, err)) return moe_err_prefix(err, "--record-window"); }
+        else if (!strcmp(f, "--record-max-bytes")) { if (moe_parse_i64(v, 1 << 16, (int64_t)1 << 40, &o->record_max, err)) return moe_err_prefix(err, "--record-max-bytes"); }
         else if (!strcmp(f, "--coordinator")) o->coordinator = v;
         else if (!strcmp(f, "--curve-server-key")) o->curve_server_key = v;
         else if (!strcmp(f, "--curve-secret")) o->curve_secret = v;
@@ -186,6 +203,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     if (o->prefill_chunk > o->step_tokens)
         return moe_err_set(err, "--step-tokens %lld is smaller than the prefill chunk (%lld)", (long long)o->step_tokens,
                            (long long)o->prefill_chunk);
+    if (o->record && !o->batch) return moe_err_set(err, "--record is for --batch (a coordinator records through its endpoints)");
     if (!o->batch && !o->coordinator && o->linger <= 0)
         return moe_err_set(err, "--batch or --coordinator is required (see --help)");
     return MOE_OK;
@@ -351,6 +369,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         moe_source_link_attach(w->link, w->g);
         w->expert_tokens = moe_xcalloc((size_t)(hp->n_layer - hp->n_dense_lead), sizeof *w->expert_tokens);
         moe_source_link_set_stats(w->link, fill_link_stats, w);
+        moe_source_link_set_record(w->link, w->x, (size_t)o->record_max);
     }
     return w->batch ? moe_source_batch_start(w->batch, w->g, err) : MOE_OK;
 }
@@ -392,6 +411,42 @@ static int open_trace(worker *w, moe_err *err)
     if (agreed(w, st, false, err)) return MOE_ERR;
     moe_xchg_set_trace(w->x, w->trace_fd, moe_gen_seq_ids(w->g));
     return MOE_OK;
+}
+
+static int32_t token_at(void *ctx, int seq, int64_t pos) { return moe_gen_token_at(ctx, seq, pos); }
+
+/* --record FILE: every rank's rows to rank 0, which writes the file.  Every
+ * rank reaches the gather; rank 0 alone may fail (its message, exit 1). */
+static int write_record(worker *w, moe_err *err)
+{
+    size_t n;
+    uint64_t dropped;
+    const uint8_t *rows = moe_xchg_record_take(w->x, &n, &dropped);
+    const moe_hparams *hp = &w->m->hp;
+    const size_t rb = MOE_EXPREC_ROW_BYTES(hp->n_used);
+    int64_t *lens = NULL;
+    char *all = moe_comm_gather_bytes(w->c, rows, (int64_t)(n * rb), &lens);
+    int st = MOE_OK;
+    if (w->me == 0) {
+        int64_t total = 0;
+        for (int r = 0; r < w->R; r++) total += lens[r];
+        const moe_exprec_shape sh = {.layers = hp->n_layer - hp->n_dense_lead, .first_layer = hp->n_dense_lead,
+                                     .experts = hp->n_expert, .top_k = hp->n_used, .ranks = w->R};
+        moe_exprec *r = NULL;
+        st = moe_exprec_init(&r, w->o.record_mode, &sh, (int)w->o.record_window, (size_t)1 << 40, err);
+        if (st == MOE_OK) st = moe_exprec_add(r, (const uint8_t *)all, (size_t)total / rb, err);
+        if (st == MOE_OK) st = moe_exprec_write(r, w->o.record, err);
+        moe_exprec_totals t = {0};
+        if (r) moe_exprec_totals_get(r, &t);
+        if (st == MOE_OK)
+            fprintf(stderr, "moe-worker: recorded %llu rows (%s, %llu records) to %s%s\n", (unsigned long long)t.rows,
+                    moe_exprec_mode_name(w->o.record_mode), (unsigned long long)t.records, w->o.record,
+                    dropped ? " (rank 0 dropped rows over --record-max-bytes)" : "");
+        moe_exprec_free(r);
+    }
+    free(all);
+    free(lens);
+    return st;
 }
 
 /* --stats: per rank and layer, gathered and printed by rank 0. */
@@ -487,6 +542,7 @@ int main(int argc, char **argv)
     moe_engine_moe_hook hook = {0};
     if (load(w, &err) || agreed(w, setup(w, &hook, &err), false, &err) || (w->o.trace && open_trace(w, &err)))
         goto out;
+    if (w->o.record) moe_xchg_set_record(w->x, true, token_at, w->g, (size_t)w->o.record_max);
     if (w->me == 0 && w->o.coordinator) {
         fprintf(stderr, "moe-worker: ready: %d ranks serving %s for %s\n", w->R, w->o.model, w->o.coordinator);
         fflush(stderr);
@@ -500,6 +556,10 @@ int main(int argc, char **argv)
     const int failed = w->batch ? moe_source_batch_report(w->batch, c) : 0;
     if (w->o.stats) print_stats(w, js);
     rc = failed ? 1 : 0;
+    if (w->o.record && write_record(w, &err)) {
+        fprintf(stderr, "moe-worker: --record: %s\n", err.msg);
+        rc = 1;
+    }
 out:
     worker_free(w);
     moe_comm_finalize(c);

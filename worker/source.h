@@ -92,6 +92,12 @@ void moe_source_link_set_stats(moe_source_link *l, void (*fill)(void *ctx, moe_l
  * and each outcome goes back as a PlacementResult. */
 struct moe_live;
 void moe_source_link_set_live(moe_source_link *l, struct moe_live *live);
+/* The recorder: the coordinator's RecordControl turns x's recording on and
+ * off (rows a rank keeps between sends: max_bytes), and the rows go out as
+ * RecordRows before each token and end and at every beat, so the rows of a
+ * step reach the coordinator before that step's tokens. */
+struct moe_xchg;
+void moe_source_link_set_record(moe_source_link *l, struct moe_xchg *x, size_t max_bytes);
 /* Ends every live sequence with an error the coordinator sees. */
 void moe_source_link_close(moe_source_link *l, moe_gen *g);
 void moe_source_link_free(moe_source_link *l);

@@ -10,9 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exprec.h"
 #include "link.h"
 #include "live.h"
 #include "msg.h"
+#include "xchg.h"
 
 struct moe_source_link {
     moe_link_src_opts o;
@@ -44,6 +46,9 @@ struct moe_source_link {
     Moe__TokenLogprobs **plp_ptr;
     int32_t *plp_ids;
     moe_live *live;                 /* rank 0: where SetPlacement goes */
+    moe_xchg *rec_x;                /* the recorder's rows (moe_source_link_set_record), or NULL */
+    size_t rec_max;
+    bool rec_on;
 };
 
 /* Positions per PromptLogprobs message: ~200 bytes each with 20
@@ -283,9 +288,53 @@ static void send_hello(moe_source_link *l)
  * frames wait in the outbox: the coordinator is not reading, the frames
  * it will read tell it the rank lives, and the outbox must not grow while
  * the job holds. */
+static int32_t token_at(void *ctx, int seq, int64_t pos) { return moe_gen_token_at(ctx, seq, pos); }
+
+void moe_source_link_set_record(moe_source_link *l, moe_xchg *x, size_t max_bytes)
+{
+    l->rec_x = x;
+    l->rec_max = max_bytes;
+}
+
+static void on_record_control(moe_source_link *l, const Moe__RecordControl *rc)
+{
+    if (!l->rec_x || !l->g) return;
+    l->rec_on = rc->on;
+    moe_xchg_set_record(l->rec_x, rc->on, token_at, l->g, l->rec_max);
+    moe_log(MOE_LOG_INFO, "rank %d: the expert distribution recorder is %s", l->me, rc->on ? "on" : "off");
+}
+
+/* The recorder's rows since the last call, in pieces of at most
+ * MOE_MSG_ROUTED_PIECE_BYTES. */
+static void send_record(moe_source_link *l)
+{
+    if (!l->rec_x || !l->g) return;
+    size_t n;
+    uint64_t dropped;
+    const uint8_t *rows = moe_xchg_record_take(l->rec_x, &n, &dropped);
+    if (n == 0) return; /* drops are told with the next rows */
+    const int K = l->m->hp.n_used;
+    const size_t rb = MOE_EXPREC_ROW_BYTES(K), piece = MOE_MSG_ROUTED_PIECE_BYTES / rb;
+    for (size_t at = 0; at < n; at += piece) {
+        const size_t k = n - at < piece ? n - at : piece;
+        Moe__RecordRows rr = MOE__RECORD_ROWS__INIT;
+        rr.has_rank = rr.has_top_k = rr.has_rows = rr.has_data = true;
+        rr.rank = (uint32_t)l->me;
+        rr.top_k = (uint32_t)K;
+        rr.rows = (uint32_t)k;
+        rr.data = (ProtobufCBinaryData){.len = k * rb, .data = (uint8_t *)rows + at * rb};
+        if (at == 0 && dropped) rr.has_dropped = true, rr.dropped = dropped;
+        Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+        m.body_case = MOE__WORKER_MSG__BODY_RECORD_ROWS;
+        m.record_rows = &rr;
+        link_send(l, &m);
+    }
+}
+
 static void l_beat(void *ctx)
 {
     moe_source_link *l = ctx;
+    send_record(l);
     const double now = moe_now();
     outbox_flush(l);
     if (l->out_n > 0) return;
@@ -377,13 +426,21 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
     moe_gen_req r = {.id = (int64_t)a->seq_id, .tokens = toks, .n_tokens = (int)n, .n_chunked = (int)a->n_prompt,
                      .max_out = a->has_max_tokens ? a->max_tokens : 0, .n_emitted = (int)a->n_emitted,
                      .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
-                     .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs};
+                     .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs,
+                     .routed = a->has_routed_experts && a->routed_experts,
+                     .routed_weights = a->has_routed_expert_weights && a->routed_expert_weights};
     moe_sampler_cfg_default(&r.sc);
     int rc = MOE_OK;
     /* max_tokens 0 only scores the prompt (checked by the link's decoder) */
     const bool scoring = r.max_out == 0 && r.prompt_logprobs && r.n_emitted == 0;
     if (n > INT32_MAX / 2 || (!scoring && (r.max_out < 1 || r.n_emitted >= r.max_out)))
         rc = moe_err_set(&err, "nothing to do (prompt %zu, max tokens %d, emitted %d)", n, r.max_out, r.n_emitted);
+    /* the coordinator bounds a request's routed experts; a rank checks too */
+    const uint64_t routed_cells = ((uint64_t)a->n_prompt + (uint64_t)(r.max_out > 0 ? r.max_out : 0)) *
+                                  (uint64_t)(l->m->hp.n_layer - l->m->hp.n_dense_lead) * (uint64_t)l->m->hp.n_used;
+    if (rc == MOE_OK && r.routed && routed_cells > MOE_MSG_MAX_ROUTED_ENTRIES)
+        rc = moe_err_set(&err, "routed experts of %zu prompt ids + %d tokens: %llu ids, more than %llu", a->n_prompt, r.max_out,
+                         (unsigned long long)routed_cells, (unsigned long long)MOE_MSG_MAX_ROUTED_ENTRIES);
     if (rc == MOE_OK && moe_msg_sampler_cfg(a->sampling, a->stop_ids, a->n_stop_ids, &r.sc, &err) != MOE__CODE__OK)
         rc = MOE_ERR;
     if (rc == MOE_OK) rc = moe_gen_add(g, &r, &err);
@@ -448,6 +505,8 @@ static void l_poll(void *ctx, moe_gen *g)
             if (l->live) moe_live_propose(l->live, m->set_placement->text, strlen(m->set_placement->text),
                                           m->set_placement->id);
             else MOE_LOG_LIMITED(MOE_LOG_WARN, "rank %d: a placement sent to a rank other than 0 is ignored", l->me);
+        } else if (m->body_case == MOE__COORD_MSG__BODY_RECORD_CONTROL) {
+            on_record_control(l, m->record_control);
         } else if (m->body_case == MOE__COORD_MSG__BODY_RELEASE) {
             moe_gen_remove(g, (int64_t)m->release->seq_id);
         } else if (m->body_case == MOE__COORD_MSG__BODY_ERROR) {
@@ -481,9 +540,59 @@ static void l_idle(void *ctx, int ms)
     moe_link_poll(&pi, 1, ms, &err);
 }
 
+/* The routed experts of the positions fed since the last call (a sequence
+ * that asked for them), in pieces of at most MOE_MSG_ROUTED_PIECE_BYTES:
+ * before each token, so the coordinator has them when the request ends. */
+static void send_routed(moe_source_link *l, int64_t id)
+{
+    moe_gen_routed r;
+    if (!l->g || !moe_gen_routed_take(l->g, id, &r) || r.rows == 0) return;
+    const size_t width = (size_t)r.layers * (size_t)r.top_k, row_bytes = width * (r.w ? 6 : 2);
+    const int64_t piece = (int64_t)(MOE_MSG_ROUTED_PIECE_BYTES / row_bytes > 0 ? MOE_MSG_ROUTED_PIECE_BYTES / row_bytes : 1);
+    uint8_t *ib = moe_xmalloc((size_t)(r.rows < piece ? r.rows : piece) * width * 2);
+    uint8_t *wb = r.w ? moe_xmalloc((size_t)(r.rows < piece ? r.rows : piece) * width * 4) : NULL;
+    for (int64_t at = 0; at < r.rows; at += piece) {
+        const int64_t k = r.rows - at < piece ? r.rows - at : piece;
+        const size_t cells = (size_t)k * width;
+        const int16_t *ids = r.ids + (size_t)at * width;
+        for (size_t i = 0; i < cells; i++) { /* little-endian whatever the host */
+            ib[2 * i] = (uint8_t)((uint16_t)ids[i] & 0xff);
+            ib[2 * i + 1] = (uint8_t)((uint16_t)ids[i] >> 8);
+        }
+        if (wb)
+            for (size_t i = 0; i < cells; i++) {
+                uint32_t u;
+                memcpy(&u, &r.w[(size_t)at * width + i], sizeof u);
+                for (int b = 0; b < 4; b++) wb[4 * i + (size_t)b] = (uint8_t)(u >> (8 * b));
+            }
+        Moe__RoutedExperts re = MOE__ROUTED_EXPERTS__INIT;
+        re.has_seq_id = re.has_first = re.has_rows = re.has_moe_layers = re.has_top_k = re.has_first_moe_layer = true;
+        re.seq_id = (uint64_t)id;
+        re.first = (uint32_t)(r.first + at);
+        re.rows = (uint32_t)k;
+        re.moe_layers = (uint32_t)r.layers;
+        re.top_k = (uint32_t)r.top_k;
+        re.first_moe_layer = (uint32_t)l->m->hp.n_dense_lead;
+        re.has_ids = true;
+        re.ids = (ProtobufCBinaryData){.len = cells * 2, .data = ib};
+        if (wb) {
+            re.has_weights = true;
+            re.weights = (ProtobufCBinaryData){.len = cells * 4, .data = wb};
+        }
+        Moe__WorkerMsg m = MOE__WORKER_MSG__INIT;
+        m.body_case = MOE__WORKER_MSG__BODY_ROUTED_EXPERTS;
+        m.routed_experts = &re;
+        link_send(l, &m);
+    }
+    free(ib);
+    free(wb);
+}
+
 static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, const moe_token_logprobs *lp)
 {
     moe_source_link *l = ctx;
+    send_record(l);
+    if (s->routed) send_routed(l, s->id);
     Moe__Token t = MOE__TOKEN__INIT;
     t.has_seq_id = t.has_index = t.has_token = true;
     t.seq_id = (uint64_t)s->id;
@@ -535,6 +644,8 @@ static void l_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char *
         [MOE_GEN_END_LENGTH] = MOE__END_REASON__END_LENGTH,
         [MOE_GEN_END_ERROR] = MOE__END_REASON__END_ERROR,
     };
+    send_record(ctx);
+    if (s->routed) send_routed(ctx, s->id);
     send_seq_end(ctx, s->id, reason[why], msg);
 }
 

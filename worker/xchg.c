@@ -6,6 +6,8 @@
  */
 #include "xchg.h"
 
+#include "exprec.h"
+#include "gate.h"
 #include "group.h"
 
 #include <math.h>
@@ -54,6 +56,14 @@ struct moe_xchg {
     const int64_t *seq_req;
     char *tbuf;
     size_t tlen, tcap;
+    uint32_t step;               /* steps of the job so far (MoE layer first_moe started) */
+    bool rec_on;                 /* the recorder (moe_xchg_set_record) */
+    int32_t (*token_of)(void *ctx, int seq, int64_t pos);
+    void *token_ctx;
+    size_t rec_max;
+    uint8_t *rbuf, *rtake;       /* packed rows: filling, handed out */
+    size_t rlen, rcap, rtake_cap;
+    uint64_t rdropped;
 };
 
 static int check_shape(moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
@@ -117,6 +127,8 @@ void moe_xchg_free(moe_xchg *x)
     if (!x) return;
     moe_xchg_flush_trace(x);
     free(x->tbuf);
+    free(x->rbuf);
+    free(x->rtake);
     moe_dispatch_plan_free(&x->plan);
     int32_t *arrs[] = {x->d_send_n, x->d_send_off, x->d_recv_n, x->d_recv_off,
                        x->c_send_n, x->c_send_off, x->c_recv_n, x->c_recv_off};
@@ -184,12 +196,71 @@ static void trace_rows(moe_xchg *x, int il, int n, const int32_t *ids, const flo
     }
 }
 
+void moe_xchg_set_record(moe_xchg *x, bool on, int32_t (*token_of)(void *ctx, int seq, int64_t pos), void *ctx,
+                         size_t max_bytes)
+{
+    x->rec_on = on;
+    x->token_of = token_of;
+    x->token_ctx = ctx;
+    x->rec_max = max_bytes;
+}
+
+const uint8_t *moe_xchg_record_take(moe_xchg *x, size_t *n, uint64_t *dropped)
+{
+    if (x->rlen == 0) { /* nothing: drops (only when a row is over the bound) wait for rows */
+        *n = 0;
+        *dropped = 0;
+        return NULL;
+    }
+    uint8_t *t = x->rtake;
+    const size_t cap = x->rtake_cap;
+    x->rtake = x->rbuf; /* swap: the rows go out, the other buffer fills */
+    x->rtake_cap = x->rcap;
+    *n = x->rlen / MOE_EXPREC_ROW_BYTES(x->K);
+    *dropped = x->rdropped;
+    x->rbuf = t;
+    x->rcap = cap;
+    x->rlen = 0;
+    x->rdropped = 0;
+    return x->rtake;
+}
+
+static void record_rows(moe_xchg *x, int il, int n, const int32_t *ids, const float *w, const int *row_seq,
+                        const int64_t *row_pos)
+{
+    const int K = x->K;
+    const size_t rb = MOE_EXPREC_ROW_BYTES(K);
+    size_t want = x->rlen + (size_t)n * rb;
+    if (want > x->rec_max) { /* keep what fits: whole rows */
+        const size_t fit = (x->rec_max - (x->rlen < x->rec_max ? x->rlen : x->rec_max)) / rb;
+        x->rdropped += (uint64_t)n - fit;
+        n = (int)fit;
+        want = x->rlen + (size_t)n * rb;
+    }
+    if (want > x->rcap) {
+        x->rcap = want + want / 2;
+        x->rbuf = moe_xrealloc(x->rbuf, x->rcap);
+    }
+    int32_t ranks[MOE_GATE_MAX_USED];
+    for (int t = 0; t < n; t++) {
+        for (int j = 0; j < K; j++) ranks[j] = x->plan.slot_rank[t * K + j];
+        const moe_exprec_row r = {.step = x->step - 1, /* steps from 0 */ .token = x->token_of ? x->token_of(x->token_ctx, row_seq[t], row_pos[t]) : -1,
+                                  .pos = (int32_t)row_pos[t], .layer = il, .home = x->me,
+                                  .req = x->seq_req ? x->seq_req[row_seq[t]] : row_seq[t], .experts = ids + (size_t)t * K,
+                                  .ranks = ranks, .weights = w + (size_t)t * K};
+        moe_exprec_pack(&r, K, x->rbuf + x->rlen);
+        x->rlen += rb;
+    }
+}
+
 static void hook_start(void *ctx, int il, const float *h, int n, const int32_t *ids, const float *w, const int *row_seq,
                        const int64_t *row_pos)
 {
     moe_xchg *x = ctx;
+    if (il == x->first_moe) x->step++;
     moe_xchg_start(x, il, h, n, ids);
     if (x->trace_fd >= 0 && n > 0) trace_rows(x, il, n, ids, w, row_seq, row_pos);
+    if (x->rec_on && n > 0) record_rows(x, il, n, ids, w, row_seq, row_pos);
 }
 
 static void hook_progress(void *ctx) { moe_xchg_progress(ctx); }

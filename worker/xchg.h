@@ -21,6 +21,7 @@
 #ifndef MOE_WORKER_XCHG_H
 #define MOE_WORKER_XCHG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -64,6 +65,21 @@ void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook);
  */
 void moe_xchg_set_trace(moe_xchg *x, int fd, const int64_t *seq_req);
 void moe_xchg_flush_trace(moe_xchg *x);
+
+/*
+ * The recorder's rows (core/exprec.h): while on, every row this rank routes
+ * (its own sequences' tokens, at every MoE layer) is packed with the job's
+ * step (every rank counts the same steps: each calls start for every MoE
+ * layer of every step), the token (token_of(ctx, engine sequence,
+ * position)), the request (seq_req, as for the trace), the experts, the
+ * rank that runs each and the weights.  Off (the default) costs a branch.
+ * moe_xchg_record_take hands the packed rows over (n rows; the buffer is
+ * the exchange's, valid until the next step) and empties it; rows past
+ * max_bytes since the last take are dropped and counted.
+ */
+void moe_xchg_set_record(moe_xchg *x, bool on, int32_t (*token_of)(void *ctx, int seq, int64_t pos), void *ctx,
+                         size_t max_bytes);
+const uint8_t *moe_xchg_record_take(moe_xchg *x, size_t *n, uint64_t *dropped);
 
 const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il);
 

@@ -73,9 +73,39 @@ static void fuzz_eplb(const uint8_t *data, size_t size)
     moe_eplb_result_free(&r);
 }
 
+/* The same bytes behind a per_token record's header (core/exprec): a
+ * shape from the first bytes, the rest as rows; and as a whole file. */
+static void fuzz_record(const uint8_t *data, size_t size)
+{
+    moe_trace t;
+    moe_err err = {0};
+    if (moe_trace_from_record(&t, data, size, &err) == MOE_OK) moe_trace_free(&t);
+    if (size < 4) return;
+    uint8_t *buf = malloc(64 + size);
+    memset(buf, 0, 64);
+    memcpy(buf, "MOEEXPD", 8);
+    const uint32_t k = 1 + data[0] % 4, layers = 1 + data[1] % 3, experts = k + data[2] % 8, ranks = 1 + data[3] % 4;
+    const uint32_t hdr[8] = {1, 2, layers, 1, experts, k, ranks, 0};
+    for (int i = 0; i < 8; i++)
+        for (int b = 0; b < 4; b++) buf[8 + 4 * i + b] = (uint8_t)(hdr[i] >> (8 * b));
+    const size_t body = size - 4, rb = 24 + 8 * (size_t)k, rows = body / rb;
+    for (int b = 0; b < 8; b++) buf[40 + b] = (uint8_t)((uint64_t)rows >> (8 * b));
+    memcpy(buf + 64, data + 4, rows * rb);
+    if (moe_trace_from_record(&t, buf, 64 + rows * rb, &err) == MOE_OK) {
+        if (t.n != rows || t.k != (int)k) abort();
+        for (size_t i = 0; i < t.n * (size_t)t.k; i++)
+            if (t.ids[i] < 0 || t.ids[i] >= (int32_t)experts || t.ranks[i] < 0 || t.ranks[i] >= (int32_t)ranks) abort();
+        moe_trace_free(&t);
+    } else if (!err.msg[0]) {
+        abort();
+    }
+    free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_trace(data, size);
+    fuzz_record(data, size);
     fuzz_eplb(data, size);
     return 0;
 }

@@ -294,6 +294,36 @@ static void on_prompt_logprobs(client *cl, const Moe__PromptLogprobs *p)
     }
 }
 
+/* A piece of routed experts (checked by the link: sizes match the shape):
+ * one line per (position, MoE layer); a repeated piece adds nothing. */
+static void on_routed(client *cl, const Moe__RoutedExperts *re)
+{
+    req *r = req_find(cl, re->request_id);
+    FILE *o = cl->c->routed_out;
+    if (!r || r->state != MOE_CLIENT_SENT || r->abandoned || !o) return;
+    const size_t K = re->top_k, L = re->moe_layers;
+    for (size_t row = 0; row < re->rows; row++) {
+        if (re->first + row != r->next_routed_row) continue;
+        for (size_t l = 0; l < L; l++) {
+            const size_t at = (row * L + l) * K;
+            fprintf(o, "%d %zu %zu ", r->line, (size_t)re->first + row, (size_t)re->first_moe_layer + l);
+            for (size_t j = 0; j < K; j++) {
+                const uint8_t *b = re->ids.data + 2 * (at + j);
+                fprintf(o, j ? ",%d" : "%d", (int)(int16_t)(uint16_t)(b[0] | b[1] << 8));
+            }
+            for (size_t j = 0; re->has_weights && j < K; j++) {
+                const uint8_t *b = re->weights.data + 4 * (at + j);
+                const uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+                float f;
+                memcpy(&f, &u, sizeof f);
+                fprintf(o, j ? ",%.9g" : " %.9g", (double)f);
+            }
+            fputc('\n', o);
+        }
+        r->next_routed_row++;
+    }
+}
+
 static void on_finish(client *cl, const Moe__Finish *f)
 {
     req *r = req_find(cl, f->request_id);
@@ -424,6 +454,7 @@ static void receive_all(client *cl)
         case MOE__SERVER_MSG__BODY_ERROR: on_error(cl, m->error); break;
         case MOE__SERVER_MSG__BODY_HEARTBEAT: on_queued(cl, m->heartbeat); break;
         case MOE__SERVER_MSG__BODY_PROMPT_LOGPROBS: on_prompt_logprobs(cl, m->prompt_logprobs); break;
+        case MOE__SERVER_MSG__BODY_ROUTED_EXPERTS: on_routed(cl, m->routed_experts); break;
         default: warn(cl, "server message of unknown kind %d, ignored", (int)m->body_case); break;
         }
         moe_link_in_clear(&in);

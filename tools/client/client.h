@@ -39,6 +39,7 @@ typedef struct moe_client_opts {
     double timeout_s;      /* silence from the server that ends the run */
     int heartbeat_ms;
     FILE *logprobs_out;    /* logprob lines (output.h's moe_output_logprobs), or NULL */
+    FILE *routed_out;      /* routed-expert lines "<line> <pos> <layer> e1,..,eK [w1,..,wK]", or NULL */
     bool curve;            /* the session is CURVE (a silent server may have refused the key) */
 } moe_client_opts;
 
@@ -68,6 +69,7 @@ typedef struct moe_client_req {
     char *err_msg;
     uint32_t prompt_tokens, completion_tokens; /* from the Finish's usage */
     uint32_t next_prompt_pos;  /* the prompt logprob position due next (from 1; repeats ignored) */
+    uint32_t next_routed_row;  /* the routed-expert row due next (repeats ignored) */
     uint32_t queue_pos;    /* its place in the server's queue as last told (0: not queued) */
 } moe_client_req;
 

@@ -170,6 +170,8 @@ int moe_session_generate(moe_session *s, const moe_session_gen *q, moe_err *err)
         g.has_max_tokens = 1, g.max_tokens = q->max_tokens; /* 0: a scored prompt */
     if (q->logprobs >= 0) g.has_logprobs = 1, g.logprobs = (uint32_t)q->logprobs;
     if (q->prompt_logprobs) g.has_prompt_logprobs = 1, g.prompt_logprobs = 1;
+    if (q->routed) g.has_return_routed_experts = 1, g.return_routed_experts = 1;
+    if (q->routed && q->routed_weights) g.has_return_routed_expert_weights = 1, g.return_routed_expert_weights = 1;
     if (q->deadline_ms > 0) g.has_deadline_ms = 1, g.deadline_ms = q->deadline_ms;
     g.n_stop = q->n_stop;
     g.stop = (char **)q->stop;

@@ -66,6 +66,7 @@ typedef struct moe_session_gen {
     int logprobs;                   /* each token's logprob + this many alternatives (0..20); -1: none
                                        (gen_defaults sets -1; a zeroed struct asks for 0 alternatives) */
     bool prompt_logprobs;           /* the prompt's too; with max_tokens 0 the prompt is only scored */
+    bool routed, routed_weights;    /* return_routed_experts (and their weights) */
 } moe_session_gen;
 
 /* MOE_OK (sent), MOE_LINK_AGAIN (queue full: try again later) or MOE_ERR

@@ -39,6 +39,10 @@ typedef struct route_stats_opts {
     const char *png_dir;    /* NULL: no heatmaps */
 } route_stats_opts;
 
+struct moe_exprec_file;
+/* moe-route stats of a stat record (core/exprec.h): the expert columns of
+ * the table over all its windows, then each window's balancedness. */
+int route_stats_record(const struct moe_exprec_file *f, int top, FILE *out, moe_err *err);
 int route_stats(const moe_trace *t, const route_shape *s, const route_stats_opts *o, FILE *out, moe_err *err);
 
 /* Balancedness of a load vector: mean / max (1 = perfectly even; 1 when

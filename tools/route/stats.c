@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "exprec.h"
 #include "route.h"
 
 double route_balancedness(const double *load, int n)
@@ -236,4 +237,56 @@ int route_stats(const moe_trace *t, const route_shape *s, const route_stats_opts
     free(share);
     free(rshare);
     return rc;
+}
+
+/* A stat record (core/exprec): counts per window, layer and expert, no
+ * rows: the expert columns of the table over all windows, then the expert
+ * balancedness of each window (mean over layers). */
+int route_stats_record(const moe_exprec_file *f, int top_n, FILE *out, moe_err *err)
+{
+    if (f->mode != MOE_EXPREC_STAT) return moe_err_set(err, "stats: not a stat record");
+    const int L = f->shape.layers, E = f->shape.experts, K = f->shape.top_k;
+    const int top = top_n > 0 ? (top_n < 64 ? top_n : 64) : 5;
+    double *load = moe_xmalloc((size_t)E * sizeof *load);
+    int hot[64];
+    fprintf(out, "record: stat, %llu windows of %u steps from step %llu, %d MoE layers (%d..%d), %d experts a token, "
+                 "%d experts, %d ranks, %llu rows dropped\n",
+            (unsigned long long)f->records, f->window_steps, (unsigned long long)f->first_step, L, f->shape.first_layer,
+            f->shape.first_layer + L - 1, K, E, f->shape.ranks, (unsigned long long)f->dropped);
+    fprintf(out, "%-6s %8s %9s %8s %6s  %s\n", "layer", "tokens", "bal_exp", "H_bits", "H/Hmax", "hot experts (share of picks)");
+    double sum_be = 0, sum_h = 0;
+    const double hmax = E > 1 ? log2((double)E) : 1;
+    for (int l = 0; l < L; l++) {
+        double total = 0, h = 0;
+        for (int e = 0; e < E; e++) {
+            load[e] = 0;
+            for (uint64_t w = 0; w < f->records; w++) load[e] += (double)moe_exprec_count(f, w, l, e);
+            total += load[e];
+        }
+        for (int e = 0; e < E; e++)
+            if (load[e] > 0) h -= load[e] / total * log2(load[e] / total);
+        const double be = route_balancedness(load, E);
+        sum_be += be;
+        sum_h += h;
+        fprintf(out, "%-6d %8.0f %9.4f %8.3f %6.3f ", f->shape.first_layer + l, total / K, be, h, h / hmax);
+        const int nh = top_of(load, E, top, hot);
+        for (int k = 0; k < nh; k++) fprintf(out, " e%d %.1f%%", hot[k], 100.0 * load[hot[k]] / total);
+        fputc('\n', out);
+    }
+    fprintf(out, "%-6s %8s %9.4f %8.3f  (means over layers)\n", "all", "", sum_be / L, sum_h / L);
+    fprintf(out, "\nper window (first step: tokens, expert balancedness as the mean over layers):\n");
+    for (uint64_t w = 0; w < f->records; w++) {
+        double be = 0, picks = 0;
+        for (int l = 0; l < L; l++) {
+            for (int e = 0; e < E; e++) {
+                load[e] = (double)moe_exprec_count(f, w, l, e);
+                picks += load[e];
+            }
+            be += route_balancedness(load, E);
+        }
+        fprintf(out, "%llu: %.0f %.4f\n", (unsigned long long)(f->first_step + w * f->window_steps), picks / K / L,
+                be / L);
+    }
+    free(load);
+    return MOE_OK;
 }

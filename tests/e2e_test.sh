@@ -30,8 +30,10 @@ start_cluster() {
   coord=$!; pids+=("$coord")
   # --ignore-eos: a random model says EOS early; long requests must stay long
   # (WORKER_EOS= keeps the model's EOS, for the checks of ignore_eos itself)
+  # (WORKER_FLAGS: more moe-worker flags, e.g. a test knob)
+  # shellcheck disable=SC2086
   "$here/mpirun.sh" "$ranks" 300 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" ${WORKER_EOS---ignore-eos} \
-      > "$tmp/worker.out" 2> "$tmp/worker.err" &
+      ${WORKER_FLAGS:-} > "$tmp/worker.out" 2> "$tmp/worker.err" &
   job=$!; pids+=("$job")
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   ep="ipc://$tmp/c"
@@ -74,7 +76,10 @@ slowreader)
   echo "ok: a stalled reader got back-pressure ($n deferred sends) and every token afterwards"
   ;;
 cancel)
-  start_cluster 2
+  # every collective held 1 ms: the 3000-token request must outlast the
+  # client's 1.5 s of streaming before its cancel (with the 8 KiB prefetch
+  # it had finished in 1.4 s and the cancel found nothing in flight)
+  WORKER_FLAGS="--test-xchg-delay-us 1000" start_cluster 2
   "$bin/e2e_client" cancel "$ep" || fail "cancel"
   # the rank's heartbeat shows the sequence gone: its cache is free again
   wait_for "$tmp/coord.err" "rank [0-9]+: 1 active" 10 || fail "the sequence never showed as active"

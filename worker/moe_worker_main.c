@@ -120,10 +120,9 @@ static void usage(FILE *f)
 }
 
 typedef struct opts {
-    const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret;
+    const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret, *record;
     const char *test_placement_file;
     int64_t test_placement_at, rebalance_every, rebalance_replicas, node_limit, ranks_per_node;
-    const char *model, *batch, *placement, *dump, *trace, *coordinator, *curve_server_key, *curve_secret, *record;
     moe_exprec_mode record_mode;
     int64_t record_window, record_max;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,

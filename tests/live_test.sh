@@ -5,7 +5,8 @@
 #       (--test-placement-at), is applied on both ranks at that step and every
 #       stream's ids, logits rows and logprobs are byte-identical to an
 #       undisturbed run; a bad placement (an expert out of range) is refused
-#       with its reason and changes nothing; --rebalance-every 3 applies EPLB
+#       with its reason and changes nothing; the recorder's rows (per_token)
+#       show every pick on the old ranks before the step and on the new after; --rebalance-every 3 applies EPLB
 #       placements from the job's own window, again without a changed byte
 #   live_test.sh nodelimit MODEL  --node-limit 1 on 2 ranks: no token's experts span two
 #       ranks in the routing trace (without it some do)
@@ -68,7 +69,9 @@ streams)
   [ -n "$steps" ] && [ "$steps" -gt 8 ] || fail "the undisturbed run took '$steps' steps; the change would not be mid-decode"
   grep -q "placement" "$tmp/base.err" && fail "the undisturbed run changed its placement"
 
-  run swap --test-placement-at "4:$tmp/swap.placement"
+  # the recorder on (per_token): it must not change a byte either, and its
+  # rows show every pick on the old placement before step 4, on the new one after
+  run swap --test-placement-at "4:$tmp/swap.placement" --record "$tmp/swap.rec" --record-mode per_token
   grep "placement from" "$tmp/swap.err"
   line=$(grep "placement from --test-placement-at applied before step 4: " "$tmp/swap.err") ||
     fail "no applied line for step 4"
@@ -77,6 +80,7 @@ streams)
   [ -n "$m" ] && [ $((4 * m)) -ge "$total" ] || fail "only '$m' of '$total' experts moved"
   [ "$(grep -c "released .* bytes of experts" "$tmp/swap.err")" = 2 ] || fail "not every rank reported its memory"
   same swap
+  /usr/bin/python3 "$here/live_record_check.py" "$tmp/swap.rec" "$e" 4 || fail "the recorder's rows across the change"
 
   run bad --test-placement-at "3:$tmp/bad.placement"
   grep -q "placement from --test-placement-at refused before step 3: .*expert $e" "$tmp/bad.err" ||

@@ -11,7 +11,7 @@
 #      output byte for byte, and the rank balancedness it records is better;
 #   4. moe-route eplb reproduces eplb.py's README example over JSON lines and
 #      names a bad line; stats --png draws PNG heatmaps; calibrate prints
-#      positive constants.
+#      positive row and copy constants and a call constant >= 0.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -88,5 +88,9 @@ route eplb "$tmp/bad.jsonl" "$tmp/bad.out" 2> "$tmp/bad.err" && fail "eplb accep
 grep -q "line 2: eplb: load of layer 0 expert 1 is -2" "$tmp/bad.err" || fail "eplb: message $(cat "$tmp/bad.err")"
 
 route calibrate --model "$tmp/skew.gguf" > "$tmp/cal" || fail "calibrate"
-awk '{ n++; if (!($2 > 0)) bad = 1 } END { exit !(n == 3 && !bad) }' "$tmp/cal" || fail "calibrate: $(cat "$tmp/cal")"
+# the row cost and the copy rate are positive; the fixed cost of a call is
+# t(1 row) less the slope, clamped at 0 (calib.c), and on this tiny model
+# it is within the noise of 0 (seen once under the forced avx2 set)
+awk '$1 == "expert_call_us" { n++; if (!($2 >= 0)) bad = 1 } $1 != "expert_call_us" { n++; if (!($2 > 0)) bad = 1 }
+     END { exit !(n == 3 && !bad) }' "$tmp/cal" || fail "calibrate: $(cat "$tmp/cal")"
 echo "ok: skewed traces, simulated bytes equal to the run's, a rebalanced placement with the same output"

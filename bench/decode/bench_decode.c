@@ -183,12 +183,12 @@ static double decode_at_ctx(moe_engine *e, int64_t ctx, int n_gen)
  * The roofline's bandwidth is the best rate 2 threads read at, over two
  * kinds of memory: 1 GiB of anonymous memory, and the model file's own
  * mapping (MAP_SHARED, as the engine maps it; its pages are in the page
- * cache after a first pass).  The second matters: ext4 keeps large folios
- * in the page cache, so the weights can be read with fewer TLB misses than
- * 4 KiB anonymous pages allow, and the kernels' decode once came out above
- * a roofline measured on anonymous memory alone.  Each pass also runs
- * with a software prefetch 8 KiB ahead, as the kernels read; the best of
- * every read is the roofline (the strictest ratio). */
+ * cache after a first pass), the memory the kernels actually read.  Each
+ * pass also runs with a software prefetch 8 KiB ahead, as the kernels
+ * read.  (One plain stream over anonymous memory once measured 44 GB/s
+ * while Q8_0 decode read its weights at 53.)  The best of every read is
+ * the roofline (the strictest ratio); on the shared test machine the
+ * readings still move between two levels from run to run. */
 
 typedef struct bw_arg {
     const uint64_t *p;

@@ -188,7 +188,12 @@ def work_floor(c, N, T, ctx, dec_min=32):
     fl = [N * D] * 3 + [max(N * ql, 1), N * H * (nope + rope), N * (kv + rope), N * rope, N * H * v, N * fmax,
                         N * fmax, N * D, N * E, NK, NK * D, NK * eff, NK * eff, NK * D, N * V]
     b = 4 * sum(fl) + N * 4 + N * 8 + 3 * NK * 4 + (E + 1) * 4
-    per = max(ctx, 32) * H + 2 * kv * H + (ctx * (nope + v) if dec_min > 0 else 0) + 2 * H
+    # per thread: scores, the latent queries and contexts of one absorbed
+    # task (up to 16 rows of a group of ceil(H / T) heads, at most 65536
+    # floats unless one row's heads need more), the decompressed K|V, the softmax state
+    hg = -(-H // T)
+    lat = max(1, min(16, 65536 // (hg * kv))) * hg * kv
+    per = max(ctx, 32) * H + 2 * lat + (ctx * (nope + v) if dec_min > 0 else 0) + 2 * H
     return b + 4 * per * T
 
 

@@ -64,40 +64,37 @@ static void head_mats(const moe_engine *e, const moe_layer *L, int hd, moe_mat *
     }
 }
 
-/* y[rows] = m · x for one vector; on the int8 path a quantized matrix
- * gets x in its dot type (as llama.cpp's absorbed MLA products do). */
-static void matvec(const moe_engine *e, const moe_mat *m, const float *x, float *y, void *xq)
+/* y_i = m · x_i for n vectors x_i (xs floats apart) into y_i (ys floats
+ * apart); on the int8 path a quantized matrix gets each x_i in its dot type
+ * (as llama.cpp's absorbed MLA products do).  Every y_i has the bits of a
+ * product of that one vector (the kernels' invariance). */
+static void matvecs(const moe_engine *e, const moe_mat *m, const float *x, int64_t xs, int n, float *y, int64_t ys,
+                    void *xq)
 {
     const uint32_t dt = moe_kern_dot_type(m->type);
     if (e->o.act_q8 && dt != MOE_DT_F32) {
-        moe_kern_quantize_act(e->k, dt, x, xq, m->cols);
-        moe_kern_matmul_rows_int8(e->k, m, 0, m->rows, xq, 0, 1, y, 0);
+        const size_t rb = moe_kern_act_row_bytes(dt, m->cols);
+        for (int i = 0; i < n; i++) moe_kern_quantize_act(e->k, dt, x + (size_t)i * xs, (char *)xq + i * rb, m->cols);
+        moe_kern_matmul_rows_int8(e->k, m, 0, m->rows, xq, m->cols / moe_kern_act_block(dt), n, y, ys);
     } else {
-        moe_kern_matmul_rows(e->k, m, 0, m->rows, x, 0, 1, y, 0);
+        moe_kern_matmul_rows(e->k, m, 0, m->rows, x, xs, n, y, ys);
     }
 }
 
-/* Absorbed form for one token row and heads [h0, h0 + nh): one pass over
- * the row's cache computes the scores of all those heads, a second pass
- * their latent contexts.  Each head's values do not depend on nh. */
-static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scratch *s)
+/* Scores and latent contexts of row r for heads [h0, h0 + nh), from their
+ * latent queries q_lat[nh][kv] into ctx_lat[nh][kv]: one pass over the
+ * row's cache for all those heads.  Each head's values do not depend on
+ * nh. */
+static void attn_row(moe_engine *e, int il, int r, int h0, int nh, const float *q_lat, float *ctx_lat,
+                     attn_scratch *s)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
     const moe_kern_set *k = e->k;
     const moe_kern_fns *f32 = e->f32;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope;
     const int seq = e->row_seq[r];
     const int64_t pos = e->row_pos[r];
     const float *qrow = e->q + (size_t)r * hp->n_head * qk; /* per head [nope | rope] */
-    for (int j = 0; j < nh; j++) {
-        moe_mat kh, vh;
-        head_mats(e, L, h0 + j, &kh, &vh);
-        const float *qn = qrow + (size_t)(h0 + j) * qk;
-        /* q_lat[kv] = K_h q_nope */
-        if (hp->mla_fused) moe_kern_matvec_t(k, &kh, qn, s->q_lat + (size_t)j * kv);
-        else matvec(e, &kh, qn, s->q_lat + (size_t)j * kv, s->xq);
-    }
     /* One pass over the cache in chunks of ATTN_CHUNK positions with an
      * online softmax: a chunk's latents are read from memory once, scored
      * for every head, and re-read from cache for the weighted sum.  Chunk
@@ -108,7 +105,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
         m[j] = -INFINITY;
         l[j] = 0.0f;
     }
-    memset(s->ctx_lat, 0, (size_t)nh * kv * sizeof(float));
+    memset(ctx_lat, 0, (size_t)nh * kv * sizeof(float));
     for (int64_t c0 = 0; c0 <= pos; c0 += ATTN_CHUNK) {
         const int64_t c1 = c0 + ATTN_CHUNK <= pos + 1 ? c0 + ATTN_CHUNK : pos + 1;
         for (int64_t t = c0; t < c1; t++) {
@@ -117,7 +114,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
             for (int j = 0; j < nh; j += 4) {
                 const int nj = nh - j < 4 ? nh - j : 4;
                 float sl[4], sp[4];
-                f32->dotn(c, s->q_lat + (size_t)j * kv, kv, nj, kv, sl);
+                f32->dotn(c, q_lat + (size_t)j * kv, kv, nj, kv, sl);
                 f32->dotn(c + kv, qrow + (size_t)(h0 + j) * qk + nope, qk, nj, rope, sp);
                 for (int u = 0; u < nj; u++) s->scores[(j + u) * ATTN_CHUNK + (t - c0)] = hp->attn_scale * (sl[u] + sp[u]);
             }
@@ -128,7 +125,7 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
             if (mx > m[j]) {
                 const float alpha = m[j] == -INFINITY ? 0.0f : expf(m[j] - mx);
                 l[j] *= alpha;
-                float *cl = s->ctx_lat + (size_t)j * kv;
+                float *cl = ctx_lat + (size_t)j * kv;
                 for (int i = 0; i < kv; i++) cl[i] *= alpha;
                 m[j] = mx;
             }
@@ -141,18 +138,42 @@ static void attn_absorbed(moe_engine *e, int il, int r, int h0, int nh, attn_scr
          * F32 axpy per (t, j), with the contexts kept in registers */
         const float *cp[ATTN_CHUNK];
         for (int64_t t = c0; t < c1; t++) cp[t - c0] = moe_kvcache_at(e->cache, seq, il, t);
-        moe_kern_axpy_rows(k, cp, (int)(c1 - c0), s->scores, ATTN_CHUNK, nh, s->ctx_lat, kv, kv);
+        moe_kern_axpy_rows(k, cp, (int)(c1 - c0), s->scores, ATTN_CHUNK, nh, ctx_lat, kv, kv);
     }
     for (int j = 0; j < nh; j++) {
         const float inv = 1.0f / l[j];
-        float *cl = s->ctx_lat + (size_t)j * kv;
+        float *cl = ctx_lat + (size_t)j * kv;
         for (int i = 0; i < kv; i++) cl[i] *= inv;
     }
+}
+
+/* Absorbed form for rows [r0, r0 + nr) (consecutive rows of any
+ * sequences) and heads [h0, h0 + nh): a head's key product, and later its
+ * value product, runs over all the rows at once (its matrices read once,
+ * each row's bits those of its own product), and one pass over each row's
+ * cache scores all the heads. */
+static void attn_absorbed(moe_engine *e, int il, int r0, int nr, int h0, int nh, attn_scratch *s)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_layer *L = &e->m->layers[il];
+    const int kv = hp->kv_lora, qk = hp->qk_nope + hp->qk_rope, H = hp->n_head, vd = hp->v_dim;
+    const int64_t lat = (int64_t)nh * kv; /* floats of one row's latents */
+    /* q_lat[i][j] = K_h q_nope of row r0 + i, head h = h0 + j */
     for (int j = 0; j < nh; j++) {
         moe_mat kh, vh;
         head_mats(e, L, h0 + j, &kh, &vh);
-        float *o = e->ao + (size_t)r * hp->n_head * hp->v_dim + (size_t)(h0 + j) * hp->v_dim;
-        matvec(e, &vh, s->ctx_lat + (size_t)j * kv, o, s->xq);
+        const float *qn = e->q + (size_t)r0 * H * qk + (size_t)(h0 + j) * qk;
+        if (hp->mla_fused)
+            for (int i = 0; i < nr; i++) moe_kern_matvec_t(e->k, &kh, qn + (size_t)i * H * qk, s->q_lat + i * lat + j * kv);
+        else
+            matvecs(e, &kh, qn, (int64_t)H * qk, nr, s->q_lat + (size_t)j * kv, lat, s->xq);
+    }
+    for (int i = 0; i < nr; i++) attn_row(e, il, r0 + i, h0, nh, s->q_lat + i * lat, s->ctx_lat + i * lat, s);
+    for (int j = 0; j < nh; j++) {
+        moe_mat kh, vh;
+        head_mats(e, L, h0 + j, &kh, &vh);
+        float *o = e->ao + (size_t)r0 * H * vd + (size_t)(h0 + j) * vd;
+        matvecs(e, &vh, s->ctx_lat + (size_t)j * kv, lat, nr, o, (int64_t)H * vd, s->xq);
     }
 }
 
@@ -203,7 +224,7 @@ static void attn_worker(void *arg, int ith, int nth)
         if (i >= e->n_tasks) break;
         const attn_task *t = &e->tasks[i];
         if (t->decompress) attn_decompressed(e, c->il, t->row0, t->n_rows, t->head, &e->as[ith]);
-        else attn_absorbed(e, c->il, t->row0, t->head, t->n_heads, &e->as[ith]);
+        else attn_absorbed(e, c->il, t->row0, t->n_rows, t->head, t->n_heads, &e->as[ith]);
     }
 }
 

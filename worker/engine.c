@@ -112,10 +112,12 @@ static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t 
     /* per thread: scores, q_lat, ctx_lat, dec, ml, xq */
     const uint64_t scores = (ctx > ATTN_CHUNK ? ctx : ATTN_CHUNK) * H;
     const uint64_t dec = o->decompress_min > 0 ? ctx * (uint64_t)(hp->qk_nope + hp->v_dim) : 0;
-    uint64_t per = 0;
-    ok = ok && moe_add_u64(scores, 2 * kv * H, &per) && moe_add_u64(per, dec + 2 * H, &per) &&
-         moe_mul_u64(per, sizeof(float), &per) &&
-         moe_add_u64(per, (uint64_t)moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope), &per) &&
+    const uint64_t ar = (uint64_t)moe_eng_attn_rows(hp, o->n_threads);
+    uint64_t lat = 0, xqb = 0, per = 0;
+    ok = ok && moe_mul_u64(ar * (uint64_t)moe_eng_attn_heads(hp, o->n_threads), kv, &lat) &&
+         moe_mul_u64(ar, (uint64_t)moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope), &xqb) &&
+         moe_add_u64(scores, lat, &per) && moe_add_u64(per, lat, &per) && moe_add_u64(per, dec + 2 * H, &per) &&
+         moe_mul_u64(per, sizeof(float), &per) && moe_add_u64(per, xqb, &per) &&
          moe_mul_u64(per, T, &per) && moe_add_u64(b, per, &b);
     if (!ok) return moe_err_set(err, "engine buffer sizes overflow");
     *out = b;
@@ -199,13 +201,14 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     }
     e->tasks = moe_xmalloc((size_t)(N * H) * sizeof(attn_task));
     e->as = moe_xcalloc((size_t)o.n_threads, sizeof(attn_scratch));
+    const int64_t ar = moe_eng_attn_rows(hp, o.n_threads), lat = ar * moe_eng_attn_heads(hp, o.n_threads) * hp->kv_lora;
     for (int i = 0; i < o.n_threads; i++) {
         e->as[i].scores = falloc((o.max_ctx > ATTN_CHUNK ? o.max_ctx : ATTN_CHUNK) * H);
-        e->as[i].q_lat = falloc((int64_t)hp->kv_lora * H);
-        e->as[i].ctx_lat = falloc((int64_t)hp->kv_lora * H);
+        e->as[i].q_lat = falloc(lat);
+        e->as[i].ctx_lat = falloc(lat);
         e->as[i].dec = o.decompress_min > 0 ? falloc(o.max_ctx * (hp->qk_nope + hp->v_dim)) : NULL;
         e->as[i].ml = falloc(2 * H);
-        e->as[i].xq = moe_xmalloc_lines(moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope));
+        e->as[i].xq = moe_xmalloc_lines((size_t)ar * moe_kern_act_bytes_max(hp->kv_lora + hp->qk_nope));
     }
     *out = e;
     return MOE_OK;
@@ -660,6 +663,17 @@ static void ffn_block(moe_engine *e, int il, int n)
 
 /* ---- the step ------------------------------------------------------------- */
 
+/* The absorbed tasks of rows [r0, r0 + *n): heads in groups of one per
+ * thread, so each thread reads a row's cache once.  Empties the run. */
+static void absorbed_tasks(moe_engine *e, int r0, int *n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const int hg = moe_eng_attn_heads(hp, e->o.n_threads);
+    for (int hd = 0; *n > 0 && hd < hp->n_head; hd += hg)
+        e->tasks[e->n_tasks++] = (attn_task){r0, *n, hd, hd + hg <= hp->n_head ? hg : hp->n_head - hd, false};
+    *n = 0;
+}
+
 int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *err)
 {
     const moe_hparams *hp = &e->m->hp;
@@ -726,23 +740,28 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     for (int r = 0; r < n; r++)
         e->attn_cost += (double)hp->n_head * ((double)(e->row_pos[r] + 1) * 2 * (hp->kv_lora + hp->qk_rope) +
                                               (double)hp->kv_lora * (hp->qk_nope + hp->v_dim));
+    /* absorbed rows go in runs of up to moe_eng_attn_rows consecutive rows
+     * (of any sequences: a task's key and value products read each head's
+     * matrices once for the run) */
+    const int run_max = moe_eng_attn_rows(hp, e->o.n_threads);
+    int run0 = 0, run_n = 0;
     for (int i = 0, r = 0; i < n_items; i++) {
         const moe_step_item *it = &items[i];
         if (it->status != MOE_OK || it->n_tokens == 0) continue;
         /* the int8 path stays absorbed everywhere (llama.cpp's MLA order) */
         const bool dec = !e->o.act_q8 && e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
         if (dec) {
+            absorbed_tasks(e, run0, &run_n);
             for (int hd = 0; hd < hp->n_head; hd++) e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, 1, true};
         } else {
-            /* heads in groups: one per thread, so each thread reads the cache once */
-            const int hg = (hp->n_head + e->o.n_threads - 1) / e->o.n_threads;
-            for (int j = 0; j < it->n_tokens; j++)
-                for (int hd = 0; hd < hp->n_head; hd += hg)
-                    e->tasks[e->n_tasks++] =
-                        (attn_task){r + j, 1, hd, hd + hg <= hp->n_head ? hg : hp->n_head - hd, false};
+            for (int j = 0; j < it->n_tokens; j++) {
+                if (run_n == 0) run0 = r + j;
+                if (++run_n == run_max) absorbed_tasks(e, run0, &run_n);
+            }
         }
         r += it->n_tokens;
     }
+    absorbed_tasks(e, run0, &run_n);
     for (int il = 0; il < hp->n_layer; il++) {
         moe_eng_attention(e, il, n);
         ffn_block(e, il, n);

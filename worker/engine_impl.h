@@ -28,7 +28,7 @@ typedef struct mm_job {
  * (chunk, head) in decompressed form. */
 typedef struct attn_task {
     int row0;        /* first row */
-    int n_rows;      /* 1 for absorbed */
+    int n_rows;      /* rows (absorbed: consecutive rows of any sequences) */
     int head;        /* first head */
     int n_heads;     /* absorbed: heads done in one pass over the cache */
     bool decompress;
@@ -36,14 +36,30 @@ typedef struct attn_task {
 
 typedef struct attn_scratch {
     float *scores;   /* [n_head][max(max_ctx, ATTN_CHUNK)] */
-    float *q_lat;    /* [n_head][kv_lora] */
-    float *ctx_lat;  /* [n_head][kv_lora] */
+    float *q_lat;    /* [attn_rows][attn_heads][kv_lora] */
+    float *ctx_lat;  /* [attn_rows][attn_heads][kv_lora] */
     float *dec;      /* [max_ctx][nope + v] (decompressed K_nope | V), or NULL */
-    void *xq;        /* int8 path: one quantized q_nope or latent (any dot type) */
+    void *xq;        /* int8 path: attn_rows quantized q_nope or latents (any dot type) */
     float *ml;       /* [2][n_head] running max and sum of the online softmax */
 } attn_scratch;
 
 #define ATTN_CHUNK 32  /* positions per pass of the absorbed attention */
+#define ATTN_ROWS 16   /* at most this many rows per absorbed task */
+#define ATTN_LAT 65536 /* floats of a thread's q_lat (and of its ctx_lat) */
+
+/* Absorbed tasks: heads per task (one group per thread, so each thread
+ * reads a row's cache once) and rows per task (their latents fit in
+ * ATTN_LAT floats). */
+static inline int moe_eng_attn_heads(const moe_hparams *hp, int n_threads)
+{
+    return (hp->n_head + n_threads - 1) / n_threads;
+}
+static inline int moe_eng_attn_rows(const moe_hparams *hp, int n_threads)
+{
+    const int64_t per = (int64_t)moe_eng_attn_heads(hp, n_threads) * hp->kv_lora;
+    const int64_t r = per > 0 ? ATTN_LAT / per : ATTN_ROWS;
+    return r < 1 ? 1 : r > ATTN_ROWS ? ATTN_ROWS : (int)r;
+}
 
 struct moe_engine {
     moe_engine_route_fn route_fn; /* NULL: nobody watches the gate (moe_engine_set_route_fn) */

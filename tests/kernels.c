@@ -499,8 +499,8 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * int8 4 × 4 tile) against the per-row dot, bit for bit, for every
  * quantized weight type: 9 rows taken as [0, 1) and [1, 9) (tiles that do
  * not start at row 0, a row left over), 17 tokens at once (4 full token
- * quads and a single) against each token alone (n = 1) and against the
- * single int8 dot; lengths of 1, 3 (odd: a last block alone) and 67
+ * quads and a single), 2 and 3 at once, against each token alone (n = 1)
+ * and against the single int8 dot; lengths of 1, 3 (odd: a last block alone) and 67
  * blocks (q8_0 dot type; Q8_0 also 1025), 1 and 3 super-blocks (q8_K).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
 static void test_tiles(const moe_kern_set *k)
@@ -511,9 +511,10 @@ static void test_tiles(const moe_kern_set *k)
     for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
         /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
-        const int64_t lens32[] = {32, 96, 2144, 32800}, lens256[] = {256, 768};
+        /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 768};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : t == MOE_DT_Q8_0 ? 4 : 3;
+        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : t == MOE_DT_Q8_0 ? 5 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;
@@ -542,18 +543,25 @@ static void test_tiles(const moe_kern_set *k)
             }
             moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, ntok, y, rows);
             moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, ntok, y, rows);
+            /* and in batches of 2 and 3 (avx512: 1-row tiles), tokens 0-1 and 2-4 */
+            float *y23 = malloc((size_t)(ntok * rows) * 4);
+            moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, 2, y23, rows);
+            moe_kern_matmul_rows_int8(k, &m, 0, 4, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
+            moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
-                    const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4);
-                    CHECK_MSG(ok, "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, dot %g",
+                    const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4) &&
+                                   (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4));
+                    CHECK_MSG(ok, "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2 or 3 %g, dot %g",
                               moe_kern_name(k), t, (long long)cols, (long long)r, (long long)n, y[n * rows + r],
-                              y1[r], d);
+                              y1[r], n < 5 ? y23[n * rows + r] : d, d);
                     same &= ok;
                     checked++;
                 }
             }
+            free(y23);
             free(data);
             free(src);
             free(xq);
@@ -561,7 +569,7 @@ static void test_tiles(const moe_kern_set *k)
             free(y);
         }
     }
-    if (same) printf("kernels %s: int8 products of 17 tokens bitwise 1 token and the dot (%d values)\n",
+    if (same) printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot (%d values)\n",
                      moe_kern_name(k), checked);
 }
 

@@ -571,6 +571,13 @@ void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *
     experts_run(e, il, n_groups, experts, off, x, NULL, y, 0);
 }
 
+void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                                   const float *x, float *y, int n_sh)
+{
+    MOE_ASSERT(n_sh >= 0 && n_sh <= e->o.max_batch_tokens);
+    experts_run(e, il, n_groups, experts, off, x, NULL, y, n_sh);
+}
+
 void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
                             float *out)
 {
@@ -582,7 +589,8 @@ void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *co
 }
 
 /* The MoE FFN with routed experts behind the hook: shared experts run here
- * while the hook's exchange is in flight; the sum is the same as locally. */
+ * while the hook's exchange is in flight (or inside its finish, with the
+ * routed ones, when it has no exchange); the sum is the same as locally. */
 static void moe_ffn_remote(moe_engine *e, int il, int n)
 {
     const moe_hparams *hp = &e->m->hp;
@@ -591,7 +599,7 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
     const int K = hp->n_used;
     const int64_t D = hp->dim, sff = (int64_t)hp->n_shared * hp->expert_ff;
     hk->start(hk->ctx, il, e->h, n, e->ids, e->wts, e->row_seq, e->row_pos);
-    if (sff > 0) {
+    if (sff > 0 && !hk->shared_in_finish) {
         mm_job jb[2] = {moe_eng_job(&L->gate_sh, e->h, D, n, e->fg, sff), moe_eng_job(&L->up_sh, e->h, D, n, e->fu, sff)};
         moe_eng_run_jobs(e, jb, 1);
         hk->progress(hk->ctx);

@@ -49,6 +49,11 @@ typedef struct moe_engine_moe_hook {
                   const int *row_seq, const int64_t *row_pos);
     void (*progress)(void *ctx);
     void (*finish)(void *ctx, int il, float *y);
+    /* true: there is no exchange for the shared experts to overlap (one
+     * rank), so the engine leaves them to finish, which runs them in the
+     * routed experts' runs (moe_engine_moe_experts_shared): two parallel
+     * runs a layer instead of five */
+    bool shared_in_finish;
 } moe_engine_moe_hook;
 
 /*
@@ -142,6 +147,12 @@ void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim)
  * off[0] >= 0 and off[n_groups] <= moe_engine_expert_rows(e). */
 void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
                             const float *x, float *y);
+/* The same, plus the layer's shared experts on the n_sh rows of the step
+ * the engine is in (inside a hook's finish: the rows given to its start)
+ * in the same two runs; their output is what the engine's MoE layer adds
+ * (a hook with shared_in_finish calls this once a layer). */
+void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                                   const float *x, float *y, int n_sh);
 /* Rows one moe_engine_moe_experts call takes at most: max_batch_tokens × n_used. */
 int moe_engine_expert_rows(const moe_engine *e);
 /* out[dim] = Σ_j w[j]·y_j in ascending expert-id order (ids ascending), then

@@ -47,6 +47,7 @@ struct moe_xchg {
     int32_t *g_exp, *g_off;     /* [n_expert + 1] the groups of one run */
     moe_comm_req req;
     int n_tok;          /* rows of the layer in flight */
+    bool shared_in_finish;      /* the hook left the shared experts to finish (moe_xchg_hook) */
     int il;
     double t_start, t_ready;
     moe_xchg_layer_stats *stats; /* [n_layer] (only MoE layers used) */
@@ -272,6 +273,7 @@ void moe_xchg_hook(moe_xchg *x, moe_engine_moe_hook *hook)
     hook->start = hook_start;
     hook->progress = hook_progress;
     hook->finish = hook_finish;
+    hook->shared_in_finish = x->shared_in_finish = x->n_rank == 1;
 }
 
 const moe_xchg_layer_stats *moe_xchg_stats(const moe_xchg *x, int il)
@@ -381,10 +383,12 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
 
     /* The experts, rows_max pairs at a time (all of a step's in one run but
      * for very large steps), through the engine's thread pool: gate and up
-     * of every expert in one run, down of every one in a second.  A pair's
-     * output is the same bits whichever run it falls in. */
+     * of every expert in one run, down of every one in a second (on one
+     * rank the shared experts too).  A pair's output is the same bits
+     * whichever run it falls in. */
     const double t0 = moe_now();
-    for (size_t p0 = 0; p0 < n_pairs;) {
+    bool shared = x->shared_in_finish && x->n_tok > 0; /* the first runs take the shared experts too */
+    for (size_t p0 = 0; p0 < n_pairs || shared;) {
         const size_t p1 = n_pairs - p0 > (size_t)x->rows_max ? p0 + (size_t)x->rows_max : n_pairs;
         int ng = 0;
         for (size_t q = p0; q < p1; q++) {
@@ -396,7 +400,8 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
             memcpy(x->xe + (q - p0) * (size_t)D, recv + (size_t)pairs[q].row * (size_t)row, (size_t)D * sizeof(float));
         }
         x->g_off[ng] = (int32_t)(p1 - p0);
-        moe_engine_moe_experts(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye);
+        moe_engine_moe_experts_shared(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye, shared ? x->n_tok : 0);
+        shared = false;
         for (size_t q = p0; q < p1; q++)
             memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
                    x->ye + (q - p0) * (size_t)D, (size_t)D * sizeof(float));

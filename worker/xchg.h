@@ -46,7 +46,9 @@ void moe_xchg_free(moe_xchg *x);
 /* h: [n][dim] normed rows; ids: [n][K] ascending per token. */
 void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *ids);
 void moe_xchg_progress(moe_xchg *x);
-/* y: [n·K][dim] (unused when n == 0). */
+/* y: [n·K][dim] (unused when n == 0).  Through the hook of a one-rank job
+ * (moe_xchg_hook) it also runs the layer's shared experts on h, which the
+ * engine then leaves to it; called directly, never. */
 void moe_xchg_finish(moe_xchg *x, int il, float *y);
 
 /* A new placement of the same shape, between steps (no layer in flight);

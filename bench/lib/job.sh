@@ -4,9 +4,11 @@
 # bench/lib/moe.sh (for $MOE_BIN and $MOE_ROOT).
 #
 #   job_batch MODEL OUT NSEQ PROMPT GEN
-#        writes a --batch file: NSEQ requests of PROMPT random token ids
-#        below the model's vocabulary (a fixed seed: the same file every
-#        time), each generating GEN tokens
+#        writes a --batch file: NSEQ requests of PROMPT token ids below the
+#        model's vocabulary, each generating GEN tokens; the ids are
+#        bench-decode's (sequence s, position i: (7919 s + 104729 i + 13)
+#        mod vocab), so with greedy decoding the job and bench-decode --case
+#        NSEQ:PROMPT:GEN run the same token streams and route alike
 #   job_run NP THREADS MODEL BATCH OUT [ARGS...]
 #        one job of NP ranks x THREADS threads (tests/mpirun.sh: no core
 #        binding, shared memory, a 600 s limit), --ignore-eos --stats; the
@@ -37,8 +39,8 @@
 job_batch() { # model out nseq prompt gen
   local v
   v=$(moe_model_vocab "$1") || return 1
-  awk -v v="$v" -v n="$3" -v p="$4" -v g="$5" 'BEGIN { srand(11); for (i = 0; i < n; i++) { s = ""
-    for (j = 0; j < p; j++) s = s (j ? "," : "") int(rand() * v); print s, g } }' > "$2"
+  awk -v v="$v" -v n="$3" -v p="$4" -v g="$5" 'BEGIN { for (i = 0; i < n; i++) { s = ""
+    for (j = 0; j < p; j++) s = s (j ? "," : "") (i * 7919 + j * 104729 + 13) % v; print s, g } }' > "$2"
 }
 
 job_run() { # np threads model batch out [args...]

@@ -32,7 +32,10 @@ if [ -z "$model" ]; then
     # DeepSeek-V3's own tokenizer and chat template (data/, from the
     # fixtures), so chat requests work on the default model too
     tok=$model_dir/deepseek-v3-tokenizer.gguf
-    [ -f "$tok" ] || xz -dc data/deepseek-v3-tokenizer.gguf.xz > "$tok.tmp" && mv "$tok.tmp" "$tok"
+    if [ ! -f "$tok" ]; then
+      xz -dc data/deepseek-v3-tokenizer.gguf.xz > "$tok.tmp"
+      mv "$tok.tmp" "$tok"
+    fi
     echo "quickstart: no model given; making $model (random weights, preset 'default', DeepSeek-V3 tokenizer)"
     "$bin/moe-mkmodel" --preset default --vocab-from "$tok" -o "$model"
   fi

@@ -217,7 +217,19 @@ main_job)
   wait "$qs"; rc=$?
   [ "$rc" = 0 ] || fail "the main job exited $rc after SIGTERM"
   grep -q "serve: stopped" "$tmp/qs.out" || fail "no clean stop"
-  echo "ok: main job ready, answered a request, exited 0 on SIGTERM"
+  # Again with the tokenizer already unpacked but no model: it makes the
+  # model again (a tokenizer left from an earlier run once stopped it)
+  [ -f "$tmp/deepseek-v3-tokenizer.gguf" ] || fail "the first run left no tokenizer in the model folder"
+  rm "$tmp/default.gguf"
+  setsid "$root/scripts/quickstart.sh" --model-dir "$tmp" --listen "ipc://$tmp/c" --http 127.0.0.1:0 --workers "ipc://$tmp/w" \
+      > "$tmp/qs2.out" 2>&1 &
+  qs=$!; pids+=("$qs")
+  wait_for "$tmp/qs2.out" "serve: ready" 300 || fail "with the tokenizer already there, the main job never became ready: $(tail -3 "$tmp/qs2.out")"
+  grep -q "quickstart: no model given; making" "$tmp/qs2.out" || fail "the second run did not make the model"
+  kill -TERM "$qs"
+  wait "$qs"; rc=$?
+  [ "$rc" = 0 ] || fail "the second main job exited $rc after SIGTERM"
+  echo "ok: main job ready, answered a request, exited 0 on SIGTERM; ready again with the tokenizer already unpacked"
   ;;
 metrics)
   # The metrics after a few requests: the text parses as Prometheus text

@@ -106,6 +106,8 @@ if [ -n "${MOE_BIN:-}" ]; then
   check "batch shape" "$(awk '{ n = split($1, t, ","); ok = n == 8 && $2 == 4
                                 for (i = 1; i <= n; i++) ok = ok && t[i] ~ /^[0-9]+$/ && t[i] < 400
                                 bad += !ok } END { print NR, bad + 0 }' "$tmp/batch")" "16 0"
+  # bench-decode's ids: sequence 1, position 1 is (7919 + 104729 + 13) mod 400
+  check "batch ids are bench-decode's" "$(awk 'NR == 2 { split($1, t, ","); print t[1], t[2] }' "$tmp/batch")" "332 261"
   cp "$tmp/batch" "$tmp/batch1"
   job_batch "$fx/v3_mini_q8_0.gguf" "$tmp/batch" 16 8 4
   check "batch the same every time" "$(cmp -s "$tmp/batch" "$tmp/batch1" && echo same)" same

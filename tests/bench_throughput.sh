@@ -73,6 +73,11 @@ f=$(sed 's/ (.*//' <<< "${c[2]}")
 check "prefill float share" "$(sed 's/.*(\(.*\))/\1/' <<< "${c[2]}")" "$(awk -v a="$f" -v b="$rf" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
 check "prefill llama.cpp share" "$(sed 's/.*(\(.*\))/\1/' <<< "${c[1]}")" "$(awk -v b="$ri" 'BEGIN { printf "%.0f%%", 100 * 20.25 / b }')"
 
+# the job against the engine run beside it: a ratio for each path and layout
+# (the int8 path's are "-" on a worker without it)
+beside=$(grep '^worker job over the engine runs beside it' "$tmp/out" || true)
+check "job beside the engine: figures" "$(grep -oE "(float|int8) ($num"x"|-) \(1x2\), ($num"x"|-) \(2x1\)" <<< "$beside" | wc -l)" 2
+check "job beside the engine: float a ratio" "$(grep -cE "float $num"x" \(1x2\), $num"x" \(2x1\)" <<< "$beside")" 1
 check "system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/out")" 1
 check "kernels" "$(grep -Ec 'moe kernels: [a-z0-9]+ \(engine\), [a-z0-9]+ \(worker job\)' "$tmp/out")" 1
 check "peaks" "$(grep -Ec "^prefill roofline: compute peak \(bench-peak, [a-z0-9]+\): int8 $num GOPS .* float32 $num GOPS" "$tmp/out")" 1

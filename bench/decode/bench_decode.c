@@ -57,7 +57,8 @@ static long rss_kib(void)
     return v;
 }
 
-static int32_t tok(int seq, int i, int vocab) { return (int32_t)((seq * 7919 + i * 104729 + 13) % vocab); }
+/* prompt ids (bench/lib/job.sh job_batch writes the same for the worker job) */
+static int32_t tok(int seq, int i, int vocab) { return (int32_t)(((int64_t)seq * 7919 + (int64_t)i * 104729 + 13) % vocab); }
 
 static void die(const char *what, const moe_err *err)
 {

@@ -10,7 +10,11 @@
 #   prefill, 128 tokens       llama-bench -p 128 -n 0       | bench-decode --case 1:128:0
 #   prefill, 512 tokens       llama-bench -p 512 -n 0       | bench-decode --case 1:512:0
 #   worker job, 16 sequences  moe-worker --batch (16 x 32-token prompts, 32 generated),
-#                             1 rank x 2 threads and 2 ranks x 1 thread
+#                             1 rank x 2 threads and 2 ranks x 1 thread; the job over
+#                             the engine both as a ratio of the medians and as the
+#                             median of each round's job over the engine's 16-sequence
+#                             case run just before and just after the jobs (the
+#                             machine's speed drifts within a round)
 #
 # moe on both activation paths (float and int8; the worker's flags are read
 # from moe-worker --help: --exact or --int8), each figure as a share of its
@@ -109,6 +113,24 @@ if [ $with_job = 1 ]; then
   job_batch "$model" "$tmp/batch" 16 "$bpp" "$btg" || { echo "bench/throughput: cannot make the job's batch" >&2; exit 1; }
 fi
 
+# one engine run of the jobs' case (16 sequences) for path $1 in round $2
+beside() {
+  "$MOE_BIN/bench-decode" --model "$model" --reps 1 --threads "$MOE_THREADS" --act "$1" --case "16:$bpp:$btg" \
+      > "$tmp/beside.$1.$2.$3" 2> /dev/null || true
+}
+
+# the median over the rounds of job / (the mean of the engine runs beside it)
+beside_ratio() { # act config
+  local r e j
+  for r in $(seq 1 "$runs"); do
+    e=$(cat "$tmp/beside.$1.$r.before" "$tmp/beside.$1.$r.after" 2> /dev/null |
+        awk '$1 == "case" { for (i = 2; i <= NF; i++) if ($i ~ /^decode_tps=/) { sub(/^decode_tps=/, "", $i); s += $i; n++ } }
+             END { if (n == 2) print s / 2 }')
+    j=$(job_samples "$tmp/job.$1.$2.$r.err")
+    [ -n "$e" ] && [ -n "$j" ] && awk -v j="$j" -v e="$e" 'BEGIN { if (e > 0) print j / e }'
+  done | bench_median
+}
+
 declare -A l=() # llama.cpp samples per figure
 for r in $(seq 1 "$runs"); do
   if ! moe_engine_cases "$model" 1 "$tmp/moe.$r" "1:1:$tg" "4:$bpp:$btg" "16:$bpp:$btg" "1:$pp1:0" "1:$pp2:0"; then
@@ -123,6 +145,10 @@ for r in $(seq 1 "$runs"); do
   if [ $with_job = 1 ]; then
     for a in "${acts[@]}"; do
       read -r -a fl <<< "$(job_act_args "$a")"
+      # the engine on the same batch just before and just after the jobs:
+      # the machine's speed drifts within a round, so each job is also
+      # compared with the engine run beside it
+      beside "$a" "$r" before
       for c in 1x2 2x1; do
         f=$tmp/job.$a.$c.$r
         if ! job_run "${c%x*}" "${c#*x}" "$model" "$tmp/batch" "$f" "${fl[@]}"; then
@@ -130,6 +156,7 @@ for r in $(seq 1 "$runs"); do
           failed=1
         fi
       done
+      beside "$a" "$r" after
       # the job is deterministic: 1 and 2 ranks give the same tokens
       if [ -s "$tmp/job.$a.1x2.$r" ] && ! cmp -s "$tmp/job.$a.1x2.$r" "$tmp/job.$a.2x1.$r"; then
         echo "worker job ($a): 1-rank and 2-rank answers differ in round $r"
@@ -247,6 +274,9 @@ if [ $with_job = 1 ]; then
   echo "worker job over the engine at 16 sequences: float $(bench_ratio "$jf12" "$f_b16") (1x2), $(bench_ratio "$jf21" "$f_b16") (2x1);" \
        "int8 $(bench_ratio "$ji12" "$i_b16") (1x2), $(bench_ratio "$ji21" "$i_b16") (2x1); worker flags: float" \
        "'$(job_act_args float || true)', int8 '$(job_act_args int8 || echo 'no path')'"
+  br() { local v; v=$(beside_ratio "$1" "$2"); if _bench_isnum "$v"; then printf '%.2fx' "$v"; else echo "-"; fi; }
+  echo "worker job over the engine runs beside it (the same case just before and after the jobs, median of the rounds'" \
+       "ratios): float $(br float 1x2) (1x2), $(br float 2x1) (2x1); int8 $(br int8 1x2) (1x2), $(br int8 2x1) (2x1)"
   if [ ${#xerr[@]} -gt 0 ] && read -r xb xs xo < <(job_exchange "${xerr[0]}"); then
     echo "2 ranks: $xb exchange bytes a token, $xs% of step time exchanging, $xo% overlapped with the shared experts"
   fi

@@ -532,13 +532,27 @@ static void test_tiles(const moe_kern_set *k)
                 b[(rb / sizeof *b) * 2].d = 0; /* row 2, block 0 */
                 if (cols >= 96) memset(((moe_block_q8_0 *)(data + 5 * rb))[2].qs, 0x80, 32);
             }
+            /* the largest integer sums of the int8 path's unsigned Q6_K and
+             * Q3_K (value bits all set, the most negative scales): row 3 */
+            if (t == MOE_DT_Q6_K) {
+                moe_block_q6_K *b = (moe_block_q6_K *)(data + 3 * rb);
+                memset(b->ql, 0xFF, sizeof b->ql);
+                memset(b->qh, 0xFF, sizeof b->qh);
+                memset(b->scales, 0x80, sizeof b->scales);
+            }
+            if (t == MOE_DT_Q3_K) {
+                moe_block_q3_K *b = (moe_block_q3_K *)(data + 3 * rb);
+                memset(b->hmask, 0xFF, sizeof b->hmask);
+                memset(b->qs, 0xFF, sizeof b->qs);
+                memset(b->scales, 0, sizeof b->scales);
+            }
             moe_mat m = {t, rows, cols, (size_t)rb, data};
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
             char *xq = malloc(xrow * (size_t)ntok);
             float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[9];
             for (int64_t n = 0; n < ntok; n++) {
-                for (int64_t i = 0; i < cols; i++) x[i] = frand() * (n % 3 ? 1.0f : 40.0f);
+                for (int64_t i = 0; i < cols; i++) x[i] = n == ntok - 1 ? 1.0f : frand() * (n % 3 ? 1.0f : 40.0f);
                 moe_kern_quantize_act(k, dt, x, xq + n * xrow, cols);
             }
             moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, ntok, y, rows);
@@ -552,11 +566,17 @@ static void test_tiles(const moe_kern_set *k)
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
+                    /* the q8_K types' int8 dots are bitwise the reference's */
+                    const moe_kern_set *ref = moe_kern_reference();
+                    const float dr =
+                        dt == MOE_DT_Q8_K ? moe_kern_dot_int8(ref, t, data + r * rb, xq + n * xrow, cols) : d;
                     const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4) &&
-                                   (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4));
-                    CHECK_MSG(ok, "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2 or 3 %g, dot %g",
+                                   (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4)) && !memcmp(&d, &dr, 4);
+                    CHECK_MSG(ok,
+                              "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2 or 3 %g, dot %g, "
+                              "reference %g",
                               moe_kern_name(k), t, (long long)cols, (long long)r, (long long)n, y[n * rows + r],
-                              y1[r], n < 5 ? y23[n * rows + r] : d, d);
+                              y1[r], n < 5 ? y23[n * rows + r] : d, d, dr);
                     same &= ok;
                     checked++;
                 }
@@ -569,7 +589,9 @@ static void test_tiles(const moe_kern_set *k)
             free(y);
         }
     }
-    if (same) printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot (%d values)\n",
+    if (same)
+        printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot, q8_K types the "
+               "reference (%d values)\n",
                      moe_kern_name(k), checked);
 }
 

@@ -592,7 +592,7 @@ static void test_tiles(const moe_kern_set *k)
     if (same)
         printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot, q8_K types the "
                "reference (%d values)\n",
-                     moe_kern_name(k), checked);
+               moe_kern_name(k), checked);
 }
 
 /* moe_kern_axpy_rows bitwise the set's F32 axpy called per (position,

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     static const struct {
         uint32_t type;
         const char *name;
-    } types[] = {{MOE_DT_Q8_0, "q8_0"}, {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"},
+    } types[] = {{MOE_DT_Q8_0, "q8_0"}, {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"}, {MOE_DT_Q5_1, "q5_1"},
                  {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}};
     static const int64_t toks[] = {1, 3, 16, 128};
     int bad = 0;

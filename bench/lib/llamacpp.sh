@@ -67,7 +67,8 @@ llamacpp_describe() {
     echo "llama.cpp: not run: $LLAMACPP_WHY"
     return 0
   fi
-  # "version: 10587 (3f545bec)" and "built with ... for ..."
+  # its version line (e.g. "version: 10587 (3f545bec)" or, from a build
+  # without git, what build-info.cmake was given) and "built with ... for ..."
   local v
   v=$("$LLAMACPP_BIN/llama-batched-bench" --version 2>&1 | tr '\n' ' ' | sed 's/  */ /g; s/ $//')
   echo "llama.cpp: $LLAMACPP_BIN; $v"

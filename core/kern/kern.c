@@ -92,16 +92,17 @@ float moe_kern_dot_int8(const moe_kern_set *k, uint32_t type, const void *w, con
     return r;
 }
 
-void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
-                                  int64_t xq_stride, int64_t n_tok, float *y, int64_t ys)
+void moe_kern_matmul_int8_tiled8(const moe_kern_fns *f, moe_kern_dot8_int8_fn dot8, const moe_mat *m, int64_t r0,
+                                 int64_t r1, const void *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t ys)
 {
     const uint32_t dt = moe_kern_dot_type(m->type);
     const size_t bb = moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)); /* bytes of one block */
     const size_t xsb = (size_t)xq_stride * bb;                               /* bytes between tokens */
     const size_t xrow = moe_kern_act_row_bytes(dt, m->cols);
-    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (int64_t)(65536 / (xrow ? xrow : 1)) & ~(int64_t)3;
+    const int64_t group = dot8 ? 8 : 4; /* token blocks a multiple of the widest call */
+    int64_t rt = (int64_t)(65536 / m->row_bytes), tt = (int64_t)(65536 / (xrow ? xrow : 1)) & ~(group - 1);
     if (rt < 4) rt = 4;
-    if (tt < 4) tt = 4;
+    if (tt < group) tt = group;
     for (int64_t rb = r0; rb < r1; rb += rt) {
         const int64_t re = rb + rt < r1 ? rb + rt : r1;
         for (int64_t tb = 0; tb < n_tok; tb += tt) {
@@ -109,7 +110,12 @@ void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64
             for (int64_t r = rb; r < re; r++) {
                 const void *row = moe_mat_row(m, r);
                 int64_t t = tb;
-                /* quads share the row's decode; the rest go one by one */
+                /* 8s (dot8) and quads share the row's decode; the rest go one by one */
+                for (; dot8 && t + 8 <= te; t += 8) {
+                    float o[8];
+                    dot8(row, (const char *)xq + (size_t)t * xsb, xq_stride, m->cols, o);
+                    for (int u = 0; u < 8; u++) y[(t + u) * ys + r] = o[u];
+                }
                 for (; t + 4 <= te; t += 4) {
                     float o[4];
                     f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, xq_stride, 4, m->cols, o);
@@ -120,6 +126,12 @@ void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64
             }
         }
     }
+}
+
+void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
+                                  int64_t xq_stride, int64_t n_tok, float *y, int64_t ys)
+{
+    moe_kern_matmul_int8_tiled8(f, NULL, m, r0, r1, xq, xq_stride, n_tok, y, ys);
 }
 
 void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,

@@ -116,7 +116,7 @@ int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, m
     if (check_cfg(t, c, err)) return MOE_ERR;
     const moe_placement_shape *s = moe_placement_shape_of(c->p);
     const int R = s->n_rank, E = s->n_expert, K = t->k, RPN = c->ranks_per_node;
-    const uint64_t disp_row = (uint64_t)(c->dim + K) * 4, comb_row = (uint64_t)c->dim * 4;
+    const uint64_t disp_float = (uint64_t)(c->dim + K) * 4, comb_row = (uint64_t)c->dim * 4;
     res->n_rank = R;
     res->rank_pairs = moe_xcalloc((size_t)R, sizeof(uint64_t));
     res->rank_sent = moe_xcalloc((size_t)R, sizeof(uint64_t));
@@ -142,6 +142,7 @@ int moe_sim_run(const moe_trace *t, const moe_sim_cfg *c, moe_sim_result *res, m
 
     for (int l = 0; l < L; l++) {
         const int layer = t->min_layer + l;
+        const uint64_t disp_row = c->disp_row ? c->disp_row[layer] : disp_float;
         for (size_t b0 = off[l]; b0 < off[l + 1]; b0 += (size_t)c->batch) {
             const size_t b1 = b0 + (size_t)c->batch < off[l + 1] ? b0 + (size_t)c->batch : off[l + 1];
             step_id++;

@@ -16,8 +16,10 @@
  * with replicas the step's counters are shared by all home ranks (the
  * worker counts per home rank), so replica choices can differ.
  *
- * Bytes, as worker/xchg.c sends them (float32):
- *   dispatch: one row of D + K floats per (token, rank it visits ≠ home);
+ * Bytes, as worker/xchg.c sends them:
+ *   dispatch: one row per (token, rank it visits ≠ home): K int32 ids and
+ *             D floats (4·(D + K) bytes), or the layer's disp_row bytes
+ *             (the int8 path's quantized rows, moe_model_dispatch_row_bytes);
  *   combine:  one row of D floats per (token, expert) run off its home rank.
  * A row is inter-node when the two ranks are on different nodes.
  *
@@ -65,6 +67,7 @@ typedef struct moe_sim_cfg {
     double memcpy_gbps;      /* intra-node, GB/s (calibrated) */
     double expert_call_us;   /* per expert with work (calibrated) */
     double expert_row_us;    /* per (token, expert) row (calibrated) */
+    const uint64_t *disp_row; /* NULL (float rows), or [layer]: a dispatched row's bytes, every traced layer */
 } moe_sim_cfg;
 
 typedef struct moe_sim_result {

@@ -53,7 +53,7 @@ static int test_exchange(moe_comm *c)
     }
     float *recv = calloc((size_t)(rt ? rt : 1) * row, sizeof(float));
     moe_comm_req req = {0};
-    moe_comm_alltoallv_rows_start(c, row, send, sn, so, recv, rn, ro, &req);
+    moe_comm_alltoallv_rows_start(c, row * (int)sizeof(float), send, sn, so, recv, rn, ro, &req);
     long polls = 0;
     while (!moe_comm_progress(c, &req)) polls++; /* computing would go here */
     moe_comm_req_free(&req);

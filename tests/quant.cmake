@@ -40,3 +40,12 @@ foreach(np 1 2 3)
 endforeach()
 moe_test(NAME worker_equal_quant_kq_v2lite_q4_k_m_np2 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh equal ${MOE_FIXTURES}/quant/models/kq_v2lite_q4_k_m.gguf 2)
+# The int8 path dispatches rows already quantized to the experts' dot type:
+# q8_1 (Q4_1 experts) bitwise equal too, and each dispatch type's row size
+# (q8_1, q8_K) in the bytes the ranks count (q8_0 and floats: mpi.cmake).
+moe_test(NAME worker_equal_quant_kq_v3_q4_1_np2 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh equal ${MOE_FIXTURES}/quant/models/kq_v3_q4_1.gguf 2)
+foreach(model kq_v3_q4_1 kq_v3_q4_k_m)
+  moe_test(NAME worker_bytes_quant_${model}_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
+           ARGS ${CMAKE_CURRENT_SOURCE_DIR}/worker_test.sh bytes ${MOE_FIXTURES}/quant/models/${model}.gguf 3)
+endforeach()

@@ -107,7 +107,7 @@ static void test_simulate_by_hand(void)
     moe_trace t;
     const char *tr = "1 0 0 0 0,1 0.5,0.5 0,1\n1 1 0 2 0,3 0.5,0.5 3,3\n1 2 0 1 2,3 0.5,0.5 2,3\n";
     CHECK(parse(&t, tr, &err) == MOE_OK);
-    moe_sim_cfg c = {p, 2, 10, 3, false, 0, 8.0, 10.0, 1.0, 1.0, 2.0};
+    moe_sim_cfg c = {p, 2, 10, 3, false, 0, 8.0, 10.0, 1.0, 1.0, 2.0, NULL};
     moe_sim_result r;
     CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_OK);
     CHECK(r.disp_intra == 96 && r.disp_inter == 96 && r.comb_intra == 120 && r.comb_inter == 80);
@@ -117,6 +117,14 @@ static void test_simulate_by_hand(void)
     CHECK_MSG(fabs(r.t_compute - 8e-6) < 1e-12, "compute %g", r.t_compute);
     CHECK_MSG(fabs(r.t_net - 20.264e-6) < 1e-12, "net %g", r.t_net);
     moe_sim_result_free(&r);
+    /* the same rows at a layer's own size (the int8 path's quantized rows):
+     * 30 bytes each instead of 48; the combine stays floats */
+    const uint64_t rows30[2] = {0, 30};
+    c.disp_row = rows30;
+    CHECK(moe_sim_run(&t, &c, &r, &err) == MOE_OK);
+    CHECK(r.disp_intra == 60 && r.disp_inter == 60 && r.comb_intra == 120 && r.comb_inter == 80);
+    moe_sim_result_free(&r);
+    c.disp_row = NULL;
 
     /* one token a step: three steps, each its own maximum.  B now starts a
      * step: ranks 0 and 3 have both sent nothing, so expert 0 goes to the

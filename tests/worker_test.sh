@@ -232,22 +232,40 @@ bytes)
   make_batch "$v" > "$tmp/batch"
   "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
       --trace "$tmp/trace" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
+  # A dispatch row of each MoE layer as the (default) int8 path sends it:
+  # k int32 expert ids, then the token quantized to the dot type the
+  # layer's gate and up read (q8_0: 34 bytes a 32 values, q8_1: 36 a 32,
+  # q8_K: 292 a 256), or dim floats (float weights, or gate and up of two
+  # dot types), padded to 4 bytes.
+  "$bin/moe-gguf" "$model" | awk -v dim="$dim" -v k="$k" '
+    function act(t) {
+      if (t ~ /^(q8_0|q4_0|q5_0|iq4_nl)$/) return "q8_0"
+      if (t ~ /^(q4_1|q5_1)$/) return "q8_1"
+      if (t ~ /_K$/ || t == "iq4_xs") return "q8_K"
+      return "f32" }
+    $2 ~ /^blk\.[0-9]+\.ffn_(gate|up)_exps\.weight$/ { split($2, p, "."); a[p[2], $2 ~ /gate/] = act($3); L[p[2]] = 1 }
+    END { for (l in L) { t = a[l, 1] == a[l, 0] ? a[l, 1] : "f32"
+            b = t == "q8_0" ? dim / 32 * 34 : t == "q8_1" ? dim / 32 * 36 : t == "q8_K" ? dim / 256 * 292 : dim * 4
+            print l, 4 * k + int((b + 3) / 4) * 4 } }' > "$tmp/rowbytes"
+  [ -s "$tmp/rowbytes" ] || fail "no expert tensors listed by moe-gguf"
   # From the trace: dispatch rows leave the home rank once per other rank
-  # visited ((dim + k) floats); combine rows go back from each expert's rank
-  # to the home rank, one per slot run elsewhere (dim floats).
+  # visited (a row of the layer's size); combine rows go back from each
+  # expert's rank to the home rank, one per slot run elsewhere (dim floats).
   awk -v dim="$dim" -v k="$k" '
+    FNR == NR { row[$1] = $2; next }
     { layer = $1; home = $4; n = split($7, r, ",")
       delete seen
       for (j = 1; j <= n; j++) {
-        if (r[j] != home && !(r[j] in seen)) { seen[r[j]] = 1; sent[home, layer] += (dim + k) * 4 }
+        if (r[j] != home && !(r[j] in seen)) { seen[r[j]] = 1; sent[home, layer] += row[layer] }
         if (r[j] != home) sent[r[j], layer] += dim * 4
       }
       layers[layer] = 1; ranks[home] = 1 }
-    END { for (q in sent) { split(q, p, SUBSEP); print p[1], p[2], sent[q] } }' "$tmp/trace" | sort > "$tmp/want"
+    END { for (q in sent) { split(q, p, SUBSEP); print p[1], p[2], sent[q] } }' "$tmp/rowbytes" "$tmp/trace" | sort > "$tmp/want"
   sed -n 's/^rank \([0-9]*\) layer \([0-9]*\): sent \([0-9]*\) bytes.*/\1 \2 \3/p' "$tmp/err" | awk '$3 > 0' | sort > "$tmp/got"
   [ -s "$tmp/want" ] || fail "trace implies no traffic"
   diff "$tmp/want" "$tmp/got" > /dev/null || { paste "$tmp/want" "$tmp/got"; fail "bytes sent differ from the trace"; }
-  echo "ok: $(wc -l < "$tmp/got") (rank, layer) byte counts equal the trace's ($(wc -l < "$tmp/trace") routing lines)"
+  echo "ok: $(wc -l < "$tmp/got") (rank, layer) byte counts equal the trace's ($(wc -l < "$tmp/trace") routing lines;" \
+       "dispatch rows of $(awk '{ print $2 }' "$tmp/rowbytes" | sort -u | tr '\n' ' ')bytes)"
   ;;
 resident)
   np=$2

@@ -11,6 +11,7 @@
 
 #include "exprec.h"
 #include "io.h"
+#include "model.h"
 #include "route.h"
 #include "simulate.h"
 
@@ -23,7 +24,7 @@ static void usage(FILE *f)
         "       moe-route eplb IN.jsonl OUT.jsonl\n"
         "       moe-route simulate TRACE --nodes N --ranks-per-node R --link-gbps B --latency-us L\n"
         "                 [--placement P] [--model F | --experts E --dim D] [--calib FILE]\n"
-        "                 [--batch T] [--rehome | --keep-homes] [--node-limit M]\n"
+        "                 [--batch T] [--rehome | --keep-homes] [--node-limit M] [--exact]\n"
         "       moe-route calibrate --model F [-o FILE]\n"
         "\n"
         "TRACE is a file of `moe-worker --trace`, or a per_token record of the expert distribution\n"
@@ -60,6 +61,9 @@ static void usage(FILE *f)
         "  --node-limit M     simulate: ESTIMATE the bytes with node-limited routing (moe-worker --node-limit,\n"
         "                     which changes the answer): each token's experts on at most M nodes;\n"
         "                     prints what it saves against the recorded routing (docs/routing.md)\n"
+        "  --exact            simulate: dispatch rows as the float path sends them (dim floats;\n"
+        "                     default with --model: the int8 path's quantized rows, as moe-worker\n"
+        "                     sends them without --exact; without --model: float rows)\n"
         "  --rehome           sequences on rank req mod ranks (default when the ranks differ\n"
         "                     from the recorded run's); --keep-homes: the recorded home ranks\n"
         "  -o FILE            output file\n"
@@ -73,6 +77,7 @@ typedef struct opts {
     int64_t experts, groups, dim, ranks, top, replicas, nodes, rpn, batch, node_limit;
     double link_gbps, latency_us;
     int rehome; /* -1 auto, 0 keep, 1 rehome */
+    bool exact;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, moe_err *err)
@@ -98,6 +103,7 @@ static int parse(int argc, char **argv, opts *o, moe_err *err)
         const char *a = argv[i];
         if (!strcmp(a, "--rehome")) { o->rehome = 1; continue; }
         if (!strcmp(a, "--keep-homes")) { o->rehome = 0; continue; }
+        if (!strcmp(a, "--exact")) { o->exact = true; continue; }
         if (a[0] != '-' || !strcmp(a, "-")) {
             if (!o->arg1) o->arg1 = a;
             else if (!o->arg2) o->arg2 = a;
@@ -238,7 +244,20 @@ static int cmd_simulate(const opts *o, moe_err *err)
     if (!rc) rc = route_placement(&p, &s, (int)R, o->placement, err);
     const bool rehome = o->rehome >= 0 ? o->rehome == 1 : t.max_rank + 1 != R;
     moe_sim_cfg c = {p, (int)o->rpn, s.dim, (int)o->batch, rehome, 0, o->link_gbps, o->latency_us, cal.memcpy_gbps,
-                     cal.expert_call_us, cal.expert_row_us};
+                     cal.expert_call_us, cal.expert_row_us, NULL};
+    /* with the model: the rows its int8 path dispatches, per layer */
+    uint64_t *disp_row = NULL;
+    if (!rc && o->model && !o->exact) {
+        moe_model *m;
+        rc = moe_model_open(&m, o->model, err);
+        if (!rc) {
+            disp_row = moe_xcalloc((size_t)m->hp.n_layer, sizeof *disp_row);
+            for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++)
+                disp_row[il] = moe_model_dispatch_row_bytes(m, il, true);
+            moe_model_free(m);
+            c.disp_row = disp_row;
+        }
+    }
     moe_sim_result r = {0}, r0 = {0};
     if (!rc && o->node_limit > 0) { /* the recorded routing first, to compare with */
         rc = moe_sim_run(&t, &c, &r0, err);
@@ -250,6 +269,7 @@ static int cmd_simulate(const opts *o, moe_err *err)
         printf("simulate: %lld ranks (%lld nodes x %lld), placement %s, %zu rows (%d MoE layers), %d tokens a step, "
                "homes %s\n", (long long)R, (long long)o->nodes, (long long)o->rpn,
                o->placement ? o->placement : "contiguous", t.n, L, c.batch, rehome ? "req mod ranks" : "as recorded");
+        printf("dispatch rows: %s\n", disp_row ? "the int8 path's (quantized to the experts' dot type)" : "float");
         printf("constants: expert_call_us %.4g  expert_row_us %.4g  memcpy_gbps %.4g  link_gbps %.4g  latency_us %.4g\n",
                cal.expert_call_us, cal.expert_row_us, cal.memcpy_gbps, o->link_gbps, o->latency_us);
         double *pl = moe_xmalloc((size_t)R * sizeof *pl);
@@ -299,6 +319,7 @@ static int cmd_simulate(const opts *o, moe_err *err)
     }
     moe_sim_result_free(&r);
     moe_sim_result_free(&r0);
+    free(disp_row);
     moe_placement_free(p);
     moe_trace_free(&t);
     return rc;

@@ -24,7 +24,7 @@ struct moe_comm {
     MPI_Op hdr_op;         /* reduction always sees whole headers */
     int rank, size;
     struct {
-        int row_len;
+        int row_bytes;
         MPI_Datatype type;
     } rows[MAX_ROW_TYPES];
     int n_rows;
@@ -227,27 +227,29 @@ void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv)
     wait_request(c, &r, t_start);
 }
 
-static MPI_Datatype row_type(moe_comm *c, int row_len)
+/* Rows are bytes to MPI (floats or quantized blocks with int32 ids: the
+ * job's ranks share one binary format, so no conversion is wanted). */
+static MPI_Datatype row_type(moe_comm *c, int row_bytes)
 {
     for (int i = 0; i < c->n_rows; i++)
-        if (c->rows[i].row_len == row_len) return c->rows[i].type;
+        if (c->rows[i].row_bytes == row_bytes) return c->rows[i].type;
     MOE_ASSERT(c->n_rows < MAX_ROW_TYPES);
     MPI_Datatype t;
-    check(c, MPI_Type_contiguous(row_len, MPI_FLOAT, &t), "MPI_Type_contiguous");
+    check(c, MPI_Type_contiguous(row_bytes, MPI_BYTE, &t), "MPI_Type_contiguous");
     check(c, MPI_Type_commit(&t), "MPI_Type_commit");
-    c->rows[c->n_rows].row_len = row_len;
+    c->rows[c->n_rows].row_bytes = row_bytes;
     c->rows[c->n_rows].type = t;
     c->n_rows++;
     return t;
 }
 
-void moe_comm_alltoallv_rows_start(moe_comm *c, int row_len, const float *send, const int32_t *send_n,
-                                   const int32_t *send_off, float *recv, const int32_t *recv_n, const int32_t *recv_off,
+void moe_comm_alltoallv_rows_start(moe_comm *c, int row_bytes, const void *send, const int32_t *send_n,
+                                   const int32_t *send_off, void *recv, const int32_t *recv_n, const int32_t *recv_off,
                                    moe_comm_req *req)
 {
-    MOE_ASSERT(!req->active);
+    MOE_ASSERT(!req->active && row_bytes > 0);
     if (!req->impl) req->impl = moe_xmalloc(sizeof(MPI_Request));
-    MPI_Datatype t = row_type(c, row_len);
+    MPI_Datatype t = row_type(c, row_bytes);
     /* int32_t and int are the same type on every platform Open MPI supports. */
     _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
     req->t_start = moe_now();

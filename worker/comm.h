@@ -93,10 +93,11 @@ void moe_comm_allgather_i64(moe_comm *c, const int64_t *mine, int n, int64_t *al
 /* recv[r] = what rank r put in its send[me] (per-destination counts). */
 void moe_comm_alltoall_i32(moe_comm *c, const int32_t *send, int32_t *recv);
 
-/* Starts an all-to-all of float rows: send rows [send_off[r], +send_n[r]) go
- * to rank r, landing at its recv_off[me]; counts and offsets are in rows. */
-void moe_comm_alltoallv_rows_start(moe_comm *c, int row_len, const float *send, const int32_t *send_n,
-                                   const int32_t *send_off, float *recv, const int32_t *recv_n, const int32_t *recv_off,
+/* Starts an all-to-all of rows of row_bytes bytes each (copied as they
+ * are): send rows [send_off[r], +send_n[r]) go to rank r, landing at its
+ * recv_off[me]; counts and offsets are in rows. */
+void moe_comm_alltoallv_rows_start(moe_comm *c, int row_bytes, const void *send, const int32_t *send_n,
+                                   const int32_t *send_off, void *recv, const int32_t *recv_n, const int32_t *recv_off,
                                    moe_comm_req *req);
 /* Releases a request's storage (after it completed). */
 void moe_comm_req_free(moe_comm_req *req);

@@ -358,6 +358,7 @@ static void plan_prep(moe_engine *e, mm_job *jobs, int n_jobs, mm_ctx *c)
     int n_prep = 0;
     for (int i = 0; i < n_jobs; i++) {
         mm_job *j = &jobs[i];
+        if (j->xq_in) continue; /* nothing to prepare; x (NULL) is nobody's */
         const uint32_t dt = moe_kern_dot_type(j->w.type);
         int owner = i;
         for (int p = 0; p < i && owner == i; p++)
@@ -524,9 +525,11 @@ int moe_engine_expert_rows(const moe_engine *e) { return e->o.max_batch_tokens *
  * reads its token's row of e->h in place (x's copy left unwritten).  The
  * down products SwiGLU their inputs inside the run.  On the int8 path quantize_jobs turns each row into its dot type once for
  * gate and up (they share x) and once for down: a row's products depend on
- * the row alone, whoever else is in the run. */
+ * the row alone, whoever else is in the run.  xq: the rows come already
+ * quantized to moe_engine_expert_act_type (rows of that type's row bytes,
+ * x unused): the same blocks quantize_jobs would make of them. */
 static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
-                        const float *x, const int32_t *order, float *y, int n_sh)
+                        const float *x, const void *xq, const int32_t *order, float *y, int n_sh)
 {
     const moe_hparams *hp = &e->m->hp;
     const moe_layer *L = &e->m->layers[il];
@@ -542,6 +545,14 @@ static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *expe
         MOE_ASSERT(ex >= 0 && ex < hp->n_expert);
         const moe_mat wg = expert_mat(&L->gate_exps, ex, ff), wu = expert_mat(&L->up_exps, ex, ff);
         const size_t o = (size_t)off[i];
+        if (xq) {
+            const uint32_t dt = moe_kern_dot_type(wg.type);
+            const char *xr = (const char *)xq + o * moe_kern_act_row_bytes(dt, D);
+            const int64_t xqs = D / moe_kern_act_block(dt);
+            jb[nj++] = moe_eng_q_job(&wg, xr, xqs, cnt, e->ge + o * ff, ff);
+            jb[nj++] = moe_eng_q_job(&wu, xr, xqs, cnt, e->ue + o * ff, ff);
+            continue;
+        }
         /* order given: a group of one row reads its token's row of e->h in place */
         const float *xin = cnt == 1 && order ? e->h + (size_t)(order[o] / hp->n_used) * D : x + o * D;
         jb[nj++] = moe_eng_job(&wg, xin, D, cnt, e->ge + o * ff, ff);
@@ -568,14 +579,35 @@ static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *expe
 void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
                             const float *x, float *y)
 {
-    experts_run(e, il, n_groups, experts, off, x, NULL, y, 0);
+    experts_run(e, il, n_groups, experts, off, x, NULL, NULL, y, 0);
 }
 
 void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
                                    const float *x, float *y, int n_sh)
 {
     MOE_ASSERT(n_sh >= 0 && n_sh <= e->o.max_batch_tokens);
-    experts_run(e, il, n_groups, experts, off, x, NULL, y, n_sh);
+    experts_run(e, il, n_groups, experts, off, x, NULL, NULL, y, n_sh);
+}
+
+uint32_t moe_engine_expert_act_type(const moe_engine *e, int il)
+{
+    return e->o.act_q8 ? moe_model_expert_dot_type(e->m, il) : MOE_DT_F32;
+}
+
+void moe_engine_expert_act_quantize(const moe_engine *e, int il, const float *x, int n, void *out)
+{
+    const uint32_t dt = moe_engine_expert_act_type(e, il);
+    MOE_ASSERT(dt != MOE_DT_F32 && n >= 0);
+    const int64_t D = e->m->hp.dim;
+    const size_t rb = moe_kern_act_row_bytes(dt, D);
+    for (int t = 0; t < n; t++) moe_kern_quantize_act(e->k, dt, x + (size_t)t * D, (char *)out + (size_t)t * rb, D);
+}
+
+void moe_engine_moe_experts_shared_q(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                                     const void *xq, float *y, int n_sh)
+{
+    MOE_ASSERT(n_sh >= 0 && n_sh <= e->o.max_batch_tokens && moe_engine_expert_act_type(e, il) != MOE_DT_F32);
+    experts_run(e, il, n_groups, experts, off, NULL, xq, NULL, y, n_sh);
 }
 
 void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *const *y_rows, const float *shared,
@@ -658,7 +690,7 @@ static void ffn_block(moe_engine *e, int il, int n)
     }
     /* gate and up of every active expert and the shared experts in one
      * parallel run, every down in a second */
-    experts_run(e, il, E, NULL, e->e_off, e->xe, e->order, e->ye, n);
+    experts_run(e, il, E, NULL, e->e_off, e->xe, NULL, e->order, e->ye, n);
     const float *yr[MOE_GATE_MAX_USED];
     for (int t = 0; t < n; t++) {
         for (int j = 0; j < K; j++) yr[j] = e->ye + (size_t)e->slot[t * K + j] * D;

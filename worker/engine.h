@@ -153,6 +153,20 @@ void moe_engine_moe_experts(moe_engine *e, int il, int n_groups, const int32_t *
  * (a hook with shared_in_finish calls this once a layer). */
 void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
                                    const float *x, float *y, int n_sh);
+/* The dot type a routed expert's input takes in MoE layer il: on the int8
+ * path the one gate_exps and up_exps both read (a row is quantized once for
+ * the two), else MOE_DT_F32: the float path, float-only weights, or gate
+ * and up of different dot types keep float rows. */
+uint32_t moe_engine_expert_act_type(const moe_engine *e, int il);
+/* n rows of x ([n][dim]) quantized to that type (not F32), rows
+ * moe_kern_act_row_bytes(type, dim) apart in out: the blocks the engine's
+ * own run would make of them (the quantizer depends on the row alone). */
+void moe_engine_expert_act_quantize(const moe_engine *e, int il, const float *x, int n, void *out);
+/* moe_engine_moe_experts_shared with the routed rows already quantized by
+ * moe_engine_expert_act_quantize (xq, rows in off's order): the same bits
+ * as giving their float rows. */
+void moe_engine_moe_experts_shared_q(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,
+                                     const void *xq, float *y, int n_sh);
 /* Rows one moe_engine_moe_experts call takes at most: max_batch_tokens × n_used. */
 int moe_engine_expert_rows(const moe_engine *e);
 /* out[dim] = Σ_j w[j]·y_j in ascending expert-id order (ids ascending), then

@@ -22,6 +22,7 @@ typedef struct mm_job {
     const float *glu;/* if set, the run first makes x[t] ← silu(x[t])·glu[t] in place (SwiGLU;
                       * x is then the job's own writable gate rows, glu has x's stride) */
     bool xq_own;     /* set by the run: this job's activation is quantized into xq (not shared) */
+    bool xq_in;      /* the caller gave xq (x unused): the run leaves it as it is */
 } mm_job;
 
 /* Attention work unit: one (token row, head) in absorbed form, or one
@@ -118,7 +119,15 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs);
 
 static inline mm_job moe_eng_job(const moe_mat *w, const float *x, int64_t xs, int64_t n, float *y, int64_t ys)
 {
-    mm_job j = {*w, x, xs, n, y, ys, NULL, 0, NULL, false};
+    mm_job j = {*w, x, xs, n, y, ys, NULL, 0, NULL, false, false};
+    return j;
+}
+
+/* A product whose input comes already in w's dot type (int8 path): n rows
+ * of xq, xqs blocks apart. */
+static inline mm_job moe_eng_q_job(const moe_mat *w, const void *xq, int64_t xqs, int64_t n, float *y, int64_t ys)
+{
+    mm_job j = {*w, NULL, 0, n, y, ys, xq, xqs, NULL, false, true};
     return j;
 }
 
@@ -127,7 +136,7 @@ static inline mm_job moe_eng_job(const moe_mat *w, const float *x, int64_t xs, i
 static inline mm_job moe_eng_glu_job(const moe_mat *w, float *g, const float *u, int64_t gs, int64_t n, float *y,
                                      int64_t ys)
 {
-    mm_job j = {*w, g, gs, n, y, ys, NULL, 0, u, false};
+    mm_job j = {*w, g, gs, n, y, ys, NULL, 0, u, false, false};
     return j;
 }
 

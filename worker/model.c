@@ -370,3 +370,19 @@ int moe_model_expert_mats(const moe_model *m, int il, const moe_mat *mats[3])
     mats[2] = &L->down_exps;
     return 3;
 }
+
+uint32_t moe_model_expert_dot_type(const moe_model *m, int il)
+{
+    MOE_ASSERT(il >= m->hp.n_dense_lead && il < m->hp.n_layer);
+    const moe_layer *L = &m->layers[il];
+    const uint32_t dt = moe_kern_dot_type(L->gate_exps.type);
+    return moe_kern_dot_type(L->up_exps.type) == dt ? dt : MOE_DT_F32;
+}
+
+size_t moe_model_dispatch_row_bytes(const moe_model *m, int il, bool int8)
+{
+    const uint32_t dt = int8 ? moe_model_expert_dot_type(m, il) : MOE_DT_F32;
+    const int64_t D = m->hp.dim;
+    const size_t pay = dt == MOE_DT_F32 ? (size_t)D * sizeof(float) : moe_kern_act_row_bytes(dt, D);
+    return (size_t)m->hp.n_used * sizeof(int32_t) + ((pay + 3) & ~(size_t)3);
+}

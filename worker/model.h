@@ -108,4 +108,15 @@ int moe_model_expert_mats(const moe_model *m, int il, const moe_mat *mats[3]);
  * (dense + attention + lm_head + shared + n_routed experts); for rooflines. */
 uint64_t moe_model_bytes_per_token(const moe_model *m);
 
+/* The dot type the routed experts' gate and up of MoE layer il both read
+ * on the int8 path (so one quantized row feeds the two), or MOE_DT_F32:
+ * float-only weights, or gate and up of different dot types. */
+uint32_t moe_model_expert_dot_type(const moe_model *m, int il);
+
+/* Bytes of one row the worker job dispatches in MoE layer il (worker/xchg):
+ * n_used int32 expert ids, then the token's dim floats, or with int8 its
+ * blocks of moe_model_expert_dot_type (when that is not MOE_DT_F32), padded
+ * to 4 bytes.  Each (token, expert) output comes back as dim floats. */
+size_t moe_model_dispatch_row_bytes(const moe_model *m, int il, bool int8);
+
 #endif

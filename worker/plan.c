@@ -58,20 +58,32 @@ uint64_t moe_plan_shared_bytes(const moe_model *m)
 
 /* The exchange's buffers (xchg.c) for a step of N tokens on every rank,
  * each token sending its K routed slots to min(K, R) ranks and the pairs
- * spreading evenly over the experts: d_send, d_recv, ids, order, cnt,
- * pairs, c_send, c_recv grow to 1.5 times the largest request; xe, ye
- * (N·K rows of dim floats) and the two group arrays are allocated once. */
-static int xchg_bytes(const moe_hparams *hp, int n_rank, int step_tokens, uint64_t *out, moe_err *err)
+ * spreading evenly over the experts: d_send, d_recv (rows of the largest
+ * layer's moe_model_dispatch_row_bytes), ids, order, cnt, pairs, c_send,
+ * c_recv and (int8 path) the step's quantized tokens grow to 1.5 times the
+ * largest request; xe, ye (N·K rows of dim floats), the int8 path's
+ * quantized input rows (N·K of them) and the two group arrays are
+ * allocated once. */
+static int xchg_bytes(const moe_model *m, bool int8, int n_rank, int step_tokens, uint64_t *out, moe_err *err)
 {
+    const moe_hparams *hp = &m->hp;
     const uint64_t N = (uint64_t)step_tokens, K = (uint64_t)hp->n_used, R = (uint64_t)n_rank;
     const uint64_t D = (uint64_t)hp->dim, E = (uint64_t)hp->n_expert;
     const uint64_t rows = N * (K < R ? K : R), pairs = N * K;
-    uint64_t f = 0, t, fixed = 0; /* 4-byte elements */
-    bool ok = moe_mul_u64(rows, 2 * (D + K) + 3 * K, &f); /* d_send, d_recv; ids, order, cnt */
-    ok = ok && moe_mul_u64(pairs, 3 + 2 * D, &t) && moe_add_u64(f, t, &f); /* pairs; c_send, c_recv */
-    ok = ok && moe_mul_u64(f, 4, &f) && f <= UINT64_MAX / 3;
-    ok = ok && moe_mul_u64(pairs, 2 * D, &fixed) && moe_add_u64(fixed, 2 * (E + 1), &fixed) &&
-         moe_mul_u64(fixed, 4, &fixed) && moe_add_u64(f / 2 * 3, fixed, &t);
+    uint64_t row = 0, q = 0; /* bytes: the largest dispatched row, the largest quantized input row */
+    for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
+        const uint64_t b = moe_model_dispatch_row_bytes(m, il, int8);
+        const uint32_t dt = int8 ? moe_model_expert_dot_type(m, il) : MOE_DT_F32;
+        const uint64_t qb = dt == MOE_DT_F32 ? 0 : moe_kern_act_row_bytes(dt, hp->dim);
+        row = b > row ? b : row;
+        q = qb > q ? qb : q;
+    }
+    uint64_t f = 0, t, fixed = 0;
+    bool ok = moe_mul_u64(rows, 2 * row + 12 * K, &f); /* d_send, d_recv; ids, order, cnt */
+    ok = ok && moe_mul_u64(pairs, 4 * (3 + 2 * D), &t) && moe_add_u64(f, t, &f); /* pairs; c_send, c_recv */
+    ok = ok && moe_mul_u64(N, q, &t) && moe_add_u64(f, t, &f) && f <= UINT64_MAX / 3; /* qtok */
+    ok = ok && moe_mul_u64(pairs, 8 * D + q, &fixed) && moe_add_u64(fixed, 8 * (E + 1), &fixed) &&
+         moe_add_u64(f / 2 * 3, fixed, &t); /* xe, ye, xqe; g_exp, g_off */
     if (!ok) return moe_err_set(err, "exchange buffer sizes overflow");
     *out = t;
     return MOE_OK;
@@ -86,7 +98,7 @@ int moe_plan_rank_compute(const moe_model *m, const moe_placement *p, const moe_
     moe_plan_engine_opts(&m->hp, o, &eo);
     moe_plan_rank r = {.shared = moe_plan_shared_bytes(m), .experts = moe_residency_share(m, p, rank)};
     if (moe_engine_mem(&m->hp, &eo, &r.kv, &r.work, err)) return MOE_ERR;
-    if (xchg_bytes(&m->hp, s->n_rank, o->step_tokens, &r.xchg, err)) return MOE_ERR;
+    if (xchg_bytes(m, eo.act_q8, s->n_rank, o->step_tokens, &r.xchg, err)) return MOE_ERR;
     uint64_t t = r.shared;
     if (!moe_add_u64(t, r.experts, &t) || !moe_add_u64(t, r.kv, &t) || !moe_add_u64(t, r.work, &t) ||
         !moe_add_u64(t, r.xchg, &t))

@@ -10,7 +10,6 @@
 #include "gate.h"
 #include "group.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +43,10 @@ struct moe_xchg {
     /* the experts' runs: up to rows_max (token, expert) rows at a time */
     int rows_max;
     float *xe, *ye;             /* [rows_max][dim] inputs, outputs */
+    void *xqe;                  /* [rows_max] quantized inputs (int8 path), or NULL */
+    uint32_t dt;                /* the layer in flight's dispatch type: MOE_DT_F32 (float rows) or a dot type */
+    size_t row_bytes;           /* its dispatched row (moe_model_dispatch_row_bytes) */
+    buf qtok;                   /* the step's token rows quantized once (int8 path) */
     int32_t *g_exp, *g_off;     /* [n_expert + 1] the groups of one run */
     moe_comm_req req;
     int n_tok;          /* rows of the layer in flight */
@@ -66,6 +69,11 @@ struct moe_xchg {
     size_t rlen, rcap, rtake_cap;
     uint64_t rdropped;
 };
+
+static size_t payload_bytes(int dim, uint32_t dt)
+{
+    return dt == MOE_DT_F32 ? (size_t)dim * sizeof(float) : moe_kern_act_row_bytes(dt, dim);
+}
 
 static int check_shape(moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
 {
@@ -115,6 +123,12 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
     x->rows_max = moe_engine_expert_rows(e);
     x->xe = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
     x->ye = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
+    size_t qb = 0; /* the largest quantized input row of any MoE layer */
+    for (int il = x->first_moe; il < hp->n_layer; il++) {
+        const uint32_t dt = moe_engine_expert_act_type(e, il);
+        if (dt != MOE_DT_F32 && moe_kern_act_row_bytes(dt, x->dim) > qb) qb = moe_kern_act_row_bytes(dt, x->dim);
+    }
+    x->xqe = qb ? moe_xmalloc_lines((size_t)x->rows_max * qb) : NULL;
     x->g_exp = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
     x->g_off = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
     x->il = -1;
@@ -135,10 +149,11 @@ void moe_xchg_free(moe_xchg *x)
                        x->c_send_n, x->c_send_off, x->c_recv_n, x->c_recv_off};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) free(arrs[i]);
     buf *bufs[] = {&x->d_send, &x->d_recv, &x->c_send, &x->c_recv, &x->pairs,
-                   &x->cnt,    &x->ids,    &x->order,  &x->off};
+                   &x->cnt,    &x->ids,    &x->order,  &x->off,    &x->qtok};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]->p);
     free(x->xe);
     free(x->ye);
+    free(x->xqe);
     free(x->g_exp);
     free(x->g_off);
     for (int il = 0; il < x->n_layer; il++) free(x->stats[il].tokens_per_expert);
@@ -291,35 +306,51 @@ static void prefix(const int32_t *n, int32_t *off, int count)
 void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *ids)
 {
     MOE_ASSERT(x->il < 0 && il >= x->first_moe && il < x->n_layer && n >= 0);
-    const int D = x->dim, K = x->K, R = x->n_rank, row = D + K;
+    const int K = x->K, R = x->n_rank;
     moe_err err;
     /* ids come from our own gate, so a failure here is a bug */
     if (moe_dispatch_plan_build(&x->plan, x->p, il, x->me, n, K, ids, &err) != MOE_OK)
         moe_comm_abort(x->c, 4, err.msg);
     const moe_dispatch_plan *pl = &x->plan;
-    float *send = grow(&x->d_send, (size_t)pl->send_offset[R] * (size_t)row * sizeof(float));
+    x->dt = moe_engine_expert_act_type(x->e, il);
+    const size_t row = moe_model_dispatch_row_bytes(moe_engine_model(x->e), il, x->dt != MOE_DT_F32);
+    const size_t pay = payload_bytes(x->dim, x->dt), hdr = (size_t)K * sizeof(int32_t);
+    MOE_ASSERT(row <= (size_t)INT32_MAX);
+    x->row_bytes = row;
+    /* int8 path: each token quantized once, whichever ranks it goes to */
+    const char *src = (const char *)h;
+    if (x->dt != MOE_DT_F32) {
+        char *q = grow(&x->qtok, (size_t)(n ? n : 1) * pay);
+        moe_engine_expert_act_quantize(x->e, il, h, n, q);
+        src = q;
+    }
+    char *send = grow(&x->d_send, (size_t)(pl->send_offset[R] ? pl->send_offset[R] : 1) * row);
     for (int r = 0; r < R; r++) {
         for (int i = pl->send_offset[r]; i < pl->send_offset[r + 1]; i++) {
             const int t = pl->send_tok[i];
-            float *o = send + (size_t)i * (size_t)row;
-            memcpy(o, h + (size_t)t * (size_t)D, (size_t)D * sizeof(float));
-            for (int j = 0; j < K; j++) o[D + j] = pl->slot_rank[t * K + j] == r ? (float)ids[t * K + j] : -1.0f;
+            char *o = send + (size_t)i * row;
+            for (int j = 0; j < K; j++) {
+                const int32_t v = pl->slot_rank[t * K + j] == r ? ids[t * K + j] : -1;
+                memcpy(o + (size_t)j * sizeof v, &v, sizeof v);
+            }
+            memcpy(o + hdr, src + (size_t)t * pay, pay);
+            memset(o + hdr + pay, 0, row - hdr - pay);
         }
         x->d_send_n[r] = pl->send_count[r];
     }
     prefix(x->d_send_n, x->d_send_off, R);
     moe_comm_alltoall_i32(x->c, x->d_send_n, x->d_recv_n);
     prefix(x->d_recv_n, x->d_recv_off, R);
-    float *recv = grow(&x->d_recv, (size_t)x->d_recv_off[R] * (size_t)row * sizeof(float));
+    char *recv = grow(&x->d_recv, (size_t)(x->d_recv_off[R] ? x->d_recv_off[R] : 1) * row);
     x->t_start = moe_now();
     x->t_ready = 0;
-    moe_comm_alltoallv_rows_start(x->c, row, send, x->d_send_n, x->d_send_off, recv, x->d_recv_n, x->d_recv_off,
+    moe_comm_alltoallv_rows_start(x->c, (int)row, send, x->d_send_n, x->d_send_off, recv, x->d_recv_n, x->d_recv_off,
                                   &x->req);
     moe_xchg_layer_stats *st = &x->stats[il];
     st->rows_sent += (uint64_t)(x->d_send_off[R] - x->d_send_n[x->me]);
     st->rows_recv += (uint64_t)(x->d_recv_off[R] - x->d_recv_n[x->me]);
-    st->bytes_sent += (uint64_t)(x->d_send_off[R] - x->d_send_n[x->me]) * (uint64_t)row * sizeof(float);
-    st->bytes_recv += (uint64_t)(x->d_recv_off[R] - x->d_recv_n[x->me]) * (uint64_t)row * sizeof(float);
+    st->bytes_sent += (uint64_t)(x->d_send_off[R] - x->d_send_n[x->me]) * (uint64_t)row;
+    st->bytes_recv += (uint64_t)(x->d_recv_off[R] - x->d_recv_n[x->me]) * (uint64_t)row;
     x->n_tok = n;
     x->il = il;
 }
@@ -338,7 +369,8 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
 {
     MOE_ASSERT(x->il == il);
     if (x->tick) x->tick(x->tick_ctx);
-    const int D = x->dim, K = x->K, R = x->n_rank, row = D + K, E = x->n_expert;
+    const int D = x->dim, K = x->K, R = x->n_rank, E = x->n_expert;
+    const size_t row = x->row_bytes, pay = payload_bytes(D, x->dt), hdr = (size_t)K * sizeof(int32_t);
     moe_xchg_layer_stats *st = &x->stats[il];
     const double t_finish = moe_now();
     moe_comm_wait(x->c, &x->req);
@@ -349,16 +381,16 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     /* Units of work from every received row, grouped by expert (rows stay
      * ascending within an expert). */
     const int n_rows = x->d_recv_off[R];
-    const float *recv = x->d_recv.p;
+    const char *recv = x->d_recv.p;
     const size_t n_slots = (size_t)(n_rows ? n_rows : 1) * (size_t)K;
     int32_t *ids = grow(&x->ids, n_slots * sizeof(int32_t)), *order = grow(&x->order, n_slots * sizeof(int32_t));
     int32_t *off = grow(&x->off, (size_t)(E + 1) * sizeof(int32_t));
     for (int i = 0; i < n_rows; i++)
         for (int j = 0; j < K; j++) {
-            const float f = recv[(size_t)i * (size_t)row + (size_t)D + (size_t)j];
-            /* -1, or an expert id (exact in a float); anything else is E */
-            const int ex = f == -1.0f ? -1 : f >= 0.0f && f < (float)E && f == floorf(f) ? (int)f : E;
-            if (ex >= E || (ex >= 0 && !moe_placement_rank_hosts(x->p, il, x->me, ex)))
+            int32_t ex;
+            memcpy(&ex, recv + (size_t)i * row + (size_t)j * sizeof ex, sizeof ex);
+            /* -1, or an expert id this rank hosts */
+            if (ex < -1 || ex >= E || (ex >= 0 && !moe_placement_rank_hosts(x->p, il, x->me, ex)))
                 moe_comm_abort(x->c, 4, "received a token for an expert this rank does not host");
             ids[(size_t)i * (size_t)K + (size_t)j] = ex;
         }
@@ -397,10 +429,15 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
                 x->g_off[ng++] = (int32_t)(q - p0);
             }
             st->tokens_per_expert[pairs[q].expert]++;
-            memcpy(x->xe + (q - p0) * (size_t)D, recv + (size_t)pairs[q].row * (size_t)row, (size_t)D * sizeof(float));
+            const char *in = recv + (size_t)pairs[q].row * row + hdr;
+            if (x->dt == MOE_DT_F32) memcpy(x->xe + (q - p0) * (size_t)D, in, pay);
+            else memcpy((char *)x->xqe + (q - p0) * pay, in, pay);
         }
         x->g_off[ng] = (int32_t)(p1 - p0);
-        moe_engine_moe_experts_shared(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye, shared ? x->n_tok : 0);
+        if (x->dt == MOE_DT_F32)
+            moe_engine_moe_experts_shared(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye, shared ? x->n_tok : 0);
+        else
+            moe_engine_moe_experts_shared_q(x->e, il, ng, x->g_exp, x->g_off, x->xqe, x->ye, shared ? x->n_tok : 0);
         shared = false;
         for (size_t q = p0; q < p1; q++)
             memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
@@ -417,7 +454,7 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     prefix(x->c_recv_n, x->c_recv_off, R);
     float *crecv = grow(&x->c_recv, (size_t)(x->c_recv_off[R] ? x->c_recv_off[R] : 1) * (size_t)D * sizeof(float));
     const double t1 = moe_now();
-    moe_comm_alltoallv_rows_start(x->c, D, csend, x->c_send_n, x->c_send_off, crecv, x->c_recv_n, x->c_recv_off,
+    moe_comm_alltoallv_rows_start(x->c, D * (int)sizeof(float), csend, x->c_send_n, x->c_send_off, crecv, x->c_recv_n, x->c_recv_off,
                                   &x->req);
     moe_comm_wait(x->c, &x->req);
     t_ex += moe_now() - t1;

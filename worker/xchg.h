@@ -5,9 +5,13 @@
  * For the token rows of its own sequences, a rank (the home rank):
  *   start:    builds the dispatch plan (router/placement: each token goes at
  *             most once to each rank, the home rank preferred) and starts
- *             the dispatch all-to-all: a row is the token's normed hidden
- *             state followed by the expert ids that rank must run for it
- *             (-1 for the others), as floats (exact below 2^24);
+ *             the dispatch all-to-all: a row is the K expert ids that
+ *             rank must run for the token (int32, -1 for the others), then
+ *             the token's normed hidden state: as floats on the float path;
+ *             on the int8 path as the blocks the receiver's gate and up
+ *             would quantize it to (moe_engine_expert_act_type: the same
+ *             bits, about a quarter of the bytes), quantized once by the
+ *             home rank (moe_model_dispatch_row_bytes: a row's size);
  *   progress: drives the exchange while the engine computes the shared
  *             experts (overlap);
  *   finish:   waits for the rows sent to it, runs its experts on them grouped

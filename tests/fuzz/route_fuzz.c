@@ -28,7 +28,7 @@ static void fuzz_trace(const uint8_t *data, size_t size)
         moe_placement_shape ps = {8, t.min_layer, 32, 4};
         moe_placement *p;
         if (moe_placement_contiguous(&p, &ps, &err)) abort();
-        moe_sim_cfg c = {p, 2, 16, 3, true, 0, 10, 1, 5, 1, 1};
+        moe_sim_cfg c = {p, 2, 16, 3, true, 0, 10, 1, 5, 1, 1, NULL};
         moe_sim_result r;
         if (moe_sim_run(&t, &c, &r, &err) == MOE_OK) {
             uint64_t pairs = 0;

@@ -395,75 +395,116 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
             ids[(size_t)i * (size_t)K + (size_t)j] = ex;
         }
     const size_t n_pairs = (size_t)moe_group_by_expert(ids, n_rows * K, E, off, order);
+    /* Our own rows (sent to ourselves) never go back through the combine:
+     * their outputs go straight to y. */
+    const moe_dispatch_plan *pl = &x->plan;
+    const int me = x->me, l0 = x->d_recv_off[me], l1 = x->d_recv_off[me + 1];
+    /* The experts with a row from another rank run first (all their rows,
+     * so each expert's weights are read once), their outputs go back while
+     * the experts with only our rows run: a rank with less to do for the
+     * others waits less for them, and the combine is in flight meanwhile.
+     * Within each phase experts stay ascending. */
     pair *pairs = grow(&x->pairs, (n_pairs ? n_pairs : 1) * sizeof(pair));
-    for (size_t q = 0; q < n_pairs; q++) pairs[q] = (pair){ids[order[q]], order[q] / K, order[q] % K};
+    size_t n1 = 0, n_first = 0; /* n_first: the pairs of the first phase */
+    for (int phase = 0; phase < 2; phase++) {
+        for (int ex = 0; ex < E; ex++) {
+            bool remote = false;
+            for (int32_t q = off[ex]; q < off[ex + 1] && !remote; q++) {
+                const int i = order[q] / K;
+                remote = i < l0 || i >= l1;
+            }
+            if (remote != (phase == 0)) continue;
+            for (int32_t q = off[ex]; q < off[ex + 1]; q++) pairs[n1++] = (pair){ex, order[q] / K, order[q] % K};
+        }
+        if (phase == 0) n_first = n1;
+    }
+    MOE_ASSERT(n1 == n_pairs);
 
-    /* Combine: outputs go back to each source rank in the order of its rows,
-     * slots ascending within a row, which is the order it expects them. */
+    /* Combine: outputs go back to each other source rank in the order of its
+     * rows, slots ascending within a row, which is the order it expects them. */
     memset(x->c_send_n, 0, (size_t)R * sizeof(int32_t));
     for (int s = 0; s < R; s++)
-        for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1]; i++)
+        for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1] && s != me; i++)
             for (int j = 0; j < K; j++) x->c_send_n[s] += ids[(size_t)i * (size_t)K + (size_t)j] >= 0;
     prefix(x->c_send_n, x->c_send_off, R);
-    /* position of each pair in the outgoing buffer: walk rows in order */
+    /* position of each pair in the outgoing buffer (-1: ours, or no expert):
+     * walk rows in order */
     int32_t *slot_out = grow(&x->cnt, n_slots * sizeof(int32_t));
     {
         int32_t k = 0;
-        for (size_t q = 0; q < (size_t)n_rows * (size_t)K; q++) slot_out[q] = ids[q] >= 0 ? k++ : -1;
-    }
-    float *csend = grow(&x->c_send, (n_pairs ? n_pairs : 1) * (size_t)D * sizeof(float));
-
-    /* The experts, rows_max pairs at a time (all of a step's in one run but
-     * for very large steps), through the engine's thread pool: gate and up
-     * of every expert in one run, down of every one in a second (on one
-     * rank the shared experts too).  A pair's output is the same bits
-     * whichever run it falls in. */
-    const double t0 = moe_now();
-    bool shared = x->shared_in_finish && x->n_tok > 0; /* the first runs take the shared experts too */
-    for (size_t p0 = 0; p0 < n_pairs || shared;) {
-        const size_t p1 = n_pairs - p0 > (size_t)x->rows_max ? p0 + (size_t)x->rows_max : n_pairs;
-        int ng = 0;
-        for (size_t q = p0; q < p1; q++) {
-            if (q == p0 || pairs[q].expert != pairs[q - 1].expert) {
-                x->g_exp[ng] = pairs[q].expert;
-                x->g_off[ng++] = (int32_t)(q - p0);
-            }
-            st->tokens_per_expert[pairs[q].expert]++;
-            const char *in = recv + (size_t)pairs[q].row * row + hdr;
-            if (x->dt == MOE_DT_F32) memcpy(x->xe + (q - p0) * (size_t)D, in, pay);
-            else memcpy((char *)x->xqe + (q - p0) * pay, in, pay);
+        for (size_t q = 0; q < (size_t)n_rows * (size_t)K; q++) {
+            const int i = (int)(q / (size_t)K);
+            slot_out[q] = ids[q] >= 0 && (i < l0 || i >= l1) ? k++ : -1;
         }
-        x->g_off[ng] = (int32_t)(p1 - p0);
-        if (x->dt == MOE_DT_F32)
-            moe_engine_moe_experts_shared(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye, shared ? x->n_tok : 0);
-        else
-            moe_engine_moe_experts_shared_q(x->e, il, ng, x->g_exp, x->g_off, x->xqe, x->ye, shared ? x->n_tok : 0);
-        shared = false;
-        for (size_t q = p0; q < p1; q++)
-            memcpy(csend + (size_t)slot_out[(size_t)pairs[q].row * (size_t)K + (size_t)pairs[q].slot] * (size_t)D,
-                   x->ye + (q - p0) * (size_t)D, (size_t)D * sizeof(float));
-        p0 = p1;
     }
-    st->t_compute += moe_now() - t0;
-
-    /* What comes back to us: for each rank, one row per slot it ran for us. */
-    const moe_dispatch_plan *pl = &x->plan;
+    float *csend = grow(&x->c_send, (size_t)(x->c_send_off[R] ? x->c_send_off[R] : 1) * (size_t)D * sizeof(float));
+    /* What comes back to us: for each other rank, one row per slot it ran for us. */
     memset(x->c_recv_n, 0, (size_t)R * sizeof(int32_t));
     for (int t = 0; t < x->n_tok; t++)
         for (int j = 0; j < K; j++) x->c_recv_n[pl->slot_rank[t * K + j]]++;
+    x->c_recv_n[me] = 0;
     prefix(x->c_recv_n, x->c_recv_off, R);
     float *crecv = grow(&x->c_recv, (size_t)(x->c_recv_off[R] ? x->c_recv_off[R] : 1) * (size_t)D * sizeof(float));
-    const double t1 = moe_now();
-    moe_comm_alltoallv_rows_start(x->c, D * (int)sizeof(float), csend, x->c_send_n, x->c_send_off, crecv, x->c_recv_n, x->c_recv_off,
-                                  &x->req);
+
+    /* The experts, rows_max pairs at a time (all of a phase's in one run
+     * but for very large steps), through the engine's thread pool: gate and
+     * up of every expert in one run, down of every one in a second (on one
+     * rank the shared experts too, with the first run of the second phase).
+     * A pair's output is the same bits whichever run it falls in. */
+    const double t0 = moe_now();
+    bool shared = x->shared_in_finish && x->n_tok > 0;
+    for (int phase = 0; phase < 2; phase++) {
+        const size_t q_end = phase == 0 ? n_first : n_pairs;
+        for (size_t p0 = phase == 0 ? 0 : n_first; p0 < q_end || (phase == 1 && shared);) {
+            const size_t p1 = q_end - p0 > (size_t)x->rows_max ? p0 + (size_t)x->rows_max : q_end;
+            int ng = 0;
+            for (size_t q = p0; q < p1; q++) {
+                if (q == p0 || pairs[q].expert != pairs[q - 1].expert) {
+                    x->g_exp[ng] = pairs[q].expert;
+                    x->g_off[ng++] = (int32_t)(q - p0);
+                }
+                st->tokens_per_expert[pairs[q].expert]++;
+                const char *in = recv + (size_t)pairs[q].row * row + hdr;
+                if (x->dt == MOE_DT_F32) memcpy(x->xe + (q - p0) * (size_t)D, in, pay);
+                else memcpy((char *)x->xqe + (q - p0) * pay, in, pay);
+            }
+            x->g_off[ng] = (int32_t)(p1 - p0);
+            const int n_sh = phase == 1 && shared ? x->n_tok : 0;
+            if (x->dt == MOE_DT_F32)
+                moe_engine_moe_experts_shared(x->e, il, ng, x->g_exp, x->g_off, x->xe, x->ye, n_sh);
+            else
+                moe_engine_moe_experts_shared_q(x->e, il, ng, x->g_exp, x->g_off, x->xqe, x->ye, n_sh);
+            if (phase == 1) shared = false;
+            for (size_t q = p0; q < p1; q++) {
+                const int i = pairs[q].row, j = pairs[q].slot;
+                float *dst;
+                if (i >= l0 && i < l1) { /* ours: token send_tok[...], slot j */
+                    const int t = pl->send_tok[pl->send_offset[me] + (i - l0)];
+                    dst = y + ((size_t)t * (size_t)K + (size_t)j) * (size_t)D;
+                } else {
+                    dst = csend + (size_t)slot_out[(size_t)i * (size_t)K + (size_t)j] * (size_t)D;
+                }
+                memcpy(dst, x->ye + (q - p0) * (size_t)D, (size_t)D * sizeof(float));
+            }
+            p0 = p1;
+        }
+        if (phase == 0) {
+            moe_comm_alltoallv_rows_start(x->c, D * (int)sizeof(float), csend, x->c_send_n, x->c_send_off, crecv,
+                                          x->c_recv_n, x->c_recv_off, &x->req);
+            moe_comm_progress(x->c, &x->req);
+        }
+    }
+    const double t2 = moe_now();
+    st->t_compute += t2 - t0;
     moe_comm_wait(x->c, &x->req);
-    t_ex += moe_now() - t1;
+    t_ex += moe_now() - t2;
     st->t_exchange += t_ex;
-    st->bytes_sent += (uint64_t)(x->c_send_off[R] - x->c_send_n[x->me]) * (uint64_t)D * sizeof(float);
-    st->bytes_recv += (uint64_t)(x->c_recv_off[R] - x->c_recv_n[x->me]) * (uint64_t)D * sizeof(float);
+    st->bytes_sent += (uint64_t)x->c_send_off[R] * (uint64_t)D * sizeof(float);
+    st->bytes_recv += (uint64_t)x->c_recv_off[R] * (uint64_t)D * sizeof(float);
 
     /* Place returned rows: rank r's rows follow its tokens in send order. */
     for (int r = 0; r < R; r++) {
+        if (r == me) continue;
         int32_t k = x->c_recv_off[r];
         for (int i = pl->send_offset[r]; i < pl->send_offset[r + 1]; i++) {
             const int t = pl->send_tok[i];

@@ -84,6 +84,13 @@ check "peaks" "$(grep -Ec "^prefill roofline: compute peak \(bench-peak, [a-z0-9
 check "bandwidth" "$(grep -Ec "^decode roofline: read bandwidth $num GB/s" "$tmp/out")" 1
 check "distinct experts measured" \
       "$(grep -Ec "distinct experts a layer measured in a traced job's decode steps: $num at 4, $num at 16" "$tmp/out")" 1
-check "exchange line" "$(grep -Ec "^2 ranks: [0-9]+ exchange bytes a token" "$tmp/out")" 1
+# one exchange line a path the job ran; the int8 path dispatches quantized
+# rows, so it exchanges fewer bytes than the float path on the same batch
+check "exchange line (float)" "$(grep -Ec "^2 ranks, float: [0-9]+ exchange bytes a token" "$tmp/out")" 1
+if grep -qE "int8 $num"x" \(1x2\)" <<< "$beside"; then
+  xf=$(sed -n 's/^2 ranks, float: \([0-9]*\) exchange bytes a token.*/\1/p' "$tmp/out")
+  xi=$(sed -n 's/^2 ranks, int8: \([0-9]*\) exchange bytes a token.*/\1/p' "$tmp/out")
+  check "int8 exchanges fewer bytes than float" "$([ -n "$xi" ] && [ -n "$xf" ] && [ "$xi" -lt "$xf" ] && echo yes || echo "no ($xi, $xf)")" yes
+fi
 echo "$passes passed, $fails failed"
 [ $fails = 0 ]

@@ -248,15 +248,18 @@ static int cmd_simulate(const opts *o, moe_err *err)
     /* with the model: the rows its int8 path dispatches, per layer */
     uint64_t *disp_row = NULL;
     if (!rc && o->model && !o->exact) {
-        moe_model *m;
+        moe_model *m = NULL;
         rc = moe_model_open(&m, o->model, err);
+        if (!rc && m->hp.n_used != t.k)
+            rc = moe_err_set(err, "%s: the trace's rows have %d experts each, the model routes to %d", o->model, t.k,
+                             m->hp.n_used);
         if (!rc) {
             disp_row = moe_xcalloc((size_t)m->hp.n_layer, sizeof *disp_row);
             for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++)
                 disp_row[il] = moe_model_dispatch_row_bytes(m, il, true);
-            moe_model_free(m);
             c.disp_row = disp_row;
         }
+        if (m) moe_model_free(m);
     }
     moe_sim_result r = {0}, r0 = {0};
     if (!rc && o->node_limit > 0) { /* the recorded routing first, to compare with */

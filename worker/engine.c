@@ -278,6 +278,12 @@ void moe_engine_get_stats(const moe_engine *e, moe_engine_stats *st)
     st->tokens_processed = e->tokens_processed;
 }
 
+void moe_engine_set_experts_tick(moe_engine *e, void (*fn)(void *), void *ctx)
+{
+    e->experts_tick = fn;
+    e->experts_tick_ctx = ctx;
+}
+
 void moe_engine_set_route_fn(moe_engine *e, moe_engine_route_fn fn, void *ctx)
 {
     e->route_fn = fn;
@@ -563,6 +569,7 @@ static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *expe
         jb[nj++] = moe_eng_job(&L->up_sh, e->h, D, n_sh, e->fu, sff);
     }
     moe_eng_run_jobs(e, jb, nj);
+    if (e->experts_tick) e->experts_tick(e->experts_tick_ctx);
     /* every down (+ shared), each input SwiGLU'd by the run */
     nj = 0;
     for (int i = 0; i < n_groups; i++) {
@@ -594,13 +601,36 @@ uint32_t moe_engine_expert_act_type(const moe_engine *e, int il)
     return e->o.act_q8 ? moe_model_expert_dot_type(e->m, il) : MOE_DT_F32;
 }
 
+typedef struct quant_rows_ctx {
+    const moe_kern_set *k;
+    uint32_t dt;
+    const float *x;
+    char *out;
+    int n;
+    int64_t dim;
+    size_t rb;
+} quant_rows_ctx;
+
+/* rows [n·ith/nth, n·(ith+1)/nth) of a quant_rows_ctx */
+static void quant_rows(void *arg, int ith, int nth)
+{
+    const quant_rows_ctx *c = arg;
+    const int t0 = (int)((int64_t)c->n * ith / nth), t1 = (int)((int64_t)c->n * (ith + 1) / nth);
+    for (int t = t0; t < t1; t++)
+        moe_kern_quantize_act(c->k, c->dt, c->x + (size_t)t * (size_t)c->dim, c->out + (size_t)t * c->rb, c->dim);
+}
+
+/* Rows quantized on the caller below this many (waking the pool costs more) */
+#define QUANT_PAR_MIN_ROWS 32
+
 void moe_engine_expert_act_quantize(const moe_engine *e, int il, const float *x, int n, void *out)
 {
     const uint32_t dt = moe_engine_expert_act_type(e, il);
     MOE_ASSERT(dt != MOE_DT_F32 && n >= 0);
     const int64_t D = e->m->hp.dim;
-    const size_t rb = moe_kern_act_row_bytes(dt, D);
-    for (int t = 0; t < n; t++) moe_kern_quantize_act(e->k, dt, x + (size_t)t * D, (char *)out + (size_t)t * rb, D);
+    quant_rows_ctx c = {e->k, dt, x, out, n, D, moe_kern_act_row_bytes(dt, D)};
+    if (n >= QUANT_PAR_MIN_ROWS && moe_pool_size(e->pool) > 1) moe_pool_run(e->pool, quant_rows, &c);
+    else quant_rows(&c, 0, 1);
 }
 
 void moe_engine_moe_experts_shared_q(moe_engine *e, int il, int n_groups, const int32_t *experts, const int32_t *off,

@@ -186,6 +186,10 @@ void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *co
 typedef void (*moe_engine_route_fn)(void *ctx, int il, int n, const int32_t *ids, const float *w, const int *row_seq,
                                     const int64_t *row_pos);
 void moe_engine_set_route_fn(moe_engine *e, moe_engine_route_fn fn, void *ctx);
+/* fn(ctx) (NULL: none) is called between the two parallel runs (gate and
+ * up, then down) of every moe_engine_moe_experts* call: the worker's
+ * exchange drives an MPI transfer in flight there. */
+void moe_engine_set_experts_tick(moe_engine *e, void (*fn)(void *), void *ctx);
 
 /* Statistics. */
 typedef struct moe_engine_stats {

@@ -65,6 +65,8 @@ static inline int moe_eng_attn_rows(const moe_hparams *hp, int n_threads)
 struct moe_engine {
     moe_engine_route_fn route_fn; /* NULL: nobody watches the gate (moe_engine_set_route_fn) */
     void *route_ctx;
+    void (*experts_tick)(void *); /* NULL, or called between the two runs of experts_run */
+    void *experts_tick_ctx;
     const moe_model *m;
     const moe_gate_limit **limits; /* [n_layer] node-limited routing per layer, or NULL: the model's */
     moe_engine_opts o;

@@ -97,6 +97,14 @@ int moe_xchg_set_placement(moe_xchg *x, const moe_placement *p, moe_err *err)
     return MOE_OK;
 }
 
+/* Between the engine's runs of a finish: the combine in flight (if any)
+ * moves on; Open MPI does not progress it by itself. */
+static void combine_tick(void *ctx)
+{
+    moe_xchg *x = ctx;
+    moe_comm_progress(x->c, &x->req);
+}
+
 int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
 {
     const moe_hparams *hp = &moe_engine_model(e)->hp;
@@ -133,6 +141,7 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
     x->g_off = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
     x->il = -1;
     x->trace_fd = -1;
+    moe_engine_set_experts_tick(e, combine_tick, x);
     *out = x;
     return MOE_OK;
 }
@@ -140,6 +149,7 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
 void moe_xchg_free(moe_xchg *x)
 {
     if (!x) return;
+    moe_engine_set_experts_tick(x->e, NULL, NULL);
     moe_xchg_flush_trace(x);
     free(x->tbuf);
     free(x->rbuf);
@@ -340,6 +350,16 @@ void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *i
     }
     prefix(x->d_send_n, x->d_send_off, R);
     moe_comm_alltoall_i32(x->c, x->d_send_n, x->d_recv_n);
+    /* another rank's counts: each at most a step's tokens (a token goes at
+     * most once to a rank; every rank runs with the same --step-tokens), so
+     * the sum stays far inside int */
+    for (int r = 0; r < R; r++)
+        if (x->d_recv_n[r] < 0 || x->d_recv_n[r] > x->rows_max / K) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "rank %d announced %d dispatch rows; a step has at most %d tokens here "
+                     "(every rank needs the same --step-tokens)", r, (int)x->d_recv_n[r], x->rows_max / K);
+            moe_comm_abort(x->c, 4, msg);
+        }
     prefix(x->d_recv_n, x->d_recv_off, R);
     char *recv = grow(&x->d_recv, (size_t)(x->d_recv_off[R] ? x->d_recv_off[R] : 1) * row);
     x->t_start = moe_now();
@@ -487,6 +507,7 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
                 memcpy(dst, x->ye + (q - p0) * (size_t)D, (size_t)D * sizeof(float));
             }
             p0 = p1;
+            if (phase == 1) moe_comm_progress(x->c, &x->req);
         }
         if (phase == 0) {
             moe_comm_alltoallv_rows_start(x->c, D * (int)sizeof(float), csend, x->c_send_n, x->c_send_off, crecv,

@@ -15,10 +15,13 @@
  *   progress: drives the exchange while the engine computes the shared
  *             experts (overlap);
  *   finish:   waits for the rows sent to it, runs its experts on them grouped
- *             by expert (ascending), returns each (token, expert) output to
- *             the token's home rank, and places the rows it gets back at
- *             y[t·K + j], so the engine sums them in expert-id order exactly
- *             as in one process: the answer does not depend on the ranks.
+ *             by expert (ascending; the experts with rows from other ranks
+ *             first), returns each (token, expert) output of another rank's
+ *             token to that home rank (the combine, driven while the experts
+ *             with only its own rows run) and puts its own tokens' outputs
+ *             and the rows it gets back at y[t·K + j], so the engine sums
+ *             them in expert-id order exactly as in one process: the answer
+ *             does not depend on the ranks.
  * Every rank calls start/finish for every MoE layer of every step, with zero
  * rows when it has none (lockstep).
  */

@@ -277,9 +277,13 @@ if [ $with_job = 1 ]; then
   br() { local v; v=$(beside_ratio "$1" "$2"); if _bench_isnum "$v"; then printf '%.2fx' "$v"; else echo "-"; fi; }
   echo "worker job over the engine runs beside it (the same case just before and after the jobs, median of the rounds'" \
        "ratios): float $(br float 1x2) (1x2), $(br float 2x1) (2x1); int8 $(br int8 1x2) (1x2), $(br int8 2x1) (2x1)"
-  if [ ${#xerr[@]} -gt 0 ] && read -r xb xs xo < <(job_exchange "${xerr[0]}"); then
-    echo "2 ranks: $xb exchange bytes a token, $xs% of step time exchanging, $xo% overlapped with the shared experts"
-  fi
+  # each path's own (the int8 path dispatches quantized rows, the float one floats)
+  for f in "${xerr[@]}"; do
+    a=${f#"$tmp"/job.} a=${a%%.*}
+    if read -r xb xs xo < <(job_exchange "$f"); then
+      echo "2 ranks, $a: $xb exchange bytes a token, $xs% of step time exchanging, $xo% overlapped with the shared experts"
+    fi
+  done
 fi
 echo
 echo "samples:"

@@ -596,6 +596,8 @@ void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const in
     experts_run(e, il, n_groups, experts, off, x, NULL, NULL, y, n_sh);
 }
 
+bool moe_engine_int8(const moe_engine *e) { return e->o.act_q8; }
+
 uint32_t moe_engine_expert_act_type(const moe_engine *e, int il)
 {
     return e->o.act_q8 ? moe_model_expert_dot_type(e->m, il) : MOE_DT_F32;

@@ -158,6 +158,8 @@ void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const in
  * the two), else MOE_DT_F32: the float path, float-only weights, or gate
  * and up of different dot types keep float rows. */
 uint32_t moe_engine_expert_act_type(const moe_engine *e, int il);
+/* Whether the engine takes the int8 path (moe_engine_opts.act_q8). */
+bool moe_engine_int8(const moe_engine *e);
 /* n rows of x ([n][dim]) quantized to that type (not F32), rows
  * moe_kern_act_row_bytes(type, dim) apart in out: the blocks the engine's
  * own run would make of them (the quantizer depends on the row alone). */

@@ -379,10 +379,25 @@ uint32_t moe_model_expert_dot_type(const moe_model *m, int il)
     return moe_kern_dot_type(L->up_exps.type) == dt ? dt : MOE_DT_F32;
 }
 
-size_t moe_model_dispatch_row_bytes(const moe_model *m, int il, bool int8)
+size_t moe_model_expert_act_bytes(const moe_model *m, int il, bool int8)
 {
     const uint32_t dt = int8 ? moe_model_expert_dot_type(m, il) : MOE_DT_F32;
     const int64_t D = m->hp.dim;
-    const size_t pay = dt == MOE_DT_F32 ? (size_t)D * sizeof(float) : moe_kern_act_row_bytes(dt, D);
+    return dt == MOE_DT_F32 ? (size_t)D * sizeof(float) : moe_kern_act_row_bytes(dt, D);
+}
+
+size_t moe_model_expert_qact_bytes_max(const moe_model *m, bool int8)
+{
+    size_t q = 0;
+    for (int il = m->hp.n_dense_lead; il < m->hp.n_layer && int8; il++) {
+        const size_t b = moe_model_expert_dot_type(m, il) == MOE_DT_F32 ? 0 : moe_model_expert_act_bytes(m, il, true);
+        q = b > q ? b : q;
+    }
+    return q;
+}
+
+size_t moe_model_dispatch_row_bytes(const moe_model *m, int il, bool int8)
+{
+    const size_t pay = moe_model_expert_act_bytes(m, il, int8);
     return (size_t)m->hp.n_used * sizeof(int32_t) + ((pay + 3) & ~(size_t)3);
 }

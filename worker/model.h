@@ -113,10 +113,17 @@ uint64_t moe_model_bytes_per_token(const moe_model *m);
  * float-only weights, or gate and up of different dot types. */
 uint32_t moe_model_expert_dot_type(const moe_model *m, int il);
 
+/* Bytes of a token's routed-expert input in MoE layer il as the worker job
+ * dispatches it: its dim floats, or with int8 its row of
+ * moe_model_expert_dot_type's blocks (when that is not MOE_DT_F32). */
+size_t moe_model_expert_act_bytes(const moe_model *m, int il, bool int8);
+/* The largest of those rows that is quantized, over the MoE layers (int8);
+ * 0 when every layer keeps floats. */
+size_t moe_model_expert_qact_bytes_max(const moe_model *m, bool int8);
+
 /* Bytes of one row the worker job dispatches in MoE layer il (worker/xchg):
- * n_used int32 expert ids, then the token's dim floats, or with int8 its
- * blocks of moe_model_expert_dot_type (when that is not MOE_DT_F32), padded
- * to 4 bytes.  Each (token, expert) output comes back as dim floats. */
+ * n_used int32 expert ids, then moe_model_expert_act_bytes, padded to 4
+ * bytes.  Each (token, expert) output comes back as dim floats. */
 size_t moe_model_dispatch_row_bytes(const moe_model *m, int il, bool int8);
 
 #endif

@@ -70,13 +70,12 @@ static int xchg_bytes(const moe_model *m, bool int8, int n_rank, int step_tokens
     const uint64_t N = (uint64_t)step_tokens, K = (uint64_t)hp->n_used, R = (uint64_t)n_rank;
     const uint64_t D = (uint64_t)hp->dim, E = (uint64_t)hp->n_expert;
     const uint64_t rows = N * (K < R ? K : R), pairs = N * K;
-    uint64_t row = 0, q = 0; /* bytes: the largest dispatched row, the largest quantized input row */
+    /* bytes: the largest dispatched row, the largest quantized input row */
+    const uint64_t q = moe_model_expert_qact_bytes_max(m, int8);
+    uint64_t row = 0;
     for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
         const uint64_t b = moe_model_dispatch_row_bytes(m, il, int8);
-        const uint32_t dt = int8 ? moe_model_expert_dot_type(m, il) : MOE_DT_F32;
-        const uint64_t qb = dt == MOE_DT_F32 ? 0 : moe_kern_act_row_bytes(dt, hp->dim);
         row = b > row ? b : row;
-        q = qb > q ? qb : q;
     }
     uint64_t f = 0, t, fixed = 0;
     bool ok = moe_mul_u64(rows, 2 * row + 12 * K, &f); /* d_send, d_recv; ids, order, cnt */

@@ -45,7 +45,6 @@ struct moe_xchg {
     float *xe, *ye;             /* [rows_max][dim] inputs, outputs */
     void *xqe;                  /* [rows_max] quantized inputs (int8 path), or NULL */
     uint32_t dt;                /* the layer in flight's dispatch type: MOE_DT_F32 (float rows) or a dot type */
-    size_t row_bytes;           /* its dispatched row (moe_model_dispatch_row_bytes) */
     buf qtok;                   /* the step's token rows quantized once (int8 path) */
     int32_t *g_exp, *g_off;     /* [n_expert + 1] the groups of one run */
     moe_comm_req req;
@@ -69,11 +68,6 @@ struct moe_xchg {
     size_t rlen, rcap, rtake_cap;
     uint64_t rdropped;
 };
-
-static size_t payload_bytes(int dim, uint32_t dt)
-{
-    return dt == MOE_DT_F32 ? (size_t)dim * sizeof(float) : moe_kern_act_row_bytes(dt, dim);
-}
 
 static int check_shape(moe_comm *c, moe_engine *e, const moe_placement *p, moe_err *err)
 {
@@ -131,11 +125,7 @@ int moe_xchg_init(moe_xchg **out, moe_comm *c, moe_engine *e, const moe_placemen
     x->rows_max = moe_engine_expert_rows(e);
     x->xe = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
     x->ye = moe_xmalloc_lines((size_t)x->rows_max * (size_t)x->dim * sizeof(float));
-    size_t qb = 0; /* the largest quantized input row of any MoE layer */
-    for (int il = x->first_moe; il < hp->n_layer; il++) {
-        const uint32_t dt = moe_engine_expert_act_type(e, il);
-        if (dt != MOE_DT_F32 && moe_kern_act_row_bytes(dt, x->dim) > qb) qb = moe_kern_act_row_bytes(dt, x->dim);
-    }
+    const size_t qb = moe_model_expert_qact_bytes_max(moe_engine_model(e), moe_engine_int8(e));
     x->xqe = qb ? moe_xmalloc_lines((size_t)x->rows_max * qb) : NULL;
     x->g_exp = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
     x->g_off = moe_xmalloc((size_t)(x->n_expert + 1) * sizeof(int32_t));
@@ -323,10 +313,11 @@ void moe_xchg_start(moe_xchg *x, int il, const float *h, int n, const int32_t *i
         moe_comm_abort(x->c, 4, err.msg);
     const moe_dispatch_plan *pl = &x->plan;
     x->dt = moe_engine_expert_act_type(x->e, il);
-    const size_t row = moe_model_dispatch_row_bytes(moe_engine_model(x->e), il, x->dt != MOE_DT_F32);
-    const size_t pay = payload_bytes(x->dim, x->dt), hdr = (size_t)K * sizeof(int32_t);
+    const moe_model *m = moe_engine_model(x->e);
+    const bool q8 = x->dt != MOE_DT_F32;
+    const size_t row = moe_model_dispatch_row_bytes(m, il, q8), pay = moe_model_expert_act_bytes(m, il, q8);
+    const size_t hdr = (size_t)K * sizeof(int32_t);
     MOE_ASSERT(row <= (size_t)INT32_MAX);
-    x->row_bytes = row;
     /* int8 path: each token quantized once, whichever ranks it goes to */
     const char *src = (const char *)h;
     if (x->dt != MOE_DT_F32) {
@@ -390,7 +381,10 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     MOE_ASSERT(x->il == il);
     if (x->tick) x->tick(x->tick_ctx);
     const int D = x->dim, K = x->K, R = x->n_rank, E = x->n_expert;
-    const size_t row = x->row_bytes, pay = payload_bytes(D, x->dt), hdr = (size_t)K * sizeof(int32_t);
+    const moe_model *m = moe_engine_model(x->e);
+    const bool q8 = x->dt != MOE_DT_F32;
+    const size_t row = moe_model_dispatch_row_bytes(m, il, q8), pay = moe_model_expert_act_bytes(m, il, q8);
+    const size_t hdr = (size_t)K * sizeof(int32_t);
     moe_xchg_layer_stats *st = &x->stats[il];
     const double t_finish = moe_now();
     moe_comm_wait(x->c, &x->req);
@@ -443,9 +437,11 @@ void moe_xchg_finish(moe_xchg *x, int il, float *y)
     /* Combine: outputs go back to each other source rank in the order of its
      * rows, slots ascending within a row, which is the order it expects them. */
     memset(x->c_send_n, 0, (size_t)R * sizeof(int32_t));
-    for (int s = 0; s < R; s++)
-        for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1] && s != me; i++)
+    for (int s = 0; s < R; s++) {
+        if (s == me) continue;
+        for (int i = x->d_recv_off[s]; i < x->d_recv_off[s + 1]; i++)
             for (int j = 0; j < K; j++) x->c_send_n[s] += ids[(size_t)i * (size_t)K + (size_t)j] >= 0;
+    }
     prefix(x->c_send_n, x->c_send_off, R);
     /* position of each pair in the outgoing buffer (-1: ours, or no expert):
      * walk rows in order */

@@ -404,7 +404,7 @@ adopt)
   kill -TERM "$c2"
   wait_exit "$c2" 30 || fail "the coordinator did not stop"
   [ -e "$tmp/job" ] && fail "the job file outlived the job"
-  pgrep -s "$mpi2" > /dev/null && fail "processes of the job outlived a clean stop"
+  [ -n "$(session_live "$mpi2")" ] && fail "processes of the job outlived a clean stop: $(session_live "$mpi2" | tr '\n' ' ')"
   echo "ok: the adopted job, killed, was restarted (mpirun $mpi2); a clean stop ended it and removed the job file"
   ;;
 *) fail "unknown check $1" ;;

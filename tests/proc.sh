@@ -20,6 +20,17 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$tmp"/*.err "$tmp"/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -20 "$f"; }; done; exit 1; }
+# The processes of session SID that still run, one pid a line.  A zombie
+# is not one: it has ended and waits for whoever adopted it (its launcher
+# gone, often init) to reap it, which happens on that process's schedule.
+session_live() {
+  local p st
+  for p in $(pgrep -s "$1"); do
+    st=$(sed 's/.*) //' "/proc/$p/stat" 2> /dev/null | cut -d' ' -f1) || continue
+    [ -n "$st" ] && [ "$st" != Z ] && echo "$p"
+  done
+  return 0
+}
 wait_for() {
   local i
   for i in $(seq 1 $(($3 * 20))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done

@@ -102,7 +102,7 @@ static void test_matmul(const moe_kern_set *k, int64_t cols, int64_t ntok)
         char *data = malloc((size_t)(rb * rows));
         float *dec = malloc((size_t)(rows * cols) * 4);
         for (int64_t r = 0; r < rows; r++) make_row(t, cols, data + r * rb, dec + r * cols);
-        moe_mat m = {t, rows, cols, (size_t)rb, data};
+        moe_mat m = {t, rows, cols, (size_t)rb, data, NULL, 0};
         float *x = malloc((size_t)(ntok * cols) * 4), *y = malloc((size_t)(ntok * rows) * 4);
         for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
         moe_kern_matmul_rows(k, &m, 0, 20, x, cols, ntok, y, rows);
@@ -184,7 +184,7 @@ static void test_q8q8(const moe_kern_set *k)
             CHECK_MSG(err <= 1e-5, "q8q8 n %lld: %g vs %g", (long long)n, o, r);
         }
         /* 5 tokens (a tile of 4 and a single) bitwise the single dot */
-        moe_mat m = {MOE_DT_Q8_0, 1, n, (size_t)nb * 34, w};
+        moe_mat m = {MOE_DT_Q8_0, 1, n, (size_t)nb * 34, w, NULL, 0};
         float y[5];
         moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, nb, 5, y, 1);
         int same = 1;
@@ -283,6 +283,86 @@ static void test_q8q8_exact(const moe_kern_set *k)
     }
 }
 
+/* The repacked Q8_0 layout (--repack): every set's product on it is the
+ * reference set's int8 dot of each (row, token), bitwise, for any token
+ * count (the 8-token tile and what is left of it), any row range (groups
+ * cut at either end, a view starting inside the copy) and a padded last
+ * group; rows outside the range are not written.  Rows 0-3 hold the
+ * extreme bytes (q_w = -128 and ±127, q_x = ±127) with scales 1, where
+ * the result is the exact integer sum. */
+static void test_repack(const moe_kern_set *k)
+{
+    CHECK(moe_kern_repack_bytes(MOE_DT_Q4_0, 16, 64) == 0 && moe_kern_repack_bytes(MOE_DT_Q8_0, 16, 32800) == 0);
+    CHECK(moe_kern_repack_bytes(MOE_DT_Q8_0, 17, 96) == 2 * (2 * 64 + 3 * 512));
+    static const int64_t colss[] = {96, 2144}; /* 3 and 67 blocks: odd counts, a lone last block */
+    for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
+        const int64_t rows = 37, cols = colss[ci], nb = cols / 32, ntok = 19;
+        moe_block_q8_0 *w = malloc((size_t)(rows * nb) * sizeof *w), *x = malloc((size_t)(ntok * nb) * sizeof *x);
+        void *rp = moe_xmalloc_lines(moe_kern_repack_bytes(MOE_DT_Q8_0, rows, cols));
+        float *y = malloc((size_t)(ntok * rows) * sizeof(float)), *ref = malloc((size_t)(ntok * rows) * sizeof(float));
+        float v[2144];
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < cols; i++) v[i] = frand();
+            moe_quantize_row_q8_0_ref(v, w + r * nb, cols);
+            if (r < 4)
+                for (int64_t b = 0; b < nb; b++) {
+                    w[r * nb + b].d = moe_f32_to_f16(1.0f);
+                    for (int j = 0; j < 32; j++) w[r * nb + b].qs[j] = (int8_t)(r == 0 ? -128 : (r == 1 ? 127 : (j % 2 ? -128 : 127)));
+                }
+        }
+        for (int64_t t = 0; t < ntok; t++) {
+            for (int64_t i = 0; i < cols; i++) v[i] = frand();
+            moe_kern_quantize_act(k, MOE_DT_Q8_0, v, x + t * nb, cols);
+            if (t < 2)
+                for (int64_t b = 0; b < nb; b++) {
+                    x[t * nb + b].d = moe_f32_to_f16(1.0f);
+                    for (int j = 0; j < 32; j++) x[t * nb + b].qs[j] = (int8_t)(t == 0 ? 127 : (j % 3 ? -127 : 127));
+                }
+        }
+        const moe_mat m = {MOE_DT_Q8_0, rows, cols, (size_t)nb * sizeof *w, w, NULL, 0};
+        moe_kern_repack(&m, rp);
+        for (int64_t t = 0; t < ntok; t++)
+            for (int64_t r = 0; r < rows; r++)
+                ref[t * rows + r] = moe_kern_dot_int8(moe_kern_reference(), MOE_DT_Q8_0, w + r * nb, x + t * nb, cols);
+        CHECK(ref[0] == (float)(-128 * 127 * cols) && ref[1] == (float)(127 * 127 * cols));
+        /* views: the whole matrix, and rows 5.. of it (its row 0 inside a group) */
+        static const int64_t ranges[][2] = {{0, 37}, {3, 29}, {16, 32}, {17, 18}, {0, 16}, {31, 37}};
+        for (int view = 0; view < 2; view++) {
+            const int64_t off = view ? 5 : 0;
+            moe_mat mv = m;
+            mv.rows = rows - off;
+            mv.data = w + off * nb;
+            mv.rp = rp;
+            mv.rp_row = off;
+            for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
+                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1] - off;
+                if (r1 <= r0) continue;
+                for (int64_t nt = 1; nt <= ntok; nt += (nt < 10 ? 1 : 9)) {
+                    for (int64_t i = 0; i < ntok * rows; i++) y[i] = -7.0f;
+                    moe_kern_matmul_rows_int8(k, &mv, r0, r1, x, nb, nt, y, rows);
+                    bool same = true, untouched = true;
+                    for (int64_t t = 0; t < ntok; t++)
+                        for (int64_t r = 0; r < rows; r++) {
+                            const bool in = t < nt && r >= r0 && r < r1;
+                            if (in) same &= !memcmp(&y[t * rows + r], &ref[t * rows + r + off], sizeof(float));
+                            else untouched &= y[t * rows + r] == -7.0f;
+                        }
+                    CHECK_MSG(same, "%s: repacked q8_0 (cols %lld, view at %lld, rows %lld..%lld, %lld tokens) not "
+                              "bitwise the reference dot", moe_kern_name(k), (long long)cols, (long long)off,
+                              (long long)r0, (long long)r1, (long long)nt);
+                    CHECK_MSG(untouched, "%s: repacked q8_0 wrote outside rows %lld..%lld", moe_kern_name(k),
+                              (long long)r0, (long long)r1);
+                }
+            }
+        }
+        free(w);
+        free(x);
+        free(rp);
+        free(y);
+        free(ref);
+    }
+}
+
 /* The set's Q8_0 encoder is bitwise the reference encoder (halves, zeros,
  * tiny and large values). */
 static void test_encode(const moe_kern_set *k)
@@ -311,7 +391,7 @@ static void test_same_bits(const moe_kern_set *a, const moe_kern_set *b)
         char *data = malloc((size_t)(rb * rows));
         float *dec = malloc((size_t)cols * 4);
         for (int64_t r = 0; r < rows; r++) make_row(t, cols, data + r * rb, dec);
-        moe_mat m = {t, rows, cols, (size_t)rb, data};
+        moe_mat m = {t, rows, cols, (size_t)rb, data, NULL, 0};
         const int64_t ny = ntok * rows > cols ? ntok * rows : cols;
         float *x = malloc((size_t)(ntok * cols) * 4), *ya = malloc((size_t)ny * 4), *yb = malloc((size_t)ny * 4);
         for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
@@ -418,7 +498,7 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
                 moe_quant_row(t, src, data + r * rb, cols);
                 moe_row_to_f32(t, data + r * rb, dec + r * cols, cols);
             }
-            moe_mat m = {t, rows, cols, (size_t)rb, data};
+            moe_mat m = {t, rows, cols, (size_t)rb, data, NULL, 0};
             float *x = malloc((size_t)(ntok * cols) * 4), *y = malloc((size_t)(ntok * rows) * 4);
             float *yb = malloc((size_t)(ntok * rows) * 4);
             for (int64_t i = 0; i < ntok * cols; i++) x[i] = frand();
@@ -546,7 +626,7 @@ static void test_tiles(const moe_kern_set *k)
                 memset(b->qs, 0xFF, sizeof b->qs);
                 memset(b->scales, 0, sizeof b->scales);
             }
-            moe_mat m = {t, rows, cols, (size_t)rb, data};
+            moe_mat m = {t, rows, cols, (size_t)rb, data, NULL, 0};
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
             char *xq = malloc(xrow * (size_t)ntok);
@@ -655,6 +735,8 @@ int main(void)
         test_axpy_rows(k);
         test_q8q8_exact(k);
         test_encode(k);
+        test_repack(k);
+        printf("kernels %s: repacked q8_0 checked\n", moe_kern_name(k));
     }
     if (avx2 && avx512) test_same_bits(avx2, avx512);
     for (int i = 0; i < moe_kern_n_sets(); i++) {

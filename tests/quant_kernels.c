@@ -371,7 +371,7 @@ static void test_type(const qtype *q, const moe_kern_set *k)
                           q->name, moe_kern_name(k), nt, t);
             }
         }
-        moe_mat m = {q->code, 1, n, (size_t)nblk * q->bpb, row};
+        moe_mat m = {q->code, 1, n, (size_t)nblk * q->bpb, row, NULL, 0};
         float ym[5];
         unsigned char *xq5 = malloc(5 * xrow);
         memcpy(xq5, xq, 4 * xrow);

@@ -57,7 +57,7 @@ static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t r
         for (int64_t i = 0; i < cols; i++) x[i] = frand();
         moe_kern_quantize_act(k, dt, x, xq + (size_t)t * xrow, cols);
     }
-    const moe_mat m = {type, rows, cols, (size_t)rb, w};
+    const moe_mat m = {type, rows, cols, (size_t)rb, w, NULL, 0};
     const moe_kern_fns *f = moe_kern_for(k, type);
     double best0 = 1e30, best1 = 1e30;
     for (int i = 0; i < reps; i++) {
@@ -78,6 +78,62 @@ static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t r
     free(xq);
     free(y0);
     free(y1);
+    return !same;
+}
+
+/* Q8_0 repacked (--repack's layout) against the set's product on the
+ * file's rows; the repacked values must be the reference set's. */
+static int run_rp(const moe_kern_set *k, int64_t rows, int64_t cols, int64_t ntok, int reps)
+{
+    uint64_t rb;
+    if (!moe_dtype_bytes(MOE_DT_Q8_0, (uint64_t)cols, &rb)) return 1;
+    const size_t rpb = moe_kern_repack_bytes(MOE_DT_Q8_0, rows, cols);
+    char *w = malloc((size_t)(rb * (uint64_t)rows)), *rp = moe_xmalloc_lines(rpb);
+    float *x = malloc((size_t)cols * sizeof(float));
+    const size_t xrow = moe_kern_act_row_bytes(MOE_DT_Q8_0, cols);
+    const int64_t xs = cols / MOE_Q8_0_BLOCK;
+    char *xq = malloc(xrow * (size_t)ntok);
+    float *y0 = malloc((size_t)(rows * ntok) * sizeof(float)), *y1 = malloc((size_t)(rows * ntok) * sizeof(float)),
+          *y2 = malloc((size_t)(rows * ntok) * sizeof(float));
+    if (!w || !x || !xq || !y0 || !y1 || !y2) {
+        fprintf(stderr, "bench-kern: out of memory\n");
+        exit(1);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand();
+        moe_quant_row(MOE_DT_Q8_0, x, w + (size_t)r * rb, cols);
+    }
+    for (int64_t t = 0; t < ntok; t++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand();
+        moe_kern_quantize_act(k, MOE_DT_Q8_0, x, xq + (size_t)t * xrow, cols);
+    }
+    const moe_mat m = {MOE_DT_Q8_0, rows, cols, (size_t)rb, w, NULL, 0};
+    moe_mat mr = m;
+    moe_kern_repack(&m, rp);
+    mr.rp = rp;
+    double best0 = 1e30, best1 = 1e30;
+    for (int i = 0; i < reps; i++) {
+        const double t0 = now();
+        moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, ntok, y0, rows);
+        const double t1 = now();
+        moe_kern_matmul_rows_int8(k, &mr, 0, rows, xq, xs, ntok, y1, rows);
+        const double t2 = now();
+        best0 = t1 - t0 < best0 ? t1 - t0 : best0;
+        best1 = t2 - t1 < best1 ? t2 - t1 : best1;
+    }
+    moe_kern_matmul_rows_int8(moe_kern_reference(), &m, 0, rows, xq, xs, ntok, y2, rows);
+    const double mac = (double)rows * (double)cols * (double)ntok * 1e-9;
+    const int same = !memcmp(y1, y2, (size_t)(rows * ntok) * sizeof(float));
+    printf("%-7s %6lld x %-6lld %4lld tok  file %7.2f  rp  %7.2f GMAC/s  x%.2f  %s\n", "q8_0rp", (long long)rows,
+           (long long)cols, (long long)ntok, mac / best0, mac / best1, best0 / best1,
+           same ? "reference bits" : "BITS DIFFER FROM THE REFERENCE");
+    free(w);
+    free(rp);
+    free(x);
+    free(xq);
+    free(y0);
+    free(y1);
+    free(y2);
     return !same;
 }
 
@@ -127,5 +183,7 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
             bad |= quick ? run(k, types[i].type, types[i].name, 8, 512, toks[j] < 16 ? toks[j] : 5, 1)
                          : run(k, types[i].type, types[i].name, 1024, 2048, toks[j], reps);
+    for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
+        bad |= quick ? run_rp(k, 40, 512, toks[j] < 16 ? toks[j] : 5, 1) : run_rp(k, 1024, 2048, toks[j], reps);
     return bad;
 }

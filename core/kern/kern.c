@@ -134,11 +134,47 @@ void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64
     moe_kern_matmul_int8_tiled8(f, NULL, m, r0, r1, xq, xq_stride, n_tok, y, ys);
 }
 
+size_t moe_kern_repack_bytes(uint32_t type, int64_t rows, int64_t cols)
+{
+    if (type != MOE_DT_Q8_0 || rows <= 0 || cols <= 0 || cols > 32768 || cols % MOE_Q8_0_BLOCK) return 0;
+    const int64_t groups = (rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
+    return (size_t)groups * moe_rp_group_bytes(cols / MOE_Q8_0_BLOCK);
+}
+
+void moe_kern_repack(const moe_mat *m, void *dst)
+{
+    const int64_t nb = m->cols / MOE_Q8_0_BLOCK, groups = (m->rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
+    const size_t gb = moe_rp_group_bytes(nb);
+    MOE_ASSERT(moe_kern_repack_bytes(m->type, m->rows, m->cols) == (size_t)groups * gb);
+    for (int64_t g = 0; g < groups; g++) {
+        unsigned char *grp = (unsigned char *)dst + (size_t)g * gb;
+        memset(grp, 0, gb);
+        for (int64_t b = 0; b < nb; b++) {
+            uint16_t *d = (uint16_t *)(void *)(grp + moe_rp_d_off(b));
+            unsigned char *q = grp + moe_rp_q_off(b);
+            for (int l = 0; l < MOE_RP_ROWS; l++) {
+                const int64_t r = g * MOE_RP_ROWS + l;
+                const moe_block_q8_0 *blk = r < m->rows ? (const moe_block_q8_0 *)moe_mat_row(m, r) + b : NULL;
+                d[l] = blk ? blk->d : 0;
+                for (int j = 0; j < MOE_Q8_0_BLOCK; j++)
+                    q[(j / 4) * 64 + l * 4 + j % 4] = (unsigned char)((blk ? (int)blk->qs[j] : 0) + 128);
+            }
+        }
+        if (nb % 2) memset(grp + moe_rp_d_off(nb - 1) + 32, 0, 32);
+    }
+}
+
 void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
 {
     const moe_kern_fns *f = moe_kern_for(k, m->type);
     MOE_ASSERT(f && f->dotn_int8 && r0 >= 0 && r1 <= m->rows);
+    if (m->rp) {
+        /* the repacked layout's own products (every set the same bits) */
+        if (f->matmul_int8_rp) f->matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
+        else moe_kern_ref_matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
+        return;
+    }
     /* one token (decode) streams each weight row once through the plain dot:
      * the tile's activation pack and 4-row blocks only pay off when rows are
      * reused across tokens (one thread, Q8_0 bench model: 37 tok/s decode

@@ -48,6 +48,11 @@ typedef struct moe_mat {
     int64_t cols;
     size_t row_bytes;
     const void *data;
+    /* The int8 path's repacked copy of the whole matrix this view is part
+     * of (moe_kern_repack), or NULL; rp_row is the view's row 0 in it.
+     * Only the int8 products read it; data stays valid for the rest. */
+    const void *rp;
+    int64_t rp_row;
 } moe_mat;
 
 /* Pointer to row r of m. */
@@ -78,6 +83,9 @@ typedef void (*moe_kern_dotn_int8_fn)(const void *w, const void *xq, int64_t xs,
  * type apart), each value bitwise the entry's dotn_int8 (optional). */
 typedef void (*moe_kern_matmul_int8_fn)(const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                         int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);
+/* As moe_kern_matmul_int8_fn, on m->rp (the repacked layout; rows
+ * [r0, r1) of the view are rows [rp_row + r0, rp_row + r1) of it). */
+typedef moe_kern_matmul_int8_fn moe_kern_matmul_int8_rp_fn;
 /* Row encoder from float32 (bitwise the dtype.h reference encoder). */
 typedef void (*moe_kern_encode_fn)(const float *x, void *y, int64_t n);
 /* Activation quantizer of one dot type: n floats (a multiple of the dot
@@ -97,6 +105,7 @@ typedef struct moe_kern_fns {
     moe_kern_dotn_int8_fn dotn_int8;
     moe_kern_encode_fn encode;
     moe_kern_matmul_int8_fn matmul_int8;
+    moe_kern_matmul_int8_rp_fn matmul_int8_rp; /* NULL: the type is never repacked */
 } moe_kern_fns;
 
 /* A kernel set (one column of the table). */
@@ -235,6 +244,33 @@ static inline float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_
 {
     return moe_kern_dot_int8(k, MOE_DT_Q8_0, w, x, n);
 }
+
+/*
+ * Repacked Q8_0 for the int8 path (opt-in: moe-run / moe-worker / bench
+ * --repack).  The file's layout gives each (row, token, block pair) its own
+ * 8-lane float accumulation; a copy with 16 rows interleaved lets one
+ * 512-bit vpdpbusd add 4 products into each of 16 rows, so a block's whole
+ * integer sum is formed in a lane and scaled once.  Per group of 16 rows
+ * (the last one padded with zero rows) and pair of blocks (2p, 2p + 1):
+ *   64 bytes   the 16 rows' fp16 d of block 2p, then of block 2p + 1
+ *              (zero for a missing odd block)
+ *   512 bytes  block 2p: for s = 0..7, rows 0..15, its 4 values 4s..4s+3,
+ *              each stored as q + 128 (unsigned)
+ *   512 bytes  block 2p + 1 (absent when the row has an odd block count)
+ * Every value is the reference set's int8 dot, bitwise (the exact int32 Σ
+ * q_w·q_x per block, then acc + (d_w·d_x)·Σ, blocks in order): a repacked
+ * matrix therefore gives other bits than the file's layout (whose SIMD sets
+ * sum 8 lanes per block pair), the same in every set, for any batch,
+ * thread count and row range.  The copy costs the matrix's own bytes.
+ */
+#define MOE_RP_ROWS 16
+/* Bytes of the repacked copy of a rows × cols matrix of `type`, or 0 when
+ * the type has no repacked layout (only Q8_0 has one) or the shape does not
+ * fit (cols above 32768). */
+size_t moe_kern_repack_bytes(uint32_t type, int64_t rows, int64_t cols);
+/* Writes m's repacked copy to dst (moe_kern_repack_bytes bytes, 64-byte
+ * aligned); m is a whole matrix (m->rp unused). */
+void moe_kern_repack(const moe_mat *m, void *dst);
 
 /* y[0..cols) = Σ_r x[r] · m row r (the transposed product), rows in order. */
 void moe_kern_matvec_t(const moe_kern_set *k, const moe_mat *m, const float *x, float *y);

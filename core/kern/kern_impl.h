@@ -71,6 +71,17 @@ void moe_kern_avx512_quant_act(const float *x, void *y, int64_t n);
 void moe_kern_avx512_quant_act_q8_1(const float *x, void *y, int64_t n);
 void moe_kern_avx512_quant_act_q8_K(const float *x, void *y, int64_t n);
 
+/* The repacked Q8_0 layout (kern.h): bytes of one group of MOE_RP_ROWS
+ * rows of nb blocks, and where block b's d (16 fp16) and values (512
+ * bytes) sit in it. */
+static inline size_t moe_rp_group_bytes(int64_t nb) { return (size_t)((nb + 1) / 2) * 64 + (size_t)nb * 512; }
+static inline size_t moe_rp_d_off(int64_t b) { return (size_t)(b / 2) * 1088 + (size_t)(b % 2) * 32; }
+static inline size_t moe_rp_q_off(int64_t b) { return (size_t)(b / 2) * 1088 + 64 + (size_t)(b % 2) * 512; }
+/* The reference set's product on a repacked matrix (scalar; every set
+ * without its own gives these bits through it). */
+void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
+                                 int64_t n_tok, float *y, int64_t ys);
+
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */
 void moe_kern_matmul_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const float *x,

@@ -105,11 +105,38 @@ static void ref_dotn_q8q8(const void *w, const void *x, int64_t xs, int nt, int6
 
 static void ref_encode_q8_0(const float *x, void *y, int64_t n) { moe_quantize_row_q8_0_ref(x, y, n); }
 
-const moe_kern_fns moe_kern_ref_f32 = {ref_dot_f32, ref_dotn_f32, ref_axpy_f32, NULL, NULL, NULL, NULL};
-const moe_kern_fns moe_kern_ref_f16 = {ref_dot_f16, ref_dotn_f16, ref_axpy_f16, NULL, NULL, NULL, NULL};
-const moe_kern_fns moe_kern_ref_bf16 = {ref_dot_bf16, ref_dotn_bf16, ref_axpy_bf16, NULL, NULL, NULL, NULL};
+/* ref_dot_q8q8 read from the repacked layout (kern.h): the same integers
+ * and the same float expression, so the same bits as on the file's rows. */
+void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
+                                 int64_t n_tok, float *y, int64_t ys)
+{
+    const int64_t nb = m->cols / MOE_Q8_0_BLOCK;
+    const size_t gb = moe_rp_group_bytes(nb);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t a = m->rp_row + r;
+        const unsigned char *grp = (const unsigned char *)m->rp + (size_t)(a / MOE_RP_ROWS) * gb;
+        const int l = (int)(a % MOE_RP_ROWS);
+        for (int64_t t = 0; t < n_tok; t++) {
+            const moe_block_q8_0 *x = (const moe_block_q8_0 *)xq + t * xq_stride;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint16_t *d = (const uint16_t *)(const void *)(grp + moe_rp_d_off(b));
+                const unsigned char *q = grp + moe_rp_q_off(b);
+                int32_t s = 0;
+                for (int j = 0; j < MOE_Q8_0_BLOCK; j++)
+                    s += ((int32_t)q[(j / 4) * 64 + l * 4 + j % 4] - 128) * (int32_t)x[b].qs[j];
+                acc += moe_f16_to_f32(d[l]) * moe_f16_to_f32(x[b].d) * (float)s;
+            }
+            y[t * ys + r] = acc;
+        }
+    }
+}
+
+const moe_kern_fns moe_kern_ref_f32 = {ref_dot_f32, ref_dotn_f32, ref_axpy_f32, NULL, NULL, NULL, NULL, NULL};
+const moe_kern_fns moe_kern_ref_f16 = {ref_dot_f16, ref_dotn_f16, ref_axpy_f16, NULL, NULL, NULL, NULL, NULL};
+const moe_kern_fns moe_kern_ref_bf16 = {ref_dot_bf16, ref_dotn_bf16, ref_axpy_bf16, NULL, NULL, NULL, NULL, NULL};
 const moe_kern_fns moe_kern_ref_q8_0 = {ref_dot_q8_0, ref_dotn_q8_0, ref_axpy_q8_0, NULL, ref_dotn_q8q8,
-                                        ref_encode_q8_0, NULL};
+                                        ref_encode_q8_0, NULL, moe_kern_ref_matmul_int8_rp};
 
 /* fmaf is exact (one rounding) however libm computes it, so this gives the
  * SIMD sets' bits; it is a few hundred pairs per token. */
@@ -391,7 +418,7 @@ static float blk256_q8_K(const wblk *w, const moe_block_q8_K *x)
         for (int t = 0; t < nt; t++) out[t] = acc[t];                                                    \
     }                                                                                                    \
     const moe_kern_fns moe_kern_ref_##T = {ref_dot_##T, ref_dotn_##T, ref_axpy_##T, NULL,                \
-                                           ref_dotn_int8_##T, NULL, NULL};
+                                           ref_dotn_int8_##T, NULL, NULL, NULL};
 
 REF_QTYPE(q4_0, MOE_DT_Q4_0, moe_block_q4_0, MOE_QK, moe_block_q8_0, blk32_q8_0)
 REF_QTYPE(q4_1, MOE_DT_Q4_1, moe_block_q4_1, MOE_QK, moe_block_q8_1, blk32_q8_1)

@@ -41,5 +41,8 @@ endif()
 foreach(model tiny_q8_0 v3_mini_q8_0)
   moe_test(NAME golden_${model}_llamacpp_int8 LABELS golden TIMEOUT 60
            ARGS $<TARGET_FILE:engine_golden> ${model} llamacpp 1e-1 0 int8)
+  # the same with the dense Q8_0 matrices repacked (--repack)
+  moe_test(NAME golden_${model}_llamacpp_int8rp LABELS golden TIMEOUT 60
+           ARGS $<TARGET_FILE:engine_golden> ${model} llamacpp 1e-1 0 int8rp)
 endforeach()
 moe_test(NAME engine_badmodel SOURCES engine_badmodel.c LIBS moe_worker LABELS unit TIMEOUT 60)

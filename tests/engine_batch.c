@@ -5,7 +5,8 @@
  *    sequences of different lengths (some prefilling chunks, some decoding
  *    in the same steps), with 1 or 2 threads, and with cache blocks of 4
  *    tokens instead of 16 (F32, Q8_0 and llama-quantize K-quant/legacy
- *    files, float and int8 activations);
+ *    files, float and int8 activations, and int8 with the dense Q8_0
+ *    matrices repacked);
  *  - prefill paths (decompressed chunk with logits for every position,
  *    absorbed chunks) agree with token-by-token decode within 1e-4;
  *  - latent cache bytes in use after 100 tokens equal
@@ -23,6 +24,7 @@
 static int32_t tok_at(int seq, int i) { return (int32_t)((seq * 97 + i * 31 + 7) % 300); }
 
 static bool g_int8;
+static bool g_repack; /* with g_int8: the dense Q8_0 matrices repacked (--repack) */
 
 static moe_engine *mk_engine(const moe_model *m, int threads, int block, int decompress_min)
 {
@@ -35,10 +37,17 @@ static moe_engine *mk_engine(const moe_model *m, int threads, int block, int dec
     o.max_batch_tokens = 128;
     o.decompress_min = decompress_min;
     o.act_q8 = g_int8;
+    o.repack = g_repack;
     o.par_min_cost = 0; /* always split work, so thread-count invariance is tested */
     moe_engine *e = NULL;
     moe_err err;
     if (moe_engine_init(&e, m, &o, &err)) fprintf(stderr, "engine: %s\n", err.msg);
+    if (e && g_repack) {
+        int n_rp;
+        uint64_t rp_bytes;
+        moe_engine_repacked(e, &n_rp, &rp_bytes);
+        CHECK_MSG(n_rp > 0 && rp_bytes > 0, "--repack repacked nothing");
+    }
     return e;
 }
 
@@ -141,7 +150,7 @@ static void test_invariance(const char *model_name)
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with blocks of 4", model_name);
     moe_engine_free(e);
     printf("%s%s: alone / among 7 / 2 and 3 threads / blocks of 4: bitwise identical\n", model_name,
-           g_int8 ? " (int8 activations)" : "");
+           g_repack ? " (int8 activations, dense Q8_0 repacked)" : g_int8 ? " (int8 activations)" : "");
     if (g_int8) {
         free(a);
         free(b);
@@ -378,6 +387,9 @@ int main(void)
     test_invariance("v3_mini_q8_0");
     test_invariance("quant/models/kq_v2lite_q3_k_m"); /* dot types q8_K and q8_0 */
     test_invariance("quant/models/kq_v3_q5_1");       /* q8_1 */
+    g_repack = true;
+    test_invariance("v3_mini_q8_0");
+    g_repack = false;
     g_int8 = false;
     test_cache_and_errors();
     return check_summary("engine_batch");

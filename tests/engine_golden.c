@@ -9,7 +9,7 @@
  *                                                where the margin > MARGIN (0 = every row)
  *     int8   int8-activation path (each quantized weight's dot type): the
  *            README's llamacpp rule, median over rows of d ≤ TOL, no greedy
- *            requirement
+ *            requirement; int8rp: the same with --repack's layout
  *
  * Runs three configurations: AVX2 kernels, absorbed prefill, 1 thread;
  * AVX2 kernels, decompressed prefill, 2 threads, cache blocks of 4;
@@ -36,11 +36,11 @@ typedef struct cfg {
 
 int main(int argc, char **argv)
 {
-    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "int8"))) {
-        fprintf(stderr, "usage: engine_golden MODEL REF TOL MARGIN [int8]\n");
+    if (argc != 5 && !(argc == 6 && (!strcmp(argv[5], "int8") || !strcmp(argv[5], "int8rp")))) {
+        fprintf(stderr, "usage: engine_golden MODEL REF TOL MARGIN [int8|int8rp]\n");
         return 2;
     }
-    const bool int8 = argc == 6;
+    const bool int8 = argc == 6, repack = int8 && !strcmp(argv[5], "int8rp");
     const char *model = argv[1], *ref = argv[2];
     const double tol = atof(argv[3]), min_margin = atof(argv[4]);
     const char *fixtures = getenv("MOE_FIXTURES");
@@ -81,6 +81,7 @@ int main(int argc, char **argv)
         o.max_seqs = 2;
         o.max_batch_tokens = 32;
         o.act_q8 = int8;
+        o.repack = repack;
         o.par_min_cost = 0; /* always split work among the threads */
         moe_engine *e;
         CHECK_MSG(moe_engine_init(&e, m, &o, &err) == MOE_OK, "%s", err.msg);
@@ -105,9 +106,13 @@ int main(int argc, char **argv)
             qsort(drow, (size_t)x.rows, sizeof(double), cmp_double);
             const double med = drow[x.rows / 2];
             CHECK_MSG(med <= tol, "%s %s %s: median d = %.3g > %.3g", model, ref, cfgs[c].name, med, tol);
-            printf("%s vs %s [int8 activations, %s, kernels %s]: %d rows compared, median d = %.3g (tol %.3g), "
+            int n_rp;
+            uint64_t rp_bytes;
+            moe_engine_repacked(e, &n_rp, &rp_bytes);
+            CHECK_MSG(!repack || n_rp > 0, "int8rp: nothing was repacked");
+            printf("%s vs %s [int8 activations%s, %s, kernels %s]: %d rows compared, median d = %.3g (tol %.3g), "
                    "max d = %.3g\n",
-                   model, ref, cfgs[c].name, moe_kern_name(moe_engine_kernels(e)), x.rows, med, tol, dmax);
+                   model, ref, repack ? ", dense Q8_0 repacked" : "", cfgs[c].name, moe_kern_name(moe_engine_kernels(e)), x.rows, med, tol, dmax);
         } else {
             printf("%s vs %s [%s, kernels %s]: %d rows compared, max d = %.3g (tol %.3g), greedy checked on %d rows\n",
                    model, ref, cfgs[c].name, moe_kern_name(moe_engine_kernels(e)), x.rows, dmax, tol, greedy_checked);

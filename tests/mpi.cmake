@@ -58,6 +58,12 @@ foreach(act exact int8)
              ARGS env MOE_TEST_ACT=--${act} ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf ${np})
   endforeach()
 endforeach()
+# --repack (the dense Q8_0 matrices from the repacked layout): the job on
+# 1..3 ranks bitwise moe-run --repack
+foreach(np 1 2 3)
+  moe_test(NAME worker_equal_repack_v3_mini_q8_0_np${np} LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
+           ARGS env MOE_TEST_ACT=--repack ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf ${np})
+endforeach()
 moe_test(NAME worker_equal_exact_tiny_q8_0_np3 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS env MOE_TEST_ACT=--exact ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/tiny_q8_0.gguf 3)
 moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
@@ -82,6 +88,10 @@ moe_test(NAME worker_exact_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK c
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: the ranks were not all given the same --exact choice" 20 --
               ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1 --exact : -np 1
               $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_f32.gguf --linger 1)
+moe_test(NAME worker_repack_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: the ranks were not all given the same --repack choice" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1 --repack : -np 1
+              $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

@@ -249,6 +249,27 @@ with tempfile.TemporaryDirectory() as tmp:
                           all(y[k] == x[k] for k in ("shared", "experts", "kv")),
                           "%s/%d node %d: the int8 plan %s, the float plan %s" % (path, nodes, r, y, x))
                 check(sorted(rows) == list(range(nodes)), "%s: %d nodes, rows %s" % (path, nodes, sorted(rows)))
+                # --repack: work grows by the repacked copies of the dense Q8_0
+                # matrices (kern.h's layout: 16-row groups, per block pair 64
+                # bytes of scales and 512 bytes a block), counted here from the table
+                if nodes == 2:
+                    rp_names = ("attn_q.", "attn_q_a.", "attn_q_b.", "attn_kv_a_mqa.", "attn_output.", "ffn_gate.",
+                                "ffn_up.", "ffn_down.", "ffn_gate_shexp.", "ffn_up_shexp.", "ffn_down_shexp.")
+                    rp_want = 0
+                    for n, (ne, typ, off) in table.items():
+                        if typ == 8 and (n == "output.weight" or (n.startswith("blk.") and any(
+                                ("." + k) in n for k in rp_names))):
+                            nb = ne[0] // 32
+                            rp_want += -(-ne[1] // 16) * (-(-nb // 2) * 64 + nb * 512)
+                    rpout = plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs), "--repack")
+                    rprows, _ = parse_plan(rpout)
+                    for r, y in rprows.items():
+                        check(y["work"] == q8rows[r]["work"] + rp_want and y["total"] == q8rows[r]["total"] + rp_want,
+                              "%s/%d node %d: --repack work %d, int8 work %d + repacked %d" % (
+                                  path, nodes, r, y["work"], q8rows[r]["work"], rp_want))
+                    check(("(%d bytes) a node" % rp_want) in rpout, "%s: --repack's line is missing or wrong" % path)
+                    if ftype == "q8_0":
+                        check(rp_want > 0, "%s: no dense Q8_0 matrix to repack" % path)
                 wsum = 0
                 for r, x in rows.items():
                     hosted = sum(1 for e in range(E) if e * nodes // E == r)
@@ -286,7 +307,8 @@ with tempfile.TemporaryDirectory() as tmp:
     # bad flags end with a message, not a plan
     bad = [["--plan", "x.gguf"], ["--plan", "--nodes", "0", "x.gguf"], ["--plan", "--nodes", "99999", "x.gguf"],
            ["--nodes", "2", "x.gguf"], ["--plan", "--nodes", "2", "--ctx", "-5", "x.gguf"],
-           ["--plan", "--nodes", "2", "--seqs", "1e9", "x.gguf"], ["--plan", "--summary", "--nodes", "2", "x.gguf"]]
+           ["--plan", "--nodes", "2", "--seqs", "1e9", "x.gguf"], ["--plan", "--summary", "--nodes", "2", "x.gguf"],
+           ["--repack", "x.gguf"], ["--plan", "--nodes", "2", "--exact", "--repack", "x.gguf"]]
     for args in bad:
         r = subprocess.run([os.path.join(BIN, "moe-gguf")] + args, capture_output=True, text=True, timeout=60)
         check(r.returncode == 2 and "moe-gguf:" in r.stderr, "%s: exit %d, %r" % (args, r.returncode, r.stderr))

@@ -3,7 +3,7 @@
 #   worker_test.sh equal MODEL NP [PLACEMENT]   a batch of 8 sequences of different
 #       lengths (greedy and seeded sampling): every line equals moe-run's ids,
 #       every logits file is byte-identical to moe-run's, every rank owns a sequence;
-#       MOE_TEST_ACT=--exact|--int8 gives both programs that activation path (default:
+#       MOE_TEST_ACT=--exact|--int8|--repack gives both programs that activation path (default:
 #       neither flag, the programs' default, int8)
 #   worker_test.sh chunks MODEL                 one generate loop: a 1-rank job equals moe-run
 #       bitwise at several prefill chunk sizes (moe-run --batch C = --prefill-chunk C)
@@ -41,7 +41,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
 act=${MOE_TEST_ACT:-}
-case $act in ""|--exact|--int8) ;; *) echo "FAIL: MOE_TEST_ACT='$act'"; exit 1 ;; esac
+case $act in ""|--exact|--int8|--repack) ;; *) echo "FAIL: MOE_TEST_ACT='$act'"; exit 1 ;; esac
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-worker-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -112,6 +112,9 @@ equal)
   "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats \
       --dump-logits "$tmp/w" "${extra[@]}" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker exited $?"; }
   compare_with_run "$model"
+  if [ "$act" = --repack ]; then
+    grep -q '^repacked: [1-9][0-9]* matrices' "$tmp/err" || fail "--repack: the worker reports no repacked matrix"
+  fi
   [ "$(wc -l < "$tmp/out")" = 8 ] || fail "worker printed $(wc -l < "$tmp/out") lines"
   for r in $(seq 0 $((np - 1))); do
     s=$(sed -n "s/^rank $r: sequences \([0-9]*\),.*/\1/p" "$tmp/err")

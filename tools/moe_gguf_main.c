@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  --placement FILE   expert placement file, as moe-worker (default contiguous)\n"
             "  --exact     as moe-worker --exact: float activations (work leaves out the\n"
             "              int8 activation buffers of the default path)\n"
+            "  --repack    as moe-worker --repack: work includes the repacked copies of the\n"
+            "              dense Q8_0 matrices (not with --exact)\n"
             "  --help   this text\n",
             MOE_PLACEMENT_MAX_RANKS);
 }
@@ -238,6 +240,9 @@ static int print_plan(const char *path, int nodes, const char *placement, const 
         printf("  %-6d %16llu %16llu %16llu %16llu %16llu %16llu\n", i, (unsigned long long)r[i].shared,
                (unsigned long long)r[i].experts, (unsigned long long)r[i].kv, (unsigned long long)r[i].work,
                (unsigned long long)r[i].xchg, (unsigned long long)r[i].total);
+    if (po->repack)
+        printf("  work includes --repack's copies of the dense Q8_0 matrices: %.2f GiB (%llu bytes) a node\n",
+               gib(r[0].repack), (unsigned long long)r[0].repack);
     printf("  file size %llu, tensor bytes %llu (MTP blocks %llu, never read), weights over all nodes %llu\n",
            (unsigned long long)moe_gguf_file_size(m->gguf), (unsigned long long)tensors, (unsigned long long)mtp,
            (unsigned long long)wsum);
@@ -279,6 +284,8 @@ int main(int argc, char **argv)
             plan = true;
         } else if (!strcmp(argv[i], "--exact")) {
             po.exact = true;
+        } else if (!strcmp(argv[i], "--repack")) {
+            po.repack = true;
         } else if (!strcmp(argv[i], "--placement")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moe-gguf: --placement needs a file\n");
@@ -329,8 +336,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "moe-gguf: %s goes with --plan\n", nums[k].flag);
             return 2;
         }
-    if ((placement || po.exact) && !plan) {
-        fprintf(stderr, "moe-gguf: %s goes with --plan\n", placement ? "--placement" : "--exact");
+    if ((placement || po.exact || po.repack) && !plan) {
+        fprintf(stderr, "moe-gguf: %s goes with --plan\n",
+                placement ? "--placement" : po.exact ? "--exact" : "--repack");
+        return 2;
+    }
+    if (po.exact && po.repack) {
+        fprintf(stderr, "moe-gguf: --repack is for the int8 path, not with --exact\n");
         return 2;
     }
     if (plan && (summary || full || nums[0].set)) {

@@ -155,7 +155,7 @@ static void attn_row(moe_engine *e, int il, int r, int h0, int nh, const float *
 static void attn_absorbed(moe_engine *e, int il, int r0, int nr, int h0, int nh, attn_scratch *s)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const int kv = hp->kv_lora, qk = hp->qk_nope + hp->qk_rope, H = hp->n_head, vd = hp->v_dim;
     const int64_t lat = (int64_t)nh * kv; /* floats of one row's latents */
     /* q_lat[i][j] = K_h q_nope of row r0 + i, head h = h0 + j */
@@ -181,7 +181,7 @@ static void attn_absorbed(moe_engine *e, int il, int r0, int nr, int h0, int nh,
 static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd, attn_scratch *s)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const moe_kern_set *k = e->k;
     const moe_kern_fns *f32 = e->f32;
     const int kv = hp->kv_lora, nope = hp->qk_nope, rope = hp->qk_rope, qk = nope + rope, vd = hp->v_dim;
@@ -231,7 +231,7 @@ static void attn_worker(void *arg, int ith, int nth)
 void moe_eng_attention(moe_engine *e, int il, int n)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const int64_t D = hp->dim, H = hp->n_head, qk = hp->qk_nope + hp->qk_rope, kvw = hp->kv_lora + hp->qk_rope;
     for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->attn_norm, hp->eps, e->h + r * D, D);
     moe_eng_named(e, "attn_norm", il, e->h, n, D);

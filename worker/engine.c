@@ -134,6 +134,64 @@ int moe_engine_mem(const moe_hparams *hp, const moe_engine_opts *opts, uint64_t 
     return work_bytes(hp, &o, work, err);
 }
 
+/* One matrix to its repacked copy, if its type has the layout. */
+static void repack_mat(moe_engine *e, moe_mat *w, int cap)
+{
+    const size_t bytes = moe_kern_repack_bytes(w->type, w->rows, w->cols);
+    if (!bytes || !w->data) return;
+    MOE_ASSERT(e->n_rp < cap);
+    void *buf = moe_xmalloc_lines(bytes);
+    moe_kern_repack(w, buf);
+    w->rp = buf;
+    w->rp_row = 0;
+    e->rp_bufs[e->n_rp++] = buf;
+    e->rp_bytes += bytes;
+}
+
+/* --repack: copies of the layers and output whose dense Q8_0 matrices
+ * (every rank reads them for every token) carry repacked data.  The
+ * routed experts keep the file's layout: a rank's share of them is most of
+ * the model, and a decode batch gives each only 1-3 tokens, which stream
+ * from memory either way. */
+enum { RP_PER_LAYER = 11 };
+#define RP_LAYER_MATS(L)                                                                                  \
+    {&(L)->q, &(L)->q_a, &(L)->q_b, &(L)->kv_a, &(L)->o, &(L)->gate, &(L)->up, &(L)->down, &(L)->gate_sh, \
+     &(L)->up_sh, &(L)->down_sh}
+
+static void repack_dense(moe_engine *e)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const int cap = hp->n_layer * RP_PER_LAYER + 1;
+    e->rp_bufs = moe_xcalloc((size_t)cap, sizeof *e->rp_bufs);
+    e->lay_own = moe_xmalloc((size_t)hp->n_layer * sizeof *e->lay_own);
+    memcpy(e->lay_own, e->m->layers, (size_t)hp->n_layer * sizeof *e->lay_own);
+    for (int il = 0; il < hp->n_layer; il++) {
+        moe_layer *L = &e->lay_own[il];
+        moe_mat *mats[RP_PER_LAYER] = RP_LAYER_MATS(L);
+        for (int i = 0; i < RP_PER_LAYER; i++) repack_mat(e, mats[i], cap);
+    }
+    repack_mat(e, &e->output, cap);
+    e->lay = e->lay_own;
+}
+
+uint64_t moe_engine_repack_bytes(const moe_model *m)
+{
+    uint64_t sum = moe_kern_repack_bytes(m->output.type, m->output.rows, m->output.cols);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_layer *L = &m->layers[il];
+        const moe_mat *mats[RP_PER_LAYER] = RP_LAYER_MATS(L);
+        for (int i = 0; i < RP_PER_LAYER; i++)
+            if (mats[i]->data) sum += moe_kern_repack_bytes(mats[i]->type, mats[i]->rows, mats[i]->cols);
+    }
+    return sum;
+}
+
+void moe_engine_repacked(const moe_engine *e, int *n_mats, uint64_t *bytes)
+{
+    *n_mats = e->n_rp;
+    *bytes = e->rp_bytes;
+}
+
 int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts *opts, moe_err *err)
 {
     *out = NULL;
@@ -146,6 +204,9 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->m = m;
     e->o = o;
     e->k = o.kernels;
+    e->lay = m->layers;
+    e->output = m->output;
+    if (o.act_q8 && o.repack) repack_dense(e);
     e->f32 = moe_kern_for(e->k, MOE_DT_F32);
     if (moe_pool_init(&e->pool, o.n_threads, err) != MOE_OK) {
         free(e);
@@ -224,6 +285,9 @@ void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim)
 void moe_engine_free(moe_engine *e)
 {
     if (!e) return;
+    for (int i = 0; i < e->n_rp; i++) free(e->rp_bufs[i]);
+    free(e->rp_bufs);
+    free(e->lay_own);
     free(e->limits);
     moe_pool_free(e->pool);
     moe_kvcache_free(e->cache);
@@ -321,6 +385,14 @@ typedef struct mm_ctx {
 /* Cost of one output row of a job: weight bytes plus per-token work. */
 static double job_row_cost(const mm_job *j) { return (double)j->w.row_bytes + 2.0 * (double)j->w.cols * (double)j->n; }
 
+/* Row r of w moved up to the start of a group of the repacked layout (or
+ * to the end): a chunk boundary that splits no group. */
+static int64_t rp_align(const moe_mat *w, int64_t r)
+{
+    const int64_t a = (w->rp_row + r + MOE_RP_ROWS - 1) / MOE_RP_ROWS * MOE_RP_ROWS - w->rp_row;
+    return a < w->rows ? a : w->rows;
+}
+
 /* Chunk ci of nc takes the rows whose cumulative-cost start lies in
  * [edge[ci], edge[ci + 1]).  Which thread computes a row never changes the
  * value of that row. */
@@ -336,6 +408,10 @@ static void mm_chunk(const mm_ctx *c, int ci, int nc)
             int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
             int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
             if (ci == nc - 1) r1 = j->w.rows;
+            if (j->w.rp) { /* whole groups of the repacked layout to each chunk */
+                r0 = rp_align(&j->w, r0);
+                r1 = rp_align(&j->w, r1);
+            }
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;
             if (r0 < r1 && j->xq)
@@ -505,7 +581,7 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
 void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     mm_job jb = moe_eng_job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
     moe_eng_run_jobs(e, &jb, 1);
     moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
@@ -538,7 +614,7 @@ static void experts_run(moe_engine *e, int il, int n_groups, const int32_t *expe
                         const float *x, const void *xq, const int32_t *order, float *y, int n_sh)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const int64_t D = hp->dim, ff = hp->expert_ff, sff = (int64_t)hp->n_shared * ff;
     MOE_ASSERT(n_groups >= 0 && n_groups <= hp->n_expert && off[0] >= 0 &&
                off[n_groups] <= moe_engine_expert_rows(e));
@@ -658,7 +734,7 @@ void moe_engine_moe_combine(int dim, int n_used, const float *w, const float *co
 static void moe_ffn_remote(moe_engine *e, int il, int n)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const moe_engine_moe_hook *hk = e->o.moe_hook;
     const int K = hp->n_used;
     const int64_t D = hp->dim, sff = (int64_t)hp->n_shared * hp->expert_ff;
@@ -687,7 +763,7 @@ static void moe_ffn_remote(moe_engine *e, int il, int n)
 static void ffn_block(moe_engine *e, int il, int n)
 {
     const moe_hparams *hp = &e->m->hp;
-    const moe_layer *L = &e->m->layers[il];
+    const moe_layer *L = &e->lay[il];
     const int64_t D = hp->dim;
     for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + r * D, L->ffn_norm, hp->eps, e->h + r * D, D);
     moe_eng_named(e, "ffn_norm", il, e->h, n, D);
@@ -855,7 +931,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         moe_kvcache_set_len(e->cache, it->seq, moe_kvcache_seq_len(e->cache, it->seq) + it->n_tokens);
     }
     if (n_out > 0) {
-        mm_job jb = moe_eng_job(&e->m->output, e->h, D, n_out, e->logits, hp->vocab);
+        mm_job jb = moe_eng_job(&e->output, e->h, D, n_out, e->logits, hp->vocab);
         moe_eng_run_jobs(e, &jb, 1);
         if (e->o.tensor_fn) {
             e->o.tensor_fn(e->o.tensor_ctx, "result_norm", -1, e->h, n_out, (int)D, NULL, NULL);

@@ -79,6 +79,9 @@ typedef struct moe_engine_opts {
     const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */
     bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like;
                              * the default); false: float activations (--exact, docs/engine.md "Two paths") */
+    bool repack;            /* with act_q8: products of the Q8_0 matrices every rank holds (attention,
+                             * dense and shared FFN, output) from a repacked copy (moe_kern_repack;
+                             * --repack): faster batches, other bits than the file's layout */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
     void *tensor_ctx;
@@ -160,6 +163,11 @@ void moe_engine_moe_experts_shared(moe_engine *e, int il, int n_groups, const in
 uint32_t moe_engine_expert_act_type(const moe_engine *e, int il);
 /* Whether the engine takes the int8 path (moe_engine_opts.act_q8). */
 bool moe_engine_int8(const moe_engine *e);
+/* The repacked copies the engine holds (moe_engine_opts.repack): matrices
+ * and bytes (0 and 0 without --repack). */
+void moe_engine_repacked(const moe_engine *e, int *n_mats, uint64_t *bytes);
+/* The bytes --repack would allocate for model m (for memory plans). */
+uint64_t moe_engine_repack_bytes(const moe_model *m);
 /* n rows of x ([n][dim]) quantized to that type (not F32), rows
  * moe_kern_act_row_bytes(type, dim) apart in out: the blocks the engine's
  * own run would make of them (the quantizer depends on the row alone). */

@@ -68,6 +68,14 @@ struct moe_engine {
     void (*experts_tick)(void *); /* NULL, or called between the two runs of experts_run */
     void *experts_tick_ctx;
     const moe_model *m;
+    /* the layers and output the engine computes with: the model's, or with
+     * --repack copies of them whose Q8_0 dense matrices carry rp */
+    const moe_layer *lay;
+    moe_mat output;
+    moe_layer *lay_own;       /* the copy (NULL without --repack) */
+    void **rp_bufs;           /* [n_rp] the repacked matrices */
+    int n_rp;
+    uint64_t rp_bytes;
     const moe_gate_limit **limits; /* [n_layer] node-limited routing per layer, or NULL: the model's */
     moe_engine_opts o;
     const moe_kern_set *k;

@@ -52,6 +52,7 @@ moe_mat moe_mat_rows(const moe_mat *m, int64_t r0, int64_t n)
     moe_mat v = *m;
     v.rows = n;
     v.data = (const char *)m->data + (size_t)r0 * m->row_bytes;
+    v.rp_row = m->rp_row + r0;
     return v;
 }
 

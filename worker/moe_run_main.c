@@ -57,6 +57,10 @@ static void usage(FILE *f)
           "                        the default quantizes activations to int8 for quantized weights, in\n"
           "                        each type's dot type (q8_0, q8_1 or q8_K as llama.cpp; faster)\n"
           "  --int8                the default (int8 activations); accepted for old command lines\n"
+          "  --repack              with int8: the Q8_0 attention, dense/shared FFN and output matrices\n"
+          "                        from a repacked copy (16 rows interleaved; costs their bytes again in\n"
+          "                        memory): faster batches and prompts, and other bits than without it\n"
+          "                        (the reference set's int8 sums; docs/engine.md \"Repacked Q8_0\")\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
@@ -69,7 +73,7 @@ static void usage(FILE *f)
 typedef struct run_args {
     const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
-    bool stats, ignore_eos, reference, exact, text;
+    bool stats, ignore_eos, reference, exact, text, repack;
     moe_sampler_cfg sc;
 } run_args;
 
@@ -94,6 +98,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
         if (!strcmp(f, "--exact")) { a->exact = true; continue; }
         if (!strcmp(f, "--int8")) { a->exact = false; continue; }
+        if (!strcmp(f, "--repack")) { a->repack = true; continue; }
         if (!strcmp(f, "--text")) { a->text = true; continue; }
         static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--chat", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
@@ -158,6 +163,8 @@ static void dump_tensor(void *ctx, const char *name, int layer, const float *dat
 typedef struct run_out {
     moe_engine *e;
     const moe_kern_set *kernels; /* the set the engine chose */
+    int n_rp;                    /* --repack: matrices and bytes repacked */
+    uint64_t rp_bytes;
     FILE *rows;            /* --dump-logits, or NULL */
     const char *rows_path;
     int vocab;
@@ -272,6 +279,8 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
             (unsigned long long)o->st.cache_block_bytes);
     fprintf(stderr, "kernels: %s%s, threads: %lld\n", moe_kern_name(o->kernels),
             a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads);
+    if (a->repack)
+        fprintf(stderr, "repacked: %d matrices, %.1f MiB (--repack)\n", o->n_rp, (double)o->rp_bytes / 1048576.0);
 }
 
 /* Runs the one sequence through the generate loop to its end. */
@@ -293,6 +302,7 @@ static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, cons
     }
     out->e = e;
     out->kernels = moe_engine_kernels(e);
+    moe_engine_repacked(e, &out->n_rp, &out->rp_bytes);
     out->t_start = moe_now();
     for (;;) {
         moe_gen_plan p;
@@ -349,6 +359,11 @@ int main(int argc, char **argv)
     o.decompress_min = (int)a.decompress;
     o.kernels = a.reference ? moe_kern_reference() : NULL; /* NULL: best for this CPU under MOE_KERNELS */
     o.act_q8 = !a.exact;
+    o.repack = a.repack;
+    if (a.repack && a.exact) {
+        moe_err_set(&err, "--repack is for the int8 path; --exact reads the file's layout");
+        goto done;
+    }
     if ((int64_t)n_tok + a.n_gen > o.max_ctx) {
         moe_err_set(&err, "prompt (%zu) + -n (%lld) exceeds --ctx %lld", n_tok, (long long)a.n_gen, (long long)o.max_ctx);
         goto done;

@@ -95,6 +95,7 @@ static void usage(FILE *f)
           "                      activations to int8 for quantized weights, as moe-run does); every rank\n"
           "                      must be given the same choice\n"
           "  --int8              the default (int8 activations); accepted as moe-run accepts it\n"
+          "  --repack            as moe-run --repack (int8 only; every rank must be given the same choice)\n"
           "  --dump-logits DIR   write DIR/req<i>.logits.f32 per request (moe-run's layout), and\n"
           "                      DIR/req<i>.logprobs for a line with logprobs=N (prompt_logprobs=1\n"
           "                      adds the prompt's): 'P|T POS ID LOGPROB ID:LOGPROB...' a position\n"
@@ -128,7 +129,7 @@ typedef struct opts {
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
-    bool ignore_eos, stats, exact;
+    bool ignore_eos, stats, exact, repack;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -152,6 +153,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         if (!strcmp(f, "--stats")) { o->stats = true; continue; }
         if (!strcmp(f, "--exact")) { o->exact = true; continue; }
         if (!strcmp(f, "--int8")) { o->exact = false; continue; }
+        if (!strcmp(f, "--repack")) { o->repack = true; continue; }
         if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
         const char *v = argv[++i];
         if (!strcmp(f, "--model")) o->model = v;
@@ -326,6 +328,10 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     /* a rank on the other path would give its sequences other bits */
     const uint64_t both = moe_comm_allreduce_and_u64(w->c, eo.act_q8 ? 1u : 2u);
     if (both != 1u && both != 2u) return moe_err_set(err, "the ranks were not all given the same --exact choice");
+    if (o->repack && o->exact) return moe_err_set(err, "--repack is for the int8 path; --exact reads the file's layout");
+    eo.repack = o->repack;
+    const uint64_t rp_all = moe_comm_allreduce_and_u64(w->c, eo.repack ? 1u : 2u);
+    if (rp_all != 1u && rp_all != 2u) return moe_err_set(err, "the ranks were not all given the same --repack choice");
     eo.block_size = (int)o->block;
     eo.max_ctx = max_len;
     eo.max_seqs = max_seqs;
@@ -335,6 +341,12 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
      * can be filled in once the exchange (which needs the engine) exists */
     eo.moe_hook = hook;
     int st = moe_engine_init(&w->e, w->m, &eo, err);
+    if (st == MOE_OK && o->stats && eo.repack && w->me == 0) {
+        int n_rp;
+        uint64_t rp_bytes;
+        moe_engine_repacked(w->e, &n_rp, &rp_bytes);
+        fprintf(stderr, "repacked: %d matrices, %.1f MiB on every rank (--repack)\n", n_rp, (double)rp_bytes / 1048576.0);
+    }
     if (st == MOE_OK) st = moe_xchg_init(&w->x, w->c, w->e, w->pl, err);
     if (st == MOE_OK) moe_xchg_hook(w->x, hook);
     if (st == MOE_OK && o->coordinator) {

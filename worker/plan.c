@@ -97,6 +97,10 @@ int moe_plan_rank_compute(const moe_model *m, const moe_placement *p, const moe_
     moe_plan_engine_opts(&m->hp, o, &eo);
     moe_plan_rank r = {.shared = moe_plan_shared_bytes(m), .experts = moe_residency_share(m, p, rank)};
     if (moe_engine_mem(&m->hp, &eo, &r.kv, &r.work, err)) return MOE_ERR;
+    if (o->repack && !o->exact) {
+        r.repack = moe_engine_repack_bytes(m);
+        if (!moe_add_u64(r.work, r.repack, &r.work)) return moe_err_set(err, "the plan's work bytes overflow");
+    }
     if (xchg_bytes(m, eo.act_q8, s->n_rank, o->step_tokens, &r.xchg, err)) return MOE_ERR;
     uint64_t t = r.shared;
     if (!moe_add_u64(t, r.experts, &t) || !moe_add_u64(t, r.kv, &t) || !moe_add_u64(t, r.work, &t) ||

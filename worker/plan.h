@@ -11,7 +11,8 @@
  *   kv       the latent cache moe_engine_init allocates for the flags
  *            (moe_engine_mem: kv_lora + qk_rope float32 per token per
  *            layer, for max_seqs × (ctx + 1 + block_size) tokens);
- *   work     the engine's other buffers (moe_engine_mem);
+ *   work     the engine's other buffers (moe_engine_mem), and with --repack
+ *            its repacked copies of the dense Q8_0 matrices;
  *   xchg     the expert exchange's buffers at full steps under uniform
  *            routing (an estimate: the exchange buffers grow to the largest
  *            step seen; the experts' input and output rows, step_tokens ×
@@ -35,10 +36,12 @@ typedef struct moe_plan_opts {
     int step_tokens;  /* --step-tokens (1024) */
     int threads;      /* --threads (1) */
     bool exact;       /* --exact: float activations (no int8 activation buffers); default false */
+    bool repack;      /* --repack: the engine's repacked copies of the dense Q8_0 matrices */
 } moe_plan_opts;
 
 typedef struct moe_plan_rank {
     uint64_t shared, experts, kv, work, xchg;
+    uint64_t repack;  /* --repack's copies (0 without it); counted in work */
     uint64_t total;
 } moe_plan_rank;
 

@@ -67,6 +67,8 @@ static void die(const char *what, const moe_err *err)
 }
 
 static bool g_int8;
+static bool g_repack; /* --act int8rp: int8 with the dense Q8_0 matrices repacked (--repack) */
+static const char *const act_name[3] = {"float", "int8", "int8rp"};
 static bool g_profile; /* --profile: where the decode steps' time went */
 
 static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max_ctx, int max_prompt)
@@ -78,6 +80,7 @@ static moe_engine *mk(const moe_model *m, int threads, int max_seqs, int64_t max
     o.max_ctx = max_ctx;
     o.max_batch_tokens = max_prompt > 512 ? max_prompt : 512;
     o.act_q8 = g_int8;
+    o.repack = g_repack;
     moe_engine *e;
     moe_err err;
     if (moe_engine_init(&e, m, &o, &err)) die("engine", &err);
@@ -298,14 +301,16 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
 }
 
 static const char usage[] =
-    "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|both] [--decode-only]\n"
+    "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|int8rp|both|all]\n"
+    "                    [--decode-only]\n"
     "       bench-decode --model FILE --case SEQS:PROMPT:GEN [--case ...] [--threads N]\n"
-    "                    [--reps N] [--act float|int8|both] [--bandwidth] [--profile]\n"
+    "                    [--reps N] [--act ...] [--bandwidth] [--profile]\n"
     "  --model FILE   any deepseek2 GGUF the engine loads (default: makes a Q8_0 bench model)\n"
     "  --quick        smoke run on a small generated model (figures mean nothing)\n"
     "  --reps N       runs per figure (default 3; the suite keeps the best, --case prints each)\n"
     "  --act A        activation path(s): int8 (the programs' default path), float (their\n"
-    "                 --exact path), both (default both)\n"
+    "                 --exact path), int8rp (int8 with --repack), both (float and int8, the\n"
+    "                 default) or all three\n"
     "  --decode-only  the suite keeps only 2-thread single-sequence decode and the roofline\n"
     "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
     "                 batched decode steps; prints one parseable line per run (no suite)\n"
@@ -347,7 +352,7 @@ static int parse_case(const char *s, bench_case *c)
 
 /* --case mode: one line per run, for scripts */
 static int run_cases(const char *model, const bench_case *cases, int n_cases, int threads, int reps,
-                     const bool acts[2], bool bandwidth)
+                     const bool acts[3], bool bandwidth)
 {
     moe_err err;
     const moe_kern_set *kset;
@@ -361,9 +366,10 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a0, &f0) : 0.0;
     fflush(stdout);
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < 3; mode++) {
         if (!acts[mode]) continue;
-        g_int8 = mode == 1;
+        g_int8 = mode >= 1;
+        g_repack = mode == 2;
         for (int c = 0; c < n_cases; c++) {
             const bench_case *k = &cases[c];
             moe_engine *e = mk(m, threads, k->seqs, (int64_t)k->prompt + k->gen + 8, k->prompt);
@@ -372,7 +378,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
             for (int rep = 1; rep <= reps; rep++) {
                 run_batch(e, k->seqs, k->prompt, k->gen, &pf, &dc);
                 printf("case act=%s threads=%d seqs=%d prompt=%d gen=%d rep=%d prefill_tps=%.3f decode_tps=%.3f\n",
-                       g_int8 ? "int8" : "float", threads, k->seqs, k->prompt, k->gen, rep, pf, dc);
+                       act_name[mode], threads, k->seqs, k->prompt, k->gen, rep, pf, dc);
                 fflush(stdout);
             }
             moe_engine_free(e);
@@ -394,7 +400,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    bool quick = false, bandwidth = false, decode_only = false, acts[2] = {true, true};
+    bool quick = false, bandwidth = false, decode_only = false, acts[3] = {true, true, false};
     int reps = 3, threads = 2, n_cases = 0;
     bench_case cases[MAX_CASES];
     for (int i = 1; i < argc; i++) {
@@ -424,10 +430,11 @@ int main(int argc, char **argv)
             *(!strcmp(a, "--reps") ? &reps : &threads) = (int)n;
             i++;
         } else if (!strcmp(a, "--act")) {
-            acts[0] = !strcmp(v, "float") || !strcmp(v, "both");
-            acts[1] = !strcmp(v, "int8") || !strcmp(v, "both");
-            if (!acts[0] && !acts[1]) {
-                fprintf(stderr, "bench-decode: --act: want float, int8 or both, not '%s'\n", v);
+            acts[0] = !strcmp(v, "float") || !strcmp(v, "both") || !strcmp(v, "all");
+            acts[1] = !strcmp(v, "int8") || !strcmp(v, "both") || !strcmp(v, "all");
+            acts[2] = !strcmp(v, "int8rp") || !strcmp(v, "all");
+            if (!acts[0] && !acts[1] && !acts[2]) {
+                fprintf(stderr, "bench-decode: --act: want float, int8, int8rp, both or all, not '%s'\n", v);
                 return 2;
             }
             i++;
@@ -501,11 +508,14 @@ int main(int argc, char **argv)
     printf("bytes per decoded token: %.1f MB (dense + attention + lm_head + shared + %d routed experts)\n", bpt / 1e6,
            m->hp.n_used);
     printf("roofline at that bandwidth: %.2f t/s\n", bw0 * 1e9 / (double)bpt);
-    double dec2_mode[2] = {0, 0};
-    for (int mode = 0; mode < 2; mode++) {
+    double dec2_mode[3] = {0, 0, 0};
+    static const char *const mode_desc[3] = {"float32 (the --exact path)", "int8 (the default path)",
+                                              "int8, dense Q8_0 matrices repacked (--repack)"};
+    for (int mode = 0; mode < 3; mode++) {
         if (!acts[mode]) continue;
-        g_int8 = mode == 1;
-        printf("\n== activations: %s\n", g_int8 ? "int8 (the default path)" : "float32 (the --exact path)");
+        g_int8 = mode >= 1;
+        g_repack = mode == 2;
+        printf("\n== activations: %s\n", mode_desc[mode]);
         printf("%-52s %12s %12s\n", "case", "prefill t/s", "decode t/s");
         double dec2 = 0;
         for (int th = decode_only ? 2 : 1; th <= 2; th++) {
@@ -553,10 +563,10 @@ int main(int argc, char **argv)
     const double bw1 = read_bandwidth(bw_bytes, model, 2, quick ? 3 : 7, false, NULL, NULL);
     const double bw = bw0 > bw1 ? bw0 : bw1, roof = bw * 1e9 / (double)bpt;
     printf("\nread bandwidth again after the runs: %.2f GB/s; roofline uses %.2f GB/s = %.2f t/s\n", bw1, bw, roof);
-    for (int mode = 0; mode < 2; mode++)
+    for (int mode = 0; mode < 3; mode++)
         if (acts[mode])
             printf("single-sequence decode at 2 threads, %s activations: %.2f t/s = %.0f%% of roofline\n",
-                   mode ? "int8" : "float", dec2_mode[mode], 100.0 * dec2_mode[mode] / roof);
+                   act_name[mode], dec2_mode[mode], 100.0 * dec2_mode[mode] / roof);
     moe_model_free(m);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/throughput/run.sh --quick on the small fixture against fake
 # llama.cpp tools (tests/bench_fake_llamacpp.sh): the table has its seven
-# rows of six cells, llama.cpp's column holds the fake's known medians, every
+# rows of seven cells, llama.cpp's column holds the fake's known medians, every
 # moe, worker job and roofline figure is a number (a share of its roofline
 # where it has one), the worker job runs on 1 and 2 ranks (mpirun), and the
 # header names llama.cpp's system_info, the kernel sets and the peaks.
@@ -28,12 +28,12 @@ MOE_BIN=${MOE_BIN:?} "$root/bench/throughput/run.sh" --quick --llama-cpp "$tmp/l
 check "exit status" "$rc" 0
 [ $rc = 0 ] || cat "$tmp/out"
 
-# the table: a header, a rule, seven rows; six cells each
+# the table: a header, a rule, seven rows; seven cells each
 check "table lines" "$(grep -c '^|' "$tmp/out" || true)" 9
-check "rule" "$(grep -c '^|-*|-*|-*|-*|-*|-*|$' "$tmp/out" || true)" 1
-check "cells a line" "$(grep '^|' "$tmp/out" | awk -F'|' '{ print NF - 2 }' | sort -u | paste -sd ' ')" 6
+check "rule" "$(grep -c '^|-*|-*|-*|-*|-*|-*|-*|$' "$tmp/out" || true)" 1
+check "cells a line" "$(grep '^|' "$tmp/out" | awk -F'|' '{ print NF - 2 }' | sort -u | paste -sd ' ')" 7
 check "header" "$(grep '^| tokens/s' "$tmp/out" | tr -s ' ')" \
-      "| tokens/s (% of roofline) | roofline | llama.cpp | moe float | moe int8 | moe/llama |"
+      "| tokens/s (% of roofline) | roofline | llama.cpp | moe float | moe int8 | moe int8 rp | moe/llama |"
 labels=$(grep '^| ' "$tmp/out" | sed -n '2,$p' | awk -F'|' '{ gsub(/^ +| +$/, "", $2); print $2 }' | paste -sd ';')
 check "row labels" "$labels" "decode, 1 sequence (tg4);decode, 4 sequences, aggregate;decode, 16 sequences, aggregate;prefill, 16-token prompt (pp16);prefill, 32-token prompt (pp32);job, 16 sequences, 1 rank x 2 thr;job, 16 sequences, 2 ranks x 1 thr"
 
@@ -51,9 +51,11 @@ for i in 1 2 3 4 5 6 7; do
   [[ ${c[2]} =~ ^$pct$ ]] || { echo "FAIL row $i: moe float '${c[2]}' is no figure with its share"; fails=$((fails + 1)); }
   if [ $i -le 5 ]; then
     [[ ${c[3]} =~ ^$pct$ ]] || { echo "FAIL row $i: moe int8 '${c[3]}'"; fails=$((fails + 1)); }
+    [[ ${c[4]} =~ ^$pct$ ]] || { echo "FAIL row $i: moe int8 rp '${c[4]}'"; fails=$((fails + 1)); }
     [[ ${c[1]} =~ ^$pct$ ]] || { echo "FAIL row $i: llama.cpp '${c[1]}' has no share"; fails=$((fails + 1)); }
-    [[ ${c[4]} =~ ^$num"x"$ ]] || { echo "FAIL row $i: moe/llama '${c[4]}'"; fails=$((fails + 1)); }
+    [[ ${c[5]} =~ ^$num"x"$ ]] || { echo "FAIL row $i: moe/llama '${c[5]}'"; fails=$((fails + 1)); }
   else
+    [[ ${c[4]} =~ ^$pct$ ]] || { echo "FAIL row $i: job int8 rp '${c[4]}'"; fails=$((fails + 1)); }
     # the worker's int8 path: a figure when moe-worker has one (--exact or --int8)
     # the help captured first: grep -q leaves the pipe at its first match, and a
     # help longer than one pipe write then dies of SIGPIPE (pipefail: no match)
@@ -76,7 +78,7 @@ check "prefill llama.cpp share" "$(sed 's/.*(\(.*\))/\1/' <<< "${c[1]}")" "$(awk
 # the job against the engine run beside it: a ratio for each path and layout
 # (the int8 path's are "-" on a worker without it)
 beside=$(grep '^worker job over the engine runs beside it' "$tmp/out" || true)
-check "job beside the engine: figures" "$(grep -oE "(float|int8) ($num"x"|-) \(1x2\), ($num"x"|-) \(2x1\)" <<< "$beside" | wc -l)" 2
+check "job beside the engine: figures" "$(grep -oE "(float|int8|int8 rp) ($num"x"|-) \(1x2\), ($num"x"|-) \(2x1\)" <<< "$beside" | wc -l)" 3
 check "job beside the engine: float a ratio" "$(grep -cE "float $num"x" \(1x2\), $num"x" \(2x1\)" <<< "$beside")" 1
 check "system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/out")" 1
 check "kernels" "$(grep -Ec 'moe kernels: [a-z0-9]+ \(engine\), [a-z0-9]+ \(worker job\)' "$tmp/out")" 1

@@ -30,11 +30,12 @@
 #        position, as with prompts of one length) and the groups of B
 #        consecutive request numbers; "%.1f", or status 1 when the trace
 #        has no such rows
-#   job_act_args float|int8
+#   job_act_args float|int8|int8rp
 #        the moe-worker flags of that activation path, read from its
 #        --help: a worker with --exact runs int8 by default and float with
 #        --exact; one with --int8 the other way round; one with neither has
-#        only the float path (status 1 for int8)
+#        only the float path (status 1 for int8); int8rp is int8 with
+#        --repack (status 1 for a worker without it)
 
 job_batch() { # model out nseq prompt gen
   local v
@@ -82,9 +83,15 @@ job_exchange() { # err
 
 job_kernels() { sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$1" 2> /dev/null | sed -n 1p; }
 
-job_act_args() { # float|int8
-  local help
+job_act_args() { # float|int8|int8rp
+  local help a
   help=$("$MOE_BIN/moe-worker" --help 2>&1 || true)
+  if [ "$1" = int8rp ]; then
+    grep -Eq '^ *--repack([ ,]|$)' <<< "$help" || return 1
+    a=$(job_act_args int8) || return 1
+    echo "${a:+$a }--repack"
+    return 0
+  fi
   if grep -Eq '^ *--exact([ ,]|$)' <<< "$help"; then
     [ "$1" = float ] && echo "--exact"
   elif grep -Eq '^ *--int8([ ,]|$)' <<< "$help"; then

@@ -3,7 +3,8 @@
 #
 #   moe_engine_cases MODEL REPS OUT 'S:P:G' ...
 #        runs bench-decode --case for both activation paths (float, the
-#        --exact one, and int8, the default), --reps REPS, 2 threads ($MOE_THREADS), with the
+#        --exact one, and int8, the default; $MOE_BENCH_ACTS=all adds int8rp,
+#        int8 with --repack), --reps REPS, 2 threads ($MOE_THREADS), with the
 #        read bandwidth measured first; its output goes to OUT, its errors
 #        to OUT.err.  Returns bench-decode's status.
 #   moe_case_median OUT ACT S P G prefill|decode
@@ -145,7 +146,7 @@ moe_engine_cases() {
   local model=$1 reps=$2 out=$3 c args=()
   shift 3
   for c in "$@"; do args+=(--case "$c"); done
-  "$MOE_BIN/bench-decode" --model "$model" --reps "$reps" --threads "$MOE_THREADS" --act both --bandwidth \
+  "$MOE_BIN/bench-decode" --model "$model" --reps "$reps" --threads "$MOE_THREADS" --act "${MOE_BENCH_ACTS:-both}" --bandwidth \
       "${args[@]}" > "$out" 2> "$out.err"
 }
 

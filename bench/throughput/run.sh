@@ -17,7 +17,8 @@
 #                             machine's speed drifts within a round)
 #
 # moe on both activation paths (float and int8; the worker's flags are read
-# from moe-worker --help: --exact or --int8), each figure as a share of its
+# from moe-worker --help: --exact or --int8), and int8 with the dense Q8_0
+# matrices repacked (moe int8 rp: --repack, opt-in), each figure as a share of its
 # roofline: for decode the read bandwidth (bench-decode, 2 threads) over the
 # bytes a step reads (dense part once a rank + the distinct routed experts
 # of B tokens, measured by a traced job; with --no-job those of uniform
@@ -79,6 +80,8 @@ if [ -z "$model" ]; then
 fi
 [ -f "$model" ] || { echo "bench/throughput: no such file $model" >&2; exit 1; }
 
+# the engine's paths: float, int8, and int8 --repack where bench-decode has it
+if "$MOE_BIN/bench-decode" --help 2>&1 | grep -q int8rp; then export MOE_BENCH_ACTS=all; fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-throughput.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 LLAMACPP_LOG=$tmp/llamacpp.log
@@ -106,7 +109,7 @@ peak_insn() {
 
 # the worker job's activation paths
 acts=()
-for a in float int8; do
+for a in float int8 int8rp; do
   if job_act_args "$a" > /dev/null; then acts+=("$a"); fi
 done
 if [ $with_job = 1 ]; then
@@ -196,13 +199,22 @@ f_pp2=$(m float 1 "$pp2" 0 prefill) i_pp2=$(m int8 1 "$pp2" 0 prefill)
 for v in "$f_tg" "$i_tg" "$f_b4" "$i_b4" "$f_b16" "$i_b16" "$f_pp1" "$i_pp1" "$f_pp2" "$i_pp2"; do
   _bench_isnum "$v" || failed=1
 done
+# int8 --repack: "no path" when bench-decode has none
+if [ "${MOE_BENCH_ACTS:-}" = all ]; then
+  p_tg=$(m int8rp 1 1 "$tg" decode) p_b4=$(m int8rp 4 "$bpp" "$btg" decode) p_b16=$(m int8rp 16 "$bpp" "$btg" decode)
+  p_pp1=$(m int8rp 1 "$pp1" 0 prefill) p_pp2=$(m int8rp 1 "$pp2" 0 prefill)
+  for v in "$p_tg" "$p_b4" "$p_b16" "$p_pp1" "$p_pp2"; do _bench_isnum "$v" || failed=1; done
+else
+  p_tg="no path" p_b4="no path" p_b16="no path" p_pp1="no path" p_pp2="no path"
+fi
 jtps() { # act config
   if [ $with_job = 0 ]; then echo "not run"; return; fi
   if ! printf '%s\n' "${acts[@]}" | grep -qx "$1"; then echo "no path"; return; fi
   job_tps "$tmp"/job."$1"."$2".*.err
 }
 jf12=$(jtps float 1x2) ji12=$(jtps int8 1x2) jf21=$(jtps float 2x1) ji21=$(jtps int8 2x1)
-for v in "$jf12" "$ji12" "$jf21" "$ji21"; do
+jp12=$(jtps int8rp 1x2) jp21=$(jtps int8rp 2x1)
+for v in "$jf12" "$ji12" "$jf21" "$ji21" "$jp12" "$jp21"; do
   [ "$v" != failed ] || failed=1
 done
 
@@ -245,38 +257,41 @@ echo "prefill roofline: compute peak (bench-peak, $(sed -n 's/^kernels //p' "$tm
 echo
 l_tg=$(lmed "${l[tg]}") l_b4=$(lmed "${l[b4]}") l_b16=$(lmed "${l[b16]}") l_pp1=$(lmed "${l[pp1]}") l_pp2=$(lmed "${l[pp2]}")
 best() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 >= b + 0) print a; else print b }'; }
-fmt='| %-36s | %26s | %14s | %14s | %14s | %9s |\n'
-row() { # label roof-cell llama float int8 roof-llama roof-float roof-int8
-  local bm=-
-  if _bench_isnum "$3" && { _bench_isnum "$4" || _bench_isnum "$5"; }; then
-    bm=$(bench_ratio "$(best "$4" "$5")" "$3")
-  fi
+fmt='| %-36s | %26s | %14s | %14s | %14s | %14s | %9s |\n'
+row() { # label roof-cell llama float int8 int8rp roof-llama roof-float roof-int8
+  local bm=- b
+  b=$(best "$(best "$4" "$5")" "$6")
+  if _bench_isnum "$3" && _bench_isnum "$b"; then bm=$(bench_ratio "$b" "$3"); fi
   # shellcheck disable=SC2059 # the format is ours
-  printf "$fmt" "$1" "$2" "$(bench_cell "$3" "$6")" "$(bench_cell "$4" "$7")" "$(bench_cell "$5" "$8")" "$bm"
+  printf "$fmt" "$1" "$2" "$(bench_cell "$3" "$7")" "$(bench_cell "$4" "$8")" "$(bench_cell "$5" "$9")" \
+    "$(bench_cell "$6" "$9")" "$bm"
 }
 # shellcheck disable=SC2059
-printf "$fmt" "tokens/s (% of roofline)" "roofline" "llama.cpp" "moe float" "moe int8" "moe/llama"
-echo "|--------------------------------------|----------------------------|----------------|----------------|----------------|-----------|"
-row "decode, 1 sequence (tg$tg)" "$r1" "$l_tg" "$f_tg" "$i_tg" "$r1" "$r1" "$r1"
-row "decode, 4 sequences, aggregate" "$r4" "$l_b4" "$f_b4" "$i_b4" "$r4" "$r4" "$r4"
-row "decode, 16 sequences, aggregate" "$r16" "$l_b16" "$f_b16" "$i_b16" "$r16" "$r16" "$r16"
-row "prefill, $pp1-token prompt (pp$pp1)" "i8 $rp_i / f $rp_f" "$l_pp1" "$f_pp1" "$i_pp1" "$rp_i" "$rp_f" "$rp_i"
-row "prefill, $pp2-token prompt (pp$pp2)" "i8 $rp_i / f $rp_f" "$l_pp2" "$f_pp2" "$i_pp2" "$rp_i" "$rp_f" "$rp_i"
-row "job, 16 sequences, 1 rank x 2 thr" "$r16" "-" "$jf12" "$ji12" "" "$r16" "$r16"
-row "job, 16 sequences, 2 ranks x 1 thr" "$r16x2" "-" "$jf21" "$ji21" "" "$r16x2" "$r16x2"
+printf "$fmt" "tokens/s (% of roofline)" "roofline" "llama.cpp" "moe float" "moe int8" "moe int8 rp" "moe/llama"
+echo "|--------------------------------------|----------------------------|----------------|----------------|----------------|----------------|-----------|"
+row "decode, 1 sequence (tg$tg)" "$r1" "$l_tg" "$f_tg" "$i_tg" "$p_tg" "$r1" "$r1" "$r1"
+row "decode, 4 sequences, aggregate" "$r4" "$l_b4" "$f_b4" "$i_b4" "$p_b4" "$r4" "$r4" "$r4"
+row "decode, 16 sequences, aggregate" "$r16" "$l_b16" "$f_b16" "$i_b16" "$p_b16" "$r16" "$r16" "$r16"
+row "prefill, $pp1-token prompt (pp$pp1)" "i8 $rp_i / f $rp_f" "$l_pp1" "$f_pp1" "$i_pp1" "$p_pp1" "$rp_i" "$rp_f" "$rp_i"
+row "prefill, $pp2-token prompt (pp$pp2)" "i8 $rp_i / f $rp_f" "$l_pp2" "$f_pp2" "$i_pp2" "$p_pp2" "$rp_i" "$rp_f" "$rp_i"
+row "job, 16 sequences, 1 rank x 2 thr" "$r16" "-" "$jf12" "$ji12" "$jp12" "" "$r16" "$r16"
+row "job, 16 sequences, 2 ranks x 1 thr" "$r16x2" "-" "$jf21" "$ji21" "$jp21" "" "$r16x2" "$r16x2"
 echo
 echo "roofline: decode rows tokens/s at the read bandwidth (the 2-rank job reads the dense part on both ranks);" \
      "prefill rows at the int8 (i8: llama.cpp, moe int8) and float32 (f: moe float) peak."
-echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 activations (--act int8: the products with Q8_0 weights)." \
-     "moe/llama: the faster moe path over llama.cpp."
+echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 activations (--act int8: the products with Q8_0 weights);" \
+     "moe int8 rp: int8 with the dense Q8_0 matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
+     "moe/llama: the fastest moe path over llama.cpp."
 echo "decode rows at 4 and 16: each sequence's own $bpp-token prompt, then $btg tokens each (llama-batched-bench's S_TG)."
 if [ $with_job = 1 ]; then
   echo "worker job over the engine at 16 sequences: float $(bench_ratio "$jf12" "$f_b16") (1x2), $(bench_ratio "$jf21" "$f_b16") (2x1);" \
-       "int8 $(bench_ratio "$ji12" "$i_b16") (1x2), $(bench_ratio "$ji21" "$i_b16") (2x1); worker flags: float" \
-       "'$(job_act_args float || true)', int8 '$(job_act_args int8 || echo 'no path')'"
+       "int8 $(bench_ratio "$ji12" "$i_b16") (1x2), $(bench_ratio "$ji21" "$i_b16") (2x1);" \
+       "int8 rp $(bench_ratio "$jp12" "$p_b16") (1x2), $(bench_ratio "$jp21" "$p_b16") (2x1); worker flags: float" \
+       "'$(job_act_args float || true)', int8 '$(job_act_args int8 || echo 'no path')', int8 rp '$(job_act_args int8rp || echo 'no path')'"
   br() { local v; v=$(beside_ratio "$1" "$2"); if _bench_isnum "$v"; then printf '%.2fx' "$v"; else echo "-"; fi; }
   echo "worker job over the engine runs beside it (the same case just before and after the jobs, median of the rounds'" \
-       "ratios): float $(br float 1x2) (1x2), $(br float 2x1) (2x1); int8 $(br int8 1x2) (1x2), $(br int8 2x1) (2x1)"
+       "ratios): float $(br float 1x2) (1x2), $(br float 2x1) (2x1); int8 $(br int8 1x2) (1x2), $(br int8 2x1) (2x1);" \
+       "int8 rp $(br int8rp 1x2) (1x2), $(br int8rp 2x1) (2x1)"
   # each path's own (the int8 path dispatches quantized rows, the float one floats)
   for f in "${xerr[@]}"; do
     a=${f#"$tmp"/job.} a=${a%%.*}
@@ -287,7 +302,8 @@ if [ $with_job = 1 ]; then
 fi
 echo
 echo "samples:"
-for a in float int8; do
+for a in float int8 int8rp; do
+  [ "$a" != int8rp ] || [ "${MOE_BENCH_ACTS:-}" = all ] || continue
   echo "  moe $a tg$tg: $(moe_case_samples "$tmp/moe" $a 1 1 "$tg" decode | paste -sd ' ')"
   echo "  moe $a 4 sequences: $(moe_case_samples "$tmp/moe" $a 4 "$bpp" "$btg" decode | paste -sd ' ')"
   echo "  moe $a 16 sequences: $(moe_case_samples "$tmp/moe" $a 16 "$bpp" "$btg" decode | paste -sd ' ')"

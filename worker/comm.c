@@ -5,6 +5,7 @@
 #include "comm.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #define SPIN_SECONDS 100e-6 /* poll without sleeping this long first */
+#define SPIN_OWN_CORES 2e-3 /* ... or this long when the node's ranks have a core each (moe_comm_set_spin) */
 #define SLEEP_MIN_NS 20000  /* then sleep 20 µs, doubling ... */
 #define SLEEP_MAX_NS 2000000 /* ... up to 2 ms between polls */
 #define MAX_ROW_TYPES 8
@@ -29,6 +31,7 @@ struct moe_comm {
     } rows[MAX_ROW_TYPES];
     int n_rows;
     double wait_seconds;
+    double spin;             /* seconds a wait polls before it sleeps */
     double test_delay;       /* seconds; 0: off (moe_comm_set_test_delay_us) */
     int64_t *scratch;
     int scratch_n;
@@ -54,6 +57,7 @@ int moe_comm_init(moe_comm **out, const char *name, int *argc, char ***argv, moe
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return moe_err_set(err, "MPI_Init_thread failed");
     moe_comm *c = moe_xcalloc(1, sizeof *c);
+    c->spin = SPIN_SECONDS;
     c->name = name;
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
@@ -84,6 +88,21 @@ void moe_comm_finalize(moe_comm *c)
 int moe_comm_rank(const moe_comm *c) { return c->rank; }
 int moe_comm_size(const moe_comm *c) { return c->size; }
 double moe_comm_wait_seconds(const moe_comm *c) { return c->wait_seconds; }
+
+double moe_comm_set_spin(moe_comm *c, int threads)
+{
+    MPI_Comm node;
+    int local = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    cpu_set_t set;
+    const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    const int64_t want = (int64_t)local * (threads > 0 ? threads : 1);
+    c->spin = want <= cpus ? SPIN_OWN_CORES : SPIN_SECONDS;
+    return c->spin;
+}
 
 void moe_comm_set_test_delay_us(moe_comm *c, int64_t us)
 {
@@ -129,7 +148,7 @@ static void wait_request(moe_comm *c, MPI_Request *r, double t_start)
     for (;;) {
         check(c, MPI_Test(r, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (done) break;
-        if (moe_now() - t0 < SPIN_SECONDS) continue;
+        if (moe_now() - t0 < c->spin) continue;
         struct timespec ts = {0, pause};
         nanosleep(&ts, NULL);
         if (pause < SLEEP_MAX_NS) pause *= 2;

@@ -124,4 +124,17 @@ void moe_comm_set_test_delay_us(moe_comm *c, int64_t us);
 /* Seconds spent waiting inside moe_comm_wait since init (for stats). */
 double moe_comm_wait_seconds(const moe_comm *c);
 
+/*
+ * Collective.  How long a wait polls before it starts to sleep: 2 ms when
+ * this node's ranks × `threads` fit the CPUs this process may run on (each
+ * rank has its cores, so polling takes nothing from anyone and wakes at
+ * once), else 100 µs (oversubscribed: a polling rank would hold a core
+ * another rank needs).  The sleeps that follow double from 20 µs to 2 ms,
+ * so a rank that only sleeps wakes up to that late after its data came:
+ * bench model, 2 ranks × 1 thread on 2 cores, 16 sequences, 3 runs each,
+ * 232-253 tok/s polling 100 µs, 260-273 polling 2 ms.  Returns the chosen
+ * seconds.
+ */
+double moe_comm_set_spin(moe_comm *c, int threads);
+
 #endif

@@ -332,6 +332,10 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     eo.repack = o->repack;
     const uint64_t rp_all = moe_comm_allreduce_and_u64(w->c, eo.repack ? 1u : 2u);
     if (rp_all != 1u && rp_all != 2u) return moe_err_set(err, "the ranks were not all given the same --repack choice");
+    const double spin = moe_comm_set_spin(w->c, (int)o->threads);
+    if (o->stats && w->me == 0)
+        fprintf(stderr, "exchange waits poll %.0f us before sleeping (%s)\n", spin * 1e6,
+                spin > 1e-3 ? "every rank of a node has its cores" : "the node's ranks share cores");
     eo.block_size = (int)o->block;
     eo.max_ctx = max_len;
     eo.max_seqs = max_seqs;

@@ -80,6 +80,7 @@ check "prefill llama.cpp share" "$(sed 's/.*(\(.*\))/\1/' <<< "${c[1]}")" "$(awk
 beside=$(grep '^worker job over the engine runs beside it' "$tmp/out" || true)
 check "job beside the engine: figures" "$(grep -oE "(float|int8|int8 rp) ($num"x"|-) \(1x2\), ($num"x"|-) \(2x1\)" <<< "$beside" | wc -l)" 3
 check "job beside the engine: float a ratio" "$(grep -cE "float $num"x" \(1x2\), $num"x" \(2x1\)" <<< "$beside")" 1
+check "rounds' own ratios" "$(grep -Ec "^moe int8(rp)? over llama.cpp, median of the rounds' own ratios: tg4 $num"x", 4 sequences $num"x", 16 sequences $num"x", pp16 $num"x", pp32 $num"x"$" "$tmp/out")" 2
 check "system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/out")" 1
 check "kernels" "$(grep -Ec 'moe kernels: [a-z0-9]+ \(engine\), [a-z0-9]+ \(worker job\)' "$tmp/out")" 1
 check "peaks" "$(grep -Ec "^prefill roofline: compute peak \(bench-peak, [a-z0-9]+\): int8 $num GOPS .* float32 $num GOPS" "$tmp/out")" 1

@@ -4,10 +4,14 @@
  * 4 × 4 register tiles, the K-quants' dots) against the generic tiling of
  * the same set's 1-row × 1..4-token dotn_int8 (the product before the
  * tiles), alternating, best of --reps, in GMAC/s (weights × tokens per
- * second).  Both give the same bits; the program checks it.  Pin it
+ * second).  Both give the same bits; the program checks it.  The q8_0rp
+ * lines put the file layout's Q8_0 product beside the repacked one
+ * (--repack), which must give the reference set's bits.  Pin it
  * (taskset -c 0) on a shared machine.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,52 +36,84 @@ static float frand(void)
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
 }
 
-/* 0: the same bits both ways; 1: they differ (a bug) */
-static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int64_t ntok,
-               int reps)
+/* Random rows × cols weights of `type` and ntok activation rows quantized
+ * to its dot type in set k (xs: blocks between tokens); y0, y1 (and y2
+ * when asked) hold rows × ntok floats. */
+typedef struct inputs {
+    moe_mat m;
+    char *xq;
+    int64_t xs;
+    float *y0, *y1, *y2;
+} inputs;
+
+static void *xalloc(size_t n)
 {
-    uint64_t rb;
-    if (!moe_dtype_bytes(type, (uint64_t)cols, &rb)) return 1;
-    char *w = malloc((size_t)(rb * (uint64_t)rows));
-    float *x = malloc((size_t)cols * sizeof(float));
-    const uint32_t dt = moe_kern_dot_type(type);
-    const size_t xrow = moe_kern_act_row_bytes(dt, cols);
-    const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)));
-    char *xq = malloc(xrow * (size_t)ntok);
-    float *y0 = malloc((size_t)(rows * ntok) * sizeof(float)), *y1 = malloc((size_t)(rows * ntok) * sizeof(float));
-    if (!w || !x || !xq || !y0 || !y1) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
         fprintf(stderr, "bench-kern: out of memory\n");
         exit(1);
     }
+    return p;
+}
+
+static int make_inputs(const moe_kern_set *k, uint32_t type, int64_t rows, int64_t cols, int64_t ntok, bool y2,
+                       inputs *in)
+{
+    uint64_t rb;
+    if (!moe_dtype_bytes(type, (uint64_t)cols, &rb)) return 1;
+    char *w = xalloc((size_t)(rb * (uint64_t)rows));
+    float *x = xalloc((size_t)cols * sizeof(float));
+    const uint32_t dt = moe_kern_dot_type(type);
+    const size_t xrow = moe_kern_act_row_bytes(dt, cols), ny = (size_t)(rows * ntok) * sizeof(float);
+    in->xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)));
+    in->xq = xalloc(xrow * (size_t)ntok);
+    in->y0 = xalloc(ny);
+    in->y1 = xalloc(ny);
+    in->y2 = y2 ? xalloc(ny) : NULL;
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t i = 0; i < cols; i++) x[i] = frand();
         moe_quant_row(type, x, w + (size_t)r * rb, cols);
     }
     for (int64_t t = 0; t < ntok; t++) {
         for (int64_t i = 0; i < cols; i++) x[i] = frand();
-        moe_kern_quantize_act(k, dt, x, xq + (size_t)t * xrow, cols);
+        moe_kern_quantize_act(k, dt, x, in->xq + (size_t)t * xrow, cols);
     }
-    const moe_mat m = {type, rows, cols, (size_t)rb, w, NULL, 0};
+    free(x);
+    in->m = (moe_mat){type, rows, cols, (size_t)rb, w, NULL, 0};
+    return 0;
+}
+
+static void free_inputs(inputs *in)
+{
+    free((void *)(uintptr_t)in->m.data);
+    free(in->xq);
+    free(in->y0);
+    free(in->y1);
+    free(in->y2);
+}
+
+/* 0: the same bits both ways; 1: they differ (a bug) */
+static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int64_t ntok,
+               int reps)
+{
+    inputs in;
+    if (make_inputs(k, type, rows, cols, ntok, false, &in)) return 1;
     const moe_kern_fns *f = moe_kern_for(k, type);
     double best0 = 1e30, best1 = 1e30;
     for (int i = 0; i < reps; i++) {
         const double t0 = now();
-        moe_kern_matmul_int8_generic(f, &m, 0, rows, xq, xs, ntok, y0, rows);
+        moe_kern_matmul_int8_generic(f, &in.m, 0, rows, in.xq, in.xs, ntok, in.y0, rows);
         const double t1 = now();
-        moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, ntok, y1, rows);
+        moe_kern_matmul_rows_int8(k, &in.m, 0, rows, in.xq, in.xs, ntok, in.y1, rows);
         const double t2 = now();
         best0 = t1 - t0 < best0 ? t1 - t0 : best0;
         best1 = t2 - t1 < best1 ? t2 - t1 : best1;
     }
     const double mac = (double)rows * (double)cols * (double)ntok * 1e-9;
-    const int same = !memcmp(y0, y1, (size_t)(rows * ntok) * sizeof(float));
+    const int same = !memcmp(in.y0, in.y1, (size_t)(rows * ntok) * sizeof(float));
     printf("%-7s %6lld x %-6lld %4lld tok  dotn %7.2f  set %7.2f GMAC/s  x%.2f  %s\n", name, (long long)rows,
            (long long)cols, (long long)ntok, mac / best0, mac / best1, best0 / best1, same ? "same bits" : "BITS DIFFER");
-    free(w);
-    free(x);
-    free(xq);
-    free(y0);
-    free(y1);
+    free_inputs(&in);
     return !same;
 }
 
@@ -85,55 +121,30 @@ static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t r
  * file's rows; the repacked values must be the reference set's. */
 static int run_rp(const moe_kern_set *k, int64_t rows, int64_t cols, int64_t ntok, int reps)
 {
-    uint64_t rb;
-    if (!moe_dtype_bytes(MOE_DT_Q8_0, (uint64_t)cols, &rb)) return 1;
-    const size_t rpb = moe_kern_repack_bytes(MOE_DT_Q8_0, rows, cols);
-    char *w = malloc((size_t)(rb * (uint64_t)rows)), *rp = moe_xmalloc_lines(rpb);
-    float *x = malloc((size_t)cols * sizeof(float));
-    const size_t xrow = moe_kern_act_row_bytes(MOE_DT_Q8_0, cols);
-    const int64_t xs = cols / MOE_Q8_0_BLOCK;
-    char *xq = malloc(xrow * (size_t)ntok);
-    float *y0 = malloc((size_t)(rows * ntok) * sizeof(float)), *y1 = malloc((size_t)(rows * ntok) * sizeof(float)),
-          *y2 = malloc((size_t)(rows * ntok) * sizeof(float));
-    if (!w || !x || !xq || !y0 || !y1 || !y2) {
-        fprintf(stderr, "bench-kern: out of memory\n");
-        exit(1);
-    }
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t i = 0; i < cols; i++) x[i] = frand();
-        moe_quant_row(MOE_DT_Q8_0, x, w + (size_t)r * rb, cols);
-    }
-    for (int64_t t = 0; t < ntok; t++) {
-        for (int64_t i = 0; i < cols; i++) x[i] = frand();
-        moe_kern_quantize_act(k, MOE_DT_Q8_0, x, xq + (size_t)t * xrow, cols);
-    }
-    const moe_mat m = {MOE_DT_Q8_0, rows, cols, (size_t)rb, w, NULL, 0};
-    moe_mat mr = m;
-    moe_kern_repack(&m, rp);
+    inputs in;
+    if (make_inputs(k, MOE_DT_Q8_0, rows, cols, ntok, true, &in)) return 1;
+    void *rp = moe_xmalloc_lines(moe_kern_repack_bytes(MOE_DT_Q8_0, rows, cols));
+    moe_kern_repack(&in.m, rp);
+    moe_mat mr = in.m;
     mr.rp = rp;
     double best0 = 1e30, best1 = 1e30;
     for (int i = 0; i < reps; i++) {
         const double t0 = now();
-        moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, ntok, y0, rows);
+        moe_kern_matmul_rows_int8(k, &in.m, 0, rows, in.xq, in.xs, ntok, in.y0, rows);
         const double t1 = now();
-        moe_kern_matmul_rows_int8(k, &mr, 0, rows, xq, xs, ntok, y1, rows);
+        moe_kern_matmul_rows_int8(k, &mr, 0, rows, in.xq, in.xs, ntok, in.y1, rows);
         const double t2 = now();
         best0 = t1 - t0 < best0 ? t1 - t0 : best0;
         best1 = t2 - t1 < best1 ? t2 - t1 : best1;
     }
-    moe_kern_matmul_rows_int8(moe_kern_reference(), &m, 0, rows, xq, xs, ntok, y2, rows);
+    moe_kern_matmul_rows_int8(moe_kern_reference(), &in.m, 0, rows, in.xq, in.xs, ntok, in.y2, rows);
     const double mac = (double)rows * (double)cols * (double)ntok * 1e-9;
-    const int same = !memcmp(y1, y2, (size_t)(rows * ntok) * sizeof(float));
+    const int same = !memcmp(in.y1, in.y2, (size_t)(rows * ntok) * sizeof(float));
     printf("%-7s %6lld x %-6lld %4lld tok  file %7.2f  rp  %7.2f GMAC/s  x%.2f  %s\n", "q8_0rp", (long long)rows,
            (long long)cols, (long long)ntok, mac / best0, mac / best1, best0 / best1,
            same ? "reference bits" : "BITS DIFFER FROM THE REFERENCE");
-    free(w);
     free(rp);
-    free(x);
-    free(xq);
-    free(y0);
-    free(y1);
-    free(y2);
+    free_inputs(&in);
     return !same;
 }
 

@@ -283,6 +283,23 @@ echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 
      "moe int8 rp: int8 with the dense Q8_0 matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
      "moe/llama: the fastest moe path over llama.cpp."
 echo "decode rows at 4 and 16: each sequence's own $bpp-token prompt, then $btg tokens each (llama-batched-bench's S_TG)."
+# the machine's speed drifts over a run: each round's moe figure over
+# llama.cpp's of the same round, the median of those ratios
+round_ratio() { # act s p g prefill|decode llama-samples
+  local ms
+  ms=$(moe_case_samples "$tmp/moe" "$1" "$2" "$3" "$4" "$5" | paste -sd ' ')
+  awk -v m="$ms" -v l="$6" 'BEGIN { n = split(m, a, " "); k = split(l, b, " ")
+    if (n == k) for (i = 1; i <= n; i++) if (b[i] ~ /^[0-9.]+$/ && b[i] > 0) print a[i] / b[i] }' |
+    bench_median | awk 'NF { printf "%.2fx", $1; ok = 1 } END { if (!ok) printf "-" }'
+}
+if [ "$LLAMACPP_OK" = 1 ]; then
+  for a in int8 int8rp; do
+    [ "$a" != int8rp ] || [ "${MOE_BENCH_ACTS:-}" = all ] || continue
+    echo "moe $a over llama.cpp, median of the rounds' own ratios: tg$tg $(round_ratio $a 1 1 "$tg" decode "${l[tg]}")," \
+         "4 sequences $(round_ratio $a 4 "$bpp" "$btg" decode "${l[b4]}"), 16 sequences $(round_ratio $a 16 "$bpp" "$btg" decode "${l[b16]}")," \
+         "pp$pp1 $(round_ratio $a 1 "$pp1" 0 prefill "${l[pp1]}"), pp$pp2 $(round_ratio $a 1 "$pp2" 0 prefill "${l[pp2]}")"
+  done
+fi
 if [ $with_job = 1 ]; then
   echo "worker job over the engine at 16 sequences: float $(bench_ratio "$jf12" "$f_b16") (1x2), $(bench_ratio "$jf21" "$f_b16") (2x1);" \
        "int8 $(bench_ratio "$ji12" "$i_b16") (1x2), $(bench_ratio "$ji21" "$i_b16") (2x1);" \

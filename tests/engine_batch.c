@@ -25,6 +25,7 @@ static int32_t tok_at(int seq, int i) { return (int32_t)((seq * 97 + i * 31 + 7)
 
 static bool g_int8;
 static bool g_repack; /* with g_int8: the dense Q8_0 matrices repacked (--repack) */
+static const moe_kern_set *g_kernels; /* NULL: the best this CPU runs */
 
 static moe_engine *mk_engine(const moe_model *m, int threads, int block, int decompress_min)
 {
@@ -38,6 +39,7 @@ static moe_engine *mk_engine(const moe_model *m, int threads, int block, int dec
     o.decompress_min = decompress_min;
     o.act_q8 = g_int8;
     o.repack = g_repack;
+    o.kernels = g_kernels;
     o.par_min_cost = 0; /* always split work, so thread-count invariance is tested */
     moe_engine *e = NULL;
     moe_err err;
@@ -104,6 +106,45 @@ static int run_target(moe_engine *e, bool crowd, float *out, int vocab)
     }
     for (int s = 0; s < n_seq; s++) moe_engine_seq_free(e, seqs[s]);
     return 0;
+}
+
+/* The engine computes with the repacked copies: in the reference set the
+ * repacked product is the file layout's int8 dot (the same expression), so
+ * --repack gives the same logits there; in a SIMD set, whose file-layout
+ * dot sums 8 lanes a block pair, they differ. */
+static void test_repack_used(const char *model_name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/%s.gguf", getenv("MOE_FIXTURES"), model_name);
+    moe_err err;
+    moe_model *m;
+    CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
+    if (check_n_fail) return;
+    const int V = m->hp.vocab;
+    float *a = malloc((size_t)ROWS * V * 4), *b = malloc((size_t)ROWS * V * 4);
+    const moe_kern_set *best = moe_kern_default();
+    const moe_kern_set *sets[2] = {moe_kern_reference(), best};
+    g_int8 = true;
+    for (int i = 0; i < (best == moe_kern_reference() ? 1 : 2); i++) {
+        g_kernels = sets[i];
+        for (int rp = 0; rp < 2; rp++) {
+            g_repack = rp;
+            moe_engine *e = mk_engine(m, 2, 16, 8);
+            CHECK(e && run_target(e, true, rp ? b : a, V) == 0);
+            moe_engine_free(e);
+        }
+        const bool same = !memcmp(a, b, (size_t)ROWS * V * 4);
+        if (i == 0) CHECK_MSG(same, "%s, reference set: --repack changed the logits", model_name);
+        else CHECK_MSG(!same, "%s, %s set: --repack gave the file layout's bits (copies unused?)", model_name,
+                       moe_kern_name(best));
+        printf("%s, %s set: --repack %s the logits without it\n", model_name, moe_kern_name(sets[i]),
+               same ? "gives bitwise" : "differs from");
+    }
+    g_kernels = NULL;
+    g_repack = g_int8 = false;
+    free(a);
+    free(b);
+    moe_model_free(m);
 }
 
 static void test_invariance(const char *model_name)
@@ -391,6 +432,7 @@ int main(void)
     test_invariance("v3_mini_q8_0");
     g_repack = false;
     g_int8 = false;
+    test_repack_used("v3_mini_q8_0");
     test_cache_and_errors();
     return check_summary("engine_batch");
 }

@@ -92,6 +92,12 @@ moe_test(NAME worker_repack_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK 
          ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "rank 1: the ranks were not all given the same --repack choice" 20 --
               ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1 --repack : -np 1
               $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1)
+# both --exact, one of them also --repack: refused (the repack agreement
+# comes before the path check, so no rank waits in a collective alone)
+moe_test(NAME worker_repack_exact_mixed_np2 LABELS mpi fault TIMEOUT 60 RESOURCE_LOCK cores
+         ARGS ${CMAKE_CURRENT_SOURCE_DIR}/expect.sh nonzero "the ranks were not all given the same --repack choice" 20 --
+              ${MOE_MPIRUN} 1 50 $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1 --exact --repack : -np 1
+              $<TARGET_FILE:moe-worker> --model ${MOE_FIXTURES}/models/tiny_q8_0.gguf --linger 1 --exact)
 moe_test(NAME worker_bytes_np3 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} bytes ${MOE_FIXTURES}/models/v3_mini_f32.gguf 3)
 moe_test(NAME worker_bytes_np4_scatter LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores

@@ -256,8 +256,9 @@ with tempfile.TemporaryDirectory() as tmp:
                     rp_names = ("attn_q.", "attn_q_a.", "attn_q_b.", "attn_kv_a_mqa.", "attn_output.", "ffn_gate.",
                                 "ffn_up.", "ffn_down.", "ffn_gate_shexp.", "ffn_up_shexp.", "ffn_down_shexp.")
                     rp_want = 0
+                    out_name = "output.weight" if "output.weight" in table else "token_embd.weight"  # tied
                     for n, (ne, typ, off) in table.items():
-                        if typ == 8 and (n == "output.weight" or (n.startswith("blk.") and any(
+                        if typ == 8 and (n == out_name or (n.startswith("blk.") and any(
                                 ("." + k) in n for k in rp_names))):
                             nb = ne[0] // 32
                             rp_want += -(-ne[1] // 16) * (-(-nb // 2) * 64 + nb * 512)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SPIN_SECONDS 100e-6 /* poll without sleeping this long first */
 #define SPIN_OWN_CORES 2e-3 /* ... or this long when the node's ranks have a core each (moe_comm_set_spin) */
@@ -98,9 +99,14 @@ double moe_comm_set_spin(moe_comm *c, int threads)
         MPI_Comm_free(&node);
     }
     cpu_set_t set;
-    const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    const int64_t want = (int64_t)local * (threads > 0 ? threads : 1);
-    c->spin = want <= cpus ? SPIN_OWN_CORES : SPIN_SECONDS;
+    const int own = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    const int64_t th = threads > 0 ? threads : 1;
+    /* bound to some of the CPUs (mpirun's default binding, srun
+     * --cpu-bind): the rank's own set must hold its threads; unbound: the
+     * node's ranks must fit all of them */
+    const bool bound = online > 0 && own < online;
+    c->spin = (bound ? th <= own : (int64_t)local * th <= own) ? SPIN_OWN_CORES : SPIN_SECONDS;
     return c->spin;
 }
 

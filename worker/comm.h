@@ -126,9 +126,10 @@ double moe_comm_wait_seconds(const moe_comm *c);
 
 /*
  * Collective.  How long a wait polls before it starts to sleep: 2 ms when
- * this node's ranks × `threads` fit the CPUs this process may run on (each
- * rank has its cores, so polling takes nothing from anyone and wakes at
- * once), else 100 µs (oversubscribed: a polling rank would hold a core
+ * each rank has cores of its own for its `threads` (unbound: this node's
+ * ranks × threads fit the CPUs; bound to a CPU set: the set holds the
+ * threads), so polling takes nothing from anyone and wakes at once; else
+ * 100 µs (oversubscribed: a polling rank would hold a core
  * another rank needs).  The sleeps that follow double from 20 µs to 2 ms,
  * so a rank that only sleeps wakes up to that late after its data came:
  * bench model, 2 ranks × 1 thread on 2 cores, 16 sequences, 3 runs each,

@@ -206,7 +206,6 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     e->k = o.kernels;
     e->lay = m->layers;
     e->output = m->output;
-    if (o.act_q8 && o.repack) repack_dense(e);
     e->f32 = moe_kern_for(e->k, MOE_DT_F32);
     if (moe_pool_init(&e->pool, o.n_threads, err) != MOE_OK) {
         free(e);
@@ -218,6 +217,7 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
         free(e);
         return MOE_ERR;
     }
+    if (o.act_q8 && o.repack) repack_dense(e); /* after the steps that can fail */
     const int64_t N = o.max_batch_tokens, D = hp->dim, H = hp->n_head;
     const int64_t qk = hp->qk_nope + hp->qk_rope;
     const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
@@ -408,9 +408,9 @@ static void mm_chunk(const mm_ctx *c, int ci, int nc)
             int64_t r0 = lo <= base ? 0 : (int64_t)ceil((lo - base) / per);
             int64_t r1 = hi >= end ? j->w.rows : (int64_t)ceil((hi - base) / per);
             if (ci == nc - 1) r1 = j->w.rows;
-            if (j->w.rp) { /* whole groups of the repacked layout to each chunk */
-                r0 = rp_align(&j->w, r0);
-                r1 = rp_align(&j->w, r1);
+            if (j->w.rp) { /* whole groups of the repacked layout to each chunk (the ends stay) */
+                if (r0 > 0) r0 = rp_align(&j->w, r0);
+                if (r1 < j->w.rows) r1 = rp_align(&j->w, r1);
             }
             if (r0 > j->w.rows) r0 = j->w.rows;
             if (r1 > j->w.rows) r1 = j->w.rows;

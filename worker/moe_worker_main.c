@@ -328,10 +328,11 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     /* a rank on the other path would give its sequences other bits */
     const uint64_t both = moe_comm_allreduce_and_u64(w->c, eo.act_q8 ? 1u : 2u);
     if (both != 1u && both != 2u) return moe_err_set(err, "the ranks were not all given the same --exact choice");
-    if (o->repack && o->exact) return moe_err_set(err, "--repack is for the int8 path; --exact reads the file's layout");
     eo.repack = o->repack;
     const uint64_t rp_all = moe_comm_allreduce_and_u64(w->c, eo.repack ? 1u : 2u);
     if (rp_all != 1u && rp_all != 2u) return moe_err_set(err, "the ranks were not all given the same --repack choice");
+    /* after both agreements, so every rank takes this branch or none */
+    if (eo.repack && !eo.act_q8) return moe_err_set(err, "--repack is for the int8 path; --exact reads the file's layout");
     const double spin = moe_comm_set_spin(w->c, (int)o->threads);
     if (o->stats && w->me == 0)
         fprintf(stderr, "exchange waits poll %.0f us before sleeping (%s)\n", spin * 1e6,

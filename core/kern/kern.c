@@ -171,6 +171,7 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
     MOE_ASSERT(f && f->dotn_int8 && r0 >= 0 && r1 <= m->rows);
     if (m->rp) {
         /* the repacked layout's own products (every set the same bits) */
+        MOE_ASSERT(m->type == MOE_DT_Q8_0);
         if (f->matmul_int8_rp) f->matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
         else moe_kern_ref_matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
         return;

@@ -112,14 +112,23 @@ static int run_target(moe_engine *e, bool crowd, float *out, int vocab)
  * repacked product is the file layout's int8 dot (the same expression), so
  * --repack gives the same logits there; in a SIMD set, whose file-layout
  * dot sums 8 lanes a block pair, they differ. */
-static void test_repack_used(const char *model_name)
+/* A fixture model: "v3_mini_f32" in models/, or a path under the fixtures
+ * ("quant/models/..."); NULL (a failed check) if it does not open. */
+static moe_model *open_fixture(const char *model_name)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/models/%s.gguf", getenv("MOE_FIXTURES"), model_name);
+    snprintf(path, sizeof path, strchr(model_name, '/') ? "%s/%s.gguf" : "%s/models/%s.gguf", getenv("MOE_FIXTURES"),
+             model_name);
     moe_err err;
-    moe_model *m;
+    moe_model *m = NULL;
     CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
-    if (check_n_fail) return;
+    return check_n_fail ? NULL : m;
+}
+
+static void test_repack_used(const char *model_name)
+{
+    moe_model *m = open_fixture(model_name);
+    if (!m) return;
     const int V = m->hp.vocab;
     float *a = malloc((size_t)ROWS * V * 4), *b = malloc((size_t)ROWS * V * 4);
     const moe_kern_set *best = moe_kern_default();
@@ -149,13 +158,9 @@ static void test_repack_used(const char *model_name)
 
 static void test_invariance(const char *model_name)
 {
-    char path[4096]; /* "v3_mini_f32" in models/, or a path under the fixtures ("quant/models/...") */
-    snprintf(path, sizeof path, strchr(model_name, '/') ? "%s/%s.gguf" : "%s/models/%s.gguf", getenv("MOE_FIXTURES"),
-             model_name);
+    moe_model *m = open_fixture(model_name);
+    if (!m) return;
     moe_err err;
-    moe_model *m;
-    CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
-    if (check_n_fail) return;
     const int V = m->hp.vocab;
     float *a = malloc((size_t)ROWS * V * 4), *b = malloc((size_t)ROWS * V * 4);
     moe_engine *e = mk_engine(m, 1, 16, 8);

@@ -293,6 +293,14 @@ static int job_kernels(worker *w, const moe_kern_set **out)
 
 static void fill_link_stats(void *ctx, moe_link_stats *st);
 
+/* Collective: whether every rank was given the same value of a choice
+ * (a flag one rank alone took would give its sequences other bits). */
+static bool same_choice(worker *w, bool mine)
+{
+    const uint64_t all = moe_comm_allreduce_and_u64(w->c, mine ? 1u : 2u);
+    return all == 1u || all == 2u;
+}
+
 /* The engine sized for the batch's own requests or the serving flags, the
  * expert exchange, the generate loop and its source. */
 static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
@@ -325,12 +333,9 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (job_kernels(w, &eo.kernels)) return MOE_ERR;
     eo.n_threads = (int)o->threads;
     eo.act_q8 = !o->exact;
-    /* a rank on the other path would give its sequences other bits */
-    const uint64_t both = moe_comm_allreduce_and_u64(w->c, eo.act_q8 ? 1u : 2u);
-    if (both != 1u && both != 2u) return moe_err_set(err, "the ranks were not all given the same --exact choice");
+    if (!same_choice(w, eo.act_q8)) return moe_err_set(err, "the ranks were not all given the same --exact choice");
     eo.repack = o->repack;
-    const uint64_t rp_all = moe_comm_allreduce_and_u64(w->c, eo.repack ? 1u : 2u);
-    if (rp_all != 1u && rp_all != 2u) return moe_err_set(err, "the ranks were not all given the same --repack choice");
+    if (!same_choice(w, eo.repack)) return moe_err_set(err, "the ranks were not all given the same --repack choice");
     /* after both agreements, so every rank takes this branch or none */
     if (eo.repack && !eo.act_q8) return moe_err_set(err, "--repack is for the int8 path; --exact reads the file's layout");
     const double spin = moe_comm_set_spin(w->c, (int)o->threads);

@@ -148,7 +148,7 @@ void moe_kern_repack(const moe_mat *m, void *dst)
     MOE_ASSERT(moe_kern_repack_bytes(m->type, m->rows, m->cols) == (size_t)groups * gb);
     for (int64_t g = 0; g < groups; g++) {
         unsigned char *grp = (unsigned char *)dst + (size_t)g * gb;
-        memset(grp, 0, gb);
+        memset(grp, 0, gb); /* also a lone last block's missing partner d */
         for (int64_t b = 0; b < nb; b++) {
             uint16_t *d = (uint16_t *)(void *)(grp + moe_rp_d_off(b));
             unsigned char *q = grp + moe_rp_q_off(b);
@@ -157,10 +157,9 @@ void moe_kern_repack(const moe_mat *m, void *dst)
                 const moe_block_q8_0 *blk = r < m->rows ? (const moe_block_q8_0 *)moe_mat_row(m, r) + b : NULL;
                 d[l] = blk ? blk->d : 0;
                 for (int j = 0; j < MOE_Q8_0_BLOCK; j++)
-                    q[(j / 4) * 64 + l * 4 + j % 4] = (unsigned char)((blk ? (int)blk->qs[j] : 0) + 128);
+                    q[moe_rp_q_idx(l, j)] = (unsigned char)((blk ? (int)blk->qs[j] : 0) + 128);
             }
         }
-        if (nb % 2) memset(grp + moe_rp_d_off(nb - 1) + 32, 0, 32);
     }
 }
 

@@ -77,6 +77,9 @@ void moe_kern_avx512_quant_act_q8_K(const float *x, void *y, int64_t n);
 static inline size_t moe_rp_group_bytes(int64_t nb) { return (size_t)((nb + 1) / 2) * 64 + (size_t)nb * 512; }
 static inline size_t moe_rp_d_off(int64_t b) { return (size_t)(b / 2) * 1088 + (size_t)(b % 2) * 32; }
 static inline size_t moe_rp_q_off(int64_t b) { return (size_t)(b / 2) * 1088 + 64 + (size_t)(b % 2) * 512; }
+/* Byte of value j (< 32) of lane (row in the group) l in a block's values:
+ * step j / 4, then the lane's 4 bytes. */
+static inline size_t moe_rp_q_idx(int l, int j) { return (size_t)(j / 4) * 64 + (size_t)l * 4 + (size_t)(j % 4); }
 /* The reference set's product on a repacked matrix (scalar; every set
  * without its own gives these bits through it). */
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,

@@ -124,7 +124,7 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
                 const unsigned char *q = grp + moe_rp_q_off(b);
                 int32_t s = 0;
                 for (int j = 0; j < MOE_Q8_0_BLOCK; j++)
-                    s += ((int32_t)q[(j / 4) * 64 + l * 4 + j % 4] - 128) * (int32_t)x[b].qs[j];
+                    s += ((int32_t)q[moe_rp_q_idx(l, j)] - 128) * (int32_t)x[b].qs[j];
                 acc += moe_f16_to_f32(d[l]) * moe_f16_to_f32(x[b].d) * (float)s;
             }
             y[t * ys + r] = acc;

@@ -81,7 +81,8 @@ fi
 [ -f "$model" ] || { echo "bench/throughput: no such file $model" >&2; exit 1; }
 
 # the engine's paths: float, int8, and int8 --repack where bench-decode has it
-if "$MOE_BIN/bench-decode" --help 2>&1 | grep -q int8rp; then export MOE_BENCH_ACTS=all; fi
+eng_acts=(float int8)
+if "$MOE_BIN/bench-decode" --help 2>&1 | grep -q int8rp; then export MOE_BENCH_ACTS=all; eng_acts+=(int8rp); fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-throughput.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 LLAMACPP_LOG=$tmp/llamacpp.log
@@ -293,8 +294,8 @@ round_ratio() { # act s p g prefill|decode llama-samples
     bench_median | awk 'NF { printf "%.2fx", $1; ok = 1 } END { if (!ok) printf "-" }'
 }
 if [ "$LLAMACPP_OK" = 1 ]; then
-  for a in int8 int8rp; do
-    [ "$a" != int8rp ] || [ "${MOE_BENCH_ACTS:-}" = all ] || continue
+  for a in "${eng_acts[@]}"; do
+    [ "$a" != float ] || continue
     echo "moe $a over llama.cpp, median of the rounds' own ratios: tg$tg $(round_ratio $a 1 1 "$tg" decode "${l[tg]}")," \
          "4 sequences $(round_ratio $a 4 "$bpp" "$btg" decode "${l[b4]}"), 16 sequences $(round_ratio $a 16 "$bpp" "$btg" decode "${l[b16]}")," \
          "pp$pp1 $(round_ratio $a 1 "$pp1" 0 prefill "${l[pp1]}"), pp$pp2 $(round_ratio $a 1 "$pp2" 0 prefill "${l[pp2]}")"
@@ -319,8 +320,7 @@ if [ $with_job = 1 ]; then
 fi
 echo
 echo "samples:"
-for a in float int8 int8rp; do
-  [ "$a" != int8rp ] || [ "${MOE_BENCH_ACTS:-}" = all ] || continue
+for a in "${eng_acts[@]}"; do
   echo "  moe $a tg$tg: $(moe_case_samples "$tmp/moe" $a 1 1 "$tg" decode | paste -sd ' ')"
   echo "  moe $a 4 sequences: $(moe_case_samples "$tmp/moe" $a 4 "$bpp" "$btg" decode | paste -sd ' ')"
   echo "  moe $a 16 sequences: $(moe_case_samples "$tmp/moe" $a 16 "$bpp" "$btg" decode | paste -sd ' ')"

@@ -46,3 +46,5 @@ foreach(model tiny_q8_0 v3_mini_q8_0)
            ARGS $<TARGET_FILE:engine_golden> ${model} llamacpp 1e-1 0 int8rp)
 endforeach()
 moe_test(NAME engine_badmodel SOURCES engine_badmodel.c LIBS moe_worker LABELS unit TIMEOUT 60)
+# Prefix caching: the block index, and cached runs bitwise equal to cold ones.
+moe_test(NAME prefix_cache SOURCES prefix_cache.c LIBS moe_worker LABELS unit TIMEOUT 120)

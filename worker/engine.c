@@ -280,6 +280,27 @@ void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim)
     MOE_ASSERT(il >= 0 && il < e->m->hp.n_layer);
     if (!e->limits) e->limits = moe_xcalloc((size_t)e->m->hp.n_layer, sizeof *e->limits);
     e->limits[il] = lim;
+    /* latents cached under the old routing are not what a cold run gives now */
+    moe_kvcache_prefix_flush(e->cache);
+}
+
+bool moe_engine_chunk_decompresses(const moe_engine *e, int n)
+{
+    /* the int8 path stays absorbed everywhere (llama.cpp's MLA order) */
+    return !e->o.act_q8 && e->o.decompress_min > 0 && n >= e->o.decompress_min;
+}
+
+uint64_t moe_engine_identity(const moe_engine *e)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const int64_t f[] = {hp->n_layer, hp->dim, hp->n_head, hp->q_lora, hp->kv_lora, hp->qk_nope, hp->qk_rope,
+                         hp->v_dim, hp->n_expert, hp->n_used, hp->n_shared, hp->vocab, e->o.act_q8, e->o.repack,
+                         e->o.decompress_min};
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the fields and the kernel set's name */
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        for (int b = 0; b < 8; b++) h = (h ^ (uint8_t)((uint64_t)f[i] >> (8 * b))) * 0x100000001b3ull;
+    for (const char *c = moe_kern_name(e->k); *c; c++) h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+    return h;
 }
 
 void moe_engine_free(moe_engine *e)
@@ -851,6 +872,11 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
             continue;
         }
         if (it->n_tokens == 0) continue;
+        if (it->path_len != 0 && it->path_len < it->n_tokens) {
+            it->status = moe_err_set(&it->err, "sequence %d: path length %d below the item's %d tokens", it->seq,
+                                     it->path_len, it->n_tokens);
+            continue;
+        }
         bool ok = true;
         for (int j = 0; j < it->n_tokens; j++)
             if (it->tokens[j] < 0 || it->tokens[j] >= hp->vocab) {
@@ -896,8 +922,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     for (int i = 0, r = 0; i < n_items; i++) {
         const moe_step_item *it = &items[i];
         if (it->status != MOE_OK || it->n_tokens == 0) continue;
-        /* the int8 path stays absorbed everywhere (llama.cpp's MLA order) */
-        const bool dec = !e->o.act_q8 && e->o.decompress_min > 0 && it->n_tokens >= e->o.decompress_min;
+        const bool dec = moe_engine_chunk_decompresses(e, it->path_len ? it->path_len : it->n_tokens);
         if (dec) {
             absorbed_tasks(e, run0, &run_n);
             for (int hd = 0; hd < hp->n_head; hd++) e->tasks[e->n_tasks++] = (attn_task){r, it->n_tokens, hd, 1, true};

@@ -104,6 +104,14 @@ const moe_model *moe_engine_model(const moe_engine *e);
 const moe_kern_set *moe_engine_kernels(const moe_engine *e);
 moe_kvcache *moe_engine_cache(moe_engine *e);
 
+/* Whether a chunk of n tokens takes the decompressed attention form (the
+ * float path with n >= decompress_min > 0); the int8 path never does. */
+bool moe_engine_chunk_decompresses(const moe_engine *e, int n);
+/* What a cached latent's bits depend on besides its tokens and their
+ * paths: the model's shape, the kernel set, the activation path and
+ * --repack (the seed of the cache's prefix keys). */
+uint64_t moe_engine_identity(const moe_engine *e);
+
 /* Sequences: ids from the cache's slots. */
 int moe_engine_seq_new(moe_engine *e, int *seq, moe_err *err);
 void moe_engine_seq_free(moe_engine *e, int seq);
@@ -117,6 +125,9 @@ typedef struct moe_step_item {
     const int32_t *tokens;  /* [n_tokens], appended at positions len .. len+n-1 */
     int n_tokens;
     moe_logits_mode logits;
+    int path_len;           /* 0, or >= n_tokens: the attention path is chosen as for a chunk of this
+                             * length (moe_engine_chunk_decompresses): a prompt's chunk cut short by a
+                             * cached prefix computes its rows as the whole chunk would */
     /* out */
     int status;             /* MOE_OK, or MOE_ERR with err (item skipped) */
     moe_err err;

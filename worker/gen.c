@@ -21,6 +21,7 @@ typedef struct gseq {
     bool logprobs, prompt_lp;
     int n_top;
     int32_t *hist;          /* [n_tokens + max_out + 1] */
+    uint8_t *tag;           /* [n_tokens + max_out + 1] each position's attention path (1: decompressed) */
     int16_t *r_ids;         /* routed experts [n_tokens + max_out][n_moe][K], or NULL */
     float *r_w;             /* their weights, or NULL */
     int64_t r_taken;        /* rows handed out (moe_gen_routed_take) */
@@ -69,6 +70,7 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->first_moe = hp->n_dense_lead;
     g->n_moe = hp->n_layer - hp->n_dense_lead;
     g->K = hp->n_used;
+    if (o->prefix_cache) moe_kvcache_prefix_enable(moe_engine_cache(e), moe_engine_identity(e));
     *out = g;
     return MOE_OK;
 }
@@ -134,6 +136,7 @@ static void seq_release(moe_gen *g, gseq *s)
     }
     moe_sampler_free(s->smp);
     free(s->hist);
+    free(s->tag);
     free(s->r_ids);
     free(s->r_w);
     free(s);
@@ -200,6 +203,25 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
     s->n_chunked = r->n_chunked ? r->n_chunked : r->n_tokens;
     s->max_out = r->max_out;
     s->n_out = r->n_emitted;
+    /* each position's attention path: a prompt position's chunk (boundaries
+     * at multiples of prefill_chunk), every later position fed alone */
+    const size_t n_pos = (size_t)r->n_tokens + (size_t)r->max_out + 1;
+    s->tag = moe_xmalloc(n_pos);
+    const int C = g->o.prefill_chunk;
+    for (size_t p = 0; p < n_pos; p++) {
+        int len = 1;
+        if (p < (size_t)s->n_chunked) {
+            const int c0 = (int)p / C * C;
+            len = s->n_chunked - c0 < C ? s->n_chunked - c0 : C;
+        }
+        s->tag[p] = moe_engine_chunk_decompresses(g->e, len);
+    }
+    if (!r->prompt_logprobs && !r->routed) {
+        /* at least the prompt's last chunked token is computed: its row */
+        s->fed = (int)moe_kvcache_prefix_attach(moe_engine_cache(g->e), s->pub.seq, s->hist, s->tag,
+                                                s->n_chunked - 1, r->n_tokens);
+        s->pub.n_cached = s->fed;
+    }
     if (r->routed) {
         /* every position the sequence can reach: n_tokens + max_out - n_emitted,
          * within max_ctx (checked above) */
@@ -246,11 +268,17 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
         it->seq = s->pub.seq;
         it->logits = MOE_LOGITS_LAST;
         if (s->fed < s->n_chunked) {
+            /* up to the next multiple of prefill_chunk (a cached prefix may
+             * end inside a chunk: the rest of that chunk computes its rows
+             * by the whole chunk's path) */
+            const int C = g->o.prefill_chunk, c0 = s->fed / C * C;
+            const int c1 = s->n_chunked - c0 < C ? s->n_chunked : c0 + C;
             const int left = s->n_chunked - s->fed;
-            const int chunk = left < g->o.prefill_chunk ? left : g->o.prefill_chunk;
+            const int chunk = c1 - s->fed;
             if (chunk > budget) continue; /* next step */
             it->tokens = s->hist + s->fed;
             it->n_tokens = chunk;
+            it->path_len = c1 - c0;
             /* only the prompt's last chunk needs its row (lm_head skipped),
              * unless the prompt's logprobs are asked for */
             if (s->prompt_lp) it->logits = MOE_LOGITS_ALL;
@@ -326,6 +354,12 @@ static bool prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
 int moe_gen_step(moe_gen *g, moe_err *err)
 {
     if (moe_engine_step(g->e, g->items, g->n_items, err)) return MOE_ERR;
+    moe_kvcache *kv = moe_engine_cache(g->e);
+    for (int k = 0; k < g->n_items && moe_kvcache_prefix_enabled(kv); k++) {
+        const gseq *s = g->item_seq[k];
+        if (s && g->items[k].status == MOE_OK)
+            moe_kvcache_prefix_publish(kv, s->pub.seq, s->hist, s->tag, moe_engine_seq_len(g->e, s->pub.seq));
+    }
     for (int k = 0; k < g->n_items; k++) {
         const moe_step_item *it = &g->items[k];
         gseq *s = g->item_seq[k];

@@ -34,6 +34,18 @@
  * the prompt callback gets, for each prompt position p ≥ 1, the logprob of
  * token p under the row of position p − 1.
  *
+ * Prefix caching (moe_gen_opts.prefix_cache): a new sequence starts from
+ * the longest run of whole cache blocks some earlier sequence of this
+ * engine wrote for the same tokens computed the same way (kvcache.h), at
+ * most up to its prompt's last token, and prefills only the rest; after
+ * every step a sequence publishes its newly full blocks.  The rows are
+ * bitwise those of a cold run (docs/engine.md "Prefix caching"): chunk
+ * boundaries stay at multiples of prefill_chunk from position 0, the
+ * chunk a cached prefix cuts short takes the attention path of the whole
+ * chunk (moe_step_item.path_len), and a block's key tags each position
+ * with the path that computed it.  Requests that want the prompt's rows
+ * (prompt_logprobs) or routed experts of every position start cold.
+ *
  * Splitting plan from step lets the worker job agree on a step header
  * (tokens per rank) between the two.
  */
@@ -78,6 +90,7 @@ typedef struct moe_gen_seq {
     int64_t n_hist;
     int n_tokens;           /* prompt part of hist */
     bool routed;            /* it keeps its routed experts (moe_gen_routed_take) */
+    int64_t n_cached;       /* prompt tokens taken from the prefix cache (not computed) */
 } moe_gen_seq;
 
 typedef struct moe_gen_cb {
@@ -105,6 +118,7 @@ typedef struct moe_gen_opts {
     int step_tokens;        /* token budget of a step (the engine's max_batch_tokens) */
     int prefill_chunk;      /* <= step_tokens */
     int32_t eos;            /* added to every sequence's stop ids; -1: none */
+    bool prefix_cache;      /* share cached prefixes between sequences (see the overview) */
 } moe_gen_opts;
 
 /* The engine is borrowed (and must outlive the loop). */

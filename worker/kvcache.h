@@ -10,7 +10,23 @@
  * message for that sequence only.
  *
  * The pool is allocated once at init (pages are committed only when a
- * block is first written); "bytes in use" counts blocks handed out.
+ * block is first written); "bytes in use" counts blocks held by sequences.
+ *
+ * Prefix caching (moe_kvcache_prefix_enable): a full block a sequence has
+ * written can be published under a key, a 64-bit hash chained over every
+ * (token, tag) of the sequence up to the block's end, starting from the
+ * cache's seed.  A tag is the caller's note of how a position was computed
+ * (the attention path), so only positions computed the same way match.  A
+ * new sequence attaches the longest chain of published blocks that matches
+ * its tokens: blocks are shared (reference-counted), never copied, and
+ * each hit is verified — the block's own tokens and tags are compared and
+ * its parent must be the block matched just before (id and generation), so
+ * by induction the whole prefix is equal and a hash collision can never
+ * serve a wrong prefix.  A published block no sequence holds stays cached
+ * until the pool needs room: then the least recently released goes first
+ * (a sequence's blocks are released last-first, so a prefix outlives its
+ * tails).  A sequence only ever writes positions past its attached prefix,
+ * so shared blocks are read-only.
  */
 #ifndef MOE_WORKER_KVCACHE_H
 #define MOE_WORKER_KVCACHE_H
@@ -52,8 +68,41 @@ void moe_kvcache_set_len(moe_kvcache *c, int seq, int64_t len);
 /* The width floats of (seq, layer, pos); pos must be reserved. */
 float *moe_kvcache_at(moe_kvcache *c, int seq, int layer, int64_t pos);
 
+/* ---- prefix caching ---- */
+
+/* Turns prefix caching on (before any sequence exists); seed names what
+ * the cached values depend on besides the tokens (the model, the path). */
+void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed);
+bool moe_kvcache_prefix_enabled(const moe_kvcache *c);
+/* Forgets every published block (what they hold is no longer what a cold
+ * run computes: the routing changed); the live sequences keep their blocks
+ * but publish nothing more.  No-op when caching is off. */
+void moe_kvcache_prefix_flush(moe_kvcache *c);
+/* Attaches to the new, empty sequence seq the longest chain of published
+ * blocks matching tokens/tags (tags NULL: all 0), at most max_tokens
+ * tokens (whole blocks), and sets its length to match.  Returns the
+ * tokens attached (0 when caching is off).  Counts n_query queried tokens
+ * and the attached ones as hits (moe_kvcache_prefix_stats). */
+int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens, const uint8_t *tags,
+                                  int64_t max_tokens, int64_t n_query);
+/* Publishes the sequence's full blocks below position len (len <= its
+ * length) that are not yet published; tokens/tags are the sequence's from
+ * position 0 (the same it attached with).  A block whose key is already
+ * published by another sequence stays private (the published one is the
+ * chain's parent from then on).  No-op when caching is off. */
+void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, const uint8_t *tags, int64_t len);
+/* TEST KNOB: every key the same (each lookup then rests on the
+ * verification alone: a hash that collides must never serve a wrong
+ * prefix). */
+void moe_kvcache_prefix_test_collide(moe_kvcache *c);
+/* Tokens queried and hit since init; blocks published and held by no
+ * sequence (evictable, counted as free by moe_kvcache_blocks_free). */
+void moe_kvcache_prefix_stats(const moe_kvcache *c, uint64_t *queries, uint64_t *hits, int64_t *idle_blocks);
+
 uint64_t moe_kvcache_bytes_in_use(const moe_kvcache *c);
 uint64_t moe_kvcache_block_bytes(const moe_kvcache *c);
+/* Blocks a sequence can still get: free ones plus cached ones no sequence
+ * holds (evicted when needed). */
 int64_t moe_kvcache_blocks_free(const moe_kvcache *c);
 int64_t moe_kvcache_blocks_total(const moe_kvcache *c);
 int moe_kvcache_block_tokens(const moe_kvcache *c);

@@ -96,6 +96,10 @@ static void usage(FILE *f)
           "                      must be given the same choice\n"
           "  --int8              the default (int8 activations); accepted as moe-run accepts it\n"
           "  --repack            as moe-run --repack (int8 only; every rank must be given the same choice)\n"
+          "  --no-prefix-cache   do not share cached prompt prefixes between a rank's sequences (on by\n"
+          "                      default: a prompt starts from the longest run of whole cache blocks an\n"
+          "                      earlier sequence on the rank wrote for the same tokens, with the same\n"
+          "                      logits bits as a cold run; docs/engine.md \"Prefix caching\")\n"
           "  --dump-logits DIR   write DIR/req<i>.logits.f32 per request (moe-run's layout), and\n"
           "                      DIR/req<i>.logprobs for a line with logprobs=N (prompt_logprobs=1\n"
           "                      adds the prompt's): 'P|T POS ID LOGPROB ID:LOGPROB...' a position\n"
@@ -129,7 +133,7 @@ typedef struct opts {
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
-    bool ignore_eos, stats, exact, repack;
+    bool ignore_eos, stats, exact, repack, no_prefix_cache;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -154,6 +158,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         if (!strcmp(f, "--exact")) { o->exact = true; continue; }
         if (!strcmp(f, "--int8")) { o->exact = false; continue; }
         if (!strcmp(f, "--repack")) { o->repack = true; continue; }
+        if (!strcmp(f, "--no-prefix-cache")) { o->no_prefix_cache = true; continue; }
         if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
         const char *v = argv[++i];
         if (!strcmp(f, "--model")) o->model = v;
@@ -383,7 +388,8 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (!o->ignore_eos && moe_tokenizer_eos_from_gguf(w->m->gguf, hp->vocab, &eos, err))
         return moe_err_prefix(err, "%s", o->model);
     const moe_gen_opts go = {.max_seqs = max_seqs, .max_ctx = max_len, .step_tokens = (int)o->step_tokens,
-                             .prefill_chunk = (int)o->prefill_chunk, .eos = eos};
+                             .prefill_chunk = (int)o->prefill_chunk, .eos = eos,
+                             .prefix_cache = !o->no_prefix_cache};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);
     if (moe_gen_init(&w->g, w->e, &go, &cb, err)) return MOE_ERR;
     if (w->link) {

@@ -765,7 +765,8 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
     moe_sched_limits sl = {.max_queue = (int)cfg->queue,
                            .max_running = (int)cfg->max_running,
                            .epoch = cfg->epoch,
-                           .max_queue_per_flow = (int)cfg->client_queue};
+                           .max_queue_per_flow = (int)cfg->client_queue,
+                           .prefix_slack = (int)cfg->prefix_slack};
     if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return moe_err_prefix(err, "--client-queue");
     const moe_clients_limits cll = {
         .max_in_flight = (int)cfg->client_in_flight,

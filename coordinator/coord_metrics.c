@@ -26,7 +26,7 @@ static const double REQUEST_BOUNDS[] = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5
 #define N_SNAPS 12
 
 typedef struct rank_m {
-    moe_metric_series *live, *seqs, *blocks_used, *blocks_total, *steps, *sent, *recv;
+    moe_metric_series *live, *seqs, *blocks_used, *blocks_total, *steps, *sent, *recv, *pc_queries, *pc_hits;
     moe_metric_series **expert;   /* [n_layers] */
     bool reported;                /* a report with stats came */
     uint64_t steps_n;             /* its last step total (restart detection) */
@@ -44,6 +44,7 @@ struct moe_cmetrics {
     moe_metric_series *s_heap_used, *s_heap_free;
     moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
     moe_metric *r_live, *r_seqs, *r_used, *r_total, *r_step, *r_sent, *r_recv, *r_expert, *balance;
+    moe_metric *r_pc_queries, *r_pc_hits;
     moe_metric_series *s_running, *s_waiting, *s_kv, *s_prompt, *s_gen, *s_ttft, *s_itl, *s_e2e, *s_queue, *s_prefill,
         *s_decode;
     rank_m *ranks;                /* [n_ranks] */
@@ -103,6 +104,13 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
                      "Bytes the rank sent to other ranks in expert exchanges (dispatch and combine).", rk, 2, NULL, 0);
     cm->r_recv = fam(cm, C, "moe:rank_exchange_bytes_received_total",
                      "Bytes the rank received from other ranks in expert exchanges.", rk, 2, NULL, 0);
+    cm->r_pc_queries = fam(cm, C, "moe:prefix_cache_queries_total",
+                           "Prompt tokens the rank looked up in its prefix cache (vLLM's prefix_cache_queries).", rk,
+                           2, NULL, 0);
+    cm->r_pc_hits = fam(cm, C, "moe:prefix_cache_hits_total",
+                        "Prompt tokens the rank found in its prefix cache and did not compute (vLLM's "
+                        "prefix_cache_hits).",
+                        rk, 2, NULL, 0);
     cm->r_expert = fam(cm, C, "moe:rank_expert_tokens_total",
                        "(token, expert) pairs the rank's routed experts ran, per MoE layer.", rl, 3, NULL, 0);
     cm->balance = fam(cm, G, "moe:expert_load_balancedness",
@@ -184,6 +192,8 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
         r->steps = moe_metric_series_get(cm->r_step, v);
         r->sent = moe_metric_series_get(cm->r_sent, v);
         r->recv = moe_metric_series_get(cm->r_recv, v);
+        r->pc_queries = moe_metric_series_get(cm->r_pc_queries, v);
+        r->pc_hits = moe_metric_series_get(cm->r_pc_hits, v);
     }
     *out = cm;
 }
@@ -305,6 +315,8 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
     if (rep->n_step_counts) moe_metric_load(r->steps, rep->step_counts, rep->n_step_counts, rep->step_seconds_sum);
     moe_metric_set(r->sent, (double)rep->xchg_bytes_sent);
     moe_metric_set(r->recv, (double)rep->xchg_bytes_recv);
+    moe_metric_set(r->pc_queries, (double)rep->prefix_cache_queries);
+    moe_metric_set(r->pc_hits, (double)rep->prefix_cache_hits);
     if (!layers_ready(cm, rep, now)) return;
     if (!r->expert) {
         r->expert = moe_xcalloc((size_t)cm->n_layers, sizeof *r->expert);

@@ -36,6 +36,7 @@ typedef struct choice {
     int code;                 /* of an error end (MOE__CODE__*) */
     char *message;
     int prompt_tokens, completion_tokens;
+    int cached_tokens;        /* of prompt_tokens, from the rank's prefix cache */
     size_t text_offset;       /* streamed logprobs: the text_offset the next chunk starts at */
     moe_oai_routed routed;    /* return_routed_experts: set at its finish (ids_b64 NULL: none) */
 } choice;
@@ -166,6 +167,7 @@ static const char *finish_name(moe_end_reason e)
 static void usage_of(const moe_front_client *cl, moe_oai_usage *u)
 {
     u->prompt_tokens = cl->n ? cl->ch[0].prompt_tokens : 0;
+    u->cached_tokens = cl->n ? cl->ch[0].cached_tokens : 0; /* the prompt's, as prompt_tokens */
     u->completion_tokens = 0;
     for (int i = 0; i < cl->n; i++) u->completion_tokens += cl->ch[i].completion_tokens;
 }
@@ -281,6 +283,7 @@ static int http_send_finish(moe_front *f, moe_front_client *cl, const char *requ
     }
     c->prompt_tokens = fin->prompt_tokens;
     c->completion_tokens = fin->completion_tokens;
+    c->cached_tokens = fin->cached_tokens;
     if (fin->prompt_logprobs && fin->prompt_tokens > 0 && !cl->stream) {
         c->plp = moe_xcalloc((size_t)fin->prompt_tokens, sizeof *c->plp);
         memcpy(c->plp, fin->prompt_logprobs, (size_t)fin->prompt_tokens * sizeof *c->plp);

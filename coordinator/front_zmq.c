@@ -228,6 +228,8 @@ static int zmq_send_finish(moe_front *f, moe_front_client *cl, const char *reque
     u.has_prompt_tokens = u.has_completion_tokens = true;
     u.prompt_tokens = (uint32_t)fin->prompt_tokens;
     u.completion_tokens = (uint32_t)fin->completion_tokens;
+    u.has_cached_tokens = true;
+    u.cached_tokens = (uint32_t)fin->cached_tokens;
     Moe__Finish fm = MOE__FINISH__INIT;
     fm.request_id = (char *)request_id;
     fm.has_reason = true;

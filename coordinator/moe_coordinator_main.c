@@ -72,6 +72,10 @@ static void usage(FILE *f)
           "  --ranks N              ranks in the worker job (default 1); ready when all said hello\n"
           "  --queue N              queued requests before new ones are refused (default 256)\n"
           "  --max-running N        sequences per rank (default 16; the worker's --max-seqs)\n"
+          "  --prefix-slack N       prefix-aware placement: a request goes to the rank its prompt's longest\n"
+          "                         prefix (16-token pieces) was last sent to, where it likely sits in the\n"
+          "                         rank's prefix cache, if that rank can take it and runs at most N more\n"
+          "                         sequences than the least busy rank that could (default 2; -1: off)\n"
           "  --max-tokens N         default max_tokens of a request (default 256)\n"
           "  --max-frame BYTES      largest request frame (default 1 MiB)\n"
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
@@ -138,7 +142,7 @@ typedef struct opts {
     moe_log_format log_format;
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
-    int64_t max_body, ranks, queue, max_running, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
+    int64_t max_body, ranks, queue, max_running, prefix_slack, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
     int64_t max_step_ms;
     int64_t no_ranks_timeout_ms, drain_timeout_ms, worker_outbox_bytes, worker_hwm, worker_sndbuf;
     int64_t client_in_flight, client_queue, client_prompt_bps, prompt_inline_bytes, prompt_threads;
@@ -156,6 +160,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->ranks = 1;
     o->queue = 256;
     o->max_running = 16;
+    o->prefix_slack = 2;
     o->max_tokens = 256;
     o->max_frame = MOE_MSG_MAX_FRAME_DEFAULT;
     o->client_timeout_ms = 10000;
@@ -185,6 +190,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         {"--record-max-bytes", offsetof(opts, record_max_bytes), 1 << 16, (int64_t)1 << 40},
         {"--queue", offsetof(opts, queue), 1, 1 << 20},
         {"--max-running", offsetof(opts, max_running), 1, 1 << 16},
+        {"--prefix-slack", offsetof(opts, prefix_slack), -1, 1 << 16},
         {"--max-tokens", offsetof(opts, max_tokens), 1, 1 << 20},
         {"--max-frame", offsetof(opts, max_frame), 4096, 1 << 28},
         {"--client-timeout-ms", offsetof(opts, client_timeout_ms), 100, 86400000},
@@ -400,6 +406,7 @@ static int wire(moe_coord **out, const opts *o, const keys *k, moe_err *err)
         .ranks = o->ranks,
         .queue = o->queue,
         .max_running = o->max_running,
+        .prefix_slack = o->prefix_slack,
         .max_tokens = o->max_tokens,
         .max_frame = o->max_frame,
         .worker_timeout_ms = o->worker_timeout_ms,

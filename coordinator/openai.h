@@ -124,6 +124,7 @@ typedef struct moe_oai_choice {
 
 typedef struct moe_oai_usage {
     long long prompt_tokens, completion_tokens;
+    long long cached_tokens; /* prompt_tokens_details.cached_tokens */
 } moe_oai_usage;
 
 /* A whole (non-streaming) response: object "text_completion" or

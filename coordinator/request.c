@@ -309,7 +309,10 @@ void moe_request_finish(const moe_request *q, int n_prompt, int n_out, moe_reque
     f->prompt_tokens = n_prompt;
     f->completion_tokens = n_out;
     f->code = MOE__CODE__OK;
-    if (q->rec) f->prompt_ids = q->rec->prompt;
+    if (q->rec) {
+        f->prompt_ids = q->rec->prompt;
+        f->cached_tokens = q->rec->cached_tokens;
+    }
     /* all of them or none (a request that ended early may lack some) */
     if (q->prompt_logprobs && q->rec && q->rec->prompt_lp && moe_sched_prompt_logprobs_done(q->rec))
         f->prompt_logprobs = q->rec->prompt_lp;

@@ -134,6 +134,7 @@ typedef struct moe_request_outcome {
     int code;                 /* MOE__CODE__OK, or why (deadline, error) */
     const char *message;      /* with a code: what happened */
     int prompt_tokens, completion_tokens;
+    int cached_tokens;                    /* of prompt_tokens, taken from the rank's prefix cache */
     const int32_t *prompt_ids;            /* the prompt as the rank ran it, prompt_tokens ids */
     const moe_token_logprobs *prompt_logprobs; /* prompt_tokens entries (entry 0 has no logprob:
                                              n_top 0, logprob NAN) when asked, else NULL */

@@ -2,7 +2,16 @@
  * sched.c — request table (hash by id), the queue (one doubly linked FIFO
  * per flow, a ring of the flows that have requests, a FIFO of replays
  * before them), per-rank cache reservations.  All operations are O(1) or
- * O(ranks) except placement, which is O(placed × ranks).
+ * O(ranks) except placement, which is O(placed × (ranks + prompt)), and
+ * a lost rank, O(requests + directory).
+ *
+ * Prefix directory: for prefix-aware placement, a direct-mapped table of
+ * PREFIX_SLOTS entries (1 MiB) from the key of a prompt prefix of whole
+ * PREFIX_GRAIN-token pieces (a hash chained piece by piece) to the rank
+ * the last request with that prefix went to.  It is a hint, never a
+ * promise: a colliding entry is overwritten, a rank's cache may have
+ * evicted it, and the rank itself decides what it reuses (verified token
+ * by token), so a wrong hint costs a cold prefill, never a wrong answer.
  */
 #include "sched.h"
 
@@ -26,8 +35,17 @@ struct moe_sched_flow {
     moe_sched_flow *ring_prev, *ring_next; /* NULL: not in the ring */
 };
 
+#define PREFIX_GRAIN 16
+#define PREFIX_SLOTS 65536 /* a power of two */
+
+typedef struct prefix_slot {
+    uint64_t key;
+    int32_t rank;      /* -1: empty */
+} prefix_slot;
+
 struct moe_sched {
     moe_sched_limits lim;
+    prefix_slot *pdir;        /* [PREFIX_SLOTS], NULL with prefix_slack < 0 */
     int n_ranks;
     rank_state *ranks;
     uint64_t next_id;
@@ -172,6 +190,8 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     if (lim->max_queue < 1 || lim->max_queue > (1 << 24)) return moe_err_set(err, "queue bound %d is out of range", lim->max_queue);
     if (lim->max_running < 1 || (int64_t)lim->max_running * n_ranks > (1 << 24))
         return moe_err_set(err, "running bound %d is out of range", lim->max_running);
+    if (lim->prefix_slack < -1 || lim->prefix_slack > (1 << 16))
+        return moe_err_set(err, "prefix slack %d is not in -1..65536", lim->prefix_slack);
     if (lim->max_queue_per_flow < 0 || lim->max_queue_per_flow > lim->max_queue)
         return moe_err_set(err, "a client's share of the queue, %d, is not in 0..%d (the queue)", lim->max_queue_per_flow,
                            lim->max_queue);
@@ -180,8 +200,65 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     s->n_ranks = n_ranks;
     s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
     s->next_id = ((uint64_t)lim->epoch << 32) | 1;
+    if (lim->prefix_slack >= 0) {
+        s->pdir = moe_xmalloc(PREFIX_SLOTS * sizeof *s->pdir);
+        for (size_t i = 0; i < PREFIX_SLOTS; i++) s->pdir[i] = (prefix_slot){0, -1};
+    }
     *out = s;
     return MOE_OK;
+}
+
+/* ---- prefix directory --------------------------------------------------------- */
+
+/* The key of the prefix one more piece long. */
+static uint64_t piece_key(uint64_t h, const int32_t *tok)
+{
+    for (int i = 0; i < PREFIX_GRAIN; i++) {
+        h = (h ^ (uint32_t)tok[i]) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h ^ (h >> 32) * 0x9e3779b97f4a7c15ull;
+}
+
+static prefix_slot *pslot(const moe_sched *s, uint64_t key) { return &s->pdir[key & (PREFIX_SLOTS - 1)]; }
+
+/* The rank of the request's longest known prefix (its length in *len), or -1. */
+static int prefix_rank(const moe_sched *s, const moe_req *r, int *len)
+{
+    int rank = -1;
+    *len = 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt; at += PREFIX_GRAIN) {
+        h = piece_key(h, r->prompt + at);
+        const prefix_slot *p = pslot(s, h);
+        if (p->rank < 0 || p->key != h) break;
+        rank = p->rank;
+        *len = at + PREFIX_GRAIN;
+    }
+    return rank;
+}
+
+static void prefix_note(moe_sched *s, const moe_req *r)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt; at += PREFIX_GRAIN) {
+        h = piece_key(h, r->prompt + at);
+        *pslot(s, h) = (prefix_slot){h, r->rank};
+    }
+}
+
+/* A rank that stopped (its cache is gone with it) is no one's hint. */
+static void prefix_forget(moe_sched *s, int rank)
+{
+    for (size_t i = 0; s->pdir && i < PREFIX_SLOTS; i++)
+        if (s->pdir[i].rank == rank) s->pdir[i].rank = -1;
+}
+
+int moe_sched_prefix_known(const moe_sched *s, const moe_req *r)
+{
+    int len = 0;
+    if (s->pdir && r->rank >= 0 && prefix_rank(s, r, &len) != r->rank) len = 0;
+    return len;
 }
 
 static void req_free(moe_req *r)
@@ -198,6 +275,7 @@ static void req_free(moe_req *r)
 void moe_sched_free(moe_sched *s)
 {
     if (!s) return;
+    free(s->pdir);
     for (size_t i = 0; i < s->cap; i++)
         if (s->slots[i] && s->slots[i] != TOMBSTONE) req_free(s->slots[i]);
     free(s->slots);
@@ -245,6 +323,7 @@ int moe_sched_rank_lost(moe_sched *s, int rank, const char *why)
 {
     MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
     s->ranks[rank].alive = false;
+    prefix_forget(s, rank);
     int n = 0;
     for (size_t i = 0; i < s->cap; i++) {
         moe_req *r = s->slots[i];
@@ -267,6 +346,7 @@ int moe_sched_rank_requeue(moe_sched *s, int rank)
     MOE_ASSERT(rank >= 0 && rank < s->n_ranks);
     rank_state *k = &s->ranks[rank];
     k->alive = false;
+    prefix_forget(s, rank);
     moe_req **back = moe_xmalloc(((size_t)k->running + 1) * sizeof *back);
     int n = 0;
     for (size_t i = 0; i < s->cap; i++) {
@@ -347,14 +427,18 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
     int n = 0;
     while (s->q_len > 0 && n < cap) {
         moe_req *r = s->replays.head ? s->replays.head : s->turn->head;
-        int best = -1;
+        int best = -1, plen = 0;
+        const int pref = s->pdir ? prefix_rank(s, r, &plen) : -1;
+        bool pref_ok = false;
         for (int k = 0; k < s->n_ranks; k++) {
             const rank_state *rk = &s->ranks[k];
             const int cap_running = rk->max_running && rk->max_running < s->lim.max_running ? rk->max_running : s->lim.max_running;
             if (!rk->alive || rk->running >= cap_running || rk->capacity - rk->reserved < need_of(r)) continue;
             if (best < 0 || fewer_then_freer(rk, &s->ranks[best])) best = k;
+            pref_ok |= k == pref;
         }
         if (best < 0) break; /* nobody overtakes the head of the flow whose turn it is */
+        if (pref_ok && s->ranks[pref].running <= s->ranks[best].running + s->lim.prefix_slack) best = pref;
         const bool replay = r->flow == &s->replays;
         moe_sched_flow *f = r->flow;
         flow_unlink(s, r);
@@ -364,6 +448,7 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
         r->rank = best;
         s->ranks[best].reserved += need_of(r);
         s->ranks[best].running++;
+        if (s->pdir) prefix_note(s, r);
         placed[n++] = r;
     }
     return n;
@@ -383,6 +468,12 @@ void moe_sched_want_logprobs(moe_req *r, int n_top, bool prompt)
         r->prompt_lp = moe_xcalloc((size_t)r->n_prompt, sizeof *r->prompt_lp);
         r->prompt_lp[0] = (moe_token_logprobs){.id = r->prompt[0], .logprob = NAN}; /* position 0 has none */
     }
+}
+
+void moe_sched_cached(moe_sched *s, uint64_t id, uint32_t n)
+{
+    moe_req *r = moe_sched_find(s, id);
+    if (r && r->state == MOE_REQ_RUNNING) r->cached_tokens = n < (uint32_t)r->n_prompt ? (int)n : r->n_prompt;
 }
 
 bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token, const moe_token_logprobs *lp)

@@ -447,6 +447,8 @@ static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *h
             rep.expert_tokens = st->expert_tokens;
             rep.tokens_prefill = st->tokens_prefill;
             rep.tokens_decode = st->tokens_decode;
+            rep.prefix_cache_queries = st->prefix_cache_queries;
+            rep.prefix_cache_hits = st->prefix_cache_hits;
         }
         w->sink.report(w->sink.ctx, &rep);
     }
@@ -475,6 +477,7 @@ static void on_frame(moe_workers *w, moe_link_in *in, const moe_err *err)
     case MOE__WORKER_MSG__BODY_TOKEN: {
         moe_req *r = moe_sched_find(w->s, m->token->seq_id);
         if (!r || r->rank != rank) break;
+        if (m->token->has_cached_tokens) moe_sched_cached(w->s, r->id, m->token->cached_tokens);
         moe_token_logprobs lp;
         if (m->token->logprobs) moe_msg_logprobs_from_wire(m->token->logprobs, m->token->token, &lp);
         if (moe_sched_token(w->s, r->id, (int)m->token->index, m->token->token, m->token->logprobs ? &lp : NULL) &&

@@ -5,7 +5,7 @@
 # chat template, so text and chat prompts work; every greedy or seeded
 # answer is compared with moe-run's for the same prompt.
 #
-#   http_test.sh generate | errors | health | disconnect | queuefull
+#   http_test.sh generate | logprobs | prefix | errors | health | disconnect | queuefull
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -200,6 +200,45 @@ for t in chat:
     assert t["logprob"] <= 0 and len(t["top_logprobs"]) == 2 and t["top_logprobs"][0]["logprob"] >= t["top_logprobs"][1]["logprob"], t
     assert bytes(t["bytes"]).decode("utf-8", "replace") == t["token"] or "\ufffd" in bytes(t["bytes"]).decode("utf-8", "replace"), t
 print(f"ok: 4 completion tokens and 4 scored prompt positions equal the ranks' batch logprobs (float32 bits); chat logprobs {len(chat)} tokens")
+PY
+  ;;
+prefix)
+  # Prefix caching: a prompt that starts like an earlier one reuses the
+  # rank's cached blocks (usage.prompt_tokens_details.cached_tokens: whole
+  # 16-token blocks, short of the last token), answers bitwise as its cold
+  # run did (tokens and float logprobs), and /metrics counts the tokens.
+  start_coord
+  start_workers
+  long=$(seq 10 59 | paste -sd, -)   # 50 ids
+  short=$(seq 10 49 | paste -sd, -)  # its first 40
+  ask() {
+    post /v1/completions "{\"prompt\": [$1], \"max_tokens\": 6, \"temperature\": 0, \"logprobs\": 2}"
+    [ "$status" = 200 ] || fail "prefix: $status $(cat "$tmp/body")"
+    cp "$tmp/body" "$tmp/$2.json"
+  }
+  ask "$long" cold    # nothing cached yet
+  ask "$short" part   # 32 of its 40 from the first one's blocks
+  ask "$long" warm    # 48 of 50
+  python3 - "$tmp" "$url" <<'PY' || fail "prefix caching over HTTP"
+import json, sys, time, urllib.request
+tmp, url = sys.argv[1], sys.argv[2]
+j = {k: json.load(open(f"{tmp}/{k}.json")) for k in ("cold", "part", "warm")}
+cached = {k: v["usage"]["prompt_tokens_details"]["cached_tokens"] for k, v in j.items()}
+assert cached == {"cold": 0, "part": 32, "warm": 48}, cached
+assert j["warm"]["choices"] == j["cold"]["choices"], (j["warm"]["choices"], j["cold"]["choices"])
+want = {"moe:prefix_cache_queries_total": 140, "moe:prefix_cache_hits_total": 80}
+deadline = time.monotonic() + 30  # the ranks' counters come with their next heartbeat
+while True:
+    m = {}
+    for line in urllib.request.urlopen(f"{url}/metrics").read().decode().splitlines():
+        if line.startswith("moe:prefix_cache_"):
+            name, val = line.rsplit(" ", 1)
+            m[name.split("{")[0]] = m.get(name.split("{")[0], 0) + float(val)
+    if m == want or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+assert m == want, m
+print(f"ok: cached_tokens {cached}; the warm answer equals the cold one (tokens, logprobs); metrics {m}")
 PY
   ;;
 errors)

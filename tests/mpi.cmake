@@ -73,6 +73,10 @@ moe_test(NAME worker_chunks_v2lite_mini_f32 LABELS mpi TIMEOUT 180 RESOURCE_LOCK
 # Replay after a restart (prompt + emitted tokens) is bitwise the undisturbed run.
 moe_test(NAME worker_replay_v3_mini_f32_np2 LABELS mpi fault TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} replay ${MOE_FIXTURES}/models/v3_mini_f32.gguf 2 4)
+# The same on the float path (a prompt's long chunks decompress K/V) on 3 ranks:
+# the replays' cached prompt blocks keep every row bitwise.
+moe_test(NAME worker_replay_exact_v3_mini_q8_0_np3 LABELS mpi fault TIMEOUT 120 RESOURCE_LOCK cores
+         ARGS env MOE_TEST_ACT=--exact ${MOE_WORKER_TEST} replay ${MOE_FIXTURES}/models/v3_mini_q8_0.gguf 3 4)
 moe_test(NAME worker_batchfile_np2 LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} batchfile 2)
 # Ranks with different kernel caps agree on the common set (MPMD job).

@@ -151,7 +151,7 @@ static void test_write_completion(void)
     moe_oai_choice c = {.index = 0, .text = "cd\xEF\xBF\xBD", .text_len = 5, .lp = out, .n_lp = 2,
                         .prompt_lp = prompt, .n_prompt_lp = 2, .prompt_text = "Ab", .prompt_text_len = 2,
                         .finish = "length"};
-    moe_oai_usage u = {2, 2};
+    moe_oai_usage u = {2, 2, 1};
     char *s = moe_oai_response_json(&rd, &c, 1, &u);
     json_error_t je;
     json_t *j = json_loads(s, 0, &je);
@@ -175,6 +175,7 @@ static void test_write_completion(void)
           json_integer_value(json_array_get(offs, 3)) == 4);
     CHECK(!strcmp(json_string_value(json_object_get(ch, "finish_reason")), "length"));
     CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "total_tokens")) == 4);
+    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(j, "usage"), "prompt_tokens_details"), "cached_tokens")) == 1);
     json_decref(j);
     free(s);
     /* a stream's later chunk continues the offsets */
@@ -217,7 +218,7 @@ static void test_write_chat(void)
     s = moe_oai_chunk_json(&rd, &last, false);
     CHECK_MSG(strstr(s, "\"delta\":{}") && strstr(s, "\"finish_reason\":\"stop\"") && strstr(s, "\"logprobs\":null"), "%s", s);
     free(s);
-    moe_oai_usage u = {3, 4};
+    moe_oai_usage u = {3, 4, 0};
     s = moe_oai_usage_chunk_json(&rd, &u);
     CHECK_MSG(strstr(s, "\"choices\":[]") && strstr(s, "\"total_tokens\":7"), "%s", s);
     /* SSE framing */
@@ -256,7 +257,7 @@ static void test_routed(void)
     const moe_oai_routed ro = {.rows = 2, .layers = 3, .top_k = 1, .first_moe_layer = 1, .ids_b64 = "AQACAAMABAAFAAYA",
                                .w_b64 = "AACAPwAAAEAAAEBAAACAQAAAoEAAAMBA"};
     moe_oai_choice c = {.index = 0, .text = "a", .text_len = 1, .finish = "stop", .routed = &ro};
-    moe_oai_usage u = {1, 1};
+    moe_oai_usage u = {1, 1, 0};
     for (int chunk = 0; chunk < 2; chunk++) {
         char *s = chunk ? moe_oai_chunk_json(&rd, &c, false) : moe_oai_response_json(&rd, &c, 1, &u);
         json_error_t je;

@@ -4,7 +4,9 @@
  * index (duplicates ignored), ends (first reason wins), lost ranks,
  * deadlines, and a table that stays small under churn; fairness: flows
  * (clients) served round robin, a flow's share of the queue, queue
- * positions that tell the order placement really takes.
+ * positions that tell the order placement really takes; prefix-aware
+ * placement (the rank a prompt's longest prefix went to, within the
+ * slack, forgotten when that rank is lost).
  */
 #include <stdio.h>
 #include <string.h>
@@ -314,8 +316,59 @@ static void test_positions(void)
     printf("sched: queue positions are the order of placement (%d requests, %d clients)\n", got, NF);
 }
 
+static void test_prefix_placement(void)
+{
+    moe_err err;
+    moe_sched *s;
+    moe_sched_limits lim = {.max_queue = 64, .max_running = 8, .prefix_slack = 1};
+    CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
+    moe_sched_rank_update(s, 0, 100000);
+    moe_sched_rank_update(s, 1, 100000);
+    int32_t sys[80], other[80];
+    for (int i = 0; i < 80; i++) sys[i] = 1000 + i, other[i] = 5000 + i;
+    moe_req *r[8], *placed[8];
+    bool full;
+    /* the first goes by load (rank 0); the same 64-token prefix follows it
+     * while rank 0 runs at most one more than rank 1 */
+    CHECK(moe_sched_submit(s, NULL, sys, 70, 4, 0, &r[0], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[0]->rank == 0 && moe_sched_prefix_known(s, r[0]) == 64);
+    sys[70] = 1; /* a longer prompt with the same first 64 (5 pieces) */
+    CHECK(moe_sched_submit(s, NULL, sys, 80, 4, 0, &r[1], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[1]->rank == 0);
+    /* rank 0 now runs 2, rank 1 none: beyond the slack, load decides */
+    CHECK(moe_sched_submit(s, NULL, sys, 70, 4, 0, &r[2], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[2]->rank == 1);
+    /* the deepest known prefix wins: r[2] noted the first 64 on rank 1,
+     * r[1]'s fifth piece (64..79) is still rank 0's, which runs 2 to 1 */
+    CHECK(moe_sched_submit(s, NULL, sys, 80, 4, 0, &r[3], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[3]->rank == 0);
+    /* an unrelated prompt goes by load; prompts shorter than a piece too */
+    CHECK(moe_sched_submit(s, NULL, other, 40, 4, 0, &r[4], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[4]->rank == 1 && moe_sched_prefix_known(s, r[4]) == 32);
+    /* a lost rank is forgotten: its prefixes go by load again */
+    moe_sched_rank_lost(s, 1, "gone");
+    moe_sched_rank_update(s, 1, 100000);
+    CHECK(moe_sched_submit(s, NULL, other, 40, 4, 0, &r[5], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[5]->rank == 1); /* rank 1 runs none now */
+    moe_sched_free(s);
+
+    /* -1: off, load alone */
+    lim.prefix_slack = -1;
+    CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
+    moe_sched_rank_update(s, 0, 100000);
+    moe_sched_rank_update(s, 1, 100000);
+    for (int i = 0; i < 2; i++) CHECK(moe_sched_submit(s, NULL, sys, 70, 4, 0, &r[i], &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 2 && r[0]->rank == 0 && r[1]->rank == 1);
+    CHECK(moe_sched_prefix_known(s, r[1]) == 0);
+    lim.prefix_slack = -2;
+    CHECK(moe_sched_init(&s, 2, &lim, &err) != 0);
+    moe_sched_free(s);
+    printf("sched: prefix-aware placement\n");
+}
+
 int main(void)
 {
+    test_prefix_placement();
     test_fair_round_robin();
     test_spread();
     test_flow_share();

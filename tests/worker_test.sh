@@ -34,7 +34,9 @@
 #   worker_test.sh replay MODEL NP K            every sequence is dropped after K tokens and
 #       replayed (--replay-after K: prompt + emitted, as after a restart): every
 #       logits file (the replay's rows from the prompt's last row on) and every id
-#       is byte-identical to the undisturbed run's, at prefill chunks 512 and 8
+#       is byte-identical to the undisturbed run's, at prefill chunks 512 and 8; the
+#       replays start from their prompts' blocks in the prefix cache (--stats: hits on
+#       the ranks, none in the undisturbed run, where every request starts at once)
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -125,6 +127,7 @@ equal)
   ;;
 replay)
   model=$2 np=$3 k=$4
+  declare -A hits
   v=$(vocab_of "$model") || fail "cannot read $model"
   make_batch "$v" > "$tmp/batch"
   for chunk in 512 8; do
@@ -132,10 +135,16 @@ replay)
       d=$tmp/$mode$chunk
       mkdir -p "$d"
       flags=(--prefill-chunk "$chunk")
+      [ -n "$act" ] && flags+=("$act")
       [ $mode = replay ] && flags+=(--replay-after "$k")
       "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --dump-logits "$d" \
-          "${flags[@]}" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker ($mode, chunk $chunk) exited $?"; }
+          --stats "${flags[@]}" > "$d/out" 2> "$d/err" || { cat "$d/err"; fail "moe-worker ($mode, chunk $chunk) exited $?"; }
+      hits[$mode]=$(sed -n 's/^rank [0-9]*: prefix cache: [0-9]* prompt tokens queried, \([0-9]*\) hit.*/\1/p' "$d/err" |
+                    awk '{ s += $1; n++ } END { print (n == '"$np"' ? s : "missing") }')
     done
+    [ "${hits[plain]}" = 0 ] || fail "chunk $chunk: the undisturbed run hit the prefix cache (${hits[plain]} tokens)"
+    [ "${hits[replay]}" != missing ] && [ "${hits[replay]}" -gt 0 ] ||
+      fail "chunk $chunk: the replays took nothing from the prefix cache (${hits[replay]})"
     cmp -s "$tmp/plain$chunk/out" "$tmp/replay$chunk/out" || { diff "$tmp/plain$chunk/out" "$tmp/replay$chunk/out"; fail "chunk $chunk: replayed ids differ"; }
     n=0
     for i in $(seq 0 7); do
@@ -147,7 +156,7 @@ replay)
     # how many requests were replayed: those with more than K tokens
     n=$(awk -v k="$k" '{ if (NF - 1 > k) n++ } END { print n + 0 }' "$tmp/plain$chunk/out")
     [ "$n" -ge 4 ] || fail "only $n requests ran past $k tokens: the test replays too little"
-    echo "ok: chunk $chunk: $n of 8 requests replayed after $k tokens on $np ranks, ids and every logits row bitwise the undisturbed run's"
+    echo "ok: chunk $chunk: $n of 8 requests replayed after $k tokens on $np ranks, ids and every logits row bitwise the undisturbed run's; ${hits[replay]} prompt tokens from the prefix cache"
   done
   ;;
 chunks)

@@ -411,6 +411,8 @@ static void fill_link_stats(void *ctx, moe_link_stats *st)
     st->cache_blocks_total = moe_kvcache_blocks_total(kv);
     st->cache_blocks_used = st->cache_blocks_total - moe_kvcache_blocks_free(kv);
     st->cache_block_tokens = moe_kvcache_block_tokens(kv);
+    int64_t idle;
+    moe_kvcache_prefix_stats(kv, &st->prefix_queries, &st->prefix_hits, &idle);
     st->first_moe_layer = hp->n_dense_lead;
     st->n_moe_layers = hp->n_layer - hp->n_dense_lead;
     for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
@@ -494,6 +496,11 @@ static void print_stats(worker *w, const moe_job_stats *js)
         fprintf(f, "job: %d ranks x %lld threads, decode-only steps %lld, %lld tokens in %.3f s = %.2f tokens/s\n", w->R,
                 (long long)w->o.threads, (long long)js->decode_steps, (long long)js->decode_tokens, js->decode_seconds,
                 js->decode_seconds > 0 ? (double)js->decode_tokens / js->decode_seconds : 0.0);
+    uint64_t pq, ph;
+    int64_t idle;
+    moe_kvcache_prefix_stats(moe_engine_cache(w->e), &pq, &ph, &idle);
+    fprintf(f, "rank %d: prefix cache: %llu prompt tokens queried, %llu hit, %lld idle blocks kept\n", w->me,
+            (unsigned long long)pq, (unsigned long long)ph, (long long)idle);
     fprintf(f, "rank %d: resident expert bytes %llu of a %llu-byte share (smaps)\n", w->me,
             (unsigned long long)moe_residency_resident(w->m),
             (unsigned long long)moe_residency_share(w->m, w->pl, w->me));

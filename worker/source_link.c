@@ -145,6 +145,9 @@ static void stats_to_wire(const moe_link_stats *st, Moe__RankStats *rs)
     rs->first_moe_layer = (uint32_t)st->first_moe_layer;
     rs->n_expert_tokens = (size_t)st->n_moe_layers;
     rs->expert_tokens = (uint64_t *)st->expert_tokens;
+    rs->has_prefix_cache_queries = rs->has_prefix_cache_hits = true;
+    rs->prefix_cache_queries = st->prefix_queries;
+    rs->prefix_cache_hits = st->prefix_hits;
 }
 
 static void outbox_clear(moe_source_link *l)
@@ -598,6 +601,10 @@ static void l_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, con
     t.seq_id = (uint64_t)s->id;
     t.index = (uint32_t)index;
     t.token = tok;
+    if (s->n_hist == s->n_tokens + 1) { /* the run's first token */
+        t.has_cached_tokens = true;
+        t.cached_tokens = (uint32_t)s->n_cached;
+    }
     moe_msg_logprobs w;
     if (lp) {
         moe_msg_logprobs_to_wire(lp, &w);

@@ -19,3 +19,9 @@ endif()
 # and ZMQ, its counts checked against the server's own /metrics.
 moe_test(NAME bench_stats_test SOURCES bench_stats_test.c LIBS moe_tools_bench LABELS unit TIMEOUT 30)
 moe_test(NAME e2e_bench LABELS e2e TIMEOUT 120 RESOURCE_LOCK cores ARGS ${CMAKE_CURRENT_SOURCE_DIR}/bench_test.sh)
+# bench/prefix/run.sh --quick: a shared-prefix moe-bench run against a server
+# with and without prefix caching; the cached share is exactly the system prompts'.
+if(TARGET moe-bench AND TARGET moe-worker AND TARGET moe-coordinator)
+  moe_test(NAME bench_prefix_smoke LABELS bench TIMEOUT 120 RESOURCE_LOCK cores
+           ARGS bash ${CMAKE_CURRENT_SOURCE_DIR}/bench_prefix.sh ${CMAKE_SOURCE_DIR})
+endif()

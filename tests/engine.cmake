@@ -48,3 +48,16 @@ endforeach()
 moe_test(NAME engine_badmodel SOURCES engine_badmodel.c LIBS moe_worker LABELS unit TIMEOUT 60)
 # Prefix caching: the block index, and cached runs bitwise equal to cold ones.
 moe_test(NAME prefix_cache SOURCES prefix_cache.c LIBS moe_worker LABELS unit TIMEOUT 120)
+# The MTP block's draft rows (moe_engine_mtp_step) against an independent
+# float64 reference (tests/mtp_ref.py, itself checked against the fixtures'
+# exact logits), on a V3-style model with one MTP block; the MTP step's
+# pieces bitwise its whole (tests/mtp_dump.c).
+add_executable(mtp_dump mtp_dump.c)
+target_include_directories(mtp_dump PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(mtp_dump PRIVATE moe_worker)
+moe_test(NAME mtp_ref_fixtures LABELS golden TIMEOUT 60
+         ARGS /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/mtp_ref.py fixture ${MOE_FIXTURES} v3_mini_f32)
+if(TARGET moe-mkmodel)
+  moe_test(NAME mtp_draft LABELS golden TIMEOUT 120
+           ARGS sh ${CMAKE_CURRENT_SOURCE_DIR}/mtp_test.sh $<TARGET_FILE:mtp_dump> ${CMAKE_CURRENT_SOURCE_DIR}/mtp_ref.py)
+endif()

@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_read import read_gguf  # noqa: E402
+
 BIN = sys.argv[1]
 fails = 0
 checks = 0
@@ -92,51 +95,7 @@ def expected_tensors(c):
 
 def read_table(path):
     """(data offset, alignment, {name: (ne, type, offset)}) from the GGUF header."""
-    with open(path, "rb") as f:
-        buf = f.read(64 << 20)
-    pos = 0
-
-    def take(fmt):
-        nonlocal pos
-        v = struct.unpack_from("<" + fmt, buf, pos)
-        pos += struct.calcsize("<" + fmt)
-        return v[0] if len(v) == 1 else v
-
-    def string():
-        nonlocal pos
-        n = take("Q")
-        s = buf[pos:pos + n].decode()
-        pos += n
-        return s
-
-    scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-
-    def value(t):
-        if t == 8:
-            return string()
-        if t == 9:
-            at, n = take("I"), take("Q")
-            return [value(at) for _ in range(n)]
-        return take(scalar[t])
-
-    assert buf[:4] == b"GGUF", "not a GGUF file"
-    pos = 4
-    version, n_t, n_kv = take("I"), take("Q"), take("Q")
-    assert version == 3
-    align = 32
-    for _ in range(n_kv):
-        k = string()
-        v = value(take("I"))
-        if k == "general.alignment":
-            align = v
-    tensors = {}
-    for _ in range(n_t):
-        name = string()
-        nd = take("I")
-        ne = [take("Q") for _ in range(nd)]
-        typ, off = take("I"), take("Q")
-        tensors[name] = (ne, typ, off)
-    data = (pos + align - 1) // align * align
+    _, data, align, tensors = read_gguf(path)
     return data, align, tensors
 
 

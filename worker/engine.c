@@ -60,7 +60,7 @@ static int opts_resolve(const moe_hparams *hp, moe_engine_opts *o, moe_err *err)
 static moe_kvcache_cfg cache_cfg(const moe_hparams *hp, const moe_engine_opts *o)
 {
     return (moe_kvcache_cfg){
-        .n_layer = hp->n_layer,
+        .n_layer = hp->n_layer + (o->mtp ? 1 : 0), /* the MTP block's latents after the trunk's */
         .width = hp->kv_lora + hp->qk_rope,
         .block_size = o->block_size,
         .n_blocks = (o->cache_tokens + o->block_size - 1) / o->block_size,
@@ -119,6 +119,7 @@ static int work_bytes(const moe_hparams *hp, const moe_engine_opts *o, uint64_t 
          moe_add_u64(scores, lat, &per) && moe_add_u64(per, lat, &per) && moe_add_u64(per, dec + 2 * H, &per) &&
          moe_mul_u64(per, sizeof(float), &per) && moe_add_u64(per, xqb, &per) &&
          moe_mul_u64(per, T, &per) && moe_add_u64(b, per, &b);
+    if (o->mtp) ok = ok && moe_mul_u64(N, 2 * D * sizeof(float), &t) && moe_add_u64(b, t, &b); /* mtp_in */
     if (!ok) return moe_err_set(err, "engine buffer sizes overflow");
     *out = b;
     return MOE_OK;
@@ -198,6 +199,9 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     moe_engine_opts o = *opts;
     const moe_hparams *hp = &m->hp;
     if (opts_resolve(hp, &o, err)) return MOE_ERR;
+    if (o.mtp && !m->mtp)
+        return moe_err_set(err, "MTP: %s", m->mtp_err[0] ? m->mtp_err : "the file has no MTP block (nextn_predict_layers)");
+    if (o.mtp && o.moe_hook) return moe_err_set(err, "MTP does not run in the worker job yet");
     if (!o.kernels && moe_kern_choose(&o.kernels, err)) return MOE_ERR;
 
     moe_engine *e = moe_xcalloc(1, sizeof *e);
@@ -219,6 +223,14 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     }
     if (o.act_q8 && o.repack) repack_dense(e); /* after the steps that can fail */
     const int64_t N = o.max_batch_tokens, D = hp->dim, H = hp->n_head;
+    if (o.mtp) { /* the MTP block is layer n_layer (in the file's layout) */
+        moe_layer *l = moe_xmalloc(((size_t)hp->n_layer + 1) * sizeof *l);
+        memcpy(l, e->lay, (size_t)hp->n_layer * sizeof *l);
+        l[hp->n_layer] = m->mtp->layer;
+        free(e->lay_own);
+        e->lay = e->lay_own = l;
+        e->mtp_in = falloc(N * 2 * D);
+    }
     const int64_t qk = hp->qk_nope + hp->qk_rope;
     const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
     const int64_t fmax = hp->dense_ff > sff ? hp->dense_ff : sff;
@@ -345,6 +357,7 @@ void moe_engine_free(moe_engine *e)
     free(e->ye);
     free(e->e_off);
     free(e->logits);
+    free(e->mtp_in);
     free(e->jobs);
     free(e->prep);
     free(e->xq);
@@ -606,7 +619,7 @@ void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int3
     mm_job jb = moe_eng_job(&L->gate_inp, x, hp->dim, n_tok, e->glog, hp->n_expert);
     moe_eng_run_jobs(e, &jb, 1);
     moe_gate_cfg gc = moe_model_gate_cfg(e->m, il);
-    if (e->limits) gc.limit = e->limits[il];
+    if (e->limits && il < hp->n_layer) gc.limit = e->limits[il];
     for (int t = 0; t < n_tok; t++)
         moe_gate_route(&gc, e->glog + (size_t)t * hp->n_expert, ids + (size_t)t * hp->n_used,
                        w + (size_t)t * hp->n_used, NULL);
@@ -802,7 +815,8 @@ static void ffn_block(moe_engine *e, int il, int n)
     const int64_t sff = (int64_t)hp->n_shared * hp->expert_ff;
     moe_engine_moe_route(e, il, e->h, n, e->ids, e->wts);
     moe_eng_named(e, "moe_logits", il, e->glog, n, E);
-    if (e->route_fn && n > 0) e->route_fn(e->route_ctx, il, n, e->ids, e->wts, e->row_seq, e->row_pos);
+    if (e->route_fn && n > 0 && il < hp->n_layer) /* the trunk's choices (not the MTP block's) */
+        e->route_fn(e->route_ctx, il, n, e->ids, e->wts, e->row_seq, e->row_pos);
     if (e->o.moe_hook) {
         moe_ffn_remote(e, il, n);
         return;
@@ -841,6 +855,18 @@ static void absorbed_tasks(moe_engine *e, int r0, int *n)
     for (int hd = 0; *n > 0 && hd < hp->n_head; hd += hg)
         e->tasks[e->n_tasks++] = (attn_task){r0, *n, hd, hd + hg <= hp->n_head ? hg : hp->n_head - hd, false};
     *n = 0;
+}
+
+/* The rough cost of one layer's attention over the step's n rows; starts
+ * an empty task list. */
+static void attn_cost(moe_engine *e, int n)
+{
+    const moe_hparams *hp = &e->m->hp;
+    e->n_tasks = 0;
+    e->attn_cost = 0;
+    for (int r = 0; r < n; r++)
+        e->attn_cost += (double)hp->n_head * ((double)(e->row_pos[r] + 1) * 2 * (hp->kv_lora + hp->qk_rope) +
+                                              (double)hp->kv_lora * (hp->qk_nope + hp->v_dim));
 }
 
 int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *err)
@@ -909,11 +935,7 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         return MOE_OK;
     }
     /* attention tasks (the same for every layer of this step) */
-    e->n_tasks = 0;
-    e->attn_cost = 0;
-    for (int r = 0; r < n; r++)
-        e->attn_cost += (double)hp->n_head * ((double)(e->row_pos[r] + 1) * 2 * (hp->kv_lora + hp->qk_rope) +
-                                              (double)hp->kv_lora * (hp->qk_nope + hp->v_dim));
+    attn_cost(e, n);
     /* absorbed rows go in runs of up to moe_eng_attn_rows consecutive rows
      * (of any sequences: a task's key and value products read each head's
      * matrices once for the run) */
@@ -964,7 +986,96 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
         }
     }
     e->tokens_processed += n;
+    e->n_hidden = n;
     e->prof.steps++;
     e->prof.step_s += moe_eng_clock(e) - t_step;
+    return MOE_OK;
+}
+
+const float *moe_engine_hidden(const moe_engine *e, int *rows)
+{
+    *rows = e->n_hidden;
+    return e->x;
+}
+
+int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err *err)
+{
+    const moe_hparams *hp = &e->m->hp;
+    const moe_mtp *t = e->m->mtp;
+    const int64_t D = hp->dim;
+    const int il = hp->n_layer;
+    if (!e->o.mtp) return moe_err_set(err, "the engine was not set up for MTP");
+    if (n_items < 0) return moe_err_set(err, "negative item count");
+    int64_t total = 0;
+    for (int i = 0; i < n_items; i++) {
+        moe_mtp_item *it = &items[i];
+        it->status = MOE_OK;
+        it->err.msg[0] = 0;
+        it->out = NULL;
+        if (it->n < 0) return moe_err_set(err, "item %d: negative row count", i);
+        total += it->n;
+    }
+    if (total > e->o.max_batch_tokens)
+        return moe_err_set(err, "MTP step has %lld rows; the limit is %d", (long long)total, e->o.max_batch_tokens);
+    e->n_hidden = 0; /* the trunk's rows are gone: x is the MTP block's now */
+    int n = 0;
+    for (int i = 0; i < n_items; i++) {
+        moe_mtp_item *it = &items[i];
+        if (!moe_kvcache_seq_valid(e->cache, it->seq)) {
+            it->status = moe_err_set(&it->err, "sequence %d does not exist", it->seq);
+            continue;
+        }
+        const int64_t len = moe_kvcache_seq_len(e->cache, it->seq);
+        if (it->n == 0) continue;
+        if (it->pos < 0 || it->pos > len - it->n) {
+            it->status = moe_err_set(&it->err, "sequence %d: MTP rows %lld..%lld are not all computed (length %lld)",
+                                     it->seq, (long long)it->pos, (long long)(it->pos + it->n - 1), (long long)len);
+            continue;
+        }
+        bool ok = true;
+        for (int j = 0; j < it->n && ok; j++)
+            if (it->next[j] < 0 || it->next[j] >= hp->vocab) {
+                it->status = moe_err_set(&it->err, "token id %d at index %d is not in 0..%d", it->next[j], j,
+                                         hp->vocab - 1);
+                ok = false;
+            }
+        if (!ok) continue;
+        for (int j = 0; j < it->n; j++, n++) {
+            e->row_seq[n] = it->seq;
+            e->row_pos[n] = it->pos + j;
+            moe_eng_rope_cs(hp, it->pos + j, e->cs + (size_t)n * hp->qk_rope);
+            /* [enorm(embedding of the next token) ; hnorm(hidden)] */
+            float *in = e->mtp_in + (size_t)n * 2 * D;
+            moe_row_to_f32(t->embd.type, moe_mat_row(&t->embd, it->next[j]), e->tmp, D);
+            moe_kern_rmsnorm(e->tmp, t->enorm, hp->eps, in, D);
+            moe_kern_rmsnorm(it->hidden + (size_t)j * D, t->hnorm, hp->eps, in + D, D);
+        }
+    }
+    if (n == 0) return MOE_OK;
+    mm_job jb = moe_eng_job(&t->eh_proj, e->mtp_in, 2 * D, n, e->x, D);
+    moe_eng_run_jobs(e, &jb, 1);
+    moe_eng_named(e, "mtp_in", il, e->x, n, D);
+    /* absorbed attention over the MTP block's own latents, rows in runs */
+    attn_cost(e, n);
+    const int run_max = moe_eng_attn_rows(hp, e->o.n_threads);
+    int run0 = 0, run_n = 0;
+    for (int r = 0; r < n; r++) {
+        if (run_n == 0) run0 = r;
+        if (++run_n == run_max) absorbed_tasks(e, run0, &run_n);
+    }
+    absorbed_tasks(e, run0, &run_n);
+    moe_eng_attention(e, il, n);
+    ffn_block(e, il, n);
+    moe_eng_named(e, "l_out", il, e->x, n, D);
+    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + (size_t)r * D, t->head_norm, hp->eps, e->h + (size_t)r * D, D);
+    jb = moe_eng_job(&t->head, e->h, D, n, e->logits, hp->vocab);
+    moe_eng_run_jobs(e, &jb, 1);
+    moe_eng_named(e, "mtp_logits", il, e->logits, n, hp->vocab);
+    for (int i = 0, r = 0; i < n_items; i++) {
+        moe_mtp_item *it = &items[i];
+        if (it->status != MOE_OK || it->n == 0) continue;
+        it->out = e->logits + (size_t)r * hp->vocab;
+        r += it->n;
+    }
     return MOE_OK;
 }

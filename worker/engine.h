@@ -82,6 +82,8 @@ typedef struct moe_engine_opts {
     bool repack;            /* with act_q8: products of the Q8_0 matrices every rank holds (attention,
                              * dense and shared FFN, output) from a repacked copy (moe_kern_repack;
                              * --repack): faster batches, other bits than the file's layout */
+    bool mtp;               /* the file's MTP block (moe_engine_mtp_step): its own cache layer; not with
+                             * moe_hook (the worker job) yet */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
     void *tensor_ctx;
@@ -142,6 +144,37 @@ typedef struct moe_step_item {
  * twice).
  */
 int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *err);
+
+/* The last step's hidden states: the residual stream after the last trunk
+ * block (before the output norm) of every row the step computed, in item
+ * order; *rows of them, [rows][dim], valid until the next step. */
+const float *moe_engine_hidden(const moe_engine *e, int *rows);
+
+/*
+ * MTP (moe_engine_opts.mtp): draft logits from the file's MTP block
+ * (model.h moe_mtp, docs/engine.md "MTP").  An item's rows are positions
+ * pos .. pos+n-1 of its sequence, all already computed by the trunk (below
+ * the sequence's length); row i takes the trunk's hidden state of position
+ * pos+i and the token at pos+i+1, writes the MTP block's latent at that
+ * position and attends over the MTP latents of positions <= it, so every
+ * earlier position must have had its MTP row.  The rows' logits predict
+ * the token at pos+i+2.  The MTP block attends in the absorbed form
+ * whatever the item's length, so a row's bits do not depend on how rows
+ * are grouped.  Returns MOE_ERR only for a malformed call; a bad item gets
+ * its own status.
+ */
+typedef struct moe_mtp_item {
+    int seq;
+    int64_t pos;
+    int n;
+    const int32_t *next;    /* [n] the token after each row's position */
+    const float *hidden;    /* [n][dim] the trunk's hidden state of each row's position */
+    /* out */
+    int status;
+    moe_err err;
+    const float *out;       /* [n][vocab] draft logits, valid until the next step */
+} moe_mtp_item;
+int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err *err);
 
 /* ---- the MoE layer in separable steps (used by the step; reusable) ---- */
 

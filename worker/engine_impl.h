@@ -108,6 +108,8 @@ struct moe_engine {
     float *ye;       /* [N·n_used][dim] */
     int32_t *e_off;  /* [n_expert + 1] rows of each expert in xe, ge, ue, ye */
     float *logits;   /* [N][vocab] */
+    float *mtp_in;   /* [N][2·dim] the MTP block's inputs (opts.mtp), else NULL */
+    int n_hidden;    /* rows of the last step (moe_engine_hidden) */
     mm_job *jobs;    /* [2·n_expert + 4] */
     int32_t *prep;   /* [2·n_expert + 4] the jobs of one run whose activation needs SwiGLU or quantization */
     unsigned char *xq; /* int8 path: the quantized activations of one run, one

@@ -219,11 +219,10 @@ static int read_hparams(const moe_gguf *g, moe_hparams *hp, moe_err *err)
     return MOE_OK;
 }
 
-static int bind_layer(moe_model *m, int il, moe_err *err)
+static int bind_layer(const moe_model *m, int il, moe_layer *L, moe_err *err)
 {
     const moe_gguf *g = m->gguf;
     const moe_hparams *hp = &m->hp;
-    moe_layer *L = &m->layers[il];
     char n[128];
     const int64_t qk = hp->qk_nope + hp->qk_rope, H = hp->n_head;
 #define NM(suffix) (snprintf(n, sizeof n, "blk.%d." suffix, il), n)
@@ -274,6 +273,47 @@ static int bind_layer(moe_model *m, int il, moe_err *err)
     return MOE_OK;
 }
 
+/* The first MTP block (block n_layer) and its nextn tensors, as llama.cpp
+ * names them; a failure leaves m->mtp NULL and the reason in m->mtp_err. */
+static void bind_mtp(moe_model *m)
+{
+    const moe_gguf *g = m->gguf;
+    const moe_hparams *hp = &m->hp;
+    moe_mtp *t = moe_xcalloc(1, sizeof *t);
+    moe_err err = {{0}};
+    char n[128];
+    const int il = hp->n_layer;
+#define NM(suffix) (snprintf(n, sizeof n, "blk.%d." suffix, il), n)
+    if (bind_layer(m, il, &t->layer, &err) || bind_vec(g, NM("nextn.enorm.weight"), hp->dim, &t->enorm, &err) ||
+        bind_vec(g, NM("nextn.hnorm.weight"), hp->dim, &t->hnorm, &err) ||
+        bind_vec(g, NM("nextn.shared_head_norm.weight"), hp->dim, &t->head_norm, &err) ||
+        bind_mat(g, NM("nextn.eh_proj.weight"), 2 * (int64_t)hp->dim, hp->dim, 1, &t->eh_proj, &err)) {
+        moe_err_prefix(&err, "MTP block %d", il);
+        memcpy(m->mtp_err, err.msg, sizeof m->mtp_err);
+        free(t);
+        return;
+    }
+    t->embd = m->tok_embd;
+    t->head = m->output;
+    if ((moe_gguf_find_tensor(g, NM("nextn.embed_tokens.weight")) &&
+         bind_mat(g, n, hp->dim, hp->vocab, 1, &t->embd, &err)) ||
+        (moe_gguf_find_tensor(g, NM("nextn.shared_head_head.weight")) &&
+         bind_mat(g, n, hp->dim, hp->vocab, 1, &t->head, &err))) {
+        moe_err_prefix(&err, "MTP block %d", il);
+        memcpy(m->mtp_err, err.msg, sizeof m->mtp_err);
+        free(t);
+        return;
+    }
+#undef NM
+    m->mtp = t;
+}
+
+const moe_layer *moe_model_layer(const moe_model *m, int il)
+{
+    MOE_ASSERT(il >= 0 && (il < m->hp.n_layer || (il == m->hp.n_layer && m->mtp)));
+    return il < m->hp.n_layer ? &m->layers[il] : &m->mtp->layer;
+}
+
 int moe_model_open(moe_model **out, const char *path, moe_err *err)
 {
     *out = NULL;
@@ -300,7 +340,8 @@ int moe_model_open(moe_model **out, const char *path, moe_err *err)
     else if (bind_mat(m->gguf, "output.weight", hp->dim, hp->vocab, 1, &m->output, err)) goto fail;
     m->layers = moe_xcalloc((size_t)hp->n_layer, sizeof *m->layers);
     for (int il = 0; il < hp->n_layer; il++)
-        if (bind_layer(m, il, err) != MOE_OK) goto fail;
+        if (bind_layer(m, il, &m->layers[il], err) != MOE_OK) goto fail;
+    if (hp->n_mtp > 0) bind_mtp(m);
     /* the coordinator's checks of the vocabulary, here too: a file it
      * would refuse is refused by every program */
     if (moe_tokenizer_check_model(m->gguf, err)) goto fail;
@@ -318,6 +359,7 @@ void moe_model_free(moe_model *m)
     if (!m) return;
     moe_gguf_close(m->gguf);
     free(m->layers);
+    free(m->mtp);
     free(m);
 }
 
@@ -325,7 +367,7 @@ moe_gate_cfg moe_model_gate_cfg(const moe_model *m, int il)
 {
     const moe_hparams *hp = &m->hp;
     moe_gate_cfg c = {hp->n_expert, hp->n_used,       hp->gating,        hp->n_group,
-                      hp->n_group_used, hp->norm_weights, hp->weights_scale, m->layers[il].exp_probs_b, NULL};
+                      hp->n_group_used, hp->norm_weights, hp->weights_scale, moe_model_layer(m, il)->exp_probs_b, NULL};
     return c;
 }
 

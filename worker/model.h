@@ -6,8 +6,10 @@
  * Supported: split (attn_k_b / attn_v_b) and fused (attn_kv_b) MLA, optional
  * q_lora, leading dense layers, MoE layers with shared experts, softmax or
  * sigmoid gating with optional score-correction bias and expert groups,
- * weight types F32, F16, BF16, Q8_0 (norms must be F32).  Trailing MTP
- * blocks (nextn_predict_layers) are counted but never bound or touched.
+ * weight types F32, F16, BF16, Q8_0 (norms must be F32).  Of the trailing
+ * MTP blocks (nextn_predict_layers) the first is bound when the file has
+ * one (moe_model.mtp; a damaged one only disables MTP, with its message in
+ * mtp_err); the trunk never touches it.
  *
  * Matrix views are moe_mat: rows × cols, cols contiguous (ggml ne[0]).
  */
@@ -75,6 +77,21 @@ typedef struct moe_layer {
     moe_mat down_sh;          /* dim × n_shared·ff */
 } moe_layer;
 
+/* DeepSeek-V3's multi-token prediction block (the first of the file's
+ * nextn blocks, block n_layer): from the trunk's last hidden state h_p at
+ * position p and the next token t_{p+1},
+ *     x = eh_proj · [RMSNorm_enorm(embd(t_{p+1})) ; RMSNorm_hnorm(h_p)]
+ * then one transformer block (`layer`, MLA over its own latent cache and
+ * MoE), RMSNorm_head_norm, and `head`: logits for t_{p+2} (docs/engine.md
+ * "MTP"). */
+typedef struct moe_mtp {
+    moe_layer layer;
+    const float *enorm, *hnorm, *head_norm; /* [dim] */
+    moe_mat eh_proj;          /* dim × 2·dim */
+    moe_mat embd;             /* vocab × dim: nextn.embed_tokens, else token_embd */
+    moe_mat head;             /* vocab × dim: nextn.shared_head_head, else the output matrix */
+} moe_mtp;
+
 typedef struct moe_model {
     moe_gguf *gguf;
     moe_hparams hp;
@@ -83,13 +100,18 @@ typedef struct moe_model {
     moe_mat output;           /* vocab × dim; token_embd when the file has no output.weight */
     bool output_tied;         /* output is token_embd (tied embeddings, as llama.cpp falls back) */
     moe_layer *layers;        /* [n_layer] */
+    moe_mtp *mtp;             /* the first MTP block, or NULL (none, or mtp_err says why not) */
+    char mtp_err[MOE_ERR_MSG_MAX];
     uint64_t file_bytes;
 } moe_model;
 
 int moe_model_open(moe_model **out, const char *path, moe_err *err);
 void moe_model_free(moe_model *m);
 
-/* Gate configuration of layer il (an MoE layer). */
+/* Block il: a trunk layer (< n_layer), or n_layer: the MTP block's (mtp set). */
+const moe_layer *moe_model_layer(const moe_model *m, int il);
+
+/* Gate configuration of layer il (an MoE layer; n_layer: the MTP block's). */
 moe_gate_cfg moe_model_gate_cfg(const moe_model *m, int il);
 
 /* Head / expert sub-views. */

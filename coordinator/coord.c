@@ -356,6 +356,13 @@ static void admit(moe_coord *c, moe_front *f, moe_front_client *cl, moe_client *
         return;
     }
     e->client = mc;
+    uint64_t salt = q->cache_salt;
+    if (c->cfg.prefix_per_client) {
+        const char *key = moe_client_key(mc);
+        salt ^= moe_cache_salt_hash(key, strlen(key)) * 0x9e3779b97f4a7c15ull;
+        salt = salt ? salt : 1;
+    }
+    moe_sched_set_salt(e->r, salt);
     moe_sched_want_logprobs(e->r, q->logprobs, q->prompt_logprobs);
     moe_sched_want_routed(e->r, q->routed_experts, q->routed_weights);
     moe_request_attach(q, e->r);
@@ -766,7 +773,8 @@ int moe_coord_init(moe_coord **out, const moe_coord_cfg *cfg, moe_err *err)
                            .max_running = (int)cfg->max_running,
                            .epoch = cfg->epoch,
                            .max_queue_per_flow = (int)cfg->client_queue,
-                           .prefix_slack = (int)cfg->prefix_slack};
+                           .prefix_placement = cfg->prefix_slack >= 0,
+                           .prefix_slack = cfg->prefix_slack >= 0 ? (int)cfg->prefix_slack : 0};
     if (moe_sched_init(&c->s, (int)cfg->ranks, &sl, err)) return moe_err_prefix(err, "--client-queue");
     const moe_clients_limits cll = {
         .max_in_flight = (int)cfg->client_in_flight,

@@ -48,6 +48,7 @@ typedef struct moe_coord_cfg {
     int64_t queue;             /* queued requests before new ones are refused */
     int64_t max_running;       /* sequences per rank */
     int64_t prefix_slack;      /* prefix-aware placement's allowance (moe_sched_limits), -1: off */
+    bool prefix_per_client;    /* cached prefixes shared only within a client (salted with its key) */
     int64_t max_tokens;        /* default max_tokens of a request */
     int64_t max_frame;         /* largest request frame */
     int64_t worker_timeout_ms; /* a rank silent this long is lost ... */

@@ -293,6 +293,7 @@ static int spec_of(const Moe__GenerateRequest *g, moe_request_spec *spec, moe_ch
     spec->prompt_logprobs = g->has_prompt_logprobs && g->prompt_logprobs;
     spec->routed_experts = g->has_return_routed_experts && g->return_routed_experts;
     spec->routed_weights = g->has_return_routed_expert_weights && g->return_routed_expert_weights;
+    spec->cache_salt = g->cache_salt;
     spec->ignore_eos = spec->sampling.ignore_eos;
     spec->min_tokens = spec->sampling.min_tokens;
     spec->deadline_ms = g->has_deadline_ms ? g->deadline_ms : 0;

@@ -76,6 +76,11 @@ static void usage(FILE *f)
           "                         prefix (16-token pieces) was last sent to, where it likely sits in the\n"
           "                         rank's prefix cache, if that rank can take it and runs at most N more\n"
           "                         sequences than the least busy rank that could (default 2; -1: off)\n"
+          "  --prefix-cache-scope S shared (default: any request may reuse any earlier prompt's cached\n"
+          "                         prefix on its rank, as vLLM does; a client can then learn from\n"
+          "                         cached_tokens and timing whether another sent a prefix it guesses)\n"
+          "                         or client: only a client's own (its CURVE key, else its address).\n"
+          "                         A request's cache_salt narrows either further (docs/security.md)\n"
           "  --max-tokens N         default max_tokens of a request (default 256)\n"
           "  --max-frame BYTES      largest request frame (default 1 MiB)\n"
           "  --client-hwm N         messages queued to one client before it gets back-pressure (default 1000)\n"
@@ -140,6 +145,7 @@ typedef struct opts {
     const char *curve_secret, *client_keys, *worker_key, *tls_cert, *tls_key;
     bool insecure;
     moe_log_format log_format;
+    bool prefix_per_client;
     char **launch;            /* --launch: NULL-terminated (argv's tail, or the default command) */
     int64_t max_start_failures, restart_backoff_ms, start_timeout_ms;
     int64_t max_body, ranks, queue, max_running, prefix_slack, max_tokens, max_frame, client_timeout_ms, worker_timeout_ms, client_hwm, client_sndbuf;
@@ -242,6 +248,11 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         else if (!strcmp(f, "--record-dir")) o->record_dir = v;
         else if (!strcmp(f, "--record-mode")) {
             if (moe_exprec_mode_parse(v, &o->record_mode, err)) return moe_err_prefix(err, "--record-mode");
+        }
+        else if (!strcmp(f, "--prefix-cache-scope")) {
+            if (!strcmp(v, "shared")) o->prefix_per_client = false;
+            else if (!strcmp(v, "client")) o->prefix_per_client = true;
+            else return moe_err_set(err, "--prefix-cache-scope: '%s' is neither shared nor client", v);
         }
         else if (!strcmp(f, "--log-format")) {
             if (!strcmp(v, "text")) o->log_format = MOE_LOG_TEXT;
@@ -407,6 +418,7 @@ static int wire(moe_coord **out, const opts *o, const keys *k, moe_err *err)
         .queue = o->queue,
         .max_running = o->max_running,
         .prefix_slack = o->prefix_slack,
+        .prefix_per_client = o->prefix_per_client,
         .max_tokens = o->max_tokens,
         .max_frame = o->max_frame,
         .worker_timeout_ms = o->worker_timeout_ms,

@@ -336,6 +336,12 @@ static int parse_fields(moe_oai_request *r, const moe_msg_limits *lim, moe_oai_e
     if (get_bool(o, "ignore_eos", &s->ignore_eos, e)) return MOE_ERR;
     if (get_bool(o, "return_routed_experts", &s->routed_experts, e)) return MOE_ERR;
     if (get_bool(o, "return_routed_expert_weights", &s->routed_weights, e)) return MOE_ERR;
+    json_t *salt = field(o, "cache_salt");
+    if (salt && !json_is_null(salt)) {
+        if (!json_is_string(salt)) return bad(e, "cache_salt", "must be a string");
+        if (json_string_length(salt) > MOE_CACHE_SALT_MAX) return bad(e, "cache_salt", "is longer than %d bytes", MOE_CACHE_SALT_MAX);
+        s->cache_salt = json_string_value(salt);
+    }
     if (s->routed_weights && !s->routed_experts)
         return bad(e, "return_routed_expert_weights", "needs return_routed_experts true");
     if (get_int(o, "min_tokens", 0, max_tok, &has, &v, e)) return MOE_ERR;

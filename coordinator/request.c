@@ -112,6 +112,10 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
         moe_err_set(err, "min_tokens = %d is outside [0, max_tokens %d]", spec->min_tokens, max_tokens);
         code = MOE__CODE__BAD_REQUEST;
     }
+    if (code == MOE__CODE__OK && spec->cache_salt && strlen(spec->cache_salt) > MOE_CACHE_SALT_MAX) {
+        moe_err_set(err, "cache_salt is longer than %d bytes", MOE_CACHE_SALT_MAX);
+        code = MOE__CODE__BAD_REQUEST;
+    }
     if (code == MOE__CODE__OK && spec->routed_weights && !spec->routed_experts) {
         moe_err_set(err, "routed expert weights need routed experts");
         code = MOE__CODE__BAD_REQUEST;
@@ -160,6 +164,7 @@ int moe_request_new(moe_request **out, moe_tokens *prompt, const moe_request_mod
     q->prompt_logprobs = spec->prompt_logprobs;
     q->routed_experts = spec->routed_experts;
     q->routed_weights = spec->routed_weights;
+    q->cache_salt = spec->cache_salt ? moe_cache_salt_hash(spec->cache_salt, strlen(spec->cache_salt)) : 0;
     q->max_tokens = max_tokens;
     q->deadline = spec->deadline_ms > 0 ? moe_now() + (double)spec->deadline_ms / 1000.0 : 0;
     q->n_stop = spec->n_stop;

@@ -81,7 +81,18 @@ typedef struct moe_request_spec {
     int min_tokens;           /* EOS and stop ids cannot be sampled before this many tokens (0: off) */
     bool routed_experts;      /* every fed token's routed experts in the outcome (docs/routing.md) ... */
     bool routed_weights;      /* ... with their gate weights (needs routed_experts) */
+    const char *cache_salt;   /* NULL, or the prefix cache's isolation salt (at most MOE_CACHE_SALT_MAX bytes) */
 } moe_request_spec;
+
+#define MOE_CACHE_SALT_MAX 256
+
+/* A salt's 64-bit value (FNV-1a, never 0) as the ranks get it. */
+static inline uint64_t moe_cache_salt_hash(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
 
 /* One request.  The loop reads the first group; the rest is request.c's. */
 typedef struct moe_request {
@@ -109,6 +120,7 @@ typedef struct moe_request {
     int logprobs;             /* the spec's: -1 none, else alternatives per token */
     bool prompt_logprobs;
     bool routed_experts, routed_weights;
+    uint64_t cache_salt;      /* the spec's salt hashed (0: none) */
     const moe_req *rec;       /* the scheduler's record (moe_request_attach): logprobs come from it */
 } moe_request;
 

@@ -37,6 +37,7 @@ struct moe_sched_flow {
 
 #define PREFIX_GRAIN 16
 #define PREFIX_SLOTS 65536 /* a power of two */
+#define PREFIX_DEPTH 4096  /* prompt tokens a placement notes at most (256 entries) */
 
 typedef struct prefix_slot {
     uint64_t key;
@@ -190,8 +191,8 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     if (lim->max_queue < 1 || lim->max_queue > (1 << 24)) return moe_err_set(err, "queue bound %d is out of range", lim->max_queue);
     if (lim->max_running < 1 || (int64_t)lim->max_running * n_ranks > (1 << 24))
         return moe_err_set(err, "running bound %d is out of range", lim->max_running);
-    if (lim->prefix_slack < -1 || lim->prefix_slack > (1 << 16))
-        return moe_err_set(err, "prefix slack %d is not in -1..65536", lim->prefix_slack);
+    if (lim->prefix_slack < 0 || lim->prefix_slack > (1 << 16))
+        return moe_err_set(err, "prefix slack %d is not in 0..65536", lim->prefix_slack);
     if (lim->max_queue_per_flow < 0 || lim->max_queue_per_flow > lim->max_queue)
         return moe_err_set(err, "a client's share of the queue, %d, is not in 0..%d (the queue)", lim->max_queue_per_flow,
                            lim->max_queue);
@@ -200,7 +201,7 @@ int moe_sched_init(moe_sched **out, int n_ranks, const moe_sched_limits *lim, mo
     s->n_ranks = n_ranks;
     s->ranks = moe_xcalloc((size_t)n_ranks, sizeof *s->ranks);
     s->next_id = ((uint64_t)lim->epoch << 32) | 1;
-    if (lim->prefix_slack >= 0) {
+    if (lim->prefix_placement) {
         s->pdir = moe_xmalloc(PREFIX_SLOTS * sizeof *s->pdir);
         for (size_t i = 0; i < PREFIX_SLOTS; i++) s->pdir[i] = (prefix_slot){0, -1};
     }
@@ -227,8 +228,8 @@ static int prefix_rank(const moe_sched *s, const moe_req *r, int *len)
 {
     int rank = -1;
     *len = 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt; at += PREFIX_GRAIN) {
+    uint64_t h = 0xcbf29ce484222325ull ^ r->cache_salt;
+    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt && at < PREFIX_DEPTH; at += PREFIX_GRAIN) {
         h = piece_key(h, r->prompt + at);
         const prefix_slot *p = pslot(s, h);
         if (p->rank < 0 || p->key != h) break;
@@ -238,10 +239,14 @@ static int prefix_rank(const moe_sched *s, const moe_req *r, int *len)
     return rank;
 }
 
+/* Requests whose rank computes every prompt position (prompt logprobs,
+ * routed experts) neither use nor leave a hint. */
+static bool prefix_uses_cache(const moe_req *r) { return !r->prompt_logprobs && !r->routed; }
+
 static void prefix_note(moe_sched *s, const moe_req *r)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt; at += PREFIX_GRAIN) {
+    uint64_t h = 0xcbf29ce484222325ull ^ r->cache_salt;
+    for (int at = 0; at + PREFIX_GRAIN <= r->n_prompt && at < PREFIX_DEPTH; at += PREFIX_GRAIN) {
         h = piece_key(h, r->prompt + at);
         *pslot(s, h) = (prefix_slot){h, r->rank};
     }
@@ -363,6 +368,7 @@ int moe_sched_rank_requeue(moe_sched *s, int rank)
         k->running--;
         r->state = MOE_REQ_QUEUED;
         r->rank = -1;
+        r->cached_tokens = 0; /* the replay's rank says its own */
         r->replays++;
         flow_push(s, &s->replays, r, true);
     }
@@ -422,23 +428,27 @@ static bool fewer_then_freer(const rank_state *a, const rank_state *b)
     return a->capacity - a->reserved > b->capacity - b->reserved;
 }
 
+/* Rank k is alive, under its running limit and has the cache request r needs. */
+static bool can_take(const moe_sched *s, int k, const moe_req *r)
+{
+    const rank_state *rk = &s->ranks[k];
+    const int cap_running = rk->max_running && rk->max_running < s->lim.max_running ? rk->max_running : s->lim.max_running;
+    return rk->alive && rk->running < cap_running && rk->capacity - rk->reserved >= need_of(r);
+}
+
 int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
 {
     int n = 0;
     while (s->q_len > 0 && n < cap) {
         moe_req *r = s->replays.head ? s->replays.head : s->turn->head;
-        int best = -1, plen = 0;
-        const int pref = s->pdir ? prefix_rank(s, r, &plen) : -1;
-        bool pref_ok = false;
-        for (int k = 0; k < s->n_ranks; k++) {
-            const rank_state *rk = &s->ranks[k];
-            const int cap_running = rk->max_running && rk->max_running < s->lim.max_running ? rk->max_running : s->lim.max_running;
-            if (!rk->alive || rk->running >= cap_running || rk->capacity - rk->reserved < need_of(r)) continue;
-            if (best < 0 || fewer_then_freer(rk, &s->ranks[best])) best = k;
-            pref_ok |= k == pref;
-        }
+        int best = -1;
+        for (int k = 0; k < s->n_ranks; k++)
+            if (can_take(s, k, r) && (best < 0 || fewer_then_freer(&s->ranks[k], &s->ranks[best]))) best = k;
         if (best < 0) break; /* nobody overtakes the head of the flow whose turn it is */
-        if (pref_ok && s->ranks[pref].running <= s->ranks[best].running + s->lim.prefix_slack) best = pref;
+        int plen = 0;
+        const int pref = s->pdir && prefix_uses_cache(r) ? prefix_rank(s, r, &plen) : -1;
+        if (pref >= 0 && can_take(s, pref, r) && s->ranks[pref].running <= s->ranks[best].running + s->lim.prefix_slack)
+            best = pref;
         const bool replay = r->flow == &s->replays;
         moe_sched_flow *f = r->flow;
         flow_unlink(s, r);
@@ -448,7 +458,7 @@ int moe_sched_place(moe_sched *s, moe_req **placed, int cap)
         r->rank = best;
         s->ranks[best].reserved += need_of(r);
         s->ranks[best].running++;
-        if (s->pdir) prefix_note(s, r);
+        if (s->pdir && prefix_uses_cache(r)) prefix_note(s, r);
         placed[n++] = r;
     }
     return n;
@@ -469,6 +479,8 @@ void moe_sched_want_logprobs(moe_req *r, int n_top, bool prompt)
         r->prompt_lp[0] = (moe_token_logprobs){.id = r->prompt[0], .logprob = NAN}; /* position 0 has none */
     }
 }
+
+void moe_sched_set_salt(moe_req *r, uint64_t salt) { r->cache_salt = salt; }
 
 void moe_sched_cached(moe_sched *s, uint64_t id, uint32_t n)
 {

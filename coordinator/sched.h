@@ -51,10 +51,12 @@ typedef struct moe_sched_limits {
     int max_running;      /* running sequences per rank */
     uint32_t epoch;       /* the upper 32 bits of every request id (the coordinator's epoch) */
     int max_queue_per_flow; /* queued requests of one flow (client); 0: max_queue */
-    /* prefix-aware placement: a request goes to the rank the longest prefix
-     * of its prompt was last placed on (that rank likely holds it in its
-     * prefix cache) when that rank could take it and runs at most this
-     * many sequences more than the rank load alone would pick; -1: off */
+    /* prefix-aware placement (off unless set): a request goes to the rank
+     * the longest prefix of its prompt was last placed on (that rank likely
+     * holds it in its prefix cache) when that rank could take it and runs
+     * at most prefix_slack sequences more than the rank the load alone
+     * would pick */
+    bool prefix_placement;
     int prefix_slack;
 } moe_sched_limits;
 
@@ -86,6 +88,7 @@ typedef struct moe_req {
     int64_t r_rows;       /* rows 0 .. r_rows - 1 are in */
     double deadline;      /* moe_now() time, 0 = none */
     int cached_tokens;    /* prompt tokens its rank took from the prefix cache (the last run's) */
+    uint64_t cache_salt;  /* the prefix cache's isolation salt (0: none; moe_sched_set_salt) */
     int replays;          /* times it went back to the queue from a lost rank (moe_sched_rank_requeue) */
     moe_end_reason end;
     char error[MOE_ERR_MSG_MAX];
@@ -138,11 +141,14 @@ int moe_sched_prefix_known(const moe_sched *s, const moe_req *r);
 /* Logprobs for r, asked before it is placed: n_top alternatives per token
  * (-1: none), and the prompt positions' when prompt. */
 void moe_sched_want_logprobs(moe_req *r, int n_top, bool prompt);
-/* A token from the worker (lp: its logprobs, NULL if it brought none); false
- * if it was a duplicate (already emitted) or the request is not running. */
 /* The rank says how many prompt tokens of the running request came from
  * its prefix cache (capped at the prompt). */
 void moe_sched_cached(moe_sched *s, uint64_t id, uint32_t n);
+/* The request shares cached prefixes (and placement hints) only with
+ * requests of the same salt; set before it is placed. */
+void moe_sched_set_salt(moe_req *r, uint64_t salt);
+/* A token from the worker (lp: its logprobs, NULL if it brought none); false
+ * if it was a duplicate (already emitted) or the request is not running. */
 bool moe_sched_token(moe_sched *s, uint64_t id, int index, int32_t token, const moe_token_logprobs *lp);
 /* The prompt logprob of position pos (>= 1) from the worker; kept only if it
  * is the next one missing (a replay's repeats and positions past the prompt

@@ -167,6 +167,7 @@ void moe_workers_place(moe_workers *w)
             if ((a.has_logprobs = r->logprobs >= 0)) a.logprobs = (uint32_t)r->logprobs;
             /* a replay asks again only for what has not come yet */
             a.has_prompt_logprobs = a.prompt_logprobs = !moe_sched_prompt_logprobs_done(r);
+            if ((a.has_cache_salt = r->cache_salt != 0)) a.cache_salt = r->cache_salt;
             if (r->routed) {
                 a.has_routed_experts = a.routed_experts = true;
                 a.has_routed_expert_weights = a.routed_expert_weights = r->routed_w;

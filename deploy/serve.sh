@@ -70,7 +70,7 @@ while [ $# -gt 0 ]; do
     --queue|--max-running|--max-tokens|--client-timeout-ms|--worker-timeout-ms|--no-ranks-timeout-ms|\
     --max-step-ms|--drain-timeout-ms|--api-key|--log-format|--metrics-file|--max-start-failures|--restart-backoff-ms|\
     --start-timeout-ms|--client-keys|--tls-cert|--tls-key|--client-in-flight|--client-queue|--client-prompt-bps|\
-    --prompt-inline-bytes|--prompt-threads)
+    --prompt-inline-bytes|--prompt-threads|--prefix-slack|--prefix-cache-scope)
       [ $# -ge 2 ] || { echo "serve: $1 needs a value" >&2; exit 2; }
       coord_flags+=("$1" "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;

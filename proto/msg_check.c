@@ -776,6 +776,9 @@ int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err)
     if (s->has_cache_blocks_used && (!s->has_cache_blocks_total || s->cache_blocks_used > s->cache_blocks_total))
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: cache_blocks_used %" PRIu64 " is above cache_blocks_total %" PRIu64,
                     s->cache_blocks_used, s->cache_blocks_total);
+    if (s->prefix_cache_hits > s->prefix_cache_queries)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: prefix_cache_hits %" PRIu64 " is above prefix_cache_queries %" PRIu64,
+                    s->prefix_cache_hits, s->prefix_cache_queries);
     if (s->n_expert_tokens > MOE_MSG_MAX_LAYERS || s->first_moe_layer > MOE_MSG_MAX_LAYERS - s->n_expert_tokens)
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: MoE layers %" PRIu32 " + %zu go past the limit of %d",
                     s->first_moe_layer, s->n_expert_tokens, MOE_MSG_MAX_LAYERS);

@@ -207,26 +207,39 @@ prefix)
   # rank's cached blocks (usage.prompt_tokens_details.cached_tokens: whole
   # 16-token blocks, short of the last token), answers bitwise as its cold
   # run did (tokens and float logprobs), and /metrics counts the tokens.
-  start_coord
+  # Isolation: with --prefix-cache-scope client another client (another
+  # source address) finds nothing, and a cache_salt shares only with the
+  # same salt.
+  start_coord --prefix-cache-scope client
   start_workers
   long=$(seq 10 59 | paste -sd, -)   # 50 ids
   short=$(seq 10 49 | paste -sd, -)  # its first 40
-  ask() {
-    post /v1/completions "{\"prompt\": [$1], \"max_tokens\": 6, \"temperature\": 0, \"logprobs\": 2}"
-    [ "$status" = 200 ] || fail "prefix: $status $(cat "$tmp/body")"
-    cp "$tmp/body" "$tmp/$2.json"
+  ask() { # IDS NAME [SALT [CURL-FLAGS...]]
+    local ids=$1 name=$2 salt=${3:-} body
+    shift 3 2>/dev/null || shift $#
+    body="{\"prompt\": [$ids], \"max_tokens\": 6, \"temperature\": 0, \"logprobs\": 2${salt:+, \"cache_salt\": \"$salt\"}}"
+    status=$(curl -s "$@" -o "$tmp/$name.json" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$body" "$url/v1/completions")
+    [ "$status" = 200 ] || fail "prefix $name: $status $(cat "$tmp/$name.json")"
   }
-  ask "$long" cold    # nothing cached yet
-  ask "$short" part   # 32 of its 40 from the first one's blocks
-  ask "$long" warm    # 48 of 50
+  ask "$long" cold          # nothing cached yet
+  ask "$short" part         # 32 of its 40 from the first one's blocks
+  ask "$long" warm          # 48 of 50
+  ask "$short" other "" --interface 127.0.0.2   # another client: nothing
+  ask "$long" salt_a a      # salted: nothing of the unsalted ones
+  ask "$short" salt_b b     # another salt: nothing
+  ask "$short" salt_a2 a    # the same salt: 32
   python3 - "$tmp" "$url" <<'PY' || fail "prefix caching over HTTP"
 import json, sys, time, urllib.request
 tmp, url = sys.argv[1], sys.argv[2]
-j = {k: json.load(open(f"{tmp}/{k}.json")) for k in ("cold", "part", "warm")}
+names = ("cold", "part", "warm", "other", "salt_a", "salt_b", "salt_a2")
+j = {k: json.load(open(f"{tmp}/{k}.json")) for k in names}
 cached = {k: v["usage"]["prompt_tokens_details"]["cached_tokens"] for k, v in j.items()}
-assert cached == {"cold": 0, "part": 32, "warm": 48}, cached
-assert j["warm"]["choices"] == j["cold"]["choices"], (j["warm"]["choices"], j["cold"]["choices"])
-want = {"moe:prefix_cache_queries_total": 140, "moe:prefix_cache_hits_total": 80}
+assert cached == {"cold": 0, "part": 32, "warm": 48, "other": 0, "salt_a": 0, "salt_b": 0, "salt_a2": 32}, cached
+for k in ("warm", "salt_a"):
+    assert j[k]["choices"] == j["cold"]["choices"], (k, j[k]["choices"], j["cold"]["choices"])
+for k in ("part", "other", "salt_b", "salt_a2"):
+    assert j[k]["choices"] == j["part"]["choices"], (k, j[k]["choices"], j["part"]["choices"])
+want = {"moe:prefix_cache_queries_total": 310, "moe:prefix_cache_hits_total": 112}
 deadline = time.monotonic() + 30  # the ranks' counters come with their next heartbeat
 while True:
     m = {}
@@ -238,8 +251,10 @@ while True:
         break
     time.sleep(0.05)
 assert m == want, m
-print(f"ok: cached_tokens {cached}; the warm answer equals the cold one (tokens, logprobs); metrics {m}")
+print(f"ok: cached_tokens {cached}; warm answers equal the cold ones (tokens, logprobs); metrics {m}")
 PY
+  post /v1/completions "{\"prompt\": [1, 2], \"max_tokens\": 1, \"cache_salt\": 5}"
+  [ "$status" = 400 ] && grep -q cache_salt "$tmp/body" || fail "a numeric cache_salt: $status $(cat "$tmp/body")"
   ;;
 errors)
   start_coord --api-key sekrit --max-body 4096

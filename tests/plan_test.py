@@ -9,7 +9,8 @@ configs and from this script's own reading of the GGUF tensor table:
 * per node: shared = every non-routed tensor, experts = the node's share
   under the contiguous placement (or a placement file with replicas),
   kv = the pool for max_seqs x (ctx + 1 + block) tokens of 576 float32 per
-  layer, work within the engine's buffers, exchange the documented estimate;
+  layer and the prefix cache's bookkeeping per block, work within the
+  engine's buffers, exchange the documented estimate;
 * over the nodes: the weights sum to the tensor bytes plus (nodes - 1)
   copies of the shared part (plus the replicas), and the tensor bytes fit
   the file size less its header.
@@ -239,7 +240,10 @@ with tempfile.TemporaryDirectory() as tmp:
                     blocks = -(-seqs * (ctx + 1 + 16) // 16)
                     pool = blocks * 16 * L * (c["kv_lora_rank"] + c["qk_rope_head_dim"]) * 4
                     tables = blocks * 4 + seqs * (-(-(ctx + 1) // 16)) * 4
-                    check(pool + tables <= x["kv"] <= pool + tables + 4096 + 64 * seqs,
+                    # prefix caching's bookkeeping per block: 16 tokens (4 bytes) and tags
+                    # (1 byte), up to two bucket heads (4 bytes), a record of at most 64 bytes
+                    tables += blocks * (16 * 5 + 8)
+                    check(pool + tables <= x["kv"] <= pool + tables + 64 * blocks + 4096 + 64 * seqs,
                           "%s/%d node %d: kv %d, pool %d + tables %d" % (path, nodes, r, x["kv"], pool, tables))
                     wf = work_floor(c, 1024, 1, ctx + 1)
                     check(wf <= x["work"] <= wf + 1024 * c["num_attention_heads"] * 32 + 64 * 1024,

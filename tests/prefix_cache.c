@@ -6,7 +6,8 @@
  *    whole blocks, verified token by token and tag by tag; shared blocks
  *    hold what the publisher wrote; references, LRU eviction (a prefix
  *    outlives its tails), a flush, and a hash that gives every key the same
- *    value (test knob) never serving a wrong prefix.
+ *    value (test knob) never serving a wrong prefix, nor one of another
+ *    salt (the isolation of --prefix-cache-scope client and cache_salt).
  *  - Exactness through the generate loop: a sequence that starts from a
  *    cached prefix gives every logits row and token bitwise equal to the
  *    same sequence run cold, sweeping the prompt, shared and suffix lengths
@@ -17,6 +18,10 @@
  *    small that cached blocks are evicted.  The tokens it hits are counted
  *    against a formula written here from the rules (docs/engine.md
  *    "Prefix caching"), so a cache that hit nothing would fail too.
+ *  - Requests that want every prompt row (prompt logprobs, routed experts)
+ *    start cold and get every row; a routing change (a gate limit, as
+ *    --node-limit's placements set) flushes the cache, and the next
+ *    sequence equals a cold run under the new routing.
  */
 #include "check.h"
 
@@ -32,11 +37,12 @@ static float mark(int64_t pos, int32_t tok) { return (float)(tok * 1000 + pos); 
 
 /* A sequence written as the engine would: each position's floats marked
  * with its token, then published. */
-static int write_seq(moe_kvcache *c, const int32_t *tok, int64_t n)
+static int write_seq_salt(moe_kvcache *c, const int32_t *tok, int64_t n, uint64_t salt)
 {
     moe_err err;
     int s = -1;
     CHECK(moe_kvcache_seq_new(c, &s, &err) == MOE_OK);
+    moe_kvcache_seq_salt(c, s, salt);
     CHECK_MSG(moe_kvcache_reserve(c, s, n, &err) == MOE_OK, "%s", err.msg);
     for (int64_t p = 0; p < n; p++) moe_kvcache_at(c, s, 0, p)[0] = mark(p, tok[p]);
     moe_kvcache_set_len(c, s, n);
@@ -44,19 +50,28 @@ static int write_seq(moe_kvcache *c, const int32_t *tok, int64_t n)
     return s;
 }
 
+static int write_seq(moe_kvcache *c, const int32_t *tok, int64_t n) { return write_seq_salt(c, tok, n, 0); }
+
 /* Attaches a new sequence to tok (at most max tokens) and checks that every
  * attached position holds what was written for tok; returns the length. */
-static int64_t attach_check(moe_kvcache *c, const int32_t *tok, const uint8_t *tags, int64_t max, int *seq_out)
+static int64_t attach_salt(moe_kvcache *c, const int32_t *tok, const uint8_t *tags, int64_t max, int *seq_out,
+                           uint64_t salt)
 {
     moe_err err;
     int s = -1;
     CHECK(moe_kvcache_seq_new(c, &s, &err) == MOE_OK);
+    moe_kvcache_seq_salt(c, s, salt);
     const int64_t n = moe_kvcache_prefix_attach(c, s, tok, tags, max, max);
     CHECK(n == moe_kvcache_seq_len(c, s));
     for (int64_t p = 0; p < n; p++) CHECK(moe_kvcache_at(c, s, 0, p)[0] == mark(p, tok[p]));
     if (seq_out) *seq_out = s;
     else moe_kvcache_seq_free(c, s);
     return n;
+}
+
+static int64_t attach_check(moe_kvcache *c, const int32_t *tok, const uint8_t *tags, int64_t max, int *seq_out)
+{
+    return attach_salt(c, tok, tags, max, seq_out, 0);
 }
 
 static void test_index(bool collide)
@@ -140,6 +155,16 @@ static void test_index(bool collide)
     moe_kvcache_seq_free(c, s);
     CHECK(attach_check(c, a, NULL, 31, NULL) == 0);
     CHECK(moe_kvcache_blocks_free(c) == 8);
+
+    /* salts: a chain is found only under the salt that published it (with
+     * every key colliding, only the salt check keeps them apart) */
+    moe_kvcache_seq_free(c, write_seq_salt(c, a, 12, 7));
+    CHECK(attach_salt(c, a, NULL, 31, NULL, 7) == 12);
+    CHECK(attach_salt(c, a, NULL, 31, NULL, 8) == 0);
+    CHECK(attach_check(c, a, NULL, 31, NULL) == 0);
+    moe_kvcache_seq_free(c, write_seq(c, a, 8));
+    CHECK(attach_check(c, a, NULL, 31, NULL) == 8);
+    CHECK(attach_salt(c, a, NULL, 31, NULL, 7) == 12);
     moe_kvcache_free(c);
 }
 
@@ -162,6 +187,8 @@ typedef struct cfg {
     bool int8;
     int block, chunk, dmin;
     int64_t cache_tokens;  /* 0: the default pool */
+    bool repack;
+    bool special;          /* also run_special */
 } cfg;
 
 static int g_vocab;
@@ -213,6 +240,7 @@ static int rig_open(rig *r, const moe_model *m, const cfg *c, bool prefix)
     o.max_batch_tokens = 64;
     o.decompress_min = c->dmin;
     o.act_q8 = c->int8;
+    o.repack = c->repack;
     o.par_min_cost = 0;
     if (c->cache_tokens) o.cache_tokens = c->cache_tokens;
     moe_err err;
@@ -236,13 +264,17 @@ static void rig_close(rig *r)
     moe_engine_free(r->e);
 }
 
-static void add(rig *r, int64_t id, const int32_t *tok, int n, run_out *o)
+static void add_req(rig *r, int64_t id, const int32_t *tok, int n, run_out *o, bool prompt_lp, bool routed);
+static void add(rig *r, int64_t id, const int32_t *tok, int n, run_out *o) { add_req(r, id, tok, n, o, false, false); }
+
+static void add_req(rig *r, int64_t id, const int32_t *tok, int n, run_out *o, bool prompt_lp, bool routed)
 {
     memset(o->toks, 0, sizeof o->toks);
     o->n_rows = o->n_toks = 0;
     o->cached = -1;
     o->ended = o->failed = false;
-    moe_gen_req q = {.id = id, .user = o, .tokens = tok, .n_tokens = n, .max_out = GEN};
+    moe_gen_req q = {.id = id, .user = o, .tokens = tok, .n_tokens = n, .max_out = GEN, .prompt_logprobs = prompt_lp,
+                     .routed = routed};
     moe_sampler_cfg_default(&q.sc); /* greedy */
     moe_err err;
     CHECK_MSG(moe_gen_add(r->g, &q, &err) == MOE_OK, "%s", err.msg);
@@ -338,6 +370,69 @@ static void run_twins(const cfg *c, rig *warm, rig *cold, int id, int n, run_out
     CHECK(same_run(&o[0], &o[2]));
 }
 
+static int g_prompt_rows;
+static void on_prompt(void *ctx, const moe_gen_seq *s, int first, const moe_token_logprobs *lp, int n)
+{
+    (void)ctx;
+    (void)s;
+    (void)first;
+    (void)lp;
+    g_prompt_rows += n;
+}
+
+/* prompt logprobs and routed experts: cold, every prompt row; then a gate
+ * limit (every MoE layer's experts in two units, one unit a token) and a
+ * flush: no hit, and bitwise a cold engine under the same limit */
+static void run_special(const cfg *c, const moe_model *m, rig *warm, rig *cold, int id, run_out *o)
+{
+    const int n = 3 * c->block + 1;
+    int32_t a[MAX_TOK];
+    for (int i = 0; i < MAX_TOK; i++) a[i] = (int32_t)((id * 53 + i * 19 + 3) % g_vocab);
+    add(warm, 3 * id, a, n, &o[0]);
+    run_all(warm);
+    CHECK(o[0].cached == 0);
+    moe_gen_free(warm->g);
+    const moe_gen_opts go = {.max_seqs = 4, .max_ctx = 128, .step_tokens = 64, .prefill_chunk = c->chunk, .eos = -1,
+                             .prefix_cache = true};
+    const moe_gen_cb cb = {.row = on_row, .token = on_token, .end = on_end, .prompt = on_prompt};
+    moe_err err;
+    CHECK(moe_gen_init(&warm->g, warm->e, &go, &cb, &err) == MOE_OK); /* the same engine: its cache kept */
+    g_prompt_rows = 0;
+    add_req(warm, 3 * id + 1, a, n, &o[1], true, false);
+    run_all(warm);
+    CHECK_MSG(o[1].cached == 0 && g_prompt_rows == n - 1, "prompt logprobs: hit %lld, %d rows", (long long)o[1].cached,
+              g_prompt_rows);
+    add_req(warm, 3 * id + 1, a, n, &o[1], false, true);
+    run_all(warm);
+    CHECK(o[1].cached == 0);
+    add(warm, 3 * id + 1, a, n, &o[1]);
+    run_all(warm);
+    CHECK(o[1].cached == (n - 1) / c->block * c->block); /* still there */
+    /* the routing changes */
+    const int E = m->hp.n_expert;
+    int32_t off[MOE_GATE_MAX_EXPERTS + 1], units[MOE_GATE_MAX_EXPERTS];
+    for (int e = 0; e <= E; e++) off[e] = e;
+    for (int e = 0; e < E; e++) units[e] = e < E / 2 ? 0 : 1;
+    const moe_gate_limit lim = {.n_unit = 2, .max_units = 1, .unit_off = off, .units = units};
+    for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++) {
+        moe_engine_set_gate_limit(warm->e, il, &lim);
+        moe_engine_set_gate_limit(cold->e, il, &lim);
+    }
+    moe_engine_prefix_flush(warm->e);
+    add(warm, 3 * id + 1, a, n, &o[1]);
+    run_all(warm);
+    add(cold, 3 * id + 2, a, n, &o[2]);
+    run_all(cold);
+    CHECK_MSG(o[1].cached == 0, "hit %lld after the flush", (long long)o[1].cached);
+    CHECK(same_run(&o[1], &o[2]));
+    CHECK_MSG(!same_run(&o[0], &o[2]), "the gate limit changed nothing: the test would not see a stale prefix");
+    for (int il = m->hp.n_dense_lead; il < m->hp.n_layer; il++) {
+        moe_engine_set_gate_limit(warm->e, il, NULL);
+        moe_engine_set_gate_limit(cold->e, il, NULL);
+    }
+    moe_engine_prefix_flush(warm->e);
+}
+
 static void sweep(const cfg *c, run_out *o)
 {
     char path[4096];
@@ -375,6 +470,7 @@ static void sweep(const cfg *c, run_out *o)
         if (na + GEN - 1 + C + 1 <= 60) run_case(c, &warm, &cold, id++, na, 0, na + GEN - 1 + C + 1, true, o);
     }
     run_twins(c, &warm, &cold, id++, 2 * B + 1, o);
+    if (c->special) run_special(c, m, &warm, &cold, id++, o);
     rig_close(&warm);
     rig_close(&cold);
     moe_model_free(m);
@@ -387,13 +483,14 @@ int main(void)
     run_out o[3];
     for (int i = 0; i < 3; i++) o[i].rows = malloc((size_t)MAX_TOK * 512 * sizeof(float));
     const cfg cfgs[] = {
-        {"v3_mini_q8_0", true, 16, 64, 32, 0},
-        {"v3_mini_q8_0", true, 4, 8, 32, 0},
-        {"v3_mini_q8_0", false, 4, 8, 6, 0},    /* float path: chunks of 6+ decompress */
-        {"v3_mini_q8_0", false, 5, 12, 9, 0},   /* block not dividing the chunk */
-        {"v2lite_mini_f32", false, 16, 40, 32, 0},
-        {"quant/models/kq_v3_q4_k_m", true, 4, 10, 32, 0},
-        {"v3_mini_q8_0", true, 4, 8, 32, 64},   /* a pool of 16 blocks: cached ones get evicted */
+        {"v3_mini_q8_0", true, 16, 64, 32, 0, false, true},
+        {"v3_mini_q8_0", true, 4, 8, 32, 0, false, false},
+        {"v3_mini_q8_0", false, 4, 8, 6, 0, false, false},    /* float path: chunks of 6+ decompress */
+        {"v3_mini_q8_0", false, 5, 12, 9, 0, false, false},   /* block not dividing the chunk */
+        {"v2lite_mini_f32", false, 16, 40, 32, 0, false, false},
+        {"quant/models/kq_v3_q4_k_m", true, 4, 10, 32, 0, false, false},
+        {"v3_mini_q8_0", true, 4, 8, 32, 64, false, false},   /* a pool of 16 blocks: cached ones get evicted */
+        {"v3_mini_q8_0", true, 4, 8, 32, 0, true, false},     /* --repack */
     };
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) sweep(&cfgs[i], o);
     printf("prefix_cache: %lld cases, %lld hit (%lld tokens from the cache)\n", (long long)g_cases,

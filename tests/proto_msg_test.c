@@ -705,6 +705,11 @@ static void test_server_and_worker_bodies(void)
     rs.cache_blocks_total = 2;
     expect_check("rank_stats used above total", &w.base, &lim, BAD, "above cache_blocks_total 2");
     rs.cache_blocks_total = 3;
+    rs.has_prefix_cache_queries = rs.has_prefix_cache_hits = 1;
+    rs.prefix_cache_queries = 10;
+    rs.prefix_cache_hits = 11;
+    expect_check("rank_stats prefix hits above queries", &w.base, &lim, BAD, "above prefix_cache_queries 10");
+    rs.prefix_cache_hits = 10;
     uint64_t layers[2] = {5, 6};
     rs.n_expert_tokens = 2;
     rs.expert_tokens = layers;

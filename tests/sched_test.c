@@ -320,7 +320,7 @@ static void test_prefix_placement(void)
 {
     moe_err err;
     moe_sched *s;
-    moe_sched_limits lim = {.max_queue = 64, .max_running = 8, .prefix_slack = 1};
+    moe_sched_limits lim = {.max_queue = 64, .max_running = 8, .prefix_placement = true, .prefix_slack = 1};
     CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
     moe_sched_rank_update(s, 0, 100000);
     moe_sched_rank_update(s, 1, 100000);
@@ -350,19 +350,38 @@ static void test_prefix_placement(void)
     moe_sched_rank_update(s, 1, 100000);
     CHECK(moe_sched_submit(s, NULL, other, 40, 4, 0, &r[5], &full, &err) == 0);
     CHECK(moe_sched_place(s, placed, 8) == 1 && r[5]->rank == 1); /* rank 1 runs none now */
+
+    /* a request with prompt logprobs computes every position: no hint used
+     * or left.  Rank 0 (restarted) runs 1, rank 1 runs 2: within the slack
+     * the hint would send it to rank 1 */
+    moe_sched_rank_lost(s, 0, "gone");
+    moe_sched_rank_update(s, 0, 100000);
+    moe_req *filler;
+    CHECK(moe_sched_submit(s, NULL, sys + 40, 20, 4, 0, &filler, &full, &err) == 0);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && filler->rank == 0);
+    CHECK(moe_sched_submit(s, NULL, other, 40, 4, 0, &r[6], &full, &err) == 0);
+    moe_sched_want_logprobs(r[6], -1, true);
+    CHECK(moe_sched_place(s, placed, 8) == 1 && r[6]->rank == 0 && moe_sched_prefix_known(s, r[6]) == 0);
+    /* the cached count a rank reports is capped at the prompt, and a
+     * requeued request forgets it */
+    moe_sched_cached(s, r[5]->id, 1000);
+    CHECK(r[5]->cached_tokens == 40);
+    moe_sched_cached(s, r[5]->id, 32);
+    CHECK(r[5]->cached_tokens == 32);
+    CHECK(moe_sched_rank_requeue(s, 1) >= 1 && r[5]->cached_tokens == 0);
     moe_sched_free(s);
 
-    /* -1: off, load alone */
-    lim.prefix_slack = -1;
+    /* off: load alone */
+    lim.prefix_placement = false;
     CHECK(moe_sched_init(&s, 2, &lim, &err) == 0);
     moe_sched_rank_update(s, 0, 100000);
     moe_sched_rank_update(s, 1, 100000);
     for (int i = 0; i < 2; i++) CHECK(moe_sched_submit(s, NULL, sys, 70, 4, 0, &r[i], &full, &err) == 0);
     CHECK(moe_sched_place(s, placed, 8) == 2 && r[0]->rank == 0 && r[1]->rank == 1);
     CHECK(moe_sched_prefix_known(s, r[1]) == 0);
-    lim.prefix_slack = -2;
-    CHECK(moe_sched_init(&s, 2, &lim, &err) != 0);
     moe_sched_free(s);
+    lim.prefix_slack = -1;
+    CHECK(moe_sched_init(&s, 2, &lim, &err) != 0);
     printf("sched: prefix-aware placement\n");
 }
 

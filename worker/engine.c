@@ -292,9 +292,9 @@ void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim)
     MOE_ASSERT(il >= 0 && il < e->m->hp.n_layer);
     if (!e->limits) e->limits = moe_xcalloc((size_t)e->m->hp.n_layer, sizeof *e->limits);
     e->limits[il] = lim;
-    /* latents cached under the old routing are not what a cold run gives now */
-    moe_kvcache_prefix_flush(e->cache);
 }
+
+void moe_engine_prefix_flush(moe_engine *e) { moe_kvcache_prefix_flush(e->cache); }
 
 bool moe_engine_chunk_decompresses(const moe_engine *e, int n)
 {

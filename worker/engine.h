@@ -182,8 +182,12 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
 void moe_engine_moe_route(moe_engine *e, int il, const float *x, int n_tok, int32_t *ids, float *w);
 /* Node-limited routing for MoE layer il from the next step on (router/gate.h;
  * a research option that changes the answer), or NULL for the model's own.
- * lim must outlive its use. */
+ * lim must outlive its use.  The caller flushes the prefix cache once after
+ * changing limits (moe_engine_prefix_flush): latents cached under the old
+ * routing are not what a cold run computes under the new. */
 void moe_engine_set_gate_limit(moe_engine *e, int il, const moe_gate_limit *lim);
+/* Forgets every cached prefix (kvcache.h moe_kvcache_prefix_flush). */
+void moe_engine_prefix_flush(moe_engine *e);
 /* Routed experts of layer il on rows grouped by expert: group i runs
  * expert experts[i] (ascending or not) on rows off[i] .. off[i+1]-1 of x
  * ([rows][dim], normed) into the same rows of y ([rows][dim]).  Gate and up

@@ -216,10 +216,11 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         }
         s->tag[p] = moe_engine_chunk_decompresses(g->e, len);
     }
+    moe_kvcache_seq_salt(moe_engine_cache(g->e), s->pub.seq, r->cache_salt);
     if (!r->prompt_logprobs && !r->routed) {
         /* at least the prompt's last chunked token is computed: its row */
         s->fed = (int)moe_kvcache_prefix_attach(moe_engine_cache(g->e), s->pub.seq, s->hist, s->tag,
-                                                s->n_chunked - 1, r->n_tokens);
+                                                s->n_chunked - 1, s->n_chunked);
         s->pub.n_cached = s->fed;
     }
     if (r->routed) {

@@ -79,6 +79,7 @@ typedef struct moe_gen_req {
     bool prompt_logprobs;   /* the prompt positions' logprobs (prompt callback) */
     bool routed;            /* keep every fed position's routed experts (moe_gen_routed_take) ... */
     bool routed_weights;    /* ... and their gate weights */
+    uint64_t cache_salt;    /* prefix caching: shares cached latents only with sequences of the same salt */
 } moe_gen_req;
 
 /* What a callback learns of its sequence. */

@@ -22,6 +22,7 @@ typedef struct kv_seq {
     int32_t pub_id;
     uint32_t pub_gen;
     bool no_pub;       /* its earlier positions predate a flush */
+    uint64_t salt;     /* moe_kvcache_seq_salt */
 } kv_seq;
 
 /* A block's bookkeeping (the per-block arrays below are allocated only with
@@ -33,6 +34,7 @@ typedef struct kv_block {
     uint64_t key;
     int32_t parent;    /* the published block before it in its chain, -1: first */
     uint32_t parent_gen;
+    uint64_t salt;     /* of the sequence that published it (a chain's first block compares it) */
     int32_t bucket_next;        /* next published block in its bucket, -1 */
     int32_t lru_prev, lru_next; /* idle published blocks, oldest first */
 } kv_block;
@@ -45,7 +47,8 @@ struct moe_kvcache {
     int32_t *free_stack;   /* [n_blocks] */
     int64_t n_free;
     kv_seq *seqs;          /* [max_seqs] */
-    /* prefix caching (NULL arrays when off) */
+    /* prefix caching (the arrays exist either way: the plan counts them) */
+    bool on;               /* moe_kvcache_prefix_enable */
     uint64_t seed;
     kv_block *blk;         /* [n_blocks] */
     int32_t *tok;          /* [n_blocks][block_size] a published block's tokens */
@@ -54,6 +57,7 @@ struct moe_kvcache {
     uint64_t n_buckets;    /* a power of two */
     int32_t lru_head, lru_tail;
     int64_t n_idle;        /* published blocks no sequence holds */
+    int64_t n_published;   /* all published blocks (held or idle) */
     uint64_t queries, hits;
     bool collide;          /* test knob: every key 0 */
 };
@@ -111,6 +115,18 @@ int moe_kvcache_init(moe_kvcache **out, const moe_kvcache_cfg *cfg, moe_err *err
     c->n_free = cfg->n_blocks;
     c->seqs = moe_xcalloc((size_t)cfg->max_seqs, sizeof *c->seqs);
     c->lru_head = c->lru_tail = -1;
+    const size_t nb = (size_t)cfg->n_blocks, bs = (size_t)cfg->block_size;
+    c->blk = moe_xcalloc(nb, sizeof *c->blk);
+    for (size_t b = 0; b < nb; b++) {
+        c->blk[b].parent = -1;
+        c->blk[b].bucket_next = c->blk[b].lru_prev = c->blk[b].lru_next = -1;
+    }
+    c->tok = moe_xmalloc(nb * bs * sizeof *c->tok); /* n_blocks × block_size fits: the pool is bigger */
+    c->tag = moe_xmalloc(nb * bs);
+    c->n_buckets = 1;
+    while (c->n_buckets < (uint64_t)nb) c->n_buckets <<= 1;
+    c->bucket = moe_xmalloc((size_t)c->n_buckets * sizeof *c->bucket);
+    for (uint64_t i = 0; i < c->n_buckets; i++) c->bucket[i] = -1;
     *out = c;
     return MOE_OK;
 }
@@ -143,6 +159,7 @@ int moe_kvcache_seq_new(moe_kvcache *c, int *seq, moe_err *err)
         s->pub_id = -1;
         s->pub_gen = 0;
         s->no_pub = false;
+        s->salt = 0;
         *seq = i;
         return MOE_OK;
     }
@@ -194,6 +211,7 @@ static void unpublish(moe_kvcache *c, int32_t b)
     k->bucket_next = -1;
     k->published = false;
     k->gen++;
+    c->n_published--;
 }
 
 /* A block for a sequence: a free one, else the idle published block
@@ -209,7 +227,7 @@ static int32_t block_take(moe_kvcache *c)
         lru_unlink(c, b);
         unpublish(c, b);
     }
-    if (c->blk) c->blk[b].ref = 1;
+    c->blk[b].ref = 1;
     return b;
 }
 
@@ -217,10 +235,6 @@ static int32_t block_take(moe_kvcache *c)
  * not published, idle (evictable, most recent) when published. */
 static void block_drop(moe_kvcache *c, int32_t b)
 {
-    if (!c->blk) {
-        c->free_stack[c->n_free++] = b;
-        return;
-    }
     kv_block *k = &c->blk[b];
     MOE_ASSERT(k->ref > 0);
     if (--k->ref > 0) return;
@@ -296,25 +310,13 @@ int moe_kvcache_block_tokens(const moe_kvcache *c) { return c->cfg.block_size; }
 
 void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed)
 {
-    if (c->blk) return;
+    if (c->on) return;
     for (int i = 0; i < c->cfg.max_seqs; i++) MOE_ASSERT(!c->seqs[i].used);
-    const size_t nb = (size_t)c->cfg.n_blocks, bs = (size_t)c->cfg.block_size;
     c->seed = seed;
-    c->blk = moe_xcalloc(nb, sizeof *c->blk);
-    for (size_t b = 0; b < nb; b++) {
-        c->blk[b].parent = -1;
-        c->blk[b].bucket_next = c->blk[b].lru_prev = c->blk[b].lru_next = -1;
-    }
-    c->tok = moe_xmalloc(nb * bs * sizeof *c->tok); /* n_blocks × block_size fits: the pool is bigger */
-    c->tag = moe_xmalloc(nb * bs);
-    c->n_buckets = 1;
-    while (c->n_buckets < (uint64_t)nb) c->n_buckets <<= 1;
-    c->bucket = moe_xmalloc((size_t)c->n_buckets * sizeof *c->bucket);
-    for (uint64_t i = 0; i < c->n_buckets; i++) c->bucket[i] = -1;
-    c->lru_head = c->lru_tail = -1;
+    c->on = true;
 }
 
-bool moe_kvcache_prefix_enabled(const moe_kvcache *c) { return c->blk != NULL; }
+bool moe_kvcache_prefix_enabled(const moe_kvcache *c) { return c->on; }
 
 /* The chain's key after one more block of tokens and tags. */
 static uint64_t chain_key(const moe_kvcache *c, uint64_t key, const int32_t *tok, const uint8_t *tag, int n)
@@ -332,14 +334,17 @@ static uint64_t chain_key(const moe_kvcache *c, uint64_t key, const int32_t *tok
     return h;
 }
 
-/* The published block with this key, parent and content, or -1. */
-static int32_t find_block(const moe_kvcache *c, uint64_t key, int32_t parent, uint32_t parent_gen,
+/* The published block with this key, parent (a first block: salt) and
+ * content, or -1. */
+static int32_t find_block(const moe_kvcache *c, uint64_t key, int32_t parent, uint32_t parent_gen, uint64_t salt,
                           const int32_t *tok, const uint8_t *tag)
 {
     const int bs = c->cfg.block_size;
     for (int32_t b = c->bucket[bucket_of(c, key)]; b >= 0; b = c->blk[b].bucket_next) {
         const kv_block *k = &c->blk[b];
-        if (k->key != key || k->parent != parent || (parent >= 0 && k->parent_gen != parent_gen)) continue;
+        if (k->key != key || k->parent != parent || (parent >= 0 && k->parent_gen != parent_gen) ||
+            (parent < 0 && k->salt != salt))
+            continue;
         const int32_t *bt = c->tok + (size_t)b * (size_t)bs;
         const uint8_t *bg = c->tag + (size_t)b * (size_t)bs;
         bool same = memcmp(bt, tok, (size_t)bs * sizeof *tok) == 0;
@@ -354,7 +359,7 @@ int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens
 {
     MOE_ASSERT(moe_kvcache_seq_valid(c, seq));
     kv_seq *s = &c->seqs[seq];
-    if (!c->blk) return 0;
+    if (!c->on) return 0;
     MOE_ASSERT(s->n_blocks == 0 && s->len == 0);
     c->queries += n_query > 0 ? (uint64_t)n_query : 0;
     const int bs = c->cfg.block_size;
@@ -363,7 +368,7 @@ int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens
         const size_t at = (size_t)s->n_blocks * (size_t)bs;
         const uint8_t *tg = tags ? tags + at : NULL;
         const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        const int32_t b = find_block(c, key, s->pub_id, s->pub_gen, tokens + at, tg);
+        const int32_t b = find_block(c, key, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
         if (b < 0) break;
         kv_block *k = &c->blk[b];
         if (k->ref++ == 0) lru_unlink(c, b);
@@ -382,14 +387,14 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
 {
     MOE_ASSERT(moe_kvcache_seq_valid(c, seq));
     kv_seq *s = &c->seqs[seq];
-    if (!c->blk || s->no_pub) return;
+    if (!c->on || s->no_pub) return;
     MOE_ASSERT(len <= s->len);
     const int bs = c->cfg.block_size;
     for (; s->n_pub < len / bs; s->n_pub++) {
         const size_t at = (size_t)s->n_pub * (size_t)bs;
         const uint8_t *tg = tags ? tags + at : NULL;
         const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        int32_t b = find_block(c, key, s->pub_id, s->pub_gen, tokens + at, tg);
+        int32_t b = find_block(c, key, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
         if (b < 0) { /* publish this sequence's own block */
             b = s->blocks[s->n_pub];
             kv_block *k = &c->blk[b];
@@ -398,11 +403,13 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
             k->key = key;
             k->parent = s->pub_id;
             k->parent_gen = s->pub_gen;
+            k->salt = s->salt;
             memcpy(c->tok + (size_t)b * (size_t)bs, tokens + at, (size_t)bs * sizeof *tokens);
             for (int i = 0; i < bs; i++) c->tag[(size_t)b * (size_t)bs + (size_t)i] = tg ? tg[i] : 0u;
             int32_t *head = &c->bucket[bucket_of(c, key)];
             k->bucket_next = *head;
             *head = b;
+            c->n_published++;
         }
         s->pub_key = key;
         s->pub_id = b;
@@ -412,7 +419,7 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
 
 void moe_kvcache_prefix_flush(moe_kvcache *c)
 {
-    if (!c->blk) return;
+    if (!c->on) return;
     for (int i = 0; i < c->cfg.max_seqs; i++)
         if (c->seqs[i].used) c->seqs[i].no_pub = true;
     while (c->lru_head >= 0) { /* idle ones become free */
@@ -421,8 +428,19 @@ void moe_kvcache_prefix_flush(moe_kvcache *c)
         unpublish(c, b);
         c->free_stack[c->n_free++] = b;
     }
-    for (int64_t b = 0; b < c->cfg.n_blocks; b++) /* held ones stay with their sequences */
+    for (int64_t b = 0; b < c->cfg.n_blocks && c->n_published > 0; b++) /* held ones stay with their sequences */
         if (c->blk[b].published) unpublish(c, (int32_t)b);
+}
+
+void moe_kvcache_seq_salt(moe_kvcache *c, int seq, uint64_t salt)
+{
+    MOE_ASSERT(moe_kvcache_seq_valid(c, seq));
+    kv_seq *s = &c->seqs[seq];
+    MOE_ASSERT(s->n_pub == 0 && s->n_blocks == 0);
+    uint64_t h = c->seed ^ (salt * 0x9e3779b97f4a7c15ull);
+    h ^= h >> 31;
+    s->pub_key = salt ? h * 0xbf58476d1ce4e5b9ull : c->seed;
+    s->salt = salt;
 }
 
 void moe_kvcache_prefix_test_collide(moe_kvcache *c) { c->collide = true; }

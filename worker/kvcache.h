@@ -49,7 +49,8 @@ typedef struct moe_kvcache_cfg {
 /* Checks cfg and sets *bytes to what moe_kvcache_init allocates for it:
  * the pool (n_blocks × n_layer × block_size × width floats) and its
  * tables, counting every sequence slot's block table (each is allocated
- * when its slot is first used). */
+ * when its slot is first used) and prefix caching's bookkeeping (whether
+ * it is turned on or not). */
 int moe_kvcache_bytes(const moe_kvcache_cfg *cfg, uint64_t *bytes, moe_err *err);
 int moe_kvcache_init(moe_kvcache **out, const moe_kvcache_cfg *cfg, moe_err *err);
 void moe_kvcache_free(moe_kvcache *c);
@@ -78,6 +79,9 @@ bool moe_kvcache_prefix_enabled(const moe_kvcache *c);
  * run computes: the routing changed); the live sequences keep their blocks
  * but publish nothing more.  No-op when caching is off. */
 void moe_kvcache_prefix_flush(moe_kvcache *c);
+/* Sequence seq (new, nothing attached or published) shares latents only
+ * with sequences of the same salt (0: the default, shared by all). */
+void moe_kvcache_seq_salt(moe_kvcache *c, int seq, uint64_t salt);
 /* Attaches to the new, empty sequence seq the longest chain of published
  * blocks matching tokens/tags (tags NULL: all 0), at most max_tokens
  * tokens (whole blocks), and sets its length to match.  Returns the

@@ -58,6 +58,9 @@ static void set_limits(moe_live *l, const moe_placement *p)
         l->limits[il] = (moe_gate_limit){.n_unit = U, .max_units = l->o.node_limit, .unit_off = off, .units = units};
         moe_engine_set_gate_limit(l->e, l->first + il, &l->limits[il]);
     }
+    /* a sequence in flight straddles the change either way; a new one must
+     * not start from latents the old routing computed */
+    moe_engine_prefix_flush(l->e);
 }
 
 int moe_live_init(moe_live **out, const moe_live_opts *o, moe_comm *c, const moe_model *m, moe_engine *e,

@@ -431,7 +431,8 @@ static void on_assign(moe_source_link *l, moe_gen *g, const Moe__Assign *a)
                      .logprobs = a->has_logprobs, .n_top = a->has_logprobs ? (int)a->logprobs : 0,
                      .prompt_logprobs = a->has_prompt_logprobs && a->prompt_logprobs,
                      .routed = a->has_routed_experts && a->routed_experts,
-                     .routed_weights = a->has_routed_expert_weights && a->routed_expert_weights};
+                     .routed_weights = a->has_routed_expert_weights && a->routed_expert_weights,
+                     .cache_salt = a->has_cache_salt ? a->cache_salt : 0};
     moe_sampler_cfg_default(&r.sc);
     int rc = MOE_OK;
     /* max_tokens 0 only scores the prompt (checked by the link's decoder) */

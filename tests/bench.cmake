@@ -25,3 +25,9 @@ if(TARGET moe-bench AND TARGET moe-worker AND TARGET moe-coordinator)
   moe_test(NAME bench_prefix_smoke LABELS bench TIMEOUT 120 RESOURCE_LOCK cores
            ARGS bash ${CMAKE_CURRENT_SOURCE_DIR}/bench_prefix.sh ${CMAKE_SOURCE_DIR})
 endif()
+# bench/mtp/run.sh --quick: every configuration's ids equal the run without
+# MTP (the script checks), and the table prints.
+if(TARGET moe-run AND TARGET moe-mkmodel)
+  moe_test(NAME bench_mtp_smoke LABELS bench TIMEOUT 120 RESOURCE_LOCK cores
+           ARGS bash ${CMAKE_SOURCE_DIR}/bench/mtp/run.sh --quick)
+endif()

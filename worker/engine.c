@@ -992,6 +992,20 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
     return MOE_OK;
 }
 
+bool moe_engine_has_mtp(const moe_engine *e) { return e->o.mtp; }
+
+void moe_engine_seq_truncate(moe_engine *e, int seq, int64_t len)
+{
+    MOE_ASSERT(len >= 0 && len <= moe_kvcache_seq_len(e->cache, seq));
+    moe_kvcache_set_len(e->cache, seq, len);
+}
+
+void moe_engine_seq_untruncate(moe_engine *e, int seq, int64_t len)
+{
+    MOE_ASSERT(len >= moe_kvcache_seq_len(e->cache, seq));
+    moe_kvcache_set_len(e->cache, seq, len); /* asserts the blocks are reserved */
+}
+
 const float *moe_engine_hidden(const moe_engine *e, int *rows)
 {
     *rows = e->n_hidden;
@@ -1013,6 +1027,9 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
         it->err.msg[0] = 0;
         it->out = NULL;
         if (it->n < 0) return moe_err_set(err, "item %d: negative row count", i);
+        if (it->n > 0 && (!it->next || !it->hidden)) return moe_err_set(err, "item %d: no tokens or hidden states", i);
+        for (int j = 0; j < i; j++)
+            if (items[j].seq == it->seq) return moe_err_set(err, "sequence %d appears twice in one MTP step", it->seq);
         total += it->n;
     }
     if (total > e->o.max_batch_tokens)

@@ -149,6 +149,14 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
  * block (before the output norm) of every row the step computed, in item
  * order; *rows of them, [rows][dim], valid until the next step. */
 const float *moe_engine_hidden(const moe_engine *e, int *rows);
+/* Whether the engine runs the file's MTP block (moe_engine_opts.mtp). */
+bool moe_engine_has_mtp(const moe_engine *e);
+/* Forgets positions >= len of a sequence (len <= its length): a rejected
+ * draft's latents, written again by the next step. */
+void moe_engine_seq_truncate(moe_engine *e, int seq, int64_t len);
+/* Takes back positions a truncate dropped, their latents untouched since
+ * (len <= the reserved length; nothing was written there in between). */
+void moe_engine_seq_untruncate(moe_engine *e, int seq, int64_t len);
 
 /*
  * MTP (moe_engine_opts.mtp): draft logits from the file's MTP block

@@ -25,6 +25,10 @@ typedef struct gseq {
     int16_t *r_ids;         /* routed experts [n_tokens + max_out][n_moe][K], or NULL */
     float *r_w;             /* their weights, or NULL */
     int64_t r_taken;        /* rows handed out (moe_gen_routed_take) */
+    /* MTP */
+    int64_t mtp_done;       /* positions below have their MTP rows */
+    int32_t draft;          /* the next decode step's draft, -1: none */
+    bool drafting;          /* the planned item carries the draft */
 } gseq;
 
 struct moe_gen {
@@ -46,11 +50,23 @@ struct moe_gen {
     gseq **by_seq;          /* [max_seqs + 1] engine sequence -> live sequence */
     int n_routed;           /* live sequences that keep routed experts */
     int first_moe, n_moe, K;
+    /* MTP */
+    int *item_row;          /* [max_seqs] each planned item's first row in the step */
+    int64_t *item_pos0;     /* [max_seqs] and its first position */
+    moe_mtp_item *mtp_items;/* [max_seqs] */
+    gseq **mtp_seq;         /* [max_seqs] */
+    uint64_t drafts, accepted;
 };
 
 int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err)
 {
     *out = NULL;
+    if (o->mtp && !moe_engine_has_mtp(e)) return moe_err_set(err, "MTP: the engine was set up without the MTP block");
+    if (o->mtp && (o->prefix_cache || moe_kvcache_prefix_enabled(moe_engine_cache(e))))
+        return moe_err_set(err, "MTP and prefix caching together are not supported yet");
+    if (o->mtp && moe_engine_chunk_decompresses(e, 1) != moe_engine_chunk_decompresses(e, 2))
+        return moe_err_set(err, "MTP needs a 2-token step to take the attention path of a 1-token one "
+                                "(decompress_min 2 makes it differ)");
     if (o->max_seqs < 1 || o->max_ctx < 1 || o->step_tokens < 1 || o->prefill_chunk < 1 ||
         o->prefill_chunk > o->step_tokens)
         return moe_err_set(err, "generate loop: bad sizes (sequences %d, context %lld, step %d, chunk %d)",
@@ -66,6 +82,10 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->item_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_seq);
     g->plp = moe_xmalloc((size_t)o->step_tokens * sizeof *g->plp);
     g->by_seq = moe_xcalloc((size_t)o->max_seqs + 1, sizeof *g->by_seq);
+    g->item_row = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_row);
+    g->item_pos0 = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_pos0);
+    g->mtp_items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_items);
+    g->mtp_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_seq);
     const moe_hparams *hp = &moe_engine_model(e)->hp;
     g->first_moe = hp->n_dense_lead;
     g->n_moe = hp->n_layer - hp->n_dense_lead;
@@ -152,6 +172,10 @@ void moe_gen_free(moe_gen *g)
     free(g->item_seq);
     free(g->plp);
     free(g->by_seq);
+    free(g->item_row);
+    free(g->item_pos0);
+    free(g->mtp_items);
+    free(g->mtp_seq);
     free(g);
 }
 
@@ -170,6 +194,8 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         (r->max_out > 0 && r->n_emitted >= r->max_out) || r->n_chunked < 0 || r->n_chunked > r->n_tokens)
         return moe_err_set(err, "nothing to do (prompt %d, max tokens %d, emitted %d)", r->n_tokens, r->max_out,
                            r->n_emitted);
+    if (r->routed && g->o.mtp)
+        return moe_err_set(err, "routed experts with MTP are not supported yet (a draft's rows would be handed out)");
     if (r->n_top < 0 || r->n_top > MOE_MAX_TOP_LOGPROBS)
         return moe_err_set(err, "%d logprob alternatives asked, at most %d", r->n_top, MOE_MAX_TOP_LOGPROBS);
     if ((int64_t)r->n_tokens + (r->max_out - r->n_emitted) > g->o.max_ctx)
@@ -179,6 +205,7 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         if (r->tokens[i] < 0 || r->tokens[i] >= g->vocab)
             return moe_err_set(err, "token id %d is not in the vocabulary (0..%d)", r->tokens[i], g->vocab - 1);
     gseq *s = moe_xcalloc(1, sizeof *s);
+    s->draft = -1;
     s->sc = r->sc;
     s->logprobs = r->logprobs;
     s->n_top = r->n_top;
@@ -289,6 +316,16 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
             if (budget < 1) continue;
             it->tokens = s->fed < s->pub.n_tokens ? s->hist + s->fed : &s->last;
             it->n_tokens = 1;
+            s->drafting = false;
+            if (s->draft >= 0 && s->fed >= s->pub.n_tokens && budget >= 2 && s->n_out + 1 < s->max_out) {
+                /* the last sampled token and the draft after it, both rows
+                 * (hist has room: n_out + 1 < max_out) */
+                s->hist[s->pub.n_hist] = s->draft;
+                it->tokens = s->hist + s->pub.n_hist - 1;
+                it->n_tokens = 2;
+                it->logits = MOE_LOGITS_ALL;
+                s->drafting = true;
+            }
         }
         budget -= it->n_tokens;
         g->item_seq[g->n_items++] = s;
@@ -352,14 +389,85 @@ static bool prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
     return true;
 }
 
+/* The MTP block on every position this step computed whose next token is
+ * known, then each decoding sequence's draft from its last position. */
+static int mtp_pass(moe_gen *g, moe_err *err)
+{
+    int rows = 0, n = 0;
+    const float *hid = moe_engine_hidden(g->e, &rows);
+    const int64_t D = moe_engine_model(g->e)->hp.dim;
+    for (int k = 0; k < g->n_items; k++) {
+        gseq *s = g->item_seq[k];
+        if (!s || g->items[k].status != MOE_OK || g->items[k].n_tokens == 0) continue;
+        const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
+        const int64_t end = len < s->pub.n_hist - 1 ? len : s->pub.n_hist - 1; /* rows with a next token */
+        if (end <= s->mtp_done) continue;
+        /* the step computed positions step0 .. step0 + n_tokens - 1, rows
+         * item_row[k] .. of the hidden states; the earlier ones have theirs */
+        const int64_t p0 = s->mtp_done, step0 = g->item_pos0[k];
+        if (p0 != step0 || g->item_row[k] + (end - step0) > rows) {
+            /* an earlier position lacks its MTP row (its hidden state is
+             * gone): no more drafts for this sequence, its tokens unchanged */
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: MTP rows stop at position %lld", (long long)s->pub.id,
+                            (long long)p0);
+            s->mtp_done = INT64_MAX;
+            s->draft = -1;
+            continue;
+        }
+        g->mtp_items[n] = (moe_mtp_item){.seq = s->pub.seq, .pos = p0, .n = (int)(end - p0), .next = s->hist + p0 + 1,
+                                         .hidden = hid + (size_t)(g->item_row[k] + (p0 - step0)) * (size_t)D};
+        g->mtp_seq[n++] = s;
+    }
+    if (n == 0) return MOE_OK;
+    /* the drafts only speed things up: a failure stops them, never a sequence */
+    moe_err e2 = {{0}};
+    const bool failed = moe_engine_mtp_step(g->e, g->mtp_items, n, &e2) != MOE_OK;
+    (void)err;
+    for (int i = 0; i < n; i++) {
+        gseq *s = g->mtp_seq[i];
+        const moe_mtp_item *mi = &g->mtp_items[i];
+        if (failed || mi->status != MOE_OK) {
+            MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: no more MTP drafts: %s", (long long)s->pub.id,
+                            failed ? e2.msg : mi->err.msg);
+            s->mtp_done = INT64_MAX;
+            s->draft = -1;
+            continue;
+        }
+        s->mtp_done = mi->pos + mi->n;
+        s->draft = -1;
+        /* decoding from here on, with a token left to emit after the next */
+        if (s->mtp_done != moe_engine_seq_len(g->e, s->pub.seq) || s->fed < s->pub.n_tokens || s->n_out >= s->max_out)
+            continue;
+        const float *row = mi->out + (size_t)(mi->n - 1) * (size_t)g->vocab;
+        int32_t best = 0;
+        for (int v = 1; v < g->vocab; v++)
+            if (row[v] > row[best]) best = v;
+        s->draft = g->o.draft_hook ? g->o.draft_hook(g->o.draft_ctx, &s->pub, best) : best;
+        if (s->draft < 0 || s->draft >= g->vocab) s->draft = -1;
+    }
+    return MOE_OK;
+}
+
+void moe_gen_mtp_stats(const moe_gen *g, uint64_t *drafts, uint64_t *accepted)
+{
+    *drafts = g->drafts;
+    *accepted = g->accepted;
+}
+
 int moe_gen_step(moe_gen *g, moe_err *err)
 {
+    for (int k = 0; k < g->n_items; k++) /* where each item starts (the MTP block needs it) */
+        g->item_pos0[k] = g->item_seq[k] ? moe_engine_seq_len(g->e, g->item_seq[k]->pub.seq) : 0;
     if (moe_engine_step(g->e, g->items, g->n_items, err)) return MOE_ERR;
     moe_kvcache *kv = moe_engine_cache(g->e);
     for (int k = 0; k < g->n_items && moe_kvcache_prefix_enabled(kv); k++) {
         const gseq *s = g->item_seq[k];
         if (s && g->items[k].status == MOE_OK)
             moe_kvcache_prefix_publish(kv, s->pub.seq, s->hist, s->tag, moe_engine_seq_len(g->e, s->pub.seq));
+    }
+    for (int k = 0, row = 0; k < g->n_items; k++) { /* each item's rows in the step, for the MTP block */
+        g->item_row[k] = row;
+        if (g->items[k].status == MOE_OK) row += g->items[k].n_tokens;
     }
     for (int k = 0; k < g->n_items; k++) {
         const moe_step_item *it = &g->items[k];
@@ -369,6 +477,25 @@ int moe_gen_step(moe_gen *g, moe_err *err)
             end_seq(g, s, MOE_GEN_END_ERROR, it->err.msg);
             continue;
         }
+        if (s->drafting) {
+            /* row 0 is sampled as without MTP; row 1 counts only if that
+             * gave the draft */
+            s->drafting = false;
+            const int32_t d = s->draft;
+            const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
+            g->drafts++;
+            /* the callbacks of row 0 see the sequence as without MTP: the
+             * draft's position not yet in it (its latents stay in place) */
+            moe_engine_seq_truncate(g->e, s->pub.seq, len - 1);
+            after_row(g, s, it->out);
+            if (!g->item_seq[k]) continue; /* it ended */
+            if (s->last == d) {
+                g->accepted++;
+                moe_engine_seq_untruncate(g->e, s->pub.seq, len);
+                after_row(g, s, it->out + (size_t)g->vocab);
+            }
+            continue;
+        }
         const int fed0 = s->fed;
         s->fed += s->fed < s->pub.n_tokens ? it->n_tokens : 0;
         if (it->out_rows <= 0) continue;
@@ -376,6 +503,7 @@ int moe_gen_step(moe_gen *g, moe_err *err)
         if (fed0 < s->n_chunked && s->fed < s->n_chunked) continue; /* a chunk before the last: rows for the above only */
         after_row(g, s, it->out + (size_t)(it->out_rows - 1) * (size_t)g->vocab);
     }
+    if (g->o.mtp && mtp_pass(g, err)) return MOE_ERR;
     g->n_items = 0; /* the plan is used up */
     return MOE_OK;
 }

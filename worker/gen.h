@@ -46,6 +46,21 @@
  * with the path that computed it.  Requests that want the prompt's rows
  * (prompt_logprobs) or routed experts of every position start cold.
  *
+ * MTP speculative decoding (moe_gen_opts.mtp, an engine with its MTP
+ * block): after every step the MTP block runs on each new position whose
+ * next token is known (engine.h moe_engine_mtp_step), and its row at a
+ * sequence's last position gives a draft d (argmax).  The next decode
+ * step feeds [last token, d] as one 2-token item with both rows.  The first
+ * row is sampled exactly as without MTP; if it gives d, the second row is
+ * the very row a later step would have computed (the invariance rules), so
+ * it is sampled too and the step emits two tokens; otherwise d's latent is
+ * dropped (moe_engine_seq_truncate).  Every emitted token is therefore the
+ * one decoding without MTP emits, greedy or sampled (the draw is
+ * splitmix(seed, position)): accepting a deterministic draft iff the
+ * target's own sample equals it is the standard acceptance rule for a
+ * one-hot draft, with its acceptance probability p(d).  Not with prefix
+ * caching (the MTP latents of a shared block are not kept) yet.
+ *
  * Splitting plan from step lets the worker job agree on a step header
  * (tokens per rank) between the two.
  */
@@ -120,6 +135,11 @@ typedef struct moe_gen_opts {
     int prefill_chunk;      /* <= step_tokens */
     int32_t eos;            /* added to every sequence's stop ids; -1: none */
     bool prefix_cache;      /* share cached prefixes between sequences (see the overview) */
+    bool mtp;               /* MTP speculative decoding (see the overview; the engine needs its MTP block) */
+    /* TEST HOOK (NULL: off): the draft a sequence gets instead of the MTP
+     * block's argmax mtp_draft (which is still computed, so its cost counts) */
+    int32_t (*draft_hook)(void *ctx, const moe_gen_seq *s, int32_t mtp_draft);
+    void *draft_ctx;
 } moe_gen_opts;
 
 /* The engine is borrowed (and must outlive the loop). */
@@ -176,5 +196,8 @@ int32_t moe_gen_token_at(const moe_gen *g, int seq, int64_t pos);
 /* engine sequence -> id of the sequence that holds it (for traces); an
  * array of max_seqs entries owned by the loop, kept current. */
 const int64_t *moe_gen_seq_ids(const moe_gen *g);
+
+/* MTP: drafts fed to the trunk and drafts accepted, since init. */
+void moe_gen_mtp_stats(const moe_gen *g, uint64_t *drafts, uint64_t *accepted);
 
 #endif

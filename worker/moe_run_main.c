@@ -61,6 +61,14 @@ static void usage(FILE *f)
           "                        from a repacked copy (16 rows interleaved; costs their bytes again in\n"
           "                        memory): faster batches and prompts, and other bits than without it\n"
           "                        (the reference set's int8 sums; docs/engine.md \"Repacked Q8_0\")\n"
+          "  --mtp                 speculative decoding with the file's MTP block (nextn_predict_layers):\n"
+          "                        one draft token a step, verified by the trunk in the same step; the\n"
+          "                        output is bitwise the output without it, greedy or sampled\n"
+          "                        (docs/engine.md \"MTP\"); --stats prints drafts and acceptance\n"
+          "  --test-mtp-accept F   TEST KNOB (with --mtp): a first pass without MTP records the tokens;\n"
+          "                        then a fraction F of the drafts is that token (accepted), the rest a\n"
+          "                        token that is not (rejected); the MTP block still runs.  For\n"
+          "                        measuring the mechanism at a chosen acceptance (bench/mtp)\n"
           "  --dump-logits FILE    write float32 logits rows (fixtures' layout)\n"
           "  --logits-from P       with -n 0: logits of positions P-1 .. end (teacher forcing)\n"
           "  --dump-tensors FILE   write every named intermediate of every step: records of\n"
@@ -73,7 +81,8 @@ static void usage(FILE *f)
 typedef struct run_args {
     const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
     int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
-    bool stats, ignore_eos, reference, exact, text, repack;
+    bool stats, ignore_eos, reference, exact, text, repack, mtp;
+    double test_accept;    /* --test-mtp-accept, < 0: off */
     moe_sampler_cfg sc;
 } run_args;
 
@@ -86,6 +95,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
     a->batch = 512;
     a->decompress = 32;
     a->logits_from = -1;
+    a->test_accept = -1;
     moe_sampler_cfg_default(&a->sc);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -98,12 +108,14 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         if (!strcmp(f, "--reference-kernels")) { a->reference = true; continue; }
         if (!strcmp(f, "--exact")) { a->exact = true; continue; }
         if (!strcmp(f, "--int8")) { a->exact = false; continue; }
+        if (!strcmp(f, "--mtp")) { a->mtp = true; continue; }
         if (!strcmp(f, "--repack")) { a->repack = true; continue; }
         if (!strcmp(f, "--text")) { a->text = true; continue; }
         static const char *const with_value[] = {"--model", "--tokens", "--prompt", "--chat", "--dump-logits", "--dump-tensors", "-n", "--threads",
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
-                                                 "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--min-tokens"};
+                                                 "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--min-tokens",
+                                                 "--test-mtp-accept"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(f, with_value[k]);
         if (!known) return moe_err_set(err, "unknown flag %s (see --help)", f);
@@ -122,6 +134,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         else if (!strcmp(f, "--ctx")) { if (moe_parse_i64(v, 1, 1 << 24, &a->ctx, err)) return moe_err_prefix(err, "--ctx"); }
         else if (!strcmp(f, "--batch")) { if (moe_parse_i64(v, 1, 65536, &a->batch, err)) return moe_err_prefix(err, "--batch"); }
         else if (!strcmp(f, "--decompress-min")) { if (moe_parse_i64(v, 0, 1 << 24, &a->decompress, err)) return moe_err_prefix(err, "--decompress-min"); }
+        else if (!strcmp(f, "--test-mtp-accept")) { if (moe_parse_f64(v, 0, 1, &a->test_accept, err)) return moe_err_prefix(err, "--test-mtp-accept"); }
         else if (!strcmp(f, "--logits-from")) { if (moe_parse_i64(v, 1, 1 << 24, &a->logits_from, err)) return moe_err_prefix(err, "--logits-from"); }
         else if (moe_sampler_param_find(f + 2) >= 0) { if (moe_sampler_cfg_set(&a->sc, f + 2, v, err)) return moe_err_prefix(err, "%s", f); }
         else if (!strcmp(f, "--stop")) {
@@ -134,6 +147,8 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
     if ((a->tokens != NULL) + (a->prompt != NULL) + (a->chat != NULL) != 1)
         return moe_err_set(err, "give one of --tokens, --prompt and --chat (see --help)");
     if (a->logits_from >= 0 && a->n_gen != 0) return moe_err_set(err, "--logits-from needs -n 0");
+    if (a->test_accept >= 0 && !a->mtp) return moe_err_set(err, "--test-mtp-accept needs --mtp");
+    if (a->mtp && a->dump_tensors) return moe_err_set(err, "--dump-tensors with --mtp is not supported (the MTP steps' records)");
     return MOE_OK;
 }
 
@@ -176,6 +191,8 @@ typedef struct run_out {
     int64_t seq_len;
     moe_gen_end why;
     char error[MOE_ERR_MSG_MAX];
+    bool quiet;            /* the oracle pass of --test-mtp-accept: nothing printed or dumped */
+    uint64_t drafts, accepted;
 } run_out;
 
 static int on_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err)
@@ -183,7 +200,7 @@ static int on_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err 
     (void)s;
     run_out *o = ctx;
     if (o->n_rows++ == 0) o->t_first_row = moe_now();
-    if (o->rows && fwrite(logits, sizeof(float), (size_t)o->vocab, o->rows) != (size_t)o->vocab)
+    if (o->rows && !o->quiet && fwrite(logits, sizeof(float), (size_t)o->vocab, o->rows) != (size_t)o->vocab)
         return moe_err_set(err, "%s: write failed: %s", o->rows_path, strerror(errno));
     return MOE_OK;
 }
@@ -192,7 +209,7 @@ static void on_token(void *ctx, const moe_gen_seq *s, int index, int32_t tok, co
 {
     (void)s, (void)lp;
     run_out *o = ctx;
-    if (!o->text) printf(index ? " %d" : "%d", tok);
+    if (!o->text && !o->quiet) printf(index ? " %d" : "%d", tok);
     o->n_out = index + 1;
 }
 
@@ -281,6 +298,33 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
             a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads);
     if (a->repack)
         fprintf(stderr, "repacked: %d matrices, %.1f MiB (--repack)\n", o->n_rp, (double)o->rp_bytes / 1048576.0);
+    if (a->mtp)
+        fprintf(stderr, "mtp: %llu drafts, %llu accepted (%.1f%%)%s\n", (unsigned long long)o->drafts,
+                (unsigned long long)o->accepted, o->drafts ? 100.0 * (double)o->accepted / (double)o->drafts : 0.0,
+                a->test_accept >= 0 ? " (--test-mtp-accept)" : "");
+}
+
+/* --test-mtp-accept: the drafts come from the tokens a pass without MTP
+ * emitted, a fraction of them right */
+typedef struct oracle {
+    const int32_t *ids;
+    int64_t n;
+    double accept;
+    int vocab;
+} oracle;
+
+static int32_t oracle_draft(void *ctx, const moe_gen_seq *s, int32_t mtp_draft)
+{
+    const oracle *o = ctx;
+    const int64_t idx = s->n_hist - s->n_tokens; /* the completion index the draft is for */
+    if (idx < 0 || idx >= o->n) return mtp_draft;
+    uint64_t z = (uint64_t)idx * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull; /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    const int32_t right = o->ids[idx];
+    if ((double)(z >> 11) * 0x1.0p-53 < o->accept) return right;
+    return mtp_draft != right ? mtp_draft : (right + 1) % o->vocab;
 }
 
 /* Runs the one sequence through the generate loop to its end. */
@@ -290,13 +334,41 @@ static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, cons
     const moe_model *m = moe_engine_model(e);
     int32_t eos = -1;
     if (!a->ignore_eos && moe_tokenizer_eos_from_gguf(m->gguf, m->hp.vocab, &eos, err)) return moe_err_prefix(err, "%s", a->model);
+    /* the prompt's chunks as without --mtp (which may raise the step's budget to 2) */
+    const int chunk = (int)(a->batch < (int64_t)n_tok ? a->batch : (int64_t)n_tok);
     moe_gen_opts go = {.max_seqs = 1, .max_ctx = eo->max_ctx, .step_tokens = eo->max_batch_tokens,
-                       .prefill_chunk = eo->max_batch_tokens, .eos = eos};
+                       .prefill_chunk = chunk, .eos = eos, .mtp = a->mtp};
     moe_gen_cb cb = {.ctx = out, .row = on_row, .token = on_token, .end = on_end};
     moe_gen *g = NULL;
     const int n_prefill = a->logits_from > 0 ? (int)a->logits_from : (int)n_tok;
     moe_gen_req rq = {.tokens = toks, .n_tokens = (int)n_tok, .n_chunked = n_prefill, .max_out = (int)a->n_gen, .sc = a->sc};
+    oracle orc = {0};
+    if (a->mtp && a->test_accept >= 0) {
+        /* the oracle pass: the same request without MTP, silent */
+        run_out first = {.e = e, .vocab = out->vocab, .quiet = true};
+        moe_gen_cb cb1 = {.ctx = &first, .row = on_row, .token = on_token, .end = on_end};
+        moe_gen_opts go1 = go;
+        go1.mtp = false;
+        int rc1 = moe_gen_init(&g, e, &go1, &cb1, err) || moe_gen_add(g, &rq, err) ? MOE_ERR : MOE_OK;
+        while (rc1 == MOE_OK) {
+            moe_gen_plan p;
+            moe_gen_plan_step(g, &p);
+            if (p.n_items == 0) break;
+            rc1 = moe_gen_step(g, err);
+        }
+        moe_gen_free(g);
+        g = NULL;
+        if (rc1 == MOE_OK && first.why == MOE_GEN_END_ERROR) rc1 = moe_err_set(err, "%s", first.error);
+        if (rc1) {
+            free(first.out);
+            return MOE_ERR;
+        }
+        orc = (oracle){.ids = first.out, .n = first.n_out, .accept = a->test_accept, .vocab = out->vocab};
+        go.draft_hook = oracle_draft;
+        go.draft_ctx = &orc;
+    }
     if (moe_gen_init(&g, e, &go, &cb, err) || moe_gen_add(g, &rq, err)) {
+        free((void *)orc.ids);
         moe_gen_free(g);
         return MOE_ERR;
     }
@@ -310,10 +382,13 @@ static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, cons
         if (p.n_items == 0) break;
         if (moe_gen_step(g, err)) {
             moe_gen_free(g);
+            free((void *)orc.ids);
             return MOE_ERR;
         }
     }
+    moe_gen_mtp_stats(g, &out->drafts, &out->accepted);
     moe_gen_free(g);
+    free((void *)orc.ids);
     if (out->why == MOE_GEN_END_ERROR) return moe_err_set(err, "%s", out->error);
     /* decoded: the rows after the prompt's (forced tokens and fed samples) */
     if (a->stats) print_stats(a, out, n_prefill);
@@ -360,6 +435,8 @@ int main(int argc, char **argv)
     o.kernels = a.reference ? moe_kern_reference() : NULL; /* NULL: best for this CPU under MOE_KERNELS */
     o.act_q8 = !a.exact;
     o.repack = a.repack;
+    o.mtp = a.mtp;
+    if (a.mtp && o.max_batch_tokens < 2) o.max_batch_tokens = 2; /* a decode step feeds the token and its draft */
     if (a.repack && a.exact) {
         moe_err_set(&err, "--repack is for the int8 path; --exact reads the file's layout");
         goto done;

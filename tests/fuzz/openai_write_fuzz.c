@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         moe_oai_choice c = {.index = 0, .text = text, .text_len = text_len, .lp = lp, .n_lp = n,
                             .prompt_lp = lp, .n_prompt_lp = n / 2, .prompt_text = text, .prompt_text_len = text_len / 2,
                             .finish = size % 3 ? "stop" : NULL};
-        moe_oai_usage u = {(long long)size, n};
+        moe_oai_usage u = {(long long)size, n, n / 2};
         char *s = moe_oai_response_json(&rd, &c, 1, &u);
         check_json(s);
         free(s);

@@ -27,6 +27,7 @@ static const double REQUEST_BOUNDS[] = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5
 
 typedef struct rank_m {
     moe_metric_series *live, *seqs, *blocks_used, *blocks_total, *steps, *sent, *recv, *pc_queries, *pc_hits;
+    moe_metric_series *sd_draft, *sd_acc, *sd_acc0;
     moe_metric_series **expert;   /* [n_layers] */
     bool reported;                /* a report with stats came */
     uint64_t steps_n;             /* its last step total (restart detection) */
@@ -44,7 +45,7 @@ struct moe_cmetrics {
     moe_metric_series *s_heap_used, *s_heap_free;
     moe_metric_series *s_restarts, *s_replayed, *s_replayed_tok, *s_recovery, *s_job_up, *s_job_failed;
     moe_metric *r_live, *r_seqs, *r_used, *r_total, *r_step, *r_sent, *r_recv, *r_expert, *balance;
-    moe_metric *r_pc_queries, *r_pc_hits;
+    moe_metric *r_pc_queries, *r_pc_hits, *r_sd_draft, *r_sd_acc, *r_sd_acc_pos;
     moe_metric_series *s_running, *s_waiting, *s_kv, *s_prompt, *s_gen, *s_ttft, *s_itl, *s_e2e, *s_queue, *s_prefill,
         *s_decode;
     rank_m *ranks;                /* [n_ranks] */
@@ -111,6 +112,15 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
                         "Prompt tokens the rank found in its prefix cache and did not compute (vLLM's "
                         "prefix_cache_hits).",
                         rk, 2, NULL, 0);
+    cm->r_sd_draft = fam(cm, C, "moe:spec_decode_num_draft_tokens_total",
+                         "MTP draft tokens the rank fed to the trunk (vLLM's spec_decode_num_draft_tokens).", rk, 2,
+                         NULL, 0);
+    cm->r_sd_acc = fam(cm, C, "moe:spec_decode_num_accepted_tokens_total",
+                       "MTP draft tokens the trunk accepted (vLLM's spec_decode_num_accepted_tokens).", rk, 2, NULL, 0);
+    const char *rp[] = {"model_name", "rank", "position"};
+    cm->r_sd_acc_pos = fam(cm, C, "moe:spec_decode_num_accepted_tokens_per_pos_total",
+                           "Accepted MTP draft tokens by draft position (one draft a step: position 0).", rp, 3,
+                           NULL, 0);
     cm->r_expert = fam(cm, C, "moe:rank_expert_tokens_total",
                        "(token, expert) pairs the rank's routed experts ran, per MoE layer.", rl, 3, NULL, 0);
     cm->balance = fam(cm, G, "moe:expert_load_balancedness",
@@ -194,6 +204,10 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
         r->recv = moe_metric_series_get(cm->r_recv, v);
         r->pc_queries = moe_metric_series_get(cm->r_pc_queries, v);
         r->pc_hits = moe_metric_series_get(cm->r_pc_hits, v);
+        r->sd_draft = moe_metric_series_get(cm->r_sd_draft, v);
+        r->sd_acc = moe_metric_series_get(cm->r_sd_acc, v);
+        const char *vp[] = {cm->model, rs, "0"};
+        r->sd_acc0 = moe_metric_series_get(cm->r_sd_acc_pos, vp);
     }
     *out = cm;
 }
@@ -317,6 +331,9 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
     moe_metric_set(r->recv, (double)rep->xchg_bytes_recv);
     moe_metric_set(r->pc_queries, (double)rep->prefix_cache_queries);
     moe_metric_set(r->pc_hits, (double)rep->prefix_cache_hits);
+    moe_metric_set(r->sd_draft, (double)rep->spec_draft_tokens);
+    moe_metric_set(r->sd_acc, (double)rep->spec_accepted_tokens);
+    moe_metric_set(r->sd_acc0, (double)rep->spec_accepted_tokens);
     if (!layers_ready(cm, rep, now)) return;
     if (!r->expert) {
         r->expert = moe_xcalloc((size_t)cm->n_layers, sizeof *r->expert);

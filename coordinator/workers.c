@@ -450,6 +450,8 @@ static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *h
             rep.tokens_decode = st->tokens_decode;
             rep.prefix_cache_queries = st->prefix_cache_queries;
             rep.prefix_cache_hits = st->prefix_cache_hits;
+            rep.spec_draft_tokens = st->spec_draft_tokens;
+            rep.spec_accepted_tokens = st->spec_accepted_tokens;
         }
         w->sink.report(w->sink.ctx, &rep);
     }

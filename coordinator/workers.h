@@ -51,6 +51,7 @@ typedef struct moe_rank_report {
     const uint64_t *expert_tokens; /* [n_moe_layers]: (token, expert) pairs its experts ran */
     uint64_t tokens_prefill, tokens_decode;
     uint64_t prefix_cache_queries, prefix_cache_hits; /* prompt tokens looked up, and found */
+    uint64_t spec_draft_tokens, spec_accepted_tokens; /* MTP drafts fed, and accepted */
 } moe_rank_report;
 
 /* The loop's side, called from moe_workers_recv and _tick. */

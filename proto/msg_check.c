@@ -776,6 +776,9 @@ int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err)
     if (s->has_cache_blocks_used && (!s->has_cache_blocks_total || s->cache_blocks_used > s->cache_blocks_total))
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: cache_blocks_used %" PRIu64 " is above cache_blocks_total %" PRIu64,
                     s->cache_blocks_used, s->cache_blocks_total);
+    if (s->spec_accepted_tokens > s->spec_draft_tokens)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: spec_accepted_tokens %" PRIu64 " is above spec_draft_tokens %" PRIu64,
+                    s->spec_accepted_tokens, s->spec_draft_tokens);
     if (s->prefix_cache_hits > s->prefix_cache_queries)
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: prefix_cache_hits %" PRIu64 " is above prefix_cache_queries %" PRIu64,
                     s->prefix_cache_hits, s->prefix_cache_queries);

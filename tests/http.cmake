@@ -1,6 +1,6 @@
 # The OpenAI-compatible HTTP API (coordinator/front_http.c, openai.c).
 moe_test(NAME openai_test SOURCES openai_test.c LIBS moe_coord LABELS unit TIMEOUT 60)
-foreach(check generate logprobs prefix errors health disconnect queuefull)
+foreach(check generate logprobs prefix mtp errors health disconnect queuefull)
   moe_test(NAME e2e_http_${check} LABELS e2e TIMEOUT 180 RESOURCE_LOCK cores
            ARGS ${CMAKE_CURRENT_SOURCE_DIR}/http_test.sh ${check})
 endforeach()

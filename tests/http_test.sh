@@ -5,7 +5,7 @@
 # chat template, so text and chat prompts work; every greedy or seeded
 # answer is compared with moe-run's for the same prompt.
 #
-#   http_test.sh generate | logprobs | prefix | errors | health | disconnect | queuefull
+#   http_test.sh generate | logprobs | prefix | mtp | errors | health | disconnect | queuefull
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${MOE_BIN:?MOE_BIN not set}
@@ -26,8 +26,9 @@ start_coord() {
   url=$(grep -Eo "http://127\.0\.0\.1:[0-9]+" "$tmp/coord.err" | head -1)
 }
 start_workers() {
+  # shellcheck disable=SC2086 # worker_flags: words
   "$here/mpirun.sh" 1 300 "$bin/moe-worker" --model "$model" --coordinator "ipc://$tmp/w" --ignore-eos \
-      > "$tmp/worker.out" 2> "$tmp/worker.err" &
+      ${worker_flags:-} > "$tmp/worker.out" 2> "$tmp/worker.err" &
   job=$!; pids+=("$job")
   wait_for "$tmp/coord.out" "moe-coordinator: ready" 60 || fail "the cluster never became ready"
   # the ready line names the bound port too
@@ -255,6 +256,39 @@ print(f"ok: cached_tokens {cached}; warm answers equal the cold ones (tokens, lo
 PY
   post /v1/completions "{\"prompt\": [1, 2], \"max_tokens\": 1, \"cache_salt\": 5}"
   [ "$status" = 400 ] && grep -q cache_salt "$tmp/body" || fail "a numeric cache_salt: $status $(cat "$tmp/body")"
+  ;;
+mtp)
+  # MTP speculative decoding served (moe-worker --mtp on a model with an MTP
+  # block): the answers are moe-run's without MTP, greedy and seeded, and
+  # /metrics counts the drafts
+  model=$tmp/mtp.gguf
+  "$bin/moe-mkmodel" --preset tiny --type q8_0 --mtp 1 --vocab-from "$fx/tokenizer/deepseek-v3-vocab.gguf" -o "$model" \
+      2>/dev/null || fail "moe-mkmodel"
+  start_coord
+  worker_flags=--mtp start_workers
+  want=$(run_text --prompt "Hello world" -n 24)
+  post /v1/completions '{"prompt": "Hello world", "max_tokens": 24, "temperature": 0}'
+  [ "$status" = 200 ] && [ "$(jq -r '.choices[0].text' "$tmp/body")" = "$want" ] || fail "greedy with MTP: $(cat "$tmp/body") vs '$want'"
+  want=$(run_text --prompt "Hello world" -n 24 --temp 0.9 --seed 7)
+  post /v1/completions '{"prompt": "Hello world", "max_tokens": 24, "temperature": 0.9, "seed": 7}'
+  [ "$status" = 200 ] && [ "$(jq -r '.choices[0].text' "$tmp/body")" = "$want" ] || fail "seeded with MTP: $(cat "$tmp/body") vs '$want'"
+  python3 - "$url" <<'PY' || fail "spec decode metrics"
+import sys, time, urllib.request
+url = sys.argv[1]
+deadline = time.monotonic() + 30  # the rank's counters come with its next heartbeat
+while True:
+    m = {}
+    for line in urllib.request.urlopen(f"{url}/metrics").read().decode().splitlines():
+        if line.startswith("moe:spec_decode_"):
+            name, val = line.rsplit(" ", 1)
+            m[name.split("{")[0]] = m.get(name.split("{")[0], 0) + float(val)
+    if m.get("moe:spec_decode_num_draft_tokens_total", 0) >= 40 or time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+d, a = m.get("moe:spec_decode_num_draft_tokens_total", 0), m.get("moe:spec_decode_num_accepted_tokens_total", -1)
+assert d >= 40 and 0 <= a <= d and m.get("moe:spec_decode_num_accepted_tokens_per_pos_total") == a, m
+print(f"ok: greedy and seeded answers with MTP equal moe-run's without it; metrics {m}")
+PY
   ;;
 errors)
   start_coord --api-key sekrit --max-body 4096

@@ -70,6 +70,10 @@ moe_test(NAME worker_equal_v3_mini_f32_np4_scatter LABELS mpi TIMEOUT 180 RESOUR
          ARGS ${MOE_WORKER_TEST} equal ${MOE_FIXTURES}/models/v3_mini_f32.gguf 4 ${MOE_SCATTER4})
 moe_test(NAME worker_chunks_v2lite_mini_f32 LABELS mpi TIMEOUT 180 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} chunks ${MOE_FIXTURES}/models/v2lite_mini_f32.gguf)
+# MTP speculative decoding in the job: bitwise moe-run without MTP on 1..3 ranks.
+foreach(np 1 2 3)
+  moe_test(NAME worker_mtp_np${np} LABELS mpi TIMEOUT 120 RESOURCE_LOCK cores ARGS ${MOE_WORKER_TEST} mtp ${np})
+endforeach()
 # Replay after a restart (prompt + emitted tokens) is bitwise the undisturbed run.
 moe_test(NAME worker_replay_v3_mini_f32_np2 LABELS mpi fault TIMEOUT 120 RESOURCE_LOCK cores
          ARGS ${MOE_WORKER_TEST} replay ${MOE_FIXTURES}/models/v3_mini_f32.gguf 2 4)

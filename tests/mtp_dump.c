@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     int rows = 0;
     memcpy(hid, moe_engine_hidden(e, &rows), (size_t)n * D * sizeof(float));
     CHECK(rows == n);
-    moe_mtp_item mi = {.seq = a, .pos = 0, .n = n - 1, .next = tok + 1, .hidden = hid};
+    moe_mtp_item mi = {.seq = a, .pos = 0, .n = n - 1, .next = tok + 1, .hidden = hid, .logits = MOE_LOGITS_ALL};
     CHECK_MSG(moe_engine_mtp_step(e, &mi, 1, &err) == MOE_OK && mi.status == MOE_OK, "%s", mi.err.msg);
     memcpy(draft, mi.out, (size_t)(n - 1) * V * sizeof(float));
     if (write_rows(argv[2], "mtp.f32", draft, (size_t)(n - 1) * V)) return 1;
@@ -130,22 +130,24 @@ int main(int argc, char **argv)
     moe_step_item ib = {.seq = b, .tokens = tok, .n_tokens = k, .logits = MOE_LOGITS_LAST, .path_len = n};
     CHECK(moe_engine_step(e, &ib, 1, &err) == MOE_OK && ib.status == MOE_OK);
     memcpy(hb, moe_engine_hidden(e, &rows), (size_t)k * D * sizeof(float));
-    moe_mtp_item m1 = {.seq = b, .pos = 0, .n = k - 1, .next = tok + 1, .hidden = hb};
+    moe_mtp_item m1 = {.seq = b, .pos = 0, .n = k - 1, .next = tok + 1, .hidden = hb, .logits = MOE_LOGITS_ALL};
     CHECK(moe_engine_mtp_step(e, &m1, 1, &err) == MOE_OK && m1.status == MOE_OK);
     CHECK_MSG(!memcmp(m1.out, draft, (size_t)(k - 1) * V * sizeof(float)), "first MTP piece differs");
     ib = (moe_step_item){.seq = b, .tokens = tok + k, .n_tokens = n - k, .logits = MOE_LOGITS_LAST, .path_len = n};
     CHECK(moe_engine_step(e, &ib, 1, &err) == MOE_OK && ib.status == MOE_OK);
     memcpy(hb + (size_t)k * D, moe_engine_hidden(e, &rows), (size_t)(n - k) * D * sizeof(float));
     moe_mtp_item two[2] = {
-        {.seq = b, .pos = k - 1, .n = n - 1 - k, .next = tok + k, .hidden = hb + (size_t)(k - 1) * D},
+        {.seq = b, .pos = k - 1, .n = n - 1 - k, .next = tok + k, .hidden = hb + (size_t)(k - 1) * D,
+         .logits = MOE_LOGITS_LAST}, /* only its last row's logits */
         {.seq = a, .pos = n, .n = 1, .next = tok, .hidden = hid}, /* past a's length: its own error */
     };
     CHECK(moe_engine_mtp_step(e, two, 2, &err) == MOE_OK);
     CHECK(two[0].status == MOE_OK && two[1].status == MOE_ERR);
     CHECK_CONTAINS(two[1].err.msg, "not all computed");
-    CHECK_MSG(!memcmp(two[0].out, draft + (size_t)(k - 1) * V, (size_t)(n - 1 - k) * V * sizeof(float)),
-              "second MTP piece differs");
-    moe_mtp_item last = {.seq = b, .pos = n - 2, .n = 1, .next = tok + n - 1, .hidden = hb + (size_t)(n - 2) * D};
+    CHECK_MSG(!memcmp(two[0].out, draft + (size_t)(n - 3) * V, (size_t)V * sizeof(float)),
+              "second MTP piece's last row differs");
+    moe_mtp_item last = {.seq = b, .pos = n - 2, .n = 1, .next = tok + n - 1, .hidden = hb + (size_t)(n - 2) * D,
+                         .logits = MOE_LOGITS_LAST};
     CHECK(moe_engine_mtp_step(e, &last, 1, &err) == MOE_OK && last.status == MOE_OK);
     CHECK_MSG(!memcmp(last.out, draft + (size_t)(n - 2) * V, (size_t)V * sizeof(float)), "last MTP row differs");
     moe_mtp_item bad = {.seq = b, .pos = 0, .n = 1, .next = (const int32_t[]){-1}, .hidden = hb};
@@ -190,7 +192,7 @@ int main(int argc, char **argv)
     it = (moe_step_item){.seq = c, .tokens = all, .n_tokens = T, .logits = MOE_LOGITS_LAST, .path_len = 0};
     CHECK(moe_engine_step(e, &it, 1, &err) == MOE_OK && it.status == MOE_OK);
     memcpy(hid, moe_engine_hidden(e, &rows), (size_t)T * D * sizeof(float));
-    mi = (moe_mtp_item){.seq = c, .pos = 0, .n = T, .next = all + 1, .hidden = hid};
+    mi = (moe_mtp_item){.seq = c, .pos = 0, .n = T, .next = all + 1, .hidden = hid, .logits = MOE_LOGITS_ALL};
     CHECK(moe_engine_mtp_step(e, &mi, 1, &err) == MOE_OK && mi.status == MOE_OK);
     int checked = 0;
     for (int i = 1; i < GEN_N; i++) { /* the draft for completion index i comes from position n + i - 2 */

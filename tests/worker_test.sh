@@ -37,6 +37,10 @@
 #       is byte-identical to the undisturbed run's, at prefill chunks 512 and 8; the
 #       replays start from their prompts' blocks in the prefix cache (--stats: hits on
 #       the ranks, none in the undisturbed run, where every request starts at once)
+#   worker_test.sh mtp NP                       a V3-style Q8_0 model with an MTP block
+#       (moe-mkmodel --mtp 1): the job with --mtp (speculative decoding) gives every
+#       request's ids and logits rows bitwise as moe-run without MTP, and the ranks
+#       fed drafts (--stats)
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -88,7 +92,7 @@ compare_with_run() {
   i=0
   while read -r ids n opts; do
     # shellcheck disable=SC2086
-    "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) $act \
+    "$bin/moe-run" --model "$model" --tokens "$ids" -n "$n" $(run_flags $opts) ${run_act-$act} \
         --dump-logits "$tmp/r/req$i.logits.f32" > "$tmp/r/out$i" || fail "moe-run failed on request $i"
     want=$(cat "$tmp/r/out$i")
     got=$(sed -n "$((i + 1))p" "$tmp/out")
@@ -124,6 +128,20 @@ equal)
   done
   set_used=$(sed -n 's/^rank 0: kernels \([a-z0-9]*\).*/\1/p' "$tmp/err" | head -1)
   echo "ok: $(basename "$model") on $np ranks${placement:+ with $(basename "$placement")}${act:+ ($act)}: 8 requests bitwise equal to moe-run, every rank owns a sequence (kernels ${set_used:-not reported})"
+  ;;
+mtp)
+  np=$2
+  model=$tmp/mtp.gguf
+  "$bin/moe-mkmodel" --preset v3-mini --type q8_0 --mtp 1 -o "$model" 2>/dev/null || fail "moe-mkmodel"
+  v=$(vocab_of "$model") || fail "cannot read $model"
+  make_batch "$v" > "$tmp/batch"
+  mkdir -p "$tmp/w" "$tmp/r"
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats --mtp \
+      --dump-logits "$tmp/w" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker --mtp exited $?"; }
+  run_act="" compare_with_run "$model"   # moe-run without --mtp
+  drafts=$(sed -n 's/^rank [0-9]*: mtp: \([0-9]*\) drafts.*/\1/p' "$tmp/err" | awk '{ s += $1; n++ } END { print (n == '"$np"' ? s : -1) }')
+  [ "$drafts" -gt 8 ] || fail "the ranks fed $drafts drafts"
+  echo "ok: --mtp on $np ranks: 8 requests bitwise equal to moe-run without MTP; $drafts drafts fed"
   ;;
 replay)
   model=$2 np=$3 k=$4

@@ -201,7 +201,6 @@ int moe_engine_init(moe_engine **out, const moe_model *m, const moe_engine_opts 
     if (opts_resolve(hp, &o, err)) return MOE_ERR;
     if (o.mtp && !m->mtp)
         return moe_err_set(err, "MTP: %s", m->mtp_err[0] ? m->mtp_err : "the file has no MTP block (nextn_predict_layers)");
-    if (o.mtp && o.moe_hook) return moe_err_set(err, "MTP does not run in the worker job yet");
     if (!o.kernels && moe_kern_choose(&o.kernels, err)) return MOE_ERR;
 
     moe_engine *e = moe_xcalloc(1, sizeof *e);
@@ -817,7 +816,9 @@ static void ffn_block(moe_engine *e, int il, int n)
     moe_eng_named(e, "moe_logits", il, e->glog, n, E);
     if (e->route_fn && n > 0 && il < hp->n_layer) /* the trunk's choices (not the MTP block's) */
         e->route_fn(e->route_ctx, il, n, e->ids, e->wts, e->row_seq, e->row_pos);
-    if (e->o.moe_hook) {
+    /* the MTP block's experts run here on every rank, for its own rows (no
+     * exchange: a rank's MTP step needs no other rank) */
+    if (e->o.moe_hook && il < hp->n_layer) {
         moe_ffn_remote(e, il, n);
         return;
     }
@@ -1084,15 +1085,24 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
     moe_eng_attention(e, il, n);
     ffn_block(e, il, n);
     moe_eng_named(e, "l_out", il, e->x, n, D);
-    for (int r = 0; r < n; r++) moe_kern_rmsnorm(e->x + (size_t)r * D, t->head_norm, hp->eps, e->h + (size_t)r * D, D);
-    jb = moe_eng_job(&t->head, e->h, D, n, e->logits, hp->vocab);
-    moe_eng_run_jobs(e, &jb, 1);
-    moe_eng_named(e, "mtp_logits", il, e->logits, n, hp->vocab);
+    /* the head only for the rows asked for (a prompt chunk's MTP rows
+     * need their latents, not their logits) */
+    int n_out = 0;
     for (int i = 0, r = 0; i < n_items; i++) {
         moe_mtp_item *it = &items[i];
         if (it->status != MOE_OK || it->n == 0) continue;
-        it->out = e->logits + (size_t)r * hp->vocab;
+        const int first = it->logits == MOE_LOGITS_ALL ? 0 : it->n - 1;
+        if (it->logits != MOE_LOGITS_NONE) {
+            it->out = e->logits + (size_t)n_out * hp->vocab;
+            for (int j = first; j < it->n; j++, n_out++)
+                moe_kern_rmsnorm(e->x + (size_t)(r + j) * D, t->head_norm, hp->eps, e->h + (size_t)n_out * D, D);
+        }
         r += it->n;
+    }
+    if (n_out > 0) {
+        jb = moe_eng_job(&t->head, e->h, D, n_out, e->logits, hp->vocab);
+        moe_eng_run_jobs(e, &jb, 1);
+        moe_eng_named(e, "mtp_logits", il, e->logits, n_out, hp->vocab);
     }
     return MOE_OK;
 }

@@ -82,8 +82,9 @@ typedef struct moe_engine_opts {
     bool repack;            /* with act_q8: products of the Q8_0 matrices every rank holds (attention,
                              * dense and shared FFN, output) from a repacked copy (moe_kern_repack;
                              * --repack): faster batches, other bits than the file's layout */
-    bool mtp;               /* the file's MTP block (moe_engine_mtp_step): its own cache layer; not with
-                             * moe_hook (the worker job) yet */
+    bool mtp;               /* the file's MTP block (moe_engine_mtp_step): its own cache layer; its MoE
+                             * runs locally even with moe_hook (every rank reads the experts its own
+                             * rows choose) */
     double par_min_cost;    /* smaller products / attention run on the caller (default 65536; 0 = always split) */
     moe_engine_tensor_fn tensor_fn; /* NULL: no tensor callbacks */
     void *tensor_ctx;
@@ -177,10 +178,11 @@ typedef struct moe_mtp_item {
     int n;
     const int32_t *next;    /* [n] the token after each row's position */
     const float *hidden;    /* [n][dim] the trunk's hidden state of each row's position */
+    moe_logits_mode logits; /* draft logits of every row, the last one, or none (latents only) */
     /* out */
     int status;
     moe_err err;
-    const float *out;       /* [n][vocab] draft logits, valid until the next step */
+    const float *out;       /* [rows][vocab] draft logits (n rows, 1 or none), valid until the next step */
 } moe_mtp_item;
 int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err *err);
 

@@ -414,8 +414,11 @@ static int mtp_pass(moe_gen *g, moe_err *err)
             s->draft = -1;
             continue;
         }
+        /* a draft only from a sequence's last position, once it decodes */
+        const bool draft = end == len && s->fed >= s->pub.n_tokens && s->n_out < s->max_out;
         g->mtp_items[n] = (moe_mtp_item){.seq = s->pub.seq, .pos = p0, .n = (int)(end - p0), .next = s->hist + p0 + 1,
-                                         .hidden = hid + (size_t)(g->item_row[k] + (p0 - step0)) * (size_t)D};
+                                         .hidden = hid + (size_t)(g->item_row[k] + (p0 - step0)) * (size_t)D,
+                                         .logits = draft ? MOE_LOGITS_LAST : MOE_LOGITS_NONE};
         g->mtp_seq[n++] = s;
     }
     if (n == 0) return MOE_OK;
@@ -436,9 +439,8 @@ static int mtp_pass(moe_gen *g, moe_err *err)
         s->mtp_done = mi->pos + mi->n;
         s->draft = -1;
         /* decoding from here on, with a token left to emit after the next */
-        if (s->mtp_done != moe_engine_seq_len(g->e, s->pub.seq) || s->fed < s->pub.n_tokens || s->n_out >= s->max_out)
-            continue;
-        const float *row = mi->out + (size_t)(mi->n - 1) * (size_t)g->vocab;
+        if (mi->logits == MOE_LOGITS_NONE) continue;
+        const float *row = mi->out; /* the last row's */
         int32_t best = 0;
         for (int v = 1; v < g->vocab; v++)
             if (row[v] > row[best]) best = v;

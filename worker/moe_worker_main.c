@@ -96,6 +96,10 @@ static void usage(FILE *f)
           "                      must be given the same choice\n"
           "  --int8              the default (int8 activations); accepted as moe-run accepts it\n"
           "  --repack            as moe-run --repack (int8 only; every rank must be given the same choice)\n"
+          "  --mtp               speculative decoding with the file's MTP block, as moe-run --mtp (the\n"
+          "                      same tokens, bitwise; every rank must be given the same choice; turns\n"
+          "                      prefix caching off; each rank runs the MTP block's experts for its own\n"
+          "                      sequences)\n"
           "  --no-prefix-cache   do not share cached prompt prefixes between a rank's sequences (on by\n"
           "                      default: a prompt starts from the longest run of whole cache blocks an\n"
           "                      earlier sequence on the rank wrote for the same tokens, with the same\n"
@@ -133,7 +137,7 @@ typedef struct opts {
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
-    bool ignore_eos, stats, exact, repack, no_prefix_cache;
+    bool ignore_eos, stats, exact, repack, no_prefix_cache, mtp;
 } opts;
 
 static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
@@ -159,6 +163,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
         if (!strcmp(f, "--int8")) { o->exact = false; continue; }
         if (!strcmp(f, "--repack")) { o->repack = true; continue; }
         if (!strcmp(f, "--no-prefix-cache")) { o->no_prefix_cache = true; continue; }
+        if (!strcmp(f, "--mtp")) { o->mtp = true; continue; }
         if (i + 1 >= argc) return moe_err_set(err, "%s: unknown flag or missing value (see --help)", f);
         const char *v = argv[++i];
         if (!strcmp(f, "--model")) o->model = v;
@@ -341,7 +346,9 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
     if (!same_choice(w, eo.act_q8)) return moe_err_set(err, "the ranks were not all given the same --exact choice");
     eo.repack = o->repack;
     if (!same_choice(w, eo.repack)) return moe_err_set(err, "the ranks were not all given the same --repack choice");
-    /* after both agreements, so every rank takes this branch or none */
+    eo.mtp = o->mtp;
+    if (!same_choice(w, eo.mtp)) return moe_err_set(err, "the ranks were not all given the same --mtp choice");
+    /* after the agreements, so every rank takes this branch or none */
     if (eo.repack && !eo.act_q8) return moe_err_set(err, "--repack is for the int8 path; --exact reads the file's layout");
     const double spin = moe_comm_set_spin(w->c, (int)o->threads);
     if (o->stats && w->me == 0)
@@ -389,7 +396,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         return moe_err_prefix(err, "%s", o->model);
     const moe_gen_opts go = {.max_seqs = max_seqs, .max_ctx = max_len, .step_tokens = (int)o->step_tokens,
                              .prefill_chunk = (int)o->prefill_chunk, .eos = eos,
-                             .prefix_cache = !o->no_prefix_cache};
+                             .prefix_cache = !o->no_prefix_cache && !o->mtp, .mtp = o->mtp};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);
     if (moe_gen_init(&w->g, w->e, &go, &cb, err)) return MOE_ERR;
     if (w->link) {
@@ -413,6 +420,7 @@ static void fill_link_stats(void *ctx, moe_link_stats *st)
     st->cache_block_tokens = moe_kvcache_block_tokens(kv);
     int64_t idle;
     moe_kvcache_prefix_stats(kv, &st->prefix_queries, &st->prefix_hits, &idle);
+    moe_gen_mtp_stats(w->g, &st->spec_drafts, &st->spec_accepted);
     st->first_moe_layer = hp->n_dense_lead;
     st->n_moe_layers = hp->n_layer - hp->n_dense_lead;
     for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
@@ -501,6 +509,11 @@ static void print_stats(worker *w, const moe_job_stats *js)
     moe_kvcache_prefix_stats(moe_engine_cache(w->e), &pq, &ph, &idle);
     fprintf(f, "rank %d: prefix cache: %llu prompt tokens queried, %llu hit, %lld idle blocks kept\n", w->me,
             (unsigned long long)pq, (unsigned long long)ph, (long long)idle);
+    if (w->o.mtp) {
+        uint64_t nd, na;
+        moe_gen_mtp_stats(w->g, &nd, &na);
+        fprintf(f, "rank %d: mtp: %llu drafts, %llu accepted\n", w->me, (unsigned long long)nd, (unsigned long long)na);
+    }
     fprintf(f, "rank %d: resident expert bytes %llu of a %llu-byte share (smaps)\n", w->me,
             (unsigned long long)moe_residency_resident(w->m),
             (unsigned long long)moe_residency_share(w->m, w->pl, w->me));

@@ -148,6 +148,9 @@ static void stats_to_wire(const moe_link_stats *st, Moe__RankStats *rs)
     rs->has_prefix_cache_queries = rs->has_prefix_cache_hits = true;
     rs->prefix_cache_queries = st->prefix_queries;
     rs->prefix_cache_hits = st->prefix_hits;
+    rs->has_spec_draft_tokens = rs->has_spec_accepted_tokens = true;
+    rs->spec_draft_tokens = st->spec_drafts;
+    rs->spec_accepted_tokens = st->spec_accepted;
 }
 
 static void outbox_clear(moe_source_link *l)

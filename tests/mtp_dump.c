@@ -29,12 +29,43 @@
 #define MAX_T 128
 #define GEN_N 24
 
-/* the generate loop's drafts, by completion index */
+/* the generate loop's drafts, by completion index, its tokens and rows */
 typedef struct drafts {
     int32_t at[MAX_T];
     int32_t toks[MAX_T];
     int n_toks;
+    float *rows;             /* [MAX_T][vocab] or NULL */
+    int n_rows, vocab;
+    int64_t cached;
 } drafts;
+
+static int rec_row(void *ctx, const moe_gen_seq *s, const float *logits, moe_err *err)
+{
+    (void)err;
+    drafts *d = ctx;
+    d->cached = s->n_cached;
+    if (d->rows && d->n_rows < MAX_T) memcpy(d->rows + (size_t)d->n_rows * d->vocab, logits, (size_t)d->vocab * sizeof(float));
+    d->n_rows++;
+    return MOE_OK;
+}
+
+/* One request through a generate loop with MTP (and prefix caching: pc)
+ * on engine e, to its end. */
+static void run_gen(moe_engine *e, moe_gen *g, const int32_t *tok, int n, drafts *d)
+{
+    memset(d->at, 0xff, sizeof d->at);
+    d->n_toks = d->n_rows = 0;
+    moe_err err;
+    moe_gen_req rq = {.id = 1, .tokens = tok, .n_tokens = n, .max_out = GEN_N};
+    moe_sampler_cfg_default(&rq.sc);
+    CHECK_MSG(moe_gen_add(g, &rq, &err) == MOE_OK, "%s", err.msg);
+    for (int guard = 0; moe_gen_live(g) > 0 && guard < 4 * MAX_T; guard++) {
+        moe_gen_plan p;
+        moe_gen_plan_step(g, &p);
+        CHECK(moe_gen_step(g, &err) == MOE_OK);
+    }
+    (void)e;
+}
 
 static int32_t record_draft(void *ctx, const moe_gen_seq *s, int32_t mtp_draft)
 {
@@ -203,6 +234,50 @@ int main(int argc, char **argv)
         checked++;
     }
     CHECK_MSG(checked >= GEN_N / 2, "only %d drafts checked", checked);
+
+    /* MTP with prefix caching: a block's MTP latents read the token after
+     * it, so a prompt that shares 2 blocks of 16 but not the token after
+     * them reuses only the first block, and one that shares 33 tokens
+     * reuses both; drafts, tokens and rows are a cold engine's */
+    o.block_size = 16;
+    moe_engine *warm = NULL, *cold = NULL;
+    CHECK(moe_engine_init(&warm, m, &o, &err) == MOE_OK && moe_engine_init(&cold, m, &o, &err) == MOE_OK);
+    moe_gen_opts gw = go, gc = go;
+    gw.prefix_cache = true;
+    gw.draft_hook = gc.draft_hook = record_draft;
+    drafts dw = {.vocab = V, .rows = malloc((size_t)MAX_T * V * sizeof(float))};
+    drafts dc = {.vocab = V, .rows = malloc((size_t)MAX_T * V * sizeof(float))};
+    gw.draft_ctx = &dw;
+    gc.draft_ctx = &dc;
+    const moe_gen_cb cbw = {.ctx = &dw, .token = rec_token, .row = rec_row};
+    const moe_gen_cb cbc = {.ctx = &dc, .token = rec_token, .row = rec_row};
+    moe_gen *g1 = NULL, *g2 = NULL;
+    CHECK_MSG(moe_gen_init(&g1, warm, &gw, &cbw, &err) == MOE_OK, "%s", err.msg);
+    CHECK_MSG(moe_gen_init(&g2, cold, &gc, &cbc, &err) == MOE_OK, "%s", err.msg);
+    if (g1 && g2 && n >= 36) {
+        int32_t pa[MAX_T], pb[MAX_T];
+        for (int i = 0; i < n; i++) pa[i] = pb[i] = tok[i];
+        run_gen(warm, g1, pa, n, &dw); /* publishes its prompt's blocks (and more) */
+        const int shares[] = {32, 33};
+        const int64_t want[] = {16, 32};
+        for (int c2 = 0; c2 < 2; c2++) {
+            for (int i = shares[c2]; i < n; i++) pb[i] = (tok[i] + 7) % V; /* differs from shares[c2] on */
+            run_gen(warm, g1, pb, n, &dw);
+            run_gen(cold, g2, pb, n, &dc);
+            CHECK_MSG(dw.cached == want[c2] && dc.cached == 0, "shared %d: cached %lld (cold %lld), want %lld",
+                      shares[c2], (long long)dw.cached, (long long)dc.cached, (long long)want[c2]);
+            CHECK(dw.n_toks == GEN_N && dw.n_toks == dc.n_toks && !memcmp(dw.toks, dc.toks, sizeof dw.toks));
+            CHECK(dw.n_rows == dc.n_rows && !memcmp(dw.rows, dc.rows, (size_t)dw.n_rows * V * sizeof(float)));
+            CHECK_MSG(!memcmp(dw.at, dc.at, sizeof dw.at), "shared %d: the drafts differ from a cold run's", shares[c2]);
+        }
+        printf("mtp_dump: MTP with prefix caching: hits of 16 and 32 tokens, drafts, tokens and rows a cold run's\n");
+    }
+    moe_gen_free(g1);
+    moe_gen_free(g2);
+    moe_engine_free(warm);
+    moe_engine_free(cold);
+    free(dw.rows);
+    free(dc.rows);
     printf("mtp_dump: %d drafts of the generate loop equal the MTP block's argmax over the history (%llu fed, %llu "
            "accepted)\n", checked, (unsigned long long)nd, (unsigned long long)na);
     printf("mtp_dump: %d prompt rows, %d MTP rows (%s path), pieces bitwise the whole\n", n, n - 1,

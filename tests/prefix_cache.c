@@ -80,7 +80,7 @@ static void test_index(bool collide)
     moe_err err;
     moe_kvcache *c = NULL;
     CHECK(moe_kvcache_init(&c, &cfg, &err) == MOE_OK);
-    moe_kvcache_prefix_enable(c, 12345);
+    moe_kvcache_prefix_enable(c, 12345, false);
     if (collide) moe_kvcache_prefix_test_collide(c);
     int32_t a[32], b[32];
     for (int i = 0; i < 32; i++) a[i] = b[i] = 10 + i;

@@ -39,8 +39,8 @@
 #       the ranks, none in the undisturbed run, where every request starts at once)
 #   worker_test.sh mtp NP                       a V3-style Q8_0 model with an MTP block
 #       (moe-mkmodel --mtp 1): the job with --mtp (speculative decoding) gives every
-#       request's ids and logits rows bitwise as moe-run without MTP, and the ranks
-#       fed drafts (--stats)
+#       request's ids and logits rows bitwise as moe-run without MTP, the ranks
+#       fed drafts (--stats), and a replay after 4 tokens gives the same again
 #   worker_test.sh badfile NP                   one rank cannot read the model:
 #       the job exits non-zero quickly, naming the rank and the reason
 set -u
@@ -141,7 +141,15 @@ mtp)
   run_act="" compare_with_run "$model"   # moe-run without --mtp
   drafts=$(sed -n 's/^rank [0-9]*: mtp: \([0-9]*\) drafts.*/\1/p' "$tmp/err" | awk '{ s += $1; n++ } END { print (n == '"$np"' ? s : -1) }')
   [ "$drafts" -gt 8 ] || fail "the ranks fed $drafts drafts"
-  echo "ok: --mtp on $np ranks: 8 requests bitwise equal to moe-run without MTP; $drafts drafts fed"
+  # replayed after 4 tokens (as after a restart): the same ids and rows
+  mkdir -p "$tmp/wr"
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --mtp --replay-after 4 \
+      --dump-logits "$tmp/wr" > "$tmp/outr" 2> "$tmp/errr" || { cat "$tmp/errr"; fail "moe-worker --mtp --replay-after exited $?"; }
+  cmp -s "$tmp/out" "$tmp/outr" || fail "--mtp: replayed ids differ"
+  for i in $(seq 0 7); do
+    cmp -s "$tmp/w/req$i.logits.f32" "$tmp/wr/req$i.logits.f32" || fail "--mtp: request $i's logits differ after the replay"
+  done
+  echo "ok: --mtp on $np ranks: 8 requests bitwise equal to moe-run without MTP, and after a replay; $drafts drafts fed"
   ;;
 replay)
   model=$2 np=$3 k=$4

@@ -62,8 +62,9 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
 {
     *out = NULL;
     if (o->mtp && !moe_engine_has_mtp(e)) return moe_err_set(err, "MTP: the engine was set up without the MTP block");
-    if (o->mtp && (o->prefix_cache || moe_kvcache_prefix_enabled(moe_engine_cache(e))))
-        return moe_err_set(err, "MTP and prefix caching together are not supported yet");
+    const moe_kvcache *kv = moe_engine_cache(e);
+    if (moe_kvcache_prefix_enabled(kv) && (!o->prefix_cache || moe_kvcache_prefix_lookahead(kv) != o->mtp))
+        return moe_err_set(err, "the engine's prefix cache was set up by an earlier generate loop with other options");
     if (o->mtp && moe_engine_chunk_decompresses(e, 1) != moe_engine_chunk_decompresses(e, 2))
         return moe_err_set(err, "MTP needs a 2-token step to take the attention path of a 1-token one "
                                 "(decompress_min 2 makes it differ)");
@@ -90,7 +91,8 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->first_moe = hp->n_dense_lead;
     g->n_moe = hp->n_layer - hp->n_dense_lead;
     g->K = hp->n_used;
-    if (o->prefix_cache) moe_kvcache_prefix_enable(moe_engine_cache(e), moe_engine_identity(e));
+    /* with MTP a block's MTP latents read the token after it: it is part of the key */
+    if (o->prefix_cache) moe_kvcache_prefix_enable(moe_engine_cache(e), moe_engine_identity(e), o->mtp);
     *out = g;
     return MOE_OK;
 }
@@ -249,6 +251,7 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         s->fed = (int)moe_kvcache_prefix_attach(moe_engine_cache(g->e), s->pub.seq, s->hist, s->tag,
                                                 s->n_chunked - 1, s->n_chunked);
         s->pub.n_cached = s->fed;
+        s->mtp_done = s->fed; /* the attached blocks' MTP latents came with them */
     }
     if (r->routed) {
         /* every position the sequence can reach: n_tokens + max_out - n_emitted,
@@ -464,8 +467,13 @@ int moe_gen_step(moe_gen *g, moe_err *err)
     moe_kvcache *kv = moe_engine_cache(g->e);
     for (int k = 0; k < g->n_items && moe_kvcache_prefix_enabled(kv); k++) {
         const gseq *s = g->item_seq[k];
-        if (s && g->items[k].status == MOE_OK)
-            moe_kvcache_prefix_publish(kv, s->pub.seq, s->hist, s->tag, moe_engine_seq_len(g->e, s->pub.seq));
+        if (!s || g->items[k].status != MOE_OK) continue;
+        int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
+        /* with MTP only positions with their MTP latents (the last step's
+         * get theirs after the callbacks: published a step later) */
+        if (g->o.mtp && s->mtp_done == INT64_MAX) continue; /* its MTP rows stopped */
+        if (g->o.mtp && s->mtp_done < len) len = s->mtp_done;
+        moe_kvcache_prefix_publish(kv, s->pub.seq, s->hist, s->tag, len);
     }
     for (int k = 0, row = 0; k < g->n_items; k++) { /* each item's rows in the step, for the MTP block */
         g->item_row[k] = row;

@@ -58,8 +58,9 @@
  * one decoding without MTP emits, greedy or sampled (the draw is
  * splitmix(seed, position)): accepting a deterministic draft iff the
  * target's own sample equals it is the standard acceptance rule for a
- * one-hot draft, with its acceptance probability p(d).  Not with prefix
- * caching (the MTP latents of a shared block are not kept) yet.
+ * one-hot draft, with its acceptance probability p(d).  With prefix
+ * caching a block's key includes the token after it (its MTP latents read
+ * it), and a block is published once its MTP rows exist.
  *
  * Splitting plan from step lets the worker job agree on a step header
  * (tokens per rank) between the two.

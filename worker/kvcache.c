@@ -35,6 +35,7 @@ typedef struct kv_block {
     int32_t parent;    /* the published block before it in its chain, -1: first */
     uint32_t parent_gen;
     uint64_t salt;     /* of the sequence that published it (a chain's first block compares it) */
+    int32_t look;      /* with lookahead: the token after the block */
     int32_t bucket_next;        /* next published block in its bucket, -1 */
     int32_t lru_prev, lru_next; /* idle published blocks, oldest first */
 } kv_block;
@@ -49,6 +50,7 @@ struct moe_kvcache {
     kv_seq *seqs;          /* [max_seqs] */
     /* prefix caching (the arrays exist either way: the plan counts them) */
     bool on;               /* moe_kvcache_prefix_enable */
+    bool lookahead;        /* a block's key and identity include the token after it */
     uint64_t seed;
     kv_block *blk;         /* [n_blocks] */
     int32_t *tok;          /* [n_blocks][block_size] a published block's tokens */
@@ -308,15 +310,30 @@ int moe_kvcache_block_tokens(const moe_kvcache *c) { return c->cfg.block_size; }
 
 /* ---- prefix caching ---- */
 
-void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed)
+void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed, bool lookahead)
 {
-    if (c->on) return;
+    if (c->on) {
+        MOE_ASSERT(c->lookahead == lookahead);
+        return;
+    }
     for (int i = 0; i < c->cfg.max_seqs; i++) MOE_ASSERT(!c->seqs[i].used);
     c->seed = seed;
+    c->lookahead = lookahead;
     c->on = true;
 }
 
+/* The key a block is filed under: the chain's key, and with lookahead the
+ * token after it. */
+static uint64_t filed_key(const moe_kvcache *c, uint64_t chain, int32_t look)
+{
+    if (!c->lookahead || c->collide) return chain;
+    uint64_t h = chain ^ ((uint64_t)(uint32_t)look * 0xd6e8feb86659fd93ull);
+    h ^= h >> 32;
+    return h * 0x9e3779b97f4a7c15ull;
+}
+
 bool moe_kvcache_prefix_enabled(const moe_kvcache *c) { return c->on; }
+bool moe_kvcache_prefix_lookahead(const moe_kvcache *c) { return c->lookahead; }
 
 /* The chain's key after one more block of tokens and tags. */
 static uint64_t chain_key(const moe_kvcache *c, uint64_t key, const int32_t *tok, const uint8_t *tag, int n)
@@ -343,7 +360,7 @@ static int32_t find_block(const moe_kvcache *c, uint64_t key, int32_t parent, ui
     for (int32_t b = c->bucket[bucket_of(c, key)]; b >= 0; b = c->blk[b].bucket_next) {
         const kv_block *k = &c->blk[b];
         if (k->key != key || k->parent != parent || (parent >= 0 && k->parent_gen != parent_gen) ||
-            (parent < 0 && k->salt != salt))
+            (parent < 0 && k->salt != salt) || (c->lookahead && k->look != tok[bs]))
             continue;
         const int32_t *bt = c->tok + (size_t)b * (size_t)bs;
         const uint8_t *bg = c->tag + (size_t)b * (size_t)bs;
@@ -368,7 +385,8 @@ int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens
         const size_t at = (size_t)s->n_blocks * (size_t)bs;
         const uint8_t *tg = tags ? tags + at : NULL;
         const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        const int32_t b = find_block(c, key, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
+        const int32_t b = find_block(c, filed_key(c, key, c->lookahead ? tokens[at + (size_t)bs] : 0), s->pub_id, s->pub_gen, s->salt,
+                                     tokens + at, tg);
         if (b < 0) break;
         kv_block *k = &c->blk[b];
         if (k->ref++ == 0) lru_unlink(c, b);
@@ -394,19 +412,21 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
         const size_t at = (size_t)s->n_pub * (size_t)bs;
         const uint8_t *tg = tags ? tags + at : NULL;
         const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        int32_t b = find_block(c, key, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
+        const uint64_t filed = filed_key(c, key, c->lookahead ? tokens[at + (size_t)bs] : 0);
+        int32_t b = find_block(c, filed, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
         if (b < 0) { /* publish this sequence's own block */
             b = s->blocks[s->n_pub];
             kv_block *k = &c->blk[b];
             MOE_ASSERT(!k->published && k->ref == 1);
             k->published = true;
-            k->key = key;
+            k->key = filed;
+            k->look = c->lookahead ? tokens[at + (size_t)bs] : 0;
             k->parent = s->pub_id;
             k->parent_gen = s->pub_gen;
             k->salt = s->salt;
             memcpy(c->tok + (size_t)b * (size_t)bs, tokens + at, (size_t)bs * sizeof *tokens);
             for (int i = 0; i < bs; i++) c->tag[(size_t)b * (size_t)bs + (size_t)i] = tg ? tg[i] : 0u;
-            int32_t *head = &c->bucket[bucket_of(c, key)];
+            int32_t *head = &c->bucket[bucket_of(c, filed)];
             k->bucket_next = *head;
             *head = b;
             c->n_published++;

@@ -72,9 +72,14 @@ float *moe_kvcache_at(moe_kvcache *c, int seq, int layer, int64_t pos);
 /* ---- prefix caching ---- */
 
 /* Turns prefix caching on (before any sequence exists); seed names what
- * the cached values depend on besides the tokens (the model, the path). */
-void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed);
+ * the cached values depend on besides the tokens (the model, the path).
+ * lookahead: a block's values depend on the token after it too (the MTP
+ * block's latent of a position reads the next token), so a block is
+ * published only once that token is known, and it is part of its key and
+ * compared on every hit. */
+void moe_kvcache_prefix_enable(moe_kvcache *c, uint64_t seed, bool lookahead);
 bool moe_kvcache_prefix_enabled(const moe_kvcache *c);
+bool moe_kvcache_prefix_lookahead(const moe_kvcache *c);
 /* Forgets every published block (what they hold is no longer what a cold
  * run computes: the routing changed); the live sequences keep their blocks
  * but publish nothing more.  No-op when caching is off. */
@@ -91,7 +96,7 @@ int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens
                                   int64_t max_tokens, int64_t n_query);
 /* Publishes the sequence's full blocks below position len (len <= its
  * length) that are not yet published; tokens/tags are the sequence's from
- * position 0 (the same it attached with).  A block whose key is already
+ * position 0 (the same it attached with; with lookahead, tokens[len] too).  A block whose key is already
  * published by another sequence stays private (the published one is the
  * chain's parent from then on).  No-op when caching is off. */
 void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, const uint8_t *tags, int64_t len);

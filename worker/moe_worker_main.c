@@ -97,9 +97,8 @@ static void usage(FILE *f)
           "  --int8              the default (int8 activations); accepted as moe-run accepts it\n"
           "  --repack            as moe-run --repack (int8 only; every rank must be given the same choice)\n"
           "  --mtp               speculative decoding with the file's MTP block, as moe-run --mtp (the\n"
-          "                      same tokens, bitwise; every rank must be given the same choice; turns\n"
-          "                      prefix caching off; each rank runs the MTP block's experts for its own\n"
-          "                      sequences)\n"
+          "                      same tokens, bitwise; every rank must be given the same choice; each\n"
+          "                      rank runs the MTP block's experts for its own sequences)\n"
           "  --no-prefix-cache   do not share cached prompt prefixes between a rank's sequences (on by\n"
           "                      default: a prompt starts from the longest run of whole cache blocks an\n"
           "                      earlier sequence on the rank wrote for the same tokens, with the same\n"
@@ -396,7 +395,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         return moe_err_prefix(err, "%s", o->model);
     const moe_gen_opts go = {.max_seqs = max_seqs, .max_ctx = max_len, .step_tokens = (int)o->step_tokens,
                              .prefill_chunk = (int)o->prefill_chunk, .eos = eos,
-                             .prefix_cache = !o->no_prefix_cache && !o->mtp, .mtp = o->mtp};
+                             .prefix_cache = !o->no_prefix_cache, .mtp = o->mtp};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);
     if (moe_gen_init(&w->g, w->e, &go, &cb, err)) return MOE_ERR;
     if (w->link) {

@@ -27,7 +27,7 @@ static const double REQUEST_BOUNDS[] = {0.3,  0.5,  0.8,  1.0,  1.5,  2.0,   2.5
 
 typedef struct rank_m {
     moe_metric_series *live, *seqs, *blocks_used, *blocks_total, *steps, *sent, *recv, *pc_queries, *pc_hits;
-    moe_metric_series *sd_draft, *sd_acc, *sd_acc0;
+    moe_metric_series *sd_draft, *sd_acc, *sd_pos[4];
     moe_metric_series **expert;   /* [n_layers] */
     bool reported;                /* a report with stats came */
     uint64_t steps_n;             /* its last step total (restart detection) */
@@ -207,7 +207,7 @@ void moe_cmetrics_init(moe_cmetrics **out, const char *model_name, int n_ranks)
         r->sd_draft = moe_metric_series_get(cm->r_sd_draft, v);
         r->sd_acc = moe_metric_series_get(cm->r_sd_acc, v);
         const char *vp[] = {cm->model, rs, "0"};
-        r->sd_acc0 = moe_metric_series_get(cm->r_sd_acc_pos, vp);
+        r->sd_pos[0] = moe_metric_series_get(cm->r_sd_acc_pos, vp); /* the others once a rank drafts more */
     }
     *out = cm;
 }
@@ -333,7 +333,16 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
     moe_metric_set(r->pc_hits, (double)rep->prefix_cache_hits);
     moe_metric_set(r->sd_draft, (double)rep->spec_draft_tokens);
     moe_metric_set(r->sd_acc, (double)rep->spec_accepted_tokens);
-    moe_metric_set(r->sd_acc0, (double)rep->spec_accepted_tokens);
+    for (int i = 0; i < rep->n_spec_pos && i < 4; i++) {
+        if (!r->sd_pos[i]) {
+            char rs[16], ps[8];
+            snprintf(rs, sizeof rs, "%d", rep->rank);
+            snprintf(ps, sizeof ps, "%d", i);
+            const char *vp[] = {cm->model, rs, ps};
+            r->sd_pos[i] = moe_metric_series_get(cm->r_sd_acc_pos, vp);
+        }
+        moe_metric_set(r->sd_pos[i], (double)rep->spec_accepted_per_pos[i]);
+    }
     if (!layers_ready(cm, rep, now)) return;
     if (!r->expert) {
         r->expert = moe_xcalloc((size_t)cm->n_layers, sizeof *r->expert);

@@ -452,6 +452,8 @@ static void on_heartbeat(moe_workers *w, int rank, const Moe__WorkerHeartbeat *h
             rep.prefix_cache_hits = st->prefix_cache_hits;
             rep.spec_draft_tokens = st->spec_draft_tokens;
             rep.spec_accepted_tokens = st->spec_accepted_tokens;
+            rep.spec_accepted_per_pos = st->spec_accepted_per_pos;
+            rep.n_spec_pos = (int)st->n_spec_accepted_per_pos;
         }
         w->sink.report(w->sink.ctx, &rep);
     }

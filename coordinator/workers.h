@@ -52,6 +52,8 @@ typedef struct moe_rank_report {
     uint64_t tokens_prefill, tokens_decode;
     uint64_t prefix_cache_queries, prefix_cache_hits; /* prompt tokens looked up, and found */
     uint64_t spec_draft_tokens, spec_accepted_tokens; /* MTP drafts fed, and accepted */
+    const uint64_t *spec_accepted_per_pos;         /* [n_spec_pos] (checked: at most 4, summing to accepted) */
+    int n_spec_pos;
 } moe_rank_report;
 
 /* The loop's side, called from moe_workers_recv and _tick. */

@@ -776,6 +776,17 @@ int moe_msg_check_rank_stats(const Moe__RankStats *s, moe_err *err)
     if (s->has_cache_blocks_used && (!s->has_cache_blocks_total || s->cache_blocks_used > s->cache_blocks_total))
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: cache_blocks_used %" PRIu64 " is above cache_blocks_total %" PRIu64,
                     s->cache_blocks_used, s->cache_blocks_total);
+    uint64_t per = 0;
+    if (s->n_spec_accepted_per_pos > 4)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: %zu draft positions, at most 4", s->n_spec_accepted_per_pos);
+    for (size_t i = 0; i < s->n_spec_accepted_per_pos; i++) {
+        if (s->spec_accepted_per_pos[i] > UINT64_MAX - per)
+            return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: accepted drafts overflow");
+        per += s->spec_accepted_per_pos[i];
+    }
+    if (s->n_spec_accepted_per_pos && per != s->spec_accepted_tokens)
+        return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: accepted drafts by position sum to %" PRIu64 ", not %" PRIu64,
+                    per, s->spec_accepted_tokens);
     if (s->spec_accepted_tokens > s->spec_draft_tokens)
         return fail(err, MOE__CODE__BAD_REQUEST, "rank_stats: spec_accepted_tokens %" PRIu64 " is above spec_draft_tokens %" PRIu64,
                     s->spec_accepted_tokens, s->spec_draft_tokens);

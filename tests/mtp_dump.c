@@ -67,9 +67,10 @@ static void run_gen(moe_engine *e, moe_gen *g, const int32_t *tok, int n, drafts
     (void)e;
 }
 
-static int32_t record_draft(void *ctx, const moe_gen_seq *s, int32_t mtp_draft)
+static int32_t record_draft(void *ctx, const moe_gen_seq *s, int depth, int32_t mtp_draft)
 {
     drafts *d = ctx;
+    if (depth > 0) return mtp_draft; /* the first drafts only */
     const int64_t idx = s->n_hist - s->n_tokens;
     if (idx >= 0 && idx < MAX_T) d->at[idx] = mtp_draft;
     return mtp_draft;

@@ -24,7 +24,8 @@ echo "ok: MTP draft rows match the float64 reference"
 "$bin/moe-mkmodel" --preset v3-mini --type q8_0 --mtp 1 -o "$tmp/q.gguf" 2>/dev/null
 for model in m q; do
   run="$bin/moe-run --model $tmp/$model.gguf --tokens $toks -n 24"
-  for flags in "--ignore-eos" "--ignore-eos --repack --threads 3" \
+  for flags in "--ignore-eos" "--ignore-eos --repack --threads 3" "--ignore-eos --mtp-draft 3" \
+      "--ignore-eos --exact --temp 0.9 --seed 4 --repeat-penalty 1.2 --mtp-draft 4" \
       "--ignore-eos --temp 0.9 --seed 5 --repeat-penalty 1.3 --repeat-last-n 16 --min-tokens 6" \
       "--ignore-eos --exact" "--ignore-eos --exact --temp 1.1 --top-k 30 --seed 2" "stop"; do
     if [ "$flags" = stop ]; then

@@ -38,7 +38,7 @@
 #       replays start from their prompts' blocks in the prefix cache (--stats: hits on
 #       the ranks, none in the undisturbed run, where every request starts at once)
 #   worker_test.sh mtp NP                       a V3-style Q8_0 model with an MTP block
-#       (moe-mkmodel --mtp 1): the job with --mtp (speculative decoding) gives every
+#       (moe-mkmodel --mtp 1): the job with --mtp --mtp-draft 2 (speculative decoding) gives every
 #       request's ids and logits rows bitwise as moe-run without MTP, the ranks
 #       fed drafts (--stats), and a replay after 4 tokens gives the same again
 #   worker_test.sh badfile NP                   one rank cannot read the model:
@@ -136,7 +136,7 @@ mtp)
   v=$(vocab_of "$model") || fail "cannot read $model"
   make_batch "$v" > "$tmp/batch"
   mkdir -p "$tmp/w" "$tmp/r"
-  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats --mtp \
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --stats --mtp --mtp-draft 2 \
       --dump-logits "$tmp/w" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err"; fail "moe-worker --mtp exited $?"; }
   run_act="" compare_with_run "$model"   # moe-run without --mtp
   drafts=$(sed -n 's/^rank [0-9]*: mtp: \([0-9]*\) drafts.*/\1/p' "$tmp/err" | awk '{ s += $1; n++ } END { print (n == '"$np"' ? s : -1) }')

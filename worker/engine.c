@@ -995,6 +995,12 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
 
 bool moe_engine_has_mtp(const moe_engine *e) { return e->o.mtp; }
 
+const float *moe_engine_mtp_hidden(const moe_engine *e, int *rows)
+{
+    *rows = e->n_mtp_rows;
+    return e->x;
+}
+
 void moe_engine_seq_truncate(moe_engine *e, int seq, int64_t len)
 {
     MOE_ASSERT(len >= 0 && len <= moe_kvcache_seq_len(e->cache, seq));
@@ -1036,6 +1042,7 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
     if (total > e->o.max_batch_tokens)
         return moe_err_set(err, "MTP step has %lld rows; the limit is %d", (long long)total, e->o.max_batch_tokens);
     e->n_hidden = 0; /* the trunk's rows are gone: x is the MTP block's now */
+    e->n_mtp_rows = 0;
     int n = 0;
     for (int i = 0; i < n_items; i++) {
         moe_mtp_item *it = &items[i];
@@ -1045,9 +1052,15 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
         }
         const int64_t len = moe_kvcache_seq_len(e->cache, it->seq);
         if (it->n == 0) continue;
-        if (it->pos < 0 || it->pos > len - it->n) {
+        if (it->pos < 0 || (!it->ahead && it->pos > len - it->n)) {
             it->status = moe_err_set(&it->err, "sequence %d: MTP rows %lld..%lld are not all computed (length %lld)",
                                      it->seq, (long long)it->pos, (long long)(it->pos + it->n - 1), (long long)len);
+            continue;
+        }
+        /* rows past the trunk: their blocks (the trunk's latents there are
+         * not written, and not read before the trunk writes them) */
+        if (it->ahead && it->pos + it->n > len && moe_kvcache_reserve(e->cache, it->seq, it->pos + it->n, &it->err)) {
+            it->status = MOE_ERR;
             continue;
         }
         bool ok = true;
@@ -1085,6 +1098,7 @@ int moe_engine_mtp_step(moe_engine *e, moe_mtp_item *items, int n_items, moe_err
     moe_eng_attention(e, il, n);
     ffn_block(e, il, n);
     moe_eng_named(e, "l_out", il, e->x, n, D);
+    e->n_mtp_rows = n;
     /* the head only for the rows asked for (a prompt chunk's MTP rows
      * need their latents, not their logits) */
     int n_out = 0;

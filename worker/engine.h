@@ -150,6 +150,9 @@ int moe_engine_step(moe_engine *e, moe_step_item *items, int n_items, moe_err *e
  * block (before the output norm) of every row the step computed, in item
  * order; *rows of them, [rows][dim], valid until the next step. */
 const float *moe_engine_hidden(const moe_engine *e, int *rows);
+/* After moe_engine_mtp_step: the MTP block's output rows (before its head
+ * norm), all the step's rows in item order; valid until the next step. */
+const float *moe_engine_mtp_hidden(const moe_engine *e, int *rows);
 /* Whether the engine runs the file's MTP block (moe_engine_opts.mtp). */
 bool moe_engine_has_mtp(const moe_engine *e);
 /* Forgets positions >= len of a sequence (len <= its length): a rejected
@@ -179,6 +182,8 @@ typedef struct moe_mtp_item {
     const int32_t *next;    /* [n] the token after each row's position */
     const float *hidden;    /* [n][dim] the trunk's hidden state of each row's position */
     moe_logits_mode logits; /* draft logits of every row, the last one, or none (latents only) */
+    bool ahead;             /* rows may lie past the trunk's length (chained drafts): their blocks
+                             * are reserved, only the MTP layer's latents written */
     /* out */
     int status;
     moe_err err;

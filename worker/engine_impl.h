@@ -110,6 +110,7 @@ struct moe_engine {
     float *logits;   /* [N][vocab] */
     float *mtp_in;   /* [N][2·dim] the MTP block's inputs (opts.mtp), else NULL */
     int n_hidden;    /* rows of the last step (moe_engine_hidden) */
+    int n_mtp_rows;  /* rows of the last MTP step (moe_engine_mtp_hidden) */
     mm_job *jobs;    /* [2·n_expert + 4] */
     int32_t *prep;   /* [2·n_expert + 4] the jobs of one run whose activation needs SwiGLU or quantization */
     unsigned char *xq; /* int8 path: the quantized activations of one run, one

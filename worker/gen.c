@@ -27,8 +27,9 @@ typedef struct gseq {
     int64_t r_taken;        /* rows handed out (moe_gen_routed_take) */
     /* MTP */
     int64_t mtp_done;       /* positions below have their MTP rows */
-    int32_t draft;          /* the next decode step's draft, -1: none */
-    bool drafting;          /* the planned item carries the draft */
+    int32_t draft[MOE_GEN_MAX_DRAFT]; /* the next decode step's drafts */
+    int n_draft;            /* how many */
+    int drafting;           /* drafts the planned item carries (0: none) */
 } gseq;
 
 struct moe_gen {
@@ -55,7 +56,8 @@ struct moe_gen {
     int64_t *item_pos0;     /* [max_seqs] and its first position */
     moe_mtp_item *mtp_items;/* [max_seqs] */
     gseq **mtp_seq;         /* [max_seqs] */
-    uint64_t drafts, accepted;
+    float *chain;           /* [max_seqs][dim] the MTP block's output rows that chain the next drafts */
+    uint64_t drafts, accepted, accepted_at[MOE_GEN_MAX_DRAFT];
 };
 
 int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_gen_cb *cb, moe_err *err)
@@ -87,6 +89,7 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->item_pos0 = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_pos0);
     g->mtp_items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_items);
     g->mtp_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_seq);
+    g->o.mtp_draft = o->mtp_draft < 1 ? 1 : o->mtp_draft > MOE_GEN_MAX_DRAFT ? MOE_GEN_MAX_DRAFT : o->mtp_draft;
     const moe_hparams *hp = &moe_engine_model(e)->hp;
     g->first_moe = hp->n_dense_lead;
     g->n_moe = hp->n_layer - hp->n_dense_lead;
@@ -178,6 +181,7 @@ void moe_gen_free(moe_gen *g)
     free(g->item_pos0);
     free(g->mtp_items);
     free(g->mtp_seq);
+    free(g->chain);
     free(g);
 }
 
@@ -207,7 +211,6 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
         if (r->tokens[i] < 0 || r->tokens[i] >= g->vocab)
             return moe_err_set(err, "token id %d is not in the vocabulary (0..%d)", r->tokens[i], g->vocab - 1);
     gseq *s = moe_xcalloc(1, sizeof *s);
-    s->draft = -1;
     s->sc = r->sc;
     s->logprobs = r->logprobs;
     s->n_top = r->n_top;
@@ -319,15 +322,17 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
             if (budget < 1) continue;
             it->tokens = s->fed < s->pub.n_tokens ? s->hist + s->fed : &s->last;
             it->n_tokens = 1;
-            s->drafting = false;
-            if (s->draft >= 0 && s->fed >= s->pub.n_tokens && budget >= 2 && s->n_out + 1 < s->max_out) {
-                /* the last sampled token and the draft after it, both rows
-                 * (hist has room: n_out + 1 < max_out) */
-                s->hist[s->pub.n_hist] = s->draft;
+            s->drafting = 0;
+            int m = s->n_draft;
+            if (m > budget - 1) m = (int)budget - 1;
+            if (m > 0 && s->fed >= s->pub.n_tokens) {
+                /* the last sampled token and the drafts after it, every row
+                 * (hist has room: n_out + n_draft < max_out) */
+                memcpy(s->hist + s->pub.n_hist, s->draft, (size_t)m * sizeof *s->draft);
                 it->tokens = s->hist + s->pub.n_hist - 1;
-                it->n_tokens = 2;
+                it->n_tokens = 1 + m;
                 it->logits = MOE_LOGITS_ALL;
-                s->drafting = true;
+                s->drafting = m;
             }
         }
         budget -= it->n_tokens;
@@ -392,8 +397,77 @@ static bool prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
     return true;
 }
 
+/* The argmax of a draft row (ties to the lower id), or the test hook's
+ * choice. */
+static int32_t take_draft(moe_gen *g, const gseq *s, int depth, const float *row)
+{
+    int32_t best = 0;
+    for (int v = 1; v < g->vocab; v++)
+        if (row[v] > row[best]) best = v;
+    const int32_t d = g->o.draft_hook ? g->o.draft_hook(g->o.draft_ctx, &s->pub, depth, best) : best;
+    return d >= 0 && d < g->vocab ? d : -1;
+}
+
+/* After the MTP pass's n items: each decoding sequence's first draft from
+ * its last position's row, then up to mtp_draft - 1 more, each from the MTP
+ * block run once more at the next position on its own output row and the
+ * draft before (moe_mtp_item.ahead: positions the trunk has not reached;
+ * those latents are drafts' and the next pass overwrites them). */
+static void mtp_drafts(moe_gen *g, int n)
+{
+    const int64_t D = moe_engine_model(g->e)->hp.dim;
+    int rows = 0;
+    const float *out = moe_engine_mtp_hidden(g->e, &rows);
+    if (!g->chain) g->chain = moe_xmalloc((size_t)g->o.max_seqs * (size_t)D * sizeof *g->chain);
+    int m = 0;
+    for (int i = 0, r = 0; i < n; i++) {
+        const moe_mtp_item *mi = &g->mtp_items[i];
+        gseq *s = g->mtp_seq[i];
+        if (mi->status != MOE_OK) continue;
+        r += mi->n;
+        if (mi->logits == MOE_LOGITS_NONE) continue;
+        const int32_t d = take_draft(g, s, 0, mi->out);
+        if (d < 0) continue;
+        s->draft[0] = d;
+        s->n_draft = 1;
+        memcpy(g->chain + (size_t)m * (size_t)D, out + (size_t)(r - 1) * (size_t)D, (size_t)D * sizeof *g->chain);
+        g->mtp_seq[m++] = s; /* the sequences that chain on */
+    }
+    for (int depth = 1; depth < g->o.mtp_draft && m > 0; depth++) {
+        int k = 0;
+        for (int i = 0; i < m; i++) {
+            gseq *s = g->mtp_seq[i];
+            if (s->n_out + depth + 1 >= s->max_out) continue; /* every draft must be emittable */
+            const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
+            g->mtp_items[k] = (moe_mtp_item){.seq = s->pub.seq, .pos = len + depth - 1, .n = 1,
+                                             .next = &s->draft[depth - 1], .hidden = g->chain + (size_t)i * (size_t)D,
+                                             .logits = MOE_LOGITS_LAST, .ahead = true};
+            g->mtp_seq[k] = s;
+            if (k != i) memcpy(g->chain + (size_t)k * (size_t)D, g->chain + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
+            k++;
+        }
+        m = k;
+        if (m == 0) break;
+        moe_err e2 = {{0}};
+        if (moe_engine_mtp_step(g->e, g->mtp_items, m, &e2) != MOE_OK) break; /* the drafts so far stand */
+        out = moe_engine_mtp_hidden(g->e, &rows);
+        k = 0;
+        for (int i = 0; i < m; i++) {
+            gseq *s = g->mtp_seq[i];
+            const moe_mtp_item *mi = &g->mtp_items[i];
+            const int32_t d = mi->status == MOE_OK ? take_draft(g, s, depth, mi->out) : -1;
+            if (d < 0) continue;
+            s->draft[depth] = d;
+            s->n_draft = depth + 1;
+            memcpy(g->chain + (size_t)k * (size_t)D, out + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
+            g->mtp_seq[k++] = s;
+        }
+        m = k;
+    }
+}
+
 /* The MTP block on every position this step computed whose next token is
- * known, then each decoding sequence's draft from its last position. */
+ * known, then each decoding sequence's drafts from its last position. */
 static int mtp_pass(moe_gen *g, moe_err *err)
 {
     int rows = 0, n = 0;
@@ -414,11 +488,12 @@ static int mtp_pass(moe_gen *g, moe_err *err)
             MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: MTP rows stop at position %lld", (long long)s->pub.id,
                             (long long)p0);
             s->mtp_done = INT64_MAX;
-            s->draft = -1;
+            s->n_draft = 0;
             continue;
         }
-        /* a draft only from a sequence's last position, once it decodes */
-        const bool draft = end == len && s->fed >= s->pub.n_tokens && s->n_out < s->max_out;
+        /* drafts only from a sequence's last position, once it decodes, with
+         * tokens left to emit after the next */
+        const bool draft = end == len && s->fed >= s->pub.n_tokens && s->n_out + 1 < s->max_out;
         g->mtp_items[n] = (moe_mtp_item){.seq = s->pub.seq, .pos = p0, .n = (int)(end - p0), .next = s->hist + p0 + 1,
                                          .hidden = hid + (size_t)(g->item_row[k] + (p0 - step0)) * (size_t)D,
                                          .logits = draft ? MOE_LOGITS_LAST : MOE_LOGITS_NONE};
@@ -436,20 +511,13 @@ static int mtp_pass(moe_gen *g, moe_err *err)
             MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: no more MTP drafts: %s", (long long)s->pub.id,
                             failed ? e2.msg : mi->err.msg);
             s->mtp_done = INT64_MAX;
-            s->draft = -1;
+            s->n_draft = 0;
             continue;
         }
         s->mtp_done = mi->pos + mi->n;
-        s->draft = -1;
-        /* decoding from here on, with a token left to emit after the next */
-        if (mi->logits == MOE_LOGITS_NONE) continue;
-        const float *row = mi->out; /* the last row's */
-        int32_t best = 0;
-        for (int v = 1; v < g->vocab; v++)
-            if (row[v] > row[best]) best = v;
-        s->draft = g->o.draft_hook ? g->o.draft_hook(g->o.draft_ctx, &s->pub, best) : best;
-        if (s->draft < 0 || s->draft >= g->vocab) s->draft = -1;
+        s->n_draft = 0;
     }
+    if (!failed) mtp_drafts(g, n);
     return MOE_OK;
 }
 
@@ -457,6 +525,11 @@ void moe_gen_mtp_stats(const moe_gen *g, uint64_t *drafts, uint64_t *accepted)
 {
     *drafts = g->drafts;
     *accepted = g->accepted;
+}
+
+uint64_t moe_gen_mtp_accepted_at(const moe_gen *g, int pos)
+{
+    return pos >= 0 && pos < MOE_GEN_MAX_DRAFT ? g->accepted_at[pos] : 0;
 }
 
 int moe_gen_step(moe_gen *g, moe_err *err)
@@ -488,21 +561,21 @@ int moe_gen_step(moe_gen *g, moe_err *err)
             continue;
         }
         if (s->drafting) {
-            /* row 0 is sampled as without MTP; row 1 counts only if that
-             * gave the draft */
-            s->drafting = false;
-            const int32_t d = s->draft;
-            const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
-            g->drafts++;
-            /* the callbacks of row 0 see the sequence as without MTP: the
-             * draft's position not yet in it (its latents stay in place) */
-            moe_engine_seq_truncate(g->e, s->pub.seq, len - 1);
-            after_row(g, s, it->out);
-            if (!g->item_seq[k]) continue; /* it ended */
-            if (s->last == d) {
+            /* row 0 is sampled as without MTP; row i + 1 counts only if rows
+             * 0..i gave drafts 0..i */
+            const int m = s->drafting;
+            s->drafting = 0;
+            const int64_t len = moe_engine_seq_len(g->e, s->pub.seq), len0 = len - m; /* with the token, not the drafts */
+            g->drafts += (uint64_t)m;
+            /* the callbacks see the sequence as without MTP: a draft's
+             * position joins it only once accepted (its latents stay in place) */
+            moe_engine_seq_truncate(g->e, s->pub.seq, len0);
+            for (int i = 0; i <= m; i++) {
+                after_row(g, s, it->out + (size_t)i * (size_t)g->vocab);
+                if (!g->item_seq[k] || i == m || s->last != s->draft[i]) break; /* ended, or a draft missed */
                 g->accepted++;
-                moe_engine_seq_untruncate(g->e, s->pub.seq, len);
-                after_row(g, s, it->out + (size_t)g->vocab);
+                g->accepted_at[i]++;
+                moe_engine_seq_untruncate(g->e, s->pub.seq, len0 + i + 1);
             }
             continue;
         }

@@ -49,12 +49,13 @@
  * MTP speculative decoding (moe_gen_opts.mtp, an engine with its MTP
  * block): after every step the MTP block runs on each new position whose
  * next token is known (engine.h moe_engine_mtp_step), and its row at a
- * sequence's last position gives a draft d (argmax).  The next decode
- * step feeds [last token, d] as one 2-token item with both rows.  The first
- * row is sampled exactly as without MTP; if it gives d, the second row is
+ * sequence's last position gives a draft d1 (argmax); with mtp_draft k > 1
+ * the block runs again on its own output row and d1 for d2, and so on.
+ * The next decode step feeds [last token, d1..dk] as one item with every
+ * row.  Row 0 is sampled exactly as without MTP; if it gives d1, row 1 is
  * the very row a later step would have computed (the invariance rules), so
- * it is sampled too and the step emits two tokens; otherwise d's latent is
- * dropped (moe_engine_seq_truncate).  Every emitted token is therefore the
+ * it is sampled too, and so on while the samples equal the drafts; the
+ * drafts' positions past the first miss are dropped (moe_engine_seq_truncate).  Every emitted token is therefore the
  * one decoding without MTP emits, greedy or sampled (the draw is
  * splitmix(seed, position)): accepting a deterministic draft iff the
  * target's own sample equals it is the standard acceptance rule for a
@@ -76,6 +77,9 @@
 #include "sampler.h"
 
 typedef struct moe_gen moe_gen;
+
+/* MTP drafts a step at most (moe_gen_opts.mtp_draft). */
+#define MOE_GEN_MAX_DRAFT 4
 
 typedef enum { MOE_GEN_END_STOP = 0, MOE_GEN_END_LENGTH, MOE_GEN_END_ERROR } moe_gen_end;
 
@@ -137,9 +141,12 @@ typedef struct moe_gen_opts {
     int32_t eos;            /* added to every sequence's stop ids; -1: none */
     bool prefix_cache;      /* share cached prefixes between sequences (see the overview) */
     bool mtp;               /* MTP speculative decoding (see the overview; the engine needs its MTP block) */
-    /* TEST HOOK (NULL: off): the draft a sequence gets instead of the MTP
+    int mtp_draft;          /* drafts a step, 1..MOE_GEN_MAX_DRAFT (0: 1): the MTP block chained on its
+                             * own output for the second and later */
+    /* TEST HOOK (NULL: off): draft number depth (0-based, for completion
+     * index n_hist - n_tokens + depth) a sequence gets instead of the MTP
      * block's argmax mtp_draft (which is still computed, so its cost counts) */
-    int32_t (*draft_hook)(void *ctx, const moe_gen_seq *s, int32_t mtp_draft);
+    int32_t (*draft_hook)(void *ctx, const moe_gen_seq *s, int depth, int32_t mtp_draft);
     void *draft_ctx;
 } moe_gen_opts;
 
@@ -200,5 +207,7 @@ const int64_t *moe_gen_seq_ids(const moe_gen *g);
 
 /* MTP: drafts fed to the trunk and drafts accepted, since init. */
 void moe_gen_mtp_stats(const moe_gen *g, uint64_t *drafts, uint64_t *accepted);
+/* Drafts accepted at position pos of their step's drafts (0-based). */
+uint64_t moe_gen_mtp_accepted_at(const moe_gen *g, int pos);
 
 #endif

@@ -65,6 +65,8 @@ static void usage(FILE *f)
           "                        one draft token a step, verified by the trunk in the same step; the\n"
           "                        output is bitwise the output without it, greedy or sampled\n"
           "                        (docs/engine.md \"MTP\"); --stats prints drafts and acceptance\n"
+          "  --mtp-draft K         drafts a step with --mtp, 1..4 (default 1): the MTP block chained on\n"
+          "                        its own output for the second and later\n"
           "  --test-mtp-accept F   TEST KNOB (with --mtp): a first pass without MTP records the tokens;\n"
           "                        then a fraction F of the drafts is that token (accepted), the rest a\n"
           "                        token that is not (rejected); the MTP block still runs.  For\n"
@@ -80,7 +82,7 @@ static void usage(FILE *f)
 
 typedef struct run_args {
     const char *model, *tokens, *dump, *prompt, *dump_tensors, *chat;
-    int64_t n_gen, threads, block, ctx, batch, decompress, logits_from;
+    int64_t n_gen, threads, block, ctx, batch, decompress, logits_from, mtp_draft;
     bool stats, ignore_eos, reference, exact, text, repack, mtp;
     double test_accept;    /* --test-mtp-accept, < 0: off */
     moe_sampler_cfg sc;
@@ -96,6 +98,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
     a->decompress = 32;
     a->logits_from = -1;
     a->test_accept = -1;
+    a->mtp_draft = 1;
     moe_sampler_cfg_default(&a->sc);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -115,7 +118,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
                                                  "--block-size", "--ctx", "--batch", "--decompress-min",
                                                  "--logits-from", "--temp", "--top-k", "--top-p", "--min-p",
                                                  "--repeat-penalty", "--repeat-last-n", "--seed", "--stop", "--min-tokens",
-                                                 "--test-mtp-accept"};
+                                                 "--test-mtp-accept", "--mtp-draft"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++) known |= !strcmp(f, with_value[k]);
         if (!known) return moe_err_set(err, "unknown flag %s (see --help)", f);
@@ -134,6 +137,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         else if (!strcmp(f, "--ctx")) { if (moe_parse_i64(v, 1, 1 << 24, &a->ctx, err)) return moe_err_prefix(err, "--ctx"); }
         else if (!strcmp(f, "--batch")) { if (moe_parse_i64(v, 1, 65536, &a->batch, err)) return moe_err_prefix(err, "--batch"); }
         else if (!strcmp(f, "--decompress-min")) { if (moe_parse_i64(v, 0, 1 << 24, &a->decompress, err)) return moe_err_prefix(err, "--decompress-min"); }
+        else if (!strcmp(f, "--mtp-draft")) { if (moe_parse_i64(v, 1, MOE_GEN_MAX_DRAFT, &a->mtp_draft, err)) return moe_err_prefix(err, "--mtp-draft"); }
         else if (!strcmp(f, "--test-mtp-accept")) { if (moe_parse_f64(v, 0, 1, &a->test_accept, err)) return moe_err_prefix(err, "--test-mtp-accept"); }
         else if (!strcmp(f, "--logits-from")) { if (moe_parse_i64(v, 1, 1 << 24, &a->logits_from, err)) return moe_err_prefix(err, "--logits-from"); }
         else if (moe_sampler_param_find(f + 2) >= 0) { if (moe_sampler_cfg_set(&a->sc, f + 2, v, err)) return moe_err_prefix(err, "%s", f); }
@@ -313,10 +317,10 @@ typedef struct oracle {
     int vocab;
 } oracle;
 
-static int32_t oracle_draft(void *ctx, const moe_gen_seq *s, int32_t mtp_draft)
+static int32_t oracle_draft(void *ctx, const moe_gen_seq *s, int depth, int32_t mtp_draft)
 {
     const oracle *o = ctx;
-    const int64_t idx = s->n_hist - s->n_tokens; /* the completion index the draft is for */
+    const int64_t idx = s->n_hist - s->n_tokens + depth; /* the completion index the draft is for */
     if (idx < 0 || idx >= o->n) return mtp_draft;
     uint64_t z = (uint64_t)idx * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull; /* splitmix64 */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -337,7 +341,7 @@ static int run(const run_args *a, moe_engine *e, const moe_engine_opts *eo, cons
     /* the prompt's chunks as without --mtp (which may raise the step's budget to 2) */
     const int chunk = (int)(a->batch < (int64_t)n_tok ? a->batch : (int64_t)n_tok);
     moe_gen_opts go = {.max_seqs = 1, .max_ctx = eo->max_ctx, .step_tokens = eo->max_batch_tokens,
-                       .prefill_chunk = chunk, .eos = eos, .mtp = a->mtp};
+                       .prefill_chunk = chunk, .eos = eos, .mtp = a->mtp, .mtp_draft = (int)a->mtp_draft};
     moe_gen_cb cb = {.ctx = out, .row = on_row, .token = on_token, .end = on_end};
     moe_gen *g = NULL;
     const int n_prefill = a->logits_from > 0 ? (int)a->logits_from : (int)n_tok;
@@ -436,7 +440,8 @@ int main(int argc, char **argv)
     o.act_q8 = !a.exact;
     o.repack = a.repack;
     o.mtp = a.mtp;
-    if (a.mtp && o.max_batch_tokens < 2) o.max_batch_tokens = 2; /* a decode step feeds the token and its draft */
+    if (a.mtp && o.max_batch_tokens < 1 + a.mtp_draft) /* a decode step feeds the token and its drafts */
+        o.max_batch_tokens = 1 + (int)a.mtp_draft;
     if (a.repack && a.exact) {
         moe_err_set(&err, "--repack is for the int8 path; --exact reads the file's layout");
         goto done;

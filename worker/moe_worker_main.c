@@ -99,6 +99,7 @@ static void usage(FILE *f)
           "  --mtp               speculative decoding with the file's MTP block, as moe-run --mtp (the\n"
           "                      same tokens, bitwise; every rank must be given the same choice; each\n"
           "                      rank runs the MTP block's experts for its own sequences)\n"
+          "  --mtp-draft K       drafts a step with --mtp, 1..4 (default 1), as moe-run's\n"
           "  --no-prefix-cache   do not share cached prompt prefixes between a rank's sequences (on by\n"
           "                      default: a prompt starts from the longest run of whole cache blocks an\n"
           "                      earlier sequence on the rank wrote for the same tokens, with the same\n"
@@ -133,6 +134,7 @@ typedef struct opts {
     int64_t test_placement_at, rebalance_every, rebalance_replicas, node_limit, ranks_per_node;
     moe_exprec_mode record_mode;
     int64_t record_window, record_max;
+    int64_t mtp_draft;
     int64_t threads, block, step_tokens, prefill_chunk, max_seqs, ctx, heartbeat_ms, replay_after, outbox_bytes, coord_hwm,
         coord_sndbuf, test_delay_us;
     double linger;
@@ -146,6 +148,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     o->block = 16;
     o->step_tokens = 1024;
     o->prefill_chunk = PREFILL_CHUNK;
+    o->mtp_draft = 1;
     o->max_seqs = 16;
     o->heartbeat_ms = 500;
     o->test_placement_at = -1;
@@ -203,6 +206,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
             if (moe_parse_i64(num, 0, (int64_t)1 << 40, &o->test_placement_at, err)) return moe_err_prefix(err, "--test-placement-at");
             o->test_placement_file = colon + 1;
         }
+        else if (!strcmp(f, "--mtp-draft")) { if (moe_parse_i64(v, 1, MOE_GEN_MAX_DRAFT, &o->mtp_draft, err)) return moe_err_prefix(err, "--mtp-draft"); }
         else if (!strcmp(f, "--prefill-chunk")) { if (moe_parse_i64(v, 1, 1 << 20, &o->prefill_chunk, err)) return moe_err_prefix(err, "--prefill-chunk"); }
         else return moe_err_set(err, "unknown flag %s (see --help)", f);
     }
@@ -395,7 +399,7 @@ static int setup(worker *w, moe_engine_moe_hook *hook, moe_err *err)
         return moe_err_prefix(err, "%s", o->model);
     const moe_gen_opts go = {.max_seqs = max_seqs, .max_ctx = max_len, .step_tokens = (int)o->step_tokens,
                              .prefill_chunk = (int)o->prefill_chunk, .eos = eos,
-                             .prefix_cache = !o->no_prefix_cache, .mtp = o->mtp};
+                             .prefix_cache = !o->no_prefix_cache, .mtp = o->mtp, .mtp_draft = (int)o->mtp_draft};
     const moe_gen_cb cb = moe_source_gen_cb(&w->src);
     if (moe_gen_init(&w->g, w->e, &go, &cb, err)) return MOE_ERR;
     if (w->link) {
@@ -420,6 +424,8 @@ static void fill_link_stats(void *ctx, moe_link_stats *st)
     int64_t idle;
     moe_kvcache_prefix_stats(kv, &st->prefix_queries, &st->prefix_hits, &idle);
     moe_gen_mtp_stats(w->g, &st->spec_drafts, &st->spec_accepted);
+    st->n_spec_pos = w->o.mtp ? (int)w->o.mtp_draft : 0;
+    for (int i = 0; i < st->n_spec_pos; i++) st->spec_accepted_at[i] = moe_gen_mtp_accepted_at(w->g, i);
     st->first_moe_layer = hp->n_dense_lead;
     st->n_moe_layers = hp->n_layer - hp->n_dense_lead;
     for (int il = hp->n_dense_lead; il < hp->n_layer; il++) {
@@ -511,7 +517,10 @@ static void print_stats(worker *w, const moe_job_stats *js)
     if (w->o.mtp) {
         uint64_t nd, na;
         moe_gen_mtp_stats(w->g, &nd, &na);
-        fprintf(f, "rank %d: mtp: %llu drafts, %llu accepted\n", w->me, (unsigned long long)nd, (unsigned long long)na);
+        fprintf(f, "rank %d: mtp: %llu drafts, %llu accepted (by position:", w->me, (unsigned long long)nd,
+                (unsigned long long)na);
+        for (int i = 0; i < (int)w->o.mtp_draft; i++) fprintf(f, " %llu", (unsigned long long)moe_gen_mtp_accepted_at(w->g, i));
+        fprintf(f, ")\n");
     }
     fprintf(f, "rank %d: resident expert bytes %llu of a %llu-byte share (smaps)\n", w->me,
             (unsigned long long)moe_residency_resident(w->m),

@@ -151,6 +151,8 @@ static void stats_to_wire(const moe_link_stats *st, Moe__RankStats *rs)
     rs->has_spec_draft_tokens = rs->has_spec_accepted_tokens = true;
     rs->spec_draft_tokens = st->spec_drafts;
     rs->spec_accepted_tokens = st->spec_accepted;
+    rs->n_spec_accepted_per_pos = (size_t)st->n_spec_pos;
+    rs->spec_accepted_per_pos = (uint64_t *)st->spec_accepted_at;
 }
 
 static void outbox_clear(moe_source_link *l)

@@ -333,6 +333,7 @@ void moe_cmetrics_rank_report(moe_cmetrics *cm, const moe_rank_report *rep, doub
     moe_metric_set(r->pc_hits, (double)rep->prefix_cache_hits);
     moe_metric_set(r->sd_draft, (double)rep->spec_draft_tokens);
     moe_metric_set(r->sd_acc, (double)rep->spec_accepted_tokens);
+    if (rep->n_spec_pos == 0) moe_metric_set(r->sd_pos[0], (double)rep->spec_accepted_tokens); /* an older rank */
     for (int i = 0; i < rep->n_spec_pos && i < 4; i++) {
         if (!r->sd_pos[i]) {
             char rs[16], ps[8];

@@ -29,6 +29,16 @@
 #define MAX_T 128
 #define GEN_N 24
 
+/* chained drafts (depth 1) by completion index */
+static int32_t g_chain[MAX_T];
+static int32_t record_chain(void *ctx, const moe_gen_seq *s, int depth, int32_t mtp_draft)
+{
+    (void)ctx;
+    const int64_t idx = s->n_hist - s->n_tokens + depth;
+    if (depth == 1 && idx >= 0 && idx < MAX_T) g_chain[idx] = mtp_draft;
+    return mtp_draft;
+}
+
 /* the generate loop's drafts, by completion index, its tokens and rows */
 typedef struct drafts {
     int32_t at[MAX_T];
@@ -262,7 +272,7 @@ int main(int argc, char **argv)
         const int shares[] = {32, 33};
         const int64_t want[] = {16, 32};
         for (int c2 = 0; c2 < 2; c2++) {
-            for (int i = shares[c2]; i < n; i++) pb[i] = (tok[i] + 7) % V; /* differs from shares[c2] on */
+            for (int i = 0; i < n; i++) pb[i] = i < shares[c2] ? tok[i] : (tok[i] + 7) % V; /* differs from shares[c2] on */
             run_gen(warm, g1, pb, n, &dw);
             run_gen(cold, g2, pb, n, &dc);
             CHECK_MSG(dw.cached == want[c2] && dc.cached == 0, "shared %d: cached %lld (cold %lld), want %lld",
@@ -275,6 +285,55 @@ int main(int argc, char **argv)
     }
     moe_gen_free(g1);
     moe_gen_free(g2);
+
+    /* chained drafts (mtp_draft 2): each second draft is the argmax of the
+     * MTP block run at the sequence's length on its own output row at the
+     * last position and the first draft, recomputed here on a fresh
+     * sequence of the same tokens */
+    moe_gen_opts g3o = gc;
+    g3o.mtp_draft = 2;
+    g3o.draft_hook = record_chain;
+    memset(g_chain, 0xff, sizeof g_chain);
+    drafts d3 = {.vocab = V};
+    const moe_gen_cb cb3 = {.ctx = &d3, .token = rec_token};
+    moe_gen *g3 = NULL;
+    moe_engine_free(cold);
+    cold = NULL;
+    CHECK(moe_engine_init(&cold, m, &o, &err) == MOE_OK);
+    CHECK_MSG(cold && moe_gen_init(&g3, cold, &g3o, &cb3, &err) == MOE_OK, "%s", err.msg);
+    int chained = 0;
+    if (g3) {
+        run_gen(cold, g3, tok, n, &d3);
+        moe_gen_free(g3);
+        int32_t all2[MAX_T];
+        memcpy(all2, tok, (size_t)n * sizeof *all2);
+        memcpy(all2 + n, d3.toks, (size_t)d3.n_toks * sizeof *all2);
+        for (int j = 2; j < d3.n_toks && chained < 6; j++) {
+            if (g_chain[j] < 0) continue;
+            /* drafted after emitting j - 1 tokens: the trunk had n + j - 2 positions */
+            const int L = n + j - 2;
+            int q = -1;
+            CHECK(moe_engine_seq_new(cold, &q, &err) == MOE_OK);
+            moe_step_item ti = {.seq = q, .tokens = all2, .n_tokens = L, .logits = MOE_LOGITS_NONE};
+            CHECK(moe_engine_step(cold, &ti, 1, &err) == MOE_OK && ti.status == MOE_OK);
+            memcpy(hid, moe_engine_hidden(cold, &rows), (size_t)L * D * sizeof(float));
+            moe_mtp_item a1 = {.seq = q, .pos = 0, .n = L, .next = all2 + 1, .hidden = hid, .logits = MOE_LOGITS_LAST};
+            CHECK(moe_engine_mtp_step(cold, &a1, 1, &err) == MOE_OK && a1.status == MOE_OK);
+            const int32_t d1 = argmax(a1.out, V);
+            float *xr = malloc((size_t)D * sizeof(float));
+            memcpy(xr, moe_engine_mtp_hidden(cold, &rows) + (size_t)(L - 1) * D, (size_t)D * sizeof(float));
+            moe_mtp_item a2 = {.seq = q, .pos = L, .n = 1, .next = &d1, .hidden = xr, .logits = MOE_LOGITS_LAST,
+                               .ahead = true};
+            CHECK(moe_engine_mtp_step(cold, &a2, 1, &err) == MOE_OK && a2.status == MOE_OK);
+            CHECK_MSG(argmax(a2.out, V) == g_chain[j], "chained draft for token %d: the loop took %d, recomputed %d", j,
+                      g_chain[j], argmax(a2.out, V));
+            free(xr);
+            moe_engine_seq_free(cold, q);
+            chained++;
+        }
+    }
+    CHECK_MSG(chained >= 3, "only %d chained drafts checked", chained);
+    printf("mtp_dump: %d chained drafts of the generate loop recomputed\n", chained);
     moe_engine_free(warm);
     moe_engine_free(cold);
     free(dw.rows);

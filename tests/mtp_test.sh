@@ -34,8 +34,9 @@ for model in m q; do
       stop=$($run --ignore-eos | awk '{ print $6 }')
       flags="--stop $stop"
     fi
+    base=$(echo "$flags" | sed 's/--mtp-draft [0-9]//') # the run without MTP
     # shellcheck disable=SC2086
-    $run $flags --dump-logits "$tmp/a.f32" > "$tmp/a.txt"
+    $run $base --dump-logits "$tmp/a.f32" > "$tmp/a.txt"
     for acc in own 0 0.5 1; do
       knob=""
       [ "$acc" = own ] || knob="--test-mtp-accept $acc"
@@ -62,6 +63,11 @@ if "$bin/moe-run" --model "$tmp/m.gguf" --tokens "$toks" -n 4 --exact --decompre
   echo "FAIL: --decompress-min 2 --mtp ran"; exit 1
 fi
 grep -q "decompress_min 2" "$tmp/e" || { echo "FAIL: $(cat "$tmp/e")"; exit 1; }
+# and 3 with two drafts a step (a 3-token step)
+if "$bin/moe-run" --model "$tmp/m.gguf" --tokens "$toks" -n 4 --exact --decompress-min 3 --mtp --mtp-draft 2 > /dev/null 2> "$tmp/e"; then
+  echo "FAIL: --decompress-min 3 --mtp --mtp-draft 2 ran"; exit 1
+fi
+grep -q "decompress_min 2..3" "$tmp/e" || { echo "FAIL: $(cat "$tmp/e")"; exit 1; }
 # decompress_min 1 (every step decompresses) and --batch 1 (one-token prompt chunks) keep the bits
 for flags in "--exact --decompress-min 1" "--batch 1"; do
   # shellcheck disable=SC2086

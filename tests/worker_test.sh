@@ -143,7 +143,7 @@ mtp)
   [ "$drafts" -gt 8 ] || fail "the ranks fed $drafts drafts"
   # replayed after 4 tokens (as after a restart): the same ids and rows
   mkdir -p "$tmp/wr"
-  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --mtp --replay-after 4 \
+  "$here/mpirun.sh" "$np" 120 "$bin/moe-worker" --model "$model" --batch "$tmp/batch" --mtp --mtp-draft 2 --replay-after 4 \
       --dump-logits "$tmp/wr" > "$tmp/outr" 2> "$tmp/errr" || { cat "$tmp/errr"; fail "moe-worker --mtp --replay-after exited $?"; }
   cmp -s "$tmp/out" "$tmp/outr" || fail "--mtp: replayed ids differ"
   for i in $(seq 0 7); do

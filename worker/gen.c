@@ -67,9 +67,10 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     const moe_kvcache *kv = moe_engine_cache(e);
     if (moe_kvcache_prefix_enabled(kv) && (!o->prefix_cache || moe_kvcache_prefix_lookahead(kv) != o->mtp))
         return moe_err_set(err, "the engine's prefix cache was set up by an earlier generate loop with other options");
-    if (o->mtp && moe_engine_chunk_decompresses(e, 1) != moe_engine_chunk_decompresses(e, 2))
-        return moe_err_set(err, "MTP needs a 2-token step to take the attention path of a 1-token one "
-                                "(decompress_min 2 makes it differ)");
+    const int k_draft = o->mtp_draft < 1 ? 1 : o->mtp_draft > MOE_GEN_MAX_DRAFT ? MOE_GEN_MAX_DRAFT : o->mtp_draft;
+    if (o->mtp && moe_engine_chunk_decompresses(e, 1) != moe_engine_chunk_decompresses(e, 1 + k_draft))
+        return moe_err_set(err, "MTP needs a step of the token and its %d draft(s) to take the attention path of a "
+                                "1-token one (decompress_min %d..%d makes it differ)", k_draft, 2, 1 + k_draft);
     if (o->max_seqs < 1 || o->max_ctx < 1 || o->step_tokens < 1 || o->prefill_chunk < 1 ||
         o->prefill_chunk > o->step_tokens)
         return moe_err_set(err, "generate loop: bad sizes (sequences %d, context %lld, step %d, chunk %d)",
@@ -89,7 +90,7 @@ int moe_gen_init(moe_gen **out, moe_engine *e, const moe_gen_opts *o, const moe_
     g->item_pos0 = moe_xcalloc((size_t)o->max_seqs, sizeof *g->item_pos0);
     g->mtp_items = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_items);
     g->mtp_seq = moe_xcalloc((size_t)o->max_seqs, sizeof *g->mtp_seq);
-    g->o.mtp_draft = o->mtp_draft < 1 ? 1 : o->mtp_draft > MOE_GEN_MAX_DRAFT ? MOE_GEN_MAX_DRAFT : o->mtp_draft;
+    g->o.mtp_draft = k_draft;
     const moe_hparams *hp = &moe_engine_model(e)->hp;
     g->first_moe = hp->n_dense_lead;
     g->n_moe = hp->n_layer - hp->n_dense_lead;
@@ -439,11 +440,12 @@ static void mtp_drafts(moe_gen *g, int n)
             gseq *s = g->mtp_seq[i];
             if (s->n_out + depth + 1 >= s->max_out) continue; /* every draft must be emittable */
             const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
+            /* its chain row moves down to row k first (k <= i) */
+            if (k != i) memcpy(g->chain + (size_t)k * (size_t)D, g->chain + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
             g->mtp_items[k] = (moe_mtp_item){.seq = s->pub.seq, .pos = len + depth - 1, .n = 1,
-                                             .next = &s->draft[depth - 1], .hidden = g->chain + (size_t)i * (size_t)D,
+                                             .next = &s->draft[depth - 1], .hidden = g->chain + (size_t)k * (size_t)D,
                                              .logits = MOE_LOGITS_LAST, .ahead = true};
             g->mtp_seq[k] = s;
-            if (k != i) memcpy(g->chain + (size_t)k * (size_t)D, g->chain + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
             k++;
         }
         m = k;
@@ -452,14 +454,16 @@ static void mtp_drafts(moe_gen *g, int n)
         if (moe_engine_mtp_step(g->e, g->mtp_items, m, &e2) != MOE_OK) break; /* the drafts so far stand */
         out = moe_engine_mtp_hidden(g->e, &rows);
         k = 0;
-        for (int i = 0; i < m; i++) {
+        for (int i = 0, r = 0; i < m; i++) {
             gseq *s = g->mtp_seq[i];
             const moe_mtp_item *mi = &g->mtp_items[i];
-            const int32_t d = mi->status == MOE_OK ? take_draft(g, s, depth, mi->out) : -1;
+            if (mi->status != MOE_OK) continue; /* no row of its own in the step */
+            const int32_t d = take_draft(g, s, depth, mi->out);
+            r++;
             if (d < 0) continue;
             s->draft[depth] = d;
             s->n_draft = depth + 1;
-            memcpy(g->chain + (size_t)k * (size_t)D, out + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
+            memcpy(g->chain + (size_t)k * (size_t)D, out + (size_t)(r - 1) * (size_t)D, (size_t)D * sizeof *g->chain);
             g->mtp_seq[k++] = s;
         }
         m = k;

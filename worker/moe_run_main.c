@@ -152,6 +152,7 @@ static int parse_args(int argc, char **argv, run_args *a, moe_err *err)
         return moe_err_set(err, "give one of --tokens, --prompt and --chat (see --help)");
     if (a->logits_from >= 0 && a->n_gen != 0) return moe_err_set(err, "--logits-from needs -n 0");
     if (a->test_accept >= 0 && !a->mtp) return moe_err_set(err, "--test-mtp-accept needs --mtp");
+    if (a->mtp_draft != 1 && !a->mtp) return moe_err_set(err, "--mtp-draft needs --mtp");
     if (a->mtp && a->dump_tensors) return moe_err_set(err, "--dump-tensors with --mtp is not supported (the MTP steps' records)");
     return MOE_OK;
 }

@@ -214,6 +214,7 @@ static int parse_opts(int argc, char **argv, opts *o, moe_err *err)
     if (o->batch && o->coordinator) return moe_err_set(err, "--batch and --coordinator exclude each other");
     if ((o->curve_server_key || o->curve_secret) && !o->coordinator)
         return moe_err_set(err, "--curve-server-key and --curve-secret are for --coordinator");
+    if (o->mtp_draft != 1 && !o->mtp) return moe_err_set(err, "--mtp-draft needs --mtp");
     if (o->prefill_chunk > o->step_tokens)
         return moe_err_set(err, "--step-tokens %lld is smaller than the prefill chunk (%lld)", (long long)o->step_tokens,
                            (long long)o->prefill_chunk);
@@ -304,6 +305,8 @@ static int job_kernels(worker *w, const moe_kern_set **out)
     return MOE_OK;
 }
 
+_Static_assert(MOE_GEN_MAX_DRAFT == sizeof(((moe_link_stats *)0)->spec_accepted_at) / sizeof(uint64_t),
+               "one accepted count per draft position");
 static void fill_link_stats(void *ctx, moe_link_stats *st);
 
 /* Collective: whether every rank was given the same value of a choice

@@ -82,7 +82,7 @@ typedef struct moe_link_stats {
     const uint64_t *expert_tokens;  /* [n_moe_layers] (token, expert) pairs this rank ran */
     uint64_t prefix_queries, prefix_hits; /* prompt tokens looked up in the prefix cache, and found */
     uint64_t spec_drafts, spec_accepted;  /* MTP draft tokens fed, and accepted */
-    uint64_t spec_accepted_at[4];         /* accepted by position in the step's drafts */
+    uint64_t spec_accepted_at[4];         /* accepted by position in the step's drafts (MOE_GEN_MAX_DRAFT) */
     int n_spec_pos;                       /* positions (0: not decoding with MTP) */
 } moe_link_stats;
 

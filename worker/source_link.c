@@ -369,8 +369,8 @@ static void l_beat(void *ctx)
         hb.step_expect_ms = ms < (double)MOE_MSG_MAX_STEP_EXPECT_MS ? (uint32_t)ms : MOE_MSG_MAX_STEP_EXPECT_MS;
     }
     Moe__RankStats rs;
+    moe_link_stats st = {0}; /* rs points into it until the send */
     if (l->stats_fill) {
-        moe_link_stats st = {0};
         l->stats_fill(l->stats_ctx, &st);
         stats_to_wire(&st, &rs);
         hb.stats = &rs;

@@ -229,9 +229,11 @@ prefix)
   ask "$long" salt_a a      # salted: nothing of the unsalted ones
   ask "$short" salt_b b     # another salt: nothing
   ask "$short" salt_a2 a    # the same salt: 32
-  python3 - "$tmp" "$url" <<'PY' || fail "prefix caching over HTTP"
-import json, sys, time, urllib.request
+  python3 - "$tmp" "$url" "$here" <<'PY' || fail "prefix caching over HTTP"
+import json, sys
 tmp, url = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from metrics_wait import wait
 names = ("cold", "part", "warm", "other", "salt_a", "salt_b", "salt_a2")
 j = {k: json.load(open(f"{tmp}/{k}.json")) for k in names}
 cached = {k: v["usage"]["prompt_tokens_details"]["cached_tokens"] for k, v in j.items()}
@@ -241,16 +243,7 @@ for k in ("warm", "salt_a"):
 for k in ("part", "other", "salt_b", "salt_a2"):
     assert j[k]["choices"] == j["part"]["choices"], (k, j[k]["choices"], j["part"]["choices"])
 want = {"moe:prefix_cache_queries_total": 310, "moe:prefix_cache_hits_total": 112}
-deadline = time.monotonic() + 30  # the ranks' counters come with their next heartbeat
-while True:
-    m = {}
-    for line in urllib.request.urlopen(f"{url}/metrics").read().decode().splitlines():
-        if line.startswith("moe:prefix_cache_"):
-            name, val = line.rsplit(" ", 1)
-            m[name.split("{")[0]] = m.get(name.split("{")[0], 0) + float(val)
-    if m == want or time.monotonic() > deadline:
-        break
-    time.sleep(0.05)
+m = wait(url, "moe:prefix_cache_", lambda m: m == want)
 assert m == want, m
 print(f"ok: cached_tokens {cached}; warm answers equal the cold ones (tokens, logprobs); metrics {m}")
 PY
@@ -272,19 +265,12 @@ mtp)
   want=$(run_text --prompt "Hello world" -n 24 --temp 0.9 --seed 7)
   post /v1/completions '{"prompt": "Hello world", "max_tokens": 24, "temperature": 0.9, "seed": 7}'
   [ "$status" = 200 ] && [ "$(jq -r '.choices[0].text' "$tmp/body")" = "$want" ] || fail "seeded with MTP: $(cat "$tmp/body") vs '$want'"
-  python3 - "$url" <<'PY' || fail "spec decode metrics"
-import sys, time, urllib.request
+  python3 - "$url" "$here" <<'PY' || fail "spec decode metrics"
+import sys
 url = sys.argv[1]
-deadline = time.monotonic() + 30  # the rank's counters come with its next heartbeat
-while True:
-    m = {}
-    for line in urllib.request.urlopen(f"{url}/metrics").read().decode().splitlines():
-        if line.startswith("moe:spec_decode_"):
-            name, val = line.rsplit(" ", 1)
-            m[name.split("{")[0]] = m.get(name.split("{")[0], 0) + float(val)
-    if m.get("moe:spec_decode_num_draft_tokens_total", 0) >= 40 or time.monotonic() > deadline:
-        break
-    time.sleep(0.05)
+sys.path.insert(0, sys.argv[2])
+from metrics_wait import wait
+m = wait(url, "moe:spec_decode_", lambda m: m.get("moe:spec_decode_num_draft_tokens_total", 0) >= 40)
 d, a = m.get("moe:spec_decode_num_draft_tokens_total", 0), m.get("moe:spec_decode_num_accepted_tokens_total", -1)
 assert d >= 40 and 0 <= a <= d and m.get("moe:spec_decode_num_accepted_tokens_per_pos_total") == a, m
 print(f"ok: greedy and seeded answers with MTP equal moe-run's without it; metrics {m}")

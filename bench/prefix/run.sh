@@ -98,22 +98,15 @@ run() {
       --metric-percentiles 50 --save-result --result-dir "$d" --result-filename res --disable-tqdm \
       > "$d/bench.out" 2> "$d/bench.err" || { echo "bench/prefix: moe-bench ($mode) failed:" >&2; tail -5 "$d/bench.err" >&2; exit 1; }
   # the ranks' counters come with their heartbeats: wait until every request's prompt is counted
-  python3 - "$url" "$d/res.json" "$mode" <<'PY'
-import json, sys, time, urllib.request
+  python3 - "$url" "$d/res.json" "$mode" "$root/tests" <<'PY'
+import json, sys
 url, res, mode = sys.argv[1:4]
+sys.path.insert(0, sys.argv[4])
+from metrics_wait import wait
 r = json.load(open(res))
 want = r["total_input_tokens"]
-deadline = time.monotonic() + 30
-while True:
-    m = {}
-    for line in urllib.request.urlopen(f"{url}/metrics").read().decode().splitlines():
-        if line.startswith("moe:prefix_cache_"):
-            name, val = line.rsplit(" ", 1)
-            m[name.split("{")[0]] = m.get(name.split("{")[0], 0) + float(val)
-    q = m.get("moe:prefix_cache_queries_total", 0)
-    if mode == "cold" or q >= want or time.monotonic() > deadline:
-        break
-    time.sleep(0.1)
+m = wait(url, "moe:prefix_cache_", lambda m: mode == "cold" or m.get("moe:prefix_cache_queries_total", 0) >= want)
+q = m.get("moe:prefix_cache_queries_total", 0)
 h = m.get("moe:prefix_cache_hits_total", 0)
 assert r["completed"] == r["num_prompts"], f"{r['num_prompts'] - r['completed']} requests failed"
 print(f"{mode} {r['median_e2el_ms']:.2f} {r['mean_e2el_ms']:.2f} {h / q if q else 0:.4f} {int(q)} {int(h)}")

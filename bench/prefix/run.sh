@@ -47,22 +47,9 @@ done
 [ -x "$bin/moe-bench" ] || { echo "bench/prefix: build first (scripts/build.sh release)" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-prefix.XXXXXX")
-pids=()
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+# shellcheck source=../lib/procs.sh
+. "$root/bench/lib/procs.sh"
 trap 'stop_all; rm -rf "$tmp"' EXIT
-wait_for() { # FILE REGEX SECONDS: until a line matches
-  local i
-  for i in $(seq 1 $(($3 * 10))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
 
 if [ -z "$model" ]; then
   if [ $quick = 1 ]; then

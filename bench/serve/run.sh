@@ -46,22 +46,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-serve.XXXXXX")
 keep=1
 [ -n "$resdir" ] || { resdir=$tmp/results; keep=0; }
 mkdir -p "$resdir"
-pids=()
-stop_all() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  pids=()
-}
+# shellcheck source=../lib/procs.sh
+. "$root/bench/lib/procs.sh"
 trap 'stop_all; rm -rf "$tmp"' EXIT
-wait_for() { # FILE REGEX SECONDS: until a line matches
-  local i
-  for i in $(seq 1 $(($3 * 10))); do grep -Eq "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
 
 if [ -z "$model" ]; then
   if [ $quick = 1 ]; then

@@ -62,7 +62,7 @@ static void usage(FILE *f)
           "                        memory): faster batches and prompts, and other bits than without it\n"
           "                        (the reference set's int8 sums; docs/engine.md \"Repacked Q8_0\")\n"
           "  --mtp                 speculative decoding with the file's MTP block (nextn_predict_layers):\n"
-          "                        one draft token a step, verified by the trunk in the same step; the\n"
+          "                        draft tokens (--mtp-draft) verified by the trunk in one step; the\n"
           "                        output is bitwise the output without it, greedy or sampled\n"
           "                        (docs/engine.md \"MTP\"); --stats prints drafts and acceptance\n"
           "  --mtp-draft K         drafts a step with --mtp, 1..4 (default 1): the MTP block chained on\n"

@@ -143,6 +143,17 @@ bool moe_gen_routed_take(moe_gen *g, int64_t id, moe_gen_routed *out)
     return true;
 }
 
+/* The prompt chunk that holds position p < n_chunked: [*c0, return value).
+ * Boundaries sit at multiples of prefill_chunk from position 0, whatever the
+ * step budget or a cached prefix (a chunk's attention path depends on its
+ * length). */
+static int chunk_of(const moe_gen *g, const gseq *s, int p, int *c0)
+{
+    const int C = g->o.prefill_chunk;
+    *c0 = p / C * C;
+    return s->n_chunked - *c0 < C ? s->n_chunked : *c0 + C;
+}
+
 static void seq_release(moe_gen *g, gseq *s)
 {
     for (int i = 0; i < g->n_live; i++)
@@ -240,13 +251,9 @@ int moe_gen_add(moe_gen *g, const moe_gen_req *r, moe_err *err)
      * at multiples of prefill_chunk), every later position fed alone */
     const size_t n_pos = (size_t)r->n_tokens + (size_t)r->max_out + 1;
     s->tag = moe_xmalloc(n_pos);
-    const int C = g->o.prefill_chunk;
     for (size_t p = 0; p < n_pos; p++) {
-        int len = 1;
-        if (p < (size_t)s->n_chunked) {
-            const int c0 = (int)p / C * C;
-            len = s->n_chunked - c0 < C ? s->n_chunked - c0 : C;
-        }
+        int c0 = 0;
+        const int len = p < (size_t)s->n_chunked ? chunk_of(g, s, (int)p, &c0) - c0 : 1;
         s->tag[p] = moe_engine_chunk_decompresses(g->e, len);
     }
     moe_kvcache_seq_salt(moe_engine_cache(g->e), s->pub.seq, r->cache_salt);
@@ -303,11 +310,11 @@ void moe_gen_plan_step(moe_gen *g, moe_gen_plan *p)
         it->seq = s->pub.seq;
         it->logits = MOE_LOGITS_LAST;
         if (s->fed < s->n_chunked) {
-            /* up to the next multiple of prefill_chunk (a cached prefix may
-             * end inside a chunk: the rest of that chunk computes its rows
-             * by the whole chunk's path) */
-            const int C = g->o.prefill_chunk, c0 = s->fed / C * C;
-            const int c1 = s->n_chunked - c0 < C ? s->n_chunked : c0 + C;
+            /* to the end of the chunk (a cached prefix may end inside one:
+             * the rest of that chunk computes its rows by the whole chunk's
+             * path) */
+            int c0 = 0;
+            const int c1 = chunk_of(g, s, s->fed, &c0);
             const int left = s->n_chunked - s->fed;
             const int chunk = c1 - s->fed;
             if (chunk > budget) continue; /* next step */
@@ -398,6 +405,15 @@ static bool prompt_rows(moe_gen *g, gseq *s, const moe_step_item *it, int fed0)
     return true;
 }
 
+/* A sequence's MTP rows stop (a position lacks one, or the MTP step
+ * failed): no more drafts, nothing more published; its tokens unchanged. */
+static void mtp_stop(gseq *s, const char *why)
+{
+    MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: no more MTP drafts: %s", (long long)s->pub.id, why);
+    s->mtp_done = INT64_MAX;
+    s->n_draft = 0;
+}
+
 /* The argmax of a draft row (ties to the lower id), or the test hook's
  * choice. */
 static int32_t take_draft(moe_gen *g, const gseq *s, int depth, const float *row)
@@ -414,57 +430,50 @@ static int32_t take_draft(moe_gen *g, const gseq *s, int depth, const float *row
  * block run once more at the next position on its own output row and the
  * draft before (moe_mtp_item.ahead: positions the trunk has not reached;
  * those latents are drafts' and the next pass overwrites them). */
+/* Takes draft number depth of s from its MTP row (logits, and the
+ * block's output row x); when s can take one more draft (mtp_draft, and
+ * every draft emittable), it becomes chain row *m. */
+static void keep_draft(moe_gen *g, gseq *s, int depth, const float *logits, const float *x, int *m)
+{
+    const int32_t d = take_draft(g, s, depth, logits);
+    if (d < 0) return;
+    s->draft[depth] = d;
+    s->n_draft = depth + 1;
+    if (depth + 1 >= g->o.mtp_draft || s->n_out + depth + 2 >= s->max_out) return;
+    const size_t D = (size_t)moe_engine_model(g->e)->hp.dim;
+    memcpy(g->chain + (size_t)*m * D, x, D * sizeof *g->chain);
+    g->mtp_seq[(*m)++] = s;
+}
+
 static void mtp_drafts(moe_gen *g, int n)
 {
-    const int64_t D = moe_engine_model(g->e)->hp.dim;
+    const size_t D = (size_t)moe_engine_model(g->e)->hp.dim;
     int rows = 0;
     const float *out = moe_engine_mtp_hidden(g->e, &rows);
-    if (!g->chain) g->chain = moe_xmalloc((size_t)g->o.max_seqs * (size_t)D * sizeof *g->chain);
-    int m = 0;
+    if (!g->chain) g->chain = moe_xmalloc((size_t)g->o.max_seqs * D * sizeof *g->chain);
+    int m = 0; /* the sequences that chain on: mtp_seq[0..m), their rows in chain */
     for (int i = 0, r = 0; i < n; i++) {
         const moe_mtp_item *mi = &g->mtp_items[i];
-        gseq *s = g->mtp_seq[i];
         if (mi->status != MOE_OK) continue;
         r += mi->n;
-        if (mi->logits == MOE_LOGITS_NONE) continue;
-        const int32_t d = take_draft(g, s, 0, mi->out);
-        if (d < 0) continue;
-        s->draft[0] = d;
-        s->n_draft = 1;
-        memcpy(g->chain + (size_t)m * (size_t)D, out + (size_t)(r - 1) * (size_t)D, (size_t)D * sizeof *g->chain);
-        g->mtp_seq[m++] = s; /* the sequences that chain on */
+        if (mi->logits != MOE_LOGITS_NONE) keep_draft(g, g->mtp_seq[i], 0, mi->out, out + (size_t)(r - 1) * D, &m);
     }
-    for (int depth = 1; depth < g->o.mtp_draft && m > 0; depth++) {
-        int k = 0;
+    for (int depth = 1; m > 0; depth++) {
         for (int i = 0; i < m; i++) {
             gseq *s = g->mtp_seq[i];
-            if (s->n_out + depth + 1 >= s->max_out) continue; /* every draft must be emittable */
-            const int64_t len = moe_engine_seq_len(g->e, s->pub.seq);
-            /* its chain row moves down to row k first (k <= i) */
-            if (k != i) memcpy(g->chain + (size_t)k * (size_t)D, g->chain + (size_t)i * (size_t)D, (size_t)D * sizeof *g->chain);
-            g->mtp_items[k] = (moe_mtp_item){.seq = s->pub.seq, .pos = len + depth - 1, .n = 1,
-                                             .next = &s->draft[depth - 1], .hidden = g->chain + (size_t)k * (size_t)D,
+            g->mtp_items[i] = (moe_mtp_item){.seq = s->pub.seq, .pos = moe_engine_seq_len(g->e, s->pub.seq) + depth - 1,
+                                             .n = 1, .next = &s->draft[depth - 1], .hidden = g->chain + (size_t)i * D,
                                              .logits = MOE_LOGITS_LAST, .ahead = true};
-            g->mtp_seq[k] = s;
-            k++;
         }
-        m = k;
-        if (m == 0) break;
         moe_err e2 = {{0}};
         if (moe_engine_mtp_step(g->e, g->mtp_items, m, &e2) != MOE_OK) break; /* the drafts so far stand */
         out = moe_engine_mtp_hidden(g->e, &rows);
-        k = 0;
+        /* the step has read the chain rows: they are rewritten in place (row k <= i) */
+        int k = 0;
         for (int i = 0, r = 0; i < m; i++) {
-            gseq *s = g->mtp_seq[i];
             const moe_mtp_item *mi = &g->mtp_items[i];
             if (mi->status != MOE_OK) continue; /* no row of its own in the step */
-            const int32_t d = take_draft(g, s, depth, mi->out);
-            r++;
-            if (d < 0) continue;
-            s->draft[depth] = d;
-            s->n_draft = depth + 1;
-            memcpy(g->chain + (size_t)k * (size_t)D, out + (size_t)(r - 1) * (size_t)D, (size_t)D * sizeof *g->chain);
-            g->mtp_seq[k++] = s;
+            keep_draft(g, g->mtp_seq[i], depth, mi->out, out + (size_t)r++ * D, &k);
         }
         m = k;
     }
@@ -472,7 +481,7 @@ static void mtp_drafts(moe_gen *g, int n)
 
 /* The MTP block on every position this step computed whose next token is
  * known, then each decoding sequence's drafts from its last position. */
-static int mtp_pass(moe_gen *g, moe_err *err)
+static void mtp_pass(moe_gen *g)
 {
     int rows = 0, n = 0;
     const float *hid = moe_engine_hidden(g->e, &rows);
@@ -487,12 +496,7 @@ static int mtp_pass(moe_gen *g, moe_err *err)
          * item_row[k] .. of the hidden states; the earlier ones have theirs */
         const int64_t p0 = s->mtp_done, step0 = g->item_pos0[k];
         if (p0 != step0 || g->item_row[k] + (end - step0) > rows) {
-            /* an earlier position lacks its MTP row (its hidden state is
-             * gone): no more drafts for this sequence, its tokens unchanged */
-            MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: MTP rows stop at position %lld", (long long)s->pub.id,
-                            (long long)p0);
-            s->mtp_done = INT64_MAX;
-            s->n_draft = 0;
+            mtp_stop(s, "an earlier position lacks its MTP row (its hidden state is gone)");
             continue;
         }
         /* drafts only from a sequence's last position, once it decodes, with
@@ -503,26 +507,21 @@ static int mtp_pass(moe_gen *g, moe_err *err)
                                          .logits = draft ? MOE_LOGITS_LAST : MOE_LOGITS_NONE};
         g->mtp_seq[n++] = s;
     }
-    if (n == 0) return MOE_OK;
+    if (n == 0) return;
     /* the drafts only speed things up: a failure stops them, never a sequence */
     moe_err e2 = {{0}};
     const bool failed = moe_engine_mtp_step(g->e, g->mtp_items, n, &e2) != MOE_OK;
-    (void)err;
     for (int i = 0; i < n; i++) {
         gseq *s = g->mtp_seq[i];
         const moe_mtp_item *mi = &g->mtp_items[i];
         if (failed || mi->status != MOE_OK) {
-            MOE_LOG_LIMITED(MOE_LOG_WARN, "sequence %lld: no more MTP drafts: %s", (long long)s->pub.id,
-                            failed ? e2.msg : mi->err.msg);
-            s->mtp_done = INT64_MAX;
-            s->n_draft = 0;
+            mtp_stop(s, failed ? e2.msg : mi->err.msg);
             continue;
         }
         s->mtp_done = mi->pos + mi->n;
         s->n_draft = 0;
     }
     if (!failed) mtp_drafts(g, n);
-    return MOE_OK;
 }
 
 void moe_gen_mtp_stats(const moe_gen *g, uint64_t *drafts, uint64_t *accepted)
@@ -590,7 +589,7 @@ int moe_gen_step(moe_gen *g, moe_err *err)
         if (fed0 < s->n_chunked && s->fed < s->n_chunked) continue; /* a chunk before the last: rows for the above only */
         after_row(g, s, it->out + (size_t)(it->out_rows - 1) * (size_t)g->vocab);
     }
-    if (g->o.mtp && mtp_pass(g, err)) return MOE_ERR;
+    if (g->o.mtp) mtp_pass(g);
     g->n_items = 0; /* the plan is used up */
     return MOE_OK;
 }

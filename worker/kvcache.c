@@ -371,6 +371,29 @@ static int32_t find_block(const moe_kvcache *c, uint64_t key, int32_t parent, ui
     return -1;
 }
 
+/* Sequence s's next block (number s->n_pub: tokens/tags from position 0)
+ * as the index knows it: its chain key (*key), the key it is filed under
+ * (*filed), and the published block holding it, or -1. */
+static int32_t next_block(const moe_kvcache *c, const kv_seq *s, const int32_t *tokens, const uint8_t *tags,
+                          uint64_t *key, uint64_t *filed)
+{
+    const int bs = c->cfg.block_size;
+    const size_t at = (size_t)s->n_pub * (size_t)bs;
+    const uint8_t *tg = tags ? tags + at : NULL;
+    *key = chain_key(c, s->pub_key, tokens + at, tg, bs);
+    *filed = filed_key(c, *key, c->lookahead ? tokens[at + (size_t)bs] : 0);
+    return find_block(c, *filed, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
+}
+
+/* The chain goes on from block b (key: its chain key). */
+static void chain_advance(const moe_kvcache *c, kv_seq *s, uint64_t key, int32_t b)
+{
+    s->pub_key = key;
+    s->pub_id = b;
+    s->pub_gen = c->blk[b].gen;
+    s->n_pub++;
+}
+
 int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens, const uint8_t *tags,
                                   int64_t max_tokens, int64_t n_query)
 {
@@ -381,21 +404,14 @@ int64_t moe_kvcache_prefix_attach(moe_kvcache *c, int seq, const int32_t *tokens
     c->queries += n_query > 0 ? (uint64_t)n_query : 0;
     const int bs = c->cfg.block_size;
     const int64_t max_b = (max_tokens < c->cfg.max_ctx ? max_tokens : c->cfg.max_ctx) / bs;
-    while (s->n_blocks < max_b) {
-        const size_t at = (size_t)s->n_blocks * (size_t)bs;
-        const uint8_t *tg = tags ? tags + at : NULL;
-        const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        const int32_t b = find_block(c, filed_key(c, key, c->lookahead ? tokens[at + (size_t)bs] : 0), s->pub_id, s->pub_gen, s->salt,
-                                     tokens + at, tg);
+    while (s->n_blocks < max_b) { /* n_pub == n_blocks: every attached block is a published one */
+        uint64_t key, filed;
+        const int32_t b = next_block(c, s, tokens, tags, &key, &filed);
         if (b < 0) break;
-        kv_block *k = &c->blk[b];
-        if (k->ref++ == 0) lru_unlink(c, b);
+        if (c->blk[b].ref++ == 0) lru_unlink(c, b);
         s->blocks[s->n_blocks++] = b;
-        s->pub_key = key;
-        s->pub_id = b;
-        s->pub_gen = k->gen;
+        chain_advance(c, s, key, b);
     }
-    s->n_pub = s->n_blocks;
     s->len = s->n_blocks * bs;
     c->hits += (uint64_t)s->len;
     return s->len;
@@ -408,12 +424,11 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
     if (!c->on || s->no_pub) return;
     MOE_ASSERT(len <= s->len);
     const int bs = c->cfg.block_size;
-    for (; s->n_pub < len / bs; s->n_pub++) {
+    while (s->n_pub < len / bs) {
         const size_t at = (size_t)s->n_pub * (size_t)bs;
         const uint8_t *tg = tags ? tags + at : NULL;
-        const uint64_t key = chain_key(c, s->pub_key, tokens + at, tg, bs);
-        const uint64_t filed = filed_key(c, key, c->lookahead ? tokens[at + (size_t)bs] : 0);
-        int32_t b = find_block(c, filed, s->pub_id, s->pub_gen, s->salt, tokens + at, tg);
+        uint64_t key, filed;
+        int32_t b = next_block(c, s, tokens, tags, &key, &filed);
         if (b < 0) { /* publish this sequence's own block */
             b = s->blocks[s->n_pub];
             kv_block *k = &c->blk[b];
@@ -431,9 +446,7 @@ void moe_kvcache_prefix_publish(moe_kvcache *c, int seq, const int32_t *tokens, 
             *head = b;
             c->n_published++;
         }
-        s->pub_key = key;
-        s->pub_id = b;
-        s->pub_gen = c->blk[b].gen;
+        chain_advance(c, s, key, b);
     }
 }
 

@@ -13,10 +13,11 @@
 #        the tokens/s of each of those runs, one a line
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
-#   moe_bench_model [TYPE]
+#   moe_bench_model [TYPE] [mtp]
 #        path of the bench model of weight type TYPE (default q8_0):
 #        models/bench.gguf (moe-mkmodel --preset bench) or
-#        models/bench_TYPE.gguf (--type TYPE), made once under the tree's
+#        models/bench_TYPE.gguf (--type TYPE), with mtp bench[_TYPE]_mtp.gguf
+#        (--mtp 1: one MTP block), made once under the tree's
 #        models/ (git-ignored; minutes); status 1 and the reason on stderr
 #        when moe-mkmodel cannot make it
 #   moe_model_vocab MODEL
@@ -54,10 +55,11 @@ MOE_THREADS=${MOE_THREADS:-2}
 MOE_ROOT=${MOE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 MOE_BIN=${MOE_BIN:-$MOE_ROOT/build/release/bin}
 
-moe_bench_model() { # [type]
+moe_bench_model() { # [type] [mtp]
   local t=${1:-q8_0} f ty=()
   f=$MOE_ROOT/models/bench.gguf
   [ "$t" = q8_0 ] || f=$MOE_ROOT/models/bench_$t.gguf ty=(--type "$t")
+  [ "${2:-}" = mtp ] && f=${f%.gguf}_mtp.gguf ty+=(--mtp 1)
   if [ ! -f "$f" ]; then
     mkdir -p "$MOE_ROOT/models"
     echo "making $f (moe-mkmodel --preset bench ${ty[*]}; minutes)" >&2

@@ -50,8 +50,9 @@ if [ -z "$model" ]; then
     model=$tmp/tiny.gguf
     "$bin/moe-mkmodel" --preset v3-mini --mtp 1 -o "$model" 2>/dev/null
   else
-    model=$root/models/bench_mtp.gguf
-    [ -f "$model" ] || { mkdir -p "$root/models"; "$bin/moe-mkmodel" --preset bench --mtp 1 -o "$model"; }
+    # shellcheck source=../lib/moe.sh
+    . "$root/bench/lib/moe.sh"
+    model=$(MOE_BIN=$bin moe_bench_model q8_0 mtp) || exit 1
   fi
 fi
 cat "$model" > /dev/null # paged in once, before any timed run

@@ -48,6 +48,8 @@ keep=1
 mkdir -p "$resdir"
 # shellcheck source=../lib/procs.sh
 . "$root/bench/lib/procs.sh"
+# shellcheck source=../lib/moe.sh
+. "$root/bench/lib/moe.sh"
 trap 'stop_all; rm -rf "$tmp"' EXIT
 
 if [ -z "$model" ]; then
@@ -56,8 +58,7 @@ if [ -z "$model" ]; then
     "$bin/moe-mkmodel" --preset tiny --type q8_0 \
         --vocab-from "${MOE_FIXTURES:-$root/../shared/fixtures}/tokenizer/deepseek-v3-vocab.gguf" -o "$model" 2>/dev/null
   else
-    model=$root/models/bench.gguf
-    [ -f "$model" ] || { mkdir -p "$root/models"; "$bin/moe-mkmodel" --preset bench -o "$model"; }
+    model=$(MOE_BIN=$bin moe_bench_model q8_0) || exit 1
   fi
 fi
 

@@ -191,9 +191,9 @@ if [ -n "${MOE_BIN:-}" ]; then
   fi
   # llama.cpp's tg4 median (20.25; the batched one runs once: 5.5) beside two moe figures with a roofline share, and a ratio
   check "quant decode row" \
-        "$(grep -c '^| decode, 1 sequence (tg4) *| *20.25 ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]*x |$' "$tmp/quant.out")" 1
+        "$(grep -c '^| decode, 1 sequence (tg4) *| *20.25 ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant batched row" \
-        "$(grep -c '^| decode, 4 sequences, aggregate *| *5.50 | *[0-9.]* | *[0-9.]* | *[0-9.]*x |$' "$tmp/quant.out")" 1
+        "$(grep -c '^| decode, 4 sequences, aggregate *| *5.50 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant kernels" "$(grep -c 'moe kernels: [a-z0-9]' "$tmp/quant.out")" 1
   check "quant file size" "$(grep -c '^## v3_mini_q8_0.gguf (q8_0): file 1.24 MB, ' "$tmp/quant.out")" 1
   check "quant system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/quant.out")" 1

@@ -368,6 +368,97 @@ static void test_repack(const moe_kern_set *k)
     }
 }
 
+/* The repacked Q4_K layout: every set's product on it is the reference
+ * set's int8 dot of the file's rows (blk256_q8_K), bitwise, for 1..19
+ * tokens (the 4-token tile and what is left of it), row ranges cutting
+ * groups at both ends, a view starting inside the copy and a padded last
+ * group.  Blocks are random bytes (every nibble, 6-bit scale and min);
+ * rows 0-2 and tokens 0-1 hold the extremes (nibbles 15 or 0, scales and
+ * mins 63, q_x = ±127), where the sums are largest. */
+static void test_repack_q4_K(const moe_kern_set *k)
+{
+    CHECK(moe_kern_repack_bytes(MOE_DT_Q4_K, 17, 512) == 2 * 2 * MOE_RPK_SB_BYTES);
+    CHECK(moe_kern_repack_bytes(MOE_DT_Q4_K, 16, 384) == 0 && moe_kern_repack_bytes(MOE_DT_Q4_K, 16, 33024) == 0);
+    static const int64_t colss[] = {256, 2304, 32768};
+    for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
+        const int64_t rows = 37, cols = colss[ci], nsb = cols / MOE_QK_K, ntok = 19;
+        const bool longest = cols == 32768;
+        moe_block_q4_K *w = malloc((size_t)(rows * nsb) * sizeof *w);
+        moe_block_q8_K *x = malloc((size_t)(ntok * nsb) * sizeof *x);
+        void *rp = moe_xmalloc_lines(moe_kern_repack_bytes(MOE_DT_Q4_K, rows, cols));
+        float *y = malloc((size_t)(ntok * rows) * sizeof(float)), *ref = malloc((size_t)(ntok * rows) * sizeof(float));
+        float *v = malloc((size_t)cols * sizeof(float));
+        for (int64_t i = 0; i < rows * nsb; i++) {
+            unsigned char *b = (unsigned char *)&w[i];
+            for (size_t j = 0; j < sizeof *w; j++) b[j] = (unsigned char)(rand() & 0xFF);
+            const int64_t r = i / nsb;
+            w[i].d = moe_f32_to_f16(r < 3 ? 1.0f : frand());
+            w[i].dmin = moe_f32_to_f16(r < 3 ? 1.0f : frand());
+            if (r < 3) {
+                memset(w[i].scales, 0xFF, sizeof w[i].scales); /* every scale and min 63 */
+                memset(w[i].qs, r == 1 ? 0x00 : 0xFF, sizeof w[i].qs);
+            }
+        }
+        for (int64_t t = 0; t < ntok; t++) {
+            for (int64_t i = 0; i < cols; i++) v[i] = frand();
+            moe_kern_quantize_act(k, MOE_DT_Q8_K, v, x + t * nsb, cols);
+            if (t < 2)
+                for (int64_t b = 0; b < nsb; b++) {
+                    moe_block_q8_K *xb = &x[t * nsb + b];
+                    xb->d = 1.0f;
+                    for (int j = 0; j < MOE_QK_K; j++) xb->qs[j] = (int8_t)(t == 0 || j % 3 ? 127 : -127);
+                    for (int g = 0; g < MOE_QK_K / 16; g++) {
+                        int s = 0;
+                        for (int j = 0; j < 16; j++) s += xb->qs[16 * g + j];
+                        xb->bsums[g] = (int16_t)s;
+                    }
+                }
+        }
+        const moe_mat m = {MOE_DT_Q4_K, rows, cols, (size_t)nsb * sizeof *w, w, NULL, 0};
+        moe_kern_repack(&m, rp);
+        for (int64_t t = 0; t < ntok; t++)
+            for (int64_t r = 0; r < rows; r++)
+                ref[t * rows + r] = moe_kern_dot_int8(moe_kern_reference(), MOE_DT_Q4_K, w + r * nsb, x + t * nsb, cols);
+        /* the extremes: 63·15·127 a value less 63·127·32 a sub-block's min term */
+        CHECK(ref[0] == (float)((63 * 15 * 127 - 63 * 127) * cols) && ref[1] == (float)(-63 * 127 * cols));
+        static const int64_t ranges[][2] = {{0, 37}, {3, 29}, {16, 32}, {17, 18}, {0, 16}, {31, 37}};
+        for (int view = 0; view < 2; view++) {
+            const int64_t off = view ? 5 : 0;
+            moe_mat mv = m;
+            mv.rows = rows - off;
+            mv.data = w + off * nsb;
+            mv.rp = rp;
+            mv.rp_row = off;
+            for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
+                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1] - off;
+                if (r1 <= r0 || (longest && ri != 1)) continue;
+                for (int64_t nt = longest ? ntok : 1; nt <= ntok; nt += (nt < 10 ? 1 : 9)) {
+                    for (int64_t i = 0; i < ntok * rows; i++) y[i] = -7.0f;
+                    moe_kern_matmul_rows_int8(k, &mv, r0, r1, x, nsb, nt, y, rows);
+                    bool same = true, untouched = true;
+                    for (int64_t t = 0; t < ntok; t++)
+                        for (int64_t r = 0; r < rows; r++) {
+                            const bool in = t < nt && r >= r0 && r < r1;
+                            if (in) same &= !memcmp(&y[t * rows + r], &ref[t * rows + r + off], sizeof(float));
+                            else untouched &= y[t * rows + r] == -7.0f;
+                        }
+                    CHECK_MSG(same, "%s: repacked q4_K (cols %lld, view at %lld, rows %lld..%lld, %lld tokens) not "
+                              "bitwise the reference dot", moe_kern_name(k), (long long)cols, (long long)off,
+                              (long long)r0, (long long)r1, (long long)nt);
+                    CHECK_MSG(untouched, "%s: repacked q4_K wrote outside rows %lld..%lld", moe_kern_name(k),
+                              (long long)r0, (long long)r1);
+                }
+            }
+        }
+        free(w);
+        free(x);
+        free(rp);
+        free(y);
+        free(ref);
+        free(v);
+    }
+}
+
 /* The set's Q8_0 encoder is bitwise the reference encoder (halves, zeros,
  * tiny and large values). */
 static void test_encode(const moe_kern_set *k)
@@ -741,6 +832,7 @@ int main(void)
         test_q8q8_exact(k);
         test_encode(k);
         test_repack(k);
+        test_repack_q4_K(k);
         printf("kernels %s: repacked q8_0 checked\n", moe_kern_name(k));
     }
     if (avx2 && avx512) test_same_bits(avx2, avx512);

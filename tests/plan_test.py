@@ -210,18 +210,27 @@ with tempfile.TemporaryDirectory() as tmp:
                           "%s/%d node %d: the int8 plan %s, the float plan %s" % (path, nodes, r, y, x))
                 check(sorted(rows) == list(range(nodes)), "%s: %d nodes, rows %s" % (path, nodes, sorted(rows)))
                 # --repack: work grows by the repacked copies of the dense Q8_0
-                # matrices (kern.h's layout: 16-row groups, per block pair 64
-                # bytes of scales and 512 bytes a block), counted here from the table
+                # and Q4_K matrices (kern.h's layouts: 16-row groups; Q8_0 per
+                # block pair 64 bytes of scales and 512 bytes a block, Q4_K 2368
+                # bytes a super-block), counted here from the table
                 if nodes == 2:
-                    rp_names = ("attn_q.", "attn_q_a.", "attn_q_b.", "attn_kv_a_mqa.", "attn_output.", "ffn_gate.",
-                                "ffn_up.", "ffn_down.", "ffn_gate_shexp.", "ffn_up_shexp.", "ffn_down_shexp.")
+                    rp_names = ("attn_q.", "attn_q_a.", "attn_q_b.", "attn_kv_a_mqa.", "attn_k_b.", "attn_v_b.",
+                                "attn_kv_b.", "attn_output.", "ffn_gate.", "ffn_up.", "ffn_down.", "ffn_gate_shexp.",
+                                "ffn_up_shexp.", "ffn_down_shexp.")
                     rp_want = 0
                     out_name = "output.weight" if "output.weight" in table else "token_embd.weight"  # tied
                     for n, (ne, typ, off) in table.items():
-                        if typ == 8 and (n == out_name or (n.startswith("blk.") and any(
-                                ("." + k) in n for k in rp_names))):
+                        if not (n == out_name or (n.startswith("blk.") and any(("." + k) in n for k in rp_names))):
+                            continue
+                        nrows = 1
+                        for d in ne[1:]:
+                            nrows *= d
+                        groups = -(-nrows // 16)
+                        if typ == 8 and ne[0] % 32 == 0 and ne[0] <= 32768:
                             nb = ne[0] // 32
-                            rp_want += -(-ne[1] // 16) * (-(-nb // 2) * 64 + nb * 512)
+                            rp_want += groups * (-(-nb // 2) * 64 + nb * 512)
+                        elif typ == 12 and ne[0] % 256 == 0 and ne[0] <= 32768:
+                            rp_want += groups * (ne[0] // 256) * 2368
                     rpout = plan(path, nodes, "--ctx", str(ctx), "--seqs", str(seqs), "--repack")
                     rprows, _ = parse_plan(rpout)
                     for r, y in rprows.items():
@@ -229,8 +238,7 @@ with tempfile.TemporaryDirectory() as tmp:
                               "%s/%d node %d: --repack work %d, int8 work %d + repacked %d" % (
                                   path, nodes, r, y["work"], q8rows[r]["work"], rp_want))
                     check(("(%d bytes) a node" % rp_want) in rpout, "%s: --repack's line is missing or wrong" % path)
-                    if ftype == "q8_0":
-                        check(rp_want > 0, "%s: no dense Q8_0 matrix to repack" % path)
+                    check(rp_want > 0, "%s: no dense Q8_0 or Q4_K matrix to repack" % path)
                 wsum = 0
                 for r, x in rows.items():
                     hosted = sum(1 for e in range(E) if e * nodes // E == r)

@@ -72,6 +72,88 @@ fail:
 }
 
 /* Teacher-forced logits of the model at path; NULL on failure. */
+/* run's engine in kernel set k, with --repack or not; *n_rp: the
+ * matrices it repacked */
+static float *run_set(const char *path, const expected *x, const moe_kern_set *k, bool repack, int *n_rp)
+{
+    moe_err err;
+    moe_model *m;
+    if (moe_model_open(&m, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return NULL;
+    }
+    moe_engine_opts o;
+    moe_engine_opts_default(&o);
+    o.max_ctx = 64;
+    o.max_seqs = 1;
+    o.max_batch_tokens = 32;
+    o.act_q8 = true;
+    o.repack = repack;
+    o.kernels = k;
+    moe_engine *e;
+    float *out = malloc((size_t)x->rows * x->n_vocab * sizeof(float));
+    if (moe_engine_init(&e, m, &o, &err) || run_teacher_forced(e, x, 0, out)) {
+        fprintf(stderr, "%s\n", err.msg);
+        free(out);
+        out = NULL;
+    } else {
+        uint64_t bytes;
+        moe_engine_repacked(e, n_rp, &bytes);
+        moe_engine_free(e);
+    }
+    moe_model_free(m);
+    return out;
+}
+
+/* Repacked Q4_K (--repack): its products are the reference's int8 dot of
+ * the file's rows, which every set's file-layout K-quant dot also gives, so
+ * on kq_v3_q4_k_m (Q4_K, Q6_K and Q5_0; no Q8_0, whose repacked sums are
+ * other bits) --repack must not change one bit of the logits, in every set
+ * this CPU runs; and it must have repacked every Q4_K matrix of the file
+ * but the routed experts and the embedding (counted from its table). */
+static void test_repack_q4_K(void)
+{
+    expected x;
+    CHECK(expected_load(&x, fixture_path("quant"), "kq_v3_q4_k_m", "exact") == 0);
+    if (check_n_fail) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", fixture_path("quant/models/kq_v3_q4_k_m.gguf"));
+    moe_gguf *g;
+    moe_err gerr;
+    CHECK_MSG(moe_gguf_open(&g, path, &gerr) == MOE_OK, "%s", gerr.msg);
+    if (check_n_fail) return;
+    int want = 0;
+    for (int i = 0; i < moe_gguf_n_tensors(g); i++) {
+        const moe_gguf_tensor *t = moe_gguf_tensor_at(g, i);
+        want += t->type == MOE_DT_Q4_K && !strstr(t->name, "_exps") && strcmp(t->name, "token_embd.weight");
+    }
+    moe_gguf_close(g);
+    const uint64_t cpu = moe_kern_cpu_features();
+    for (int i = 0; i < moe_kern_n_sets(); i++) {
+        const moe_kern_set *k = moe_kern_set_at(i);
+        uint64_t mask;
+        moe_err err;
+        if (moe_kern_cpu_mask(cpu, moe_kern_name(k), &mask, &err) != MOE_OK) {
+            printf("repacked q4_K: set %s not on this CPU\n", moe_kern_name(k));
+            continue;
+        }
+        int n0 = -1, n1 = -1;
+        float *a = run_set(path, &x, k, false, &n0), *b = run_set(path, &x, k, true, &n1);
+        CHECK(a && b);
+        if (a && b) {
+            CHECK_MSG(n0 == 0 && n1 == want && want > 0, "set %s: %d matrices repacked (without --repack %d), want %d",
+                      moe_kern_name(k), n1, n0, want);
+            CHECK_MSG(!memcmp(a, b, (size_t)x.rows * x.n_vocab * sizeof(float)),
+                      "set %s: --repack changed the logits of a file with no Q8_0 matrix", moe_kern_name(k));
+            printf("repacked q4_K, set %s: %d matrices, logits bitwise the file's layout (%d rows)\n",
+                   moe_kern_name(k), n1, x.rows);
+        }
+        free(a);
+        free(b);
+    }
+    free(x.logits);
+}
+
 static float *run(const char *path, const expected *x, bool int8, bool *tied)
 {
     moe_err err;
@@ -209,6 +291,7 @@ int main(void)
         unlink(b);
     }
     test_mixed(dir);
+    test_repack_q4_K();
     rmdir(dir);
     return check_summary("quant_files");
 }

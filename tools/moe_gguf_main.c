@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "  --exact     as moe-worker --exact: float activations (work leaves out the\n"
             "              int8 activation buffers of the default path)\n"
             "  --repack    as moe-worker --repack: work includes the repacked copies of the\n"
-            "              dense Q8_0 matrices (not with --exact)\n"
+            "              dense Q8_0 and Q4_K matrices (not with --exact)\n"
             "  --help   this text\n",
             MOE_PLACEMENT_MAX_RANKS);
 }

@@ -79,9 +79,10 @@ typedef struct moe_engine_opts {
     const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */
     bool act_q8;            /* int8 activations for quantized weights, in each type's dot type (llama.cpp-like;
                              * the default); false: float activations (--exact, docs/engine.md "Two paths") */
-    bool repack;            /* with act_q8: products of the Q8_0 matrices every rank holds (attention,
-                             * dense and shared FFN, output) from a repacked copy (moe_kern_repack;
-                             * --repack): faster batches, other bits than the file's layout */
+    bool repack;            /* with act_q8: products of the Q8_0 and Q4_K matrices every rank holds
+                             * (attention, dense and shared FFN, output) from a repacked copy
+                             * (moe_kern_repack; --repack): faster; Q8_0 gives other bits than the
+                             * file's layout, Q4_K the same */
     bool mtp;               /* the file's MTP block (moe_engine_mtp_step): its own cache layer; its MoE
                              * runs locally even with moe_hook (every rank reads the experts its own
                              * rows choose) */

@@ -117,13 +117,15 @@ static int run(const moe_kern_set *k, uint32_t type, const char *name, int64_t r
     return !same;
 }
 
-/* Q8_0 repacked (--repack's layout) against the set's product on the
- * file's rows; the repacked values must be the reference set's. */
-static int run_rp(const moe_kern_set *k, int64_t rows, int64_t cols, int64_t ntok, int reps)
+/* A repacked type (--repack's layouts: Q8_0, Q4_K) against the set's
+ * product on the file's rows; the repacked values must be the reference
+ * set's. */
+static int run_rp(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int64_t ntok,
+                  int reps)
 {
     inputs in;
-    if (make_inputs(k, MOE_DT_Q8_0, rows, cols, ntok, true, &in)) return 1;
-    void *rp = moe_xmalloc_lines(moe_kern_repack_bytes(MOE_DT_Q8_0, rows, cols));
+    if (make_inputs(k, type, rows, cols, ntok, true, &in)) return 1;
+    void *rp = moe_xmalloc_lines(moe_kern_repack_bytes(type, rows, cols));
     moe_kern_repack(&in.m, rp);
     moe_mat mr = in.m;
     mr.rp = rp;
@@ -140,7 +142,7 @@ static int run_rp(const moe_kern_set *k, int64_t rows, int64_t cols, int64_t nto
     moe_kern_matmul_rows_int8(moe_kern_reference(), &in.m, 0, rows, in.xq, in.xs, ntok, in.y2, rows);
     const double mac = (double)rows * (double)cols * (double)ntok * 1e-9;
     const int same = !memcmp(in.y1, in.y2, (size_t)(rows * ntok) * sizeof(float));
-    printf("%-7s %6lld x %-6lld %4lld tok  file %7.2f  rp  %7.2f GMAC/s  x%.2f  %s\n", "q8_0rp", (long long)rows,
+    printf("%-7s %6lld x %-6lld %4lld tok  file %7.2f  rp  %7.2f GMAC/s  x%.2f  %s\n", name, (long long)rows,
            (long long)cols, (long long)ntok, mac / best0, mac / best1, best0 / best1,
            same ? "reference bits" : "BITS DIFFER FROM THE REFERENCE");
     free(rp);
@@ -194,7 +196,13 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
             bad |= quick ? run(k, types[i].type, types[i].name, 8, 512, toks[j] < 16 ? toks[j] : 5, 1)
                          : run(k, types[i].type, types[i].name, 1024, 2048, toks[j], reps);
-    for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
-        bad |= quick ? run_rp(k, 40, 512, toks[j] < 16 ? toks[j] : 5, 1) : run_rp(k, 1024, 2048, toks[j], reps);
+    static const struct {
+        uint32_t type;
+        const char *name;
+    } rps[] = {{MOE_DT_Q8_0, "q8_0rp"}, {MOE_DT_Q4_K, "q4_Krp"}};
+    for (size_t i = 0; i < sizeof rps / sizeof rps[0]; i++)
+        for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
+            bad |= quick ? run_rp(k, rps[i].type, rps[i].name, 40, 512, toks[j] < 16 ? toks[j] : 5, 1)
+                         : run_rp(k, rps[i].type, rps[i].name, 1024, 2048, toks[j], reps);
     return bad;
 }

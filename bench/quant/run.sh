@@ -9,7 +9,9 @@
 #   decode, 16 sequences      llama-batched-bench -npl 16 -npp 32 -ntg 32 (S_TG)
 #     (aggregate)                                       | bench-decode --case 16:32:32
 #
-# moe on both activation paths (float, --exact, and int8, the default), the file's
+# moe on both activation paths (float, --exact, and int8, the default) and on
+# int8 with --repack (opt-in: the dense Q8_0 and Q4_K matrices from a
+# repacked copy, docs/engine.md "Repacked layouts"), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
 # 2-thread read bandwidth, measured by bench-decode) with decode as a
 # fraction of it, the kernel set that ran, and llama.cpp's commit and
@@ -100,7 +102,7 @@ for t in "${tlist[@]}"; do
   fi
   out=$tmp/moe.$t
   moe_ok=1
-  if ! moe_engine_cases "$model" "$runs" "$out" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
+  if ! MOE_BENCH_ACTS=all moe_engine_cases "$model" "$runs" "$out" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
     moe_ok=0 failed=1
   fi
   l_tg=$(llamacpp_tg "$model" "$tg" "$runs")
@@ -122,26 +124,28 @@ for t in "${tlist[@]}"; do
     echo "moe failed on this file: $(grep -m1 . "$out.err" || echo '(no message)')"
   fi
   m() { moe_case_median "$out" "$1" "$2" "$3" "$4" "$5"; }
-  f_tg=$(m float 1 1 "$tg" decode) i_tg=$(m int8 1 1 "$tg" decode)
-  f_pp=$(m float 1 "$pp" 0 prefill) i_pp=$(m int8 1 "$pp" 0 prefill)
+  f_tg=$(m float 1 1 "$tg" decode) i_tg=$(m int8 1 1 "$tg" decode) r_tg=$(m int8rp 1 1 "$tg" decode)
+  f_pp=$(m float 1 "$pp" 0 prefill) i_pp=$(m int8 1 "$pp" 0 prefill) r_pp=$(m int8rp 1 "$pp" 0 prefill)
   f_b=$(m float "$nb" "$bpp" "$btg" decode) i_b=$(m int8 "$nb" "$bpp" "$btg" decode)
+  r_b=$(m int8rp "$nb" "$bpp" "$btg" decode)
   best() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 >= b + 0) print a; else print b }'; }
-  row() { # label llama float int8 [roof]
-    local bm=-
+  row() { # label llama float int8 int8rp [roof]
+    local bm=- rm=-
     _bench_isnum "$3" && _bench_isnum "$4" && bm=$(bench_ratio "$(best "$3" "$4")" "$2")
-    printf '| %-34s | %14s | %16s | %16s | %11s |\n' "$1" "$(bench_cell "$2" "${5:-}")" \
-           "$(bench_cell "$3" "${5:-}")" "$(bench_cell "$4" "${5:-}")" "$bm"
+    _bench_isnum "$5" && rm=$(bench_ratio "$5" "$2")
+    printf '| %-34s | %14s | %16s | %16s | %16s | %11s | %11s |\n' "$1" "$(bench_cell "$2" "${6:-}")" \
+           "$(bench_cell "$3" "${6:-}")" "$(bench_cell "$4" "${6:-}")" "$(bench_cell "$5" "${6:-}")" "$bm" "$rm"
   }
-  printf '| %-34s | %14s | %16s | %16s | %11s |\n' "tokens/s (% of roofline)" "llama.cpp" "moe float" "moe int8" \
-         "moe/llama"
-  echo "|------------------------------------|----------------|------------------|------------------|-------------|"
-  row "decode, 1 sequence (tg$tg)" "$l_tg" "$f_tg" "$i_tg" "$roof"
-  row "prefill, $pp-token prompt (pp$pp)" "$l_pp" "$f_pp" "$i_pp"
-  row "decode, $nb sequences, aggregate" "$l_b" "$f_b" "$i_b"
-  for v in "$f_tg" "$i_tg" "$f_pp" "$i_pp" "$f_b" "$i_b"; do _bench_isnum "$v" || failed=1; done
+  printf '| %-34s | %14s | %16s | %16s | %16s | %11s | %11s |\n' "tokens/s (% of roofline)" "llama.cpp" "moe float" \
+         "moe int8" "moe int8 repack" "moe/llama" "rp/llama"
+  echo "|------------------------------------|----------------|------------------|------------------|------------------|-------------|-------------|"
+  row "decode, 1 sequence (tg$tg)" "$l_tg" "$f_tg" "$i_tg" "$r_tg" "$roof"
+  row "prefill, $pp-token prompt (pp$pp)" "$l_pp" "$f_pp" "$i_pp" "$r_pp"
+  row "decode, $nb sequences, aggregate" "$l_b" "$f_b" "$i_b" "$r_b"
+  for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then
     echo "moe samples:"
-    for a in float int8; do
+    for a in float int8 int8rp; do
       echo "  moe $a tg$tg: samples $(moe_case_samples "$out" $a 1 1 "$tg" decode | paste -sd ' ')"
       echo "  moe $a pp$pp: samples $(moe_case_samples "$out" $a 1 "$pp" 0 prefill | paste -sd ' ')"
       echo "  moe $a $nb sequences: samples $(moe_case_samples "$out" $a "$nb" "$bpp" "$btg" decode | paste -sd ' ')"
@@ -150,8 +154,10 @@ for t in "${tlist[@]}"; do
 done
 [ $described = 1 ] || llamacpp_describe /dev/null
 echo
-echo "moe float: the float path (moe-run --exact); moe int8: the default path (int8 activations for quantized weights)."
-echo "moe/llama: the faster moe path over llama.cpp. $nb-sequence rows: each sequence's own $bpp-token prompt," \
+echo "moe float: the float path (moe-run --exact); moe int8: the default path (int8 activations for quantized weights);"
+echo "moe int8 repack: the int8 path with --repack (opt-in; its copies' memory: moe-run --stats)."
+echo "moe/llama: the faster default moe path over llama.cpp; rp/llama: --repack over llama.cpp." \
+     "$nb-sequence rows: each sequence's own $bpp-token prompt," \
      "then $btg tokens each (llama-batched-bench's S_TG)."
 if [ "$LLAMACPP_OK" = 1 ] && grep -q '^llama.cpp ' "$LLAMACPP_LOG"; then
   echo "llama.cpp samples (all files):"

@@ -136,13 +136,55 @@ void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64
 
 size_t moe_kern_repack_bytes(uint32_t type, int64_t rows, int64_t cols)
 {
-    if (type != MOE_DT_Q8_0 || rows <= 0 || cols <= 0 || cols > 32768 || cols % MOE_Q8_0_BLOCK) return 0;
+    if (rows <= 0 || cols <= 0 || cols > 32768) return 0;
     const int64_t groups = (rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
-    return (size_t)groups * moe_rp_group_bytes(cols / MOE_Q8_0_BLOCK);
+    if (type == MOE_DT_Q8_0 && cols % MOE_Q8_0_BLOCK == 0)
+        return (size_t)groups * moe_rp_group_bytes(cols / MOE_Q8_0_BLOCK);
+    if (type == MOE_DT_Q4_K && cols % MOE_QK_K == 0) return (size_t)groups * (size_t)(cols / MOE_QK_K) * MOE_RPK_SB_BYTES;
+    return 0;
+}
+
+/* Q4_K: each super-block's d, dmin, scales, mins and nibbles moved to
+ * their lanes (zero rows pad the last group: d = dmin = 0, so their
+ * products are 0).  Chunk i of lane l holds values 8i..8i+3 (low nibbles)
+ * and 8i+4..8i+7 (high): in the file both sit in the same half of the same
+ * bytes of qs (value v: byte 32·(v / 64) + v % 32, high nibble when
+ * v % 64 ≥ 32). */
+static void repack_q4_K(const moe_mat *m, void *dst)
+{
+    const int64_t nsb = m->cols / MOE_QK_K, groups = (m->rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
+    memset(dst, 0, (size_t)(groups * nsb) * MOE_RPK_SB_BYTES);
+    for (int64_t g = 0; g < groups; g++)
+        for (int l = 0; l < MOE_RP_ROWS && g * MOE_RP_ROWS + l < m->rows; l++) {
+            const moe_block_q4_K *row = moe_mat_row(m, g * MOE_RP_ROWS + l);
+            for (int64_t k = 0; k < nsb; k++) {
+                const moe_block_q4_K *b = &row[k];
+                unsigned char *sb = (unsigned char *)dst + (size_t)(g * nsb + k) * MOE_RPK_SB_BYTES;
+                memcpy(sb + MOE_RPK_D + 2 * l, &b->d, 2);
+                memcpy(sb + MOE_RPK_DMIN + 2 * l, &b->dmin, 2);
+                for (int j = 0; j < 8; j++) {
+                    int sc, mn;
+                    moe_q4_K_scale_min(b->scales, j, &sc, &mn);
+                    sb[MOE_RPK_SC + 16 * j + l] = (unsigned char)sc;
+                    sb[MOE_RPK_M + 32 * (j / 2) + 2 * l + j % 2] = (unsigned char)mn;
+                }
+                for (int i = 0; i < MOE_QK_K / 8; i++) {
+                    const int v = 8 * i, sh = (v % 64) / 32 * 4;
+                    const uint8_t *src = b->qs + 32 * (v / 64) + v % 32;
+                    unsigned char *o = sb + MOE_RPK_Q + moe_rpk_q_idx(l, v);
+                    for (int e = 0; e < 4; e++)
+                        o[e] = (unsigned char)(((src[e] >> sh) & 0xF) | (((src[e + 4] >> sh) & 0xF) << 4));
+                }
+            }
+        }
 }
 
 void moe_kern_repack(const moe_mat *m, void *dst)
 {
+    if (m->type == MOE_DT_Q4_K) {
+        repack_q4_K(m, dst);
+        return;
+    }
     const int64_t nb = m->cols / MOE_Q8_0_BLOCK, groups = (m->rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
     const size_t gb = moe_rp_group_bytes(nb);
     MOE_ASSERT(moe_kern_repack_bytes(m->type, m->rows, m->cols) == (size_t)groups * gb);
@@ -170,7 +212,7 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
     MOE_ASSERT(f && f->dotn_int8 && r0 >= 0 && r1 <= m->rows);
     if (m->rp) {
         /* the repacked layout's own products (every set the same bits) */
-        MOE_ASSERT(m->type == MOE_DT_Q8_0);
+        MOE_ASSERT(m->type == MOE_DT_Q8_0 || m->type == MOE_DT_Q4_K);
         if (f->matmul_int8_rp) f->matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
         else moe_kern_ref_matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
         return;

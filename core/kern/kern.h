@@ -246,8 +246,8 @@ static inline float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_
 }
 
 /*
- * Repacked Q8_0 for the int8 path (opt-in: moe-run / moe-worker / bench
- * --repack).  The file's layout gives each (row, token, block pair) its own
+ * Repacked Q8_0 and Q4_K for the int8 path (opt-in: moe-run / moe-worker /
+ * bench --repack).  The file's layout gives each (row, token, block pair) its own
  * 8-lane float accumulation; a copy with 16 rows interleaved lets one
  * 512-bit vpdpbusd add 4 products into each of 16 rows, so a block's whole
  * integer sum is formed in a lane and scaled once.  Per group of 16 rows
@@ -262,11 +262,26 @@ static inline float moe_kern_dot_q8q8(const moe_kern_set *k, const moe_block_q8_
  * matrix therefore gives other bits than the file's layout (whose SIMD sets
  * sum 8 lanes per block pair), the same in every set, for any batch,
  * thread count and row range.  The copy costs the matrix's own bytes.
+ *
+ * Repacked Q4_K, the same 16-row groups.  In the file's layout a row's
+ * super-block pays its 6-bit scale decode and its 8 sub-block sums alone;
+ * interleaved, the 16 rows share every instruction.  Per group and
+ * super-block (2368 bytes, 2.8% more than the file's 2304):
+ *   32 + 32    the 16 rows' fp16 d, then their fp16 dmin
+ *   128        scales: sub-block j, rows 0..15, one byte each (0..63)
+ *   128        mins: sub-blocks 2p, 2p + 1 as rows 0..15 × 2 bytes
+ *   2048       32 chunks of 64 bytes: chunk i gives row l bytes 4l..4l+3,
+ *              values 8i..8i+3 in the low nibbles, 8i+4..8i+7 in the high
+ * Every value is the reference's int8 dot (exact Σ_j sc_j·Σq·q_x and
+ * Σ_j m_j·bsum_j, then acc + ((d·d_x)·isum − (dmin·d_x)·msum) by
+ * super-block): the bits of the file's layout, in every set.
  */
 #define MOE_RP_ROWS 16
+/* Bytes of one super-block of a 16-row group of repacked Q4_K. */
+#define MOE_RPK_SB_BYTES 2368
 /* Bytes of the repacked copy of a rows × cols matrix of `type`, or 0 when
- * the type has no repacked layout (only Q8_0 has one) or the shape does not
- * fit (cols above 32768). */
+ * the type has no repacked layout (Q8_0 and Q4_K have one) or the shape
+ * does not fit (cols above 32768). */
 size_t moe_kern_repack_bytes(uint32_t type, int64_t rows, int64_t cols);
 /* Writes m's repacked copy to dst (moe_kern_repack_bytes bytes, 64-byte
  * aligned); m is a whole matrix (m->rp unused). */

@@ -80,6 +80,20 @@ static inline size_t moe_rp_q_off(int64_t b) { return (size_t)(b / 2) * 1088 + 6
 /* Byte of value j (< 32) of lane (row in the group) l in a block's values:
  * step j / 4, then the lane's 4 bytes. */
 static inline size_t moe_rp_q_idx(int l, int j) { return (size_t)(j / 4) * 64 + (size_t)l * 4 + (size_t)(j % 4); }
+/* The repacked Q4_K layout (kern.h): one super-block of a group takes
+ * MOE_RPK_SB_BYTES; in it the 16 rows' fp16 d, then dmin, the 6-bit scales
+ * (sub-block j: 16 bytes, one a row), the mins (pair p of sub-blocks 2p,
+ * 2p + 1: 16 rows × 2 bytes) and 32 chunks of 64 bytes of nibbles. */
+#define MOE_RPK_D 0
+#define MOE_RPK_DMIN 32
+#define MOE_RPK_SC 64
+#define MOE_RPK_M 192
+#define MOE_RPK_Q 320
+/* Byte of value v (< 256) of lane l among the nibbles: step s = v / 4 (4
+ * values a lane) goes to chunk s / 2, low nibble for even s, high for
+ * odd. */
+static inline size_t moe_rpk_q_idx(int l, int v) { return (size_t)(v / 8) * 64 + (size_t)l * 4 + (size_t)(v % 4); }
+static inline int moe_rpk_q_shift(int v) { return (v / 4) % 2 ? 4 : 0; }
 /* The reference set's product on a repacked matrix (scalar; every set
  * without its own gives these bits through it). */
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,

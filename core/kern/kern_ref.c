@@ -107,9 +107,16 @@ static void ref_encode_q8_0(const float *x, void *y, int64_t n) { moe_quantize_r
 
 /* ref_dot_q8q8 read from the repacked layout (kern.h): the same integers
  * and the same float expression, so the same bits as on the file's rows. */
+static void ref_matmul_int8_rp_q4_K(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
+                                    int64_t n_tok, float *y, int64_t ys);
+
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
                                  int64_t n_tok, float *y, int64_t ys)
 {
+    if (m->type == MOE_DT_Q4_K) {
+        ref_matmul_int8_rp_q4_K(m, r0, r1, xq, xq_stride, n_tok, y, ys);
+        return;
+    }
     const int64_t nb = m->cols / MOE_Q8_0_BLOCK;
     const size_t gb = moe_rp_group_bytes(nb);
     for (int64_t r = r0; r < r1; r++) {
@@ -126,6 +133,41 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
                 for (int j = 0; j < MOE_Q8_0_BLOCK; j++)
                     s += ((int32_t)q[moe_rp_q_idx(l, j)] - 128) * (int32_t)x[b].qs[j];
                 acc += moe_f16_to_f32(d[l]) * moe_f16_to_f32(x[b].d) * (float)s;
+            }
+            y[t * ys + r] = acc;
+        }
+    }
+}
+
+/* blk256_q8_K of a Q4_K row read from the repacked layout (kern.h): the
+ * same integers and float expression, so the bits of the file's rows. */
+static void ref_matmul_int8_rp_q4_K(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
+                                    int64_t n_tok, float *y, int64_t ys)
+{
+    const int64_t nsb = m->cols / MOE_QK_K;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t a = m->rp_row + r;
+        const unsigned char *grp = (const unsigned char *)m->rp + (size_t)(a / MOE_RP_ROWS * nsb) * MOE_RPK_SB_BYTES;
+        const int l = (int)(a % MOE_RP_ROWS);
+        for (int64_t t = 0; t < n_tok; t++) {
+            const moe_block_q8_K *x = (const moe_block_q8_K *)xq + t * xq_stride;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < nsb; k++) {
+                const unsigned char *sb = grp + (size_t)k * MOE_RPK_SB_BYTES;
+                uint16_t d, dmin;
+                memcpy(&d, sb + MOE_RPK_D + 2 * l, 2);
+                memcpy(&dmin, sb + MOE_RPK_DMIN + 2 * l, 2);
+                int32_t isum = 0, msum = 0;
+                for (int j = 0; j < 8; j++) {
+                    int32_t si = 0;
+                    for (int v = 32 * j; v < 32 * j + 32; v++)
+                        si += (int32_t)((sb[MOE_RPK_Q + moe_rpk_q_idx(l, v)] >> moe_rpk_q_shift(v)) & 0xF) *
+                              (int32_t)x[k].qs[v];
+                    isum += (int32_t)sb[MOE_RPK_SC + 16 * j + l] * si;
+                    msum += (int32_t)sb[MOE_RPK_M + 32 * (j / 2) + 2 * l + j % 2] *
+                            ((int32_t)x[k].bsums[2 * j] + (int32_t)x[k].bsums[2 * j + 1]);
+                }
+                acc += moe_f16_to_f32(d) * x[k].d * (float)isum - moe_f16_to_f32(dmin) * x[k].d * (float)msum;
             }
             y[t * ys + r] = acc;
         }

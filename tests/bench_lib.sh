@@ -189,7 +189,7 @@ if [ -n "${MOE_BIN:-}" ]; then
     cat "$tmp/quant.out"
     fails=$((fails + 1))
   fi
-  # llama.cpp's tg4 median (20.25; the batched one runs once: 5.5) beside two moe figures with a roofline share, and a ratio
+  # llama.cpp's tg4 median (20.25; the batched one runs once: 5.5) beside three moe figures with a roofline share, and two ratios
   check "quant decode row" \
         "$(grep -c '^| decode, 1 sequence (tg4) *| *20.25 ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant batched row" \

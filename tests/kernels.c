@@ -283,6 +283,47 @@ static void test_q8q8_exact(const moe_kern_set *k)
     }
 }
 
+/* The checks both repacked layouts share: m (37 rows, file layout at
+ * m->data, wb bytes a row) repacked at rp; ref[t·37 + r] the reference dot
+ * of row r and token t (x, xs blocks apart).  Views: the whole matrix and
+ * rows 5.. of it (its row 0 inside a group); row ranges cutting groups at
+ * both ends; 1..19 tokens (the longest row: only rows 3..29, 19 tokens).
+ * Every product must be ref's bits, and no row outside the range written. */
+static void check_rp_views(const moe_kern_set *k, const moe_mat *m, const void *rp, const void *x, int64_t xs,
+                           const float *ref, int64_t ntok, bool longest, float *y, const char *what)
+{
+    const int64_t rows = m->rows;
+    static const int64_t ranges[][2] = {{0, 37}, {3, 29}, {16, 32}, {17, 18}, {0, 16}, {31, 37}};
+    for (int view = 0; view < 2; view++) {
+        const int64_t off = view ? 5 : 0;
+        moe_mat mv = *m;
+        mv.rows = rows - off;
+        mv.data = (const char *)m->data + (size_t)off * m->row_bytes;
+        mv.rp = rp;
+        mv.rp_row = off;
+        for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
+            const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1] - off;
+            if (r1 <= r0 || (longest && ri != 1)) continue;
+            for (int64_t nt = longest ? ntok : 1; nt <= ntok; nt += (nt < 10 ? 1 : 9)) {
+                for (int64_t i = 0; i < ntok * rows; i++) y[i] = -7.0f;
+                moe_kern_matmul_rows_int8(k, &mv, r0, r1, x, xs, nt, y, rows);
+                bool same = true, untouched = true;
+                for (int64_t t = 0; t < ntok; t++)
+                    for (int64_t r = 0; r < rows; r++) {
+                        const bool in = t < nt && r >= r0 && r < r1;
+                        if (in) same &= !memcmp(&y[t * rows + r], &ref[t * rows + r + off], sizeof(float));
+                        else untouched &= y[t * rows + r] == -7.0f;
+                    }
+                CHECK_MSG(same, "%s: repacked %s (cols %lld, view at %lld, rows %lld..%lld, %lld tokens) not "
+                          "bitwise the reference dot", moe_kern_name(k), what, (long long)m->cols, (long long)off,
+                          (long long)r0, (long long)r1, (long long)nt);
+                CHECK_MSG(untouched, "%s: repacked %s wrote outside rows %lld..%lld", moe_kern_name(k), what,
+                          (long long)r0, (long long)r1);
+            }
+        }
+    }
+}
+
 /* The repacked Q8_0 layout (--repack): every set's product on it is the
  * reference set's int8 dot of each (row, token), bitwise, for any token
  * count (the 8-token tile and what is left of it), any row range (groups
@@ -329,36 +370,7 @@ static void test_repack(const moe_kern_set *k)
             for (int64_t r = 0; r < rows; r++)
                 ref[t * rows + r] = moe_kern_dot_int8(moe_kern_reference(), MOE_DT_Q8_0, w + r * nb, x + t * nb, cols);
         CHECK(ref[0] == (float)(-128 * 127 * cols) && ref[1] == (float)(127 * 127 * cols));
-        /* views: the whole matrix, and rows 5.. of it (its row 0 inside a group) */
-        static const int64_t ranges[][2] = {{0, 37}, {3, 29}, {16, 32}, {17, 18}, {0, 16}, {31, 37}};
-        for (int view = 0; view < 2; view++) {
-            const int64_t off = view ? 5 : 0;
-            moe_mat mv = m;
-            mv.rows = rows - off;
-            mv.data = w + off * nb;
-            mv.rp = rp;
-            mv.rp_row = off;
-            for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
-                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1] - off;
-                if (r1 <= r0 || (longest && ri != 1)) continue;
-                for (int64_t nt = longest ? ntok : 1; nt <= ntok; nt += (nt < 10 ? 1 : 9)) {
-                    for (int64_t i = 0; i < ntok * rows; i++) y[i] = -7.0f;
-                    moe_kern_matmul_rows_int8(k, &mv, r0, r1, x, nb, nt, y, rows);
-                    bool same = true, untouched = true;
-                    for (int64_t t = 0; t < ntok; t++)
-                        for (int64_t r = 0; r < rows; r++) {
-                            const bool in = t < nt && r >= r0 && r < r1;
-                            if (in) same &= !memcmp(&y[t * rows + r], &ref[t * rows + r + off], sizeof(float));
-                            else untouched &= y[t * rows + r] == -7.0f;
-                        }
-                    CHECK_MSG(same, "%s: repacked q8_0 (cols %lld, view at %lld, rows %lld..%lld, %lld tokens) not "
-                              "bitwise the reference dot", moe_kern_name(k), (long long)cols, (long long)off,
-                              (long long)r0, (long long)r1, (long long)nt);
-                    CHECK_MSG(untouched, "%s: repacked q8_0 wrote outside rows %lld..%lld", moe_kern_name(k),
-                              (long long)r0, (long long)r1);
-                }
-            }
-        }
+        check_rp_views(k, &m, rp, x, nb, ref, ntok, longest, y, "q8_0");
         free(w);
         free(x);
         free(rp);
@@ -421,35 +433,7 @@ static void test_repack_q4_K(const moe_kern_set *k)
                 ref[t * rows + r] = moe_kern_dot_int8(moe_kern_reference(), MOE_DT_Q4_K, w + r * nsb, x + t * nsb, cols);
         /* the extremes: 63·15·127 a value less 63·127·32 a sub-block's min term */
         CHECK(ref[0] == (float)((63 * 15 * 127 - 63 * 127) * cols) && ref[1] == (float)(-63 * 127 * cols));
-        static const int64_t ranges[][2] = {{0, 37}, {3, 29}, {16, 32}, {17, 18}, {0, 16}, {31, 37}};
-        for (int view = 0; view < 2; view++) {
-            const int64_t off = view ? 5 : 0;
-            moe_mat mv = m;
-            mv.rows = rows - off;
-            mv.data = w + off * nsb;
-            mv.rp = rp;
-            mv.rp_row = off;
-            for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
-                const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1] - off;
-                if (r1 <= r0 || (longest && ri != 1)) continue;
-                for (int64_t nt = longest ? ntok : 1; nt <= ntok; nt += (nt < 10 ? 1 : 9)) {
-                    for (int64_t i = 0; i < ntok * rows; i++) y[i] = -7.0f;
-                    moe_kern_matmul_rows_int8(k, &mv, r0, r1, x, nsb, nt, y, rows);
-                    bool same = true, untouched = true;
-                    for (int64_t t = 0; t < ntok; t++)
-                        for (int64_t r = 0; r < rows; r++) {
-                            const bool in = t < nt && r >= r0 && r < r1;
-                            if (in) same &= !memcmp(&y[t * rows + r], &ref[t * rows + r + off], sizeof(float));
-                            else untouched &= y[t * rows + r] == -7.0f;
-                        }
-                    CHECK_MSG(same, "%s: repacked q4_K (cols %lld, view at %lld, rows %lld..%lld, %lld tokens) not "
-                              "bitwise the reference dot", moe_kern_name(k), (long long)cols, (long long)off,
-                              (long long)r0, (long long)r1, (long long)nt);
-                    CHECK_MSG(untouched, "%s: repacked q4_K wrote outside rows %lld..%lld", moe_kern_name(k),
-                              (long long)r0, (long long)r1);
-                }
-            }
-        }
+        check_rp_views(k, &m, rp, x, nsb, ref, ntok, longest, y, "q4_K");
         free(w);
         free(x);
         free(rp);
@@ -833,7 +817,7 @@ int main(void)
         test_encode(k);
         test_repack(k);
         test_repack_q4_K(k);
-        printf("kernels %s: repacked q8_0 checked\n", moe_kern_name(k));
+        printf("kernels %s: repacked q8_0 and q4_K checked\n", moe_kern_name(k));
     }
     if (avx2 && avx512) test_same_bits(avx2, avx512);
     for (int i = 0; i < moe_kern_n_sets(); i++) {

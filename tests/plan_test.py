@@ -215,7 +215,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 # bytes a super-block), counted here from the table
                 if nodes == 2:
                     rp_names = ("attn_q.", "attn_q_a.", "attn_q_b.", "attn_kv_a_mqa.", "attn_k_b.", "attn_v_b.",
-                                "attn_kv_b.", "attn_output.", "ffn_gate.", "ffn_up.", "ffn_down.", "ffn_gate_shexp.",
+                                "attn_output.", "ffn_gate.", "ffn_up.", "ffn_down.", "ffn_gate_shexp.",
                                 "ffn_up_shexp.", "ffn_down_shexp.")
                     rp_want = 0
                     out_name = "output.weight" if "output.weight" in table else "token_embd.weight"  # tied

@@ -71,10 +71,11 @@ fail:
     return MOE_ERR;
 }
 
-/* Teacher-forced logits of the model at path; NULL on failure. */
-/* run's engine in kernel set k, with --repack or not; *n_rp: the
- * matrices it repacked */
-static float *run_set(const char *path, const expected *x, const moe_kern_set *k, bool repack, int *n_rp)
+/* Teacher-forced logits of the file at path on x's tokens: the float or
+ * int8 path, in kernel set k (NULL: the default), with --repack or not;
+ * *tied: the model's output is token_embd; *n_rp: matrices repacked. */
+static float *run_on(const char *path, const expected *x, bool int8, const moe_kern_set *k, bool repack, bool *tied,
+                     int *n_rp)
 {
     moe_err err;
     moe_model *m;
@@ -82,12 +83,13 @@ static float *run_set(const char *path, const expected *x, const moe_kern_set *k
         fprintf(stderr, "%s\n", err.msg);
         return NULL;
     }
+    *tied = m->output_tied;
     moe_engine_opts o;
     moe_engine_opts_default(&o);
     o.max_ctx = 64;
     o.max_seqs = 1;
     o.max_batch_tokens = 32;
-    o.act_q8 = true;
+    o.act_q8 = int8;
     o.repack = repack;
     o.kernels = k;
     moe_engine *e;
@@ -97,12 +99,20 @@ static float *run_set(const char *path, const expected *x, const moe_kern_set *k
         free(out);
         out = NULL;
     } else {
+        printf("  %s [%s activations%s, kernels %s]: ran\n", path, int8 ? "int8" : "float", repack ? ", --repack" : "",
+               moe_kern_name(moe_engine_kernels(e)));
         uint64_t bytes;
         moe_engine_repacked(e, n_rp, &bytes);
         moe_engine_free(e);
     }
     moe_model_free(m);
     return out;
+}
+
+static float *run(const char *path, const expected *x, bool int8, bool *tied)
+{
+    int n_rp;
+    return run_on(path, x, int8, NULL, false, tied, &n_rp);
 }
 
 /* Repacked Q4_K (--repack): its products are the reference's int8 dot of
@@ -138,7 +148,8 @@ static void test_repack_q4_K(void)
             continue;
         }
         int n0 = -1, n1 = -1;
-        float *a = run_set(path, &x, k, false, &n0), *b = run_set(path, &x, k, true, &n1);
+        bool tied;
+        float *a = run_on(path, &x, true, k, false, &tied, &n0), *b = run_on(path, &x, true, k, true, &tied, &n1);
         CHECK(a && b);
         if (a && b) {
             CHECK_MSG(n0 == 0 && n1 == want && want > 0, "set %s: %d matrices repacked (without --repack %d), want %d",
@@ -152,35 +163,6 @@ static void test_repack_q4_K(void)
         free(b);
     }
     free(x.logits);
-}
-
-static float *run(const char *path, const expected *x, bool int8, bool *tied)
-{
-    moe_err err;
-    moe_model *m;
-    if (moe_model_open(&m, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return NULL;
-    }
-    *tied = m->output_tied;
-    moe_engine_opts o;
-    moe_engine_opts_default(&o);
-    o.max_ctx = 64;
-    o.max_seqs = 1;
-    o.max_batch_tokens = 32;
-    o.act_q8 = int8;
-    moe_engine *e;
-    float *out = malloc((size_t)x->rows * x->n_vocab * sizeof(float));
-    if (moe_engine_init(&e, m, &o, &err) || run_teacher_forced(e, x, 0, out)) {
-        free(out);
-        out = NULL;
-    } else {
-        printf("  %s [%s activations, kernels %s]: ran\n", path, int8 ? "int8" : "float",
-               moe_kern_name(moe_engine_kernels(e)));
-        moe_engine_free(e);
-    }
-    moe_model_free(m);
-    return out;
 }
 
 static int cmp_double(const void *a, const void *b)

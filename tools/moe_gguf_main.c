@@ -241,7 +241,7 @@ static int print_plan(const char *path, int nodes, const char *placement, const 
                (unsigned long long)r[i].experts, (unsigned long long)r[i].kv, (unsigned long long)r[i].work,
                (unsigned long long)r[i].xchg, (unsigned long long)r[i].total);
     if (po->repack)
-        printf("  work includes --repack's copies of the dense Q8_0 matrices: %.2f GiB (%llu bytes) a node\n",
+        printf("  work includes --repack's copies of the dense Q8_0 and Q4_K matrices: %.2f GiB (%llu bytes) a node\n",
                gib(r[0].repack), (unsigned long long)r[0].repack);
     printf("  file size %llu, tensor bytes %llu (MTP blocks %llu, never read), weights over all nodes %llu\n",
            (unsigned long long)moe_gguf_file_size(m->gguf), (unsigned long long)tensors, (unsigned long long)mtp,

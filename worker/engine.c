@@ -152,13 +152,14 @@ static void repack_mat(moe_engine *e, moe_mat *w, int cap)
 /* --repack: copies of the layers and output whose dense matrices of a
  * type with a repacked layout (Q8_0, Q4_K; every rank reads them for every
  * token) carry repacked data: the attention projections and its per-head
- * k_b / v_b / kv_b (views of them keep the copy), the dense and shared
- * FFN, the output.  The routed experts keep the file's layout: a rank's
+ * k_b / v_b (views of them keep the copy), the dense and shared FFN, the
+ * output.  A fused kv_b is left out: its key half only feeds float
+ * products (moe_kern_matvec_t), so half its copy would never be read.  The routed experts keep the file's layout: a rank's
  * share of them is most of the model, and copying it would double that. */
-enum { RP_PER_LAYER = 14 };
+enum { RP_PER_LAYER = 13 };
 #define RP_LAYER_MATS(L)                                                                                  \
-    {&(L)->q, &(L)->q_a, &(L)->q_b, &(L)->kv_a, &(L)->k_b, &(L)->v_b, &(L)->kv_b, &(L)->o, &(L)->gate,    \
-     &(L)->up, &(L)->down, &(L)->gate_sh, &(L)->up_sh, &(L)->down_sh}
+    {&(L)->q, &(L)->q_a, &(L)->q_b, &(L)->kv_a, &(L)->k_b, &(L)->v_b, &(L)->o, &(L)->gate, &(L)->up,     \
+     &(L)->down, &(L)->gate_sh, &(L)->up_sh, &(L)->down_sh}
 
 static void repack_dense(moe_engine *e)
 {

@@ -59,7 +59,7 @@ static void usage(FILE *f)
           "  --int8                the default (int8 activations); accepted for old command lines\n"
           "  --repack              with int8: the Q8_0 and Q4_K attention, dense/shared FFN and output\n"
           "                        matrices from a repacked copy (16 rows interleaved; costs their bytes\n"
-          "                        again in memory): faster decode, batches and prompts; Q4_K gives the\n"
+          "                        again in memory): faster batches and prompts; Q4_K gives the\n"
           "                        same bits, Q8_0 other bits (the reference set's int8 sums; docs/engine.md\n"
           "                        \"Repacked layouts\")\n"
           "  --mtp                 speculative decoding with the file's MTP block (nextn_predict_layers):\n"

@@ -12,7 +12,7 @@
  *            (moe_engine_mem: kv_lora + qk_rope float32 per token per
  *            layer, for max_seqs × (ctx + 1 + block_size) tokens);
  *   work     the engine's other buffers (moe_engine_mem), and with --repack
- *            its repacked copies of the dense Q8_0 matrices;
+ *            its repacked copies of the dense Q8_0 and Q4_K matrices;
  *   xchg     the expert exchange's buffers at full steps under uniform
  *            routing (an estimate: the exchange buffers grow to the largest
  *            step seen; the experts' input and output rows, step_tokens ×
@@ -36,7 +36,7 @@ typedef struct moe_plan_opts {
     int step_tokens;  /* --step-tokens (1024) */
     int threads;      /* --threads (1) */
     bool exact;       /* --exact: float activations (no int8 activation buffers); default false */
-    bool repack;      /* --repack: the engine's repacked copies of the dense Q8_0 matrices */
+    bool repack;      /* --repack: the engine's repacked copies of the dense Q8_0 and Q4_K matrices */
 } moe_plan_opts;
 
 typedef struct moe_plan_rank {

@@ -67,7 +67,7 @@ static void die(const char *what, const moe_err *err)
 }
 
 static bool g_int8;
-static bool g_repack; /* --act int8rp: int8 with the dense Q8_0 matrices repacked (--repack) */
+static bool g_repack; /* --act int8rp: int8 with the dense Q8_0 and Q4_K matrices repacked (--repack) */
 static const char *const act_name[3] = {"float", "int8", "int8rp"};
 static bool g_profile; /* --profile: where the decode steps' time went */
 
@@ -510,7 +510,7 @@ int main(int argc, char **argv)
     printf("roofline at that bandwidth: %.2f t/s\n", bw0 * 1e9 / (double)bpt);
     double dec2_mode[3] = {0, 0, 0};
     static const char *const mode_desc[3] = {"float32 (the --exact path)", "int8 (the default path)",
-                                              "int8, dense Q8_0 matrices repacked (--repack)"};
+                                              "int8, dense Q8_0/Q4_K matrices repacked (--repack)"};
     for (int mode = 0; mode < 3; mode++) {
         if (!acts[mode]) continue;
         g_int8 = mode >= 1;

@@ -18,7 +18,7 @@
 #
 # moe on both activation paths (float and int8; the worker's flags are read
 # from moe-worker --help: --exact or --int8), and int8 with the dense Q8_0
-# matrices repacked (moe int8 rp: --repack, opt-in), each figure as a share of its
+# and Q4_K matrices repacked (moe int8 rp: --repack, opt-in), each figure as a share of its
 # roofline: for decode the read bandwidth (bench-decode, 2 threads) over the
 # bytes a step reads (dense part once a rank + the distinct routed experts
 # of B tokens, measured by a traced job; with --no-job those of uniform
@@ -281,7 +281,7 @@ echo
 echo "roofline: decode rows tokens/s at the read bandwidth (the 2-rank job reads the dense part on both ranks);" \
      "prefill rows at the int8 (i8: llama.cpp, moe int8) and float32 (f: moe float) peak."
 echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 activations (--act int8: the products with Q8_0 weights);" \
-     "moe int8 rp: int8 with the dense Q8_0 matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
+     "moe int8 rp: int8 with the dense Q8_0 and Q4_K matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
      "moe/llama: the fastest moe path over llama.cpp."
 echo "decode rows at 4 and 16: each sequence's own $bpp-token prompt, then $btg tokens each (llama-batched-bench's S_TG)."
 # the machine's speed drifts over a run: each round's moe figure over

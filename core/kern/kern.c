@@ -182,6 +182,8 @@ static void repack_q4_K(const moe_mat *m, void *dst)
 void moe_kern_repack(const moe_mat *m, void *dst)
 {
     if (m->type == MOE_DT_Q4_K) {
+        MOE_ASSERT(moe_kern_repack_bytes(m->type, m->rows, m->cols) ==
+                   (size_t)((m->rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS * (m->cols / MOE_QK_K)) * MOE_RPK_SB_BYTES);
         repack_q4_K(m, dst);
         return;
     }

@@ -105,7 +105,9 @@ typedef struct moe_kern_fns {
     moe_kern_dotn_int8_fn dotn_int8;
     moe_kern_encode_fn encode;
     moe_kern_matmul_int8_fn matmul_int8;
-    moe_kern_matmul_int8_rp_fn matmul_int8_rp; /* NULL: the type is never repacked */
+    moe_kern_matmul_int8_rp_fn matmul_int8_rp; /* NULL: this set has no kernel of its own for the
+                                                * repacked layout (moe_kern_repack_bytes says which
+                                                * types have one; the reference's scalar product runs) */
 } moe_kern_fns;
 
 /* A kernel set (one column of the table). */

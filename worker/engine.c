@@ -154,8 +154,9 @@ static void repack_mat(moe_engine *e, moe_mat *w, int cap)
  * token) carry repacked data: the attention projections and its per-head
  * k_b / v_b (views of them keep the copy), the dense and shared FFN, the
  * output.  A fused kv_b is left out: its key half only feeds float
- * products (moe_kern_matvec_t), so half its copy would never be read.  The routed experts keep the file's layout: a rank's
- * share of them is most of the model, and copying it would double that. */
+ * products (moe_kern_matvec_t), so half its copy would never be read.  The
+ * routed experts keep the file's layout: a rank's share of them is most of
+ * the model, and copying it would double that. */
 enum { RP_PER_LAYER = 13 };
 #define RP_LAYER_MATS(L)                                                                                  \
     {&(L)->q, &(L)->q_a, &(L)->q_b, &(L)->kv_a, &(L)->k_b, &(L)->v_b, &(L)->o, &(L)->gate, &(L)->up,     \

@@ -140,7 +140,8 @@ size_t moe_kern_repack_bytes(uint32_t type, int64_t rows, int64_t cols)
     const int64_t groups = (rows + MOE_RP_ROWS - 1) / MOE_RP_ROWS;
     if (type == MOE_DT_Q8_0 && cols % MOE_Q8_0_BLOCK == 0)
         return (size_t)groups * moe_rp_group_bytes(cols / MOE_Q8_0_BLOCK);
-    if (type == MOE_DT_Q4_K && cols % MOE_QK_K == 0) return (size_t)groups * (size_t)(cols / MOE_QK_K) * MOE_RPK_SB_BYTES;
+    if (type == MOE_DT_Q4_K && cols % MOE_QK_K == 0)
+        return (size_t)groups * (size_t)(cols / MOE_QK_K) * MOE_RPK_SB_BYTES;
     return 0;
 }
 

@@ -110,7 +110,6 @@ static void ref_matmul_int8_rp_q4_K(const moe_mat *m, int64_t r0, int64_t r1, co
 
 /* ref_dot_q8q8 read from the repacked layout (kern.h): the same integers
  * and the same float expression, so the same bits as on the file's rows. */
-
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
                                  int64_t n_tok, float *y, int64_t ys)
 {

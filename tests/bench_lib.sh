@@ -81,6 +81,9 @@ case act=float threads=2 seqs=1 prompt=1 gen=64 rep=2 prefill_tps=1.000 decode_t
 case act=float threads=2 seqs=1 prompt=1 gen=64 rep=3 prefill_tps=1.000 decode_tps=50.000
 case act=int8 threads=2 seqs=1 prompt=1 gen=64 rep=1 prefill_tps=1.000 decode_tps=70.000
 case act=float threads=2 seqs=16 prompt=32 gen=32 rep=1 prefill_tps=100.000 decode_tps=80.000
+case act=int8rp threads=2 seqs=1 prompt=1 gen=64 rep=1 prefill_tps=1.000 decode_tps=50.000 bw_gbs=0.100
+case act=int8rp threads=2 seqs=1 prompt=1 gen=64 rep=2 prefill_tps=1.000 decode_tps=60.000 bw_gbs=0.100
+case act=int8rp threads=2 seqs=1 prompt=1 gen=64 rep=3 prefill_tps=1.000 decode_tps=40.000 bw_gbs=0.050
 bandwidth_gbs 30.000 (before the runs 29.000, after 30.000)
 EOF
 check "moe median" "$(moe_case_median "$tmp/moe.out" float 1 1 64 decode)" "50.00"
@@ -88,6 +91,10 @@ check "moe int8" "$(moe_case_median "$tmp/moe.out" int8 1 1 64 decode)" "70.00"
 check "moe prefill" "$(moe_case_median "$tmp/moe.out" float 16 32 32 prefill)" "100.00"
 check "moe samples" "$(moe_case_samples "$tmp/moe.out" float 1 1 64 decode | paste -sd ' ')" "40.000 60.000 50.000"
 check "moe missing" "$(moe_case_median "$tmp/moe.out" int8 16 32 32 decode)" "failed"
+# 50, 60 and 80% of the bandwidth around each run: the median of the ratios
+# (not the ratio of the medians, 50/0.1 = 50%)
+check "moe bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" int8rp 1 1 64 1000000)" "60%"
+check "moe no bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" float 1 1 64 1000000)" "-"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
 check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"
 
@@ -195,6 +202,8 @@ if [ -n "${MOE_BIN:-}" ]; then
   check "quant batched row" \
         "$(grep -c '^| decode, 4 sequences, aggregate *| *5.50 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant kernels" "$(grep -c 'moe kernels: [a-z0-9]' "$tmp/quant.out")" 1
+  check "quant decode against its moment" \
+        "$(grep -c '^decode, 1 sequence, against the read bandwidth around each run (median of the runs): moe float [0-9]*%, moe int8 [0-9]*%, moe int8 repack [0-9]*%$' "$tmp/quant.out")" 1
   check "quant file size" "$(grep -c '^## v3_mini_q8_0.gguf (q8_0): file 1.24 MB, ' "$tmp/quant.out")" 1
   check "quant system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/quant.out")" 1
 else

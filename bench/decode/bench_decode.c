@@ -31,7 +31,12 @@
  * "kernels" and "bytes_per_token" lines; with --bandwidth, a last
  * "bandwidth_gbs" line: the 2-thread read bandwidth, the best of 7 reads
  * (of 1 GiB of anonymous memory and of the model's mapping, each with and
- * without a prefetch) before and of 7 after the runs, the higher first.
+ * without a prefetch) before and of 7 after the runs, the higher first;
+ * and each case line ends in bw_gbs=B: the read bandwidth around that run
+ * (the mean of the best of 4 reads of the mapping just before it and of 4
+ * just after), as the runs' threads read.  On a shared machine the
+ * bandwidth moves from minute to minute; a run against the bandwidth of
+ * its own moment is the fairer ratio, the best of all reads the strictest.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -300,6 +305,36 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
     return fig[0] > fig[1] ? fig[0] : fig[1];
 }
 
+/* The model file's mapping (MAP_SHARED, as the engine maps it), paged in,
+ * for the reads around each --case run; NULL when it cannot be mapped. */
+static const uint64_t *map_model(const char *file, size_t *len)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return NULL;
+    *len = (size_t)st.st_size & ~(size_t)63;
+    bw_pass(map, *len / 8, 1, false);
+    return map;
+}
+
+/* the best of two reads of the mapping, with and without the prefetch */
+static double map_bandwidth(const uint64_t *p, size_t len, int threads)
+{
+    double best = 0.0;
+    for (int r = 0; r < 2; r++) {
+        const double a = bw_pass(p, len / 8, threads, false), b = bw_pass(p, len / 8, threads, true);
+        best = a > best ? a : best;
+        best = b > best ? b : best;
+    }
+    return best;
+}
+
 static const char usage[] =
     "usage: bench-decode [--model FILE] [--quick] [--reps N] [--act float|int8|int8rp|both|all]\n"
     "                    [--decode-only]\n"
@@ -315,7 +350,8 @@ static const char usage[] =
     "  --case S:P:G   S sequences (1..64) prefill P tokens (1..8192) each, then G (0..100000)\n"
     "                 batched decode steps; prints one parseable line per run (no suite)\n"
     "  --threads N    engine threads for --case (1..256, default 2)\n"
-    "  --bandwidth    with --case: also measure the 2-thread read bandwidth (before and after)\n"
+    "  --bandwidth    with --case: also measure the 2-thread read bandwidth (before and after\n"
+    "                 all runs, and around each run: its line's bw_gbs)\n"
     "  --profile      after each decode run, a 'profile' line: microseconds per step in serial\n"
     "                 work, activation quantization, runs on the pool (caller's share, its wait\n"
     "                 for the others, pool threads' busy time and start lag, sleeps)\n";
@@ -365,6 +401,9 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a0, &f0) : 0.0;
+    size_t map_len = 0;
+    const uint64_t *map = bandwidth ? map_model(model, &map_len) : NULL;
+    const int bw_threads = threads < 8 ? threads : 8;
     fflush(stdout);
     for (int mode = 0; mode < 3; mode++) {
         if (!acts[mode]) continue;
@@ -376,9 +415,12 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
             double pf, dc;
             run_batch(e, 1, k->prompt < 16 ? k->prompt : 16, 1, &pf, &dc); /* warm-up: page the weights in */
             for (int rep = 1; rep <= reps; rep++) {
+                const double b0 = map ? map_bandwidth(map, map_len, bw_threads) : 0.0;
                 run_batch(e, k->seqs, k->prompt, k->gen, &pf, &dc);
-                printf("case act=%s threads=%d seqs=%d prompt=%d gen=%d rep=%d prefill_tps=%.3f decode_tps=%.3f\n",
+                printf("case act=%s threads=%d seqs=%d prompt=%d gen=%d rep=%d prefill_tps=%.3f decode_tps=%.3f",
                        act_name[mode], threads, k->seqs, k->prompt, k->gen, rep, pf, dc);
+                if (map) printf(" bw_gbs=%.3f", (b0 + map_bandwidth(map, map_len, bw_threads)) / 2);
+                printf("\n");
                 fflush(stdout);
             }
             moe_engine_free(e);
@@ -393,6 +435,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
                "%.3f)\n",
                bw0 > bw1 ? bw0 : bw1, bw0, bw1, a0 > a1 ? a0 : a1, f0 > f1 ? f0 : f1);
     }
+    if (map) munmap((void *)(uintptr_t)map, map_len);
     moe_model_free(m);
     return 0;
 }

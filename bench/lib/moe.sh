@@ -11,6 +11,10 @@
 #        median tokens/s of that case's runs in OUT ("%.2f"), or "failed"
 #   moe_case_samples OUT ACT S P G prefill|decode
 #        the tokens/s of each of those runs, one a line
+#   moe_case_bw_pct OUT ACT S P G BPT
+#        the median over that case's runs of decode_tps x BPT (bytes per
+#        decoded token) / bw_gbs (the read bandwidth bench-decode measured
+#        around that run), as "%.0f%%"; "-" without bw_gbs figures
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
 #   moe_bench_model [TYPE] [mtp]
@@ -166,6 +170,18 @@ moe_case_median() { # out act s p g prefill|decode
   local v
   v=$(moe_case_samples "$@" | bench_median)
   echo "${v:-failed}"
+}
+
+moe_case_bw_pct() { # out act s p g bpt
+  local v
+  v=$(awk -v act="$2" -v s="$3" -v p="$4" -v g="$5" -v bpt="$6" '
+        $1 == "case" {
+          delete f
+          for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g && f["bw_gbs"] + 0 > 0)
+            print 100 * f["decode_tps"] * bpt / (f["bw_gbs"] * 1e9)
+        }' "$1" 2> /dev/null | bench_median)
+  if [ -n "$v" ]; then awk -v v="$v" 'BEGIN { printf "%.0f%%\n", v }'; else echo "-"; fi
 }
 
 moe_info() {

@@ -13,8 +13,12 @@
 # int8 with --repack (opt-in: the dense Q8_0 and Q4_K matrices from a
 # repacked copy, docs/engine.md "Repacked layouts"), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
-# 2-thread read bandwidth, measured by bench-decode) with decode as a
-# fraction of it, the kernel set that ran, and llama.cpp's commit and
+# 2-thread read bandwidth, the best of 14 reads by bench-decode) with decode
+# as a fraction of it; single-sequence decode also against the bandwidth of
+# its own moment (the median over the runs of bytes read per second over
+# the read bandwidth bench-decode measured around that run: the shared
+# test machines' bandwidth moves from minute to minute); the kernel set
+# that ran, and llama.cpp's commit and
 # system_info line.  llama.cpp is never built or downloaded here: point the
 # script at your build (a CMake build dir with bin/llama-bench and
 # bin/llama-batched-bench; bin/llama-completion too for the system_info
@@ -142,6 +146,12 @@ for t in "${tlist[@]}"; do
   row "decode, 1 sequence (tg$tg)" "$l_tg" "$f_tg" "$i_tg" "$r_tg" "$roof"
   row "prefill, $pp-token prompt (pp$pp)" "$l_pp" "$f_pp" "$i_pp" "$r_pp"
   row "decode, $nb sequences, aggregate" "$l_b" "$f_b" "$i_b" "$r_b"
+  if [ -n "$bpt" ]; then
+    echo "decode, 1 sequence, against the read bandwidth around each run (median of the runs):" \
+         "moe float $(moe_case_bw_pct "$out" float 1 1 "$tg" "$bpt")," \
+         "moe int8 $(moe_case_bw_pct "$out" int8 1 1 "$tg" "$bpt")," \
+         "moe int8 repack $(moe_case_bw_pct "$out" int8rp 1 1 "$tg" "$bpt")"
+  fi
   for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then
     echo "moe samples:"

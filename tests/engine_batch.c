@@ -191,11 +191,16 @@ static void test_invariance(const char *model_name)
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 3 threads", model_name);
     moe_engine_free(e);
+    /* 3 threads take a region of chunks each, 9 (more than MM_MAX_REGIONS) share one */
+    e = mk_engine(m, 9, 16, 8);
+    CHECK(run_target(e, true, b, V) == 0);
+    CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 9 threads", model_name);
+    moe_engine_free(e);
     e = mk_engine(m, 1, 4, 8);
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with blocks of 4", model_name);
     moe_engine_free(e);
-    printf("%s%s: alone / among 7 / 2 and 3 threads / blocks of 4: bitwise identical\n", model_name,
+    printf("%s%s: alone / among 7 / 2, 3 and 9 threads / blocks of 4: bitwise identical\n", model_name,
            g_repack ? " (int8 activations, dense Q8_0 repacked)" : g_int8 ? " (int8 activations)" : "");
     if (g_int8) {
         free(a);

@@ -17,6 +17,7 @@
 #include "group.h"
 
 #define MM_MAX_CHUNKS 64
+#define MM_MAX_REGIONS 8 /* more threads than this share one region */
 #define MM_CHUNK_MIN_COST 65536.0
 
 void moe_engine_opts_default(moe_engine_opts *o)
@@ -412,7 +413,9 @@ typedef struct mm_ctx {
     int n_chunks;
     double total_cost;
     double edge[MM_MAX_CHUNKS + 1]; /* chunk ci covers costs [edge[ci], edge[ci + 1]) */
-    atomic_int next; /* the next chunk to take */
+    int n_regions;                   /* chunks [first[r], first[r + 1]) are region r's */
+    int first[MM_MAX_REGIONS + 1];
+    atomic_int next[MM_MAX_REGIONS]; /* region r's next chunk, less first[r] */
     const int32_t *prep; /* jobs whose activation gets SwiGLU / quantization first */
     int n_prep;
     atomic_int next_prep, prep_done;
@@ -528,40 +531,54 @@ static void mm_prep_task(const mm_ctx *c, int i)
     }
 }
 
-/* Threads take chunks from a shared counter until none is left: a thread
+/* Threads take chunks from shared counters until none is left: a thread
  * that starts late (woken from sleep, or preempted by another process on
  * a shared machine) takes fewer, instead of the others waiting for it.
- * Chunks shrink as the run ends (guided: each takes 1/(2·nth) of what is
- * left, at most 1/(8·nth) of the run, none below MM_CHUNK_MIN_COST), so the
- * last ones are short and a thread that finishes first waits at most about
- * one small chunk. */
+ * The run's cost is cut into one region per thread (up to MM_MAX_REGIONS;
+ * more threads share one region), each a run of consecutive chunks: a
+ * thread takes its own region's chunks in order, so it reads one
+ * contiguous stream of weights (its prefetches run ahead into its own next
+ * rows, not into another thread's), then helps in the next regions.
+ * Within a region chunks shrink towards its end (guided: each takes
+ * 1/(2·nth) of what is left of the region, at most 1/(8·nth) of the run,
+ * none below MM_CHUNK_MIN_COST), so a thread that finishes first waits at
+ * most about one small chunk.  (2 threads, a 2.4 MB matrix streamed in
+ * 64 KiB chunks taken alternately: 37-38 GB/s; in two halves: 41-46.) */
 static void mm_plan_chunks(mm_ctx *c, int nth)
 {
     const double total = c->total_cost;
+    const int nr = nth <= MM_MAX_REGIONS ? nth : 1;
     /* a run that is small for its threads still gets 2·nth chunks */
     const double minc = MM_CHUNK_MIN_COST < total / (2.0 * nth) ? MM_CHUNK_MIN_COST : total / (2.0 * nth);
     /* and none above 1/8 of a thread's share: a thread preempted (or put to
      * sleep) holding a chunk holds the run for that chunk */
     const double maxc = total / (8.0 * nth);
-    double at = 0.0;
+    const int budget = MM_MAX_CHUNKS / nr; /* chunks a region may have */
     int nc = 0;
     c->edge[0] = 0.0;
-    while (nc < MM_MAX_CHUNKS - 1) {
-        const double left = total - at;
-        double size = left / (2.0 * nth);
-        if (size > maxc) size = maxc;
-        if (size < minc) size = minc;
-        if (left - size < 0.5 * minc) break; /* the rest is the last chunk */
-        at += size;
-        c->edge[++nc] = at;
+    c->n_regions = nr;
+    for (int r = 0; r < nr; r++) {
+        const double hi = r == nr - 1 ? total : total * (double)(r + 1) / nr;
+        double at = c->edge[nc];
+        c->first[r] = nc;
+        atomic_init(&c->next[r], 0);
+        for (int made = 1; made < budget; made++) {
+            const double left = hi - at;
+            double size = left / (2.0 * nth);
+            if (size > maxc) size = maxc;
+            if (size < minc) size = minc;
+            if (left - size < 0.5 * minc) break; /* the rest is the region's last chunk */
+            at += size;
+            c->edge[++nc] = at;
+        }
+        c->edge[++nc] = hi; /* the region's last chunk (its first, when it is small) */
     }
-    c->edge[++nc] = total;
+    c->first[nr] = nc;
     c->n_chunks = nc;
 }
 
 static void mm_worker(void *arg, int ith, int nth)
 {
-    (void)ith;
     (void)nth;
     mm_ctx *c = arg;
     /* prep tasks first; no product starts before all are done (a thread
@@ -573,10 +590,14 @@ static void mm_worker(void *arg, int ith, int nth)
         atomic_fetch_add_explicit(&c->prep_done, 1, memory_order_release);
     }
     while (atomic_load_explicit(&c->prep_done, memory_order_acquire) < c->n_prep) moe_pool_relax();
-    for (;;) {
-        const int ci = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-        if (ci >= c->n_chunks) break;
-        mm_chunk(c, ci, c->n_chunks);
+    const int nr = c->n_regions;
+    for (int k = 0; k < nr; k++) {
+        const int r = (ith + k) % nr;
+        for (;;) {
+            const int ci = c->first[r] + atomic_fetch_add_explicit(&c->next[r], 1, memory_order_relaxed);
+            if (ci >= c->first[r + 1]) break;
+            mm_chunk(c, ci, c->n_chunks);
+        }
     }
 }
 
@@ -605,7 +626,6 @@ void moe_eng_run_jobs(moe_engine *e, mm_job *jobs, int n_jobs)
     /* chunks none much below MM_CHUNK_MIN_COST (a chunk's rows share one
      * pass over the activations) */
     mm_plan_chunks(&c, moe_pool_size(e->pool));
-    atomic_init(&c.next, 0);
     const double t1 = moe_eng_clock(e);
     e->prof.quant_s += t1 - t0;
     moe_pool_run(e->pool, mm_worker, &c);

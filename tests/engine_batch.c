@@ -191,7 +191,7 @@ static void test_invariance(const char *model_name)
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 3 threads", model_name);
     moe_engine_free(e);
-    /* 3 threads take a region of chunks each, 9 (more than MM_MAX_REGIONS) share one */
+    /* 3 threads take a region of chunks each; 9, more than MM_MAX_REGIONS (8), share them */
     e = mk_engine(m, 9, 16, 8);
     CHECK(run_target(e, true, b, V) == 0);
     CHECK_MSG(memcmp(a, b, (size_t)ROWS * V * 4) == 0, "%s: logits differ with 9 threads", model_name);

@@ -211,9 +211,9 @@ static void attn_decompressed(moe_engine *e, int il, int r0, int n_rows, int hd,
     }
 }
 
-/* Threads take tasks from a shared counter (as the products take chunks):
- * a thread that starts late takes fewer instead of the others waiting for
- * it.  A task's arithmetic does not depend on the thread that runs it. */
+/* Threads take tasks from one shared counter (the products' chunks come
+ * from a counter per region, see moe_eng_run_jobs): a thread that starts
+ * late takes fewer instead of the others waiting for it.  A task's arithmetic does not depend on the thread that runs it. */
 static void attn_worker(void *arg, int ith, int nth)
 {
     (void)nth;

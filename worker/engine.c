@@ -17,7 +17,7 @@
 #include "group.h"
 
 #define MM_MAX_CHUNKS 64
-#define MM_MAX_REGIONS 8 /* more threads than this share one region */
+#define MM_MAX_REGIONS 8 /* more threads than this share regions */
 #define MM_CHUNK_MIN_COST 65536.0
 
 void moe_engine_opts_default(moe_engine_opts *o)
@@ -534,20 +534,23 @@ static void mm_prep_task(const mm_ctx *c, int i)
 /* Threads take chunks from shared counters until none is left: a thread
  * that starts late (woken from sleep, or preempted by another process on
  * a shared machine) takes fewer, instead of the others waiting for it.
- * The run's cost is cut into one region per thread (up to MM_MAX_REGIONS;
- * more threads share one region), each a run of consecutive chunks: a
- * thread takes its own region's chunks in order, so it reads one
- * contiguous stream of weights (its prefetches run ahead into its own next
- * rows, not into another thread's), then helps in the next regions.
- * Within a region chunks shrink towards its end (guided: each takes
- * 1/(2·nth) of what is left of the region, at most 1/(8·nth) of the run,
- * none below MM_CHUNK_MIN_COST), so a thread that finishes first waits at
- * most about one small chunk.  (2 threads, a 2.4 MB matrix streamed in
- * 64 KiB chunks taken alternately: 37-38 GB/s; in two halves: 41-46.) */
+ * The run's cost is cut into one region per thread (at most
+ * MM_MAX_REGIONS: thread i starts in region i mod that, so more threads
+ * share regions), each a run of consecutive chunks: a thread takes its
+ * own region's chunks in order, so it reads one contiguous stream of
+ * weights (its prefetches run ahead into its own next rows, not into
+ * another thread's), then helps in the next regions.  Within a region
+ * chunks shrink towards its end (guided: each takes 1/(2·nth) of what is
+ * left of the region, at most 1/(8·nth) of the run, none below
+ * MM_CHUNK_MIN_COST, and no fewer than the region's share of the
+ * MM_MAX_CHUNKS allows, so its last chunk is no larger than the others),
+ * so a thread that finishes first waits at most about one small chunk.
+ * (2 threads, a 2.4 MB matrix streamed in 64 KiB chunks taken
+ * alternately: 37-38 GB/s; in two halves: 41-46.) */
 static void mm_plan_chunks(mm_ctx *c, int nth)
 {
     const double total = c->total_cost;
-    const int nr = nth <= MM_MAX_REGIONS ? nth : 1;
+    const int nr = nth < MM_MAX_REGIONS ? nth : MM_MAX_REGIONS;
     /* a run that is small for its threads still gets 2·nth chunks */
     const double minc = MM_CHUNK_MIN_COST < total / (2.0 * nth) ? MM_CHUNK_MIN_COST : total / (2.0 * nth);
     /* and none above 1/8 of a thread's share: a thread preempted (or put to
@@ -566,6 +569,8 @@ static void mm_plan_chunks(mm_ctx *c, int nth)
             const double left = hi - at;
             double size = left / (2.0 * nth);
             if (size > maxc) size = maxc;
+            /* the chunks still to make (this one and the last) share what is left */
+            if (size < left / (double)(budget - made + 1)) size = left / (double)(budget - made + 1);
             if (size < minc) size = minc;
             if (left - size < 0.5 * minc) break; /* the rest is the region's last chunk */
             at += size;
@@ -573,6 +578,7 @@ static void mm_plan_chunks(mm_ctx *c, int nth)
         }
         c->edge[++nc] = hi; /* the region's last chunk (its first, when it is small) */
     }
+    MOE_ASSERT(nc <= MM_MAX_CHUNKS);
     c->first[nr] = nc;
     c->n_chunks = nc;
 }

@@ -269,6 +269,7 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
         const uint64_t *p = NULL;
         size_t len = 0;
         void *map = MAP_FAILED;
+        size_t mapped = 0;
         uint64_t *buf = NULL;
         if (kind == 0) {
             buf = malloc(bytes);
@@ -284,7 +285,8 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
                 continue;
             }
             len = (size_t)st.st_size & ~(size_t)63;
-            map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+            mapped = (size_t)st.st_size;
+            map = mmap(NULL, mapped, PROT_READ, MAP_SHARED, fd, 0);
             close(fd);
             if (map == MAP_FAILED) continue;
             p = map;
@@ -296,7 +298,7 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
         }
         qsort(gbs, (size_t)reps * 2, sizeof(double), cmp_d);
         fig[kind] = best ? gbs[reps * 2 - 1] : gbs[reps];
-        if (map != MAP_FAILED) munmap(map, len);
+        if (map != MAP_FAILED) munmap(map, mapped);
         free(buf);
     }
     free(gbs);
@@ -306,19 +308,27 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
 }
 
 /* The model file's mapping (MAP_SHARED, as the engine maps it), paged in,
- * for the reads around each --case run; NULL when it cannot be mapped. */
-static const uint64_t *map_model(const char *file, size_t *len)
+ * for the reads around each --case run: *len bytes to read (a multiple of
+ * 64), *mapped the mapping's length; NULL, with a note on stderr, when it
+ * cannot be mapped (the case lines then have no bw_gbs). */
+static const uint64_t *map_model(const char *file, size_t *len, size_t *mapped)
 {
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
+        fprintf(stderr, "bench-decode: %s: %s; no bandwidth around each run\n", file,
+                fd < 0 ? strerror(errno) : "under 1 MiB");
         if (fd >= 0) close(fd);
         return NULL;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return NULL;
-    *len = (size_t)st.st_size & ~(size_t)63;
+    if (map == MAP_FAILED) {
+        fprintf(stderr, "bench-decode: mmap %s: %s; no bandwidth around each run\n", file, strerror(errno));
+        return NULL;
+    }
+    *mapped = (size_t)st.st_size;
+    *len = *mapped & ~(size_t)63;
     bw_pass(map, *len / 8, 1, false);
     return map;
 }
@@ -401,8 +411,8 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a0, &f0) : 0.0;
-    size_t map_len = 0;
-    const uint64_t *map = bandwidth ? map_model(model, &map_len) : NULL;
+    size_t map_len = 0, map_size = 0;
+    const uint64_t *map = bandwidth ? map_model(model, &map_len, &map_size) : NULL;
     const int bw_threads = threads < 8 ? threads : 8;
     fflush(stdout);
     for (int mode = 0; mode < 3; mode++) {
@@ -435,7 +445,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
                "%.3f)\n",
                bw0 > bw1 ? bw0 : bw1, bw0, bw1, a0 > a1 ? a0 : a1, f0 > f1 ? f0 : f1);
     }
-    if (map) munmap((void *)(uintptr_t)map, map_len);
+    if (map) munmap((void *)(uintptr_t)map, map_size);
     moe_model_free(m);
     return 0;
 }

@@ -197,16 +197,18 @@ int main(int argc, char **argv)
             bad |= quick ? run(k, types[i].type, types[i].name, 8, 512, toks[j] < 16 ? toks[j] : 5, 1)
                          : run(k, types[i].type, types[i].name, 1024, 2048, toks[j], reps);
     /* one token over the short rows of a real model's decode: DeepSeek's
-     * per-head k_b (16 heads × 512 rows of 128, Q5_0 in a Q4_K_M file),
-     * v_b (16 × 128 rows of 512) and V2-Lite-style expert downs (rows of
-     * 704 and 1408) */
+     * per-head k_b (16 heads × 512 rows of 128, Q5_0 in a Q4_K_M file) and
+     * V2-Lite-style expert downs (rows of 704), which take the set's tile
+     * (rows of at most 1 KiB); v_b (16 × 128 rows of 512) in the K-quants
+     * and Q5_1 rows of 1408 (1056 bytes) are controls: both columns run
+     * the same dots there */
     static const struct {
         uint32_t type;
         const char *name;
         int64_t rows, cols;
     } shorts[] = {{MOE_DT_Q5_0, "q5_0", 8192, 128},  {MOE_DT_Q8_0, "q8_0", 8192, 128}, {MOE_DT_Q4_K, "q4_K", 2048, 512},
                   {MOE_DT_Q6_K, "q6_K", 2048, 512},  {MOE_DT_Q5_0, "q5_0", 2048, 704}, {MOE_DT_Q8_0, "q8_0", 2048, 704},
-                  {MOE_DT_Q5_1, "q5_1", 2048, 1408}};
+                  {MOE_DT_Q5_1, "q5_1", 2048, 704},  {MOE_DT_Q5_1, "q5_1", 2048, 1408}};
     for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
         bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)
                      : run(k, shorts[i].type, shorts[i].name, shorts[i].rows, shorts[i].cols, 1, reps);

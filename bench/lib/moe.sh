@@ -178,7 +178,7 @@ moe_case_bw_pct() { # out act s p g bpt
         $1 == "case" {
           delete f
           for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g && f["bw_gbs"] + 0 > 0)
+          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g && f["decode_tps"] != "" && f["bw_gbs"] + 0 > 0)
             print 100 * f["decode_tps"] * bpt / (f["bw_gbs"] * 1e9)
         }' "$1" 2> /dev/null | bench_median)
   if [ -n "$v" ]; then awk -v v="$v" 'BEGIN { printf "%.0f%%\n", v }'; else echo "-"; fi

@@ -210,7 +210,7 @@ void moe_kern_repack(const moe_mat *m, void *dst)
 
 /* rows of at most this many bytes take the set's tiled product even for
  * one token (see moe_kern_matmul_rows_int8) */
-#define MM_INT8_SHORT_ROW 1024
+#define KERN_INT8_SHORT_ROW 1024
 
 void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
@@ -230,10 +230,10 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
      * tok/s decode through the tile, 56 through the dot).  Short rows are
      * the exception: a dot call per row of a few blocks costs more than the
      * blocks (per-head k_b rows of 128, expert downs of 704; bench-kern's
-     * short-row lines: 1.3-1.6x through the tile on the legacy types, whose
+     * short-row lines: 1.0-1.7x through the tile on the legacy types, whose
      * tile it is; the K-quants' entry runs the same dots).  Same bits
      * either way. */
-    if (f->matmul_int8 && (n_tok > 1 || m->row_bytes <= MM_INT8_SHORT_ROW))
+    if (f->matmul_int8 && (n_tok > 1 || m->row_bytes <= KERN_INT8_SHORT_ROW))
         f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
     else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

@@ -256,6 +256,33 @@ static double bw_pass(const uint64_t *p, size_t n, int threads, bool prefetch)
     return (double)(per * (size_t)threads * 8) / (moe_now() - t0) / 1e9;
 }
 
+/* The model file's mapping (MAP_SHARED, as the engine maps it), paged in:
+ * *len bytes to read (a multiple of 64), *mapped the mapping's length;
+ * NULL when it cannot be mapped or is under 1 MiB, with a note on stderr
+ * unless quiet. */
+static const uint64_t *map_model(const char *file, bool quiet, size_t *len, size_t *mapped)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
+        if (!quiet)
+            fprintf(stderr, "bench-decode: %s: %s; no bandwidth around each run\n", file,
+                    fd < 0 ? strerror(errno) : "under 1 MiB");
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        if (!quiet) fprintf(stderr, "bench-decode: mmap %s: %s; no bandwidth around each run\n", file, strerror(errno));
+        return NULL;
+    }
+    *mapped = (size_t)st.st_size;
+    *len = *mapped & ~(size_t)63;
+    bw_pass(map, *len / 8, 1, false); /* page it in */
+    return map;
+}
+
 /* median (best = false) or highest (best = true) of reps reads of each kind:
  * anonymous memory with and without the prefetch, and, given a model file,
  * its mapping likewise; *anon and *file get each kind's figure */
@@ -266,10 +293,8 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
     double fig[2] = {0.0, 0.0};
     double *gbs = malloc((size_t)reps * 2 * sizeof(double));
     for (int kind = 0; kind < 2; kind++) {
-        const uint64_t *p = NULL;
-        size_t len = 0;
-        void *map = MAP_FAILED;
-        size_t mapped = 0;
+        const uint64_t *p = NULL, *map = NULL;
+        size_t len = 0, mapped = 0;
         uint64_t *buf = NULL;
         if (kind == 0) {
             buf = malloc(bytes);
@@ -277,20 +302,8 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
             for (size_t i = 0; i < bytes / 8; i++) buf[i] = i;
             p = buf, len = bytes;
         } else {
-            if (!file) continue;
-            int fd = open(file, O_RDONLY | O_CLOEXEC);
-            struct stat st;
-            if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
-                if (fd >= 0) close(fd);
-                continue;
-            }
-            len = (size_t)st.st_size & ~(size_t)63;
-            mapped = (size_t)st.st_size;
-            map = mmap(NULL, mapped, PROT_READ, MAP_SHARED, fd, 0);
-            close(fd);
-            if (map == MAP_FAILED) continue;
+            if (!file || !(map = map_model(file, true, &len, &mapped))) continue;
             p = map;
-            bw_pass(p, len / 8, 1, false); /* page it in */
         }
         for (int r = 0; r < reps; r++) {
             gbs[2 * r] = bw_pass(p, len / 8, threads, false);
@@ -298,39 +311,13 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
         }
         qsort(gbs, (size_t)reps * 2, sizeof(double), cmp_d);
         fig[kind] = best ? gbs[reps * 2 - 1] : gbs[reps];
-        if (map != MAP_FAILED) munmap(map, mapped);
+        if (map) munmap((void *)(uintptr_t)map, mapped);
         free(buf);
     }
     free(gbs);
     if (anon_out) *anon_out = fig[0];
     if (file_out) *file_out = fig[1];
     return fig[0] > fig[1] ? fig[0] : fig[1];
-}
-
-/* The model file's mapping (MAP_SHARED, as the engine maps it), paged in,
- * for the reads around each --case run: *len bytes to read (a multiple of
- * 64), *mapped the mapping's length; NULL, with a note on stderr, when it
- * cannot be mapped (the case lines then have no bw_gbs). */
-static const uint64_t *map_model(const char *file, size_t *len, size_t *mapped)
-{
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
-        fprintf(stderr, "bench-decode: %s: %s; no bandwidth around each run\n", file,
-                fd < 0 ? strerror(errno) : "under 1 MiB");
-        if (fd >= 0) close(fd);
-        return NULL;
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        fprintf(stderr, "bench-decode: mmap %s: %s; no bandwidth around each run\n", file, strerror(errno));
-        return NULL;
-    }
-    *mapped = (size_t)st.st_size;
-    *len = *mapped & ~(size_t)63;
-    bw_pass(map, *len / 8, 1, false);
-    return map;
 }
 
 /* the best of two reads of the mapping, with and without the prefetch */
@@ -412,7 +399,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a0, &f0) : 0.0;
     size_t map_len = 0, map_size = 0;
-    const uint64_t *map = bandwidth ? map_model(model, &map_len, &map_size) : NULL;
+    const uint64_t *map = bandwidth ? map_model(model, false, &map_len, &map_size) : NULL;
     const int bw_threads = threads < 8 ? threads : 8;
     fflush(stdout);
     for (int mode = 0; mode < 3; mode++) {

@@ -156,14 +156,27 @@ moe_engine_cases() {
       "${args[@]}" > "$out" 2> "$out.err"
 }
 
-# the runs' figures of one case, one per line
-moe_case_samples() { # out act s p g prefill|decode
-  awk -v act="$2" -v s="$3" -v p="$4" -v g="$5" -v what="$6_tps" '
+# fields F... (tab-separated, empty when a line lacks one) of each run of
+# one case, a line each
+_moe_case_fields() { # out act s p g field...
+  local out=$1 act=$2 s=$3 p=$4 g=$5
+  shift 5
+  awk -v act="$act" -v s="$s" -v p="$p" -v g="$g" -v fields="$*" '
         $1 == "case" {
           delete f
           for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g) print f[what]
-        }' "$1" 2> /dev/null
+          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g) {
+            n = split(fields, w, " ")
+            line = f[w[1]]
+            for (i = 2; i <= n; i++) line = line "\t" f[w[i]]
+            print line
+          }
+        }' "$out" 2> /dev/null
+}
+
+# the runs' figures of one case, one per line
+moe_case_samples() { # out act s p g prefill|decode
+  _moe_case_fields "$1" "$2" "$3" "$4" "$5" "$6_tps"
 }
 
 moe_case_median() { # out act s p g prefill|decode
@@ -174,13 +187,8 @@ moe_case_median() { # out act s p g prefill|decode
 
 moe_case_bw_pct() { # out act s p g bpt
   local v
-  v=$(awk -v act="$2" -v s="$3" -v p="$4" -v g="$5" -v bpt="$6" '
-        $1 == "case" {
-          delete f
-          for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-          if (f["act"] == act && f["seqs"] == s && f["prompt"] == p && f["gen"] == g && f["decode_tps"] != "" && f["bw_gbs"] + 0 > 0)
-            print 100 * f["decode_tps"] * bpt / (f["bw_gbs"] * 1e9)
-        }' "$1" 2> /dev/null | bench_median)
+  v=$(_moe_case_fields "$1" "$2" "$3" "$4" "$5" decode_tps bw_gbs |
+        awk -F '\t' -v bpt="$6" '$1 != "" && $2 + 0 > 0 { print 100 * $1 * bpt / ($2 * 1e9) }' | bench_median)
   if [ -n "$v" ]; then awk -v v="$v" 'BEGIN { printf "%.0f%%\n", v }'; else echo "-"; fi
 }
 

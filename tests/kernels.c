@@ -660,8 +660,10 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * quantized weight type: 9 rows taken as [0, 1) and [1, 9) (tiles that do
  * not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single), 2 and 3 at once, against each token alone (n = 1)
- * and against the single int8 dot; lengths of 1, 3 (odd: a last block alone) and 67
- * blocks (q8_0 dot type; Q8_0 also 1025), 1 and 3 super-blocks (q8_K).  Q8_0 weights also
+ * and against the single int8 dot (one token also from row 1: row pairs
+ * that start on an odd row); lengths of 1, 3 (odd: a last block alone) and 67
+ * blocks (q8_0 dot type; Q8_0 also 1025), 1, 3 and 11 super-blocks (q8_K: a
+ * group of 8 and a partial one).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
 static void test_tiles(const moe_kern_set *k)
 {
@@ -672,9 +674,9 @@ static void test_tiles(const moe_kern_set *k)
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
         /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
-        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 768};
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 768, 2816};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = dt == MOE_DT_Q8_K ? 2 : t == MOE_DT_Q8_0 ? 5 : 3;
+        const size_t nlen = dt == MOE_DT_Q8_K ? 3 : t == MOE_DT_Q8_0 ? 5 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;
@@ -710,7 +712,7 @@ static void test_tiles(const moe_kern_set *k)
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
             char *xq = malloc(xrow * (size_t)ntok);
-            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[9];
+            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[9], y1o[9];
             for (int64_t n = 0; n < ntok; n++) {
                 for (int64_t i = 0; i < cols; i++) x[i] = n == ntok - 1 ? 1.0f : frand() * (n % 3 ? 1.0f : 40.0f);
                 moe_kern_quantize_act(k, dt, x, xq + n * xrow, cols);
@@ -724,13 +726,16 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
+                /* one token from an odd row (avx512's K-quants pair the rows) */
+                y1o[0] = y1[0];
+                moe_kern_matmul_rows_int8(k, &m, 1, rows, xq + n * xrow, xs, 1, y1o, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
                     /* the q8_K types' int8 dots are bitwise the reference's */
                     const moe_kern_set *ref = moe_kern_reference();
                     const float dr =
                         dt == MOE_DT_Q8_K ? moe_kern_dot_int8(ref, t, data + r * rb, xq + n * xrow, cols) : d;
-                    const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4) &&
+                    const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4) && !memcmp(&d, &y1o[r], 4) &&
                                    (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4)) && !memcmp(&d, &dr, 4);
                     CHECK_MSG(ok,
                               "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2 or 3 %g, dot %g, "

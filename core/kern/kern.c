@@ -231,9 +231,10 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
      * the exception: a dot call per row of a few blocks costs more than the
      * blocks (per-head k_b rows of 128, expert downs of 704; bench-kern's
      * short-row lines: 1.0-1.7x through the tile on the legacy types, whose
-     * tile it is; the K-quants' entry runs the same dots).  Same bits
-     * either way. */
-    if (f->matmul_int8 && (n_tok > 1 || m->row_bytes <= KERN_INT8_SHORT_ROW))
+     * tile it is).  The K-quants' entry takes one token's rows in pairs,
+     * each row the plain dot's operations, so they go there for any row
+     * length.  Same bits either way. */
+    if (f->matmul_int8 && (n_tok > 1 || m->row_bytes <= KERN_INT8_SHORT_ROW || moe_kern_dot_type(m->type) == MOE_DT_Q8_K))
         f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
     else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

@@ -660,8 +660,8 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * quantized weight type: 9 rows taken as [0, 1) and [1, 9) (tiles that do
  * not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single), 2 and 3 at once, against each token alone (n = 1)
- * and against the single int8 dot (one token also from row 1: row pairs
- * that start on an odd row); lengths of 1, 3 (odd: a last block alone) and 67
+ * and against the single int8 dot (one token also on rows [1, 8): row
+ * pairs that start on an odd row, one row left over); lengths of 1, 3 (odd: a last block alone) and 67
  * blocks (q8_0 dot type; Q8_0 also 1025), 1, 3 and 11 super-blocks (q8_K: a
  * group of 8 and a partial one).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
@@ -726,9 +726,11 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
-                /* one token from an odd row (avx512's K-quants pair the rows) */
+                /* one token on rows [1, 8): the K-quants pair the rows, here from an odd
+                 * row and with one left over */
                 y1o[0] = y1[0];
-                moe_kern_matmul_rows_int8(k, &m, 1, rows, xq + n * xrow, xs, 1, y1o, rows);
+                y1o[rows - 1] = y1[rows - 1];
+                moe_kern_matmul_rows_int8(k, &m, 1, rows - 1, xq + n * xrow, xs, 1, y1o, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
                     /* the q8_K types' int8 dots are bitwise the reference's */

@@ -45,7 +45,11 @@ badinput)
   "$bin/e2e_client" badinput "$ep" || fail "bad inputs"
   ;;
 stream)
-  start_cluster 2
+  # every collective held 1 ms: the 200 tokens take a good part of a second,
+  # so a coordinator descheduled for a while on a busy machine still streams
+  # them in several chunks (at full speed they took 37 ms, and one starved
+  # coordinator loop once sent them all in one chunk)
+  WORKER_FLAGS="--test-xchg-delay-us 1000" start_cluster 2
   "$bin/e2e_client" stream "$ep" || fail "streaming"
   ;;
 queuefull)

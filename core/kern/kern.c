@@ -208,10 +208,6 @@ void moe_kern_repack(const moe_mat *m, void *dst)
     }
 }
 
-/* rows of at most this many bytes take the set's tiled product even for
- * one token (see moe_kern_matmul_rows_int8) */
-#define KERN_INT8_SHORT_ROW 1024
-
 void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t r0, int64_t r1, const void *xq,
                                int64_t xq_stride, int64_t n_tok, float *y, int64_t y_stride)
 {
@@ -224,17 +220,8 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
         else moe_kern_ref_matmul_int8_rp(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
         return;
     }
-    /* One token (decode) streams each long weight row once through the
-     * plain dot: the tile's activation pack and 4-row blocks only pay off
-     * when rows are reused across tokens (one thread, Q8_0 bench model: 37
-     * tok/s decode through the tile, 56 through the dot).  Short rows are
-     * the exception: a dot call per row of a few blocks costs more than the
-     * blocks (per-head k_b rows of 128, expert downs of 704; bench-kern's
-     * short-row lines: 1.0-1.7x through the tile on the legacy types, whose
-     * tile it is).  The K-quants' entry takes one token's rows in pairs,
-     * each row the plain dot's operations, so they go there for any row
-     * length.  Same bits either way. */
-    if (f->matmul_int8 && (n_tok > 1 || m->row_bytes <= KERN_INT8_SHORT_ROW || moe_kern_dot_type(m->type) == MOE_DT_Q8_K))
-        f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
+    /* a set's own product chooses its one-token path (the legacy tile:
+     * KERN_INT8_SHORT_ROW; the K-quants: rows in pairs) */
+    if (f->matmul_int8) f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
     else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

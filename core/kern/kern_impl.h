@@ -99,6 +99,16 @@ static inline int moe_rpk_q_shift(int v) { return (v / 4) % 2 ? 4 : 0; }
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
                                  int64_t n_tok, float *y, int64_t ys);
 
+/* One token (decode) streams each long weight row once through the plain
+ * dot: the legacy types' tile (activation pack, 4-row blocks) only pays
+ * off when rows are reused across tokens (one thread, Q8_0 bench model: 37
+ * tok/s decode through the tile, 56 through the dot).  Rows of at most
+ * this many bytes are the exception, and take the tile for one token too:
+ * a dot call per row of a few blocks costs more than the blocks (per-head
+ * k_b rows of 128, expert downs of 704; bench-kern's short-row lines:
+ * 1.0-1.7x through the tile).  Same bits either way. */
+#define KERN_INT8_SHORT_ROW 1024
+
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */
 void moe_kern_matmul_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const float *x,

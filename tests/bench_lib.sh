@@ -62,6 +62,18 @@ desc=$(llamacpp_describe m.gguf)
 check "describe version" "$(echo "$desc" | sed -n 1p)" "llama.cpp: $fake; version: 1 (fake) built with cc for x86_64"
 check "describe system_info" "$(echo "$desc" | sed -n 2p)" \
       "llama.cpp system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 |"
+# an older build: llama-cli instead of llama-completion; then neither
+mv "$fake/llama-completion" "$fake/llama-cli"
+check "describe via llama-cli" "$(llamacpp_describe m.gguf | sed -n 2p)" \
+      "llama.cpp system_info: n_threads = 2 (n_threads_batch = 2) / 2 | CPU : AVX2 = 1 | FAKE = 1 |"
+mv "$fake/llama-cli" "$fake/llama-cli.off"
+check "describe without either" "$(llamacpp_describe m.gguf | sed -n 2p)" \
+      "llama.cpp system_info: unknown (build llama-completion or llama-cli to print it)"
+mv "$fake/llama-cli.off" "$fake/llama-completion"
+# figures of rounds: a number, or the first failure / absence
+check "median of rounds" "$(llamacpp_median " 20.25 10 30")" "20.25"
+check "median of rounds, one failed" "$(llamacpp_median " 20.25 failed 30")" "failed"
+check "median of rounds, not run" "$(llamacpp_median " not run not run")" "not run"
 LLAMACPP_ARGS="-fa 0"
 llamacpp_tg m.gguf 64 3 > /dev/null
 check "extra args" "$(tail -n 1 "$fake/bench.args")" "-m m.gguf -t 2 -p 0 -n 64 -r 3 -o jsonl -fa 0"
@@ -97,6 +109,14 @@ check "moe bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" int8rp 1 1 6
 check "moe no bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" float 1 1 64 1000000)" "-"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
 check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"
+# rounds: float runs 40, 60, 50 against llama.cpp's 20, 40, 10 of the same
+# rounds -> ratios 2, 1.5, 5 -> 2.00x (the ratio of the medians would be 2.5x)
+check "round ratio" "$(moe_round_ratio "$tmp/moe.out" float 1 1 64 decode " 20 40 10")" "2.00x"
+check "round ratio, counts differ" "$(moe_round_ratio "$tmp/moe.out" float 1 1 64 decode "20 40")" "-"
+check "round ratio, llama.cpp failed" "$(moe_round_ratio "$tmp/moe.out" int8 1 1 64 decode "failed")" "-"
+printf 'bandwidth_gbs 9.500 (before)\nbandwidth_gbs 31.250 (before)\n' >> "$tmp/moe.out"
+check "best bandwidth of the rounds" "$(moe_best_bandwidth "$tmp/moe.out")" "31.250"
+check "best bandwidth, none" "$(moe_best_bandwidth "$tmp/nothing")" ""
 
 # the model's shape and the rooflines, on a fixture whose shape is known
 # (v3_mini: 4 layers, 1 dense, dim 128, 16 experts of 32, 4 used, 1 shared
@@ -204,6 +224,8 @@ if [ -n "${MOE_BIN:-}" ]; then
   check "quant kernels" "$(grep -c 'moe kernels: [a-z0-9]' "$tmp/quant.out")" 1
   check "quant decode against its moment" \
         "$(grep -c '^decode, 1 sequence, against the read bandwidth around each run (median of the runs): moe float [0-9]*%, moe int8 [0-9]*%, moe int8 repack [0-9]*%$' "$tmp/quant.out")" 1
+  check "quant round ratio" \
+        "$(grep -c "^decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the 1 rounds): moe int8 [0-9.]*x, moe int8 repack [0-9.]*x$" "$tmp/quant.out")" 1
   check "quant file size" "$(grep -c '^## v3_mini_q8_0.gguf (q8_0): file 1.24 MB, ' "$tmp/quant.out")" 1
   check "quant system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/quant.out")" 1
 else

@@ -8,13 +8,19 @@
 #                              when 0, LLAMACPP_WHY
 #   llamacpp_describe MODEL    prints "llama.cpp: commit ..." and its
 #                              "system_info: ..." line (the CPU features its
-#                              build uses; from llama-completion, if built)
+#                              build uses; from llama-completion, or
+#                              llama-cli in older builds, if built)
 #   llamacpp_tg MODEL N R      decode: llama-bench -p 0 -n N, R repetitions
 #   llamacpp_pp MODEL N R      prefill: llama-bench -p N -n 0, R repetitions
 #   llamacpp_batched MODEL B PP TG R
 #                              aggregate decode of B sequences (each with its
 #                              own PP-token prompt, then TG tokens each):
 #                              llama-batched-bench's S_TG, R runs
+#
+#   llamacpp_median LIST       the median of a list of figures (one per
+#                              round, from the functions below with R = 1):
+#                              a number, or "failed" / "not run" when any
+#                              of them is
 #
 # Each figure function prints one word on stdout: the median tokens/s of its
 # R repetitions ("%.2f"), "not run" (no llama.cpp given) or "failed" (its
@@ -37,6 +43,14 @@ LLAMACPP_ARGS=${LLAMACPP_ARGS:-}
 bench_median() {
   tr -s ' ,\t' '\n' | awk 'NF { print $1 + 0 }' | sort -g |
     awk '{ v[NR] = $1 } END { if (NR) printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+llamacpp_median() {
+  case "$1" in
+    *failed*) echo failed ;;
+    *"not run"*) echo "not run" ;;
+    *) echo "$1" | bench_median ;;
+  esac
 }
 
 llamacpp_init() {
@@ -72,17 +86,22 @@ llamacpp_describe() {
   local v
   v=$("$LLAMACPP_BIN/llama-batched-bench" --version 2>&1 | tr '\n' ' ' | sed 's/  */ /g; s/ $//')
   echo "llama.cpp: $LLAMACPP_BIN; $v"
-  if [ -x "$LLAMACPP_BIN/llama-completion" ]; then
+  # llama-completion, or llama-cli in builds older than it (2025-12):
+  # either prints the line at start; stdin at EOF ends a chat-mode
+  # llama-cli, and the timeout anything else that would wait
+  local tool
+  for tool in llama-completion llama-cli; do
+    [ -x "$LLAMACPP_BIN/$tool" ] || continue
     local s
     # every reader here reads its whole input: one that stopped at the line
     # would fail its writer with SIGPIPE, a failed pipeline under pipefail
-    s=$("$LLAMACPP_BIN/llama-completion" -m "$1" -t "$LLAMACPP_THREADS" -n 1 -p a -no-cnv --no-warmup \
+    s=$(timeout 120 "$LLAMACPP_BIN/$tool" -m "$1" -t "$LLAMACPP_THREADS" -n 1 -p a -no-cnv --no-warmup \
           < /dev/null 2>&1 || true)
     s=$(awk '/system_info:/ && !done { sub(/^.*system_info:/, "system_info:"); sub(/ *$/, ""); print; done = 1 }' <<< "$s")
-    echo "llama.cpp ${s:-system_info: (llama-completion printed none)}"
-  else
-    echo "llama.cpp system_info: unknown (build llama-completion to print it)"
-  fi
+    echo "llama.cpp ${s:-system_info: ($tool printed none)}"
+    return 0
+  done
+  echo "llama.cpp system_info: unknown (build llama-completion or llama-cli to print it)"
 }
 
 # llama-bench, one test; prints the median of its samples_ts

@@ -15,8 +15,18 @@
 #        the median over that case's runs of decode_tps x BPT (bytes per
 #        decoded token) / bw_gbs (the read bandwidth bench-decode measured
 #        around that run), as "%.0f%%"; "-" without bw_gbs figures
+#   moe_round_ratio OUT ACT S P G prefill|decode LLAMA_SAMPLES
+#        OUT holding one run of the case per round (rounds in order) and
+#        LLAMA_SAMPLES llama.cpp's figure of each round (blank-separated):
+#        the median over the rounds of moe's figure over llama.cpp's of
+#        the same round, "%.2fx" (the machine's speed drifts over a run:
+#        each round's pair ran minutes apart at most); "-" when the counts
+#        differ or llama.cpp has no number
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
+#   moe_best_bandwidth OUT
+#        the highest bandwidth_gbs line in OUT (several runs' outputs
+#        together: the strictest roofline), or nothing
 #   moe_bench_model [TYPE] [mtp]
 #        path of the bench model of weight type TYPE (default q8_0):
 #        models/bench.gguf (moe-mkmodel --preset bench) or
@@ -190,6 +200,18 @@ moe_case_bw_pct() { # out act s p g bpt
   v=$(_moe_case_fields "$1" "$2" "$3" "$4" "$5" decode_tps bw_gbs |
         awk -F '\t' -v bpt="$6" '$1 != "" && $2 + 0 > 0 { print 100 * $1 * bpt / ($2 * 1e9) }' | bench_median)
   if [ -n "$v" ]; then awk -v v="$v" 'BEGIN { printf "%.0f%%\n", v }'; else echo "-"; fi
+}
+
+moe_round_ratio() { # out act s p g prefill|decode llama-samples
+  local ms
+  ms=$(moe_case_samples "$1" "$2" "$3" "$4" "$5" "$6" | paste -sd ' ')
+  awk -v m="$ms" -v l="$7" 'BEGIN { n = split(m, a, " "); k = split(l, b, " ")
+    if (n == k) for (i = 1; i <= n; i++) if (b[i] ~ /^[0-9.]+$/ && b[i] > 0) print a[i] / b[i] }' |
+    bench_median | awk 'NF { printf "%.2fx", $1; ok = 1 } END { if (!ok) printf "-" }'
+}
+
+moe_best_bandwidth() {
+  awk '$1 == "bandwidth_gbs" && $2 + 0 > b + 0 { b = $2 } END { if (b != "") print b }' "$1" 2> /dev/null
 }
 
 moe_info() {

@@ -2,7 +2,10 @@
 # bench/quant — moe against llama.cpp on the bench shape in two weight types,
 # one run: the Q8_0 bench model (moe-mkmodel --preset bench, models/bench.gguf
 # as bench/ep's) and the Q4_K_M one (moe-mkmodel --preset bench --type q4_k_m,
-# models/bench_q4_k_m.gguf), both made once under models/ (git-ignored).  For each file, 2 threads, median of --runs runs:
+# models/bench_q4_k_m.gguf), both made once under models/ (git-ignored).  For
+# each file, 2 threads, median of --runs rounds (a round: one run of each moe
+# case and one of each llama.cpp figure, moe first in odd rounds, llama.cpp
+# first in even ones):
 #
 #   decode, 1 sequence        llama-bench -p 0 -n 64    | bench-decode --case 1:1:64
 #   prefill, 128 tokens       llama-bench -p 128 -n 0   | bench-decode --case 1:128:0
@@ -13,8 +16,9 @@
 # int8 with --repack (opt-in: the dense Q8_0 and Q4_K matrices from a
 # repacked copy, docs/engine.md "Repacked layouts"), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
-# 2-thread read bandwidth, the best of 14 reads by bench-decode) with decode
-# as a fraction of it; single-sequence decode also against the bandwidth of
+# 2-thread read bandwidth, the best of the 14 reads bench-decode makes each
+# round) with decode as a fraction of it; single-sequence decode over
+# llama.cpp's also as the median of the rounds' own ratios, and against the bandwidth of
 # its own moment (the median over the runs of bytes read per second over
 # the read bandwidth bench-decode measured around that run: the shared
 # test machines' bandwidth moves from minute to minute); the kernel set
@@ -28,7 +32,7 @@
 #                      [--model TYPE=FILE] [--quick]
 #
 # --llama-cpp DIR   llama.cpp build (default: $LLAMA_CPP)
-# --runs N          repetitions per figure, medians printed (default 3)
+# --runs N          rounds, medians printed (default 3)
 # --types LIST      which bench files (default q8_0,q4_k_m)
 # --model T=FILE    use FILE as the type-T file instead of making it
 # --quick           a smoke run (CI) on the fixtures' small Q8_0 model, one
@@ -89,7 +93,7 @@ model_for() { # type -> path on stdout, or a reason on stderr and status 1
 }
 
 echo "# bench/quant: moe $(git -C "$root" describe --always --dirty 2> /dev/null || echo '?') against llama.cpp," \
-     "$MOE_THREADS threads, median of $runs runs"
+     "$MOE_THREADS threads, median of $runs round(s)"
 echo "load average at start: $(cat /proc/loadavg 2> /dev/null || echo '?') (a shared machine makes every figure indicative)"
 
 failed=0 described=0
@@ -106,21 +110,37 @@ for t in "${tlist[@]}"; do
   fi
   out=$tmp/moe.$t
   moe_ok=1
-  if ! MOE_BENCH_ACTS=all moe_engine_cases "$model" "$runs" "$out" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
-    moe_ok=0 failed=1
-  fi
-  l_tg=$(llamacpp_tg "$model" "$tg" "$runs")
-  l_pp=$(llamacpp_pp "$model" "$pp" "$runs")
-  l_b=$(llamacpp_batched "$model" "$nb" "$bpp" "$btg" "$runs")
+  # rounds: one run of every moe case and one of every llama.cpp figure
+  # each, moe first in odd rounds and llama.cpp first in even ones, so a
+  # drift of the machine's speed over the run weighs on both sides alike
+  lt="" lp="" lb=""
+  moe_round() {
+    if ! MOE_BENCH_ACTS=all moe_engine_cases "$model" 1 "$out.$r" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
+      moe_ok=0 failed=1
+    fi
+    cat "$out.$r" >> "$out"
+    cat "$out.$r.err" >> "$out.err"
+  }
+  llama_round() {
+    lt+=" $(llamacpp_tg "$model" "$tg" 1)"
+    lp+=" $(llamacpp_pp "$model" "$pp" 1)"
+    lb+=" $(llamacpp_batched "$model" "$nb" "$bpp" "$btg" 1)"
+  }
+  : > "$out"
+  : > "$out.err"
+  for r in $(seq 1 "$runs"); do
+    if [ $((r % 2)) = 1 ]; then moe_round; llama_round; else llama_round; moe_round; fi
+  done
+  l_tg=$(llamacpp_median "$lt") l_pp=$(llamacpp_median "$lp") l_b=$(llamacpp_median "$lb")
 
-  bpt=$(moe_info "$out" bytes_per_token) bw=$(moe_info "$out" bandwidth_gbs) fb=$(moe_info "$out" file_bytes)
+  bpt=$(moe_info "$out" bytes_per_token) bw=$(moe_best_bandwidth "$out") fb=$(moe_info "$out" file_bytes)
   roof=-
   [ -n "$bpt" ] && [ -n "$bw" ] && roof=$(awk -v b="$bw" -v n="$bpt" 'BEGIN { printf "%.2f\n", b * 1e9 / n }')
   echo
   if [ -n "$bpt" ]; then
     echo "## $(basename "$model") ($t): file $(awk -v b="$fb" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }')," \
          "$(awk -v b="$bpt" 'BEGIN { printf "%.1f MB", b / 1e6 }') read per decoded token;" \
-         "read bandwidth $bw GB/s (2 threads, best of 14 reads) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
+         "read bandwidth $bw GB/s (2 threads, best of 14 reads a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
   else
     echo "## $(basename "$model") ($t)"
   fi
@@ -151,6 +171,11 @@ for t in "${tlist[@]}"; do
          "moe float $(moe_case_bw_pct "$out" float 1 1 "$tg" "$bpt")," \
          "moe int8 $(moe_case_bw_pct "$out" int8 1 1 "$tg" "$bpt")," \
          "moe int8 repack $(moe_case_bw_pct "$out" int8rp 1 1 "$tg" "$bpt")"
+  fi
+  if [ "$LLAMACPP_OK" = 1 ]; then
+    echo "decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the $runs rounds):" \
+         "moe int8 $(moe_round_ratio "$out" int8 1 1 "$tg" decode "$lt")," \
+         "moe int8 repack $(moe_round_ratio "$out" int8rp 1 1 "$tg" decode "$lt")"
   fi
   for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then

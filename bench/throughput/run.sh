@@ -183,14 +183,6 @@ if [ $with_job = 1 ]; then
   [ -n "$d16" ] || echo "the traced job gave no decode rows: the decode roofline uses the expected distinct experts"
 fi
 
-# a figure list's median: a number, "not run" or "failed" (any failure wins)
-lmed() {
-  case "$1" in
-    *failed*) echo failed ;;
-    *"not run"*) echo "not run" ;;
-    *) echo "$1" | bench_median ;;
-  esac
-}
 m() { moe_case_median "$tmp/moe" "$1" "$2" "$3" "$4" "$5"; }
 f_tg=$(m float 1 1 "$tg" decode) i_tg=$(m int8 1 1 "$tg" decode)
 f_b4=$(m float 4 "$bpp" "$btg" decode) i_b4=$(m int8 4 "$bpp" "$btg" decode)
@@ -222,7 +214,7 @@ done
 # rooflines: bandwidth (the best of every round's) over a step's bytes;
 # peak over a token's operations
 bpt=$(moe_info "$tmp/moe" bytes_per_token)
-bw=$(awk '$1 == "bandwidth_gbs" && $2 > b { b = $2 } END { if (b) print b }' "$tmp/moe")
+bw=$(moe_best_bandwidth "$tmp/moe")
 roof_b() { # b ranks [distinct]
   if _bench_isnum "$bpt"; then bench_roof_tps "$bw" "$(moe_step_bytes "$bpt" "$shape" "$1" "$2" "${3:-}")" "$1"; else echo "-"; fi
 }
@@ -256,6 +248,7 @@ echo "prefill roofline: compute peak (bench-peak, $(sed -n 's/^kernels //p' "$tm
      "($(peak_insn int8 2), 2 threads; $(peak int8 1) on 1), float32 ${pk_f:-?} GOPS ($(peak_insn float 2), 2 threads;" \
      "$(peak float 1) on 1) over $(awk -v o="$ops" 'BEGIN { printf "%.3f", o / 1e9 }') GOP a token (2 x the weights it multiplies)"
 echo
+lmed() { llamacpp_median "$@"; }
 l_tg=$(lmed "${l[tg]}") l_b4=$(lmed "${l[b4]}") l_b16=$(lmed "${l[b16]}") l_pp1=$(lmed "${l[pp1]}") l_pp2=$(lmed "${l[pp2]}")
 best() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 >= b + 0) print a; else print b }'; }
 fmt='| %-36s | %26s | %14s | %14s | %14s | %14s | %9s |\n'
@@ -284,15 +277,7 @@ echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 
      "moe int8 rp: int8 with the dense Q8_0 and Q4_K matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
      "moe/llama: the fastest moe path over llama.cpp."
 echo "decode rows at 4 and 16: each sequence's own $bpp-token prompt, then $btg tokens each (llama-batched-bench's S_TG)."
-# the machine's speed drifts over a run: each round's moe figure over
-# llama.cpp's of the same round, the median of those ratios
-round_ratio() { # act s p g prefill|decode llama-samples
-  local ms
-  ms=$(moe_case_samples "$tmp/moe" "$1" "$2" "$3" "$4" "$5" | paste -sd ' ')
-  awk -v m="$ms" -v l="$6" 'BEGIN { n = split(m, a, " "); k = split(l, b, " ")
-    if (n == k) for (i = 1; i <= n; i++) if (b[i] ~ /^[0-9.]+$/ && b[i] > 0) print a[i] / b[i] }' |
-    bench_median | awk 'NF { printf "%.2fx", $1; ok = 1 } END { if (!ok) printf "-" }'
-}
+round_ratio() { moe_round_ratio "$tmp/moe" "$@"; }
 if [ "$LLAMACPP_OK" = 1 ]; then
   for a in "${eng_acts[@]}"; do
     [ "$a" != float ] || continue

@@ -152,11 +152,12 @@ static int run_rp(const moe_kern_set *k, uint32_t type, const char *name, int64_
 
 int main(int argc, char **argv)
 {
-    const char *set = NULL;
+    const char *set = NULL, *only = NULL;
     int quick = 0, reps = 9;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--set") && i + 1 < argc) set = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             char *end;
             const long v = strtol(argv[++i], &end, 10);
@@ -166,9 +167,10 @@ int main(int argc, char **argv)
             }
             reps = (int)v;
         } else {
-            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--quick]\n"
+            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--only NAME] [--quick]\n"
                             "  --set S    kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
                             "  --reps N   runs per figure, the best kept (default 9)\n"
+                            "  --only N   only the lines of type N (a name as printed: q4_0, iq4_nl, q8_0rp, ...)\n"
                             "  --quick    tiny shapes (a smoke test; figures mean nothing)\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
@@ -184,40 +186,51 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-kern: %s\n", err.msg);
         return 2;
     }
+    static const char *const names[] = {"q8_0", "q4_0", "q5_0", "q5_1", "iq4_nl", "q4_K", "q6_K", "q8_0rp", "q4_Krp"};
+    bool known = !only;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) known |= only && !strcmp(only, names[i]);
+    if (!known) {
+        fprintf(stderr, "bench-kern: --only: no lines of '%s' (q8_0, q4_0, q5_0, q5_1, iq4_nl, q4_K, q6_K, q8_0rp, "
+                        "q4_Krp)\n", only);
+        return 2;
+    }
     printf("kernels %s, 1 thread, best of %d\n", moe_kern_name(k), quick ? 1 : reps);
     static const struct {
         uint32_t type;
         const char *name;
-    } types[] = {{MOE_DT_Q8_0, "q8_0"}, {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"}, {MOE_DT_Q5_1, "q5_1"},
-                 {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}};
+    } types[] = {{MOE_DT_Q8_0, "q8_0"},     {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"}, {MOE_DT_Q5_1, "q5_1"},
+                 {MOE_DT_IQ4_NL, "iq4_nl"}, {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}};
+#define ONLY(name) (!only || !strcmp(only, (name)))
     static const int64_t toks[] = {1, 3, 16, 128};
     int bad = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
+        for (size_t j = 0; j < sizeof toks / sizeof toks[0] && ONLY(types[i].name); j++)
             bad |= quick ? run(k, types[i].type, types[i].name, 8, 512, toks[j] < 16 ? toks[j] : 5, 1)
                          : run(k, types[i].type, types[i].name, 1024, 2048, toks[j], reps);
     /* one token over the short rows of a real model's decode: DeepSeek's
      * per-head k_b (16 heads × 512 rows of 128, Q5_0 in a Q4_K_M file) and
-     * V2-Lite-style expert downs (rows of 704), which take the set's tile
-     * (rows of at most 1 KiB); v_b (16 × 128 rows of 512) in the K-quants
-     * and Q5_1 rows of 1408 (1056 bytes) are controls: both columns run
-     * the same dots there */
+     * V2-Lite-style expert downs (rows of 704; of 1408 in the Q4_0 and
+     * IQ4_NL a V2-Lite Q2_K/Q3_K or IQ4_XS file falls back to), which take
+     * the set's tile (rows of at most 1 KiB); v_b (16 × 128 rows of 512) in
+     * the K-quants and Q5_1 rows of 1408 (1056 bytes) are controls: both
+     * columns run the same dots there */
     static const struct {
         uint32_t type;
         const char *name;
         int64_t rows, cols;
     } shorts[] = {{MOE_DT_Q5_0, "q5_0", 8192, 128},  {MOE_DT_Q8_0, "q8_0", 8192, 128}, {MOE_DT_Q4_K, "q4_K", 2048, 512},
                   {MOE_DT_Q6_K, "q6_K", 2048, 512},  {MOE_DT_Q5_0, "q5_0", 2048, 704}, {MOE_DT_Q8_0, "q8_0", 2048, 704},
-                  {MOE_DT_Q5_1, "q5_1", 2048, 704},  {MOE_DT_Q5_1, "q5_1", 2048, 1408}};
+                  {MOE_DT_Q5_1, "q5_1", 2048, 704},  {MOE_DT_Q5_1, "q5_1", 2048, 1408},
+                  {MOE_DT_Q4_0, "q4_0", 2048, 1408}, {MOE_DT_IQ4_NL, "iq4_nl", 2048, 1408}};
     for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
-        bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)
+        if (ONLY(shorts[i].name)) bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)
                      : run(k, shorts[i].type, shorts[i].name, shorts[i].rows, shorts[i].cols, 1, reps);
     static const struct {
         uint32_t type;
         const char *name;
     } rps[] = {{MOE_DT_Q8_0, "q8_0rp"}, {MOE_DT_Q4_K, "q4_Krp"}};
     for (size_t i = 0; i < sizeof rps / sizeof rps[0]; i++)
-        for (size_t j = 0; j < sizeof toks / sizeof toks[0]; j++)
+        for (size_t j = 0; j < sizeof toks / sizeof toks[0] && ONLY(rps[i].name); j++)
             bad |= quick ? run_rp(k, rps[i].type, rps[i].name, 40, 512, toks[j] < 16 ? toks[j] : 5, 1)
                          : run_rp(k, rps[i].type, rps[i].name, 1024, 2048, toks[j], reps);
     return bad;

@@ -6,13 +6,15 @@
 #       20.25: median 20.25; exit 1 while DIR/fail exists), llama-batched-bench
 #       (S_TG 5.5, 9, 7, ... in turn, counted in DIR/count) and
 #       llama-completion (a system_info line with "FAKE = 1"); each records
-#       its arguments in DIR/bench.args or DIR/batched.args
+#       its arguments in DIR/bench.args or DIR/batched.args, and its name
+#       in DIR/order (a figure's run: not --version)
 bench_fake_llamacpp() {
   local fake=$1
   mkdir -p "$fake"
   cat > "$fake/llama-bench" << 'EOF'
 #!/usr/bin/env bash
 echo "$*" >> "$(dirname "$0")/bench.args"
+echo llama-bench >> "$(dirname "$0")/order"
 echo "loading noise" >&2
 [ -f "$(dirname "$0")/fail" ] && exit 1
 echo '{"build_commit": "abc", "n_prompt": 0, "avg_ts": 20.0, "samples_ns": [ 1, 2, 3 ],"samples_ts": [ 10.5, 30, 20.25 ]}'
@@ -22,6 +24,7 @@ EOF
 d=$(dirname "$0")
 if [ "$1" = --version ]; then echo "version: 1 (fake)"; echo "built with cc for x86_64"; exit 0; fi
 echo "$*" >> "$d/batched.args"
+echo llama-batched-bench >> "$d/order"
 n=$(cat "$d/count" 2> /dev/null || echo 0); echo $((n + 1)) > "$d/count"
 s=(5.5 9 7)
 echo "main: noise" >&2

@@ -109,12 +109,22 @@ check "moe bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" int8rp 1 1 6
 check "moe no bandwidth around runs" "$(moe_case_bw_pct "$tmp/moe.out" float 1 1 64 1000000)" "-"
 check "moe info" "$(moe_info "$tmp/moe.out" kernels):$(moe_info "$tmp/moe.out" bytes_per_token)" "avx2:1000000"
 check "moe info file, bandwidth" "$(moe_info "$tmp/moe.out" file_bytes):$(moe_info "$tmp/moe.out" bandwidth_gbs)" "2000:30.000"
-# rounds: float runs 40, 60, 50 against llama.cpp's 20, 40, 10 of the same
-# rounds -> ratios 2, 1.5, 5 -> 2.00x (the ratio of the medians would be 2.5x)
-check "round ratio" "$(moe_round_ratio "$tmp/moe.out" float 1 1 64 decode " 20 40 10")" "2.00x"
-check "round ratio, counts differ" "$(moe_round_ratio "$tmp/moe.out" float 1 1 64 decode "20 40")" "-"
-check "round ratio, llama.cpp failed" "$(moe_round_ratio "$tmp/moe.out" int8 1 1 64 decode "failed")" "-"
-printf 'bandwidth_gbs 9.500 (before)\nbandwidth_gbs 31.250 (before)\n' >> "$tmp/moe.out"
+# rounds, one bench-decode output each: float 40, 60, 50 against
+# llama.cpp's 20, 40, 10 of the same rounds -> ratios 2, 1.5, 5 -> 2.00x
+# (the ratio of the medians would be 2.5x); a round where moe gave no
+# figure, or llama.cpp failed, is left out
+for i in 1 2 3; do
+  grep "^case act=float threads=2 seqs=1 prompt=1 gen=64 rep=$i " "$tmp/moe.out" > "$tmp/round.$i"
+done
+rr() { moe_round_ratio float 1 1 64 decode "$@"; }
+check "round ratio" "$(rr " 20 40 10" "$tmp/round.1" "$tmp/round.2" "$tmp/round.3")" "2.00x"
+: > "$tmp/round.empty"
+check "round ratio, moe failed in a round" "$(rr " 20 40 10" "$tmp/round.1" "$tmp/round.empty" "$tmp/round.3")" "3.50x"
+check "round ratio, llama.cpp failed in a round" "$(rr " 20 failed 10" "$tmp/round.1" "$tmp/round.2" "$tmp/round.3")" "3.50x"
+check "round ratio, llama.cpp not run" "$(rr " not run not run" "$tmp/round.1" "$tmp/round.2")" "-"
+check "round ratio, counts differ" "$(rr "20 40" "$tmp/round.1" "$tmp/round.2" "$tmp/round.3")" "-"
+# the best read of all rounds, not the last nor the first
+printf 'bandwidth_gbs 31.250 (before)\nbandwidth_gbs 9.500 (before)\n' >> "$tmp/moe.out"
 check "best bandwidth of the rounds" "$(moe_best_bandwidth "$tmp/moe.out")" "31.250"
 check "best bandwidth, none" "$(moe_best_bandwidth "$tmp/nothing")" ""
 
@@ -208,24 +218,38 @@ for kind in exact both int8 none; do
   check "act flags ($kind)" "$got" "$want"
 done
 
-# the whole script on the small fixture, with the fake llama.cpp
+# the whole script on the small fixture, with the fake llama.cpp, in two
+# rounds; bench-decode behind a wrapper that writes "moe" into the fake's
+# order file, so the rounds' order shows
 if [ -n "${MOE_BIN:-}" ]; then
-  rm -f "$fake/count"
-  if ! MOE_BIN=$MOE_BIN "$root/bench/quant/run.sh" --quick --llama-cpp "$tmp/llama" > "$tmp/quant.out" 2>&1; then
+  rm -f "$fake/count" "$fake/order"
+  mkdir -p "$tmp/mbin"
+  ln -s "$MOE_BIN/moe-mkmodel" "$tmp/mbin/moe-mkmodel"
+  printf '#!/bin/sh\necho moe >> "%s"\nexec "%s" "$@"\n' "$fake/order" "$MOE_BIN/bench-decode" > "$tmp/mbin/bench-decode"
+  chmod +x "$tmp/mbin/bench-decode"
+  if ! MOE_BIN=$tmp/mbin "$root/bench/quant/run.sh" --quick --runs 2 --llama-cpp "$tmp/llama" > "$tmp/quant.out" 2>&1; then
     echo "FAIL bench/quant/run.sh --quick exited non-zero:"
     cat "$tmp/quant.out"
     fails=$((fails + 1))
   fi
-  # llama.cpp's tg4 median (20.25; the batched one runs once: 5.5) beside three moe figures with a roofline share, and two ratios
+  # round 1: moe, then llama.cpp's tg, pp and batched; round 2 the other way
+  check "quant rounds' order" "$(paste -sd ' ' "$fake/order")" \
+        "moe llama-bench llama-bench llama-batched-bench llama-bench llama-bench llama-batched-bench moe"
+  check "quant header" "$(grep -c '^# bench/quant: .*median of 2 round(s)$' "$tmp/quant.out")" 1
+  check "quant moe samples, one a round" \
+        "$(grep -cE '^  moe (float|int8|int8rp) (tg4|pp16|4 sequences): samples [0-9.]+ [0-9.]+$' "$tmp/quant.out")" 9
+  check "quant llama.cpp samples, one a round" "$(grep -c '^  llama.cpp tg4: samples ' "$tmp/quant.out")" 2
+  # llama.cpp's tg4 median (20.25 each round; the batched one 5.5, then 9:
+  # 7.25) beside three moe figures with a roofline share, and two ratios
   check "quant decode row" \
         "$(grep -c '^| decode, 1 sequence (tg4) *| *20.25 ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]* ([0-9]*%) | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant batched row" \
-        "$(grep -c '^| decode, 4 sequences, aggregate *| *5.50 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
+        "$(grep -c '^| decode, 4 sequences, aggregate *| *7.25 | *[0-9.]* | *[0-9.]* | *[0-9.]* | *[0-9.]*x | *[0-9.]*x |$' "$tmp/quant.out")" 1
   check "quant kernels" "$(grep -c 'moe kernels: [a-z0-9]' "$tmp/quant.out")" 1
   check "quant decode against its moment" \
         "$(grep -c '^decode, 1 sequence, against the read bandwidth around each run (median of the runs): moe float [0-9]*%, moe int8 [0-9]*%, moe int8 repack [0-9]*%$' "$tmp/quant.out")" 1
   check "quant round ratio" \
-        "$(grep -c "^decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the 1 rounds): moe int8 [0-9.]*x, moe int8 repack [0-9.]*x$" "$tmp/quant.out")" 1
+        "$(grep -c "^decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the rounds' ratios): moe int8 [0-9.]*x, moe int8 repack [0-9.]*x$" "$tmp/quant.out")" 1
   check "quant file size" "$(grep -c '^## v3_mini_q8_0.gguf (q8_0): file 1.24 MB, ' "$tmp/quant.out")" 1
   check "quant system_info" "$(grep -c '^llama.cpp system_info: .*FAKE = 1' "$tmp/quant.out")" 1
 else

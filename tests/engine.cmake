@@ -35,6 +35,11 @@ endif()
 if(TARGET bench-kern)
   # tiny shapes; fails if the set's product and the dotn tiling differ in a bit
   moe_test(NAME bench_kern_smoke LABELS bench TIMEOUT 60 ARGS $<TARGET_FILE:bench-kern> --quick)
+  # --only: the one type's lines (the tile's 4 and the 1408-wide row), and
+  # a name with no lines refused
+  moe_test(NAME bench_kern_only LABELS bench TIMEOUT 60
+           ARGS sh -c "[ $($0 --quick --only iq4_nl | grep -c '^iq4_nl .* tok ') = 5 ] && [ $($0 --quick --only iq4_nl | grep -c ' tok ') = 5 ] && ! $0 --quick --only q9 2>/dev/null"
+                $<TARGET_FILE:bench-kern>)
 endif()
 # Optional int8-activation path on Q8_0 models against `llamacpp`, by the
 # README's Q8_0 rule (median over teacher-forced rows of d <= 1e-1).

@@ -160,7 +160,8 @@ static void test_q8q8(const moe_kern_set *k)
         CHECK_MSG(memcmp(q, qr, sizeof q) == 0, "%s: activation blocks differ from the reference (rep %d)",
                   moe_kern_name(k), rep);
     }
-    /* 96 and 2144: block pairs and a last odd block (avx512's one-token dot) */
+    /* 96 and 2144: dotn_q8q8's block pairs and a last odd block, beside the
+     * lone block (32) and pairs only (64, 2048, 704) */
     const int64_t lens[] = {32, 64, 96, 2048, 2144, 704};
     double worst = 0;
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
@@ -498,7 +499,9 @@ static void test_same_bits(const moe_kern_set *a, const moe_kern_set *b)
             const int64_t nb = cols / 32;
             moe_block_q8_0 *xq = malloc((size_t)(ntok * nb) * sizeof *xq);
             for (int64_t n = 0; n < ntok; n++) moe_kern_quantize_act_q8(a, x + n * cols, xq + n * nb, cols);
-            for (int64_t n = 1; n <= ntok; n += ntok - 1) { /* one token: the dot; 9: the tiles */
+            const int64_t counts[] = {1, ntok}; /* one token: the dot; 9: the tiles */
+            for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+                const int64_t n = counts[ci];
                 moe_kern_matmul_rows_int8(a, &m, 0, rows, xq, nb, n, ya, rows);
                 moe_kern_matmul_rows_int8(b, &m, 0, rows, xq, nb, n, yb, rows);
                 same &= memcmp(ya, yb, (size_t)(n * rows) * 4) == 0;

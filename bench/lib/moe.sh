@@ -15,13 +15,13 @@
 #        the median over that case's runs of decode_tps x BPT (bytes per
 #        decoded token) / bw_gbs (the read bandwidth bench-decode measured
 #        around that run), as "%.0f%%"; "-" without bw_gbs figures
-#   moe_round_ratio OUT ACT S P G prefill|decode LLAMA_SAMPLES
-#        OUT holding one run of the case per round (rounds in order) and
-#        LLAMA_SAMPLES llama.cpp's figure of each round (blank-separated):
-#        the median over the rounds of moe's figure over llama.cpp's of
-#        the same round, "%.2fx" (the machine's speed drifts over a run:
-#        each round's pair ran minutes apart at most); "-" when the counts
-#        differ or llama.cpp has no number
+#   moe_round_ratio ACT S P G prefill|decode LLAMA_SAMPLES OUT...
+#        one OUT a round (bench-decode's output of that round, in order)
+#        and LLAMA_SAMPLES llama.cpp's figure of each round
+#        (blank-separated): the median over the rounds of moe's figure over
+#        llama.cpp's of the same round, "%.2fx" (the machine's speed drifts
+#        over a run: each round's pair ran minutes apart at most); a round
+#        where either side has no number is left out; "-" when none is left
 #   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
 #   moe_best_bandwidth OUT
@@ -202,11 +202,18 @@ moe_case_bw_pct() { # out act s p g bpt
   if [ -n "$v" ]; then awk -v v="$v" 'BEGIN { printf "%.0f%%\n", v }'; else echo "-"; fi
 }
 
-moe_round_ratio() { # out act s p g prefill|decode llama-samples
-  local ms
-  ms=$(moe_case_samples "$1" "$2" "$3" "$4" "$5" "$6" | paste -sd ' ')
-  awk -v m="$ms" -v l="$7" 'BEGIN { n = split(m, a, " "); k = split(l, b, " ")
-    if (n == k) for (i = 1; i <= n; i++) if (b[i] ~ /^[0-9.]+$/ && b[i] > 0) print a[i] / b[i] }' |
+moe_round_ratio() { # act s p g prefill|decode llama-samples out...
+  local act=$1 s=$2 p=$3 g=$4 kind=$5 l=$6 f v ms=""
+  shift 6
+  for f in "$@"; do
+    v=$(moe_case_samples "$f" "$act" "$s" "$p" "$g" "$kind" | sed -n 1p)
+    ms+=" ${v:--}"
+  done
+  # llama.cpp's "not run" and "failed" are words too: one per round
+  l=$(sed 's/not run/-/g' <<< "$l")
+  awk -v m="$ms" -v l="$l" 'BEGIN { n = split(m, a, " "); k = split(l, b, " ")
+    if (n == k) for (i = 1; i <= n; i++)
+      if (a[i] ~ /^[0-9.]+$/ && b[i] ~ /^[0-9.]+$/ && b[i] > 0) print a[i] / b[i] }' |
     bench_median | awk 'NF { printf "%.2fx", $1; ok = 1 } END { if (!ok) printf "-" }'
 }
 

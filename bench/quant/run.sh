@@ -16,8 +16,8 @@
 # int8 with --repack (opt-in: the dense Q8_0 and Q4_K matrices from a
 # repacked copy, docs/engine.md "Repacked layouts"), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
-# 2-thread read bandwidth, the best of the 14 reads bench-decode makes each
-# round) with decode as a fraction of it; single-sequence decode over
+# 2-thread read bandwidth, the best of all rounds' reads, 14 by bench-decode
+# a round) with decode as a fraction of it; single-sequence decode over
 # llama.cpp's also as the median of the rounds' own ratios, and against the bandwidth of
 # its own moment (the median over the runs of bytes read per second over
 # the read bandwidth bench-decode measured around that run: the shared
@@ -25,8 +25,8 @@
 # that ran, and llama.cpp's commit and
 # system_info line.  llama.cpp is never built or downloaded here: point the
 # script at your build (a CMake build dir with bin/llama-bench and
-# bin/llama-batched-bench; bin/llama-completion too for the system_info
-# line).  Without one, llama.cpp's column says "not run".
+# bin/llama-batched-bench; bin/llama-completion, or bin/llama-cli in older
+# builds, too for the system_info line).  Without one, llama.cpp's column says "not run".
 #
 #   bench/quant/run.sh [--llama-cpp DIR] [--runs N] [--types q8_0,q4_k_m]
 #                      [--model TYPE=FILE] [--quick]
@@ -36,10 +36,12 @@
 # --types LIST      which bench files (default q8_0,q4_k_m)
 # --model T=FILE    use FILE as the type-T file instead of making it
 # --quick           a smoke run (CI) on the fixtures' small Q8_0 model, one
-#                   run of tiny cases; its figures mean nothing
+#                   round (unless --runs) of tiny cases; its figures mean nothing
 #
-# Exit status 1 when a moe figure failed (the table says which), 0 otherwise;
-# a file moe-mkmodel cannot make yet is skipped with a message.
+# Exit status 1 when a moe run failed (a line under the file's header names
+# the rounds and quotes the first failed round's error; the cells are then
+# the medians of the runs that gave figures, "failed" where none did), 0
+# otherwise; a file moe-mkmodel cannot make yet is skipped with a message.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 MOE_BIN=${MOE_BIN:-$root/build/release/bin}
@@ -48,12 +50,12 @@ MOE_BIN=${MOE_BIN:-$root/build/release/bin}
 # shellcheck source=../lib/moe.sh
 . "$root/bench/lib/moe.sh"
 
-runs=3 types=q8_0,q4_k_m quick=0 llama=${LLAMA_CPP:-}
+runs=3 runs_given=0 types=q8_0,q4_k_m quick=0 llama=${LLAMA_CPP:-}
 declare -A given=()
 while [ $# -gt 0 ]; do
   case $1 in
     --llama-cpp) llama=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
+    --runs) runs=${2:?} runs_given=1; shift 2 ;;
     --types) types=${2:?}; shift 2 ;;
     --model) [[ ${2:-} == *=* ]] || { echo "bench/quant: --model wants TYPE=FILE" >&2; exit 2; }
              given[${2%%=*}]=${2#*=}; shift 2 ;;
@@ -72,7 +74,8 @@ LLAMACPP_LOG=$tmp/llamacpp.log
 llamacpp_init "$llama"
 
 if [ $quick = 1 ]; then
-  runs=1 tg=4 pp=16 nb=4 bpp=8 btg=4
+  [ $runs_given = 1 ] || runs=1
+  tg=4 pp=16 nb=4 bpp=8 btg=4
   [ -n "${given[q8_0]:-}" ] || given[q8_0]=${MOE_FIXTURES:-$root/../shared/fixtures}/models/v3_mini_q8_0.gguf
   [ "$types" != q8_0,q4_k_m ] || types=q8_0
 else
@@ -113,10 +116,11 @@ for t in "${tlist[@]}"; do
   # rounds: one run of every moe case and one of every llama.cpp figure
   # each, moe first in odd rounds and llama.cpp first in even ones, so a
   # drift of the machine's speed over the run weighs on both sides alike
-  lt="" lp="" lb=""
+  lt="" lp="" lb="" bad_rounds="" bad_err=""
   moe_round() {
     if ! MOE_BENCH_ACTS=all moe_engine_cases "$model" 1 "$out.$r" "1:1:$tg" "1:$pp:0" "$nb:$bpp:$btg"; then
-      moe_ok=0 failed=1
+      moe_ok=0 failed=1 bad_rounds+=" $r"
+      [ -n "$bad_err" ] || bad_err=$out.$r.err
     fi
     cat "$out.$r" >> "$out"
     cat "$out.$r.err" >> "$out.err"
@@ -128,7 +132,9 @@ for t in "${tlist[@]}"; do
   }
   : > "$out"
   : > "$out.err"
+  rounds=()
   for r in $(seq 1 "$runs"); do
+    rounds+=("$out.$r")
     if [ $((r % 2)) = 1 ]; then moe_round; llama_round; else llama_round; moe_round; fi
   done
   l_tg=$(llamacpp_median "$lt") l_pp=$(llamacpp_median "$lp") l_b=$(llamacpp_median "$lb")
@@ -140,12 +146,12 @@ for t in "${tlist[@]}"; do
   if [ -n "$bpt" ]; then
     echo "## $(basename "$model") ($t): file $(awk -v b="$fb" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }')," \
          "$(awk -v b="$bpt" 'BEGIN { printf "%.1f MB", b / 1e6 }') read per decoded token;" \
-         "read bandwidth $bw GB/s (2 threads, best of 14 reads a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
+         "read bandwidth $bw GB/s (2 threads, the best of $runs rounds' reads, 14 a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
   else
     echo "## $(basename "$model") ($t)"
   fi
   if [ $moe_ok = 0 ]; then
-    echo "moe failed on this file: $(grep -m1 . "$out.err" || echo '(no message)')"
+    echo "moe failed on this file in round(s)$bad_rounds: $(grep -m1 . "$bad_err" || echo '(no message)')"
   fi
   m() { moe_case_median "$out" "$1" "$2" "$3" "$4" "$5"; }
   f_tg=$(m float 1 1 "$tg" decode) i_tg=$(m int8 1 1 "$tg" decode) r_tg=$(m int8rp 1 1 "$tg" decode)
@@ -173,9 +179,9 @@ for t in "${tlist[@]}"; do
          "moe int8 repack $(moe_case_bw_pct "$out" int8rp 1 1 "$tg" "$bpt")"
   fi
   if [ "$LLAMACPP_OK" = 1 ]; then
-    echo "decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the $runs rounds):" \
-         "moe int8 $(moe_round_ratio "$out" int8 1 1 "$tg" decode "$lt")," \
-         "moe int8 repack $(moe_round_ratio "$out" int8rp 1 1 "$tg" decode "$lt")"
+    echo "decode, 1 sequence, each round's moe over llama.cpp's of the same round (median of the rounds' ratios):" \
+         "moe int8 $(moe_round_ratio int8 1 1 "$tg" decode "$lt" "${rounds[@]}")," \
+         "moe int8 repack $(moe_round_ratio int8rp 1 1 "$tg" decode "$lt" "${rounds[@]}")"
   fi
   for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then

@@ -192,7 +192,7 @@ int main(int argc, char **argv)
         const char *name;
     } types[] = {{MOE_DT_Q8_0, "q8_0"},     {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"}, {MOE_DT_Q5_1, "q5_1"},
                  {MOE_DT_IQ4_NL, "iq4_nl"}, {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}, {MOE_DT_IQ4_XS, "iq4_xs"},
-                 {MOE_DT_Q2_K, "q2_K"},     {MOE_DT_Q3_K, "q3_K"}};
+                 {MOE_DT_Q2_K, "q2_K"},     {MOE_DT_Q3_K, "q3_K"}, {MOE_DT_Q5_K, "q5_K"}};
     int ran = 0; /* lines --only let through */
 #define ONLY(name) ((!only || !strcmp(only, (name))) && ++ran)
     static const int64_t toks[] = {1, 3, 16, 128};

@@ -167,11 +167,11 @@ int main(int argc, char **argv)
             }
             reps = (int)v;
         } else {
-            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--only NAME] [--quick]\n"
-                            "  --set S    kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
-                            "  --reps N   runs per figure, the best kept (default 9)\n"
+            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--only TYPE] [--quick]\n"
+                            "  --set S      kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
+                            "  --reps N     runs per figure, the best kept (default 9)\n"
                             "  --only TYPE  only the lines of TYPE (a name as printed: q4_0, iq4_nl, q8_0rp, ...)\n"
-                            "  --quick    tiny shapes (a smoke test; figures mean nothing)\n");
+                            "  --quick      tiny shapes (a smoke test; figures mean nothing)\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
@@ -217,8 +217,9 @@ int main(int argc, char **argv)
                   {MOE_DT_Q5_1, "q5_1", 2048, 704},  {MOE_DT_Q5_1, "q5_1", 2048, 1408},
                   {MOE_DT_Q4_0, "q4_0", 2048, 1408}, {MOE_DT_IQ4_NL, "iq4_nl", 2048, 1408}};
     for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
-        if (ONLY(shorts[i].name)) bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)
-                     : run(k, shorts[i].type, shorts[i].name, shorts[i].rows, shorts[i].cols, 1, reps);
+        if (ONLY(shorts[i].name))
+            bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)
+                         : run(k, shorts[i].type, shorts[i].name, shorts[i].rows, shorts[i].cols, 1, reps);
     static const struct {
         uint32_t type;
         const char *name;

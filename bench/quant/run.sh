@@ -18,15 +18,16 @@
 # bytes read per decoded token and the bandwidth roofline (the machine's
 # 2-thread read bandwidth, the best of all rounds' reads, 14 by bench-decode
 # a round) with decode as a fraction of it; single-sequence decode over
-# llama.cpp's also as the median of the rounds' own ratios, and against the bandwidth of
-# its own moment (the median over the runs of bytes read per second over
+# llama.cpp's also as the median of the rounds' own ratios, and against the
+# bandwidth of its own moment (the median over the runs of bytes read per second over
 # the read bandwidth bench-decode measured around that run: the shared
 # test machines' bandwidth moves from minute to minute); the kernel set
 # that ran, and llama.cpp's commit and
 # system_info line.  llama.cpp is never built or downloaded here: point the
 # script at your build (a CMake build dir with bin/llama-bench and
 # bin/llama-batched-bench; bin/llama-completion, or bin/llama-cli in older
-# builds, too for the system_info line).  Without one, llama.cpp's column says "not run".
+# builds, too for the system_info line).  Without one, llama.cpp's column
+# says "not run".
 #
 #   bench/quant/run.sh [--llama-cpp DIR] [--runs N] [--types q8_0,q4_k_m]
 #                      [--model TYPE=FILE] [--quick]

@@ -248,8 +248,8 @@ echo "prefill roofline: compute peak (bench-peak, $(sed -n 's/^kernels //p' "$tm
      "($(peak_insn int8 2), 2 threads; $(peak int8 1) on 1), float32 ${pk_f:-?} GOPS ($(peak_insn float 2), 2 threads;" \
      "$(peak float 1) on 1) over $(awk -v o="$ops" 'BEGIN { printf "%.3f", o / 1e9 }') GOP a token (2 x the weights it multiplies)"
 echo
-lmed() { llamacpp_median "$@"; }
-l_tg=$(lmed "${l[tg]}") l_b4=$(lmed "${l[b4]}") l_b16=$(lmed "${l[b16]}") l_pp1=$(lmed "${l[pp1]}") l_pp2=$(lmed "${l[pp2]}")
+l_tg=$(llamacpp_median "${l[tg]}") l_b4=$(llamacpp_median "${l[b4]}") l_b16=$(llamacpp_median "${l[b16]}")
+l_pp1=$(llamacpp_median "${l[pp1]}") l_pp2=$(llamacpp_median "${l[pp2]}")
 best() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 >= b + 0) print a; else print b }'; }
 fmt='| %-36s | %26s | %14s | %14s | %14s | %14s | %9s |\n'
 row() { # label roof-cell llama float int8 int8rp roof-llama roof-float roof-int8

@@ -680,9 +680,10 @@ static void test_tiles(const moe_kern_set *k)
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
         /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
-        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 768, 2816};
+        /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 512, 768, 1024, 2816};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = dt == MOE_DT_Q8_K ? 3 : t == MOE_DT_Q8_0 ? 5 : 3;
+        const size_t nlen = dt == MOE_DT_Q8_K || t == MOE_DT_Q8_0 ? 5 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;

@@ -448,6 +448,13 @@ int moe_gguf_open(moe_gguf **out, const char *path, moe_err *err)
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) return moe_err_set(err, "%s: cannot map: %s", path, strerror(e));
+    /* Weights are streamed from the mapping on every token: ask for 2 MiB
+     * pages (one TLB entry a 2 MiB instead of a 4 KiB page).  Pages read in
+     * after this come as 2 MiB page-cache folios and are mapped whole; a
+     * file already cached in small pages stays so until it is evicted.
+     * Q4_K_M bench model decode: docs/engine.md.  Advice only: where the
+     * kernel has no transparent huge pages it fails and nothing changes. */
+    (void)madvise(p, (size_t)st.st_size, MADV_HUGEPAGE);
     moe_gguf *g;
     if (moe_gguf_open_memory(&g, p, (size_t)st.st_size, err)) {
         munmap(p, (size_t)st.st_size);

@@ -26,6 +26,9 @@ void moe_residency_advise(const moe_model *m)
             uintptr_t a, b;
             page_range(mats[k], page, &a, &b);
             madvise((void *)a, b - a, MADV_RANDOM);
+            /* small pages: a 2 MiB one (the file's advice, gguf.c) would
+             * bring in the neighbours of an expert the rank hosts */
+            madvise((void *)a, b - a, MADV_NOHUGEPAGE);
         }
     }
 }

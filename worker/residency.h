@@ -3,7 +3,9 @@
  *
  * Every rank maps the whole file but should touch only its own experts.
  * moe_residency_advise marks the expert tensors MADV_RANDOM: no readahead
- * and no fault-around into other experts' pages.  That also gives those
+ * and no fault-around into other experts' pages; and MADV_NOHUGEPAGE, so
+ * that the huge-page advice on the whole file (gguf.c) does not read 2 MiB
+ * around each one.  That also gives those
  * ranges VMAs of their own, which is what lets /proc/self/smaps report
  * their resident size (moe_residency_resident), to compare with the bytes
  * the placement gives the rank (moe_residency_share).

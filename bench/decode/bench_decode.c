@@ -256,7 +256,9 @@ static double bw_pass(const uint64_t *p, size_t n, int threads, bool prefetch)
     return (double)(per * (size_t)threads * 8) / (moe_now() - t0) / 1e9;
 }
 
-/* The model file's mapping (MAP_SHARED, as the engine maps it), paged in:
+/* The model file's mapping (MAP_SHARED with the huge-page advice, as the
+ * engine maps it), paged in (so pages not yet cached come in as the
+ * engine's own first read would bring them):
  * *len bytes to read (a multiple of 64), *mapped the mapping's length;
  * NULL when it cannot be mapped or is under 1 MiB, with a note on stderr
  * unless quiet. */
@@ -277,6 +279,7 @@ static const uint64_t *map_model(const char *file, bool quiet, size_t *len, size
         if (!quiet) fprintf(stderr, "bench-decode: mmap %s: %s; no bandwidth around each run\n", file, strerror(errno));
         return NULL;
     }
+    (void)madvise(map, (size_t)st.st_size, MADV_HUGEPAGE); /* as core/gguf.c */
     *mapped = (size_t)st.st_size;
     *len = *mapped & ~(size_t)63;
     bw_pass(map, *len / 8, 1, false); /* page it in */

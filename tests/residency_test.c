@@ -1,0 +1,94 @@
+/*
+ * residency_test.c — the memory advice on a model's mapping, read back
+ * from /proc/self/smaps (VmFlags): the file is mapped with the huge-page
+ * advice (hg; core/gguf.c), and after moe_residency_advise every routed
+ * expert tensor's pages are random-access (rr) and small-page (nh), while
+ * the dense weights keep hg.  Where the kernel has no transparent huge
+ * pages (no /sys/kernel/mm/transparent_hugepage), the advice cannot be
+ * given: the hg and nh checks are left out and the test says so.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "model.h"
+#include "residency.h"
+
+/* The VmFlags line of the mapping that holds p ("" when none is found). */
+static void vma_flags(const void *p, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return;
+    char line[512];
+    bool inside = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (inside && !strncmp(line, "VmFlags:", 8)) {
+            snprintf(out, cap, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static bool has_flag(const char *flags, const char *fl)
+{
+    char want[8];
+    snprintf(want, sizeof want, " %s", fl);
+    for (const char *s = strstr(flags, want); s; s = strstr(s + 1, want))
+        if (s[3] == ' ' || s[3] == '\n' || s[3] == '\0') return true;
+    return false;
+}
+
+int main(void)
+{
+    const char *fx = getenv("MOE_FIXTURES");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/v3_mini_q8_0.gguf", fx ? fx : "../shared/fixtures");
+    moe_err err;
+    moe_model *m;
+    if (moe_model_open(&m, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    const bool thp = access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0;
+    char fl[512];
+    /* token_embd: the file's first tensor, far from any expert's page */
+    const void *dense = m->tok_embd.data;
+    vma_flags(dense, fl, sizeof fl);
+    CHECK_MSG(fl[0] != '\0', "no mapping holds token_embd");
+    if (thp) CHECK_MSG(has_flag(fl, "hg"), "the model's mapping lacks the huge-page advice: %s", fl);
+
+    moe_residency_advise(m);
+    int experts = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
+            /* the first and the last byte of the tensor */
+            const char *ends[2] = {mats[k]->data,
+                                   (const char *)mats[k]->data + (size_t)mats[k]->rows * mats[k]->row_bytes - 1};
+            for (int e = 0; e < 2; e++) {
+                vma_flags(ends[e], fl, sizeof fl);
+                CHECK_MSG(has_flag(fl, "rr"), "layer %d expert tensor %d: not random-access: %s", il, k, fl);
+                if (thp) CHECK_MSG(has_flag(fl, "nh"), "layer %d expert tensor %d: not small pages: %s", il, k, fl);
+                CHECK_MSG(!has_flag(fl, "hg"), "layer %d expert tensor %d: huge-page advice: %s", il, k, fl);
+            }
+            experts++;
+        }
+    }
+    CHECK_MSG(experts > 0, "the fixture has no routed experts");
+    vma_flags(dense, fl, sizeof fl);
+    if (thp) CHECK_MSG(has_flag(fl, "hg"), "the dense weights lost the huge-page advice: %s", fl);
+    CHECK_MSG(!has_flag(fl, "rr"), "the dense weights became random-access: %s", fl);
+    printf("residency_test: %d expert tensors advised%s\n", experts,
+           thp ? "" : "; no transparent huge pages here: the hg/nh checks were left out");
+    moe_model_free(m);
+    return check_summary("residency_test");
+}

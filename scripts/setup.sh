@@ -25,6 +25,7 @@ packages=(
   gnuplot-nox                         # moe-bench --plot, bench/cluster, moe-route stats --png: the PNG plots
   systemd                             # systemd-analyze verify of deploy/systemd (deploy_systemd)
   iproute2                            # deploy/rig: network namespaces, veth, bridge, tc
+  util-linux-extra                    # fincore: bench_lib checks a file left the page cache
 )
 # Node.js and npm run the official openai SDK in the tests.  A machine that
 # has them already (from Debian or elsewhere) keeps its own.

@@ -128,6 +128,20 @@ printf 'bandwidth_gbs 31.250 (before)\nbandwidth_gbs 9.500 (before)\n' >> "$tmp/
 check "best bandwidth of the rounds" "$(moe_best_bandwidth "$tmp/moe.out")" "31.250"
 check "best bandwidth, none" "$(moe_best_bandwidth "$tmp/nothing")" ""
 
+# moe_page_cache_drop: a file just written is cached; after it, none of it
+# is (fincore's resident bytes), and its bytes are unchanged (on a disk
+# file system: a tmpfs file lives in the page cache, so then in the tree)
+pc=$tmp
+[ "$(stat -f -c %T "$tmp")" != tmpfs ] || pc=$(mktemp -d "$root/.bench-lib-pc.XXXXXX")
+head -c 4194304 /dev/urandom > "$pc/cached.bin"
+sum=$(cksum < "$pc/cached.bin")
+check "written file cached" "$(( $(fincore -nb -o RES "$pc/cached.bin") > 0 ))" 1
+moe_page_cache_drop "$pc/cached.bin"
+check "page cache dropped" "$(fincore -nb -o RES "$pc/cached.bin" | tr -d ' ')" 0
+check "dropped file unchanged" "$(cksum < "$pc/cached.bin")" "$sum"
+rm -f "$pc/cached.bin"
+[ "$pc" = "$tmp" ] || rmdir "$pc"
+
 # the model's shape and the rooflines, on a fixture whose shape is known
 # (v3_mini: 4 layers, 1 dense, dim 128, 16 experts of 32, 4 used, 1 shared
 # of 32, q_lora 96, kv_lora 64, 4 heads): routed 3 layers x 3 x 128 x 32 x 16

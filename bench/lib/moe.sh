@@ -34,6 +34,12 @@
 #        (--mtp 1: one MTP block), made once under the tree's
 #        models/ (git-ignored; minutes); status 1 and the reason on stderr
 #        when moe-mkmodel cannot make it
+#   moe_page_cache_drop FILE
+#        writes FILE's dirty pages and drops its pages from the page
+#        cache (not needing root; pages another process maps stay), so
+#        that the next read brings it in as the engine's mapping asks:
+#        2 MiB pages (core/gguf.c).  A file just written (moe-mkmodel) is
+#        cached in 4 KiB pages, which its readers would map as they are.
 #   moe_model_vocab MODEL
 #        the vocabulary size (deepseek2.vocab_size, else the token list's
 #        length); status 1 and a message when the file has neither
@@ -86,6 +92,10 @@ moe_bench_model() { # [type] [mtp]
     mv "$f.part" "$f"
   fi
   echo "$f"
+}
+
+moe_page_cache_drop() { # file
+  sync "$1" && dd if="$1" iflag=nocache count=0 status=none
 }
 
 moe_model_vocab() { # model

@@ -27,7 +27,10 @@
 # script at your build (a CMake build dir with bin/llama-bench and
 # bin/llama-batched-bench; bin/llama-completion, or bin/llama-cli in older
 # builds, too for the system_info line).  Without one, llama.cpp's column
-# says "not run".
+# says "not run".  Before its rounds a file is dropped from the page cache
+# (moe_page_cache_drop), so that the first round's bench-decode reads it
+# in as the engine maps it, in 2 MiB pages, which llama.cpp's mapping then
+# shares: a file just made is cached in 4 KiB pages (docs/engine.md).
 #
 #   bench/quant/run.sh [--llama-cpp DIR] [--runs N] [--types q8_0,q4_k_m]
 #                      [--model TYPE=FILE] [--quick]
@@ -133,6 +136,9 @@ for t in "${tlist[@]}"; do
   }
   : > "$out"
   : > "$out.err"
+  # the first round's bench-decode reads the file in as the engine maps it
+  # (2 MiB pages), for both sides: a file just made is cached in 4 KiB ones
+  moe_page_cache_drop "$model" || echo "(could not drop $model from the page cache)"
   rounds=()
   for r in $(seq 1 "$runs"); do
     rounds+=("$out.$r")

@@ -269,7 +269,7 @@ static int load(worker *w, moe_err *err)
         if (w->me == 0) fprintf(stderr, "moe-worker: rank %d could not load the model; stopping\n", bad);
         return MOE_ERR;
     }
-    moe_residency_advise(w->m);
+    moe_residency_advise(w->m, w->R > 1);
     st = moe_plan_placement(w->m, w->R, w->o.placement, &w->pl, err);
     if (st == MOE_OK && w->o.batch) {
         const moe_batch_opts bo = {.path = w->o.batch, .dump_dir = w->o.dump, .linger = w->o.linger,

@@ -17,7 +17,7 @@ static void page_range(const moe_mat *w, uintptr_t page, uintptr_t *a, uintptr_t
     *b = ((uintptr_t)w->data + mat_bytes(w) + page - 1) & ~(page - 1);
 }
 
-void moe_residency_advise(const moe_model *m)
+void moe_residency_advise(const moe_model *m, bool sharded)
 {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     for (int il = 0; il < m->hp.n_layer; il++) {
@@ -28,7 +28,7 @@ void moe_residency_advise(const moe_model *m)
             madvise((void *)a, b - a, MADV_RANDOM);
             /* small pages: a 2 MiB one (the file's advice, gguf.c) would
              * bring in the neighbours of an expert the rank hosts */
-            madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+            if (sharded) madvise((void *)a, b - a, MADV_NOHUGEPAGE);
         }
     }
 }

@@ -3,9 +3,10 @@
  *
  * Every rank maps the whole file but should touch only its own experts.
  * moe_residency_advise marks the expert tensors MADV_RANDOM: no readahead
- * and no fault-around into other experts' pages; and MADV_NOHUGEPAGE, so
- * that the huge-page advice on the whole file (gguf.c) does not read 2 MiB
- * around each one.  That also gives those
+ * and no fault-around into other experts' pages; and, when the experts are
+ * sharded over ranks, MADV_NOHUGEPAGE, so that the huge-page advice on the
+ * whole file (gguf.c) does not read 2 MiB around each one (a job of one
+ * rank hosts them all and keeps 2 MiB pages).  That also gives those
  * ranges VMAs of their own, which is what lets /proc/self/smaps report
  * their resident size (moe_residency_resident), to compare with the bytes
  * the placement gives the rank (moe_residency_share).
@@ -13,13 +14,14 @@
 #ifndef MOE_WORKER_RESIDENCY_H
 #define MOE_WORKER_RESIDENCY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model.h"
 #include "placement.h"
 
 /* Advice only: a failure changes nothing but memory use. */
-void moe_residency_advise(const moe_model *m);
+void moe_residency_advise(const moe_model *m, bool sharded);
 /* Bytes of the routed experts that placement p gives rank. */
 uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank);
 /*

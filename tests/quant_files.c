@@ -28,6 +28,7 @@
 #include "check.h"
 #include "engine_util.h"
 #include "gguf_write.h"
+#include "vmflags.h"
 
 /* Tensors replaced in a copy: name -> the same tensor of another file. */
 typedef struct subst {
@@ -84,6 +85,15 @@ static float *run_on(const char *path, const expected *x, bool int8, const moe_k
         return NULL;
     }
     *tied = m->output_tied;
+    /* token_embd keeps the file's huge-page advice when it is also the
+     * output matrix (streamed every token), and has small pages when only
+     * looked up (worker/model.c) */
+    if (access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0) {
+        char fl[512];
+        vma_flags(m->tok_embd.data, fl, sizeof fl);
+        CHECK_MSG(m->output_tied ? has_flag(fl, "hg") && !has_flag(fl, "nh") : has_flag(fl, "nh"),
+                  "%s: token_embd (%s) has the advice %s", path, m->output_tied ? "tied" : "untied", fl);
+    }
     moe_engine_opts o;
     moe_engine_opts_default(&o);
     o.max_ctx = 64;

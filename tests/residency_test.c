@@ -4,7 +4,8 @@
  * advice (hg; core/gguf.c), and after moe_residency_advise every routed
  * expert tensor's pages are random-access (rr) and, in a sharded job,
  * small-page (nh; a job of one rank keeps hg there), while the dense
- * weights keep hg.  Where the kernel has no transparent huge
+ * weights keep hg; token_embd (untied: looked up, not streamed) has nh
+ * from the model's open.  Where the kernel has no transparent huge
  * pages (no /sys/kernel/mm/transparent_hugepage), the advice cannot be
  * given: the hg and nh checks are left out and the test says so.
  */
@@ -15,38 +16,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "vmflags.h"
 #include "model.h"
 #include "residency.h"
-
-/* The VmFlags line of the mapping that holds p ("" when none is found). */
-static void vma_flags(const void *p, char *out, size_t cap)
-{
-    out[0] = '\0';
-    FILE *f = fopen("/proc/self/smaps", "r");
-    if (!f) return;
-    char line[512];
-    bool inside = false;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        char dash;
-        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
-            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
-        } else if (inside && !strncmp(line, "VmFlags:", 8)) {
-            snprintf(out, cap, "%s", line + 8);
-            break;
-        }
-    }
-    fclose(f);
-}
-
-static bool has_flag(const char *flags, const char *fl)
-{
-    char want[8];
-    snprintf(want, sizeof want, " %s", fl);
-    for (const char *s = strstr(flags, want); s; s = strstr(s + 1, want))
-        if (s[3] == ' ' || s[3] == '\n' || s[3] == '\0') return true;
-    return false;
-}
 
 static bool thp;
 
@@ -61,11 +33,15 @@ static int check_advice(const char *path, bool sharded)
         exit(1);
     }
     char fl[512];
-    /* token_embd: the file's first tensor, far from any expert's page */
-    const void *dense = m->tok_embd.data;
+    /* the middle of the output matrix: far from any expert's page */
+    CHECK_MSG(!m->output_tied, "the fixture's output is tied");
+    const void *dense = (const char *)m->output.data + (size_t)m->output.rows * m->output.row_bytes / 2;
     vma_flags(dense, fl, sizeof fl);
-    CHECK_MSG(fl[0] != '\0', "no mapping holds token_embd");
+    CHECK_MSG(fl[0] != '\0', "no mapping holds the output matrix");
     if (thp) CHECK_MSG(has_flag(fl, "hg"), "the model's mapping lacks the huge-page advice: %s", fl);
+    /* the embeddings, looked up a row a token, have small pages */
+    vma_flags(m->tok_embd.data, fl, sizeof fl);
+    if (thp) CHECK_MSG(has_flag(fl, "nh") && !has_flag(fl, "hg"), "token_embd: not small pages: %s", fl);
 
     moe_residency_advise(m, sharded);
     int experts = 0;

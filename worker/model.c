@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define ARCH "deepseek2"
 #define MAX_DIM (1 << 20)
@@ -314,6 +316,16 @@ const moe_layer *moe_model_layer(const moe_model *m, int il)
     return il < m->hp.n_layer ? &m->layers[il] : &m->mtp->layer;
 }
 
+/* Small pages for the bytes of w (advice only: a failure changes nothing
+ * but memory use). */
+static void advise_small_pages(const moe_mat *w)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = (uintptr_t)w->data & ~(page - 1);
+    const uintptr_t b = ((uintptr_t)w->data + (uintptr_t)w->rows * w->row_bytes + page - 1) & ~(page - 1);
+    (void)madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+}
+
 int moe_model_open(moe_model **out, const char *path, moe_err *err)
 {
     *out = NULL;
@@ -338,6 +350,11 @@ int moe_model_open(moe_model **out, const char *path, moe_err *err)
     m->output_tied = moe_gguf_find_tensor(m->gguf, "output.weight") == NULL;
     if (m->output_tied) m->output = m->tok_embd;
     else if (bind_mat(m->gguf, "output.weight", hp->dim, hp->vocab, 1, &m->output, err)) goto fail;
+    /* The embeddings are looked up a row a token: small pages there, so a
+     * lookup does not read 2 MiB around its row (the file's huge-page
+     * advice, core/gguf.c, is for the weights every token streams).  Tied,
+     * they are streamed as the output matrix and keep it. */
+    if (!m->output_tied) advise_small_pages(&m->tok_embd);
     m->layers = moe_xcalloc((size_t)hp->n_layer, sizeof *m->layers);
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il, &m->layers[il], err) != MOE_OK) goto fail;

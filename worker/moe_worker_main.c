@@ -271,6 +271,7 @@ static int load(worker *w, moe_err *err)
     }
     moe_residency_advise(w->m, w->R > 1);
     st = moe_plan_placement(w->m, w->R, w->o.placement, &w->pl, err);
+    if (st == MOE_OK && w->R > 1) moe_residency_host(w->m, w->pl, w->me);
     if (st == MOE_OK && w->o.batch) {
         const moe_batch_opts bo = {.path = w->o.batch, .dump_dir = w->o.dump, .linger = w->o.linger,
                                     .replay_after = (int)w->o.replay_after};

@@ -33,6 +33,40 @@ void moe_residency_advise(const moe_model *m, bool sharded)
     }
 }
 
+/* Advised ranges moe_residency_host gives at most (two VMAs each, well
+ * under the kernel's default of 65530 mappings a process) */
+#define HOST_MAX_RANGES 8192
+
+int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), huge = (uintptr_t)2 << 20;
+    const int E = m->hp.n_expert;
+    int ranges = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const moe_mat *mats[3];
+        for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
+            uintptr_t a, b;
+            page_range(mats[k], page, &a, &b);
+            madvise((void *)a, b - a, MADV_NOHUGEPAGE); /* a former placement's runs */
+            const uintptr_t share = (uintptr_t)(mat_bytes(mats[k]) / (uint64_t)E), base = (uintptr_t)mats[k]->data;
+            for (int e = 0; e < E;) {
+                if (!moe_placement_rank_hosts(p, il, rank, e)) {
+                    e++;
+                    continue;
+                }
+                int e1 = e + 1;
+                while (e1 < E && moe_placement_rank_hosts(p, il, rank, e1)) e1++;
+                /* the whole 2 MiB pages inside the run's bytes */
+                const uintptr_t lo = (base + share * (uintptr_t)e + huge - 1) & ~(huge - 1);
+                const uintptr_t hi = (base + share * (uintptr_t)e1) & ~(huge - 1);
+                if (hi > lo && ranges < HOST_MAX_RANGES && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0) ranges++;
+                e = e1;
+            }
+        }
+    }
+    return ranges;
+}
+
 uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank)
 {
     uint64_t bytes = 0;

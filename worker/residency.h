@@ -22,6 +22,17 @@
 
 /* Advice only: a failure changes nothing but memory use. */
 void moe_residency_advise(const moe_model *m, bool sharded);
+/*
+ * A sharded job's rank, once its placement is known (and again at each
+ * change, before moe_residency_move): the huge-page advice back on the
+ * whole 2 MiB pages inside each run of consecutive experts placement p
+ * gives rank, small pages on the rest of the expert tensors.  Nothing
+ * outside its share is read in by it, and the experts it streams every
+ * token get the dense weights' 2 MiB pages.  Returns the ranges advised
+ * (runs shorter than a 2 MiB page have none; at most 8192, to keep the
+ * process's mappings well under the kernel's limit).
+ */
+int moe_residency_host(const moe_model *m, const moe_placement *p, int rank);
 /* Bytes of the routed experts that placement p gives rank. */
 uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank);
 /*

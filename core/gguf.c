@@ -6,6 +6,7 @@
 #include "gguf.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,31 @@ int moe_gguf_open_memory(moe_gguf **out, const void *data, size_t size, moe_err 
     return MOE_OK;
 }
 
+/* The file read-only and shared, from a 2 MiB boundary when it is that
+ * large: a 2 MiB page of the page cache (at a 2 MiB file offset) is mapped
+ * whole only at a 2 MiB address, which not every file system's placement
+ * gives (overlayfs does not).  The address space of size + 2 MiB is
+ * reserved, the file mapped over its first boundary, the rest given back. */
+static void *map_file(int fd, size_t size)
+{
+    const uintptr_t huge = (uintptr_t)2 << 20, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (size < huge || size > SIZE_MAX - huge) return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    char *r = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+    char *a = (char *)(((uintptr_t)r + huge - 1) & ~(huge - 1));
+    void *p = mmap(a, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        const int e = errno;
+        munmap(r, size + huge);
+        errno = e;
+        return MAP_FAILED;
+    }
+    char *end = a + ((size + page - 1) & ~(page - 1)), *rend = r + ((size + huge + page - 1) & ~(page - 1));
+    if (a > r) munmap(r, (size_t)(a - r));
+    if (rend > end) munmap(end, (size_t)(rend - end));
+    return p;
+}
+
 int moe_gguf_open(moe_gguf **out, const char *path, moe_err *err)
 {
     *out = NULL;
@@ -444,13 +470,14 @@ int moe_gguf_open(moe_gguf **out, const char *path, moe_err *err)
         close(fd);
         return moe_err_set(err, "%s: empty file", path);
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    void *p = map_file(fd, (size_t)st.st_size);
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) return moe_err_set(err, "%s: cannot map: %s", path, strerror(e));
     /* Weights are streamed from the mapping on every token: ask for 2 MiB
      * pages (one TLB entry a 2 MiB instead of a 4 KiB page).  Pages read in
-     * after this come as 2 MiB page-cache folios and are mapped whole; a
+     * after this come as 2 MiB page-cache folios where the kernel and file
+     * system have them (ext4 from Linux 6.16, xfs) and are mapped whole; a
      * file already cached in small pages stays so until it is evicted.
      * Q4_K_M bench model decode: docs/engine.md.  Advice only: where the
      * kernel has no transparent huge pages it fails and nothing changes. */

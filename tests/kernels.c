@@ -663,13 +663,15 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
 
 /* The tiled products (register tiles of rows × tokens, e.g. avx512's
  * int8 4 × 4 tile) against the per-row dot, bit for bit, for every
- * quantized weight type: 9 rows taken as [0, 1) and [1, 9) (tiles that do
- * not start at row 0, a row left over), 17 tokens at once (4 full token
+ * quantized weight type: 10 rows taken as [0, 1) and [1, 10) (tiles that
+ * do not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single), 2 and 3 at once, against each token alone (n = 1)
- * and against the single int8 dot (one token also on rows [1, 8): row
- * pairs that start on an odd row, one row left over); lengths of 1, 3 (odd: a last block alone) and 67
- * blocks (q8_0 dot type; Q8_0 also 1025), 1, 3 and 11 super-blocks (q8_K: a
- * group of 8 and a partial one).  Q8_0 weights also
+ * and against the single int8 dot (one token also on rows [1, 9): row
+ * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
+ * takes, starting on an odd row); lengths of 1, 3 (odd: a last block
+ * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025), 1 to 4 and 11
+ * super-blocks (q8_K: rows sharing a group, a group of 8 and a partial
+ * one).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
 static void test_tiles(const moe_kern_set *k)
 {
@@ -685,7 +687,7 @@ static void test_tiles(const moe_kern_set *k)
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
         const size_t nlen = dt == MOE_DT_Q8_K || t == MOE_DT_Q8_0 ? 5 : 3;
         for (size_t li = 0; li < nlen; li++) {
-            const int64_t cols = lens[li], rows = 9, ntok = 17, ab = moe_kern_act_block(dt);
+            const int64_t cols = lens[li], rows = 10, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;
             CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
             char *data = malloc((size_t)(rb * rows));
@@ -719,7 +721,7 @@ static void test_tiles(const moe_kern_set *k)
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
             char *xq = malloc(xrow * (size_t)ntok);
-            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[9], y1o[9];
+            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[10], y1o[10];
             for (int64_t n = 0; n < ntok; n++) {
                 for (int64_t i = 0; i < cols; i++) x[i] = n == ntok - 1 ? 1.0f : frand() * (n % 3 ? 1.0f : 40.0f);
                 moe_kern_quantize_act(k, dt, x, xq + n * xrow, cols);
@@ -733,8 +735,8 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
-                /* one token on rows [1, 8): the K-quants pair the rows, here from an odd
-                 * row and with one left over */
+                /* one token on rows [1, 9): the K-quants pair the rows (or group 8,
+                 * 4 or 2 short ones), here from an odd row */
                 y1o[0] = y1[0];
                 y1o[rows - 1] = y1[rows - 1];
                 moe_kern_matmul_rows_int8(k, &m, 1, rows - 1, xq + n * xrow, xs, 1, y1o, rows);

@@ -37,7 +37,7 @@ static inline bool has_flag(const char *flags, const char *fl)
     char want[8];
     snprintf(want, sizeof want, " %s", fl);
     for (const char *s = strstr(flags, want); s; s = strstr(s + 1, want))
-        if (s[3] == ' ' || s[3] == '\n' || s[3] == '\0') return true;
+        if (s[strlen(want)] == ' ' || s[strlen(want)] == '\n' || s[strlen(want)] == '\0') return true;
     return false;
 }
 

@@ -278,7 +278,7 @@ static void live_apply(void *ctx, int64_t steps)
     res.ok = true;
     const uint64_t res_before = moe_residency_resident(l->m);
     uint64_t released = 0, loaded = 0;
-    moe_residency_host(l->m, np, l->me); /* the advice first: what is read in comes as it asks */
+    if (l->R > 1) moe_residency_host(l->m, np, l->me); /* the advice first: what is read in comes as it asks */
     moe_residency_move(l->m, *l->pl, np, l->me, &released, &loaded);
     const uint64_t res_after = moe_residency_resident(l->m);
     set_limits(l, np); /* the node limit follows the new placement (the answer may change) */

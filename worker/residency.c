@@ -41,6 +41,10 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
 {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), huge = (uintptr_t)2 << 20;
     const int E = m->hp.n_expert;
+    /* 2 MiB pages are read in at 2 MiB file offsets and mapped whole only
+     * at 2 MiB addresses: a mapping that does not start on one (a file
+     * under 2 MiB, gguf.c) would only read its neighbours' bytes */
+    if (m->gguf && ((uintptr_t)moe_gguf_base(m->gguf) & (huge - 1))) return 0;
     int ranges = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         const moe_mat *mats[3];

@@ -95,7 +95,8 @@ moe_bench_model() { # [type] [mtp]
 }
 
 moe_page_cache_drop() { # file
-  sync "$1" && dd if="$1" iflag=nocache count=0 status=none
+  sync "$1" 2> /dev/null # (a read-only file has nothing to write; some file systems refuse)
+  dd if="$1" iflag=nocache count=0 status=none
 }
 
 moe_model_vocab() { # model

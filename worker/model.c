@@ -316,13 +316,18 @@ const moe_layer *moe_model_layer(const moe_model *m, int il)
     return il < m->hp.n_layer ? &m->layers[il] : &m->mtp->layer;
 }
 
+void moe_mat_page_range(const moe_mat *w, uintptr_t page, uintptr_t *a, uintptr_t *b)
+{
+    *a = (uintptr_t)w->data & ~(page - 1);
+    *b = ((uintptr_t)w->data + (uintptr_t)w->rows * w->row_bytes + page - 1) & ~(page - 1);
+}
+
 /* Small pages for the bytes of w (advice only: a failure changes nothing
  * but memory use). */
 static void advise_small_pages(const moe_mat *w)
 {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = (uintptr_t)w->data & ~(page - 1);
-    const uintptr_t b = ((uintptr_t)w->data + (uintptr_t)w->rows * w->row_bytes + page - 1) & ~(page - 1);
+    uintptr_t a, b;
+    moe_mat_page_range(w, (uintptr_t)sysconf(_SC_PAGESIZE), &a, &b);
     (void)madvise((void *)a, b - a, MADV_NOHUGEPAGE);
 }
 

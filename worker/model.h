@@ -116,6 +116,8 @@ moe_gate_cfg moe_model_gate_cfg(const moe_model *m, int il);
 
 /* Head / expert sub-views. */
 moe_mat moe_mat_rows(const moe_mat *m, int64_t r0, int64_t n);
+/* [*a, *b): the whole pages (of page bytes) that cover w's bytes, for madvise. */
+void moe_mat_page_range(const moe_mat *w, uintptr_t page, uintptr_t *a, uintptr_t *b);
 
 /* Embedding row of token id (< vocab) as float32. */
 void moe_model_embed(const moe_model *m, int32_t id, float *out);

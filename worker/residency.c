@@ -10,12 +10,6 @@
 
 static uint64_t mat_bytes(const moe_mat *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
 
-/* [*a, *b): the page-aligned range that covers w's bytes. */
-static void page_range(const moe_mat *w, uintptr_t page, uintptr_t *a, uintptr_t *b)
-{
-    *a = (uintptr_t)w->data & ~(page - 1);
-    *b = ((uintptr_t)w->data + mat_bytes(w) + page - 1) & ~(page - 1);
-}
 
 void moe_residency_advise(const moe_model *m, bool sharded)
 {
@@ -24,7 +18,7 @@ void moe_residency_advise(const moe_model *m, bool sharded)
         const moe_mat *mats[3];
         for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
             uintptr_t a, b;
-            page_range(mats[k], page, &a, &b);
+            moe_mat_page_range(mats[k], page, &a, &b);
             madvise((void *)a, b - a, MADV_RANDOM);
             /* small pages: a 2 MiB one (the file's advice, gguf.c) would
              * bring in the neighbours of an expert the rank hosts */
@@ -50,7 +44,7 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
         const moe_mat *mats[3];
         for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
             uintptr_t a, b;
-            page_range(mats[k], page, &a, &b);
+            moe_mat_page_range(mats[k], page, &a, &b);
             madvise((void *)a, b - a, MADV_NOHUGEPAGE); /* a former placement's runs */
             const uintptr_t share = (uintptr_t)(mat_bytes(mats[k]) / (uint64_t)E), base = (uintptr_t)mats[k]->data;
             for (int e = 0; e < E;) {
@@ -124,7 +118,7 @@ static uint64_t expert_overlap(const moe_model *m, uintptr_t page, uintptr_t lo,
         const moe_mat *mats[3];
         for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
             uintptr_t a, b;
-            page_range(mats[k], page, &a, &b);
+            moe_mat_page_range(mats[k], page, &a, &b);
             const uintptr_t x = a > lo ? a : lo, y = b < hi ? b : hi;
             if (y > x) covered += y - x;
         }

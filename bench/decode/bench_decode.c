@@ -256,48 +256,35 @@ static double bw_pass(const uint64_t *p, size_t n, int threads, bool prefetch)
     return (double)(per * (size_t)threads * 8) / (moe_now() - t0) / 1e9;
 }
 
-/* The model file's mapping (MAP_SHARED with the huge-page advice, as the
- * engine maps it), paged in (so pages not yet cached come in as the
- * engine's own first read would bring them):
- * *len bytes to read (a multiple of 64), *mapped the mapping's length;
- * NULL when it cannot be mapped or is under 1 MiB, with a note on stderr
- * unless quiet. */
-static const uint64_t *map_model(const char *file, bool quiet, size_t *len, size_t *mapped)
+/* The engine's own mapping of the model file (core/gguf.c: from a 2 MiB
+ * address, with the huge-page advice), paged in: *len bytes to read (a
+ * multiple of 64); NULL when the file is under 1 MiB, with a note on
+ * stderr unless quiet. */
+static const uint64_t *map_model(const moe_model *m, bool quiet, size_t *len)
 {
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
-        if (!quiet)
-            fprintf(stderr, "bench-decode: %s: %s; no bandwidth around each run\n", file,
-                    fd < 0 ? strerror(errno) : "under 1 MiB");
-        if (fd >= 0) close(fd);
+    if (m->file_bytes < 1 << 20) {
+        if (!quiet) fprintf(stderr, "bench-decode: the model is under 1 MiB; no bandwidth around each run\n");
         return NULL;
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        if (!quiet) fprintf(stderr, "bench-decode: mmap %s: %s; no bandwidth around each run\n", file, strerror(errno));
-        return NULL;
-    }
-    (void)madvise(map, (size_t)st.st_size, MADV_HUGEPAGE); /* as core/gguf.c */
-    *mapped = (size_t)st.st_size;
-    *len = *mapped & ~(size_t)63;
+    const uint64_t *map = moe_gguf_base(m->gguf);
+    *len = (size_t)m->file_bytes & ~(size_t)63;
     bw_pass(map, *len / 8, 1, false); /* page it in */
     return map;
 }
 
 /* median (best = false) or highest (best = true) of reps reads of each kind:
- * anonymous memory with and without the prefetch, and, given a model file,
- * its mapping likewise; *anon and *file get each kind's figure */
-static double read_bandwidth(size_t bytes, const char *file, int threads, int reps, bool best, double *anon_out,
+ * anonymous memory with and without the prefetch, and the model's mapping
+ * (the engine's own, when the file is 1 MiB or more) likewise; *anon and
+ * *file get each kind's figure */
+static double read_bandwidth(size_t bytes, const moe_model *m, int threads, int reps, bool best, double *anon_out,
                              double *file_out)
 {
     threads = threads < 1 ? 1 : threads > 8 ? 8 : threads;
     double fig[2] = {0.0, 0.0};
     double *gbs = malloc((size_t)reps * 2 * sizeof(double));
     for (int kind = 0; kind < 2; kind++) {
-        const uint64_t *p = NULL, *map = NULL;
-        size_t len = 0, mapped = 0;
+        const uint64_t *p = NULL;
+        size_t len = 0;
         uint64_t *buf = NULL;
         if (kind == 0) {
             buf = malloc(bytes);
@@ -305,8 +292,7 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
             for (size_t i = 0; i < bytes / 8; i++) buf[i] = i;
             p = buf, len = bytes;
         } else {
-            if (!file || !(map = map_model(file, true, &len, &mapped))) continue;
-            p = map;
+            if (!(p = map_model(m, true, &len))) continue;
         }
         for (int r = 0; r < reps; r++) {
             gbs[2 * r] = bw_pass(p, len / 8, threads, false);
@@ -314,7 +300,6 @@ static double read_bandwidth(size_t bytes, const char *file, int threads, int re
         }
         qsort(gbs, (size_t)reps * 2, sizeof(double), cmp_d);
         fig[kind] = best ? gbs[reps * 2 - 1] : gbs[reps];
-        if (map) munmap((void *)(uintptr_t)map, mapped);
         free(buf);
     }
     free(gbs);
@@ -400,9 +385,9 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     printf("kernels %s\n", moe_kern_name(kset));
     printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
-    const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a0, &f0) : 0.0;
-    size_t map_len = 0, map_size = 0;
-    const uint64_t *map = bandwidth ? map_model(model, false, &map_len, &map_size) : NULL;
+    const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, m, 2, 7, true, &a0, &f0) : 0.0;
+    size_t map_len = 0;
+    const uint64_t *map = bandwidth ? map_model(m, false, &map_len) : NULL;
     const int bw_threads = threads < 8 ? threads : 8;
     fflush(stdout);
     for (int mode = 0; mode < 3; mode++) {
@@ -430,12 +415,11 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
      * the runs, the higher is the roofline's (the stricter ratio; a median
      * taken under a passing load put moe's decode above its roofline) */
     if (bandwidth) {
-        const double bw1 = read_bandwidth((size_t)1 << 30, model, 2, 7, true, &a1, &f1);
+        const double bw1 = read_bandwidth((size_t)1 << 30, m, 2, 7, true, &a1, &f1);
         printf("bandwidth_gbs %.3f (before the runs %.3f, after %.3f; anonymous memory %.3f, the model's mapping "
                "%.3f)\n",
                bw0 > bw1 ? bw0 : bw1, bw0, bw1, a0 > a1 ? a0 : a1, f0 > f1 ? f0 : f1);
     }
-    if (map) munmap((void *)(uintptr_t)map, map_size);
     moe_model_free(m);
     return 0;
 }
@@ -543,7 +527,7 @@ int main(int argc, char **argv)
     /* bandwidth first, while nothing else of ours is running */
     const size_t bw_bytes = quick ? (64u << 20) : (1u << 30);
     double a0, f0;
-    const double bw0 = read_bandwidth(bw_bytes, model, 2, quick ? 3 : 7, false, &a0, &f0);
+    const double bw0 = read_bandwidth(bw_bytes, m, 2, quick ? 3 : 7, false, &a0, &f0);
     const uint64_t bpt = moe_model_bytes_per_token(m);
     printf("read bandwidth (2 threads, median of %d reads): %.2f GB/s (%zu MiB of anonymous memory %.2f, the model's "
            "mapping %.2f)\n",
@@ -603,7 +587,7 @@ int main(int argc, char **argv)
     }
     /* bandwidth again: the machine may be shared, so the roofline uses the
      * higher of the two medians (the stricter ratio) */
-    const double bw1 = read_bandwidth(bw_bytes, model, 2, quick ? 3 : 7, false, NULL, NULL);
+    const double bw1 = read_bandwidth(bw_bytes, m, 2, quick ? 3 : 7, false, NULL, NULL);
     const double bw = bw0 > bw1 ? bw0 : bw1, roof = bw * 1e9 / (double)bpt;
     printf("\nread bandwidth again after the runs: %.2f GB/s; roofline uses %.2f GB/s = %.2f t/s\n", bw1, bw, roof);
     for (int mode = 0; mode < 3; mode++)

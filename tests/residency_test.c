@@ -78,13 +78,16 @@ static int check_advice(const char *path, bool sharded)
 }
 
 /* moe_residency_host on a model of two blocks, one MoE block of 8
- * experts: gate and up of 4 MiB an expert, down of 1 MiB, in anonymous
- * memory starting 1 MiB + 4 KiB past a 2 MiB boundary (so no run edge is
- * on one).  Rank 0 hosts experts 0-2 and 5: a page has hg exactly when the
- * 2 MiB page holding it lies inside one of its runs (down's run 5, 1 MiB,
- * has none), nh otherwise; then the placement changes. */
+ * experts: gate and up of 4 MiB an expert, down of 1 MiB + 2 KiB (so half
+ * its experts start inside a page), in anonymous memory starting 1 MiB +
+ * 4 KiB past a 2 MiB boundary (so no run edge is on one).  Rank 0 hosts
+ * experts 0-2 and 5: a page has hg exactly when the 2 MiB page holding it
+ * lies inside one of its runs (down's run 5, 1 MiB, has none), nh
+ * otherwise; and dd (a mapping of its own) exactly when the 4 KiB page
+ * holding it lies inside the experts it does not host; then the placement
+ * changes. */
 #define HOST_MIB ((size_t)1 << 20)
-static const size_t host_expert[3] = {4 * HOST_MIB, 4 * HOST_MIB, HOST_MIB};
+static const size_t host_expert[3] = {4 * HOST_MIB, 4 * HOST_MIB, HOST_MIB + 2048};
 
 static bool host_want_hg(const char *t, size_t expert, const char *x, const bool hosted[8])
 {
@@ -93,6 +96,15 @@ static bool host_want_hg(const char *t, size_t expert, const char *x, const bool
     if (blk < (uintptr_t)t || blk + huge > (uintptr_t)t + 8 * expert) return false;
     for (size_t e = (blk - (uintptr_t)t) / expert; e <= (blk + huge - 1 - (uintptr_t)t) / expert; e++)
         if (!hosted[e]) return false;
+    return true;
+}
+
+static bool host_want_dd(const char *t, size_t expert, const char *x, const bool hosted[8])
+{
+    const uintptr_t pg = (uintptr_t)x & ~(uintptr_t)4095;
+    if (pg < (uintptr_t)t || pg + 4096 > (uintptr_t)t + 8 * expert) return false;
+    for (size_t e = (pg - (uintptr_t)t) / expert; e <= (pg + 4095 - (uintptr_t)t) / expert; e++)
+        if (hosted[e]) return false;
     return true;
 }
 
@@ -110,6 +122,10 @@ static void check_host_flags(char *const t[3], const bool hosted[8], const char 
                           "%s: tensor %d expert %zu (%s) byte %td: want %s, flags%s", when, k, e,
                           hosted[e] ? "hosted" : "not hosted", at[i] - (t[k] + e * host_expert[k]), hg ? "hg" : "nh",
                           fl);
+                const bool dd = host_want_dd(t[k], host_expert[k], at[i], hosted);
+                CHECK_MSG(dd == has_flag(fl, "dd"), "%s: tensor %d expert %zu (%s) byte %td: want%s dd, flags%s",
+                          when, k, e, hosted[e] ? "hosted" : "not hosted", at[i] - (t[k] + e * host_expert[k]),
+                          dd ? "" : " no", fl);
             }
         }
 }
@@ -128,8 +144,8 @@ static void check_host(void)
     layers[1].is_moe = true;
     moe_mat *mats[3] = {&layers[1].gate_exps, &layers[1].up_exps, &layers[1].down_exps};
     for (int k = 0; k < 3; k++) {
-        mats[k]->row_bytes = 4096;
-        mats[k]->rows = (int64_t)(8 * host_expert[k] / 4096);
+        mats[k]->row_bytes = 2048;
+        mats[k]->rows = (int64_t)(8 * host_expert[k] / 2048);
         mats[k]->cols = 1024;
         mats[k]->data = t[k];
     }

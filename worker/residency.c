@@ -38,31 +38,42 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
     /* 2 MiB pages are read in at 2 MiB file offsets and mapped whole only
      * at 2 MiB addresses: a mapping that does not start on one (a file
      * under 2 MiB, gguf.c) would only read its neighbours' bytes */
-    if (m->gguf && ((uintptr_t)moe_gguf_base(m->gguf) & (huge - 1))) return 0;
-    int ranges = 0;
+    const bool huge_ok = !m->gguf || !((uintptr_t)moe_gguf_base(m->gguf) & (huge - 1));
+    int ranges = 0, hg = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         const moe_mat *mats[3];
         for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
             uintptr_t a, b;
             moe_mat_page_range(mats[k], page, &a, &b);
-            madvise((void *)a, b - a, MADV_NOHUGEPAGE); /* a former placement's runs */
+            /* a former placement's runs */
+            madvise((void *)a, b - a, MADV_NOHUGEPAGE);
+            madvise((void *)a, b - a, MADV_DODUMP);
             const uintptr_t share = (uintptr_t)(mat_bytes(mats[k]) / (uint64_t)E), base = (uintptr_t)mats[k]->data;
-            for (int e = 0; e < E;) {
-                if (!moe_placement_rank_hosts(p, il, rank, e)) {
-                    e++;
-                    continue;
-                }
+            for (int e = 0; e < E && ranges < HOST_MAX_RANGES;) {
+                /* a run of experts [e, e1) the rank hosts, or does not */
+                const bool hosts = moe_placement_rank_hosts(p, il, rank, e);
                 int e1 = e + 1;
-                while (e1 < E && moe_placement_rank_hosts(p, il, rank, e1)) e1++;
-                /* the whole 2 MiB pages inside the run's bytes */
-                const uintptr_t lo = (base + share * (uintptr_t)e + huge - 1) & ~(huge - 1);
-                const uintptr_t hi = (base + share * (uintptr_t)e1) & ~(huge - 1);
-                if (hi > lo && ranges < HOST_MAX_RANGES && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0) ranges++;
+                while (e1 < E && moe_placement_rank_hosts(p, il, rank, e1) == hosts) e1++;
+                const uintptr_t x = base + share * (uintptr_t)e, y = base + share * (uintptr_t)e1;
+                if (hosts && huge_ok) {
+                    /* the whole 2 MiB pages inside the run's bytes */
+                    const uintptr_t lo = (x + huge - 1) & ~(huge - 1), hi = y & ~(huge - 1);
+                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0) ranges++, hg++;
+                } else if (!hosts) {
+                    /* the whole pages of the neighbours' run: a mapping
+                     * of their own (the flag is only a difference from
+                     * the hosted pages' VMA), so that fault-around, which
+                     * stays within a VMA, maps none of them when the
+                     * file is cached in 2 MiB pages (read so by another
+                     * process on this machine) */
+                    const uintptr_t lo = (x + page - 1) & ~(page - 1), hi = y & ~(page - 1);
+                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTDUMP) == 0) ranges++;
+                }
                 e = e1;
             }
         }
     }
-    return ranges;
+    return hg;
 }
 
 uint64_t moe_residency_share(const moe_model *m, const moe_placement *p, int rank)

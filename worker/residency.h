@@ -3,7 +3,7 @@
  *
  * Every rank maps the whole file but should touch only its own experts.
  * moe_residency_advise marks the expert tensors MADV_RANDOM: no readahead
- * and no fault-around into other experts' pages; and, when the experts are
+ * into other experts' pages; and, when the experts are
  * sharded over ranks, MADV_NOHUGEPAGE, so that the huge-page advice on the
  * whole file (gguf.c) does not read 2 MiB around each one (a job of one
  * rank hosts them all and keeps 2 MiB pages).  That also gives those
@@ -26,11 +26,14 @@ void moe_residency_advise(const moe_model *m, bool sharded);
  * A sharded job's rank, once its placement is known (and again at each
  * change, before moe_residency_move): the huge-page advice back on the
  * whole 2 MiB pages inside each run of consecutive experts placement p
- * gives rank, small pages on the rest of the expert tensors.  Nothing
- * outside its share is read in by it, and the experts it streams every
- * token get the dense weights' 2 MiB pages.  Returns the ranges advised
- * (runs shorter than a 2 MiB page have none; at most 8192, to keep the
- * process's mappings well under the kernel's limit).
+ * gives rank, small pages on the rest of the expert tensors, and a VMA
+ * of their own (MADV_DONTDUMP) to the whole pages of the experts it does
+ * not host.  Nothing outside its share is read in or mapped by it (the
+ * kernel maps cached pages around a fault only within the fault's VMA),
+ * and the experts it streams every token get the dense weights' 2 MiB
+ * pages.  Returns the runs given 2 MiB pages (runs shorter than a 2 MiB
+ * page have none; all the ranges advised number at most 8192, to keep
+ * the process's mappings well under the kernel's limit).
  */
 int moe_residency_host(const moe_model *m, const moe_placement *p, int rank);
 /* Bytes of the routed experts that placement p gives rank. */

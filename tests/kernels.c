@@ -669,7 +669,7 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * and against the single int8 dot (one token also on rows [1, 9): row
  * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
  * takes, starting on an odd row); lengths of 1, 3 (odd: a last block
- * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025), 1 to 4 and 11
+ * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025, 513 and 22), 1 to 4 and 11
  * super-blocks (q8_K: rows sharing a group, a group of 8 and a partial
  * one).  Q8_0 weights also
  * hold -128 and 127 and a zero scale. */
@@ -683,9 +683,10 @@ static void test_tiles(const moe_kern_set *k)
         /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
-        const int64_t lens32[] = {32, 96, 2144, 32800, 16416}, lens256[] = {256, 512, 768, 1024, 2816};
+        /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot (avx512: over 512) */
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704}, lens256[] = {256, 512, 768, 1024, 2816};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = dt == MOE_DT_Q8_K || t == MOE_DT_Q8_0 ? 5 : 3;
+        const size_t nlen = t == MOE_DT_Q8_0 ? 6 : dt == MOE_DT_Q8_K ? 5 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 10, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;

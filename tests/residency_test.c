@@ -101,9 +101,9 @@ static bool host_want_hg(const char *t, size_t expert, const char *x, const bool
 
 static bool host_want_dd(const char *t, size_t expert, const char *x, const bool hosted[8])
 {
-    const uintptr_t pg = (uintptr_t)x & ~(uintptr_t)4095;
-    if (pg < (uintptr_t)t || pg + 4096 > (uintptr_t)t + 8 * expert) return false;
-    for (size_t e = (pg - (uintptr_t)t) / expert; e <= (pg + 4095 - (uintptr_t)t) / expert; e++)
+    const uintptr_t psz = (uintptr_t)sysconf(_SC_PAGESIZE), pg = (uintptr_t)x & ~(psz - 1);
+    if (pg < (uintptr_t)t || pg + psz > (uintptr_t)t + 8 * expert) return false;
+    for (size_t e = (pg - (uintptr_t)t) / expert; e <= (pg + psz - 1 - (uintptr_t)t) / expert; e++)
         if (hosted[e]) return false;
     return true;
 }

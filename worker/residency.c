@@ -27,8 +27,9 @@ void moe_residency_advise(const moe_model *m, bool sharded)
     }
 }
 
-/* Advised ranges moe_residency_host gives at most (two VMAs each, well
- * under the kernel's default of 65530 mappings a process) */
+/* Advised ranges of each kind (2 MiB pages, a VMA of their own)
+ * moe_residency_host gives at most: two VMAs each, 32768 in all, half the
+ * kernel's default of 65530 mappings a process */
 #define HOST_MAX_RANGES 8192
 
 int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
@@ -39,7 +40,7 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
      * at 2 MiB addresses: a mapping that does not start on one (a file
      * under 2 MiB, gguf.c) would only read its neighbours' bytes */
     const bool huge_ok = !m->gguf || !((uintptr_t)moe_gguf_base(m->gguf) & (huge - 1));
-    int ranges = 0, hg = 0;
+    int hg = 0, dd = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         const moe_mat *mats[3];
         for (int k = 0, n = moe_model_expert_mats(m, il, mats); k < n; k++) {
@@ -49,17 +50,17 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
             madvise((void *)a, b - a, MADV_NOHUGEPAGE);
             madvise((void *)a, b - a, MADV_DODUMP);
             const uintptr_t share = (uintptr_t)(mat_bytes(mats[k]) / (uint64_t)E), base = (uintptr_t)mats[k]->data;
-            for (int e = 0; e < E && ranges < HOST_MAX_RANGES;) {
+            for (int e = 0; e < E;) {
                 /* a run of experts [e, e1) the rank hosts, or does not */
                 const bool hosts = moe_placement_rank_hosts(p, il, rank, e);
                 int e1 = e + 1;
                 while (e1 < E && moe_placement_rank_hosts(p, il, rank, e1) == hosts) e1++;
                 const uintptr_t x = base + share * (uintptr_t)e, y = base + share * (uintptr_t)e1;
-                if (hosts && huge_ok) {
+                if (hosts && huge_ok && hg < HOST_MAX_RANGES) {
                     /* the whole 2 MiB pages inside the run's bytes */
                     const uintptr_t lo = (x + huge - 1) & ~(huge - 1), hi = y & ~(huge - 1);
-                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0) ranges++, hg++;
-                } else if (!hosts) {
+                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0) hg++;
+                } else if (!hosts && dd < HOST_MAX_RANGES) {
                     /* the whole pages of the neighbours' run: a mapping
                      * of their own (the flag is only a difference from
                      * the hosted pages' VMA), so that fault-around, which
@@ -67,7 +68,7 @@ int moe_residency_host(const moe_model *m, const moe_placement *p, int rank)
                      * file is cached in 2 MiB pages (read so by another
                      * process on this machine) */
                     const uintptr_t lo = (x + page - 1) & ~(page - 1), hi = y & ~(page - 1);
-                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTDUMP) == 0) ranges++;
+                    if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTDUMP) == 0) dd++;
                 }
                 e = e1;
             }

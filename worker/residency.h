@@ -32,8 +32,10 @@ void moe_residency_advise(const moe_model *m, bool sharded);
  * kernel maps cached pages around a fault only within the fault's VMA),
  * and the experts it streams every token get the dense weights' 2 MiB
  * pages.  Returns the runs given 2 MiB pages (runs shorter than a 2 MiB
- * page have none; all the ranges advised number at most 8192, to keep
- * the process's mappings well under the kernel's limit).
+ * page have none).  Each kind of advice stops at 8192 ranges, to keep the
+ * process's mappings well under the kernel's limit: past that (only very
+ * scattered placements of very large models), the remaining runs keep
+ * small pages, or share a VMA with their neighbours' experts.
  */
 int moe_residency_host(const moe_model *m, const moe_placement *p, int rank);
 /* Bytes of the routed experts that placement p gives rank. */

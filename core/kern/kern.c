@@ -221,7 +221,8 @@ void moe_kern_matmul_rows_int8(const moe_kern_set *k, const moe_mat *m, int64_t 
         return;
     }
     /* a set's own product chooses its one-token path (the legacy tile:
-     * KERN_INT8_SHORT_ROW; the K-quants: rows in pairs) */
+     * KERN_INT8_SHORT_ROW, avx512 Q8_0 TILE_SHORT_ROW_q8_0; the K-quants:
+     * rows in pairs) */
     if (f->matmul_int8) f->matmul_int8(m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
     else moe_kern_matmul_int8_generic(f, m, r0, r1, xq, xq_stride, n_tok, y, y_stride);
 }

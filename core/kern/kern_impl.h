@@ -105,10 +105,11 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * tok/s decode through the tile, 56 through the dot).  Rows of at most
  * this many bytes are the exception, and take the tile for one token too:
  * a dot call per row of a few blocks costs more than the blocks (per-head
- * k_b rows of 128, expert downs of 704; bench-kern's short-row lines:
- * 1.0-1.7x through the tile).  Q8_0 takes the dot from 512 bytes
- * (TILE_SHORT_ROW_q8_0, kern_simd_q.inc): in cache its tile is faster
- * there too, but from memory it is not.  Same bits either way. */
+ * k_b rows of 128, the Q5_0 expert downs of 704; bench-kern's short-row
+ * lines: 1.0-1.7x through the tile).  The avx512 set's Q8_0 takes the dot
+ * from 512 bytes (TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its expert downs
+ * of 704 included: in cache its tile is faster there too, but from memory
+ * it is not.  Same bits either way. */
 #define KERN_INT8_SHORT_ROW 1024
 
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD

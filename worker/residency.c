@@ -10,7 +10,6 @@
 
 static uint64_t mat_bytes(const moe_mat *w) { return (uint64_t)w->rows * (uint64_t)w->row_bytes; }
 
-
 void moe_residency_advise(const moe_model *m, bool sharded)
 {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);

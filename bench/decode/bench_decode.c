@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "readbw.h"
 
 static long rss_kib(void)
 {
@@ -209,24 +210,7 @@ typedef struct bw_arg {
 static void *bw_read(void *a)
 {
     bw_arg *b = a;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    if (b->prefetch) {
-        for (size_t i = 0; i + 8 <= b->n; i += 8) {
-            __builtin_prefetch(b->p + i + 1024, 0, 3); /* 8 KiB ahead; a prefetch never faults */
-            s0 += b->p[i] + b->p[i + 4];
-            s1 += b->p[i + 1] + b->p[i + 5];
-            s2 += b->p[i + 2] + b->p[i + 6];
-            s3 += b->p[i + 3] + b->p[i + 7];
-        }
-    } else {
-        for (size_t i = 0; i + 4 <= b->n; i += 4) {
-            s0 += b->p[i];
-            s1 += b->p[i + 1];
-            s2 += b->p[i + 2];
-            s3 += b->p[i + 3];
-        }
-    }
-    b->sum = s0 + s1 + s2 + s3;
+    b->sum = moe_bench_read(b->p, b->n, b->prefetch);
     return NULL;
 }
 

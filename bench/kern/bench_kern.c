@@ -8,8 +8,12 @@
  * lines put the file layout's Q8_0 product beside the repacked one
  * (--repack), which must give the reference set's bits.  Pin it
  * (taskset -c 0) on a shared machine.
+ *
+ * --stream: single-sequence decode's view instead, the one-token products
+ * streaming from memory on 1 and --threads threads (see stream_class).
  */
-#define _POSIX_C_SOURCE 200809L
+/* (_GNU_SOURCE, for MADV_HUGEPAGE, comes from the build) */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,8 +21,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/mman.h>
+
 #include "kern/kern_impl.h"
 #include "quant_enc.h"
+#include "readbw.h"
+#include "threadpool.h"
 
 static double now(void)
 {
@@ -150,28 +158,237 @@ static int run_rp(const moe_kern_set *k, uint32_t type, const char *name, int64_
     return !same;
 }
 
+/* ---- --stream ----------------------------------------------------------------
+ *
+ * Single-sequence decode reads every weight once a step, from memory, so
+ * what bounds it is how fast each kernel streams from there with the
+ * threads it has, beside what the memory gives a plain read at the same
+ * moment (the machine's bandwidth moves from minute to minute).  For each
+ * matrix class of the Q4_K_M bench model's decode: n matrices of one shape,
+ * about --mb MB in all (anonymous memory advised MADV_HUGEPAGE, as the
+ * engine's mapping is), multiplied by one token, one pool run a matrix,
+ * each thread a contiguous share of its rows (as the engine's regions);
+ * alternating with a plain read of the same rows in the same split
+ * (readbw.h, prefetching 8 KiB ahead) and with the same kernel over a
+ * 512 KiB slice of the first matrix, 32 times (in cache: the compute
+ * rate).  Medians of --reps passes of each, in GB/s of weights. */
+
+typedef struct stream_ctx {
+    const moe_kern_set *k;
+    const moe_mat *m;
+    int cur;          /* the matrix of this run */
+    int64_t rows;     /* its rows the run covers (from row 0) */
+    bool read;        /* the plain read instead of the product */
+    const void *xq;
+    int64_t xs;
+    float *y;
+    uint64_t sink[256 * 8]; /* a thread's sum on its own cache line */
+} stream_ctx;
+
+static void stream_task(void *arg, int ith, int nth)
+{
+    stream_ctx *c = arg;
+    const moe_mat *m = &c->m[c->cur];
+    int64_t lo, hi;
+    moe_pool_slice(c->rows, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    if (!c->read) {
+        moe_kern_matmul_rows_int8(c->k, m, lo, hi, c->xq, c->xs, 1, c->y, m->rows);
+        return;
+    }
+    /* whole 8-byte words of the share (matrices start on 64 bytes) */
+    const size_t b0 = ((size_t)lo * m->row_bytes + 7) & ~(size_t)7, b1 = ((size_t)hi * m->row_bytes) & ~(size_t)7;
+    if (b0 < b1)
+        c->sink[ith * 8] += moe_bench_read((const uint64_t *)(const void *)((const char *)m->data + b0), (b1 - b0) / 8, true);
+}
+
+/* seconds of one pass: matrices [0, n) (rows each), or matrix 0's first
+ * rows `loops` times */
+static double stream_pass(moe_pool *pool, stream_ctx *c, int n, int64_t rows, int loops)
+{
+    c->rows = rows;
+    const double t0 = now();
+    for (int l = 0; l < loops; l++)
+        for (int i = 0; i < n; i++) {
+            c->cur = i;
+            moe_pool_run(pool, stream_task, c);
+        }
+    return now() - t0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* MB of anonymous huge pages the process has (-1: not known) */
+static long anon_huge_mb(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "AnonHugePages:", 14)) kb = atol(line + 14);
+    if (f) fclose(f);
+    return kb < 0 ? -1 : kb / 1024;
+}
+
+/* One class: rows × cols of `type`, about mb MB of them; 0 when every
+ * product gave the bits of one thread's */
+static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int mb,
+                        int threads, int reps, int loops)
+{
+    uint64_t rb;
+    if (!moe_dtype_bytes(type, (uint64_t)cols, &rb)) return 1;
+    const size_t mat = (size_t)rb * (size_t)rows, want = (size_t)mb << 20;
+    const int n = want / mat > 1 ? (int)(want / mat) : 1;
+    const size_t bytes = mat * (size_t)n, huge = (size_t)2 << 20, len = bytes + huge;
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
+        fprintf(stderr, "bench-kern: cannot map %zu bytes for --stream\n", len);
+        return 1;
+    }
+    char *w = (char *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
+    (void)madvise(w, bytes, MADV_HUGEPAGE);
+    /* 16 distinct random rows, repeated (the kernels' speed does not
+     * depend on the values) */
+    float *x = xalloc((size_t)cols * sizeof(float));
+    const int64_t distinct = rows < 16 ? rows : 16;
+    for (int64_t r = 0; r < distinct; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand();
+        moe_quant_row(type, x, w + (size_t)r * rb, cols);
+    }
+    for (size_t r = (size_t)distinct; r < (size_t)rows * (size_t)n; r++)
+        memcpy(w + r * rb, w + (r % (size_t)distinct) * rb, rb);
+    moe_mat *m = xalloc((size_t)n * sizeof *m);
+    for (int i = 0; i < n; i++) m[i] = (moe_mat){type, rows, cols, (size_t)rb, w + (size_t)i * mat, NULL, 0};
+    const uint32_t dt = moe_kern_dot_type(type);
+    const size_t xrow = moe_kern_act_row_bytes(dt, cols);
+    for (int64_t i = 0; i < cols; i++) x[i] = frand();
+    char *xq = xalloc(xrow);
+    moe_kern_quantize_act(k, dt, x, xq, cols);
+    free(x);
+    float *y = xalloc((size_t)rows * sizeof(float)), *y1 = xalloc((size_t)rows * sizeof(float));
+    moe_kern_matmul_rows_int8(k, &m[n - 1], 0, rows, xq, 0, 1, y1, rows); /* one thread's bits */
+    /* the in-cache slice: 512 KiB of rows, whole row pairs */
+    int64_t slice = (int64_t)((512u << 10) / rb) & ~(int64_t)1;
+    slice = slice < 2 ? (rows < 2 ? rows : 2) : slice > rows ? rows : slice;
+    const long hmb = anon_huge_mb();
+    printf("stream %-6s %5lld x %-5lld x %d (%.1f MB)", name, (long long)rows, (long long)cols, n, (double)bytes / 1e6);
+    if (hmb >= 0) printf(", %ld MB in 2 MiB pages", hmb);
+    printf("\n");
+    int bad = 0;
+    static stream_ctx c; /* large (the sinks); one class at a time */
+    c = (stream_ctx){.k = k, .m = m, .xq = xq, .xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt))), .y = y};
+    double *tk = xalloc((size_t)reps * 3 * sizeof(double)), *tr = tk + reps, *tc = tr + reps;
+    const int counts[2] = {1, threads};
+    for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
+        moe_pool *pool;
+        moe_err err;
+        if (moe_pool_init(&pool, counts[ti], &err) != MOE_OK) {
+            fprintf(stderr, "bench-kern: %s\n", err.msg);
+            bad = 1;
+            break;
+        }
+        int diff = 0;
+        for (int r = 0; r < reps; r++) {
+            for (int64_t i = 0; i < rows; i++) y[i] = NAN; /* a row no thread writes differs */
+            c.read = false;
+            tk[r] = stream_pass(pool, &c, n, rows, 1);
+            diff |= memcmp(y, y1, (size_t)rows * sizeof(float)) != 0; /* matrix n - 1's rows */
+            c.read = true;
+            tr[r] = stream_pass(pool, &c, n, rows, 1);
+            c.read = false;
+            tc[r] = stream_pass(pool, &c, 1, slice, loops);
+        }
+        moe_pool_free(pool);
+        const double gk = (double)bytes / median(tk, reps) / 1e9, gr = (double)bytes / median(tr, reps) / 1e9;
+        const double gc = (double)slice * (double)rb * loops / median(tc, reps) / 1e9;
+        printf("stream %-6s threads %d: kernel %6.2f GB/s  read %6.2f  in cache %6.2f  kernel/read %.2f  %s\n", name,
+               counts[ti], gk, gr, gc, gk / gr, diff ? "BITS DIFFER" : "same bits");
+        bad |= diff;
+    }
+    free(tk);
+    free(y);
+    free(y1);
+    free(xq);
+    free(m);
+    munmap(map, len);
+    return bad;
+}
+
+/* The classes of the Q4_K_M bench model's decoded token (moe-gguf
+ * --summary: q4_K 168 MB, q6_K 63, q5_0 38, q8_0 37 of its 309 MB) */
+static int stream_all(const moe_kern_set *k, const char *only, int mb, int threads, int reps, int loops)
+{
+    static const struct {
+        uint32_t type;
+        const char *name;
+        int64_t rows, cols;
+    } cls[] = {{MOE_DT_Q4_K, "q4_K", 704, 2048},   /* an expert's gate or up */
+               {MOE_DT_Q6_K, "q6_K", 2048, 2048},  /* output, the dense down: rows of 2048 */
+               {MOE_DT_Q5_0, "q5_0", 2048, 704},   /* an expert's down */
+               {MOE_DT_Q8_0, "q8_0", 2048, 704}};  /* an expert's down (the other layers) */
+    int bad = 0, ran = 0;
+    for (size_t i = 0; i < sizeof cls / sizeof cls[0]; i++)
+        if (!only || !strcmp(only, cls[i].name)) {
+            ran++;
+            bad |= stream_class(k, cls[i].type, cls[i].name, cls[i].rows, cls[i].cols, mb, threads, reps, loops);
+        }
+    if (!ran) {
+        fprintf(stderr, "bench-kern: --stream --only: no class '%s' (q4_K, q6_K, q5_0, q8_0)\n", only);
+        return 2;
+    }
+    return bad;
+}
+
+static const char usage[] =
+    "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--only TYPE] [--quick]\n"
+    "       bench-kern --stream [--mb N] [--threads N] [--set S] [--reps N] [--only TYPE] [--quick]\n"
+    "  --set S      kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
+    "  --reps N     runs per figure (default 9: the best kept; --stream: the median)\n"
+    "  --only TYPE  only the lines of TYPE (a name as printed: q4_0, iq4_nl, q8_0rp, ...)\n"
+    "  --quick      tiny shapes (a smoke test; figures mean nothing)\n"
+    "  --stream     one token's products of the Q4_K_M bench model's matrix classes streaming\n"
+    "               from memory, on 1 and --threads threads, against a plain read of the same\n"
+    "               bytes and the same kernel in cache (GB/s of weights)\n"
+    "  --mb N       --stream: MB of weights a class (1..65536, default 160)\n"
+    "  --threads N  --stream: threads of the second line (1..256, default 2)\n";
+
+/* argv[i + 1] as an integer in [lo, hi], or exits with a message */
+static int int_arg(int argc, char **argv, int i, long lo, long hi)
+{
+    char *end = NULL;
+    const long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+    if (i + 1 >= argc || *end || end == argv[i + 1] || v < lo || v > hi) {
+        fprintf(stderr, "bench-kern: %s takes %ld..%ld (--help)\n", argv[i], lo, hi);
+        exit(2);
+    }
+    return (int)v;
+}
+
 int main(int argc, char **argv)
 {
     const char *set = NULL, *only = NULL;
-    int quick = 0, reps = 9;
+    int quick = 0, reps = 9, stream = 0, mb = 160, threads = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--stream")) stream = 1;
         else if (!strcmp(argv[i], "--set") && i + 1 < argc) set = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            char *end;
-            const long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1000) {
-                fprintf(stderr, "bench-kern: --reps takes 1..1000\n");
-                return 2;
-            }
-            reps = (int)v;
-        } else {
-            fprintf(stderr, "usage: bench-kern [--set reference|avx2|avx512] [--reps N] [--only TYPE] [--quick]\n"
-                            "  --set S      kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
-                            "  --reps N     runs per figure, the best kept (default 9)\n"
-                            "  --only TYPE  only the lines of TYPE (a name as printed: q4_0, iq4_nl, q8_0rp, ...)\n"
-                            "  --quick      tiny shapes (a smoke test; figures mean nothing)\n");
+        else if (!strcmp(argv[i], "--reps")) reps = int_arg(argc, argv, i++, 1, 1000);
+        else if (!strcmp(argv[i], "--mb")) mb = int_arg(argc, argv, i++, 1, 65536);
+        else if (!strcmp(argv[i], "--threads")) threads = int_arg(argc, argv, i++, 1, 256);
+        else {
+            if (strcmp(argv[i], "--help")) fprintf(stderr, "bench-kern: unknown argument %s\n", argv[i]);
+            fputs(usage, strcmp(argv[i], "--help") ? stderr : stdout);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
@@ -185,6 +402,10 @@ int main(int argc, char **argv)
     if (moe_kern_cpu_mask(moe_kern_cpu_features(), moe_kern_name(k), &mask, &err) != MOE_OK) {
         fprintf(stderr, "bench-kern: %s\n", err.msg);
         return 2;
+    }
+    if (stream) {
+        printf("kernels %s, one token, medians of %d\n", moe_kern_name(k), quick ? 1 : reps);
+        return stream_all(k, only, quick ? 2 : mb, threads, quick ? 1 : reps, quick ? 2 : 32);
     }
     printf("kernels %s, 1 thread, best of %d\n", moe_kern_name(k), quick ? 1 : reps);
     static const struct {

@@ -13,6 +13,7 @@
  * streaming from memory on 1 and --threads threads (see stream_class).
  */
 /* (_GNU_SOURCE, for MADV_HUGEPAGE, comes from the build) */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,13 +166,16 @@ static int run_rp(const moe_kern_set *k, uint32_t type, const char *name, int64_
  * threads it has, beside what the memory gives a plain read at the same
  * moment (the machine's bandwidth moves from minute to minute).  For each
  * matrix class of the Q4_K_M bench model's decode: n matrices of one shape,
- * about --mb MB in all (anonymous memory advised MADV_HUGEPAGE, as the
+ * about --mb MiB in all (anonymous memory advised MADV_HUGEPAGE, as the
  * engine's mapping is), multiplied by one token, one pool run a matrix,
- * each thread a contiguous share of its rows (as the engine's regions);
- * alternating with a plain read of the same rows in the same split
- * (readbw.h, prefetching 8 KiB ahead) and with the same kernel over a
- * 512 KiB slice of the first matrix, 32 times (in cache: the compute
- * rate).  Medians of --reps passes of each, in GB/s of weights. */
+ * each thread a fixed contiguous share of its rows (the engine's runs
+ * give each thread a region of consecutive chunks, and threads that
+ * finish early take others' chunks; one run costs well under 1 µs here,
+ * a matrix tens of µs); alternating with a plain read of the same rows in
+ * the same split (readbw.h, prefetching 8 KiB ahead) and with the same
+ * kernel over a 512 KiB slice of the first matrix, 32 times after one
+ * untimed pass (in cache: the compute rate).  Medians of --reps passes of
+ * each, in GB/s of weights. */
 
 typedef struct stream_ctx {
     const moe_kern_set *k;
@@ -182,8 +186,10 @@ typedef struct stream_ctx {
     const void *xq;
     int64_t xs;
     float *y;
-    uint64_t sink[256 * 8]; /* a thread's sum on its own cache line */
+    _Alignas(64) uint64_t sink[256 * 8]; /* a thread's sum on its own cache line */
 } stream_ctx;
+
+static volatile uint64_t stream_sink; /* the reads' sums end here, so none is dropped */
 
 static void stream_task(void *arg, int ith, int nth)
 {
@@ -228,8 +234,8 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* MB of anonymous huge pages the process has (-1: not known) */
-static long anon_huge_mb(void)
+/* MiB of anonymous huge pages the process has (-1: not known) */
+static long anon_huge_mib(void)
 {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
     char line[256];
@@ -240,53 +246,65 @@ static long anon_huge_mb(void)
     return kb < 0 ? -1 : kb / 1024;
 }
 
-/* One class: rows × cols of `type`, about mb MB of them; 0 when every
- * product gave the bits of one thread's */
-static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int mb,
+/* One class: rows × cols of `type`, about mib MiB of them.  0 when every
+ * product gave the bits of one thread's, 1 when one did not, 3 when the
+ * memory could not be had. */
+static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, int64_t rows, int64_t cols, int mib,
                         int threads, int reps, int loops)
 {
     uint64_t rb;
     if (!moe_dtype_bytes(type, (uint64_t)cols, &rb)) return 1;
-    const size_t mat = (size_t)rb * (size_t)rows, want = (size_t)mb << 20;
-    const int n = want / mat > 1 ? (int)(want / mat) : 1;
-    const size_t bytes = mat * (size_t)n, huge = (size_t)2 << 20, len = bytes + huge;
+    /* each matrix on 64 bytes (the read's 8-byte words, whole lines) */
+    const size_t mat = (size_t)rb * (size_t)rows, stride = (mat + 63) & ~(size_t)63, want = (size_t)mib << 20;
+    const int n = want / stride > 1 ? (int)(want / stride) : 1;
+    const size_t bytes = mat * (size_t)n, huge = (size_t)2 << 20, len = stride * (size_t)n + huge;
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
-        fprintf(stderr, "bench-kern: cannot map %zu bytes for --stream\n", len);
-        return 1;
+        fprintf(stderr, "bench-kern: --stream: cannot map %zu bytes: %s\n", len, strerror(errno));
+        return 3;
     }
     char *w = (char *)(((uintptr_t)map + huge - 1) & ~(uintptr_t)(huge - 1));
-    (void)madvise(w, bytes, MADV_HUGEPAGE);
-    /* 16 distinct random rows, repeated (the kernels' speed does not
-     * depend on the values) */
+    (void)madvise(w, len - huge, MADV_HUGEPAGE);
+    /* 17 distinct random rows, repeated: the kernels' speed does not
+     * depend on the values, and 17 divides no class's row count, so
+     * consecutive matrices differ (a row no thread computes keeps another
+     * matrix's value, which the bits check below sees) */
     float *x = xalloc((size_t)cols * sizeof(float));
-    const int64_t distinct = rows < 16 ? rows : 16;
+    const int64_t distinct = 17;
+    char *row0 = xalloc((size_t)rb * (size_t)distinct);
     for (int64_t r = 0; r < distinct; r++) {
         for (int64_t i = 0; i < cols; i++) x[i] = frand();
-        moe_quant_row(type, x, w + (size_t)r * rb, cols);
+        moe_quant_row(type, x, row0 + (size_t)r * rb, cols);
     }
-    for (size_t r = (size_t)distinct; r < (size_t)rows * (size_t)n; r++)
-        memcpy(w + r * rb, w + (r % (size_t)distinct) * rb, rb);
     moe_mat *m = xalloc((size_t)n * sizeof *m);
-    for (int i = 0; i < n; i++) m[i] = (moe_mat){type, rows, cols, (size_t)rb, w + (size_t)i * mat, NULL, 0};
+    for (int i = 0; i < n; i++) {
+        char *d = w + (size_t)i * stride;
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(d + (size_t)r * rb, row0 + (size_t)(((int64_t)i * rows + r) % distinct) * rb, rb);
+        m[i] = (moe_mat){type, rows, cols, (size_t)rb, d, NULL, 0};
+    }
+    free(row0);
     const uint32_t dt = moe_kern_dot_type(type);
     const size_t xrow = moe_kern_act_row_bytes(dt, cols);
+    const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt)));
     for (int64_t i = 0; i < cols; i++) x[i] = frand();
     char *xq = xalloc(xrow);
     moe_kern_quantize_act(k, dt, x, xq, cols);
     free(x);
     float *y = xalloc((size_t)rows * sizeof(float)), *y1 = xalloc((size_t)rows * sizeof(float));
-    moe_kern_matmul_rows_int8(k, &m[n - 1], 0, rows, xq, 0, 1, y1, rows); /* one thread's bits */
-    /* the in-cache slice: 512 KiB of rows, whole row pairs */
+    moe_kern_matmul_rows_int8(k, &m[n - 1], 0, rows, xq, xs, 1, y1, rows); /* one thread's bits */
+    /* the in-cache slice: 512 KiB of rows, an even count (the K-quants'
+     * one-token product takes rows two at a time; an odd slice would time
+     * its one-row tail too) */
     int64_t slice = (int64_t)((512u << 10) / rb) & ~(int64_t)1;
     slice = slice < 2 ? (rows < 2 ? rows : 2) : slice > rows ? rows : slice;
-    const long hmb = anon_huge_mb();
+    const long hmib = anon_huge_mib();
     printf("stream %-6s %5lld x %-5lld x %d (%.1f MB)", name, (long long)rows, (long long)cols, n, (double)bytes / 1e6);
-    if (hmb >= 0) printf(", %ld MB in 2 MiB pages", hmb);
+    if (hmib >= 0) printf(", %ld MiB in 2 MiB pages", hmib);
     printf("\n");
     int bad = 0;
-    static stream_ctx c; /* large (the sinks); one class at a time */
-    c = (stream_ctx){.k = k, .m = m, .xq = xq, .xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, moe_kern_act_block(dt))), .y = y};
+    stream_ctx *c = moe_xmalloc_lines(sizeof *c);
+    *c = (stream_ctx){.k = k, .m = m, .xq = xq, .xs = xs, .y = y};
     double *tk = xalloc((size_t)reps * 3 * sizeof(double)), *tr = tk + reps, *tc = tr + reps;
     const int counts[2] = {1, threads};
     for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
@@ -294,19 +312,20 @@ static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, 
         moe_err err;
         if (moe_pool_init(&pool, counts[ti], &err) != MOE_OK) {
             fprintf(stderr, "bench-kern: %s\n", err.msg);
-            bad = 1;
+            bad = 3;
             break;
         }
         int diff = 0;
         for (int r = 0; r < reps; r++) {
             for (int64_t i = 0; i < rows; i++) y[i] = NAN; /* a row no thread writes differs */
-            c.read = false;
-            tk[r] = stream_pass(pool, &c, n, rows, 1);
-            diff |= memcmp(y, y1, (size_t)rows * sizeof(float)) != 0; /* matrix n - 1's rows */
-            c.read = true;
-            tr[r] = stream_pass(pool, &c, n, rows, 1);
-            c.read = false;
-            tc[r] = stream_pass(pool, &c, 1, slice, loops);
+            c->read = false;
+            tk[r] = stream_pass(pool, c, n, rows, 1);
+            diff |= memcmp(y, y1, (size_t)rows * sizeof(float)) != 0; /* the last matrix's rows */
+            c->read = true;
+            tr[r] = stream_pass(pool, c, n, rows, 1);
+            c->read = false;
+            (void)stream_pass(pool, c, 1, slice, 1); /* the slice into the caches */
+            tc[r] = stream_pass(pool, c, 1, slice, loops);
         }
         moe_pool_free(pool);
         const double gk = (double)bytes / median(tk, reps) / 1e9, gr = (double)bytes / median(tr, reps) / 1e9;
@@ -315,6 +334,8 @@ static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, 
                counts[ti], gk, gr, gc, gk / gr, diff ? "BITS DIFFER" : "same bits");
         bad |= diff;
     }
+    for (int t = 0; t < 256; t++) stream_sink += c->sink[t * 8];
+    free(c);
     free(tk);
     free(y);
     free(y1);
@@ -326,7 +347,7 @@ static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, 
 
 /* The classes of the Q4_K_M bench model's decoded token (moe-gguf
  * --summary: q4_K 168 MB, q6_K 63, q5_0 38, q8_0 37 of its 309 MB) */
-static int stream_all(const moe_kern_set *k, const char *only, int mb, int threads, int reps, int loops)
+static int stream_all(const moe_kern_set *k, const char *only, int mib, int threads, int reps, int loops)
 {
     static const struct {
         uint32_t type;
@@ -340,7 +361,7 @@ static int stream_all(const moe_kern_set *k, const char *only, int mb, int threa
     for (size_t i = 0; i < sizeof cls / sizeof cls[0]; i++)
         if (!only || !strcmp(only, cls[i].name)) {
             ran++;
-            bad |= stream_class(k, cls[i].type, cls[i].name, cls[i].rows, cls[i].cols, mb, threads, reps, loops);
+            bad |= stream_class(k, cls[i].type, cls[i].name, cls[i].rows, cls[i].cols, mib, threads, reps, loops);
         }
     if (!ran) {
         fprintf(stderr, "bench-kern: --stream --only: no class '%s' (q4_K, q6_K, q5_0, q8_0)\n", only);
@@ -359,8 +380,11 @@ static const char usage[] =
     "  --stream     one token's products of the Q4_K_M bench model's matrix classes streaming\n"
     "               from memory, on 1 and --threads threads, against a plain read of the same\n"
     "               bytes and the same kernel in cache (GB/s of weights)\n"
-    "  --mb N       --stream: MB of weights a class (1..65536, default 160)\n"
-    "  --threads N  --stream: threads of the second line (1..256, default 2)\n";
+    "  --mb N       --stream: MiB of weights a class (1..65536, default 160; keep it well above\n"
+    "               the last-level cache, or the figures are the cache's)\n"
+    "  --threads N  --stream: threads of the second line (1..256, default 2)\n"
+    "Exit status: 0, 1 when two products that must agree differ in a bit, 2 on a bad argument,\n"
+    "3 when --stream cannot get its memory or threads.\n";
 
 /* argv[i + 1] as an integer in [lo, hi], or exits with a message */
 static int int_arg(int argc, char **argv, int i, long lo, long hi)
@@ -374,23 +398,37 @@ static int int_arg(int argc, char **argv, int i, long lo, long hi)
     return (int)v;
 }
 
+/* argv[i + 1], or exits with a message */
+static const char *str_arg(int argc, char **argv, int i)
+{
+    if (i + 1 >= argc) {
+        fprintf(stderr, "bench-kern: %s needs a value (--help)\n", argv[i]);
+        exit(2);
+    }
+    return argv[i + 1];
+}
+
 int main(int argc, char **argv)
 {
     const char *set = NULL, *only = NULL;
-    int quick = 0, reps = 9, stream = 0, mb = 160, threads = 2;
+    int quick = 0, reps = 9, stream = 0, mib = 160, threads = 2, stream_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--stream")) stream = 1;
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc) set = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--set")) set = str_arg(argc, argv, i++);
+        else if (!strcmp(argv[i], "--only")) only = str_arg(argc, argv, i++);
         else if (!strcmp(argv[i], "--reps")) reps = int_arg(argc, argv, i++, 1, 1000);
-        else if (!strcmp(argv[i], "--mb")) mb = int_arg(argc, argv, i++, 1, 65536);
-        else if (!strcmp(argv[i], "--threads")) threads = int_arg(argc, argv, i++, 1, 256);
+        else if (!strcmp(argv[i], "--mb")) mib = int_arg(argc, argv, i++, 1, 65536), stream_only = 1;
+        else if (!strcmp(argv[i], "--threads")) threads = int_arg(argc, argv, i++, 1, 256), stream_only = 1;
         else {
             if (strcmp(argv[i], "--help")) fprintf(stderr, "bench-kern: unknown argument %s\n", argv[i]);
             fputs(usage, strcmp(argv[i], "--help") ? stderr : stdout);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
+    }
+    if (stream_only && !stream) {
+        fprintf(stderr, "bench-kern: --mb and --threads go with --stream (--help)\n");
+        return 2;
     }
     const moe_kern_set *k = set ? moe_kern_by_name(set) : moe_kern_default();
     if (!k) {
@@ -405,7 +443,7 @@ int main(int argc, char **argv)
     }
     if (stream) {
         printf("kernels %s, one token, medians of %d\n", moe_kern_name(k), quick ? 1 : reps);
-        return stream_all(k, only, quick ? 2 : mb, threads, quick ? 1 : reps, quick ? 2 : 32);
+        return stream_all(k, only, quick ? 2 : mib, threads, quick ? 1 : reps, quick ? 2 : 32);
     }
     printf("kernels %s, 1 thread, best of %d\n", moe_kern_name(k), quick ? 1 : reps);
     static const struct {

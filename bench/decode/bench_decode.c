@@ -52,16 +52,7 @@
 #include "engine.h"
 #include "readbw.h"
 
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) v = atol(line + 6);
-    if (f) fclose(f);
-    return v;
-}
+static long rss_kib(void) { return moe_bench_proc_kb("/proc/self/status", "VmRSS:"); }
 
 /* prompt ids (bench/lib/job.sh job_batch writes the same for the worker job) */
 static int32_t tok(int seq, int i, int vocab) { return (int32_t)(((int64_t)seq * 7919 + (int64_t)i * 104729 + 13) % vocab); }

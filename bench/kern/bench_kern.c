@@ -237,12 +237,7 @@ static double median(double *v, int n)
 /* MiB of anonymous huge pages the process has (-1: not known) */
 static long anon_huge_mib(void)
 {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "AnonHugePages:", 14)) kb = atol(line + 14);
-    if (f) fclose(f);
+    const long kb = moe_bench_proc_kb("/proc/self/smaps_rollup", "AnonHugePages:");
     return kb < 0 ? -1 : kb / 1024;
 }
 

@@ -1,6 +1,10 @@
 /* readbw.c — see readbw.h */
 #include "readbw.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 uint64_t moe_bench_read(const uint64_t *p, size_t n, bool prefetch)
 {
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -23,4 +27,16 @@ uint64_t moe_bench_read(const uint64_t *p, size_t n, bool prefetch)
         }
     }
     return s0 + s1 + s2 + s3;
+}
+
+long moe_bench_proc_kb(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    char line[256];
+    long kb = -1;
+    const size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n)) kb = atol(line + n);
+    if (f) fclose(f);
+    return kb;
 }

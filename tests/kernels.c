@@ -669,10 +669,10 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * and against the single int8 dot (one token also on rows [1, 9): row
  * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
  * takes, starting on an odd row); lengths of 1, 3 (odd: a last block
- * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025, 513 and 22), 1 to 4 and 11
- * super-blocks (q8_K: rows sharing a group, a group of 8 and a partial
- * one).  Q8_0 weights also
- * hold -128 and 127 and a zero scale. */
+ * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025, 513 and 22), 1 to 4, 11
+ * and 97 super-blocks (q8_K: rows sharing a group, a group of 8 and a
+ * partial one, and a row longer than avx512's one-token activation copy
+ * takes).  Q8_0 weights also hold -128 and 127 and a zero scale. */
 static void test_tiles(const moe_kern_set *k)
 {
     static const uint32_t qt[] = {MOE_DT_Q8_0, MOE_DT_Q4_0, MOE_DT_Q4_1, MOE_DT_Q5_0, MOE_DT_Q5_1, MOE_DT_IQ4_NL,
@@ -684,9 +684,10 @@ static void test_tiles(const moe_kern_set *k)
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
         /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot (avx512: over 512) */
-        const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704}, lens256[] = {256, 512, 768, 1024, 2816};
+        /* 24832: 97 super-blocks, over the bound of avx512's one-token activation copy (kz_xperm) */
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704}, lens256[] = {256, 512, 768, 1024, 2816, 24832};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = t == MOE_DT_Q8_0 ? 6 : dt == MOE_DT_Q8_K ? 5 : 3;
+        const size_t nlen = t == MOE_DT_Q8_0 ? 6 : dt == MOE_DT_Q8_K ? 6 : 3;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 10, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;

@@ -666,9 +666,9 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * quantized weight type: 10 rows taken as [0, 1) and [1, 10) (tiles that
  * do not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single), 2 and 3 at once, against each token alone (n = 1)
- * and against the single int8 dot (one token also on rows [1, 9): row
+ * and against the single int8 dot (one token also on rows [1, 10): row
  * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
- * takes, starting on an odd row); lengths of 1, 3 (odd: a last block
+ * takes, starting on an odd row, and a last row alone); lengths of 1, 3 (odd: a last block
  * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025, 513 and 22), 1 to 4, 11
  * and 97 super-blocks (q8_K: rows sharing a group, a group of 8 and a
  * partial one, and a row longer than avx512's one-token activation copy
@@ -737,11 +737,10 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
-                /* one token on rows [1, 9): the K-quants pair the rows (or group 8,
-                 * 4 or 2 short ones), here from an odd row */
+                /* one token on rows [1, 10): the K-quants pair the rows (or group 8,
+                 * 4 or 2 short ones), here from an odd row, and the last row alone */
                 y1o[0] = y1[0];
-                y1o[rows - 1] = y1[rows - 1];
-                moe_kern_matmul_rows_int8(k, &m, 1, rows - 1, xq + n * xrow, xs, 1, y1o, rows);
+                moe_kern_matmul_rows_int8(k, &m, 1, rows, xq + n * xrow, xs, 1, y1o, rows);
                 for (int64_t r = 0; r < rows; r++) {
                     const float d = moe_kern_dot_int8(k, t, data + r * rb, xq + n * xrow, cols);
                     /* the q8_K types' int8 dots are bitwise the reference's */

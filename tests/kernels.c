@@ -680,14 +680,15 @@ static void test_tiles(const moe_kern_set *k)
     int same = 1, checked = 0;
     for (size_t ti = 0; ti < sizeof qt / sizeof qt[0]; ti++) {
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
-        /* 32800: one token's packed activations exceed avx512's tile pack (the dotn fallback) */
+        /* 32800: one token's packed activations exceed avx512's tile pack and avx2's one-token
+         * pack of Q4_0 and Q5_0 (the dotn fallback) */
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
         /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot (avx512: over 512) */
         /* 24832: 97 super-blocks, over the bound of avx512's one-token activation copy (kz_xperm) */
         const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704}, lens256[] = {256, 512, 768, 1024, 2816, 24832};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = t == MOE_DT_Q8_0 ? 6 : dt == MOE_DT_Q8_K ? 6 : 3;
+        const size_t nlen = 6;
         for (size_t li = 0; li < nlen; li++) {
             const int64_t cols = lens[li], rows = 10, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;

@@ -6,8 +6,10 @@
  *
  * Damaged weights and vocabularies (the checks every program shares with
  * the coordinator): NaN/Inf in a norm, the router or its bias is refused
- * at load; one in an embedding row ends the sequences that use it with an
- * error naming non-finite logits (never token 0 and a normal finish);
+ * at load; one in an embedding row, or a NaN scale in a big Q8_0 matrix
+ * (tiny_q8_0.gguf, on both activation paths), ends the sequences that use
+ * it with an error naming non-finite logits (never token 0 and a normal
+ * finish);
  * an EOS id outside the vocabulary, a vocabulary shorter than the
  * embedding and a token string given twice are refused at load.
  */
@@ -28,9 +30,9 @@ typedef struct mutation {
     const char *drop;       /* leave out this tensor */
     const char *f16;        /* store this tensor as f16 */
     const char *reshape;    /* swap ne[0] and ne[1] of this tensor */
-    const char *poison;     /* in this f32 tensor ... */
-    uint64_t at;            /* ... the value at this index ... */
-    float value;            /* ... becomes this */
+    const char *poison;     /* in this f32 tensor ... (a Q8_0 one: ...   */
+    uint64_t at;            /* ... the value at this index ... (block's  */
+    float value;            /* ... becomes this                 scale)  */
     int vocab_drop;         /* tokenizer.ggml.tokens (and token_type): leave out the last N */
     int vocab_dup;          /* > 0: token vocab_dup gets token vocab_dup + 1's string */
 } mutation;
@@ -131,6 +133,10 @@ static int write_mutated(const moe_gguf *src, const char *path, const mutation *
         else moe_row_from_f32(MOE_DT_F16, t->data, buf, (int64_t)t->n_elems);
         if (mu->poison && !strcmp(t->name, mu->poison) && t->type == MOE_DT_F32 && mu->at < t->n_elems)
             memcpy((char *)buf + 4 * mu->at, &mu->value, 4);
+        if (mu->poison && !strcmp(t->name, mu->poison) && t->type == MOE_DT_Q8_0 && mu->at < t->n_elems / 32) {
+            const uint16_t h = moe_f32_to_f16(mu->value);
+            memcpy((char *)buf + sizeof(moe_block_q8_0) * mu->at, &h, 2);
+        }
         int rc = moe_gguf_writer_write(w, j, 0, buf, size, err);
         free(buf);
         if (rc) goto fail;
@@ -164,12 +170,13 @@ static void on_end(void *ctx, const moe_gen_seq *s, moe_gen_end why, const char 
 }
 
 /* Runs the prompt through the generate loop (greedy, 4 tokens). */
-static ended generate(moe_model *m, const int32_t *toks, int n)
+static ended generate(moe_model *m, const int32_t *toks, int n, bool int8)
 {
     ended out = {.why = -1};
     moe_err err;
     moe_engine_opts o;
     moe_engine_opts_default(&o);
+    o.act_q8 = int8;
     o.max_ctx = 32;
     o.max_seqs = 1;
     moe_engine *e = NULL;
@@ -203,13 +210,50 @@ static void nonfinite_rows(const moe_gguf *src, const char *path)
     CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
     if (!m) return;
     const int32_t bad[3] = {7, 5, 9}, good[3] = {7, 6, 9};
-    const ended b = generate(m, bad, 3);
+    const ended b = generate(m, bad, 3, true);
     CHECK_MSG(b.why == MOE_GEN_END_ERROR && b.tokens == 0, "poisoned prompt: end %d after %d tokens", (int)b.why, b.tokens);
     CHECK_CONTAINS(b.msg, "non-finite logit");
-    const ended ok = generate(m, good, 3);
+    const ended ok = generate(m, good, 3, true);
     CHECK_MSG(ok.why == MOE_GEN_END_LENGTH && ok.tokens == 4, "clean prompt: end %d after %d tokens (%s)", (int)ok.why,
               ok.tokens, ok.msg);
     moe_model_free(m);
+}
+
+/* A NaN scale in one block of a big Q8_0 matrix (no load check reads
+ * those): row 5 of the dense FFN's up projection is NaN, so one value of
+ * the down projection's input.  On the int8 path (the default) that one
+ * NaN must reach the logits as on the float path, and end the sequence
+ * with an error: the activation quantizer makes its block NaN
+ * (core/kern/kern_impl.h), where it had rounded the NaN to an int8 and
+ * kept a finite scale, which dropped it and gave finite, wrong logits.
+ * The clean file generates normally on both paths. */
+static void nonfinite_int8(const char *path)
+{
+    moe_err err;
+    moe_gguf *q8;
+    CHECK_MSG(moe_gguf_open(&q8, fixture_path("models/tiny_q8_0.gguf"), &err) == MOE_OK, "%s", err.msg);
+    if (!q8) return;
+    const int32_t toks[3] = {7, 6, 9};
+    for (int damaged = 0; damaged < 2; damaged++) {
+        const mutation mu = {.poison = damaged ? "blk.0.ffn_up.weight" : NULL, .at = 5 * 2, .value = NAN};
+        CHECK(write_mutated(q8, path, &mu, &err) == MOE_OK);
+        moe_model *m = NULL;
+        CHECK_MSG(moe_model_open(&m, path, &err) == MOE_OK, "%s", err.msg);
+        if (!m) continue;
+        for (int exact = 0; exact < 2; exact++) {
+            const ended r = generate(m, toks, 3, !exact);
+            if (damaged) {
+                CHECK_MSG(r.why == MOE_GEN_END_ERROR && r.tokens == 0, "NaN scale, %s path: end %d after %d tokens",
+                          exact ? "float" : "int8", (int)r.why, r.tokens);
+                CHECK_CONTAINS(r.msg, "non-finite logit");
+            } else {
+                CHECK_MSG(r.why == MOE_GEN_END_LENGTH && r.tokens == 4, "clean Q8_0, %s path: end %d after %d tokens (%s)",
+                          exact ? "float" : "int8", (int)r.why, r.tokens, r.msg);
+            }
+        }
+        moe_model_free(m);
+    }
+    moe_gguf_close(q8);
 }
 
 int main(void)
@@ -295,6 +339,7 @@ int main(void)
     CHECK(moe_model_open(&m, path, &err) == MOE_ERR);
     CHECK_CONTAINS(err.msg, "nextn_predict_layers = 2");
     nonfinite_rows(src, path);
+    nonfinite_int8(path);
     /* the router's bias (v3_mini has one) */
     moe_gguf *v3;
     CHECK_MSG(moe_gguf_open(&v3, fixture_path("models/v3_mini_f32.gguf"), &err) == MOE_OK, "%s", err.msg);

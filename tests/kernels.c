@@ -669,10 +669,12 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * and against the single int8 dot (one token also on rows [1, 10): row
  * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
  * takes, starting on an odd row, and a last row alone); lengths of 1, 3 (odd: a last block
- * alone) and 67 blocks (q8_0 dot type; Q8_0 also 1025, 513 and 22), 1 to 4, 11
+ * alone), 67, 1025, 513 and 22 blocks (the q8_0 and q8_1 dot types), 1 to 4, 11
  * and 97 super-blocks (q8_K: rows sharing a group, a group of 8 and a
  * partial one, and a row longer than avx512's one-token activation copy
- * takes).  Q8_0 weights also hold -128 and 127 and a zero scale. */
+ * takes).  Q8_0 weights also hold -128 and 127 and a zero scale.  Then a
+ * NaN or an infinity in one token's activation: NaN in each of its rows,
+ * alone and between two clean tokens, whose rows do not change. */
 static void test_tiles(const moe_kern_set *k)
 {
     static const uint32_t qt[] = {MOE_DT_Q8_0, MOE_DT_Q4_0, MOE_DT_Q4_1, MOE_DT_Q5_0, MOE_DT_Q5_1, MOE_DT_IQ4_NL,
@@ -682,7 +684,8 @@ static void test_tiles(const moe_kern_set *k)
         const uint32_t t = qt[ti], dt = moe_kern_dot_type(t);
         /* 32800: one token's packed activations exceed avx512's tile pack and avx2's one-token
          * pack of Q4_0 and Q5_0 (the dotn fallback) */
-        /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time) */
+        /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time); one
+         * token's exceeds avx2's pack (513 blocks > 256) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
         /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot (avx512: over 512) */
         /* 24832: 97 super-blocks, over the bound of avx512's one-token activation copy (kz_xperm) */
@@ -759,6 +762,27 @@ static void test_tiles(const moe_kern_set *k)
                     checked++;
                 }
             }
+            /* a NaN or an infinity in token 1's activation: every row of it NaN, alone
+             * and between tokens 0 and 2 (theirs unchanged) */
+            char *x3 = malloc(xrow * 3);
+            float *y3 = malloc((size_t)(3 * rows) * 4);
+            memcpy(x3, xq, xrow);
+            memcpy(x3 + 2 * xrow, xq + 2 * xrow, xrow);
+            for (int64_t i = 0; i < cols; i++) x[i] = frand();
+            x[(li * 37) % cols] = li % 2 ? INFINITY : NAN;
+            moe_kern_quantize_act(k, dt, x, x3 + xrow, cols);
+            moe_kern_matmul_rows_int8(k, &m, 0, rows, x3, xs, 3, y3, rows);
+            moe_kern_matmul_rows_int8(k, &m, 0, rows, x3 + xrow, xs, 1, y1, rows);
+            for (int64_t r = 0; r < rows; r++) {
+                const int ok = isnan(y3[rows + r]) && isnan(y1[r]) && !memcmp(&y3[r], &y[r], 4) &&
+                               !memcmp(&y3[2 * rows + r], &y[2 * rows + r], 4);
+                CHECK_MSG(ok, "%s type %u cols %lld row %lld: a non-finite activation gave %g alone, %g in 3 "
+                          "(tokens 0, 2: %g, %g; were %g, %g)", moe_kern_name(k), t, (long long)cols, (long long)r,
+                          y1[r], y3[rows + r], y3[r], y3[2 * rows + r], y[r], y[2 * rows + r]);
+                same &= ok;
+            }
+            free(x3);
+            free(y3);
             free(y23);
             free(data);
             free(src);
@@ -769,7 +793,7 @@ static void test_tiles(const moe_kern_set *k)
     }
     if (same)
         printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot, q8_K types the "
-               "reference (%d values)\n",
+               "reference (%d values); a NaN or infinity in an activation NaN in every row\n",
                moe_kern_name(k), checked);
 }
 

@@ -7,7 +7,9 @@
  *     fixtures';
  *  2. the q8_0, q8_1 and q8_K activation quantizers of every set this CPU
  *     runs, bit for bit against the README's rules written out here
- *     (ties, zero blocks, equal |x| of both signs, negative maxima);
+ *     (ties, zero blocks, equal |x| of both signs, negative maxima), and
+ *     blocks holding a NaN or an infinity as NaN blocks (d and s NaN, q 0:
+ *     core/kern/kern_impl.h; the README's rules are for finite values);
  *  3. each type's kernels, using the fixture blocks as weights:
  *     - float path: dot with a one-hot x is the dequantized value bit for
  *       bit; with random x within 1e-5·Σ|w·x| of a float64 sum of the
@@ -125,8 +127,21 @@ static int rne(float v)
     return (int)((r - d == 0.5 && fmod(r, 2.0) != 0.0) ? r - 1.0 : r);
 }
 
+/* A block holding a NaN or an infinity: d (and s) NaN, every q 0 */
+static bool nonfinite(const float *x, int n)
+{
+    for (int j = 0; j < n; j++)
+        if (!isfinite(x[j])) return true;
+    return false;
+}
+
 static void rule_q8_0(const float *x, moe_block_q8_0 *y)
 {
+    if (nonfinite(x, 32)) {
+        y->d = 0x7e00;
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
     float amax = 0.0f;
     for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -136,6 +151,11 @@ static void rule_q8_0(const float *x, moe_block_q8_0 *y)
 
 static void rule_q8_1(const float *x, moe_block_q8_1 *y)
 {
+    if (nonfinite(x, 32)) {
+        y->d = y->s = 0x7e00;
+        memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
     moe_block_q8_0 b;
     rule_q8_0(x, &b);
     float amax = 0.0f;
@@ -150,6 +170,11 @@ static void rule_q8_1(const float *x, moe_block_q8_1 *y)
 static void rule_q8_K(const float *x, moe_block_q8_K *y)
 {
     memset(y, 0, sizeof *y);
+    if (nonfinite(x, 256)) {
+        const uint32_t qnan = 0x7fc00000u; /* the quiet NaN of NAN */
+        memcpy(&y->d, &qnan, 4);
+        return;
+    }
     int imax = -1;
     for (int j = 0; j < 256; j++)
         if (x[j] != 0.0f && (imax < 0 || fabsf(x[j]) > fabsf(x[imax]))) imax = j;
@@ -167,7 +192,7 @@ static void rule_q8_K(const float *x, moe_block_q8_K *y)
 static void test_quantizers(const moe_kern_set *k)
 {
     enum { N = 1024 };
-    static float rows[6][N];
+    static float rows[8][N];
     for (int i = 0; i < N; i++) rows[0][i] = frand() * 3.0f;            /* random */
     for (int i = 0; i < N; i++) rows[1][i] = (float)((i % 255) - 127) / 2; /* halves: ties with id = 1 ... */
     for (int b = 0; b < N / 32; b++) rows[1][32 * b] = 127.0f;           /* ... amax 127 in every block */
@@ -180,8 +205,19 @@ static void test_quantizers(const moe_kern_set *k)
     for (int i = 0; i < N; i++) rows[4][i] = frand() - 1.5f;             /* negative maxima */
     for (int i = 0; i < N; i++) rows[5][i] = frand() * 1e-30f;           /* tiny, subnormal scales */
     for (int i = 256; i < 512; i++) rows[5][i] = 0.0f;
+    /* NaN, +inf and -inf, one each in blocks 0-2 of 32 (of each 4), at
+     * positions across the vector lanes, in the first two q8_K blocks; the
+     * rest finite (their blocks as in row 0) */
+    for (int i = 0; i < N; i++) rows[6][i] = frand() * 3.0f;
+    for (int b = 0; b < 16; b++) {
+        const float bad = b % 4 == 0 ? NAN : b % 4 == 1 ? INFINITY : -INFINITY;
+        if (b % 4 != 3) rows[6][32 * b + (b * 7) % 32] = bad;
+    }
+    /* one NaN, the last value of the last block */
+    for (int i = 0; i < N; i++) rows[7][i] = frand();
+    rows[7][N - 1] = NAN;
     int bad[3] = {0, 0, 0};
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < 8; r++) {
         moe_block_q8_0 a0[N / 32], w0[N / 32];
         moe_block_q8_1 a1[N / 32], w1[N / 32];
         moe_block_q8_K aK[N / 256], wK[N / 256];
@@ -214,7 +250,8 @@ static void test_quantizers(const moe_kern_set *k)
         moe_kern_quantize_act(k, MOE_DT_Q8_0, y, &h, 32);
         CHECK(h.qs[0] == 127 && h.qs[1] == 2 && h.qs[2] == 4 && h.qs[3] == 0 && h.qs[4] == -2 && h.d == 0x3c00);
     }
-    printf("quantizers %s: q8_0, q8_1, q8_K bit for bit the README's rules on 6 rows of %d\n", moe_kern_name(k), N);
+    printf("quantizers %s: q8_0, q8_1, q8_K bit for bit the README's rules on 6 rows of %d, and NaN blocks for "
+           "2 rows with NaN and infinities\n", moe_kern_name(k), N);
 }
 
 /* ---- 3. kernels of each type ---- */

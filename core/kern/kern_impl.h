@@ -112,6 +112,16 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * it is not.  Same bits either way. */
 #define KERN_INT8_SHORT_ROW 1024
 
+/* An activation block holding a NaN or an infinity quantizes, in every set,
+ * to d = NaN (q8_0, q8_1: this fp16; q8_K: the float NAN), every q and
+ * bsum 0, and (q8_1) s = NaN.  Every product it enters is then NaN (d_w·NaN
+ * even where the integers are 0), as on the float path, so damaged weights
+ * reach the logits as non-finite values, which end the sequence with an
+ * error (worker/gen.c), instead of vanishing in the rounding (x·id of a NaN
+ * has no int8 value; the packs gave −128 and a finite d) and the same in
+ * every set.  No quantizer writes −128: |x·id| <= 127 for finite x. */
+#define KERN_F16_NAN 0x7e00
+
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */
 void moe_kern_matmul_generic(const moe_kern_fns *f, const moe_mat *m, int64_t r0, int64_t r1, const float *x,

@@ -200,12 +200,18 @@ void moe_kern_ref_rope(float *v, const float *cs, int n_rot)
 }
 
 /* Per block of 32: amax, id = 127/amax, q = round-half-even(x·id) (the
- * default rounding mode's nearbyintf), d = fp16(amax/127). */
+ * default rounding mode's nearbyintf), d = fp16(amax/127); a block with a
+ * NaN or an infinity: d = NaN, q = 0 (kern_impl.h, KERN_F16_NAN). */
 void moe_kern_ref_quant_act(const float *x, void *out, int64_t n)
 {
     moe_block_q8_0 *y = out;
     for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
         const float *xb = x + b * MOE_Q8_0_BLOCK;
+        if (moe_f32_first_nonfinite(xb, MOE_Q8_0_BLOCK) >= 0) {
+            y[b].d = KERN_F16_NAN;
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
         float amax = 0.0f;
         for (int j = 0; j < MOE_Q8_0_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -481,6 +487,11 @@ void moe_kern_ref_quant_act_q8_1(const float *x, void *out, int64_t n)
     moe_block_q8_1 *y = out;
     for (int64_t b = 0; b < n / MOE_QK; b++) {
         const float *xb = x + b * MOE_QK;
+        if (moe_f32_first_nonfinite(xb, MOE_QK) >= 0) { /* d = s = NaN, q = 0 (kern_impl.h) */
+            y[b].d = y[b].s = KERN_F16_NAN;
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
         float amax = 0.0f;
         for (int j = 0; j < MOE_QK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
         const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -509,6 +520,10 @@ void moe_kern_ref_quant_act_q8_K(const float *x, void *out, int64_t n)
                 max = xb[j];
             }
         memset(&y[b], 0, sizeof y[b]);
+        if (moe_f32_first_nonfinite(xb, MOE_QK_K) >= 0) { /* d = NaN, q = bsums = 0 (kern_impl.h) */
+            y[b].d = NAN;
+            continue;
+        }
         if (amax == 0.0f) continue;
         const float iscale = -127.0f / max;
         for (int j = 0; j < MOE_QK_K; j++) {

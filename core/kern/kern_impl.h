@@ -99,17 +99,20 @@ static inline int moe_rpk_q_shift(int v) { return (v / 4) % 2 ? 4 : 0; }
 void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const void *xq, int64_t xq_stride,
                                  int64_t n_tok, float *y, int64_t ys);
 
-/* One token (decode) streams each long weight row once through the plain
- * dot: the legacy types' tile (activation pack, 4-row blocks) only pays
- * off when rows are reused across tokens (one thread, Q8_0 bench model: 37
- * tok/s decode through the tile, 56 through the dot).  Rows of at most
- * this many bytes are the exception, and take the tile for one token too:
- * a dot call per row of a few blocks costs more than the blocks (per-head
- * k_b rows of 128, the Q5_0 expert downs of 704; bench-kern's short-row
- * lines: 1.0-1.7x through the tile).  The avx512 set's Q8_0 takes the dot
- * from 512 bytes (TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its expert downs
- * of 704 included: in cache its tile is faster there too, but from memory
- * it is not.  Same bits either way. */
+/* One token (decode) streams each long weight row once, one row at a
+ * time: the legacy types' 4-row tile (activation pack, 4-row blocks) only
+ * pays off when rows are reused across tokens (one thread, Q8_0 bench
+ * model: 37 tok/s decode through it, 56 through the dot).  Rows of at
+ * most this many bytes are the exception, and take the 4-row tile for one
+ * token too: a dot call per row of a few blocks costs more than the blocks
+ * (per-head k_b rows of 128, the Q5_0 expert downs of 704; bench-kern's
+ * short-row lines: 1.0-1.7x through the tile).  The avx512 set's Q8_0
+ * takes the dot from 512 bytes (TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its
+ * expert downs of 704 included: in cache its tile is faster there too,
+ * but from memory it is not.  Longer rows of Q4_0, Q5_0 and IQ4_NL take
+ * the 1-row tile on the packed token in avx512 (TILE_LONG1_*), and Q4_0
+ * and Q5_0 avx2's own pack: both read the row as the dot does.  Same bits
+ * either way. */
 #define KERN_INT8_SHORT_ROW 1024
 
 /* An activation block holding a NaN or an infinity quantizes, in every set,

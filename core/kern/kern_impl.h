@@ -9,6 +9,9 @@
 #ifndef MOE_KERN_IMPL_H
 #define MOE_KERN_IMPL_H
 
+#include <math.h>
+#include <string.h>
+
 #include "kern.h"
 
 /* Rotation of n_rot/2 (cos, sin) pairs in place (moe_kern_rope). */
@@ -122,8 +125,25 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * reach the logits as non-finite values, which end the sequence with an
  * error (worker/gen.c), instead of vanishing in the rounding (x·id of a NaN
  * has no int8 value; the packs gave −128 and a finite d) and the same in
- * every set.  No quantizer writes −128: |x·id| <= 127 for finite x. */
+ * every set.  No quantizer writes −128: |x·id| <= 127 for finite x.  The
+ * reference and the SIMD quantizers write these blocks by the helpers
+ * below. */
 #define KERN_F16_NAN 0x7e00
+static inline void kern_nan_q8_0(moe_block_q8_0 *b)
+{
+    b->d = KERN_F16_NAN;
+    memset(b->qs, 0, sizeof b->qs);
+}
+static inline void kern_nan_q8_1(moe_block_q8_1 *b)
+{
+    b->d = b->s = KERN_F16_NAN;
+    memset(b->qs, 0, sizeof b->qs);
+}
+static inline void kern_nan_q8_K(moe_block_q8_K *b)
+{
+    memset(b, 0, sizeof *b);
+    b->d = NAN;
+}
 
 /* The generic cache-tiled product over an entry's dotn (kern.c); the SIMD
  * sets' own products fall back to it. */

@@ -208,8 +208,7 @@ void moe_kern_ref_quant_act(const float *x, void *out, int64_t n)
     for (int64_t b = 0; b < n / MOE_Q8_0_BLOCK; b++) {
         const float *xb = x + b * MOE_Q8_0_BLOCK;
         if (moe_f32_first_nonfinite(xb, MOE_Q8_0_BLOCK) >= 0) {
-            y[b].d = KERN_F16_NAN;
-            memset(y[b].qs, 0, sizeof y[b].qs);
+            kern_nan_q8_0(&y[b]);
             continue;
         }
         float amax = 0.0f;
@@ -487,9 +486,8 @@ void moe_kern_ref_quant_act_q8_1(const float *x, void *out, int64_t n)
     moe_block_q8_1 *y = out;
     for (int64_t b = 0; b < n / MOE_QK; b++) {
         const float *xb = x + b * MOE_QK;
-        if (moe_f32_first_nonfinite(xb, MOE_QK) >= 0) { /* d = s = NaN, q = 0 (kern_impl.h) */
-            y[b].d = y[b].s = KERN_F16_NAN;
-            memset(y[b].qs, 0, sizeof y[b].qs);
+        if (moe_f32_first_nonfinite(xb, MOE_QK) >= 0) {
+            kern_nan_q8_1(&y[b]);
             continue;
         }
         float amax = 0.0f;
@@ -513,6 +511,10 @@ void moe_kern_ref_quant_act_q8_K(const float *x, void *out, int64_t n)
     moe_block_q8_K *y = out;
     for (int64_t b = 0; b < n / MOE_QK_K; b++) {
         const float *xb = x + b * MOE_QK_K;
+        if (moe_f32_first_nonfinite(xb, MOE_QK_K) >= 0) {
+            kern_nan_q8_K(&y[b]);
+            continue;
+        }
         float max = 0.0f, amax = 0.0f;
         for (int j = 0; j < MOE_QK_K; j++)
             if (fabsf(xb[j]) > amax) {
@@ -520,10 +522,6 @@ void moe_kern_ref_quant_act_q8_K(const float *x, void *out, int64_t n)
                 max = xb[j];
             }
         memset(&y[b], 0, sizeof y[b]);
-        if (moe_f32_first_nonfinite(xb, MOE_QK_K) >= 0) { /* d = NaN, q = bsums = 0 (kern_impl.h) */
-            y[b].d = NAN;
-            continue;
-        }
         if (amax == 0.0f) continue;
         const float iscale = -127.0f / max;
         for (int j = 0; j < MOE_QK_K; j++) {

@@ -723,6 +723,17 @@ static void test_tiles(const moe_kern_set *k)
                 memset(b->qs, 0xFF, sizeof b->qs);
                 memset(b->scales, 0, sizeof b->scales);
             }
+            /* IQ4_XS's extreme levels at its extreme scales (its one-token sums
+             * take the levels as unsigned, level + 128): row 3 all -127 at -32,
+             * row 4 all 113 at 31 */
+            if (t == MOE_DT_IQ4_XS)
+                for (int r = 3; r <= 4; r++)
+                    for (int64_t j = 0; j < cols / 256; j++) {
+                        moe_block_iq4_xs *b = (moe_block_iq4_xs *)(data + r * rb) + j;
+                        memset(b->qs, r == 3 ? 0x00 : 0xFF, sizeof b->qs);
+                        memset(b->scales_l, r == 3 ? 0x00 : 0xFF, sizeof b->scales_l);
+                        b->scales_h = r == 3 ? 0 : 0xFFFF;
+                    }
             moe_mat m = {t, rows, cols, (size_t)rb, data, NULL, 0};
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));

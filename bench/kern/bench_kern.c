@@ -444,9 +444,9 @@ int main(int argc, char **argv)
     static const struct {
         uint32_t type;
         const char *name;
-    } types[] = {{MOE_DT_Q8_0, "q8_0"},     {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q5_0, "q5_0"}, {MOE_DT_Q5_1, "q5_1"},
-                 {MOE_DT_IQ4_NL, "iq4_nl"}, {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"}, {MOE_DT_IQ4_XS, "iq4_xs"},
-                 {MOE_DT_Q2_K, "q2_K"},     {MOE_DT_Q3_K, "q3_K"}, {MOE_DT_Q5_K, "q5_K"}};
+    } types[] = {{MOE_DT_Q8_0, "q8_0"},     {MOE_DT_Q4_0, "q4_0"}, {MOE_DT_Q4_1, "q4_1"}, {MOE_DT_Q5_0, "q5_0"},
+                 {MOE_DT_Q5_1, "q5_1"},     {MOE_DT_IQ4_NL, "iq4_nl"}, {MOE_DT_Q4_K, "q4_K"}, {MOE_DT_Q6_K, "q6_K"},
+                 {MOE_DT_IQ4_XS, "iq4_xs"}, {MOE_DT_Q2_K, "q2_K"}, {MOE_DT_Q3_K, "q3_K"}, {MOE_DT_Q5_K, "q5_K"}};
     int ran = 0; /* lines --only let through */
 #define ONLY(name) ((!only || !strcmp(only, (name))) && ++ran)
     static const int64_t toks[] = {1, 3, 16, 128};
@@ -459,9 +459,9 @@ int main(int argc, char **argv)
      * per-head k_b (16 heads × 512 rows of 128, Q5_0 in a Q4_K_M file) and
      * V2-Lite-style expert downs (rows of 704; of 1408 in the Q4_0 and
      * IQ4_NL a V2-Lite Q2_K/Q3_K or IQ4_XS file falls back to), which take
-     * the set's tile (rows of at most 1 KiB); v_b (16 × 128 rows of 512) in
-     * the K-quants and Q5_1 rows of 1408 (1056 bytes) are controls: both
-     * columns run the same dots there */
+     * the set's tile (rows of at most 1 KiB), and the Q5_1 rows of 1408
+     * (1056 bytes) of a V2-Lite Q5_K_M, which avx512 takes through its
+     * 1-row tile; v_b (16 × 128 rows of 512) in the K-quants */
     static const struct {
         uint32_t type;
         const char *name;

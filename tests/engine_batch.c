@@ -302,6 +302,25 @@ static void test_cache_and_errors(void)
     CHECK(moe_engine_step(e, &gone, 1, &err) == MOE_OK && gone.status == MOE_ERR);
     CHECK_CONTAINS(gone.err.msg, "sequence 3 does not exist");
     moe_engine_free(e);
+    /* the default pool holds max_seqs sequences of max_ctx, each in whole
+     * blocks: 3 of 17 tokens take 2 blocks of 16 each (a pool of 3 × 17
+     * tokens, 4 blocks, left the third sequence without room) */
+    moe_engine_opts_default(&o);
+    o.max_ctx = 17;
+    o.max_seqs = 3;
+    CHECK(moe_engine_init(&e, m, &o, &err) == MOE_OK);
+    int sq[3];
+    moe_step_item full[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK(moe_engine_seq_new(e, &sq[i], &err) == MOE_OK);
+        full[i] = (moe_step_item){.seq = sq[i], .tokens = toks, .n_tokens = 17, .logits = MOE_LOGITS_LAST};
+    }
+    CHECK(moe_engine_step(e, full, 3, &err) == MOE_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK_MSG(full[i].status == MOE_OK, "sequence %d of 17 tokens in the default pool: %s", i, full[i].err.msg);
+        CHECK(moe_engine_seq_len(e, sq[i]) == 17);
+    }
+    moe_engine_free(e);
     moe_model_free(m);
     /* bad model files */
     CHECK(moe_model_open(&m, fixture_path("models/missing.gguf"), &err) == MOE_ERR);

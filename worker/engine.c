@@ -52,9 +52,12 @@ static int opts_resolve(const moe_hparams *hp, moe_engine_opts *o, moe_err *err)
     if (o->max_batch_tokens < 1 || o->max_batch_tokens > 65536)
         return moe_err_set(err, "max batch tokens %d not in 1..65536", o->max_batch_tokens);
     if (o->decompress_min < 0) return moe_err_set(err, "decompress_min < 0");
-    if (o->cache_tokens <= 0) o->cache_tokens = o->max_ctx * o->max_seqs;
-    if (o->cache_tokens > ((int64_t)1 << 40)) return moe_err_set(err, "cache of %lld tokens is too large", (long long)o->cache_tokens);
     if (o->block_size < 1 || o->block_size > 4096) return moe_err_set(err, "block size %d not in 1..4096", o->block_size);
+    /* max_seqs sequences of max_ctx each, a sequence holding whole blocks
+     * (<= (2^24 + 4095) · 4096 tokens: no overflow) */
+    if (o->cache_tokens <= 0)
+        o->cache_tokens = (o->max_ctx + o->block_size - 1) / o->block_size * o->block_size * o->max_seqs;
+    if (o->cache_tokens > ((int64_t)1 << 40)) return moe_err_set(err, "cache of %lld tokens is too large", (long long)o->cache_tokens);
     return MOE_OK;
 }
 

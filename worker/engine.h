@@ -73,7 +73,7 @@ typedef struct moe_engine_opts {
     int block_size;         /* cache tokens per block, default 16 */
     int64_t max_ctx;        /* per sequence, default min(4096, file ctx) */
     int max_seqs;           /* default 16 */
-    int64_t cache_tokens;   /* pool capacity in tokens, default max_ctx × max_seqs */
+    int64_t cache_tokens;   /* pool capacity in tokens, default max_seqs × max_ctx rounded up to whole blocks */
     int max_batch_tokens;   /* tokens per step, default 512 */
     int decompress_min;     /* chunk length from which prefill decompresses; default 32, 0 = never */
     const moe_kern_set *kernels; /* kernel set; NULL: the best this CPU runs under MOE_KERNELS */

@@ -141,7 +141,7 @@ static int test_header(moe_comm *c)
     int64_t want_hold = 0;
     for (int r = 0; r < n; r++) want_hold += r % 2;
     for (int round = 0; round < 3; round++) { /* the same answer every time (the op and type are kept) */
-        moe_comm_step_header(c, &mine, &job);
+        moe_comm_step_header(c, &mine, round == 1, &job);
         const int64_t s = (int64_t)n * (n + 1) / 2;
         if (job.active != s || job.tokens != 10 * s || job.prefill != s - n || job.stay != 1 || job.stop != 1 ||
             job.hold != want_hold || job.reconf != 3 * (s - n) + 2 * n || job.tokens_max != (n > 1 ? 1000 : 0)) {

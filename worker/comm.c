@@ -145,8 +145,9 @@ static void check(moe_comm *c, int rc, const char *what)
     moe_comm_abort(c, 3, msg);
 }
 
-/* t_start: when the collective started (for the test delay) */
-static void wait_request(moe_comm *c, MPI_Request *r, double t_start)
+/* Polls r for spin seconds, then sleeps between polls; t_start: when the
+ * collective started (for the test delay) */
+static void wait_spin(moe_comm *c, MPI_Request *r, double t_start, double spin)
 {
     double t0 = moe_now();
     int done = 0;
@@ -154,7 +155,7 @@ static void wait_request(moe_comm *c, MPI_Request *r, double t_start)
     for (;;) {
         check(c, MPI_Test(r, &done, MPI_STATUS_IGNORE), "MPI_Test");
         if (done) break;
-        if (moe_now() - t0 < c->spin) continue;
+        if (moe_now() - t0 < spin) continue;
         struct timespec ts = {0, pause};
         nanosleep(&ts, NULL);
         if (pause < SLEEP_MAX_NS) pause *= 2;
@@ -162,6 +163,7 @@ static void wait_request(moe_comm *c, MPI_Request *r, double t_start)
     hold(c, t_start);
     c->wait_seconds += moe_now() - t0;
 }
+static void wait_request(moe_comm *c, MPI_Request *r, double t_start) { wait_spin(c, r, t_start, c->spin); }
 
 int moe_comm_agree(moe_comm *c, int status)
 {
@@ -229,7 +231,7 @@ void moe_comm_bcast_bytes(moe_comm *c, char **buf, int64_t *n)
     wait_request(c, &r, t_start);
 }
 
-void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job)
+void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, bool idle, moe_comm_step_hdr *job)
 {
     /* sums (stay comes from rank 0 alone, stop and hold are "any"), and
      * the largest tokens_max */
@@ -239,7 +241,7 @@ void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_s
     MPI_Request r;
     const double t_start = moe_now();
     check(c, MPI_Iallreduce(in, v, 1, c->hdr_type, c->hdr_op, MPI_COMM_WORLD, &r), "MPI_Iallreduce");
-    wait_request(c, &r, t_start);
+    wait_spin(c, &r, t_start, idle ? 0.0 : c->spin);
     *job = (moe_comm_step_hdr){.active = v[0], .tokens = v[1], .prefill = v[2], .stay = v[3],
                                .stop = v[4],   .hold = v[5],   .reconf = v[6], .tokens_max = v[7]};
 }

@@ -78,7 +78,11 @@ typedef struct moe_comm_step_hdr {
     int64_t tokens_max; /* this rank's tokens; in the job's: the most any rank has
                          * (a max, not a sum: what the step's time follows) */
 } moe_comm_step_hdr;
-void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, moe_comm_step_hdr *job);
+/* idle: the job had no step at the last header.  Its ranks then arrive
+ * up to a pause apart, a scheduler's delay more on a loaded node, and a
+ * wait that spun first (moe_comm_set_spin) would burn that time on every
+ * header; so an idle header's wait sleeps from the start. */
+void moe_comm_step_header(moe_comm *c, const moe_comm_step_hdr *mine, bool idle, moe_comm_step_hdr *job);
 
 /* v[0..n) = the sum over ranks of each rank's v[0..n) (n >= 1), in place. */
 void moe_comm_sum_i64(moe_comm *c, int64_t *v, int n);

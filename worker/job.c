@@ -28,6 +28,7 @@ void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, const moe_job_c
     double t_hold = 0;     /* start of the hold in progress; 0: none */
     int pause_ms = 1;
     bool said_idle = false;
+    bool idle = false; /* no step at the last header */
     for (;;) {
         ops->poll(src->ctx, g);
         ops->beat(src->ctx);
@@ -44,7 +45,8 @@ void moe_job_run(moe_comm *c, moe_gen *g, const moe_source *src, const moe_job_c
             .tokens_max = p.tokens,
         };
         moe_comm_step_hdr job;
-        moe_comm_step_header(c, &mine, &job);
+        moe_comm_step_header(c, &mine, idle, &job);
+        idle = !job.active || job.hold;
         if (job.stop) break; /* SIGTERM on any rank ends the job, together */
         /* between steps, on every rank at this same turn: the steps taken
          * so far are the same number everywhere */

@@ -672,7 +672,9 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
  * alone), 67, 1025, 513 and 22 blocks (the q8_0 and q8_1 dot types), 1 to 4, 11
  * and 97 super-blocks (q8_K: rows sharing a group, a group of 8 and a
  * partial one, and a row longer than avx512's one-token activation copy
- * takes).  Q8_0 weights also hold -128 and 127 and a zero scale.  Then a
+ * takes).  Q8_0 weights also hold -128 and 127 and a zero scale; Q6_K,
+ * Q3_K and IQ4_XS rows their largest integer sums (every value and scale
+ * at its extreme), which the last token (every q_x 127) meets.  Then a
  * NaN or an infinity in one token's activation: NaN in each of its rows,
  * alone and between two clean tokens, whose rows do not change. */
 static void test_tiles(const moe_kern_set *k)

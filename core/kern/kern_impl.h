@@ -112,8 +112,8 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * short-row lines: 1.0-1.7x through the tile).  The avx512 set's Q8_0
  * takes the dot from 512 bytes (TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its
  * expert downs of 704 included: in cache its tile is faster there too,
- * but from memory it is not.  Longer rows of Q4_0, Q5_0 and IQ4_NL take
- * the 1-row tile on the packed token in avx512 (TILE_LONG1_*), and Q4_0
+ * but from memory it is not.  Longer rows of Q4_0, Q4_1, Q5_0, Q5_1 and
+ * IQ4_NL take the 1-row tile on the packed token in avx512 (TILE_LONG1_*), and Q4_0
  * and Q5_0 avx2's own pack: both read the row as the dot does.  Same bits
  * either way. */
 #define KERN_INT8_SHORT_ROW 1024

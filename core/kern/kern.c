@@ -110,7 +110,9 @@ void moe_kern_matmul_int8_tiled8(const moe_kern_fns *f, moe_kern_dot8_int8_fn do
             for (int64_t r = rb; r < re; r++) {
                 const void *row = moe_mat_row(m, r);
                 int64_t t = tb;
-                /* 8s (dot8) and quads share the row's decode; the rest go one by one */
+                /* 8s (dot8), quads and the 1 to 3 left each share the row's decode
+                 * (3 tokens of q4_K, one thread, in cache: 58.7 GMAC/s, against 37.5
+                 * as three single dots) */
                 for (; dot8 && t + 8 <= te; t += 8) {
                     float o[8];
                     dot8(row, (const char *)xq + (size_t)t * xsb, xq_stride, m->cols, o);
@@ -121,8 +123,12 @@ void moe_kern_matmul_int8_tiled8(const moe_kern_fns *f, moe_kern_dot8_int8_fn do
                     f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, xq_stride, 4, m->cols, o);
                     for (int u = 0; u < 4; u++) y[(t + u) * ys + r] = o[u];
                 }
-                for (; t < te; t++)
-                    f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, 0, 1, m->cols, &y[t * ys + r]);
+                if (t < te) {
+                    float o[4];
+                    const int nr = (int)(te - t);
+                    f->dotn_int8(row, (const char *)xq + (size_t)t * xsb, xq_stride, nr, m->cols, o);
+                    for (int u = 0; u < nr; u++) y[(t + u) * ys + r] = o[u];
+                }
             }
         }
     }

@@ -747,11 +747,14 @@ static void test_tiles(const moe_kern_set *k)
             }
             moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, ntok, y, rows);
             moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, ntok, y, rows);
-            /* and in batches of 2 and 3 (avx512: 1-row tiles), tokens 0-1 and 2-4 */
-            float *y23 = malloc((size_t)(ntok * rows) * 4);
-            moe_kern_matmul_rows_int8(k, &m, 0, rows, xq, xs, 2, y23, rows);
+            /* and in batches of 2 and 3 (avx512: 1-row tiles), tokens 0-1 (rows [0, 1)
+             * and [1, 10)) and 2-4; and 11 tokens, 5-15 (8 or two quads, then 3 left) */
+            float *y23 = malloc((size_t)(ntok * rows) * 4), *y11 = malloc((size_t)(11 * rows) * 4);
+            moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, 2, y23, rows);
+            moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, 2, y23, rows);
             moe_kern_matmul_rows_int8(k, &m, 0, 4, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
             moe_kern_matmul_rows_int8(k, &m, 4, rows, xq + 2 * xrow, xs, 3, y23 + 2 * rows, rows);
+            moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + 5 * xrow, xs, 11, y11, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
                 /* one token on rows [1, 10): the K-quants pair the rows (or group 8,
@@ -765,12 +768,13 @@ static void test_tiles(const moe_kern_set *k)
                     const float dr =
                         dt == MOE_DT_Q8_K ? moe_kern_dot_int8(ref, t, data + r * rb, xq + n * xrow, cols) : d;
                     const int ok = !memcmp(&d, &y[n * rows + r], 4) && !memcmp(&d, &y1[r], 4) && !memcmp(&d, &y1o[r], 4) &&
-                                   (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4)) && !memcmp(&d, &dr, 4);
+                                   (n >= 5 || !memcmp(&d, &y23[n * rows + r], 4)) &&
+                                   (n < 5 || n > 15 || !memcmp(&d, &y11[(n - 5) * rows + r], 4)) && !memcmp(&d, &dr, 4);
                     CHECK_MSG(ok,
-                              "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2 or 3 %g, dot %g, "
+                              "%s type %u cols %lld row %lld token %lld: tiled %g, alone %g, in 2, 3 or 11 %g, dot %g, "
                               "reference %g",
                               moe_kern_name(k), t, (long long)cols, (long long)r, (long long)n, y[n * rows + r],
-                              y1[r], n < 5 ? y23[n * rows + r] : d, d, dr);
+                              y1[r], n < 5 ? y23[n * rows + r] : n <= 15 ? y11[(n - 5) * rows + r] : d, d, dr);
                     same &= ok;
                     checked++;
                 }
@@ -797,6 +801,7 @@ static void test_tiles(const moe_kern_set *k)
             free(x3);
             free(y3);
             free(y23);
+            free(y11);
             free(data);
             free(src);
             free(xq);
@@ -805,7 +810,7 @@ static void test_tiles(const moe_kern_set *k)
         }
     }
     if (same)
-        printf("kernels %s: int8 products of 17, 3 and 2 tokens bitwise 1 token and the dot, q8_K types the "
+        printf("kernels %s: int8 products of 17, 11, 3 and 2 tokens bitwise 1 token and the dot, q8_K types the "
                "reference (%d values); a NaN or infinity in an activation NaN in every row\n",
                moe_kern_name(k), checked);
 }

@@ -156,7 +156,8 @@ void moe_kern_matmul_int8_generic(const moe_kern_fns *f, const moe_mat *m, int64
  * the bits of that token's dotn_int8. */
 typedef void (*moe_kern_dot8_int8_fn)(const void *w, const void *xq, int64_t xq_stride, int64_t n, float *out);
 /* The generic int8 tiling with 8-token groups through dot8 first (its
- * token blocks a multiple of 8), then quads and single tokens as above. */
+ * token blocks a multiple of 8), then quads, then the 1 to 3 left in one
+ * dotn_int8 call. */
 void moe_kern_matmul_int8_tiled8(const moe_kern_fns *f, moe_kern_dot8_int8_fn dot8, const moe_mat *m, int64_t r0,
                                  int64_t r1, const void *xq, int64_t xq_stride, int64_t n_tok, float *y, int64_t ys);
 

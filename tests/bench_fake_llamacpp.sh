@@ -3,7 +3,8 @@
 # for the tests of the benchmark scripts (sourced by tests/bench_lib.sh and
 # tests/bench_throughput.sh):
 #   bench_fake_llamacpp DIR   writes DIR/llama-bench (samples_ts 10.5, 30,
-#       20.25: median 20.25; exit 1 while DIR/fail exists), llama-batched-bench
+#       20.25: median 20.25; while DIR/fail exists, its text on
+#       stderr and exit 1), llama-batched-bench
 #       (S_TG 5.5, 9, 7, ... in turn, counted in DIR/count) and
 #       llama-completion (a system_info line with "FAKE = 1"); each records
 #       its arguments in DIR/bench.args or DIR/batched.args, and its name
@@ -16,7 +17,7 @@ bench_fake_llamacpp() {
 echo "$*" >> "$(dirname "$0")/bench.args"
 echo llama-bench >> "$(dirname "$0")/order"
 echo "loading noise" >&2
-[ -f "$(dirname "$0")/fail" ] && exit 1
+[ -f "$(dirname "$0")/fail" ] && { cat "$(dirname "$0")/fail" >&2; exit 1; }
 echo '{"build_commit": "abc", "n_prompt": 0, "avg_ts": 20.0, "samples_ns": [ 1, 2, 3 ],"samples_ts": [ 10.5, 30, 20.25 ]}'
 EOF
   cat > "$fake/llama-batched-bench" << 'EOF'

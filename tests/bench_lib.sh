@@ -80,6 +80,15 @@ check "extra args" "$(tail -n 1 "$fake/bench.args")" "-m m.gguf -t 2 -p 0 -n 64 
 LLAMACPP_ARGS=""
 touch "$fake/fail"
 check "tg failed" "$(llamacpp_tg m.gguf 64 3)" "failed"
+# why: the first line of its stderr that reads as an error, not the noise
+LLAMACPP_LOG=$tmp/llamacpp.log
+: > "$LLAMACPP_LOG"
+llamacpp_tg m.gguf 64 3 > /dev/null
+check "why failed, no error line" "$(llamacpp_why_failed)" ""
+echo "ggml-backend.cpp:1283: GGML_ASSERT(x != -1) failed" > "$fake/fail"
+llamacpp_tg m.gguf 64 3 > /dev/null
+check "why failed" "$(llamacpp_why_failed | sed -n 1p)" "llama.cpp failed: ggml-backend.cpp:1283: GGML_ASSERT(x != -1) failed"
+LLAMACPP_LOG=/dev/null
 rm "$fake/fail"
 
 # bench-decode --case lines

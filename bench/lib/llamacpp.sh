@@ -17,6 +17,9 @@
 #                              own PP-token prompt, then TG tokens each):
 #                              llama-batched-bench's S_TG, R runs
 #
+#   llamacpp_why_failed        when a figure said "failed": the first line of
+#                              llama.cpp's stderr that reads as an error, and
+#                              the way round a known one; nothing otherwise
 #   llamacpp_median LIST       the median of a list of figures (one per
 #                              round, from the functions below with R = 1):
 #                              a number, or "failed" / "not run" when any
@@ -51,6 +54,21 @@ llamacpp_median() {
     *"not run"*) echo "not run" ;;
     *) echo "$1" | bench_median ;;
   esac
+}
+
+llamacpp_why_failed() {
+  local l
+  l=$(grep -m1 -E 'GGML_ASSERT|[Ee]rror:|: error|Segmentation fault|Aborted|terminate called' "$LLAMACPP_LOG" \
+        2>/dev/null) || return 0
+  echo "llama.cpp failed: $l"
+  # seen with d32676d77's native build on an AMX Xeon (Sapphire Rapids
+  # class), every deepseek2 file: its AMX weight buffers leave an operation
+  # no backend takes
+  if [[ $l == *'cur_backend_id != -1'* ]] && grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+    echo "  this CPU has AMX: build llama.cpp without it (keeping its other native flags) and point --llama-cpp there:"
+    echo "  cmake -B build-noamx -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='-mno-amx-int8 -mno-amx-tile -mno-amx-bf16'" \
+         "-DCMAKE_CXX_FLAGS='-mno-amx-int8 -mno-amx-tile -mno-amx-bf16'"
+  fi
 }
 
 llamacpp_init() {

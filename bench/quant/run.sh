@@ -190,6 +190,7 @@ for t in "${tlist[@]}"; do
          "moe int8 $(moe_round_ratio int8 1 1 "$tg" decode "$lt" "${rounds[@]}")," \
          "moe int8 repack $(moe_round_ratio int8rp 1 1 "$tg" decode "$lt" "${rounds[@]}")"
   fi
+  case " $l_tg $l_pp $l_b " in *" failed "*) llamacpp_why_failed ;; esac
   for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then
     echo "moe samples:"

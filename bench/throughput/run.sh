@@ -277,6 +277,7 @@ echo "moe float: float32 activations (bench-decode --act float); moe int8: int8 
      "moe int8 rp: int8 with the dense Q8_0 and Q4_K matrices repacked (--act int8rp; moe-run/moe-worker --repack, opt-in)." \
      "moe/llama: the fastest moe path over llama.cpp."
 echo "decode rows at 4 and 16: each sequence's own $bpp-token prompt, then $btg tokens each (llama-batched-bench's S_TG)."
+case " $l_tg $l_b4 $l_b16 $l_pp1 $l_pp2 " in *" failed "*) llamacpp_why_failed ;; esac
 round_files=()
 for r in $(seq 1 "$runs"); do round_files+=("$tmp/moe.$r"); done
 round_ratio() { moe_round_ratio "$@" "${round_files[@]}"; }

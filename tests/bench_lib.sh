@@ -88,6 +88,12 @@ check "why failed, no error line" "$(llamacpp_why_failed)" ""
 echo "ggml-backend.cpp:1283: GGML_ASSERT(x != -1) failed" > "$fake/fail"
 llamacpp_tg m.gguf 64 3 > /dev/null
 check "why failed" "$(llamacpp_why_failed | sed -n 1p)" "llama.cpp failed: ggml-backend.cpp:1283: GGML_ASSERT(x != -1) failed"
+# from a later file's first line on: that file's error, not the first one
+from=$(( $(wc -l < "$LLAMACPP_LOG") + 1 ))
+echo "main: error: second file" > "$fake/fail"
+llamacpp_tg m.gguf 64 3 > /dev/null
+check "why failed, from line" "$(llamacpp_why_failed "$from" | sed -n 1p)" "llama.cpp failed: main: error: second file"
+check "why failed, past the end" "$(llamacpp_why_failed 100000)" ""
 LLAMACPP_LOG=/dev/null
 rm "$fake/fail"
 

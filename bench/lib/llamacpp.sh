@@ -17,9 +17,11 @@
 #                              own PP-token prompt, then TG tokens each):
 #                              llama-batched-bench's S_TG, R runs
 #
-#   llamacpp_why_failed        when a figure said "failed": the first line of
-#                              llama.cpp's stderr that reads as an error, and
-#                              the way round a known one; nothing otherwise
+#   llamacpp_why_failed [N]    when a figure said "failed": the first line of
+#                              llama.cpp's stderr (in $LLAMACPP_LOG from its
+#                              line N on, default 1) that reads as an error,
+#                              and the workaround of a known one; nothing
+#                              otherwise
 #   llamacpp_median LIST       the median of a list of figures (one per
 #                              round, from the functions below with R = 1):
 #                              a number, or "failed" / "not run" when any
@@ -58,8 +60,8 @@ llamacpp_median() {
 
 llamacpp_why_failed() {
   local l
-  l=$(grep -m1 -E 'GGML_ASSERT|[Ee]rror:|: error|Segmentation fault|Aborted|terminate called' "$LLAMACPP_LOG" \
-        2>/dev/null) || return 0
+  l=$(tail -n +"${1:-1}" "$LLAMACPP_LOG" 2>/dev/null | grep -m1 -E 'GGML_ASSERT|[Ee]rror:|: error|terminate called') ||
+    return 0
   echo "llama.cpp failed: $l"
   # seen with d32676d77's native build on an AMX Xeon (Sapphire Rapids
   # class), every deepseek2 file: its AMX weight buffers leave an operation

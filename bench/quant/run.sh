@@ -75,6 +75,7 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/moe-bench-quant.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 LLAMACPP_LOG=$tmp/llamacpp.log
+: > "$LLAMACPP_LOG"
 llamacpp_init "$llama"
 
 if [ $quick = 1 ]; then
@@ -140,6 +141,7 @@ for t in "${tlist[@]}"; do
   # (2 MiB pages), for both sides: a file just made is cached in 4 KiB ones
   moe_page_cache_drop "$model" || echo "(could not drop $model from the page cache)"
   rounds=()
+  llog_from=$(( $(wc -l < "$LLAMACPP_LOG") + 1 )) # this file's llama.cpp output starts here
   for r in $(seq 1 "$runs"); do
     rounds+=("$out.$r")
     if [ $((r % 2)) = 1 ]; then moe_round; llama_round; else llama_round; moe_round; fi
@@ -190,7 +192,7 @@ for t in "${tlist[@]}"; do
          "moe int8 $(moe_round_ratio int8 1 1 "$tg" decode "$lt" "${rounds[@]}")," \
          "moe int8 repack $(moe_round_ratio int8rp 1 1 "$tg" decode "$lt" "${rounds[@]}")"
   fi
-  case " $l_tg $l_pp $l_b " in *" failed "*) llamacpp_why_failed ;; esac
+  case " $l_tg $l_pp $l_b " in *" failed "*) llamacpp_why_failed "$llog_from" ;; esac
   for v in "$f_tg" "$i_tg" "$r_tg" "$f_pp" "$i_pp" "$r_pp" "$f_b" "$i_b" "$r_b"; do _bench_isnum "$v" || failed=1; done
   if [ $moe_ok = 1 ]; then
     echo "moe samples:"

@@ -67,9 +67,10 @@ llamacpp_why_failed() {
   # class), every deepseek2 file: its AMX weight buffers leave an operation
   # no backend takes
   if [[ $l == *'cur_backend_id != -1'* ]] && grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then
+    local no_amx='-mno-amx-int8 -mno-amx-tile -mno-amx-bf16'
     echo "  this CPU has AMX: build llama.cpp without it (keeping its other native flags) and point --llama-cpp there:"
-    echo "  cmake -B build-noamx -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='-mno-amx-int8 -mno-amx-tile -mno-amx-bf16'" \
-         "-DCMAKE_CXX_FLAGS='-mno-amx-int8 -mno-amx-tile -mno-amx-bf16'"
+    echo "  cmake -B build-noamx -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON" \
+         "-DCMAKE_C_FLAGS='$no_amx' -DCMAKE_CXX_FLAGS='$no_amx'"
   fi
 }
 

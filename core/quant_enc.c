@@ -539,51 +539,93 @@ void moe_quantize_row_q6_K_ref(const float *x, moe_block_q6_K *y, int64_t n)
 
 static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-/* The index of the level nearest to x (ties to the upper one): bisection,
- * then a comparison of the two distances in float, as llama.cpp did when
- * the fixtures were made. */
-static int iq4_nearest(float x)
+/* The levels as floats (exact). */
+static const float iq4_levels_f[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+/* Four float lanes and their comparison masks (GCC and Clang vector
+ * extensions, at the width every x86-64 and arm64 core has: element-wise
+ * IEEE operations, the same bits as scalar code). */
+typedef float iq4_f4 __attribute__((vector_size(16)));
+typedef int32_t iq4_m4 __attribute__((vector_size(16)));
+/* m ? a : b, lane by lane (m: all ones or all zeros) */
+#define IQ4_PICK(m, a, b) ((iq4_f4)(((iq4_m4)(a) & (m)) | ((iq4_m4)(b) & ~(m))))
+
+/* The level nearest to each lane of v (ties to the upper one): its index
+ * in *idx and its value in *q, as llama.cpp found it when the fixtures
+ * were made: a halving of [0, 15] with `x < level[mid]` to the bracket
+ * [lo, lo + 1], then `x - level[lo] < level[lo + 1] - x` in float (x at
+ * or beyond either end gives that end).  Here without a branch: lo is the
+ * number of levels 1..14 with !(x < level), the bracket's two levels are
+ * sums of the steps those levels pass (integers, so exact), and the
+ * comparison picks one.  It is the halving's function everywhere: below
+ * level 0 the bracket is [0, 1] and the comparison picks 0, above level 15
+ * it is [14, 15] and it picks 15, and a NaN (0·∞ from an infinite inverse
+ * scale), which fails every `<`, ends at 15 as the halving did.  The scale
+ * search runs it 512 times a block of 32, and the halving's branches were
+ * unpredictable (this made IQ4_XS encoding several times faster). */
+static inline void iq4_nearest4(iq4_f4 v, iq4_m4 *idx, iq4_f4 *q)
 {
-    if (x <= iq4_levels[0]) return 0;
-    if (x >= iq4_levels[15]) return 15;
-    int lo = 0, hi = 15;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (x < iq4_levels[mid]) hi = mid;
-        else lo = mid;
+    const iq4_f4 zero = {0, 0, 0, 0};
+    iq4_f4 below = zero + iq4_levels_f[0], above = zero + iq4_levels_f[1];
+    iq4_m4 lo = {0, 0, 0, 0};
+    for (int i = 1; i < 15; i++) {
+        const float l = iq4_levels_f[i];
+        const iq4_m4 past = ~(v < zero + l); /* all ones when past */
+        lo -= past;
+        below += IQ4_PICK(past, zero + (l - iq4_levels_f[i - 1]), zero);
+        above += IQ4_PICK(past, zero + (iq4_levels_f[i + 1] - l), zero);
     }
-    return x - iq4_levels[hi - 1] < iq4_levels[hi] - x ? hi - 1 : hi;
+    const iq4_m4 low = v - below < above - v;
+    *q = IQ4_PICK(low, below, above);
+    *idx = lo + 1 + low; /* lo when low (all ones is -1), else lo + 1 */
+}
+
+int moe_quant_iq4_nearest(float x)
+{
+    const iq4_f4 v = {x, x, x, x};
+    iq4_m4 idx;
+    iq4_f4 q;
+    iq4_nearest4(v, &idx, &q);
+    return idx[0];
 }
 
 /* Best scale for one block of 32 with weights x²: start from max/-127, then
- * 15 tries of (k − 127)/max, keeping the best least-squares fit. */
+ * 15 tries of (k − 127)/max, keeping the best least-squares fit.  The 16
+ * fits run side by side, four to a vector, each lane summing over j =
+ * 0..31 in order, so every sum has llama.cpp's bits; the fits are then
+ * compared in llama.cpp's order. */
 static float iq4_block_scale(const float *x)
 {
     const float max = signed_absmax(x, 32);
     if (fabsf(max) < GROUP_EPS) return 0.0f;
-    float d = -max / (float)iq4_levels[0];
-    float id = 1 / d;
-    float sumqx = 0, sumq2 = 0;
-    for (int j = 0; j < 32; j++) {
-        const float q = (float)iq4_levels[iq4_nearest(id * x[j])];
-        const float w = x[j] * x[j];
-        sumqx += w * q * x[j];
-        sumq2 += w * q * q;
+    float idf[16];
+    idf[0] = 1 / (-max / iq4_levels_f[0]);
+    for (int t = -7; t <= 7; t++) idf[t + 8] = (float)(t + iq4_levels[0]) / max;
+    const iq4_f4 zero = {0, 0, 0, 0};
+    iq4_f4 id[4], sumqx[4], sumq2[4];
+    for (int g = 0; g < 4; g++) {
+        id[g] = (iq4_f4){idf[4 * g], idf[4 * g + 1], idf[4 * g + 2], idf[4 * g + 3]};
+        sumqx[g] = sumq2[g] = zero;
     }
-    d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
-    float best = d * sumqx;
-    for (int t = -7; t <= 7; t++) {
-        id = (float)(t + iq4_levels[0]) / max;
-        sumqx = sumq2 = 0;
-        for (int j = 0; j < 32; j++) {
-            const float q = (float)iq4_levels[iq4_nearest(id * x[j])];
-            const float w = x[j] * x[j];
-            sumqx += w * q * x[j];
-            sumq2 += w * q * q;
+    for (int j = 0; j < 32; j++) {
+        const iq4_f4 xj = zero + x[j], w = xj * xj;
+        for (int g = 0; g < 4; g++) {
+            iq4_m4 idx;
+            iq4_f4 q;
+            iq4_nearest4(id[g] * xj, &idx, &q);
+            sumqx[g] += w * q * xj;
+            sumq2[g] += w * q * q;
         }
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            d = sumqx / sumq2;
-            best = d * sumqx;
+    }
+    float qx[16], q2[16];
+    memcpy(qx, sumqx, sizeof qx);
+    memcpy(q2, sumq2, sizeof q2);
+    float d = q2[0] > 0 ? qx[0] / q2[0] : 0.0f;
+    float best = d * qx[0];
+    for (int k = 1; k < 16; k++) {
+        if (q2[k] > 0 && qx[k] * qx[k] > best * q2[k]) {
+            d = qx[k] / q2[k];
+            best = d * qx[k];
         }
     }
     return d;
@@ -591,8 +633,16 @@ static float iq4_block_scale(const float *x)
 
 static void iq4_pack(const float *x, float id, uint8_t *qs)
 {
-    for (int j = 0; j < 16; j++)
-        qs[j] = (uint8_t)(iq4_nearest(id * x[j]) | iq4_nearest(id * x[j + 16]) << 4);
+    const iq4_f4 vid = {id, id, id, id};
+    for (int j = 0; j < 16; j += 4) {
+        iq4_f4 a, b, q;
+        memcpy(&a, x + j, sizeof a);
+        memcpy(&b, x + j + 16, sizeof b);
+        iq4_m4 ia, ib;
+        iq4_nearest4(vid * a, &ia, &q);
+        iq4_nearest4(vid * b, &ib, &q);
+        for (int k = 0; k < 4; k++) qs[j + k] = (uint8_t)(ia[k] | ib[k] << 4);
+    }
 }
 
 void moe_quantize_row_iq4_nl(const float *x, moe_block_iq4_nl *y, int64_t n)

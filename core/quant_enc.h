@@ -33,6 +33,9 @@ void moe_quantize_row_q6_K_ref(const float *x, moe_block_q6_K *y, int64_t n);
  * not the single-pass quantize_row_iq4_nl_ref of ggml. */
 void moe_quantize_row_iq4_nl(const float *x, moe_block_iq4_nl *y, int64_t n);
 void moe_quantize_row_iq4_xs(const float *x, moe_block_iq4_xs *y, int64_t n);
+/* The index (0..15) of the IQ4 level nearest to x, ties to the upper one,
+ * as both IQ4 encoders choose it (exposed for its test). */
+int moe_quant_iq4_nearest(float x);
 
 /* True if `code` (a moe_dtype) has an encoder here or in dtype.c. */
 bool moe_quant_can_encode(uint32_t code);

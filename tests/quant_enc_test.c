@@ -6,6 +6,8 @@
  *    small enough to run under the sanitizers);
  *  - encoding a row in pieces gives the bytes of encoding it whole;
  *  - a Q4_0 block with known values encodes to the bytes worked out by hand;
+ *  - the IQ4 level search equals llama.cpp's halving on every level,
+ *    midpoint (ties), their neighbours, random values, ±inf and NaN;
  *  - edge inputs (zeros, a constant, one spike, subnormals, 1e30) encode
  *    without undefined behaviour and all-zero rows keep zero scales;
  *  - mk_tensor_type follows llama-quantize's rules on real DeepSeek shapes
@@ -152,6 +154,54 @@ static void test_edges(void)
             }
         }
     }
+}
+
+/* The IQ4 level search against the halving llama.cpp ran when the
+ * fixtures were made (x at or beyond an end gives that end; else halve
+ * [0, 15] with x < level[mid], then the nearer of the bracket's two, ties
+ * to the upper), on every level, every midpoint (exact ties), the floats
+ * next to both, random values, ±0, ±inf, huge values and NaN. */
+static int iq4_halving(float x)
+{
+    static const int8_t L[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    if (x <= L[0]) return 0;
+    if (x >= L[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (x < L[mid]) hi = mid;
+        else lo = mid;
+    }
+    return x - L[lo] < L[hi] - x ? lo : hi;
+}
+
+static void test_iq4_nearest(void)
+{
+    static const int8_t L[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    float xs[4096];
+    int n = 0;
+    for (int i = 0; i < 16; i++) {
+        const float l = L[i], m = i < 15 ? ((float)L[i] + (float)L[i + 1]) / 2 : 300.0f;
+        const float pts[6] = {l, nextafterf(l, -INFINITY), nextafterf(l, INFINITY), m, nextafterf(m, -INFINITY),
+                              nextafterf(m, INFINITY)};
+        for (int k = 0; k < 6; k++) xs[n++] = pts[k];
+    }
+    const float specials[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e30f, -1e30f, 3.4e38f, -3.4e38f, 1e-40f};
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) xs[n++] = specials[k];
+    uint64_t r = 0x9e3779b97f4a7c15u;
+    while (n < 4096) {
+        r = r * 6364136223846793005u + 1442695040888963407u;
+        xs[n++] = (float)((double)(r >> 11) / 9007199254740992.0 * 600.0 - 300.0);
+    }
+    int bad = 0, ties = 0;
+    for (int k = 0; k < n; k++) {
+        const int got = moe_quant_iq4_nearest(xs[k]), want = iq4_halving(xs[k]);
+        if (got != want && bad++ < 5) CHECK_MSG(got == want, "iq4 nearest of %.9g: %d, want %d", xs[k], got, want);
+        for (int i = 0; i < 15; i++) ties += xs[k] == ((float)L[i] + (float)L[i + 1]) / 2 && xs[k] - L[i] == L[i + 1] - xs[k];
+    }
+    CHECK(bad == 0);
+    CHECK(ties >= 8); /* the set holds exact ties (odd gaps), which go up */
+    CHECK(moe_quant_iq4_nearest(-115.5f) == 1 && moe_quant_iq4_nearest(NAN) == 15);
 }
 
 static void test_rules(void)
@@ -302,6 +352,7 @@ int main(void)
     test_block_fixtures();
     test_q4_0_by_hand();
     test_edges();
+    test_iq4_nearest();
     test_rules();
     test_rules_on_fixtures();
     test_nan_source();

@@ -6,10 +6,14 @@
  * quantizers (a product `w*l*x` is (w·l)·x, an int meets a float as a
  * float) and the file is built with -ffp-contract=off.  The search loops
  * (scale tries, least-squares refits) are the same searches; only the
- * layout of the code is this project's.
+ * layout of the code is this project's: candidates are fitted four at a
+ * time in vector lanes, each lane with the scalar code's operations in its
+ * order, and taken in ggml's order (see fit_affine for the one search
+ * whose candidates depend on the last winner).
  */
 #include "quant_enc.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -39,6 +43,28 @@ static inline int trunc_int(float v)
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* Four float lanes and four int32 lanes (GCC and Clang vector extensions,
+ * at the width every x86-64 and arm64 core has): element-wise IEEE
+ * operations, the same bits as the scalar code (with -ffp-contract=off:
+ * contracted, `v * x + c` would become one fused operation in a lane and
+ * two in the scalar code), so a search can try four candidates at once
+ * and keep each one's arithmetic. */
+typedef float qe_f4 __attribute__((vector_size(16)));
+typedef int32_t qe_i4 __attribute__((vector_size(16)));
+/* m ? a : b, lane by lane (m: all ones or all zeros, as comparisons give) */
+#define QE_PICK(m, a, b) ((qe_f4)(((qe_i4)(a) & (m)) | ((qe_i4)(b) & ~(m))))
+
+/* imax(lo, imin(hi, nearest_int(f))) in each lane: nearest_int's rounding
+ * trick on the lanes' bits, then the clamp. */
+static inline qe_i4 nearest_int4_clamp(qe_f4 f, int lo, int hi)
+{
+    const qe_i4 none = {0, 0, 0, 0};
+    qe_i4 l = ((qe_i4)(f + 12582912.0f) & 0x007fffff) - 0x00400000;
+    const qe_i4 under = l < lo, over = l > hi;
+    l = (l & ~under) | ((none + lo) & under);
+    return (l & ~over) | ((none + hi) & over);
+}
 
 /* ---- legacy types: blocks of 32 --------------------------------------------------- */
 
@@ -142,17 +168,23 @@ void moe_quantize_row_q5_1_ref(const float *x, moe_block_q5_1 *y, int64_t n)
 
 /* ---- K-quant helpers ------------------------------------------------------------------ */
 
-/* The weighted least-squares sums of symmetric levels at iscale (weights
- * x²): Σ w·x·l and Σ w·l², in index order; L (if not NULL) gets l + nmax. */
-static void symmetric_sums(int n, int nmax, float iscale, const float *x, int8_t *L, float *sumlx, float *suml2)
+/* Symmetric levels -nmax..nmax-1 of iscale·x (level + nmax into L). */
+static void symmetric_levels(int n, int nmax, float iscale, const float *x, int8_t *L)
 {
-    float lx = 0.0f, l2 = 0.0f;
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
+}
+
+/* Σ w·x·l and Σ w·l² (w = x²) over n values for the four inverse scales of
+ * isc, each lane in ggml's order (nearest_int and the clamp lane by lane). */
+static void symmetric_sums4(int n, int nmax, qe_f4 isc, const float *x, qe_f4 *sumlx, qe_f4 *suml2)
+{
+    const qe_f4 zero = {0, 0, 0, 0};
+    qe_f4 lx = zero, l2 = zero;
     for (int i = 0; i < n; i++) {
-        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-        if (L) L[i] = (int8_t)(l + nmax);
+        const qe_f4 lf = __builtin_convertvector(nearest_int4_clamp(isc * x[i], -nmax, nmax - 1), qe_f4);
         const float w = x[i] * x[i];
-        lx += w * x[i] * (float)l;
-        l2 += w * (float)l * (float)l;
+        lx += w * x[i] * lf;
+        l2 += w * lf * lf;
     }
     *sumlx = lx;
     *suml2 = l2;
@@ -160,7 +192,9 @@ static void symmetric_sums(int n, int nmax, float iscale, const float *x, int8_t
 
 /* Symmetric levels -nmax..nmax-1 for n values with weights x², refined by
  * trying 18 scales around nmax/max and keeping the best least-squares fit.
- * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1). */
+ * L gets level + nmax; returns the scale (ggml's make_qx_quants, rmse 1).
+ * The 19 fits do not depend on each other: they are summed four at a time
+ * and compared in ggml's order, and L is the levels of the last winner. */
 static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
 {
     const float max = signed_absmax(x, n);
@@ -168,21 +202,28 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
         memset(L, 0, (size_t)n);
         return 0.0f;
     }
-    float sumlx, suml2;
-    symmetric_sums(n, nmax, (float)-nmax / max, x, L, &sumlx, &suml2);
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
-        const float iscale = -((float)nmax + 0.1f * (float)is) / max;
-        symmetric_sums(n, nmax, iscale, x, NULL, &sumlx, &suml2);
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++)
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+    float isc[20] = {0}, sumlx[20], suml2[20]; /* lane 19: padding, never compared */
+    isc[0] = (float)-nmax / max;
+    for (int is = -9, k = 1; is <= 9; is++)
+        if (is != 0) isc[k++] = -((float)nmax + 0.1f * (float)is) / max;
+    for (int g = 0; g < 20; g += 4) {
+        qe_f4 v, lx, l2;
+        memcpy(&v, isc + g, sizeof v);
+        symmetric_sums4(n, nmax, v, x, &lx, &l2);
+        memcpy(sumlx + g, &lx, sizeof lx);
+        memcpy(suml2 + g, &l2, sizeof l2);
+    }
+    float scale = suml2[0] != 0.0f ? sumlx[0] / suml2[0] : 0.0f;
+    float best = scale * sumlx[0];
+    int won = 0;
+    for (int k = 1; k < 19; k++) {
+        if (suml2[k] > 0 && sumlx[k] * sumlx[k] > best * suml2[k]) {
+            scale = sumlx[k] / suml2[k];
+            best = scale * sumlx[k];
+            won = k;
         }
     }
+    symmetric_levels(n, nmax, isc[won], x, L);
     return scale;
 }
 
@@ -235,9 +276,9 @@ static float fit_q3(int n, int nmax, const float *x, int8_t *L)
  * *the_min): start from the range, then for nstep+1 scale candidates
  * refit scale and offset by weighted least squares and keep the one with
  * the smallest weighted error, absolute (use_mad) or squared (ggml's
- * make_qkx2_quants). */
+ * make_qkx2_quants).  n ≤ 32. */
 static float fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                        uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad)
+                        float rmin, float rdelta, int nstep, bool use_mad)
 {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
@@ -269,38 +310,50 @@ static float fit_affine(int n, int nmax, const float *x, const float *weights, u
         *the_min = -min;
         return scale;
     }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    /* The candidates in order, four at a time: all four are fitted with
+     * the offset `min` of the moment, then taken in order; a win changes
+     * `min`, which the next candidates start from, so the search goes on
+     * from the one after the winner (and refits the group's rest). */
+    assert(n <= 32);
+    const qe_f4 zero = {0, 0, 0, 0};
+    qe_i4 lv[32];
+    for (int is = 0; is <= nstep;) { /* lanes past nstep are fitted, never taken */
+        const float range = max - min;
+        qe_f4 isc;
+        for (int k = 0; k < 4; k++) isc[k] = (rmin + rdelta * (float)(is + k) + (float)nmax) / range;
+        qe_f4 sum_l = zero, sum_l2 = zero, sum_xl = zero;
         for (int i = 0; i < n; i++) {
-            const int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
-            Laux[i] = (uint8_t)l;
-            const float w = weights[i];
-            sum_l += w * (float)l;
-            sum_l2 += w * (float)l * (float)l;
-            sum_xl += w * (float)l * x[i];
+            const qe_i4 l = nearest_int4_clamp(isc * (x[i] - min), 0, nmax);
+            lv[i] = l;
+            const qe_f4 lf = __builtin_convertvector(l, qe_f4), w = zero + weights[i];
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
         }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
-            if (cur_error < best_error) {
-                memcpy(L, Laux, (size_t)n);
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
+        const qe_f4 D = sum_w * sum_l2 - sum_l * sum_l;
+        qe_f4 this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        qe_f4 this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        const qe_i4 pos = this_min > 0;
+        this_scale = QE_PICK(pos, sum_xl / sum_l2, this_scale);
+        this_min = QE_PICK(pos, zero, this_min);
+        qe_f4 cur_error = zero;
+        for (int i = 0; i < n; i++) {
+            qe_f4 diff = this_scale * __builtin_convertvector(lv[i], qe_f4) + this_min - x[i];
+            diff = use_mad ? (qe_f4)((qe_i4)diff & 0x7fffffff) : diff * diff;
+            cur_error += weights[i] * diff;
+        }
+        int next = is + 4;
+        for (int k = 0; k < 4 && is + k <= nstep; k++) {
+            if (D[k] > 0 && cur_error[k] < best_error) {
+                for (int i = 0; i < n; i++) L[i] = (uint8_t)lv[i][k];
+                best_error = cur_error[k];
+                scale = this_scale[k];
+                min = this_min[k];
+                next = is + k + 1;
+                break;
             }
         }
+        is = next;
     }
     *the_min = -min;
     return scale;
@@ -346,13 +399,13 @@ static void pack2(const uint8_t *L, uint8_t *qs)
 
 void moe_quantize_row_q2_K_ref(const float *x, moe_block_q2_K *y, int64_t n)
 {
-    uint8_t L[MOE_QK_K], Laux[16];
+    uint8_t L[MOE_QK_K];
     float weights[16], mins[16], scales[16];
     for (int64_t b = 0; b < n / MOE_QK_K; b++, x += MOE_QK_K) {
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -432,7 +485,7 @@ void moe_quantize_row_q3_K_ref(const float *x, moe_block_q3_K *y, int64_t n)
 static void fit_k4(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, uint16_t *d_out,
                    uint16_t *dmin_out, uint8_t *packed)
 {
-    uint8_t Laux[32], ls[8], lm[8];
+    uint8_t ls[8], lm[8];
     float weights[32], mins[8], scales[8];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
@@ -440,7 +493,7 @@ static void fit_k4(const float *x, int nmax, float rmin, float rdelta, int nstep
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+        scales[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, rdelta, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -542,14 +595,6 @@ static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 
 /* The levels as floats (exact). */
 static const float iq4_levels_f[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-/* Four float lanes and their comparison masks (GCC and Clang vector
- * extensions, at the width every x86-64 and arm64 core has: element-wise
- * IEEE operations, the same bits as scalar code). */
-typedef float iq4_f4 __attribute__((vector_size(16)));
-typedef int32_t iq4_m4 __attribute__((vector_size(16)));
-/* m ? a : b, lane by lane (m: all ones or all zeros) */
-#define IQ4_PICK(m, a, b) ((iq4_f4)(((iq4_m4)(a) & (m)) | ((iq4_m4)(b) & ~(m))))
-
 /* The level nearest to each lane of v (ties to the upper one): its index
  * in *idx and its value in *q, as llama.cpp found it when the fixtures
  * were made: a halving of [0, 15] with `x < level[mid]` to the bracket
@@ -563,28 +608,28 @@ typedef int32_t iq4_m4 __attribute__((vector_size(16)));
  * scale), which fails every `<`, ends at 15 as the halving did.  The scale
  * search runs it 512 times a block of 32, and the halving's branches were
  * unpredictable (this made IQ4_XS encoding several times faster). */
-static inline void iq4_nearest4(iq4_f4 v, iq4_m4 *idx, iq4_f4 *q)
+static inline void iq4_nearest4(qe_f4 v, qe_i4 *idx, qe_f4 *q)
 {
-    const iq4_f4 zero = {0, 0, 0, 0};
-    iq4_f4 below = zero + iq4_levels_f[0], above = zero + iq4_levels_f[1];
-    iq4_m4 lo = {0, 0, 0, 0};
+    const qe_f4 zero = {0, 0, 0, 0};
+    qe_f4 below = zero + iq4_levels_f[0], above = zero + iq4_levels_f[1];
+    qe_i4 lo = {0, 0, 0, 0};
     for (int i = 1; i < 15; i++) {
         const float l = iq4_levels_f[i];
-        const iq4_m4 past = ~(v < zero + l); /* all ones when past */
+        const qe_i4 past = ~(v < zero + l); /* all ones when past */
         lo -= past;
-        below += IQ4_PICK(past, zero + (l - iq4_levels_f[i - 1]), zero);
-        above += IQ4_PICK(past, zero + (iq4_levels_f[i + 1] - l), zero);
+        below += QE_PICK(past, zero + (l - iq4_levels_f[i - 1]), zero);
+        above += QE_PICK(past, zero + (iq4_levels_f[i + 1] - l), zero);
     }
-    const iq4_m4 low = v - below < above - v;
-    *q = IQ4_PICK(low, below, above);
+    const qe_i4 low = v - below < above - v;
+    *q = QE_PICK(low, below, above);
     *idx = lo + 1 + low; /* lo when low (all ones is -1), else lo + 1 */
 }
 
 int moe_quant_iq4_nearest(float x)
 {
-    const iq4_f4 v = {x, x, x, x};
-    iq4_m4 idx;
-    iq4_f4 q;
+    const qe_f4 v = {x, x, x, x};
+    qe_i4 idx;
+    qe_f4 q;
     iq4_nearest4(v, &idx, &q);
     return idx[0];
 }
@@ -601,17 +646,17 @@ static float iq4_block_scale(const float *x)
     float idf[16];
     idf[0] = 1 / (-max / iq4_levels_f[0]);
     for (int t = -7; t <= 7; t++) idf[t + 8] = (float)(t + iq4_levels[0]) / max;
-    const iq4_f4 zero = {0, 0, 0, 0};
-    iq4_f4 id[4], sumqx[4], sumq2[4];
+    const qe_f4 zero = {0, 0, 0, 0};
+    qe_f4 id[4], sumqx[4], sumq2[4];
     for (int g = 0; g < 4; g++) {
-        id[g] = (iq4_f4){idf[4 * g], idf[4 * g + 1], idf[4 * g + 2], idf[4 * g + 3]};
+        id[g] = (qe_f4){idf[4 * g], idf[4 * g + 1], idf[4 * g + 2], idf[4 * g + 3]};
         sumqx[g] = sumq2[g] = zero;
     }
     for (int j = 0; j < 32; j++) {
-        const iq4_f4 xj = zero + x[j], w = xj * xj;
+        const qe_f4 xj = zero + x[j], w = xj * xj;
         for (int g = 0; g < 4; g++) {
-            iq4_m4 idx;
-            iq4_f4 q;
+            qe_i4 idx;
+            qe_f4 q;
             iq4_nearest4(id[g] * xj, &idx, &q);
             sumqx[g] += w * q * xj;
             sumq2[g] += w * q * q;
@@ -633,12 +678,12 @@ static float iq4_block_scale(const float *x)
 
 static void iq4_pack(const float *x, float id, uint8_t *qs)
 {
-    const iq4_f4 vid = {id, id, id, id};
+    const qe_f4 vid = {id, id, id, id};
     for (int j = 0; j < 16; j += 4) {
-        iq4_f4 a, b, q;
+        qe_f4 a, b, q;
         memcpy(&a, x + j, sizeof a);
         memcpy(&b, x + j + 16, sizeof b);
-        iq4_m4 ia, ib;
+        qe_i4 ia, ib;
         iq4_nearest4(vid * a, &ia, &q);
         iq4_nearest4(vid * b, &ib, &q);
         for (int k = 0; k < 4; k++) qs[j + k] = (uint8_t)(ia[k] | ib[k] << 4);

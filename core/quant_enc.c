@@ -359,6 +359,17 @@ static float fit_affine(int n, int nmax, const float *x, const float *weights, u
     return scale;
 }
 
+float moe_quant_fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                           float rmin, float rdelta, int nstep, bool use_mad)
+{
+    return fit_affine(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad);
+}
+
+float moe_quant_fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+{
+    return fit_symmetric(n, nmax, x, L);
+}
+
 /* Sub-block j's 6-bit scale and min from Q4_K/Q5_K's 12 packed bytes. */
 static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 {

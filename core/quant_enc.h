@@ -36,6 +36,15 @@ void moe_quantize_row_iq4_xs(const float *x, moe_block_iq4_xs *y, int64_t n);
 /* The index (0..15) of the IQ4 level nearest to x, ties to the upper one,
  * as both IQ4 encoders choose it (exposed for its test). */
 int moe_quant_iq4_nearest(float x);
+/* The K-quant searches behind the encoders, exposed for their test (n <=
+ * 32): ggml's make_qkx2_quants (levels 0..nmax of x ≈ scale·L − min, L
+ * and min in *the_min, nstep + 1 scale candidates from rmin in steps of
+ * rdelta, the weighted absolute error when use_mad, else squared) and
+ * make_qx_quants with rmse 1 (levels -nmax..nmax-1, L = level + nmax);
+ * both return the scale. */
+float moe_quant_fit_affine(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                           float rmin, float rdelta, int nstep, bool use_mad);
+float moe_quant_fit_symmetric(int n, int nmax, const float *x, int8_t *L);
 
 /* True if `code` (a moe_dtype) has an encoder here or in dtype.c. */
 bool moe_quant_can_encode(uint32_t code);

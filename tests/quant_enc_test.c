@@ -8,6 +8,9 @@
  *  - a Q4_0 block with known values encodes to the bytes worked out by hand;
  *  - the IQ4 level search equals llama.cpp's halving on every level,
  *    midpoint (ties), their neighbours, random values, ±inf and NaN;
+ *  - the K-quant searches (four candidates at a time) equal ggml's
+ *    sequential ones bit for bit on hard blocks (ties, constants, spikes,
+ *    ±0, subnormals, huge values, random bits);
  *  - edge inputs (zeros, a constant, one spike, subnormals, 1e30) encode
  *    without undefined behaviour and all-zero rows keep zero scales;
  *  - mk_tensor_type follows llama-quantize's rules on real DeepSeek shapes
@@ -204,6 +207,187 @@ static void test_iq4_nearest(void)
     CHECK(moe_quant_iq4_nearest(-115.5f) == 1 && moe_quant_iq4_nearest(NAN) == 15);
 }
 
+/* The K-quant searches against ggml's own sequential form of them
+ * (make_qkx2_quants and make_qx_quants as the fixtures' llama.cpp runs
+ * them, candidate after candidate), written here plainly: the encoders try
+ * four candidates at a time, and the affine fit restarts after a winner,
+ * whose offset the next candidates start from.  Returned scale, offset and
+ * levels bit for bit, on blocks made to be hard: integer grids (ties),
+ * constants, spikes, one-signed blocks, ±0, subnormals, huge values and
+ * random bit patterns, at the callers' parameters and at others. */
+static int seq_nearest_int(float f)
+{
+    const float v = f + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+static int seq_clamp(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static float seq_fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, float rmin,
+                            float rdelta, int nstep, bool use_mad)
+{
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        min = x[i] < min ? x[i] : min;
+        max = x[i] > max ? x[i] : max;
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.0f;
+    }
+    float iscale = (float)nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)seq_clamp(seq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * (float)L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += w[i] * diff;
+    }
+    for (int is = 0; nstep >= 1 && is <= nstep; is++) {
+        uint8_t Laux[32];
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = seq_clamp(seq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * (float)l;
+            sum_l2 += w[i] * (float)l * (float)l;
+            sum_xl += w[i] * (float)l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0)) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float cur_error = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * (float)Laux[i] + this_min - x[i];
+            diff = use_mad ? fabsf(diff) : diff * diff;
+            cur_error += w[i] * diff;
+        }
+        if (cur_error < best_error) {
+            memcpy(L, Laux, (size_t)n);
+            best_error = cur_error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static float seq_fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    if (fabsf(max) < 1e-15f) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float scale = 0, best = 0;
+    for (int is = -10; is <= 9; is++) { /* -10: the start, nmax/max */
+        if (is == 0) continue;
+        const float iscale = is == -10 ? (float)-nmax / max : -((float)nmax + 0.1f * (float)is) / max;
+        float lx = 0, l2 = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = seq_clamp(seq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            lx += w * x[i] * (float)l;
+            l2 += w * (float)l * (float)l;
+        }
+        if (is == -10) {
+            scale = l2 != 0.0f ? lx / l2 : 0.0f;
+            best = scale * lx;
+        } else if (!(l2 > 0 && lx * lx > best * l2)) {
+            continue;
+        } else {
+            scale = lx / l2;
+            best = scale * lx;
+        }
+        for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + seq_clamp(seq_nearest_int(iscale * x[i]), -nmax, nmax - 1));
+    }
+    return scale;
+}
+
+static void hard_block(uint64_t *r, int kind, int n, float *x)
+{
+    for (int i = 0; i < n; i++) {
+        *r = *r * 6364136223846793005u + 1442695040888963407u;
+        const uint32_t b = (uint32_t)(*r >> 32);
+        const float u = (float)(b >> 8) / 16777216.0f - 0.5f; /* [-0.5, 0.5) */
+        switch (kind) {
+        case 0: x[i] = u * (float)(1u << (b & 15)); break;
+        case 1: x[i] = (float)(int)(u * 16.0f) / 4.0f; break; /* a grid: ties */
+        case 2: x[i] = 0.75f; break;
+        case 3: x[i] = i == (int)(b % (uint32_t)n) ? -5.0f : 0.0f; break;
+        case 4: x[i] = fabsf(u) + 0.01f; break;
+        case 5: x[i] = -fabsf(u) - 3.0f; break;
+        case 6: x[i] = (b & 1) ? 0.0f : (b & 2) ? -0.0f : u * 1e-3f; break;
+        case 7: x[i] = u * 1e-39f; break; /* subnormal */
+        case 8: x[i] = u * 1e30f; break;
+        default: {
+            uint32_t bits = b;
+            float f;
+            memcpy(&f, &bits, sizeof f);
+            x[i] = isfinite(f) ? f : u;
+        }
+        }
+    }
+}
+
+static void test_k_searches(void)
+{
+    static const struct { int n, nmax; float rmin, rdelta; int nstep; bool mad; } aff[] = {
+        {32, 15, -1.0f, 0.1f, 20, false}, /* Q4_K */
+        {32, 31, -0.5f, 0.1f, 15, false}, /* Q5_K */
+        {16, 3, -0.5f, 0.1f, 15, true},   /* Q2_K */
+        {32, 7, -0.3f, 0.05f, 6, true},   {17, 15, -1.0f, 0.2f, 1, false}, {32, 15, -1.0f, 0.1f, 0, false},
+    };
+    uint64_t r = 0x2545f4914f6cdd1du;
+    int bad_aff = 0, bad_sym = 0, runs = 0;
+    for (int it = 0; it < 400; it++) {
+        for (int kind = 0; kind < 10; kind++) {
+            float x[32], w[32];
+            for (size_t c = 0; c < sizeof aff / sizeof aff[0]; c++) {
+                const int n = aff[c].n;
+                hard_block(&r, kind, n, x);
+                float sum_x2 = 0;
+                for (int i = 0; i < n; i++) sum_x2 += x[i] * x[i];
+                for (int i = 0; i < n; i++) w[i] = (it & 1) ? sqrtf(sum_x2 / (float)n) + fabsf(x[i]) : (float)(1 + (i * 7 + it) % 5);
+                uint8_t La[32], Lb[32];
+                float ma, mb;
+                const float sa = moe_quant_fit_affine(n, aff[c].nmax, x, w, La, &ma, aff[c].rmin, aff[c].rdelta,
+                                                      aff[c].nstep, aff[c].mad);
+                const float sb = seq_fit_affine(n, aff[c].nmax, x, w, Lb, &mb, aff[c].rmin, aff[c].rdelta,
+                                                aff[c].nstep, aff[c].mad);
+                if ((memcmp(&sa, &sb, 4) || memcmp(&ma, &mb, 4) || memcmp(La, Lb, (size_t)n)) && bad_aff++ < 3)
+                    CHECK_MSG(0, "fit_affine (set %zu, kind %d): scale %a min %a, ggml's %a %a", c, kind, sa, ma, sb, mb);
+                runs++;
+            }
+            static const int nm[3] = {32, 4, 16};
+            for (int c = 0; c < 3; c++) {
+                hard_block(&r, kind, 16, x);
+                int8_t La[16], Lb[16];
+                const float sa = moe_quant_fit_symmetric(16, nm[c], x, La), sb = seq_fit_symmetric(16, nm[c], x, Lb);
+                if ((memcmp(&sa, &sb, 4) || memcmp(La, Lb, 16)) && bad_sym++ < 3)
+                    CHECK_MSG(0, "fit_symmetric (nmax %d, kind %d): scale %a, ggml's %a", nm[c], kind, sa, sb);
+            }
+        }
+    }
+    CHECK(bad_aff == 0 && bad_sym == 0);
+    printf("K-quant searches: %d affine and %d symmetric fits equal ggml's sequential ones\n", runs, 400 * 10 * 3);
+}
+
 static void test_rules(void)
 {
     moe_err err;
@@ -353,6 +537,7 @@ int main(void)
     test_q4_0_by_hand();
     test_edges();
     test_iq4_nearest();
+    test_k_searches();
     test_rules();
     test_rules_on_fixtures();
     test_nan_source();

@@ -601,9 +601,8 @@ void moe_quantize_row_q6_K_ref(const float *x, moe_block_q6_K *y, int64_t n)
 
 /* ---- IQ4_NL / IQ4_XS ------------------------------------------------------------------- */
 
-static const int8_t iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
-/* The levels as floats (exact). */
+/* moe_iq4_levels (dtype.h) as floats (exact), here so that the search's
+ * constants fold (quant_enc_test checks the two agree). */
 static const float iq4_levels_f[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 /* The level nearest to each lane of v (ties to the upper one): its index
@@ -656,7 +655,7 @@ static float iq4_block_scale(const float *x)
     if (fabsf(max) < GROUP_EPS) return 0.0f;
     float idf[16];
     idf[0] = 1 / (-max / iq4_levels_f[0]);
-    for (int t = -7; t <= 7; t++) idf[t + 8] = (float)(t + iq4_levels[0]) / max;
+    for (int t = -7; t <= 7; t++) idf[t + 8] = (float)(t + moe_iq4_levels[0]) / max;
     const qe_f4 zero = {0, 0, 0, 0};
     qe_f4 id[4], sumqx[4], sumq2[4];
     for (int g = 0; g < 4; g++) {

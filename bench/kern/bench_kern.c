@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sys/mman.h>
 
@@ -234,6 +235,19 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* MiB of the last-level cache (-1: not known).  A class's matrices must be
+ * well above it to stream from memory: this machine's is 300 MiB, where a
+ * 2-thread read of 128 MiB ran at 35 GB/s against 28.5 of 1 GiB. */
+static long llc_mib(void)
+{
+    long b = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    b = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (b <= 0) b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return b > 0 ? b >> 20 : -1;
+}
+
 /* MiB of anonymous huge pages the process has (-1: not known) */
 static long anon_huge_mib(void)
 {
@@ -341,7 +355,13 @@ static int stream_class(const moe_kern_set *k, uint32_t type, const char *name, 
 }
 
 /* The classes of the Q4_K_M bench model's decoded token (moe-gguf
- * --summary: q4_K 168 MB, q6_K 63, q5_0 38, q8_0 37 of its 309 MB) */
+ * --summary: q4_K 168 MB, q6_K 63, q5_0 38, q8_0 37 of its 309 MB), and
+ * the two of its attention, named by tensor: a layer's attn_k_b (16 heads
+ * of 512 rows of 128 values, Q5_0 as the Q4_K fallback for rows under
+ * 256, as in real Q4_K_M files; 5.8 MB a token) and attn_v_b (16 heads of
+ * 128 rows of 512, Q4_K; 4.7 MB).  The engine multiplies each head's rows
+ * by that head's own vector, here one vector takes every row: the same
+ * kernel on the same bytes. */
 static int stream_all(const moe_kern_set *k, const char *only, int mib, int threads, int reps, int loops)
 {
     static const struct {
@@ -351,7 +371,9 @@ static int stream_all(const moe_kern_set *k, const char *only, int mib, int thre
     } cls[] = {{MOE_DT_Q4_K, "q4_K", 704, 2048},   /* an expert's gate or up */
                {MOE_DT_Q6_K, "q6_K", 2048, 2048},  /* output, the dense down: rows of 2048 */
                {MOE_DT_Q5_0, "q5_0", 2048, 704},   /* an expert's down */
-               {MOE_DT_Q8_0, "q8_0", 2048, 704}};  /* an expert's down (the other layers) */
+               {MOE_DT_Q8_0, "q8_0", 2048, 704},   /* an expert's down (the other layers) */
+               {MOE_DT_Q5_0, "k_b", 8192, 128},    /* attention's key product, per head */
+               {MOE_DT_Q4_K, "v_b", 2048, 512}};   /* attention's value product, per head */
     int bad = 0, ran = 0;
     for (size_t i = 0; i < sizeof cls / sizeof cls[0]; i++)
         if (!only || !strcmp(only, cls[i].name)) {
@@ -359,7 +381,7 @@ static int stream_all(const moe_kern_set *k, const char *only, int mib, int thre
             bad |= stream_class(k, cls[i].type, cls[i].name, cls[i].rows, cls[i].cols, mib, threads, reps, loops);
         }
     if (!ran) {
-        fprintf(stderr, "bench-kern: --stream --only: no class '%s' (q4_K, q6_K, q5_0, q8_0)\n", only);
+        fprintf(stderr, "bench-kern: --stream --only: no class '%s' (q4_K, q6_K, q5_0, q8_0, k_b, v_b)\n", only);
         return 2;
     }
     return bad;
@@ -370,13 +392,15 @@ static const char usage[] =
     "       bench-kern --stream [--mb N] [--threads N] [--set S] [--reps N] [--only TYPE] [--quick]\n"
     "  --set S      kernel set (default: the best this CPU runs, capped by MOE_KERNELS)\n"
     "  --reps N     runs per figure (default 9: the best kept; --stream: the median)\n"
-    "  --only TYPE  only the lines of TYPE (a name as printed: q4_0, iq4_nl, q8_0rp, ...)\n"
+    "  --only TYPE  only the lines of TYPE (a name as printed: q4_0, iq4_nl, q8_0rp, ...;\n"
+    "               --stream: one class, q4_K q6_K q5_0 q8_0 k_b v_b)\n"
     "  --quick      tiny shapes (a smoke test; figures mean nothing)\n"
-    "  --stream     one token's products of the Q4_K_M bench model's matrix classes streaming\n"
+    "  --stream     one token's products of the Q4_K_M bench model's matrix classes (its\n"
+    "               experts, dense matrices and attention's per-head k_b and v_b) streaming\n"
     "               from memory, on 1 and --threads threads, against a plain read of the same\n"
     "               bytes and the same kernel in cache (GB/s of weights)\n"
-    "  --mb N       --stream: MiB of weights a class (1..65536, default 160; keep it well above\n"
-    "               the last-level cache, or the figures are the cache's)\n"
+    "  --mb N       --stream: MiB of weights a class (1..65536; default twice the last-level\n"
+    "               cache, at least 160: keep it well above the cache, or the figures are its)\n"
     "  --threads N  --stream: threads of the second line (1..256, default 2)\n"
     "Exit status: 0, 1 when two products that must agree differ in a bit, 2 on a bad argument,\n"
     "3 when --stream cannot get its memory or threads.\n";
@@ -406,7 +430,7 @@ static const char *str_arg(int argc, char **argv, int i)
 int main(int argc, char **argv)
 {
     const char *set = NULL, *only = NULL;
-    int quick = 0, reps = 9, stream = 0, mib = 160, threads = 2, stream_only = 0;
+    int quick = 0, reps = 9, stream = 0, mib = 0, threads = 2, stream_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--stream")) stream = 1;
@@ -437,7 +461,12 @@ int main(int argc, char **argv)
         return 2;
     }
     if (stream) {
-        printf("kernels %s, one token, medians of %d\n", moe_kern_name(k), quick ? 1 : reps);
+        const long llc = llc_mib();
+        if (!mib) mib = llc > 80 ? (int)(llc > 32768 ? 65536 : 2 * llc) : 160;
+        printf("kernels %s, one token, medians of %d; %d MiB a class (last-level cache ", moe_kern_name(k),
+               quick ? 1 : reps, quick ? 2 : mib);
+        if (llc > 0) printf("%ld MiB)\n", llc);
+        else printf("size not known)\n");
         return stream_all(k, only, quick ? 2 : mib, threads, quick ? 1 : reps, quick ? 2 : 32);
     }
     printf("kernels %s, 1 thread, best of %d\n", moe_kern_name(k), quick ? 1 : reps);

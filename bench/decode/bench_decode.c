@@ -30,8 +30,9 @@
  * (decode_tps is 0 when GEN is 0), preceded by "model", "file_bytes",
  * "kernels" and "bytes_per_token" lines; with --bandwidth, a last
  * "bandwidth_gbs" line: the 2-thread read bandwidth, the best of 7 reads
- * (of 1 GiB of anonymous memory and of the model's mapping, each with and
- * without a prefetch) before and of 7 after the runs, the higher first;
+ * (of 1 GiB of anonymous memory and of the model's mapping, each without
+ * a prefetch and with each of readbw.h's) before and of 7 after the runs,
+ * the higher first;
  * and each case line ends in bw_gbs=B: the read bandwidth around that run
  * (the mean of the best of 4 reads of the mapping just before it and of 4
  * just after), as the runs' threads read.  On a shared machine the
@@ -185,23 +186,25 @@ static double decode_at_ctx(moe_engine *e, int64_t ctx, int n_gen)
  * kinds of memory: 1 GiB of anonymous memory, and the model file's own
  * mapping (MAP_SHARED, as the engine maps it; its pages are in the page
  * cache after a first pass), the memory the kernels actually read.  Each
- * pass also runs with a software prefetch 8 KiB ahead, as the kernels
- * read.  (One plain stream over anonymous memory once measured 44 GB/s
- * while Q8_0 decode read its weights at 53.)  The best of every read is
+ * pass also runs with the kernels' software prefetches (readbw.h: 8 KiB
+ * ahead into L1, and that with 24 KiB ahead into L2, as the avx512 tiles
+ * read).  (One plain stream over anonymous memory once measured 44 GB/s
+ * while Q8_0 decode read its weights at 53; on an Intel Xeon the second
+ * prefetch read 10% faster than the first.)  The best of every read is
  * the roofline (the strictest ratio); on the shared test machine the
  * readings still move between two levels from run to run. */
 
 typedef struct bw_arg {
     const uint64_t *p;
     size_t n;
-    bool prefetch;
+    int how;
     uint64_t sum;
 } bw_arg;
 
 static void *bw_read(void *a)
 {
     bw_arg *b = a;
-    b->sum = moe_bench_read(b->p, b->n, b->prefetch);
+    b->sum = moe_bench_read(b->p, b->n, b->how);
     return NULL;
 }
 
@@ -212,7 +215,7 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* GB/s of one pass of threads over n words at p */
-static double bw_pass(const uint64_t *p, size_t n, int threads, bool prefetch)
+static double bw_pass(const uint64_t *p, size_t n, int threads, int how)
 {
     pthread_t th[8];
     bw_arg a[8];
@@ -220,7 +223,7 @@ static double bw_pass(const uint64_t *p, size_t n, int threads, bool prefetch)
     const size_t per = n / (size_t)threads;
     double t0 = moe_now();
     for (int t = 0; t < threads; t++) {
-        a[t] = (bw_arg){p + per * (size_t)t, per, prefetch, 0};
+        a[t] = (bw_arg){p + per * (size_t)t, per, how, 0};
         pthread_create(&th[t], NULL, bw_read, &a[t]);
     }
     for (int t = 0; t < threads; t++) {
@@ -243,12 +246,12 @@ static const uint64_t *map_model(const moe_model *m, bool quiet, size_t *len)
     }
     const uint64_t *map = moe_gguf_base(m->gguf);
     *len = (size_t)m->file_bytes & ~(size_t)63;
-    bw_pass(map, *len / 8, 1, false); /* page it in */
+    bw_pass(map, *len / 8, 1, MOE_READ_PLAIN); /* page it in */
     return map;
 }
 
 /* median (best = false) or highest (best = true) of reps reads of each kind:
- * anonymous memory with and without the prefetch, and the model's mapping
+ * anonymous memory with each prefetch (MOE_READ_*), and the model's mapping
  * (the engine's own, when the file is 1 MiB or more) likewise; *anon and
  * *file get each kind's figure */
 static double read_bandwidth(size_t bytes, const moe_model *m, int threads, int reps, bool best, double *anon_out,
@@ -256,7 +259,7 @@ static double read_bandwidth(size_t bytes, const moe_model *m, int threads, int 
 {
     threads = threads < 1 ? 1 : threads > 8 ? 8 : threads;
     double fig[2] = {0.0, 0.0};
-    double *gbs = malloc((size_t)reps * 2 * sizeof(double));
+    double *gbs = malloc((size_t)reps * MOE_READ_KINDS * sizeof(double));
     for (int kind = 0; kind < 2; kind++) {
         const uint64_t *p = NULL;
         size_t len = 0;
@@ -269,12 +272,11 @@ static double read_bandwidth(size_t bytes, const moe_model *m, int threads, int 
         } else {
             if (!(p = map_model(m, true, &len))) continue;
         }
-        for (int r = 0; r < reps; r++) {
-            gbs[2 * r] = bw_pass(p, len / 8, threads, false);
-            gbs[2 * r + 1] = bw_pass(p, len / 8, threads, true);
-        }
-        qsort(gbs, (size_t)reps * 2, sizeof(double), cmp_d);
-        fig[kind] = best ? gbs[reps * 2 - 1] : gbs[reps];
+        for (int r = 0; r < reps; r++)
+            for (int h = 0; h < MOE_READ_KINDS; h++) gbs[MOE_READ_KINDS * r + h] = bw_pass(p, len / 8, threads, h);
+        const size_t nr = (size_t)reps * MOE_READ_KINDS;
+        qsort(gbs, nr, sizeof(double), cmp_d);
+        fig[kind] = best ? gbs[nr - 1] : gbs[nr / 2];
         free(buf);
     }
     free(gbs);
@@ -283,15 +285,15 @@ static double read_bandwidth(size_t bytes, const moe_model *m, int threads, int 
     return fig[0] > fig[1] ? fig[0] : fig[1];
 }
 
-/* the best of two reads of the mapping, with and without the prefetch */
+/* the best of two reads of the mapping with each prefetch */
 static double map_bandwidth(const uint64_t *p, size_t len, int threads)
 {
     double best = 0.0;
-    for (int r = 0; r < 2; r++) {
-        const double a = bw_pass(p, len / 8, threads, false), b = bw_pass(p, len / 8, threads, true);
-        best = a > best ? a : best;
-        best = b > best ? b : best;
-    }
+    for (int r = 0; r < 2; r++)
+        for (int h = 0; h < MOE_READ_KINDS; h++) {
+            const double g = bw_pass(p, len / 8, threads, h);
+            best = g > best ? g : best;
+        }
     return best;
 }
 

@@ -5,14 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t moe_bench_read(const uint64_t *p, size_t n, bool prefetch)
+uint64_t moe_bench_read(const uint64_t *p, size_t n, int how)
 {
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    if (prefetch) {
+    if (how != MOE_READ_PLAIN) {
         for (size_t i = 0; i + 8 <= n; i += 8) {
-            /* 8 KiB ahead (an address, never dereferenced: a prefetch
-             * never faults, and past the end it is computed as an integer) */
+            /* addresses, never dereferenced: a prefetch never faults, and
+             * past the end it is computed as an integer */
             __builtin_prefetch((const void *)((uintptr_t)(p + i) + 8192), 0, 3);
+            if (how == MOE_READ_PF2) __builtin_prefetch((const void *)((uintptr_t)(p + i) + 24576), 0, 2);
             s0 += p[i] + p[i + 4];
             s1 += p[i + 1] + p[i + 5];
             s2 += p[i + 2] + p[i + 6];

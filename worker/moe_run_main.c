@@ -300,8 +300,9 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
     fprintf(stderr, "cache: %llu bytes in use (%lld tokens, blocks of %llu bytes)\n",
             (unsigned long long)o->st.cache_bytes_in_use, (long long)o->seq_len,
             (unsigned long long)o->st.cache_block_bytes);
-    fprintf(stderr, "kernels: %s%s, threads: %lld\n", moe_kern_name(o->kernels),
-            a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads);
+    fprintf(stderr, "kernels: %s%s, threads: %lld%s\n", moe_kern_name(o->kernels),
+            a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads,
+            moe_kern_l2_prefetch() ? ", L2 prefetch (MOE_L2_PREFETCH)" : "");
     if (a->repack)
         fprintf(stderr, "repacked: %d matrices, %.1f MiB (--repack)\n", o->n_rp, (double)o->rp_bytes / 1048576.0);
     if (a->mtp)

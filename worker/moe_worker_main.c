@@ -291,13 +291,15 @@ static int job_kernels(worker *w, const moe_kern_set **out)
     moe_err err;
     const uint64_t cpu = moe_kern_cpu_features();
     uint64_t mask = 0;
-    const int st = moe_kern_cpu_mask(cpu, getenv("MOE_KERNELS"), &mask, &err);
+    int st = moe_kern_check_env(&err);
+    if (st == MOE_OK) st = moe_kern_cpu_mask(cpu, getenv("MOE_KERNELS"), &mask, &err);
     if (agreed(w, st, false, &err)) return MOE_ERR;
     *out = moe_kern_best_in(moe_comm_allreduce_and_u64(w->c, mask));
     if (w->o.stats) {
         char line[256], has[64];
-        int n = snprintf(line, sizeof line, "rank %d: kernels %s (this rank offers %s; its CPU has %s)\n", w->me,
-                         moe_kern_name(*out), moe_kern_name(moe_kern_best_in(mask)), moe_kern_list(cpu, has, sizeof has));
+        int n = snprintf(line, sizeof line, "rank %d: kernels %s (this rank offers %s; its CPU has %s)%s\n", w->me,
+                         moe_kern_name(*out), moe_kern_name(moe_kern_best_in(mask)), moe_kern_list(cpu, has, sizeof has),
+                         moe_kern_l2_prefetch() ? ", L2 prefetch" : "");
         if (n >= (int)sizeof line) n = (int)sizeof line - 1;
         char *all = moe_comm_gather_bytes(w->c, line, n, NULL);
         if (w->me == 0) fputs(all, stderr);

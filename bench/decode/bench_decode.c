@@ -360,6 +360,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     printf("model %s\n", model);
     printf("file_bytes %llu\n", (unsigned long long)m->file_bytes);
     printf("kernels %s\n", moe_kern_name(kset));
+    printf("prefetch %s\n", moe_kern_l2_prefetch() ? "l1+l2" : "l1");
     printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, m, 2, 7, true, &a0, &f0) : 0.0;
@@ -493,7 +494,8 @@ int main(int argc, char **argv)
     printf("# bench-decode: %s\n", model);
     printf("model file %.1f MiB; resident after load %.1f MiB (process grew %.1f MiB; weights stay in the mapping)\n",
            m->file_bytes / 1048576.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
-    printf("kernels: %s; single-sequence rows are the best of %d runs\n", moe_kern_name(kset), reps);
+    printf("kernels: %s (prefetch %s); single-sequence rows are the best of %d runs\n", moe_kern_name(kset),
+           moe_kern_l2_prefetch() ? "into L1 and L2" : "into L1", reps);
     {
         FILE *la = fopen("/proc/loadavg", "r");
         char buf[128] = "?";

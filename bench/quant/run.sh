@@ -155,7 +155,7 @@ for t in "${tlist[@]}"; do
   if [ -n "$bpt" ]; then
     echo "## $(basename "$model") ($t): file $(awk -v b="$fb" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }')," \
          "$(awk -v b="$bpt" 'BEGIN { printf "%.1f MB", b / 1e6 }') read per decoded token;" \
-         "read bandwidth $bw GB/s (2 threads, the best of $runs rounds' reads, 14 a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels)"
+         "read bandwidth $bw GB/s (2 threads, the best of $runs rounds' reads, 14 a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels), prefetch $(moe_info "$out" prefetch)"
   else
     echo "## $(basename "$model") ($t)"
   fi

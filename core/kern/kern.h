@@ -169,6 +169,17 @@ int moe_kern_choose(const moe_kern_set **out, moe_err *err);
  * code with no error path whose result is the same in every set, such as
  * the Q8_0 encoder).  Cached after the first call. */
 const moe_kern_set *moe_kern_default(void);
+/* Whether the one-token products, besides prefetching each weight line
+ * 8 KiB ahead into L1, prefetch it 24 KiB ahead into L2 too (the avx512
+ * tiles always do).  Chosen at start from the CPU's vendor: on Intel yes,
+ * elsewhere no (docs/engine.md: on an Intel Xeon a read so prefetched ran
+ * 10% faster and the decode 5%; on an AMD EPYC the one-token Q8_0 dot lost
+ * 7% by it); MOE_L2_PREFETCH=1 or 0 overrides (moe_kern_choose refuses
+ * other values).  A prefetch never changes a result. */
+bool moe_kern_l2_prefetch(void);
+/* MOE_OK, or MOE_ERR with the message when MOE_L2_PREFETCH is set to
+ * something else than 1 or 0 (moe_kern_choose checks it too). */
+int moe_kern_check_env(moe_err *err);
 /* "reference, avx2, avx512": the sets a feature mask can run, into buf. */
 const char *moe_kern_list(uint64_t mask, char *buf, size_t size);
 

@@ -118,6 +118,16 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * either way. */
 #define KERN_INT8_SHORT_ROW 1024
 
+/* moe_kern_l2_prefetch(), as the kernels read it: set once before main
+ * (kern_select.c), read-only after */
+extern bool moe_kern_pf_l2;
+#define KERN_PF_L2_BYTES 24576
+/* the one-token kernels' second prefetch of the weight line at p */
+#define KERN_PF_L2(p)                                                                                    \
+    do {                                                                                                 \
+        if (moe_kern_pf_l2) _mm_prefetch((const char *)(p) + KERN_PF_L2_BYTES, _MM_HINT_T1);              \
+    } while (0)
+
 /* An activation block holding a NaN or an infinity quantizes, in every set,
  * to d = NaN (q8_0, q8_1: this fp16; q8_K: the float NAN), every q and
  * bsum 0, and (q8_1) s = NaN.  Every product it enters is then NaN (d_w·NaN

@@ -252,10 +252,43 @@ int moe_kern_cpu_mask(uint64_t cpu, const char *cap, uint64_t *mask, moe_err *er
     return MOE_OK;
 }
 
+/* MOE_L2_PREFETCH as 1 or 0; -1 unset, -2 anything else */
+static int pf_l2_env(void)
+{
+    const char *e = getenv("MOE_L2_PREFETCH");
+    if (!e) return -1;
+    return !strcmp(e, "1") ? 1 : !strcmp(e, "0") ? 0 : -2;
+}
+
+bool moe_kern_pf_l2;
+
+/* Before main, so that no product runs before the choice */
+__attribute__((constructor)) static void pf_l2_init(void)
+{
+    bool intel = false;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* GenuineIntel */
+#endif
+    const int e = pf_l2_env();
+    moe_kern_pf_l2 = e >= 0 ? e == 1 : intel;
+}
+
+bool moe_kern_l2_prefetch(void) { return moe_kern_pf_l2; }
+
+int moe_kern_check_env(moe_err *err)
+{
+    if (pf_l2_env() == -2)
+        return moe_err_set(err, "MOE_L2_PREFETCH=%.32s: the value is 1 (prefetch into L2 too) or 0",
+                           getenv("MOE_L2_PREFETCH"));
+    return MOE_OK;
+}
+
 int moe_kern_choose(const moe_kern_set **out, moe_err *err)
 {
     uint64_t mask;
     *out = NULL;
+    if (moe_kern_check_env(err)) return MOE_ERR;
     if (moe_kern_cpu_mask(moe_kern_cpu_features(), getenv("MOE_KERNELS"), &mask, err)) return MOE_ERR;
     *out = moe_kern_best_in(mask);
     return MOE_OK;

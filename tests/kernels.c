@@ -552,7 +552,8 @@ static void test_select(void)
     CHECK(moe_kern_for(moe_kern_reference(), 16) == NULL && !moe_kern_type_supported(16));
     CHECK(!moe_kern_type_supported(MOE_DT_Q8_K) && moe_kern_type_supported(MOE_DT_Q4_K));
     char buf[64];
-    printf("this CPU runs: %s\n", moe_kern_list(moe_kern_cpu_features(), buf, sizeof buf));
+    printf("this CPU runs: %s; one-token L2 prefetch %s\n", moe_kern_list(moe_kern_cpu_features(), buf, sizeof buf),
+           moe_kern_l2_prefetch() ? "on" : "off");
 }
 
 /* The quantized types on long rows (quant_kernels.c covers single fixture

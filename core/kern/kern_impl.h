@@ -110,7 +110,8 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
  * token too: a dot call per row of a few blocks costs more than the blocks
  * (per-head k_b rows of 128, the Q5_0 expert downs of 704; bench-kern's
  * short-row lines: 1.0-1.7x through the tile).  The avx512 set's Q8_0
- * takes the dot from 512 bytes (TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its
+ * takes the dot from 512 bytes where the L2 prefetch is off (not Intel;
+ * TILE_SHORT_ROW_q8_0, kern_simd_q.inc), its
  * expert downs of 704 included: in cache its tile is faster there too,
  * but from memory it is not.  Longer rows of Q4_0, Q4_1, Q5_0, Q5_1 and
  * IQ4_NL take the 1-row tile on the packed token in avx512 (TILE_LONG1_*), and Q4_0

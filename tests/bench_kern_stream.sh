@@ -24,4 +24,9 @@ for bad in "--stream --mb 0" "--stream --threads 0" "--mb 8" "--stream --only q9
   set -e
   [ $rc = 2 ] || fail "'$bad' exited $rc, not 2"
 done
+set +e
+MOE_L2_PREFETCH=maybe "$BK" --stream --quick > /dev/null 2>&1
+rc=$?
+set -e
+[ $rc = 2 ] || fail "MOE_L2_PREFETCH=maybe exited $rc, not 2"
 echo "bench-kern --stream: ok"

@@ -664,10 +664,10 @@ static void test_quant_rows(const moe_kern_set *k, const moe_kern_set *b)
 
 /* The tiled products (register tiles of rows × tokens, e.g. avx512's
  * int8 4 × 4 tile) against the per-row dot, bit for bit, for every
- * quantized weight type: 10 rows taken as [0, 1) and [1, 10) (tiles that
+ * quantized weight type: 14 rows taken as [0, 1) and [1, 14) (tiles that
  * do not start at row 0, a row left over), 17 tokens at once (4 full token
  * quads and a single), 2 and 3 at once, against each token alone (n = 1)
- * and against the single int8 dot (one token also on rows [1, 10): row
+ * and against the single int8 dot (one token also on rows [1, 14): row
  * pairs, and the 8, 4 or 2 rows a group of rows of 1-4 super-blocks
  * takes, starting on an odd row, and a last row alone); lengths of 1, 3 (odd: a last block
  * alone), 67, 1025, 513 and 22 blocks (the q8_0 and q8_1 dot types), 1 to 4, 11
@@ -690,13 +690,20 @@ static void test_tiles(const moe_kern_set *k)
         /* 16416: 2 or 3 tokens' pairs exceed it (the 4 × 4 tile, a token at a time); one
          * token's exceeds avx2's pack (513 blocks > 256) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
-        /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot (avx512: over 512) */
+        /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot in avx512 where
+         * the L2 prefetch is off (over 512 bytes), else through the tile (kernels_other_prefetch
+         * runs the other) */
         /* 24832: 97 super-blocks, over the bound of avx512's one-token activation copy (kz_xperm) */
-        const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704}, lens256[] = {256, 512, 768, 1024, 2816, 24832};
+        /* 128 and 256: 2 and 4 block pairs, one token 8 rows to a call (avx512's tile8x1;
+         * 32 and 96 too, with a lone last block) */
+        const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704, 128, 256};
+        const int64_t lens256[] = {256, 512, 768, 1024, 2816, 24832};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
-        const size_t nlen = 6;
+        const size_t nlen = dt == MOE_DT_Q8_K ? sizeof lens256 / sizeof *lens256 : sizeof lens32 / sizeof *lens32;
         for (size_t li = 0; li < nlen; li++) {
-            const int64_t cols = lens[li], rows = 10, ntok = 17, ab = moe_kern_act_block(dt);
+            /* 14 rows: from row 0 an 8-row call, a quad and 2 rows through the dot; from
+             * row 1 an 8-row call, a quad and 1 */
+            const int64_t cols = lens[li], rows = 14, ntok = 17, ab = moe_kern_act_block(dt);
             uint64_t rb;
             CHECK(moe_dtype_bytes(t, (uint64_t)cols, &rb));
             char *data = malloc((size_t)(rb * rows));
@@ -741,7 +748,7 @@ static void test_tiles(const moe_kern_set *k)
             const size_t xrow = moe_kern_act_row_bytes(dt, cols);
             const int64_t xs = (int64_t)(xrow / moe_kern_act_row_bytes(dt, ab));
             char *xq = malloc(xrow * (size_t)ntok);
-            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[10], y1o[10];
+            float *x = malloc((size_t)cols * 4), *y = malloc((size_t)(ntok * rows) * 4), y1[14], y1o[14];
             for (int64_t n = 0; n < ntok; n++) {
                 for (int64_t i = 0; i < cols; i++) x[i] = n == ntok - 1 ? 1.0f : frand() * (n % 3 ? 1.0f : 40.0f);
                 moe_kern_quantize_act(k, dt, x, xq + n * xrow, cols);
@@ -749,7 +756,7 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, ntok, y, rows);
             moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, ntok, y, rows);
             /* and in batches of 2 and 3 (avx512: 1-row tiles), tokens 0-1 (rows [0, 1)
-             * and [1, 10)) and 2-4; and 11 tokens, 5-15 (8 or two quads, then 3 left) */
+             * and [1, 14)) and 2-4; and 11 tokens, 5-15 (8 or two quads, then 3 left) */
             float *y23 = malloc((size_t)(ntok * rows) * 4), *y11 = malloc((size_t)(11 * rows) * 4);
             moe_kern_matmul_rows_int8(k, &m, 0, 1, xq, xs, 2, y23, rows);
             moe_kern_matmul_rows_int8(k, &m, 1, rows, xq, xs, 2, y23, rows);
@@ -758,7 +765,7 @@ static void test_tiles(const moe_kern_set *k)
             moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + 5 * xrow, xs, 11, y11, rows);
             for (int64_t n = 0; n < ntok; n++) {
                 moe_kern_matmul_rows_int8(k, &m, 0, rows, xq + n * xrow, xs, 1, y1, rows);
-                /* one token on rows [1, 10): the K-quants pair the rows (or group 8,
+                /* one token on rows [1, 14): the K-quants pair the rows (or group 8,
                  * 4 or 2 short ones), here from an odd row, and the last row alone */
                 y1o[0] = y1[0];
                 moe_kern_matmul_rows_int8(k, &m, 1, rows, xq + n * xrow, xs, 1, y1o, rows);

@@ -461,7 +461,8 @@ int main(int argc, char **argv)
     }
     uint64_t mask;
     moe_err err;
-    if (moe_kern_cpu_mask(moe_kern_cpu_features(), moe_kern_name(k), &mask, &err) != MOE_OK) {
+    if (moe_kern_check_env(&err) != MOE_OK ||
+        moe_kern_cpu_mask(moe_kern_cpu_features(), moe_kern_name(k), &mask, &err) != MOE_OK) {
         fprintf(stderr, "bench-kern: %s\n", err.msg);
         return 2;
     }

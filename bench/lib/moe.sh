@@ -22,7 +22,7 @@
 #        llama.cpp's of the same round, "%.2fx" (the machine's speed drifts
 #        over a run: each round's pair ran minutes apart at most); a round
 #        where either side has no number is left out; "-" when none is left
-#   moe_info OUT kernels|bytes_per_token|bandwidth_gbs|file_bytes
+#   moe_info OUT kernels|prefetch|bytes_per_token|bandwidth_gbs|file_bytes
 #        one value bench-decode printed, or nothing
 #   moe_best_bandwidth OUT
 #        the highest bandwidth_gbs line in OUT (several runs' outputs

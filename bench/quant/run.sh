@@ -17,7 +17,7 @@
 # repacked copy, docs/engine.md "Repacked layouts"), the file's
 # bytes read per decoded token and the bandwidth roofline (the machine's
 # 2-thread read bandwidth, the best of all rounds' reads, 14 by bench-decode
-# a round) with decode as a fraction of it; single-sequence decode over
+# a round, each without a prefetch and with each of the kernels' two) with decode as a fraction of it; single-sequence decode over
 # llama.cpp's also as the median of the rounds' own ratios, and against the
 # bandwidth of its own moment (the median over the runs of bytes read per second over
 # the read bandwidth bench-decode measured around that run: the shared
@@ -155,7 +155,7 @@ for t in "${tlist[@]}"; do
   if [ -n "$bpt" ]; then
     echo "## $(basename "$model") ($t): file $(awk -v b="$fb" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }')," \
          "$(awk -v b="$bpt" 'BEGIN { printf "%.1f MB", b / 1e6 }') read per decoded token;" \
-         "read bandwidth $bw GB/s (2 threads, the best of $runs rounds' reads, 14 a round) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels), prefetch $(moe_info "$out" prefetch)"
+         "read bandwidth $bw GB/s (2 threads, the best of $runs rounds' reads, 14 a round, each read 3 ways) -> roofline $roof tok/s; moe kernels: $(moe_info "$out" kernels), prefetch $(moe_info "$out" prefetch)"
   else
     echo "## $(basename "$model") ($t)"
   fi

@@ -241,7 +241,7 @@ fi
 echo "## $(basename "$model"): file $(awk -v b="$(moe_info "$tmp/moe" file_bytes)" 'BEGIN { if (b >= 1e8) printf "%.2f GB", b / 1e9; else printf "%.2f MB", b / 1e6 }');" \
      "$ne routed experts, $nu used; moe kernels: $(moe_info "$tmp/moe" kernels) (engine)$( [ $with_job = 1 ] &&
      [ ${#jerr[@]} -gt 0 ] && echo ", $(job_kernels "${jerr[0]}") (worker job)")"
-echo "decode roofline: read bandwidth ${bw:-?} GB/s (2 threads, best of 14 reads a round) over the bytes of a step:" \
+echo "decode roofline: read bandwidth ${bw:-?} GB/s (2 threads, best of 14 reads a round, each read 3 ways) over the bytes of a step:" \
      "$(awk -v b="$bpt" 'BEGIN { printf "%.1f", b / 1e6 }') MB at 1 sequence," \
      "$(mb 4 1 "$d4") at 4, $(mb 16 1 "$d16") at 16, $(mb 16 2 "$d16") at 16 on 2 ranks; $distinct"
 echo "prefill roofline: compute peak (bench-peak, $(sed -n 's/^kernels //p' "$tmp/peak")): int8 ${pk_i:-?} GOPS" \

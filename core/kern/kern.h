@@ -173,7 +173,7 @@ const moe_kern_set *moe_kern_default(void);
  * 8 KiB ahead into L1, prefetch it 24 KiB ahead into L2 too (the avx512
  * tiles always do).  Chosen at start from the CPU's vendor: on Intel yes,
  * elsewhere no (docs/engine.md: on an Intel Xeon a read so prefetched ran
- * 10% faster and the decode 5%; on an AMD EPYC the one-token Q8_0 dot lost
+ * 10% faster and the decode 6%; on an AMD EPYC the one-token Q8_0 dot lost
  * 7% by it); MOE_L2_PREFETCH=1 or 0 overrides (moe_kern_choose refuses
  * other values).  A prefetch never changes a result. */
 bool moe_kern_l2_prefetch(void);

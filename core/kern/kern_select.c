@@ -261,6 +261,7 @@ static int pf_l2_env(void)
 }
 
 bool moe_kern_pf_l2;
+static int pf_l2_env_at_start = -1; /* pf_l2_env() when the policy was set */
 
 /* Before main, so that no product runs before the choice */
 __attribute__((constructor)) static void pf_l2_init(void)
@@ -271,6 +272,7 @@ __attribute__((constructor)) static void pf_l2_init(void)
     if (__get_cpuid(0, &a, &b, &c, &d)) intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* GenuineIntel */
 #endif
     const int e = pf_l2_env();
+    pf_l2_env_at_start = e;
     moe_kern_pf_l2 = e >= 0 ? e == 1 : intel;
 }
 
@@ -278,9 +280,11 @@ bool moe_kern_l2_prefetch(void) { return moe_kern_pf_l2; }
 
 int moe_kern_check_env(moe_err *err)
 {
-    if (pf_l2_env() == -2)
-        return moe_err_set(err, "MOE_L2_PREFETCH=%.32s: the value is 1 (prefetch into L2 too) or 0",
-                           getenv("MOE_L2_PREFETCH"));
+    /* the value the policy was set from (a later setenv changes nothing) */
+    if (pf_l2_env_at_start == -2) {
+        const char *e = getenv("MOE_L2_PREFETCH");
+        return moe_err_set(err, "MOE_L2_PREFETCH=%.32s: the value is 1 (prefetch into L2 too) or 0", e ? e : "?");
+    }
     return MOE_OK;
 }
 

@@ -691,8 +691,8 @@ static void test_tiles(const moe_kern_set *k)
          * token's exceeds avx2's pack (513 blocks > 256) */
         /* 512 .. 1024: 2 .. 4 super-blocks, the one-token rows packed 4 or 2 to a group */
         /* 704 (Q8_0): rows of 748 bytes, which one token reads through the dot in avx512 where
-         * the L2 prefetch is off (over 512 bytes), else through the tile (kernels_other_prefetch
-         * runs the other) */
+         * the L2 prefetch is off (over 512 bytes), else through the tile (kernels_both_prefetch
+         * runs both) */
         /* 24832: 97 super-blocks, over the bound of avx512's one-token activation copy (kz_xperm) */
         /* 128 and 256: 2 and 4 block pairs, one token 8 rows to a call (avx512's tile8x1;
          * 32 and 96 too, with a lone last block) */

@@ -28,7 +28,7 @@
  * them batched.  After one warm-up run, each of --reps runs prints one line
  *   case act=float threads=2 seqs=1 prompt=128 gen=0 rep=1 prefill_tps=X decode_tps=Y
  * (decode_tps is 0 when GEN is 0), preceded by "model", "file_bytes",
- * "kernels", "prefetch" (l1, or l1+l2: moe_kern_l2_prefetch) and
+ * "kernels", "prefetch" (none, l1 or l1+l2: moe_kern_prefetch_name) and
  * "bytes_per_token" lines; with --bandwidth, a last
  * "bandwidth_gbs" line: the 2-thread read bandwidth, the best of 7 reads
  * (of 1 GiB of anonymous memory and of the model's mapping, each without
@@ -367,7 +367,7 @@ static int run_cases(const char *model, const bench_case *cases, int n_cases, in
     printf("model %s\n", model);
     printf("file_bytes %llu\n", (unsigned long long)m->file_bytes);
     printf("kernels %s\n", moe_kern_name(kset));
-    printf("prefetch %s\n", moe_kern_l2_prefetch() ? "l1+l2" : "l1");
+    printf("prefetch %s\n", moe_kern_prefetch_name(kset));
     printf("bytes_per_token %llu\n", (unsigned long long)moe_model_bytes_per_token(m));
     double a0 = 0.0, f0 = 0.0, a1 = 0.0, f1 = 0.0;
     const double bw0 = bandwidth ? read_bandwidth((size_t)1 << 30, m, 2, 7, true, &a0, &f0) : 0.0;
@@ -502,7 +502,7 @@ int main(int argc, char **argv)
     printf("model file %.1f MiB; resident after load %.1f MiB (process grew %.1f MiB; weights stay in the mapping)\n",
            m->file_bytes / 1048576.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
     printf("kernels: %s (prefetch %s); single-sequence rows are the best of %d runs\n", moe_kern_name(kset),
-           moe_kern_l2_prefetch() ? "into L1 and L2" : "into L1", reps);
+           moe_kern_prefetch_name(kset), reps);
     {
         FILE *la = fopen("/proc/loadavg", "r");
         char buf[128] = "?";

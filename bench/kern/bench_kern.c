@@ -470,7 +470,7 @@ int main(int argc, char **argv)
         const long llc = llc_mib();
         if (!mib) mib = llc > 80 ? (int)(llc > 32768 ? 65536 : 2 * llc) : 160;
         printf("kernels %s (prefetch %s), one token, medians of %d; %d MiB a class (last-level cache ",
-               moe_kern_name(k), moe_kern_l2_prefetch() ? "l1+l2" : "l1", quick ? 1 : reps, quick ? 2 : mib);
+               moe_kern_name(k), moe_kern_prefetch_name(k), quick ? 1 : reps, quick ? 2 : mib);
         if (llc > 0) printf("%ld MiB)\n", llc);
         else printf("size not known)\n");
         return stream_all(k, only, quick ? 2 : mib, threads, quick ? 1 : reps, quick ? 2 : 32);

@@ -177,6 +177,9 @@ const moe_kern_set *moe_kern_default(void);
  * 7% by it); MOE_L2_PREFETCH=1 or 0 overrides (moe_kern_choose refuses
  * other values).  A prefetch never changes a result. */
 bool moe_kern_l2_prefetch(void);
+/* What set k's products prefetch, as the tools print it: "none" (the
+ * reference set), "l1" or "l1+l2" (moe_kern_l2_prefetch) */
+const char *moe_kern_prefetch_name(const moe_kern_set *k);
 /* MOE_OK, or MOE_ERR with the message when MOE_L2_PREFETCH is set to
  * something else than 1 or 0 (moe_kern_choose checks it too). */
 int moe_kern_check_env(moe_err *err);

@@ -278,6 +278,11 @@ __attribute__((constructor)) static void pf_l2_init(void)
 
 bool moe_kern_l2_prefetch(void) { return moe_kern_pf_l2; }
 
+const char *moe_kern_prefetch_name(const moe_kern_set *k)
+{
+    return k == moe_kern_reference() ? "none" : moe_kern_pf_l2 ? "l1+l2" : "l1";
+}
+
 int moe_kern_check_env(moe_err *err)
 {
     /* the value the policy was set from (a later setenv changes nothing) */

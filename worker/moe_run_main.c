@@ -302,7 +302,7 @@ static void print_stats(const run_args *a, const run_out *o, int n_prefill)
             (unsigned long long)o->st.cache_block_bytes);
     fprintf(stderr, "kernels: %s%s, threads: %lld%s\n", moe_kern_name(o->kernels),
             a->exact ? " + float activations (--exact)" : " + int8 activations", (long long)a->threads,
-            moe_kern_l2_prefetch() && o->kernels != moe_kern_reference() ? ", L2 prefetch (MOE_L2_PREFETCH)" : "");
+            moe_kern_set_l2_prefetch(o->kernels) ? ", L2 prefetch (MOE_L2_PREFETCH)" : "");
     if (a->repack)
         fprintf(stderr, "repacked: %d matrices, %.1f MiB (--repack)\n", o->n_rp, (double)o->rp_bytes / 1048576.0);
     if (a->mtp)

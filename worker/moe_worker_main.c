@@ -299,7 +299,7 @@ static int job_kernels(worker *w, const moe_kern_set **out)
         char line[256], has[64];
         int n = snprintf(line, sizeof line, "rank %d: kernels %s (this rank offers %s; its CPU has %s)%s\n", w->me,
                          moe_kern_name(*out), moe_kern_name(moe_kern_best_in(mask)), moe_kern_list(cpu, has, sizeof has),
-                         moe_kern_l2_prefetch() && *out != moe_kern_reference() ? ", L2 prefetch" : "");
+                         moe_kern_set_l2_prefetch(*out) ? ", L2 prefetch" : "");
         if (n >= (int)sizeof line) n = (int)sizeof line - 1;
         char *all = moe_comm_gather_bytes(w->c, line, n, NULL);
         if (w->me == 0) fputs(all, stderr);

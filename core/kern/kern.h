@@ -177,8 +177,11 @@ const moe_kern_set *moe_kern_default(void);
  * 7% by it); MOE_L2_PREFETCH=1 or 0 overrides (moe_kern_choose refuses
  * other values).  A prefetch never changes a result. */
 bool moe_kern_l2_prefetch(void);
+/* Whether set k's one-token products prefetch into L2 too: the policy
+ * above, for any set but the reference one (which prefetches nothing) */
+bool moe_kern_set_l2_prefetch(const moe_kern_set *k);
 /* What set k's products prefetch, as the tools print it: "none" (the
- * reference set), "l1" or "l1+l2" (moe_kern_l2_prefetch) */
+ * reference set), "l1" or "l1+l2" (moe_kern_set_l2_prefetch) */
 const char *moe_kern_prefetch_name(const moe_kern_set *k);
 /* MOE_OK, or MOE_ERR with the message when MOE_L2_PREFETCH is set to
  * something else than 1 or 0 (moe_kern_choose checks it too). */

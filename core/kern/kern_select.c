@@ -278,9 +278,11 @@ __attribute__((constructor)) static void pf_l2_init(void)
 
 bool moe_kern_l2_prefetch(void) { return moe_kern_pf_l2; }
 
+bool moe_kern_set_l2_prefetch(const moe_kern_set *k) { return moe_kern_pf_l2 && k != moe_kern_reference(); }
+
 const char *moe_kern_prefetch_name(const moe_kern_set *k)
 {
-    return k == moe_kern_reference() ? "none" : moe_kern_pf_l2 ? "l1+l2" : "l1";
+    return k == moe_kern_reference() ? "none" : moe_kern_set_l2_prefetch(k) ? "l1+l2" : "l1";
 }
 
 int moe_kern_check_env(moe_err *err)

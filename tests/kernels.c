@@ -697,7 +697,9 @@ static void test_tiles(const moe_kern_set *k)
         /* 128 and 256: 2 and 4 block pairs, one token 8 rows to a call (avx512's tile8x1;
          * 32 and 96 too, with a lone last block) */
         const int64_t lens32[] = {32, 96, 2144, 32800, 16416, 704, 128, 256};
-        const int64_t lens256[] = {256, 512, 768, 1024, 2816, 24832};
+        /* 1536 and 2560: a row's last group of 6 or 2 super-blocks, which avx512's one-token
+         * K-quant dots take in pairs (V3's q_b rows are 1536) */
+        const int64_t lens256[] = {256, 512, 768, 1024, 2816, 24832, 1536, 2560};
         const int64_t *lens = dt == MOE_DT_Q8_K ? lens256 : lens32;
         const size_t nlen = dt == MOE_DT_Q8_K ? sizeof lens256 / sizeof *lens256 : sizeof lens32 / sizeof *lens32;
         for (size_t li = 0; li < nlen; li++) {

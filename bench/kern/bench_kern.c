@@ -496,7 +496,8 @@ int main(int argc, char **argv)
      * IQ4_NL a V2-Lite Q2_K/Q3_K or IQ4_XS file falls back to), which take
      * the set's tile (rows of at most 1 KiB), and the Q5_1 rows of 1408
      * (1056 bytes) of a V2-Lite Q5_K_M, which avx512 takes through its
-     * 1-row tile; v_b (16 × 128 rows of 512) in the K-quants */
+     * 1-row tile; v_b (16 × 128 rows of 512) in the K-quants, and V3's and
+ * R1's q_b (rows of 1536: 6 super-blocks, a group short of 8) */
     static const struct {
         uint32_t type;
         const char *name;
@@ -504,7 +505,8 @@ int main(int argc, char **argv)
     } shorts[] = {{MOE_DT_Q5_0, "q5_0", 8192, 128},  {MOE_DT_Q8_0, "q8_0", 8192, 128}, {MOE_DT_Q4_K, "q4_K", 2048, 512},
                   {MOE_DT_Q6_K, "q6_K", 2048, 512},  {MOE_DT_Q5_0, "q5_0", 2048, 704}, {MOE_DT_Q8_0, "q8_0", 2048, 704},
                   {MOE_DT_Q5_1, "q5_1", 2048, 704},  {MOE_DT_Q5_1, "q5_1", 2048, 1408},
-                  {MOE_DT_Q4_0, "q4_0", 2048, 1408}, {MOE_DT_IQ4_NL, "iq4_nl", 2048, 1408}};
+                  {MOE_DT_Q4_0, "q4_0", 2048, 1408}, {MOE_DT_IQ4_NL, "iq4_nl", 2048, 1408},
+                  {MOE_DT_Q4_K, "q4_K", 1024, 1536}};
     for (size_t i = 0; i < sizeof shorts / sizeof shorts[0]; i++)
         if (ONLY(shorts[i].name))
             bad |= quick ? run(k, shorts[i].type, shorts[i].name, 8, shorts[i].cols, 1, 1)

@@ -1,6 +1,8 @@
 /* readbw.c — see readbw.h */
 #include "readbw.h"
 
+#include "kern/kern.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,8 @@ uint64_t moe_bench_read(const uint64_t *p, size_t n, int how)
         for (size_t i = 0; i + 8 <= n; i += 8) {
             /* addresses, never dereferenced: a prefetch never faults, and
              * past the end it is computed as an integer */
-            __builtin_prefetch((const void *)((uintptr_t)(p + i) + 8192), 0, 3);
-            if (how == MOE_READ_PF2) __builtin_prefetch((const void *)((uintptr_t)(p + i) + 24576), 0, 2);
+            __builtin_prefetch((const void *)((uintptr_t)(p + i) + MOE_KERN_PF_L1_BYTES), 0, 3);
+            if (how == MOE_READ_PF2) __builtin_prefetch((const void *)((uintptr_t)(p + i) + MOE_KERN_PF_L2_BYTES), 0, 2);
             s0 += p[i] + p[i + 4];
             s1 += p[i + 1] + p[i + 5];
             s2 += p[i + 2] + p[i + 6];

@@ -169,6 +169,13 @@ int moe_kern_choose(const moe_kern_set **out, moe_err *err);
  * code with no error path whose result is the same in every set, such as
  * the Q8_0 encoder).  Cached after the first call. */
 const moe_kern_set *moe_kern_default(void);
+/* How far ahead the products prefetch each weight line: into L1, and
+ * into L2 (the one-token products where moe_kern_l2_prefetch says so, the
+ * avx512 tiles always).  bench/lib/readbw.c's prefetching reads take the
+ * same distances. */
+#define MOE_KERN_PF_L1_BYTES 8192
+#define MOE_KERN_PF_L2_BYTES 24576
+
 /* Whether the one-token products, besides prefetching each weight line
  * 8 KiB ahead into L1, prefetch it 24 KiB ahead into L2 too (the avx512
  * tiles always do).  Chosen at start from the CPU's vendor: on Intel yes,

@@ -122,7 +122,7 @@ void moe_kern_ref_matmul_int8_rp(const moe_mat *m, int64_t r0, int64_t r1, const
 /* moe_kern_l2_prefetch(), as the kernels read it: set once before main
  * (kern_select.c), read-only after */
 extern bool moe_kern_pf_l2;
-#define KERN_PF_L2_BYTES 24576 /* and the avx512 tiles' L2 prefetch, always (kern_simd_q.inc) */
+#define KERN_PF_L2_BYTES MOE_KERN_PF_L2_BYTES /* and the avx512 tiles' L2 prefetch, always (kern_simd_q.inc) */
 /* the one-token kernels' second prefetch of the weight line at p */
 #define KERN_PF_L2(p)                                                                                    \
     do {                                                                                                 \

@@ -40,6 +40,7 @@ struct moe_super {
     double next_start;        /* WAITING: when */
     double started;           /* STARTING: since when */
     int unready;              /* deaths before ready, in a row */
+    double ready_in;          /* how long the first job this supervisor started took to be ready (0: none yet) */
     int64_t starts;
     double last_death, last_recovery;
     pid_t watch[64];          /* RUNNING: the job's processes when it became ready */
@@ -239,6 +240,10 @@ static void kill_job(moe_super *s)
 {
     if (s->pid <= 0) return;
     const pid_t sid = s->pid;
+    /* the launcher itself first: killed right after its fork, it may not
+     * have called setsid yet, and then neither its group nor its session
+     * exists (tests/supervisor_test.c: a `sleep` that outlived its kill) */
+    kill(sid, SIGKILL);
     kill(-sid, SIGKILL); /* the launcher's group, then everyone else in the session */
     int left = session_signal(sid, SIGKILL, NULL, 0);
     /* bounded wait until the session is empty (SIGKILL cannot be caught;
@@ -389,9 +394,16 @@ bool moe_super_tick(moe_super *s, double now, char *why, size_t why_len)
                 return true;
             }
     }
-    if (s->state == MOE_SUPER_STARTING && now - s->started > s->cfg.start_timeout_s) {
-        snprintf(why, why_len, "the worker job was not ready after %.0f s", s->cfg.start_timeout_s);
-        return true;
+    if (s->state == MOE_SUPER_STARTING) {
+        const double limit = moe_super_start_limit(&s->cfg, s->ready_in);
+        if (now - s->started > limit) {
+            if (limit < s->cfg.start_timeout_s)
+                snprintf(why, why_len, "the worker job was not ready after %.0f s (%g times the %.1f s the first one took, "
+                         "at least %g s)", limit, MOE_SUPER_RESTART_FACTOR, s->ready_in, MOE_SUPER_RESTART_MIN_S);
+            else
+                snprintf(why, why_len, "the worker job was not ready after %.0f s", limit);
+            return true;
+        }
     }
     if (s->state == MOE_SUPER_WAITING && now >= s->next_start && !(s->starts == 0 && adopt(s, now))) start(s, now);
     return false;
@@ -402,6 +414,7 @@ void moe_super_ready(moe_super *s, double now)
     if (s->state != MOE_SUPER_STARTING) return;
     s->state = MOE_SUPER_RUNNING;
     s->unready = 0;
+    if (s->ready_in <= 0 && !s->adopted) s->ready_in = now - s->started > 0 ? now - s->started : 1e-3;
     /* its processes now (every rank has said hello): watched from here on */
     const int n = s->pid > 0 ? session_signal(s->pid, 0, s->watch, (int)(sizeof s->watch / sizeof s->watch[0])) : 0;
     s->n_watch = n < (int)(sizeof s->watch / sizeof s->watch[0]) ? n : (int)(sizeof s->watch / sizeof s->watch[0]);
@@ -435,6 +448,14 @@ void moe_super_job_dead(moe_super *s, const char *why, double now)
     s->next_start = now + delay;
     moe_log(MOE_LOG_ERROR, "supervisor: %s; every process of that job killed, restarting it in %.2f s%s", why, delay,
             was_ready ? "" : " (it had not become ready)");
+}
+
+double moe_super_start_limit(const moe_super_cfg *cfg, double ready_in)
+{
+    if (!(ready_in > 0)) return cfg->start_timeout_s;
+    double limit = MOE_SUPER_RESTART_FACTOR * ready_in;
+    if (limit < MOE_SUPER_RESTART_MIN_S) limit = MOE_SUPER_RESTART_MIN_S;
+    return limit < cfg->start_timeout_s ? limit : cfg->start_timeout_s;
 }
 
 moe_super_state moe_super_get_state(const moe_super *s) { return s->state; }

@@ -36,7 +36,7 @@ typedef struct moe_super_cfg {
     int max_unready;          /* deaths before ready in a row that stop the restarts (>= 1) */
     double backoff_min_s;     /* the first restart's delay; doubles per death before ready */
     double backoff_max_s;
-    double start_timeout_s;   /* a job not ready after this long is dead */
+    double start_timeout_s;   /* a job not ready after this long is dead (a restart: moe_super_start_limit) */
     const char *job_file;     /* names the live job, so that a new coordinator adopts it; NULL: none */
 } moe_super_cfg;
 
@@ -61,6 +61,18 @@ void moe_super_ready(moe_super *s, double now);
 /* The job is dead (why is logged): every process of its session is killed,
  * and a restart is scheduled (or, in a crash loop, the supervisor fails). */
 void moe_super_job_dead(moe_super *s, const char *why, double now);
+
+/* How long a start may take to be ready before the job is dead: the start
+ * timeout, or once a job this supervisor started was ready (in ready_in
+ * seconds), MOE_SUPER_RESTART_FACTOR times that, at least
+ * MOE_SUPER_RESTART_MIN_S (and at most the start timeout).  A restart
+ * that hangs (say, Open MPI's wire-up on a host whose link was still down
+ * when it started, which warns "may hang or fail") is then killed and
+ * started again within about that long, not after the whole start timeout
+ * sized for a first load of the model. */
+#define MOE_SUPER_RESTART_FACTOR 4.0
+#define MOE_SUPER_RESTART_MIN_S 30.0
+double moe_super_start_limit(const moe_super_cfg *cfg, double ready_in);
 
 moe_super_state moe_super_get_state(const moe_super *s);
 /* The reason of a failure (crash loop), or NULL. */

@@ -497,7 +497,7 @@ int main(int argc, char **argv)
      * the set's tile (rows of at most 1 KiB), and the Q5_1 rows of 1408
      * (1056 bytes) of a V2-Lite Q5_K_M, which avx512 takes through its
      * 1-row tile; v_b (16 × 128 rows of 512) in the K-quants, and V3's and
- * R1's q_b (rows of 1536: 6 super-blocks, a group short of 8) */
+     * R1's q_b (rows of 1536: 6 super-blocks, a group short of 8) */
     static const struct {
         uint32_t type;
         const char *name;
